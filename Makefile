@@ -1,0 +1,138 @@
+# IDunno build. `make` builds bin/idunnod and bin/idunno; `make test` runs every
+# test tier (unit, unit under ASan+UBSan, cluster, network namespaces).
+#
+# Layout: every src/<layer>/*.c goes into one library, except the two program
+# mains (src/node/main.c, src/cli/main.c). tests/unit/test_<x>.c becomes the unit
+# test binary test_<x>; fuzz/fuzz_<x>.c becomes a libFuzzer target.
+
+BUILD   ?= build
+ifeq ($(origin CC),default)
+  CC := gcc
+endif
+SAN     ?=
+OPT     ?= -O2
+
+# ONNX Runtime: ORT_ROOT (an official release), else a system libonnxruntime-dev,
+# else what scripts/install-deps.sh put under .deps/onnxruntime.
+ifneq ($(ORT_ROOT),)
+  ORT_INC := $(ORT_ROOT)/include
+  ORT_LIB := $(ORT_ROOT)/lib
+else ifneq ($(wildcard /usr/include/onnxruntime/onnxruntime_c_api.h),)
+  ORT_INC := /usr/include/onnxruntime
+  ORT_LIB :=
+else
+  ORT_INC := $(CURDIR)/.deps/onnxruntime/include
+  ORT_LIB := $(CURDIR)/.deps/onnxruntime/lib
+endif
+
+WARN     := -Wall -Wextra -Wshadow -Werror -Wno-missing-field-initializers
+CPPFLAGS += -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -I$(ORT_INC)
+CFLAGS   += -std=gnu11 $(OPT) -g -fno-omit-frame-pointer $(WARN) -MMD -MP -pthread
+comma    := ,
+LDFLAGS  += -pthread $(if $(ORT_LIB),-L$(ORT_LIB) -Wl$(comma)-rpath$(comma)$(ORT_LIB))
+LDLIBS   += -lraft -luv -lprotobuf-c -lmicrohttpd -lturbojpeg -lpng -lonnxruntime -lm
+
+ifeq ($(SAN),1)
+  CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+PROTO      := proto/idunno.proto
+GEN_C      := $(BUILD)/gen/idunno.pb-c.c
+GEN_H      := $(BUILD)/gen/idunno.pb-c.h
+MAINS      := src/node/main.c src/cli/main.c
+LIB_SRC    := $(filter-out $(MAINS),$(wildcard src/*/*.c))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/idunno.pb-c.o
+LIB        := $(BUILD)/libidunno.a
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_LIB_SRC := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+UNIT_LIB_OBJ := $(UNIT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
+DAEMON     := $(BUILD)/bin/idunnod
+CLIENT     := $(BUILD)/bin/idunno
+
+.PHONY: all deps test unit unit-asan cluster-test netns-test fuzz fuzz-run models data demo \
+        bench clean format
+
+all: $(DAEMON) $(CLIENT) bin/idunnod bin/idunno
+
+bin/%: $(BUILD)/bin/%
+	@mkdir -p bin
+	ln -sf ../$< $@
+
+deps:
+	scripts/install-deps.sh
+
+$(GEN_C) $(GEN_H): $(PROTO)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $(PROTO)
+
+# Every object may include the generated header.
+$(LIB_OBJ) $(UNIT_LIB_OBJ) $(BUILD)/obj/src/node/main.o $(BUILD)/obj/src/cli/main.o: $(GEN_H)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/gen/idunno.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out -Werror -Wshadow,$(CFLAGS)) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(DAEMON): $(BUILD)/obj/src/node/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(CLIENT): $(BUILD)/obj/src/cli/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+
+unit: $(UNIT_BIN)
+	tests/run-unit.sh $(BUILD)/tests
+
+unit-asan:
+	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 unit-bins
+	TIER=unit-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  tests/run-unit.sh build-asan/tests
+
+.PHONY: unit-bins
+unit-bins: $(UNIT_BIN)
+
+cluster-test: all
+	tests/run-scripts.sh tests/cluster
+
+netns-test: all
+	tests/run-scripts.sh tests/netns
+
+# The whole suite; each tier prints its own "N passed, N failed" line and the
+# last line sums them up.
+test: all $(UNIT_BIN)
+	tests/run-all.sh
+
+# libFuzzer targets, one per decoder (clang only).
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+fuzz: $(FUZZ_BIN)
+build-fuzz/%: fuzz/%.c
+	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 OPT=-O1 CFLAGS=-fsanitize=fuzzer-no-link build-fuzz/libidunno.a
+	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined $(CPPFLAGS:$(BUILD)/gen=build-fuzz/gen) \
+	  -Ibuild-fuzz/gen $< build-fuzz/libidunno.a $(LDFLAGS) $(LDLIBS) -o $@
+# Runs every fuzz target for FUZZ_SECONDS each over its seed corpus.
+FUZZ_SECONDS ?= 20
+fuzz-run: fuzz
+	tests/run-fuzz.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build build-asan build-fuzz bin
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'fuzz/*.c')
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
