@@ -27,7 +27,7 @@ endif
 
 WARN     := -Wall -Wextra -Wshadow -Werror -Wno-missing-field-initializers
 CPPFLAGS += -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -I$(ORT_INC)
-CFLAGS   += -std=gnu11 $(OPT) -g -fno-omit-frame-pointer $(WARN) -MMD -MP -pthread
+CFLAGS   += -std=gnu11 $(OPT) -g -fno-omit-frame-pointer $(WARN) -MMD -MP -pthread $(EXTRA_CFLAGS)
 comma    := ,
 LDFLAGS  += -pthread $(if $(ORT_LIB),-L$(ORT_LIB) -Wl$(comma)-rpath$(comma)$(ORT_LIB))
 LDLIBS   += -lraft -luv -lprotobuf-c -lmicrohttpd -lturbojpeg -lpng -lonnxruntime -lm
@@ -121,7 +121,7 @@ FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
 build-fuzz/%: fuzz/%.c
-	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 OPT=-O1 CFLAGS=-fsanitize=fuzzer-no-link build-fuzz/libidunno.a
+	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 OPT=-O1 EXTRA_CFLAGS=-fsanitize=fuzzer-no-link build-fuzz/libidunno.a
 	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined $(CPPFLAGS:$(BUILD)/gen=build-fuzz/gen) \
 	  -Ibuild-fuzz/gen $< build-fuzz/libidunno.a $(LDFLAGS) $(LDLIBS) -o $@
 # Runs every fuzz target for FUZZ_SECONDS each over its seed corpus.

@@ -10,6 +10,7 @@ trap 'rm -f "$TEST_TALLY"' EXIT
 status=0
 make --no-print-directory unit || status=1
 make --no-print-directory unit-asan || status=1
+make --no-print-directory fuzz-run FUZZ_SECONDS=${FUZZ_SECONDS:-10} || status=1
 make --no-print-directory cluster-test || status=1
 if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null && command -v nft >/dev/null; then
   make --no-print-directory netns-test || status=1
