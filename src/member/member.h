@@ -76,4 +76,7 @@ int member_subscribe(struct member *m, member_event_fn fn, void *ud);
 
 const char *member_state_name(enum member_state s);
 
+/* Gossip datagrams that did not decode (counted and dropped). */
+uint64_t member_bad_packets(const struct member *m);
+
 #endif

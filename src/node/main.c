@@ -1,7 +1,36 @@
-/* main.c — idunnod entry point (placeholder until the node runtime lands). */
+/* main.c — idunnod: parse the command line, start the node, run its loop. */
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <uv.h>
+
+#include "base/log.h"
+#include "node/node.h"
+
+int main(int argc, char **argv)
 {
-    fprintf(stderr, "idunnod: not built yet\n");
-    return 1;
+    struct node_config cfg;
+    char errmsg[300];
+    int rc = node_parse_args(argc, argv, &cfg, errmsg, sizeof errmsg);
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "idunnod: %s\n", errmsg);
+        return 1;
+    }
+    /* Inference and decoding threads share the two cores with the loop; a
+     * library spawning its own pool per call would oversubscribe them. */
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
+    uv_loop_t *loop = uv_default_loop();
+    static struct node node;
+    rc = node_start(&node, loop, &cfg);
+    if (rc < 0) {
+        fprintf(stderr, "idunnod: %s\n", node.errmsg);
+        LOG_ERROR("node", "start failed: %s", node.errmsg);
+        return 2;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    node_config_free(&node.cfg);
+    log_close();
+    return node.exit_code;
 }

@@ -1,0 +1,78 @@
+/* cli.h — what every `idunno` command shares: global options, the call to a
+ * node, output in tables or JSON, and the exit-status rule
+ * (0 ok, 1 user error, 2 cluster error). */
+#ifndef IDUNNO_CLI_CLI_H
+#define IDUNNO_CLI_CLI_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLI_OK 0
+#define CLI_USER_ERROR 1
+#define CLI_CLUSTER_ERROR 2
+
+struct cli_ctx {
+    const char *server; /* HOST:PORT */
+    int json;
+    uint32_t timeout_ms;
+};
+
+struct cli_command {
+    const char *name;
+    const char *args;    /* usage after the name */
+    const char *summary; /* one line */
+    int (*run)(struct cli_ctx *ctx, int argc, char **argv); /* argv[0] is the name */
+};
+
+/* A response frame: type and body (owned, free with free()). */
+struct cli_reply {
+    uint16_t type;
+    uint8_t *body;
+    size_t len;
+};
+
+/* Sends one request to ctx->server and waits for its answer. Returns 0, or a
+ * CLI exit status after printing a one-line error: 2 for transport failures and
+ * cluster errors, 1 for errors that are the user's to fix (ID_EINVAL,
+ * ID_ENOTFOUND, ID_EEXIST). */
+int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
+             struct cli_reply *reply);
+
+/* Prints "idunno: <msg>" to stderr and returns status. */
+int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True if argv has -h or --help; prints the command's usage then. */
+int cli_wants_help(const struct cli_command *cmd, int argc, char **argv);
+int cli_usage_error(const struct cli_command *cmd, const char *what);
+
+/* ---- output ---------------------------------------------------------------------- */
+
+/* Aligned tables: add a header row then data rows, then print. */
+struct cli_table;
+struct cli_table *cli_table_new(size_t ncols, ...);
+void cli_table_row(struct cli_table *t, ...); /* ncols const char * */
+void cli_table_print(struct cli_table *t);    /* prints and frees */
+
+/* A small streaming JSON writer to stdout. */
+void json_begin_object(void);
+void json_end_object(void);
+void json_begin_array(const char *key);
+void json_end_array(void);
+void json_key_object(const char *key);
+void json_str(const char *key, const char *value);
+void json_u64(const char *key, uint64_t value);
+void json_i64(const char *key, int64_t value);
+void json_double(const char *key, double value);
+void json_bool(const char *key, int value);
+void json_done(void); /* newline; resets state */
+
+/* Human-friendly durations ("1.2s", "3m4s"). Returns buf. */
+const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len);
+
+/* The command tables of each area. */
+extern const struct cli_command cli_node_commands[];
+extern const struct cli_command cli_member_commands[];
+extern const struct cli_command cli_logq_commands[];
+
+#endif

@@ -1,0 +1,160 @@
+/* client.c — the CLI's blocking request/response over one TCP connection.
+ * The CLI makes one call at a time, so plain sockets with poll() deadlines are
+ * simpler here than an event loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "cli/cli.h"
+#include "idunno.pb-c.h"
+#include "net/frame.h"
+#include "net/net.h"
+
+int cli_fail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("idunno: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = id_now_ms();
+        if (now >= deadline)
+            return ID_ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = events};
+        int rc = poll(&p, 1, (int)(deadline - now));
+        if (rc > 0)
+            return 0;
+        if (rc == 0)
+            return ID_ETIMEDOUT;
+        if (errno != EINTR)
+            return ID_EIO;
+    }
+}
+
+static int io_all(int fd, void *buf, size_t len, int writing, uint64_t deadline)
+{
+    uint8_t *p = buf;
+    while (len) {
+        int rc = wait_fd(fd, writing ? POLLOUT : POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+        ssize_t n = writing ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
+        if (n == 0)
+            return ID_ECLOSED;
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return errno == ECONNRESET || errno == EPIPE ? ID_ECLOSED : ID_EIO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int connect_to(const char *server, uint64_t deadline, int *fd_out)
+{
+    struct sockaddr_storage sa;
+    if (net_parse_addr(server, &sa) < 0)
+        return ID_EINVAL;
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ID_EIO;
+    socklen_t salen = sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (connect(fd, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        return e == ECONNREFUSED ? ID_ECONNREFUSED : ID_EIO;
+    }
+    int rc = wait_fd(fd, POLLOUT, deadline);
+    if (rc == 0) {
+        int err = 0;
+        socklen_t l = sizeof err;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        if (err)
+            rc = err == ECONNREFUSED ? ID_ECONNREFUSED : ID_EIO;
+    }
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static int user_error_code(int code)
+{
+    return code == ID_EINVAL || code == ID_ENOTFOUND || code == ID_EEXIST || code == ID_EMODEL;
+}
+
+int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
+             struct cli_reply *reply)
+{
+    memset(reply, 0, sizeof *reply);
+    uint64_t deadline = id_now_ms() + ctx->timeout_ms;
+    int fd;
+    int rc = connect_to(ctx->server, deadline, &fd);
+    if (rc == ID_EINVAL)
+        return cli_fail(CLI_USER_ERROR, "'%s' is not HOST:PORT (use -s HOST:PORT)", ctx->server);
+    if (rc < 0)
+        return cli_fail(CLI_CLUSTER_ERROR, "cannot reach %s: %s (is idunnod running there?)",
+                        ctx->server, id_strerror(rc));
+    size_t blen = req ? protobuf_c_message_get_packed_size(req) : 0;
+    uint8_t *frame = malloc(FRAME_HEADER_LEN + blen);
+    if (!frame) {
+        close(fd);
+        return cli_fail(CLI_CLUSTER_ERROR, "out of memory");
+    }
+    if (req)
+        protobuf_c_message_pack(req, frame + FRAME_HEADER_LEN);
+    frame_encode_header(frame, type, 0, 1, frame + FRAME_HEADER_LEN, (uint32_t)blen);
+    rc = io_all(fd, frame, FRAME_HEADER_LEN + blen, 1, deadline);
+    free(frame);
+    uint8_t hdr[FRAME_HEADER_LEN];
+    struct frame_header h;
+    if (rc == 0)
+        rc = io_all(fd, hdr, sizeof hdr, 0, deadline);
+    if (rc == 0)
+        rc = frame_decode_header(hdr, FRAME_MAX_BODY, &h, NULL);
+    uint8_t *body = NULL;
+    if (rc == 0) {
+        body = malloc(h.length ? h.length : 1);
+        rc = body ? io_all(fd, body, h.length, 0, deadline) : ID_ENOMEM;
+    }
+    if (rc == 0)
+        rc = frame_check_crc(&h, hdr, body, NULL);
+    close(fd);
+    if (rc < 0) {
+        free(body);
+        return cli_fail(CLI_CLUSTER_ERROR, "no valid answer from %s: %s", ctx->server, id_strerror(rc));
+    }
+    if (h.flags & FRAME_F_ERROR) {
+        Idunno__ErrorReply *er = idunno__error_reply__unpack(NULL, h.length, body);
+        free(body);
+        if (!er)
+            return cli_fail(CLI_CLUSTER_ERROR, "undecodable error from %s", ctx->server);
+        int status = user_error_code(er->code) ? CLI_USER_ERROR : CLI_CLUSTER_ERROR;
+        cli_fail(status, "%s", er->message && er->message[0] ? er->message : id_strerror(er->code));
+        idunno__error_reply__free_unpacked(er, NULL);
+        return status;
+    }
+    reply->type = h.type;
+    reply->body = body;
+    reply->len = h.length;
+    return 0;
+}

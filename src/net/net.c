@@ -1,0 +1,850 @@
+/* net.c — the node's transport (see net.h): framed RPC over TCP and datagrams over
+ * UDP on one libuv loop.
+ *
+ * Connections are one-directional in purpose: an outgoing connection carries our
+ * requests and their responses, an accepted one carries the peer's requests and
+ * our responses. Outgoing connections are pooled by target address, so calls to
+ * one peer share a connection and keep their order. Every call owns a timer for
+ * its deadline; a connection that drops fails all of its calls with ID_ECLOSED.
+ */
+#include "net/net.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "idunno.pb-c.h"
+#include "net/reader.h"
+
+#define NET_MAX_TYPES 512
+#define NET_ADDR_LEN 64
+#define NET_READ_CHUNK 65536
+
+struct net_call;
+
+struct net_conn {
+    struct net *net;
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    int outgoing;
+    int connected;
+    int closing;
+    char peer[NET_ADDR_LEN];     /* target addr (outgoing) or peer sockaddr (incoming) */
+    struct frame_reader reader;
+    struct net_call *calls;      /* outgoing: calls waiting for their response */
+    struct net_request *requests; /* incoming: requests not yet answered */
+    struct pending_write *queued; /* outgoing: frames written before connect finished */
+    struct pending_write **queued_tail;
+    uint64_t last_used_ms;
+    struct net_conn *next, *prev;
+};
+
+struct pending_write {
+    uv_write_t req;
+    uv_buf_t buf;
+    struct pending_write *next;
+};
+
+struct net_call {
+    struct net *net;
+    struct net_conn *conn;
+    uint64_t req_id;
+    uv_timer_t timer;
+    net_response_fn fn;
+    void *ud;
+    struct net_call *next, *prev;
+    int done;
+    int fail_status;        /* set: fail with this on the next timer tick */
+    const char *fail_msg;   /* static text */
+};
+
+struct net_request {
+    struct net_conn *conn; /* NULL once the connection closed */
+    uint64_t req_id;
+    uint16_t type;
+    char peer[NET_ADDR_LEN];
+    struct net_request *next, *prev;
+};
+
+struct handler {
+    net_request_fn req_fn;
+    void *req_ud;
+    net_datagram_fn dg_fn;
+    void *dg_ud;
+};
+
+struct net {
+    uv_loop_t *loop;
+    struct net_config cfg;
+    char addr[NET_ADDR_LEN];
+    char errmsg[ID_ERRMSG_LEN];
+    uv_tcp_t listener;
+    uv_udp_t udp;
+    uv_timer_t idle_timer;
+    int started;
+    int closing;
+    int open_handles;
+    void (*close_done)(void *);
+    void *close_ud;
+    struct handler handlers[NET_MAX_TYPES];
+    struct net_conn *conns;
+    size_t n_incoming;
+    uint64_t next_req_id;
+    struct frame_stats stats;
+    uint64_t udp_sent, udp_received;
+    char read_buf[NET_READ_CHUNK];
+    int read_buf_busy;
+};
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static int uv_to_id(int uverr)
+{
+    switch (uverr) {
+    case UV_ECONNREFUSED: return ID_ECONNREFUSED;
+    case UV_ETIMEDOUT: return ID_ETIMEDOUT;
+    case UV_ENOMEM: return ID_ENOMEM;
+    case UV_EINVAL: return ID_EINVAL;
+    case UV_EADDRINUSE: return ID_EEXIST;
+    case UV_ECONNRESET:
+    case UV_EPIPE:
+    case UV_EOF: return ID_ECLOSED;
+    default: return ID_EIO;
+    }
+}
+
+int net_parse_addr(const char *addr, struct sockaddr_storage *out)
+{
+    if (!addr)
+        return ID_EINVAL;
+    char host[NET_ADDR_LEN];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || strlen(addr) >= sizeof host)
+        return ID_EINVAL;
+    size_t hlen = (size_t)(colon - addr);
+    memcpy(host, addr, hlen);
+    host[hlen] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port <= 0 || port > 65535)
+        return ID_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']') {
+        host[hlen - 1] = 0;
+        if (uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) == 0)
+            return 0;
+        return ID_EINVAL;
+    }
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)out;
+        /* uv_ip4_addr accepts some junk; insist on a dotted quad. */
+        struct in_addr check;
+        if (inet_pton(AF_INET, host, &check) == 1 && check.s_addr == sin->sin_addr.s_addr)
+            return 0;
+    }
+    return ID_EINVAL;
+}
+
+static void format_sockaddr(const struct sockaddr *sa, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
+        uv_ip4_name(s, ip, sizeof ip);
+        port = ntohs(s->sin_port);
+        snprintf(out, len, "%s:%d", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(s, ip, sizeof ip);
+        port = ntohs(s->sin6_port);
+        snprintf(out, len, "[%s]:%d", ip, port);
+    } else {
+        snprintf(out, len, "?");
+    }
+}
+
+/* One malloc holding the write request, header and body, freed on completion. */
+static struct pending_write *frame_build(uint16_t type, uint8_t flags, uint64_t req_id,
+                                         const void *body, size_t len)
+{
+    struct pending_write *w = malloc(sizeof *w + FRAME_HEADER_LEN + len);
+    if (!w)
+        return NULL;
+    uint8_t *p = (uint8_t *)(w + 1);
+    if (len)
+        memcpy(p + FRAME_HEADER_LEN, body, len);
+    frame_encode_header(p, type, flags, req_id, p + FRAME_HEADER_LEN, (uint32_t)len);
+    w->buf = uv_buf_init((char *)p, (unsigned)(FRAME_HEADER_LEN + len));
+    w->next = NULL;
+    return w;
+}
+
+static void conn_close(struct net_conn *c, int reason);
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct pending_write *w = (struct pending_write *)req;
+    struct net_conn *c = req->data;
+    free(w);
+    if (status < 0 && c && !c->closing)
+        conn_close(c, uv_to_id(status));
+}
+
+static int conn_write(struct net_conn *c, struct pending_write *w)
+{
+    if (c->closing) {
+        free(w);
+        return ID_ECLOSED;
+    }
+    if (c->outgoing && !c->connected) {
+        *c->queued_tail = w;
+        c->queued_tail = &w->next;
+        return 0;
+    }
+    w->req.data = c;
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_write);
+    if (rc < 0) {
+        free(w);
+        conn_close(c, uv_to_id(rc));
+        return ID_ECLOSED;
+    }
+    return 0;
+}
+
+/* ---- calls ----------------------------------------------------------------- */
+
+static void call_unlink(struct net_call *call)
+{
+    struct net_conn *c = call->conn;
+    if (!c)
+        return;
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        c->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    call->next = call->prev = NULL;
+    call->conn = NULL;
+}
+
+static void net_handle_released(struct net *net);
+
+static void call_free_cb(uv_handle_t *h)
+{
+    struct net_call *call = h->data;
+    struct net *net = call->net;
+    free(call);
+    net_handle_released(net);
+}
+
+/* Runs the callback once and releases the call. */
+static void call_finish(struct net_call *call, const struct net_result *res)
+{
+    if (call->done)
+        return;
+    call->done = 1;
+    call_unlink(call);
+    uv_timer_stop(&call->timer);
+    call->fn(call->ud, res);
+    uv_close((uv_handle_t *)&call->timer, call_free_cb);
+}
+
+static void on_call_timeout(uv_timer_t *t);
+
+static void call_fail(struct net_call *call, int status, const char *msg)
+{
+    struct net_result res = {.status = status, .errmsg = msg};
+    call_finish(call, &res);
+}
+
+/* Fails a call from the loop's next turn, so that no callback ever runs inside
+ * net_call or inside another callback's stack. `msg` must be static. */
+static void call_fail_later(struct net_call *call, int status, const char *msg)
+{
+    if (call->done || call->fail_status)
+        return;
+    call_unlink(call);
+    call->fail_status = status;
+    call->fail_msg = msg;
+    uv_timer_start(&call->timer, on_call_timeout, 0, 0);
+}
+
+static void on_call_timeout(uv_timer_t *t)
+{
+    struct net_call *call = t->data;
+    if (call->fail_status)
+        call_fail(call, call->fail_status, call->fail_msg);
+    else
+        call_fail(call, ID_ETIMEDOUT, "no answer before the deadline");
+}
+
+static void deliver_response(struct net_conn *c, const struct frame_header *h, const uint8_t *body)
+{
+    struct net_call *call = c->calls;
+    while (call && call->req_id != h->req_id)
+        call = call->next;
+    if (!call)
+        return; /* timed out meanwhile: the late answer is dropped */
+    struct net_result res = {.status = 0, .type = h->type, .body = body, .len = h->length};
+    if (h->flags & FRAME_F_ERROR) {
+        Idunno__ErrorReply *er = idunno__error_reply__unpack(NULL, h->length, body);
+        if (!er) {
+            c->net->stats.bad_body++;
+            call_fail(call, ID_EPROTO, "undecodable error reply");
+            return;
+        }
+        res.status = er->code < 0 ? er->code : ID_EINTERNAL;
+        res.errmsg = er->message;
+        res.leader = (er->leader && er->leader[0]) ? er->leader : NULL;
+        res.body = NULL;
+        res.len = 0;
+        call_finish(call, &res);
+        idunno__error_reply__free_unpacked(er, NULL);
+        return;
+    }
+    call_finish(call, &res);
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+static void request_unlink(struct net_request *req)
+{
+    struct net_conn *c = req->conn;
+    if (!c)
+        return;
+    if (req->prev)
+        req->prev->next = req->next;
+    else
+        c->requests = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    req->next = req->prev = NULL;
+    req->conn = NULL;
+}
+
+static void dispatch_request(struct net_conn *c, const struct frame_header *h, const uint8_t *body)
+{
+    struct net *net = c->net;
+    struct net_request *req = calloc(1, sizeof *req);
+    if (!req) {
+        conn_close(c, ID_ENOMEM);
+        return;
+    }
+    req->conn = c;
+    req->req_id = h->req_id;
+    req->type = h->type;
+    snprintf(req->peer, sizeof req->peer, "%s", c->peer);
+    req->next = c->requests;
+    if (c->requests)
+        c->requests->prev = req;
+    c->requests = req;
+    if (h->type >= NET_MAX_TYPES || !net->handlers[h->type].req_fn) {
+        net->stats.unknown_type++;
+        net_reply_error(req, ID_EUNKNOWNTYPE, "this node does not handle that message type", NULL);
+        return;
+    }
+    struct handler *hd = &net->handlers[h->type];
+    hd->req_fn(hd->req_ud, req, body, h->length);
+}
+
+const char *net_request_peer(const struct net_request *req) { return req->peer; }
+
+static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
+                           size_t len);
+
+int net_reply(struct net_request *req, uint16_t type, const void *body, size_t len)
+{
+    return net_reply_flags(req, type, FRAME_F_RESPONSE, body, len);
+}
+
+static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
+                    size_t len)
+{
+    struct net_conn *c = req->conn;
+    int rc = ID_ECLOSED;
+    if (c && len <= FRAME_MAX_BODY) {
+        struct pending_write *w = frame_build(type, flags | FRAME_F_RESPONSE, req->req_id, body, len);
+        rc = w ? conn_write(c, w) : ID_ENOMEM;
+    } else if (c) {
+        rc = ID_ETOOBIG;
+    }
+    request_unlink(req);
+    free(req);
+    return rc;
+}
+
+int net_reply_pb(struct net_request *req, uint16_t type, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t stackbuf[1024];
+    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (!buf) {
+        net_reply_error(req, ID_ENOMEM, "out of memory", NULL);
+        return ID_ENOMEM;
+    }
+    protobuf_c_message_pack(msg, buf);
+    int rc = net_reply(req, type, buf, len);
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
+
+int net_reply_error(struct net_request *req, int code, const char *message, const char *leader)
+{
+    Idunno__ErrorReply er = IDUNNO__ERROR_REPLY__INIT;
+    er.code = code;
+    er.message = (char *)(message ? message : id_strerror(code));
+    er.leader = (char *)(leader ? leader : "");
+    uint8_t buf[1024];
+    size_t len = idunno__error_reply__get_packed_size(&er);
+    if (len > sizeof buf) {
+        er.message = (char *)id_strerror(code);
+        len = idunno__error_reply__get_packed_size(&er);
+    }
+    idunno__error_reply__pack(&er, buf);
+    return net_reply_flags(req, IDUNNO__MSG_TYPE__MSG_ERROR_REPLY, FRAME_F_ERROR, buf, len);
+}
+
+/* ---- connections ------------------------------------------------------------- */
+
+/* Every libuv handle the transport opened counts in open_handles; the transport
+ * is freed when the last one is released after net_close(). */
+static void net_handle_released(struct net *net)
+{
+    net->open_handles--;
+    if (net->closing && net->open_handles == 0) {
+        void (*done)(void *) = net->close_done;
+        void *ud = net->close_ud;
+        free(net);
+        if (done)
+            done(ud);
+    }
+}
+
+static void conn_free_cb(uv_handle_t *h)
+{
+    struct net_conn *c = h->data;
+    struct net *net = c->net;
+    frame_reader_free(&c->reader);
+    free(c);
+    net_handle_released(net);
+}
+
+static void conn_close(struct net_conn *c, int reason)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    struct net *net = c->net;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        net->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (!c->outgoing)
+        net->n_incoming--;
+    while (c->calls)
+        call_fail_later(c->calls, reason ? reason : ID_ECLOSED,
+                        reason == ID_ESHUTDOWN ? "the node is shutting down"
+                        : reason == ID_ECONNREFUSED ? "connection refused by the peer"
+                                                    : "connection to the peer failed");
+    while (c->requests)
+        request_unlink(c->requests); /* handlers still own them; replies will be dropped */
+    while (c->queued) {
+        struct pending_write *w = c->queued;
+        c->queued = w->next;
+        free(w);
+    }
+    uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct net_conn *c = h->data;
+    /* One loop thread: reads never overlap, so one buffer serves all conns. */
+    buf->base = c->net->read_buf;
+    buf->len = sizeof c->net->read_buf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct net_conn *c = s->data;
+    if (nread < 0) {
+        conn_close(c, nread == UV_EOF ? ID_ECLOSED : uv_to_id((int)nread));
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (frame_reader_feed(&c->reader, buf->base, (size_t)nread) < 0) {
+        conn_close(c, ID_ENOMEM);
+        return;
+    }
+    c->last_used_ms = id_now_ms();
+    for (;;) {
+        struct frame_header h;
+        const uint8_t *body;
+        int rc = frame_reader_next(&c->reader, &h, &body);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            LOG_WARN("net", "dropping connection %s: %s", c->peer, id_strerror(rc));
+            conn_close(c, ID_EPROTO);
+            return;
+        }
+        if (h.flags & FRAME_F_RESPONSE) {
+            if (c->outgoing)
+                deliver_response(c, &h, body);
+            else
+                c->net->stats.bad_body++; /* a response nobody asked for */
+        } else {
+            dispatch_request(c, &h, body);
+        }
+        if (c->closing)
+            return;
+    }
+}
+
+static struct net_conn *conn_new(struct net *net, int outgoing, const char *peer)
+{
+    struct net_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->net = net;
+    c->outgoing = outgoing;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    frame_reader_init(&c->reader, FRAME_MAX_BODY, &net->stats);
+    c->queued_tail = &c->queued;
+    c->last_used_ms = id_now_ms();
+    uv_tcp_init(net->loop, &c->tcp);
+    c->tcp.data = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+    net->open_handles++;
+    if (!outgoing)
+        net->n_incoming++;
+    c->next = net->conns;
+    if (net->conns)
+        net->conns->prev = c;
+    net->conns = c;
+    return c;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct net_conn *c = req->data;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_to_id(status));
+        return;
+    }
+    c->connected = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    struct pending_write *w = c->queued;
+    c->queued = NULL;
+    c->queued_tail = &c->queued;
+    while (w) {
+        struct pending_write *next = w->next;
+        w->next = NULL;
+        if (conn_write(c, w) < 0) {
+            /* conn_write freed w and closed the connection; free the rest. */
+            while (next) {
+                w = next->next;
+                free(next);
+                next = w;
+            }
+            return;
+        }
+        w = next;
+    }
+}
+
+static struct net_conn *conn_get(struct net *net, const char *addr, int *err)
+{
+    for (struct net_conn *c = net->conns; c; c = c->next)
+        if (c->outgoing && !c->closing && strcmp(c->peer, addr) == 0)
+            return c;
+    struct sockaddr_storage sa;
+    if (net_parse_addr(addr, &sa) < 0) {
+        *err = ID_EINVAL;
+        return NULL;
+    }
+    struct net_conn *c = conn_new(net, 1, addr);
+    if (!c) {
+        *err = ID_ENOMEM;
+        return NULL;
+    }
+    c->connect_req.data = c;
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&sa, on_connect);
+    if (rc < 0) {
+        conn_close(c, uv_to_id(rc));
+        *err = uv_to_id(rc);
+        return NULL;
+    }
+    return c;
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    struct net *net = server->data;
+    if (status < 0)
+        return;
+    struct net_conn *c = conn_new(net, 0, "?");
+    if (!c)
+        return;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c, ID_EIO);
+        return;
+    }
+    if (net->cfg.max_connections && net->n_incoming > net->cfg.max_connections) {
+        LOG_WARN("net", "refusing a connection: %zu open", net->n_incoming - 1);
+        conn_close(c, ID_EBUSY);
+        return;
+    }
+    struct sockaddr_storage sa;
+    int salen = sizeof sa;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0)
+        format_sockaddr((struct sockaddr *)&sa, c->peer, sizeof c->peer);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    struct net *net = t->data;
+    uint64_t now = id_now_ms();
+    struct net_conn *c = net->conns;
+    while (c) {
+        struct net_conn *next = c->next;
+        if (c->outgoing && !c->calls && now - c->last_used_ms > net->cfg.idle_close_ms)
+            conn_close(c, ID_ECLOSED);
+        c = next;
+    }
+}
+
+/* ---- UDP ---------------------------------------------------------------------- */
+
+static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct net *net = h->data;
+    buf->base = net->read_buf;
+    buf->len = sizeof net->read_buf;
+}
+
+static void on_udp_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                        unsigned flags)
+{
+    struct net *net = u->data;
+    if (nread <= 0 || !from)
+        return;
+    net->udp_received += (uint64_t)nread;
+    if (flags & UV_UDP_PARTIAL) {
+        net->stats.too_big++;
+        return;
+    }
+    struct frame_header h;
+    const uint8_t *body;
+    if (frame_decode_datagram((const uint8_t *)buf->base, (size_t)nread, &h, &body, &net->stats) < 0)
+        return;
+    if (h.type >= NET_MAX_TYPES || !net->handlers[h.type].dg_fn) {
+        net->stats.unknown_type++;
+        return;
+    }
+    char peer[NET_ADDR_LEN];
+    format_sockaddr(from, peer, sizeof peer);
+    net->handlers[h.type].dg_fn(net->handlers[h.type].dg_ud, peer, body, h.length);
+}
+
+int net_send_datagram(struct net *net, const char *addr, uint16_t type, const void *body, size_t len)
+{
+    if (len + FRAME_HEADER_LEN > FRAME_MAX_DATAGRAM)
+        return ID_ETOOBIG;
+    struct sockaddr_storage sa;
+    if (net_parse_addr(addr, &sa) < 0)
+        return ID_EINVAL;
+    uint8_t dgram[FRAME_MAX_DATAGRAM];
+    if (len)
+        memcpy(dgram + FRAME_HEADER_LEN, body, len);
+    frame_encode_header(dgram, type, 0, 0, dgram + FRAME_HEADER_LEN, (uint32_t)len);
+    uv_buf_t b = uv_buf_init((char *)dgram, (unsigned)(FRAME_HEADER_LEN + len));
+    /* Gossip is best effort: a full socket buffer drops the datagram like a
+     * lossy network would, and the protocol copes. */
+    int rc = uv_udp_try_send(&net->udp, &b, 1, (struct sockaddr *)&sa);
+    if (rc >= 0)
+        net->udp_sent += b.len;
+    return 0;
+}
+
+uint64_t net_udp_bytes_sent(const struct net *net) { return net->udp_sent; }
+uint64_t net_udp_bytes_received(const struct net *net) { return net->udp_received; }
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+int net_create(uv_loop_t *loop, const struct net_config *cfg, struct net **out)
+{
+    struct sockaddr_storage sa;
+    if (!cfg->addr || net_parse_addr(cfg->addr, &sa) < 0)
+        return ID_EINVAL;
+    struct net *net = calloc(1, sizeof *net);
+    if (!net)
+        return ID_ENOMEM;
+    net->loop = loop;
+    net->cfg = *cfg;
+    snprintf(net->addr, sizeof net->addr, "%s", cfg->addr);
+    net->cfg.addr = net->addr;
+    if (!net->cfg.call_timeout_ms)
+        net->cfg.call_timeout_ms = 5000;
+    if (!net->cfg.idle_close_ms)
+        net->cfg.idle_close_ms = 60000;
+    if (!net->cfg.max_connections)
+        net->cfg.max_connections = 1024;
+    net->next_req_id = 1;
+    *out = net;
+    return 0;
+}
+
+int net_start(struct net *net)
+{
+    struct sockaddr_storage sa;
+    net_parse_addr(net->addr, &sa);
+    uv_tcp_init(net->loop, &net->listener);
+    net->listener.data = net;
+    net->open_handles++;
+    uv_udp_init(net->loop, &net->udp);
+    net->udp.data = net;
+    net->open_handles++;
+    uv_timer_init(net->loop, &net->idle_timer);
+    net->idle_timer.data = net;
+    net->open_handles++;
+    net->started = 1;
+
+    int rc = uv_tcp_bind(&net->listener, (struct sockaddr *)&sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&net->listener, 512, on_accept);
+    if (rc < 0) {
+        snprintf(net->errmsg, sizeof net->errmsg, "cannot listen on TCP %s: %s", net->addr,
+                 uv_strerror(rc));
+        return uv_to_id(rc);
+    }
+    rc = uv_udp_bind(&net->udp, (struct sockaddr *)&sa, 0);
+    if (rc == 0)
+        rc = uv_udp_recv_start(&net->udp, on_udp_alloc, on_udp_recv);
+    if (rc < 0) {
+        snprintf(net->errmsg, sizeof net->errmsg, "cannot bind UDP %s: %s", net->addr,
+                 uv_strerror(rc));
+        return uv_to_id(rc);
+    }
+    uint64_t every = net->cfg.idle_close_ms / 4 ? net->cfg.idle_close_ms / 4 : 1;
+    uv_timer_start(&net->idle_timer, on_idle_timer, every, every);
+    return 0;
+}
+
+static void handle_closed(uv_handle_t *h) { net_handle_released(h->data); }
+
+void net_close(struct net *net, void (*done)(void *ud), void *ud)
+{
+    net->closing = 1;
+    net->close_done = done;
+    net->close_ud = ud;
+    while (net->conns)
+        conn_close(net->conns, ID_ESHUTDOWN);
+    if (net->started) {
+        uv_close((uv_handle_t *)&net->listener, handle_closed);
+        uv_close((uv_handle_t *)&net->udp, handle_closed);
+        uv_close((uv_handle_t *)&net->idle_timer, handle_closed);
+    } else if (net->open_handles == 0) {
+        free(net);
+        if (done)
+            done(ud);
+    }
+}
+
+const char *net_errmsg(const struct net *net) { return net->errmsg; }
+const char *net_addr(const struct net *net) { return net->addr; }
+const struct frame_stats *net_frame_stats(const struct net *net) { return &net->stats; }
+
+int net_on_request(struct net *net, uint16_t type, net_request_fn fn, void *ud)
+{
+    if (type >= NET_MAX_TYPES)
+        return ID_EINVAL;
+    if (net->handlers[type].req_fn)
+        return ID_EEXIST;
+    net->handlers[type].req_fn = fn;
+    net->handlers[type].req_ud = ud;
+    return 0;
+}
+
+int net_on_datagram(struct net *net, uint16_t type, net_datagram_fn fn, void *ud)
+{
+    if (type >= NET_MAX_TYPES)
+        return ID_EINVAL;
+    if (net->handlers[type].dg_fn)
+        return ID_EEXIST;
+    net->handlers[type].dg_fn = fn;
+    net->handlers[type].dg_ud = ud;
+    return 0;
+}
+
+int net_call(struct net *net, const char *addr, uint16_t type, const void *body, size_t len,
+             uint32_t timeout_ms, net_response_fn fn, void *ud)
+{
+    if (net->closing)
+        return ID_ESHUTDOWN;
+    if (len > FRAME_MAX_BODY)
+        return ID_ETOOBIG;
+    int err = 0;
+    struct net_conn *c = conn_get(net, addr, &err);
+    if (!c)
+        return err;
+    struct net_call *call = calloc(1, sizeof *call);
+    if (!call)
+        return ID_ENOMEM;
+    call->net = net;
+    call->conn = c;
+    call->req_id = net->next_req_id++;
+    call->fn = fn;
+    call->ud = ud;
+    uv_timer_init(net->loop, &call->timer);
+    call->timer.data = call;
+    net->open_handles++;
+    call->next = c->calls;
+    if (c->calls)
+        c->calls->prev = call;
+    c->calls = call;
+    uv_timer_start(&call->timer, on_call_timeout, timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
+    c->last_used_ms = id_now_ms();
+    struct pending_write *w = frame_build(type, 0, call->req_id, body, len);
+    if (!w) {
+        call_fail_later(call, ID_ENOMEM, "out of memory");
+        return 0;
+    }
+    /* A write failure closes the connection, which fails the call through its
+     * callback later: never from inside net_call. */
+    conn_write(c, w);
+    return 0;
+}
+
+int net_call_pb(struct net *net, const char *addr, uint16_t type, const ProtobufCMessage *msg,
+                uint32_t timeout_ms, net_response_fn fn, void *ud)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t stackbuf[1024];
+    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (!buf)
+        return ID_ENOMEM;
+    protobuf_c_message_pack(msg, buf);
+    int rc = net_call(net, addr, type, buf, len, timeout_ms, fn, ud);
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}

@@ -1,0 +1,378 @@
+/* node.c — start-up, request handlers of the node itself, and shutdown.
+ *
+ * Start-up order: data dir, log, transport, membership, log query. Shutdown is
+ * the reverse and is triggered by SIGTERM/SIGINT or by `idunno leave`: the node
+ * tells the group it leaves, then closes every handle so uv_run returns.
+ */
+#include "node/node.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "idunno.pb-c.h"
+#include "logq/logq.h"
+#include "member/member.h"
+#include "net/net.h"
+
+#define IDUNNO_VERSION "0.1.0"
+
+static const char usage[] =
+    "usage: idunnod --name NAME --addr HOST:PORT [options]\n"
+    "\n"
+    "Runs one IDunno node: a member of the gossip group, a file store replica and an\n"
+    "inference worker. TCP and UDP on PORT carry RPC and gossip.\n"
+    "\n"
+    "  --name NAME            this node's name (unique in the cluster)\n"
+    "  --addr HOST:PORT       address to listen on and to be reached at\n"
+    "  --join HOST:PORT,...   members to join through (any of them; none: start alone)\n"
+    "  --data DIR             data directory (default ./run/NAME)\n"
+    "  --coordinators A,B,C   names of the control-plane voters (1, 3 or 5)\n"
+    "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+    "  --log-stderr           copy log lines to stderr\n"
+    "  --probe-interval MS    SWIM probe interval (default 200)\n"
+    "  --probe-timeout MS     SWIM direct-probe timeout (default 80)\n"
+    "  --suspect-timeout MS   SWIM suspicion timeout (default 600)\n"
+    "  --help                 this text\n";
+
+static int parse_ms(const char *s, uint32_t *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v <= 0 || v > 600000)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg, size_t len)
+{
+    static const struct option opts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"addr", required_argument, NULL, 'a'},
+        {"join", required_argument, NULL, 'j'},
+        {"data", required_argument, NULL, 'd'},
+        {"coordinators", required_argument, NULL, 'c'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"log-stderr", no_argument, NULL, 'e'},
+        {"probe-interval", required_argument, NULL, 'P'},
+        {"probe-timeout", required_argument, NULL, 'T'},
+        {"suspect-timeout", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(cfg, 0, sizeof *cfg);
+    cfg->log_level = LOG_LEVEL_INFO;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': snprintf(cfg->name, sizeof cfg->name, "%s", optarg); break;
+        case 'a': snprintf(cfg->addr, sizeof cfg->addr, "%s", optarg); break;
+        case 'd': snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", optarg); break;
+        case 'c': snprintf(cfg->coordinators, sizeof cfg->coordinators, "%s", optarg); break;
+        case 'e': cfg->log_stderr = 1; break;
+        case 'l':
+            cfg->log_level = log_level_parse(optarg);
+            if (cfg->log_level < 0) {
+                snprintf(errmsg, len, "--log-level takes debug, info, warn or error");
+                return ID_EINVAL;
+            }
+            break;
+        case 'j': {
+            char *copy = strdup(optarg), *save = NULL;
+            size_t n = 0;
+            while (cfg->join[n])
+                n++;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                struct sockaddr_storage sa;
+                if (net_parse_addr(tok, &sa) < 0) {
+                    snprintf(errmsg, len, "--join: '%s' is not HOST:PORT", tok);
+                    free(copy);
+                    return ID_EINVAL;
+                }
+                if (n < NODE_MAX_JOIN)
+                    cfg->join[n++] = strdup(tok);
+            }
+            free(copy);
+            break;
+        }
+        case 'P':
+        case 'T':
+        case 'S': {
+            uint32_t v;
+            if (parse_ms(optarg, &v) < 0) {
+                snprintf(errmsg, len, "timing options take a number of milliseconds");
+                return ID_EINVAL;
+            }
+            if (c == 'P') cfg->probe_interval_ms = v;
+            if (c == 'T') cfg->probe_timeout_ms = v;
+            if (c == 'S') cfg->suspect_timeout_ms = v;
+            break;
+        }
+        case 'h': fputs(usage, stdout); return 1;
+        default: snprintf(errmsg, len, "unknown option (see idunnod --help)"); return ID_EINVAL;
+        }
+    }
+    if (optind < argc) {
+        snprintf(errmsg, len, "unexpected argument '%s' (see idunnod --help)", argv[optind]);
+        return ID_EINVAL;
+    }
+    if (!cfg->name[0] || !cfg->addr[0]) {
+        snprintf(errmsg, len, "--name and --addr are required (see idunnod --help)");
+        return ID_EINVAL;
+    }
+    for (const char *p = cfg->name; *p; p++) {
+        if (!(p[0] == '-' || p[0] == '_' || p[0] == '.' || (p[0] >= '0' && p[0] <= '9') ||
+              (p[0] >= 'a' && p[0] <= 'z') || (p[0] >= 'A' && p[0] <= 'Z'))) {
+            snprintf(errmsg, len, "--name may use letters, digits, '-', '_' and '.' only");
+            return ID_EINVAL;
+        }
+    }
+    struct sockaddr_storage sa;
+    if (net_parse_addr(cfg->addr, &sa) < 0) {
+        snprintf(errmsg, len, "--addr '%s' is not HOST:PORT with a numeric host", cfg->addr);
+        return ID_EINVAL;
+    }
+    if (!cfg->data_dir[0])
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "run/%s", cfg->name);
+    return 0;
+}
+
+void node_config_free(struct node_config *cfg)
+{
+    for (size_t i = 0; cfg->join[i]; i++) {
+        free(cfg->join[i]);
+        cfg->join[i] = NULL;
+    }
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return id_from_errno(errno);
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+        return id_from_errno(errno);
+    return 0;
+}
+
+/* ---- the node's own requests ----------------------------------------------------------- */
+
+static void fill_info(struct node *node, Idunno__NodeInfo *info)
+{
+    idunno__node_info__init(info);
+    info->name = node->cfg.name;
+    info->addr = node->cfg.addr;
+    info->incarnation = node->incarnation;
+    info->version = IDUNNO_VERSION;
+    info->uptime_ms = id_now_ms() - node->started_ms;
+}
+
+static void on_ping(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    (void)ud;
+    net_reply(req, IDUNNO__MSG_TYPE__MSG_PING_RESP, body, len);
+}
+
+static void on_info(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    Idunno__NodeInfo info;
+    fill_info(ud, &info);
+    net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, &info.base);
+}
+
+static void on_members(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    struct node *node = ud;
+    size_t n = member_snapshot(node->member, NULL, 0);
+    struct member_view *views = calloc(n ? n : 1, sizeof *views);
+    Idunno__MemberInfo *rows = calloc(n ? n : 1, sizeof *rows);
+    Idunno__MemberInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    if (!views || !rows || !ptrs) {
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        goto out;
+    }
+    n = member_snapshot(node->member, views, n);
+    uint64_t now = id_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        idunno__member_info__init(&rows[i]);
+        rows[i].name = views[i].name;
+        rows[i].addr = views[i].addr;
+        rows[i].incarnation = views[i].incarnation;
+        rows[i].state = (char *)member_state_name(views[i].state);
+        rows[i].since_ms = i == 0 ? now - node->started_ms : now - views[i].since_ms;
+        rows[i].self = i == 0;
+        ptrs[i] = &rows[i];
+    }
+    Idunno__MemberList list = IDUNNO__MEMBER_LIST__INIT;
+    list.n_members = n;
+    list.members = ptrs;
+    net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_MEMBERS_RESP, &list.base);
+out:
+    free(views);
+    free(rows);
+    free(ptrs);
+}
+
+static void on_stats(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    struct node *node = ud;
+    Idunno__NodeInfo info;
+    fill_info(node, &info);
+    Idunno__NodeStats st = IDUNNO__NODE_STATS__INIT;
+    st.node = &info;
+    st.udp_bytes_sent = net_udp_bytes_sent(node->net);
+    st.udp_bytes_received = net_udp_bytes_received(node->net);
+    const struct frame_stats *fs = net_frame_stats(node->net);
+    st.bad_frames = fs->bad_magic + fs->bad_version + fs->too_big + fs->bad_crc + fs->bad_body +
+                    fs->unknown_type + member_bad_packets(node->member);
+    struct member_view views[256];
+    size_t n = member_snapshot(node->member, views, 256);
+    for (size_t i = 0; i < n && i < 256; i++)
+        st.members_alive += views[i].state == MEMBER_ALIVE;
+    net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_STATS_RESP, &st.base);
+}
+
+static void on_leave(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    struct node *node = ud;
+    net_reply(req, IDUNNO__MSG_TYPE__MSG_LEAVE_RESP, NULL, 0);
+    node_stop(node, 0);
+}
+
+/* ---- start and stop ---------------------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct node *node = s->data;
+    LOG_INFO("node", "signal %d: shutting down", signum);
+    node_stop(node, 0);
+}
+
+int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg)
+{
+    memset(node, 0, sizeof *node);
+    node->loop = loop;
+    node->cfg = *cfg;
+    node->incarnation = id_wall_ms();
+    node->started_ms = id_now_ms();
+    int rc = mkdir_p(cfg->data_dir);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot create data dir %s: %s", cfg->data_dir,
+                 id_strerror(rc));
+        return rc;
+    }
+    snprintf(node->log_path, sizeof node->log_path, "%s/idunnod.log", cfg->data_dir);
+    log_set_level((enum log_level)cfg->log_level);
+    rc = log_open(node->log_path, cfg->name, cfg->log_stderr);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot open log %s: %s", node->log_path,
+                 id_strerror(rc));
+        return rc;
+    }
+    LOG_INFO("node", "starting %s at %s, incarnation %llu, data %s", cfg->name, cfg->addr,
+             (unsigned long long)node->incarnation, cfg->data_dir);
+
+    struct net_config nc = {.addr = cfg->addr};
+    rc = net_create(loop, &nc, &node->net);
+    if (rc == 0)
+        rc = net_start(node->net);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "%s",
+                 node->net && net_errmsg(node->net)[0] ? net_errmsg(node->net) : id_strerror(rc));
+        return rc;
+    }
+    net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_PING_REQ, on_ping, node);
+    net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, on_info, node);
+    net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_MEMBERS_REQ, on_members, node);
+    net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_STATS_REQ, on_stats, node);
+    net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_LEAVE_REQ, on_leave, node);
+
+    struct member_config mc = {
+        .name = cfg->name,
+        .addr = cfg->addr,
+        .incarnation = node->incarnation,
+        .join = (const char *const *)node->cfg.join,
+        .probe_interval_ms = cfg->probe_interval_ms,
+        .probe_timeout_ms = cfg->probe_timeout_ms,
+        .suspect_timeout_ms = cfg->suspect_timeout_ms,
+    };
+    rc = member_create(loop, node->net, &mc, &node->member);
+    if (rc == 0)
+        rc = member_start(node->member);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot start membership: %s", id_strerror(rc));
+        return rc;
+    }
+    rc = logq_create(loop, node->net, node->member, cfg->name, node->log_path, &node->logq);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot start log query: %s", id_strerror(rc));
+        return rc;
+    }
+
+    uv_signal_init(loop, &node->sig_term);
+    node->sig_term.data = node;
+    uv_signal_start(&node->sig_term, on_signal, SIGTERM);
+    uv_signal_init(loop, &node->sig_int);
+    node->sig_int.data = node;
+    uv_signal_start(&node->sig_int, on_signal, SIGINT);
+    uv_timer_init(loop, &node->exit_timer);
+    node->exit_timer.data = node;
+    LOG_INFO("node", "ready");
+    return 0;
+}
+
+static void after_net_closed(void *ud)
+{
+    struct node *node = ud;
+    LOG_INFO("node", "stopped");
+    (void)node;
+}
+
+static void after_leave(void *ud)
+{
+    struct node *node = ud;
+    logq_destroy(node->logq);
+    node->logq = NULL;
+    member_destroy(node->member);
+    node->member = NULL;
+    net_close(node->net, after_net_closed, node);
+    node->net = NULL;
+    uv_close((uv_handle_t *)&node->sig_term, NULL);
+    uv_close((uv_handle_t *)&node->sig_int, NULL);
+    uv_close((uv_handle_t *)&node->exit_timer, NULL);
+}
+
+void node_stop(struct node *node, int exit_code)
+{
+    if (node->stopping)
+        return;
+    node->stopping = 1;
+    node->exit_code = exit_code;
+    if (node->member)
+        member_leave(node->member, after_leave, node);
+    else
+        after_leave(node);
+}

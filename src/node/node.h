@@ -1,0 +1,55 @@
+/* node.h — one idunnod process: its configuration and the layers it runs, all
+ * owned by one libuv loop thread. */
+#ifndef IDUNNO_NODE_NODE_H
+#define IDUNNO_NODE_NODE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/err.h"
+
+#define NODE_MAX_JOIN 16
+
+struct node_config {
+    char name[64];
+    char addr[64];                /* HOST:PORT: TCP RPC and UDP gossip */
+    char data_dir[512];
+    char *join[NODE_MAX_JOIN + 1]; /* NULL-terminated seeds, owned */
+    char coordinators[256];       /* comma-separated voter names (control plane) */
+    int log_level;
+    int log_stderr;
+    /* Membership timing overrides (0: defaults). */
+    uint32_t probe_interval_ms, probe_timeout_ms, suspect_timeout_ms;
+};
+
+struct node {
+    uv_loop_t *loop;
+    struct node_config cfg;
+    uint64_t incarnation; /* wall-clock ms at start: name + this is the member id */
+    uint64_t started_ms;  /* monotonic */
+    char log_path[600];
+    struct net *net;
+    struct member *member;
+    struct logq *logq;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t exit_timer;
+    int stopping;
+    int exit_code;
+    char errmsg[ID_ERRMSG_LEN];
+};
+
+/* Parses argv into cfg. Returns 0, 1 when --help was printed, or a negative
+ * ID_E* with the reason in errmsg. */
+int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg, size_t len);
+
+void node_config_free(struct node_config *cfg);
+
+/* Opens the data dir and log, binds the transport and starts every layer.
+ * Returns 0 or ID_E* with node->errmsg set. */
+int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg);
+
+/* Starts a clean shutdown (leave the group, close every handle); the loop then
+ * runs dry and uv_run returns. */
+void node_stop(struct node *node, int exit_code);
+
+#endif
