@@ -679,6 +679,11 @@ void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const str
     struct swim_node *sender = find(s, p->from_name);
     if (sender && sender->rec.incarnation == p->from_incarnation &&
         sender->rec.state == MEMBER_FAILED && p->from_addr[0]) {
+        if (count_live(s) == 0) {
+            /* We are the one that was cut off: its news about us counts. */
+            apply_updates(s, p, now);
+            return;
+        }
         struct swim_packet n;
         packet_init(s, &n, SWIM_NOTICE, 0);
         n.updates[0] = sender->rec;
