@@ -25,7 +25,7 @@ else
   ORT_LIB := $(CURDIR)/.deps/onnxruntime/lib
 endif
 
-WARN     := -Wall -Wextra -Wshadow -Werror -Wno-missing-field-initializers -Wno-format-truncation
+WARN     := -Wall -Wextra -Wshadow -Werror -Wno-missing-field-initializers -Wno-unknown-warning-option -Wno-format-truncation
 CPPFLAGS += -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -I$(ORT_INC)
 CFLAGS   += -std=gnu11 $(OPT) -g -fno-omit-frame-pointer $(WARN) -MMD -MP -pthread $(EXTRA_CFLAGS)
 comma    := ,
