@@ -129,6 +129,10 @@ FUZZ_SECONDS ?= 20
 fuzz-run: fuzz
 	tests/run-fuzz.sh $(FUZZ_SECONDS)
 
+# The main job: a local cluster doing real work (see scripts/demo.sh).
+demo:
+	scripts/demo.sh $(DEMO_ARGS)
+
 clean:
 	rm -rf build build-asan build-fuzz bin
 

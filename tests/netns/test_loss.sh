@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# 10% packet loss on every link for LOSS_SECONDS (default 60): no member is ever
+# LOSS_PCT% (default 10%) packet loss on every link for LOSS_SECONDS (default 60): no member is ever
 # declared failed, and the counters show the loss was real.
 # timeout: 400
 . "$(dirname "$0")/lib.sh"
 secs=${LOSS_SECONDS:-60}
 
 cluster up 10 >/dev/null
-cluster loss 10
+cluster loss "${LOSS_PCT:-10}"
 end=$(( $(date +%s) + secs ))
 while [ "$(date +%s)" -lt "$end" ]; do
   sleep 5

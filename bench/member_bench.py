@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Membership benchmarks on a local cluster (real daemons on 127.0.0.1).
+
+  detect  N-node cluster, TRIALS kill -9 of a random non-first node: time from the
+          kill until every other member has logged it failed (log timestamps, ms).
+  join    time from starting a new node until every member has logged its join.
+  gossip  UDP bytes/s sent per node at steady state, for several cluster sizes.
+
+Prints one JSON document. Usage: bench/member_bench.py [detect|join|gossip|all]
+[--nodes 10] [--trials 20] [--base-port 7800]
+"""
+import argparse, datetime, json, os, random, re, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLUSTER = os.path.join(ROOT, "scripts", "cluster")
+IDUNNO = os.path.join(ROOT, "bin", "idunno")
+
+
+class Cluster:
+    def __init__(self, n, base_port):
+        self.n = n
+        self.dir = tempfile.mkdtemp(prefix="idunno-bench.")
+        self.env = dict(os.environ, IDUNNO_RUN_DIR=self.dir, IDUNNO_BASE_PORT=str(base_port))
+
+    def run(self, *args, check=True):
+        return subprocess.run([CLUSTER, *args], env=self.env, check=check,
+                              capture_output=True, text=True).stdout
+
+    def up(self):
+        self.run("up", str(self.n))
+
+    def down(self):
+        self.run("down", check=False)
+        subprocess.run(["rm", "-rf", self.dir])
+
+    def addr(self, node):
+        return self.run("addr", node).strip()
+
+    def cli(self, node, *args):
+        out = subprocess.run([IDUNNO, "-s", self.addr(node), "--json", *args],
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+    def log(self, node):
+        with open(os.path.join(self.dir, node, "idunnod.log")) as f:
+            return f.read()
+
+
+def log_times(text, pattern):
+    """Epoch-ms timestamps of the log lines matching pattern."""
+    out = []
+    for line in text.splitlines():
+        if re.search(pattern, line):
+            ts = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+            out.append(ts.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+    return out
+
+
+def now_ms():
+    return time.time() * 1000
+
+
+def wait(cond, limit):
+    end = time.time() + limit
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def bench_detect(n, trials, base_port):
+    c = Cluster(n, base_port)
+    c.up()
+    results = []
+    try:
+        for t in range(trials):
+            victim = f"node{random.Random(t).randint(2, n)}"
+            inc = [m for m in c.cli("node1", "list_mem")["members"] if m["name"] == victim][0]["incarnation"]
+            others = [f"node{k}" for k in range(1, n + 1) if f"node{k}" != victim]
+            killed = now_ms()
+            c.run("kill", victim)
+            pat = rf"member {victim}#{inc} at .* is failed"
+            ok = wait(lambda: all(log_times(c.log(o), pat) for o in others), 10)
+            if not ok:
+                results.append(None)
+            else:
+                results.append(max(log_times(c.log(o), pat)[0] for o in others) - killed)
+            c.run("start", victim)
+            c.run("wait", "20")
+    finally:
+        c.down()
+    done = [r for r in results if r is not None]
+    return {"nodes": n, "trials": trials, "missed": len(results) - len(done),
+            "all_members_ms": {"median": round(statistics.median(done)), "max": round(max(done)),
+                               "min": round(min(done))},
+            "target": "median <= 1000, max <= 2000"}
+
+
+def bench_join(n, trials, base_port):
+    c = Cluster(n, base_port)
+    c.up()
+    times = []
+    try:
+        for t in range(trials):
+            victim = f"node{n}"
+            c.run("kill", victim)
+            others = [f"node{k}" for k in range(1, n)]
+            wait(lambda: all(c.cli(o, "list_mem") and any(
+                m["name"] == victim and m["state"] == "failed" for m in c.cli(o, "list_mem")["members"])
+                for o in others), 10)
+            started = now_ms()
+            c.run("start", victim)
+            def joined_everywhere():
+                try:
+                    inc = c.cli(victim, "list_self")["members"][0]["incarnation"]
+                except Exception:
+                    return False
+                return all(log_times(c.log(o), rf"member {victim}#{inc} at .* joined") for o in others)
+            if wait(joined_everywhere, 10):
+                inc = c.cli(victim, "list_self")["members"][0]["incarnation"]
+                times.append(max(log_times(c.log(o), rf"member {victim}#{inc} at .* joined")[0]
+                                 for o in others) - started)
+    finally:
+        c.down()
+    return {"nodes": n, "trials": trials, "seen_by_all_ms": {
+        "median": round(statistics.median(times)), "max": round(max(times))}, "target": "<= 1000",
+        "note": "includes process start-up"}
+
+
+def bench_gossip(sizes, base_port, seconds=20):
+    out = []
+    for n in sizes:
+        c = Cluster(n, base_port)
+        c.up()
+        try:
+            time.sleep(3)  # let the join burst pass
+            before = {f"node{k}": c.cli(f"node{k}", "stats") for k in range(1, n + 1)}
+            time.sleep(seconds)
+            after = {f"node{k}": c.cli(f"node{k}", "stats") for k in range(1, n + 1)}
+            rates = []
+            for k, a in after.items():
+                b = before[k]
+                dt = (a["uptime_ms"] - b["uptime_ms"]) / 1000
+                rates.append((a["udp_bytes_sent"] - b["udp_bytes_sent"]) / dt)
+            out.append({"nodes": n, "bytes_per_s_per_node": {"mean": round(statistics.mean(rates)),
+                                                             "max": round(max(rates))}})
+        finally:
+            c.down()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", nargs="?", default="all", choices=["detect", "join", "gossip", "all"])
+    ap.add_argument("--nodes", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--base-port", type=int, default=7800)
+    a = ap.parse_args()
+    res = {"load_before": os.getloadavg()[0]}
+    if a.what in ("detect", "all"):
+        res["failure_detection"] = bench_detect(a.nodes, a.trials, a.base_port)
+    if a.what in ("join", "all"):
+        res["join"] = bench_join(a.nodes, min(a.trials, 10), a.base_port)
+    if a.what in ("gossip", "all"):
+        res["gossip"] = bench_gossip([5, 10, 20], a.base_port)
+    json.dump(res, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
