@@ -94,12 +94,14 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) models/tiny_cnn.onnx
 	tests/run-unit.sh $(BUILD)/tests
 
 unit-asan:
 	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 unit-bins
+	$(MAKE) models/tiny_cnn.onnx
 	TIER=unit-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  tests/run-unit.sh build-asan/tests
 
 .PHONY: unit-bins
@@ -113,7 +115,7 @@ netns-test: all
 
 # The whole suite; each tier prints its own "N passed, N failed" line and the
 # last line sums them up.
-test: all $(UNIT_BIN)
+test: all $(UNIT_BIN) models/tiny_cnn.onnx
 	tests/run-all.sh
 
 # libFuzzer targets, one per decoder (clang only).
@@ -128,6 +130,19 @@ build-fuzz/%: fuzz/%.c
 FUZZ_SECONDS ?= 20
 fuzz-run: fuzz
 	tests/run-fuzz.sh $(FUZZ_SECONDS)
+
+# Models are generated, never downloaded or committed (tools/gen_models.py).
+PY3 := /usr/bin/python3
+MODEL_FILES := models/tiny_cnn.onnx models/tiny_gray.onnx models/resnet50.onnx models/inception_v3.onnx
+models: $(MODEL_FILES)
+models/tiny_cnn.onnx models/tiny_gray.onnx: tools/gen_models.py
+	$(PY3) tools/gen_models.py --out models --only tiny_cnn,tiny_gray
+models/resnet50.onnx models/inception_v3.onnx: tools/gen_models.py
+	$(PY3) tools/gen_models.py --out models --only resnet50,inception_v3
+
+# Demo data sets from photos that Debian packages ship (scripts/make-data.sh).
+data:
+	scripts/make-data.sh
 
 # The main job: a local cluster doing real work (see scripts/demo.sh).
 demo:

@@ -95,8 +95,8 @@ class Graph:
         return self.op("Gemm", [flat, self.const(n + ".w", w, True), self.const(n + ".b", np.zeros(cout), True)],
                        transB=1)
 
-    def model(self, out, classes, size, name, meta):
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])
+    def model(self, out, classes, size, name, meta, channels=3):
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, size, size])
         outp = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])
         self.nodes.append(helper.make_node("Identity", [out], ["logits"]))
         g = helper.make_graph(self.nodes, name, [inp], [outp], self.inits)
@@ -215,9 +215,9 @@ def inception_v3(seed=3):
 
 # ---- the tiny CNN for tests, with an independent numpy forward pass --------------
 
-def tiny_cnn(seed=7):
+def tiny_cnn(seed=7, channels=3):
     g = Graph(seed)
-    x = g.relu(g.conv("input", 3, 8, 3, 1, 1, bias=True))
+    x = g.relu(g.conv("input", channels, 8, 3, 1, 1, bias=True))
     x = g.maxpool(x, 2, 2)
     x = g.relu(g.conv(x, 8, 16, 3, 1, 1, bias=True))
     x = g.op("GlobalAveragePool", [x])
@@ -261,6 +261,9 @@ def tiny_reference(g, batch=2, size=32, seed=11):
 MODELS = {
     "tiny_cnn": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
                      mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]),
+    # A model IDunno must refuse: one input channel, not RGB (for the tests).
+    "tiny_gray": dict(build=lambda: tiny_cnn(seed=9, channels=1), size=32, resize=32, classes=10,
+                      params=None, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], channels=1),
     "resnet50": dict(build=resnet50, size=224, resize=256, classes=1000, params=25557032,
                      mean=IMAGENET_MEAN, std=IMAGENET_STD),
     "inception_v3": dict(build=inception_v3, size=299, resize=342, classes=1000, params=23834568,
@@ -294,7 +297,7 @@ def main():
                 "idunno.mean": ",".join(f"{v:g}" for v in spec["mean"]),
                 "idunno.std": ",".join(f"{v:g}" for v in spec["std"]),
                 "idunno.classes": str(spec["classes"])}
-        m = g.model(out, spec["classes"], spec["size"], name, meta)
+        m = g.model(out, spec["classes"], spec["size"], name, meta, spec.get("channels", 3))
         if spec["params"] is not None and g.params != spec["params"]:
             sys.exit(f"{name}: {g.params} parameters, torchvision has {spec['params']}")
         data = m.SerializeToString()

@@ -74,5 +74,6 @@ const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len);
 extern const struct cli_command cli_node_commands[];
 extern const struct cli_command cli_member_commands[];
 extern const struct cli_command cli_logq_commands[];
+extern const struct cli_command cli_infer_commands[];
 
 #endif

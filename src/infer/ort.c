@@ -1,0 +1,210 @@
+/* ort.c — the ONNX Runtime backend (C API). One OrtEnv per process; a session
+ * per loaded model; inputs are wrapped, not copied. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <onnxruntime_c_api.h>
+
+#include "base/err.h"
+#include "infer/backend.h"
+
+struct infer_session {
+    OrtSession *session;
+    OrtMemoryInfo *mem;
+    struct infer_io io;
+};
+
+static const OrtApi *ort;
+static OrtEnv *ort_env;
+static pthread_once_t ort_once = PTHREAD_ONCE_INIT;
+static char ort_init_error[256];
+
+static void ort_init(void)
+{
+    const OrtApiBase *base = OrtGetApiBase();
+    ort = base ? base->GetApi(ORT_API_VERSION) : NULL;
+    if (!ort) {
+        snprintf(ort_init_error, sizeof ort_init_error,
+                 "ONNX Runtime %s does not offer API version %d", base ? base->GetVersionString() : "?",
+                 ORT_API_VERSION);
+        return;
+    }
+    OrtStatus *st = ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "idunno", &ort_env);
+    if (st) {
+        snprintf(ort_init_error, sizeof ort_init_error, "%s", ort->GetErrorMessage(st));
+        ort->ReleaseStatus(st);
+        ort_env = NULL;
+    }
+}
+
+/* Takes ownership of st. Returns 0 if st is NULL, else ID_EMODEL with errmsg. */
+static int check(OrtStatus *st, char *errmsg, size_t len)
+{
+    if (!st)
+        return 0;
+    snprintf(errmsg, len, "%s", ort->GetErrorMessage(st));
+    ort->ReleaseStatus(st);
+    return ID_EMODEL;
+}
+
+static void ort_free(struct infer_session *s)
+{
+    if (!s)
+        return;
+    if (s->session)
+        ort->ReleaseSession(s->session);
+    if (s->mem)
+        ort->ReleaseMemoryInfo(s->mem);
+    free(s);
+}
+
+static int read_io(struct infer_session *s, char *errmsg, size_t len)
+{
+    OrtAllocator *alloc;
+    int rc = check(ort->GetAllocatorWithDefaultOptions(&alloc), errmsg, len);
+    size_t nin = 0, nout = 0;
+    if (!rc) rc = check(ort->SessionGetInputCount(s->session, &nin), errmsg, len);
+    if (!rc) rc = check(ort->SessionGetOutputCount(s->session, &nout), errmsg, len);
+    if (rc)
+        return rc;
+    if (nin != 1 || nout < 1) {
+        snprintf(errmsg, len, "the model has %zu inputs and %zu outputs; one image input and a logits output are needed", nin, nout);
+        return ID_EMODEL;
+    }
+    char *name = NULL;
+    if ((rc = check(ort->SessionGetInputName(s->session, 0, alloc, &name), errmsg, len)))
+        return rc;
+    snprintf(s->io.input_name, sizeof s->io.input_name, "%s", name);
+    alloc->Free(alloc, name);
+    if ((rc = check(ort->SessionGetOutputName(s->session, 0, alloc, &name), errmsg, len)))
+        return rc;
+    snprintf(s->io.output_name, sizeof s->io.output_name, "%s", name);
+    alloc->Free(alloc, name);
+
+    for (int which = 0; which < 2; which++) {
+        OrtTypeInfo *ti = NULL;
+        const OrtTensorTypeAndShapeInfo *tsi = NULL;
+        rc = check(which ? ort->SessionGetOutputTypeInfo(s->session, 0, &ti)
+                         : ort->SessionGetInputTypeInfo(s->session, 0, &ti), errmsg, len);
+        if (!rc) rc = check(ort->CastTypeInfoToTensorInfo(ti, &tsi), errmsg, len);
+        size_t nd = 0;
+        ONNXTensorElementDataType et = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+        if (!rc && tsi) rc = check(ort->GetDimensionsCount(tsi, &nd), errmsg, len);
+        if (!rc && tsi) rc = check(ort->GetTensorElementType(tsi, &et), errmsg, len);
+        int64_t dims[8] = {0};
+        if (!rc && (!tsi || et != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || nd != (which ? 2u : 4u))) {
+            snprintf(errmsg, len, "the model's %s is not a float tensor of rank %d", which ? "output" : "input",
+                     which ? 2 : 4);
+            rc = ID_EMODEL;
+        }
+        if (!rc) rc = check(ort->GetDimensions(tsi, dims, nd), errmsg, len);
+        if (ti)
+            ort->ReleaseTypeInfo(ti);
+        if (rc)
+            return rc;
+        if (which) {
+            s->io.classes = dims[1];
+        } else {
+            memcpy(s->io.input_shape, dims, sizeof s->io.input_shape);
+            if (dims[1] != 3 || dims[2] <= 0 || dims[3] <= 0) {
+                snprintf(errmsg, len, "the model's input is not N x 3 x H x W");
+                return ID_EMODEL;
+            }
+        }
+    }
+    if (s->io.classes <= 0) {
+        snprintf(errmsg, len, "the model's output has no fixed class count");
+        return ID_EMODEL;
+    }
+    return 0;
+}
+
+static int ort_load(const char *path, const struct infer_backend_options *opt,
+                    struct infer_session **out, struct infer_io *io, char *errmsg, size_t len)
+{
+    pthread_once(&ort_once, ort_init);
+    if (!ort_env) {
+        snprintf(errmsg, len, "ONNX Runtime unavailable: %s", ort_init_error);
+        return ID_EMODEL;
+    }
+    struct stat sb;
+    if (stat(path, &sb) < 0) {
+        snprintf(errmsg, len, "no model file %s", path);
+        return ID_ENOTFOUND;
+    }
+    struct infer_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return ID_ENOMEM;
+    OrtSessionOptions *so = NULL;
+    int rc = check(ort->CreateSessionOptions(&so), errmsg, len);
+    if (!rc) rc = check(ort->SetIntraOpNumThreads(so, opt->intra_threads > 0 ? opt->intra_threads : 1), errmsg, len);
+    if (!rc) rc = check(ort->SetInterOpNumThreads(so, 1), errmsg, len);
+    if (!rc) rc = check(ort->SetSessionGraphOptimizationLevel(so, opt->optimize ? ORT_ENABLE_ALL : ORT_ENABLE_BASIC), errmsg, len);
+    if (!rc) rc = check(ort->CreateSession(ort_env, path, so, &s->session), errmsg, len);
+    if (so)
+        ort->ReleaseSessionOptions(so);
+    if (!rc) rc = check(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem), errmsg, len);
+    if (!rc) rc = read_io(s, errmsg, len);
+    if (rc) {
+        ort_free(s);
+        return rc;
+    }
+    *io = s->io;
+    *out = s;
+    return 0;
+}
+
+static char *ort_metadata(struct infer_session *s, const char *key)
+{
+    OrtModelMetadata *md = NULL;
+    OrtAllocator *alloc;
+    char *value = NULL, *copy = NULL;
+    if (ort->GetAllocatorWithDefaultOptions(&alloc) || ort->SessionGetModelMetadata(s->session, &md))
+        return NULL;
+    OrtStatus *st = ort->ModelMetadataLookupCustomMetadataMap(md, alloc, key, &value);
+    if (st)
+        ort->ReleaseStatus(st);
+    else if (value) {
+        copy = strdup(value);
+        alloc->Free(alloc, value);
+    }
+    ort->ReleaseModelMetadata(md);
+    return copy;
+}
+
+static int ort_run(struct infer_session *s, const float *input, size_t n, float *logits, char *errmsg,
+                   size_t len)
+{
+    int64_t shape[4] = {(int64_t)n, 3, s->io.input_shape[2], s->io.input_shape[3]};
+    size_t count = n * 3 * (size_t)shape[2] * (size_t)shape[3];
+    OrtValue *in = NULL, *out = NULL;
+    int rc = check(ort->CreateTensorWithDataAsOrtValue(s->mem, (void *)input, count * sizeof(float), shape, 4,
+                                                       ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in),
+                   errmsg, len);
+    const char *in_names[] = {s->io.input_name};
+    const char *out_names[] = {s->io.output_name};
+    if (!rc)
+        rc = check(ort->Run(s->session, NULL, in_names, (const OrtValue *const *)&in, 1, out_names, 1, &out),
+                   errmsg, len);
+    float *data = NULL;
+    if (!rc)
+        rc = check(ort->GetTensorMutableData(out, (void **)&data), errmsg, len);
+    if (!rc)
+        memcpy(logits, data, n * (size_t)s->io.classes * sizeof(float));
+    if (in)
+        ort->ReleaseValue(in);
+    if (out)
+        ort->ReleaseValue(out);
+    return rc;
+}
+
+const struct infer_backend infer_backend_ort = {
+    .name = "onnxruntime",
+    .load = ort_load,
+    .metadata = ort_metadata,
+    .run = ort_run,
+    .free = ort_free,
+};

@@ -1,0 +1,182 @@
+/* test_image.c — decoding and preprocessing against known pixel values, and
+ * bad images: corrupt, truncated, not an image, missing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <png.h>
+#include <turbojpeg.h>
+
+#include "base/err.h"
+#include "infer/image.h"
+
+static uint8_t *make_png(const uint8_t *rgb, int w, int h, size_t *len)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = (png_uint_32)w;
+    img.height = (png_uint_32)h;
+    img.format = PNG_FORMAT_RGB;
+    png_alloc_size_t size = 0;
+    assert_true(png_image_write_to_memory(&img, NULL, &size, 0, rgb, 0, NULL));
+    uint8_t *buf = malloc(size);
+    assert_true(png_image_write_to_memory(&img, buf, &size, 0, rgb, 0, NULL));
+    *len = size;
+    return buf;
+}
+
+static uint8_t *make_jpeg(const uint8_t *rgb, int w, int h, size_t *len)
+{
+    tjhandle tj = tjInitCompress();
+    unsigned char *out = NULL;
+    unsigned long size = 0;
+    assert_int_equal(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &out, &size, TJSAMP_444, 100, 0), 0);
+    uint8_t *copy = malloc(size);
+    memcpy(copy, out, size);
+    tjFree(out);
+    tjDestroy(tj);
+    *len = size;
+    return copy;
+}
+
+static const struct image_prep unit_prep = {.resize = 8, .crop = 8, .mean = {0.5f, 0.4f, 0.3f},
+                                            .std = {0.2f, 0.25f, 0.5f}};
+
+static void test_solid_png_normalises_exactly(void **state)
+{
+    (void)state;
+    int w = 20, h = 12;
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int i = 0; i < w * h; i++) {
+        rgb[i * 3] = 200;
+        rgb[i * 3 + 1] = 100;
+        rgb[i * 3 + 2] = 0;
+    }
+    size_t len;
+    uint8_t *png = make_png(rgb, w, h, &len);
+    struct image_rgb img;
+    char err[200];
+    assert_int_equal(image_decode(png, len, &img, err, sizeof err), 0);
+    assert_int_equal(img.width, w);
+    assert_int_equal(img.height, h);
+    float out[3 * 8 * 8];
+    image_preprocess(&img, &unit_prep, out);
+    const float want[3] = {(200 / 255.0f - 0.5f) / 0.2f, (100 / 255.0f - 0.4f) / 0.25f,
+                           (0 - 0.3f) / 0.5f};
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 64; i++)
+            assert_float_equal(out[c * 64 + i], want[c], 1e-5);
+    image_free(&img);
+    free(png);
+    free(rgb);
+}
+
+static void test_crop_takes_the_centre(void **state)
+{
+    (void)state;
+    /* 4x2 image, shorter side already 2: no scaling, crop 2x2 from columns 1-2. */
+    uint8_t rgb[4 * 2 * 3];
+    for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 4; x++)
+            for (int c = 0; c < 3; c++)
+                rgb[(y * 4 + x) * 3 + c] = (uint8_t)(10 * x + 100 * y + c);
+    struct image_rgb img = {.width = 4, .height = 2, .pixels = rgb};
+    struct image_prep p = {.resize = 2, .crop = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    float out[3 * 4];
+    image_preprocess(&img, &p, out);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 2; y++)
+            for (int x = 0; x < 2; x++)
+                assert_float_equal(out[c * 4 + y * 2 + x] * 255.0f, 10 * (x + 1) + 100 * y + c, 1e-3);
+}
+
+static void test_downscale_is_bilinear(void **state)
+{
+    (void)state;
+    /* 4x4 to 2x2: each output sits between two source pixels in each axis. */
+    uint8_t rgb[4 * 4 * 3];
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++)
+            for (int c = 0; c < 3; c++)
+                rgb[(y * 4 + x) * 3 + c] = (uint8_t)(x * 40 + y * 8);
+    struct image_rgb img = {.width = 4, .height = 4, .pixels = rgb};
+    struct image_prep p = {.resize = 2, .crop = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    float out[3 * 4];
+    image_preprocess(&img, &p, out);
+    /* output (0,0) samples source (0.5, 0.5): mean of pixels (0..1, 0..1) */
+    assert_float_equal(out[0] * 255.0f, (0 + 40 + 8 + 48) / 4.0f, 1e-3);
+    /* output (1,1) samples source (2.5, 2.5) */
+    assert_float_equal(out[3] * 255.0f, 2.5f * 40 + 2.5f * 8, 1e-3);
+}
+
+static void test_jpeg_roundtrip(void **state)
+{
+    (void)state;
+    int w = 32, h = 16;
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int i = 0; i < w * h; i++) {
+        rgb[i * 3] = 30;
+        rgb[i * 3 + 1] = 140;
+        rgb[i * 3 + 2] = 230;
+    }
+    size_t len;
+    uint8_t *jpg = make_jpeg(rgb, w, h, &len);
+    struct image_rgb img;
+    char err[200];
+    assert_int_equal(image_decode(jpg, len, &img, err, sizeof err), 0);
+    assert_int_equal(img.width, w);
+    for (int i = 0; i < w * h * 3; i++)
+        assert_true(abs((int)img.pixels[i] - (int)rgb[i]) <= 2);
+    image_free(&img);
+
+    /* Truncated: an error, not a picture with a grey bottom. */
+    int rc = image_decode(jpg, len / 2, &img, err, sizeof err);
+    assert_int_equal(rc, ID_EIMAGE);
+    assert_null(img.pixels);
+    /* Corrupted entropy data. */
+    for (size_t i = len / 2; i < len - 2; i += 3)
+        jpg[i] ^= 0x5a;
+    rc = image_decode(jpg, len, &img, err, sizeof err);
+    assert_int_equal(rc, ID_EIMAGE);
+    free(jpg);
+    free(rgb);
+}
+
+static void test_bad_inputs(void **state)
+{
+    (void)state;
+    struct image_rgb img;
+    char err[200];
+    const uint8_t text[] = "this is not an image at all";
+    assert_int_equal(image_decode(text, sizeof text, &img, err, sizeof err), ID_EIMAGE);
+    assert_non_null(strstr(err, "not a JPEG or PNG"));
+    assert_int_equal(image_decode(text, 0, &img, err, sizeof err), ID_EIMAGE);
+
+    uint8_t rgb[8 * 8 * 3] = {0};
+    size_t len;
+    uint8_t *png = make_png(rgb, 8, 8, &len);
+    assert_int_equal(image_decode(png, len - 20, &img, err, sizeof err), ID_EIMAGE);
+    assert_int_equal(image_decode(png, 30, &img, err, sizeof err), ID_EIMAGE);
+    free(png);
+
+    float out[3 * 8 * 8];
+    assert_int_equal(image_load_tensor("/nonexistent/x.png", &unit_prep, out, err, sizeof err), ID_ENOTFOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_solid_png_normalises_exactly),
+        cmocka_unit_test(test_crop_takes_the_centre),
+        cmocka_unit_test(test_downscale_is_bilinear),
+        cmocka_unit_test(test_jpeg_roundtrip),
+        cmocka_unit_test(test_bad_inputs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

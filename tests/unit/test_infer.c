@@ -1,0 +1,222 @@
+/* test_infer.c — the inference engine on the generated tiny CNN: logits against
+ * an independent numpy forward pass, top-5, batches mixing good and bad images,
+ * models that must be refused, and the session cache. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <png.h>
+
+#include "base/err.h"
+#include "infer/infer.h"
+
+static char model_dir[512];
+
+static const char *model_path(const char *name)
+{
+    static char p[600];
+    snprintf(p, sizeof p, "%s/%s", model_dir, name);
+    return p;
+}
+
+static void test_logits_match_numpy_reference(void **state)
+{
+    (void)state;
+    FILE *f = fopen(model_path("tiny_cnn.reference.bin"), "rb");
+    assert_non_null(f);
+    uint32_t hdr[4];
+    assert_int_equal(fread(hdr, 4, 4, f), 4);
+    uint32_t n = hdr[0], h = hdr[1], w = hdr[2], classes = hdr[3];
+    size_t in_count = (size_t)n * 3 * h * w;
+    float *input = malloc(in_count * sizeof(float));
+    float *want = malloc((size_t)n * classes * sizeof(float));
+    assert_int_equal(fread(input, sizeof(float), in_count, f), in_count);
+    assert_int_equal(fread(want, sizeof(float), (size_t)n * classes, f), (size_t)n * classes);
+    fclose(f);
+
+    struct infer_model *m;
+    char err[256];
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(model_path("tiny_cnn.onnx"), &opt, &m, err, sizeof err), 0);
+    const struct infer_model_info *info = infer_model_info(m);
+    assert_int_equal(info->input_size, (int)h);
+    assert_int_equal(info->classes, (int)classes);
+    assert_string_equal(info->name, "tiny_cnn");
+    assert_float_equal(info->mean[0], 0.5f, 1e-6);
+    assert_float_equal(info->std[2], 0.25f, 1e-6);
+    float *got = malloc((size_t)n * classes * sizeof(float));
+    assert_int_equal(infer_run_tensor(m, input, n, got, err, sizeof err), 0);
+    float worst = 0;
+    for (size_t i = 0; i < (size_t)n * classes; i++) {
+        float d = got[i] > want[i] ? got[i] - want[i] : want[i] - got[i];
+        if (d > worst)
+            worst = d;
+    }
+    print_message("max |logit - reference| = %g\n", (double)worst);
+    assert_true(worst <= 1e-4f);
+    infer_model_close(m);
+    free(input);
+    free(want);
+    free(got);
+}
+
+static void test_top5(void **state)
+{
+    (void)state;
+    float logits[8] = {0.1f, 3.0f, -1.0f, 2.0f, 2.5f, 0.0f, 1.0f, -5.0f};
+    struct infer_result r;
+    infer_top5(logits, 8, &r);
+    int want[5] = {1, 4, 3, 6, 0};
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(r.top_class[k], want[k]);
+    double sum = 0;
+    for (int i = 0; i < 8; i++)
+        sum += exp(logits[i] - 3.0);
+    assert_float_equal(r.top_prob[0], 1.0 / sum, 1e-6);
+    for (int k = 1; k < 5; k++)
+        assert_true(r.top_prob[k] <= r.top_prob[k - 1]);
+    /* fewer classes than five */
+    float three[3] = {1, 2, 3};
+    infer_top5(three, 3, &r);
+    assert_int_equal(r.top_class[0], 2);
+    assert_int_equal(r.top_class[3], -1);
+}
+
+static void write_png(const char *path, uint8_t r, uint8_t g, uint8_t b, int w, int h)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int i = 0; i < w * h; i++) {
+        rgb[i * 3] = r;
+        rgb[i * 3 + 1] = g;
+        rgb[i * 3 + 2] = (uint8_t)(b + (i % w));
+    }
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = (png_uint_32)w;
+    img.height = (png_uint_32)h;
+    img.format = PNG_FORMAT_RGB;
+    assert_true(png_image_write_to_file(&img, path, 0, rgb, 0, NULL));
+    free(rgb);
+}
+
+static void test_batches_with_bad_images(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/idunno-infer-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char paths[7][300];
+    const char *names[7] = {"a.png", "b.png", "missing.png", "c.png", "text.png", "trunc.png", "d.png"};
+    for (int i = 0; i < 7; i++)
+        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
+    write_png(paths[0], 250, 10, 10, 40, 30);
+    write_png(paths[1], 10, 250, 10, 30, 40);
+    write_png(paths[3], 10, 10, 200, 64, 64);
+    write_png(paths[6], 128, 128, 0, 33, 33);
+    FILE *f = fopen(paths[4], "w");
+    fputs("not an image\n", f);
+    fclose(f);
+    write_png(paths[5], 1, 2, 3, 50, 50);
+    assert_int_equal(truncate(paths[5], 60), 0);
+
+    struct infer_model *m;
+    char err[256];
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(model_path("tiny_cnn.onnx"), &opt, &m, err, sizeof err), 0);
+    const char *list[7];
+    for (int i = 0; i < 7; i++)
+        list[i] = paths[i];
+    struct infer_result batched[7], single[7];
+    assert_int_equal(infer_run_files(m, list, 7, 3, batched, err, sizeof err), 0);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(infer_run_files(m, &list[i], 1, 1, &single[i], err, sizeof err), 0);
+    int good[7] = {1, 1, 0, 1, 0, 0, 1};
+    for (int i = 0; i < 7; i++) {
+        if (!good[i]) {
+            assert_true(batched[i].status < 0);
+            assert_true(batched[i].error[0] != 0);
+            continue;
+        }
+        assert_int_equal(batched[i].status, 0);
+        /* a neighbour's failure does not shift anyone's answer */
+        for (int k = 0; k < INFER_TOPK; k++) {
+            assert_int_equal(batched[i].top_class[k], single[i].top_class[k]);
+            assert_float_equal(batched[i].top_prob[k], single[i].top_prob[k], 1e-5);
+        }
+    }
+    assert_int_equal(batched[2].status, ID_ENOTFOUND);
+    assert_int_equal(batched[4].status, ID_EIMAGE);
+    assert_int_equal(batched[5].status, ID_EIMAGE);
+    infer_model_close(m);
+    for (int i = 0; i < 7; i++)
+        unlink(paths[i]);
+    rmdir(dir);
+}
+
+static void test_refuses_bad_models(void **state)
+{
+    (void)state;
+    struct infer_model *m = NULL;
+    char err[256] = "";
+    struct infer_options opt = {.threads = 1};
+    /* not ONNX at all */
+    char path[] = "/tmp/idunno-notonnx-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_true(write(fd, "definitely not a protobuf model", 31) == 31);
+    close(fd);
+    assert_int_equal(infer_model_open(path, &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_true(err[0] != 0);
+    unlink(path);
+    /* missing */
+    assert_int_equal(infer_model_open("/nonexistent/model.onnx", &opt, &m, err, sizeof err), ID_ENOTFOUND);
+    /* a real model whose input is not N x 3 x H x W */
+    err[0] = 0;
+    assert_int_equal(infer_model_open(model_path("tiny_gray.onnx"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_non_null(strstr(err, "N x 3 x H x W"));
+}
+
+static void test_cache(void **state)
+{
+    (void)state;
+    struct infer_options opt = {.threads = 1};
+    struct infer_cache *c = infer_cache_new(2, &opt);
+    struct infer_model *a, *a2, *b, *cm;
+    char err[256];
+    const char *tiny = model_path("tiny_cnn.onnx");
+    assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a, err, sizeof err), 0);
+    assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a2, err, sizeof err), 0);
+    assert_ptr_equal(a, a2);
+    assert_int_equal(infer_cache_get(c, "tiny", 2, tiny, &b, err, sizeof err), 0);
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(infer_cache_size(c), 2);
+    /* touching v1 makes v2 the least recently used: the next miss evicts it */
+    assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a2, err, sizeof err), 0);
+    assert_int_equal(infer_cache_get(c, "other", 1, tiny, &cm, err, sizeof err), 0);
+    assert_int_equal(infer_cache_size(c), 2);
+    assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a2, err, sizeof err), 0);
+    assert_ptr_equal(a, a2);
+    assert_int_equal(infer_cache_get(c, "bad", 1, "/nonexistent.onnx", &cm, err, sizeof err), ID_ENOTFOUND);
+    infer_cache_free(c);
+}
+
+int main(void)
+{
+    const char *d = getenv("IDUNNO_MODELS");
+    snprintf(model_dir, sizeof model_dir, "%s", d && d[0] ? d : "models");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_logits_match_numpy_reference),
+        cmocka_unit_test(test_top5),
+        cmocka_unit_test(test_batches_with_bad_images),
+        cmocka_unit_test(test_refuses_bad_models),
+        cmocka_unit_test(test_cache),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
