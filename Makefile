@@ -131,6 +131,14 @@ FUZZ_SECONDS ?= 20
 fuzz-run: fuzz
 	tests/run-fuzz.sh $(FUZZ_SECONDS)
 
+# Benchmark programs (bench/*.c), linked like the daemon.
+BENCH_BIN := $(BUILD)/bin/infer_bench
+bench-bin: $(BENCH_BIN)
+$(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/obj/bench/%.o: $(GEN_H)
+
 # Models are generated, never downloaded or committed (tools/gen_models.py).
 PY3 := /usr/bin/python3
 MODEL_FILES := models/tiny_cnn.onnx models/tiny_gray.onnx models/resnet50.onnx models/inception_v3.onnx

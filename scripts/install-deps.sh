@@ -20,7 +20,7 @@ apt_packages=(
   libuv1-dev libcmocka-dev protobuf-c-compiler libprotobuf-c-dev
   libmicrohttpd-dev libturbojpeg0-dev libpng-dev
   nftables iproute2 util-linux procps psmisc
-  python3 python3-numpy python3-onnx python3-matplotlib
+  python3 python3-numpy python3-onnx python3-matplotlib python3-pil
   chromium
 )
 backports_packages=(libraft-dev)
