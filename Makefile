@@ -67,6 +67,10 @@ $(GEN_C) $(GEN_H): $(PROTO)
 	@mkdir -p $(BUILD)/gen
 	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $(PROTO)
 
+# Every message descriptor as an X-macro, for the fuzz targets.
+$(BUILD)/gen/idunno_pb_index.h: $(GEN_H) scripts/gen-pb-index.sh
+	scripts/gen-pb-index.sh $(GEN_H) > $@
+
 # Every object may include the generated header.
 $(LIB_OBJ) $(UNIT_LIB_OBJ) $(BUILD)/obj/src/node/main.o $(BUILD)/obj/src/cli/main.o: $(GEN_H)
 
@@ -123,7 +127,8 @@ FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
 build-fuzz/%: fuzz/%.c
-	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 OPT=-O1 EXTRA_CFLAGS=-fsanitize=fuzzer-no-link build-fuzz/libidunno.a
+	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 OPT=-O1 EXTRA_CFLAGS=-fsanitize=fuzzer-no-link build-fuzz/libidunno.a \
+	  build-fuzz/gen/idunno_pb_index.h
 	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined $(CPPFLAGS:$(BUILD)/gen=build-fuzz/gen) \
 	  -Ibuild-fuzz/gen $< build-fuzz/libidunno.a $(LDFLAGS) $(LDLIBS) -o $@
 # Runs every fuzz target for FUZZ_SECONDS each over its seed corpus.

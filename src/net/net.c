@@ -6,6 +6,14 @@
  * our responses. Outgoing connections are pooled by target address, so calls to
  * one peer share a connection and keep their order. Every call owns a timer for
  * its deadline; a connection that drops fails all of its calls with ID_ECLOSED.
+ *
+ * Pending calls are found by request id in one hash table (responses arrive in
+ * any order, and a busy peer may have thousands in flight); each call is also
+ * on its connection's list so that a drop can fail exactly that connection's
+ * calls. Outgoing connections idle for cfg.idle_close_ms are closed by us; an
+ * accepted connection with nothing unanswered is closed after twice that, so a
+ * well-behaved caller always closes first and a half-sent frame cannot pin a
+ * connection forever.
  */
 #include "net/net.h"
 
@@ -24,6 +32,10 @@
 #define NET_MAX_TYPES 512
 #define NET_ADDR_LEN 64
 #define NET_READ_CHUNK 65536
+/* A call is refused with ID_EBUSY while its connection has this much unsent:
+ * the peer is not reading, and queueing more would only grow memory. */
+#define NET_MAX_WRITE_QUEUE (64u * 1024u * 1024u)
+#define NET_CALL_TAB_MIN 64
 
 struct net_call;
 
@@ -57,13 +69,15 @@ struct net_call {
     uv_timer_t timer;
     net_response_fn fn;
     void *ud;
-    struct net_call *next, *prev;
+    struct net_call *next, *prev; /* on conn->calls */
+    struct net_call *hnext;       /* in net->call_tab */
     int done;
     int fail_status;        /* set: fail with this on the next timer tick */
     const char *fail_msg;   /* static text */
 };
 
 struct net_request {
+    struct net *net;
     struct net_conn *conn; /* NULL once the connection closed */
     uint64_t req_id;
     uint16_t type;
@@ -93,8 +107,10 @@ struct net {
     void *close_ud;
     struct handler handlers[NET_MAX_TYPES];
     struct net_conn *conns;
-    size_t n_incoming;
+    size_t n_incoming, n_outgoing;
     uint64_t next_req_id;
+    struct net_call **call_tab; /* by req_id; size a power of two */
+    size_t call_tab_size, n_calls;
     struct frame_stats stats;
     uint64_t udp_sent, udp_received;
     char read_buf[NET_READ_CHUNK];
@@ -221,6 +237,72 @@ static int conn_write(struct net_conn *c, struct pending_write *w)
 
 /* ---- calls ----------------------------------------------------------------- */
 
+static size_t call_slot(const struct net *net, uint64_t req_id)
+{
+    /* Ids are sequential, so a multiplicative hash spreads them evenly. */
+    return (size_t)((req_id * 0x9E3779B97F4A7C15ull) >> 32) & (net->call_tab_size - 1);
+}
+
+static int call_tab_grow(struct net *net)
+{
+    size_t size = net->call_tab_size ? net->call_tab_size * 2 : NET_CALL_TAB_MIN;
+    struct net_call **tab = calloc(size, sizeof *tab);
+    if (!tab)
+        return ID_ENOMEM;
+    struct net_call **old = net->call_tab;
+    size_t old_size = net->call_tab_size;
+    net->call_tab = tab;
+    net->call_tab_size = size;
+    for (size_t i = 0; i < old_size; i++) {
+        struct net_call *c = old[i];
+        while (c) {
+            struct net_call *next = c->hnext;
+            size_t s = call_slot(net, c->req_id);
+            c->hnext = tab[s];
+            tab[s] = c;
+            c = next;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+static int call_tab_insert(struct net *net, struct net_call *call)
+{
+    /* Keep the load under 3/4; if growing fails, longer chains still work. */
+    if (!net->call_tab || (net->n_calls + 1) * 4 > net->call_tab_size * 3) {
+        if (call_tab_grow(net) < 0 && !net->call_tab)
+            return ID_ENOMEM;
+    }
+    size_t s = call_slot(net, call->req_id);
+    call->hnext = net->call_tab[s];
+    net->call_tab[s] = call;
+    net->n_calls++;
+    return 0;
+}
+
+static struct net_call *call_tab_find(const struct net *net, uint64_t req_id)
+{
+    if (!net->call_tab)
+        return NULL;
+    struct net_call *c = net->call_tab[call_slot(net, req_id)];
+    while (c && c->req_id != req_id)
+        c = c->hnext;
+    return c;
+}
+
+static void call_tab_remove(struct net *net, struct net_call *call)
+{
+    struct net_call **pp = &net->call_tab[call_slot(net, call->req_id)];
+    while (*pp && *pp != call)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = call->hnext;
+        net->n_calls--;
+    }
+    call->hnext = NULL;
+}
+
 static void call_unlink(struct net_call *call)
 {
     struct net_conn *c = call->conn;
@@ -253,6 +335,7 @@ static void call_finish(struct net_call *call, const struct net_result *res)
         return;
     call->done = 1;
     call_unlink(call);
+    call_tab_remove(call->net, call);
     uv_timer_stop(&call->timer);
     call->fn(call->ud, res);
     uv_close((uv_handle_t *)&call->timer, call_free_cb);
@@ -289,11 +372,10 @@ static void on_call_timeout(uv_timer_t *t)
 
 static void deliver_response(struct net_conn *c, const struct frame_header *h, const uint8_t *body)
 {
-    struct net_call *call = c->calls;
-    while (call && call->req_id != h->req_id)
-        call = call->next;
-    if (!call)
-        return; /* timed out meanwhile: the late answer is dropped */
+    struct net_call *call = call_tab_find(c->net, h->req_id);
+    /* Timed out meanwhile, or an id this connection never carried: dropped. */
+    if (!call || call->conn != c || call->done || call->fail_status)
+        return;
     struct net_result res = {.status = 0, .type = h->type, .body = body, .len = h->length};
     if (h->flags & FRAME_F_ERROR) {
         Idunno__ErrorReply *er = idunno__error_reply__unpack(NULL, h->length, body);
@@ -339,6 +421,7 @@ static void dispatch_request(struct net_conn *c, const struct frame_header *h, c
         conn_close(c, ID_ENOMEM);
         return;
     }
+    req->net = net;
     req->conn = c;
     req->req_id = h->req_id;
     req->type = h->type;
@@ -374,6 +457,7 @@ static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags
     if (c && len <= FRAME_MAX_BODY) {
         struct pending_write *w = frame_build(type, flags | FRAME_F_RESPONSE, req->req_id, body, len);
         rc = w ? conn_write(c, w) : ID_ENOMEM;
+        c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
     } else if (c) {
         rc = ID_ETOOBIG;
     }
@@ -404,6 +488,12 @@ int net_reply_error(struct net_request *req, int code, const char *message, cons
     er.code = code;
     er.message = (char *)(message ? message : id_strerror(code));
     er.leader = (char *)(leader ? leader : "");
+    /* A handler that could not decode the body says so with ID_EPROTO: that is
+     * the "undecodable body" reject of net.h, counted here in one place. The
+     * transport itself outlives no request it hands out, but the connection
+     * may be gone, so count only while it is there. */
+    if (code == ID_EPROTO && req->conn)
+        req->net->stats.bad_body++;
     uint8_t buf[1024];
     size_t len = idunno__error_reply__get_packed_size(&er);
     if (len > sizeof buf) {
@@ -424,6 +514,7 @@ static void net_handle_released(struct net *net)
     if (net->closing && net->open_handles == 0) {
         void (*done)(void *) = net->close_done;
         void *ud = net->close_ud;
+        free(net->call_tab);
         free(net);
         if (done)
             done(ud);
@@ -453,6 +544,8 @@ static void conn_close(struct net_conn *c, int reason)
         c->next->prev = c->prev;
     if (!c->outgoing)
         net->n_incoming--;
+    else
+        net->n_outgoing--;
     while (c->calls)
         call_fail_later(c->calls, reason ? reason : ID_ECLOSED,
                         reason == ID_ESHUTDOWN ? "the node is shutting down"
@@ -532,6 +625,8 @@ static struct net_conn *conn_new(struct net *net, int outgoing, const char *peer
     net->open_handles++;
     if (!outgoing)
         net->n_incoming++;
+    else
+        net->n_outgoing++;
     c->next = net->conns;
     if (net->conns)
         net->conns->prev = c;
@@ -597,8 +692,10 @@ static struct net_conn *conn_get(struct net *net, const char *addr, int *err)
 static void on_accept(uv_stream_t *server, int status)
 {
     struct net *net = server->data;
-    if (status < 0)
+    if (status < 0) {
+        LOG_WARN("net", "accept failed: %s", uv_strerror(status));
         return;
+    }
     struct net_conn *c = conn_new(net, 0, "?");
     if (!c)
         return;
@@ -625,7 +722,9 @@ static void on_idle_timer(uv_timer_t *t)
     struct net_conn *c = net->conns;
     while (c) {
         struct net_conn *next = c->next;
-        if (c->outgoing && !c->calls && now - c->last_used_ms > net->cfg.idle_close_ms)
+        uint64_t idle = now - c->last_used_ms;
+        if (c->outgoing ? !c->calls && idle > net->cfg.idle_close_ms
+                        : !c->requests && idle > 2 * (uint64_t)net->cfg.idle_close_ms)
             conn_close(c, ID_ECLOSED);
         c = next;
     }
@@ -763,6 +862,7 @@ void net_close(struct net *net, void (*done)(void *ud), void *ud)
         uv_close((uv_handle_t *)&net->udp, handle_closed);
         uv_close((uv_handle_t *)&net->idle_timer, handle_closed);
     } else if (net->open_handles == 0) {
+        free(net->call_tab);
         free(net);
         if (done)
             done(ud);
@@ -772,6 +872,13 @@ void net_close(struct net *net, void (*done)(void *ud), void *ud)
 const char *net_errmsg(const struct net *net) { return net->errmsg; }
 const char *net_addr(const struct net *net) { return net->addr; }
 const struct frame_stats *net_frame_stats(const struct net *net) { return &net->stats; }
+
+size_t net_open_connections(const struct net *net, size_t *incoming)
+{
+    if (incoming)
+        *incoming = net->n_incoming;
+    return net->n_incoming + net->n_outgoing;
+}
 
 int net_on_request(struct net *net, uint16_t type, net_request_fn fn, void *ud)
 {
@@ -806,6 +913,8 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     struct net_conn *c = conn_get(net, addr, &err);
     if (!c)
         return err;
+    if (c->connected && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > NET_MAX_WRITE_QUEUE)
+        return ID_EBUSY;
     struct net_call *call = calloc(1, sizeof *call);
     if (!call)
         return ID_ENOMEM;
@@ -814,6 +923,10 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     call->req_id = net->next_req_id++;
     call->fn = fn;
     call->ud = ud;
+    if (call_tab_insert(net, call) < 0) {
+        free(call);
+        return ID_ENOMEM;
+    }
     uv_timer_init(net->loop, &call->timer);
     call->timer.data = call;
     net->open_handles++;
@@ -821,6 +934,9 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     if (c->calls)
         c->calls->prev = call;
     c->calls = call;
+    /* The deadline counts from now, not from the loop's cached time, which lags
+     * by however long the current callback has been running. */
+    uv_update_time(net->loop);
     uv_timer_start(&call->timer, on_call_timeout, timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
     c->last_used_ms = id_now_ms();
     struct pending_write *w = frame_build(type, 0, call->req_id, body, len);

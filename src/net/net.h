@@ -49,6 +49,10 @@ const char *net_errmsg(const struct net *net);
 const char *net_addr(const struct net *net);
 const struct frame_stats *net_frame_stats(const struct net *net);
 
+/* Open TCP connections, both directions; *incoming (may be NULL) gets the
+ * accepted ones. For stats and for tests of pooling and idle close. */
+size_t net_open_connections(const struct net *net, size_t *incoming);
+
 /* ---- serving requests ---------------------------------------------------- */
 
 /* Called for each request frame of `type`. The handler owns `req` and must
@@ -67,7 +71,9 @@ int net_on_request(struct net *net, uint16_t type, net_request_fn fn, void *ud);
 int net_reply(struct net_request *req, uint16_t type, const void *body, size_t len);
 int net_reply_pb(struct net_request *req, uint16_t type, const ProtobufCMessage *msg);
 
-/* Answers `req` with an ErrorReply (FRAME_F_ERROR). `leader` may be NULL. */
+/* Answers `req` with an ErrorReply (FRAME_F_ERROR). `leader` may be NULL.
+ * A handler whose body did not decode answers with code ID_EPROTO: that counts
+ * the frame as bad_body in net_frame_stats(). */
 int net_reply_error(struct net_request *req, int code, const char *message, const char *leader);
 
 /* The peer's address as "HOST:PORT" of its connection (not its --addr). */
@@ -94,7 +100,8 @@ typedef void (*net_response_fn)(void *ud, const struct net_result *res);
 /* Sends a request to `addr` ("HOST:PORT"); `fn` runs exactly once, later, on
  * the loop (never from inside net_call). timeout_ms 0 means the default.
  * Returns 0, or a negative ID_E* if the call could not even be queued (then
- * `fn` never runs). */
+ * `fn` never runs): ID_EINVAL for a bad address, ID_ETOOBIG, ID_ESHUTDOWN,
+ * ID_ENOMEM, or ID_EBUSY while the peer leaves 64 MiB of ours unread. */
 int net_call(struct net *net, const char *addr, uint16_t type, const void *body, size_t len,
              uint32_t timeout_ms, net_response_fn fn, void *ud);
 int net_call_pb(struct net *net, const char *addr, uint16_t type, const ProtobufCMessage *msg,

@@ -22,6 +22,8 @@ void frame_reader_free(struct frame_reader *r)
 
 int frame_reader_feed(struct frame_reader *r, const void *data, size_t n)
 {
+    if (n == 0)
+        return 0; /* nothing to add (and buf may still be NULL) */
     /* Drop consumed bytes first so the buffer never grows past one frame plus
      * one read's worth. */
     if (r->consumed) {
