@@ -16,17 +16,16 @@
 #include "base/log.h"
 #include "idunno.pb-c.h"
 #include "logq/grep.h"
-#include "member/member.h"
 #include "net/net.h"
 
 #define LOGQ_DEFAULT_MAX_LINES 10000
 #define LOGQ_DEFAULT_TIMEOUT_MS 3000
-#define LOGQ_MAX_PEERS 256
 
 struct logq {
     uv_loop_t *loop;
     struct net *net;
-    struct member *member;
+    logq_peers_fn peers_fn;
+    void *peers_ud;
     char name[64];
     char log_path[600];
 };
@@ -116,8 +115,8 @@ struct fanout;
 
 struct fanout_peer {
     struct fanout *f;
-    char name[MEMBER_NAME_MAX];
-    char addr[MEMBER_ADDR_MAX];
+    char name[LOGQ_NAME_MAX];
+    char addr[LOGQ_ADDR_MAX];
     Idunno__GrepNodeResult *result; /* unpacked answer, or NULL */
     char error[200];
 };
@@ -207,23 +206,18 @@ static void on_grep(void *ud, struct net_request *req, const uint8_t *body, size
     }
     grep_matcher_free(&m);
 
-    struct member_view views[LOGQ_MAX_PEERS];
+    struct logq_peer *views = calloc(LOGQ_MAX_PEERS, sizeof *views);
     size_t nv = 0;
-    if (q->member) {
-        nv = member_snapshot(q->member, views, LOGQ_MAX_PEERS);
-        if (nv > LOGQ_MAX_PEERS)
-            nv = LOGQ_MAX_PEERS;
-    } else {
-        memset(&views[0], 0, sizeof views[0]);
+    if (views && q->peers_fn)
+        nv = q->peers_fn(q->peers_ud, views, LOGQ_MAX_PEERS);
+    else if (views) {
         snprintf(views[0].name, sizeof views[0].name, "%s", q->name);
         snprintf(views[0].addr, sizeof views[0].addr, "%s", net_addr(q->net));
         nv = 1;
     }
-    size_t live = 0;
-    for (size_t i = 0; i < nv; i++)
-        live += views[i].state == MEMBER_ALIVE || views[i].state == MEMBER_SUSPECT;
-    struct fanout *f = calloc(1, sizeof *f + live * sizeof f->peers[0]);
+    struct fanout *f = views ? calloc(1, sizeof *f + nv * sizeof f->peers[0]) : NULL;
     if (!f) {
+        free(views);
         idunno__grep_request__free_unpacked(g, NULL);
         net_reply_error(req, ID_ENOMEM, NULL, NULL);
         return;
@@ -231,13 +225,12 @@ static void on_grep(void *ud, struct net_request *req, const uint8_t *body, size
     f->req = req;
     uint32_t timeout = g->timeout_ms ? g->timeout_ms : LOGQ_DEFAULT_TIMEOUT_MS;
     for (size_t i = 0; i < nv; i++) {
-        if (views[i].state != MEMBER_ALIVE && views[i].state != MEMBER_SUSPECT)
-            continue;
         struct fanout_peer *p = &f->peers[f->n++];
         p->f = f;
         snprintf(p->name, sizeof p->name, "%s", views[i].name);
         snprintf(p->addr, sizeof p->addr, "%s", views[i].addr);
     }
+    free(views);
     f->pending = f->n;
     for (size_t i = 0; i < f->n; i++) {
         struct fanout_peer *p = &f->peers[i];
@@ -253,15 +246,14 @@ static void on_grep(void *ud, struct net_request *req, const uint8_t *body, size
         fanout_finish(f);
 }
 
-int logq_create(uv_loop_t *loop, struct net *net, struct member *member, const char *node_name,
-                const char *log_path, struct logq **out)
+int logq_create(uv_loop_t *loop, struct net *net, const char *node_name, const char *log_path,
+                struct logq **out)
 {
     struct logq *q = calloc(1, sizeof *q);
     if (!q)
         return ID_ENOMEM;
     q->loop = loop;
     q->net = net;
-    q->member = member;
     snprintf(q->name, sizeof q->name, "%s", node_name);
     snprintf(q->log_path, sizeof q->log_path, "%s", log_path);
     int rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_REQ, on_grep, q);
@@ -273,6 +265,12 @@ int logq_create(uv_loop_t *loop, struct net *net, struct member *member, const c
     }
     *out = q;
     return 0;
+}
+
+void logq_set_peers(struct logq *q, logq_peers_fn fn, void *ud)
+{
+    q->peers_fn = fn;
+    q->peers_ud = ud;
 }
 
 void logq_destroy(struct logq *q) { free(q); }

@@ -1,8 +1,11 @@
 /* node.c — start-up, request handlers of the node itself, and shutdown.
  *
- * Start-up order: data dir, log, transport, membership, log query. Shutdown is
- * the reverse and is triggered by SIGTERM/SIGINT or by `idunno leave`: the node
- * tells the group it leaves, then closes every handle so uv_run returns.
+ * Start-up order: data dir, log, transport, then the layers in dependency order
+ * (node_start_layers: membership, log query, and the marked places for the
+ * control plane and the layers above it). Shutdown is the reverse
+ * (node_stop_layers) and is triggered by SIGTERM/SIGINT or by `idunno leave`:
+ * the node tells the group it leaves, then closes every handle so uv_run
+ * returns. A watchdog ends the process if a layer never finishes closing.
  */
 #include "node/node.h"
 
@@ -22,6 +25,8 @@
 #include "net/net.h"
 
 #define IDUNNO_VERSION "0.1.0"
+/* How long a clean shutdown may take before the watchdog ends the process. */
+#define NODE_STOP_WATCHDOG_MS 5000
 
 static const char usage[] =
     "usage: idunnod --name NAME --addr HOST:PORT [options]\n"
@@ -70,8 +75,9 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_LEVEL_INFO;
     optind = 1;
+    opterr = 0; /* one message of our own, naming the option */
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'n': snprintf(cfg->name, sizeof cfg->name, "%s", optarg); break;
         case 'a': snprintf(cfg->addr, sizeof cfg->addr, "%s", optarg); break;
@@ -117,7 +123,12 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             break;
         }
         case 'h': fputs(usage, stdout); return 1;
-        default: snprintf(errmsg, len, "unknown option (see idunnod --help)"); return ID_EINVAL;
+        case ':':
+            snprintf(errmsg, len, "%s needs a value (see idunnod --help)", argv[optind - 1]);
+            return ID_EINVAL;
+        default:
+            snprintf(errmsg, len, "unknown option '%s' (see idunnod --help)", argv[optind - 1]);
+            return ID_EINVAL;
         }
     }
     if (optind < argc) {
@@ -262,13 +273,108 @@ static void on_leave(void *ud, struct net_request *req, const uint8_t *body, siz
     node_stop(node, 0);
 }
 
+/* ---- layers ------------------------------------------------------------------------------ */
+
+/* The peers `idunno grep` searches: every member membership does not hold
+ * failed or left (a suspect may still answer, and the search waits for it only
+ * a bounded time). */
+static size_t node_grep_peers(void *ud, struct logq_peer *out, size_t max)
+{
+    struct node *node = ud;
+    size_t n = member_snapshot(node->member, NULL, 0);
+    struct member_view *views = calloc(n ? n : 1, sizeof *views);
+    if (!views)
+        return 0;
+    n = member_snapshot(node->member, views, n);
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < max; i++) {
+        if (views[i].state != MEMBER_ALIVE && views[i].state != MEMBER_SUSPECT)
+            continue;
+        snprintf(out[k].name, sizeof out[k].name, "%s", views[i].name);
+        snprintf(out[k].addr, sizeof out[k].addr, "%s", views[i].addr);
+        k++;
+    }
+    free(views);
+    return k;
+}
+
+/* Creates and starts every layer above the transport, in dependency order.
+ * Each layer is one block here and one in node_stop_layers (in reverse). */
+static int node_start_layers(struct node *node)
+{
+    const struct node_config *cfg = &node->cfg;
+    int rc;
+
+    /* -- membership (src/member): SWIM over UDP datagrams of net -- */
+    struct member_config mc = {
+        .name = cfg->name,
+        .addr = cfg->addr,
+        .incarnation = node->incarnation,
+        .join = (const char *const *)node->cfg.join,
+        .probe_interval_ms = cfg->probe_interval_ms,
+        .probe_timeout_ms = cfg->probe_timeout_ms,
+        .suspect_timeout_ms = cfg->suspect_timeout_ms,
+    };
+    rc = member_create(node->loop, node->net, &mc, &node->member);
+    if (rc == 0)
+        rc = member_start(node->member);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot start membership: %s", id_strerror(rc));
+        return rc;
+    }
+
+    /* -- log query (src/logq): searches every live member's log -- */
+    rc = logq_create(node->loop, node->net, cfg->name, node->log_path, &node->logq);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot start log query: %s", id_strerror(rc));
+        return rc;
+    }
+    logq_set_peers(node->logq, node_grep_peers, node);
+
+    /* -- control plane (src/ctl): WIRE HERE --
+     * The Raft group of cfg->coordinators on TCP PORT+1: create it with the
+     * loop, net, member and data dir, start it, subscribe it to membership
+     * events (member_subscribe) so the leader learns of failures, and register
+     * its request handlers (MsgType 60..99). The leader forwards coordinator
+     * work; node->ctl holds it. */
+
+    /* -- SDFS (src/sdfs), inference worker (src/infer), scheduler (src/sched):
+     * WIRE HERE, after the control plane, in that order. -- */
+
+    return 0;
+}
+
+/* Stops the layers in the reverse order of node_start_layers. */
+static void node_stop_layers(struct node *node)
+{
+    /* -- SDFS, inference, scheduler, control plane: STOP HERE (reverse order) -- */
+    logq_destroy(node->logq);
+    node->logq = NULL;
+    member_destroy(node->member);
+    node->member = NULL;
+}
+
 /* ---- start and stop ---------------------------------------------------------------------- */
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct node *node = s->data;
+    if (node->stopping) {
+        /* A second signal: the operator does not want to wait. */
+        LOG_WARN("node", "signal %d during shutdown: exiting now", signum);
+        log_close();
+        _exit(1);
+    }
     LOG_INFO("node", "signal %d: shutting down", signum);
     node_stop(node, 0);
+}
+
+static void on_stop_watchdog(uv_timer_t *t)
+{
+    struct node *node = t->data;
+    LOG_ERROR("node", "shutdown did not finish in %d ms: exiting", NODE_STOP_WATCHDOG_MS);
+    log_close();
+    _exit(node->exit_code ? node->exit_code : 1);
 }
 
 int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg)
@@ -310,27 +416,9 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
     net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_STATS_REQ, on_stats, node);
     net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_LEAVE_REQ, on_leave, node);
 
-    struct member_config mc = {
-        .name = cfg->name,
-        .addr = cfg->addr,
-        .incarnation = node->incarnation,
-        .join = (const char *const *)node->cfg.join,
-        .probe_interval_ms = cfg->probe_interval_ms,
-        .probe_timeout_ms = cfg->probe_timeout_ms,
-        .suspect_timeout_ms = cfg->suspect_timeout_ms,
-    };
-    rc = member_create(loop, node->net, &mc, &node->member);
-    if (rc == 0)
-        rc = member_start(node->member);
-    if (rc < 0) {
-        snprintf(node->errmsg, sizeof node->errmsg, "cannot start membership: %s", id_strerror(rc));
+    rc = node_start_layers(node);
+    if (rc < 0)
         return rc;
-    }
-    rc = logq_create(loop, node->net, node->member, cfg->name, node->log_path, &node->logq);
-    if (rc < 0) {
-        snprintf(node->errmsg, sizeof node->errmsg, "cannot start log query: %s", id_strerror(rc));
-        return rc;
-    }
 
     uv_signal_init(loop, &node->sig_term);
     node->sig_term.data = node;
@@ -354,10 +442,7 @@ static void after_net_closed(void *ud)
 static void after_leave(void *ud)
 {
     struct node *node = ud;
-    logq_destroy(node->logq);
-    node->logq = NULL;
-    member_destroy(node->member);
-    node->member = NULL;
+    node_stop_layers(node);
     net_close(node->net, after_net_closed, node);
     node->net = NULL;
     uv_close((uv_handle_t *)&node->sig_term, NULL);
@@ -371,6 +456,9 @@ void node_stop(struct node *node, int exit_code)
         return;
     node->stopping = 1;
     node->exit_code = exit_code;
+    /* Unreferenced: it fires only if something else still holds the loop. */
+    uv_timer_start(&node->exit_timer, on_stop_watchdog, NODE_STOP_WATCHDOG_MS, 0);
+    uv_unref((uv_handle_t *)&node->exit_timer);
     if (node->member)
         member_leave(node->member, after_leave, node);
     else
