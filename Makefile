@@ -90,6 +90,7 @@ $(DAEMON): $(BUILD)/obj/src/node/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(CLIENT): LDLIBS += -ledit
 $(CLIENT): $(BUILD)/obj/src/cli/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

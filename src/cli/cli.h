@@ -7,6 +7,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CLI_OK 0
 #define CLI_USER_ERROR 1
@@ -16,7 +17,25 @@ struct cli_ctx {
     const char *server; /* HOST:PORT */
     int json;
     uint32_t timeout_ms;
+    int timeout_set;    /* --timeout was given (else timeout_ms is the default) */
 };
+
+/* Parses the global options at the front of argv (-s, --json, --timeout,
+ * --help) into ctx. Returns the index of the command word (argc if none), -1
+ * after printing the help, or an exit status > 0 after an error message. */
+int cli_parse_globals(struct cli_ctx *ctx, int argc, char **argv, int *cmd_index);
+
+/* Runs one command line (argv[0] is the command name). Returns its exit status. */
+int cli_run_command(struct cli_ctx *ctx, int argc, char **argv);
+
+/* The interactive shell (shell.c): a prompt with line editing and history in
+ * ~/.idunno_history; each line is a command with optional global options in
+ * front. Returns the status of the last command. */
+int cli_shell(struct cli_ctx *ctx);
+
+/* Every command name, for help and completion; NULL-terminated, static. */
+const char *const *cli_command_names(void);
+void cli_print_help(void);
 
 struct cli_command {
     const char *name;
@@ -47,6 +66,9 @@ int cli_wants_help(const struct cli_command *cmd, int argc, char **argv);
 int cli_usage_error(const struct cli_command *cmd, const char *what);
 
 /* ---- output ---------------------------------------------------------------------- */
+
+/* Where tables and JSON go (default stdout; tests point it at a memory stream). */
+void cli_out_set(FILE *f);
 
 /* Aligned tables: add a header row then data rows, then print. */
 struct cli_table;

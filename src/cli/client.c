@@ -122,7 +122,12 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
     }
     if (req)
         protobuf_c_message_pack(req, frame + FRAME_HEADER_LEN);
-    frame_encode_header(frame, type, 0, 1, frame + FRAME_HEADER_LEN, (uint32_t)blen);
+    /* One call per connection, so any id would do; a distinct one makes a
+     * confused peer's stray frame detectable. */
+    uint64_t req_id = ((uint64_t)getpid() << 32) | (id_now_us() & 0xffffffffu);
+    if (!req_id)
+        req_id = 1;
+    frame_encode_header(frame, type, 0, req_id, frame + FRAME_HEADER_LEN, (uint32_t)blen);
     rc = io_all(fd, frame, FRAME_HEADER_LEN + blen, 1, deadline);
     free(frame);
     uint8_t hdr[FRAME_HEADER_LEN];
@@ -138,9 +143,14 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
     }
     if (rc == 0)
         rc = frame_check_crc(&h, hdr, body, NULL);
+    if (rc == 0 && (!(h.flags & FRAME_F_RESPONSE) || h.req_id != req_id))
+        rc = ID_EPROTO; /* not the answer to our request */
     close(fd);
     if (rc < 0) {
         free(body);
+        if (rc == ID_ETIMEDOUT)
+            return cli_fail(CLI_CLUSTER_ERROR, "%s did not answer within %u ms (try --timeout)",
+                            ctx->server, ctx->timeout_ms);
         return cli_fail(CLI_CLUSTER_ERROR, "no valid answer from %s: %s", ctx->server, id_strerror(rc));
     }
     if (h.flags & FRAME_F_ERROR) {

@@ -22,7 +22,6 @@ static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv)
         return 0;
     Idunno__GrepRequest g = IDUNNO__GREP_REQUEST__INIT;
     static const struct option opts[] = {{"max-lines", required_argument, NULL, 'm'}, {NULL, 0, NULL, 0}};
-    optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "+icE", opts, NULL)) != -1) {
         switch (c) {

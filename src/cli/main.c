@@ -1,15 +1,14 @@
-/* main.c — idunno, the client: global options, command dispatch, and the
- * interactive shell. Each area's commands live in their own cmd_*.c table. */
-#include <errno.h>
+/* main.c — idunno, the client: global options and command dispatch. Each area's
+ * commands live in their own cmd_*.c table, listed once below; the interactive
+ * shell is shell.c. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <wordexp.h>
 
 #include "cli/cli.h"
 
+/* One line per area: its table of commands (cmd_<area>.c). */
 static const struct cli_command *const command_tables[] = {
     cli_node_commands,
     cli_member_commands,
@@ -27,7 +26,21 @@ static const struct cli_command *find_command(const char *name)
     return NULL;
 }
 
-static void print_help(void)
+const char *const *cli_command_names(void)
+{
+    static const char *names[256];
+    if (!names[0]) {
+        size_t n = 0;
+        for (size_t t = 0; command_tables[t]; t++)
+            for (const struct cli_command *c = command_tables[t]; c->name && n < 250; c++)
+                names[n++] = c->name;
+        names[n++] = "shell";
+        names[n] = NULL;
+    }
+    return names;
+}
+
+void cli_print_help(void)
 {
     printf("usage: idunno [-s HOST:PORT] [--json] [--timeout MS] COMMAND [ARGS]\n\n"
            "  -s HOST:PORT   the node to talk to (default $IDUNNO_SERVER, then 127.0.0.1:7000)\n"
@@ -61,83 +74,49 @@ int cli_usage_error(const struct cli_command *cmd, const char *what)
                     cmd->args);
 }
 
-static int run_command(struct cli_ctx *ctx, int argc, char **argv)
+int cli_run_command(struct cli_ctx *ctx, int argc, char **argv)
 {
     const struct cli_command *c = find_command(argv[0]);
     if (!c)
         return cli_fail(CLI_USER_ERROR, "unknown command '%s' (see idunno --help)", argv[0]);
+    optind = 0; /* commands parse their own options with getopt: start afresh */
     return c->run(ctx, argc, argv);
 }
 
-static char *history_path(void)
+int cli_parse_globals(struct cli_ctx *ctx, int argc, char **argv, int *cmd_index)
 {
-    const char *home = getenv("HOME");
-    if (!home)
-        return NULL;
-    size_t n = strlen(home) + 32;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/.idunno_history", home);
-    return p;
-}
-
-/* The shell: a prompt, the same commands, and a history file that later
- * sessions can read back with `history`. */
-static int run_shell(struct cli_ctx *ctx)
-{
-    char *hist = history_path();
-    FILE *hf = hist ? fopen(hist, "a") : NULL;
-    char *line = NULL;
-    size_t cap = 0;
-    int last = 0;
-    int tty = isatty(0);
-    for (;;) {
-        if (tty) {
-            printf("idunno %s> ", ctx->server);
-            fflush(stdout);
-        }
-        ssize_t n = getline(&line, &cap, stdin);
-        if (n < 0)
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 0; /* full reset: the shell parses many lines */
+    opterr = 0;
+    int c;
+    /* '+': stop at the command name; its own options follow it. */
+    while ((c = getopt_long(argc, argv, "+:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': ctx->server = optarg; break;
+        case 'j': ctx->json = 1; break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v <= 0 || v > 3600000)
+                return cli_fail(CLI_USER_ERROR, "--timeout takes milliseconds, e.g. --timeout 3000");
+            ctx->timeout_ms = (uint32_t)v;
+            ctx->timeout_set = 1;
             break;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = 0;
-        if (!line[0])
-            continue;
-        if (strcmp(line, "exit") == 0 || strcmp(line, "quit") == 0)
-            break;
-        if (hf) {
-            fprintf(hf, "%s\n", line);
-            fflush(hf);
         }
-        if (strcmp(line, "help") == 0) {
-            print_help();
-            continue;
+        case 'h': cli_print_help(); return -1;
+        case ':':
+            return cli_fail(CLI_USER_ERROR, "%s needs a value (see idunno --help)", argv[optind - 1]);
+        default:
+            return cli_fail(CLI_USER_ERROR, "unknown option '%s' (see idunno --help)", argv[optind - 1]);
         }
-        if (strcmp(line, "history") == 0) {
-            FILE *r = hist ? fopen(hist, "r") : NULL;
-            char buf[1024];
-            int k = 1;
-            while (r && fgets(buf, sizeof buf, r))
-                printf("%5d  %s", k++, buf);
-            if (r)
-                fclose(r);
-            continue;
-        }
-        wordexp_t we;
-        if (wordexp(line, &we, WRDE_NOCMD) != 0) {
-            cli_fail(CLI_USER_ERROR, "cannot parse that line");
-            continue;
-        }
-        if (we.we_wordc > 0)
-            last = run_command(ctx, (int)we.we_wordc, we.we_wordv);
-        wordfree(&we);
-        fflush(stdout);
     }
-    free(line);
-    if (hf)
-        fclose(hf);
-    free(hist);
-    return last;
+    *cmd_index = optind;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -145,35 +124,22 @@ int main(int argc, char **argv)
     struct cli_ctx ctx = {.server = getenv("IDUNNO_SERVER"), .timeout_ms = 5000};
     if (!ctx.server || !ctx.server[0])
         ctx.server = "127.0.0.1:7000";
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-    /* '+': stop at the command name; its own options follow it. */
-    while ((c = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': ctx.server = optarg; break;
-        case 'j': ctx.json = 1; break;
-        case 't': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v <= 0)
-                return cli_fail(CLI_USER_ERROR, "--timeout takes milliseconds");
-            ctx.timeout_ms = (uint32_t)v;
-            break;
-        }
-        case 'h': print_help(); return 0;
-        default: return cli_fail(CLI_USER_ERROR, "unknown option (see idunno --help)");
-        }
-    }
-    if (optind >= argc) {
-        print_help();
+    int idx;
+    int rc = cli_parse_globals(&ctx, argc, argv, &idx);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    if (idx >= argc) {
+        cli_print_help();
         return CLI_USER_ERROR;
     }
-    if (strcmp(argv[optind], "shell") == 0)
-        return run_shell(&ctx);
-    return run_command(&ctx, argc - optind, argv + optind);
+    if (strcmp(argv[idx], "shell") == 0) {
+        if (idx + 1 < argc && (strcmp(argv[idx + 1], "--help") == 0 || strcmp(argv[idx + 1], "-h") == 0)) {
+            printf("usage: idunno shell\n\nthe same commands at a prompt, with line editing and history "
+                   "(~/.idunno_history);\nglobal options may start any line; 'server HOST:PORT' "
+                   "changes the node; 'exit' leaves\n");
+            return CLI_OK;
+        }
+        return cli_shell(&ctx);
+    }
+    return cli_run_command(&ctx, argc - idx, argv + idx);
 }
