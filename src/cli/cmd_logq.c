@@ -1,4 +1,11 @@
-/* cmd_logq.c — `idunno grep`: search every live member's log. */
+/* cmd_logq.c — `idunno grep`: search every live member's log at once.
+ *
+ * The node given by -s fans the search out and answers with every node's lines
+ * and exact counts; nodes that did not answer in time are named, not waited
+ * for. Without --timeout each node gets the node's default wait (3 s) and this
+ * client waits a little longer than that; with --timeout MS the whole command
+ * takes at most MS, each node getting MS less a margin for the round trip.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +18,66 @@ static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_logq_commands[] = {
     {"grep", "[-i] [-c] [-E] [--max-lines N] PATTERN",
-     "search every live member's log; lines prefixed by node, then counts", cmd_grep},
+     "search every live member's log: lines by node, then counts (-i case, -c count, -E regex)",
+     cmd_grep},
     {NULL, NULL, NULL, NULL},
 };
+
+static void print_json(const Idunno__GrepResult *res, int count_only)
+{
+    json_begin_object();
+    json_begin_array("nodes");
+    for (size_t i = 0; i < res->n_nodes; i++) {
+        const Idunno__GrepNodeResult *n = res->nodes[i];
+        json_begin_object();
+        json_str("node", n->node);
+        json_str("addr", n->addr);
+        if (n->error && n->error[0]) {
+            json_str("error", n->error);
+        } else {
+            json_u64("count", n->count);
+            json_bool("truncated", n->truncated);
+            if (!count_only) {
+                json_begin_array("lines");
+                for (size_t k = 0; k < n->n_lines; k++)
+                    json_str(NULL, n->lines[k]);
+                json_end_array();
+            }
+        }
+        json_end_object();
+    }
+    json_end_array();
+    json_u64("total", res->total);
+    json_end_object();
+    json_done();
+}
+
+static void print_human(const Idunno__GrepResult *res, int count_only)
+{
+    if (!count_only)
+        for (size_t i = 0; i < res->n_nodes; i++)
+            for (size_t k = 0; k < res->nodes[i]->n_lines; k++)
+                printf("%s: %s\n", res->nodes[i]->node, res->nodes[i]->lines[k]);
+    struct cli_table *t = cli_table_new(3, "NODE", "MATCHES", "NOTE");
+    size_t failed = 0;
+    for (size_t i = 0; i < res->n_nodes; i++) {
+        const Idunno__GrepNodeResult *n = res->nodes[i];
+        char cnt[32];
+        snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)n->count);
+        if (n->error && n->error[0]) {
+            failed++;
+            cli_table_row(t, n->node, "-", n->error);
+        } else {
+            cli_table_row(t, n->node, cnt, n->truncated ? "lines truncated (count exact)" : "");
+        }
+    }
+    char tot[32], note[64] = "";
+    snprintf(tot, sizeof tot, "%llu", (unsigned long long)res->total);
+    if (failed)
+        snprintf(note, sizeof note, "%zu node%s not searched", failed, failed == 1 ? "" : "s");
+    cli_table_row(t, "total", tot, note);
+    cli_table_print(t);
+}
 
 static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -22,79 +86,49 @@ static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv)
         return 0;
     Idunno__GrepRequest g = IDUNNO__GREP_REQUEST__INIT;
     static const struct option opts[] = {{"max-lines", required_argument, NULL, 'm'}, {NULL, 0, NULL, 0}};
+    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+icE", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:icE", opts, NULL)) != -1) {
         switch (c) {
         case 'i': g.ignore_case = 1; break;
         case 'c': g.count_only = 1; break;
         case 'E': g.extended = 1; break;
-        case 'm': g.max_lines = (uint32_t)strtoul(optarg, NULL, 10); break;
-        default: return cli_usage_error(cmd, "unknown option");
+        case 'm': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v <= 0 || v > 1000000)
+                return cli_usage_error(cmd, "--max-lines takes a number of lines per node, 1 to 1000000");
+            g.max_lines = (uint32_t)v;
+            break;
+        }
+        case ':': return cli_usage_error(cmd, "--max-lines needs a value");
+        default: return cli_usage_error(cmd, "got an unknown option");
         }
     }
     if (optind != argc - 1)
-        return cli_usage_error(cmd, "takes exactly one PATTERN");
+        return cli_usage_error(cmd, "takes exactly one PATTERN (quote it if it has spaces)");
     g.pattern = argv[optind];
-    /* Each node gets a bounded wait; the CLI waits a little longer than that. */
-    g.timeout_ms = ctx->timeout_ms > 1000 ? ctx->timeout_ms - 1000 : ctx->timeout_ms / 2;
+    struct cli_ctx call_ctx = *ctx;
+    if (ctx->timeout_set) {
+        uint32_t margin = ctx->timeout_ms / 4 < 1000 ? ctx->timeout_ms / 4 : 1000;
+        g.timeout_ms = ctx->timeout_ms - margin;
+    } else {
+        g.timeout_ms = 0; /* the node's default per-node wait, 3 s */
+        if (call_ctx.timeout_ms < 5000)
+            call_ctx.timeout_ms = 5000;
+    }
     struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_GREP_REQ, &g.base, &r);
+    int rc = cli_call(&call_ctx, IDUNNO__MSG_TYPE__MSG_GREP_REQ, &g.base, &r);
     if (rc)
         return rc;
     Idunno__GrepResult *res = idunno__grep_result__unpack(NULL, r.len, r.body);
     free(r.body);
     if (!res)
         return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
-    int unreachable = 0;
-    if (ctx->json) {
-        json_begin_object();
-        json_begin_array("nodes");
-        for (size_t i = 0; i < res->n_nodes; i++) {
-            Idunno__GrepNodeResult *n = res->nodes[i];
-            json_begin_object();
-            json_str("node", n->node);
-            json_str("addr", n->addr);
-            if (n->error && n->error[0]) {
-                json_str("error", n->error);
-                unreachable++;
-            } else {
-                json_u64("count", n->count);
-                json_bool("truncated", n->truncated);
-                if (!g.count_only) {
-                    json_begin_array("lines");
-                    for (size_t k = 0; k < n->n_lines; k++)
-                        json_str(NULL, n->lines[k]);
-                    json_end_array();
-                }
-            }
-            json_end_object();
-        }
-        json_end_array();
-        json_u64("total", res->total);
-        json_end_object();
-        json_done();
-    } else {
-        if (!g.count_only)
-            for (size_t i = 0; i < res->n_nodes; i++)
-                for (size_t k = 0; k < res->nodes[i]->n_lines; k++)
-                    printf("%s: %s\n", res->nodes[i]->node, res->nodes[i]->lines[k]);
-        struct cli_table *t = cli_table_new(3, "NODE", "MATCHES", "NOTE");
-        for (size_t i = 0; i < res->n_nodes; i++) {
-            Idunno__GrepNodeResult *n = res->nodes[i];
-            char cnt[32];
-            snprintf(cnt, sizeof cnt, "%llu", (unsigned long long)n->count);
-            if (n->error && n->error[0]) {
-                unreachable++;
-                cli_table_row(t, n->node, "-", n->error);
-            } else {
-                cli_table_row(t, n->node, cnt, n->truncated ? "lines truncated (count exact)" : "");
-            }
-        }
-        char tot[32];
-        snprintf(tot, sizeof tot, "%llu", (unsigned long long)res->total);
-        cli_table_row(t, "total", tot, unreachable ? "some nodes could not be searched" : "");
-        cli_table_print(t);
-    }
+    if (ctx->json)
+        print_json(res, g.count_only);
+    else
+        print_human(res, g.count_only);
     idunno__grep_result__free_unpacked(res, NULL);
     return 0;
 }

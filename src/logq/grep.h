@@ -1,5 +1,6 @@
 /* grep.h — searching one log file: the work each node does for `idunno grep`.
- * Blocking: runs on a worker thread, never on the loop. */
+ * Pure and blocking: no loop, no sockets; runs on a worker thread in the node
+ * and directly in unit tests. */
 #ifndef IDUNNO_LOGQ_GREP_H
 #define IDUNNO_LOGQ_GREP_H
 
@@ -7,12 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What one kept line costs on the wire beyond its text (protobuf tag and
+ * length, rounded up): line budgets count in these units. */
+#define GREP_LINE_OVERHEAD 4
+
 struct grep_query {
     const char *pattern;
-    int ignore_case;
-    int extended;   /* POSIX ERE; otherwise a fixed string */
+    int ignore_case; /* ASCII case folding (the daemon runs in the C locale) */
+    int extended;    /* POSIX ERE; otherwise a fixed string */
     int count_only;
-    size_t max_lines;
+    size_t max_lines; /* keep at most this many matching lines ... */
+    size_t max_bytes; /* ... taking at most this many bytes, GREP_LINE_OVERHEAD
+                         included per line (0: no limit) */
 };
 
 struct grep_matcher {
@@ -20,24 +27,35 @@ struct grep_matcher {
     regex_t re;
     int have_re;
     size_t plen;
+    char *needle; /* fixed string: the pattern (lower case with -i), owned */
 };
 
 struct grep_output {
-    uint64_t count;   /* exact */
-    char **lines;     /* at most q.max_lines, owned */
+    uint64_t count;   /* exact, whatever was kept */
+    char **lines;     /* at most max_lines / max_bytes of them, owned */
     size_t n_lines;
-    int truncated;
+    size_t bytes;     /* the kept lines' lengths + GREP_LINE_OVERHEAD each */
+    int truncated;    /* some matching lines were not kept */
 };
 
-/* Compiles the query. Returns 0 or ID_EINVAL (bad regex or empty pattern) with
- * the reason in errmsg. */
+/* Compiles the query (the pattern is copied). Returns 0, ID_EINVAL (empty
+ * pattern, a newline in it, or a bad regex) with the reason in errmsg, or
+ * ID_ENOMEM. */
 int grep_compile(struct grep_matcher *m, const struct grep_query *q, char *errmsg, size_t len);
 void grep_matcher_free(struct grep_matcher *m);
 
-/* Does the line (not NUL-terminated, without its newline) match? */
+/* Does the line (not NUL-terminated, without its newline, may hold NULs) match? */
 int grep_match(const struct grep_matcher *m, const char *line, size_t len);
 
-/* Searches a whole file. Returns 0, or ID_ENOTFOUND / ID_EIO / ID_ENOMEM. */
+/* Calls fn for every matching line of buf[0..len), which holds whole lines
+ * separated by '\n' (the last one may lack it). Searches the block as a whole,
+ * which is far faster than line by line when matches are sparse. Stops early
+ * and returns fn's value if fn returns non-zero; returns 0 otherwise. */
+typedef int (*grep_line_fn)(void *ud, const char *line, size_t len);
+int grep_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn, void *ud);
+
+/* Searches a whole file. Returns 0, or ID_ENOTFOUND / ID_EIO / ID_ENOMEM (then
+ * *out holds nothing). */
 int grep_file(const struct grep_matcher *m, const char *path, struct grep_output *out);
 void grep_output_free(struct grep_output *out);
 

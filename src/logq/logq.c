@@ -1,10 +1,17 @@
 /* logq.c — the node side of `idunno grep`.
  *
- * A client sends MSG_GREP_REQ to any node. That node sends MSG_GREP_LOCAL_REQ to
- * every live member (itself included), each of which searches its own log on a
- * worker thread and answers with its matches and exact count. The fan-out waits
- * for each member at most the request's timeout, then reports the missing ones by
- * name instead of waiting for them forever.
+ * A client sends MSG_GREP_REQ to any node. That node (the contacted node) sends
+ * MSG_GREP_LOCAL_REQ to every peer the peer callback names (itself included),
+ * in parallel; each searches its own log on a worker thread and answers with
+ * its matching lines and exact count. The contacted node waits for each peer at
+ * most the request's timeout (3 s by default), then answers the client with
+ * every node's result, naming the peers that did not answer instead of waiting
+ * for them forever.
+ *
+ * Sizes are bounded end to end: the contacted node gives each peer a share of
+ * one frame (logq_node_budget), the peer keeps at most that many bytes and
+ * max_lines lines (counts stay exact and `truncated` says lines were dropped),
+ * and logq_merge trims again should a peer ignore its share.
  */
 #include "logq/logq.h"
 
@@ -16,18 +23,27 @@
 #include "base/log.h"
 #include "idunno.pb-c.h"
 #include "logq/grep.h"
+#include "logq/merge.h"
+#include "net/frame.h"
 #include "net/net.h"
 
 #define LOGQ_DEFAULT_MAX_LINES 10000
+#define LOGQ_DEFAULT_MAX_BYTES (1u << 20) /* of lines per node */
 #define LOGQ_DEFAULT_TIMEOUT_MS 3000
+/* What all nodes' lines together may take in the client's answer: one frame,
+ * less room for the per-node fields. */
+#define LOGQ_RESULT_LINE_BUDGET (FRAME_MAX_BODY - (1u << 20))
 
 struct logq {
     uv_loop_t *loop;
     struct net *net;
     logq_peers_fn peers_fn;
     void *peers_ud;
-    char name[64];
+    char name[LOGQ_NAME_MAX];
+    char addr[LOGQ_ADDR_MAX];
     char log_path[600];
+    size_t jobs;   /* searches running on worker threads */
+    int closing;   /* logq_destroy was called: free when jobs reaches 0 */
 };
 
 /* ---- local search, on a worker thread ------------------------------------------- */
@@ -43,6 +59,7 @@ struct local_job {
     struct grep_output out;
 };
 
+/* Worker thread: touches only the job and the immutable log path. */
 static void local_work(uv_work_t *w)
 {
     struct local_job *j = w->data;
@@ -59,12 +76,14 @@ static void local_work(uv_work_t *w)
 
 static void local_done(uv_work_t *w, int status)
 {
-    (void)status;
     struct local_job *j = w->data;
+    struct logq *q = j->q;
     Idunno__GrepNodeResult r = IDUNNO__GREP_NODE_RESULT__INIT;
-    r.node = j->q->name;
-    r.addr = (char *)net_addr(j->q->net);
-    if (j->status < 0) {
+    r.node = q->name;
+    r.addr = q->addr;
+    if (status == UV_ECANCELED) {
+        r.error = "search canceled: the node is shutting down";
+    } else if (j->status < 0) {
         r.error = j->errmsg;
     } else {
         r.count = j->out.count;
@@ -72,10 +91,15 @@ static void local_done(uv_work_t *w, int status)
         r.lines = j->out.lines;
         r.truncated = j->out.truncated;
     }
-    net_reply_pb(j->req, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_RESP, &r.base);
+    /* After net_close the request's connection is gone and this is a no-op. */
+    int rc = net_reply_pb(j->req, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_RESP, &r.base);
+    if (rc < 0 && rc != ID_ECLOSED)
+        LOG_WARN("logq", "cannot send the search result: %s", id_strerror(rc));
     grep_output_free(&j->out);
     free(j->pattern);
     free(j);
+    if (--q->jobs == 0 && q->closing)
+        free(q);
 }
 
 static void on_grep_local(void *ud, struct net_request *req, const uint8_t *body, size_t len)
@@ -100,13 +124,17 @@ static void on_grep_local(void *ud, struct net_request *req, const uint8_t *body
     j->query.extended = g->extended;
     j->query.count_only = g->count_only;
     j->query.max_lines = g->max_lines ? g->max_lines : LOGQ_DEFAULT_MAX_LINES;
+    j->query.max_bytes = g->max_bytes && g->max_bytes < LOGQ_RESULT_LINE_BUDGET ? g->max_bytes
+                                                                                 : LOGQ_DEFAULT_MAX_BYTES;
     idunno__grep_request__free_unpacked(g, NULL);
     j->work.data = j;
     if (uv_queue_work(q->loop, &j->work, local_work, local_done) < 0) {
         net_reply_error(req, ID_EINTERNAL, "cannot queue the search", NULL);
         free(j->pattern);
         free(j);
+        return;
     }
+    q->jobs++;
 }
 
 /* ---- fan-out ---------------------------------------------------------------------- */
@@ -118,6 +146,7 @@ struct fanout_peer {
     char name[LOGQ_NAME_MAX];
     char addr[LOGQ_ADDR_MAX];
     Idunno__GrepNodeResult *result; /* unpacked answer, or NULL */
+    Idunno__GrepNodeResult failed;  /* the row used when result is NULL */
     char error[200];
 };
 
@@ -129,40 +158,39 @@ struct fanout {
 
 static void fanout_finish(struct fanout *f)
 {
-    Idunno__GrepResult res = IDUNNO__GREP_RESULT__INIT;
-    Idunno__GrepNodeResult *rows = calloc(f->n, sizeof *rows);
-    Idunno__GrepNodeResult **ptrs = calloc(f->n, sizeof *ptrs);
-    if (!rows || !ptrs) {
+    Idunno__GrepNodeResult **rows = calloc(f->n ? f->n : 1, sizeof *rows);
+    if (!rows) {
         net_reply_error(f->req, ID_ENOMEM, NULL, NULL);
         goto out;
     }
     for (size_t i = 0; i < f->n; i++) {
         struct fanout_peer *p = &f->peers[i];
         if (p->result) {
-            ptrs[i] = p->result;
+            rows[i] = p->result;
             p->result->node = p->name; /* the member's name, as the client knows it */
-            res.total += p->result->count;
         } else {
-            idunno__grep_node_result__init(&rows[i]);
-            rows[i].node = p->name;
-            rows[i].addr = p->addr;
-            rows[i].error = p->error;
-            ptrs[i] = &rows[i];
+            idunno__grep_node_result__init(&p->failed);
+            p->failed.node = p->name;
+            p->failed.addr = p->addr;
+            p->failed.error = p->error;
+            rows[i] = &p->failed;
         }
     }
+    Idunno__GrepResult res = IDUNNO__GREP_RESULT__INIT;
+    res.total = logq_merge(rows, f->n, LOGQ_RESULT_LINE_BUDGET);
     res.n_nodes = f->n;
-    res.nodes = ptrs;
-    if (net_reply_pb(f->req, IDUNNO__MSG_TYPE__MSG_GREP_RESP, &res.base) == ID_ETOOBIG)
-        LOG_WARN("logq", "grep result too large to send");
+    res.nodes = rows;
+    int rc = net_reply_pb(f->req, IDUNNO__MSG_TYPE__MSG_GREP_RESP, &res.base);
+    if (rc < 0 && rc != ID_ECLOSED)
+        LOG_WARN("logq", "cannot send the grep result: %s", id_strerror(rc));
 out:
     for (size_t i = 0; i < f->n; i++) {
         if (f->peers[i].result) {
-            f->peers[i].result->node = NULL; /* not ours to free twice */
+            f->peers[i].result->node = NULL; /* ours, not the unpacker's */
             idunno__grep_node_result__free_unpacked(f->peers[i].result, NULL);
         }
     }
     free(rows);
-    free(ptrs);
     free(f);
 }
 
@@ -172,17 +200,23 @@ static void on_peer_answer(void *ud, const struct net_result *r)
     struct fanout *f = p->f;
     if (r->status == 0) {
         p->result = idunno__grep_node_result__unpack(NULL, r->len, r->body);
-        if (!p->result)
+        if (!p->result) {
             snprintf(p->error, sizeof p->error, "malformed answer");
-        else if (p->result->node) {
-            /* keep our own copy of the name; the unpacked one is replaced */
+        } else {
+            /* The name shown is the member's; drop the one it sent. */
             free(p->result->node);
             p->result->node = NULL;
+            if (p->result->error && p->result->error[0]) {
+                snprintf(p->error, sizeof p->error, "%s", p->result->error);
+                idunno__grep_node_result__free_unpacked(p->result, NULL);
+                p->result = NULL;
+            }
         }
     } else if (r->status == ID_ETIMEDOUT) {
         snprintf(p->error, sizeof p->error, "unreachable: no answer in time");
     } else {
-        snprintf(p->error, sizeof p->error, "unreachable: %s", r->errmsg ? r->errmsg : id_strerror(r->status));
+        snprintf(p->error, sizeof p->error, "unreachable: %s",
+                 r->errmsg && r->errmsg[0] ? r->errmsg : id_strerror(r->status));
     }
     if (--f->pending == 0)
         fanout_finish(f);
@@ -196,55 +230,69 @@ static void on_grep(void *ud, struct net_request *req, const uint8_t *body, size
         net_reply_error(req, ID_EPROTO, "malformed grep request", NULL);
         return;
     }
+    /* A bad pattern is the user's to fix: say so once, not once per node. */
     char errmsg[256];
     struct grep_matcher m;
     struct grep_query gq = {.pattern = g->pattern, .ignore_case = g->ignore_case, .extended = g->extended};
-    if (grep_compile(&m, &gq, errmsg, sizeof errmsg) < 0) {
+    int rc = grep_compile(&m, &gq, errmsg, sizeof errmsg);
+    if (rc < 0) {
         idunno__grep_request__free_unpacked(g, NULL);
-        net_reply_error(req, ID_EINVAL, errmsg, NULL);
+        net_reply_error(req, rc, errmsg, NULL);
         return;
     }
     grep_matcher_free(&m);
 
-    struct logq_peer *views = calloc(LOGQ_MAX_PEERS, sizeof *views);
-    size_t nv = 0;
-    if (views && q->peers_fn)
-        nv = q->peers_fn(q->peers_ud, views, LOGQ_MAX_PEERS);
-    else if (views) {
-        snprintf(views[0].name, sizeof views[0].name, "%s", q->name);
-        snprintf(views[0].addr, sizeof views[0].addr, "%s", net_addr(q->net));
-        nv = 1;
+    struct logq_peer *peers = calloc(LOGQ_MAX_PEERS, sizeof *peers);
+    size_t np = 0;
+    if (peers && q->peers_fn) {
+        np = q->peers_fn(q->peers_ud, peers, LOGQ_MAX_PEERS);
+    } else if (peers) {
+        snprintf(peers[0].name, sizeof peers[0].name, "%s", q->name);
+        snprintf(peers[0].addr, sizeof peers[0].addr, "%s", q->addr);
+        np = 1;
     }
-    struct fanout *f = views ? calloc(1, sizeof *f + nv * sizeof f->peers[0]) : NULL;
+    struct fanout *f = peers ? calloc(1, sizeof *f + np * sizeof f->peers[0]) : NULL;
     if (!f) {
-        free(views);
+        free(peers);
         idunno__grep_request__free_unpacked(g, NULL);
         net_reply_error(req, ID_ENOMEM, NULL, NULL);
         return;
     }
     f->req = req;
-    uint32_t timeout = g->timeout_ms ? g->timeout_ms : LOGQ_DEFAULT_TIMEOUT_MS;
-    for (size_t i = 0; i < nv; i++) {
-        struct fanout_peer *p = &f->peers[f->n++];
-        p->f = f;
-        snprintf(p->name, sizeof p->name, "%s", views[i].name);
-        snprintf(p->addr, sizeof p->addr, "%s", views[i].addr);
+    f->n = np;
+    for (size_t i = 0; i < np; i++) {
+        f->peers[i].f = f;
+        snprintf(f->peers[i].name, sizeof f->peers[i].name, "%s", peers[i].name);
+        snprintf(f->peers[i].addr, sizeof f->peers[i].addr, "%s", peers[i].addr);
     }
-    free(views);
-    f->pending = f->n;
+
+    /* What each peer may send back, so that all of it fits one answer. */
+    g->max_bytes = (uint32_t)logq_node_budget(LOGQ_RESULT_LINE_BUDGET,
+                                              g->max_bytes ? g->max_bytes : LOGQ_DEFAULT_MAX_BYTES, np);
+    uint32_t timeout = g->timeout_ms ? g->timeout_ms : LOGQ_DEFAULT_TIMEOUT_MS;
+    f->pending = f->n + 1; /* +1: no early finish while calls are still being made */
     for (size_t i = 0; i < f->n; i++) {
         struct fanout_peer *p = &f->peers[i];
-        int rc = net_call_pb(q->net, p->addr, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_REQ, &g->base, timeout,
-                             on_peer_answer, p);
+        if (peers[i].down[0]) {
+            snprintf(p->error, sizeof p->error, "not searched: %s", peers[i].down);
+            f->pending--;
+            continue;
+        }
+        rc = net_call_pb(q->net, p->addr, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_REQ, &g->base, timeout,
+                         on_peer_answer, p);
         if (rc < 0) {
             snprintf(p->error, sizeof p->error, "unreachable: %s", id_strerror(rc));
             f->pending--;
         }
     }
+    free(peers);
     idunno__grep_request__free_unpacked(g, NULL);
-    if (f->pending == 0)
+    LOG_DEBUG("logq", "grep fanned out to %zu nodes", f->n);
+    if (--f->pending == 0)
         fanout_finish(f);
 }
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
 
 int logq_create(uv_loop_t *loop, struct net *net, const char *node_name, const char *log_path,
                 struct logq **out)
@@ -255,6 +303,7 @@ int logq_create(uv_loop_t *loop, struct net *net, const char *node_name, const c
     q->loop = loop;
     q->net = net;
     snprintf(q->name, sizeof q->name, "%s", node_name);
+    snprintf(q->addr, sizeof q->addr, "%s", net_addr(net));
     snprintf(q->log_path, sizeof q->log_path, "%s", log_path);
     int rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_REQ, on_grep, q);
     if (rc == 0)
@@ -273,4 +322,13 @@ void logq_set_peers(struct logq *q, logq_peers_fn fn, void *ud)
     q->peers_ud = ud;
 }
 
-void logq_destroy(struct logq *q) { free(q); }
+void logq_destroy(struct logq *q)
+{
+    if (!q)
+        return;
+    /* Searches on worker threads still point at q: the last one frees it. */
+    q->closing = 1;
+    q->peers_fn = NULL;
+    if (q->jobs == 0)
+        free(q);
+}

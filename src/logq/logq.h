@@ -25,10 +25,14 @@ struct logq;
 struct logq_peer {
     char name[LOGQ_NAME_MAX];
     char addr[LOGQ_ADDR_MAX]; /* "HOST:PORT", the peer's --addr */
+    /* Empty: search this peer. Otherwise it is known to be down (e.g. "failed
+     * (membership)"): it is named in the result with this note, not called. */
+    char down[64];
 };
 
 /* Fills out[0..max) with the peers to search (this node included, if it
- * should be searched) and returns how many it wrote. Called on the loop. */
+ * should be searched) and the known-down ones to name, and returns how many
+ * it wrote. Called on the loop. */
 typedef size_t (*logq_peers_fn)(void *ud, struct logq_peer *out, size_t max);
 
 /* Registers the MSG_GREP_REQ and MSG_GREP_LOCAL_REQ handlers on `net`.

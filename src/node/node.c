@@ -275,9 +275,12 @@ static void on_leave(void *ud, struct net_request *req, const uint8_t *body, siz
 
 /* ---- layers ------------------------------------------------------------------------------ */
 
-/* The peers `idunno grep` searches: every member membership does not hold
- * failed or left (a suspect may still answer, and the search waits for it only
- * a bounded time). */
+static int node_member_is_up(enum member_state s) { return s == MEMBER_ALIVE || s == MEMBER_SUSPECT; }
+
+/* The peers `idunno grep` searches: every member that is alive or suspect (a
+ * suspect may still answer, and the search waits for it only a bounded time).
+ * Failed members are named as down, once per name and only while no newer
+ * incarnation of that name is up; members that left are not mentioned. */
 static size_t node_grep_peers(void *ud, struct logq_peer *out, size_t max)
 {
     struct node *node = ud;
@@ -288,10 +291,20 @@ static size_t node_grep_peers(void *ud, struct logq_peer *out, size_t max)
     n = member_snapshot(node->member, views, n);
     size_t k = 0;
     for (size_t i = 0; i < n && k < max; i++) {
-        if (views[i].state != MEMBER_ALIVE && views[i].state != MEMBER_SUSPECT)
+        const struct member_view *v = &views[i];
+        if (v->state == MEMBER_FAILED) {
+            int shadowed = 0;
+            for (size_t j = 0; j < n && !shadowed; j++)
+                shadowed = strcmp(views[j].name, v->name) == 0 &&
+                           (node_member_is_up(views[j].state) || (views[j].state == MEMBER_FAILED && j < i));
+            if (shadowed)
+                continue;
+            snprintf(out[k].down, sizeof out[k].down, "failed (membership)");
+        } else if (!node_member_is_up(v->state)) {
             continue;
-        snprintf(out[k].name, sizeof out[k].name, "%s", views[i].name);
-        snprintf(out[k].addr, sizeof out[k].addr, "%s", views[i].addr);
+        }
+        snprintf(out[k].name, sizeof out[k].name, "%s", v->name);
+        snprintf(out[k].addr, sizeof out[k].addr, "%s", v->addr);
         k++;
     }
     free(views);
