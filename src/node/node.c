@@ -38,7 +38,8 @@ static const char usage[] =
     "  --log-stderr           copy log lines to stderr\n"
     "  --probe-interval MS    SWIM probe interval (default 200)\n"
     "  --probe-timeout MS     SWIM direct-probe timeout (default 80)\n"
-    "  --suspect-timeout MS   SWIM suspicion timeout (default 600)\n"
+    "  --suspect-timeout MS   SWIM suspicion timeout once confirmed by others (default 400;\n"
+    "                         an unconfirmed suspicion lasts 4 times as long)\n"
     "  --help                 this text\n";
 
 static int parse_ms(const char *s, uint32_t *out)
