@@ -207,3 +207,14 @@ int member_subscribe(struct member *m, member_event_fn fn, void *ud)
 }
 
 uint64_t member_bad_packets(const struct member *m) { return m->bad_packets; }
+
+void member_stats(const struct member *m, struct member_stats *out)
+{
+    const struct swim_stats *st = swim_stats(m->swim);
+    out->health = swim_health(m->swim);
+    out->suspicions = st->suspicions;
+    out->confirmations = st->confirmations;
+    out->refutations = st->refutations;
+    out->failures_declared = st->failures_declared;
+    out->stalls = st->stalls;
+}
