@@ -1,97 +1,16 @@
-/* swim.c — the SWIM core of swim.h: the member table, probing with ping-req and
- * nacks, Lifeguard suspicion (timeouts that shrink with confirmations) and local
- * health, piggybacked gossip within a byte budget, join, leave and rejoin.
+/* swim.c — the SWIM core of swim.h, first half: the member table and what is
+ * applied to it, piggybacked gossip within a byte budget, join, leave, rejoin,
+ * and the public entry points. Failure detection (probes, suspicion, local
+ * health) is in swim_probe.c; the shared internals are in swim_int.h.
  *
  * Everything here is a function of (config, seed, inputs): no clock, no I/O.
  */
-#include "member/swim.h"
+#include "member/swim_int.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#define SWIM_MAX_FORWARDS 64      /* ping-reqs we help with at once */
-#define SWIM_MAX_PROBES 16        /* the round-robin probe plus checks of suspects */
-#define SWIM_MAX_CONFIRM 8        /* distinct suspecters remembered per suspicion */
-#define SWIM_DEAD_KEEP_MS 300000u /* failed/left members stay listed this long */
-#define SWIM_JOIN_RETRY_MS 500u
-#define SWIM_DEAD_GOSSIP_MS 2000u /* how often a failed member is invited back */
-#define SWIM_HEARD_MULT 2         /* a suspicion we only heard of: 2x the longest */
-
-/* Our part in a suspicion. Only members with evidence of their own (a failed
- * probe) run the short, confirmation-driven timer; the others keep a long one
- * in case everybody with evidence died too. */
-enum swim_sus_role { SUS_HEARD = 0, SUS_CONFIRMER = 1, SUS_ORIGIN = 2 };
-
-struct swim_node {
-    struct swim_record rec;
-    uint64_t since;        /* now when it entered its state */
-    unsigned gossip_left;  /* piggyback transmissions still to do */
-    /* suspicion, valid while rec.state == MEMBER_SUSPECT */
-    enum swim_sus_role role;
-    uint64_t sus_start;
-    uint64_t sus_deadline;
-    uint64_t next_notice;  /* origin: when to tell the suspect again */
-    unsigned n_conf;
-    uint32_t conf[SWIM_MAX_CONFIRM]; /* name hashes of the other suspecters */
-    char origin[MEMBER_NAME_MAX];    /* who raised it: our confirmation goes there */
-};
-
-struct swim_probe {
-    int used;
-    int check; /* started because we heard of a suspicion, not round-robin */
-    char target[MEMBER_NAME_MAX];
-    uint64_t target_inc;
-    uint64_t seq;
-    uint64_t indirect_at, end_at;
-    int indirect_sent;
-    unsigned helpers, nacks;
-};
-
-struct swim_forward {
-    int used;
-    int answered;        /* a nack went back already */
-    uint64_t seq;        /* our ping toward the target */
-    uint64_t origin_seq; /* the requester's probe id */
-    char origin[MEMBER_ADDR_MAX];
-    uint64_t nack_at, deadline;
-};
-
-struct swim {
-    struct swim_config cfg;
-    struct swim_env env;
-    char name[MEMBER_NAME_MAX];
-    char addr[MEMBER_ADDR_MAX];
-    char **join;
-    size_t n_join;
-    struct swim_record self;
-    unsigned self_gossip_left;
-    uint32_t self_hash;
-    int left;
-    int synced; /* a member's table arrived (or we are the first member) */
-    uint64_t rng;
-    uint64_t next_seq;
-
-    struct swim_node *nodes;
-    size_t n_nodes, cap_nodes;
-
-    char (*order)[MEMBER_NAME_MAX]; /* this round's shuffled probe order */
-    size_t n_order, pos_order, cap_order;
-    uint64_t next_probe_at;
-    struct swim_probe probes[SWIM_MAX_PROBES];
-    struct swim_forward fwd[SWIM_MAX_FORWARDS];
-
-    uint64_t next_join_at;
-    uint64_t next_dead_gossip_at;
-    uint64_t last_tick;
-    unsigned health;
-    struct swim_stats stats;
-};
-
-/* ---- small helpers ------------------------------------------------------- */
-
-static uint64_t rng_next(struct swim *s)
+uint64_t swim__rng_next(struct swim *s)
 {
     /* splitmix64: tiny, good enough for shuffles, deterministic for tests */
     uint64_t z = (s->rng += 0x9E3779B97F4A7C15ull);
@@ -100,42 +19,13 @@ static uint64_t rng_next(struct swim *s)
     return z ^ (z >> 31);
 }
 
-static uint32_t name_hash(const char *name)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *name; name++)
-        h = (h ^ (uint8_t)*name) * 16777619u;
-    return h;
-}
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src ? src : "");
-}
-
-static int is_live(enum member_state st) { return st == MEMBER_ALIVE || st == MEMBER_SUSPECT; }
-
-/* A duration stretched by our local health: a node that misses its own
- * deadlines gives the others more time before it accuses them. */
-static uint64_t scaled(const struct swim *s, uint64_t ms) { return ms * (1u + s->health); }
-
-static void health_add(struct swim *s, int delta)
-{
-    int h = (int)s->health + delta;
-    if (h < 0)
-        h = 0;
-    if (h > (int)s->cfg.health_max)
-        h = (int)s->cfg.health_max;
-    s->health = (unsigned)h;
-}
-
-static unsigned gossip_budget(const struct swim *s)
+unsigned swim__gossip_budget(const struct swim *s)
 {
     /* lambda * log(n): enough retransmissions to reach everybody w.h.p. */
     return s->cfg.gossip_lambda * (unsigned)ceil(log2((double)s->n_nodes + 2.0));
 }
 
-static struct swim_node *find(struct swim *s, const char *name)
+struct swim_node *swim__find(struct swim *s, const char *name)
 {
     for (size_t i = 0; i < s->n_nodes; i++)
         if (strcmp(s->nodes[i].rec.name, name) == 0)
@@ -143,7 +33,7 @@ static struct swim_node *find(struct swim *s, const char *name)
     return NULL;
 }
 
-static size_t count_live(const struct swim *s)
+size_t swim__count_live(const struct swim *s)
 {
     size_t live = 0;
     for (size_t i = 0; i < s->n_nodes; i++)
@@ -196,7 +86,7 @@ static int packet_add(struct swim_packet *p, size_t *bytes, const struct swim_re
     return 1;
 }
 
-static void packet_init(struct swim *s, struct swim_packet *p, enum swim_kind kind, uint64_t seq)
+void swim__packet_init(struct swim *s, struct swim_packet *p, enum swim_kind kind, uint64_t seq)
 {
     memset(p, 0, sizeof *p);
     p->kind = kind;
@@ -231,7 +121,7 @@ static void piggyback(struct swim *s, struct swim_packet *p)
     }
 }
 
-static void send_pkt(struct swim *s, const char *addr, struct swim_packet *p, int with_gossip)
+void swim__send_pkt(struct swim *s, const char *addr, struct swim_packet *p, int with_gossip)
 {
     if (with_gossip)
         piggyback(s, p);
@@ -239,24 +129,24 @@ static void send_pkt(struct swim *s, const char *addr, struct swim_packet *p, in
     s->env.send(s->env.ud, addr, p);
 }
 
-static void send_record(struct swim *s, const char *addr, const struct swim_record *rec)
+void swim__send_record(struct swim *s, const char *addr, const struct swim_record *rec)
 {
     struct swim_packet p;
-    packet_init(s, &p, SWIM_NOTICE, 0);
+    swim__packet_init(s, &p, SWIM_NOTICE, 0);
     p.updates[0] = *rec;
     p.n_updates = 1;
-    send_pkt(s, addr, &p, 0);
+    swim__send_pkt(s, addr, &p, 0);
 }
 
 /* Sends `rec` to every live member but its subject: joins, suspicions,
  * failures, leaves and refutations, which everyone should learn within a round
  * trip rather than a few gossip periods. O(n) datagrams, but only per event. */
-static void broadcast_record(struct swim *s, const struct swim_record *rec)
+void swim__broadcast_record(struct swim *s, const struct swim_record *rec)
 {
     for (size_t i = 0; i < s->n_nodes; i++) {
         struct swim_node *n = &s->nodes[i];
         if (is_live(n->rec.state) && strcmp(n->rec.name, rec->name) != 0)
-            send_record(s, n->rec.addr, rec);
+            swim__send_record(s, n->rec.addr, rec);
     }
 }
 
@@ -277,17 +167,17 @@ static struct swim_node *add_node(struct swim *s, const struct swim_record *r, u
     memset(n, 0, sizeof *n);
     n->rec = *r;
     n->since = now;
-    n->gossip_left = gossip_budget(s);
+    n->gossip_left = swim__gossip_budget(s);
     return n;
 }
 
-static void set_state(struct swim *s, struct swim_node *n, enum member_state st, uint64_t now,
+void swim__set_state(struct swim *s, struct swim_node *n, enum member_state st, uint64_t now,
                       const char *by)
 {
     enum member_state old = n->rec.state;
     n->rec.state = st;
     n->since = now;
-    n->gossip_left = gossip_budget(s);
+    n->gossip_left = swim__gossip_budget(s);
     if (st != MEMBER_SUSPECT)
         n->role = SUS_HEARD;
     if (st == MEMBER_ALIVE || st == MEMBER_LEFT)
@@ -296,123 +186,6 @@ static void set_state(struct swim *s, struct swim_node *n, enum member_state st,
         emit(s, n, old, by);
 }
 
-/* ---- suspicion (Lifeguard) ----------------------------------------------- */
-
-/* Deadline of n's suspicion: min * (max/min) shrinking logarithmically with the
- * number of independent suspecters, as in Lifeguard:
- *   t(C) = max - (max - min) * log(C + 1) / log(K + 1), t >= min,
- * K being the confirmations expected (fewer in a small group). */
-static uint64_t suspicion_deadline(const struct swim *s, const struct swim_node *n)
-{
-    double min = s->cfg.suspect_timeout_ms;
-    double max = min * s->cfg.suspect_max_mult;
-    double t;
-    size_t others = count_live(s); /* includes the suspect */
-    unsigned k = s->cfg.suspect_confirmations;
-    if (others < 1 + (size_t)k)
-        k = others ? (unsigned)(others - 1) : 0;
-    if (n->role == SUS_HEARD)
-        t = max * SWIM_HEARD_MULT;
-    else if (k == 0 || n->n_conf >= k)
-        t = min;
-    else
-        t = max - (max - min) * log((double)n->n_conf + 1.0) / log((double)k + 1.0);
-    if (t < min)
-        t = min;
-    /* A confirmer's timer is the backup for a dead originator: a probe interval
-     * of grace lets a live originator's verdict arrive first, so one failure is
-     * broadcast once rather than by every confirmer. */
-    if (n->role == SUS_CONFIRMER)
-        t += s->cfg.probe_interval_ms;
-    return n->sus_start + scaled(s, (uint64_t)t);
-}
-
-/* Counts `who` as a suspecter of n; returns 1 if it is new. */
-static int add_confirmation(struct swim *s, struct swim_node *n, const char *who)
-{
-    if (!who[0] || strcmp(who, n->rec.name) == 0)
-        return 0;
-    uint32_t h = name_hash(who);
-    if (h == s->self_hash)
-        return 0;
-    for (unsigned i = 0; i < n->n_conf; i++)
-        if (n->conf[i] == h)
-            return 0;
-    if (n->n_conf == SWIM_MAX_CONFIRM)
-        return 0;
-    n->conf[n->n_conf++] = h;
-    return 1;
-}
-
-static void probe_begin(struct swim *s, struct swim_node *t, uint64_t now, int check);
-
-static struct swim_probe *probe_of(struct swim *s, const char *name)
-{
-    for (size_t i = 0; i < SWIM_MAX_PROBES; i++)
-        if (s->probes[i].used && strcmp(s->probes[i].target, name) == 0)
-            return &s->probes[i];
-    return NULL;
-}
-
-/* Our own probe of n failed while we held it alive: raise the suspicion. */
-static void suspect_origin(struct swim *s, struct swim_node *n, uint64_t now)
-{
-    s->stats.suspicions++;
-    copy_str(n->rec.suspecter, sizeof n->rec.suspecter, s->name);
-    copy_str(n->origin, sizeof n->origin, s->name);
-    n->n_conf = 0;
-    set_state(s, n, MEMBER_SUSPECT, now, s->name);
-    n->role = SUS_ORIGIN;
-    n->sus_start = now;
-    n->sus_deadline = suspicion_deadline(s, n);
-    n->next_notice = now; /* tells the suspect at the next tick, so it can refute */
-    broadcast_record(s, &n->rec); /* ...and the others, so they can check */
-}
-
-/* Our own probe of a member someone else suspects failed too: confirm it to
- * the member that raised the suspicion (and gossip it). */
-static void suspect_confirm(struct swim *s, struct swim_node *n, uint64_t now)
-{
-    (void)now;
-    if (n->role != SUS_HEARD)
-        return;
-    s->stats.confirmations++;
-    n->role = SUS_CONFIRMER;
-    n->sus_deadline = suspicion_deadline(s, n);
-    copy_str(n->rec.suspecter, sizeof n->rec.suspecter, s->name);
-    n->gossip_left = gossip_budget(s);
-    struct swim_node *o = find(s, n->origin);
-    if (o && o != n && is_live(o->rec.state))
-        send_record(s, o->rec.addr, &n->rec);
-}
-
-/* We heard of a suspicion we did not raise: hold it, and check for ourselves. */
-static void suspect_heard(struct swim *s, struct swim_node *n, const char *by, uint64_t now)
-{
-    n->n_conf = 0;
-    add_confirmation(s, n, by);
-    copy_str(n->origin, sizeof n->origin, by);
-    copy_str(n->rec.suspecter, sizeof n->rec.suspecter, by);
-    set_state(s, n, MEMBER_SUSPECT, now, by);
-    n->role = SUS_HEARD;
-    n->sus_start = now;
-    n->sus_deadline = suspicion_deadline(s, n);
-    if (!probe_of(s, n->rec.name)) {
-        s->stats.checks++;
-        probe_begin(s, n, now, 1);
-    }
-}
-
-static void declare_failed(struct swim *s, struct swim_node *n, uint64_t now)
-{
-    s->stats.failures_declared++;
-    copy_str(n->rec.suspecter, sizeof n->rec.suspecter, s->name);
-    set_state(s, n, MEMBER_FAILED, now, s->name);
-    broadcast_record(s, &n->rec);
-}
-
-/* ---- applying what we hear ----------------------------------------------- */
-
 static void rejoin(struct swim *s, uint64_t now);
 
 static void refute(struct swim *s, uint32_t heard_heartbeat)
@@ -420,9 +193,9 @@ static void refute(struct swim *s, uint32_t heard_heartbeat)
     if (heard_heartbeat >= s->self.heartbeat)
         s->self.heartbeat = heard_heartbeat + 1;
     s->stats.refutations++;
-    health_add(s, 1); /* being suspected hints that we are the slow one */
-    s->self_gossip_left = gossip_budget(s);
-    broadcast_record(s, &s->self);
+    swim__health_add(s, 1); /* being suspected hints that we are the slow one */
+    s->self_gossip_left = swim__gossip_budget(s);
+    swim__broadcast_record(s, &s->self);
 }
 
 /* A newer incarnation of n's name: the old identity is gone for good. */
@@ -431,7 +204,7 @@ static void adopt_identity(struct swim *s, struct swim_node *n, const struct swi
 {
     if (is_live(n->rec.state)) {
         copy_str(n->rec.suspecter, sizeof n->rec.suspecter, r->name);
-        set_state(s, n, MEMBER_FAILED, now, "restart");
+        swim__set_state(s, n, MEMBER_FAILED, now, "restart");
     }
     n->rec = *r;
     n->since = now;
@@ -441,7 +214,7 @@ static void adopt_identity(struct swim *s, struct swim_node *n, const struct swi
         return; /* a newer identity we never saw alive: nothing to report */
     n->rec.state = MEMBER_ALIVE;
     n->rec.suspecter[0] = '\0';
-    n->gossip_left = gossip_budget(s);
+    n->gossip_left = swim__gossip_budget(s);
     s->stats.updates_applied++;
     emit(s, n, MEMBER_ALIVE, "");
 }
@@ -471,7 +244,7 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
         return 0;
     }
     const char *by = r->suspecter[0] ? r->suspecter : from;
-    struct swim_node *n = find(s, r->name);
+    struct swim_node *n = swim__find(s, r->name);
     if (!n) {
         if (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT)
             return 0; /* news about a member we never knew: nothing to update */
@@ -505,12 +278,12 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
         if (cur == MEMBER_SUSPECT) {
             /* Refuted. A check still running belongs to the old suspicion; if
              * it failed late it would start a new one for nothing. */
-            struct swim_probe *pr = probe_of(s, n->rec.name);
+            struct swim_probe *pr = swim__probe_of(s, n->rec.name);
             if (pr && pr->check)
                 pr->used = 0;
-            set_state(s, n, MEMBER_ALIVE, now, r->name);
+            swim__set_state(s, n, MEMBER_ALIVE, now, r->name);
         } else
-            n->gossip_left = gossip_budget(s);
+            n->gossip_left = swim__gossip_budget(s);
         return 0;
     case MEMBER_SUSPECT:
         if (r->heartbeat < n->rec.heartbeat)
@@ -518,13 +291,13 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
         if (cur == MEMBER_ALIVE || r->heartbeat > n->rec.heartbeat) {
             s->stats.updates_applied++;
             n->rec.heartbeat = r->heartbeat;
-            suspect_heard(s, n, by, now);
-        } else if (add_confirmation(s, n, by)) {
+            swim__suspect_heard(s, n, by, now);
+        } else if (swim__add_confirmation(s, n, by)) {
             /* Another independent suspecter: shorter timeout, and spread it. */
             s->stats.updates_applied++;
-            n->sus_deadline = suspicion_deadline(s, n);
+            n->sus_deadline = swim__suspicion_deadline(s, n);
             copy_str(n->rec.suspecter, sizeof n->rec.suspecter, by);
-            n->gossip_left = gossip_budget(s);
+            n->gossip_left = swim__gossip_budget(s);
         }
         return 0;
     case MEMBER_FAILED:
@@ -532,7 +305,7 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
         s->stats.updates_applied++;
         n->rec.heartbeat = r->heartbeat > n->rec.heartbeat ? r->heartbeat : n->rec.heartbeat;
         copy_str(n->rec.suspecter, sizeof n->rec.suspecter, r->suspecter);
-        set_state(s, n, r->state, now, by);
+        swim__set_state(s, n, r->state, now, by);
         return 0;
     }
     return 0;
@@ -540,16 +313,16 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
 
 static void apply_updates(struct swim *s, const struct swim_packet *p, uint64_t now)
 {
-    const struct swim_node *from = find(s, p->from_name);
+    const struct swim_node *from = swim__find(s, p->from_name);
     int trusted = !from || is_live(from->rec.state) || from->rec.incarnation < p->from_incarnation ||
-                  count_live(s) == 0;
+                  swim__count_live(s) == 0;
     int stale_about_us = 0;
     for (size_t i = 0; i < p->n_updates && i < SWIM_MAX_UPDATES; i++)
         stale_about_us |= apply_record(s, &p->updates[i], now, trusted, p->from_name);
     /* The sender still suspects an older heartbeat of ours: our refutation did
      * not reach it. Tell it directly rather than wait for gossip. */
     if (stale_about_us && p->from_addr[0] && !s->left)
-        send_record(s, p->from_addr, &s->self);
+        swim__send_record(s, p->from_addr, &s->self);
 }
 
 /* The sender of any packet is evidently alive: a member whose join notice we
@@ -558,7 +331,7 @@ static void learn_sender(struct swim *s, const struct swim_packet *p, uint64_t n
 {
     if (!p->from_addr[0] || !p->from_incarnation)
         return;
-    const struct swim_node *n = find(s, p->from_name);
+    const struct swim_node *n = swim__find(s, p->from_name);
     if (n && n->rec.incarnation >= p->from_incarnation)
         return;
     struct swim_record r;
@@ -575,7 +348,7 @@ static void send_sync(struct swim *s, const char *addr)
 {
     struct swim_packet p;
     size_t bytes;
-    packet_init(s, &p, SWIM_SYNC, 0);
+    swim__packet_init(s, &p, SWIM_SYNC, 0);
     bytes = swim_packet_wire_bound(&p);
     packet_add(&p, &bytes, &s->self);
     for (size_t i = 0; i < s->n_nodes; i++) {
@@ -583,202 +356,13 @@ static void send_sync(struct swim *s, const char *addr)
         if (!is_live(r->state))
             continue;
         if (!packet_add(&p, &bytes, r)) {
-            send_pkt(s, addr, &p, 0);
-            packet_init(s, &p, SWIM_SYNC, 0);
+            swim__send_pkt(s, addr, &p, 0);
+            swim__packet_init(s, &p, SWIM_SYNC, 0);
             bytes = swim_packet_wire_bound(&p);
             packet_add(&p, &bytes, r);
         }
     }
-    send_pkt(s, addr, &p, 0);
-}
-
-/* ---- probing ------------------------------------------------------------- */
-
-static void build_order(struct swim *s)
-{
-    s->n_order = s->pos_order = 0;
-    if (s->cap_order < s->n_nodes) {
-        void *o = realloc(s->order, s->n_nodes * sizeof *s->order);
-        if (!o)
-            return;
-        s->order = o;
-        s->cap_order = s->n_nodes;
-    }
-    for (size_t i = 0; i < s->n_nodes; i++)
-        if (is_live(s->nodes[i].rec.state))
-            copy_str(s->order[s->n_order++], MEMBER_NAME_MAX, s->nodes[i].rec.name);
-    for (size_t i = s->n_order; i > 1; i--) { /* Fisher-Yates */
-        size_t j = (size_t)(rng_next(s) % i);
-        char t[MEMBER_NAME_MAX];
-        memcpy(t, s->order[i - 1], sizeof t);
-        memcpy(s->order[i - 1], s->order[j], sizeof t);
-        memcpy(s->order[j], t, sizeof t);
-    }
-}
-
-/* The next live member of the shuffled round-robin; a new shuffle per round
- * bounds the time until any member is probed to two rounds. */
-static struct swim_node *next_target(struct swim *s)
-{
-    for (int pass = 0; pass < 2; pass++) {
-        while (s->pos_order < s->n_order) {
-            struct swim_node *n = find(s, s->order[s->pos_order++]);
-            if (n && is_live(n->rec.state))
-                return n;
-        }
-        build_order(s);
-    }
-    return NULL;
-}
-
-static void send_ping(struct swim *s, const char *addr, uint64_t seq)
-{
-    struct swim_packet p;
-    packet_init(s, &p, SWIM_PING, seq);
-    send_pkt(s, addr, &p, 1);
-}
-
-static void probe_begin(struct swim *s, struct swim_node *t, uint64_t now, int check)
-{
-    struct swim_probe *p = NULL;
-    for (size_t i = 0; i < SWIM_MAX_PROBES && !p; i++)
-        if (!s->probes[i].used)
-            p = &s->probes[i];
-    if (!p)
-        return; /* many checks at once: the others' confirmations will do */
-    memset(p, 0, sizeof *p);
-    p->used = 1;
-    p->check = check;
-    copy_str(p->target, sizeof p->target, t->rec.name);
-    p->target_inc = t->rec.incarnation;
-    p->seq = ++s->next_seq;
-    p->indirect_at = now + scaled(s, s->cfg.probe_timeout_ms);
-    p->end_at = now + scaled(s, s->cfg.probe_interval_ms);
-    s->stats.probes++;
-    send_ping(s, t->rec.addr, p->seq);
-}
-
-static void start_probe(struct swim *s, uint64_t now)
-{
-    s->next_probe_at = now + scaled(s, s->cfg.probe_interval_ms);
-    struct swim_node *t = next_target(s);
-    if (t && !probe_of(s, t->rec.name))
-        probe_begin(s, t, now, 0);
-}
-
-static void send_indirect(struct swim *s, struct swim_probe *pr, struct swim_node *t)
-{
-    /* Up to k random alive helpers other than the target. */
-    size_t cand[SWIM_MAX_MEMBERS];
-    size_t nc = 0;
-    for (size_t i = 0; i < s->n_nodes; i++)
-        if (s->nodes[i].rec.state == MEMBER_ALIVE && &s->nodes[i] != t)
-            cand[nc++] = i;
-    for (uint32_t k = 0; k < s->cfg.indirect_k && nc; k++) {
-        size_t j = (size_t)(rng_next(s) % nc);
-        struct swim_node *h = &s->nodes[cand[j]];
-        cand[j] = cand[--nc];
-        struct swim_packet p;
-        packet_init(s, &p, SWIM_PING_REQ, pr->seq);
-        copy_str(p.target_addr, sizeof p.target_addr, t->rec.addr);
-        send_pkt(s, h->rec.addr, &p, 1);
-        s->stats.indirect_probes++;
-        pr->helpers++;
-    }
-    /* A second direct try too: one lost datagram should not cost a suspicion. */
-    send_ping(s, t->rec.addr, pr->seq);
-}
-
-static void probe_failed(struct swim *s, struct swim_probe *pr, struct swim_node *t, uint64_t now)
-{
-    /* Lifeguard: helpers that did not even nack suggest our own link or CPU is
-     * the problem, not the target. With no helpers we cannot tell. */
-    if (pr->helpers)
-        health_add(s, (int)(pr->helpers - (pr->nacks < pr->helpers ? pr->nacks : pr->helpers)));
-    else
-        health_add(s, 1);
-    if (t->rec.state == MEMBER_ALIVE)
-        suspect_origin(s, t, now);
-    else if (t->rec.state == MEMBER_SUSPECT)
-        suspect_confirm(s, t, now);
-}
-
-static void probe_step(struct swim *s, uint64_t now)
-{
-    for (size_t i = 0; i < SWIM_MAX_PROBES; i++) {
-        struct swim_probe *pr = &s->probes[i];
-        if (!pr->used)
-            continue;
-        struct swim_node *t = find(s, pr->target);
-        if (!t || t->rec.incarnation != pr->target_inc || !is_live(t->rec.state)) {
-            pr->used = 0;
-            continue;
-        }
-        if (!pr->indirect_sent && now >= pr->indirect_at) {
-            pr->indirect_sent = 1;
-            send_indirect(s, pr, t);
-        }
-        if (now >= pr->end_at) {
-            pr->used = 0;
-            probe_failed(s, pr, t, now);
-        }
-    }
-}
-
-static void suspicion_step(struct swim *s, uint64_t now)
-{
-    for (size_t i = 0; i < s->n_nodes; i++) {
-        struct swim_node *n = &s->nodes[i];
-        if (n->rec.state != MEMBER_SUSPECT)
-            continue;
-        if (now >= n->sus_deadline) {
-            declare_failed(s, n, now);
-            continue;
-        }
-        if (n->role == SUS_ORIGIN && now >= n->next_notice) {
-            /* Keep telling the suspect until it refutes or is declared failed:
-             * under packet loss one notice may not arrive. */
-            send_record(s, n->rec.addr, &n->rec);
-            n->next_notice = now + scaled(s, s->cfg.probe_timeout_ms);
-        }
-    }
-}
-
-static void forward_step(struct swim *s, uint64_t now)
-{
-    for (size_t i = 0; i < SWIM_MAX_FORWARDS; i++) {
-        struct swim_forward *f = &s->fwd[i];
-        if (!f->used)
-            continue;
-        if (!f->answered && now >= f->nack_at) {
-            struct swim_packet p;
-            packet_init(s, &p, SWIM_NACK, f->origin_seq);
-            send_pkt(s, f->origin, &p, 0);
-            f->answered = 1;
-            s->stats.nacks_sent++;
-        }
-        if (now >= f->deadline)
-            f->used = 0;
-    }
-}
-
-/* Our own loop did not run for a while (CPU starvation, a long callback, a
- * paused VM): acks may be waiting unread in the socket. Move every deadline by
- * the gap so that the packets get a chance before we judge anyone. */
-static void stall_shift(struct swim *s, uint64_t gap)
-{
-    s->stats.stalls++;
-    health_add(s, 1);
-    for (size_t i = 0; i < SWIM_MAX_PROBES; i++) {
-        s->probes[i].indirect_at += gap;
-        s->probes[i].end_at += gap;
-    }
-    for (size_t i = 0; i < SWIM_MAX_FORWARDS; i++) {
-        s->fwd[i].nack_at += gap;
-        s->fwd[i].deadline += gap;
-    }
-    for (size_t i = 0; i < s->n_nodes; i++)
-        s->nodes[i].sus_deadline += gap;
+    swim__send_pkt(s, addr, &p, 0);
 }
 
 /* Forgets failed and left members after a while, so the table stays bounded. */
@@ -796,16 +380,16 @@ static void reap(struct swim *s, uint64_t now)
 static void send_join(struct swim *s, const char *addr, const struct swim_record *me)
 {
     struct swim_packet p;
-    packet_init(s, &p, SWIM_JOIN, 0);
+    swim__packet_init(s, &p, SWIM_JOIN, 0);
     p.from_incarnation = me->incarnation;
     p.updates[0] = *me;
     p.n_updates = 1;
-    send_pkt(s, addr, &p, 0);
+    swim__send_pkt(s, addr, &p, 0);
 }
 
 static void join_step(struct swim *s, uint64_t now)
 {
-    if ((!s->synced || !count_live(s)) && now >= s->next_join_at) {
+    if ((!s->synced || !swim__count_live(s)) && now >= s->next_join_at) {
         /* Not joined yet, or alone: ask every seed, and the few members we
          * may have heard from already; whichever answers first brings its
          * whole table, so a dead seed costs nothing. */
@@ -828,7 +412,7 @@ static void join_step(struct swim *s, uint64_t now)
             if (s->nodes[i].rec.state == MEMBER_FAILED)
                 cand[nc++] = i;
         if (nc)
-            send_join(s, s->nodes[cand[rng_next(s) % nc]].rec.addr, &s->self);
+            send_join(s, s->nodes[cand[swim__rng_next(s) % nc]].rec.addr, &s->self);
     }
 }
 
@@ -860,7 +444,7 @@ static void rejoin(struct swim *s, uint64_t now)
     memset(s->fwd, 0, sizeof s->fwd);
     s->self = me;
     s->self.state = MEMBER_ALIVE;
-    s->self_gossip_left = gossip_budget(s);
+    s->self_gossip_left = swim__gossip_budget(s);
     s->synced = 0;
     s->next_join_at = now;
     if (s->env.event) {
@@ -869,8 +453,6 @@ static void rejoin(struct swim *s, uint64_t now)
         s->env.event(s->env.ud, &v, MEMBER_FAILED, MEMBER_ALIVE, s->name);
     }
 }
-
-/* ---- public -------------------------------------------------------------- */
 
 struct swim *swim_create(const struct swim_config *cfg, const struct swim_env *env, uint64_t now)
 {
@@ -944,71 +526,11 @@ void swim_tick(struct swim *s, uint64_t now)
     if (s->left)
         return;
     if (s->last_tick && now > s->last_tick + s->cfg.stall_ms)
-        stall_shift(s, now - s->last_tick);
+        swim__stall_shift(s, now - s->last_tick);
     s->last_tick = now;
-    forward_step(s, now);
-    probe_step(s, now);
-    suspicion_step(s, now);
-    if (now >= s->next_probe_at)
-        start_probe(s, now);
+    swim__detect_tick(s, now);
     join_step(s, now);
     reap(s, now);
-}
-
-static void handle_ack(struct swim *s, const struct swim_packet *p)
-{
-    for (size_t i = 0; i < SWIM_MAX_PROBES; i++) {
-        struct swim_probe *pr = &s->probes[i];
-        if (pr->used && pr->seq == p->seq) {
-            pr->used = 0;
-            s->stats.acks++;
-            if (!pr->check)
-                health_add(s, -1);
-            return;
-        }
-    }
-    for (size_t i = 0; i < SWIM_MAX_FORWARDS; i++) {
-        struct swim_forward *f = &s->fwd[i];
-        if (f->used && f->seq == p->seq) {
-            /* Relay even after a nack: a late ack still spares a suspicion. */
-            struct swim_packet ack;
-            packet_init(s, &ack, SWIM_ACK, f->origin_seq);
-            send_pkt(s, f->origin, &ack, 1);
-            f->used = 0;
-            return;
-        }
-    }
-}
-
-static void handle_nack(struct swim *s, const struct swim_packet *p)
-{
-    for (size_t i = 0; i < SWIM_MAX_PROBES; i++)
-        if (s->probes[i].used && s->probes[i].seq == p->seq) {
-            s->probes[i].nacks++;
-            s->stats.nacks_received++;
-            return;
-        }
-}
-
-static void handle_ping_req(struct swim *s, uint64_t now, const struct swim_packet *p)
-{
-    if (!p->target_addr[0] || !p->from_addr[0])
-        return;
-    struct swim_forward *f = NULL;
-    for (size_t i = 0; i < SWIM_MAX_FORWARDS && !f; i++)
-        if (!s->fwd[i].used)
-            f = &s->fwd[i];
-    if (!f)
-        return; /* too many at once: the requester has other helpers */
-    memset(f, 0, sizeof *f);
-    f->used = 1;
-    f->seq = ++s->next_seq;
-    f->origin_seq = p->seq;
-    copy_str(f->origin, sizeof f->origin, p->from_addr);
-    /* The nack must reach the requester before its probe ends. */
-    f->nack_at = now + scaled(s, s->cfg.probe_timeout_ms) * 4 / 5;
-    f->deadline = now + scaled(s, s->cfg.probe_interval_ms);
-    send_ping(s, p->target_addr, f->seq);
 }
 
 /* `known`: the joiner was a live member of our table before this packet (a
@@ -1018,9 +540,9 @@ static void handle_join(struct swim *s, const struct swim_packet *p, int known)
     if (!p->from_addr[0] || !p->n_updates)
         return;
     send_sync(s, p->from_addr);
-    struct swim_node *j = find(s, p->from_name);
+    struct swim_node *j = swim__find(s, p->from_name);
     if (!known && j && j->rec.incarnation == p->from_incarnation && is_live(j->rec.state))
-        broadcast_record(s, &j->rec);
+        swim__broadcast_record(s, &j->rec);
 }
 
 void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const struct swim_packet *p)
@@ -1029,15 +551,15 @@ void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const str
     if (s->left || !p->from_name[0] || strcmp(p->from_name, s->name) == 0)
         return;
     /* A packet from an identity we declared failed: tell it, so it rejoins. */
-    struct swim_node *sender = find(s, p->from_name);
+    struct swim_node *sender = swim__find(s, p->from_name);
     if (sender && sender->rec.incarnation == p->from_incarnation &&
         sender->rec.state == MEMBER_FAILED && p->from_addr[0]) {
-        if (count_live(s) == 0) {
+        if (swim__count_live(s) == 0) {
             /* We are the one that was cut off: its news about us counts. */
             apply_updates(s, p, now);
             return;
         }
-        send_record(s, p->from_addr, &sender->rec);
+        swim__send_record(s, p->from_addr, &sender->rec);
         return;
     }
     int known = sender && sender->rec.incarnation == p->from_incarnation &&
@@ -1050,13 +572,13 @@ void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const str
     case SWIM_PING:
         if (p->from_addr[0]) {
             struct swim_packet ack;
-            packet_init(s, &ack, SWIM_ACK, p->seq);
-            send_pkt(s, p->from_addr, &ack, 1);
+            swim__packet_init(s, &ack, SWIM_ACK, p->seq);
+            swim__send_pkt(s, p->from_addr, &ack, 1);
         }
         break;
-    case SWIM_ACK: handle_ack(s, p); break;
-    case SWIM_NACK: handle_nack(s, p); break;
-    case SWIM_PING_REQ: handle_ping_req(s, now, p); break;
+    case SWIM_ACK: swim__on_ack(s, p); break;
+    case SWIM_NACK: swim__on_nack(s, p); break;
+    case SWIM_PING_REQ: swim__on_ping_req(s, now, p); break;
     case SWIM_JOIN: handle_join(s, p, known); break;
     case SWIM_SYNC: s->synced = 1; break;
     case SWIM_NOTICE: break;
@@ -1071,8 +593,8 @@ void swim_leave(struct swim *s, uint64_t now)
     s->self.state = MEMBER_LEFT;
     s->self.heartbeat++;
     /* Twice: a lost datagram would leave a member to find out by suspicion. */
-    broadcast_record(s, &s->self);
-    broadcast_record(s, &s->self);
+    swim__broadcast_record(s, &s->self);
+    swim__broadcast_record(s, &s->self);
     s->left = 1;
 }
 
