@@ -31,20 +31,26 @@ uint64_t swim__suspicion_deadline(const struct swim *s, const struct swim_node *
     unsigned k = s->cfg.suspect_confirmations;
     if (others < 1 + (size_t)k)
         k = others ? (unsigned)(others - 1) : 0;
+    int confirmed = n->role != SUS_HEARD && (k == 0 || n->n_conf >= k);
     if (n->role == SUS_HEARD)
         t = max * SWIM_HEARD_MULT;
-    else if (k == 0 || n->n_conf >= k)
+    else if (confirmed)
         t = min;
     else
         t = max - (max - min) * log((double)n->n_conf + 1.0) / log((double)k + 1.0);
     if (t < min)
         t = min;
+    /* Our own poor health stretches a suspicion that rests on our word; once
+     * K others have confirmed it, the evidence is theirs and the timeout is
+     * not ours to stretch. */
+    if (!confirmed)
+        t *= 1.0 + s->health;
     /* A confirmer's timer is the backup for a dead originator: a probe interval
      * of grace lets a live originator's verdict arrive first, so one failure is
      * broadcast once rather than by every confirmer. */
     if (n->role == SUS_CONFIRMER)
         t += s->cfg.probe_interval_ms;
-    return n->sus_start + scaled(s, (uint64_t)t);
+    return n->sus_start + (uint64_t)t;
 }
 
 /* Counts `who` as a suspecter of n; returns 1 if it is new. */
