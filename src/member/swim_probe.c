@@ -110,9 +110,9 @@ static void suspect_confirm(struct swim *s, struct swim_node *n, uint64_t now)
         swim__send_record(s, o->rec.addr, &n->rec);
 }
 
-/* We heard of a suspicion we did not raise: hold it, and check for ourselves. */
 static void probe_begin(struct swim *s, struct swim_node *t, uint64_t now, int check);
 
+/* We heard of a suspicion we did not raise: hold it, and check for ourselves. */
 void swim__suspect_heard(struct swim *s, struct swim_node *n, const char *by, uint64_t now)
 {
     n->n_conf = 0;
