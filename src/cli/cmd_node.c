@@ -113,6 +113,11 @@ static int cmd_stats(struct cli_ctx *ctx, int argc, char **argv)
         json_u64("udp_bytes_received", st->udp_bytes_received);
         json_u64("bad_frames", st->bad_frames);
         json_u64("members_alive", st->members_alive);
+        json_u64("swim_health", st->swim_health);
+        json_u64("swim_suspicions", st->swim_suspicions);
+        json_u64("swim_refutations", st->swim_refutations);
+        json_u64("swim_failures_declared", st->swim_failures_declared);
+        json_u64("swim_stalls", st->swim_stalls);
         json_end_object();
         json_done();
     } else {
@@ -124,6 +129,12 @@ static int cmd_stats(struct cli_ctx *ctx, int argc, char **argv)
         printf("gossip received %llu bytes\n", (unsigned long long)st->udp_bytes_received);
         printf("bad frames      %llu\n", (unsigned long long)st->bad_frames);
         printf("members alive   %llu\n", (unsigned long long)st->members_alive);
+        printf("swim health     %u (0 = healthy; timeouts x%u)\n", st->swim_health,
+               st->swim_health + 1);
+        printf("swim raised     %llu suspicions, %llu failures; refuted %llu; %llu stalls\n",
+               (unsigned long long)st->swim_suspicions,
+               (unsigned long long)st->swim_failures_declared,
+               (unsigned long long)st->swim_refutations, (unsigned long long)st->swim_stalls);
     }
     idunno__node_stats__free_unpacked(st, NULL);
     return 0;

@@ -14,6 +14,9 @@
 #include "member/swim_codec.h"
 #include "net/net.h"
 
+_Static_assert(SWIM_MAX_PACKET_BYTES + FRAME_HEADER_LEN <= FRAME_MAX_DATAGRAM,
+               "a SWIM packet and its frame header must fit one datagram");
+
 #define MEMBER_TICK_MS 10
 #define MEMBER_MAX_SUBSCRIBERS 8
 #define MEMBER_LEAVE_LINGER_MS 300
@@ -52,7 +55,7 @@ static void on_swim_send(void *ud, const char *addr, const struct swim_packet *p
 {
     struct member *m = ud;
     uint8_t buf[FRAME_MAX_DATAGRAM];
-    int len = swim_encode(pkt, buf, sizeof buf - FRAME_HEADER_LEN);
+    int len = swim_encode(pkt, buf, SWIM_MAX_PACKET_BYTES);
     if (len < 0) {
         LOG_WARN("member", "gossip packet too large for a datagram; dropped");
         return;
@@ -61,16 +64,19 @@ static void on_swim_send(void *ud, const char *addr, const struct swim_packet *p
 }
 
 static void on_swim_event(void *ud, const struct member_view *who, enum member_state old_state,
-                          enum member_state new_state)
+                          enum member_state new_state, const char *by)
 {
     struct member *m = ud;
+    /* `by` says whose report it was: the suspecter, the declarer, "restart" for
+     * an identity replaced by a newer incarnation, the member itself for a
+     * refutation or a leave. */
     if (old_state == new_state)
         LOG_INFO("member", "member %s#%llu at %s joined", who->name,
                  (unsigned long long)who->incarnation, who->addr);
     else
-        LOG_INFO("member", "member %s#%llu at %s is %s (was %s)", who->name,
+        LOG_INFO("member", "member %s#%llu at %s is %s (was %s%s%s)", who->name,
                  (unsigned long long)who->incarnation, who->addr, member_state_name(new_state),
-                 member_state_name(old_state));
+                 member_state_name(old_state), by && by[0] ? "; by " : "", by ? by : "");
     for (size_t i = 0; i < m->n_subs; i++)
         m->subs[i].fn(m->subs[i].ud, who, old_state, new_state);
 }
@@ -201,3 +207,14 @@ int member_subscribe(struct member *m, member_event_fn fn, void *ud)
 }
 
 uint64_t member_bad_packets(const struct member *m) { return m->bad_packets; }
+
+void member_stats(const struct member *m, struct member_stats *out)
+{
+    const struct swim_stats *st = swim_stats(m->swim);
+    out->health = swim_health(m->swim);
+    out->suspicions = st->suspicions;
+    out->confirmations = st->confirmations;
+    out->refutations = st->refutations;
+    out->failures_declared = st->failures_declared;
+    out->stalls = st->stalls;
+}

@@ -79,4 +79,15 @@ const char *member_state_name(enum member_state s);
 /* Gossip datagrams that did not decode (counted and dropped). */
 uint64_t member_bad_packets(const struct member *m);
 
+/* Protocol counters of this node, for `idunno stats`. */
+struct member_stats {
+    unsigned health;            /* Lifeguard local health score, 0 = healthy */
+    uint64_t suspicions;        /* suspicions this node raised */
+    uint64_t confirmations;     /* others' suspicions its own checks confirmed */
+    uint64_t refutations;       /* times it heard itself suspected and refuted */
+    uint64_t failures_declared; /* members it declared failed */
+    uint64_t stalls;            /* its loop stalled (ticks > 100 ms apart) */
+};
+void member_stats(const struct member *m, struct member_stats *out);
+
 #endif

@@ -1,96 +1,44 @@
-/* swim.c — the SWIM core of swim.h. */
-#include "member/swim.h"
+/* swim.c — the SWIM core of swim.h, first half: the member table and what is
+ * applied to it, piggybacked gossip within a byte budget, join, leave, rejoin,
+ * and the public entry points. Failure detection (probes, suspicion, local
+ * health) is in swim_probe.c; the shared internals are in swim_int.h.
+ *
+ * Everything here is a function of (config, seed, inputs): no clock, no I/O.
+ */
+#include "member/swim_int.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#define SWIM_MAX_FORWARDS 64
-#define SWIM_DEAD_KEEP_MS 300000u   /* failed/left members stay listed this long */
-#define SWIM_JOIN_RETRY_MS 500u
-#define SWIM_DEAD_GOSSIP_MS 2000u   /* how often a failed member is invited back */
-#define SWIM_SYNC_PER_PACKET SWIM_MAX_UPDATES
-
-struct swim_node {
-    struct swim_record rec;
-    uint64_t since;              /* now when it entered its state */
-    int suspect_origin;          /* we raised this suspicion: we decide */
-    uint64_t suspect_deadline;
-    uint64_t next_notice;        /* origin: when to re-tell the suspect */
-    unsigned gossip_left;        /* piggyback transmissions still to do */
-};
-
-struct forward {
-    int used;
-    uint64_t seq;         /* our probe id toward the target */
-    uint64_t origin_seq;  /* the requester's probe id */
-    char origin[MEMBER_ADDR_MAX];
-    uint64_t deadline;
-};
-
-struct swim {
-    struct swim_config cfg;
-    struct swim_env env;
-    char name[MEMBER_NAME_MAX];
-    char addr[MEMBER_ADDR_MAX];
-    char **join;
-    size_t n_join;
-    struct swim_record self;
-    int left;
-    uint64_t rng;
-    uint64_t next_seq;
-
-    struct swim_node *nodes;
-    size_t n_nodes, cap_nodes;
-
-    /* probe state */
-    char **order;             /* names in this round's probe order */
-    size_t n_order, pos_order;
-    uint64_t next_probe_at;
-    int probing;
-    uint64_t probe_seq;
-    uint64_t probe_started;
-    int probe_indirect_sent;
-    char probe_target[MEMBER_NAME_MAX];
-
-    struct forward fwd[SWIM_MAX_FORWARDS];
-    uint64_t next_join_at;
-    uint64_t next_dead_gossip_at;
-    unsigned self_gossip_left;
-    struct swim_stats stats;
-};
-
-/* ---- small helpers -------------------------------------------------------------- */
-
-static uint64_t rng_next(struct swim *s)
+uint64_t swim__rng_next(struct swim *s)
 {
-    /* splitmix64: tiny, fast, and deterministic for the tests */
+    /* splitmix64: tiny, good enough for shuffles, deterministic for tests */
     uint64_t z = (s->rng += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src ? src : "");
-}
-
-static unsigned gossip_budget(const struct swim *s)
+unsigned swim__gossip_budget(const struct swim *s)
 {
     /* lambda * log(n): enough retransmissions to reach everybody w.h.p. */
-    return 3u * (unsigned)ceil(log2((double)s->n_nodes + 2.0));
+    return s->cfg.gossip_lambda * (unsigned)ceil(log2((double)s->n_nodes + 2.0));
 }
 
-static int is_live(enum member_state st) { return st == MEMBER_ALIVE || st == MEMBER_SUSPECT; }
-
-static struct swim_node *find(struct swim *s, const char *name)
+struct swim_node *swim__find(struct swim *s, const char *name)
 {
     for (size_t i = 0; i < s->n_nodes; i++)
         if (strcmp(s->nodes[i].rec.name, name) == 0)
             return &s->nodes[i];
     return NULL;
+}
+
+size_t swim__count_live(const struct swim *s)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < s->n_nodes; i++)
+        live += is_live(s->nodes[i].rec.state);
+    return live;
 }
 
 static void to_view(const struct swim_record *r, uint64_t since, struct member_view *v)
@@ -102,16 +50,43 @@ static void to_view(const struct swim_record *r, uint64_t since, struct member_v
     v->since_ms = since;
 }
 
-static void emit(struct swim *s, const struct swim_node *n, enum member_state old_state)
+static void emit(struct swim *s, const struct swim_node *n, enum member_state old_state,
+                 const char *by)
 {
     if (!s->env.event)
         return;
     struct member_view v;
     to_view(&n->rec, n->since, &v);
-    s->env.event(s->env.ud, &v, old_state, n->rec.state);
+    s->env.event(s->env.ud, &v, old_state, n->rec.state, by ? by : "");
 }
 
-static void packet_init(struct swim *s, struct swim_packet *p, enum swim_kind kind, uint64_t seq)
+size_t swim_record_wire_bound(const struct swim_record *r)
+{
+    /* 3 strings (tag + 2-byte length), two 10-byte varints... see swim.h */
+    return strlen(r->name) + strlen(r->addr) + strlen(r->suspecter) + 35;
+}
+
+size_t swim_packet_wire_bound(const struct swim_packet *p)
+{
+    size_t b = strlen(p->from_name) + strlen(p->from_addr) + strlen(p->target_addr) +
+               strlen(p->origin_addr) + 40;
+    for (size_t i = 0; i < p->n_updates && i < SWIM_MAX_UPDATES; i++)
+        b += swim_record_wire_bound(&p->updates[i]);
+    return b;
+}
+
+/* Appends r if it fits the packet's count and byte budgets. */
+static int packet_add(struct swim_packet *p, size_t *bytes, const struct swim_record *r)
+{
+    size_t rb = swim_record_wire_bound(r);
+    if (p->n_updates >= SWIM_MAX_UPDATES || *bytes + rb > SWIM_MAX_PACKET_BYTES)
+        return 0;
+    p->updates[p->n_updates++] = *r;
+    *bytes += rb;
+    return 1;
+}
+
+void swim__packet_init(struct swim *s, struct swim_packet *p, enum swim_kind kind, uint64_t seq)
 {
     memset(p, 0, sizeof *p);
     p->kind = kind;
@@ -121,34 +96,32 @@ static void packet_init(struct swim *s, struct swim_packet *p, enum swim_kind ki
     p->seq = seq;
 }
 
-/* Piggybacks the updates most in need of spreading (highest budget left). */
+/* Piggybacks the updates most in need of spreading (most budget left), as
+ * many as fit the datagram. */
 static void piggyback(struct swim *s, struct swim_packet *p)
 {
-    if (s->self_gossip_left && p->n_updates < SWIM_MAX_UPDATES) {
-        p->updates[p->n_updates++] = s->self;
+    size_t bytes = swim_packet_wire_bound(p);
+    if (s->self_gossip_left && packet_add(p, &bytes, &s->self))
         s->self_gossip_left--;
-    }
     while (p->n_updates < SWIM_MAX_UPDATES) {
         struct swim_node *best = NULL;
         for (size_t i = 0; i < s->n_nodes; i++) {
             struct swim_node *n = &s->nodes[i];
-            if (!n->gossip_left)
+            if (!n->gossip_left || (best && n->gossip_left <= best->gossip_left))
                 continue;
             int taken = 0;
-            for (size_t k = 0; k < p->n_updates; k++)
-                if (strcmp(p->updates[k].name, n->rec.name) == 0)
-                    taken = 1;
-            if (!taken && (!best || n->gossip_left > best->gossip_left))
+            for (size_t k = 0; k < p->n_updates && !taken; k++)
+                taken = strcmp(p->updates[k].name, n->rec.name) == 0;
+            if (!taken)
                 best = n;
         }
-        if (!best)
+        if (!best || !packet_add(p, &bytes, &best->rec))
             break;
-        p->updates[p->n_updates++] = best->rec;
         best->gossip_left--;
     }
 }
 
-static void send_pkt(struct swim *s, const char *addr, struct swim_packet *p, int with_gossip)
+void swim__send_pkt(struct swim *s, const char *addr, struct swim_packet *p, int with_gossip)
 {
     if (with_gossip)
         piggyback(s, p);
@@ -156,24 +129,28 @@ static void send_pkt(struct swim *s, const char *addr, struct swim_packet *p, in
     s->env.send(s->env.ud, addr, p);
 }
 
-/* Sends `rec` to every live member now (and to `extra` if not NULL): used for
- * joins, failures, leaves and refutations, which everyone should learn within a
- * round trip rather than a few gossip periods. */
-static void broadcast_record(struct swim *s, const struct swim_record *rec, const char *extra)
+void swim__send_record(struct swim *s, const char *addr, const struct swim_record *rec)
 {
     struct swim_packet p;
-    packet_init(s, &p, SWIM_NOTICE, 0);
+    swim__packet_init(s, &p, SWIM_NOTICE, 0);
     p.updates[0] = *rec;
     p.n_updates = 1;
+    swim__send_pkt(s, addr, &p, 0);
+}
+
+/* Sends `rec` to every live member but its subject: joins, suspicions,
+ * failures, leaves and refutations, which everyone should learn within a round
+ * trip rather than a few gossip periods. O(n) datagrams, but only per event. */
+void swim__broadcast_record(struct swim *s, const struct swim_record *rec)
+{
     for (size_t i = 0; i < s->n_nodes; i++) {
         struct swim_node *n = &s->nodes[i];
         if (is_live(n->rec.state) && strcmp(n->rec.name, rec->name) != 0)
-            send_pkt(s, n->rec.addr, &p, 0);
+            swim__send_record(s, n->rec.addr, rec);
     }
-    if (extra)
-        send_pkt(s, extra, &p, 0);
 }
 
+/* May move s->nodes: callers must not hold node pointers across it. */
 static struct swim_node *add_node(struct swim *s, const struct swim_record *r, uint64_t now)
 {
     if (s->n_nodes == s->cap_nodes) {
@@ -190,23 +167,24 @@ static struct swim_node *add_node(struct swim *s, const struct swim_record *r, u
     memset(n, 0, sizeof *n);
     n->rec = *r;
     n->since = now;
-    n->gossip_left = gossip_budget(s);
+    n->gossip_left = swim__gossip_budget(s);
     return n;
 }
 
-static void set_state(struct swim *s, struct swim_node *n, enum member_state st, uint64_t now)
+void swim__set_state(struct swim *s, struct swim_node *n, enum member_state st, uint64_t now,
+                      const char *by)
 {
     enum member_state old = n->rec.state;
     n->rec.state = st;
     n->since = now;
-    n->gossip_left = gossip_budget(s);
+    n->gossip_left = swim__gossip_budget(s);
     if (st != MEMBER_SUSPECT)
-        n->suspect_origin = 0;
+        n->role = SUS_HEARD;
+    if (st == MEMBER_ALIVE || st == MEMBER_LEFT)
+        n->rec.suspecter[0] = '\0';
     if (old != st)
-        emit(s, n, old);
+        emit(s, n, old, by);
 }
-
-/* ---- applying what we hear ---------------------------------------------------------- */
 
 static void rejoin(struct swim *s, uint64_t now);
 
@@ -215,269 +193,176 @@ static void refute(struct swim *s, uint32_t heard_heartbeat)
     if (heard_heartbeat >= s->self.heartbeat)
         s->self.heartbeat = heard_heartbeat + 1;
     s->stats.refutations++;
-    s->self_gossip_left = gossip_budget(s);
-    broadcast_record(s, &s->self, NULL);
+    swim__health_add(s, 1); /* being suspected hints that we are the slow one */
+    s->self_gossip_left = swim__gossip_budget(s);
+    swim__broadcast_record(s, &s->self);
 }
 
-/* Does `r` (same identity as n) carry newer news than what we hold? */
-static int supersedes(const struct swim_record *r, const struct swim_record *cur)
+/* A newer incarnation of n's name: the old identity is gone for good. */
+static void adopt_identity(struct swim *s, struct swim_node *n, const struct swim_record *r,
+                           uint64_t now)
 {
-    if (cur->state == MEMBER_FAILED || cur->state == MEMBER_LEFT)
+    if (is_live(n->rec.state)) {
+        copy_str(n->rec.suspecter, sizeof n->rec.suspecter, r->name);
+        swim__set_state(s, n, MEMBER_FAILED, now, "restart");
+    }
+    n->rec = *r;
+    n->since = now;
+    n->role = SUS_HEARD;
+    n->n_conf = 0;
+    if (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT)
+        return; /* a newer identity we never saw alive: nothing to report */
+    n->rec.state = MEMBER_ALIVE;
+    n->rec.suspecter[0] = '\0';
+    n->gossip_left = swim__gossip_budget(s);
+    s->stats.updates_applied++;
+    emit(s, n, MEMBER_ALIVE, "");
+}
+
+/* Applies one record heard from `from` (a member name). `trusted`: the news comes
+ * from a member we consider live (or we know no live member at all); only
+ * trusted news can make us rejoin, or a node returning from isolation would
+ * talk the healthy majority into rejoining. Returns 1 if the sender holds a
+ * stale suspicion of us (the caller answers it directly). */
+static int apply_record(struct swim *s, const struct swim_record *r, uint64_t now, int trusted,
+                        const char *from)
+{
+    if (!r->name[0] || !r->addr[0] || r->state > MEMBER_LEFT)
+        return 0;
+    if (strcmp(r->name, s->name) == 0) {
+        if (r->incarnation != s->self.incarnation || s->left)
+            return 0; /* an older (or someone else's) idea of our name */
+        if (r->state == MEMBER_SUSPECT) {
+            if (r->heartbeat >= s->self.heartbeat) {
+                refute(s, r->heartbeat);
+                return 0;
+            }
+            return 1;
+        }
+        if (r->state == MEMBER_FAILED && trusted)
+            rejoin(s, now);
+        return 0;
+    }
+    const char *by = r->suspecter[0] ? r->suspecter : from;
+    struct swim_node *n = swim__find(s, r->name);
+    if (!n) {
+        if (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT)
+            return 0; /* news about a member we never knew: nothing to update */
+        n = add_node(s, r, now);
+        if (!n)
+            return 0;
+        n->rec.state = MEMBER_ALIVE;
+        n->rec.suspecter[0] = '\0';
+        s->stats.updates_applied++;
+        emit(s, n, MEMBER_ALIVE, "");
+        if (r->state == MEMBER_ALIVE)
+            return 0;
+        /* a suspect newcomer: go on and hold the suspicion too */
+    } else if (r->incarnation < n->rec.incarnation) {
+        return 0; /* stale identity */
+    } else if (r->incarnation > n->rec.incarnation) {
+        adopt_identity(s, n, r, now);
+        if (r->state != MEMBER_SUSPECT)
+            return 0;
+    }
+    enum member_state cur = n->rec.state;
+    if (cur == MEMBER_FAILED || cur == MEMBER_LEFT)
         return 0; /* terminal for this identity */
     switch (r->state) {
-    case MEMBER_ALIVE: return r->heartbeat > cur->heartbeat;
+    case MEMBER_ALIVE:
+        if (r->heartbeat <= n->rec.heartbeat)
+            return 0;
+        s->stats.updates_applied++;
+        n->rec.heartbeat = r->heartbeat;
+        copy_str(n->rec.addr, sizeof n->rec.addr, r->addr);
+        if (cur == MEMBER_SUSPECT) {
+            /* Refuted. A check still running belongs to the old suspicion; if
+             * it failed late it would start a new one for nothing. */
+            struct swim_probe *pr = swim__probe_of(s, n->rec.name);
+            if (pr && pr->check)
+                pr->used = 0;
+            swim__set_state(s, n, MEMBER_ALIVE, now, r->name);
+        } else
+            n->gossip_left = swim__gossip_budget(s);
+        return 0;
     case MEMBER_SUSPECT:
-        return r->heartbeat > cur->heartbeat ||
-               (r->heartbeat == cur->heartbeat && cur->state == MEMBER_ALIVE);
+        if (r->heartbeat < n->rec.heartbeat)
+            return 0;
+        if (cur == MEMBER_ALIVE || r->heartbeat > n->rec.heartbeat) {
+            s->stats.updates_applied++;
+            n->rec.heartbeat = r->heartbeat;
+            swim__suspect_heard(s, n, by, now);
+        } else if (swim__add_confirmation(s, n, by)) {
+            /* Another independent suspecter: shorter timeout, and spread it. */
+            s->stats.updates_applied++;
+            n->sus_deadline = swim__suspicion_deadline(s, n);
+            copy_str(n->rec.suspecter, sizeof n->rec.suspecter, by);
+            n->gossip_left = swim__gossip_budget(s);
+        }
+        return 0;
     case MEMBER_FAILED:
-    case MEMBER_LEFT: return 1;
+    case MEMBER_LEFT:
+        s->stats.updates_applied++;
+        n->rec.heartbeat = r->heartbeat > n->rec.heartbeat ? r->heartbeat : n->rec.heartbeat;
+        copy_str(n->rec.suspecter, sizeof n->rec.suspecter, r->suspecter);
+        swim__set_state(s, n, r->state, now, by);
+        return 0;
     }
     return 0;
 }
 
-/* `trusted`: the news comes from a member we consider live (or we know no live
- * member at all). Only trusted news can make us rejoin: otherwise a node that was
- * cut off would, on its return, talk the healthy majority into rejoining. */
-static void apply_record(struct swim *s, const struct swim_record *r, uint64_t now, int trusted)
-{
-    if (!r->name[0] || !r->addr[0] || r->state > MEMBER_LEFT)
-        return;
-    if (strcmp(r->name, s->name) == 0) {
-        if (r->incarnation != s->self.incarnation || s->left)
-            return; /* an older (or someone else's) idea of our name */
-        if (r->state == MEMBER_SUSPECT && r->heartbeat >= s->self.heartbeat)
-            refute(s, r->heartbeat);
-        else if (r->state == MEMBER_FAILED && trusted)
-            rejoin(s, now);
-        return;
-    }
-    struct swim_node *n = find(s, r->name);
-    if (!n) {
-        if (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT)
-            return; /* news about a member we never knew: nothing to update */
-        n = add_node(s, r, now);
-        if (!n)
-            return;
-        s->stats.updates_applied++;
-        emit(s, n, MEMBER_ALIVE);
-        if (r->state == MEMBER_SUSPECT)
-            n->suspect_deadline = now + 4ull * s->cfg.suspect_timeout_ms;
-        return;
-    }
-    if (r->incarnation < n->rec.incarnation)
-        return; /* stale identity */
-    if (r->incarnation > n->rec.incarnation) {
-        /* The node restarted: its old identity is gone for good. */
-        if (is_live(n->rec.state))
-            set_state(s, n, MEMBER_FAILED, now);
-        if (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT) {
-            n->rec = *r;
-            n->since = now;
-            return;
-        }
-        n->rec = *r;
-        n->since = now;
-        n->suspect_origin = 0;
-        n->gossip_left = gossip_budget(s);
-        s->stats.updates_applied++;
-        emit(s, n, MEMBER_ALIVE);
-        return;
-    }
-    if (!supersedes(r, &n->rec))
-        return;
-    s->stats.updates_applied++;
-    n->rec.heartbeat = r->heartbeat;
-    copy_str(n->rec.addr, sizeof n->rec.addr, r->addr);
-    if (r->state == MEMBER_SUSPECT && n->rec.state != MEMBER_SUSPECT) {
-        /* Heard, not raised by us: wait long, in case the suspecter dies. */
-        set_state(s, n, MEMBER_SUSPECT, now);
-        n->suspect_deadline = now + 4ull * s->cfg.suspect_timeout_ms;
-    } else if (r->state != n->rec.state) {
-        set_state(s, n, r->state, now);
-    } else {
-        n->gossip_left = gossip_budget(s);
-    }
-}
-
-static size_t count_live(const struct swim *s)
-{
-    size_t live = 0;
-    for (size_t i = 0; i < s->n_nodes; i++)
-        live += is_live(s->nodes[i].rec.state);
-    return live;
-}
-
 static void apply_updates(struct swim *s, const struct swim_packet *p, uint64_t now)
 {
-    const struct swim_node *from = find(s, p->from_name);
+    const struct swim_node *from = swim__find(s, p->from_name);
     int trusted = !from || is_live(from->rec.state) || from->rec.incarnation < p->from_incarnation ||
-                  count_live(s) == 0;
+                  swim__count_live(s) == 0;
+    int stale_about_us = 0;
     for (size_t i = 0; i < p->n_updates && i < SWIM_MAX_UPDATES; i++)
-        apply_record(s, &p->updates[i], now, trusted);
+        stale_about_us |= apply_record(s, &p->updates[i], now, trusted, p->from_name);
+    /* The sender still suspects an older heartbeat of ours: our refutation did
+     * not reach it. Tell it directly rather than wait for gossip. */
+    if (stale_about_us && p->from_addr[0] && !s->left)
+        swim__send_record(s, p->from_addr, &s->self);
 }
 
-/* Sends our whole member table to addr, SWIM_SYNC_PER_PACKET records a packet. */
+/* The sender of any packet is evidently alive: a member whose join notice we
+ * missed is learned from its first packet. */
+static void learn_sender(struct swim *s, const struct swim_packet *p, uint64_t now)
+{
+    if (!p->from_addr[0] || !p->from_incarnation)
+        return;
+    const struct swim_node *n = swim__find(s, p->from_name);
+    if (n && n->rec.incarnation >= p->from_incarnation)
+        return;
+    struct swim_record r;
+    memset(&r, 0, sizeof r);
+    copy_str(r.name, sizeof r.name, p->from_name);
+    copy_str(r.addr, sizeof r.addr, p->from_addr);
+    r.incarnation = p->from_incarnation;
+    r.state = MEMBER_ALIVE;
+    apply_record(s, &r, now, 1, p->from_name);
+}
+
+/* Sends our live members to addr, in as many datagrams as they need. */
 static void send_sync(struct swim *s, const char *addr)
 {
     struct swim_packet p;
-    packet_init(s, &p, SWIM_SYNC, 0);
-    p.updates[p.n_updates++] = s->self;
-    for (size_t i = 0; i <= s->n_nodes; i++) {
-        if (p.n_updates == SWIM_SYNC_PER_PACKET || (i == s->n_nodes && p.n_updates)) {
-            send_pkt(s, addr, &p, 0);
-            packet_init(s, &p, SWIM_SYNC, 0);
-        }
-        if (i < s->n_nodes)
-            p.updates[p.n_updates++] = s->nodes[i].rec;
-    }
-}
-
-/* ---- probing ---------------------------------------------------------------------- */
-
-static void build_order(struct swim *s)
-{
-    for (size_t i = 0; i < s->n_order; i++)
-        free(s->order[i]);
-    free(s->order);
-    s->order = NULL;
-    s->n_order = s->pos_order = 0;
-    size_t live = 0;
-    for (size_t i = 0; i < s->n_nodes; i++)
-        live += is_live(s->nodes[i].rec.state);
-    if (!live)
-        return;
-    s->order = calloc(live, sizeof *s->order);
-    if (!s->order)
-        return;
-    for (size_t i = 0; i < s->n_nodes; i++)
-        if (is_live(s->nodes[i].rec.state))
-            s->order[s->n_order++] = strdup(s->nodes[i].rec.name);
-    for (size_t i = s->n_order; i > 1; i--) { /* Fisher-Yates */
-        size_t j = (size_t)(rng_next(s) % i);
-        char *t = s->order[i - 1];
-        s->order[i - 1] = s->order[j];
-        s->order[j] = t;
-    }
-}
-
-static struct swim_node *next_target(struct swim *s)
-{
-    for (int pass = 0; pass < 2; pass++) {
-        while (s->pos_order < s->n_order) {
-            const char *name = s->order[s->pos_order++];
-            struct swim_node *n = name ? find(s, name) : NULL;
-            if (n && is_live(n->rec.state))
-                return n;
-        }
-        build_order(s);
-    }
-    return NULL;
-}
-
-static void send_ping(struct swim *s, const char *addr, uint64_t seq)
-{
-    struct swim_packet p;
-    packet_init(s, &p, SWIM_PING, seq);
-    send_pkt(s, addr, &p, 1);
-}
-
-static void start_probe(struct swim *s, uint64_t now)
-{
-    struct swim_node *t = next_target(s);
-    s->next_probe_at = now + s->cfg.probe_interval_ms;
-    if (!t) {
-        s->probing = 0;
-        return;
-    }
-    s->probing = 1;
-    s->probe_seq = ++s->next_seq;
-    s->probe_started = now;
-    s->probe_indirect_sent = 0;
-    copy_str(s->probe_target, sizeof s->probe_target, t->rec.name);
-    s->stats.probes++;
-    send_ping(s, t->rec.addr, s->probe_seq);
-}
-
-static void send_indirect(struct swim *s, struct swim_node *t)
-{
-    /* Pick up to k random live helpers other than the target. */
-    size_t cand[SWIM_MAX_MEMBERS];
-    size_t nc = 0;
-    for (size_t i = 0; i < s->n_nodes && nc < SWIM_MAX_MEMBERS; i++)
-        if (s->nodes[i].rec.state == MEMBER_ALIVE && &s->nodes[i] != t)
-            cand[nc++] = i;
-    for (uint32_t k = 0; k < s->cfg.indirect_k && nc; k++) {
-        size_t j = (size_t)(rng_next(s) % nc);
-        struct swim_node *h = &s->nodes[cand[j]];
-        cand[j] = cand[--nc];
-        struct swim_packet p;
-        packet_init(s, &p, SWIM_PING_REQ, s->probe_seq);
-        copy_str(p.target_addr, sizeof p.target_addr, t->rec.addr);
-        send_pkt(s, h->rec.addr, &p, 1);
-        s->stats.indirect_probes++;
-    }
-    /* A second direct try too: one lost datagram should not cost a suspicion. */
-    send_ping(s, t->rec.addr, s->probe_seq);
-}
-
-static void suspect(struct swim *s, struct swim_node *t, uint64_t now)
-{
-    if (t->rec.state != MEMBER_ALIVE)
-        return;
-    s->stats.suspicions++;
-    set_state(s, t, MEMBER_SUSPECT, now);
-    t->suspect_origin = 1;
-    t->suspect_deadline = now + s->cfg.suspect_timeout_ms;
-    t->next_notice = now; /* tells the suspect right away, so it can refute */
-}
-
-static void declare_failed(struct swim *s, struct swim_node *n, uint64_t now)
-{
-    s->stats.failures_declared++;
-    set_state(s, n, MEMBER_FAILED, now);
-    broadcast_record(s, &n->rec, NULL);
-}
-
-static void probe_step(struct swim *s, uint64_t now)
-{
-    if (!s->probing)
-        return;
-    struct swim_node *t = find(s, s->probe_target);
-    if (!t || !is_live(t->rec.state)) {
-        s->probing = 0;
-        return;
-    }
-    if (!s->probe_indirect_sent && now >= s->probe_started + s->cfg.probe_timeout_ms) {
-        s->probe_indirect_sent = 1;
-        send_indirect(s, t);
-    }
-    if (now >= s->probe_started + s->cfg.probe_interval_ms) {
-        s->probing = 0;
-        suspect(s, t, now);
-    }
-}
-
-static void suspicion_step(struct swim *s, uint64_t now)
-{
+    size_t bytes;
+    swim__packet_init(s, &p, SWIM_SYNC, 0);
+    bytes = swim_packet_wire_bound(&p);
+    packet_add(&p, &bytes, &s->self);
     for (size_t i = 0; i < s->n_nodes; i++) {
-        struct swim_node *n = &s->nodes[i];
-        if (n->rec.state != MEMBER_SUSPECT)
+        const struct swim_record *r = &s->nodes[i].rec;
+        if (!is_live(r->state))
             continue;
-        if (now >= n->suspect_deadline) {
-            declare_failed(s, n, now);
-            continue;
-        }
-        if (n->suspect_origin && now >= n->next_notice) {
-            /* Keep telling the suspect until it refutes or is declared failed:
-             * under packet loss one notice may not arrive. */
-            struct swim_packet p;
-            packet_init(s, &p, SWIM_NOTICE, 0);
-            p.updates[0] = n->rec;
-            p.n_updates = 1;
-            send_pkt(s, n->rec.addr, &p, 0);
-            n->next_notice = now + s->cfg.probe_timeout_ms;
+        if (!packet_add(&p, &bytes, r)) {
+            swim__send_pkt(s, addr, &p, 0);
+            swim__packet_init(s, &p, SWIM_SYNC, 0);
+            bytes = swim_packet_wire_bound(&p);
+            packet_add(&p, &bytes, r);
         }
     }
+    swim__send_pkt(s, addr, &p, 0);
 }
 
 /* Forgets failed and left members after a while, so the table stays bounded. */
@@ -492,17 +377,30 @@ static void reap(struct swim *s, uint64_t now)
     }
 }
 
+static void send_join(struct swim *s, const char *addr, const struct swim_record *me)
+{
+    struct swim_packet p;
+    swim__packet_init(s, &p, SWIM_JOIN, 0);
+    p.from_incarnation = me->incarnation;
+    p.updates[0] = *me;
+    p.n_updates = 1;
+    swim__send_pkt(s, addr, &p, 0);
+}
+
 static void join_step(struct swim *s, uint64_t now)
 {
-    if (!count_live(s) && s->n_join && now >= s->next_join_at) {
-        /* Alone: ask every seed; the first to answer brings the whole table. */
-        struct swim_packet p;
-        packet_init(s, &p, SWIM_JOIN, 0);
-        p.updates[0] = s->self;
-        p.n_updates = 1;
+    if ((!s->synced || !swim__count_live(s)) && now >= s->next_join_at) {
+        /* Not joined yet, or alone: ask every seed, and the few members we
+         * may have heard from already; whichever answers first brings its
+         * whole table, so a dead seed costs nothing. */
         for (size_t i = 0; i < s->n_join; i++)
             if (strcmp(s->join[i], s->addr) != 0)
-                send_pkt(s, s->join[i], &p, 0);
+                send_join(s, s->join[i], &s->self);
+        for (size_t i = 0, sent = 0; i < s->n_nodes && sent < 3; i++)
+            if (s->nodes[i].rec.state == MEMBER_ALIVE) {
+                send_join(s, s->nodes[i].rec.addr, &s->self);
+                sent++;
+            }
         s->next_join_at = now + SWIM_JOIN_RETRY_MS;
     }
     if (now >= s->next_dead_gossip_at) {
@@ -510,17 +408,11 @@ static void join_step(struct swim *s, uint64_t now)
          * two sides find each other again. */
         s->next_dead_gossip_at = now + SWIM_DEAD_GOSSIP_MS;
         size_t cand[SWIM_MAX_MEMBERS], nc = 0;
-        for (size_t i = 0; i < s->n_nodes && nc < SWIM_MAX_MEMBERS; i++)
+        for (size_t i = 0; i < s->n_nodes; i++)
             if (s->nodes[i].rec.state == MEMBER_FAILED)
                 cand[nc++] = i;
-        if (nc) {
-            struct swim_node *n = &s->nodes[cand[rng_next(s) % nc]];
-            struct swim_packet p;
-            packet_init(s, &p, SWIM_JOIN, 0);
-            p.updates[0] = s->self;
-            p.n_updates = 1;
-            send_pkt(s, n->rec.addr, &p, 0);
-        }
+        if (nc)
+            send_join(s, s->nodes[cand[swim__rng_next(s) % nc]].rec.addr, &s->self);
     }
 }
 
@@ -533,39 +425,34 @@ static void rejoin(struct swim *s, uint64_t now)
     if (inc <= s->self.incarnation)
         inc = s->self.incarnation + 1;
     s->stats.rejoins++;
+    struct swim_record me = s->self;
+    me.incarnation = inc;
+    me.heartbeat = 0;
     /* Everyone we knew is a possible seed for the rejoin. */
     for (size_t i = 0; i < s->n_nodes; i++) {
         struct swim_node *n = &s->nodes[i];
         enum member_state old = n->rec.state;
         if (is_live(old)) {
             n->rec.state = MEMBER_FAILED;
-            emit(s, n, old);
+            emit(s, n, old, s->name);
         }
-        struct swim_packet p;
-        packet_init(s, &p, SWIM_JOIN, 0);
-        p.from_incarnation = inc;
-        struct swim_record me = s->self;
-        me.incarnation = inc;
-        me.heartbeat = 0;
-        p.updates[0] = me;
-        p.n_updates = 1;
-        send_pkt(s, n->rec.addr, &p, 0);
+        send_join(s, n->rec.addr, &me);
     }
     s->n_nodes = 0;
-    s->self.incarnation = inc;
-    s->self.heartbeat = 0;
+    s->n_order = s->pos_order = 0;
+    memset(s->probes, 0, sizeof s->probes);
+    memset(s->fwd, 0, sizeof s->fwd);
+    s->self = me;
     s->self.state = MEMBER_ALIVE;
-    s->self_gossip_left = gossip_budget(s);
-    s->probing = 0;
+    s->self_gossip_left = swim__gossip_budget(s);
+    s->synced = 0;
     s->next_join_at = now;
     if (s->env.event) {
         struct member_view v;
         to_view(&s->self, now, &v);
-        s->env.event(s->env.ud, &v, MEMBER_FAILED, MEMBER_ALIVE);
+        s->env.event(s->env.ud, &v, MEMBER_FAILED, MEMBER_ALIVE, s->name);
     }
 }
-
-/* ---- public ------------------------------------------------------------------------- */
 
 struct swim *swim_create(const struct swim_config *cfg, const struct swim_env *env, uint64_t now)
 {
@@ -576,23 +463,42 @@ struct swim *swim_create(const struct swim_config *cfg, const struct swim_env *e
     s->env = *env;
     copy_str(s->name, sizeof s->name, cfg->name);
     copy_str(s->addr, sizeof s->addr, cfg->addr);
-    if (!s->cfg.probe_interval_ms) s->cfg.probe_interval_ms = 200;
-    if (!s->cfg.probe_timeout_ms) s->cfg.probe_timeout_ms = 80;
-    if (!s->cfg.suspect_timeout_ms) s->cfg.suspect_timeout_ms = 600;
-    if (!s->cfg.indirect_k) s->cfg.indirect_k = 3;
+#define SWIM_DEFAULT(field, v) \
+    if (!s->cfg.field)         \
+        s->cfg.field = (v);
+    SWIM_DEFAULT(probe_interval_ms, 200)
+    SWIM_DEFAULT(probe_timeout_ms, 80)
+    SWIM_DEFAULT(suspect_timeout_ms, 400)
+    SWIM_DEFAULT(suspect_max_mult, 4)
+    SWIM_DEFAULT(suspect_confirmations, 3)
+    SWIM_DEFAULT(indirect_k, 3)
+    SWIM_DEFAULT(gossip_lambda, 3)
+    SWIM_DEFAULT(health_max, 8)
+    SWIM_DEFAULT(stall_ms, 100)
+#undef SWIM_DEFAULT
+    if (s->cfg.probe_timeout_ms >= s->cfg.probe_interval_ms)
+        s->cfg.probe_timeout_ms = s->cfg.probe_interval_ms / 2;
     s->cfg.name = s->name;
     s->cfg.addr = s->addr;
     s->cfg.join = NULL;
     s->rng = cfg->seed ? cfg->seed : 0x1dd0;
+    s->self_hash = name_hash(s->name);
     for (const char *const *j = cfg->join; j && *j; j++)
         s->n_join++;
+    s->synced = s->n_join == 0; /* no seeds: we found the group */
     s->join = calloc(s->n_join + 1, sizeof *s->join);
     if (!s->join) {
         free(s);
         return NULL;
     }
-    for (size_t i = 0; i < s->n_join; i++)
+    for (size_t i = 0; i < s->n_join; i++) {
         s->join[i] = strdup(cfg->join[i]);
+        if (!s->join[i]) {
+            s->n_join = i;
+            swim_destroy(s);
+            return NULL;
+        }
+    }
     copy_str(s->self.name, sizeof s->self.name, s->name);
     copy_str(s->self.addr, sizeof s->self.addr, s->addr);
     s->self.incarnation = cfg->incarnation;
@@ -610,8 +516,6 @@ void swim_destroy(struct swim *s)
     for (size_t i = 0; i < s->n_join; i++)
         free(s->join[i]);
     free(s->join);
-    for (size_t i = 0; i < s->n_order; i++)
-        free(s->order[i]);
     free(s->order);
     free(s->nodes);
     free(s);
@@ -621,53 +525,24 @@ void swim_tick(struct swim *s, uint64_t now)
 {
     if (s->left)
         return;
-    probe_step(s, now);
-    suspicion_step(s, now);
-    if (now >= s->next_probe_at)
-        start_probe(s, now);
+    if (s->last_tick && now > s->last_tick + s->cfg.stall_ms)
+        swim__stall_shift(s, now - s->last_tick);
+    s->last_tick = now;
+    swim__detect_tick(s, now);
     join_step(s, now);
-    for (size_t i = 0; i < SWIM_MAX_FORWARDS; i++)
-        if (s->fwd[i].used && now > s->fwd[i].deadline)
-            s->fwd[i].used = 0;
     reap(s, now);
 }
 
-static void handle_ack(struct swim *s, uint64_t now, const struct swim_packet *p)
+/* `known`: the joiner was a live member of our table before this packet (a
+ * retry, or an invitation answered): then only the table goes back. */
+static void handle_join(struct swim *s, const struct swim_packet *p, int known)
 {
-    (void)now;
-    if (s->probing && p->seq == s->probe_seq) {
-        s->probing = 0;
-        s->stats.acks++;
+    if (!p->from_addr[0] || !p->n_updates)
         return;
-    }
-    for (size_t i = 0; i < SWIM_MAX_FORWARDS; i++) {
-        struct forward *f = &s->fwd[i];
-        if (f->used && f->seq == p->seq) {
-            struct swim_packet ack;
-            packet_init(s, &ack, SWIM_ACK, f->origin_seq);
-            send_pkt(s, f->origin, &ack, 1);
-            f->used = 0;
-            return;
-        }
-    }
-}
-
-static void handle_ping_req(struct swim *s, uint64_t now, const struct swim_packet *p)
-{
-    if (!p->target_addr[0] || !p->from_addr[0])
-        return;
-    struct forward *slot = NULL;
-    for (size_t i = 0; i < SWIM_MAX_FORWARDS && !slot; i++)
-        if (!s->fwd[i].used)
-            slot = &s->fwd[i];
-    if (!slot)
-        return; /* too many at once: the requester has other helpers */
-    slot->used = 1;
-    slot->seq = ++s->next_seq;
-    slot->origin_seq = p->seq;
-    copy_str(slot->origin, sizeof slot->origin, p->from_addr);
-    slot->deadline = now + s->cfg.probe_interval_ms;
-    send_ping(s, p->target_addr, slot->seq);
+    send_sync(s, p->from_addr);
+    struct swim_node *j = swim__find(s, p->from_name);
+    if (!known && j && j->rec.incarnation == p->from_incarnation && is_live(j->rec.state))
+        swim__broadcast_record(s, &j->rec);
 }
 
 void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const struct swim_packet *p)
@@ -676,48 +551,36 @@ void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const str
     if (s->left || !p->from_name[0] || strcmp(p->from_name, s->name) == 0)
         return;
     /* A packet from an identity we declared failed: tell it, so it rejoins. */
-    struct swim_node *sender = find(s, p->from_name);
+    struct swim_node *sender = swim__find(s, p->from_name);
     if (sender && sender->rec.incarnation == p->from_incarnation &&
         sender->rec.state == MEMBER_FAILED && p->from_addr[0]) {
-        if (count_live(s) == 0) {
+        if (swim__count_live(s) == 0) {
             /* We are the one that was cut off: its news about us counts. */
             apply_updates(s, p, now);
             return;
         }
-        struct swim_packet n;
-        packet_init(s, &n, SWIM_NOTICE, 0);
-        n.updates[0] = sender->rec;
-        n.n_updates = 1;
-        send_pkt(s, p->from_addr, &n, 0);
+        swim__send_record(s, p->from_addr, &sender->rec);
         return;
     }
+    int known = sender && sender->rec.incarnation == p->from_incarnation &&
+                is_live(sender->rec.state);
     apply_updates(s, p, now);
+    if (s->left)
+        return;
+    learn_sender(s, p, now);
     switch (p->kind) {
-    case SWIM_PING: {
-        if (!p->from_addr[0])
-            return;
-        struct swim_packet ack;
-        packet_init(s, &ack, SWIM_ACK, p->seq);
-        send_pkt(s, p->from_addr, &ack, 1);
+    case SWIM_PING:
+        if (p->from_addr[0]) {
+            struct swim_packet ack;
+            swim__packet_init(s, &ack, SWIM_ACK, p->seq);
+            swim__send_pkt(s, p->from_addr, &ack, 1);
+        }
         break;
-    }
-    case SWIM_ACK: handle_ack(s, now, p); break;
-    case SWIM_PING_REQ: handle_ping_req(s, now, p); break;
-    case SWIM_JOIN: {
-        if (!p->from_addr[0] || !p->n_updates)
-            return;
-        struct swim_node *j = find(s, p->from_name);
-        if (j && j->rec.incarnation == p->from_incarnation && is_live(j->rec.state))
-            ; /* already known: just resend the table below */
-        else if (j && j->rec.incarnation == p->from_incarnation)
-            return; /* handled above (failed identity) */
-        send_sync(s, p->from_addr);
-        j = find(s, p->from_name);
-        if (j && is_live(j->rec.state))
-            broadcast_record(s, &j->rec, NULL);
-        break;
-    }
-    case SWIM_SYNC:
+    case SWIM_ACK: swim__on_ack(s, p); break;
+    case SWIM_NACK: swim__on_nack(s, p); break;
+    case SWIM_PING_REQ: swim__on_ping_req(s, now, p); break;
+    case SWIM_JOIN: handle_join(s, p, known); break;
+    case SWIM_SYNC: s->synced = 1; break;
     case SWIM_NOTICE: break;
     }
 }
@@ -730,17 +593,17 @@ void swim_leave(struct swim *s, uint64_t now)
     s->self.state = MEMBER_LEFT;
     s->self.heartbeat++;
     /* Twice: a lost datagram would leave a member to find out by suspicion. */
-    broadcast_record(s, &s->self, NULL);
-    broadcast_record(s, &s->self, NULL);
+    swim__broadcast_record(s, &s->self);
+    swim__broadcast_record(s, &s->self);
     s->left = 1;
 }
 
 size_t swim_snapshot(const struct swim *s, uint64_t now, struct member_view *out, size_t max)
 {
+    (void)now;
     size_t k = 0;
     if (k < max) {
-        to_view(&s->self, now, &out[k]);
-        out[k].since_ms = 0;
+        to_view(&s->self, 0, &out[k]);
     }
     k++;
     for (size_t i = 0; i < s->n_nodes; i++, k++)
@@ -758,5 +621,7 @@ size_t swim_count_state(const struct swim *s, enum member_state st)
         c += s->nodes[i].rec.state == st;
     return c;
 }
+
+unsigned swim_health(const struct swim *s) { return s->health; }
 
 const struct swim_stats *swim_stats(const struct swim *s) { return &s->stats; }

@@ -26,6 +26,7 @@ int swim_encode(const struct swim_packet *p, uint8_t *buf, size_t cap)
         recs[i].incarnation = p->updates[i].incarnation;
         recs[i].heartbeat = p->updates[i].heartbeat;
         recs[i].state = (uint32_t)p->updates[i].state;
+        recs[i].suspecter = (char *)p->updates[i].suspecter;
         ptrs[i] = &recs[i];
     }
     m.n_updates = n;
@@ -52,7 +53,7 @@ int swim_decode(const uint8_t *buf, size_t len, struct swim_packet *p)
         return ID_EPROTO;
     int rc = ID_EPROTO;
     memset(p, 0, sizeof *p);
-    if (m->kind < SWIM_PING || m->kind > SWIM_NOTICE || m->n_updates > SWIM_MAX_UPDATES)
+    if (m->kind < SWIM_PING || m->kind > SWIM_NACK || m->n_updates > SWIM_MAX_UPDATES)
         goto out;
     p->kind = (enum swim_kind)m->kind;
     p->from_incarnation = m->from_incarnation;
@@ -66,7 +67,8 @@ int swim_decode(const uint8_t *buf, size_t len, struct swim_packet *p)
         const Idunno__SwimMember *r = m->updates[i];
         struct swim_record *d = &p->updates[i];
         if (r->state > MEMBER_LEFT || copy_field(d->name, sizeof d->name, r->name) ||
-            copy_field(d->addr, sizeof d->addr, r->addr))
+            copy_field(d->addr, sizeof d->addr, r->addr) ||
+            copy_field(d->suspecter, sizeof d->suspecter, r->suspecter))
             goto out;
         d->incarnation = r->incarnation;
         d->heartbeat = r->heartbeat;

@@ -43,7 +43,8 @@ static const char usage[] =
     "  --log-stderr           copy log lines to stderr\n"
     "  --probe-interval MS    SWIM probe interval (default 200)\n"
     "  --probe-timeout MS     SWIM direct-probe timeout (default 80)\n"
-    "  --suspect-timeout MS   SWIM suspicion timeout (default 600)\n"
+    "  --suspect-timeout MS   SWIM suspicion timeout once confirmed by others (default 400;\n"
+    "                         an unconfirmed suspicion lasts 4 times as long)\n"
     "  --help                 this text\n";
 
 static int parse_ms(const char *s, uint32_t *out)
@@ -261,6 +262,13 @@ static void on_stats(void *ud, struct net_request *req, const uint8_t *body, siz
     size_t n = member_snapshot(node->member, views, 256);
     for (size_t i = 0; i < n && i < 256; i++)
         st.members_alive += views[i].state == MEMBER_ALIVE;
+    struct member_stats ms;
+    member_stats(node->member, &ms);
+    st.swim_health = ms.health;
+    st.swim_suspicions = ms.suspicions;
+    st.swim_refutations = ms.refutations;
+    st.swim_failures_declared = ms.failures_declared;
+    st.swim_stalls = ms.stalls;
     net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_STATS_RESP, &st.base);
 }
 

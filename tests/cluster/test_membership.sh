@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Membership on 5 real daemons: join, kill -9, restart as a new incarnation,
-# graceful leave, and list_self.
+# graceful leave, list_self, and a join whose first seed is dead.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 
@@ -37,4 +37,13 @@ pid=$(cat "$IDUNNO_RUN_DIR/node4/pid")
 wait_until 5 bash -c "! kill -0 $pid 2>/dev/null || grep -q '^State:[[:space:]]*Z' /proc/$pid/status" || fail "node4 did not exit after leave"
 sleep_check=$(cli node1 list_mem)
 assert_contains "$sleep_check" "left"
+# Join through a seed list whose first seed is dead: node5 restarts with seeds
+# node1 (killed), node2, node3.
+cluster kill node1
+cluster kill node5
+cluster start node5
+wait_until 10 all_see alive node5 node2 node3 || fail "node5 did not rejoin past a dead first seed"
+wait_until 5 all_see failed node1 node2 node3 || fail "node1 not failed"
+st=$(state_of node5 node1)
+[ "$st" = failed ] || [ "$st" = absent ] || fail "node5 lists the dead node1 as $st"
 echo "membership ok"
