@@ -69,6 +69,8 @@ void sha256_init(struct sha256 *s)
 void sha256_update(struct sha256 *s, const void *data, size_t len)
 {
     const uint8_t *p = data;
+    if (len == 0)
+        return;
     s->bytes += len;
     if (s->fill) {
         size_t take = 64 - s->fill < len ? 64 - s->fill : len;

@@ -100,7 +100,8 @@ static int kv_put(struct kv *kv, const char *key, const uint8_t *value, size_t l
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
         return ID_ENOMEM;
-    memcpy(copy, value, len);
+    if (len)
+        memcpy(copy, value, len);
     if (found) {
         free(kv->e[i].value);
     } else {
