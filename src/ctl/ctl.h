@@ -92,8 +92,9 @@ int ctl_node_addr(const char *raft_addr, char *out, size_t len);
 /* ---- life cycle on a libuv loop ------------------------------------------------------- */
 
 /* Creates the control plane of this node: raft over raft_uv with its TCP
- * transport on PORT+1, data in cfg->dir. Seeds rand(), which libraft uses, from
- * the name, pid and time. Nothing runs until ctl_start(). On success *out owns
+ * transport on PORT+1, data in cfg->dir. Process-wide effects: seeds rand(),
+ * which libraft uses, from the name, pid and time; sets SIGPIPE to ignored if
+ * it was at its default (libraft writes to peers that may have died). Nothing runs until ctl_start(). On success *out owns
  * everything; release with ctl_close(). Errors: ID_EINVAL, ID_EIO (data dir),
  * ID_ENOMEM, with the detail in ctl_errmsg() when *out was set. */
 int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out);

@@ -4,6 +4,7 @@
 #include "ctl/ctl_int.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,13 +73,23 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
     }
     c->fresh = ctl_dir_is_fresh(c->dir);
 
+    /* libraft writes to peers with write(2): when one dies, SIGPIPE would kill
+     * this process. A process that has not chosen a policy gets "ignore". */
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+
     /* libraft's transport and log write use rand(); two nodes started in the
      * same second must not share a sequence. */
     unsigned seed = (unsigned)(ctl_id_of(cfg->name) ^ ((uint64_t)getpid() << 16) ^ id_now_us());
     srand(seed);
 
+    /* libraft checks that the caller filled in the interface versions. */
+    c->transport.version = 1;
+    c->io.version = 2;
     int rv = raft_uv_tcp_init(&c->transport, loop);
     if (rv != 0) {
+        snprintf(c->errmsg, sizeof c->errmsg, "raft transport: %s", raft_strerror(rv));
         rc = ctl_from_raft(rv);
         goto fail_free;
     }

@@ -1,8 +1,9 @@
 /* node.c — start-up, request handlers of the node itself, and shutdown.
  *
- * Start-up order: data dir, log, transport, membership, log query. Shutdown is
- * the reverse and is triggered by SIGTERM/SIGINT or by `idunno leave`: the node
- * tells the group it leaves, then closes every handle so uv_run returns.
+ * Start-up order: data dir, log, transport, membership, log query, control
+ * plane. Shutdown is the reverse and is triggered by SIGTERM/SIGINT or by
+ * `idunno leave`: the node tells the group it leaves, then closes every handle
+ * so uv_run returns.
  */
 #include "node/node.h"
 
@@ -20,6 +21,7 @@
 #include "logq/logq.h"
 #include "member/member.h"
 #include "net/net.h"
+#include "node/node_ctl.h"
 
 #define IDUNNO_VERSION "0.1.0"
 
@@ -33,7 +35,9 @@ static const char usage[] =
     "  --addr HOST:PORT       address to listen on and to be reached at\n"
     "  --join HOST:PORT,...   members to join through (any of them; none: start alone)\n"
     "  --data DIR             data directory (default ./run/NAME)\n"
-    "  --coordinators A,B,C   names of the control-plane voters (1, 3 or 5)\n"
+    "  --coordinators A,B,C   the control-plane voters (1, 3 or 5); NAME@HOST:PORT gives a\n"
+    "                         voter's address, otherwise membership tells it (default:\n"
+    "                         this node alone if there is no --join, else none)\n"
     "  --log-level LEVEL      debug, info, warn or error (default info)\n"
     "  --log-stderr           copy log lines to stderr\n"
     "  --probe-interval MS    SWIM probe interval (default 200)\n"
@@ -220,6 +224,7 @@ static void on_members(void *ud, struct net_request *req, const uint8_t *body, s
         rows[i].state = (char *)member_state_name(views[i].state);
         rows[i].since_ms = i == 0 ? now - node->started_ms : now - views[i].since_ms;
         rows[i].self = i == 0;
+        rows[i].role = (char *)node_ctl_role(node, views[i].name, views[i].addr);
         ptrs[i] = &rows[i];
     }
     Idunno__MemberList list = IDUNNO__MEMBER_LIST__INIT;
@@ -332,6 +337,10 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
         return rc;
     }
 
+    rc = node_ctl_start(node);
+    if (rc < 0)
+        return rc;
+
     uv_signal_init(loop, &node->sig_term);
     node->sig_term.data = node;
     uv_signal_start(&node->sig_term, on_signal, SIGTERM);
@@ -347,13 +356,14 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
 static void after_net_closed(void *ud)
 {
     struct node *node = ud;
+    node_ctl_free(node);
     LOG_INFO("node", "stopped");
-    (void)node;
 }
 
 static void after_leave(void *ud)
 {
     struct node *node = ud;
+    node_ctl_stop(node);
     logq_destroy(node->logq);
     node->logq = NULL;
     member_destroy(node->member);
