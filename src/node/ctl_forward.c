@@ -379,6 +379,18 @@ static void fwd_on_forward_req(void *ud, struct net_request *req, const uint8_t 
     idunno__ctl_forward__free_unpacked(m, NULL);
 }
 
+/* A new leader, or this node starting to serve: requests waiting for one go
+ * now rather than at their next retry. */
+static void fwd_on_leader_change(void *ud, const struct ctl_view *v)
+{
+    struct ctl_fwd *f = ud;
+    if (f->destroyed || (!v->leader_id && !v->serving))
+        return;
+    for (struct fwd_op *op = f->ops; op; op = op->next)
+        if (!op->in_call && !op->closing && uv_is_active((uv_handle_t *)&op->timer))
+            uv_timer_start(&op->timer, fwd_on_timer, 0, 0);
+}
+
 int ctl_fwd_create(uv_loop_t *loop, const struct ctl_fwd_config *cfg, struct ctl_fwd **out)
 {
     struct ctl_fwd *f = calloc(1, sizeof *f);
@@ -400,6 +412,8 @@ int ctl_fwd_create(uv_loop_t *loop, const struct ctl_fwd_config *cfg, struct ctl
         f->n_voters = cfg->n_voters;
     }
     int rc = net_on_request(f->net, IDUNNO__MSG_TYPE__MSG_CTL_FORWARD_REQ, fwd_on_forward_req, f);
+    if (rc == 0)
+        rc = ctl_on_leader_change(f->ctl, fwd_on_leader_change, f);
     if (rc < 0) {
         free(f->voters);
         free(f);
