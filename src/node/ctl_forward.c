@@ -182,7 +182,8 @@ static int fwd_member_addr(struct ctl_fwd *f, const char *name, char *out, size_
     return found;
 }
 
-/* Fills target; returns 1 if there is one to try now, 0 to wait. */
+/* Fills target; returns 2 if it is the leader as far as we know, 1 if it is a
+ * voter that will relay, 0 to wait. */
 static int fwd_pick(struct fwd_op *op, char *target, size_t len)
 {
     struct ctl_fwd *f = op->f;
@@ -190,13 +191,13 @@ static int fwd_pick(struct fwd_op *op, char *target, size_t len)
     ctl_view(f->ctl, &v);
     if (v.leader_id && v.leader_id != v.id && v.leader_addr[0]) {
         snprintf(target, len, "%s", v.leader_addr);
-        return 1;
+        return 2;
     }
     if (v.leader_id == v.id)
         return 0; /* we lead but do not serve yet: the start-of-term barrier */
     if (f->hint[0] && strcmp(f->hint, op->avoid) != 0) {
         snprintf(target, len, "%s", f->hint);
-        return 1;
+        return 2;
     }
     if (v.voter)
         return 0; /* an election is under way; raft will tell us the winner */
@@ -246,7 +247,8 @@ static void fwd_on_reply(void *ud, const struct net_result *res)
     case ID_ECLOSED:
     case ID_ETIMEDOUT:
         /* Whoever we asked cannot help now; if it was our hint, forget it. */
-        if (!(res->leader && res->leader[0]) && strcmp(f->hint, op->avoid) == 0)
+        if ((!(res->leader && res->leader[0]) || res->status == ID_ETIMEDOUT) &&
+            strcmp(f->hint, op->avoid) == 0)
             f->hint[0] = 0;
         /* A refused connection fails at once: try the next candidate soon. */
         fwd_retry_later(op, res->status == ID_ECONNREFUSED ? 2 : CTL_FWD_RETRY_MS);
@@ -291,11 +293,18 @@ static void fwd_try(struct fwd_op *op)
         return;
     }
     char target[CTL_ADDR_MAX];
-    if (!fwd_pick(op, target, sizeof target)) {
+    int kind = fwd_pick(op, target, sizeof target);
+    if (!kind) {
         fwd_retry_later(op, CTL_FWD_RETRY_MS);
         return;
     }
     uint64_t remaining = op->deadline - now;
+    /* A leader answers in milliseconds; one that does not may be cut off with
+     * its packets dropped, so don't spend the whole budget on it. A relaying
+     * voter may itself wait for an election: it gets the budget. */
+    uint64_t attempt_ms = kind == 2 && remaining > CTL_FWD_LEADER_TIMEOUT_MS
+                              ? CTL_FWD_LEADER_TIMEOUT_MS
+                              : remaining;
     Idunno__CtlForward m = IDUNNO__CTL_FORWARD__INIT;
     m.type = op->type;
     m.body.data = op->body;
@@ -305,7 +314,7 @@ static void fwd_try(struct fwd_op *op)
     m.wait_ms = remaining > 300 ? (uint32_t)(remaining - 200) : 100;
     snprintf(op->avoid, sizeof op->avoid, "%s", target);
     int rc = net_call_pb(f->net, target, IDUNNO__MSG_TYPE__MSG_CTL_FORWARD_REQ, &m.base,
-                         (uint32_t)remaining, fwd_on_reply, op);
+                         (uint32_t)attempt_ms, fwd_on_reply, op);
     if (rc < 0) {
         fwd_retry_later(op, CTL_FWD_RETRY_MS);
         return;

@@ -12,10 +12,13 @@
  *     list, addresses from membership), which relays it (one more hop);
  *   - ID_ENOTLEADER answers carry a leader hint, which is tried next.
  *
- * With no leader known (an election under way) it retries every 50 ms until the
+ * An attempt sent straight to the believed leader times out after 1 s (a leader
+ * cut off by a partition drops packets); the request is then retried
+ * elsewhere. With no leader known (an election under way) it retries every 50 ms until the
  * request's wait budget (default 3 s) runs out, then answers ID_ENOLEADER
  * ("no coordinator"). Requests are retried after ID_ENOTLEADER, ID_ENOLEADER,
- * a refused connection or one that closed (a leader that died) — so a command
+ * a refused connection, one that closed (a leader that died) or that timed out
+ * — so a command
  * forwarded this way may run twice, and handlers keep commands idempotent
  * (docs/control-plane.md). Relays are bounded (CTL_FWD_MAX_HOPS) so stale views
  * cannot loop.
@@ -39,6 +42,9 @@ struct net_request;
 #define CTL_FWD_MAX_HOPS 3
 #define CTL_FWD_WAIT_MS 3000
 #define CTL_FWD_RETRY_MS 50
+/* An attempt sent straight to the (believed) leader gives up after this: a
+ * leader cut off from the network drops packets rather than refusing them. */
+#define CTL_FWD_LEADER_TIMEOUT_MS 1000
 
 /* Runs on the serving leader; owns req and answers it exactly once (as a
  * net_request_fn). body is valid during the call only. */
