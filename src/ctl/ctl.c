@@ -480,6 +480,96 @@ void ctl_fail_all(struct ctl *c, int status)
     }
 }
 
+/* ---- configuration changes -------------------------------------------------------------- */
+
+static void ctl_change_done(struct raft_change *req, int status)
+{
+    struct ctl_change *ch = req->data;
+    struct ctl *c = ch->c;
+    c->changes_inflight--;
+    int st = status == 0 ? 0 : c->closing ? ID_ESHUTDOWN : ctl_from_raft(status);
+    if (st == 0)
+        LOG_INFO("ctl", "configuration change committed");
+    else
+        LOG_WARN("ctl", "configuration change failed: %s", id_strerror(st));
+    if (ch->cb)
+        ch->cb(ch->ud, st);
+    free(ch);
+}
+
+static struct ctl_change *ctl_change_new(struct ctl *c, ctl_change_cb cb, void *ud, int *rc)
+{
+    *rc = 0;
+    if (!c->raft || c->closing) {
+        *rc = ID_ESHUTDOWN;
+        return NULL;
+    }
+    if (raft_state(c->raft) != RAFT_LEADER) {
+        *rc = ID_ENOTLEADER;
+        return NULL;
+    }
+    if (c->changes_inflight) {
+        *rc = ID_EBUSY;
+        return NULL;
+    }
+    struct ctl_change *ch = calloc(1, sizeof *ch);
+    if (!ch) {
+        *rc = ID_ENOMEM;
+        return NULL;
+    }
+    ch->c = c;
+    ch->cb = cb;
+    ch->ud = ud;
+    ch->req.data = ch;
+    return ch;
+}
+
+static int ctl_change_submitted(struct ctl *c, struct ctl_change *ch, int rv)
+{
+    if (rv != 0) {
+        free(ch);
+        return rv == RAFT_CANTCHANGE ? ID_EBUSY : ctl_from_raft(rv);
+    }
+    c->changes_inflight++;
+    return 0;
+}
+
+int ctl_change_add(struct ctl *c, uint64_t id, const char *raft_addr, ctl_change_cb cb, void *ud)
+{
+    int rc;
+    struct ctl_change *ch = ctl_change_new(c, cb, ud, &rc);
+    if (!ch)
+        return rc;
+    LOG_INFO("ctl", "adding server %llu at %s as a spare", (unsigned long long)id, raft_addr);
+    return ctl_change_submitted(c, ch, raft_add(c->raft, &ch->req, id, raft_addr, ctl_change_done));
+}
+
+int ctl_change_assign(struct ctl *c, uint64_t id, int role, ctl_change_cb cb, void *ud)
+{
+    int rc;
+    struct ctl_change *ch = ctl_change_new(c, cb, ud, &rc);
+    if (!ch)
+        return rc;
+    LOG_INFO("ctl", "making server %llu a %s", (unsigned long long)id, raft_role_name(role));
+    return ctl_change_submitted(c, ch,
+                                raft_assign(c->raft, &ch->req, id, role, ctl_change_done));
+}
+
+int ctl_change_remove(struct ctl *c, uint64_t id, ctl_change_cb cb, void *ud)
+{
+    int rc;
+    struct ctl_change *ch = ctl_change_new(c, cb, ud, &rc);
+    if (!ch)
+        return rc;
+    LOG_INFO("ctl", "removing server %llu", (unsigned long long)id);
+    return ctl_change_submitted(c, ch, raft_remove(c->raft, &ch->req, id, ctl_change_done));
+}
+
+int ctl_change_pending(const struct ctl *c)
+{
+    return c->changes_inflight > 0;
+}
+
 /* ---- leadership and status ---------------------------------------------------------------- */
 
 int ctl_on_leader_change(struct ctl *c, ctl_leader_fn fn, void *ud)

@@ -190,6 +190,22 @@ struct ctl_server {
  * servers it has. */
 size_t ctl_servers(struct ctl *c, struct ctl_server *out, size_t max);
 
+/* ---- configuration changes (leader only, one at a time) ------------------------------- */
+
+/* The callback of a change: 0 once the new configuration is committed, or
+ * ID_ENOTLEADER, ID_EBUSY (another change is in progress), ID_EINVAL, ... */
+typedef void (*ctl_change_cb)(void *ud, int status);
+
+/* Adds a server as a spare (no log, no vote). */
+int ctl_change_add(struct ctl *c, uint64_t id, const char *raft_addr, ctl_change_cb cb, void *ud);
+/* Gives a server a role: RAFT_STANDBY (receives the log, no vote) or RAFT_VOTER
+ * (libraft first catches it up). */
+int ctl_change_assign(struct ctl *c, uint64_t id, int role, ctl_change_cb cb, void *ud);
+/* Removes a server from the configuration. */
+int ctl_change_remove(struct ctl *c, uint64_t id, ctl_change_cb cb, void *ud);
+/* True while a change proposed here has not completed. */
+int ctl_change_pending(const struct ctl *c);
+
 /* Called on the loop after a change of leader, term or serving state. */
 typedef void (*ctl_leader_fn)(void *ud, const struct ctl_view *v);
 int ctl_on_leader_change(struct ctl *c, ctl_leader_fn fn, void *ud);

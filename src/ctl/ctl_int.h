@@ -46,6 +46,13 @@ struct ctl_barrier {
     struct ctl_read *reads;
 };
 
+struct ctl_change {
+    struct raft_change req; /* req.data = this */
+    struct ctl *c;
+    ctl_change_cb cb;
+    void *ud;
+};
+
 struct ctl_leader_sub {
     ctl_leader_fn fn;
     void *ud;
@@ -72,6 +79,7 @@ struct ctl {
     struct ctl_read *waiting, *waiting_tail; /* reads needing a barrier submitted later */
     struct ctl_barrier *read_barrier;        /* in flight */
     int leader_barrier_inflight;
+    int changes_inflight;
 
     uint64_t leading_term; /* term we lead in (0: not leader) */
     int serving;

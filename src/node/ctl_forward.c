@@ -58,6 +58,10 @@ struct ctl_fwd {
     struct fwd_serve_ud serve[CTL_FWD_MAX_TYPES]; /* user data of net handlers */
     size_t n_serve;
     char hint[CTL_ADDR_MAX]; /* leader node address from an ENOTLEADER answer */
+    /* Voters' node addresses as a voter last reported them (the configuration
+     * changes when voters are replaced; --coordinators does not). */
+    char learned[CTL_MAX_SERVERS][CTL_ADDR_MAX];
+    size_t n_learned;
     struct fwd_op *ops;
     size_t n_closing; /* released ops whose memory is not freed yet */
     int destroyed;    /* shut down: new requests are refused */
@@ -85,16 +89,37 @@ void ctl_fwd_set_hint(struct ctl_fwd *f, const char *leader_addr)
     snprintf(f->hint, sizeof f->hint, "%s", leader_addr ? leader_addr : "");
 }
 
+void ctl_fwd_learn_voters(struct ctl_fwd *f, const char *const *addrs, size_t n)
+{
+    f->n_learned = 0;
+    for (size_t i = 0; i < n && f->n_learned < CTL_MAX_SERVERS; i++)
+        if (addrs[i] && addrs[i][0])
+            snprintf(f->learned[f->n_learned++], CTL_ADDR_MAX, "%s", addrs[i]);
+}
+
+/* The other voters' node addresses known now: the configured ones (resolved
+ * through membership) and those learned from a voter, without duplicates. */
 size_t ctl_fwd_voter_addrs(struct ctl_fwd *f, char (*out)[CTL_ADDR_MAX], size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; i < f->n_voters && n < max; i++) {
-        if (strcmp(f->voters[i].name, f->self) == 0)
-            continue;
-        if (f->voters[i].addr[0])
-            snprintf(out[n++], CTL_ADDR_MAX, "%s", f->voters[i].addr);
-        else if (fwd_member_addr(f, f->voters[i].name, out[n], CTL_ADDR_MAX))
-            n++;
+    for (size_t i = 0; i < f->n_voters + f->n_learned && n < max; i++) {
+        char addr[CTL_ADDR_MAX];
+        if (i < f->n_voters) {
+            const struct ctl_voter *cv = &f->voters[i];
+            if (strcmp(cv->name, f->self) == 0)
+                continue;
+            if (cv->addr[0])
+                snprintf(addr, sizeof addr, "%s", cv->addr);
+            else if (!fwd_member_addr(f, cv->name, addr, sizeof addr))
+                continue;
+        } else {
+            snprintf(addr, sizeof addr, "%s", f->learned[i - f->n_voters]);
+        }
+        int dup = 0;
+        for (size_t k = 0; k < n; k++)
+            dup |= strcmp(out[k], addr) == 0;
+        if (!dup)
+            snprintf(out[n++], CTL_ADDR_MAX, "%s", addr);
     }
     return n;
 }
@@ -202,16 +227,11 @@ static int fwd_pick(struct fwd_op *op, char *target, size_t len)
     if (v.voter)
         return 0; /* an election is under way; raft will tell us the winner */
     /* A non-voter asks the voters in turn; each relays to the leader it knows. */
-    for (size_t k = 0; k < f->n_voters; k++) {
-        const struct ctl_voter *cv = &f->voters[(op->attempt + k) % f->n_voters];
-        if (strcmp(cv->name, f->self) == 0)
-            continue;
-        char addr[CTL_ADDR_MAX];
-        if (cv->addr[0])
-            snprintf(addr, sizeof addr, "%s", cv->addr);
-        else if (!fwd_member_addr(f, cv->name, addr, sizeof addr))
-            continue;
-        if (strcmp(addr, op->avoid) == 0 && f->n_voters > 1)
+    char addrs[2 * CTL_MAX_SERVERS][CTL_ADDR_MAX];
+    size_t n = ctl_fwd_voter_addrs(f, addrs, 2 * CTL_MAX_SERVERS);
+    for (size_t k = 0; k < n; k++) {
+        const char *addr = addrs[(op->attempt + k) % n];
+        if (strcmp(addr, op->avoid) == 0 && n > 1)
             continue;
         op->attempt += (unsigned)k + 1;
         snprintf(target, len, "%s", addr);

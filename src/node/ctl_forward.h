@@ -84,7 +84,11 @@ void ctl_forward(struct ctl_fwd *f, struct net_request *req, uint16_t type, cons
 const char *ctl_fwd_leader_hint(const struct ctl_fwd *f);
 void ctl_fwd_set_hint(struct ctl_fwd *f, const char *leader_addr);
 
-/* Node addresses of the other configured voters known now; returns how many. */
+/* Tells the forwarder the voters' node addresses as a voter reported them. */
+void ctl_fwd_learn_voters(struct ctl_fwd *f, const char *const *addrs, size_t n);
+
+/* Node addresses of the other voters known now (configured and learned);
+ * returns how many. */
 size_t ctl_fwd_voter_addrs(struct ctl_fwd *f, char (*out)[64], size_t max);
 
 /* Answers every request still being forwarded with ID_ESHUTDOWN; later ones are

@@ -43,6 +43,8 @@ static const char usage[] =
     "  --probe-interval MS    SWIM probe interval (default 200)\n"
     "  --probe-timeout MS     SWIM direct-probe timeout (default 80)\n"
     "  --suspect-timeout MS   SWIM suspicion timeout (default 600)\n"
+    "  --voter-replace MS     a voter failed this long is replaced by a live member\n"
+    "                         (default 30000)\n"
     "  --help                 this text\n";
 
 static int parse_ms(const char *s, uint32_t *out)
@@ -68,6 +70,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"probe-interval", required_argument, NULL, 'P'},
         {"probe-timeout", required_argument, NULL, 'T'},
         {"suspect-timeout", required_argument, NULL, 'S'},
+        {"voter-replace", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -109,6 +112,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         }
         case 'P':
         case 'T':
+        case 'R':
         case 'S': {
             uint32_t v;
             if (parse_ms(optarg, &v) < 0) {
@@ -118,6 +122,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             if (c == 'P') cfg->probe_interval_ms = v;
             if (c == 'T') cfg->probe_timeout_ms = v;
             if (c == 'S') cfg->suspect_timeout_ms = v;
+            if (c == 'R') cfg->voter_replace_ms = v;
             break;
         }
         case 'h': fputs(usage, stdout); return 1;

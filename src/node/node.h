@@ -22,6 +22,8 @@ struct node_config {
     int log_stderr;
     /* Membership timing overrides (0: defaults). */
     uint32_t probe_interval_ms, probe_timeout_ms, suspect_timeout_ms;
+    /* A voter failed this long is replaced by a live member (0: default 30 s). */
+    uint32_t voter_replace_ms;
 };
 
 struct node {
@@ -46,6 +48,11 @@ struct node {
     int ctl_probe_inited;
     int ctl_probe_busy;
     unsigned ctl_probe_next;
+    uv_timer_t ctl_replace; /* the leader replaces voters that stay failed */
+    int ctl_replace_inited;
+    struct {
+        uint64_t id, since; /* monotonic ms since this voter was unknown to membership */
+    } ctl_missing[8];
     uv_signal_t sig_term, sig_int;
     uv_timer_t exit_timer;
     int stopping;

@@ -409,8 +409,8 @@ static void node_ctl_kv_get(void *ud, struct net_request *req, const uint8_t *bo
 
 /* A node outside the raft group has no view of its own. Once a second it asks
  * a voter (which answers from its own view) and keeps the leader's address as
- * the forwarding hint: requests then go straight to the leader, and list_mem
- * can name the coordinator. */
+ * the forwarding hint and the voter set: requests then go straight to the
+ * leader, and list_mem can name the coordinator. */
 static void node_ctl_on_probe_reply(void *ud, const struct net_result *res)
 {
     struct node *node = ud;
@@ -422,7 +422,25 @@ static void node_ctl_on_probe_reply(void *ud, const struct net_result *res)
         return;
     if (st->leader_addr[0])
         ctl_fwd_set_hint(node->fwd, st->leader_addr);
+    const char *addrs[CTL_MAX_SERVERS];
+    size_t n = 0;
+    for (size_t i = 0; i < st->n_servers && n < CTL_MAX_SERVERS; i++)
+        if (strcmp(st->servers[i]->role, "voter") == 0)
+            addrs[n++] = st->servers[i]->addr;
+    if (n)
+        ctl_fwd_learn_voters(node->fwd, addrs, n);
     idunno__ctl_status__free_unpacked(st, NULL);
+}
+
+static void node_ctl_on_replace(uv_timer_t *t)
+{
+    node_ctl_replace_tick(t->data);
+}
+
+void node_ctl_replace_soon(struct node *node)
+{
+    if (!node->stopping && node->ctl_replace_inited)
+        uv_timer_start(&node->ctl_replace, node_ctl_on_replace, 0, NODE_CTL_REPLACE_TICK_MS);
 }
 
 static void node_ctl_on_probe(uv_timer_t *t)
@@ -432,10 +450,13 @@ static void node_ctl_on_probe(uv_timer_t *t)
         return;
     struct ctl_view v;
     ctl_view(node->ctl, &v);
-    if (v.voter)
+    /* A voter that knows its leader needs no help. One that does not may be
+     * electing (harmless to ask) or may have been removed from the group while
+     * it was down, and then nobody will tell it but this. */
+    if (v.voter && v.leader_id)
         return;
-    char addrs[NODE_MAX_VOTERS][64];
-    size_t n = ctl_fwd_voter_addrs(node->fwd, addrs, NODE_MAX_VOTERS);
+    char addrs[2 * CTL_MAX_SERVERS][64];
+    size_t n = ctl_fwd_voter_addrs(node->fwd, addrs, 2 * CTL_MAX_SERVERS);
     if (n == 0)
         return;
     const char *target = addrs[node->ctl_probe_next++ % n];
@@ -499,8 +520,12 @@ int node_ctl_start(struct node *node)
     uv_timer_init(node->loop, &node->ctl_probe);
     node->ctl_probe.data = node;
     node->ctl_probe_inited = 1;
-    if (!node_ctl_is_voter(node))
-        uv_timer_start(&node->ctl_probe, node_ctl_on_probe, 200, NODE_CTL_PROBE_MS);
+    uv_timer_start(&node->ctl_probe, node_ctl_on_probe, 200, NODE_CTL_PROBE_MS);
+    uv_timer_init(node->loop, &node->ctl_replace);
+    node->ctl_replace.data = node;
+    node->ctl_replace_inited = 1;
+    uv_timer_start(&node->ctl_replace, node_ctl_on_replace, NODE_CTL_REPLACE_TICK_MS,
+                   NODE_CTL_REPLACE_TICK_MS);
     node_ctl_try_start(node);
     if (!node->ctl_started && !node->stopping)
         uv_timer_start(&node->ctl_timer, node_ctl_on_timer, NODE_CTL_RETRY_MS, NODE_CTL_RETRY_MS);
@@ -513,6 +538,11 @@ void node_ctl_stop(struct node *node)
         uv_timer_stop(&node->ctl_timer);
         uv_close((uv_handle_t *)&node->ctl_timer, NULL);
         node->ctl_timer_inited = 0;
+    }
+    if (node->ctl_replace_inited) {
+        uv_timer_stop(&node->ctl_replace);
+        uv_close((uv_handle_t *)&node->ctl_replace, NULL);
+        node->ctl_replace_inited = 0;
     }
     if (node->ctl_probe_inited) {
         uv_timer_stop(&node->ctl_probe);

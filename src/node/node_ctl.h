@@ -35,6 +35,13 @@ void node_ctl_stop(struct node *node);
 /* Last step, after the transport closed. */
 void node_ctl_free(struct node *node);
 
+/* ctl_replace.c: on the serving leader, one step of replacing a voter that
+ * stayed failed (called every NODE_CTL_REPLACE_TICK_MS). */
+#define NODE_CTL_REPLACE_TICK_MS 500
+void node_ctl_replace_tick(struct node *node);
+/* Runs the next tick at once (after a change committed). */
+void node_ctl_replace_soon(struct node *node);
+
 /* "coordinator", "standby" or "" for the member (name, addr), as this node's
  * control plane sees it. */
 const char *node_ctl_role(struct node *node, const char *name, const char *addr);

@@ -481,6 +481,92 @@ static void test_five_voters_survive_two_failures(void **state)
     fx_free(x);
 }
 
+struct change_state {
+    int calls;
+    int status;
+};
+
+static void on_change(void *ud, int status)
+{
+    struct change_state *ch = ud;
+    ch->calls++;
+    ch->status = status;
+}
+
+static bool fx_change_done(struct raft_fixture *f, void *arg)
+{
+    (void)f;
+    return ((struct change_state *)arg)->calls > 0;
+}
+
+/* One change on the leader, stepped to completion. */
+static void change(struct fx *x, unsigned leader, int op, uint64_t id, int role)
+{
+    struct change_state ch = {0};
+    int rc = op == 0   ? ctl_change_add(x->c[leader], id, "4", on_change, &ch)
+             : op == 1 ? ctl_change_assign(x->c[leader], id, role, on_change, &ch)
+                       : ctl_change_remove(x->c[leader], id, on_change, &ch);
+    assert_int_equal(rc, 0);
+    /* One change at a time. */
+    assert_true(ctl_change_pending(x->c[leader]));
+    assert_int_equal(ctl_change_remove(x->c[leader], 2, NULL, NULL), ID_EBUSY);
+    assert_true(raft_fixture_step_until(&x->f, fx_change_done, &ch, 5000));
+    assert_int_equal(ch.status, 0);
+}
+
+static void test_replace_a_dead_voter(void **state)
+{
+    (void)state;
+    struct fx *x = fx_new(3, 0, 0, 0);
+    fx_until_serving(x, 0, 2000);
+    struct outcome o = {0};
+    assert_int_equal(propose_put(x->c[0], "k1", "v", &o), 0);
+    fx_until_answered(x, &o, 2000);
+    raft_fixture_kill(&x->f, 2); /* voter 3 is gone for good */
+
+    /* A fourth, empty server joins the fixture (raft id 4, address "4"). */
+    struct ctl_config cfg = {.name = "n4", .clock_ms = fx_clock, .clock_ud = &x->f,
+                             .seq_base = 4000};
+    assert_int_equal(ctl_create_detached(&cfg, &x->c[3]), 0);
+    assert_int_equal(raft_fixture_grow(&x->f, ctl_fsm(x->c[3])), 0);
+    struct raft *r4 = raft_fixture_get(&x->f, 3);
+    ctl_attach(x->c[3], r4);
+    r4->tracer = NULL;
+    raft_fixture_set_randomized_election_timeout(&x->f, 3, 360);
+    x->n = 4;
+    assert_int_equal(raft_start(r4), 0);
+
+    /* Followers and non-leaders cannot change the configuration. */
+    assert_int_equal(ctl_change_add(x->c[1], 4, "4", NULL, NULL), ID_ENOTLEADER);
+    /* Spare, then standby (it receives the log), then voter, then the dead
+     * voter leaves: the group has three voters again. */
+    change(x, 0, 0, 4, 0);
+    change(x, 0, 1, 4, RAFT_STANDBY);
+    change(x, 0, 1, 4, RAFT_VOTER);
+    change(x, 0, 2, 3, 0);
+    struct ctl_server servers[CTL_MAX_SERVERS];
+    size_t ns = ctl_servers(x->c[0], servers, CTL_MAX_SERVERS);
+    assert_int_equal(ns, 3);
+    for (size_t i = 0; i < ns; i++) {
+        assert_int_equal(servers[i].role, RAFT_VOTER);
+        assert_true(servers[i].id != 3);
+    }
+    assert_true(has_key(x->c[3], "k1", "v")); /* the newcomer has the old state */
+
+    /* With the new voter, the group survives one more failure. */
+    raft_fixture_kill(&x->f, 1);
+    struct outcome o2 = {0};
+    assert_int_equal(propose_put(x->c[0], "k2", "v", &o2), 0);
+    fx_until_answered(x, &o2, 3000);
+    assert_int_equal(o2.status, 0);
+    assert_true(raft_fixture_step_until(&x->f, fx_converged, NULL, 3000));
+    char d0[65], d3[65];
+    ctl_digest_hex(x->c[0], d0);
+    ctl_digest_hex(x->c[3], d3);
+    assert_string_equal(d0, d3);
+    fx_free(x);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_WARN);
@@ -492,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_proposal_timeout_answers_once),
         cmocka_unit_test(test_lagging_node_catches_up_by_snapshot),
         cmocka_unit_test(test_five_voters_survive_two_failures),
+        cmocka_unit_test(test_replace_a_dead_voter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
