@@ -247,6 +247,10 @@ static void fwd_on_reply(void *ud, const struct net_result *res)
     struct fwd_op *op = ud;
     struct ctl_fwd *f = op->f;
     op->in_call = 0;
+    LOG_DEBUG("fwd", "type %u via %s: %s%s%s", op->type, op->avoid,
+              res->status ? id_errname(res->status) : "answered",
+              res->leader && res->leader[0] ? ", leader hint " : "",
+              res->leader ? res->leader : "");
     if (op->closing) {
         /* Released while the call was out (shutdown): finish freeing. */
         uv_close((uv_handle_t *)&op->timer, fwd_after_timer_closed);
@@ -321,18 +325,20 @@ static void fwd_try(struct fwd_op *op)
     uint64_t remaining = op->deadline - now;
     /* A leader answers in milliseconds; one that does not may be cut off with
      * its packets dropped, so don't spend the whole budget on it. A relaying
-     * voter may itself wait for an election: it gets the budget. */
-    uint64_t attempt_ms = kind == 2 && remaining > CTL_FWD_LEADER_TIMEOUT_MS
-                              ? CTL_FWD_LEADER_TIMEOUT_MS
-                              : remaining;
+     * voter may have to wait for an election (well under a second), but may be
+     * cut off itself: it gets longer, not everything. */
+    uint64_t cap = kind == 2 ? CTL_FWD_LEADER_TIMEOUT_MS : CTL_FWD_RELAY_TIMEOUT_MS;
+    uint64_t attempt_ms = remaining > cap ? cap : remaining;
     Idunno__CtlForward m = IDUNNO__CTL_FORWARD__INIT;
     m.type = op->type;
     m.body.data = op->body;
     m.body.len = op->len;
     m.hops = op->hops + 1;
-    /* Leave the relay time to answer us before our own budget runs out. */
-    m.wait_ms = remaining > 300 ? (uint32_t)(remaining - 200) : 100;
+    /* The relay gives up in time to answer us before this attempt expires. */
+    m.wait_ms = attempt_ms > 300 ? (uint32_t)(attempt_ms - 200) : 100;
     snprintf(op->avoid, sizeof op->avoid, "%s", target);
+    LOG_DEBUG("fwd", "type %u hop %u to %s (%s, %llu ms)", op->type, op->hops + 1, target,
+              kind == 2 ? "leader" : "relay", (unsigned long long)attempt_ms);
     int rc = net_call_pb(f->net, target, IDUNNO__MSG_TYPE__MSG_CTL_FORWARD_REQ, &m.base,
                          (uint32_t)attempt_ms, fwd_on_reply, op);
     if (rc < 0) {

@@ -12,9 +12,9 @@
  *     list, addresses from membership), which relays it (one more hop);
  *   - ID_ENOTLEADER answers carry a leader hint, which is tried next.
  *
- * An attempt sent straight to the believed leader times out after 1 s (a leader
- * cut off by a partition drops packets); the request is then retried
- * elsewhere. With no leader known (an election under way) it retries every 50 ms until the
+ * An attempt sent straight to the believed leader times out after 500 ms (a leader
+ * cut off by a partition drops packets), one through a relaying voter after
+ * 1.5 s; the request is then retried elsewhere. With no leader known (an election under way) it retries every 50 ms until the
  * request's wait budget (default 3 s) runs out, then answers ID_ENOLEADER
  * ("no coordinator"). Requests are retried after ID_ENOTLEADER, ID_ENOLEADER,
  * a refused connection, one that closed (a leader that died) or that timed out
@@ -44,7 +44,10 @@ struct net_request;
 #define CTL_FWD_RETRY_MS 50
 /* An attempt sent straight to the (believed) leader gives up after this: a
  * leader cut off from the network drops packets rather than refusing them. */
-#define CTL_FWD_LEADER_TIMEOUT_MS 1000
+#define CTL_FWD_LEADER_TIMEOUT_MS 500
+/* An attempt through a relaying voter gives up after this (the voter may be
+ * cut off too); the relay itself waits for a leader 200 ms less. */
+#define CTL_FWD_RELAY_TIMEOUT_MS 1500
 
 /* Runs on the serving leader; owns req and answers it exactly once (as a
  * net_request_fn). body is valid during the call only. */
