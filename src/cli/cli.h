@@ -97,5 +97,6 @@ extern const struct cli_command cli_node_commands[];
 extern const struct cli_command cli_member_commands[];
 extern const struct cli_command cli_logq_commands[];
 extern const struct cli_command cli_infer_commands[];
+extern const struct cli_command cli_ctl_commands[];
 
 #endif

@@ -42,6 +42,7 @@ static void print_members(const struct cli_ctx *ctx, Idunno__MemberInfo **m, siz
             json_str("state", m[i]->state);
             json_u64("since_ms", m[i]->since_ms);
             json_bool("self", m[i]->self);
+            json_str("role", m[i]->role);
             json_end_object();
         }
         json_end_array();
@@ -49,12 +50,14 @@ static void print_members(const struct cli_ctx *ctx, Idunno__MemberInfo **m, siz
         json_done();
         return;
     }
-    struct cli_table *t = cli_table_new(5, "NAME", "ADDRESS", "INCARNATION", "STATE", "FOR");
+    struct cli_table *t =
+        cli_table_new(6, "NAME", "ADDRESS", "INCARNATION", "STATE", "FOR", "ROLE");
     for (size_t i = 0; i < n; i++) {
         char inc[32], dur[32], name[80];
         snprintf(inc, sizeof inc, "%llu", (unsigned long long)m[i]->incarnation);
         snprintf(name, sizeof name, "%s%s", m[i]->name, m[i]->self ? " (self)" : "");
-        cli_table_row(t, name, m[i]->addr, inc, m[i]->state, cli_fmt_ms(m[i]->since_ms, dur, sizeof dur));
+        cli_table_row(t, name, m[i]->addr, inc, m[i]->state,
+                      cli_fmt_ms(m[i]->since_ms, dur, sizeof dur), m[i]->role);
     }
     cli_table_print(t);
 }

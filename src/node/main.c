@@ -1,4 +1,5 @@
 /* main.c — idunnod: parse the command line, start the node, run its loop. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -20,6 +21,9 @@ int main(int argc, char **argv)
     /* Inference and decoding threads share the two cores with the loop; a
      * library spawning its own pool per call would oversubscribe them. */
     setenv("OPENBLAS_NUM_THREADS", "1", 0);
+    /* Peers die at any time; a write to their socket must fail with EPIPE, not
+     * kill this process (libuv and libraft write with plain write(2)). */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     static struct node node;
     rc = node_start(&node, loop, &cfg);

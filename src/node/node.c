@@ -1,8 +1,8 @@
 /* node.c — start-up, request handlers of the node itself, and shutdown.
  *
  * Start-up order: data dir, log, transport, then the layers in dependency order
- * (node_start_layers: membership, log query, and the marked places for the
- * control plane and the layers above it). Shutdown is the reverse
+ * (node_start_layers: membership, log query, control plane, and the marked
+ * places for the layers above it). Shutdown is the reverse
  * (node_stop_layers) and is triggered by SIGTERM/SIGINT or by `idunno leave`:
  * the node tells the group it leaves, then closes every handle so uv_run
  * returns. A watchdog ends the process if a layer never finishes closing.
@@ -23,6 +23,7 @@
 #include "logq/logq.h"
 #include "member/member.h"
 #include "net/net.h"
+#include "node/node_ctl.h"
 
 #define IDUNNO_VERSION "0.1.0"
 /* How long a clean shutdown may take before the watchdog ends the process. */
@@ -38,13 +39,17 @@ static const char usage[] =
     "  --addr HOST:PORT       address to listen on and to be reached at\n"
     "  --join HOST:PORT,...   members to join through (any of them; none: start alone)\n"
     "  --data DIR             data directory (default ./run/NAME)\n"
-    "  --coordinators A,B,C   names of the control-plane voters (1, 3 or 5)\n"
+    "  --coordinators A,B,C   the control-plane voters (1, 3 or 5); NAME@HOST:PORT gives a\n"
+    "                         voter's address, otherwise membership tells it (default:\n"
+    "                         this node alone if there is no --join, else none)\n"
     "  --log-level LEVEL      debug, info, warn or error (default info)\n"
     "  --log-stderr           copy log lines to stderr\n"
     "  --probe-interval MS    SWIM probe interval (default 200)\n"
     "  --probe-timeout MS     SWIM direct-probe timeout (default 80)\n"
     "  --suspect-timeout MS   SWIM suspicion timeout once confirmed by others (default 400;\n"
     "                         an unconfirmed suspicion lasts 4 times as long)\n"
+    "  --voter-replace MS     a voter failed this long is replaced by a live member\n"
+    "                         (default 30000)\n"
     "  --help                 this text\n";
 
 static int parse_ms(const char *s, uint32_t *out)
@@ -70,6 +75,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"probe-interval", required_argument, NULL, 'P'},
         {"probe-timeout", required_argument, NULL, 'T'},
         {"suspect-timeout", required_argument, NULL, 'S'},
+        {"voter-replace", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -112,6 +118,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         }
         case 'P':
         case 'T':
+        case 'R':
         case 'S': {
             uint32_t v;
             if (parse_ms(optarg, &v) < 0) {
@@ -121,6 +128,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             if (c == 'P') cfg->probe_interval_ms = v;
             if (c == 'T') cfg->probe_timeout_ms = v;
             if (c == 'S') cfg->suspect_timeout_ms = v;
+            if (c == 'R') cfg->voter_replace_ms = v;
             break;
         }
         case 'h': fputs(usage, stdout); return 1;
@@ -232,6 +240,7 @@ static void on_members(void *ud, struct net_request *req, const uint8_t *body, s
         rows[i].state = (char *)member_state_name(views[i].state);
         rows[i].since_ms = i == 0 ? now - node->started_ms : now - views[i].since_ms;
         rows[i].self = i == 0;
+        rows[i].role = (char *)node_ctl_role(node, views[i].name, views[i].addr);
         ptrs[i] = &rows[i];
     }
     Idunno__MemberList list = IDUNNO__MEMBER_LIST__INIT;
@@ -352,12 +361,11 @@ static int node_start_layers(struct node *node)
     }
     logq_set_peers(node->logq, node_grep_peers, node);
 
-    /* -- control plane (src/ctl): WIRE HERE --
-     * The Raft group of cfg->coordinators on TCP PORT+1: create it with the
-     * loop, net, member and data dir, start it, subscribe it to membership
-     * events (member_subscribe) so the leader learns of failures, and register
-     * its request handlers (MsgType 60..99). The leader forwards coordinator
-     * work; node->ctl holds it. */
+    /* -- control plane (src/ctl): the Raft group of cfg->coordinators on TCP
+     * PORT+1; node_ctl.c wires it to membership and forwards requests -- */
+    rc = node_ctl_start(node);
+    if (rc < 0)
+        return rc;
 
     /* -- SDFS (src/sdfs), inference worker (src/infer), scheduler (src/sched):
      * WIRE HERE, after the control plane, in that order. -- */
@@ -368,7 +376,8 @@ static int node_start_layers(struct node *node)
 /* Stops the layers in the reverse order of node_start_layers. */
 static void node_stop_layers(struct node *node)
 {
-    /* -- SDFS, inference, scheduler, control plane: STOP HERE (reverse order) -- */
+    /* -- SDFS, inference, scheduler: STOP HERE (reverse order) -- */
+    node_ctl_stop(node);
     logq_destroy(node->logq);
     node->logq = NULL;
     member_destroy(node->member);
@@ -456,8 +465,8 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
 static void after_net_closed(void *ud)
 {
     struct node *node = ud;
+    node_ctl_free(node);
     LOG_INFO("node", "stopped");
-    (void)node;
 }
 
 static void after_leave(void *ud)

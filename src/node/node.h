@@ -7,6 +7,8 @@
 #include <uv.h>
 
 #include "base/err.h"
+#include "ctl/ctl.h"
+#include "node/node_ctl.h"
 
 #define NODE_MAX_JOIN 16
 
@@ -20,6 +22,8 @@ struct node_config {
     int log_stderr;
     /* Membership timing overrides (0: defaults). */
     uint32_t probe_interval_ms, probe_timeout_ms, suspect_timeout_ms;
+    /* A voter failed this long is replaced by a live member (0: default 30 s). */
+    uint32_t voter_replace_ms;
 };
 
 struct node {
@@ -31,6 +35,24 @@ struct node {
     struct net *net;
     struct member *member;
     struct logq *logq;
+    /* Control plane (node_ctl.c). */
+    struct ctl *ctl;
+    struct ctl_fwd *fwd;
+    struct ctl_voter voters[NODE_MAX_VOTERS];
+    size_t n_voters;
+    uv_timer_t ctl_timer; /* retries the first start until voters are known */
+    int ctl_timer_inited;
+    int ctl_started;
+    uint64_t ctl_wait_logged;
+    uv_timer_t ctl_probe; /* non-voters: who leads, asked of a voter every second */
+    int ctl_probe_inited;
+    int ctl_probe_busy;
+    unsigned ctl_probe_next;
+    uv_timer_t ctl_replace; /* the leader replaces voters that stay failed */
+    int ctl_replace_inited;
+    struct {
+        uint64_t id, since; /* monotonic ms since this voter was unknown to membership */
+    } ctl_missing[8];
     uv_signal_t sig_term, sig_int;
     uv_timer_t exit_timer;
     int stopping;

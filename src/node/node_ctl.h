@@ -1,0 +1,49 @@
+/* node_ctl.h — the node's control plane: the ctl instance (src/ctl), the
+ * voters named by --coordinators, forwarding of coordinator requests to the
+ * leader, and the requests `idunno status`, `ctl-put` and `ctl-get` use.
+ *
+ * --coordinators NAME[@HOST:PORT],... names the voters (1, 3 or 5). Addresses
+ * given with @ are used as they are; the others are learned from membership
+ * (the voter's --addr). A voter's first start waits until it knows every
+ * voter's address, then bootstraps; later starts recover from DATA/raft at
+ * once. Without --coordinators and without --join, a node is a one-voter
+ * group of its own.
+ */
+#ifndef IDUNNO_NODE_NODE_CTL_H
+#define IDUNNO_NODE_NODE_CTL_H
+
+#include <stddef.h>
+
+struct node;
+struct ctl_voter;
+
+#define NODE_MAX_VOTERS 5
+
+/* Parses a --coordinators value into voters (addresses left empty unless given
+ * with @; self's filled from self_addr). Returns the count, or a negative
+ * ID_EINVAL with the reason in errmsg. */
+int node_ctl_parse_voters(const char *spec, const char *self_name, const char *self_addr,
+                          struct ctl_voter *out, size_t max, char *errmsg, size_t errlen);
+
+/* Creates the control plane and registers its requests; starts raft now or
+ * once the voters' addresses are known. Returns 0 or ID_E* (node->errmsg). */
+int node_ctl_start(struct node *node);
+
+/* First step of shutdown: answers forwarded requests, closes raft. */
+void node_ctl_stop(struct node *node);
+
+/* Last step, after the transport closed. */
+void node_ctl_free(struct node *node);
+
+/* ctl_replace.c: on the serving leader, one step of replacing a voter that
+ * stayed failed (called every NODE_CTL_REPLACE_TICK_MS). */
+#define NODE_CTL_REPLACE_TICK_MS 500
+void node_ctl_replace_tick(struct node *node);
+/* Runs the next tick at once (after a change committed). */
+void node_ctl_replace_soon(struct node *node);
+
+/* "coordinator", "standby" or "" for the member (name, addr), as this node's
+ * control plane sees it. */
+const char *node_ctl_role(struct node *node, const char *name, const char *addr);
+
+#endif
