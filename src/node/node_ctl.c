@@ -297,18 +297,27 @@ static void kv_op_reforward(struct kv_op *op)
     kv_op_free(op);
 }
 
-static void kv_put_done(void *ud, int status, const uint8_t *result, size_t len)
+/* Handles the outcomes shared by put and get: leadership moved (send the request
+ * on to the new leader) or a failure (answer it). Returns 1 if op is settled. */
+static int kv_op_settled(struct kv_op *op, int status)
 {
-    struct kv_op *op = ud;
     if (status == ID_ENOTLEADER) {
         kv_op_reforward(op);
-        return;
+        return 1;
     }
     if (status < 0) {
         net_reply_error(op->req, status, id_strerror(status), NULL);
         kv_op_free(op);
-        return;
+        return 1;
     }
+    return 0;
+}
+
+static void kv_put_done(void *ud, int status, const uint8_t *result, size_t len)
+{
+    struct kv_op *op = ud;
+    if (kv_op_settled(op, status))
+        return;
     Idunno__CtlKvPutResult *r = idunno__ctl_kv_put_result__unpack(NULL, len, result);
     Idunno__CtlKvPutResult out = IDUNNO__CTL_KV_PUT_RESULT__INIT;
     struct ctl_view v;
@@ -354,15 +363,8 @@ static void node_ctl_kv_put(void *ud, struct net_request *req, const uint8_t *bo
 static void kv_get_done(void *ud, int status)
 {
     struct kv_op *op = ud;
-    if (status == ID_ENOTLEADER) {
-        kv_op_reforward(op);
+    if (kv_op_settled(op, status))
         return;
-    }
-    if (status < 0) {
-        net_reply_error(op->req, status, id_strerror(status), NULL);
-        kv_op_free(op);
-        return;
-    }
     Idunno__CtlKvValue out = IDUNNO__CTL_KV_VALUE__INIT;
     const uint8_t *value;
     size_t n;
