@@ -127,11 +127,14 @@ test: all $(UNIT_BIN) models/tiny_cnn.onnx
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
-build-fuzz/%: fuzz/%.c
+# The library is built by a sub-make this make cannot see into, so the link step
+# always runs (FORCE): a target must never be fuzzed against a stale library.
+build-fuzz/%: fuzz/%.c FORCE
 	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 OPT=-O1 EXTRA_CFLAGS=-fsanitize=fuzzer-no-link build-fuzz/libidunno.a \
 	  build-fuzz/gen/idunno_pb_index.h
 	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined $(CPPFLAGS:$(BUILD)/gen=build-fuzz/gen) \
 	  -Ibuild-fuzz/gen $< build-fuzz/libidunno.a $(LDFLAGS) $(LDLIBS) -o $@
+FORCE:
 # Runs every fuzz target for FUZZ_SECONDS each over its seed corpus.
 FUZZ_SECONDS ?= 20
 fuzz-run: fuzz

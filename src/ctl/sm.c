@@ -41,6 +41,8 @@ int sm_buf_append(struct sm_buf *b, const void *p, size_t n)
 int sm_buf_append_pb(struct sm_buf *b, const ProtobufCMessage *m)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
+    if (n == 0) /* an all-default message packs to nothing; b->data may still be NULL */
+        return 0;
     if (sm_buf_reserve(b, n) < 0)
         return ID_ENOMEM;
     b->len += protobuf_c_message_pack(m, b->data + b->len);
