@@ -58,6 +58,25 @@ struct cli_reply {
 int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
              struct cli_reply *reply);
 
+/* A connection for commands that make many calls (SDFS transfers): requests
+ * may be pipelined, answers are matched by request id. Errors are returned, not
+ * printed, so the caller can retry. */
+struct cli_conn;
+
+/* Connects to server. Returns 0 or ID_E* (ID_EINVAL: not HOST:PORT). */
+int cli_conn_open(const char *server, uint32_t timeout_ms, struct cli_conn **out);
+void cli_conn_close(struct cli_conn *c);
+/* Sends one request; *req_id (may be NULL) gets its id. Returns 0 or ID_E*. */
+int cli_conn_send(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg,
+                  uint64_t *req_id);
+/* Waits for the next answer. Returns 0 with the answer in reply (owned) and its
+ * request id in *req_id; or the remote's error code with its message in errmsg;
+ * or a local ID_E* (then the connection is unusable). */
+int cli_conn_recv(struct cli_conn *c, struct cli_reply *reply, uint64_t *req_id, char *errmsg,
+                  size_t errlen);
+/* Exit status for a failed call's code: 1 for the user's errors, else 2. */
+int cli_status_of(int code);
+
 /* Prints "idunno: <msg>" to stderr and returns status. */
 int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -98,5 +117,14 @@ extern const struct cli_command cli_member_commands[];
 extern const struct cli_command cli_logq_commands[];
 extern const struct cli_command cli_infer_commands[];
 extern const struct cli_command cli_ctl_commands[];
+extern const struct cli_command cli_sdfs_commands[];
+
+/* Puts the local file as SDFS `name` through ctx->server, reusing *conn (opened
+ * if NULL; may be replaced after a failed attempt). On success *out is the
+ * committed version (idunno__sdfs_version__free_unpacked). Returns 0 or ID_E*
+ * with the reason in err. */
+struct Idunno__SdfsVersion;
+int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *local,
+                 const char *name, struct Idunno__SdfsVersion **out, char *err, size_t errlen);
 
 #endif

@@ -168,3 +168,105 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
     reply->len = h.length;
     return 0;
 }
+
+/* ---- connections with pipelined calls -------------------------------------------------------- */
+
+struct cli_conn {
+    int fd;
+    uint32_t timeout_ms;
+    uint64_t next_id;
+};
+
+int cli_status_of(int code)
+{
+    return user_error_code(code) ? CLI_USER_ERROR : CLI_CLUSTER_ERROR;
+}
+
+int cli_conn_open(const char *server, uint32_t timeout_ms, struct cli_conn **out)
+{
+    struct cli_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return ID_ENOMEM;
+    c->timeout_ms = timeout_ms;
+    c->next_id = ((uint64_t)getpid() << 32) | 1;
+    int rc = connect_to(server, id_now_ms() + timeout_ms, &c->fd);
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void cli_conn_close(struct cli_conn *c)
+{
+    if (!c)
+        return;
+    close(c->fd);
+    free(c);
+}
+
+int cli_conn_send(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg, uint64_t *req_id)
+{
+    size_t blen = msg ? protobuf_c_message_get_packed_size(msg) : 0;
+    if (blen > FRAME_MAX_BODY)
+        return ID_ETOOBIG;
+    uint8_t *frame = malloc(FRAME_HEADER_LEN + blen);
+    if (!frame)
+        return ID_ENOMEM;
+    if (msg)
+        protobuf_c_message_pack(msg, frame + FRAME_HEADER_LEN);
+    uint64_t id = c->next_id++;
+    frame_encode_header(frame, type, 0, id, frame + FRAME_HEADER_LEN, (uint32_t)blen);
+    int rc = io_all(c->fd, frame, FRAME_HEADER_LEN + blen, 1, id_now_ms() + c->timeout_ms);
+    free(frame);
+    if (rc == 0 && req_id)
+        *req_id = id;
+    return rc;
+}
+
+int cli_conn_recv(struct cli_conn *c, struct cli_reply *reply, uint64_t *req_id, char *errmsg,
+                  size_t errlen)
+{
+    memset(reply, 0, sizeof *reply);
+    if (errlen)
+        errmsg[0] = 0;
+    uint64_t deadline = id_now_ms() + c->timeout_ms;
+    uint8_t hdr[FRAME_HEADER_LEN];
+    struct frame_header h;
+    int rc = io_all(c->fd, hdr, sizeof hdr, 0, deadline);
+    if (rc == 0)
+        rc = frame_decode_header(hdr, FRAME_MAX_BODY, &h, NULL);
+    uint8_t *body = NULL;
+    if (rc == 0) {
+        body = malloc(h.length ? h.length : 1);
+        rc = body ? io_all(c->fd, body, h.length, 0, deadline) : ID_ENOMEM;
+    }
+    if (rc == 0)
+        rc = frame_check_crc(&h, hdr, body, NULL);
+    if (rc == 0 && !(h.flags & FRAME_F_RESPONSE))
+        rc = ID_EPROTO;
+    if (rc < 0) {
+        free(body);
+        snprintf(errmsg, errlen, "%s", id_strerror(rc));
+        return rc;
+    }
+    if (req_id)
+        *req_id = h.req_id;
+    if (h.flags & FRAME_F_ERROR) {
+        Idunno__ErrorReply *er = idunno__error_reply__unpack(NULL, h.length, body);
+        free(body);
+        if (!er) {
+            snprintf(errmsg, errlen, "undecodable error reply");
+            return ID_EPROTO;
+        }
+        int code = er->code < 0 ? er->code : ID_EINTERNAL;
+        snprintf(errmsg, errlen, "%s", er->message && er->message[0] ? er->message : id_strerror(code));
+        idunno__error_reply__free_unpacked(er, NULL);
+        return code;
+    }
+    reply->type = h.type;
+    reply->body = body;
+    reply->len = h.length;
+    return 0;
+}

@@ -13,6 +13,7 @@ static const struct cli_command *const command_tables[] = {
     cli_node_commands,
     cli_member_commands,
     cli_ctl_commands,
+    cli_sdfs_commands,
     cli_logq_commands,
     cli_infer_commands,
     NULL,

@@ -337,7 +337,8 @@ static void call_finish(struct net_call *call, const struct net_result *res)
     call_unlink(call);
     call_tab_remove(call->net, call);
     uv_timer_stop(&call->timer);
-    call->fn(call->ud, res);
+    if (call->fn) /* NULL: fire and forget */
+        call->fn(call->ud, res);
     uv_close((uv_handle_t *)&call->timer, call_free_cb);
 }
 

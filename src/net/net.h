@@ -98,7 +98,7 @@ struct net_result {
 typedef void (*net_response_fn)(void *ud, const struct net_result *res);
 
 /* Sends a request to `addr` ("HOST:PORT"); `fn` runs exactly once, later, on
- * the loop (never from inside net_call). timeout_ms 0 means the default.
+ * the loop (never from inside net_call); fn NULL sends and forgets the answer. timeout_ms 0 means the default.
  * Returns 0, or a negative ID_E* if the call could not even be queued (then
  * `fn` never runs): ID_EINVAL for a bad address, ID_ETOOBIG, ID_ESHUTDOWN,
  * ID_ENOMEM, or ID_EBUSY while the peer leaves 64 MiB of ours unread. */

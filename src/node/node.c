@@ -24,6 +24,8 @@
 #include "member/member.h"
 #include "net/net.h"
 #include "node/node_ctl.h"
+#include "sdfs/catalog.h"
+#include "sdfs/sdfs.h"
 
 #define IDUNNO_VERSION "0.1.0"
 /* How long a clean shutdown may take before the watchdog ends the process. */
@@ -362,13 +364,31 @@ static int node_start_layers(struct node *node)
     logq_set_peers(node->logq, node_grep_peers, node);
 
     /* -- control plane (src/ctl): the Raft group of cfg->coordinators on TCP
-     * PORT+1; node_ctl.c wires it to membership and forwards requests -- */
+     * PORT+1; node_ctl.c wires it to membership and forwards requests. The
+     * sub-state machines of the layers above are created first: ctl applies
+     * commands to them from its start. -- */
+    node->catalog = catalog_create();
+    if (!node->catalog) {
+        snprintf(node->errmsg, sizeof node->errmsg, "out of memory");
+        return ID_ENOMEM;
+    }
     rc = node_ctl_start(node);
     if (rc < 0)
         return rc;
 
-    /* -- SDFS (src/sdfs), inference worker (src/infer), scheduler (src/sched):
-     * WIRE HERE, after the control plane, in that order. -- */
+    /* -- SDFS (src/sdfs): replica store under DATA/sdfs, gateway, and the
+     * coordinator's part (served on the leader) -- */
+    struct sdfs_config sc = {
+        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->fwd,
+        .member = node->member, .catalog = node->catalog, .name = cfg->name,
+        .addr = cfg->addr, .data_dir = cfg->data_dir,
+    };
+    rc = sdfs_create(&sc, &node->sdfs, node->errmsg, sizeof node->errmsg);
+    if (rc < 0)
+        return rc;
+
+    /* -- inference worker (src/infer), scheduler (src/sched): WIRE HERE, after
+     * SDFS, in that order. -- */
 
     return 0;
 }
@@ -376,7 +396,8 @@ static int node_start_layers(struct node *node)
 /* Stops the layers in the reverse order of node_start_layers. */
 static void node_stop_layers(struct node *node)
 {
-    /* -- SDFS, inference, scheduler: STOP HERE (reverse order) -- */
+    /* -- inference, scheduler: STOP HERE (reverse order) -- */
+    sdfs_stop(node->sdfs);
     node_ctl_stop(node);
     logq_destroy(node->logq);
     node->logq = NULL;
@@ -465,6 +486,8 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
 static void after_net_closed(void *ud)
 {
     struct node *node = ud;
+    sdfs_free(node->sdfs);
+    node->sdfs = NULL;
     node_ctl_free(node);
     LOG_INFO("node", "stopped");
 }

@@ -38,6 +38,11 @@ struct node {
     /* Control plane (node_ctl.c). */
     struct ctl *ctl;
     struct ctl_fwd *fwd;
+    /* Sub-state machines of the layers above, registered with ctl at its
+     * creation and destroyed once it has closed. */
+    struct catalog *catalog; /* SDFS metadata */
+    /* SDFS (src/sdfs): replica, gateway and the coordinator's part. */
+    struct sdfs *sdfs;
     struct ctl_voter voters[NODE_MAX_VOTERS];
     size_t n_voters;
     uv_timer_t ctl_timer; /* retries the first start until voters are known */

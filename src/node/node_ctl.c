@@ -19,6 +19,7 @@
 #include "net/net.h"
 #include "node/ctl_forward.h"
 #include "node/node.h"
+#include "sdfs/catalog.h"
 
 #define NODE_CTL_RETRY_MS 100
 #define NODE_CTL_WAIT_LOG_MS 5000
@@ -497,6 +498,13 @@ int node_ctl_start(struct node *node)
                  id_strerror(rc));
         return rc;
     }
+    if (node->catalog)
+        rc = ctl_register(node->ctl, &catalog_sm_ops, node->catalog);
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot register the SDFS catalog: %s",
+                 id_strerror(rc));
+        return rc;
+    }
     struct ctl_fwd_config fc = {.net = node->net, .ctl = node->ctl, .member = node->member,
                                 .self_name = cfg->name, .voters = node->voters,
                                 .n_voters = node->n_voters};
@@ -534,6 +542,15 @@ int node_ctl_start(struct node *node)
     return 0;
 }
 
+/* The sub-state machines outlive ctl, which applies commands to them until it
+ * has closed. */
+static void node_ctl_closed(void *ud)
+{
+    struct node *node = ud;
+    catalog_destroy(node->catalog);
+    node->catalog = NULL;
+}
+
 void node_ctl_stop(struct node *node)
 {
     if (node->ctl_timer_inited) {
@@ -553,7 +570,9 @@ void node_ctl_stop(struct node *node)
     }
     ctl_fwd_shutdown(node->fwd);
     if (node->ctl)
-        ctl_close(node->ctl, NULL, NULL);
+        ctl_close(node->ctl, node_ctl_closed, node);
+    else
+        node_ctl_closed(node);
     node->ctl = NULL;
 }
 

@@ -1,0 +1,924 @@
+/* cmd_sdfs.c — the SDFS commands: put, get, delete, ls, store, get-versions,
+ * put-dir.
+ *
+ * Transfers go through the node given by -s (the gateway) on one connection,
+ * in chunks of the size it announces, with up to CLI_SDFS_WINDOW chunks in
+ * flight, so a large file neither waits for one round trip per chunk nor is
+ * held in memory. The client checks every get end to end with the SHA-256 the
+ * catalog recorded at put time; a copy that does not match is reported to the
+ * coordinator (which replaces it) and the read is retried on the other
+ * replicas. A put that loses a replica midway is retried from the start on a
+ * new set of replicas (the failed one avoided); a version only becomes visible
+ * once complete, so a failed attempt leaves nothing behind. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/sha256.h"
+#include "cli/cli.h"
+#include "idunno.pb-c.h"
+
+#define CLI_SDFS_WINDOW 4
+#define CLI_SDFS_ATTEMPTS 3
+#define CLI_SDFS_TIMEOUT_MS 30000
+
+static int cmd_put(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_get(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_delete(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_store(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_get_versions(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv);
+
+const struct cli_command cli_sdfs_commands[] = {
+    {"put", "LOCAL NAME", "store a local file in SDFS as NAME (a new version if it exists)",
+     cmd_put},
+    {"get", "NAME LOCAL [--version V]", "fetch the latest (or given) version of NAME", cmd_get},
+    {"delete", "NAME", "delete NAME and all its versions everywhere", cmd_delete},
+    {"ls", "[NAME | --prefix P]", "NAME: its versions and the replicas holding them; else all files",
+     cmd_ls},
+    {"store", "", "the files with a copy on the node given by -s", cmd_store},
+    {"get-versions", "NAME N LOCAL", "the last N versions of NAME in one file, newest first",
+     cmd_get_versions},
+    {"put-dir", "LOCALDIR PREFIX", "store every file of LOCALDIR as PREFIX/FILE (a data set)",
+     cmd_put_dir},
+    {NULL, NULL, NULL, NULL},
+};
+
+static uint32_t timeout_of(const struct cli_ctx *ctx)
+{
+    return ctx->timeout_set ? ctx->timeout_ms : CLI_SDFS_TIMEOUT_MS;
+}
+
+/* Whether a failed transfer is worth another attempt. */
+static int retryable(int code)
+{
+    return code == ID_EUNAVAIL || code == ID_ECLOSED || code == ID_ETIMEDOUT ||
+           code == ID_ENOLEADER || code == ID_ENOTLEADER || code == ID_ECRC ||
+           code == ID_ENOSPC || code == ID_ECONNREFUSED || code == ID_ENOTFOUND ||
+           code == ID_EBUSY || code == ID_ECANCELED;
+}
+
+static void fmt_size(uint64_t b, char *buf, size_t len)
+{
+    if (b >= (1ull << 30))
+        snprintf(buf, len, "%.1f GiB", (double)b / (1u << 30));
+    else if (b >= (1u << 20))
+        snprintf(buf, len, "%.1f MiB", (double)b / (1u << 20));
+    else if (b >= 1024)
+        snprintf(buf, len, "%.1f KiB", (double)b / 1024);
+    else
+        snprintf(buf, len, "%llu B", (unsigned long long)b);
+}
+
+static void fmt_time(uint64_t ms, char *buf, size_t len)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void join_names(char **names, size_t n, char *buf, size_t len)
+{
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", i ? "," : "", names[i]);
+    }
+}
+
+/* One call on a connection, no pipelining. */
+static int conn_call(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg,
+                     struct cli_reply *r, char *err, size_t errlen)
+{
+    int rc = cli_conn_send(c, type, msg, NULL);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", id_strerror(rc));
+        return rc;
+    }
+    return cli_conn_recv(c, r, NULL, err, errlen);
+}
+
+/* ---- put -------------------------------------------------------------------------------------- */
+
+/* Progress on a terminal for transfers that take a while. */
+struct progress {
+    int on;
+    uint64_t total, start_ms, last_ms;
+    const char *what;
+};
+
+static void progress_show(struct progress *p, uint64_t done, int final)
+{
+    if (!p->on)
+        return;
+    uint64_t now = id_now_ms();
+    if (!final && now - p->last_ms < 200)
+        return;
+    p->last_ms = now;
+    double secs = (double)(now - p->start_ms) / 1000.0;
+    fprintf(stderr, "\r%s: %3.0f%% %llu/%llu MiB %.1f MiB/s%s", p->what,
+            p->total ? 100.0 * (double)done / (double)p->total : 100.0,
+            (unsigned long long)(done >> 20), (unsigned long long)(p->total >> 20),
+            secs > 0 ? (double)done / (1 << 20) / secs : 0.0, final ? "\n" : "");
+}
+
+/* One attempt to put fd (size bytes) as name through conn. On success *out is
+ * the committed version (free with idunno__sdfs_version__free_unpacked). */
+static int put_attempt(struct cli_conn *conn, int fd, uint64_t size, const char *name,
+                       uint64_t *retry_of, Idunno__SdfsVersion **out, struct progress *prog,
+                       char *err, size_t errlen)
+{
+    Idunno__SdfsPutOpen po = IDUNNO__SDFS_PUT_OPEN__INIT;
+    po.name = (char *)name;
+    po.size = size;
+    po.retry_of = *retry_of;
+    struct cli_reply r;
+    int rc = conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_OPEN_REQ, &po.base, &r, err, errlen);
+    if (rc < 0)
+        return rc;
+    Idunno__SdfsSession *ss = idunno__sdfs_session__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!ss || ss->chunk_size == 0) {
+        snprintf(err, errlen, "malformed answer to put");
+        if (ss)
+            idunno__sdfs_session__free_unpacked(ss, NULL);
+        return ID_EPROTO;
+    }
+    uint64_t session = ss->session;
+    *retry_of = session;
+    size_t chunk = ss->chunk_size;
+    idunno__sdfs_session__free_unpacked(ss, NULL);
+    uint8_t *buf = malloc(chunk);
+    if (!buf)
+        return ID_ENOMEM;
+    struct sha256 sha;
+    sha256_init(&sha);
+    uint64_t offset = 0, acked = 0;
+    unsigned inflight = 0;
+    rc = 0;
+    while (rc == 0 && (offset < size || inflight)) {
+        while (rc == 0 && inflight < CLI_SDFS_WINDOW && offset < size) {
+            size_t n = size - offset < chunk ? (size_t)(size - offset) : chunk;
+            ssize_t got = pread(fd, buf, n, (off_t)offset);
+            if (got != (ssize_t)n) {
+                snprintf(err, errlen, "cannot read the local file at %llu: %s",
+                         (unsigned long long)offset, got < 0 ? strerror(errno) : "it shrank");
+                rc = ID_EIO;
+                break;
+            }
+            sha256_update(&sha, buf, n);
+            Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
+            c.session = session;
+            c.offset = offset;
+            c.data.data = buf;
+            c.data.len = n;
+            rc = cli_conn_send(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_DATA_REQ, &c.base, NULL);
+            if (rc < 0)
+                snprintf(err, errlen, "sending a chunk: %s", id_strerror(rc));
+            offset += n;
+            inflight++;
+        }
+        if (rc == 0 && inflight) {
+            rc = cli_conn_recv(conn, &r, NULL, err, errlen);
+            free(r.body);
+            inflight--;
+            acked = offset - (uint64_t)inflight * chunk;
+            progress_show(prog, acked > size ? size : acked, 0);
+        }
+    }
+    free(buf);
+    if (rc < 0)
+        return rc;
+    Idunno__SdfsChunk close_req = IDUNNO__SDFS_CHUNK__INIT;
+    uint8_t digest[32];
+    sha256_final(&sha, digest);
+    close_req.session = session;
+    close_req.sha256.data = digest;
+    close_req.sha256.len = 32;
+    rc = conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_CLOSE_REQ, &close_req.base, &r, err, errlen);
+    if (rc < 0)
+        return rc;
+    *out = idunno__sdfs_version__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!*out) {
+        snprintf(err, errlen, "malformed answer to put");
+        return ID_EPROTO;
+    }
+    progress_show(prog, size, 1);
+    return 0;
+}
+
+int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *local,
+                 const char *name, Idunno__SdfsVersion **out, char *err, size_t errlen)
+{
+    int fd = open(local, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "cannot read '%s': %s", local,
+                 fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0)
+            close(fd);
+        return ID_EINVAL;
+    }
+    struct progress prog = {.on = isatty(2) && st.st_size >= (8 << 20) && !ctx->json,
+                            .total = (uint64_t)st.st_size, .start_ms = id_now_ms(), .what = name};
+    uint64_t retry_of = 0;
+    int rc = ID_EUNAVAIL;
+    for (int attempt = 1; attempt <= CLI_SDFS_ATTEMPTS; attempt++) {
+        if (!*conn) {
+            rc = cli_conn_open(ctx->server, timeout_of(ctx), conn);
+            if (rc < 0) {
+                snprintf(err, errlen, "cannot reach %s: %s (is idunnod running there?)",
+                         ctx->server, id_strerror(rc));
+                break;
+            }
+        }
+        rc = put_attempt(*conn, fd, (uint64_t)st.st_size, name, &retry_of, out, &prog, err, errlen);
+        if (rc == 0 || !retryable(rc))
+            break;
+        /* Answers to the failed attempt's chunks may still be on the way: a
+         * fresh connection leaves them behind. */
+        cli_conn_close(*conn);
+        *conn = NULL;
+        if (attempt < CLI_SDFS_ATTEMPTS)
+            fprintf(stderr, "idunno: put %s: %s; retrying\n", name, err);
+    }
+    close(fd);
+    return rc;
+}
+
+static void print_version(const struct cli_ctx *ctx, const char *verb, const Idunno__SdfsVersion *v,
+                          uint64_t ms)
+{
+    char reps[300], size[32];
+    join_names(v->replicas, v->n_replicas, reps, sizeof reps);
+    fmt_size(v->size, size, sizeof size);
+    if (ctx->json) {
+        json_begin_object();
+        json_str("name", v->name);
+        json_u64("version", v->version);
+        json_u64("size", v->size);
+        json_str("blob", v->blob);
+        json_begin_array("replicas");
+        for (size_t i = 0; i < v->n_replicas; i++)
+            json_str(NULL, v->replicas[i]);
+        json_end_array();
+        json_u64("elapsed_ms", ms);
+        json_end_object();
+        json_done();
+    } else {
+        printf("%s %s version %llu (%s) on %s in %llu ms\n", verb, v->name,
+               (unsigned long long)v->version, size, reps, (unsigned long long)ms);
+    }
+}
+
+static int cmd_put(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_sdfs_commands[0];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 3)
+        return cli_usage_error(cmd, "takes a local file and an SDFS name");
+    struct cli_conn *conn = NULL;
+    Idunno__SdfsVersion *v = NULL;
+    char err[400];
+    uint64_t t0 = id_now_ms();
+    int rc = cli_sdfs_put(ctx, &conn, argv[1], argv[2], &v, err, sizeof err);
+    cli_conn_close(conn);
+    if (rc < 0)
+        return cli_fail(cli_status_of(rc), "put %s: %s", argv[2], err);
+    print_version(ctx, "put", v, id_now_ms() - t0);
+    idunno__sdfs_version__free_unpacked(v, NULL);
+    return 0;
+}
+
+/* ---- lookups ---------------------------------------------------------------------------------- */
+
+static int lookup(const struct cli_ctx *ctx, struct cli_conn *conn, const char *name,
+                  uint64_t version, Idunno__SdfsFile **out, char *err, size_t errlen)
+{
+    (void)ctx;
+    Idunno__SdfsLookup l = IDUNNO__SDFS_LOOKUP__INIT;
+    l.name = (char *)name;
+    l.version = version;
+    struct cli_reply r;
+    int rc = conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_REQ, &l.base, &r, err, errlen);
+    if (rc < 0)
+        return rc;
+    *out = idunno__sdfs_file__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!*out || (*out)->n_versions == 0) {
+        snprintf(err, errlen, "malformed answer to lookup");
+        return ID_EPROTO;
+    }
+    return 0;
+}
+
+/* ---- get -------------------------------------------------------------------------------------- */
+
+/* Reads version v into fd from the replicas in `order` (count n). On a checksum
+ * mismatch *bad gets the node that served the bytes. */
+static int get_attempt(struct cli_conn *conn, const Idunno__SdfsVersion *v, char **order, size_t n,
+                       int fd, char *bad, size_t badlen, struct progress *prog, char *err,
+                       size_t errlen)
+{
+    struct sha256 sha;
+    sha256_init(&sha);
+    uint64_t next = 0, written = 0;
+    /* Answers may come back out of order (the gateway reads chunks in
+     * parallel): each is parked in the slot of its request until the bytes
+     * before it have been written and hashed. */
+    struct {
+        uint64_t req_id, offset;
+        Idunno__SdfsChunk *chunk;
+        int used;
+    } slot[CLI_SDFS_WINDOW];
+    memset(slot, 0, sizeof slot);
+    unsigned inflight = 0;
+    char from[64] = "";
+    int rc = 0;
+    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+        snprintf(err, errlen, "cannot write the local file: %s", strerror(errno));
+        return ID_EIO;
+    }
+    while (rc == 0 && (next < v->size || inflight)) {
+        for (unsigned k = 0; rc == 0 && k < CLI_SDFS_WINDOW && next < v->size; k++) {
+            if (slot[k].used)
+                continue;
+            Idunno__SdfsRead rd = IDUNNO__SDFS_READ__INIT;
+            rd.blob = v->blob;
+            rd.offset = next;
+            rd.length = 1u << 20;
+            rd.n_replicas = n;
+            rd.replicas = order;
+            rd.name = v->name;
+            rc = cli_conn_send(conn, IDUNNO__MSG_TYPE__MSG_SDFS_GET_REQ, &rd.base, &slot[k].req_id);
+            if (rc < 0) {
+                snprintf(err, errlen, "%s", id_strerror(rc));
+                break;
+            }
+            slot[k].offset = next;
+            slot[k].used = 1;
+            next += rd.length;
+            inflight++;
+        }
+        if (rc < 0)
+            break;
+        struct cli_reply r;
+        uint64_t id = 0;
+        rc = cli_conn_recv(conn, &r, &id, err, errlen);
+        if (rc < 0)
+            break;
+        unsigned k = 0;
+        while (k < CLI_SDFS_WINDOW && !(slot[k].used && !slot[k].chunk && slot[k].req_id == id))
+            k++;
+        Idunno__SdfsChunk *c = k < CLI_SDFS_WINDOW ? idunno__sdfs_chunk__unpack(NULL, r.len, r.body)
+                                                   : NULL;
+        free(r.body);
+        if (!c) {
+            snprintf(err, errlen, "malformed or unexpected answer");
+            rc = ID_EPROTO;
+            break;
+        }
+        slot[k].chunk = c;
+        /* Write every parked chunk that is next in line. */
+        for (int progress = 1; progress && rc == 0;) {
+            progress = 0;
+            for (unsigned j = 0; j < CLI_SDFS_WINDOW; j++) {
+                if (!slot[j].used || !slot[j].chunk || slot[j].offset != written)
+                    continue;
+                Idunno__SdfsChunk *ch = slot[j].chunk;
+                if (ch->data.len == 0 && written < v->size) {
+                    snprintf(err, errlen, "empty chunk at %llu", (unsigned long long)written);
+                    rc = ID_EPROTO;
+                } else {
+                    sha256_update(&sha, ch->data.data, ch->data.len);
+                    if (write(fd, ch->data.data, ch->data.len) != (ssize_t)ch->data.len) {
+                        snprintf(err, errlen, "cannot write the local file: %s", strerror(errno));
+                        rc = ID_EIO;
+                    }
+                    written += ch->data.len;
+                    if (ch->from && ch->from[0] && !from[0])
+                        snprintf(from, sizeof from, "%s", ch->from);
+                    progress_show(prog, written, 0);
+                }
+                idunno__sdfs_chunk__free_unpacked(ch, NULL);
+                slot[j].chunk = NULL;
+                slot[j].used = 0;
+                inflight--;
+                progress = 1;
+                /* A short chunk before the end would leave a hole: stop there. */
+                if (rc == 0 && written < v->size && written % (1u << 20) != 0) {
+                    snprintf(err, errlen, "short chunk at %llu", (unsigned long long)written);
+                    rc = ID_EPROTO;
+                }
+            }
+        }
+    }
+    for (unsigned j = 0; j < CLI_SDFS_WINDOW; j++)
+        if (slot[j].chunk)
+            idunno__sdfs_chunk__free_unpacked(slot[j].chunk, NULL);
+    if (rc < 0)
+        return rc;
+    uint8_t digest[32];
+    sha256_final(&sha, digest);
+    if (written != v->size || v->sha256.len != 32 || memcmp(digest, v->sha256.data, 32) != 0) {
+        snprintf(bad, badlen, "%s", from);
+        snprintf(err, errlen, "the copy on %s does not match its checksum", from[0] ? from : "?");
+        return ID_ECRC;
+    }
+    progress_show(prog, v->size, 1);
+    return 0;
+}
+
+static int report_bad(struct cli_conn *conn, const Idunno__SdfsVersion *v, const char *node)
+{
+    Idunno__SdfsBad b = IDUNNO__SDFS_BAD__INIT;
+    b.blob = v->blob;
+    b.node = (char *)node;
+    b.name = v->name;
+    b.reason = "checksum mismatch on read";
+    struct cli_reply r;
+    char err[200];
+    int rc = conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, &b.base, &r, err, sizeof err);
+    free(r.body);
+    return rc;
+}
+
+/* Writes version v of a file to fd, checking it, retrying other replicas. */
+static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
+                       const Idunno__SdfsVersion *v, int fd, char *err, size_t errlen)
+{
+    char *order[8];
+    size_t n = 0;
+    for (size_t i = 0; i < v->n_replicas && n < 8; i++)
+        order[n++] = v->replicas[i];
+    struct progress prog = {.on = isatty(2) && v->size >= (8 << 20) && !ctx->json,
+                            .total = v->size, .start_ms = id_now_ms(), .what = v->name};
+    int rc = ID_EUNAVAIL;
+    for (int attempt = 1; attempt <= CLI_SDFS_ATTEMPTS + 1 && n > 0; attempt++) {
+        if (!*conn && (rc = cli_conn_open(ctx->server, timeout_of(ctx), conn)) < 0) {
+            snprintf(err, errlen, "cannot reach %s: %s", ctx->server, id_strerror(rc));
+            return rc;
+        }
+        char bad[64] = "";
+        rc = get_attempt(*conn, v, order, n, fd, bad, sizeof bad, &prog, err, errlen);
+        if (rc == 0 || !retryable(rc))
+            return rc;
+        if (rc == ID_ECRC && bad[0]) {
+            fprintf(stderr, "idunno: get %s: %s; reported, trying another replica\n", v->name, err);
+            report_bad(*conn, v, bad);
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(order[i], bad) != 0)
+                    order[k++] = order[i];
+            n = k;
+        } else {
+            cli_conn_close(*conn);
+            *conn = NULL;
+        }
+    }
+    return rc;
+}
+
+/* Writes to a temporary file next to `local`, renamed over it once verified:
+ * a failed get never leaves a partial file under the asked-for name. */
+static int open_tmp(const char *local, char *tmp, size_t len, char *err, size_t errlen)
+{
+    snprintf(tmp, len, "%s.idunno-%d", local, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        snprintf(err, errlen, "cannot write '%s': %s", local, strerror(errno));
+    return fd;
+}
+
+static int cmd_get(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_sdfs_commands[1];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    uint64_t want = 0;
+    char *pos[2];
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0 && i + 1 < argc) {
+            char *end;
+            want = strtoull(argv[++i], &end, 10);
+            if (*end || want == 0)
+                return cli_usage_error(cmd, "--version takes a positive number");
+        } else if (npos < 2) {
+            pos[npos++] = argv[i];
+        } else {
+            return cli_usage_error(cmd, "takes an SDFS name and a local file");
+        }
+    }
+    if (npos != 2)
+        return cli_usage_error(cmd, "takes an SDFS name and a local file");
+    char err[400];
+    uint64_t t0 = id_now_ms();
+    struct cli_conn *conn = NULL;
+    int rc = cli_conn_open(ctx->server, timeout_of(ctx), &conn);
+    if (rc < 0)
+        return cli_fail(CLI_CLUSTER_ERROR, "cannot reach %s: %s (is idunnod running there?)",
+                        ctx->server, id_strerror(rc));
+    Idunno__SdfsFile *f = NULL;
+    rc = lookup(ctx, conn, pos[0], want, &f, err, sizeof err);
+    if (rc < 0) {
+        cli_conn_close(conn);
+        return cli_fail(cli_status_of(rc), "get %s: %s", pos[0], err);
+    }
+    const Idunno__SdfsVersion *v = f->versions[f->n_versions - 1];
+    char tmp[1100];
+    int fd = open_tmp(pos[1], tmp, sizeof tmp, err, sizeof err);
+    if (fd < 0) {
+        rc = ID_EINVAL;
+    } else {
+        rc = get_version(ctx, &conn, v, fd, err, sizeof err);
+        if (close(fd) < 0 && rc == 0) {
+            snprintf(err, sizeof err, "cannot write '%s': %s", pos[1], strerror(errno));
+            rc = ID_EIO;
+        }
+        if (rc == 0 && rename(tmp, pos[1]) < 0) {
+            snprintf(err, sizeof err, "cannot write '%s': %s", pos[1], strerror(errno));
+            rc = ID_EIO;
+        }
+        if (rc < 0)
+            unlink(tmp);
+    }
+    cli_conn_close(conn);
+    if (rc == 0)
+        print_version(ctx, "got", v, id_now_ms() - t0);
+    idunno__sdfs_file__free_unpacked(f, NULL);
+    if (rc < 0)
+        return cli_fail(cli_status_of(rc), "get %s: %s", pos[0], err);
+    return 0;
+}
+
+static int cmd_get_versions(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_sdfs_commands[5];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 4)
+        return cli_usage_error(cmd, "takes an SDFS name, a count and a local file");
+    char *end;
+    unsigned long n = strtoul(argv[2], &end, 10);
+    if (*end || n == 0)
+        return cli_usage_error(cmd, "N must be a positive number");
+    char err[400];
+    struct cli_conn *conn = NULL;
+    int rc = cli_conn_open(ctx->server, timeout_of(ctx), &conn);
+    if (rc < 0)
+        return cli_fail(CLI_CLUSTER_ERROR, "cannot reach %s: %s", ctx->server, id_strerror(rc));
+    Idunno__SdfsFile *f = NULL;
+    rc = lookup(ctx, conn, argv[1], 0, &f, err, sizeof err);
+    if (rc < 0) {
+        cli_conn_close(conn);
+        return cli_fail(cli_status_of(rc), "get-versions %s: %s", argv[1], err);
+    }
+    char tmp[1100];
+    int fd = open_tmp(argv[3], tmp, sizeof tmp, err, sizeof err);
+    size_t shown = 0;
+    if (fd < 0)
+        rc = ID_EINVAL;
+    /* Newest first; each version under a line naming it. Each is read into its
+     * own temporary file, then appended. */
+    for (size_t k = f->n_versions; rc == 0 && k > 0 && shown < n; k--, shown++) {
+        const Idunno__SdfsVersion *v = f->versions[k - 1];
+        char part[1200];
+        snprintf(part, sizeof part, "%s.part", tmp);
+        int pfd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (pfd < 0) {
+            snprintf(err, sizeof err, "cannot write '%s': %s", part, strerror(errno));
+            rc = ID_EIO;
+            break;
+        }
+        rc = get_version(ctx, &conn, v, pfd, err, sizeof err);
+        if (rc == 0) {
+            char when[40];
+            fmt_time(v->time_ms, when, sizeof when);
+            dprintf(fd, "==== %s version %llu (%llu bytes, %s) ====\n", v->name,
+                    (unsigned long long)v->version, (unsigned long long)v->size, when);
+            uint8_t buf[65536];
+            ssize_t got;
+            lseek(pfd, 0, SEEK_SET);
+            char last = '\n';
+            while ((got = read(pfd, buf, sizeof buf)) > 0) {
+                if (write(fd, buf, (size_t)got) != got) {
+                    snprintf(err, sizeof err, "cannot write '%s': %s", argv[3], strerror(errno));
+                    rc = ID_EIO;
+                    break;
+                }
+                last = (char)buf[got - 1];
+            }
+            if (rc == 0 && last != '\n' && write(fd, "\n", 1) != 1)
+                rc = ID_EIO;
+        }
+        close(pfd);
+        unlink(part);
+    }
+    if (fd >= 0) {
+        close(fd);
+        if (rc == 0 && rename(tmp, argv[3]) < 0)
+            rc = ID_EIO;
+        if (rc < 0)
+            unlink(tmp);
+    }
+    cli_conn_close(conn);
+    if (rc == 0) {
+        if (ctx->json) {
+            json_begin_object();
+            json_str("name", f->name);
+            json_u64("versions", shown);
+            json_str("file", argv[3]);
+            json_end_object();
+            json_done();
+        } else {
+            printf("wrote %zu version%s of %s to %s\n", shown, shown == 1 ? "" : "s", f->name,
+                   argv[3]);
+        }
+    }
+    idunno__sdfs_file__free_unpacked(f, NULL);
+    if (rc < 0)
+        return cli_fail(cli_status_of(rc), "get-versions %s: %s", argv[1], err);
+    return 0;
+}
+
+/* ---- delete ----------------------------------------------------------------------------------- */
+
+static int cmd_delete(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_sdfs_commands[2];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 2)
+        return cli_usage_error(cmd, "takes an SDFS name");
+    Idunno__SdfsLookup l = IDUNNO__SDFS_LOOKUP__INIT;
+    l.name = argv[1];
+    struct cli_reply r;
+    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, &l.base, &r);
+    if (rc)
+        return rc;
+    Idunno__SdfsFile *f = idunno__sdfs_file__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!f)
+        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+    if (ctx->json) {
+        json_begin_object();
+        json_str("deleted", f->name);
+        json_u64("versions", f->n_versions);
+        json_end_object();
+        json_done();
+    } else {
+        printf("deleted %s (%zu version%s)\n", f->name, f->n_versions, f->n_versions == 1 ? "" : "s");
+    }
+    idunno__sdfs_file__free_unpacked(f, NULL);
+    return 0;
+}
+
+/* ---- ls and store ----------------------------------------------------------------------------- */
+
+static int print_listing(const struct cli_ctx *ctx, Idunno__SdfsList *req)
+{
+    struct cli_reply r;
+    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, &req->base, &r);
+    if (rc)
+        return rc;
+    Idunno__SdfsListing *l = idunno__sdfs_listing__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!l)
+        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+    if (ctx->json) {
+        json_begin_object();
+        json_u64("count", l->n_files);
+        json_u64("total_bytes", l->total_bytes);
+        json_begin_array("files");
+        for (size_t i = 0; i < l->n_files; i++) {
+            const Idunno__SdfsFileSummary *f = l->files[i];
+            json_begin_object();
+            json_str("name", f->name);
+            json_u64("version", f->version);
+            json_u64("versions", f->versions);
+            json_u64("size", f->size);
+            json_begin_array("replicas");
+            for (size_t k = 0; k < f->n_replicas; k++)
+                json_str(NULL, f->replicas[k]);
+            json_end_array();
+            json_end_object();
+        }
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else {
+        struct cli_table *t = cli_table_new(5, "NAME", "VERSION", "SIZE", "KEPT", "REPLICAS");
+        for (size_t i = 0; i < l->n_files; i++) {
+            const Idunno__SdfsFileSummary *f = l->files[i];
+            char ver[24], size[32], kept[16], reps[300];
+            snprintf(ver, sizeof ver, "%llu", (unsigned long long)f->version);
+            fmt_size(f->size, size, sizeof size);
+            snprintf(kept, sizeof kept, "%u", f->versions);
+            join_names(f->replicas, f->n_replicas, reps, sizeof reps);
+            cli_table_row(t, f->name, ver, size, kept, reps);
+        }
+        cli_table_print(t);
+        char total[32];
+        fmt_size(l->total_bytes, total, sizeof total);
+        printf("%zu file%s, %s\n", l->n_files, l->n_files == 1 ? "" : "s", total);
+    }
+    idunno__sdfs_listing__free_unpacked(l, NULL);
+    return 0;
+}
+
+static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_sdfs_commands[3];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    Idunno__SdfsList req = IDUNNO__SDFS_LIST__INIT;
+    req.prefix = "";
+    if (argc == 3 && strcmp(argv[1], "--prefix") == 0) {
+        req.prefix = argv[2];
+        return print_listing(ctx, &req);
+    }
+    if (argc == 1)
+        return print_listing(ctx, &req);
+    if (argc != 2)
+        return cli_usage_error(cmd, "takes one SDFS name, --prefix P, or nothing");
+    struct cli_conn *conn = NULL;
+    char err[400];
+    int rc = cli_conn_open(ctx->server, timeout_of(ctx), &conn);
+    if (rc < 0)
+        return cli_fail(CLI_CLUSTER_ERROR, "cannot reach %s: %s", ctx->server, id_strerror(rc));
+    Idunno__SdfsFile *f = NULL;
+    rc = lookup(ctx, conn, argv[1], 0, &f, err, sizeof err);
+    cli_conn_close(conn);
+    if (rc < 0)
+        return cli_fail(cli_status_of(rc), "ls %s: %s", argv[1], err);
+    if (ctx->json) {
+        json_begin_object();
+        json_str("name", f->name);
+        json_begin_array("versions");
+        for (size_t i = 0; i < f->n_versions; i++) {
+            const Idunno__SdfsVersion *v = f->versions[i];
+            char hex[65];
+            if (v->sha256.len == 32)
+                sha256_hex(v->sha256.data, hex);
+            else
+                hex[0] = 0;
+            json_begin_object();
+            json_u64("version", v->version);
+            json_u64("size", v->size);
+            json_str("sha256", hex);
+            json_str("blob", v->blob);
+            json_u64("time_ms", v->time_ms);
+            json_begin_array("replicas");
+            for (size_t k = 0; k < v->n_replicas; k++) {
+                json_begin_object();
+                json_str("name", v->replicas[k]);
+                json_str("addr", k < v->n_replica_addrs ? v->replica_addrs[k] : "");
+                json_end_object();
+            }
+            json_end_array();
+            json_end_object();
+        }
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else {
+        struct cli_table *t = cli_table_new(5, "VERSION", "SIZE", "SHA256", "COMMITTED", "REPLICAS");
+        for (size_t i = f->n_versions; i > 0; i--) {
+            const Idunno__SdfsVersion *v = f->versions[i - 1];
+            char ver[24], size[32], hex[65] = "", when[40], reps[400] = "";
+            snprintf(ver, sizeof ver, "%llu", (unsigned long long)v->version);
+            fmt_size(v->size, size, sizeof size);
+            if (v->sha256.len == 32)
+                sha256_hex(v->sha256.data, hex);
+            hex[12] = 0;
+            fmt_time(v->time_ms, when, sizeof when);
+            for (size_t k = 0; k < v->n_replicas; k++) {
+                size_t used = strlen(reps);
+                const char *a = k < v->n_replica_addrs ? v->replica_addrs[k] : "";
+                snprintf(reps + used, sizeof reps - used, "%s%s%s", k ? "," : "", v->replicas[k],
+                         a[0] ? "" : "(down)");
+            }
+            cli_table_row(t, ver, size, hex, when, reps);
+        }
+        printf("%s\n", f->name);
+        cli_table_print(t);
+    }
+    idunno__sdfs_file__free_unpacked(f, NULL);
+    return 0;
+}
+
+static int cmd_store(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_sdfs_commands[4];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 1)
+        return cli_usage_error(cmd, "takes no arguments (-s picks the node)");
+    Idunno__SdfsList req = IDUNNO__SDFS_LIST__INIT;
+    req.prefix = "";
+    req.here = 1;
+    return print_listing(ctx, &req);
+}
+
+/* ---- put-dir ---------------------------------------------------------------------------------- */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_sdfs_commands[6];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 3)
+        return cli_usage_error(cmd, "takes a local directory and an SDFS prefix");
+    DIR *d = opendir(argv[1]);
+    if (!d)
+        return cli_fail(CLI_USER_ERROR, "cannot read directory '%s': %s", argv[1], strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", argv[1], de->d_name);
+        if (de->d_name[0] == '.' || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **nn = realloc(names, cap * sizeof *nn);
+            if (!nn)
+                break;
+            names = nn;
+        }
+        names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, name_cmp);
+    const char *prefix = argv[2];
+    size_t plen = strlen(prefix);
+    while (plen && prefix[plen - 1] == '/')
+        plen--;
+    struct cli_conn *conn = NULL;
+    uint64_t t0 = id_now_ms(), bytes = 0;
+    size_t done = 0;
+    int rc = 0, tty = isatty(2) && !ctx->json;
+    char err[400];
+    for (size_t i = 0; i < n; i++) {
+        char path[4096], name[1024];
+        snprintf(path, sizeof path, "%s/%s", argv[1], names[i]);
+        snprintf(name, sizeof name, "%.*s/%s", (int)plen, prefix, names[i]);
+        Idunno__SdfsVersion *v = NULL;
+        rc = cli_sdfs_put(ctx, &conn, path, name, &v, err, sizeof err);
+        if (rc < 0) {
+            if (tty)
+                fputc('\n', stderr);
+            cli_fail(cli_status_of(rc), "put-dir: %s: %s (%zu of %zu stored)", name, err, done, n);
+            break;
+        }
+        bytes += v->size;
+        done++;
+        idunno__sdfs_version__free_unpacked(v, NULL);
+        if (tty && (id_now_ms() - t0 > 500 || i + 1 == n))
+            fprintf(stderr, "\rput-dir %s: %zu/%zu files", argv[1], done, n);
+    }
+    if (tty && done)
+        fputc('\n', stderr);
+    cli_conn_close(conn);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (rc < 0)
+        return cli_status_of(rc);
+    uint64_t ms = id_now_ms() - t0;
+    if (ctx->json) {
+        json_begin_object();
+        json_str("prefix", argv[2]);
+        json_u64("files", done);
+        json_u64("bytes", bytes);
+        json_u64("elapsed_ms", ms);
+        json_end_object();
+        json_done();
+    } else {
+        char size[32];
+        fmt_size(bytes, size, sizeof size);
+        printf("stored %zu file%s (%s) under %.*s/ in %llu ms\n", done, done == 1 ? "" : "s", size,
+               (int)plen, prefix, (unsigned long long)ms);
+    }
+    return 0;
+}

@@ -1,0 +1,117 @@
+/* catalog.h — SDFS metadata: which files exist, their kept versions, and which
+ * nodes hold each version's bytes. A sub-state machine of the control plane
+ * (ctl/sm.h), so every coordinator replica has the same catalog, plus the pure
+ * decisions the coordinator takes from it: where a new version goes and how a
+ * version that lost replicas gets them back.
+ *
+ * The bytes of a version are a *blob*, named by a random 64-bit id (16 hex
+ * digits) that the put's gateway draws. Replicas store blobs; the catalog maps
+ * name + version to a blob, its size, its SHA-256 and its replica set (node
+ * names, which survive restarts: a restarted node still has its disk).
+ *
+ * Commands (proto/idunno.proto, CTL_CMD_SDFS_*):
+ *   COMMIT   a version whose replicas are durable becomes the name's latest.
+ *            Idempotent by blob id: a retried commit answers the version it
+ *            already got. Only the last SDFS_KEEP_VERSIONS are kept; the result
+ *            lists the blobs of versions that fell out (to delete).
+ *   DELETE   removes the name and every version.
+ *   REPLICA  swaps one replica of a version (repair, or a bad copy dropped).
+ *            A version never loses its last replica this way.
+ *
+ * Threading: none (the ctl glue serialises calls on the loop thread).
+ */
+#ifndef IDUNNO_SDFS_CATALOG_H
+#define IDUNNO_SDFS_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctl/sm.h"
+
+#define SDFS_REPLICAS 4
+#define SDFS_KEEP_VERSIONS 5
+#define SDFS_NAME_MAX 255
+#define SDFS_NODE_MAX 64
+#define SDFS_BLOB_LEN 16
+#define SDFS_MAX_FILES 1000000
+
+struct catalog;
+
+struct sdfs_version {
+    uint64_t version;
+    char blob[SDFS_BLOB_LEN + 1];
+    uint64_t size;
+    uint8_t sha256[32];
+    uint64_t time_ms;
+    size_t n_replicas;
+    char replicas[SDFS_REPLICAS][SDFS_NODE_MAX];
+};
+
+struct sdfs_file {
+    char *name;
+    uint64_t last_version;
+    size_t n_versions; /* oldest first */
+    struct sdfs_version versions[SDFS_KEEP_VERSIONS];
+};
+
+extern const struct sm_ops catalog_sm_ops;
+
+struct catalog *catalog_create(void);
+void catalog_destroy(struct catalog *c);
+
+/* True if name is a valid SDFS name: 1..SDFS_NAME_MAX bytes of printable ASCII
+ * without spaces or backslashes, no leading '/', and no "." or ".." path
+ * component (names may look like paths, "flowers/rose1.jpg", but never
+ * escape anything). */
+int sdfs_name_ok(const char *name);
+/* True if s is a blob id (16 lowercase hex digits). */
+int sdfs_blob_ok(const char *s);
+
+/* Lookups; pointers stay valid until the next apply or restore. */
+const struct sdfs_file *catalog_find(const struct catalog *c, const char *name);
+size_t catalog_count(const struct catalog *c);
+/* The i-th file in name order (i < catalog_count). */
+const struct sdfs_file *catalog_at(const struct catalog *c, size_t i);
+/* Index of the first file whose name is >= prefix (for prefix listings). */
+size_t catalog_lower_bound(const struct catalog *c, const char *prefix);
+/* Finds the version of `name` stored as `blob`. */
+const struct sdfs_version *catalog_find_blob(const struct catalog *c, const char *name,
+                                             const char *blob);
+/* Replica copies held by a node (versions listing it), and in total. */
+uint64_t catalog_node_load(const struct catalog *c, const char *node);
+
+/* ---- decisions (pure; the coordinator acts on them) ----------------------------- */
+
+/* A live node as the coordinator sees it. */
+struct sdfs_node {
+    const char *name;
+};
+
+/* Chooses up to `want` distinct nodes for a new version of `name` among `alive`
+ * minus `avoid`: the least loaded first (replica copies held), ties broken by a
+ * hash of file and node name so that equal nodes share files evenly. Writes
+ * indices into alive to out; returns how many were chosen. */
+size_t catalog_place(const struct catalog *c, const char *name, const struct sdfs_node *alive,
+                     size_t n_alive, const char *const *avoid, size_t n_avoid, size_t want,
+                     size_t *out);
+
+/* One repair: version `blob` of `name` should move a copy from `dead` (not
+ * alive; "" when the set is just short) to `target`, copying from one of the
+ * listed sources (live replicas). */
+struct sdfs_repair {
+    const struct sdfs_file *file;
+    const struct sdfs_version *version;
+    char dead[SDFS_NODE_MAX];
+    char target[SDFS_NODE_MAX];
+};
+
+/* Plans repairs for versions with fewer than min(SDFS_REPLICAS, n_alive) live
+ * replicas, at most `max`, skipping blobs for which skip(ud, blob) is true
+ * (repairs already under way). Each planned target is a live node that does not
+ * hold the version, least loaded first (counting earlier plans). Returns how
+ * many were written to out. */
+size_t catalog_plan_repairs(const struct catalog *c, const struct sdfs_node *alive,
+                            size_t n_alive, int (*skip)(void *ud, const char *blob), void *ud,
+                            struct sdfs_repair *out, size_t max);
+
+#endif

@@ -1,0 +1,1816 @@
+/* sdfs.c — SDFS on a node (see sdfs.h): request handlers of the replica, the
+ * gateway and the coordinator, the repair loop and the store report. */
+#include "sdfs/sdfs.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "ctl/ctl.h"
+#include "idunno.pb-c.h"
+#include "member/member.h"
+#include "net/net.h"
+#include "node/ctl_forward.h"
+#include "sdfs/catalog.h"
+#include "sdfs/store.h"
+
+#define SDFS_CALL_MS 10000
+#define SDFS_FETCH_MS 120000
+#define SDFS_FAILED_MEMORY 32
+#define SDFS_MAX_ALIVE 256
+
+struct put_chunk;
+struct put_session;
+
+/* One replica of a put: its chunks go out one at a time, in order. */
+struct put_target {
+    struct put_session *ps;
+    char name[SDFS_NODE_MAX];
+    char addr[64];
+    struct put_chunk **queue; /* ring of chunks still to send */
+    size_t q_head, q_len, q_cap;
+    int sending;
+    int sealed;
+};
+
+struct put_chunk {
+    uint64_t offset;
+    uint8_t *data;
+    size_t len;
+    unsigned acks;
+    unsigned refs;            /* targets that still hold it, plus the session */
+    struct net_request *req;  /* the client's request, answered at the last ack */
+};
+
+struct put_session {
+    struct sdfs *s;
+    uint64_t id;
+    char name[SDFS_NAME_MAX + 1];
+    char blob[SDFS_BLOB_LEN + 1];
+    uint64_t size;
+    uint64_t next_offset;
+    size_t n_targets;
+    struct put_target targets[SDFS_REPLICAS];
+    int failed;                  /* an ID_E* once a replica failed */
+    char failed_node[SDFS_NODE_MAX];
+    char failed_msg[200];
+    struct net_request *close_req;
+    unsigned seals_pending;
+    uint8_t sha[32];
+    uint64_t last_ms;
+    struct put_session *next;
+};
+
+struct repair_job {
+    struct sdfs *s;
+    char name[SDFS_NAME_MAX + 1];
+    char blob[SDFS_BLOB_LEN + 1];
+    char dead[SDFS_NODE_MAX];
+    char target[SDFS_NODE_MAX];
+    uint64_t started_ms;
+    struct repair_job *next;
+};
+
+struct sdfs {
+    uv_loop_t *loop;
+    struct net *net;
+    struct ctl *ctl;
+    struct ctl_fwd *fwd;
+    struct member *member;
+    struct catalog *catalog;
+    struct store *store;
+    char name[SDFS_NODE_MAX];
+    char addr[64];
+    struct put_session *puts;
+    uint64_t next_session;
+    struct {
+        uint64_t session;
+        char node[SDFS_NODE_MAX];
+    } failed[SDFS_FAILED_MEMORY];
+    unsigned failed_next;
+    struct repair_job *repairs;
+    size_t n_repairs;
+    uv_timer_t tick;
+    uint64_t next_report_ms;
+    int report_busy;
+    int stopping;
+    int tick_closed;
+    struct sdfs_stats stats;
+};
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static void random_blob(char out[SDFS_BLOB_LEN + 1])
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &v, sizeof v) != (ssize_t)sizeof v)
+        v = id_wall_ms() * 6364136223846793005ull ^ id_now_us() ^ (uint64_t)getpid() << 32;
+    if (fd >= 0)
+        close(fd);
+    snprintf(out, SDFS_BLOB_LEN + 1, "%016llx", (unsigned long long)v);
+}
+
+/* Live members (alive, one per name: the newest incarnation), self first. */
+static size_t alive_members(struct sdfs *s, struct member_view *out, size_t max)
+{
+    static struct member_view views[SDFS_MAX_ALIVE];
+    size_t n = member_snapshot(s->member, views, SDFS_MAX_ALIVE);
+    if (n > SDFS_MAX_ALIVE)
+        n = SDFS_MAX_ALIVE;
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < max; i++) {
+        if (views[i].state != MEMBER_ALIVE)
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++)
+            if (strcmp(out[j].name, views[i].name) == 0) {
+                if (views[i].incarnation > out[j].incarnation)
+                    out[j] = views[i];
+                dup = 1;
+            }
+        if (!dup)
+            out[k++] = views[i];
+    }
+    return k;
+}
+
+/* The address of a live node, or NULL. */
+static const char *addr_of(const struct member_view *alive, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(alive[i].name, name) == 0)
+            return alive[i].addr;
+    return NULL;
+}
+
+/* Calls a coordinator request through this node itself: its handler serves it
+ * here if this node leads, or forwards it to the leader with every retry of
+ * ctl_forward.h. */
+static int call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *msg,
+                       net_response_fn fn, void *ud)
+{
+    return net_call_pb(s->net, s->addr, type, msg, SDFS_CALL_MS, fn, ud);
+}
+
+static void reply_error(struct net_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_error(struct net_request *req, int code, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    net_reply_error(req, code, msg, NULL);
+}
+
+/* ==== replica ================================================================================ */
+
+static void on_blob_written(void *ud, int status)
+{
+    struct net_request *req = ud;
+    if (status < 0)
+        reply_error(req, status, "replica write failed: %s", id_strerror(status));
+    else
+        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_RESP, NULL, 0);
+}
+
+static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
+        return;
+    }
+    int rc = store_write(s->store, m->blob, m->offset, m->data.data, m->data.len, on_blob_written,
+                         req);
+    if (rc < 0)
+        reply_error(req, rc, "replica %s cannot write blob %s at %llu: %s", s->name, m->blob,
+                    (unsigned long long)m->offset, id_strerror(rc));
+    idunno__sdfs_chunk__free_unpacked(m, NULL);
+}
+
+static void on_blob_sealed(void *ud, int status)
+{
+    struct net_request *req = ud;
+    if (status < 0)
+        reply_error(req, status, "replica seal failed: %s", id_strerror(status));
+    else
+        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
+}
+
+static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
+    if (!m || m->sha256.len != 32) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
+        if (m)
+            idunno__sdfs_chunk__free_unpacked(m, NULL);
+        return;
+    }
+    int rc = store_seal(s->store, m->blob, m->size, m->sha256.data, on_blob_sealed, req);
+    if (rc == ID_EEXIST)
+        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
+    else if (rc < 0)
+        reply_error(req, rc, "replica %s cannot seal blob %s: %s", s->name, m->blob,
+                    id_strerror(rc));
+    idunno__sdfs_chunk__free_unpacked(m, NULL);
+}
+
+struct read_op {
+    struct sdfs *s;
+    struct net_request *req;
+    uint16_t resp_type;
+};
+
+static void on_blob_read_done(void *ud, int status, const uint8_t *data, size_t len)
+{
+    struct read_op *op = ud;
+    if (status < 0) {
+        reply_error(op->req, status, "replica %s cannot read: %s", op->s->name,
+                    id_strerror(status));
+    } else {
+        Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
+        c.data.data = (uint8_t *)data;
+        c.data.len = len;
+        c.from = op->s->name;
+        net_reply_pb(op->req, op->resp_type, &c.base);
+    }
+    free(op);
+}
+
+static void on_blob_read(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsRead *m = idunno__sdfs_read__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsRead", NULL);
+        return;
+    }
+    struct read_op *op = calloc(1, sizeof *op);
+    int rc = op ? 0 : ID_ENOMEM;
+    if (op) {
+        *op = (struct read_op){s, req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_RESP};
+        rc = store_read(s->store, m->blob, m->offset, m->length, on_blob_read_done, op);
+    }
+    if (rc < 0) {
+        free(op);
+        reply_error(req, rc, "replica %s cannot read blob %s: %s", s->name, m->blob,
+                    id_strerror(rc));
+    }
+    idunno__sdfs_read__free_unpacked(m, NULL);
+}
+
+static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsBlobList *m = idunno__sdfs_blob_list__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsBlobList", NULL);
+        return;
+    }
+    for (size_t i = 0; i < m->n_blobs; i++) {
+        if (store_has(s->store, m->blobs[i], NULL))
+            LOG_INFO("sdfs", "deleting blob %s", m->blobs[i]);
+        store_delete(s->store, m->blobs[i]); /* also drops an unfinished copy */
+    }
+    idunno__sdfs_blob_list__free_unpacked(m, NULL);
+    net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_RESP, NULL, 0);
+}
+
+/* -- fetch: a repair copies a blob from other replicas, chunk by chunk -- */
+
+struct fetch {
+    struct sdfs *s;
+    struct net_request *req;
+    char blob[SDFS_BLOB_LEN + 1];
+    uint64_t size, offset;
+    uint8_t sha[32];
+    char **sources;
+    size_t n_sources, source;
+};
+
+static void fetch_free(struct fetch *f)
+{
+    for (size_t i = 0; i < f->n_sources; i++)
+        free(f->sources[i]);
+    free(f->sources);
+    free(f);
+}
+
+static void fetch_fail(struct fetch *f, int status, const char *what)
+{
+    store_abort(f->s->store, f->blob);
+    reply_error(f->req, status, "fetch of blob %s failed: %s", f->blob, what);
+    fetch_free(f);
+}
+
+static void fetch_next(struct fetch *f);
+
+static void on_fetch_sealed(void *ud, int status)
+{
+    struct fetch *f = ud;
+    if (status < 0) {
+        fetch_fail(f, status, id_strerror(status));
+        return;
+    }
+    LOG_INFO("sdfs", "fetched blob %s (%llu bytes)", f->blob, (unsigned long long)f->size);
+    net_reply(f->req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
+    fetch_free(f);
+}
+
+static void on_fetch_written(void *ud, int status)
+{
+    struct fetch *f = ud;
+    if (status < 0) {
+        fetch_fail(f, status, id_strerror(status));
+        return;
+    }
+    fetch_next(f);
+}
+
+static void on_fetch_read(void *ud, const struct net_result *res)
+{
+    struct fetch *f = ud;
+    if (f->s->stopping) {
+        fetch_fail(f, ID_ESHUTDOWN, "shutting down");
+        return;
+    }
+    Idunno__SdfsChunk *c = res->status == 0 ? idunno__sdfs_chunk__unpack(NULL, res->len, res->body)
+                                            : NULL;
+    if (!c || c->data.len == 0) {
+        /* This source failed: go on from the same offset with the next one. */
+        LOG_WARN("sdfs", "fetch of blob %s from %s failed at %llu: %s", f->blob,
+                 f->sources[f->source], (unsigned long long)f->offset,
+                 res->errmsg ? res->errmsg : "empty chunk");
+        if (c)
+            idunno__sdfs_chunk__free_unpacked(c, NULL);
+        if (++f->source >= f->n_sources) {
+            fetch_fail(f, ID_EUNAVAIL, "no source could serve it");
+            return;
+        }
+        fetch_next(f);
+        return;
+    }
+    uint64_t at = f->offset;
+    f->offset += c->data.len;
+    int rc = store_write(f->s->store, f->blob, at, c->data.data, c->data.len, on_fetch_written, f);
+    idunno__sdfs_chunk__free_unpacked(c, NULL);
+    if (rc < 0)
+        fetch_fail(f, rc, id_strerror(rc));
+}
+
+static void fetch_next(struct fetch *f)
+{
+    if (f->offset >= f->size) {
+        int rc = store_seal(f->s->store, f->blob, f->size, f->sha, on_fetch_sealed, f);
+        if (rc == ID_EEXIST)
+            on_fetch_sealed(f, 0);
+        else if (rc < 0)
+            fetch_fail(f, rc, id_strerror(rc));
+        return;
+    }
+    Idunno__SdfsRead r = IDUNNO__SDFS_READ__INIT;
+    r.blob = f->blob;
+    r.offset = f->offset;
+    r.length = SDFS_CHUNK;
+    int rc = net_call_pb(f->s->net, f->sources[f->source], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ,
+                         &r.base, SDFS_CALL_MS, on_fetch_read, f);
+    if (rc < 0)
+        fetch_fail(f, rc, id_strerror(rc));
+}
+
+static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsFetch *m = idunno__sdfs_fetch__unpack(NULL, len, body);
+    if (!m || !sdfs_blob_ok(m->blob) || m->sha256.len != 32 || m->n_sources == 0) {
+        net_reply_error(req, m ? ID_EINVAL : ID_EPROTO, "bad SdfsFetch", NULL);
+        if (m)
+            idunno__sdfs_fetch__free_unpacked(m, NULL);
+        return;
+    }
+    struct fetch *f = calloc(1, sizeof *f);
+    if (f)
+        f->sources = calloc(m->n_sources, sizeof *f->sources);
+    if (!f || !f->sources) {
+        free(f);
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        idunno__sdfs_fetch__free_unpacked(m, NULL);
+        return;
+    }
+    f->s = s;
+    f->req = req;
+    snprintf(f->blob, sizeof f->blob, "%s", m->blob);
+    f->size = m->size;
+    memcpy(f->sha, m->sha256.data, 32);
+    for (size_t i = 0; i < m->n_sources; i++)
+        if ((f->sources[f->n_sources] = strdup(m->sources[i])))
+            f->n_sources++;
+    idunno__sdfs_fetch__free_unpacked(m, NULL);
+    uint64_t have;
+    if (store_has(s->store, f->blob, &have) && have == f->size) {
+        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
+        fetch_free(f);
+        return;
+    }
+    if (f->size == 0) {
+        fetch_next(f);
+        return;
+    }
+    /* The first chunk starts a fresh copy (offset 0). */
+    fetch_next(f);
+}
+
+/* ==== gateway: puts ========================================================================== */
+
+static struct put_session *put_find(struct sdfs *s, uint64_t id)
+{
+    for (struct put_session *p = s->puts; p; p = p->next)
+        if (p->id == id)
+            return p;
+    return NULL;
+}
+
+static void chunk_unref(struct put_chunk *c)
+{
+    if (--c->refs == 0) {
+        free(c->data);
+        free(c);
+    }
+}
+
+static void target_send_next(struct put_target *t);
+
+/* Fails the session: every waiting client request gets the error. */
+static void put_fail(struct put_session *ps, int code, const char *node, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void put_fail(struct put_session *ps, int code, const char *node, const char *fmt, ...)
+{
+    if (ps->failed)
+        return;
+    ps->failed = code;
+    snprintf(ps->failed_node, sizeof ps->failed_node, "%s", node ? node : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ps->failed_msg, sizeof ps->failed_msg, fmt, ap);
+    va_end(ap);
+    LOG_WARN("sdfs", "put of %s (blob %s) failed: %s", ps->name, ps->blob, ps->failed_msg);
+    struct sdfs *s = ps->s;
+    if (node && node[0]) {
+        s->failed[s->failed_next % SDFS_FAILED_MEMORY].session = ps->id;
+        snprintf(s->failed[s->failed_next % SDFS_FAILED_MEMORY].node, SDFS_NODE_MAX, "%s", node);
+        s->failed_next++;
+    }
+    for (size_t i = 0; i < ps->n_targets; i++) {
+        struct put_target *t = &ps->targets[i];
+        while (t->q_len) {
+            struct put_chunk *c = t->queue[t->q_head];
+            t->q_head = (t->q_head + 1) % t->q_cap;
+            t->q_len--;
+            if (c->req) {
+                net_reply_error(c->req, code, ps->failed_msg, NULL);
+                c->req = NULL;
+            }
+            chunk_unref(c);
+        }
+    }
+    if (ps->close_req) {
+        net_reply_error(ps->close_req, code, ps->failed_msg, NULL);
+        ps->close_req = NULL;
+    }
+    /* Tell the replicas to drop their copies (they would expire anyway). */
+    Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
+    char *b = ps->blob;
+    bl.n_blobs = 1;
+    bl.blobs = &b;
+    for (size_t i = 0; i < ps->n_targets; i++)
+        net_call_pb(s->net, ps->targets[i].addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ,
+                    &bl.base, SDFS_CALL_MS, NULL, NULL);
+}
+
+static void put_free(struct put_session *ps)
+{
+    struct sdfs *s = ps->s;
+    for (struct put_session **pp = &s->puts; *pp; pp = &(*pp)->next)
+        if (*pp == ps) {
+            *pp = ps->next;
+            break;
+        }
+    for (size_t i = 0; i < ps->n_targets; i++) {
+        struct put_target *t = &ps->targets[i];
+        while (t->q_len) {
+            struct put_chunk *c = t->queue[t->q_head];
+            t->q_head = (t->q_head + 1) % t->q_cap;
+            t->q_len--;
+            if (c->req)
+                net_reply_error(c->req, ID_ECANCELED, "put abandoned", NULL);
+            c->req = NULL;
+            chunk_unref(c);
+        }
+        free(t->queue);
+    }
+    free(ps);
+}
+
+struct target_call {
+    struct put_target *t;
+    struct put_chunk *c;
+    uint64_t session;
+};
+
+static void on_target_written(void *ud, const struct net_result *res)
+{
+    struct target_call *tc = ud;
+    struct put_chunk *c = tc->c;
+    /* The session may have been freed (client gone, node stopping): look it up. */
+    struct put_session *ps = NULL;
+    struct sdfs *s = tc->t ? tc->t->ps->s : NULL;
+    if (s)
+        ps = put_find(s, tc->session);
+    if (!ps || ps->failed) {
+        chunk_unref(c);
+        free(tc);
+        return;
+    }
+    struct put_target *t = tc->t;
+    t->sending = 0;
+    if (res->status < 0) {
+        put_fail(ps, res->status == ID_ENOSPC ? ID_ENOSPC : ID_EUNAVAIL, t->name,
+                 "replica %s failed: %s", t->name, res->errmsg ? res->errmsg : id_strerror(res->status));
+        chunk_unref(c);
+        free(tc);
+        return;
+    }
+    if (++c->acks == ps->n_targets && c->req) {
+        net_reply(c->req, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_DATA_RESP, NULL, 0);
+        c->req = NULL;
+    }
+    chunk_unref(c);
+    free(tc);
+    target_send_next(t);
+}
+
+static void target_send_next(struct put_target *t)
+{
+    struct put_session *ps = t->ps;
+    if (t->sending || t->q_len == 0 || ps->failed)
+        return;
+    struct put_chunk *c = t->queue[t->q_head];
+    t->q_head = (t->q_head + 1) % t->q_cap;
+    t->q_len--;
+    struct target_call *tc = malloc(sizeof *tc);
+    if (!tc) {
+        put_fail(ps, ID_ENOMEM, NULL, "out of memory");
+        chunk_unref(c);
+        return;
+    }
+    *tc = (struct target_call){t, c, ps->id};
+    Idunno__SdfsChunk m = IDUNNO__SDFS_CHUNK__INIT;
+    m.blob = ps->blob;
+    m.offset = c->offset;
+    m.data.data = c->data;
+    m.data.len = c->len;
+    t->sending = 1;
+    int rc = net_call_pb(ps->s->net, t->addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &m.base,
+                         SDFS_CALL_MS, on_target_written, tc);
+    if (rc < 0) {
+        t->sending = 0;
+        free(tc);
+        chunk_unref(c);
+        put_fail(ps, ID_EUNAVAIL, t->name, "cannot send to replica %s: %s", t->name,
+                 id_strerror(rc));
+    }
+}
+
+static int target_push(struct put_target *t, struct put_chunk *c)
+{
+    if (t->q_len == t->q_cap) {
+        size_t cap = t->q_cap ? t->q_cap * 2 : 8;
+        struct put_chunk **q = malloc(cap * sizeof *q);
+        if (!q)
+            return ID_ENOMEM;
+        for (size_t i = 0; i < t->q_len; i++)
+            q[i] = t->queue[(t->q_head + i) % t->q_cap];
+        free(t->queue);
+        t->queue = q;
+        t->q_head = 0;
+        t->q_cap = cap;
+    }
+    t->queue[(t->q_head + t->q_len) % t->q_cap] = c;
+    t->q_len++;
+    c->refs++;
+    return 0;
+}
+
+struct put_open {
+    struct sdfs *s;
+    struct net_request *req;
+    char name[SDFS_NAME_MAX + 1];
+    uint64_t size;
+};
+
+static void on_placed(void *ud, const struct net_result *res)
+{
+    struct put_open *po = ud;
+    struct sdfs *s = po->s;
+    Idunno__SdfsPlacement *pl =
+        res->status == 0 ? idunno__sdfs_placement__unpack(NULL, res->len, res->body) : NULL;
+    if (!pl || pl->n_replicas == 0 || pl->n_replicas != pl->n_addrs) {
+        int code = res->status < 0 ? res->status : ID_EPROTO;
+        reply_error(po->req, code, "cannot place %s: %s", po->name,
+                    res->errmsg ? res->errmsg : id_strerror(code));
+        if (pl)
+            idunno__sdfs_placement__free_unpacked(pl, NULL);
+        free(po);
+        return;
+    }
+    struct put_session *ps = calloc(1, sizeof *ps);
+    if (!ps) {
+        net_reply_error(po->req, ID_ENOMEM, NULL, NULL);
+        idunno__sdfs_placement__free_unpacked(pl, NULL);
+        free(po);
+        return;
+    }
+    ps->s = s;
+    ps->id = ++s->next_session;
+    snprintf(ps->name, sizeof ps->name, "%s", po->name);
+    random_blob(ps->blob);
+    ps->size = po->size;
+    ps->last_ms = id_now_ms();
+    for (size_t i = 0; i < pl->n_replicas && i < SDFS_REPLICAS; i++) {
+        struct put_target *t = &ps->targets[ps->n_targets++];
+        t->ps = ps;
+        snprintf(t->name, sizeof t->name, "%s", pl->replicas[i]);
+        snprintf(t->addr, sizeof t->addr, "%s", pl->addrs[i]);
+    }
+    ps->next = s->puts;
+    s->puts = ps;
+    Idunno__SdfsSession out = IDUNNO__SDFS_SESSION__INIT;
+    out.session = ps->id;
+    out.blob = ps->blob;
+    out.n_replicas = pl->n_replicas;
+    out.replicas = pl->replicas;
+    out.chunk_size = SDFS_CHUNK;
+    net_reply_pb(po->req, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_OPEN_RESP, &out.base);
+    LOG_INFO("sdfs", "put of %s (%llu bytes) as blob %s on %zu replicas", ps->name,
+             (unsigned long long)ps->size, ps->blob, ps->n_targets);
+    idunno__sdfs_placement__free_unpacked(pl, NULL);
+    free(po);
+}
+
+static void on_put_open(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsPutOpen *m = idunno__sdfs_put_open__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsPutOpen", NULL);
+        return;
+    }
+    if (!sdfs_name_ok(m->name)) {
+        reply_error(req, ID_EINVAL,
+                    "'%s' is not a valid SDFS name (1-%d printable characters, no spaces, no "
+                    "leading '/', no '.' or '..' parts)",
+                    m->name, SDFS_NAME_MAX);
+        idunno__sdfs_put_open__free_unpacked(m, NULL);
+        return;
+    }
+    struct put_open *po = calloc(1, sizeof *po);
+    if (!po) {
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        idunno__sdfs_put_open__free_unpacked(m, NULL);
+        return;
+    }
+    po->s = s;
+    po->req = req;
+    snprintf(po->name, sizeof po->name, "%s", m->name);
+    po->size = m->size;
+    Idunno__SdfsPlace p = IDUNNO__SDFS_PLACE__INIT;
+    p.name = m->name;
+    p.size = m->size;
+    char *avoid[SDFS_FAILED_MEMORY];
+    for (unsigned i = 0; i < SDFS_FAILED_MEMORY && m->retry_of; i++)
+        if (s->failed[i].session == m->retry_of && s->failed[i].node[0])
+            avoid[p.n_avoid++] = s->failed[i].node;
+    p.avoid = avoid;
+    p.near = s->name;
+    int rc = call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_REQ, &p.base, on_placed, po);
+    if (rc < 0) {
+        reply_error(req, rc, "cannot reach the coordinator: %s", id_strerror(rc));
+        free(po);
+    }
+    idunno__sdfs_put_open__free_unpacked(m, NULL);
+}
+
+static void on_put_data(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
+        return;
+    }
+    struct put_session *ps = put_find(s, m->session);
+    if (!ps) {
+        reply_error(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
+                    (unsigned long long)m->session, s->name);
+    } else if (ps->failed) {
+        net_reply_error(req, ps->failed, ps->failed_msg, NULL);
+    } else if (m->offset != ps->next_offset || m->data.len == 0 || m->data.len > SDFS_CHUNK ||
+               m->offset + m->data.len > ps->size) {
+        reply_error(req, ID_EINVAL, "chunk at %llu (+%zu) does not follow %llu of %llu bytes",
+                    (unsigned long long)m->offset, m->data.len,
+                    (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
+    } else {
+        struct put_chunk *c = calloc(1, sizeof *c);
+        uint8_t *data = malloc(m->data.len);
+        if (!c || !data) {
+            free(c);
+            free(data);
+            net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        } else {
+            memcpy(data, m->data.data, m->data.len);
+            c->offset = m->offset;
+            c->data = data;
+            c->len = m->data.len;
+            c->req = req;
+            c->refs = 1;
+            ps->next_offset += c->len;
+            ps->last_ms = id_now_ms();
+            int rc = 0;
+            for (size_t i = 0; i < ps->n_targets && rc == 0; i++)
+                rc = target_push(&ps->targets[i], c);
+            if (rc < 0)
+                put_fail(ps, rc, NULL, "out of memory");
+            for (size_t i = 0; i < ps->n_targets; i++)
+                target_send_next(&ps->targets[i]);
+            chunk_unref(c);
+        }
+    }
+    idunno__sdfs_chunk__free_unpacked(m, NULL);
+}
+
+struct commit_call {
+    struct sdfs *s;
+    uint64_t session;
+};
+
+static void on_put_committed(void *ud, const struct net_result *res)
+{
+    struct commit_call *cc = ud;
+    struct put_session *ps = put_find(cc->s, cc->session);
+    free(cc);
+    if (!ps)
+        return;
+    if (!ps->close_req) {
+        put_free(ps);
+        return;
+    }
+    if (res->status < 0) {
+        /* The copies are durable but the version is not visible: the client
+         * retries the whole put (the commit is idempotent by blob, so a commit
+         * that did go through is not doubled: the retry uses a new blob and makes
+         * a newer version, never a partial one). */
+        net_reply_error(ps->close_req, res->status == ID_ENOLEADER ? ID_ENOLEADER : res->status,
+                        res->errmsg ? res->errmsg : id_strerror(res->status), NULL);
+    } else {
+        net_reply(ps->close_req, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_CLOSE_RESP, res->body, res->len);
+        ps->s->stats.puts++;
+    }
+    ps->close_req = NULL;
+    put_free(ps);
+}
+
+static void put_commit(struct put_session *ps)
+{
+    Idunno__SdfsVersion v = IDUNNO__SDFS_VERSION__INIT;
+    char *names[SDFS_REPLICAS];
+    v.name = ps->name;
+    v.blob = ps->blob;
+    v.size = ps->size;
+    v.sha256.data = ps->sha;
+    v.sha256.len = 32;
+    for (size_t i = 0; i < ps->n_targets; i++)
+        names[i] = ps->targets[i].name;
+    v.n_replicas = ps->n_targets;
+    v.replicas = names;
+    struct commit_call *cc = malloc(sizeof *cc);
+    int rc = cc ? 0 : ID_ENOMEM;
+    if (cc) {
+        *cc = (struct commit_call){ps->s, ps->id};
+        rc = call_leader(ps->s, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, &v.base, on_put_committed, cc);
+    }
+    if (rc < 0) {
+        free(cc);
+        net_reply_error(ps->close_req, rc, "cannot reach the coordinator", NULL);
+        ps->close_req = NULL;
+        put_free(ps);
+    }
+}
+
+static void on_target_sealed(void *ud, const struct net_result *res)
+{
+    struct target_call *tc = ud;
+    struct sdfs *s = tc->t->ps->s;
+    struct put_session *ps = put_find(s, tc->session);
+    struct put_target *t = tc->t;
+    free(tc);
+    if (!ps || ps->failed)
+        return;
+    if (res->status < 0) {
+        put_fail(ps, res->status == ID_ECRC ? ID_ECRC : ID_EUNAVAIL, t->name,
+                 "replica %s could not seal the copy: %s", t->name,
+                 res->errmsg ? res->errmsg : id_strerror(res->status));
+        return;
+    }
+    t->sealed = 1;
+    if (--ps->seals_pending == 0)
+        put_commit(ps);
+}
+
+static void on_put_close(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
+        return;
+    }
+    struct put_session *ps = put_find(s, m->session);
+    if (!ps) {
+        reply_error(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
+                    (unsigned long long)m->session, s->name);
+    } else if (ps->failed) {
+        net_reply_error(req, ps->failed, ps->failed_msg, NULL);
+    } else if (ps->close_req || m->sha256.len != 32 || ps->next_offset != ps->size) {
+        reply_error(req, ID_EINVAL, "close after %llu of %llu bytes",
+                    (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
+    } else {
+        ps->close_req = req;
+        memcpy(ps->sha, m->sha256.data, 32);
+        ps->seals_pending = (unsigned)ps->n_targets;
+        /* Seals queue behind each replica's last write (one connection, in order). */
+        for (size_t i = 0; i < ps->n_targets && !ps->failed; i++) {
+            struct target_call *tc = malloc(sizeof *tc);
+            if (!tc) {
+                put_fail(ps, ID_ENOMEM, NULL, "out of memory");
+                break;
+            }
+            *tc = (struct target_call){&ps->targets[i], NULL, ps->id};
+            Idunno__SdfsChunk seal = IDUNNO__SDFS_CHUNK__INIT;
+            seal.blob = ps->blob;
+            seal.size = ps->size;
+            seal.sha256.data = ps->sha;
+            seal.sha256.len = 32;
+            int rc = net_call_pb(s->net, ps->targets[i].addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ,
+                                 &seal.base, SDFS_FETCH_MS, on_target_sealed, tc);
+            if (rc < 0) {
+                free(tc);
+                put_fail(ps, ID_EUNAVAIL, ps->targets[i].name, "cannot reach replica %s",
+                         ps->targets[i].name);
+            }
+        }
+    }
+    idunno__sdfs_chunk__free_unpacked(m, NULL);
+}
+
+/* ==== gateway: gets ========================================================================== */
+
+struct get_op {
+    struct sdfs *s;
+    struct net_request *req;
+    Idunno__SdfsRead *m;
+    size_t next; /* next replica to try */
+    char tried_err[200];
+};
+
+static void get_try(struct get_op *g);
+
+static void get_done(struct get_op *g)
+{
+    idunno__sdfs_read__free_unpacked(g->m, NULL);
+    free(g);
+}
+
+static void on_get_local(void *ud, int status, const uint8_t *data, size_t len)
+{
+    struct get_op *g = ud;
+    if (status < 0) {
+        snprintf(g->tried_err, sizeof g->tried_err, "%s: %s", g->s->name, id_strerror(status));
+        get_try(g);
+        return;
+    }
+    Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
+    c.data.data = (uint8_t *)data;
+    c.data.len = len;
+    c.from = g->s->name;
+    net_reply_pb(g->req, IDUNNO__MSG_TYPE__MSG_SDFS_GET_RESP, &c.base);
+    get_done(g);
+}
+
+static void on_get_remote(void *ud, const struct net_result *res)
+{
+    struct get_op *g = ud;
+    if (res->status < 0) {
+        snprintf(g->tried_err, sizeof g->tried_err, "%s: %s", g->m->replicas[g->next - 1],
+                 res->errmsg ? res->errmsg : id_strerror(res->status));
+        get_try(g);
+        return;
+    }
+    net_reply(g->req, IDUNNO__MSG_TYPE__MSG_SDFS_GET_RESP, res->body, res->len);
+    get_done(g);
+}
+
+/* Tries the local store (once, first), then each listed replica in order. */
+static void get_try(struct get_op *g)
+{
+    struct sdfs *s = g->s;
+    struct member_view alive[SDFS_MAX_ALIVE];
+    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    while (g->next < g->m->n_replicas) {
+        const char *name = g->m->replicas[g->next++];
+        if (strcmp(name, s->name) == 0)
+            continue; /* the local store was tried first */
+        const char *addr = addr_of(alive, n_alive, name);
+        if (!addr)
+            continue;
+        Idunno__SdfsRead r = IDUNNO__SDFS_READ__INIT;
+        r.blob = g->m->blob;
+        r.offset = g->m->offset;
+        r.length = g->m->length;
+        if (net_call_pb(s->net, addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ, &r.base,
+                        SDFS_CALL_MS, on_get_remote, g) == 0)
+            return;
+    }
+    reply_error(g->req, ID_EUNAVAIL, "no replica of %s could be read%s%s", g->m->name,
+                g->tried_err[0] ? "; last error: " : "", g->tried_err);
+    get_done(g);
+}
+
+static void on_get(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    if (s->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__SdfsRead *m = idunno__sdfs_read__unpack(NULL, len, body);
+    if (!m || !sdfs_blob_ok(m->blob)) {
+        net_reply_error(req, m ? ID_EINVAL : ID_EPROTO, "bad SdfsRead", NULL);
+        if (m)
+            idunno__sdfs_read__free_unpacked(m, NULL);
+        return;
+    }
+    struct get_op *g = calloc(1, sizeof *g);
+    if (!g) {
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        idunno__sdfs_read__free_unpacked(m, NULL);
+        return;
+    }
+    *g = (struct get_op){.s = s, .req = req, .m = m};
+    s->stats.gets += m->offset == 0;
+    int local = 0;
+    for (size_t i = 0; i < m->n_replicas; i++)
+        local |= strcmp(m->replicas[i], s->name) == 0;
+    if (local && store_has(s->store, m->blob, NULL) &&
+        store_read(s->store, m->blob, m->offset, m->length ? m->length : SDFS_CHUNK, on_get_local,
+                   g) == 0)
+        return;
+    get_try(g);
+}
+
+/* ==== coordinator ============================================================================ */
+
+/* A request being served on the leader: its body is kept so it can be handed
+ * on if leadership moves meanwhile. */
+struct lead_op {
+    struct sdfs *s;
+    struct net_request *req;
+    uint16_t type;
+    uint8_t *body;
+    size_t len;
+};
+
+static struct lead_op *lead_op_new(struct sdfs *s, struct net_request *req, uint16_t type,
+                                   const uint8_t *body, size_t len)
+{
+    struct lead_op *op = calloc(1, sizeof *op);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!op || !copy) {
+        free(op);
+        free(copy);
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        return NULL;
+    }
+    memcpy(copy, body, len);
+    *op = (struct lead_op){s, req, type, copy, len};
+    return op;
+}
+
+static void lead_op_free(struct lead_op *op)
+{
+    free(op->body);
+    free(op);
+}
+
+/* Leadership moved (hand the request on) or the proposal failed (answer).
+ * Returns 1 if op is settled. */
+static int lead_op_settled(struct lead_op *op, int status)
+{
+    if (status == ID_ENOTLEADER) {
+        if (op->s->stopping)
+            net_reply_error(op->req, ID_ESHUTDOWN, "node shutting down", NULL);
+        else
+            ctl_forward(op->s->fwd, op->req, op->type, op->body, op->len);
+        lead_op_free(op);
+        return 1;
+    }
+    if (status < 0 && status != ID_ENOTFOUND) {
+        net_reply_error(op->req, status, id_strerror(status), NULL);
+        lead_op_free(op);
+        return 1;
+    }
+    return 0;
+}
+
+static void broadcast_delete(struct sdfs *s, char **blobs, size_t n)
+{
+    if (n == 0)
+        return;
+    struct member_view alive[SDFS_MAX_ALIVE];
+    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
+    bl.n_blobs = n;
+    bl.blobs = blobs;
+    for (size_t i = 0; i < n_alive; i++)
+        net_call_pb(s->net, alive[i].addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ, &bl.base,
+                    SDFS_CALL_MS, NULL, NULL);
+}
+
+static void lead_place(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    Idunno__SdfsPlace *m = idunno__sdfs_place__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsPlace", NULL);
+        return;
+    }
+    struct member_view alive[SDFS_MAX_ALIVE];
+    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    struct sdfs_node nodes[SDFS_MAX_ALIVE];
+    for (size_t i = 0; i < n_alive; i++)
+        nodes[i].name = alive[i].name;
+    size_t chosen[SDFS_REPLICAS];
+    size_t n = catalog_place(s->catalog, m->name, nodes, n_alive, (const char *const *)m->avoid,
+                             m->n_avoid, SDFS_REPLICAS, chosen);
+    if (n == 0) {
+        reply_error(req, ID_EUNAVAIL, "no live node can take a replica of %s", m->name);
+    } else {
+        char *names[SDFS_REPLICAS], *addrs[SDFS_REPLICAS];
+        for (size_t i = 0; i < n; i++) {
+            names[i] = alive[chosen[i]].name;
+            addrs[i] = alive[chosen[i]].addr;
+        }
+        Idunno__SdfsPlacement out = IDUNNO__SDFS_PLACEMENT__INIT;
+        out.n_replicas = out.n_addrs = n;
+        out.replicas = names;
+        out.addrs = addrs;
+        net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_RESP, &out.base);
+    }
+    idunno__sdfs_place__free_unpacked(m, NULL);
+}
+
+static void lead_commit_done(void *ud, int status, const uint8_t *result, size_t len)
+{
+    struct lead_op *op = ud;
+    if (lead_op_settled(op, status))
+        return;
+    if (status == ID_ENOTFOUND) {
+        net_reply_error(op->req, status, id_strerror(status), NULL);
+        lead_op_free(op);
+        return;
+    }
+    Idunno__SdfsVersion *v = idunno__sdfs_version__unpack(NULL, len, result);
+    if (v) {
+        LOG_INFO("sdfs", "committed %s version %llu (blob %s, %llu bytes)", v->name,
+                 (unsigned long long)v->version, v->blob, (unsigned long long)v->size);
+        broadcast_delete(op->s, v->dropped, v->n_dropped);
+        idunno__sdfs_version__free_unpacked(v, NULL);
+    }
+    net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_RESP, result, len);
+    lead_op_free(op);
+}
+
+static void lead_commit(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, body, len);
+    if (!op)
+        return;
+    int rc = ctl_propose(s->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT, body, len,
+                         lead_commit_done, op);
+    if (rc < 0 && !lead_op_settled(op, rc))
+        lead_op_free(op);
+}
+
+static void lead_delete_done(void *ud, int status, const uint8_t *result, size_t len)
+{
+    struct lead_op *op = ud;
+    if (lead_op_settled(op, status))
+        return;
+    if (status == ID_ENOTFOUND) {
+        Idunno__SdfsLookup *m = idunno__sdfs_lookup__unpack(NULL, op->len, op->body);
+        reply_error(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m ? m->name : "?");
+        if (m)
+            idunno__sdfs_lookup__free_unpacked(m, NULL);
+        lead_op_free(op);
+        return;
+    }
+    Idunno__SdfsFile *f = idunno__sdfs_file__unpack(NULL, len, result);
+    if (f) {
+        char *blobs[SDFS_KEEP_VERSIONS];
+        for (size_t i = 0; i < f->n_versions && i < SDFS_KEEP_VERSIONS; i++)
+            blobs[i] = f->versions[i]->blob;
+        LOG_INFO("sdfs", "deleted %s (%zu versions)", f->name, f->n_versions);
+        broadcast_delete(op->s, blobs, f->n_versions < SDFS_KEEP_VERSIONS ? f->n_versions
+                                                                        : SDFS_KEEP_VERSIONS);
+        idunno__sdfs_file__free_unpacked(f, NULL);
+    }
+    net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_RESP, result, len);
+    lead_op_free(op);
+}
+
+static void lead_delete(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, body, len);
+    if (!op)
+        return;
+    int rc = ctl_propose(s->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_DELETE, body, len,
+                         lead_delete_done, op);
+    if (rc < 0 && !lead_op_settled(op, rc))
+        lead_op_free(op);
+}
+
+/* Fills a version message with replica addresses of live nodes. */
+static void version_msg(const struct sdfs_file *f, const struct sdfs_version *v,
+                        const struct member_view *alive, size_t n_alive, Idunno__SdfsVersion *m,
+                        char **names, char **addrs)
+{
+    idunno__sdfs_version__init(m);
+    m->name = f->name;
+    m->version = v->version;
+    m->blob = (char *)v->blob;
+    m->size = v->size;
+    m->sha256.data = (uint8_t *)v->sha256;
+    m->sha256.len = 32;
+    m->time_ms = v->time_ms;
+    for (size_t r = 0; r < v->n_replicas; r++) {
+        names[r] = (char *)v->replicas[r];
+        const char *a = addr_of(alive, n_alive, v->replicas[r]);
+        addrs[r] = (char *)(a ? a : "");
+    }
+    m->n_replicas = m->n_replica_addrs = v->n_replicas;
+    m->replicas = names;
+    m->replica_addrs = addrs;
+}
+
+static void lead_lookup_read(void *ud, int status)
+{
+    struct lead_op *op = ud;
+    if (lead_op_settled(op, status))
+        return;
+    Idunno__SdfsLookup *m = idunno__sdfs_lookup__unpack(NULL, op->len, op->body);
+    const struct sdfs_file *f = m ? catalog_find(op->s->catalog, m->name) : NULL;
+    if (!m) {
+        net_reply_error(op->req, ID_EPROTO, "bad SdfsLookup", NULL);
+    } else if (!f) {
+        reply_error(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m->name);
+    } else {
+        struct member_view alive[SDFS_MAX_ALIVE];
+        size_t n_alive = alive_members(op->s, alive, SDFS_MAX_ALIVE);
+        Idunno__SdfsVersion rows[SDFS_KEEP_VERSIONS], *rp[SDFS_KEEP_VERSIONS];
+        char *names[SDFS_KEEP_VERSIONS][SDFS_REPLICAS], *addrs[SDFS_KEEP_VERSIONS][SDFS_REPLICAS];
+        size_t n = 0;
+        for (size_t i = 0; i < f->n_versions; i++) {
+            if (m->version && f->versions[i].version != m->version)
+                continue;
+            version_msg(f, &f->versions[i], alive, n_alive, &rows[n], names[n], addrs[n]);
+            rp[n] = &rows[n];
+            n++;
+        }
+        if (n == 0) {
+            reply_error(op->req, ID_ENOTFOUND, "%s has no version %llu (kept: %llu..%llu)",
+                        m->name, (unsigned long long)m->version,
+                        (unsigned long long)f->versions[0].version,
+                        (unsigned long long)f->versions[f->n_versions - 1].version);
+        } else {
+            Idunno__SdfsFile out = IDUNNO__SDFS_FILE__INIT;
+            out.name = f->name;
+            out.n_versions = n;
+            out.versions = rp;
+            net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_RESP, &out.base);
+        }
+    }
+    if (m)
+        idunno__sdfs_lookup__free_unpacked(m, NULL);
+    lead_op_free(op);
+}
+
+static void lead_lookup(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_REQ, body, len);
+    if (!op)
+        return;
+    int rc = ctl_read_barrier(s->ctl, lead_lookup_read, op);
+    if (rc < 0 && !lead_op_settled(op, rc))
+        lead_op_free(op);
+}
+
+static int version_on(const struct sdfs_version *v, const char *node)
+{
+    for (size_t r = 0; r < v->n_replicas; r++)
+        if (strcmp(v->replicas[r], node) == 0)
+            return 1;
+    return 0;
+}
+
+static void lead_list_read(void *ud, int status)
+{
+    struct lead_op *op = ud;
+    if (lead_op_settled(op, status))
+        return;
+    Idunno__SdfsList *m = idunno__sdfs_list__unpack(NULL, op->len, op->body);
+    if (!m) {
+        net_reply_error(op->req, ID_EPROTO, "bad SdfsList", NULL);
+        lead_op_free(op);
+        return;
+    }
+    const struct catalog *c = op->s->catalog;
+    size_t total = catalog_count(c), plen = strlen(m->prefix);
+    Idunno__SdfsFileSummary *rows = calloc(total ? total : 1, sizeof *rows);
+    Idunno__SdfsFileSummary **rp = calloc(total ? total : 1, sizeof *rp);
+    char **names = calloc(total ? total * SDFS_REPLICAS : 1, sizeof *names);
+    if (!rows || !rp || !names) {
+        net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
+    } else {
+        size_t n = 0;
+        uint64_t bytes = 0;
+        for (size_t i = catalog_lower_bound(c, m->prefix); i < total; i++) {
+            const struct sdfs_file *f = catalog_at(c, i);
+            if (strncmp(f->name, m->prefix, plen) != 0)
+                break;
+            const struct sdfs_version *v = &f->versions[f->n_versions - 1];
+            if (m->node[0]) {
+                int on = 0;
+                for (size_t k = 0; k < f->n_versions && !on; k++)
+                    on = version_on(&f->versions[k], m->node);
+                if (!on)
+                    continue;
+            }
+            idunno__sdfs_file_summary__init(&rows[n]);
+            rows[n].name = f->name;
+            rows[n].version = v->version;
+            rows[n].size = v->size;
+            rows[n].versions = (uint32_t)f->n_versions;
+            rows[n].time_ms = v->time_ms;
+            for (size_t r = 0; r < v->n_replicas; r++)
+                names[n * SDFS_REPLICAS + r] = (char *)v->replicas[r];
+            rows[n].n_replicas = v->n_replicas;
+            rows[n].replicas = &names[n * SDFS_REPLICAS];
+            rp[n] = &rows[n];
+            bytes += v->size;
+            n++;
+        }
+        Idunno__SdfsListing out = IDUNNO__SDFS_LISTING__INIT;
+        out.n_files = n;
+        out.files = rp;
+        out.total_bytes = bytes;
+        net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_RESP, &out.base);
+    }
+    free(rows);
+    free(rp);
+    free(names);
+    idunno__sdfs_list__free_unpacked(m, NULL);
+    lead_op_free(op);
+}
+
+static void lead_list(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, body, len);
+    if (!op)
+        return;
+    int rc = ctl_read_barrier(s->ctl, lead_list_read, op);
+    if (rc < 0 && !lead_op_settled(op, rc))
+        lead_op_free(op);
+}
+
+/* `store` names the node it is sent to: that node fills itself in and sends the
+ * request on towards the leader. */
+static void on_list(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    Idunno__SdfsList *m = idunno__sdfs_list__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsList", NULL);
+        return;
+    }
+    if (m->here) {
+        m->here = 0;
+        m->node = s->name;
+        size_t n = idunno__sdfs_list__get_packed_size(m);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (buf) {
+            n = idunno__sdfs_list__pack(m, buf);
+            ctl_forward(s->fwd, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, buf, n);
+        } else {
+            net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        }
+        free(buf);
+        m->node = NULL; /* not ours to free */
+        idunno__sdfs_list__free_unpacked(m, NULL);
+        return;
+    }
+    idunno__sdfs_list__free_unpacked(m, NULL);
+    ctl_forward(s->fwd, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, body, len);
+}
+
+/* -- replica changes (repairs, bad copies, missing copies) -- */
+
+struct change_call {
+    struct sdfs *s;
+    char name[SDFS_NAME_MAX + 1];
+    char blob[SDFS_BLOB_LEN + 1];
+};
+
+static int propose_replica_change(struct sdfs *s, const char *name, const char *blob,
+                                  const char *remove, const char *add, ctl_propose_cb cb, void *ud)
+{
+    Idunno__SdfsReplicaChange ch = IDUNNO__SDFS_REPLICA_CHANGE__INIT;
+    ch.name = (char *)name;
+    ch.blob = (char *)blob;
+    ch.remove = (char *)remove;
+    ch.add = (char *)add;
+    uint8_t buf[1024];
+    if (idunno__sdfs_replica_change__get_packed_size(&ch) > sizeof buf)
+        return ID_ETOOBIG;
+    size_t n = idunno__sdfs_replica_change__pack(&ch, buf);
+    return ctl_propose(s->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_REPLICA, buf, n, cb, ud);
+}
+
+static void on_change_done(void *ud, int status, const uint8_t *result, size_t len)
+{
+    (void)result;
+    (void)len;
+    struct lead_op *op = ud;
+    if (op && op->req) {
+        if (status < 0 && status != ID_ENOTFOUND && status != ID_EBUSY)
+            net_reply_error(op->req, status, id_strerror(status), NULL);
+        else
+            net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_RESP, NULL, 0);
+        lead_op_free(op);
+    }
+}
+
+static void lead_bad(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    Idunno__SdfsBad *m = idunno__sdfs_bad__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsBad", NULL);
+        return;
+    }
+    LOG_WARN("sdfs", "copy of %s (blob %s) on %s reported bad: %s", m->name, m->blob, m->node,
+             m->reason);
+    s->stats.bad_copies_reported++;
+    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, body, len);
+    if (op) {
+        /* Drop the copy from the replica set (the repair loop adds a new one)
+         * and have the node delete it. */
+        int rc = propose_replica_change(s, m->name, m->blob, m->node, "", on_change_done, op);
+        if (rc < 0 && !lead_op_settled(op, rc))
+            lead_op_free(op);
+        struct member_view alive[SDFS_MAX_ALIVE];
+        size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+        const char *addr = addr_of(alive, n_alive, m->node);
+        if (addr) {
+            Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
+            bl.n_blobs = 1;
+            bl.blobs = &m->blob;
+            net_call_pb(s->net, addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ, &bl.base,
+                        SDFS_CALL_MS, NULL, NULL);
+        }
+    }
+    idunno__sdfs_bad__free_unpacked(m, NULL);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int in_sorted(char **list, size_t n, const char *s)
+{
+    const char *key = s;
+    return n && bsearch(&key, list, n, sizeof *list, str_cmp) != NULL;
+}
+
+static void on_missing_dropped(void *ud, int status, const uint8_t *result, size_t len)
+{
+    (void)ud;
+    (void)status;
+    (void)result;
+    (void)len;
+}
+
+/* A replica's report: what to delete (blobs no kept version lists it for),
+ * and which of its listed copies are missing (dropped from the set, so the
+ * repair loop replaces them). */
+static void lead_report(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct sdfs *s = ud;
+    Idunno__SdfsStoreReport *m = idunno__sdfs_store_report__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad SdfsStoreReport", NULL);
+        return;
+    }
+    if (!ctl_is_serving(s->ctl)) {
+        idunno__sdfs_store_report__free_unpacked(m, NULL);
+        ctl_forward(s->fwd, req, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_REQ, body, len);
+        return;
+    }
+    qsort(m->blobs, m->n_blobs, sizeof *m->blobs, str_cmp);
+    qsort(m->young, m->n_young, sizeof *m->young, str_cmp);
+    uint8_t *kept = calloc(m->n_blobs ? m->n_blobs : 1, 1);
+    const struct catalog *c = s->catalog;
+    size_t missing = 0;
+    for (size_t i = 0; kept && i < catalog_count(c); i++) {
+        const struct sdfs_file *f = catalog_at(c, i);
+        for (size_t k = 0; k < f->n_versions; k++) {
+            const struct sdfs_version *v = &f->versions[k];
+            if (!version_on(v, m->node))
+                continue;
+            const char *key = v->blob;
+            char **hit = m->n_blobs ? bsearch(&key, m->blobs, m->n_blobs, sizeof *m->blobs, str_cmp)
+                                    : NULL;
+            if (hit) {
+                kept[hit - m->blobs] = 1;
+            } else if (!in_sorted(m->young, m->n_young, v->blob) &&
+                       v->time_ms + 5000 < m->time_ms && missing < 64) {
+                /* Committed well before the report, yet not there: lost. */
+                LOG_WARN("sdfs", "%s lacks its copy of %s version %llu (blob %s): replacing it",
+                         m->node, f->name, (unsigned long long)v->version, v->blob);
+                propose_replica_change(s, f->name, v->blob, m->node, "", on_missing_dropped, NULL);
+                missing++;
+            }
+        }
+    }
+    char **del = calloc(m->n_blobs ? m->n_blobs : 1, sizeof *del);
+    size_t n_del = 0;
+    for (size_t i = 0; kept && del && i < m->n_blobs; i++)
+        if (!kept[i])
+            del[n_del++] = m->blobs[i];
+    Idunno__SdfsBlobList out = IDUNNO__SDFS_BLOB_LIST__INIT;
+    out.n_blobs = n_del;
+    out.blobs = del;
+    if (kept && del)
+        net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_RESP, &out.base);
+    else
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+    free(kept);
+    free(del);
+    idunno__sdfs_store_report__free_unpacked(m, NULL);
+}
+
+/* -- the repair loop -- */
+
+static int repair_running(void *ud, const char *blob)
+{
+    struct sdfs *s = ud;
+    for (struct repair_job *j = s->repairs; j; j = j->next)
+        if (strcmp(j->blob, blob) == 0)
+            return 1;
+    return 0;
+}
+
+static void repair_end(struct repair_job *j)
+{
+    struct sdfs *s = j->s;
+    for (struct repair_job **pp = &s->repairs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            s->n_repairs--;
+            break;
+        }
+    free(j);
+}
+
+static void on_repair_committed(void *ud, int status, const uint8_t *result, size_t len)
+{
+    (void)result;
+    (void)len;
+    struct repair_job *j = ud;
+    if (status == 0) {
+        j->s->stats.repairs_done++;
+        LOG_INFO("sdfs", "repaired %s (blob %s): copy on %s replaces %s in %llu ms", j->name,
+                 j->blob, j->target, j->dead[0] ? j->dead : "(none)",
+                 (unsigned long long)(id_now_ms() - j->started_ms));
+    } else {
+        j->s->stats.repairs_failed++;
+    }
+    repair_end(j);
+}
+
+static void on_repair_fetched(void *ud, const struct net_result *res)
+{
+    struct repair_job *j = ud;
+    struct sdfs *s = j->s;
+    if (s->stopping) {
+        repair_end(j);
+        return;
+    }
+    if (res->status < 0) {
+        LOG_WARN("sdfs", "repair of %s (blob %s) on %s failed: %s", j->name, j->blob, j->target,
+                 res->errmsg ? res->errmsg : id_strerror(res->status));
+        s->stats.repairs_failed++;
+        repair_end(j);
+        return;
+    }
+    if (propose_replica_change(s, j->name, j->blob, j->dead, j->target, on_repair_committed, j) < 0)
+        repair_end(j);
+}
+
+static void repair_tick(struct sdfs *s)
+{
+    if (!ctl_is_serving(s->ctl) || s->n_repairs >= SDFS_MAX_REPAIRS)
+        return;
+    struct member_view alive[SDFS_MAX_ALIVE];
+    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    struct sdfs_node nodes[SDFS_MAX_ALIVE];
+    for (size_t i = 0; i < n_alive; i++)
+        nodes[i].name = alive[i].name;
+    struct sdfs_repair plan[SDFS_MAX_REPAIRS];
+    size_t n = catalog_plan_repairs(s->catalog, nodes, n_alive, repair_running, s, plan,
+                                    SDFS_MAX_REPAIRS - s->n_repairs);
+    for (size_t i = 0; i < n; i++) {
+        const struct sdfs_version *v = plan[i].version;
+        struct repair_job *j = calloc(1, sizeof *j);
+        if (!j)
+            return;
+        j->s = s;
+        snprintf(j->name, sizeof j->name, "%s", plan[i].file->name);
+        snprintf(j->blob, sizeof j->blob, "%s", v->blob);
+        snprintf(j->dead, sizeof j->dead, "%s", plan[i].dead);
+        snprintf(j->target, sizeof j->target, "%s", plan[i].target);
+        j->started_ms = id_now_ms();
+        char *sources[SDFS_REPLICAS];
+        size_t n_src = 0;
+        for (size_t r = 0; r < v->n_replicas; r++) {
+            const char *a = addr_of(alive, n_alive, v->replicas[r]);
+            if (a)
+                sources[n_src++] = (char *)a;
+        }
+        Idunno__SdfsFetch f = IDUNNO__SDFS_FETCH__INIT;
+        f.blob = j->blob;
+        f.size = v->size;
+        f.sha256.data = (uint8_t *)v->sha256;
+        f.sha256.len = 32;
+        f.n_sources = n_src;
+        f.sources = sources;
+        const char *taddr = addr_of(alive, n_alive, j->target);
+        j->next = s->repairs;
+        s->repairs = j;
+        s->n_repairs++;
+        if (!taddr || net_call_pb(s->net, taddr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_REQ, &f.base,
+                                  SDFS_FETCH_MS, on_repair_fetched, j) < 0)
+            repair_end(j);
+        else
+            LOG_INFO("sdfs", "repairing %s version %llu (blob %s): %s copies it%s%s", j->name,
+                     (unsigned long long)v->version, j->blob, j->target,
+                     j->dead[0] ? " in place of " : "", j->dead);
+    }
+}
+
+/* -- the store report (every node) -- */
+
+static void on_report_answer(void *ud, const struct net_result *res)
+{
+    struct sdfs *s = ud;
+    s->report_busy = 0;
+    if (s->stopping || res->status < 0)
+        return;
+    Idunno__SdfsBlobList *m = idunno__sdfs_blob_list__unpack(NULL, res->len, res->body);
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_blobs; i++) {
+        /* Re-check the age: it may have been sealed again meanwhile. */
+        if (store_age_ms(s->store, m->blobs[i]) < SDFS_YOUNG_MS)
+            continue;
+        LOG_INFO("sdfs", "deleting stale blob %s (no kept version lists it here)", m->blobs[i]);
+        store_delete(s->store, m->blobs[i]);
+    }
+    idunno__sdfs_blob_list__free_unpacked(m, NULL);
+}
+
+static void report_send(struct sdfs *s)
+{
+    size_t n = store_count(s->store);
+    char(*ids)[SDFS_BLOB_LEN + 1] = malloc((n ? n : 1) * sizeof *ids);
+    char **old = calloc(n ? n : 1, sizeof *old), **young = calloc(n ? n : 1, sizeof *young);
+    if (ids && old && young) {
+        n = store_list(s->store, ids, n);
+        Idunno__SdfsStoreReport r = IDUNNO__SDFS_STORE_REPORT__INIT;
+        r.node = s->name;
+        r.time_ms = id_wall_ms();
+        r.blobs = old;
+        r.young = young;
+        for (size_t i = 0; i < n; i++) {
+            if (store_age_ms(s->store, ids[i]) < SDFS_YOUNG_MS)
+                young[r.n_young++] = ids[i];
+            else
+                old[r.n_blobs++] = ids[i];
+        }
+        if (call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_REQ, &r.base, on_report_answer, s) == 0)
+            s->report_busy = 1;
+    }
+    free(ids);
+    free(old);
+    free(young);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct sdfs *s = t->data;
+    if (s->stopping)
+        return;
+    repair_tick(s);
+    uint64_t now = id_now_ms();
+    if (!s->report_busy && now >= s->next_report_ms) {
+        s->next_report_ms = now + SDFS_REPORT_MS;
+        report_send(s);
+    }
+    /* Put sessions whose client went quiet are abandoned. */
+    for (struct put_session *p = s->puts, *next; p; p = next) {
+        next = p->next;
+        if (!p->close_req && now - p->last_ms > STORE_TMP_IDLE_MS) {
+            LOG_INFO("sdfs", "abandoning put of %s: client idle", p->name);
+            put_fail(p, ID_ETIMEDOUT, NULL, "put idle for too long");
+            put_free(p);
+        }
+    }
+}
+
+/* ==== life cycle ============================================================================= */
+
+int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, size_t len)
+{
+    struct sdfs *s = calloc(1, sizeof *s);
+    if (!s)
+        return ID_ENOMEM;
+    s->loop = cfg->loop;
+    s->net = cfg->net;
+    s->ctl = cfg->ctl;
+    s->fwd = cfg->fwd;
+    s->member = cfg->member;
+    s->catalog = cfg->catalog;
+    snprintf(s->name, sizeof s->name, "%s", cfg->name);
+    snprintf(s->addr, sizeof s->addr, "%s", cfg->addr);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/sdfs", cfg->data_dir);
+    int rc = store_open(cfg->loop, dir, &s->store, errmsg, len);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    LOG_INFO("sdfs", "store %s: %zu blobs, %llu bytes", dir, store_count(s->store),
+             (unsigned long long)store_bytes(s->store));
+    struct net *n = s->net;
+    struct {
+        uint16_t type;
+        net_request_fn fn;
+    } local[] = {
+        {IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, on_blob_write},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ, on_blob_seal},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ, on_blob_read},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ, on_blob_delete},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_REQ, on_blob_fetch},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_PUT_OPEN_REQ, on_put_open},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_PUT_DATA_REQ, on_put_data},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_PUT_CLOSE_REQ, on_put_close},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_GET_REQ, on_get},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, on_list},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof local / sizeof local[0]; i++)
+        rc = net_on_request(n, local[i].type, local[i].fn, s);
+    struct {
+        uint16_t type;
+        ctl_fwd_handler fn;
+    } lead[] = {
+        {IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_REQ, lead_place},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, lead_commit},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_REQ, lead_lookup},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, lead_delete},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_REQ, lead_report},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, lead_bad},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof lead / sizeof lead[0]; i++)
+        rc = ctl_fwd_serve(s->fwd, lead[i].type, lead[i].fn, s);
+    if (rc == 0)
+        rc = ctl_fwd_add(s->fwd, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, lead_list, s);
+    if (rc < 0) {
+        snprintf(errmsg, len, "cannot register SDFS requests: %s", id_strerror(rc));
+        store_close(s->store);
+        free(s);
+        return rc;
+    }
+    uv_timer_init(s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, on_tick, SDFS_REPAIR_TICK_MS, SDFS_REPAIR_TICK_MS);
+    s->next_report_ms = id_now_ms() + 1000;
+    *out = s;
+    return 0;
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    struct sdfs *s = h->data;
+    s->tick_closed = 1;
+}
+
+void sdfs_stop(struct sdfs *s)
+{
+    if (!s)
+        return;
+    s->stopping = 1;
+    while (s->puts) {
+        struct put_session *p = s->puts;
+        if (!p->failed)
+            put_fail(p, ID_ESHUTDOWN, NULL, "node shutting down");
+        put_free(p);
+    }
+    store_close(s->store);
+    s->store = NULL;
+    /* Repairs in flight end when their calls fail at net_close. */
+    uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+}
+
+struct store *sdfs_store(struct sdfs *s) { return s->store; }
+
+void sdfs_get_stats(struct sdfs *s, struct sdfs_stats *out)
+{
+    *out = s->stats;
+    out->files_held = s->store ? store_count(s->store) : 0;
+    out->bytes_held = s->store ? store_bytes(s->store) : 0;
+}
+
+void sdfs_free(struct sdfs *s)
+{
+    if (!s)
+        return;
+    while (s->repairs)
+        repair_end(s->repairs);
+    free(s);
+}

@@ -1,0 +1,73 @@
+/* sdfs.h — SDFS on a node: the replica, the gateway and the coordinator's part.
+ *
+ * Every node plays three parts (docs/sdfs.md has the flows):
+ *   - replica: serves BLOB_* requests on its store (store.h): write a copy
+ *     chunk by chunk, seal it, read it, delete it, fetch it from other
+ *     replicas (repair);
+ *   - gateway: serves the client's PUT_* and GET requests. A put asks the
+ *     coordinator for 4 replicas, streams the client's chunks to all of them
+ *     (each chunk is answered once every replica has it), seals the copies and
+ *     asks the coordinator to commit the version. A get reads from the local
+ *     store when it holds the blob, else from the listed replicas in order;
+ *   - coordinator (on the serving leader only): PLACE, COMMIT, LOOKUP, DELETE,
+ *     LIST, REPORT and BAD requests, forwarded to it from any node; every
+ *     250 ms it plans repairs of versions that lost replicas and has live
+ *     nodes fetch copies, then commits the new replica sets.
+ * Every node also reports the blobs it holds to the coordinator (at start and
+ * every SDFS_REPORT_MS); the answer lists the stale ones to delete, and copies
+ * the catalog expects but the node lacks are dropped from their replica sets
+ * (and so repaired).
+ *
+ * Threading: loop thread only.
+ */
+#ifndef IDUNNO_SDFS_SDFS_H
+#define IDUNNO_SDFS_SDFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct catalog;
+struct ctl;
+struct ctl_fwd;
+struct member;
+struct net;
+struct sdfs;
+struct store;
+
+#define SDFS_CHUNK (1u << 20)
+#define SDFS_REPORT_MS 10000
+#define SDFS_REPAIR_TICK_MS 250
+#define SDFS_MAX_REPAIRS 16
+/* A blob sealed this recently is not deleted by a store report: its commit may
+ * be on its way. */
+#define SDFS_YOUNG_MS 30000
+
+struct sdfs_config {
+    uv_loop_t *loop;
+    struct net *net;
+    struct ctl *ctl;
+    struct ctl_fwd *fwd;
+    struct member *member;
+    struct catalog *catalog; /* registered with ctl by the caller */
+    const char *name;
+    const char *addr;
+    const char *data_dir; /* the store goes in DATA/sdfs */
+};
+
+int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, size_t len);
+/* Fails pending work, closes timers and the store. Call before net_close. */
+void sdfs_stop(struct sdfs *s);
+/* Frees what is left, after net_close (whose failed calls still reach it). */
+void sdfs_free(struct sdfs *s);
+
+struct store *sdfs_store(struct sdfs *s);
+
+struct sdfs_stats {
+    uint64_t files_held, bytes_held;     /* sealed blobs in the local store */
+    uint64_t puts, gets, repairs_done, repairs_failed;
+    uint64_t bad_copies_reported;
+};
+void sdfs_get_stats(struct sdfs *s, struct sdfs_stats *out);
+
+#endif

@@ -1,0 +1,654 @@
+/* store.c — the replica store (see store.h): a sorted index of sealed blobs in
+ * memory, temporary copies with a queue of disk operations each, and the disk
+ * work itself on libuv's thread pool. */
+#include "sdfs/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/sha256.h"
+
+struct blob_entry {
+    char id[SDFS_BLOB_LEN + 1];
+    uint64_t size;
+    uint64_t sealed_ms; /* monotonic */
+};
+
+enum op_kind { OP_WRITE, OP_SEAL, OP_READ, OP_UNLINK };
+
+struct tmp_copy;
+
+struct op {
+    uv_work_t work;
+    struct store *s;
+    enum op_kind kind;
+    struct tmp_copy *copy; /* writes and seals */
+    char blob[SDFS_BLOB_LEN + 1];
+    uint64_t offset;
+    uint8_t *data;
+    size_t len;
+    uint64_t size;
+    uint8_t sha[32];
+    int status;
+    store_cb cb;
+    store_read_cb read_cb;
+    void *ud;
+    struct op *next;
+};
+
+/* A copy being written. Its operations run one at a time (`busy`), so the
+ * thread that runs one may use fd and sha without locks. */
+struct tmp_copy {
+    char blob[SDFS_BLOB_LEN + 1];
+    char path[600];
+    int fd;
+    uint64_t written;    /* bytes on disk (thread side, read after completion) */
+    uint64_t queued_end; /* where the next write must start (loop side) */
+    struct sha256 sha;
+    struct op *head, *tail;
+    int busy;
+    int dropped; /* replaced, aborted or sealed: free once idle */
+    uint64_t last_ms;
+    struct tmp_copy *next;
+};
+
+struct store {
+    uv_loop_t *loop;
+    char dir[512];
+    int blobs_fd; /* blobs/, for fsync after renames */
+    struct blob_entry *e;
+    size_t n, cap;
+    uint64_t bytes;
+    struct tmp_copy *copies;
+    uint64_t tmp_seq;
+    uv_timer_t idle_timer;
+    unsigned pending; /* queued pool work */
+    int closing;
+    int timer_closed;
+};
+
+/* ---- index ---------------------------------------------------------------------------------- */
+
+static size_t index_find(const struct store *s, const char *blob, int *found)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(s->e[mid].id, blob);
+        if (r == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static int index_add(struct store *s, const char *blob, uint64_t size)
+{
+    int found;
+    size_t i = index_find(s, blob, &found);
+    if (found) {
+        s->bytes -= s->e[i].size;
+    } else {
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 256;
+            struct blob_entry *e = realloc(s->e, cap * sizeof *e);
+            if (!e)
+                return ID_ENOMEM;
+            s->e = e;
+            s->cap = cap;
+        }
+        memmove(&s->e[i + 1], &s->e[i], (s->n - i) * sizeof *s->e);
+        s->n++;
+        snprintf(s->e[i].id, sizeof s->e[i].id, "%s", blob);
+    }
+    s->e[i].size = size;
+    s->e[i].sealed_ms = id_now_ms();
+    s->bytes += size;
+    return 0;
+}
+
+static void index_remove(struct store *s, const char *blob)
+{
+    int found;
+    size_t i = index_find(s, blob, &found);
+    if (!found)
+        return;
+    s->bytes -= s->e[i].size;
+    memmove(&s->e[i], &s->e[i + 1], (s->n - i - 1) * sizeof *s->e);
+    s->n--;
+}
+
+int store_has(const struct store *s, const char *blob, uint64_t *size)
+{
+    int found;
+    size_t i = index_find(s, blob, &found);
+    if (found && size)
+        *size = s->e[i].size;
+    return found;
+}
+
+size_t store_count(const struct store *s) { return s->n; }
+uint64_t store_bytes(const struct store *s) { return s->bytes; }
+
+size_t store_list(const struct store *s, char (*out)[SDFS_BLOB_LEN + 1], size_t max)
+{
+    for (size_t i = 0; i < s->n && i < max; i++)
+        memcpy(out[i], s->e[i].id, SDFS_BLOB_LEN + 1);
+    return s->n;
+}
+
+uint64_t store_age_ms(const struct store *s, const char *blob)
+{
+    int found;
+    size_t i = index_find(s, blob, &found);
+    return found ? id_now_ms() - s->e[i].sealed_ms : UINT64_MAX;
+}
+
+int store_path(const struct store *s, const char *blob, char *out, size_t len)
+{
+    if (!sdfs_blob_ok(blob) || !store_has(s, blob, NULL))
+        return ID_ENOTFOUND;
+    snprintf(out, len, "%s/blobs/%s", s->dir, blob);
+    return 0;
+}
+
+/* ---- open and close ------------------------------------------------------------------------- */
+
+static int mkdir_one(const char *path)
+{
+    return mkdir(path, 0755) < 0 && errno != EEXIST ? id_from_errno(errno) : 0;
+}
+
+static void on_idle_timer(uv_timer_t *t);
+
+int store_open(uv_loop_t *loop, const char *dir, struct store **out, char *errmsg, size_t len)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s)
+        return ID_ENOMEM;
+    s->loop = loop;
+    s->blobs_fd = -1;
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    char path[600];
+    int rc = mkdir_one(dir);
+    snprintf(path, sizeof path, "%s/blobs", dir);
+    if (rc == 0)
+        rc = mkdir_one(path);
+    snprintf(path, sizeof path, "%s/tmp", dir);
+    if (rc == 0)
+        rc = mkdir_one(path);
+    if (rc < 0) {
+        snprintf(errmsg, len, "cannot create %s: %s", path, id_strerror(rc));
+        free(s);
+        return rc;
+    }
+    /* Temporaries are copies whose put never finished: nobody will finish them. */
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[900];
+        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    snprintf(path, sizeof path, "%s/blobs", dir);
+    d = opendir(path);
+    while (d && (de = readdir(d))) {
+        if (!sdfs_blob_ok(de->d_name))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (index_add(s, de->d_name, (uint64_t)st.st_size) < 0)
+            break;
+        /* Its age is the file's: a copy sealed long ago is not young again
+         * just because this node restarted. */
+        uint64_t mtime_ms = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+        uint64_t wall = id_wall_ms(), now = id_now_ms();
+        uint64_t age = wall > mtime_ms ? wall - mtime_ms : 0;
+        int found;
+        size_t at = index_find(s, de->d_name, &found);
+        s->e[at].sealed_ms = age < now ? now - age : 0;
+    }
+    if (d)
+        closedir(d);
+    s->blobs_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->blobs_fd < 0) {
+        rc = id_from_errno(errno);
+        snprintf(errmsg, len, "cannot open %s: %s", path, id_strerror(rc));
+        free(s->e);
+        free(s);
+        return rc;
+    }
+    uv_timer_init(loop, &s->idle_timer);
+    s->idle_timer.data = s;
+    uv_timer_start(&s->idle_timer, on_idle_timer, STORE_TMP_IDLE_MS / 4, STORE_TMP_IDLE_MS / 4);
+    uv_unref((uv_handle_t *)&s->idle_timer);
+    *out = s;
+    return 0;
+}
+
+static void copy_free(struct tmp_copy *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+        unlink(c->path);
+    }
+    free(c);
+}
+
+static void store_maybe_free(struct store *s)
+{
+    if (!s->closing || s->pending || !s->timer_closed)
+        return;
+    while (s->copies) {
+        struct tmp_copy *c = s->copies;
+        s->copies = c->next;
+        copy_free(c);
+    }
+    if (s->blobs_fd >= 0)
+        close(s->blobs_fd);
+    free(s->e);
+    free(s);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct store *s = h->data;
+    s->timer_closed = 1;
+    store_maybe_free(s);
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->idle_timer, on_timer_closed);
+}
+
+/* ---- temporary copies ----------------------------------------------------------------------- */
+
+static struct tmp_copy *copy_find(struct store *s, const char *blob)
+{
+    for (struct tmp_copy *c = s->copies; c; c = c->next)
+        if (!c->dropped && strcmp(c->blob, blob) == 0)
+            return c;
+    return NULL;
+}
+
+/* Frees dropped copies that have no work left. */
+static void copies_reap(struct store *s)
+{
+    struct tmp_copy **pp = &s->copies;
+    while (*pp) {
+        struct tmp_copy *c = *pp;
+        if (c->dropped && !c->busy && !c->head) {
+            *pp = c->next;
+            copy_free(c);
+        } else {
+            pp = &c->next;
+        }
+    }
+}
+
+static void copy_drop(struct store *s, struct tmp_copy *c)
+{
+    c->dropped = 1;
+    /* Queued operations that have not started fail now. */
+    while (c->head) {
+        struct op *o = c->head;
+        c->head = o->next;
+        if (!s->closing && o->cb)
+            o->cb(o->ud, ID_ECANCELED);
+        free(o->data);
+        free(o);
+    }
+    c->tail = NULL;
+}
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    struct store *s = t->data;
+    uint64_t now = id_now_ms();
+    for (struct tmp_copy *c = s->copies; c; c = c->next)
+        if (!c->dropped && !c->busy && !c->head && now - c->last_ms >= STORE_TMP_IDLE_MS) {
+            LOG_INFO("sdfs", "dropping copy of blob %s: idle for %d s", c->blob,
+                     STORE_TMP_IDLE_MS / 1000);
+            copy_drop(s, c);
+        }
+    copies_reap(s);
+}
+
+/* ---- the disk work (pool threads) ----------------------------------------------------------- */
+
+static void work_write(struct op *o)
+{
+    struct tmp_copy *c = o->copy;
+    if (c->fd < 0) {
+        c->fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (c->fd < 0) {
+            o->status = id_from_errno(errno);
+            return;
+        }
+    }
+    size_t done = 0;
+    while (done < o->len) {
+        ssize_t n = pwrite(c->fd, o->data + done, o->len - done, (off_t)(o->offset + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            o->status = errno == ENOSPC || errno == EDQUOT ? ID_ENOSPC : id_from_errno(errno);
+            return;
+        }
+        done += (size_t)n;
+    }
+    sha256_update(&c->sha, o->data, o->len);
+    c->written = o->offset + o->len;
+}
+
+static void work_seal(struct op *o)
+{
+    struct tmp_copy *c = o->copy;
+    uint8_t got[32];
+    sha256_final(&c->sha, got);
+    if (c->written != o->size || memcmp(got, o->sha, 32) != 0) {
+        o->status = ID_ECRC;
+        return;
+    }
+    if (c->fd < 0) { /* an empty file: nothing was written */
+        c->fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (c->fd < 0) {
+            o->status = id_from_errno(errno);
+            return;
+        }
+    }
+    char dst[600];
+    snprintf(dst, sizeof dst, "%s/blobs/%s", o->s->dir, o->blob);
+    if (fsync(c->fd) < 0 || rename(c->path, dst) < 0 || fsync(o->s->blobs_fd) < 0) {
+        o->status = errno == ENOSPC ? ID_ENOSPC : id_from_errno(errno);
+        return;
+    }
+    close(c->fd);
+    c->fd = -1; /* renamed: nothing to unlink */
+}
+
+static void work_read(struct op *o)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/blobs/%s", o->s->dir, o->blob);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        o->status = errno == ENOENT ? ID_ENOTFOUND : id_from_errno(errno);
+        return;
+    }
+    o->data = malloc(o->len ? o->len : 1);
+    if (!o->data) {
+        o->status = ID_ENOMEM;
+        close(fd);
+        return;
+    }
+    size_t done = 0;
+    while (done < o->len) {
+        ssize_t n = pread(fd, o->data + done, o->len - done, (off_t)(o->offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            o->status = id_from_errno(errno);
+            break;
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    o->len = done;
+    close(fd);
+}
+
+static void work_unlink(struct op *o)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/blobs/%s", o->s->dir, o->blob);
+    if (unlink(path) == 0)
+        fsync(o->s->blobs_fd);
+}
+
+static void on_work(uv_work_t *w)
+{
+    struct op *o = w->data;
+    switch (o->kind) {
+    case OP_WRITE: work_write(o); break;
+    case OP_SEAL: work_seal(o); break;
+    case OP_READ: work_read(o); break;
+    case OP_UNLINK: work_unlink(o); break;
+    }
+}
+
+static void copy_kick(struct store *s, struct tmp_copy *c);
+
+static void on_work_done(uv_work_t *w, int status)
+{
+    struct op *o = w->data;
+    struct store *s = o->s;
+    s->pending--;
+    if (status == UV_ECANCELED && o->status == 0)
+        o->status = ID_ECANCELED;
+    struct tmp_copy *c = o->copy;
+    if (c) {
+        c->busy = 0;
+        c->last_ms = id_now_ms();
+        if (o->kind == OP_SEAL && o->status == 0) {
+            index_add(s, o->blob, o->size);
+            c->dropped = 1;
+        } else if (o->status < 0 && !c->dropped) {
+            /* A copy that failed once is useless: later writes would leave a hole. */
+            copy_drop(s, c);
+        }
+    }
+    if (!s->closing) {
+        if (o->kind == OP_READ && o->read_cb)
+            o->read_cb(o->ud, o->status, o->data, o->len);
+        else if (o->cb)
+            o->cb(o->ud, o->status);
+    }
+    free(o->data);
+    free(o);
+    if (c && !s->closing)
+        copy_kick(s, c);
+    copies_reap(s);
+    store_maybe_free(s);
+}
+
+static int op_queue(struct store *s, struct op *o)
+{
+    o->work.data = o;
+    o->s = s;
+    int rc = uv_queue_work(s->loop, &o->work, on_work, on_work_done);
+    if (rc < 0)
+        return ID_EIO;
+    s->pending++;
+    return 0;
+}
+
+/* Starts the copy's next operation if none is running. */
+static void copy_kick(struct store *s, struct tmp_copy *c)
+{
+    if (c->busy || !c->head)
+        return;
+    struct op *o = c->head;
+    c->head = o->next;
+    if (!c->head)
+        c->tail = NULL;
+    c->busy = 1;
+    if (op_queue(s, o) < 0) {
+        c->busy = 0;
+        if (o->cb)
+            o->cb(o->ud, ID_EIO);
+        free(o->data);
+        free(o);
+        copy_drop(s, c);
+    }
+}
+
+static void copy_append(struct store *s, struct tmp_copy *c, struct op *o)
+{
+    o->copy = c;
+    o->s = s;
+    if (c->tail)
+        c->tail->next = o;
+    else
+        c->head = o;
+    c->tail = o;
+    copy_kick(s, c);
+}
+
+/* ---- the API -------------------------------------------------------------------------------- */
+
+int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data,
+                size_t len, store_cb cb, void *ud)
+{
+    if (s->closing)
+        return ID_ESHUTDOWN;
+    if (!sdfs_blob_ok(blob))
+        return ID_EINVAL;
+    struct tmp_copy *c = copy_find(s, blob);
+    if (offset == 0) {
+        if (c)
+            copy_drop(s, c);
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return ID_ENOMEM;
+        snprintf(c->blob, sizeof c->blob, "%s", blob);
+        snprintf(c->path, sizeof c->path, "%s/tmp/%s.%llu", s->dir, blob,
+                 (unsigned long long)++s->tmp_seq);
+        c->fd = -1;
+        sha256_init(&c->sha);
+        c->next = s->copies;
+        s->copies = c;
+    } else if (!c || offset != c->queued_end) {
+        return ID_EINVAL;
+    }
+    struct op *o = calloc(1, sizeof *o);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!o || !copy) {
+        free(o);
+        free(copy);
+        return ID_ENOMEM;
+    }
+    if (len)
+        memcpy(copy, data, len);
+    o->kind = OP_WRITE;
+    snprintf(o->blob, sizeof o->blob, "%s", blob);
+    o->offset = offset;
+    o->data = copy;
+    o->len = len;
+    o->cb = cb;
+    o->ud = ud;
+    c->queued_end = offset + len;
+    c->last_ms = id_now_ms();
+    copy_append(s, c, o);
+    return 0;
+}
+
+int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
+               store_cb cb, void *ud)
+{
+    if (s->closing)
+        return ID_ESHUTDOWN;
+    if (!sdfs_blob_ok(blob))
+        return ID_EINVAL;
+    struct tmp_copy *c = copy_find(s, blob);
+    if (!c && size == 0) {
+        /* An empty file has no write to start its copy. */
+        if (store_write(s, blob, 0, NULL, 0, NULL, NULL) < 0)
+            return ID_ENOMEM;
+        c = copy_find(s, blob);
+    }
+    if (!c) {
+        uint64_t have;
+        return store_has(s, blob, &have) && have == size ? ID_EEXIST : ID_ENOTFOUND;
+    }
+    struct op *o = calloc(1, sizeof *o);
+    if (!o)
+        return ID_ENOMEM;
+    o->kind = OP_SEAL;
+    snprintf(o->blob, sizeof o->blob, "%s", blob);
+    o->size = size;
+    memcpy(o->sha, sha, 32);
+    o->cb = cb;
+    o->ud = ud;
+    copy_append(s, c, o);
+    return 0;
+}
+
+void store_abort(struct store *s, const char *blob)
+{
+    struct tmp_copy *c = copy_find(s, blob);
+    if (c)
+        copy_drop(s, c);
+    copies_reap(s);
+}
+
+int store_read(struct store *s, const char *blob, uint64_t offset, size_t len, store_read_cb cb,
+               void *ud)
+{
+    if (s->closing)
+        return ID_ESHUTDOWN;
+    uint64_t size;
+    if (!sdfs_blob_ok(blob) || !store_has(s, blob, &size))
+        return ID_ENOTFOUND;
+    if (len > STORE_MAX_READ)
+        len = STORE_MAX_READ;
+    if (offset > size)
+        return ID_EINVAL;
+    if (offset + len > size)
+        len = (size_t)(size - offset);
+    struct op *o = calloc(1, sizeof *o);
+    if (!o)
+        return ID_ENOMEM;
+    o->kind = OP_READ;
+    snprintf(o->blob, sizeof o->blob, "%s", blob);
+    o->offset = offset;
+    o->len = len;
+    o->read_cb = cb;
+    o->ud = ud;
+    int rc = op_queue(s, o);
+    if (rc < 0)
+        free(o);
+    return rc;
+}
+
+void store_delete(struct store *s, const char *blob)
+{
+    if (s->closing || !sdfs_blob_ok(blob))
+        return;
+    store_abort(s, blob);
+    if (!store_has(s, blob, NULL))
+        return;
+    index_remove(s, blob);
+    struct op *o = calloc(1, sizeof *o);
+    if (!o)
+        return;
+    o->kind = OP_UNLINK;
+    snprintf(o->blob, sizeof o->blob, "%s", blob);
+    if (op_queue(s, o) < 0)
+        free(o);
+}

@@ -1,0 +1,82 @@
+/* store.h — one node's replica store: the blobs (version bytes) it holds, on
+ * its own disk under DATA/sdfs.
+ *
+ *   DATA/sdfs/tmp/BLOB    a copy being written (never read by anyone)
+ *   DATA/sdfs/blobs/BLOB  a sealed copy: complete, checksum verified, fsynced
+ *
+ * A copy is written in order, chunk by chunk, to tmp/; sealing checks its size
+ * and SHA-256, fsyncs it, renames it into blobs/ and fsyncs the directory, so a
+ * blob in blobs/ is whole and durable whatever crashes. Temporary copies left
+ * by a crash are removed at start; ones abandoned by a failed put are removed
+ * when idle for STORE_TMP_IDLE_MS.
+ *
+ * Every disk access runs on libuv's thread pool; callbacks run on the loop.
+ * The writes of one copy run one at a time, in the order they were asked
+ * for. Memory: each queued write holds its chunk, and the callers bound how
+ * many chunks they send before an answer.
+ *
+ * Threading: loop thread only (the pool runs the I/O).
+ */
+#ifndef IDUNNO_SDFS_STORE_H
+#define IDUNNO_SDFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sdfs/catalog.h"
+
+#define STORE_TMP_IDLE_MS 60000
+#define STORE_MAX_READ (4u << 20)
+
+struct store;
+
+/* Opens (creating) the store in `dir`, removes leftover temporaries and indexes
+ * the sealed blobs. Returns 0 or ID_E* (the reason in errmsg). */
+int store_open(uv_loop_t *loop, const char *dir, struct store **out, char *errmsg, size_t len);
+/* Stops and frees the store once its queued disk work has finished. */
+void store_close(struct store *s);
+
+typedef void (*store_cb)(void *ud, int status);
+typedef void (*store_read_cb)(void *ud, int status, const uint8_t *data, size_t len);
+
+/* Appends len bytes (copied) at `offset` of the temporary copy of blob. offset
+ * 0 starts a new copy (dropping an older unfinished one); any other offset must
+ * be where the copy ends, after earlier writes (ID_EINVAL otherwise). cb runs
+ * with 0, ID_ENOSPC (disk full), ID_EIO or ID_EINVAL. */
+int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data,
+                size_t len, store_cb cb, void *ud);
+
+/* Seals the temporary copy: its size must be `size` and its SHA-256 `sha`
+ * (ID_ECRC otherwise, and the copy is dropped). cb runs once it is durable in
+ * blobs/. Sealing a blob already sealed with that checksum succeeds at once. */
+int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
+               store_cb cb, void *ud);
+
+/* Drops the temporary copy of blob, if any. */
+void store_abort(struct store *s, const char *blob);
+
+/* Reads up to len bytes (<= STORE_MAX_READ) at offset of a sealed blob. data is
+ * valid during the callback. ID_ENOTFOUND if this store does not hold it. */
+int store_read(struct store *s, const char *blob, uint64_t offset, size_t len, store_read_cb cb,
+               void *ud);
+
+/* Removes a sealed blob (and any temporary copy); the unlink runs on the pool. */
+void store_delete(struct store *s, const char *blob);
+
+/* Sealed blobs: whether one is held (and its size), how many, their total
+ * size, and their ids (up to max; returns the count). */
+int store_has(const struct store *s, const char *blob, uint64_t *size);
+size_t store_count(const struct store *s);
+uint64_t store_bytes(const struct store *s);
+size_t store_list(const struct store *s, char (*out)[SDFS_BLOB_LEN + 1], size_t max);
+/* Milliseconds since blob was sealed here (or found at start); UINT64_MAX if
+ * not held. The coordinator does not delete very young blobs: their commit may
+ * still be on its way. */
+uint64_t store_age_ms(const struct store *s, const char *blob);
+
+/* The path of a sealed blob (for readers on other threads, such as the
+ * inference worker); returns 0 or ID_ENOTFOUND. */
+int store_path(const struct store *s, const char *blob, char *out, size_t len);
+
+#endif
