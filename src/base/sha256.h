@@ -23,6 +23,10 @@ void sha256_final(struct sha256 *s, uint8_t out[SHA256_LEN]);
  * on the host. */
 void sha256_update_u64(struct sha256 *s, uint64_t v);
 
+/* Tests: 1 forces the portable code, 0 returns to the fastest the CPU has.
+ * Returns whether the portable code was in use. */
+int sha256_use_portable(int on);
+
 /* Writes 64 lowercase hex digits and a NUL into out (at least 65 bytes). */
 void sha256_hex(const uint8_t digest[SHA256_LEN], char out[2 * SHA256_LEN + 1]);
 

@@ -26,7 +26,7 @@
 #include "cli/cli.h"
 #include "idunno.pb-c.h"
 
-#define CLI_SDFS_WINDOW 4
+#define CLI_SDFS_WINDOW 8
 #define CLI_SDFS_ATTEMPTS 3
 #define CLI_SDFS_TIMEOUT_MS 30000
 
@@ -328,8 +328,8 @@ static int lookup(const struct cli_ctx *ctx, struct cli_conn *conn, const char *
 
 /* Reads version v into fd from the replicas in `order` (count n). On a checksum
  * mismatch *bad gets the node that served the bytes. */
-static int get_attempt(struct cli_conn *conn, const Idunno__SdfsVersion *v, char **order, size_t n,
-                       int fd, char *bad, size_t badlen, struct progress *prog, char *err,
+static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsVersion *v,
+                       char **order, size_t n, int fd, char *bad, size_t badlen, struct progress *prog, char *err,
                        size_t errlen)
 {
     struct sha256 sha;
@@ -362,7 +362,7 @@ static int get_attempt(struct cli_conn *conn, const Idunno__SdfsVersion *v, char
             rd.n_replicas = n;
             rd.replicas = order;
             rd.name = v->name;
-            rc = cli_conn_send(conn, IDUNNO__MSG_TYPE__MSG_SDFS_GET_REQ, &rd.base, &slot[k].req_id);
+            rc = cli_conn_send(conn, type, &rd.base, &slot[k].req_id);
             if (rc < 0) {
                 snprintf(err, errlen, "%s", id_strerror(rc));
                 break;
@@ -455,34 +455,81 @@ static int report_bad(struct cli_conn *conn, const Idunno__SdfsVersion *v, const
     return rc;
 }
 
-/* Writes version v of a file to fd, checking it, retrying other replicas. */
+/* Drops `bad` from the replica order. */
+static size_t order_without(char **order, size_t n, const char *bad)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(order[i], bad) != 0)
+            order[k++] = order[i];
+    return k;
+}
+
+/* Writes version v of a file to fd, checking it, retrying other replicas.
+ *
+ * The bytes come straight from a replica when the client can reach one (one
+ * hop: the node given by -s first if it holds a copy, then the others in
+ * order); otherwise through the -s node, which reads its own copy or relays
+ * from the replicas. */
 static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
                        const Idunno__SdfsVersion *v, int fd, char *err, size_t errlen)
 {
-    char *order[8];
+    char *order[8], *addrs[8];
     size_t n = 0;
-    for (size_t i = 0; i < v->n_replicas && n < 8; i++)
-        order[n++] = v->replicas[i];
+    for (size_t i = 0; i < v->n_replicas && n < 8; i++) {
+        order[n] = v->replicas[i];
+        addrs[n] = i < v->n_replica_addrs ? v->replica_addrs[i] : "";
+        if (n > 0 && strcmp(addrs[n], ctx->server) == 0) { /* -s first */
+            char *o = order[0], *a = addrs[0];
+            order[0] = order[n];
+            addrs[0] = addrs[n];
+            order[n] = o;
+            addrs[n] = a;
+        }
+        n++;
+    }
     struct progress prog = {.on = isatty(2) && v->size >= (8 << 20) && !ctx->json,
                             .total = v->size, .start_ms = id_now_ms(), .what = v->name};
     int rc = ID_EUNAVAIL;
-    for (int attempt = 1; attempt <= CLI_SDFS_ATTEMPTS + 1 && n > 0; attempt++) {
+    /* Direct reads, one replica after another. */
+    for (size_t i = 0; i < n; i++) {
+        struct cli_conn *direct = NULL;
+        if (!addrs[i][0] || cli_conn_open(addrs[i], timeout_of(ctx), &direct) < 0)
+            continue;
+        char bad[64] = "";
+        char *one[1] = {order[i]};
+        rc = get_attempt(direct, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ, v, one, 1, fd, bad,
+                         sizeof bad, &prog, err, errlen);
+        cli_conn_close(direct);
+        if (rc == 0 || !retryable(rc))
+            return rc;
+        if (rc == ID_ECRC) {
+            fprintf(stderr, "idunno: get %s: %s; reported, trying another replica\n", v->name, err);
+            if (*conn || cli_conn_open(ctx->server, timeout_of(ctx), conn) == 0)
+                report_bad(*conn, v, order[i]);
+            /* Gateway reads below must not use it either. */
+            char *dropped = order[i];
+            n = order_without(order, n, dropped);
+            for (size_t k = i; k < n; k++)
+                addrs[k] = addrs[k + 1];
+            i--;
+        }
+    }
+    /* Through the gateway. */
+    for (int attempt = 1; attempt <= CLI_SDFS_ATTEMPTS && n > 0; attempt++) {
         if (!*conn && (rc = cli_conn_open(ctx->server, timeout_of(ctx), conn)) < 0) {
             snprintf(err, errlen, "cannot reach %s: %s", ctx->server, id_strerror(rc));
             return rc;
         }
         char bad[64] = "";
-        rc = get_attempt(*conn, v, order, n, fd, bad, sizeof bad, &prog, err, errlen);
+        rc = get_attempt(*conn, IDUNNO__MSG_TYPE__MSG_SDFS_GET_REQ, v, order, n, fd, bad,
+                         sizeof bad, &prog, err, errlen);
         if (rc == 0 || !retryable(rc))
             return rc;
         if (rc == ID_ECRC && bad[0]) {
             fprintf(stderr, "idunno: get %s: %s; reported, trying another replica\n", v->name, err);
             report_bad(*conn, v, bad);
-            size_t k = 0;
-            for (size_t i = 0; i < n; i++)
-                if (strcmp(order[i], bad) != 0)
-                    order[k++] = order[i];
-            n = k;
+            n = order_without(order, n, bad);
         } else {
             cli_conn_close(*conn);
             *conn = NULL;

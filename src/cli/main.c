@@ -2,6 +2,7 @@
  * commands live in their own cmd_*.c table, listed once below; the interactive
  * shell is shell.c. */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,10 @@ int cli_parse_globals(struct cli_ctx *ctx, int argc, char **argv, int *cmd_index
 
 int main(int argc, char **argv)
 {
+    /* Transfers receive 1 MiB chunks: keep them on the heap, not in an mmap
+     * (page faults) per chunk. */
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
     struct cli_ctx ctx = {.server = getenv("IDUNNO_SERVER"), .timeout_ms = 5000};
     if (!ctx.server || !ctx.server[0])
         ctx.server = "127.0.0.1:7000";

@@ -1,5 +1,6 @@
 /* main.c — idunnod: parse the command line, start the node, run its loop. */
 #include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -9,6 +10,10 @@
 
 int main(int argc, char **argv)
 {
+    /* SDFS moves data in 1 MiB buffers: serve them from the heap and keep the
+     * freed ones, rather than an mmap, page faults and munmap for each. */
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
     struct node_config cfg;
     char errmsg[300];
     int rc = node_parse_args(argc, argv, &cfg, errmsg, sizeof errmsg);

@@ -24,6 +24,9 @@
 #define SDFS_FETCH_MS 120000
 #define SDFS_FAILED_MEMORY 32
 #define SDFS_MAX_ALIVE 256
+/* Chunk writes in flight to one replica: enough to keep its disk busy during
+ * the round trips, few enough to bound the gateway's memory. */
+#define SDFS_TARGET_WINDOW 4
 
 struct put_chunk;
 struct put_session;
@@ -35,14 +38,15 @@ struct put_target {
     char addr[64];
     struct put_chunk **queue; /* ring of chunks still to send */
     size_t q_head, q_len, q_cap;
-    int sending;
+    int sending; /* writes in flight (the replica applies them in order) */
     int sealed;
 };
 
 struct put_chunk {
     uint64_t offset;
-    uint8_t *data;
+    uint8_t *data; /* the packed BLOB_WRITE body */
     size_t len;
+    size_t size;   /* file bytes in it */
     unsigned acks;
     unsigned refs;            /* targets that still hold it, plus the session */
     struct net_request *req;  /* the client's request, answered at the last ack */
@@ -563,7 +567,7 @@ static void on_target_written(void *ud, const struct net_result *res)
         return;
     }
     struct put_target *t = tc->t;
-    t->sending = 0;
+    t->sending--;
     if (res->status < 0) {
         put_fail(ps, res->status == ID_ENOSPC ? ID_ENOSPC : ID_EUNAVAIL, t->name,
                  "replica %s failed: %s", t->name, res->errmsg ? res->errmsg : id_strerror(res->status));
@@ -580,11 +584,12 @@ static void on_target_written(void *ud, const struct net_result *res)
     target_send_next(t);
 }
 
-static void target_send_next(struct put_target *t)
+/* Sends the replica's next queued chunk; returns 1 if one was sent. */
+static int target_send_one(struct put_target *t)
 {
     struct put_session *ps = t->ps;
-    if (t->sending || t->q_len == 0 || ps->failed)
-        return;
+    if (t->sending >= SDFS_TARGET_WINDOW || t->q_len == 0 || ps->failed)
+        return 0;
     struct put_chunk *c = t->queue[t->q_head];
     t->q_head = (t->q_head + 1) % t->q_cap;
     t->q_len--;
@@ -592,24 +597,27 @@ static void target_send_next(struct put_target *t)
     if (!tc) {
         put_fail(ps, ID_ENOMEM, NULL, "out of memory");
         chunk_unref(c);
-        return;
+        return 0;
     }
     *tc = (struct target_call){t, c, ps->id};
-    Idunno__SdfsChunk m = IDUNNO__SDFS_CHUNK__INIT;
-    m.blob = ps->blob;
-    m.offset = c->offset;
-    m.data.data = c->data;
-    m.data.len = c->len;
-    t->sending = 1;
-    int rc = net_call_pb(ps->s->net, t->addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &m.base,
-                         SDFS_CALL_MS, on_target_written, tc);
+    t->sending++;
+    int rc = net_call(ps->s->net, t->addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, c->data,
+                      c->len, SDFS_CALL_MS, on_target_written, tc);
     if (rc < 0) {
-        t->sending = 0;
+        t->sending--;
         free(tc);
         chunk_unref(c);
         put_fail(ps, ID_EUNAVAIL, t->name, "cannot send to replica %s: %s", t->name,
                  id_strerror(rc));
+        return 0;
     }
+    return 1;
+}
+
+static void target_send_next(struct put_target *t)
+{
+    while (target_send_one(t))
+        ;
 }
 
 static int target_push(struct put_target *t, struct put_chunk *c)
@@ -759,20 +767,27 @@ static void on_put_data(void *ud, struct net_request *req, const uint8_t *body, 
                     (unsigned long long)m->offset, m->data.len,
                     (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
     } else {
+        /* The chunk is packed once, as the replicas' BLOB_WRITE body, and the
+         * same bytes go to every replica. */
+        Idunno__SdfsChunk w = IDUNNO__SDFS_CHUNK__INIT;
+        w.blob = ps->blob;
+        w.offset = m->offset;
+        w.data = m->data;
+        size_t packed = idunno__sdfs_chunk__get_packed_size(&w);
         struct put_chunk *c = calloc(1, sizeof *c);
-        uint8_t *data = malloc(m->data.len);
+        uint8_t *data = malloc(packed);
         if (!c || !data) {
             free(c);
             free(data);
             net_reply_error(req, ID_ENOMEM, NULL, NULL);
         } else {
-            memcpy(data, m->data.data, m->data.len);
             c->offset = m->offset;
             c->data = data;
-            c->len = m->data.len;
+            c->len = idunno__sdfs_chunk__pack(&w, data);
+            c->size = m->data.len;
             c->req = req;
             c->refs = 1;
-            ps->next_offset += c->len;
+            ps->next_offset += c->size;
             ps->last_ms = id_now_ms();
             int rc = 0;
             for (size_t i = 0; i < ps->n_targets && rc == 0; i++)

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""SDFS benchmarks on a local cluster (real daemons on 127.0.0.1).
+
+  repair  Three replicas of a file killed at once (SIGKILL; at most one of them
+          a control-plane voter, since two dead voters stop the coordinator).
+          Measured per trial: kill -> the file read back whole through a
+          survivor (get_ms), and kill -> every stored file has 4 live replicas
+          again (restored_ms). The victims are restarted between trials.
+  put     A file of --size-mb put with 4 replicas, against writing and fsyncing
+          4 copies of it locally on the same disk; got back, against reading it
+          locally (page cache dropped on both sides first: posix_fadvise
+          DONTNEED on the source and on every replica's blob), and against a
+          cold local copy (read + write). Each node's peak RSS during the
+          transfer above its RSS before it (VmHWM after clear_refs).
+  ls      --files small files stored with put-dir; then `ls` and `store`
+          through the client, each timed --reps times (process start
+          included).
+
+Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|all]
+[--nodes 10] [--trials 5] [--size-mb 256] [--files 10000] [--base-port 7600]
+"""
+import argparse, glob, json, os, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLUSTER = os.path.join(ROOT, "scripts", "cluster")
+IDUNNO = os.path.join(ROOT, "bin", "idunno")
+VOTERS = {"node1", "node2", "node3"}
+
+
+def now_ms():
+    return time.monotonic() * 1000
+
+
+class Cluster:
+    def __init__(self, n, base_port):
+        self.n = n
+        self.dir = tempfile.mkdtemp(prefix="idunno-sdfsbench.")
+        self.env = dict(os.environ, IDUNNO_RUN_DIR=self.dir, IDUNNO_BASE_PORT=str(base_port))
+        self.addrs = {}
+
+    def run(self, *args, check=True):
+        return subprocess.run([CLUSTER, *args], env=self.env, check=check,
+                              capture_output=True, text=True).stdout
+
+    def up(self):
+        self.run("up", str(self.n))
+        for k in range(1, self.n + 1):
+            self.addrs[f"node{k}"] = self.run("addr", f"node{k}").strip()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            st = self.cli("node1", "status")
+            if st and st.get("leader"):
+                return
+            time.sleep(0.1)
+        raise SystemExit("no coordinator")
+
+    def down(self):
+        self.run("down", check=False)
+        subprocess.run(["rm", "-rf", self.dir])
+
+    def cli(self, node, *args, timeout_ms=10000, check=False):
+        p = subprocess.run([IDUNNO, "-s", self.addrs[node], "--json", "--timeout",
+                            str(timeout_ms), *args], capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise SystemExit(f"idunno {' '.join(args)}: {p.stderr.strip()}")
+        if p.returncode != 0 or not p.stdout.strip():
+            return None
+        return json.loads(p.stdout)
+
+    def pid(self, node):
+        with open(os.path.join(self.dir, node, "pid")) as f:
+            return int(f.read())
+
+
+def drop_cache(path):
+    # Dirty pages are not dropped: write them back first.
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+
+
+def summary(xs):
+    xs = sorted(xs)
+    return {"median": round(statistics.median(xs), 1), "max": round(xs[-1], 1),
+            "min": round(xs[0], 1), "n": len(xs)} if xs else None
+
+
+# ---- repair ---------------------------------------------------------------------------------
+
+def live_replicas(c, observer, name):
+    d = c.cli(observer, "ls", name, timeout_ms=3000)
+    if not d:
+        return -1
+    return sum(1 for r in d["versions"][-1]["replicas"] if r["addr"])
+
+
+def bench_repair(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        tmp = tempfile.mkdtemp(prefix="sdfsbench-data.")
+        names = []
+        for i in range(args.repair_files):
+            p = os.path.join(tmp, f"f{i}")
+            with open(p, "wb") as f:
+                f.write(os.urandom(1 << 20))
+            c.cli("node10", "put", p, f"r/f{i}", check=True)
+            names.append(f"r/f{i}")
+        big = os.path.join(tmp, "big")
+        with open(big, "wb") as f:
+            f.write(os.urandom(32 << 20))
+        c.cli("node10", "put", big, "r/big", check=True)
+        names.append("r/big")
+        trials = []
+        for t in range(args.trials):
+            # A file whose replicas include at least 3 non-voters, or 2 and a voter.
+            pick = None
+            for name in names:
+                reps = [r["name"] for r in c.cli("node10", "ls", name)["versions"][-1]["replicas"]]
+                nonvoters = [r for r in reps if r not in VOTERS]
+                if len(nonvoters) >= 2:
+                    victims = (nonvoters + [r for r in reps if r in VOTERS])[:3]
+                    pick = name
+                    break
+            if not pick:
+                raise SystemExit("no file with two non-voter replicas")
+            survivor = next(r for r in reps if r not in victims)
+            observer = next(f"node{k}" for k in range(args.nodes, 0, -1)
+                            if f"node{k}" not in victims and f"node{k}" not in VOTERS - {survivor})
+            t0 = now_ms()
+            for v in victims:
+                os.kill(c.pid(v), 9)
+            out = os.path.join(tmp, "out")
+            get_ms = None
+            while get_ms is None and now_ms() - t0 < 30000:
+                if c.cli(survivor, "get", pick, out, timeout_ms=3000):
+                    get_ms = now_ms() - t0
+            restored_ms = None
+            pending = set(names)
+            while pending and now_ms() - t0 < 60000:
+                for name in sorted(pending):
+                    if live_replicas(c, observer, name) == 4:
+                        pending.discard(name)
+                if not pending:
+                    restored_ms = now_ms() - t0
+                else:
+                    time.sleep(0.02)
+            trials.append({"file": pick, "victims": victims, "get_ms": round(get_ms or -1, 1),
+                           "restored_ms": round(restored_ms or -1, 1),
+                           "unrestored": sorted(pending)})
+            print(json.dumps(trials[-1]), file=sys.stderr)
+            for v in victims:
+                c.run("start", v)
+            deadline = time.time() + 30
+            while time.time() < deadline:  # victims back and seen alive
+                mem = c.cli(observer, "list_mem") or {"members": []}
+                alive = {m["name"] for m in mem["members"] if m["state"] == "alive"}
+                if set(victims) <= alive:
+                    break
+                time.sleep(0.1)
+        ok = [t for t in trials if t["restored_ms"] >= 0]
+        return {"files": len(names), "trials": trials,
+                "get_ms": summary([t["get_ms"] for t in trials if t["get_ms"] >= 0]),
+                "restored_ms": summary([t["restored_ms"] for t in ok]),
+                "all_restored": len(ok) == len(trials)}
+    finally:
+        c.down()
+
+
+# ---- put / get ------------------------------------------------------------------------------
+
+def rss_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_put(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    tmp = tempfile.mkdtemp(prefix="sdfsbench-put.", dir=c.dir)
+    try:
+        src = os.path.join(tmp, "src")
+        chunk = os.urandom(1 << 20)
+        with open(src, "wb") as f:
+            for _ in range(args.size_mb):
+                f.write(chunk[:512 << 10] + os.urandom(512 << 10))
+        size = os.path.getsize(src)
+        # Baseline: 4 local copies written and fsynced, from a cold source.
+        drop_cache(src)
+        t0 = now_ms()
+        with open(src, "rb") as f:
+            data = f.read()
+        for i in range(4):
+            with open(os.path.join(tmp, f"copy{i}"), "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        local_write_ms = now_ms() - t0
+        del data
+        for i in range(4):
+            os.unlink(os.path.join(tmp, f"copy{i}"))
+        # put through a node (the gateway), with peak RSS of every node.
+        nodes = [f"node{k}" for k in range(1, args.nodes + 1)]
+        before = {}
+        for n in nodes:
+            pid = c.pid(n)
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+            before[n] = rss_kb(pid, "VmRSS")
+        drop_cache(src)
+        gw = f"node{args.nodes // 2 + 1}"
+        t0 = now_ms()
+        v = c.cli(gw, "put", src, "bench/big", timeout_ms=60000, check=True)
+        put_ms = now_ms() - t0
+        peak = {n: rss_kb(c.pid(n), "VmHWM") - before[n] for n in nodes}
+        # get, everything cold.
+        for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
+            drop_cache(b)
+        drop_cache(src)
+        t0 = now_ms()
+        with open(src, "rb") as f:
+            while f.read(1 << 20):
+                pass
+        local_read_ms = now_ms() - t0
+        drop_cache(src)
+        t0 = now_ms()
+        subprocess.run(["cp", src, os.path.join(tmp, "cp")], check=True)
+        local_copy_ms = now_ms() - t0
+        os.unlink(os.path.join(tmp, "cp"))
+        for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
+            drop_cache(b)
+        out = os.path.join(tmp, "out")
+        get_ms = []
+        for _ in range(3):
+            for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
+                drop_cache(b)
+            t0 = now_ms()
+            c.cli(gw, "get", "bench/big", out, timeout_ms=60000, check=True)
+            get_ms.append(now_ms() - t0)
+        same = subprocess.run(["cmp", "-s", src, out]).returncode == 0
+        return {"size_mb": size >> 20, "replicas": v["replicas"],
+                "local_4_copies_fsync_ms": round(local_write_ms, 1), "put_ms": round(put_ms, 1),
+                "put_ratio": round(put_ms / local_write_ms, 2),
+                "local_cold_read_ms": round(local_read_ms, 1),
+                "local_cold_copy_ms": round(local_copy_ms, 1),
+                "get_ms": summary(get_ms),
+                "get_ratio_to_read": round(statistics.median(get_ms) / local_read_ms, 2),
+                "get_ratio_to_copy": round(statistics.median(get_ms) / local_copy_ms, 2),
+                "content_equal": same,
+                "peak_rss_above_idle_mb": {n: round(kb / 1024, 1) for n, kb in peak.items()},
+                "max_peak_rss_above_idle_mb": round(max(peak.values()) / 1024, 1)}
+    finally:
+        c.down()
+
+
+# ---- ls -------------------------------------------------------------------------------------
+
+def bench_ls(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        d = tempfile.mkdtemp(prefix="sdfsbench-ls.", dir=c.dir)
+        for i in range(args.files):
+            with open(os.path.join(d, f"img{i:05d}.jpg"), "wb") as f:
+                f.write(os.urandom(64))
+        t0 = now_ms()
+        r = c.cli("node4", "put-dir", d, "many", timeout_ms=600000, check=True)
+        put_dir_ms = now_ms() - t0
+        res = {"files": r["files"], "put_dir_ms": round(put_dir_ms),
+               "put_dir_files_per_s": round(r["files"] / (put_dir_ms / 1000), 1)}
+        for what, cmd in (("ls", ["ls"]), ("store", ["store"])):
+            times = []
+            for _ in range(args.reps):
+                t0 = now_ms()
+                out = c.cli("node5", *cmd, check=True)
+                times.append(now_ms() - t0)
+            res[what + "_ms"] = summary(times)
+            res[what + "_count"] = out["count"]
+        return res
+    finally:
+        c.down()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", nargs="?", default="all", choices=["repair", "put", "ls", "all"])
+    ap.add_argument("--nodes", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--repair-files", type=int, default=30)
+    ap.add_argument("--size-mb", type=int, default=256)
+    ap.add_argument("--files", type=int, default=10000)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--base-port", type=int, default=7600)
+    args = ap.parse_args()
+    out = {}
+    if args.what in ("repair", "all"):
+        out["repair"] = bench_repair(args)
+    if args.what in ("put", "all"):
+        out["put"] = bench_put(args)
+    if args.what in ("ls", "all"):
+        out["ls"] = bench_ls(args)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
