@@ -38,11 +38,11 @@ struct fair_dispatch {
 struct fair *fair_create(void);
 void fair_destroy(struct fair *f);
 
-/* Jobs. Returns 0, ID_EEXIST, ID_ENOENT, ID_EINVAL (weight <= 0), ID_ENOMEM. */
+/* Jobs. Returns 0, ID_EEXIST, ID_ENOTFOUND, ID_EINVAL (weight <= 0), ID_ENOMEM. */
 int fair_job_add(struct fair *f, uint32_t job, double weight);
 int fair_job_set_weight(struct fair *f, uint32_t job, double weight);
 /* Removes a job with its queue; its in-flight queries are forgotten (their
- * completions later return ID_ENOENT). */
+ * completions later return ID_ENOTFOUND). */
 int fair_job_remove(struct fair *f, uint32_t job);
 
 /* Appends a query to the tail of its job's queue (or the head with front=1). */
@@ -54,7 +54,7 @@ size_t fair_inflight(const struct fair *f, uint32_t job);
  * its slots. */
 int fair_worker_add(struct fair *f, const char *worker, unsigned slots);
 /* Removes a worker: its in-flight queries go back to the head of their queues.
- * Returns how many were requeued, or ID_ENOENT. */
+ * Returns how many were requeued, or ID_ENOTFOUND. */
 int fair_worker_remove(struct fair *f, const char *worker);
 /* Marks that the worker holds (1) or no longer holds (0) the job's model. */
 int fair_worker_set_model(struct fair *f, const char *worker, uint32_t job, int holds);
@@ -65,7 +65,7 @@ int fair_worker_set_model(struct fair *f, const char *worker, uint32_t job, int 
 int fair_next(struct fair *f, struct fair_dispatch *out);
 
 /* Marks a query in flight as done (0) or records that an already requeued or
- * never dispatched query is being reported (ID_ENOENT; the caller ignores it). */
+ * never dispatched query is being reported (ID_ENOTFOUND; the caller ignores it). */
 int fair_complete(struct fair *f, uint32_t job, uint64_t query);
 /* Puts an in-flight query back at the head of its queue (its worker reported an
  * error or the dispatch failed). */
