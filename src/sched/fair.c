@@ -21,8 +21,9 @@
  * the floor ties with the job that set it and, running nothing, gets the very
  * next free slot.
  *
- * fair_next never allocates: the in-flight table is sized when workers are
- * added (or a query adopted) to hold every slot at half load.
+ * fair_next cannot fail for want of memory: the in-flight table is sized when
+ * workers are added (or a query adopted) to hold every slot at half load, and
+ * the only allocation left, shrinking a drained queue, is best effort.
  */
 #include "sched/fair.h"
 
@@ -32,7 +33,7 @@
 
 #include "base/err.h"
 
-/* ---- query rings ----------------------------------------------------------------------------- */
+/* ---- query rings ---------------------------------------------------------------------------- */
 
 struct fair_ring {
     uint64_t *q;
@@ -120,7 +121,7 @@ static void ring_remove_at(struct fair_ring *r, size_t i)
     ring_maybe_shrink(r);
 }
 
-/* ---- jobs and workers ------------------------------------------------------------------------ */
+/* ---- jobs and workers ----------------------------------------------------------------------- */
 
 struct fair_job {
     uint32_t id;
@@ -154,7 +155,6 @@ struct fair {
     size_t njobs, jobs_cap;
     struct fair_worker **workers; /* sorted by name (strcmp) */
     size_t nworkers, workers_cap;
-    size_t total_slots;
     struct fair_flight *fl; /* open addressing, linear probing; cap a power of two */
     size_t nfl, fl_cap;
     uint64_t seq;
@@ -230,7 +230,7 @@ static struct fair_worker *worker_find(const struct fair *f, const char *name, s
 
 static int weight_ok(double w)
 {
-    return isfinite(w) && w > 0;
+    return isfinite(w) && w >= FAIR_WEIGHT_MIN && w <= FAIR_WEIGHT_MAX;
 }
 
 /* Index of job in w->models, or where it would go (*found 0). */
@@ -259,7 +259,7 @@ static int worker_holds(const struct fair_worker *w, uint32_t job)
     return found;
 }
 
-/* ---- the in-flight table --------------------------------------------------------------------- */
+/* ---- the in-flight table -------------------------------------------------------------------- */
 
 static size_t flight_hash(uint32_t job, uint64_t query)
 {
@@ -320,6 +320,25 @@ static int flight_reserve(struct fair *f, size_t want)
     return 0;
 }
 
+/* The most queries that can be in flight: every worker at its slots, or above
+ * them where adoption put it, with worker `w` taken as (load, slots) — or
+ * added with those when it is not in the array yet. */
+static size_t flight_need(const struct fair *f, const struct fair_worker *w, unsigned load,
+                          unsigned slots)
+{
+    size_t need = 0;
+    int seen = 0;
+    for (size_t i = 0; i < f->nworkers; i++) {
+        const struct fair_worker *x = f->workers[i];
+        unsigned l = x == w ? load : x->load, s = x == w ? slots : x->slots;
+        seen |= x == w;
+        need += l > s ? l : s;
+    }
+    if (!seen)
+        need += load > slots ? load : slots;
+    return need;
+}
+
 /* Deletes the entry at e by backward shifting, so probes never need tombstones.
  * Entries after the hole move only towards it: a scan that deletes at i and then
  * looks at i again still sees every entry once or more, never skips one. */
@@ -350,7 +369,7 @@ static void flight_drop(struct fair *f, struct fair_flight *e, struct fair_job *
     flight_delete(f, e);
 }
 
-/* ---- virtual time ---------------------------------------------------------------------------- */
+/* ---- virtual time --------------------------------------------------------------------------- */
 
 /* The smallest vt among runnable jobs other than `self`, or vclock if none. */
 static double fair_floor(const struct fair *f, const struct fair_job *self)
@@ -378,7 +397,7 @@ static void job_wake(struct fair *f, struct fair_job *j)
         j->vt = lowest;
 }
 
-/* ---- jobs ------------------------------------------------------------------------------------ */
+/* ---- jobs ----------------------------------------------------------------------------------- */
 
 int fair_job_add(struct fair *f, uint32_t job, double weight)
 {
@@ -483,7 +502,7 @@ uint64_t fair_dispatched(const struct fair *f, uint32_t job)
     return j ? j->dispatched : 0;
 }
 
-/* ---- workers --------------------------------------------------------------------------------- */
+/* ---- workers -------------------------------------------------------------------------------- */
 
 int fair_worker_add(struct fair *f, const char *worker, unsigned slots)
 {
@@ -493,15 +512,13 @@ int fair_worker_add(struct fair *f, const char *worker, unsigned slots)
         slots = FAIR_DEFAULT_SLOTS;
     size_t pos;
     struct fair_worker *w = worker_find(f, worker, &pos);
-    size_t total = f->total_slots - (w ? w->slots : 0) + slots;
     /* Room for every slot now, so that fair_next never has to allocate. */
-    int rc = flight_reserve(f, total);
+    int rc = flight_reserve(f, flight_need(f, w, w ? w->load : 0, slots));
     if (rc)
         return rc;
     if (w) {
         /* Queries above a lowered bound keep running; no new ones until below. */
         w->slots = slots;
-        f->total_slots = total;
         return 0;
     }
     if (f->nworkers == f->workers_cap) {
@@ -520,7 +537,6 @@ int fair_worker_add(struct fair *f, const char *worker, unsigned slots)
     memmove(&f->workers[pos + 1], &f->workers[pos], (f->nworkers - pos) * sizeof *f->workers);
     f->workers[pos] = w;
     f->nworkers++;
-    f->total_slots = total;
     return 0;
 }
 
@@ -575,7 +591,6 @@ int fair_worker_remove(struct fair *f, const char *worker)
         ring_push_front(&j->queue, out[i].query);
     }
     free(out);
-    f->total_slots -= w->slots;
     free(w->models);
     free(w);
     memmove(&f->workers[pos], &f->workers[pos + 1], (f->nworkers - pos - 1) * sizeof *f->workers);
@@ -609,7 +624,7 @@ int fair_worker_set_model(struct fair *f, const char *worker, uint32_t job, int 
     return 0;
 }
 
-/* ---- dispatch -------------------------------------------------------------------------------- */
+/* ---- dispatch ------------------------------------------------------------------------------- */
 
 /* Is a (load a, slots sa) less loaded than b? Fractions compared exactly. */
 static int less_loaded(const struct fair_worker *a, const struct fair_worker *b)
@@ -721,7 +736,7 @@ int fair_adopt(struct fair *f, uint32_t job, uint64_t query, const char *worker)
         return e->worker == w ? 0 : ID_EEXIST;
     /* The worker really runs it, so it may go above its slots (after a lowered
      * bound, say); the table must then grow beyond what the slots reserved. */
-    int rc = flight_reserve(f, (f->nfl + 1 > f->total_slots ? f->nfl + 1 : f->total_slots));
+    int rc = flight_reserve(f, flight_need(f, w, w->load + 1, w->slots));
     if (rc)
         return rc;
     /* Searching the queue is linear, but adopts come only when a coordinator

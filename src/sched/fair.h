@@ -26,6 +26,10 @@
 
 #define FAIR_NAME_MAX 64
 #define FAIR_DEFAULT_SLOTS 2
+/* Weights outside [MIN, MAX] (or not finite) are ID_EINVAL: a ratio beyond 10^12
+ * between jobs means nothing, and the bound keeps virtual times finite. */
+#define FAIR_WEIGHT_MIN 1e-6
+#define FAIR_WEIGHT_MAX 1e6
 
 struct fair;
 
@@ -38,20 +42,22 @@ struct fair_dispatch {
 struct fair *fair_create(void);
 void fair_destroy(struct fair *f);
 
-/* Jobs. Returns 0, ID_EEXIST, ID_ENOTFOUND, ID_EINVAL (weight <= 0), ID_ENOMEM. */
+/* Jobs. Returns 0, ID_EEXIST, ID_ENOTFOUND, ID_EINVAL (weight <= 0, or outside
+ * [FAIR_WEIGHT_MIN, FAIR_WEIGHT_MAX]), ID_ENOMEM. */
 int fair_job_add(struct fair *f, uint32_t job, double weight);
 int fair_job_set_weight(struct fair *f, uint32_t job, double weight);
 /* Removes a job with its queue; its in-flight queries are forgotten (their
  * completions later return ID_ENOTFOUND). */
 int fair_job_remove(struct fair *f, uint32_t job);
 
-/* Appends a query to the tail of its job's queue (or the head with front=1). */
+/* Appends a query to the tail of its job's queue (or the head with front=1).
+ * ID_ENOTFOUND (no such job), ID_EEXIST (that query is in flight), ID_ENOMEM. */
 int fair_enqueue(struct fair *f, uint32_t job, uint64_t query, int front);
 size_t fair_queued(const struct fair *f, uint32_t job);
 size_t fair_inflight(const struct fair *f, uint32_t job);
 
 /* Workers. slots 0 means FAIR_DEFAULT_SLOTS. Adding an existing worker updates
- * its slots. */
+ * its slots. ID_EINVAL for a NULL, empty or too long (>= FAIR_NAME_MAX) name. */
 int fair_worker_add(struct fair *f, const char *worker, unsigned slots);
 /* Removes a worker: its in-flight queries go back to the head of their queues.
  * Returns how many were requeued, or ID_ENOTFOUND. */
@@ -72,7 +78,9 @@ int fair_complete(struct fair *f, uint32_t job, uint64_t query);
 int fair_requeue(struct fair *f, uint32_t job, uint64_t query);
 /* Records that `worker` is running `query` of `job` (a worker re-attaching to a
  * new coordinator reports what it holds): the query leaves the queue, if it is
- * there, and takes a slot on that worker. */
+ * there, and takes a slot on that worker, even beyond its slots. 0 as well if
+ * that worker already holds it; ID_EEXIST if another worker does; ID_ENOTFOUND
+ * for an unknown job or worker. */
 int fair_adopt(struct fair *f, uint32_t job, uint64_t query, const char *worker);
 
 /* How many queries of `job` have been dispatched so far (counting re-dispatches). */

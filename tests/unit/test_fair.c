@@ -17,7 +17,7 @@
 #include "base/err.h"
 #include "sched/fair.h"
 
-/* ---- the simulation ---------------------------------------------------------------------------- */
+/* ---- the simulation ------------------------------------------------------------------------- */
 
 #define SIM_JOBS 4 /* job ids 1..3 */
 #define SIM_MAX_FLIGHT 256
@@ -117,7 +117,7 @@ static void assert_close(double a, double b, double tol)
         fail_msg("%.1f and %.1f differ by more than %.1f%%", a, b, tol * 100);
 }
 
-/* ---- fairness -------------------------------------------------------------------------------- */
+/* ---- fairness ------------------------------------------------------------------------------- */
 
 static void test_equal_rates_despite_costs(void **state)
 {
@@ -315,7 +315,7 @@ static void test_idle_return_no_burst(void **state)
     fair_destroy(f);
 }
 
-/* ---- slots and workers ----------------------------------------------------------------------- */
+/* ---- slots and workers ---------------------------------------------------------------------- */
 
 static void test_slots_bound(void **state)
 {
@@ -513,6 +513,24 @@ static void test_adopt(void **state)
     assert_int_equal(fair_worker_remove(f, "a"), 3);
     assert_int_equal(fair_queued(f, 1), 3);
     fair_destroy(f);
+
+    /* A worker far above its slots does not crowd the others out: b still gets
+     * its two. */
+    f = fair_create();
+    assert_int_equal(fair_worker_add(f, "a", 2), 0);
+    assert_int_equal(fair_worker_add(f, "b", 2), 0);
+    assert_int_equal(fair_job_add(f, 1, 1), 0);
+    for (uint64_t q = 0; q < 8; q++)
+        assert_int_equal(fair_adopt(f, 1, q, "a"), 0);
+    for (uint64_t q = 0; q < 3; q++)
+        assert_int_equal(fair_enqueue(f, 1, 100 + q, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        assert_string_equal(d.worker, "b");
+    }
+    assert_int_equal(fair_next(f, &d), 0);
+    assert_int_equal(fair_inflight(f, 1), 10);
+    fair_destroy(f);
 }
 
 static void test_model_preference(void **state)
@@ -695,6 +713,10 @@ static void test_errors(void **state)
     assert_int_equal(fair_job_add(f, 2, -1), ID_EINVAL);
     assert_int_equal(fair_job_add(f, 2, NAN), ID_EINVAL);
     assert_int_equal(fair_job_add(f, 2, INFINITY), ID_EINVAL);
+    assert_int_equal(fair_job_add(f, 2, 1e-300), ID_EINVAL);
+    assert_int_equal(fair_job_add(f, 2, FAIR_WEIGHT_MAX * 2), ID_EINVAL);
+    assert_int_equal(fair_job_add(f, 4, FAIR_WEIGHT_MIN), 0);
+    assert_int_equal(fair_job_add(f, 5, FAIR_WEIGHT_MAX), 0);
     assert_int_equal(fair_job_set_weight(f, 1, 0), ID_EINVAL);
     assert_int_equal(fair_job_set_weight(f, 2, 1), ID_ENOTFOUND);
     assert_int_equal(fair_job_set_weight(f, 1, 2.5), 0);
