@@ -38,7 +38,9 @@ struct qstats *qstats_create(void);
 void qstats_destroy(struct qstats *q);
 
 /* Records one completed query at time now_ms (the proposer's clock), which took
- * duration_ms, run by worker. Returns 0 or ID_ENOMEM. */
+ * duration_ms, run by worker. Returns 0 or ID_ENOMEM (also when 1,024 distinct
+ * workers are in the window). Names are cut to QSTATS_NAME_MAX - 1 bytes; NULL
+ * is the empty name. */
 int qstats_record(struct qstats *q, uint64_t now_ms, uint32_t duration_ms, const char *worker);
 
 uint64_t qstats_total(const struct qstats *q);
@@ -46,6 +48,8 @@ uint64_t qstats_total(const struct qstats *q);
  * (now-W, now] divided by W seconds, or by the time since the first completion
  * if the job is younger than W). */
 double qstats_rate(const struct qstats *q, uint64_t now_ms);
+/* Percentiles are nearest-rank, reported as their bucket's midpoint (within 1%);
+ * the std dev is the population one. */
 void qstats_all(const struct qstats *q, struct qstats_summary *out);
 void qstats_window(const struct qstats *q, uint64_t now_ms, struct qstats_summary *out);
 /* Workers' shares in the window, sorted by count (desc) then name; returns the
@@ -53,7 +57,9 @@ void qstats_window(const struct qstats *q, uint64_t now_ms, struct qstats_summar
 size_t qstats_shares(const struct qstats *q, uint64_t now_ms, struct qstats_share *out, size_t max);
 
 /* Canonical serialisation (equal states give equal bytes) and restore (validates
- * before replacing; on error ID_EPROTO and q unchanged). */
+ * before replacing; on error ID_EPROTO and q unchanged). *out is malloc'd, the
+ * caller frees it; serialise returns 0 or ID_ENOMEM. Restore accepts exactly the
+ * bytes serialise writes; it returns ID_ENOMEM (q unchanged) if memory runs out. */
 int qstats_serialize(const struct qstats *q, uint8_t **out, size_t *len);
 int qstats_restore(struct qstats *q, const uint8_t *data, size_t len);
 
