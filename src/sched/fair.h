@@ -1,0 +1,89 @@
+/* fair.h — the fair-time dispatcher: which query of which job runs next, and on
+ * which worker. Pure logic: no I/O, no clock of its own (times are passed in),
+ * deterministic for the same calls in the same order. The coordinator owns one
+ * and rebuilds it from the replicated state after a failover.
+ *
+ * Policy (DESIGN.md §3, "Scheduling"):
+ *   - Every job has a weight (default 1) and a FIFO of queued query ids. The job
+ *     served next is the one furthest behind: the smallest dispatched/weight
+ *     ("virtual finish" with the query as unit). A job that becomes runnable
+ *     (new, or its queue was empty) starts at the current minimum of the runnable
+ *     jobs, so it neither hogs the cluster to catch up nor starves.
+ *   - Work-conserving: a job with nothing queued is skipped; its share goes to
+ *     the others.
+ *   - Every worker runs at most `slots` queries at once (a small bound, so a
+ *     failure requeues little and a new job gets a worker quickly).
+ *   - Among free workers the dispatcher prefers one that holds the job's model
+ *     (fair_worker_set_model), then the least loaded, then the name order.
+ *   - Failures: removing a worker puts its in-flight queries back at the head of
+ *     their jobs' queues, in their original order.
+ */
+#ifndef IDUNNO_SCHED_FAIR_H
+#define IDUNNO_SCHED_FAIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FAIR_NAME_MAX 64
+#define FAIR_DEFAULT_SLOTS 2
+/* Weights outside [MIN, MAX] (or not finite) are ID_EINVAL: a ratio beyond 10^12
+ * between jobs means nothing, and the bound keeps virtual times finite. */
+#define FAIR_WEIGHT_MIN 1e-6
+#define FAIR_WEIGHT_MAX 1e6
+
+struct fair;
+
+struct fair_dispatch {
+    uint32_t job;
+    uint64_t query;
+    char worker[FAIR_NAME_MAX];
+};
+
+struct fair *fair_create(void);
+void fair_destroy(struct fair *f);
+
+/* Jobs. Returns 0, ID_EEXIST, ID_ENOTFOUND, ID_EINVAL (weight <= 0, or outside
+ * [FAIR_WEIGHT_MIN, FAIR_WEIGHT_MAX]), ID_ENOMEM. */
+int fair_job_add(struct fair *f, uint32_t job, double weight);
+int fair_job_set_weight(struct fair *f, uint32_t job, double weight);
+/* Removes a job with its queue; its in-flight queries are forgotten (their
+ * completions later return ID_ENOTFOUND). */
+int fair_job_remove(struct fair *f, uint32_t job);
+
+/* Appends a query to the tail of its job's queue (or the head with front=1).
+ * ID_ENOTFOUND (no such job), ID_EEXIST (that query is in flight), ID_ENOMEM. */
+int fair_enqueue(struct fair *f, uint32_t job, uint64_t query, int front);
+size_t fair_queued(const struct fair *f, uint32_t job);
+size_t fair_inflight(const struct fair *f, uint32_t job);
+
+/* Workers. slots 0 means FAIR_DEFAULT_SLOTS. Adding an existing worker updates
+ * its slots. ID_EINVAL for a NULL, empty or too long (>= FAIR_NAME_MAX) name. */
+int fair_worker_add(struct fair *f, const char *worker, unsigned slots);
+/* Removes a worker: its in-flight queries go back to the head of their queues.
+ * Returns how many were requeued, or ID_ENOTFOUND. */
+int fair_worker_remove(struct fair *f, const char *worker);
+/* Marks that the worker holds (1) or no longer holds (0) the job's model. */
+int fair_worker_set_model(struct fair *f, const char *worker, uint32_t job, int holds);
+
+/* Picks the next dispatch: a query of the job furthest behind and a free worker.
+ * Returns 1 and fills *out (the query is then in flight on that worker), or 0
+ * when nothing can be dispatched now (no queued query or no free slot). */
+int fair_next(struct fair *f, struct fair_dispatch *out);
+
+/* Marks a query in flight as done (0) or records that an already requeued or
+ * never dispatched query is being reported (ID_ENOTFOUND; the caller ignores it). */
+int fair_complete(struct fair *f, uint32_t job, uint64_t query);
+/* Puts an in-flight query back at the head of its queue (its worker reported an
+ * error or the dispatch failed). */
+int fair_requeue(struct fair *f, uint32_t job, uint64_t query);
+/* Records that `worker` is running `query` of `job` (a worker re-attaching to a
+ * new coordinator reports what it holds): the query leaves the queue, if it is
+ * there, and takes a slot on that worker, even beyond its slots. 0 as well if
+ * that worker already holds it; ID_EEXIST if another worker does; ID_ENOTFOUND
+ * for an unknown job or worker. */
+int fair_adopt(struct fair *f, uint32_t job, uint64_t query, const char *worker);
+
+/* How many queries of `job` have been dispatched so far (counting re-dispatches). */
+uint64_t fair_dispatched(const struct fair *f, uint32_t job);
+
+#endif
