@@ -738,7 +738,9 @@ static int cmd_delete(struct cli_ctx *ctx, int argc, char **argv)
 static int print_listing(const struct cli_ctx *ctx, Idunno__SdfsList *req)
 {
     struct cli_reply r;
+    uint64_t t0 = id_now_us();
     int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, &req->base, &r);
+    uint64_t answer_us = id_now_us() - t0;
     if (rc)
         return rc;
     Idunno__SdfsListing *l = idunno__sdfs_listing__unpack(NULL, r.len, r.body);
@@ -749,6 +751,7 @@ static int print_listing(const struct cli_ctx *ctx, Idunno__SdfsList *req)
         json_begin_object();
         json_u64("count", l->n_files);
         json_u64("total_bytes", l->total_bytes);
+        json_double("answer_ms", (double)answer_us / 1000.0); /* request sent -> answer read */
         json_begin_array("files");
         for (size_t i = 0; i < l->n_files; i++) {
             const Idunno__SdfsFileSummary *f = l->files[i];
