@@ -118,6 +118,7 @@ extern const struct cli_command cli_logq_commands[];
 extern const struct cli_command cli_infer_commands[];
 extern const struct cli_command cli_ctl_commands[];
 extern const struct cli_command cli_sdfs_commands[];
+extern const struct cli_command cli_job_commands[];
 
 /* Puts the local file as SDFS `name` through ctx->server, reusing *conn (opened
  * if NULL; may be replaced after a failed attempt). On success *out is the

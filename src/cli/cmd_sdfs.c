@@ -972,3 +972,45 @@ static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
     }
     return 0;
 }
+
+/* Appends the latest version of SDFS `name` to fd (for `results`), verified
+ * like `get`. Returns 0 or ID_E* with the reason in err. */
+int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len);
+int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len)
+{
+    struct cli_conn *conn = NULL;
+    int rc = cli_conn_open(ctx->server, timeout_of(ctx), &conn);
+    if (rc < 0) {
+        snprintf(err, len, "cannot reach %s: %s", ctx->server, id_strerror(rc));
+        return rc;
+    }
+    Idunno__SdfsFile *f = NULL;
+    rc = lookup(ctx, conn, name, 0, &f, err, len);
+    char part[64];
+    snprintf(part, sizeof part, "/tmp/idunno-part-%d", (int)getpid());
+    int pfd = rc == 0 ? open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    if (rc == 0 && pfd < 0) {
+        snprintf(err, len, "cannot write %s: %s", part, strerror(errno));
+        rc = ID_EIO;
+    }
+    if (rc == 0)
+        rc = get_version(ctx, &conn, f->versions[f->n_versions - 1], pfd, err, len);
+    if (rc == 0) {
+        uint8_t buf[65536];
+        ssize_t got;
+        lseek(pfd, 0, SEEK_SET);
+        while (rc == 0 && (got = read(pfd, buf, sizeof buf)) > 0)
+            if (write(fd, buf, (size_t)got) != got) {
+                snprintf(err, len, "cannot write: %s", strerror(errno));
+                rc = ID_EIO;
+            }
+    }
+    if (pfd >= 0) {
+        close(pfd);
+        unlink(part);
+    }
+    if (f)
+        idunno__sdfs_file__free_unpacked(f, NULL);
+    cli_conn_close(conn);
+    return rc;
+}

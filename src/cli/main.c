@@ -15,6 +15,7 @@ static const struct cli_command *const command_tables[] = {
     cli_member_commands,
     cli_ctl_commands,
     cli_sdfs_commands,
+    cli_job_commands,
     cli_logq_commands,
     cli_infer_commands,
     NULL,

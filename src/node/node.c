@@ -24,6 +24,9 @@
 #include "member/member.h"
 #include "net/net.h"
 #include "node/node_ctl.h"
+#include "sched/coord.h"
+#include "sched/jobs.h"
+#include "sched/worker.h"
 #include "sdfs/catalog.h"
 #include "sdfs/sdfs.h"
 
@@ -368,7 +371,8 @@ static int node_start_layers(struct node *node)
      * sub-state machines of the layers above are created first: ctl applies
      * commands to them from its start. -- */
     node->catalog = catalog_create();
-    if (!node->catalog) {
+    node->jobs = jobs_create();
+    if (!node->catalog || !node->jobs) {
         snprintf(node->errmsg, sizeof node->errmsg, "out of memory");
         return ID_ENOMEM;
     }
@@ -387,8 +391,24 @@ static int node_start_layers(struct node *node)
     if (rc < 0)
         return rc;
 
-    /* -- inference worker (src/infer), scheduler (src/sched): WIRE HERE, after
-     * SDFS, in that order. -- */
+    /* -- IDunno worker (src/sched/worker.c): runs dispatched queries with the
+     * inference engine (src/infer), inputs from SDFS -- */
+    struct worker_config wc = {.loop = node->loop, .net = node->net, .sdfs = node->sdfs,
+                               .name = cfg->name, .addr = cfg->addr};
+    rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
+    if (rc < 0)
+        return rc;
+
+    /* -- IDunno coordinator (src/sched/coord.c): job requests and dispatch,
+     * active while this node is the serving leader -- */
+    struct coord_config oc = {
+        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->fwd,
+        .member = node->member, .jobs = node->jobs, .catalog = node->catalog,
+        .sdfs = node->sdfs, .name = cfg->name, .addr = cfg->addr,
+    };
+    rc = coord_create(&oc, &node->coord, node->errmsg, sizeof node->errmsg);
+    if (rc < 0)
+        return rc;
 
     return 0;
 }
@@ -396,7 +416,8 @@ static int node_start_layers(struct node *node)
 /* Stops the layers in the reverse order of node_start_layers. */
 static void node_stop_layers(struct node *node)
 {
-    /* -- inference, scheduler: STOP HERE (reverse order) -- */
+    coord_stop(node->coord);
+    worker_stop(node->worker);
     sdfs_stop(node->sdfs);
     node_ctl_stop(node);
     logq_destroy(node->logq);
@@ -486,6 +507,10 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
 static void after_net_closed(void *ud)
 {
     struct node *node = ud;
+    coord_free(node->coord);
+    node->coord = NULL;
+    worker_free(node->worker);
+    node->worker = NULL;
     sdfs_free(node->sdfs);
     node->sdfs = NULL;
     node_ctl_free(node);

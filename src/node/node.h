@@ -41,8 +41,13 @@ struct node {
     /* Sub-state machines of the layers above, registered with ctl at its
      * creation and destroyed once it has closed. */
     struct catalog *catalog; /* SDFS metadata */
+    struct jobs *jobs;       /* models and jobs */
     /* SDFS (src/sdfs): replica, gateway and the coordinator's part. */
     struct sdfs *sdfs;
+    /* IDunno (src/sched): the inference worker, and the coordinator's part
+     * (active on the leader). */
+    struct worker *worker;
+    struct coord *coord;
     struct ctl_voter voters[NODE_MAX_VOTERS];
     size_t n_voters;
     uv_timer_t ctl_timer; /* retries the first start until voters are known */

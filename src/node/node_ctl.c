@@ -19,6 +19,7 @@
 #include "net/net.h"
 #include "node/ctl_forward.h"
 #include "node/node.h"
+#include "sched/jobs.h"
 #include "sdfs/catalog.h"
 
 #define NODE_CTL_RETRY_MS 100
@@ -500,8 +501,10 @@ int node_ctl_start(struct node *node)
     }
     if (node->catalog)
         rc = ctl_register(node->ctl, &catalog_sm_ops, node->catalog);
+    if (rc == 0 && node->jobs)
+        rc = ctl_register(node->ctl, &jobs_sm_ops, node->jobs);
     if (rc < 0) {
-        snprintf(node->errmsg, sizeof node->errmsg, "cannot register the SDFS catalog: %s",
+        snprintf(node->errmsg, sizeof node->errmsg, "cannot register a sub-state machine: %s",
                  id_strerror(rc));
         return rc;
     }
@@ -549,6 +552,8 @@ static void node_ctl_closed(void *ud)
     struct node *node = ud;
     catalog_destroy(node->catalog);
     node->catalog = NULL;
+    jobs_destroy(node->jobs);
+    node->jobs = NULL;
 }
 
 void node_ctl_stop(struct node *node)

@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "ctl/ctl.h"
 #include "idunno.pb-c.h"
 #include "member/member.h"
@@ -100,6 +101,7 @@ struct sdfs {
     unsigned failed_next;
     struct repair_job *repairs;
     size_t n_repairs;
+    struct fetch *fetches;
     uv_timer_t tick;
     uint64_t next_report_ms;
     int report_busy;
@@ -307,20 +309,57 @@ static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *bod
     net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_RESP, NULL, 0);
 }
 
-/* -- fetch: a repair copies a blob from other replicas, chunk by chunk -- */
+/* -- fetch: a blob copied from other replicas into the local store, chunk by
+ * chunk: for a repair (BLOB_FETCH from the leader) or for this node's own use
+ * (a worker's model or images, sdfs_fetch_local). Concurrent fetches of one
+ * blob share one transfer: later askers wait on the first. -- */
+
+struct fetch_waiter {
+    struct net_request *req; /* a BLOB_FETCH to answer, or */
+    sdfs_done_fn cb;         /* a local caller */
+    void *ud;
+    struct fetch_waiter *next;
+};
 
 struct fetch {
     struct sdfs *s;
-    struct net_request *req;
+    struct fetch_waiter *waiters;
+    int repair; /* log at info level */
     char blob[SDFS_BLOB_LEN + 1];
     uint64_t size, offset;
     uint8_t sha[32];
     char **sources;
     size_t n_sources, source;
+    struct fetch *next;
 };
 
-static void fetch_free(struct fetch *f)
+static void fetch_finish(struct fetch *f, int status, const char *what)
 {
+    struct sdfs *s = f->s;
+    for (struct fetch **pp = &s->fetches; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    if (status < 0) {
+        if (s->store)
+            store_abort(s->store, f->blob);
+        if (f->repair)
+            LOG_WARN("sdfs", "fetch of blob %s failed: %s", f->blob, what);
+    } else if (f->repair) {
+        LOG_INFO("sdfs", "fetched blob %s (%llu bytes)", f->blob, (unsigned long long)f->size);
+    }
+    while (f->waiters) {
+        struct fetch_waiter *w = f->waiters;
+        f->waiters = w->next;
+        if (w->req && status < 0)
+            reply_error(w->req, status, "fetch of blob %s failed: %s", f->blob, what);
+        else if (w->req)
+            net_reply(w->req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
+        else if (w->cb)
+            w->cb(w->ud, status);
+        free(w);
+    }
     for (size_t i = 0; i < f->n_sources; i++)
         free(f->sources[i]);
     free(f->sources);
@@ -329,9 +368,7 @@ static void fetch_free(struct fetch *f)
 
 static void fetch_fail(struct fetch *f, int status, const char *what)
 {
-    store_abort(f->s->store, f->blob);
-    reply_error(f->req, status, "fetch of blob %s failed: %s", f->blob, what);
-    fetch_free(f);
+    fetch_finish(f, status, what);
 }
 
 static void fetch_next(struct fetch *f);
@@ -339,13 +376,7 @@ static void fetch_next(struct fetch *f);
 static void on_fetch_sealed(void *ud, int status)
 {
     struct fetch *f = ud;
-    if (status < 0) {
-        fetch_fail(f, status, id_strerror(status));
-        return;
-    }
-    LOG_INFO("sdfs", "fetched blob %s (%llu bytes)", f->blob, (unsigned long long)f->size);
-    net_reply(f->req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
-    fetch_free(f);
+    fetch_finish(f, status, status < 0 ? id_strerror(status) : "");
 }
 
 static void on_fetch_written(void *ud, int status)
@@ -369,9 +400,10 @@ static void on_fetch_read(void *ud, const struct net_result *res)
                                             : NULL;
     if (!c || c->data.len == 0) {
         /* This source failed: go on from the same offset with the next one. */
-        LOG_WARN("sdfs", "fetch of blob %s from %s failed at %llu: %s", f->blob,
-                 f->sources[f->source], (unsigned long long)f->offset,
-                 res->errmsg ? res->errmsg : "empty chunk");
+        if (f->repair)
+            LOG_WARN("sdfs", "fetch of blob %s from %s failed at %llu: %s", f->blob,
+                     f->sources[f->source], (unsigned long long)f->offset,
+                     res->errmsg ? res->errmsg : "empty chunk");
         if (c)
             idunno__sdfs_chunk__free_unpacked(c, NULL);
         if (++f->source >= f->n_sources) {
@@ -409,6 +441,47 @@ static void fetch_next(struct fetch *f)
         fetch_fail(f, rc, id_strerror(rc));
 }
 
+/* Starts (or joins) the fetch of a blob; the waiter is told the outcome.
+ * Returns 1 if the blob is already here (nothing started, waiter not kept). */
+static int fetch_start(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
+                       char *const *sources, size_t n_sources, struct fetch_waiter *w, int repair)
+{
+    uint64_t have;
+    if (store_has(s->store, blob, &have) && have == size)
+        return 1;
+    for (struct fetch *f = s->fetches; f; f = f->next)
+        if (strcmp(f->blob, blob) == 0) {
+            w->next = f->waiters;
+            f->waiters = w;
+            f->repair |= repair;
+            return 0;
+        }
+    struct fetch *f = calloc(1, sizeof *f);
+    if (f)
+        f->sources = calloc(n_sources ? n_sources : 1, sizeof *f->sources);
+    if (!f || !f->sources) {
+        free(f);
+        return ID_ENOMEM;
+    }
+    f->s = s;
+    f->repair = repair;
+    f->waiters = w;
+    snprintf(f->blob, sizeof f->blob, "%s", blob);
+    f->size = size;
+    memcpy(f->sha, sha, 32);
+    for (size_t i = 0; i < n_sources; i++)
+        if (sources[i] && sources[i][0] && (f->sources[f->n_sources] = strdup(sources[i])))
+            f->n_sources++;
+    f->next = s->fetches;
+    s->fetches = f;
+    if (f->n_sources == 0) {
+        fetch_fail(f, ID_EUNAVAIL, "no live replica holds it");
+        return 0;
+    }
+    fetch_next(f); /* the first chunk starts a fresh copy (offset 0) */
+    return 0;
+}
+
 static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
@@ -423,36 +496,40 @@ static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body
             idunno__sdfs_fetch__free_unpacked(m, NULL);
         return;
     }
-    struct fetch *f = calloc(1, sizeof *f);
-    if (f)
-        f->sources = calloc(m->n_sources, sizeof *f->sources);
-    if (!f || !f->sources) {
-        free(f);
-        net_reply_error(req, ID_ENOMEM, NULL, NULL);
-        idunno__sdfs_fetch__free_unpacked(m, NULL);
-        return;
+    struct fetch_waiter *w = calloc(1, sizeof *w);
+    int rc = w ? 0 : ID_ENOMEM;
+    if (w) {
+        w->req = req;
+        rc = fetch_start(s, m->blob, m->size, m->sha256.data, m->sources, m->n_sources, w, 1);
     }
-    f->s = s;
-    f->req = req;
-    snprintf(f->blob, sizeof f->blob, "%s", m->blob);
-    f->size = m->size;
-    memcpy(f->sha, m->sha256.data, 32);
-    for (size_t i = 0; i < m->n_sources; i++)
-        if ((f->sources[f->n_sources] = strdup(m->sources[i])))
-            f->n_sources++;
-    idunno__sdfs_fetch__free_unpacked(m, NULL);
-    uint64_t have;
-    if (store_has(s->store, f->blob, &have) && have == f->size) {
+    if (rc == 1) {
+        free(w);
         net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
-        fetch_free(f);
-        return;
+    } else if (rc < 0) {
+        free(w);
+        net_reply_error(req, rc, id_strerror(rc), NULL);
     }
-    if (f->size == 0) {
-        fetch_next(f);
-        return;
-    }
-    /* The first chunk starts a fresh copy (offset 0). */
-    fetch_next(f);
+    idunno__sdfs_fetch__free_unpacked(m, NULL);
+}
+
+int sdfs_fetch_local(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
+                     char *const *sources, size_t n_sources, sdfs_done_fn cb, void *ud)
+{
+    if (s->stopping)
+        return ID_ESHUTDOWN;
+    if (!sdfs_blob_ok(blob))
+        return ID_EINVAL;
+    struct fetch_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return ID_ENOMEM;
+    w->cb = cb;
+    w->ud = ud;
+    int rc = fetch_start(s, blob, size, sha, sources, n_sources, w, 0);
+    if (rc != 0)
+        free(w);
+    if (rc == 1)
+        cb(ud, 0);
+    return rc < 0 ? rc : 0;
 }
 
 /* ==== gateway: puts ========================================================================== */
@@ -1828,4 +1905,162 @@ void sdfs_free(struct sdfs *s)
     while (s->repairs)
         repair_end(s->repairs);
     free(s);
+}
+
+/* ==== internal puts (the coordinator's result parts) ========================================== */
+
+struct small_put {
+    struct sdfs *s;
+    char name[SDFS_NAME_MAX + 1];
+    char blob[SDFS_BLOB_LEN + 1];
+    uint8_t *data;
+    size_t len;
+    uint8_t sha[32];
+    size_t n;
+    char names[SDFS_REPLICAS][SDFS_NODE_MAX];
+    char addrs[SDFS_REPLICAS][64];
+    unsigned pending;
+    int failed;
+    sdfs_done_fn cb;
+    void *ud;
+};
+
+static void small_put_end(struct small_put *p, int status)
+{
+    if (status < 0 && p->n) {
+        Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
+        char *b = p->blob;
+        bl.n_blobs = 1;
+        bl.blobs = &b;
+        for (size_t i = 0; i < p->n && !p->s->stopping; i++)
+            net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ, &bl.base,
+                        SDFS_CALL_MS, NULL, NULL);
+    }
+    p->cb(p->ud, status);
+    free(p->data);
+    free(p);
+}
+
+static void on_small_committed(void *ud, const struct net_result *res)
+{
+    small_put_end(ud, res->status);
+}
+
+static void on_small_sealed(void *ud, const struct net_result *res)
+{
+    struct small_put *p = ud;
+    if (res->status < 0)
+        p->failed = p->failed ? p->failed : res->status;
+    if (--p->pending)
+        return;
+    if (p->failed || p->s->stopping) {
+        small_put_end(p, p->failed ? p->failed : ID_ESHUTDOWN);
+        return;
+    }
+    Idunno__SdfsVersion v = IDUNNO__SDFS_VERSION__INIT;
+    char *names[SDFS_REPLICAS];
+    for (size_t i = 0; i < p->n; i++)
+        names[i] = p->names[i];
+    v.name = p->name;
+    v.blob = p->blob;
+    v.size = p->len;
+    v.sha256.data = p->sha;
+    v.sha256.len = 32;
+    v.n_replicas = p->n;
+    v.replicas = names;
+    int rc = call_leader(p->s, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, &v.base, on_small_committed, p);
+    if (rc < 0)
+        small_put_end(p, rc);
+}
+
+/* Each replica gets the whole (small) file as chunks in order, then a seal:
+ * one connection per peer keeps them in order. */
+static void on_small_written(void *ud, const struct net_result *res)
+{
+    struct small_put *p = ud;
+    if (res->status < 0)
+        p->failed = p->failed ? p->failed : res->status;
+}
+
+static void on_small_placed(void *ud, const struct net_result *res)
+{
+    struct small_put *p = ud;
+    Idunno__SdfsPlacement *pl =
+        res->status == 0 ? idunno__sdfs_placement__unpack(NULL, res->len, res->body) : NULL;
+    if (!pl || pl->n_replicas == 0 || pl->n_replicas != pl->n_addrs || p->s->stopping) {
+        if (pl)
+            idunno__sdfs_placement__free_unpacked(pl, NULL);
+        small_put_end(p, res->status < 0 ? res->status : ID_EUNAVAIL);
+        return;
+    }
+    for (size_t i = 0; i < pl->n_replicas && i < SDFS_REPLICAS; i++) {
+        snprintf(p->names[i], SDFS_NODE_MAX, "%s", pl->replicas[i]);
+        snprintf(p->addrs[i], 64, "%s", pl->addrs[i]);
+        p->n++;
+    }
+    idunno__sdfs_placement__free_unpacked(pl, NULL);
+    p->pending = (unsigned)p->n;
+    for (size_t i = 0; i < p->n; i++) {
+        for (size_t off = 0; off < p->len; off += SDFS_CHUNK) {
+            Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
+            c.blob = p->blob;
+            c.offset = off;
+            c.data.data = p->data + off;
+            c.data.len = p->len - off < SDFS_CHUNK ? p->len - off : SDFS_CHUNK;
+            if (net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ,
+                            &c.base, SDFS_CALL_MS, on_small_written, p) < 0)
+                p->failed = ID_EUNAVAIL;
+        }
+        Idunno__SdfsChunk seal = IDUNNO__SDFS_CHUNK__INIT;
+        seal.blob = p->blob;
+        seal.size = p->len;
+        seal.sha256.data = p->sha;
+        seal.sha256.len = 32;
+        if (net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ, &seal.base,
+                        SDFS_CALL_MS, on_small_sealed, p) < 0) {
+            p->failed = ID_EUNAVAIL;
+            p->pending--;
+        }
+    }
+    if (p->pending == 0)
+        small_put_end(p, p->failed ? p->failed : ID_EUNAVAIL);
+}
+
+int sdfs_put_bytes(struct sdfs *s, const char *name, const uint8_t *data, size_t len,
+                   sdfs_done_fn cb, void *ud)
+{
+    if (s->stopping)
+        return ID_ESHUTDOWN;
+    if (!sdfs_name_ok(name))
+        return ID_EINVAL;
+    if (len > 4 * SDFS_CHUNK)
+        return ID_ETOOBIG;
+    struct small_put *p = calloc(1, sizeof *p);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!p || !copy) {
+        free(p);
+        free(copy);
+        return ID_ENOMEM;
+    }
+    memcpy(copy, data, len);
+    p->s = s;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    random_blob(p->blob);
+    p->data = copy;
+    p->len = len;
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, copy, len);
+    sha256_final(&h, p->sha);
+    p->cb = cb;
+    p->ud = ud;
+    Idunno__SdfsPlace pl = IDUNNO__SDFS_PLACE__INIT;
+    pl.name = p->name;
+    pl.size = len;
+    int rc = call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_REQ, &pl.base, on_small_placed, p);
+    if (rc < 0) {
+        free(copy);
+        free(p);
+    }
+    return rc;
 }

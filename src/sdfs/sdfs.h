@@ -63,6 +63,24 @@ void sdfs_free(struct sdfs *s);
 
 struct store *sdfs_store(struct sdfs *s);
 
+typedef void (*sdfs_done_fn)(void *ud, int status);
+
+/* Makes a blob available in the local store (store_path() then names its
+ * file), copying it from `sources` (HOST:PORT of replicas) if it is not here;
+ * the copy is checked against size and sha. cb runs with 0 or ID_E*; if the
+ * blob is already here it runs before this returns. Copies this node is not a
+ * replica of are deleted by the next store report after SDFS_YOUNG_MS: this is
+ * a cache for the inference worker, not a placement. Returns 0 or ID_E* (then
+ * cb never runs). */
+int sdfs_fetch_local(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
+                     char *const *sources, size_t n_sources, sdfs_done_fn cb, void *ud);
+
+/* Stores `len` bytes (copied; at most a few MiB: one chunk per replica) as a
+ * new version of SDFS `name`, placed, sealed and committed like a client's
+ * put. cb runs with 0 or ID_E*. Returns 0 or ID_E* (then cb never runs). */
+int sdfs_put_bytes(struct sdfs *s, const char *name, const uint8_t *data, size_t len,
+                   sdfs_done_fn cb, void *ud);
+
 struct sdfs_stats {
     uint64_t files_held, bytes_held;     /* sealed blobs in the local store */
     uint64_t puts, gets, repairs_done, repairs_failed;

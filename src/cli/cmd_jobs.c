@@ -1,0 +1,747 @@
+/* cmd_jobs.c — IDunno's commands: models (train, models), jobs (launch,
+ * inference, set-batch, stop, jobs) and what the seed report calls C1–C5:
+ * qinfo (queries done and rate over the last 10 s), qjob (processing-time
+ * statistics), set-batch, results, assign (workers per job and their share).
+ * All of them go to the coordinator through the node given by -s. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "cli/cli.h"
+#include "idunno.pb-c.h"
+#include "infer/infer.h"
+
+static int cmd_train(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_models(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_qinfo(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_results(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_assign(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv);
+
+const struct cli_command cli_job_commands[] = {
+    {"train", "MODEL [--file model.onnx]",
+     "register a model: its file goes to SDFS (models/MODEL.onnx) and workers preload it",
+     cmd_train},
+    {"models", "", "the registered models", cmd_models},
+    {"launch", "MODEL BATCH [--weight W]", "start a job running MODEL, BATCH images per query",
+     cmd_launch},
+    {"inference", "MODEL DATASET", "queue every image under the SDFS prefix DATASET for MODEL's job",
+     cmd_inference},
+    {"qinfo", "[MODEL] [--watch]", "C1: queries processed and the query rate over the last 10 s",
+     cmd_qinfo},
+    {"qjob", "[MODEL]", "C2: processing time (dispatch to result): mean, std dev, median, p90/95/99",
+     cmd_qjob},
+    {"set-batch", "MODEL N", "C3: N images per query for queries not yet dispatched", cmd_set_batch},
+    {"results", "MODEL [LOCAL]", "C4: the job's results; with LOCAL, all of them as JSON lines",
+     cmd_results},
+    {"assign", "[--watch]", "C5: the workers serving each job now and their share over 10 s",
+     cmd_assign},
+    {"jobs", "", "every job: state, progress, rate, batch, weight", cmd_jobs},
+    {"stop", "MODEL", "stop MODEL's job (its results stay)", cmd_stop},
+    {NULL, NULL, NULL, NULL},
+};
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+static int decode_fail(const struct cli_ctx *ctx)
+{
+    return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+}
+
+static void json_stats(const char *key, const Idunno__JobStats *s)
+{
+    json_key_object(key);
+    if (s) {
+        json_u64("count", s->count);
+        json_double("mean_ms", s->mean_ms);
+        json_double("stddev_ms", s->stddev_ms);
+        json_double("median_ms", s->median_ms);
+        json_double("p90_ms", s->p90_ms);
+        json_double("p95_ms", s->p95_ms);
+        json_double("p99_ms", s->p99_ms);
+    }
+    json_end_object();
+}
+
+static void json_job(const Idunno__JobInfo *j)
+{
+    json_begin_object();
+    json_u64("id", j->id);
+    json_str("model", j->model);
+    json_str("state", j->state);
+    json_u64("batch", j->batch);
+    json_double("weight", j->weight);
+    json_u64("images", j->images);
+    json_u64("images_done", j->images_done);
+    json_u64("queries_done", j->queries_done);
+    json_double("rate", j->rate);
+    json_u64("queued", j->queued);
+    json_u64("inflight", j->inflight);
+    json_u64("duplicates", j->duplicates);
+    json_u64("parts", j->parts);
+    json_u64("pending_results", j->pending_results);
+    json_stats("all", j->all);
+    json_stats("window", j->window);
+    json_begin_array("shares");
+    for (size_t i = 0; i < j->n_shares; i++) {
+        json_begin_object();
+        json_str("worker", j->shares[i]->worker);
+        json_u64("count", j->shares[i]->count);
+        json_double("fraction", j->shares[i]->fraction);
+        json_end_object();
+    }
+    json_end_array();
+    json_begin_array("workers");
+    for (size_t i = 0; i < j->n_workers; i++)
+        json_str(NULL, j->workers[i]);
+    json_end_array();
+    json_end_object();
+}
+
+/* Asks for the jobs (all, or MODEL's); *out is freed by the caller. */
+static int fetch_jobs(const struct cli_ctx *ctx, const char *model, Idunno__JobList **out)
+{
+    Idunno__JobQuery q = IDUNNO__JOB_QUERY__INIT;
+    q.model = (char *)(model ? model : "");
+    struct cli_reply r;
+    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, &q.base, &r);
+    if (rc)
+        return rc;
+    *out = idunno__job_list__unpack(NULL, r.len, r.body);
+    free(r.body);
+    return *out ? 0 : decode_fail(ctx);
+}
+
+/* --watch: repeat every second until interrupted; the screen is redrawn. */
+static int watch_loop(struct cli_ctx *ctx, int (*once)(struct cli_ctx *, const char *),
+                      const char *arg, int watch)
+{
+    if (!watch)
+        return once(ctx, arg);
+    for (;;) {
+        if (!ctx->json)
+            printf("\033[H\033[2J");
+        int rc = once(ctx, arg);
+        fflush(stdout);
+        if (rc)
+            return rc;
+        sleep(1);
+    }
+}
+
+static int parse_watch(int argc, char **argv, const char **arg)
+{
+    int watch = 0;
+    *arg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--watch") == 0 || strcmp(argv[i], "-w") == 0)
+            watch = 1;
+        else if (!*arg)
+            *arg = argv[i];
+        else
+            return -1;
+    }
+    return watch;
+}
+
+static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, uint32_t batch,
+                       double weight, const char *verb)
+{
+    Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
+    l.model = (char *)model;
+    l.batch = batch;
+    l.weight = weight;
+    struct cli_reply r;
+    int rc = cli_call(ctx, type, &l.base, &r);
+    if (rc)
+        return rc;
+    Idunno__JobInfo *j = idunno__job_info__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!j)
+        return decode_fail(ctx);
+    if (ctx->json) {
+        json_job(j);
+        json_done();
+    } else {
+        printf("%s job %u of %s: batch %u, weight %g, %s, %llu of %llu images done\n", verb, j->id,
+               j->model, j->batch, j->weight, j->state, (unsigned long long)j->images_done,
+               (unsigned long long)j->images);
+    }
+    idunno__job_info__free_unpacked(j, NULL);
+    return 0;
+}
+
+/* ---- train and models ----------------------------------------------------------------------- */
+
+static void model_path_of(const char *name, char *out, size_t len)
+{
+    const char *dir = getenv("IDUNNO_MODELS");
+    snprintf(out, len, "%s/%s.onnx", dir && dir[0] ? dir : "models", name);
+}
+
+static int cmd_train(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[0];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    const char *name = NULL, *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+            file = argv[++i];
+        else if (!name)
+            name = argv[i];
+        else
+            return cli_usage_error(cmd, "takes a model name and --file FILE");
+    }
+    if (!name)
+        return cli_usage_error(cmd, "needs a model name");
+    char path[1024];
+    if (file)
+        snprintf(path, sizeof path, "%s", file);
+    else
+        model_path_of(name, path, sizeof path);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return cli_fail(CLI_USER_ERROR, "train %s: cannot read %s: %s%s", name, path,
+                        strerror(errno), file ? "" : " (run `make models`, or give --file)");
+    /* Open it here first: a file that is not a usable model never reaches
+     * the cluster, and its input size and normalisation are read from it. */
+    struct infer_model *m;
+    char err[400];
+    struct infer_options io = {.threads = 1};
+    if (infer_model_open(path, &io, &m, err, sizeof err) < 0)
+        return cli_fail(CLI_USER_ERROR, "train %s: %s is not a usable model: %s", name, path, err);
+    const struct infer_model_info *info = infer_model_info(m);
+    Idunno__ModelInfo mi = IDUNNO__MODEL_INFO__INIT;
+    float mean[3], std[3];
+    for (int k = 0; k < 3; k++) {
+        mean[k] = info->mean[k];
+        std[k] = info->std[k];
+    }
+    mi.input_size = (uint32_t)info->input_size;
+    mi.resize = (uint32_t)info->resize;
+    mi.classes = (uint32_t)info->classes;
+    infer_model_close(m);
+    char sdfs_name[300];
+    snprintf(sdfs_name, sizeof sdfs_name, "models/%s.onnx", name);
+    uint64_t t0 = id_now_ms();
+    struct cli_conn *conn = NULL;
+    Idunno__SdfsVersion *v = NULL;
+    int rc = cli_sdfs_put(ctx, &conn, path, sdfs_name, &v, err, sizeof err);
+    cli_conn_close(conn);
+    if (rc < 0)
+        return cli_fail(cli_status_of(rc), "train %s: storing the model: %s", name, err);
+    mi.name = (char *)name;
+    mi.file = sdfs_name;
+    mi.blob = v->blob;
+    mi.size = v->size;
+    mi.sha256 = v->sha256;
+    mi.n_mean = mi.n_std = 3;
+    mi.mean = mean;
+    mi.std = std;
+    struct cli_reply r;
+    rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_REQ, &mi.base, &r);
+    if (rc == 0) {
+        free(r.body);
+        if (ctx->json) {
+            json_begin_object();
+            json_str("model", name);
+            json_str("file", sdfs_name);
+            json_u64("version", v->version);
+            json_u64("size", v->size);
+            json_u64("input_size", mi.input_size);
+            json_u64("classes", mi.classes);
+            json_u64("elapsed_ms", id_now_ms() - t0);
+            json_end_object();
+            json_done();
+        } else {
+            printf("trained %s: %s version %llu (%.1f MB), input %ux%u, %u classes, in %llu ms; "
+                   "workers are loading it\n",
+                   name, sdfs_name, (unsigned long long)v->version, (double)v->size / 1e6,
+                   mi.input_size, mi.input_size, mi.classes,
+                   (unsigned long long)(id_now_ms() - t0));
+        }
+    }
+    idunno__sdfs_version__free_unpacked(v, NULL);
+    return rc;
+}
+
+static int cmd_models(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[1];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 1)
+        return cli_usage_error(cmd, "takes no arguments");
+    Idunno__Empty e = IDUNNO__EMPTY__INIT;
+    struct cli_reply r;
+    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, &e.base, &r);
+    if (rc)
+        return rc;
+    Idunno__ModelList *l = idunno__model_list__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!l)
+        return decode_fail(ctx);
+    if (ctx->json) {
+        json_begin_object();
+        json_begin_array("models");
+        for (size_t i = 0; i < l->n_models; i++) {
+            const Idunno__ModelInfo *m = l->models[i];
+            json_begin_object();
+            json_str("name", m->name);
+            json_str("file", m->file);
+            json_u64("size", m->size);
+            json_u64("input_size", m->input_size);
+            json_u64("resize", m->resize);
+            json_u64("classes", m->classes);
+            json_end_object();
+        }
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else {
+        struct cli_table *t = cli_table_new(5, "MODEL", "FILE", "SIZE", "INPUT", "CLASSES");
+        for (size_t i = 0; i < l->n_models; i++) {
+            const Idunno__ModelInfo *m = l->models[i];
+            char size[32], input[32], classes[16];
+            snprintf(size, sizeof size, "%.1f MB", (double)m->size / 1e6);
+            snprintf(input, sizeof input, "%ux%u", m->input_size, m->input_size);
+            snprintf(classes, sizeof classes, "%u", m->classes);
+            cli_table_row(t, m->name, m->file, size, input, classes);
+        }
+        cli_table_print(t);
+    }
+    idunno__model_list__free_unpacked(l, NULL);
+    return 0;
+}
+
+/* ---- job commands --------------------------------------------------------------------------- */
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || !*s || v == 0 || v > 1000000)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[2];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    const char *pos[2];
+    int npos = 0;
+    double weight = 1.0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--weight") == 0 && i + 1 < argc) {
+            char *end;
+            weight = strtod(argv[++i], &end);
+            if (*end || !(weight > 0))
+                return cli_usage_error(cmd, "--weight takes a positive number");
+        } else if (npos < 2) {
+            pos[npos++] = argv[i];
+        } else {
+            return cli_usage_error(cmd, "takes a model and a batch size");
+        }
+    }
+    uint32_t batch;
+    if (npos != 2 || parse_u32(pos[1], &batch) < 0)
+        return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, pos[0], batch, weight,
+                       "launched");
+}
+
+static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[6];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    uint32_t batch;
+    if (argc != 3 || parse_u32(argv[2], &batch) < 0)
+        return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, argv[1], batch, 0, "updated");
+}
+
+static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[10];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 2)
+        return cli_usage_error(cmd, "takes a model");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, argv[1], 0, 0, "stopped");
+}
+
+static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[3];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 3)
+        return cli_usage_error(cmd, "takes a model and an SDFS data set (a prefix)");
+    Idunno__JobInference q = IDUNNO__JOB_INFERENCE__INIT;
+    q.model = argv[1];
+    q.dataset = argv[2];
+    struct cli_reply r;
+    uint64_t t0 = id_now_us();
+    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ, &q.base, &r);
+    if (rc)
+        return rc;
+    double ms = (double)(id_now_us() - t0) / 1000.0;
+    Idunno__JobInfo *j = idunno__job_info__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!j)
+        return decode_fail(ctx);
+    if (ctx->json) {
+        json_begin_object();
+        json_str("model", j->model);
+        json_u64("job", j->id);
+        json_u64("images", j->images);
+        json_u64("images_done", j->images_done);
+        json_double("answer_ms", ms);
+        json_end_object();
+        json_done();
+    } else {
+        printf("queued %s for %s: the job has %llu images (%llu done), %u per query\n", argv[2],
+               j->model, (unsigned long long)j->images, (unsigned long long)j->images_done,
+               j->batch);
+    }
+    idunno__job_info__free_unpacked(j, NULL);
+    return 0;
+}
+
+/* ---- C1, C2, C5, jobs ------------------------------------------------------------------------ */
+
+static int qinfo_once(struct cli_ctx *ctx, const char *model)
+{
+    Idunno__JobList *l;
+    int rc = fetch_jobs(ctx, model, &l);
+    if (rc)
+        return rc;
+    if (ctx->json) {
+        json_begin_object();
+        json_u64("now_ms", l->now_ms);
+        json_begin_array("jobs");
+        for (size_t i = 0; i < l->n_jobs; i++) {
+            const Idunno__JobInfo *j = l->jobs[i];
+            json_begin_object();
+            json_str("model", j->model);
+            json_u64("queries_done", j->queries_done);
+            json_u64("images_done", j->images_done);
+            json_u64("images", j->images);
+            json_double("rate", j->rate);
+            json_end_object();
+        }
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else {
+        struct cli_table *t = cli_table_new(5, "MODEL", "QUERIES", "IMAGES", "RATE (q/s, 10 s)",
+                                            "STATE");
+        for (size_t i = 0; i < l->n_jobs; i++) {
+            const Idunno__JobInfo *j = l->jobs[i];
+            char q[24], im[48], rate[24];
+            snprintf(q, sizeof q, "%llu", (unsigned long long)j->queries_done);
+            snprintf(im, sizeof im, "%llu/%llu", (unsigned long long)j->images_done,
+                     (unsigned long long)j->images);
+            snprintf(rate, sizeof rate, "%.2f", j->rate);
+            cli_table_row(t, j->model, q, im, rate, j->state);
+        }
+        cli_table_print(t);
+    }
+    idunno__job_list__free_unpacked(l, NULL);
+    return 0;
+}
+
+static int cmd_qinfo(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[4];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    const char *model;
+    int watch = parse_watch(argc, argv, &model);
+    if (watch < 0)
+        return cli_usage_error(cmd, "takes at most one model");
+    return watch_loop(ctx, qinfo_once, model, watch);
+}
+
+static void stats_row(struct cli_table *t, const char *model, const char *span,
+                      const Idunno__JobStats *s)
+{
+    char c[24], mean[24], sd[24], med[24], p90[24], p95[24], p99[24];
+    snprintf(c, sizeof c, "%llu", (unsigned long long)(s ? s->count : 0));
+    snprintf(mean, sizeof mean, "%.1f", s ? s->mean_ms : 0);
+    snprintf(sd, sizeof sd, "%.1f", s ? s->stddev_ms : 0);
+    snprintf(med, sizeof med, "%.1f", s ? s->median_ms : 0);
+    snprintf(p90, sizeof p90, "%.1f", s ? s->p90_ms : 0);
+    snprintf(p95, sizeof p95, "%.1f", s ? s->p95_ms : 0);
+    snprintf(p99, sizeof p99, "%.1f", s ? s->p99_ms : 0);
+    cli_table_row(t, model, span, c, mean, sd, med, p90, p95, p99);
+}
+
+static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[5];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc > 2)
+        return cli_usage_error(cmd, "takes at most one model");
+    Idunno__JobList *l;
+    int rc = fetch_jobs(ctx, argc == 2 ? argv[1] : NULL, &l);
+    if (rc)
+        return rc;
+    if (ctx->json) {
+        json_begin_object();
+        json_begin_array("jobs");
+        for (size_t i = 0; i < l->n_jobs; i++) {
+            json_begin_object();
+            json_str("model", l->jobs[i]->model);
+            json_stats("all", l->jobs[i]->all);
+            json_stats("last_10s", l->jobs[i]->window);
+            json_end_object();
+        }
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else {
+        struct cli_table *t = cli_table_new(9, "MODEL", "SPAN", "QUERIES", "MEAN ms", "STDDEV",
+                                            "MEDIAN", "P90", "P95", "P99");
+        for (size_t i = 0; i < l->n_jobs; i++) {
+            stats_row(t, l->jobs[i]->model, "all", l->jobs[i]->all);
+            stats_row(t, l->jobs[i]->model, "10 s", l->jobs[i]->window);
+        }
+        cli_table_print(t);
+    }
+    idunno__job_list__free_unpacked(l, NULL);
+    return 0;
+}
+
+static int assign_once(struct cli_ctx *ctx, const char *unused)
+{
+    (void)unused;
+    Idunno__JobList *l;
+    int rc = fetch_jobs(ctx, NULL, &l);
+    if (rc)
+        return rc;
+    if (ctx->json) {
+        json_begin_object();
+        json_begin_array("jobs");
+        for (size_t i = 0; i < l->n_jobs; i++)
+            json_job(l->jobs[i]);
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else {
+        struct cli_table *t = cli_table_new(4, "MODEL", "RUNNING ON NOW", "WORKER", "SHARE (10 s)");
+        for (size_t i = 0; i < l->n_jobs; i++) {
+            const Idunno__JobInfo *j = l->jobs[i];
+            char now[512] = "";
+            for (size_t k = 0; k < j->n_workers; k++) {
+                size_t used = strlen(now);
+                snprintf(now + used, sizeof now - used, "%s%s", k ? "," : "", j->workers[k]);
+            }
+            if (j->n_shares == 0)
+                cli_table_row(t, j->model, now, "-", "-");
+            for (size_t k = 0; k < j->n_shares; k++) {
+                char share[48];
+                snprintf(share, sizeof share, "%.0f%% (%llu queries)",
+                         100.0 * j->shares[k]->fraction, (unsigned long long)j->shares[k]->count);
+                cli_table_row(t, k ? "" : j->model, k ? "" : now, j->shares[k]->worker, share);
+            }
+        }
+        cli_table_print(t);
+    }
+    idunno__job_list__free_unpacked(l, NULL);
+    return 0;
+}
+
+static int cmd_assign(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[8];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    const char *arg;
+    int watch = parse_watch(argc, argv, &arg);
+    if (watch < 0 || arg)
+        return cli_usage_error(cmd, "takes only --watch");
+    return watch_loop(ctx, assign_once, NULL, watch);
+}
+
+static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[9];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 1)
+        return cli_usage_error(cmd, "takes no arguments");
+    Idunno__JobList *l;
+    int rc = fetch_jobs(ctx, NULL, &l);
+    if (rc)
+        return rc;
+    if (ctx->json) {
+        json_begin_object();
+        json_begin_array("jobs");
+        for (size_t i = 0; i < l->n_jobs; i++)
+            json_job(l->jobs[i]);
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else {
+        struct cli_table *t = cli_table_new(9, "ID", "MODEL", "STATE", "BATCH", "WEIGHT", "IMAGES",
+                                            "QUERIES", "RATE", "QUEUED/RUNNING");
+        for (size_t i = 0; i < l->n_jobs; i++) {
+            const Idunno__JobInfo *j = l->jobs[i];
+            char id[16], b[16], w[24], im[48], q[24], rate[24], qr[32];
+            snprintf(id, sizeof id, "%u", j->id);
+            snprintf(b, sizeof b, "%u", j->batch);
+            snprintf(w, sizeof w, "%g", j->weight);
+            snprintf(im, sizeof im, "%llu/%llu", (unsigned long long)j->images_done,
+                     (unsigned long long)j->images);
+            snprintf(q, sizeof q, "%llu", (unsigned long long)j->queries_done);
+            snprintf(rate, sizeof rate, "%.2f/s", j->rate);
+            snprintf(qr, sizeof qr, "%llu/%llu", (unsigned long long)j->queued,
+                     (unsigned long long)j->inflight);
+            cli_table_row(t, id, j->model, j->state, b, w, im, q, rate, qr);
+        }
+        cli_table_print(t);
+    }
+    idunno__job_list__free_unpacked(l, NULL);
+    return 0;
+}
+
+/* ---- C4: results ------------------------------------------------------------------------------ */
+
+/* Fetches an SDFS file's latest version into fd (through `get`'s code). */
+int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len);
+
+static int cmd_results(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = &cli_job_commands[7];
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 2 && argc != 3)
+        return cli_usage_error(cmd, "takes a model and optionally a local file");
+    Idunno__JobQuery q = IDUNNO__JOB_QUERY__INIT;
+    q.model = argv[1];
+    q.max_results = argc == 3 ? 1000000 : 10;
+    struct cli_reply r;
+    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ, &q.base, &r);
+    if (rc)
+        return rc;
+    Idunno__JobResults *res = idunno__job_results__unpack(NULL, r.len, r.body);
+    free(r.body);
+    if (!res || !res->job)
+        return decode_fail(ctx);
+    const Idunno__JobInfo *j = res->job;
+    size_t written = 0;
+    if (argc == 3) {
+        /* Every result: the parts already in SDFS, then the ones not yet written. */
+        char tmp[1100], err[400];
+        snprintf(tmp, sizeof tmp, "%s.idunno-%d", argv[2], (int)getpid());
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            idunno__job_results__free_unpacked(res, NULL);
+            return cli_fail(CLI_USER_ERROR, "cannot write '%s': %s", argv[2], strerror(errno));
+        }
+        for (size_t i = 0; rc == 0 && i < res->n_parts; i++)
+            if (cli_sdfs_get_to_fd(ctx, res->parts[i], fd, err, sizeof err) < 0)
+                rc = cli_fail(CLI_CLUSTER_ERROR, "results: reading %s: %s", res->parts[i], err);
+        FILE *f = rc == 0 ? fdopen(dup(fd), "w") : NULL;
+        for (size_t i = 0; f && i < res->n_pending; i++) {
+            const Idunno__JobResult *p = res->pending[i];
+            if (p->error && p->error[0]) {
+                fprintf(f, "{\"image\":\"%s\",\"error\":\"", p->image);
+                for (const char *s = p->error; *s; s++)
+                    fprintf(f, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
+                fprintf(f, "\"}\n");
+                continue;
+            }
+            fprintf(f, "{\"image\":\"%s\",\"top\":[", p->image);
+            for (size_t k = 0; k < p->n_classes && k < p->n_probs; k++)
+                fprintf(f, "%s[%u,%.6f]", k ? "," : "", p->classes[k], (double)p->probs[k]);
+            fprintf(f, "]}\n");
+        }
+        if (f && fclose(f) != 0)
+            rc = cli_fail(CLI_CLUSTER_ERROR, "cannot write '%s'", argv[2]);
+        close(fd);
+        if (rc == 0 && rename(tmp, argv[2]) < 0)
+            rc = cli_fail(CLI_USER_ERROR, "cannot write '%s': %s", argv[2], strerror(errno));
+        if (rc)
+            unlink(tmp);
+        /* Count the lines written. */
+        FILE *in = rc == 0 ? fopen(argv[2], "r") : NULL;
+        for (int ch; in && (ch = fgetc(in)) != EOF;)
+            written += ch == '\n';
+        if (in)
+            fclose(in);
+    }
+    if (rc == 0) {
+        if (ctx->json) {
+            json_begin_object();
+            json_str("model", j->model);
+            json_u64("job", j->id);
+            json_u64("images", j->images);
+            json_u64("images_done", j->images_done);
+            json_u64("queries_done", j->queries_done);
+            json_u64("duplicates", j->duplicates);
+            json_begin_array("parts");
+            for (size_t i = 0; i < res->n_parts; i++)
+                json_str(NULL, res->parts[i]);
+            json_end_array();
+            json_u64("pending_results", j->pending_results);
+            if (argc == 3) {
+                json_str("file", argv[2]);
+                json_u64("results_written", written);
+            }
+            json_end_object();
+            json_done();
+        } else {
+            printf("%s (job %u): %llu of %llu images done in %llu queries; results in %zu SDFS "
+                   "part%s%s\n",
+                   j->model, j->id, (unsigned long long)j->images_done,
+                   (unsigned long long)j->images, (unsigned long long)j->queries_done,
+                   res->n_parts, res->n_parts == 1 ? "" : "s",
+                   j->pending_results ? " and the latest ones still at the coordinator" : "");
+            if (argc == 3) {
+                printf("wrote %zu results to %s\n", written, argv[2]);
+            } else {
+                struct cli_table *t = cli_table_new(3, "IMAGE", "TOP CLASS", "P");
+                for (size_t i = 0; i < res->n_pending; i++) {
+                    const Idunno__JobResult *p = res->pending[i];
+                    char cls[24] = "-", pr[24] = "";
+                    if (p->n_classes && p->n_probs) {
+                        snprintf(cls, sizeof cls, "%u", p->classes[0]);
+                        snprintf(pr, sizeof pr, "%.3f", (double)p->probs[0]);
+                    } else {
+                        snprintf(pr, sizeof pr, "error: %.60s", p->error);
+                    }
+                    cli_table_row(t, p->image, cls, pr);
+                }
+                if (res->n_pending) {
+                    printf("latest results:\n");
+                    cli_table_print(t);
+                } else {
+                    cli_table_print(t);
+                }
+                printf("(idunno results %s FILE writes every result)\n", j->model);
+            }
+        }
+    }
+    idunno__job_results__free_unpacked(res, NULL);
+    return rc;
+}

@@ -1,0 +1,1635 @@
+/* coord.c — the coordinator's IDunno part (see coord.h). */
+#include "sched/coord.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "ctl/ctl.h"
+#include "idunno.pb-c.h"
+#include "member/member.h"
+#include "net/net.h"
+#include "node/ctl_forward.h"
+#include "sched/fair.h"
+#include "sched/jobs.h"
+#include "sched/qstats.h"
+#include "sdfs/catalog.h"
+#include "sdfs/sdfs.h"
+
+#define COORD_MAX_ALIVE 256
+#define COORD_RUN_TIMEOUT_MS 5000
+#define COORD_BATCH_MAX 256
+
+enum cq_state { CQ_QUEUED, CQ_INFLIGHT };
+
+struct cquery {
+    uint32_t job;
+    uint64_t id;
+    uint32_t *idx;
+    size_t n;
+    enum cq_state state;
+    char worker[64];
+    uint64_t dispatched_ms;  /* wall clock */
+    uint64_t dispatched_mono;
+    struct cquery *next;
+};
+
+/* What the leader keeps per job besides the replicated record. */
+struct cjob {
+    uint32_t id;
+    uint8_t *claimed; /* images in a queued or running query */
+    size_t cap;       /* images the bitmap covers */
+    size_t cursor;    /* images below it are done or claimed */
+    uint64_t lazy;    /* the query cut ahead (queued), 0 if none */
+    int flushing;
+    uint64_t last_flush_ms;
+};
+
+/* A completion waiting for its JOB_DONE command. */
+struct done_wait {
+    Idunno__QueryDone *msg;
+    struct net_request *req;
+};
+
+struct done_batch {
+    struct coord *c;
+    struct done_wait *w;
+    size_t n;
+};
+
+struct coord {
+    uv_loop_t *loop;
+    struct net *net;
+    struct ctl *ctl;
+    struct ctl_fwd *fwd;
+    struct member *member;
+    struct jobs *jobs;
+    struct catalog *catalog;
+    struct sdfs *sdfs;
+    char name[64];
+    char addr[64];
+    /* Leader-only state; NULL/0 when not dispatching. */
+    int active, activating;
+    uint64_t epoch; /* bumped at each (de)activation: stale callbacks check it */
+    uint64_t term;
+    uint32_t qcounter;
+    struct fair *fair;
+    struct cjob *cjobs;
+    size_t n_cjobs;
+    struct cquery *queries;
+    char (*workers)[64]; /* in the dispatcher */
+    size_t n_workers;
+    unsigned adopt_pending;
+    uint64_t adopt_deadline;
+    struct done_wait batch[COORD_BATCH_MAX];
+    size_t n_batch;
+    uv_timer_t tick, batch_timer;
+    int stopping;
+    struct coord_stats stats;
+};
+
+static void reply_error(struct net_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_error(struct net_request *req, int code, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    net_reply_error(req, code, msg, NULL);
+}
+
+/* ---- live members ----------------------------------------------------------------------------- */
+
+struct alive {
+    struct member_view v[COORD_MAX_ALIVE];
+    size_t n;
+};
+
+static void alive_load(struct coord *c, struct alive *a)
+{
+    static struct member_view views[COORD_MAX_ALIVE];
+    size_t n = member_snapshot(c->member, views, COORD_MAX_ALIVE);
+    if (n > COORD_MAX_ALIVE)
+        n = COORD_MAX_ALIVE;
+    a->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (views[i].state != MEMBER_ALIVE)
+            continue;
+        int dup = 0;
+        for (size_t k = 0; k < a->n && !dup; k++)
+            if (strcmp(a->v[k].name, views[i].name) == 0) {
+                if (views[i].incarnation > a->v[k].incarnation)
+                    a->v[k] = views[i];
+                dup = 1;
+            }
+        if (!dup)
+            a->v[a->n++] = views[i];
+    }
+}
+
+static const char *alive_addr(const struct alive *a, const char *name)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i].name, name) == 0)
+            return a->v[i].addr;
+    return NULL;
+}
+
+/* ---- leader-local bookkeeping ----------------------------------------------------------------- */
+
+static struct cjob *cjob_find(struct coord *c, uint32_t id)
+{
+    for (size_t i = 0; i < c->n_cjobs; i++)
+        if (c->cjobs[i].id == id)
+            return &c->cjobs[i];
+    return NULL;
+}
+
+static int cjob_cover(struct cjob *cj, size_t n_images)
+{
+    if (n_images <= cj->cap)
+        return 0;
+    size_t cap = cj->cap ? cj->cap : 256;
+    while (cap < n_images)
+        cap *= 2;
+    uint8_t *b = realloc(cj->claimed, (cap + 7) / 8);
+    if (!b)
+        return ID_ENOMEM;
+    memset(b + (cj->cap + 7) / 8, 0, (cap + 7) / 8 - (cj->cap + 7) / 8);
+    cj->claimed = b;
+    cj->cap = cap;
+    return 0;
+}
+
+static int claimed(const struct cjob *cj, size_t i)
+{
+    return i < cj->cap && ((cj->claimed[i >> 3] >> (i & 7)) & 1);
+}
+
+static void set_claim(struct cjob *cj, size_t i, int on)
+{
+    if (i >= cj->cap)
+        return;
+    if (on)
+        cj->claimed[i >> 3] |= (uint8_t)(1u << (i & 7));
+    else
+        cj->claimed[i >> 3] &= (uint8_t)~(1u << (i & 7));
+}
+
+static struct cquery *cq_find(struct coord *c, uint64_t id)
+{
+    for (struct cquery *q = c->queries; q; q = q->next)
+        if (q->id == id)
+            return q;
+    return NULL;
+}
+
+static void cq_free(struct coord *c, struct cquery *q, int unclaim)
+{
+    for (struct cquery **pp = &c->queries; *pp; pp = &(*pp)->next)
+        if (*pp == q) {
+            *pp = q->next;
+            break;
+        }
+    struct cjob *cj = cjob_find(c, q->job);
+    if (cj && unclaim) {
+        for (size_t i = 0; i < q->n; i++) {
+            set_claim(cj, q->idx[i], 0);
+            if (q->idx[i] < cj->cursor)
+                cj->cursor = q->idx[i];
+        }
+    }
+    if (cj && cj->lazy == q->id)
+        cj->lazy = 0;
+    free(q->idx);
+    free(q);
+}
+
+static struct cquery *cq_new(struct coord *c, uint32_t job, uint64_t id, size_t cap)
+{
+    struct cquery *q = calloc(1, sizeof *q);
+    if (q && !(q->idx = calloc(cap ? cap : 1, sizeof *q->idx))) {
+        free(q);
+        return NULL;
+    }
+    if (!q)
+        return NULL;
+    q->job = job;
+    q->id = id;
+    q->next = c->queries;
+    c->queries = q;
+    return q;
+}
+
+/* Query ids are unique across leaders: the term in the high half. */
+static uint64_t next_query_id(struct coord *c)
+{
+    return (c->term << 32) | ++c->qcounter;
+}
+
+/* Cuts the job's next query ahead of dispatch, if it has none queued: up to
+ * `batch` images that are neither done nor claimed. A query cut earlier and
+ * still queued is resized to the current batch (set-batch applies to every
+ * query not yet dispatched). */
+static void cut_ahead(struct coord *c, struct cjob *cj)
+{
+    struct job_rec *job = jobs_by_id(c->jobs, cj->id);
+    if (!job || job->stopped || cjob_cover(cj, job->n_images) < 0)
+        return;
+    struct cquery *q = cj->lazy ? cq_find(c, cj->lazy) : NULL;
+    if (q && q->state != CQ_QUEUED)
+        q = NULL, cj->lazy = 0;
+    if (q && q->n > job->batch) { /* shrink: give the extra images back */
+        for (size_t i = job->batch; i < q->n; i++) {
+            set_claim(cj, q->idx[i], 0);
+            if (q->idx[i] < cj->cursor)
+                cj->cursor = q->idx[i];
+        }
+        q->n = job->batch;
+    }
+    if (q && q->n == job->batch)
+        return;
+    uint32_t *extra = NULL;
+    if (q) { /* grow to the new batch size */
+        extra = realloc(q->idx, job->batch * sizeof *q->idx);
+        if (!extra)
+            return;
+        q->idx = extra;
+    }
+    size_t want = job->batch - (q ? q->n : 0), got = 0;
+    uint32_t *idx = q ? q->idx + q->n : NULL;
+    uint32_t tmp[JOBS_MAX_BATCH];
+    if (!idx)
+        idx = tmp;
+    while (got < want && cj->cursor < job->n_images) {
+        size_t i = cj->cursor++;
+        if (job_image_done(job, i) || claimed(cj, i))
+            continue;
+        idx[got++] = (uint32_t)i;
+        set_claim(cj, i, 1);
+    }
+    if (q) {
+        q->n += got;
+        return;
+    }
+    if (got == 0)
+        return;
+    q = cq_new(c, cj->id, next_query_id(c), job->batch);
+    if (!q) {
+        for (size_t i = 0; i < got; i++)
+            set_claim(cj, idx[i], 0);
+        cj->cursor = idx[0];
+        return;
+    }
+    memcpy(q->idx, idx, got * sizeof *idx);
+    q->n = got;
+    q->state = CQ_QUEUED;
+    if (fair_enqueue(c->fair, cj->id, q->id, 0) < 0) {
+        cq_free(c, q, 1);
+        return;
+    }
+    cj->lazy = q->id;
+}
+
+/* ---- dispatching -------------------------------------------------------------------------------- */
+
+static void pump(struct coord *c);
+
+struct run_call {
+    struct coord *c;
+    uint64_t epoch;
+    uint64_t query;
+    char worker[64];
+};
+
+static void requeue(struct coord *c, struct cquery *q)
+{
+    if (q->state != CQ_INFLIGHT)
+        return;
+    if (fair_requeue(c->fair, q->job, q->id) == 0) {
+        q->state = CQ_QUEUED;
+        q->worker[0] = 0;
+        c->stats.requeued++;
+    }
+}
+
+static void on_run_ack(void *ud, const struct net_result *res)
+{
+    struct run_call *rc = ud;
+    struct coord *c = rc->c;
+    if (res->status < 0 && c->active && c->epoch == rc->epoch && !c->stopping) {
+        struct cquery *q = cq_find(c, rc->query);
+        if (q && q->state == CQ_INFLIGHT && strcmp(q->worker, rc->worker) == 0) {
+            LOG_WARN("coord", "dispatch of query %llu to %s failed (%s): requeued",
+                     (unsigned long long)q->id, rc->worker,
+                     res->errmsg ? res->errmsg : id_strerror(res->status));
+            c->stats.run_failures++;
+            requeue(c, q);
+            /* A worker that refuses connections is going away: keep it out of
+             * the dispatcher until membership tells (the tick adds it back if
+             * it is still alive). */
+            if (res->status == ID_ECONNREFUSED || res->status == ID_ECLOSED) {
+                fair_worker_remove(c->fair, rc->worker);
+                for (struct cquery *o = c->queries; o; o = o->next)
+                    if (o->state == CQ_INFLIGHT && strcmp(o->worker, rc->worker) == 0)
+                        o->state = CQ_QUEUED, o->worker[0] = 0;
+            }
+            pump(c);
+        }
+    }
+    free(rc);
+}
+
+/* Fills the model part of a dispatch, with the replicas holding its file. */
+static int model_msg(struct coord *c, const struct model_rec *m, const struct alive *a,
+                     Idunno__ModelInfo *out, float *mean, float *std, char **sources)
+{
+    jobs_model_to_pb(m, out, mean, std);
+    const struct sdfs_file *f = catalog_find(c->catalog, m->file);
+    const struct sdfs_version *v = f ? catalog_find_blob(c->catalog, m->file, m->blob) : NULL;
+    size_t n = 0;
+    for (size_t r = 0; v && r < v->n_replicas; r++) {
+        const char *addr = alive_addr(a, v->replicas[r]);
+        if (addr)
+            sources[n++] = (char *)addr;
+    }
+    out->n_sources = n;
+    out->sources = sources;
+    return v ? 0 : ID_ENOTFOUND;
+}
+
+static void send_run(struct coord *c, struct cquery *q, const struct alive *a)
+{
+    struct job_rec *job = jobs_by_id(c->jobs, q->job);
+    const struct model_rec *m = job ? jobs_model(c->jobs, job->model) : NULL;
+    const char *addr = alive_addr(a, q->worker);
+    if (!job || !m || !addr) {
+        requeue(c, q);
+        return;
+    }
+    Idunno__ModelInfo mi;
+    float mean[3], std[3];
+    char *msrc[SDFS_REPLICAS];
+    model_msg(c, m, a, &mi, mean, std, msrc);
+    Idunno__QueryImage rows[JOBS_MAX_BATCH], *ptrs[JOBS_MAX_BATCH];
+    char *src[JOBS_MAX_BATCH][SDFS_REPLICAS];
+    size_t n = q->n < JOBS_MAX_BATCH ? q->n : JOBS_MAX_BATCH;
+    for (size_t i = 0; i < n; i++) {
+        Idunno__QueryImage *im = &rows[i];
+        idunno__query_image__init(im);
+        im->index = q->idx[i];
+        im->name = job->images[q->idx[i]];
+        const struct sdfs_file *f = catalog_find(c->catalog, im->name);
+        if (f && f->n_versions) {
+            const struct sdfs_version *v = &f->versions[f->n_versions - 1];
+            im->blob = (char *)v->blob;
+            im->size = v->size;
+            im->sha256.data = (uint8_t *)v->sha256;
+            im->sha256.len = 32;
+            for (size_t r = 0; r < v->n_replicas; r++) {
+                const char *ra = alive_addr(a, v->replicas[r]);
+                if (ra)
+                    src[i][im->n_sources++] = (char *)ra;
+            }
+            im->sources = src[i];
+        }
+        ptrs[i] = im;
+    }
+    Idunno__QueryRun run = IDUNNO__QUERY_RUN__INIT;
+    run.job = q->job;
+    run.query = q->id;
+    run.model = &mi;
+    run.n_images = n;
+    run.images = ptrs;
+    run.dispatched_ms = q->dispatched_ms;
+    struct run_call *rc = malloc(sizeof *rc);
+    if (!rc) {
+        requeue(c, q);
+        return;
+    }
+    *rc = (struct run_call){c, c->epoch, q->id, ""};
+    snprintf(rc->worker, sizeof rc->worker, "%s", q->worker);
+    if (net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_JOB_RUN_REQ, &run.base,
+                    COORD_RUN_TIMEOUT_MS, on_run_ack, rc) < 0) {
+        free(rc);
+        requeue(c, q);
+    }
+}
+
+/* Dispatches while the dispatcher has a query and a free slot. */
+static void pump(struct coord *c)
+{
+    if (!c->active || c->stopping)
+        return;
+    struct alive a;
+    int loaded = 0;
+    struct fair_dispatch d;
+    unsigned guard = 0;
+    while (guard++ < 10000 && fair_next(c->fair, &d)) {
+        struct cquery *q = cq_find(c, d.query);
+        if (!q) { /* a query forgotten meanwhile */
+            fair_complete(c->fair, d.job, d.query);
+            continue;
+        }
+        if (!loaded) {
+            alive_load(c, &a);
+            loaded = 1;
+        }
+        q->state = CQ_INFLIGHT;
+        snprintf(q->worker, sizeof q->worker, "%s", d.worker);
+        q->dispatched_ms = id_wall_ms();
+        q->dispatched_mono = id_now_ms();
+        c->stats.dispatched++;
+        struct cjob *cj = cjob_find(c, q->job);
+        if (cj && cj->lazy == q->id) {
+            cj->lazy = 0;
+            cut_ahead(c, cj);
+        }
+        send_run(c, q, &a);
+    }
+}
+
+/* ---- keeping the dispatcher in step with jobs and members ---------------------------------- */
+
+static int worker_known(struct coord *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_workers; i++)
+        if (strcmp(c->workers[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void worker_drop(struct coord *c, const char *name, const char *why)
+{
+    for (size_t i = 0; i < c->n_workers; i++) {
+        if (strcmp(c->workers[i], name) != 0)
+            continue;
+        int n = fair_worker_remove(c->fair, name);
+        size_t k = 0;
+        for (struct cquery *q = c->queries; q; q = q->next)
+            if (q->state == CQ_INFLIGHT && strcmp(q->worker, name) == 0) {
+                q->state = CQ_QUEUED;
+                q->worker[0] = 0;
+                k++;
+            }
+        c->stats.requeued += k;
+        if (n > 0 || k > 0)
+            LOG_INFO("coord", "worker %s %s: %zu queries requeued", name, why, k);
+        memmove(&c->workers[i], &c->workers[i + 1], (c->n_workers - i - 1) * sizeof *c->workers);
+        c->n_workers--;
+        return;
+    }
+}
+
+static void worker_take(struct coord *c, const char *name)
+{
+    if (worker_known(c, name))
+        return;
+    char(*w)[64] = realloc(c->workers, (c->n_workers + 1) * sizeof *w);
+    if (!w)
+        return;
+    c->workers = w;
+    if (fair_worker_add(c->fair, name, COORD_SLOTS) == 0)
+        snprintf(c->workers[c->n_workers++], 64, "%s", name);
+}
+
+static void sync_workers(struct coord *c)
+{
+    struct alive a;
+    alive_load(c, &a);
+    for (size_t i = 0; i < a.n; i++)
+        worker_take(c, a.v[i].name);
+    for (size_t i = c->n_workers; i > 0; i--)
+        if (!alive_addr(&a, c->workers[i - 1]))
+            worker_drop(c, c->workers[i - 1], "is gone");
+}
+
+static void job_drop(struct coord *c, size_t at)
+{
+    struct cjob *cj = &c->cjobs[at];
+    fair_job_remove(c->fair, cj->id);
+    for (struct cquery *q = c->queries, *next; q; q = next) {
+        next = q->next;
+        if (q->job == cj->id)
+            cq_free(c, q, 0);
+    }
+    free(cj->claimed);
+    memmove(&c->cjobs[at], &c->cjobs[at + 1], (c->n_cjobs - at - 1) * sizeof *c->cjobs);
+    c->n_cjobs--;
+}
+
+static void sync_jobs(struct coord *c)
+{
+    /* Jobs gone or stopped leave the dispatcher (their queries with them). */
+    for (size_t i = c->n_cjobs; i > 0; i--) {
+        struct job_rec *job = jobs_by_id(c->jobs, c->cjobs[i - 1].id);
+        if (!job || job->stopped)
+            job_drop(c, i - 1);
+    }
+    for (size_t i = 0; i < jobs_count(c->jobs); i++) {
+        struct job_rec *job = jobs_at(c->jobs, i);
+        if (job->stopped)
+            continue;
+        struct cjob *cj = cjob_find(c, job->id);
+        if (!cj) {
+            struct cjob *a = realloc(c->cjobs, (c->n_cjobs + 1) * sizeof *a);
+            if (!a)
+                return;
+            c->cjobs = a;
+            cj = &c->cjobs[c->n_cjobs];
+            memset(cj, 0, sizeof *cj);
+            cj->id = job->id;
+            if (fair_job_add(c->fair, job->id, job->weight) < 0)
+                continue;
+            c->n_cjobs++;
+        }
+        cut_ahead(c, cj);
+    }
+}
+
+/* ---- taking over and stepping down ---------------------------------------------------------- */
+
+static void deactivate(struct coord *c)
+{
+    if (!c->active && !c->activating)
+        return;
+    LOG_INFO("coord", "no longer dispatching");
+    c->active = c->activating = 0;
+    c->epoch++;
+    while (c->queries)
+        cq_free(c, c->queries, 0);
+    for (size_t i = 0; i < c->n_cjobs; i++)
+        free(c->cjobs[i].claimed);
+    free(c->cjobs);
+    c->cjobs = NULL;
+    c->n_cjobs = 0;
+    free(c->workers);
+    c->workers = NULL;
+    c->n_workers = 0;
+    fair_destroy(c->fair);
+    c->fair = NULL;
+}
+
+static void finish_activation(struct coord *c)
+{
+    c->activating = 0;
+    c->active = 1;
+    c->stats.active = 1;
+    c->stats.activated_ms = id_wall_ms();
+    size_t inflight = 0;
+    for (struct cquery *q = c->queries; q; q = q->next)
+        inflight += q->state == CQ_INFLIGHT;
+    LOG_INFO("coord", "dispatching: %zu jobs, %zu workers, %zu queries adopted", c->n_cjobs,
+             c->n_workers, inflight);
+    sync_jobs(c);
+    pump(c);
+}
+
+struct state_call {
+    struct coord *c;
+    uint64_t epoch;
+    char worker[64];
+};
+
+/* A worker's answer to a new coordinator: the queries it holds become in
+ * flight on it. */
+static void on_worker_state(void *ud, const struct net_result *res)
+{
+    struct state_call *sc = ud;
+    struct coord *c = sc->c;
+    if (c->activating && c->epoch == sc->epoch && !c->stopping) {
+        Idunno__WorkerState *st =
+            res->status == 0 ? idunno__worker_state__unpack(NULL, res->len, res->body) : NULL;
+        for (size_t i = 0; st && i < st->n_queries; i++) {
+            const Idunno__WorkerQuery *wq = st->queries[i];
+            struct cjob *cj = cjob_find(c, wq->job);
+            struct job_rec *job = jobs_by_id(c->jobs, wq->job);
+            if (!cj || !job || cq_find(c, wq->query) || !worker_known(c, sc->worker))
+                continue;
+            struct cquery *q = cq_new(c, wq->job, wq->query, wq->n_images);
+            if (!q)
+                break;
+            cjob_cover(cj, job->n_images);
+            for (size_t k = 0; k < wq->n_images; k++)
+                if (wq->images[k] < job->n_images) {
+                    q->idx[q->n++] = wq->images[k];
+                    set_claim(cj, wq->images[k], 1);
+                }
+            q->state = CQ_INFLIGHT;
+            snprintf(q->worker, sizeof q->worker, "%s", sc->worker);
+            q->dispatched_ms = wq->dispatched_ms;
+            q->dispatched_mono = id_now_ms();
+            if (fair_adopt(c->fair, wq->job, wq->query, sc->worker) == 0)
+                c->stats.adopted++;
+        }
+        if (st)
+            idunno__worker_state__free_unpacked(st, NULL);
+        if (--c->adopt_pending == 0)
+            finish_activation(c);
+    }
+    free(sc);
+}
+
+static uint64_t current_term(struct coord *c)
+{
+    struct ctl_view *v = malloc(sizeof *v);
+    uint64_t term = 0;
+    if (v) {
+        ctl_view(c->ctl, v);
+        term = v->term;
+        free(v);
+    }
+    return term;
+}
+
+static void activate(struct coord *c)
+{
+    c->fair = fair_create();
+    if (!c->fair)
+        return;
+    c->epoch++;
+    c->term = current_term(c);
+    c->qcounter = 0;
+    c->activating = 1;
+    sync_workers(c);
+    /* Jobs enter the dispatcher without cutting anything yet: the workers'
+     * answers say which images are already running. */
+    for (size_t i = 0; i < jobs_count(c->jobs); i++) {
+        struct job_rec *job = jobs_at(c->jobs, i);
+        if (job->stopped)
+            continue;
+        struct cjob *a = realloc(c->cjobs, (c->n_cjobs + 1) * sizeof *a);
+        if (!a)
+            break;
+        c->cjobs = a;
+        memset(&c->cjobs[c->n_cjobs], 0, sizeof *c->cjobs);
+        c->cjobs[c->n_cjobs].id = job->id;
+        if (fair_job_add(c->fair, job->id, job->weight) == 0)
+            c->n_cjobs++;
+    }
+    LOG_INFO("coord", "taking over in term %llu: asking %zu workers what they hold",
+             (unsigned long long)c->term, c->n_workers);
+    c->adopt_pending = 1; /* held while the calls go out */
+    c->adopt_deadline = id_now_ms() + COORD_ADOPT_WAIT_MS;
+    struct alive a;
+    alive_load(c, &a);
+    for (size_t i = 0; i < c->n_workers; i++) {
+        const char *addr = alive_addr(&a, c->workers[i]);
+        struct state_call *sc = malloc(sizeof *sc);
+        if (!addr || !sc) {
+            free(sc);
+            continue;
+        }
+        *sc = (struct state_call){c, c->epoch, ""};
+        snprintf(sc->worker, sizeof sc->worker, "%s", c->workers[i]);
+        Idunno__Empty e = IDUNNO__EMPTY__INIT;
+        if (net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_JOB_WORKER_STATE_REQ, &e.base,
+                        COORD_ADOPT_WAIT_MS, on_worker_state, sc) == 0)
+            c->adopt_pending++;
+        else
+            free(sc);
+    }
+    if (--c->adopt_pending == 0)
+        finish_activation(c);
+}
+
+static void on_leader_change(void *ud, const struct ctl_view *v)
+{
+    struct coord *c = ud;
+    if (c->stopping)
+        return;
+    if (v->serving && !c->active && !c->activating)
+        activate(c);
+    else if (!v->serving)
+        deactivate(c);
+}
+
+static void on_member_event(void *ud, const struct member_view *who, enum member_state old_state,
+                            enum member_state new_state)
+{
+    (void)old_state;
+    struct coord *c = ud;
+    if (!c->active || c->stopping)
+        return;
+    if (new_state == MEMBER_FAILED || new_state == MEMBER_LEFT) {
+        /* Only if no newer incarnation of that name is alive. */
+        struct alive a;
+        alive_load(c, &a);
+        if (!alive_addr(&a, who->name)) {
+            worker_drop(c, who->name, new_state == MEMBER_FAILED ? "failed" : "left");
+            pump(c);
+        }
+    } else if (new_state == MEMBER_ALIVE) {
+        worker_take(c, who->name);
+        pump(c);
+    }
+}
+
+/* ---- completions ------------------------------------------------------------------------------ */
+
+static void on_batch_committed(void *ud, int status, const uint8_t *result, size_t len)
+{
+    (void)result;
+    (void)len;
+    struct done_batch *b = ud;
+    struct coord *c = b->c;
+    for (size_t i = 0; i < b->n; i++) {
+        struct done_wait *w = &b->w[i];
+        if (status < 0) {
+            /* The worker retries; if this node still leads, the images it
+             * claimed are free to be cut again meanwhile (a late result still
+             * counts once). */
+            net_reply_error(w->req, status == ID_ENOTLEADER ? ID_ENOTLEADER : status,
+                            id_strerror(status), NULL);
+            struct cjob *cj = c->active ? cjob_find(c, w->msg->job) : NULL;
+            for (size_t k = 0; cj && k < w->msg->n_results; k++) {
+                set_claim(cj, w->msg->results[k]->image, 0);
+                if (w->msg->results[k]->image < cj->cursor)
+                    cj->cursor = w->msg->results[k]->image;
+            }
+        } else {
+            net_reply(w->req, IDUNNO__MSG_TYPE__MSG_JOB_DONE_RESP, NULL, 0);
+            c->stats.completed++;
+        }
+        idunno__query_done__free_unpacked(w->msg, NULL);
+    }
+    free(b->w);
+    free(b);
+    if (status < 0 && c->active) {
+        sync_jobs(c);
+        pump(c);
+    }
+}
+
+/* Proposes the completions collected so far as one JOB_DONE command. */
+static void batch_flush(struct coord *c)
+{
+    if (c->n_batch == 0)
+        return;
+    struct done_batch *b = calloc(1, sizeof *b);
+    Idunno__QueryDone **msgs = calloc(c->n_batch, sizeof *msgs);
+    struct done_wait *w = malloc(c->n_batch * sizeof *w);
+    uint8_t *buf = NULL;
+    int rc = b && msgs && w ? 0 : ID_ENOMEM;
+    if (rc == 0) {
+        for (size_t i = 0; i < c->n_batch; i++)
+            msgs[i] = c->batch[i].msg;
+        Idunno__QueryDoneBatch batch = IDUNNO__QUERY_DONE_BATCH__INIT;
+        batch.n_done = c->n_batch;
+        batch.done = msgs;
+        size_t n = idunno__query_done_batch__get_packed_size(&batch);
+        buf = malloc(n ? n : 1);
+        rc = buf ? 0 : ID_ENOMEM;
+        if (rc == 0) {
+            n = idunno__query_done_batch__pack(&batch, buf);
+            memcpy(w, c->batch, c->n_batch * sizeof *w);
+            b->c = c;
+            b->w = w;
+            b->n = c->n_batch;
+            rc = ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, buf, n,
+                             on_batch_committed, b);
+        }
+    }
+    free(buf);
+    free(msgs);
+    if (rc < 0) {
+        for (size_t i = 0; i < c->n_batch; i++) {
+            net_reply_error(c->batch[i].req, rc, id_strerror(rc), NULL);
+            idunno__query_done__free_unpacked(c->batch[i].msg, NULL);
+        }
+        free(w);
+        free(b);
+    }
+    c->n_batch = 0;
+}
+
+static void on_batch_timer(uv_timer_t *t)
+{
+    batch_flush(t->data);
+}
+
+/* JOB_DONE from a worker (on the leader). */
+static void lead_done(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct coord *c = ud;
+    Idunno__QueryDone *m = idunno__query_done__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad QueryDone", NULL);
+        return;
+    }
+    if (c->active) {
+        struct cquery *q = cq_find(c, m->query);
+        if (q && q->job == m->job) {
+            /* A requeued query still in the dispatcher's queue is dropped when
+             * it comes up (pump finds no record of it). */
+            if (q->state == CQ_INFLIGHT)
+                fair_complete(c->fair, q->job, q->id);
+            cq_free(c, q, 0); /* its images stay claimed: they are done once committed */
+        }
+        if (m->worker[0])
+            fair_worker_set_model(c->fair, m->worker, m->job, 1);
+    }
+    if (c->n_batch == COORD_BATCH_MAX)
+        batch_flush(c);
+    c->batch[c->n_batch].msg = m;
+    c->batch[c->n_batch].req = req;
+    c->n_batch++;
+    if (c->n_batch == 1)
+        uv_timer_start(&c->batch_timer, on_batch_timer, 1, 0);
+    pump(c);
+}
+
+/* ---- results to SDFS ------------------------------------------------------------------------- */
+
+struct flush_call {
+    struct coord *c;
+    uint64_t epoch;
+    uint32_t job;
+    uint64_t part;
+    uint32_t results;
+    char file[SDFS_NAME_MAX + 1];
+};
+
+static void flush_end(struct flush_call *f)
+{
+    struct coord *c = f->c;
+    struct cjob *cj = c->epoch == f->epoch ? cjob_find(c, f->job) : NULL;
+    if (cj)
+        cj->flushing = 0;
+    free(f);
+}
+
+static void on_flushed_committed(void *ud, int status, const uint8_t *result, size_t len)
+{
+    (void)result;
+    (void)len;
+    struct flush_call *f = ud;
+    if (status == 0)
+        LOG_INFO("coord", "job %u: %u results written to %s", f->job, f->results, f->file);
+    flush_end(f);
+}
+
+static void on_part_stored(void *ud, int status)
+{
+    struct flush_call *f = ud;
+    struct coord *c = f->c;
+    if (status < 0 || c->stopping || !ctl_is_serving(c->ctl)) {
+        if (status < 0)
+            LOG_WARN("coord", "cannot store %s: %s (retried)", f->file, id_strerror(status));
+        flush_end(f);
+        return;
+    }
+    Idunno__JobFlushed m = IDUNNO__JOB_FLUSHED__INIT;
+    m.job = f->job;
+    m.part = f->part;
+    m.results = f->results;
+    m.file = f->file;
+    uint8_t buf[512];
+    size_t n = idunno__job_flushed__pack(&m, buf);
+    if (ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED, buf, n,
+                    on_flushed_committed, f) < 0)
+        flush_end(f);
+}
+
+static void json_escape_into(char *out, size_t len, const char *s)
+{
+    size_t k = 0;
+    for (; *s && k + 7 < len; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[k++] = '\\';
+            out[k++] = (char)ch;
+        } else if (ch < 0x20) {
+            k += (size_t)snprintf(out + k, len - k, "\\u%04x", ch);
+        } else {
+            out[k++] = (char)ch;
+        }
+    }
+    out[k] = 0;
+}
+
+/* Writes the oldest pending results of a job as the next part: one JSON line
+ * per image. The part's name follows from the replicated part count, so a
+ * retry (or a new leader) writes the same part again, never a second one. */
+static void flush_job(struct coord *c, struct cjob *cj, struct job_rec *job)
+{
+    size_t n = job->n_pending < COORD_FLUSH_MAX ? job->n_pending : COORD_FLUSH_MAX;
+    size_t cap = n * 400 + 1, used = 0;
+    char *text = malloc(cap);
+    struct flush_call *f = calloc(1, sizeof *f);
+    if (!text || !f) {
+        free(text);
+        free(f);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct pending_result *p = &job->pending[i];
+        char name[2 * SDFS_NAME_MAX + 8];
+        json_escape_into(name, sizeof name, p->image < job->n_images ? job->images[p->image] : "?");
+        if (p->error) {
+            char err[420];
+            json_escape_into(err, sizeof err, p->error);
+            used += (size_t)snprintf(text + used, cap - used, "{\"image\":\"%s\",\"error\":\"%s\"}\n",
+                                     name, err);
+        } else {
+            used += (size_t)snprintf(text + used, cap - used, "{\"image\":\"%s\",\"top\":[", name);
+            for (int k = 0; k < JOBS_TOPK; k++)
+                used += (size_t)snprintf(text + used, cap - used, "%s[%u,%.6f]", k ? "," : "",
+                                         p->classes[k], (double)p->probs[k]);
+            used += (size_t)snprintf(text + used, cap - used, "]}\n");
+        }
+        if (used >= cap)
+            used = cap - 1;
+    }
+    *f = (struct flush_call){c, c->epoch, job->id, job->parts + 1, (uint32_t)n, ""};
+    jobs_part_name(job, f->part, f->file, sizeof f->file);
+    cj->flushing = 1;
+    cj->last_flush_ms = id_now_ms();
+    if (sdfs_put_bytes(c->sdfs, f->file, (const uint8_t *)text, used, on_part_stored, f) < 0) {
+        cj->flushing = 0;
+        free(f);
+    }
+    free(text);
+}
+
+static void flush_results(struct coord *c)
+{
+    uint64_t now = id_now_ms();
+    for (size_t i = 0; i < jobs_count(c->jobs); i++) {
+        struct job_rec *job = jobs_at(c->jobs, i);
+        struct cjob *cj = cjob_find(c, job->id);
+        if (!job->n_pending || !cj || cj->flushing)
+            continue;
+        if (job->n_pending >= COORD_FLUSH_MAX || now - cj->last_flush_ms >= COORD_FLUSH_MS)
+            flush_job(c, cj, job);
+    }
+}
+
+/* ---- the tick --------------------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct coord *c = t->data;
+    if (c->stopping)
+        return;
+    int serving = ctl_is_serving(c->ctl);
+    if (serving && !c->active && !c->activating)
+        activate(c);
+    else if (!serving)
+        deactivate(c);
+    if (c->activating && id_now_ms() >= c->adopt_deadline) {
+        LOG_WARN("coord", "%u workers did not say what they hold in time: going on without",
+                 c->adopt_pending);
+        c->adopt_pending = 0;
+        finish_activation(c);
+    }
+    if (!c->active)
+        return;
+    sync_workers(c);
+    sync_jobs(c);
+    uint64_t now = id_now_ms();
+    for (struct cquery *q = c->queries; q; q = q->next)
+        if (q->state == CQ_INFLIGHT && now - q->dispatched_mono > COORD_QUERY_TIMEOUT_MS) {
+            LOG_WARN("coord", "query %llu on %s timed out: requeued", (unsigned long long)q->id,
+                     q->worker);
+            requeue(c, q);
+        }
+    flush_results(c);
+    pump(c);
+}
+
+/* ---- requests served on the leader ------------------------------------------------------------ */
+
+/* A request being served here, kept so it can be handed on if leadership
+ * moves meanwhile. */
+struct lead_op {
+    struct coord *c;
+    struct net_request *req;
+    uint16_t type;
+    uint8_t *body;
+    size_t len;
+};
+
+static struct lead_op *lead_op_new(struct coord *c, struct net_request *req, uint16_t type,
+                                   const uint8_t *body, size_t len)
+{
+    struct lead_op *op = calloc(1, sizeof *op);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!op || !copy) {
+        free(op);
+        free(copy);
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        return NULL;
+    }
+    memcpy(copy, body, len);
+    *op = (struct lead_op){c, req, type, copy, len};
+    return op;
+}
+
+static void lead_op_free(struct lead_op *op)
+{
+    free(op->body);
+    free(op);
+}
+
+/* Leadership moved (hand the request on) or it failed (answer). Returns 1 if
+ * op is settled. */
+static int lead_op_settled(struct lead_op *op, int status, const char *what)
+{
+    if (status == ID_ENOTLEADER) {
+        if (op->c->stopping)
+            net_reply_error(op->req, ID_ESHUTDOWN, "node shutting down", NULL);
+        else
+            ctl_forward(op->c->fwd, op->req, op->type, op->body, op->len);
+        lead_op_free(op);
+        return 1;
+    }
+    if (status < 0) {
+        reply_error(op->req, status, "%s", what ? what : id_strerror(status));
+        lead_op_free(op);
+        return 1;
+    }
+    return 0;
+}
+
+static void fill_stats(Idunno__JobStats *out, const struct qstats_summary *s)
+{
+    idunno__job_stats__init(out);
+    out->count = s->count;
+    out->mean_ms = s->mean_ms;
+    out->stddev_ms = s->stddev_ms;
+    out->median_ms = s->median_ms;
+    out->p90_ms = s->p90_ms;
+    out->p95_ms = s->p95_ms;
+    out->p99_ms = s->p99_ms;
+}
+
+/* Everything a JobInfo holds, with storage for its pointers. */
+struct job_view {
+    Idunno__JobInfo info;
+    Idunno__JobStats all, window;
+    struct qstats_share shares[64];
+    Idunno__WorkerShare share_rows[64], *share_ptrs[64];
+    char workers[64][64];
+    char *worker_ptrs[64];
+};
+
+static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t now,
+                          struct job_view *v)
+{
+    Idunno__JobInfo *info = &v->info;
+    idunno__job_info__init(info);
+    info->id = job->id;
+    info->model = (char *)job->model;
+    info->batch = job->batch;
+    info->weight = job->weight;
+    info->state = job->stopped ? "stopped" : "running";
+    info->images = job->n_images;
+    info->images_done = job->n_done;
+    info->queries_done = job->queries_done;
+    info->rate = qstats_rate(job->stats, now);
+    struct qstats_summary s;
+    qstats_all(job->stats, &s);
+    fill_stats(&v->all, &s);
+    qstats_window(job->stats, now, &s);
+    fill_stats(&v->window, &s);
+    info->all = &v->all;
+    info->window = &v->window;
+    size_t ns = qstats_shares(job->stats, now, v->shares, 64);
+    if (ns > 64)
+        ns = 64;
+    for (size_t i = 0; i < ns; i++) {
+        idunno__worker_share__init(&v->share_rows[i]);
+        v->share_rows[i].worker = v->shares[i].worker;
+        v->share_rows[i].count = v->shares[i].count;
+        v->share_rows[i].fraction = v->shares[i].fraction;
+        v->share_ptrs[i] = &v->share_rows[i];
+    }
+    info->n_shares = ns;
+    info->shares = v->share_ptrs;
+    info->created_ms = job->created_ms;
+    info->duplicates = job->duplicates;
+    info->parts = job->parts;
+    info->pending_results = job->n_pending;
+    if (c->active && !job->stopped) {
+        info->queued = fair_queued(c->fair, job->id);
+        info->inflight = fair_inflight(c->fair, job->id);
+        size_t nw = 0;
+        for (struct cquery *q = c->queries; q && nw < 64; q = q->next) {
+            if (q->job != job->id || q->state != CQ_INFLIGHT)
+                continue;
+            int seen = 0;
+            for (size_t k = 0; k < nw && !seen; k++)
+                seen = strcmp(v->workers[k], q->worker) == 0;
+            if (!seen) {
+                snprintf(v->workers[nw], 64, "%s", q->worker);
+                v->worker_ptrs[nw] = v->workers[nw];
+                nw++;
+            }
+        }
+        info->n_workers = nw;
+        info->workers = v->worker_ptrs;
+    }
+}
+
+static void reply_job(struct lead_op *op, uint16_t type, const char *model)
+{
+    struct job_rec *job = jobs_of_model(op->c->jobs, model);
+    if (!job) {
+        reply_error(op->req, ID_ENOTFOUND, "no job for model '%s'", model);
+        return;
+    }
+    struct job_view *v = calloc(1, sizeof *v);
+    if (!v) {
+        net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
+        return;
+    }
+    job_view_fill(op->c, job, id_wall_ms(), v);
+    net_reply_pb(op->req, type, &v->info.base);
+    free(v);
+}
+
+/* -- commands that change jobs: proposed, answered with the job -- */
+
+static uint16_t resp_type_of(uint16_t req_type) { return (uint16_t)(req_type + 1); }
+
+static const char *command_error(uint16_t type, int status, const char *model)
+{
+    static char msg[300];
+    switch (status) {
+    case ID_ENOTFOUND:
+        if (type == IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ)
+            snprintf(msg, sizeof msg, "no model '%s': register it first (idunno train %s)", model,
+                     model);
+        else
+            snprintf(msg, sizeof msg, "no running job for model '%s' (idunno launch %s BATCH)",
+                     model, model);
+        return msg;
+    case ID_EEXIST:
+        snprintf(msg, sizeof msg, "a job for model '%s' is already running (stop it first)", model);
+        return msg;
+    case ID_EINVAL:
+        snprintf(msg, sizeof msg, "invalid argument: model names use [A-Za-z0-9_.-], batch sizes "
+                                  "1..%d, weights 1e-6..1e6", JOBS_MAX_BATCH);
+        return msg;
+    default: return NULL;
+    }
+}
+
+struct change_op {
+    struct lead_op *op;
+    char model[JOBS_NAME_MAX];
+};
+
+static void on_job_command(void *ud, int status, const uint8_t *result, size_t len)
+{
+    (void)result;
+    (void)len;
+    struct change_op *ch = ud;
+    struct lead_op *op = ch->op;
+    if (!lead_op_settled(op, status, command_error(op->type, status, ch->model))) {
+        struct coord *c = op->c;
+        if (c->active) {
+            sync_jobs(c);
+            pump(c);
+        }
+        reply_job(op, resp_type_of(op->type), ch->model);
+        lead_op_free(op);
+    }
+    free(ch);
+}
+
+static void propose_job_command(struct lead_op *op, uint32_t cmd, const char *model,
+                                const uint8_t *body, size_t len)
+{
+    struct change_op *ch = calloc(1, sizeof *ch);
+    if (!ch) {
+        lead_op_settled(op, ID_ENOMEM, NULL);
+        return;
+    }
+    ch->op = op;
+    snprintf(ch->model, sizeof ch->model, "%s", model);
+    int rc = ctl_propose(op->c->ctl, cmd, body, len, on_job_command, ch);
+    if (rc < 0) {
+        free(ch);
+        lead_op_settled(op, rc, NULL);
+    }
+}
+
+static void lead_launch_like(void *ud, struct net_request *req, const uint8_t *body, size_t len,
+                             uint16_t type, uint32_t cmd)
+{
+    struct coord *c = ud;
+    Idunno__JobLaunch *m = idunno__job_launch__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad JobLaunch", NULL);
+        return;
+    }
+    struct lead_op *op = lead_op_new(c, req, type, body, len);
+    if (op)
+        propose_job_command(op, cmd, m->model, body, len);
+    idunno__job_launch__free_unpacked(m, NULL);
+}
+
+static void lead_launch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    lead_launch_like(ud, req, body, len, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ,
+                     IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH);
+}
+
+static void lead_set_batch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    lead_launch_like(ud, req, body, len, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ,
+                     IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH);
+}
+
+static void lead_stop(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    lead_launch_like(ud, req, body, len, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ,
+                     IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP);
+}
+
+/* `inference MODEL DATASET`: the data set is every SDFS file under the prefix
+ * DATASET/ (or DATASET itself if it names a file), resolved here so that the
+ * command carries the exact list. */
+static void lead_inference(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct coord *c = ud;
+    Idunno__JobInference *m = idunno__job_inference__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad JobInference", NULL);
+        return;
+    }
+    char prefix[SDFS_NAME_MAX + 2];
+    size_t dl = strlen(m->dataset);
+    snprintf(prefix, sizeof prefix, "%s%s", m->dataset, dl && m->dataset[dl - 1] == '/' ? "" : "/");
+    size_t plen = strlen(prefix), total = catalog_count(c->catalog), n = 0;
+    char **names = calloc(total + 1, sizeof *names);
+    if (!names) {
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        idunno__job_inference__free_unpacked(m, NULL);
+        return;
+    }
+    for (size_t i = catalog_lower_bound(c->catalog, prefix); i < total; i++) {
+        const struct sdfs_file *f = catalog_at(c->catalog, i);
+        if (strncmp(f->name, prefix, plen) != 0)
+            break;
+        names[n++] = f->name;
+    }
+    if (n == 0 && catalog_find(c->catalog, m->dataset))
+        names[n++] = m->dataset;
+    if (n == 0) {
+        reply_error(req, ID_ENOTFOUND, "no SDFS files under '%s' (store a data set with "
+                                       "idunno put-dir DIR %s)", prefix, m->dataset);
+    } else {
+        Idunno__JobInference full = IDUNNO__JOB_INFERENCE__INIT;
+        full.model = m->model;
+        full.dataset = m->dataset;
+        full.n_images = n;
+        full.images = names;
+        size_t blen = idunno__job_inference__get_packed_size(&full);
+        uint8_t *buf = malloc(blen ? blen : 1);
+        struct lead_op *op = buf ? lead_op_new(c, req, IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ, body,
+                                               len)
+                                 : NULL;
+        if (!buf && !op)
+            net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        if (op) {
+            blen = idunno__job_inference__pack(&full, buf);
+            if (blen > SM_MAX_ENTRY - 64)
+                lead_op_settled(op, ID_ETOOBIG, "data set too large for one command: split it");
+            else
+                propose_job_command(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, m->model,
+                                    buf, blen);
+        }
+        free(buf);
+    }
+    free(names);
+    idunno__job_inference__free_unpacked(m, NULL);
+}
+
+/* -- models -- */
+
+struct model_op {
+    struct lead_op *op;
+    char name[JOBS_NAME_MAX];
+};
+
+static void on_model_added(void *ud, int status, const uint8_t *result, size_t len)
+{
+    struct model_op *mo = ud;
+    struct lead_op *op = mo->op;
+    if (!lead_op_settled(op, status,
+                         status == ID_EINVAL ? "invalid model: name, file, input size or "
+                                               "normalisation out of range"
+                                             : NULL)) {
+        struct coord *c = op->c;
+        net_reply(op->req, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_RESP, result, len);
+        /* Workers preload it now, so the first query does not wait for it. */
+        const struct model_rec *m = jobs_model(c->jobs, mo->name);
+        if (m) {
+            struct alive a;
+            alive_load(c, &a);
+            Idunno__ModelInfo mi;
+            float mean[3], std[3];
+            char *src[SDFS_REPLICAS];
+            model_msg(c, m, &a, &mi, mean, std, src);
+            for (size_t i = 0; i < a.n; i++)
+                net_call_pb(c->net, a.v[i].addr, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, &mi.base,
+                            COORD_RUN_TIMEOUT_MS, NULL, NULL);
+            LOG_INFO("coord", "model %s registered (%s, blob %s); %zu workers preload it", m->name,
+                     m->file, m->blob, a.n);
+        }
+        lead_op_free(op);
+    }
+    free(mo);
+}
+
+static void lead_model_add(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct coord *c = ud;
+    Idunno__ModelInfo *m = idunno__model_info__unpack(NULL, len, body);
+    if (!m) {
+        net_reply_error(req, ID_EPROTO, "bad ModelInfo", NULL);
+        return;
+    }
+    /* The file must be in SDFS as that very version. */
+    const struct sdfs_version *v = sdfs_name_ok(m->file) && sdfs_blob_ok(m->blob)
+                                       ? catalog_find_blob(c->catalog, m->file, m->blob)
+                                       : NULL;
+    if (!v) {
+        reply_error(req, ID_ENOTFOUND, "model file %s (blob %s) is not in SDFS", m->file, m->blob);
+        idunno__model_info__free_unpacked(m, NULL);
+        return;
+    }
+    struct lead_op *op = lead_op_new(c, req, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_REQ, body, len);
+    struct model_op *mo = op ? calloc(1, sizeof *mo) : NULL;
+    if (op && !mo) {
+        lead_op_settled(op, ID_ENOMEM, NULL);
+    } else if (mo) {
+        mo->op = op;
+        snprintf(mo->name, sizeof mo->name, "%s", m->name);
+        int rc = ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, body, len,
+                             on_model_added, mo);
+        if (rc < 0) {
+            free(mo);
+            lead_op_settled(op, rc, NULL);
+        }
+    }
+    idunno__model_info__free_unpacked(m, NULL);
+}
+
+/* -- reads (after a read barrier: they see every acknowledged command) -- */
+
+static void read_models(struct lead_op *op)
+{
+    struct jobs *j = op->c->jobs;
+    size_t n = jobs_model_count(j);
+    Idunno__ModelInfo *rows = calloc(n + 1, sizeof *rows);
+    Idunno__ModelInfo **ptrs = calloc(n + 1, sizeof *ptrs);
+    float(*mean)[3] = calloc(n + 1, sizeof *mean), (*std)[3] = calloc(n + 1, sizeof *std);
+    if (!rows || !ptrs || !mean || !std) {
+        net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            jobs_model_to_pb(jobs_model_at(j, i), &rows[i], mean[i], std[i]);
+            ptrs[i] = &rows[i];
+        }
+        Idunno__ModelList l = IDUNNO__MODEL_LIST__INIT;
+        l.n_models = n;
+        l.models = ptrs;
+        net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_RESP, &l.base);
+    }
+    free(rows);
+    free(ptrs);
+    free(mean);
+    free(std);
+}
+
+static void read_jobs(struct lead_op *op)
+{
+    struct coord *c = op->c;
+    Idunno__JobQuery *q = idunno__job_query__unpack(NULL, op->len, op->body);
+    size_t n = jobs_count(c->jobs);
+    struct job_view *views = calloc(n + 1, sizeof *views);
+    Idunno__JobInfo **ptrs = calloc(n + 1, sizeof *ptrs);
+    if (!q || !views || !ptrs) {
+        net_reply_error(op->req, q ? ID_ENOMEM : ID_EPROTO, NULL, NULL);
+    } else {
+        uint64_t now = id_wall_ms();
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct job_rec *job = jobs_at(c->jobs, i);
+            if (q->model[0] && strcmp(q->model, job->model) != 0)
+                continue;
+            job_view_fill(c, job, now, &views[k]);
+            ptrs[k] = &views[k].info;
+            k++;
+        }
+        if (q->model[0] && k == 0) {
+            reply_error(op->req, ID_ENOTFOUND, "no job for model '%s' (idunno launch %s BATCH)",
+                        q->model, q->model);
+        } else {
+            Idunno__JobList l = IDUNNO__JOB_LIST__INIT;
+            l.n_jobs = k;
+            l.jobs = ptrs;
+            l.now_ms = now;
+            net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_JOB_LIST_RESP, &l.base);
+        }
+    }
+    if (q)
+        idunno__job_query__free_unpacked(q, NULL);
+    free(views);
+    free(ptrs);
+}
+
+static void read_results(struct lead_op *op)
+{
+    struct coord *c = op->c;
+    Idunno__JobQuery *q = idunno__job_query__unpack(NULL, op->len, op->body);
+    struct job_rec *job = q ? jobs_of_model(c->jobs, q->model) : NULL;
+    if (!q) {
+        net_reply_error(op->req, ID_EPROTO, "bad JobQuery", NULL);
+        return;
+    }
+    if (!job) {
+        reply_error(op->req, ID_ENOTFOUND, "no job for model '%s'", q->model);
+        idunno__job_query__free_unpacked(q, NULL);
+        return;
+    }
+    size_t np = job->n_pending < q->max_results ? job->n_pending : q->max_results;
+    struct job_view *v = calloc(1, sizeof *v);
+    char(*parts)[SDFS_NAME_MAX + 1] = calloc(job->parts + 1, sizeof *parts);
+    char **part_ptrs = calloc(job->parts + 1, sizeof *part_ptrs);
+    Idunno__JobResult *rows = calloc(np + 1, sizeof *rows);
+    Idunno__JobResult **rp = calloc(np + 1, sizeof *rp);
+    uint32_t(*cls)[JOBS_TOPK] = calloc(np + 1, sizeof *cls);
+    float(*probs)[JOBS_TOPK] = calloc(np + 1, sizeof *probs);
+    if (!v || !parts || !part_ptrs || !rows || !rp || !cls || !probs) {
+        net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
+    } else {
+        job_view_fill(c, job, id_wall_ms(), v);
+        for (uint64_t p = 0; p < job->parts; p++) {
+            jobs_part_name(job, p + 1, parts[p], sizeof parts[p]);
+            part_ptrs[p] = parts[p];
+        }
+        for (size_t i = 0; i < np; i++) {
+            const struct pending_result *pr = &job->pending[i];
+            idunno__job_result__init(&rows[i]);
+            rows[i].image = pr->image < job->n_images ? job->images[pr->image] : "";
+            if (pr->error) {
+                rows[i].error = pr->error;
+            } else {
+                for (int k = 0; k < JOBS_TOPK; k++) {
+                    cls[i][k] = pr->classes[k];
+                    probs[i][k] = pr->probs[k];
+                }
+                rows[i].n_classes = rows[i].n_probs = JOBS_TOPK;
+                rows[i].classes = cls[i];
+                rows[i].probs = probs[i];
+            }
+            rp[i] = &rows[i];
+        }
+        Idunno__JobResults r = IDUNNO__JOB_RESULTS__INIT;
+        r.job = &v->info;
+        r.n_parts = job->parts;
+        r.parts = part_ptrs;
+        r.n_pending = np;
+        r.pending = rp;
+        net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_RESP, &r.base);
+    }
+    free(v);
+    free(parts);
+    free(part_ptrs);
+    free(rows);
+    free(rp);
+    free(cls);
+    free(probs);
+    idunno__job_query__free_unpacked(q, NULL);
+}
+
+static void on_read_ready(void *ud, int status)
+{
+    struct lead_op *op = ud;
+    if (lead_op_settled(op, status, NULL))
+        return;
+    switch (op->type) {
+    case IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ: read_models(op); break;
+    case IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ: read_jobs(op); break;
+    case IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ: read_results(op); break;
+    default: net_reply_error(op->req, ID_EUNKNOWNTYPE, NULL, NULL); break;
+    }
+    lead_op_free(op);
+}
+
+static void lead_read(struct coord *c, struct net_request *req, uint16_t type, const uint8_t *body,
+                      size_t len)
+{
+    struct lead_op *op = lead_op_new(c, req, type, body, len);
+    if (!op)
+        return;
+    int rc = ctl_read_barrier(c->ctl, on_read_ready, op);
+    if (rc < 0)
+        lead_op_settled(op, rc, NULL);
+}
+
+static void lead_models(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    lead_read(ud, req, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, body, len);
+}
+
+static void lead_list(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    lead_read(ud, req, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, body, len);
+}
+
+static void lead_results(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    lead_read(ud, req, IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ, body, len);
+}
+
+/* ---- life cycle ----------------------------------------------------------------------------- */
+
+int coord_create(const struct coord_config *cfg, struct coord **out, char *errmsg, size_t len)
+{
+    struct coord *c = calloc(1, sizeof *c);
+    if (!c)
+        return ID_ENOMEM;
+    c->loop = cfg->loop;
+    c->net = cfg->net;
+    c->ctl = cfg->ctl;
+    c->fwd = cfg->fwd;
+    c->member = cfg->member;
+    c->jobs = cfg->jobs;
+    c->catalog = cfg->catalog;
+    c->sdfs = cfg->sdfs;
+    snprintf(c->name, sizeof c->name, "%s", cfg->name);
+    snprintf(c->addr, sizeof c->addr, "%s", cfg->addr);
+    struct {
+        uint16_t type;
+        ctl_fwd_handler fn;
+    } lead[] = {
+        {IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_REQ, lead_model_add},
+        {IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, lead_models},
+        {IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, lead_launch},
+        {IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ, lead_inference},
+        {IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, lead_set_batch},
+        {IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, lead_stop},
+        {IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, lead_list},
+        {IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ, lead_results},
+        {IDUNNO__MSG_TYPE__MSG_JOB_DONE_REQ, lead_done},
+    };
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof lead / sizeof lead[0]; i++)
+        rc = ctl_fwd_serve(c->fwd, lead[i].type, lead[i].fn, c);
+    if (rc == 0)
+        rc = ctl_on_leader_change(c->ctl, on_leader_change, c);
+    if (rc == 0)
+        rc = member_subscribe(c->member, on_member_event, c);
+    if (rc < 0) {
+        snprintf(errmsg, len, "cannot register job requests: %s", id_strerror(rc));
+        free(c);
+        return rc;
+    }
+    uv_timer_init(c->loop, &c->tick);
+    c->tick.data = c;
+    uv_timer_start(&c->tick, on_tick, COORD_TICK_MS, COORD_TICK_MS);
+    uv_timer_init(c->loop, &c->batch_timer);
+    c->batch_timer.data = c;
+    *out = c;
+    return 0;
+}
+
+void coord_stop(struct coord *c)
+{
+    if (!c)
+        return;
+    c->stopping = 1;
+    for (size_t i = 0; i < c->n_batch; i++) {
+        net_reply_error(c->batch[i].req, ID_ESHUTDOWN, "node shutting down", NULL);
+        idunno__query_done__free_unpacked(c->batch[i].msg, NULL);
+    }
+    c->n_batch = 0;
+    uv_close((uv_handle_t *)&c->tick, NULL);
+    uv_close((uv_handle_t *)&c->batch_timer, NULL);
+}
+
+void coord_free(struct coord *c)
+{
+    if (!c)
+        return;
+    deactivate(c);
+    free(c);
+}
+
+void coord_get_stats(struct coord *c, struct coord_stats *out)
+{
+    *out = c->stats;
+    out->active = c->active;
+}

@@ -1,0 +1,75 @@
+/* coord.h — the coordinator's IDunno part, active on the serving leader only:
+ * the job and model requests, dispatching queries to workers with the fair
+ * dispatcher (fair.h), collecting results into the replicated job state
+ * (jobs.h) and writing them to SDFS.
+ *
+ * What the leader keeps for itself (and rebuilds when it takes over): which
+ * images of each job are claimed by a query not yet done, the queries queued
+ * and in flight, and the dispatcher. On taking over it asks every live worker
+ * what it holds (WORKER_STATE) and adopts those queries before dispatching
+ * anything, so nothing runs twice needlessly and nothing is lost: every image
+ * that is neither done (replicated) nor held by a worker is queued again.
+ *
+ * Queries are cut when dispatched is near: each job keeps one queued query cut
+ * ahead (plus any requeued ones), so `set-batch` reaches every query not yet
+ * dispatched and a new job's first query is ready at once. Completions are
+ * batched into one command per few milliseconds (JOB_DONE), and a worker is
+ * answered once its result is committed.
+ *
+ * Failures: a worker that membership declares failed or that left has its
+ * queries requeued at the head of their jobs' queues at once; a dispatch the
+ * worker refused or never acknowledged is requeued; a query in flight for
+ * more than COORD_QUERY_TIMEOUT_MS is requeued (a result that arrives later
+ * still counts, once).
+ *
+ * Threading: loop thread only.
+ */
+#ifndef IDUNNO_SCHED_COORD_H
+#define IDUNNO_SCHED_COORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct catalog;
+struct coord;
+struct ctl;
+struct ctl_fwd;
+struct jobs;
+struct member;
+struct net;
+struct sdfs;
+
+#define COORD_SLOTS 2
+#define COORD_TICK_MS 50
+#define COORD_QUERY_TIMEOUT_MS 120000
+#define COORD_ADOPT_WAIT_MS 500
+#define COORD_FLUSH_MS 2000
+#define COORD_FLUSH_MAX 2000
+
+struct coord_config {
+    uv_loop_t *loop;
+    struct net *net;
+    struct ctl *ctl;
+    struct ctl_fwd *fwd;
+    struct member *member;
+    struct jobs *jobs;
+    struct catalog *catalog;
+    struct sdfs *sdfs;
+    const char *name;
+    const char *addr;
+};
+
+int coord_create(const struct coord_config *cfg, struct coord **out, char *errmsg, size_t len);
+void coord_stop(struct coord *c);
+void coord_free(struct coord *c);
+
+/* For metrics and tests: whether this node dispatches now, and counters. */
+struct coord_stats {
+    int active;
+    uint64_t dispatched, requeued, adopted, completed, run_failures;
+    uint64_t activated_ms; /* wall clock when it last started dispatching */
+};
+void coord_get_stats(struct coord *c, struct coord_stats *out);
+
+#endif

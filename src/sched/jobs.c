@@ -1,0 +1,696 @@
+/* jobs.c — models and jobs as a sub-state machine (see jobs.h). */
+#include "sched/jobs.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "idunno.pb-c.h"
+#include "sched/qstats.h"
+
+#define JOBS_SNAPSHOT_VERSION 1
+
+struct jobs {
+    struct model_rec *models;
+    size_t n_models;
+    struct job_rec **jobs; /* by id, increasing */
+    size_t n_jobs, cap_jobs;
+    uint32_t next_job;
+};
+
+struct jobs *jobs_create(void)
+{
+    struct jobs *j = calloc(1, sizeof *j);
+    if (j && !(j->models = calloc(JOBS_MAX_MODELS, sizeof *j->models))) {
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void job_free(struct job_rec *job)
+{
+    if (!job)
+        return;
+    for (size_t i = 0; i < job->n_images; i++)
+        free(job->images[i]);
+    free(job->images);
+    free(job->done);
+    for (size_t i = 0; i < job->n_pending; i++)
+        free(job->pending[i].error);
+    free(job->pending);
+    qstats_destroy(job->stats);
+    free(job);
+}
+
+static void jobs_clear(struct jobs *j)
+{
+    for (size_t i = 0; i < j->n_jobs; i++)
+        job_free(j->jobs[i]);
+    free(j->jobs);
+    j->jobs = NULL;
+    j->n_jobs = j->cap_jobs = 0;
+    j->n_models = 0;
+    j->next_job = 0;
+}
+
+void jobs_destroy(struct jobs *j)
+{
+    if (!j)
+        return;
+    jobs_clear(j);
+    free(j->models);
+    free(j);
+}
+
+int jobs_model_name_ok(const char *name)
+{
+    if (!name || !name[0] || strlen(name) >= JOBS_NAME_MAX)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    return 1;
+}
+
+size_t jobs_model_count(const struct jobs *j) { return j->n_models; }
+const struct model_rec *jobs_model_at(const struct jobs *j, size_t i)
+{
+    return i < j->n_models ? &j->models[i] : NULL;
+}
+
+const struct model_rec *jobs_model(const struct jobs *j, const char *name)
+{
+    for (size_t i = 0; i < j->n_models; i++)
+        if (strcmp(j->models[i].name, name) == 0)
+            return &j->models[i];
+    return NULL;
+}
+
+size_t jobs_count(const struct jobs *j) { return j->n_jobs; }
+struct job_rec *jobs_at(const struct jobs *j, size_t i) { return i < j->n_jobs ? j->jobs[i] : NULL; }
+
+struct job_rec *jobs_of_model(const struct jobs *j, const char *model)
+{
+    for (size_t i = 0; i < j->n_jobs; i++)
+        if (strcmp(j->jobs[i]->model, model) == 0)
+            return j->jobs[i];
+    return NULL;
+}
+
+struct job_rec *jobs_by_id(const struct jobs *j, uint32_t id)
+{
+    for (size_t i = 0; i < j->n_jobs; i++)
+        if (j->jobs[i]->id == id)
+            return j->jobs[i];
+    return NULL;
+}
+
+void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t len)
+{
+    snprintf(out, len, "results/%s/job%u/part-%06llu.jsonl", job->model, job->id,
+             (unsigned long long)part);
+}
+
+/* ---- job records ---------------------------------------------------------------------------- */
+
+static struct job_rec *job_new(uint32_t id, const char *model, uint32_t batch, double weight,
+                               uint64_t created_ms)
+{
+    struct job_rec *job = calloc(1, sizeof *job);
+    if (!job)
+        return NULL;
+    job->stats = qstats_create();
+    if (!job->stats) {
+        free(job);
+        return NULL;
+    }
+    job->id = id;
+    snprintf(job->model, sizeof job->model, "%s", model);
+    job->batch = batch;
+    job->weight = weight;
+    job->created_ms = created_ms;
+    return job;
+}
+
+static int job_reserve_images(struct job_rec *job, size_t n)
+{
+    if (n <= job->cap_images)
+        return 0;
+    size_t cap = job->cap_images ? job->cap_images : 256;
+    while (cap < n)
+        cap *= 2;
+    char **imgs = realloc(job->images, cap * sizeof *imgs);
+    if (!imgs)
+        return ID_ENOMEM;
+    job->images = imgs;
+    uint8_t *done = realloc(job->done, (cap + 7) / 8);
+    if (!done)
+        return ID_ENOMEM;
+    memset(done + (job->cap_images + 7) / 8, 0, (cap + 7) / 8 - (job->cap_images + 7) / 8);
+    job->done = done;
+    job->cap_images = cap;
+    return 0;
+}
+
+static int job_add_pending(struct job_rec *job, const Idunno__QueryResult *r)
+{
+    if (job->n_pending == job->cap_pending) {
+        size_t cap = job->cap_pending ? job->cap_pending * 2 : 256;
+        struct pending_result *p = realloc(job->pending, cap * sizeof *p);
+        if (!p)
+            return ID_ENOMEM;
+        job->pending = p;
+        job->cap_pending = cap;
+    }
+    struct pending_result *p = &job->pending[job->n_pending];
+    memset(p, 0, sizeof *p);
+    p->image = r->image;
+    for (size_t k = 0; k < JOBS_TOPK && k < r->n_classes; k++)
+        p->classes[k] = r->classes[k];
+    for (size_t k = 0; k < JOBS_TOPK && k < r->n_probs; k++)
+        p->probs[k] = r->probs[k];
+    if (r->error && r->error[0]) {
+        p->error = strndup(r->error, 200);
+        if (!p->error)
+            return ID_ENOMEM;
+    }
+    job->n_pending++;
+    return 0;
+}
+
+static int jobs_insert(struct jobs *j, struct job_rec *job)
+{
+    if (j->n_jobs == j->cap_jobs) {
+        size_t cap = j->cap_jobs ? j->cap_jobs * 2 : 16;
+        struct job_rec **p = realloc(j->jobs, cap * sizeof *p);
+        if (!p)
+            return ID_ENOMEM;
+        j->jobs = p;
+        j->cap_jobs = cap;
+    }
+    j->jobs[j->n_jobs++] = job;
+    return 0;
+}
+
+static void jobs_remove(struct jobs *j, struct job_rec *job)
+{
+    for (size_t i = 0; i < j->n_jobs; i++)
+        if (j->jobs[i] == job) {
+            memmove(&j->jobs[i], &j->jobs[i + 1], (j->n_jobs - i - 1) * sizeof *j->jobs);
+            j->n_jobs--;
+            break;
+        }
+    job_free(job);
+}
+
+/* ---- results of apply ----------------------------------------------------------------------- */
+
+static void result_pb(struct sm_result *res, const ProtobufCMessage *m)
+{
+    if (!res->want_body)
+        return;
+    size_t n = protobuf_c_message_get_packed_size(m);
+    res->body = malloc(n ? n : 1);
+    if (res->body)
+        res->len = protobuf_c_message_pack(m, res->body);
+}
+
+static void result_job(struct sm_result *res, const struct job_rec *job)
+{
+    Idunno__JobInfo info = IDUNNO__JOB_INFO__INIT;
+    info.id = job->id;
+    info.model = (char *)job->model;
+    info.batch = job->batch;
+    info.weight = job->weight;
+    info.state = job->stopped ? "stopped" : "running";
+    info.images = job->n_images;
+    info.images_done = job->n_done;
+    info.queries_done = job->queries_done;
+    info.created_ms = job->created_ms;
+    result_pb(res, &info.base);
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+static int model_from_pb(const Idunno__ModelInfo *m, struct model_rec *out)
+{
+    if (!jobs_model_name_ok(m->name) || !sdfs_name_ok(m->file) || !sdfs_blob_ok(m->blob) ||
+        m->sha256.len != 32 || m->input_size == 0 || m->input_size > 4096 ||
+        m->resize < m->input_size || m->resize > 8192 || m->n_mean != 3 || m->n_std != 3 ||
+        m->classes == 0 || m->classes > 1000000)
+        return ID_EINVAL;
+    for (int k = 0; k < 3; k++)
+        if (!isfinite(m->mean[k]) || !isfinite(m->std[k]) || m->std[k] <= 0)
+            return ID_EINVAL;
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", m->name);
+    snprintf(out->file, sizeof out->file, "%s", m->file);
+    memcpy(out->blob, m->blob, SDFS_BLOB_LEN + 1);
+    out->size = m->size;
+    memcpy(out->sha256, m->sha256.data, 32);
+    out->input_size = m->input_size;
+    out->resize = m->resize;
+    out->classes = m->classes;
+    for (int k = 0; k < 3; k++) {
+        out->mean[k] = m->mean[k];
+        out->std[k] = m->std[k];
+    }
+    out->time_ms = m->time_ms;
+    return 0;
+}
+
+void jobs_model_to_pb(const struct model_rec *r, Idunno__ModelInfo *m, float *mean, float *std)
+{
+    idunno__model_info__init(m);
+    m->name = (char *)r->name;
+    m->file = (char *)r->file;
+    m->blob = (char *)r->blob;
+    m->size = r->size;
+    m->sha256.data = (uint8_t *)r->sha256;
+    m->sha256.len = 32;
+    m->input_size = r->input_size;
+    m->resize = r->resize;
+    m->classes = r->classes;
+    for (int k = 0; k < 3; k++) {
+        mean[k] = r->mean[k];
+        std[k] = r->std[k];
+    }
+    m->n_mean = m->n_std = 3;
+    m->mean = mean;
+    m->std = std;
+    m->time_ms = r->time_ms;
+}
+
+static void apply_model_add(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__ModelInfo *m = idunno__model_info__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    struct model_rec rec;
+    res->status = model_from_pb(m, &rec);
+    if (res->status == 0) {
+        rec.time_ms = cmd->time_ms;
+        struct model_rec *slot = (struct model_rec *)jobs_model(j, rec.name);
+        if (!slot && j->n_models == JOBS_MAX_MODELS)
+            res->status = ID_ENOSPC;
+        else {
+            if (!slot)
+                slot = &j->models[j->n_models++];
+            *slot = rec;
+            result_pb(res, &m->base);
+        }
+    }
+    idunno__model_info__free_unpacked(m, NULL);
+}
+
+static int batch_ok(uint32_t b) { return b >= 1 && b <= JOBS_MAX_BATCH; }
+
+static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__JobLaunch *m = idunno__job_launch__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    double w = m->weight == 0 ? 1.0 : m->weight;
+    struct job_rec *old = jobs_model_name_ok(m->model) ? jobs_of_model(j, m->model) : NULL;
+    if (!jobs_model_name_ok(m->model) || !batch_ok(m->batch) || !(w >= 1e-6 && w <= 1e6)) {
+        res->status = ID_EINVAL;
+    } else if (!jobs_model(j, m->model)) {
+        res->status = ID_ENOTFOUND;
+    } else if (old && !old->stopped) {
+        res->status = ID_EEXIST;
+    } else {
+        struct job_rec *job = job_new(j->next_job + 1, m->model, m->batch, w, cmd->time_ms);
+        if (!job || jobs_insert(j, job) < 0) {
+            job_free(job);
+            res->status = ID_ENOMEM;
+        } else {
+            j->next_job++;
+            if (old)
+                jobs_remove(j, old); /* a relaunch replaces the stopped job */
+            result_job(res, job);
+        }
+    }
+    idunno__job_launch__free_unpacked(m, NULL);
+}
+
+/* The running job of a model, or an error status. */
+static struct job_rec *running_job(struct jobs *j, const char *model, int *status)
+{
+    struct job_rec *job = jobs_model_name_ok(model) ? jobs_of_model(j, model) : NULL;
+    if (!job || job->stopped) {
+        *status = ID_ENOTFOUND;
+        return NULL;
+    }
+    return job;
+}
+
+static void apply_inference(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__JobInference *m = idunno__job_inference__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    struct job_rec *job = running_job(j, m->model, &res->status);
+    if (job) {
+        for (size_t i = 0; i < m->n_images && res->status == 0; i++)
+            if (!sdfs_name_ok(m->images[i]))
+                res->status = ID_EINVAL;
+        if (res->status == 0 && job->n_images + m->n_images > JOBS_MAX_IMAGES)
+            res->status = ID_ENOSPC;
+        if (res->status == 0)
+            res->status = job_reserve_images(job, job->n_images + m->n_images);
+        /* Validated and reserved first: from here on nothing fails halfway. */
+        char **copies = res->status == 0 ? calloc(m->n_images ? m->n_images : 1, sizeof *copies)
+                                         : NULL;
+        if (res->status == 0 && !copies)
+            res->status = ID_ENOMEM;
+        for (size_t i = 0; res->status == 0 && i < m->n_images; i++)
+            if (!(copies[i] = strdup(m->images[i])))
+                res->status = ID_ENOMEM;
+        if (res->status == 0) {
+            for (size_t i = 0; i < m->n_images; i++)
+                job->images[job->n_images++] = copies[i];
+            result_job(res, job);
+        } else if (copies) {
+            for (size_t i = 0; i < m->n_images; i++)
+                free(copies[i]);
+        }
+        free(copies);
+    }
+    idunno__job_inference__free_unpacked(m, NULL);
+}
+
+static void apply_set_batch(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__JobLaunch *m = idunno__job_launch__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    struct job_rec *job = running_job(j, m->model, &res->status);
+    if (job && !batch_ok(m->batch)) {
+        res->status = ID_EINVAL;
+    } else if (job) {
+        job->batch = m->batch;
+        result_job(res, job);
+    }
+    idunno__job_launch__free_unpacked(m, NULL);
+}
+
+static void apply_stop(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__JobLaunch *m = idunno__job_launch__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    struct job_rec *job = running_job(j, m->model, &res->status);
+    if (job) {
+        job->stopped = 1;
+        result_job(res, job);
+    }
+    idunno__job_launch__free_unpacked(m, NULL);
+}
+
+static void apply_done(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__QueryDoneBatch *m = idunno__query_done_batch__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    for (size_t q = 0; q < m->n_done; q++) {
+        const Idunno__QueryDone *d = m->done[q];
+        struct job_rec *job = jobs_by_id(j, d->job);
+        if (!job || d->error[0])
+            continue; /* a failed query is requeued, not recorded */
+        size_t fresh = 0;
+        for (size_t i = 0; i < d->n_results; i++) {
+            const Idunno__QueryResult *r = d->results[i];
+            if (r->image >= job->n_images)
+                continue;
+            if (job_image_done(job, r->image)) {
+                job->duplicates++;
+                continue;
+            }
+            if (job_add_pending(job, r) < 0)
+                continue; /* out of memory: the image stays undone and is run again */
+            job->done[r->image >> 3] |= (uint8_t)(1u << (r->image & 7));
+            job->n_done++;
+            fresh++;
+        }
+        if (fresh) {
+            job->queries_done++;
+            qstats_record(job->stats, cmd->time_ms, d->duration_ms, d->worker);
+        }
+    }
+    idunno__query_done_batch__free_unpacked(m, NULL);
+}
+
+static void apply_flushed(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__JobFlushed *m = idunno__job_flushed__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    struct job_rec *job = jobs_by_id(j, m->job);
+    if (!job) {
+        res->status = ID_ENOTFOUND;
+    } else if (m->part != job->parts + 1) {
+        res->status = m->part <= job->parts ? 0 : ID_EINVAL; /* a retry, or out of order */
+    } else if (m->results > job->n_pending) {
+        res->status = ID_EINVAL;
+    } else {
+        for (size_t i = 0; i < m->results; i++)
+            free(job->pending[i].error);
+        memmove(job->pending, job->pending + m->results,
+                (job->n_pending - m->results) * sizeof *job->pending);
+        job->n_pending -= m->results;
+        job->parts++;
+    }
+    idunno__job_flushed__free_unpacked(m, NULL);
+}
+
+static void jobs_apply(void *self, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    struct jobs *j = self;
+    if (cmd->version != 1) {
+        res->status = ID_EVERSION;
+        return;
+    }
+    switch (cmd->type) {
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD: apply_model_add(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH: apply_launch(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE: apply_inference(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH: apply_set_batch(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP: apply_stop(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE: apply_done(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED: apply_flushed(j, cmd, res); break;
+    default: res->status = ID_EUNKNOWNTYPE; break;
+    }
+}
+
+/* ---- snapshots ------------------------------------------------------------------------------ */
+
+static void pending_to_pb(const struct pending_result *p, Idunno__QueryResult *r, uint32_t *cls,
+                          float *probs)
+{
+    idunno__query_result__init(r);
+    r->image = p->image;
+    for (int k = 0; k < JOBS_TOPK; k++) {
+        cls[k] = p->classes[k];
+        probs[k] = p->probs[k];
+    }
+    r->n_classes = r->n_probs = p->error ? 0 : JOBS_TOPK;
+    r->classes = cls;
+    r->probs = probs;
+    r->error = p->error ? p->error : "";
+}
+
+static int jobs_snapshot(void *self, struct sm_buf *out)
+{
+    struct jobs *j = self;
+    Idunno__ModelInfo *models = calloc(j->n_models + 1, sizeof *models);
+    Idunno__ModelInfo **mp = calloc(j->n_models + 1, sizeof *mp);
+    float(*mean)[3] = calloc(j->n_models + 1, sizeof *mean);
+    float(*std)[3] = calloc(j->n_models + 1, sizeof *std);
+    Idunno__JobState *js = calloc(j->n_jobs + 1, sizeof *js);
+    Idunno__JobState **jp = calloc(j->n_jobs + 1, sizeof *jp);
+    uint8_t **stats = calloc(j->n_jobs + 1, sizeof *stats);
+    size_t np = 0;
+    for (size_t i = 0; i < j->n_jobs; i++)
+        np += j->jobs[i]->n_pending;
+    Idunno__QueryResult *pr = calloc(np + 1, sizeof *pr);
+    Idunno__QueryResult **pp = calloc(np + 1, sizeof *pp);
+    uint32_t *cls = calloc((np + 1) * JOBS_TOPK, sizeof *cls);
+    float *probs = calloc((np + 1) * JOBS_TOPK, sizeof *probs);
+    int rc = ID_ENOMEM;
+    if (!models || !mp || !mean || !std || !js || !jp || !stats || !pr || !pp || !cls || !probs)
+        goto out;
+    for (size_t i = 0; i < j->n_models; i++) {
+        jobs_model_to_pb(&j->models[i], &models[i], mean[i], std[i]);
+        mp[i] = &models[i];
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < j->n_jobs; i++) {
+        const struct job_rec *job = j->jobs[i];
+        Idunno__JobState *s = &js[i];
+        idunno__job_state__init(s);
+        s->id = job->id;
+        s->model = (char *)job->model;
+        s->batch = job->batch;
+        s->weight = job->weight;
+        s->stopped = job->stopped;
+        s->created_ms = job->created_ms;
+        s->n_images = job->n_images;
+        s->images = job->images;
+        s->done.data = job->done;
+        s->done.len = (job->n_images + 7) / 8;
+        s->queries_done = job->queries_done;
+        s->duplicates = job->duplicates;
+        s->parts = job->parts;
+        size_t slen = 0;
+        if (qstats_serialize(job->stats, &stats[i], &slen) < 0)
+            goto out;
+        s->stats.data = stats[i];
+        s->stats.len = slen;
+        s->pending = &pp[k];
+        s->n_pending = job->n_pending;
+        for (size_t p = 0; p < job->n_pending; p++, k++) {
+            pending_to_pb(&job->pending[p], &pr[k], &cls[k * JOBS_TOPK], &probs[k * JOBS_TOPK]);
+            pp[k] = &pr[k];
+        }
+        jp[i] = s;
+    }
+    Idunno__JobsState st = IDUNNO__JOBS_STATE__INIT;
+    st.n_models = j->n_models;
+    st.models = mp;
+    st.n_jobs = j->n_jobs;
+    st.jobs = jp;
+    st.next_job = j->next_job;
+    rc = sm_buf_append_pb(out, &st.base);
+out:
+    if (stats)
+        for (size_t i = 0; i < j->n_jobs; i++)
+            free(stats[i]);
+    free(models);
+    free(mp);
+    free(mean);
+    free(std);
+    free(js);
+    free(jp);
+    free(stats);
+    free(pr);
+    free(pp);
+    free(cls);
+    free(probs);
+    return rc;
+}
+
+static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+{
+    struct jobs *j = self;
+    if (!data) {
+        jobs_clear(j);
+        return 0;
+    }
+    if (version != JOBS_SNAPSHOT_VERSION)
+        return ID_EVERSION;
+    Idunno__JobsState *st = idunno__jobs_state__unpack(NULL, len, data);
+    if (!st)
+        return ID_EPROTO;
+    struct jobs fresh = {0};
+    fresh.models = calloc(JOBS_MAX_MODELS, sizeof *fresh.models);
+    int rc = fresh.models ? 0 : ID_ENOMEM;
+    if (st->n_models > JOBS_MAX_MODELS)
+        rc = ID_EPROTO;
+    for (size_t i = 0; rc == 0 && i < st->n_models; i++) {
+        if (model_from_pb(st->models[i], &fresh.models[i]) < 0 ||
+            jobs_model(&fresh, st->models[i]->name))
+            rc = ID_EPROTO;
+        else
+            fresh.n_models++;
+    }
+    fresh.next_job = st->next_job;
+    for (size_t i = 0; rc == 0 && i < st->n_jobs; i++) {
+        const Idunno__JobState *s = st->jobs[i];
+        double w = s->weight;
+        if (!jobs_model_name_ok(s->model) || !batch_ok(s->batch) || !(w >= 1e-6 && w <= 1e6) ||
+            s->id == 0 || s->id > st->next_job || jobs_by_id(&fresh, s->id) ||
+            jobs_of_model(&fresh, s->model) || s->n_images > JOBS_MAX_IMAGES ||
+            s->done.len != (s->n_images + 7) / 8) {
+            rc = ID_EPROTO;
+            break;
+        }
+        struct job_rec *job = job_new(s->id, s->model, s->batch, w, s->created_ms);
+        if (!job || jobs_insert(&fresh, job) < 0) {
+            job_free(job);
+            rc = ID_ENOMEM;
+            break;
+        }
+        job->stopped = s->stopped;
+        job->queries_done = s->queries_done;
+        job->duplicates = s->duplicates;
+        job->parts = s->parts;
+        if ((rc = job_reserve_images(job, s->n_images)) < 0)
+            break;
+        for (size_t k = 0; k < s->n_images; k++) {
+            if (!sdfs_name_ok(s->images[k]) || !(job->images[k] = strdup(s->images[k]))) {
+                rc = ID_EPROTO;
+                break;
+            }
+            job->n_images++;
+        }
+        if (rc < 0)
+            break;
+        if (s->done.len)
+            memcpy(job->done, s->done.data, s->done.len);
+        /* Bits past the last image must be clear: they would mark images not
+         * yet queued as done. */
+        for (size_t b = s->n_images; b < s->done.len * 8; b++)
+            if (job_image_done(job, b))
+                rc = ID_EPROTO;
+        for (size_t b = 0; b < s->n_images; b++)
+            job->n_done += job_image_done(job, b);
+        if (rc == 0 && qstats_restore(job->stats, s->stats.data, s->stats.len) < 0)
+            rc = ID_EPROTO;
+        for (size_t p = 0; rc == 0 && p < s->n_pending; p++) {
+            if (s->pending[p]->image >= s->n_images)
+                rc = ID_EPROTO;
+            else
+                rc = job_add_pending(job, s->pending[p]);
+        }
+    }
+    idunno__jobs_state__free_unpacked(st, NULL);
+    if (rc < 0) {
+        jobs_clear(&fresh);
+        free(fresh.models);
+        return rc == ID_ENOMEM ? rc : ID_EPROTO;
+    }
+    jobs_clear(j);
+    free(j->models);
+    *j = fresh;
+    return 0;
+}
+
+const struct sm_ops jobs_sm_ops = {
+    .name = "jobs",
+    .id = SM_ID_JOBS,
+    .type_lo = 200,
+    .type_hi = 299,
+    .snapshot_version = JOBS_SNAPSHOT_VERSION,
+    .apply = jobs_apply,
+    .snapshot = jobs_snapshot,
+    .restore = jobs_restore,
+    .digest = NULL,
+};

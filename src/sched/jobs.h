@@ -1,0 +1,111 @@
+/* jobs.h — IDunno's replicated state: models and jobs. A sub-state machine of
+ * the control plane (ctl/sm.h), so a standby coordinator takes over with every
+ * job's images, completions, statistics and unflushed results.
+ *
+ * A job runs one model over the images queued by `inference` calls (SDFS
+ * names, in order; image i is the i-th queued). A query is a batch of images
+ * cut by the coordinator at dispatch time (so `set-batch` applies to what is
+ * not yet dispatched); which images are in flight where is the coordinator's
+ * own bookkeeping (sched/coord.c), rebuilt after a failover from what workers
+ * report. What is replicated is what must survive: each image's completion
+ * (a bitmap), per-job statistics (sched/qstats.h) and results not yet written
+ * to SDFS.
+ *
+ * Exactly once: a completion names its images; an image already done is
+ * counted as a duplicate and its result dropped, so a query that ran twice
+ * (requeued after a failure that was not one) is stored once.
+ *
+ * Commands (CTL_CMD_MODEL_ADD .. CTL_CMD_JOB_FLUSHED in proto/idunno.proto):
+ * MODEL_ADD (upsert), JOB_LAUNCH (one running job per model), JOB_INFERENCE
+ * (append images), JOB_SET_BATCH, JOB_STOP, JOB_DONE (a batch of completed
+ * queries), JOB_FLUSHED (the oldest N pending results were written as part P;
+ * idempotent by P).
+ *
+ * Threading: none (the ctl glue serialises calls on the loop thread).
+ */
+#ifndef IDUNNO_SCHED_JOBS_H
+#define IDUNNO_SCHED_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctl/sm.h"
+#include "sdfs/catalog.h"
+
+#define JOBS_NAME_MAX 64
+#define JOBS_MAX_BATCH 256
+#define JOBS_MAX_IMAGES 1000000
+#define JOBS_MAX_MODELS 256
+#define JOBS_TOPK 5
+
+struct qstats;
+
+struct model_rec {
+    char name[JOBS_NAME_MAX];
+    char file[SDFS_NAME_MAX + 1];
+    char blob[SDFS_BLOB_LEN + 1];
+    uint64_t size;
+    uint8_t sha256[32];
+    uint32_t input_size, resize, classes;
+    float mean[3], std[3];
+    uint64_t time_ms;
+};
+
+struct pending_result {
+    uint32_t image;
+    uint32_t classes[JOBS_TOPK];
+    float probs[JOBS_TOPK];
+    char *error; /* NULL if the image was classified */
+};
+
+struct job_rec {
+    uint32_t id;
+    char model[JOBS_NAME_MAX];
+    uint32_t batch;
+    double weight;
+    int stopped;
+    uint64_t created_ms;
+    char **images;
+    size_t n_images, cap_images;
+    uint8_t *done; /* bitmap, (cap_images + 7) / 8 bytes */
+    uint64_t n_done;
+    uint64_t queries_done;
+    uint64_t duplicates; /* image results that arrived again and were dropped */
+    struct qstats *stats;
+    struct pending_result *pending;
+    size_t n_pending, cap_pending;
+    uint64_t parts; /* result parts written to SDFS */
+};
+
+extern const struct sm_ops jobs_sm_ops;
+
+struct jobs *jobs_create(void);
+void jobs_destroy(struct jobs *j);
+
+/* Names of models: 1..63 of [A-Za-z0-9_.-]. */
+int jobs_model_name_ok(const char *name);
+
+size_t jobs_model_count(const struct jobs *j);
+const struct model_rec *jobs_model_at(const struct jobs *j, size_t i);
+const struct model_rec *jobs_model(const struct jobs *j, const char *name);
+
+size_t jobs_count(const struct jobs *j);
+struct job_rec *jobs_at(const struct jobs *j, size_t i);
+/* The job of a model (running or stopped), or NULL. */
+struct job_rec *jobs_of_model(const struct jobs *j, const char *model);
+struct job_rec *jobs_by_id(const struct jobs *j, uint32_t id);
+
+static inline int job_image_done(const struct job_rec *job, size_t i)
+{
+    return (job->done[i >> 3] >> (i & 7)) & 1;
+}
+
+/* Fills m from r; m points into r, mean and std (3 floats each). */
+struct Idunno__ModelInfo;
+void jobs_model_to_pb(const struct model_rec *r, struct Idunno__ModelInfo *m, float *mean,
+                      float *std);
+
+/* The SDFS name of result part `part` of a job. */
+void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t len);
+
+#endif

@@ -1,0 +1,604 @@
+/* worker.c — the inference worker (see worker.h). */
+#include "sched/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "idunno.pb-c.h"
+#include "infer/infer.h"
+#include "net/net.h"
+#include "sdfs/catalog.h"
+#include "sdfs/sdfs.h"
+#include "sdfs/store.h"
+
+#define WORKER_TICK_MS 100
+#define WORKER_RETRY_MS 200
+#define WORKER_DONE_TIMEOUT_MS 10000
+#define WORKER_CACHE_MODELS 4
+#define WORKER_MAX_QUERIES 64
+
+enum wq_state { WQ_FETCHING, WQ_READY, WQ_RUNNING, WQ_DONE };
+
+struct wquery {
+    struct worker *w;
+    Idunno__QueryRun *run; /* as received (owned) */
+    int preload;           /* load the model only; nothing to report */
+    enum wq_state state;
+    unsigned fetching;     /* fetches not yet finished (+1 while starting them) */
+    int model_status;
+    int *image_status;     /* per image: 0 or the fetch error */
+    /* Set on the loop before the pool runs the batch. */
+    char model_path[700];
+    char **paths;
+    struct infer_result *results;
+    char model_err[200];
+    uint64_t started_ms, infer_ms;
+    /* The packed QueryDone, retried until a coordinator commits it. */
+    uint8_t *done;
+    size_t done_len;
+    int sending;
+    uint64_t next_try_ms;
+    struct wquery *next;
+};
+
+struct worker {
+    uv_loop_t *loop;
+    struct net *net;
+    struct sdfs *sdfs;
+    char name[64];
+    char addr[64];
+    struct infer_cache *cache;
+    struct wquery *queries; /* FIFO */
+    int running;            /* a batch is on the pool */
+    uv_work_t work;
+    uv_timer_t tick;
+    int stopping;
+    struct worker_stats stats;
+};
+
+/* ---- queries -------------------------------------------------------------------------------- */
+
+static void wq_free(struct wquery *q)
+{
+    if (q->run)
+        idunno__query_run__free_unpacked(q->run, NULL);
+    if (q->paths) {
+        for (size_t i = 0; q->run && i < q->run->n_images; i++)
+            free(q->paths[i]);
+    }
+    free(q->paths);
+    free(q->image_status);
+    free(q->results);
+    free(q->done);
+    free(q);
+}
+
+static void wq_unlink(struct worker *w, struct wquery *q)
+{
+    for (struct wquery **pp = &w->queries; *pp; pp = &(*pp)->next)
+        if (*pp == q) {
+            *pp = q->next;
+            return;
+        }
+}
+
+static void wq_append(struct worker *w, struct wquery *q)
+{
+    struct wquery **pp = &w->queries;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = q;
+}
+
+static size_t wq_count(const struct worker *w)
+{
+    size_t n = 0;
+    for (struct wquery *q = w->queries; q; q = q->next)
+        n += !q->preload;
+    return n;
+}
+
+/* ---- running a batch on the pool ------------------------------------------------------------ */
+
+static void kick(struct worker *w);
+static void send_done(struct wquery *q);
+
+static void on_work(uv_work_t *req)
+{
+    struct wquery *q = req->data;
+    struct worker *w = q->w;
+    Idunno__QueryRun *run = q->run;
+    uint64_t t0 = id_now_ms();
+    struct infer_model *m = NULL;
+    char err[200] = "";
+    uint64_t version = strtoull(run->model->blob, NULL, 16);
+    int rc = q->model_status;
+    if (rc == 0)
+        rc = infer_cache_get(w->cache, run->model->name, version, q->model_path, &m, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "model file unavailable: %s", id_strerror(rc));
+    if (rc < 0) {
+        snprintf(q->model_err, sizeof q->model_err, "model %s: %s", run->model->name, err);
+        q->infer_ms = id_now_ms() - t0;
+        return;
+    }
+    if (q->preload)
+        return;
+    /* Only images that were fetched go to the model. */
+    size_t n = run->n_images, k = 0;
+    const char **paths = calloc(n ? n : 1, sizeof *paths);
+    struct infer_result *res = calloc(n ? n : 1, sizeof *res);
+    if (!paths || !res) {
+        snprintf(q->model_err, sizeof q->model_err, "out of memory");
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (q->paths[i])
+                paths[k++] = q->paths[i];
+        if (k && infer_run_files(m, paths, k, k, res, err, sizeof err) < 0)
+            snprintf(q->model_err, sizeof q->model_err, "model %s failed: %s", run->model->name, err);
+        k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (q->paths[i])
+                q->results[i] = res[k++];
+    }
+    free(paths);
+    free(res);
+    q->infer_ms = id_now_ms() - t0;
+}
+
+static void pack_done(struct wquery *q)
+{
+    Idunno__QueryRun *run = q->run;
+    size_t n = run->n_images;
+    Idunno__QueryResult *rows = calloc(n ? n : 1, sizeof *rows);
+    Idunno__QueryResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    uint32_t(*cls)[INFER_TOPK] = calloc(n ? n : 1, sizeof *cls);
+    float(*probs)[INFER_TOPK] = calloc(n ? n : 1, sizeof *probs);
+    char(*errs)[200] = calloc(n ? n : 1, sizeof *errs);
+    if (!rows || !ptrs || !cls || !probs || !errs)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        Idunno__QueryResult *r = &rows[i];
+        idunno__query_result__init(r);
+        r->image = run->images[i]->index;
+        const struct infer_result *ir = &q->results[i];
+        if (q->model_err[0])
+            snprintf(errs[i], sizeof errs[i], "%s", q->model_err);
+        else if (q->image_status[i] < 0)
+            snprintf(errs[i], sizeof errs[i], "cannot read %s: %s", run->images[i]->name,
+                     id_strerror(q->image_status[i]));
+        else if (ir->status < 0)
+            snprintf(errs[i], sizeof errs[i], "%s: %s", run->images[i]->name,
+                     ir->error[0] ? ir->error : id_strerror(ir->status));
+        if (errs[i][0]) {
+            r->error = errs[i];
+            q->w->stats.failed_images++;
+        } else {
+            for (int k = 0; k < INFER_TOPK; k++) {
+                cls[i][k] = (uint32_t)ir->top_class[k];
+                probs[i][k] = ir->top_prob[k];
+            }
+            r->n_classes = r->n_probs = INFER_TOPK;
+            r->classes = cls[i];
+            r->probs = probs[i];
+        }
+        ptrs[i] = r;
+    }
+    Idunno__QueryDone d = IDUNNO__QUERY_DONE__INIT;
+    d.job = run->job;
+    d.query = run->query;
+    d.worker = q->w->name;
+    uint64_t now = id_wall_ms();
+    d.duration_ms = now > run->dispatched_ms ? (uint32_t)(now - run->dispatched_ms) : 0;
+    d.n_results = n;
+    d.results = ptrs;
+    q->done_len = idunno__query_done__get_packed_size(&d);
+    q->done = malloc(q->done_len ? q->done_len : 1);
+    if (q->done)
+        idunno__query_done__pack(&d, q->done);
+out:
+    free(rows);
+    free(ptrs);
+    free(cls);
+    free(probs);
+    free(errs);
+}
+
+static void on_work_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct wquery *q = req->data;
+    struct worker *w = q->w;
+    w->running = 0;
+    if (w->stopping)
+        return; /* the process is ending: the result is lost with it, and requeued */
+    w->stats.infer_ms_total += q->infer_ms;
+    if (q->preload) {
+        if (q->model_err[0])
+            LOG_WARN("worker", "preload failed: %s", q->model_err);
+        else
+            LOG_INFO("worker", "model %s loaded", q->run->model->name);
+        wq_unlink(w, q);
+        wq_free(q);
+    } else {
+        if (q->model_err[0])
+            LOG_WARN("worker", "query %llu of job %u: %s", (unsigned long long)q->run->query,
+                     q->run->job, q->model_err);
+        pack_done(q);
+        q->state = WQ_DONE;
+        w->stats.completed++;
+        w->stats.images += q->run->n_images;
+        send_done(q);
+    }
+    kick(w);
+}
+
+/* Starts the oldest ready batch if none is running. */
+static void kick(struct worker *w)
+{
+    if (w->running || w->stopping)
+        return;
+    struct wquery *q = w->queries;
+    while (q && q->state != WQ_READY)
+        q = q->next;
+    if (!q)
+        return;
+    /* Paths are resolved here, on the loop: the store index is the loop's. */
+    struct store *st = sdfs_store(w->sdfs);
+    Idunno__QueryRun *run = q->run;
+    if (q->model_status == 0 &&
+        store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0)
+        q->model_status = ID_ENOTFOUND;
+    for (size_t i = 0; i < run->n_images; i++) {
+        char p[700];
+        if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
+            q->paths[i] = strdup(p);
+        else if (q->image_status[i] == 0)
+            q->image_status[i] = ID_ENOTFOUND;
+    }
+    q->state = WQ_RUNNING;
+    w->running = 1;
+    w->work.data = q;
+    if (uv_queue_work(w->loop, &w->work, on_work, on_work_done) < 0) {
+        snprintf(q->model_err, sizeof q->model_err, "cannot start the batch");
+        on_work_done(&w->work, 0);
+    }
+}
+
+/* ---- fetching inputs ------------------------------------------------------------------------ */
+
+struct fetch_ref {
+    struct wquery *q;
+    long image; /* -1: the model */
+};
+
+static void fetch_settled(struct wquery *q)
+{
+    if (--q->fetching == 0 && q->state == WQ_FETCHING) {
+        q->state = WQ_READY;
+        kick(q->w);
+    }
+}
+
+static void on_fetched(void *ud, int status)
+{
+    struct fetch_ref *r = ud;
+    struct wquery *q = r->q;
+    if (status < 0) {
+        if (r->image < 0)
+            q->model_status = status;
+        else
+            q->image_status[r->image] = status;
+    }
+    free(r);
+    fetch_settled(q);
+}
+
+static void fetch_one(struct wquery *q, long image, const char *blob, uint64_t size,
+                      const ProtobufCBinaryData *sha, char **sources, size_t n_sources)
+{
+    int *slot = image < 0 ? &q->model_status : &q->image_status[image];
+    if (!blob || !sdfs_blob_ok(blob) || sha->len != 32) {
+        *slot = ID_ENOTFOUND;
+        return;
+    }
+    struct fetch_ref *r = malloc(sizeof *r);
+    if (!r) {
+        *slot = ID_ENOMEM;
+        return;
+    }
+    *r = (struct fetch_ref){q, image};
+    q->fetching++;
+    int rc = sdfs_fetch_local(q->w->sdfs, blob, size, sha->data, sources, n_sources, on_fetched, r);
+    if (rc < 0) {
+        free(r);
+        *slot = rc;
+        q->fetching--;
+    }
+}
+
+static void wq_start(struct wquery *q)
+{
+    Idunno__QueryRun *run = q->run;
+    q->fetching = 1; /* held while the fetches start: some may finish at once */
+    Idunno__ModelInfo *m = run->model;
+    fetch_one(q, -1, m->blob, m->size, &m->sha256, m->sources, m->n_sources);
+    for (size_t i = 0; i < run->n_images; i++) {
+        Idunno__QueryImage *im = run->images[i];
+        fetch_one(q, (long)i, im->blob, im->size, &im->sha256, im->sources, im->n_sources);
+    }
+    fetch_settled(q);
+}
+
+/* ---- results to the coordinator ------------------------------------------------------------- */
+
+struct done_call {
+    struct worker *w;
+    uint32_t job;
+    uint64_t query;
+};
+
+static struct wquery *wq_find(struct worker *w, uint32_t job, uint64_t query)
+{
+    for (struct wquery *q = w->queries; q; q = q->next)
+        if (!q->preload && q->run->job == job && q->run->query == query)
+            return q;
+    return NULL;
+}
+
+static void on_done_ack(void *ud, const struct net_result *res)
+{
+    struct done_call *dc = ud;
+    struct worker *w = dc->w;
+    struct wquery *q = w->stopping ? NULL : wq_find(w, dc->job, dc->query);
+    free(dc);
+    if (!q)
+        return;
+    q->sending = 0;
+    if (res->status < 0) {
+        q->next_try_ms = id_now_ms() + WORKER_RETRY_MS;
+        return;
+    }
+    wq_unlink(w, q);
+    wq_free(q);
+}
+
+static void send_done(struct wquery *q)
+{
+    struct worker *w = q->w;
+    if (q->sending || !q->done)
+        return;
+    struct done_call *dc = malloc(sizeof *dc);
+    if (!dc)
+        return;
+    *dc = (struct done_call){w, q->run->job, q->run->query};
+    /* Through this node: it serves the request if it leads, else forwards it. */
+    if (net_call(w->net, w->addr, IDUNNO__MSG_TYPE__MSG_JOB_DONE_REQ, q->done, q->done_len,
+                 WORKER_DONE_TIMEOUT_MS, on_done_ack, dc) == 0)
+        q->sending = 1;
+    else {
+        free(dc);
+        q->next_try_ms = id_now_ms() + WORKER_RETRY_MS;
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t now = id_now_ms();
+    for (struct wquery *q = w->queries; q; q = q->next)
+        if (q->state == WQ_DONE && !q->sending && now >= q->next_try_ms)
+            send_done(q);
+}
+
+/* ---- requests ------------------------------------------------------------------------------- */
+
+static struct wquery *wq_new(struct worker *w, Idunno__QueryRun *run)
+{
+    struct wquery *q = calloc(1, sizeof *q);
+    size_t n = run->n_images;
+    if (q) {
+        q->image_status = calloc(n ? n : 1, sizeof *q->image_status);
+        q->paths = calloc(n ? n : 1, sizeof *q->paths);
+        q->results = calloc(n ? n : 1, sizeof *q->results);
+    }
+    if (!q || !q->image_status || !q->paths || !q->results) {
+        if (q) {
+            free(q->image_status);
+            free(q->paths);
+            free(q->results);
+            free(q);
+        }
+        return NULL;
+    }
+    q->w = w;
+    q->run = run;
+    q->started_ms = id_now_ms();
+    return q;
+}
+
+static void on_run(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct worker *w = ud;
+    if (w->stopping) {
+        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+        return;
+    }
+    Idunno__QueryRun *run = idunno__query_run__unpack(NULL, len, body);
+    if (!run || !run->model || !run->model->name[0] || run->n_images == 0 ||
+        run->n_images > 1024) {
+        net_reply_error(req, run ? ID_EINVAL : ID_EPROTO, "bad QueryRun", NULL);
+        if (run)
+            idunno__query_run__free_unpacked(run, NULL);
+        return;
+    }
+    if (wq_find(w, run->job, run->query)) { /* a retried dispatch */
+        idunno__query_run__free_unpacked(run, NULL);
+        net_reply(req, IDUNNO__MSG_TYPE__MSG_JOB_RUN_RESP, NULL, 0);
+        return;
+    }
+    if (wq_count(w) >= WORKER_MAX_QUERIES) {
+        idunno__query_run__free_unpacked(run, NULL);
+        net_reply_error(req, ID_EBUSY, "worker holds too many queries", NULL);
+        return;
+    }
+    struct wquery *q = wq_new(w, run);
+    if (!q) {
+        idunno__query_run__free_unpacked(run, NULL);
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        return;
+    }
+    wq_append(w, q);
+    w->stats.accepted++;
+    net_reply(req, IDUNNO__MSG_TYPE__MSG_JOB_RUN_RESP, NULL, 0);
+    wq_start(q);
+}
+
+static void on_state(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    struct worker *w = ud;
+    size_t n = wq_count(w);
+    Idunno__WorkerQuery *rows = calloc(n ? n : 1, sizeof *rows);
+    Idunno__WorkerQuery **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    uint32_t **idx = calloc(n ? n : 1, sizeof *idx);
+    if (!rows || !ptrs || !idx) {
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        goto out;
+    }
+    size_t k = 0;
+    for (struct wquery *q = w->queries; q && k < n; q = q->next) {
+        if (q->preload)
+            continue;
+        Idunno__WorkerQuery *r = &rows[k];
+        idunno__worker_query__init(r);
+        r->job = q->run->job;
+        r->query = q->run->query;
+        r->dispatched_ms = q->run->dispatched_ms;
+        idx[k] = calloc(q->run->n_images, sizeof **idx);
+        if (idx[k]) {
+            for (size_t i = 0; i < q->run->n_images; i++)
+                idx[k][i] = q->run->images[i]->index;
+            r->n_images = q->run->n_images;
+            r->images = idx[k];
+        }
+        ptrs[k] = r;
+        k++;
+    }
+    Idunno__WorkerState st = IDUNNO__WORKER_STATE__INIT;
+    st.worker = w->name;
+    st.n_queries = k;
+    st.queries = ptrs;
+    net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_JOB_WORKER_STATE_RESP, &st.base);
+out:
+    if (idx)
+        for (size_t i = 0; i < n; i++)
+            free(idx[i]);
+    free(idx);
+    free(rows);
+    free(ptrs);
+}
+
+/* Loads a model ahead of its first query: fetched, then loaded on the pool in
+ * the same queue as the batches. */
+static void on_preload(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct worker *w = ud;
+    Idunno__ModelInfo *m = idunno__model_info__unpack(NULL, len, body);
+    if (!m || w->stopping) {
+        net_reply_error(req, m ? ID_ESHUTDOWN : ID_EPROTO, "cannot preload", NULL);
+        if (m)
+            idunno__model_info__free_unpacked(m, NULL);
+        return;
+    }
+    /* A query with the model and no images. */
+    Idunno__QueryRun *run = calloc(1, sizeof *run);
+    if (!run) {
+        idunno__model_info__free_unpacked(m, NULL);
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        return;
+    }
+    idunno__query_run__init(run);
+    run->model = m; /* freed with run by free_unpacked: both come from the default allocator */
+    struct wquery *q = wq_new(w, run);
+    if (!q) {
+        idunno__query_run__free_unpacked(run, NULL);
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        return;
+    }
+    q->preload = 1;
+    wq_append(w, q);
+    net_reply(req, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_RESP, NULL, 0);
+    wq_start(q);
+}
+
+/* ---- life cycle ----------------------------------------------------------------------------- */
+
+int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len)
+{
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return ID_ENOMEM;
+    w->loop = cfg->loop;
+    w->net = cfg->net;
+    w->sdfs = cfg->sdfs;
+    snprintf(w->name, sizeof w->name, "%s", cfg->name);
+    snprintf(w->addr, sizeof w->addr, "%s", cfg->addr);
+    struct infer_options io = {.threads = cfg->threads ? cfg->threads : 1};
+    w->cache = infer_cache_new(WORKER_CACHE_MODELS, &io);
+    int rc = w->cache ? 0 : ID_ENOMEM;
+    if (rc == 0)
+        rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_RUN_REQ, on_run, w);
+    if (rc == 0)
+        rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_WORKER_STATE_REQ, on_state, w);
+    if (rc == 0)
+        rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, on_preload, w);
+    if (rc < 0) {
+        snprintf(errmsg, len, "cannot start the inference worker: %s", id_strerror(rc));
+        if (w->cache)
+            infer_cache_free(w->cache);
+        free(w);
+        return rc;
+    }
+    uv_timer_init(w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, WORKER_TICK_MS, WORKER_TICK_MS);
+    *out = w;
+    return 0;
+}
+
+void worker_stop(struct worker *w)
+{
+    if (!w)
+        return;
+    w->stopping = 1;
+    uv_close((uv_handle_t *)&w->tick, NULL);
+}
+
+void worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    while (w->queries) {
+        struct wquery *q = w->queries;
+        w->queries = q->next;
+        if (q->state == WQ_RUNNING)
+            continue; /* the pool still uses it; the process is ending */
+        wq_free(q);
+    }
+    if (!w->running) {
+        infer_cache_free(w->cache);
+        free(w);
+    }
+}
+
+void worker_get_stats(struct worker *w, struct worker_stats *out)
+{
+    *out = w->stats;
+    out->holding = wq_count(w);
+}

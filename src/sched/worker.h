@@ -1,0 +1,54 @@
+/* worker.h — the inference worker on every node: runs the queries the
+ * coordinator dispatches and returns their results.
+ *
+ * A RUN request is accepted at once (the coordinator keeps a small bounded
+ * number of queries per worker in flight). The worker then makes the model
+ * and the batch's images local (its own SDFS copies, or copies fetched from
+ * replicas with sdfs_fetch_local), runs the batch on a pool thread — one batch
+ * at a time, so a second accepted query prepares its inputs while the first
+ * runs — and sends the result to the coordinator as JOB_DONE, through this
+ * node (which forwards it to whoever leads now). A result is retried until a
+ * coordinator has committed it, so a coordinator change loses nothing; a new
+ * coordinator asks WORKER_STATE and adopts what the worker holds.
+ *
+ * Images that cannot be fetched or decoded come back as per-image errors; a
+ * model that cannot be loaded fails every image of the batch with its reason.
+ *
+ * Threading: loop thread, plus one pool thread at a time running ONNX Runtime
+ * (the session cache is only touched there).
+ */
+#ifndef IDUNNO_SCHED_WORKER_H
+#define IDUNNO_SCHED_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct net;
+struct sdfs;
+struct worker;
+
+struct worker_config {
+    uv_loop_t *loop;
+    struct net *net;
+    struct sdfs *sdfs;
+    const char *name;
+    const char *addr;
+    int threads; /* ONNX Runtime intra-op threads (0: 1) */
+};
+
+int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len);
+/* Stops accepting; results not yet delivered are lost with the process (the
+ * coordinator requeues them when the node leaves). Call before net_close. */
+void worker_stop(struct worker *w);
+/* After net_close and once the running batch (if any) finished. */
+void worker_free(struct worker *w);
+
+struct worker_stats {
+    uint64_t accepted, completed, images, failed_images;
+    uint64_t infer_ms_total; /* time spent running batches */
+    size_t holding;          /* accepted and not yet acknowledged */
+};
+void worker_get_stats(struct worker *w, struct worker_stats *out);
+
+#endif
