@@ -21,7 +21,7 @@ apt_packages=(
   libmicrohttpd-dev libturbojpeg0-dev libpng-dev libedit-dev
   nftables iproute2 util-linux procps psmisc
   python3 python3-numpy python3-onnx python3-matplotlib python3-pil
-  chromium
+  python3-prometheus-client chromium
 )
 backports_packages=(libraft-dev)
 

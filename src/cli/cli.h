@@ -95,7 +95,8 @@ struct cli_table *cli_table_new(size_t ncols, ...);
 void cli_table_row(struct cli_table *t, ...); /* ncols const char * */
 void cli_table_print(struct cli_table *t);    /* prints and frees */
 
-/* A small streaming JSON writer to stdout. */
+/* The JSON writer of base/json_out.h, streamed to the output (one document
+ * per json_done). */
 void json_begin_object(void);
 void json_end_object(void);
 void json_begin_array(const char *key);

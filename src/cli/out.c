@@ -1,16 +1,18 @@
 /* out.c — the CLI's output: aligned tables for people, JSON for programs.
  *
- * The JSON writer is deliberately tiny but strict: every string (keys too) is
- * escaped, bytes that are not valid UTF-8 (log lines can hold anything) become
- * U+FFFD so the document always parses, and non-finite numbers become null.
+ * The JSON is base/json_out.h's strict writer (every string escaped, invalid
+ * UTF-8 as U+FFFD, non-finite numbers as null) behind the global calls of
+ * cli.h, streamed to the output as it is written.
  */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+
+#include "base/json_out.h"
+#include "base/strbuf.h"
 
 static FILE *cli_out_stream;
 
@@ -108,120 +110,33 @@ void cli_table_print(struct cli_table *t)
 
 /* ---- JSON ------------------------------------------------------------------------------- */
 
-#define JSON_MAX_DEPTH 32
-static int json_need_comma[JSON_MAX_DEPTH];
-static int json_depth;
+/* The writer of base/json_out.h; each call's output goes to the stream at once. */
+static struct strbuf cli_json_buf = STRBUF_INIT;
+static struct json_out cli_json = {.sb = &cli_json_buf};
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one.
- * Rejects overlong forms, surrogates and code points above U+10FFFF. */
-static size_t utf8_seq_len(const unsigned char *p)
+static void json_flush(void)
 {
-    if (p[0] < 0x80)
-        return 1;
-    size_t n;
-    unsigned cp;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF) { n = 2; cp = p[0] & 0x1Fu; }
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF) { n = 3; cp = p[0] & 0x0Fu; }
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4) { n = 4; cp = p[0] & 0x07u; }
-    else return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) /* also stops at the NUL terminator */
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3Fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
+    if (strbuf_failed(&cli_json_buf))
+        abort(); /* a CLI out of memory has nothing better to do */
+    fwrite(strbuf_str(&cli_json_buf), 1, cli_json_buf.len, out());
+    strbuf_reset(&cli_json_buf);
 }
 
-static void json_escape(const char *s)
-{
-    FILE *o = out();
-    fputc('"', o);
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    while (*p) {
-        switch (*p) {
-        case '"': fputs("\\\"", o); p++; continue;
-        case '\\': fputs("\\\\", o); p++; continue;
-        case '\n': fputs("\\n", o); p++; continue;
-        case '\r': fputs("\\r", o); p++; continue;
-        case '\t': fputs("\\t", o); p++; continue;
-        case '\b': fputs("\\b", o); p++; continue;
-        case '\f': fputs("\\f", o); p++; continue;
-        default: break;
-        }
-        if (*p < 0x20) {
-            fprintf(o, "\\u%04x", *p);
-            p++;
-            continue;
-        }
-        size_t n = utf8_seq_len(p);
-        if (n == 0) {
-            fputs("\\ufffd", o);
-            p++;
-        } else {
-            fwrite(p, 1, n, o);
-            p += n;
-        }
-    }
-    fputc('"', o);
-}
-
-static void json_sep(const char *key)
-{
-    FILE *o = out();
-    if (json_depth > 0 && json_need_comma[json_depth])
-        fputc(',', o);
-    if (json_depth > 0)
-        json_need_comma[json_depth] = 1;
-    if (key) {
-        json_escape(key);
-        fputc(':', o);
-    }
-}
-
-static void json_open(const char *key, char c)
-{
-    json_sep(key);
-    fputc(c, out());
-    if (json_depth < JSON_MAX_DEPTH - 1)
-        json_depth++;
-    json_need_comma[json_depth] = 0;
-}
-
-static void json_close(char c)
-{
-    fputc(c, out());
-    if (json_depth > 0)
-        json_depth--;
-}
-
-void json_begin_object(void) { json_open(NULL, '{'); }
-void json_key_object(const char *key) { json_open(key, '{'); }
-void json_begin_array(const char *key) { json_open(key, '['); }
-void json_end_object(void) { json_close('}'); }
-void json_end_array(void) { json_close(']'); }
-void json_str(const char *key, const char *value) { json_sep(key); json_escape(value); }
-void json_u64(const char *key, uint64_t v) { json_sep(key); fprintf(out(), "%llu", (unsigned long long)v); }
-void json_i64(const char *key, int64_t v) { json_sep(key); fprintf(out(), "%lld", (long long)v); }
-
-void json_double(const char *key, double v)
-{
-    json_sep(key);
-    if (isfinite(v))
-        fprintf(out(), "%.6g", v);
-    else
-        fputs("null", out()); /* JSON has no NaN or infinity */
-}
-
-void json_bool(const char *key, int v) { json_sep(key); fputs(v ? "true" : "false", out()); }
+void json_begin_object(void) { json_out_begin_object(&cli_json, NULL); json_flush(); }
+void json_key_object(const char *key) { json_out_begin_object(&cli_json, key); json_flush(); }
+void json_begin_array(const char *key) { json_out_begin_array(&cli_json, key); json_flush(); }
+void json_end_object(void) { json_out_end(&cli_json); json_flush(); }
+void json_end_array(void) { json_out_end(&cli_json); json_flush(); }
+void json_str(const char *key, const char *value) { json_out_str(&cli_json, key, value); json_flush(); }
+void json_u64(const char *key, uint64_t v) { json_out_u64(&cli_json, key, v); json_flush(); }
+void json_i64(const char *key, int64_t v) { json_out_i64(&cli_json, key, v); json_flush(); }
+void json_double(const char *key, double v) { json_out_double(&cli_json, key, v); json_flush(); }
+void json_bool(const char *key, int v) { json_out_bool(&cli_json, key, v); json_flush(); }
 
 void json_done(void)
 {
     fputc('\n', out());
-    json_depth = 0;
-    memset(json_need_comma, 0, sizeof json_need_comma);
+    json_out_init(&cli_json, &cli_json_buf);
 }
 
 const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len)

@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "idunno.pb-c.h"
+#include "net/net.h"
 
 /* ---- identities and addresses ----------------------------------------------------------- */
 
@@ -26,27 +27,14 @@ uint64_t ctl_id_of(const char *name)
     return h ? h : 1;
 }
 
-static int ctl_shift_port(const char *addr, int delta, char *out, size_t len)
-{
-    const char *colon = addr ? strrchr(addr, ':') : NULL;
-    if (!colon || colon == addr)
-        return ID_EINVAL;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port + delta < 1 || port + delta > 65535)
-        return ID_EINVAL;
-    int n = snprintf(out, len, "%.*s:%ld", (int)(colon - addr), addr, port + delta);
-    return n < 0 || (size_t)n >= len ? ID_EINVAL : 0;
-}
-
 int ctl_raft_addr(const char *node_addr, char *out, size_t len)
 {
-    return ctl_shift_port(node_addr, 1, out, len);
+    return net_shift_port(node_addr, 1, out, len);
 }
 
 int ctl_node_addr(const char *raft_addr, char *out, size_t len)
 {
-    return ctl_shift_port(raft_addr, -1, out, len);
+    return net_shift_port(raft_addr, -1, out, len);
 }
 
 int ctl_from_raft(int rv)

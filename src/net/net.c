@@ -134,6 +134,19 @@ static int uv_to_id(int uverr)
     }
 }
 
+int net_shift_port(const char *addr, int delta, char *out, size_t len)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!colon || colon == addr)
+        return ID_EINVAL;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || colon[1] == 0 || port + delta < 1 || port + delta > 65535)
+        return ID_EINVAL;
+    int n = snprintf(out, len, "%.*s:%ld", (int)(colon - addr), addr, port + delta);
+    return n < 0 || (size_t)n >= len ? ID_EINVAL : 0;
+}
+
 int net_parse_addr(const char *addr, struct sockaddr_storage *out)
 {
     if (!addr)

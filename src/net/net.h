@@ -125,4 +125,9 @@ uint64_t net_udp_bytes_received(const struct net *net);
  * Returns 0 or ID_EINVAL. */
 int net_parse_addr(const char *addr, struct sockaddr_storage *out);
 
+/* "HOST:PORT" -> "HOST:(PORT+delta)" (Raft is PORT+1, HTTP PORT+2). Returns 0,
+ * or ID_EINVAL when addr has no port or the result is outside 1..65535 or
+ * does not fit out. */
+int net_shift_port(const char *addr, int delta, char *out, size_t len);
+
 #endif

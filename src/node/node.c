@@ -1,8 +1,8 @@
 /* node.c — start-up, request handlers of the node itself, and shutdown.
  *
  * Start-up order: data dir, log, transport, then the layers in dependency order
- * (node_start_layers: membership, log query, control plane, and the marked
- * places for the layers above it). Shutdown is the reverse
+ * (node_start_layers: membership, log query, control plane, HTTP, and the
+ * marked places for the layers above it). Shutdown is the reverse
  * (node_stop_layers) and is triggered by SIGTERM/SIGINT or by `idunno leave`:
  * the node tells the group it leaves, then closes every handle so uv_run
  * returns. A watchdog ends the process if a layer never finishes closing.
@@ -24,13 +24,13 @@
 #include "member/member.h"
 #include "net/net.h"
 #include "node/node_ctl.h"
+#include "node/node_http.h"
 #include "sched/coord.h"
 #include "sched/jobs.h"
 #include "sched/worker.h"
 #include "sdfs/catalog.h"
 #include "sdfs/sdfs.h"
 
-#define IDUNNO_VERSION "0.1.0"
 /* How long a clean shutdown may take before the watchdog ends the process. */
 #define NODE_STOP_WATCHDOG_MS 5000
 
@@ -38,7 +38,8 @@ static const char usage[] =
     "usage: idunnod --name NAME --addr HOST:PORT [options]\n"
     "\n"
     "Runs one IDunno node: a member of the gossip group, a file store replica and an\n"
-    "inference worker. TCP and UDP on PORT carry RPC and gossip.\n"
+    "inference worker. TCP and UDP on PORT carry RPC and gossip, TCP on PORT+1 the\n"
+    "control plane (Raft), HTTP on PORT+2 metrics, health checks and a dashboard.\n"
     "\n"
     "  --name NAME            this node's name (unique in the cluster)\n"
     "  --addr HOST:PORT       address to listen on and to be reached at\n"
@@ -55,6 +56,8 @@ static const char usage[] =
     "                         an unconfirmed suspicion lasts 4 times as long)\n"
     "  --voter-replace MS     a voter failed this long is replaced by a live member\n"
     "                         (default 30000)\n"
+    "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
+    "                         otherwise served on HOST:PORT+2, see docs/http.md)\n"
     "  --help                 this text\n";
 
 static int parse_ms(const char *s, uint32_t *out)
@@ -81,6 +84,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"probe-timeout", required_argument, NULL, 'T'},
         {"suspect-timeout", required_argument, NULL, 'S'},
         {"voter-replace", required_argument, NULL, 'R'},
+        {"no-http", no_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -96,6 +100,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'd': snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", optarg); break;
         case 'c': snprintf(cfg->coordinators, sizeof cfg->coordinators, "%s", optarg); break;
         case 'e': cfg->log_stderr = 1; break;
+        case 'H': cfg->no_http = 1; break;
         case 'l':
             cfg->log_level = log_level_parse(optarg);
             if (cfg->log_level < 0) {
@@ -380,6 +385,13 @@ static int node_start_layers(struct node *node)
     if (rc < 0)
         return rc;
 
+    /* -- HTTP (src/http): metrics, health checks, the status document and the
+     * dashboard on PORT+2, rendered on this loop by providers (node_http.c has
+     * the node's own). The layers below add theirs to node->http -- */
+    rc = node_http_start(node);
+    if (rc < 0)
+        return rc;
+
     /* -- SDFS (src/sdfs): replica store under DATA/sdfs, gateway, and the
      * coordinator's part (served on the leader) -- */
     struct sdfs_config sc = {
@@ -419,6 +431,7 @@ static void node_stop_layers(struct node *node)
     coord_stop(node->coord);
     worker_stop(node->worker);
     sdfs_stop(node->sdfs);
+    node_http_stop(node);
     node_ctl_stop(node);
     logq_destroy(node->logq);
     node->logq = NULL;

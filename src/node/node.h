@@ -11,6 +11,7 @@
 #include "node/node_ctl.h"
 
 #define NODE_MAX_JOIN 16
+#define IDUNNO_VERSION "0.1.0"
 
 struct node_config {
     char name[64];
@@ -24,6 +25,7 @@ struct node_config {
     uint32_t probe_interval_ms, probe_timeout_ms, suspect_timeout_ms;
     /* A voter failed this long is replaced by a live member (0: default 30 s). */
     uint32_t voter_replace_ms;
+    int no_http;                  /* --no-http: no HTTP endpoint on PORT+2 */
 };
 
 struct node {
@@ -35,6 +37,10 @@ struct node {
     struct net *net;
     struct member *member;
     struct logq *logq;
+    /* HTTP endpoint on PORT+2 (node_http.c); NULL with --no-http. Layers add
+     * their metrics and status sections with http_add_provider(node->http, ...),
+     * which accepts NULL. */
+    struct http *http;
     /* Control plane (node_ctl.c). */
     struct ctl *ctl;
     struct ctl_fwd *fwd;

@@ -173,7 +173,7 @@ static const char *node_ctl_name_of(struct node *node, uint64_t id, const char *
     return "";
 }
 
-static const char *node_ctl_role_name(int role)
+const char *node_ctl_role_name(int role)
 {
     switch (role) {
     case RAFT_VOTER: return "voter";
@@ -616,4 +616,36 @@ const char *node_ctl_role(struct node *node, const char *name, const char *addr)
         return hint[0] && strcmp(hint, addr) == 0 ? "coordinator" : "standby";
     }
     return "";
+}
+
+const char *node_ctl_server_name(struct node *node, uint64_t id, const char *addr)
+{
+    static struct member_view views[256];
+    size_t nv = node->member ? member_snapshot(node->member, views, 256) : 0;
+    if (nv > 256)
+        nv = 256;
+    return node_ctl_name_of(node, id, addr, views, nv);
+}
+
+int node_ctl_leader(struct node *node, char *name, size_t name_len, char *addr, size_t addr_len)
+{
+    name[0] = addr[0] = 0;
+    if (!node->ctl)
+        return 0;
+    struct ctl_view v;
+    ctl_view(node->ctl, &v);
+    if (v.leader_id) {
+        snprintf(addr, addr_len, "%s", v.leader_addr);
+        snprintf(name, name_len, "%s",
+                 v.leader_name[0] ? v.leader_name
+                                  : node_ctl_server_name(node, v.leader_id, v.leader_addr));
+        return 1;
+    }
+    const char *hint = node->fwd ? ctl_fwd_leader_hint(node->fwd) : "";
+    if (v.voter || !hint[0])
+        return 0;
+    /* Outside the group: the leader a voter last named (node_ctl_on_probe). */
+    snprintf(addr, addr_len, "%s", hint);
+    snprintf(name, name_len, "%s", node_ctl_server_name(node, 0, hint));
+    return 1;
 }

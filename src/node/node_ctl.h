@@ -13,6 +13,7 @@
 #define IDUNNO_NODE_NODE_CTL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct node;
 struct ctl_voter;
@@ -45,5 +46,19 @@ void node_ctl_replace_soon(struct node *node);
 /* "coordinator", "standby" or "" for the member (name, addr), as this node's
  * control plane sees it. */
 const char *node_ctl_role(struct node *node, const char *name, const char *addr);
+
+/* "voter", "standby" or "spare" for a raft role (RAFT_VOTER, ...). */
+const char *node_ctl_role_name(int role);
+
+/* The coordinator as this node knows it: from its own raft view or, for a node
+ * outside the group, the last leader a voter named. Writes its name ("" when
+ * only its address is known) and node HOST:PORT; returns 1 if a leader is
+ * known, else 0 (both left empty). */
+int node_ctl_leader(struct node *node, char *name, size_t name_len, char *addr, size_t addr_len);
+
+/* The name of the server with raft id `id` or node address `addr` (may be
+ * NULL): a voter, or a member whose name hashes to it; "" if unknown. Valid
+ * until the next call. */
+const char *node_ctl_server_name(struct node *node, uint64_t id, const char *addr);
 
 #endif

@@ -11,9 +11,14 @@ cluster() { "$ROOT/scripts/cluster" "$@"; }
 addr() { cluster addr "$1"; }
 cli() { local node=$1; shift; "$IDUNNO" -s "$(addr "$node")" "$@"; }
 
+# Processes a test starts itself (outside scripts/cluster): killed on exit.
+TEST_PIDS=()
+
 cleanup() {
   local rc=$?
   cluster down >/dev/null 2>&1 || true
+  local p
+  for p in "${TEST_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ "$rc" -ne 0 ]; then
     echo "--- test failed (exit $rc); node logs (last lines):"
     for d in "$IDUNNO_RUN_DIR"/node*; do
@@ -57,4 +62,47 @@ print(max(m["incarnation"] for m in ms) if ms else 0)' "$2"
 all_see() { # all_see STATE NAME NODES...
   local st=$1 name=$2; shift 2
   for o in "$@"; do [ "$(state_of "$o" "$name")" = "$st" ] || return 1; done
+}
+
+# ---- the HTTP endpoint (PORT+2, docs/http.md) --------------------------------------------
+# Debian's python3: it has python3-prometheus-client (scripts/install-deps.sh).
+PY3=/usr/bin/python3
+
+# http_addr NODE: HOST:PORT of the node's HTTP endpoint.
+http_addr() { local a; a=$(addr "$1"); echo "${a%:*}:$(( ${a##*:} + 2 ))"; }
+
+# http_get NODE PATH [METHOD]: the status code on the first line (000 if no
+# answer), the Content-Type on the second, the body after.
+http_get() {
+  "$PY3" - "$(http_addr "$1")" "$2" "${3:-GET}" <<'PY'
+import sys, urllib.request, urllib.error
+addr, path, method = sys.argv[1:4]
+req = urllib.request.Request("http://%s%s" % (addr, path), method=method,
+                             data=b"x" if method in ("POST", "PUT") else None)
+try:
+    with urllib.request.urlopen(req, timeout=3) as r:
+        code, ctype, body = r.status, r.headers.get("Content-Type", ""), r.read()
+except urllib.error.HTTPError as e:
+    code, ctype, body = e.code, e.headers.get("Content-Type", ""), e.read()
+except OSError:
+    code, ctype, body = 0, "", b""
+sys.stdout.write("%03d\n%s\n" % (code, ctype))
+sys.stdout.write(body.decode("utf-8", "replace"))
+PY
+}
+http_code() { http_get "$@" | sed -n 1p; }
+
+# metric NODE NAME [LABEL=VALUE ...]: the value of the one sample of NAME
+# (a sample name: counters end in _total) with those labels in NODE's
+# /metrics, parsed by prometheus_client; "absent" if there is none. Fails if
+# the document does not parse.
+metric() {
+  local node=$1; shift
+  http_get "$node" /metrics | tail -n +3 | "$PY3" -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+name, want = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+vals = [s.value for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in want.items())]
+print("absent" if not vals else ("%g" % vals[0] if len(vals) == 1 else "ambiguous"))' "$@"
 }

@@ -50,6 +50,11 @@ static void test_defaults_and_join_list(void **state)
     assert_string_equal(cfg.data_dir, "/tmp/x");
     assert_null(cfg.join[0]);
     assert_int_equal(cfg.log_level, LOG_LEVEL_INFO);
+    assert_int_equal(cfg.no_http, 0); /* HTTP on PORT+2 unless --no-http */
+    node_config_free(&cfg);
+
+    assert_int_equal(parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--no-http"), &cfg, err), 0);
+    assert_int_equal(cfg.no_http, 1);
     node_config_free(&cfg);
 }
 

@@ -1,0 +1,522 @@
+/* http.c — the HTTP endpoint of http.h on libmicrohttpd.
+ *
+ * Two threads and one rule: the loop thread renders (providers), the HTTP
+ * thread serves (copies of what was published). `lock` guards only `pub`;
+ * it is held for a pointer swap on the loop side and for a memcpy on the HTTP
+ * side, never while rendering or doing I/O. Request counters are atomics that
+ * the HTTP thread increments and the loop reads when it renders metrics.
+ *
+ * libmicrohttpd runs with one internal polling thread (epoll where it can),
+ * a bounded number of connections, an idle timeout and a per-connection
+ * memory limit (which bounds the request line and headers). The listening
+ * socket is made here, so that a failure names its reason (address in use).
+ */
+#include "http/http.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "http/dashboard.h"
+#include "http/route.h"
+#include "net/net.h"
+
+#define HTTP_SECTION_MAX 64
+#define HTTP_STATUS_SCHEMA 1
+#define HTTP_CONN_MEMORY (16 * 1024)
+
+/* Status codes the endpoint answers with, for the request counters. */
+enum { HTTP_C200, HTTP_C404, HTTP_C405, HTTP_C503, HTTP_C500, HTTP_NCODES };
+static const unsigned http_codes[HTTP_NCODES] = {200, 404, 405, 503, 500};
+
+struct http_provider {
+    char section[HTTP_SECTION_MAX];
+    http_render_fn render;
+    void *ud;
+    uint64_t render_us; /* the last render's duration */
+    int warned;         /* wrote more than one value (logged once) */
+};
+
+/* What the HTTP thread serves; guarded by http.lock. */
+struct http_published {
+    struct strbuf metrics;
+    struct strbuf status;
+    uint64_t at_ms;     /* monotonic; 0: never */
+    int ready;
+    char why[256];
+};
+
+struct http {
+    uv_loop_t *loop;
+    char addr[64];
+    unsigned publish_ms, stale_ms, max_connections, timeout_s;
+    uv_timer_t timer;
+    int listen_fd;
+    int port;
+    struct MHD_Daemon *mhd;
+    struct http_provider *providers;
+    size_t n_providers, cap_providers;
+    http_ready_fn ready_fn;
+    void *ready_ud;
+    /* Loop thread: the buffers being rendered (swapped with pub's). */
+    struct strbuf next_metrics, next_status, scratch;
+    uint64_t render_us, publishes, render_failures;
+    pthread_mutex_t lock;
+    struct http_published pub;
+    _Atomic uint64_t requests[HTTP_ROUTE_COUNT][HTTP_NCODES];
+    char errmsg[ID_ERRMSG_LEN];
+};
+
+/* ---- configuration and providers ---------------------------------------------------------- */
+
+int http_create(uv_loop_t *loop, const struct http_config *cfg, struct http **out)
+{
+    if (!cfg || !cfg->addr || strlen(cfg->addr) >= sizeof ((struct http *)0)->addr)
+        return ID_EINVAL;
+    struct http *h = calloc(1, sizeof *h);
+    if (!h)
+        return ID_ENOMEM;
+    h->loop = loop;
+    snprintf(h->addr, sizeof h->addr, "%s", cfg->addr);
+    h->publish_ms = cfg->publish_ms ? cfg->publish_ms : 250;
+    h->stale_ms = cfg->stale_ms ? cfg->stale_ms : 2000;
+    h->max_connections = cfg->max_connections ? cfg->max_connections : 32;
+    h->timeout_s = cfg->timeout_s ? cfg->timeout_s : 10;
+    h->listen_fd = -1;
+    pthread_mutex_init(&h->lock, NULL);
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    *out = h;
+    return 0;
+}
+
+static struct http_provider *http_find(struct http *h, const char *section)
+{
+    for (size_t i = 0; i < h->n_providers; i++)
+        if (strcmp(h->providers[i].section, section) == 0)
+            return &h->providers[i];
+    return NULL;
+}
+
+int http_add_provider(struct http *h, const char *section, http_render_fn render, void *ud)
+{
+    if (!h)
+        return 0;
+    if (!section || !section[0] || strlen(section) >= HTTP_SECTION_MAX || !render)
+        return ID_EINVAL;
+    struct http_provider *p = http_find(h, section);
+    if (!p) {
+        if (h->n_providers == h->cap_providers) {
+            size_t cap = h->cap_providers ? 2 * h->cap_providers : 8;
+            struct http_provider *np = realloc(h->providers, cap * sizeof *np);
+            if (!np)
+                return ID_ENOMEM;
+            h->providers = np;
+            h->cap_providers = cap;
+        }
+        p = &h->providers[h->n_providers++];
+    }
+    memset(p, 0, sizeof *p);
+    snprintf(p->section, sizeof p->section, "%s", section);
+    p->render = render;
+    p->ud = ud;
+    return 0;
+}
+
+int http_remove_provider(struct http *h, const char *section)
+{
+    if (!h)
+        return 0;
+    struct http_provider *p = section ? http_find(h, section) : NULL;
+    if (!p)
+        return ID_ENOTFOUND;
+    size_t i = (size_t)(p - h->providers);
+    memmove(p, p + 1, (h->n_providers - i - 1) * sizeof *p);
+    h->n_providers--;
+    return 0;
+}
+
+void http_set_ready_check(struct http *h, http_ready_fn fn, void *ud)
+{
+    if (!h)
+        return;
+    h->ready_fn = fn;
+    h->ready_ud = ud;
+}
+
+int http_port(const struct http *h) { return h ? h->port : 0; }
+
+const char *http_errmsg(const struct http *h) { return h ? h->errmsg : ""; }
+
+/* ---- rendering and publishing (loop thread) ------------------------------------------------ */
+
+static void http_render_own_metrics(struct http *h, struct prom_out *pm)
+{
+    prom_family(pm, "idunno_http_requests_total", PROM_COUNTER,
+                "HTTP requests answered, by endpoint and status code.");
+    for (int r = 0; r < HTTP_ROUTE_COUNT; r++)
+        for (int c = 0; c < HTTP_NCODES; c++) {
+            uint64_t n = atomic_load_explicit(&h->requests[r][c], memory_order_relaxed);
+            if (!n)
+                continue;
+            char code[8];
+            snprintf(code, sizeof code, "%u", http_codes[c]);
+            prom_sample_u64(pm, PROM_LABELS({"endpoint", http_route_name((enum http_route)r)},
+                                            {"code", code}),
+                            n);
+        }
+    prom_family(pm, "idunno_http_provider_render_seconds", PROM_GAUGE,
+                "Loop time the last publish spent in each provider.");
+    for (size_t i = 0; i < h->n_providers; i++)
+        prom_sample(pm, PROM_LABELS({"section", h->providers[i].section}),
+                    (double)h->providers[i].render_us / 1e6);
+    prom_gauge(pm, "idunno_http_render_seconds", "Loop time the previous publish took in all.",
+               (double)h->render_us / 1e6);
+    prom_counter(pm, "idunno_http_publishes_total",
+                 "Times the loop published metrics and status for the HTTP thread.", h->publishes);
+    prom_counter(pm, "idunno_http_render_failures_total",
+                 "Publishes skipped because rendering ran out of memory.", h->render_failures);
+}
+
+/* One provider's section: rendered apart, so that a provider that writes
+ * nothing, too much or leaves containers open cannot break the document. */
+static void http_render_section(struct http *h, struct http_provider *p, struct prom_out *pm,
+                                struct json_out *js)
+{
+    strbuf_reset(&h->scratch);
+    struct json_out sj;
+    json_out_init(&sj, &h->scratch);
+    uint64_t t0 = id_now_us();
+    p->render(p->ud, pm, &sj);
+    p->render_us = id_now_us() - t0;
+    json_out_end_all(&sj);
+    unsigned values = json_out_top_count(&sj);
+    if (values == 1 && !strbuf_failed(&h->scratch)) {
+        json_out_raw(js, p->section, strbuf_str(&h->scratch), h->scratch.len);
+    } else if (values > 1) {
+        if (!p->warned)
+            LOG_WARN("http", "provider '%s' wrote more than one JSON value; its section is null",
+                     p->section);
+        p->warned = 1;
+        json_out_null(js, p->section);
+    }
+}
+
+static void http_publish(struct http *h)
+{
+    uint64_t t0 = id_now_us();
+    strbuf_reset(&h->next_metrics);
+    strbuf_reset(&h->next_status);
+    struct prom_out pm;
+    prom_out_init(&pm, &h->next_metrics);
+    struct json_out js;
+    json_out_init(&js, &h->next_status);
+
+    char why[sizeof h->pub.why] = "";
+    int ready = h->ready_fn ? h->ready_fn(h->ready_ud, why, sizeof why) : 1;
+    json_out_begin_object(&js, NULL);
+    json_out_u64(&js, "schema_version", HTTP_STATUS_SCHEMA);
+    json_out_u64(&js, "generated_ms", id_wall_ms());
+    json_out_begin_object(&js, "ready");
+    json_out_bool(&js, "ok", ready);
+    json_out_str(&js, "reason", ready ? "" : why);
+    json_out_end(&js);
+    for (size_t i = 0; i < h->n_providers; i++)
+        http_render_section(h, &h->providers[i], &pm, &js);
+    json_out_end_all(&js);
+    http_render_own_metrics(h, &pm);
+
+    if (strbuf_failed(&h->next_metrics) || strbuf_failed(&h->next_status)) {
+        /* Publish nothing: /healthz turns 503 if this goes on. */
+        if (h->render_failures++ == 0)
+            LOG_WARN("http", "out of memory rendering metrics and status; not published");
+        return;
+    }
+    uint64_t now = id_now_ms();
+    pthread_mutex_lock(&h->lock);
+    struct strbuf t = h->pub.metrics;
+    h->pub.metrics = h->next_metrics;
+    h->next_metrics = t;
+    t = h->pub.status;
+    h->pub.status = h->next_status;
+    h->next_status = t;
+    h->pub.at_ms = now ? now : 1;
+    h->pub.ready = ready;
+    snprintf(h->pub.why, sizeof h->pub.why, "%s", why);
+    pthread_mutex_unlock(&h->lock);
+    h->publishes++;
+    h->render_us = id_now_us() - t0;
+}
+
+void http_publish_now(struct http *h)
+{
+    if (h)
+        http_publish(h);
+}
+
+static void http_on_tick(uv_timer_t *t) { http_publish(t->data); }
+
+/* ---- serving (HTTP thread) ------------------------------------------------------------------ */
+
+static int http_code_index(unsigned status)
+{
+    for (int c = 0; c < HTTP_NCODES; c++)
+        if (http_codes[c] == status)
+            return c;
+    return HTTP_C500;
+}
+
+/* Queues a response. `body` is copied (MHD_RESPMEM_MUST_COPY), taken
+ * (MUST_FREE: freed here on failure) or static (PERSISTENT). */
+static enum MHD_Result http_reply(struct http *h, struct MHD_Connection *conn, enum http_route r,
+                                  unsigned status, const char *type, const char *body, size_t len,
+                                  enum MHD_ResponseMemoryMode mode)
+{
+    atomic_fetch_add_explicit(&h->requests[r][http_code_index(status)], 1, memory_order_relaxed);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, mode);
+    if (!resp) {
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free((void *)body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (r == HTTP_ROUTE_DASHBOARD && status == MHD_HTTP_OK)
+        MHD_add_response_header(resp, "Content-Security-Policy", HTTP_DASHBOARD_CSP);
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result http_reply_text(struct http *h, struct MHD_Connection *conn,
+                                       enum http_route r, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result http_reply_text(struct http *h, struct MHD_Connection *conn,
+                                       enum http_route r, unsigned status, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof text)
+        n = sizeof text - 1;
+    return http_reply(h, conn, r, status, "text/plain; charset=utf-8", text, (size_t)n,
+                      MHD_RESPMEM_MUST_COPY);
+}
+
+/* A copy of a published document, with the publish time; NULL when out of
+ * memory. For /metrics the age of the data is appended, computed now: it is
+ * the one figure that must not come from the loop. */
+static char *http_copy_published(struct http *h, int metrics, size_t *len, uint64_t *at_ms)
+{
+    pthread_mutex_lock(&h->lock);
+    const struct strbuf *src = metrics ? &h->pub.metrics : &h->pub.status;
+    size_t n = src->len;
+    char *copy = malloc(n + 256);
+    if (copy)
+        memcpy(copy, strbuf_str(src), n);
+    *at_ms = h->pub.at_ms;
+    pthread_mutex_unlock(&h->lock);
+    if (copy && metrics) {
+        double age = *at_ms ? (double)(id_now_ms() - *at_ms) / 1000.0 : -1;
+        n += (size_t)snprintf(copy + n, 256,
+                              "# HELP idunno_http_publish_age_seconds Age of these figures: time "
+                              "since the loop thread published them.\n"
+                              "# TYPE idunno_http_publish_age_seconds gauge\n"
+                              "idunno_http_publish_age_seconds %.3f\n",
+                              age);
+    }
+    *len = n;
+    return copy;
+}
+
+static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                       const char *method, const char *version,
+                                       const char *upload_data, size_t *upload_data_size,
+                                       void **con_cls)
+{
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)con_cls;
+    struct http *h = cls;
+    enum http_route r = http_route_match(url);
+    if (r == HTTP_ROUTE_NONE)
+        return http_reply_text(h, conn, r, MHD_HTTP_NOT_FOUND,
+                               "not found: try /, /metrics, /healthz, /readyz or /api/status\n");
+    if (!http_method_ok(method))
+        return http_reply_text(h, conn, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+                               "method not allowed: use GET\n");
+    if (r == HTTP_ROUTE_DASHBOARD)
+        return http_reply(h, conn, r, MHD_HTTP_OK, "text/html; charset=utf-8", http_dashboard_html,
+                          http_dashboard_len, MHD_RESPMEM_PERSISTENT);
+    if (r == HTTP_ROUTE_METRICS || r == HTTP_ROUTE_STATUS) {
+        size_t len;
+        uint64_t at;
+        char *doc = http_copy_published(h, r == HTTP_ROUTE_METRICS, &len, &at);
+        if (!doc)
+            return http_reply_text(h, conn, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return http_reply(h, conn, r, MHD_HTTP_OK,
+                          r == HTTP_ROUTE_METRICS ? "text/plain; version=0.0.4; charset=utf-8"
+                                                  : "application/json",
+                          doc, len, MHD_RESPMEM_MUST_FREE);
+    }
+    /* healthz, readyz */
+    pthread_mutex_lock(&h->lock);
+    uint64_t at = h->pub.at_ms;
+    int ready = h->pub.ready;
+    char why[sizeof h->pub.why];
+    memcpy(why, h->pub.why, sizeof why);
+    pthread_mutex_unlock(&h->lock);
+    uint64_t age = id_now_ms() - at;
+    if (!at || age > h->stale_ms)
+        return http_reply_text(h, conn, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "unhealthy: the event loop last published %llu ms ago "
+                               "(limit %u ms)\n",
+                               (unsigned long long)(at ? age : 0), h->stale_ms);
+    if (r == HTTP_ROUTE_HEALTHZ)
+        return http_reply_text(h, conn, r, MHD_HTTP_OK, "ok\n");
+    if (!ready)
+        return http_reply_text(h, conn, r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s\n", why);
+    return http_reply_text(h, conn, r, MHD_HTTP_OK, "ready\n");
+}
+
+static void http_on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = 0;
+    LOG_WARN("http", "libmicrohttpd: %s", line);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+/* HOST:PORT into a sockaddr; port 0 is allowed (any free port). */
+static int http_parse_addr(const char *addr, struct sockaddr_storage *sa)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon && strcmp(colon, ":0") == 0) {
+        char tmp[80];
+        snprintf(tmp, sizeof tmp, "%.*s:1", (int)(colon - addr), addr);
+        if (net_parse_addr(tmp, sa) < 0)
+            return ID_EINVAL;
+        if (sa->ss_family == AF_INET)
+            ((struct sockaddr_in *)sa)->sin_port = 0;
+        else
+            ((struct sockaddr_in6 *)sa)->sin6_port = 0;
+        return 0;
+    }
+    return net_parse_addr(addr, sa);
+}
+
+static int http_listen(struct http *h)
+{
+    struct sockaddr_storage sa;
+    if (http_parse_addr(h->addr, &sa) < 0) {
+        snprintf(h->errmsg, sizeof h->errmsg, "HTTP address '%s' is not HOST:PORT", h->addr);
+        return ID_EINVAL;
+    }
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        goto fail;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (sa.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    socklen_t salen = sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                              : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&sa, salen) < 0 || listen(fd, 64) < 0)
+        goto fail;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) < 0)
+        goto fail;
+    h->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                               : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    h->listen_fd = fd;
+    return 0;
+fail:;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(h->errmsg, sizeof h->errmsg, "cannot listen for HTTP on %s: %s", h->addr,
+             strerror(err));
+    return id_from_errno(err);
+}
+
+int http_start(struct http *h)
+{
+    int rc = http_listen(h);
+    if (rc < 0)
+        return rc;
+    /* Something to serve from the first request on. */
+    http_publish(h);
+    /* The HTTP thread inherits a mask with every signal blocked: signals are
+     * the loop thread's business. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    h->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
+        NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)h->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)h->timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!h->mhd) {
+        close(h->listen_fd);
+        h->listen_fd = -1;
+        snprintf(h->errmsg, sizeof h->errmsg, "cannot start the HTTP server on %s", h->addr);
+        return ID_EIO;
+    }
+    h->listen_fd = -1; /* libmicrohttpd owns and closes it */
+    uv_timer_start(&h->timer, http_on_tick, h->publish_ms, h->publish_ms);
+    return 0;
+}
+
+static void http_on_closed(uv_handle_t *handle)
+{
+    struct http *h = handle->data;
+    strbuf_free(&h->next_metrics);
+    strbuf_free(&h->next_status);
+    strbuf_free(&h->scratch);
+    strbuf_free(&h->pub.metrics);
+    strbuf_free(&h->pub.status);
+    pthread_mutex_destroy(&h->lock);
+    free(h->providers);
+    free(h);
+}
+
+void http_destroy(struct http *h)
+{
+    if (!h)
+        return;
+    if (h->mhd)
+        MHD_stop_daemon(h->mhd); /* joins the HTTP thread */
+    h->mhd = NULL;
+    if (h->listen_fd >= 0)
+        close(h->listen_fd);
+    h->listen_fd = -1;
+    uv_timer_stop(&h->timer);
+    uv_close((uv_handle_t *)&h->timer, http_on_closed);
+}

@@ -1,0 +1,360 @@
+/* node_http.c — the node's own providers for the HTTP endpoint (node_http.h)
+ * and its readiness rule:
+ *
+ *   ready  = not shutting down
+ *          and membership sees this node alive and, if it was given --join, at
+ *              least one other member alive (it has joined)
+ *          and the control plane knows a coordinator.
+ *
+ * Everything here runs on the loop thread, from http.c's publish timer.
+ */
+#include "node/node_http.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <raft.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "ctl/ctl.h"
+#include "http/http.h"
+#include "member/member.h"
+#include "net/frame.h"
+#include "net/net.h"
+#include "node/node.h"
+#include "node/node_ctl.h"
+
+/* ---- the node ------------------------------------------------------------------------------- */
+
+/* Resident set size from /proc/self/statm (memory only: no disk I/O). */
+static uint64_t node_http_rss_bytes(void)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void node_http_render_node(void *ud, struct prom_out *m, struct json_out *j)
+{
+    struct node *node = ud;
+    uint64_t uptime_ms = id_now_ms() - node->started_ms;
+    uint64_t rss = node_http_rss_bytes();
+    struct rusage ru;
+    double cpu = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+              ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+
+    prom_family(m, "idunno_node_info", PROM_GAUGE,
+                "This node's name, address and version (always 1).");
+    prom_sample(m, PROM_LABELS({"name", node->cfg.name}, {"addr", node->cfg.addr},
+                               {"version", IDUNNO_VERSION}),
+                1);
+    prom_gauge(m, "idunno_node_uptime_seconds", "Time since this node started.",
+               (double)uptime_ms / 1000.0);
+    prom_gauge(m, "process_start_time_seconds",
+               "Start time of the process since the Unix epoch (its incarnation).",
+               (double)node->incarnation / 1000.0);
+    prom_gauge(m, "process_resident_memory_bytes", "Resident memory size.", (double)rss);
+    prom_family(m, "process_cpu_seconds_total", PROM_COUNTER, "User and system CPU time spent.");
+    prom_sample(m, PROM_NO_LABELS, cpu);
+
+    json_out_begin_object(j, NULL);
+    json_out_str(j, "name", node->cfg.name);
+    json_out_str(j, "addr", node->cfg.addr);
+    json_out_u64(j, "incarnation", node->incarnation);
+    json_out_str(j, "version", IDUNNO_VERSION);
+    json_out_u64(j, "uptime_ms", uptime_ms);
+    json_out_u64(j, "rss_bytes", rss);
+    json_out_end(j);
+}
+
+/* ---- membership ---------------------------------------------------------------------------- */
+
+static const enum member_state node_http_states[] = {MEMBER_ALIVE, MEMBER_SUSPECT, MEMBER_FAILED,
+                                                     MEMBER_LEFT};
+#define NODE_HTTP_NSTATES (sizeof node_http_states / sizeof node_http_states[0])
+
+/* True if views[i] is the newest incarnation of its name: metrics show one
+ * series per name, the member as it is now (a restarted node's old
+ * incarnation stays listed, failed, for a while). */
+static int node_http_newest(const struct member_view *views, size_t n, size_t i)
+{
+    for (size_t k = 0; k < n; k++)
+        if (k != i && strcmp(views[k].name, views[i].name) == 0 &&
+            (views[k].incarnation > views[i].incarnation ||
+             (views[k].incarnation == views[i].incarnation && k < i)))
+            return 0;
+    return 1;
+}
+
+static void node_http_render_members(void *ud, struct prom_out *m, struct json_out *j)
+{
+    struct node *node = ud;
+    if (!node->member)
+        return;
+    size_t n = member_snapshot(node->member, NULL, 0);
+    struct member_view *views = calloc(n ? n : 1, sizeof *views);
+    unsigned char *newest = calloc(n ? n : 1, 1);
+    if (!views || !newest)
+        goto out;
+    n = member_snapshot(node->member, views, n);
+    uint64_t counts[NODE_HTTP_NSTATES] = {0};
+    for (size_t i = 0; i < n; i++) {
+        newest[i] = (unsigned char)node_http_newest(views, n, i);
+        if (newest[i] && views[i].state < NODE_HTTP_NSTATES)
+            counts[views[i].state]++;
+    }
+
+    prom_family(m, "idunno_member_state", PROM_GAUGE,
+                "Membership state of each member as this node sees it (1 for its current state; "
+                "the newest incarnation of each name).");
+    for (size_t i = 0; i < n; i++) {
+        if (!newest[i])
+            continue;
+        for (size_t s = 0; s < NODE_HTTP_NSTATES; s++)
+            prom_sample(m, PROM_LABELS({"member", views[i].name},
+                                       {"state", member_state_name(node_http_states[s])}),
+                        views[i].state == node_http_states[s]);
+    }
+    prom_family(m, "idunno_members", PROM_GAUGE, "Members by state (self included).");
+    for (size_t s = 0; s < NODE_HTTP_NSTATES; s++)
+        prom_sample(m, PROM_LABELS({"state", member_state_name(node_http_states[s])}),
+                    (double)counts[s]);
+
+    struct member_stats ms;
+    member_stats(node->member, &ms);
+    prom_gauge(m, "idunno_swim_health", "Lifeguard local health score (0 = healthy).", ms.health);
+    prom_counter(m, "idunno_swim_suspicions_total", "Suspicions this node raised.", ms.suspicions);
+    prom_counter(m, "idunno_swim_confirmations_total",
+                 "Suspicions of others that this node's own probes confirmed.", ms.confirmations);
+    prom_counter(m, "idunno_swim_refutations_total",
+                 "Times this node heard itself suspected and refuted it.", ms.refutations);
+    prom_counter(m, "idunno_swim_failures_declared_total", "Members this node declared failed.",
+                 ms.failures_declared);
+    prom_counter(m, "idunno_swim_loop_stalls_total",
+                 "Times the loop stalled (membership ticks more than 100 ms apart).", ms.stalls);
+
+    prom_counter(m, "idunno_udp_sent_bytes_total", "Gossip bytes sent (UDP, headers included).",
+                 net_udp_bytes_sent(node->net));
+    prom_counter(m, "idunno_udp_received_bytes_total", "Gossip bytes received (UDP).",
+                 net_udp_bytes_received(node->net));
+    const struct frame_stats *fs = net_frame_stats(node->net);
+    prom_family(m, "idunno_bad_frames_total", PROM_COUNTER,
+                "Frames and datagrams rejected (counted, then dropped), by reason.");
+    prom_sample_u64(m, PROM_LABELS({"reason", "bad_magic"}), fs->bad_magic);
+    prom_sample_u64(m, PROM_LABELS({"reason", "bad_version"}), fs->bad_version);
+    prom_sample_u64(m, PROM_LABELS({"reason", "too_big"}), fs->too_big);
+    prom_sample_u64(m, PROM_LABELS({"reason", "bad_crc"}), fs->bad_crc);
+    prom_sample_u64(m, PROM_LABELS({"reason", "bad_body"}), fs->bad_body);
+    prom_sample_u64(m, PROM_LABELS({"reason", "unknown_type"}), fs->unknown_type);
+    prom_sample_u64(m, PROM_LABELS({"reason", "gossip"}), member_bad_packets(node->member));
+    size_t incoming = 0;
+    size_t open = net_open_connections(node->net, &incoming);
+    prom_family(m, "idunno_tcp_connections", PROM_GAUGE,
+                "Open TCP connections of the RPC transport.");
+    prom_sample(m, PROM_LABELS({"direction", "incoming"}), (double)incoming);
+    prom_sample(m, PROM_LABELS({"direction", "outgoing"}), (double)(open - incoming));
+
+    /* The same rows as `idunno --json list_mem`. */
+    uint64_t now = id_now_ms();
+    json_out_begin_array(j, NULL);
+    for (size_t i = 0; i < n; i++) {
+        json_out_begin_object(j, NULL);
+        json_out_str(j, "name", views[i].name);
+        json_out_str(j, "addr", views[i].addr);
+        json_out_u64(j, "incarnation", views[i].incarnation);
+        json_out_str(j, "state", member_state_name(views[i].state));
+        json_out_u64(j, "since_ms", i == 0 ? now - node->started_ms : now - views[i].since_ms);
+        json_out_bool(j, "self", i == 0);
+        json_out_str(j, "role", node_ctl_role(node, views[i].name, views[i].addr));
+        json_out_end(j);
+    }
+    json_out_end(j);
+out:
+    free(views);
+    free(newest);
+}
+
+/* ---- control plane ------------------------------------------------------------------------- */
+
+static void node_http_render_ctl(void *ud, struct prom_out *m, struct json_out *j)
+{
+    struct node *node = ud;
+    if (!node->ctl)
+        return;
+    struct ctl_view v;
+    ctl_view(node->ctl, &v);
+    char leader[CTL_NAME_MAX], leader_addr[CTL_ADDR_MAX];
+    int known = node_ctl_leader(node, leader, sizeof leader, leader_addr, sizeof leader_addr);
+
+    prom_family(m, "idunno_ctl_leader", PROM_GAUGE,
+                "The coordinator (Raft leader) this node knows of (1; no sample if none).");
+    if (known)
+        prom_sample(m, PROM_LABELS({"leader", leader}, {"addr", leader_addr}), 1);
+    prom_gauge(m, "idunno_ctl_has_leader", "1 if this node knows a coordinator.", known);
+    prom_gauge(m, "idunno_ctl_is_leader", "1 if this node is the Raft leader.",
+               v.state == RAFT_LEADER);
+    prom_gauge(m, "idunno_ctl_serving",
+               "1 if this node is the leader and serving (its start-of-term barrier applied).",
+               v.serving);
+    prom_gauge(m, "idunno_ctl_voter", "1 if this node is a voter of the current configuration.",
+               v.voter);
+    prom_family(m, "idunno_ctl_state", PROM_GAUGE,
+                "This node's Raft state (1 for the current one).");
+    prom_sample(m, PROM_LABELS({"state", ctl_state_name(v.state)}), 1);
+    prom_gauge(m, "idunno_ctl_term", "Current Raft term.", (double)v.term);
+    prom_gauge(m, "idunno_ctl_commit_index", "Highest log index known committed.",
+               (double)v.commit_index);
+    prom_gauge(m, "idunno_ctl_applied_index", "Highest log index applied here.",
+               (double)v.applied_index);
+    prom_gauge(m, "idunno_ctl_last_index", "Last index in this node's log.", (double)v.last_index);
+    prom_counter(m, "idunno_ctl_applied_commands_total", "State machine commands applied here.",
+                 v.applied_commands);
+
+    json_out_begin_object(j, NULL);
+    json_out_str(j, "leader", leader);
+    json_out_str(j, "leader_addr", leader_addr);
+    json_out_u64(j, "leader_since_ms", v.leader_since_ms);
+    json_out_u64(j, "term", v.term);
+    json_out_str(j, "state", ctl_state_name(v.state));
+    json_out_bool(j, "voter", v.voter);
+    json_out_bool(j, "serving", v.serving);
+    json_out_u64(j, "commit_index", v.commit_index);
+    json_out_u64(j, "applied_index", v.applied_index);
+    json_out_begin_array(j, "servers");
+    struct ctl_server servers[CTL_MAX_SERVERS];
+    size_t ns = ctl_servers(node->ctl, servers, CTL_MAX_SERVERS);
+    if (ns > CTL_MAX_SERVERS)
+        ns = CTL_MAX_SERVERS;
+    for (size_t i = 0; i < ns; i++) {
+        json_out_begin_object(j, NULL);
+        json_out_str(j, "name", node_ctl_server_name(node, servers[i].id, servers[i].node_addr));
+        json_out_str(j, "addr", servers[i].node_addr);
+        json_out_str(j, "role", node_ctl_role_name(servers[i].role));
+        json_out_bool(j, "leader", servers[i].id == v.leader_id);
+        json_out_end(j);
+    }
+    json_out_end(j);
+    json_out_end(j);
+}
+
+/* Until the jobs layer registers "jobs" (replacing this), the status
+ * document says there are none. */
+static void node_http_render_no_jobs(void *ud, struct prom_out *m, struct json_out *j)
+{
+    (void)ud;
+    (void)m;
+    json_out_begin_array(j, NULL);
+    json_out_end(j);
+}
+
+/* ---- readiness ------------------------------------------------------------------------------ */
+
+static int node_http_ready(void *ud, char *why, size_t len)
+{
+    struct node *node = ud;
+    if (node->stopping) {
+        snprintf(why, len, "shutting down");
+        return 0;
+    }
+    if (!node->member || !node->ctl) {
+        snprintf(why, len, "starting");
+        return 0;
+    }
+    struct member_view self;
+    member_self(node->member, &self);
+    if (self.state != MEMBER_ALIVE) {
+        snprintf(why, len, "this node is %s in its own membership view",
+                 member_state_name(self.state));
+        return 0;
+    }
+    if (node->cfg.join[0]) {
+        size_t n = member_snapshot(node->member, NULL, 0);
+        struct member_view *views = calloc(n ? n : 1, sizeof *views);
+        if (!views) {
+            snprintf(why, len, "out of memory");
+            return 0;
+        }
+        n = member_snapshot(node->member, views, n);
+        size_t others = 0;
+        for (size_t i = 0; i < n; i++)
+            others += views[i].state == MEMBER_ALIVE &&
+                      !(strcmp(views[i].name, self.name) == 0 &&
+                        views[i].incarnation == self.incarnation);
+        free(views);
+        if (others == 0) {
+            snprintf(why, len, "not joined: no other member alive yet (joining through %s)",
+                     node->cfg.join[0]);
+            return 0;
+        }
+    }
+    char leader[CTL_NAME_MAX], addr[CTL_ADDR_MAX];
+    if (!node_ctl_leader(node, leader, sizeof leader, addr, sizeof addr)) {
+        snprintf(why, len, "%s",
+                 node->ctl_started ? "no coordinator known yet"
+                                   : "control plane waiting for the voters' addresses");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+int node_http_start(struct node *node)
+{
+    if (node->cfg.no_http)
+        return 0;
+    char addr[80];
+    if (net_shift_port(node->cfg.addr, 2, addr, sizeof addr) < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg,
+                 "--addr %s leaves no port for HTTP (PORT+2): use a lower port or --no-http",
+                 node->cfg.addr);
+        return ID_EINVAL;
+    }
+    struct http_config hc = {.addr = addr};
+    int rc = http_create(node->loop, &hc, &node->http);
+    if (rc == 0)
+        rc = http_add_provider(node->http, "node", node_http_render_node, node);
+    if (rc == 0)
+        rc = http_add_provider(node->http, "members", node_http_render_members, node);
+    if (rc == 0)
+        rc = http_add_provider(node->http, "coordinator", node_http_render_ctl, node);
+    if (rc == 0)
+        rc = http_add_provider(node->http, "jobs", node_http_render_no_jobs, node);
+    if (rc == 0) {
+        http_set_ready_check(node->http, node_http_ready, node);
+        rc = http_start(node->http);
+    }
+    if (rc < 0) {
+        snprintf(node->errmsg, sizeof node->errmsg, "%s",
+                 node->http && http_errmsg(node->http)[0] ? http_errmsg(node->http)
+                                                          : id_strerror(rc));
+        http_destroy(node->http);
+        node->http = NULL;
+        return rc;
+    }
+    LOG_INFO("http", "metrics, health checks and the dashboard on http://%s/", addr);
+    return 0;
+}
+
+void node_http_stop(struct node *node)
+{
+    http_destroy(node->http);
+    node->http = NULL;
+}

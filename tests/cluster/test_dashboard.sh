@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The dashboard in a real browser: headless Chromium loads a node's page
+# (HTTP on PORT+2), its script fetches /api/status, and the rendered DOM lists
+# every member with its state, the coordinator and "no jobs"; after a member
+# is killed, a second load shows it failed. Chromium is required (installed
+# by scripts/install-deps.sh): without it the test fails.
+# timeout: 180
+. "$(dirname "$0")/lib.sh"
+command -v chromium >/dev/null || fail "chromium is missing (scripts/install-deps.sh installs it)"
+
+# dom NODE: the DOM after the page's script ran (virtual time: about 5 polls).
+dom() {
+  timeout 60 chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+    --user-data-dir="$IDUNNO_RUN_DIR/chromium" --no-first-run --disable-background-networking \
+    --disable-component-update --disable-sync --disable-extensions --mute-audio \
+    --virtual-time-budget=5000 --dump-dom "http://$(http_addr "$1")/" 2>>"$IDUNNO_RUN_DIR/chromium.log"
+}
+
+# check DOM_FILE LEADER STATE_OF_NODE3 SELF: the rendered page, parsed.
+check() {
+  "$PY3" - "$@" <<'PY'
+import sys
+from html.parser import HTMLParser
+path, leader, node3_state, self_name = sys.argv[1:5]
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.members, self.text, self.hidden, self.stack = {}, {}, set(), []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-member" in a:
+            self.members[a["data-member"]] = a.get("data-state")
+        if "hidden" in a and "id" in a:
+            self.hidden.add(a["id"])
+        self.stack.append(a.get("id"))
+    def handle_endtag(self, tag):
+        if self.stack:
+            self.stack.pop()
+    def handle_data(self, data):
+        for i in self.stack:
+            if i:
+                self.text[i] = self.text.get(i, "") + data
+
+p = Page()
+p.feed(open(path, encoding="utf-8").read())
+want = {"node1": "alive", "node2": "alive", "node3": node3_state}
+assert p.members == want, ("members", p.members, want)
+assert p.text.get("leader", "").strip() == leader, ("leader", p.text.get("leader"))
+assert p.text.get("node", "").startswith(self_name + " "), ("node", p.text.get("node"))
+assert p.text.get("ready", "").strip() == "ready", ("ready", p.text.get("ready"))
+assert "jobs-empty" not in p.hidden and "jobs" in p.hidden, ("jobs", p.hidden)
+assert "No jobs" in p.text.get("jobs-empty", ""), p.text.get("jobs-empty")
+PY
+}
+
+cluster up 3 >/dev/null
+for n in node1 node2 node3; do
+  wait_until 20 eval '[ "$(http_code '"$n"' /readyz)" = 200 ]' || fail "$n not ready"
+done
+leader_of() {
+  http_get "$1" /api/status | tail -n +3 | "$PY3" -c 'import json, sys; print(json.load(sys.stdin)["coordinator"]["leader"])'
+}
+leader=$(leader_of node2)
+[ -n "$leader" ] || fail "no leader in /api/status"
+
+dom node2 >"$IDUNNO_RUN_DIR/dom1.html" || fail "chromium failed: $(tail -n 5 "$IDUNNO_RUN_DIR/chromium.log")"
+check "$IDUNNO_RUN_DIR/dom1.html" "$leader" alive node2 || {
+  echo "--- rendered DOM:"; cat "$IDUNNO_RUN_DIR/dom1.html"; fail "dashboard of node2"
+}
+
+# Kill a member that does not lead; node1's page shows it failed.
+victim=node3
+[ "$leader" = node3 ] && victim=node2
+watcher=node1
+cluster kill "$victim"
+wait_until 10 eval '[ "$(metric '"$watcher"' idunno_member_state member='"$victim"' state=failed)" = 1 ]' ||
+  fail "$watcher never saw $victim failed"
+dom "$watcher" >"$IDUNNO_RUN_DIR/dom2.html" || fail "chromium failed: $(tail -n 5 "$IDUNNO_RUN_DIR/chromium.log")"
+"$PY3" - "$IDUNNO_RUN_DIR/dom2.html" "$victim" <<'PY' || { cat "$IDUNNO_RUN_DIR/dom2.html"; fail "dashboard after the kill"; }
+import re, sys
+html, victim = open(sys.argv[1], encoding="utf-8").read(), sys.argv[2]
+rows = dict(re.findall(r'<tr data-member="([^"]+)" data-state="([^"]+)"', html))
+assert rows.get(victim) == "failed", rows
+assert sorted(v for k, v in rows.items() if k != victim) == ["alive", "alive"], rows
+PY
+echo "dashboard ok (leader $leader, killed $victim)"
