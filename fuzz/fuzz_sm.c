@@ -1,5 +1,5 @@
 /* fuzz_sm.c — libFuzzer target for the control plane's log-entry and snapshot
- * decoders, applied to a replica (kv, meta and the SDFS catalog): any bytes in, a rejected entry or a changed
+ * decoders, applied to a replica (kv, meta, the SDFS catalog, jobs): any bytes in, a rejected entry or a changed
  * state out, never a crash. The first byte picks entry or snapshot. */
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +9,7 @@
 #include "ctl/kv.h"
 #include "ctl/meta.h"
 #include "ctl/sm.h"
+#include "sched/jobs.h"
 #include "sdfs/catalog.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -20,9 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct kv *kv = kv_create();
     struct meta *meta = meta_create();
     struct catalog *catalog = catalog_create();
+    struct jobs *jobs = jobs_create();
     sm_register(&sm, &kv_sm_ops, kv);
     sm_register(&sm, &meta_sm_ops, meta);
     sm_register(&sm, &catalog_sm_ops, catalog);
+    sm_register(&sm, &jobs_sm_ops, jobs);
     /* Copy to an 8-aligned buffer, as libraft hands entries over. */
     size_t n = size - 1;
     uint8_t *buf = malloc(n ? n : 1);
@@ -50,5 +53,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kv_destroy(kv);
     meta_destroy(meta);
     catalog_destroy(catalog);
+    jobs_destroy(jobs);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define SHA256_HAVE_NI_CODE 1
 #endif
@@ -125,9 +126,12 @@ static void (*sha256_blocks)(struct sha256 *, const uint8_t *, size_t);
 static void sha256_pick(void)
 {
 #ifdef SHA256_HAVE_NI_CODE
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
-        __builtin_cpu_supports("ssse3")) {
+    /* CPUID directly: not every compiler's __builtin_cpu_supports knows "sha".
+     * Leaf 7 EBX bit 29: SHA; leaf 1 ECX bits 19 and 9: SSE4.1, SSSE3. */
+    unsigned a, b, c, d;
+    int sha = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 29 & 1);
+    int sse = __get_cpuid(1, &a, &b, &c, &d) && (c >> 19 & 1) && (c >> 9 & 1);
+    if (sha && sse) {
         __atomic_store_n(&sha256_blocks, sha256_blocks_ni, __ATOMIC_RELAXED);
         return;
     }

@@ -28,6 +28,11 @@
 #include "net/net.h"
 #include "node/node.h"
 #include "node/node_ctl.h"
+#include "sched/coord.h"
+#include "sched/jobs.h"
+#include "sched/qstats.h"
+#include "sched/worker.h"
+#include "sdfs/sdfs.h"
 
 /* ---- the node ------------------------------------------------------------------------------- */
 
@@ -254,13 +259,139 @@ static void node_http_render_ctl(void *ud, struct prom_out *m, struct json_out *
     json_out_end(j);
 }
 
-/* Until the jobs layer registers "jobs" (replacing this), the status
- * document says there are none. */
-static void node_http_render_no_jobs(void *ud, struct prom_out *m, struct json_out *j)
+/* ---- SDFS, the worker, jobs ----------------------------------------------------------------- */
+
+static void node_http_render_sdfs(void *ud, struct prom_out *m, struct json_out *j)
 {
-    (void)ud;
-    (void)m;
+    struct node *node = ud;
+    if (!node->sdfs)
+        return;
+    struct sdfs_stats st;
+    sdfs_get_stats(node->sdfs, &st);
+    prom_gauge(m, "idunno_sdfs_files_held", "SDFS copies (versions) stored on this node",
+               (double)st.files_held);
+    prom_gauge(m, "idunno_sdfs_bytes_held", "Bytes of SDFS copies stored on this node",
+               (double)st.bytes_held);
+    prom_counter(m, "idunno_sdfs_puts_total", "Puts this node committed as gateway", st.puts);
+    prom_counter(m, "idunno_sdfs_gets_total", "Reads served through this node as gateway",
+                 st.gets);
+    prom_family(m, "idunno_sdfs_repairs_total", PROM_COUNTER,
+                "Re-replications this node ran as coordinator");
+    prom_sample_u64(m, PROM_LABELS({"result", "done"}), st.repairs_done);
+    prom_sample_u64(m, PROM_LABELS({"result", "failed"}), st.repairs_failed);
+    prom_counter(m, "idunno_sdfs_bad_copies_total", "Copies reported corrupt or missing",
+                 st.bad_copies_reported);
+    json_out_begin_object(j, NULL);
+    json_out_u64(j, "files_held", st.files_held);
+    json_out_u64(j, "bytes_held", st.bytes_held);
+    json_out_end(j);
+}
+
+static void node_http_render_worker(void *ud, struct prom_out *m, struct json_out *j)
+{
+    struct node *node = ud;
+    if (!node->worker)
+        return;
+    struct worker_stats st;
+    worker_get_stats(node->worker, &st);
+    prom_counter(m, "idunno_worker_queries_total", "Queries this worker ran", st.completed);
+    prom_counter(m, "idunno_worker_images_total", "Images this worker ran", st.images);
+    prom_counter(m, "idunno_worker_failed_images_total",
+                 "Images that could not be read, decoded or run", st.failed_images);
+    prom_gauge(m, "idunno_worker_inference_seconds_total",
+               "Time this worker spent running batches (a counter, in seconds)",
+               (double)st.infer_ms_total / 1000.0);
+    prom_gauge(m, "idunno_worker_holding", "Queries accepted and not yet acknowledged",
+               (double)st.holding);
+    json_out_begin_object(j, NULL);
+    json_out_u64(j, "queries", st.completed);
+    json_out_u64(j, "images", st.images);
+    json_out_u64(j, "holding", st.holding);
+    json_out_end(j);
+}
+
+/* Job metrics come from the replicated job state, which voters hold; only the
+ * serving coordinator exports them, so a job's series appear once in a
+ * cluster. Its status document lists the jobs on every voter. */
+static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out *j)
+{
+    struct node *node = ud;
+    struct coord_stats cs = {0};
+    if (node->coord)
+        coord_get_stats(node->coord, &cs);
+    int leader = node->ctl && ctl_is_serving(node->ctl);
+    uint64_t now = id_wall_ms();
+    size_t n = node->jobs ? jobs_count(node->jobs) : 0;
+    static const double bounds[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+    const size_t nb = sizeof bounds / sizeof bounds[0];
+    if (leader) {
+        prom_gauge(m, "idunno_coordinator_active", "1 while this node dispatches queries",
+                   cs.active);
+        prom_counter(m, "idunno_coordinator_dispatched_total", "Queries dispatched by this node",
+                     cs.dispatched);
+        prom_counter(m, "idunno_coordinator_requeued_total",
+                     "Queries put back at the head of their queue", cs.requeued);
+        prom_counter(m, "idunno_coordinator_adopted_total",
+                     "Queries adopted from workers when taking over", cs.adopted);
+        const char *names[] = {"idunno_job_queries_total", "idunno_job_images_done_total",
+                               "idunno_job_images", "idunno_job_query_rate",
+                               "idunno_job_duplicates_total"};
+        const char *help[] = {"Queries completed", "Images with a stored result",
+                              "Images queued so far", "Queries per second over the last 10 s",
+                              "Results that arrived twice and were dropped"};
+        const enum prom_type types[] = {PROM_COUNTER, PROM_COUNTER, PROM_GAUGE, PROM_GAUGE,
+                                        PROM_COUNTER};
+        for (int f = 0; f < 5; f++) {
+            prom_family(m, names[f], types[f], help[f]);
+            for (size_t i = 0; i < n; i++) {
+                struct job_rec *job = jobs_at(node->jobs, i);
+                double v = f == 0   ? (double)job->queries_done
+                           : f == 1 ? (double)job->n_done
+                           : f == 2 ? (double)job->n_images
+                           : f == 3 ? qstats_rate(job->stats, now)
+                                    : (double)job->duplicates;
+                prom_sample(m, PROM_LABELS({"model", job->model}), v);
+            }
+        }
+        prom_family(m, "idunno_job_processing_ms", PROM_HISTOGRAM,
+                    "Query processing time, dispatch to result, in milliseconds");
+        for (size_t i = 0; i < n; i++) {
+            struct job_rec *job = jobs_at(node->jobs, i);
+            uint64_t counts[sizeof bounds / sizeof bounds[0] + 1], below = 0;
+            for (size_t b = 0; b < nb; b++) {
+                uint64_t le = qstats_count_le(job->stats, (uint32_t)bounds[b]);
+                counts[b] = le - below;
+                below = le;
+            }
+            counts[nb] = qstats_total(job->stats) - below;
+            struct prom_histogram h = {bounds, nb, counts, (double)qstats_sum_ms(job->stats)};
+            prom_histogram_sample(m, PROM_LABELS({"model", job->model}), &h);
+        }
+    }
     json_out_begin_array(j, NULL);
+    for (size_t i = 0; i < n; i++) {
+        struct job_rec *job = jobs_at(node->jobs, i);
+        struct qstats_summary w;
+        qstats_window(job->stats, now, &w);
+        struct qstats_share shares[32];
+        size_t ns = qstats_shares(job->stats, now, shares, 32);
+        json_out_begin_object(j, NULL);
+        json_out_str(j, "name", job->model);
+        json_out_u64(j, "id", job->id);
+        json_out_str(j, "state", job->stopped ? "stopped" : "running");
+        json_out_u64(j, "batch", job->batch);
+        json_out_u64(j, "queries_done", job->queries_done);
+        json_out_u64(j, "images", job->n_images);
+        json_out_u64(j, "images_done", job->n_done);
+        json_out_double(j, "rate", qstats_rate(job->stats, now));
+        json_out_double(j, "p50_ms", w.median_ms);
+        json_out_double(j, "p99_ms", w.p99_ms);
+        json_out_begin_array(j, "workers");
+        for (size_t k = 0; k < ns && k < 32; k++)
+            json_out_str(j, NULL, shares[k].worker);
+        json_out_end(j);
+        json_out_end(j);
+    }
     json_out_end(j);
 }
 
@@ -336,7 +467,11 @@ int node_http_start(struct node *node)
     if (rc == 0)
         rc = http_add_provider(node->http, "coordinator", node_http_render_ctl, node);
     if (rc == 0)
-        rc = http_add_provider(node->http, "jobs", node_http_render_no_jobs, node);
+        rc = http_add_provider(node->http, "jobs", node_http_render_jobs, node);
+    if (rc == 0)
+        rc = http_add_provider(node->http, "sdfs", node_http_render_sdfs, node);
+    if (rc == 0)
+        rc = http_add_provider(node->http, "worker", node_http_render_worker, node);
     if (rc == 0) {
         http_set_ready_check(node->http, node_http_ready, node);
         rc = http_start(node->http);

@@ -597,3 +597,26 @@ int qstats_restore(struct qstats *q, const uint8_t *data, size_t len)
     free(t);
     return 0;
 }
+
+uint64_t qstats_count_le(const struct qstats *q, uint32_t bound_ms)
+{
+    /* Whole buckets up to the one holding bound_ms; a bucket that straddles
+     * the bound counts when its upper end is within it, so the answer is
+     * exact for bounds on bucket edges (every value below QS_LINEAR ms, and
+     * the edges above) and within the histogram's 1% otherwise. */
+    uint64_t n = 0;
+    for (unsigned b = 0; b < QS_BUCKETS; b++) {
+        uint64_t lo, hi;
+        bucket_range(b, &lo, &hi);
+        if (lo > bound_ms)
+            break;
+        if (hi <= bound_ms || lo == hi)
+            n += q->hist[b];
+    }
+    return n;
+}
+
+uint64_t qstats_sum_ms(const struct qstats *q)
+{
+    return q->sum;
+}

@@ -44,6 +44,10 @@ void qstats_destroy(struct qstats *q);
 int qstats_record(struct qstats *q, uint64_t now_ms, uint32_t duration_ms, const char *worker);
 
 uint64_t qstats_total(const struct qstats *q);
+/* Completions (all time) that took at most bound_ms, and the sum of all
+ * durations: a cumulative histogram for metrics. */
+uint64_t qstats_count_le(const struct qstats *q, uint32_t bound_ms);
+uint64_t qstats_sum_ms(const struct qstats *q);
 /* Completions per second over the window ending at now_ms (count in
  * (now-W, now] divided by W seconds, or by the time since the first completion
  * if the job is younger than W). */

@@ -1,0 +1,312 @@
+/* test_jobs.c — the replicated job state without I/O: model registration,
+ * launch/stop/relaunch, queued images, completions stored exactly once
+ * (duplicates dropped and counted), statistics from the proposer's clock,
+ * result parts, snapshots and restore. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/err.h"
+#include "ctl/sm.h"
+#include "idunno.pb-c.h"
+#include "sched/jobs.h"
+#include "sched/qstats.h"
+
+struct replica {
+    struct sm sm;
+    struct jobs *jobs;
+};
+
+static void replica_init(struct replica *r)
+{
+    sm_init(&r->sm);
+    r->jobs = jobs_create();
+    assert_non_null(r->jobs);
+    assert_int_equal(sm_register(&r->sm, &jobs_sm_ops, r->jobs), 0);
+}
+
+static void replica_free(struct replica *r) { jobs_destroy(r->jobs); }
+
+static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body, uint64_t time_ms)
+{
+    size_t n = protobuf_c_message_get_packed_size(body);
+    uint8_t *buf = malloc(n ? n : 1);
+    protobuf_c_message_pack(body, buf);
+    struct sm_cmd cmd = {.type = type, .version = 1, .body = buf, .len = n, .origin = 1,
+                         .seq = r->sm.applied + 1, .time_ms = time_ms};
+    void *entry;
+    size_t len;
+    assert_int_equal(sm_encode(&cmd, NULL, &entry, &len), 0);
+    free(buf);
+    struct sm_result res = {0};
+    sm_apply_entry(&r->sm, entry, len, &res);
+    free(entry);
+    sm_result_clear(&res);
+    return res.status;
+}
+
+static int add_model(struct replica *r, const char *name, uint32_t input)
+{
+    uint8_t sha[32] = {9};
+    float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
+    Idunno__ModelInfo m = IDUNNO__MODEL_INFO__INIT;
+    m.name = (char *)name;
+    m.file = "models/x.onnx";
+    m.blob = "00000000000000aa";
+    m.sha256.data = sha;
+    m.sha256.len = 32;
+    m.input_size = input;
+    m.resize = input + 32;
+    m.classes = 10;
+    m.n_mean = m.n_std = 3;
+    m.mean = mean;
+    m.std = std;
+    return apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, &m.base, 1000);
+}
+
+static int job_cmd(struct replica *r, uint32_t type, const char *model, uint32_t batch,
+                   double weight)
+{
+    Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
+    l.model = (char *)model;
+    l.batch = batch;
+    l.weight = weight;
+    return apply(r, type, &l.base, 2000);
+}
+
+static int queue_images(struct replica *r, const char *model, size_t n, const char *prefix)
+{
+    char **names = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        names[i] = malloc(64);
+        snprintf(names[i], 64, "%s/img%zu.jpg", prefix, i);
+    }
+    Idunno__JobInference q = IDUNNO__JOB_INFERENCE__INIT;
+    q.model = (char *)model;
+    q.dataset = (char *)prefix;
+    q.n_images = n;
+    q.images = names;
+    int rc = apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, &q.base, 3000);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* Completes images [first, first+n) of job as one query run by worker. */
+static int complete(struct replica *r, uint32_t job, uint64_t query, uint32_t first, uint32_t n,
+                    const char *worker, uint32_t duration, uint64_t now)
+{
+    Idunno__QueryResult *rows = calloc(n, sizeof *rows), **ptrs = calloc(n, sizeof *ptrs);
+    uint32_t cls[5] = {1, 2, 3, 4, 5};
+    float probs[5] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
+    for (uint32_t i = 0; i < n; i++) {
+        idunno__query_result__init(&rows[i]);
+        rows[i].image = first + i;
+        rows[i].n_classes = rows[i].n_probs = 5;
+        rows[i].classes = cls;
+        rows[i].probs = probs;
+        ptrs[i] = &rows[i];
+    }
+    Idunno__QueryDone d = IDUNNO__QUERY_DONE__INIT;
+    d.job = job;
+    d.query = query;
+    d.worker = (char *)worker;
+    d.duration_ms = duration;
+    d.n_results = n;
+    d.results = ptrs;
+    Idunno__QueryDone *dp = &d;
+    Idunno__QueryDoneBatch b = IDUNNO__QUERY_DONE_BATCH__INIT;
+    b.n_done = 1;
+    b.done = &dp;
+    int rc = apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, &b.base, now);
+    free(rows);
+    free(ptrs);
+    return rc;
+}
+
+static void test_models(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    assert_int_equal(add_model(&r, "resnet50", 224), 0);
+    assert_int_equal(add_model(&r, "bad name", 224), ID_EINVAL);
+    assert_int_equal(add_model(&r, "tiny", 0), ID_EINVAL);
+    assert_int_equal(jobs_model_count(r.jobs), 1);
+    /* A second registration replaces the first. */
+    assert_int_equal(add_model(&r, "resnet50", 299), 0);
+    assert_int_equal(jobs_model_count(r.jobs), 1);
+    assert_int_equal(jobs_model(r.jobs, "resnet50")->input_size, 299);
+    replica_free(&r);
+}
+
+static void test_launch_stop_relaunch(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    uint32_t L = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH;
+    assert_int_equal(job_cmd(&r, L, "tiny", 4, 1), ID_ENOTFOUND); /* no such model */
+    add_model(&r, "tiny", 32);
+    assert_int_equal(job_cmd(&r, L, "tiny", 0, 1), ID_EINVAL);
+    assert_int_equal(job_cmd(&r, L, "tiny", JOBS_MAX_BATCH + 1, 1), ID_EINVAL);
+    assert_int_equal(job_cmd(&r, L, "tiny", 4, -1), ID_EINVAL);
+    assert_int_equal(job_cmd(&r, L, "tiny", 4, 0), 0); /* weight 0 means 1 */
+    assert_true(jobs_of_model(r.jobs, "tiny")->weight == 1.0);
+    assert_int_equal(job_cmd(&r, L, "tiny", 4, 1), ID_EEXIST);
+    assert_int_equal(queue_images(&r, "tiny", 10, "set"), 0);
+    assert_int_equal(queue_images(&r, "nope", 10, "set"), ID_ENOTFOUND);
+    assert_int_equal(job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH, "tiny", 8, 0), 0);
+    assert_int_equal(jobs_of_model(r.jobs, "tiny")->batch, 8);
+    assert_int_equal(job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, "tiny", 0, 0), 0);
+    assert_int_equal(job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, "tiny", 0, 0),
+                     ID_ENOTFOUND);
+    assert_int_equal(queue_images(&r, "tiny", 10, "set"), ID_ENOTFOUND); /* stopped */
+    /* A relaunch replaces the stopped job with a new one. */
+    assert_int_equal(job_cmd(&r, L, "tiny", 2, 3), 0);
+    struct job_rec *job = jobs_of_model(r.jobs, "tiny");
+    assert_int_equal(job->id, 2);
+    assert_int_equal(job->n_images, 0);
+    assert_int_equal(jobs_count(r.jobs), 1);
+    /* Bad image names are refused as a whole. */
+    Idunno__JobInference q = IDUNNO__JOB_INFERENCE__INIT;
+    char *names[] = {"ok/a.jpg", "../etc/passwd"};
+    q.model = "tiny";
+    q.n_images = 2;
+    q.images = names;
+    assert_int_equal(apply(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, &q.base, 1), ID_EINVAL);
+    assert_int_equal(job->n_images, 0);
+    replica_free(&r);
+}
+
+static void test_results_exactly_once(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    add_model(&r, "tiny", 32);
+    job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, "tiny", 4, 1);
+    queue_images(&r, "tiny", 12, "set");
+    struct job_rec *job = jobs_of_model(r.jobs, "tiny");
+    assert_int_equal(complete(&r, job->id, 1, 0, 4, "w1", 100, 10000), 0);
+    assert_int_equal(complete(&r, job->id, 2, 4, 4, "w2", 300, 10500), 0);
+    /* Query 1 ran again elsewhere (requeued after a false alarm): dropped. */
+    assert_int_equal(complete(&r, job->id, 1, 0, 4, "w3", 120, 10600), 0);
+    /* A query overlapping done and new images keeps only the new ones. */
+    assert_int_equal(complete(&r, job->id, 7, 6, 4, "w1", 200, 11000), 0);
+    assert_int_equal(job->n_done, 10);
+    assert_int_equal(job->n_pending, 10);
+    assert_int_equal(job->duplicates, 4 + 2);
+    assert_int_equal(job->queries_done, 3);
+    for (size_t i = 0; i < 10; i++)
+        assert_true(job_image_done(job, i));
+    assert_false(job_image_done(job, 10));
+    /* Statistics use the command's clock: three queries in the window. */
+    struct qstats_summary s;
+    qstats_all(job->stats, &s);
+    assert_int_equal(s.count, 3);
+    assert_true(s.mean_ms > 199.0 && s.mean_ms < 201.0);
+    /* Images beyond the job's are ignored; an unknown job is ignored. */
+    assert_int_equal(complete(&r, job->id, 8, 12, 2, "w1", 10, 12000), 0);
+    assert_int_equal(complete(&r, 99, 9, 0, 2, "w1", 10, 12000), 0);
+    assert_int_equal(job->n_done, 10);
+    replica_free(&r);
+}
+
+static int flushed(struct replica *r, uint32_t job, uint64_t part, uint32_t n)
+{
+    Idunno__JobFlushed f = IDUNNO__JOB_FLUSHED__INIT;
+    f.job = job;
+    f.part = part;
+    f.results = n;
+    f.file = "results/x";
+    return apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED, &f.base, 20000);
+}
+
+static void test_parts(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    add_model(&r, "tiny", 32);
+    job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, "tiny", 4, 1);
+    queue_images(&r, "tiny", 8, "set");
+    struct job_rec *job = jobs_of_model(r.jobs, "tiny");
+    complete(&r, job->id, 1, 0, 8, "w1", 100, 10000);
+    assert_int_equal(flushed(&r, job->id, 2, 3), ID_EINVAL); /* out of order */
+    assert_int_equal(flushed(&r, job->id, 1, 9), ID_EINVAL); /* more than pending */
+    assert_int_equal(flushed(&r, job->id, 1, 3), 0);
+    assert_int_equal(job->n_pending, 5);
+    assert_int_equal(job->pending[0].image, 3);
+    assert_int_equal(flushed(&r, job->id, 1, 3), 0); /* a retry: nothing more removed */
+    assert_int_equal(job->n_pending, 5);
+    assert_int_equal(job->parts, 1);
+    char name[128];
+    jobs_part_name(job, 2, name, sizeof name);
+    assert_string_equal(name, "results/tiny/job1/part-000002.jsonl");
+    replica_free(&r);
+}
+
+static void test_snapshot_round_trip(void **state)
+{
+    (void)state;
+    struct replica a, b;
+    replica_init(&a);
+    replica_init(&b);
+    add_model(&a, "tiny", 32);
+    add_model(&a, "big", 224);
+    job_cmd(&a, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, "tiny", 4, 1);
+    job_cmd(&a, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, "big", 2, 2);
+    queue_images(&a, "tiny", 30, "s1");
+    queue_images(&a, "big", 17, "s2");
+    struct job_rec *job = jobs_of_model(a.jobs, "tiny");
+    complete(&a, job->id, 1, 0, 4, "w1", 100, 10000);
+    complete(&a, job->id, 2, 8, 4, "w2", 140, 10400);
+    flushed(&a, job->id, 1, 4);
+    job_cmd(&a, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, "big", 0, 0);
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&a.sm, NULL, &snap, &len), 0);
+    assert_int_equal(sm_restore(&b.sm, snap, len), 0);
+    free(snap);
+    char da[65], db[65];
+    sm_digest_hex(&a.sm, da);
+    sm_digest_hex(&b.sm, db);
+    assert_string_equal(da, db);
+    struct job_rec *jb = jobs_of_model(b.jobs, "tiny");
+    assert_int_equal(jb->n_done, 8);
+    assert_int_equal(jb->n_pending, 4);
+    assert_true(jobs_of_model(b.jobs, "big")->stopped);
+    /* Both continue identically; duplicates are still recognised. */
+    complete(&a, job->id, 3, 8, 4, "w3", 10, 11000);
+    complete(&b, jb->id, 3, 8, 4, "w3", 10, 11000);
+    assert_int_equal(jb->duplicates, 4);
+    sm_digest_hex(&a.sm, da);
+    sm_digest_hex(&b.sm, db);
+    assert_string_equal(da, db);
+    /* Garbage and unknown layouts leave the state alone. */
+    assert_int_equal(jobs_sm_ops.restore(b.jobs, 1, (const uint8_t *)"\x0a\xff\xff", 3), ID_EPROTO);
+    assert_int_equal(jobs_sm_ops.restore(b.jobs, 7, (const uint8_t *)"", 0), ID_EVERSION);
+    assert_int_equal(jobs_of_model(b.jobs, "tiny")->n_done, 8);
+    replica_free(&a);
+    replica_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_models),
+        cmocka_unit_test(test_launch_stop_relaunch),
+        cmocka_unit_test(test_results_exactly_once),
+        cmocka_unit_test(test_parts),
+        cmocka_unit_test(test_snapshot_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
