@@ -23,6 +23,7 @@
 #define COORD_MAX_ALIVE 256
 #define COORD_RUN_TIMEOUT_MS 5000
 #define COORD_BATCH_MAX 256
+#define COORD_CUT_AHEAD 2
 
 enum cq_state { CQ_QUEUED, CQ_INFLIGHT };
 
@@ -33,6 +34,7 @@ struct cquery {
     size_t n;
     enum cq_state state;
     char worker[64];
+    uint64_t requeued_us;    /* set when its worker failed: timed until it runs again */
     uint64_t dispatched_ms;  /* wall clock */
     uint64_t dispatched_mono;
     struct cquery *next;
@@ -44,7 +46,15 @@ struct cjob {
     uint8_t *claimed; /* images in a queued or running query */
     size_t cap;       /* images the bitmap covers */
     size_t cursor;    /* images below it are done or claimed */
-    uint64_t lazy;    /* the query cut ahead (queued), 0 if none */
+    /* Queries cut ahead of dispatch, still queued (oldest first). Two, so that
+     * dispatching one never leaves the job's queue empty: the dispatcher
+     * treats a job whose queue empties and refills as newly runnable and
+     * raises its virtual time to the others', which would erase what its
+     * weight earned it. */
+    uint64_t lazy[COORD_CUT_AHEAD];
+    size_t n_lazy;
+    uint64_t idle_queued_us; /* images arrived while the job had nothing to run */
+    double first_dispatch_ms; /* how long its first query then waited (-1: never) */
     int flushing;
     uint64_t last_flush_ms;
 };
@@ -182,6 +192,18 @@ static void set_claim(struct cjob *cj, size_t i, int on)
         cj->claimed[i >> 3] &= (uint8_t)~(1u << (i & 7));
 }
 
+/* Drops a query from the job's cut-ahead list; returns whether it was there. */
+static int lazy_forget(struct cjob *cj, uint64_t id)
+{
+    for (size_t i = 0; i < cj->n_lazy; i++)
+        if (cj->lazy[i] == id) {
+            memmove(&cj->lazy[i], &cj->lazy[i + 1], (cj->n_lazy - i - 1) * sizeof *cj->lazy);
+            cj->n_lazy--;
+            return 1;
+        }
+    return 0;
+}
+
 static struct cquery *cq_find(struct coord *c, uint64_t id)
 {
     for (struct cquery *q = c->queries; q; q = q->next)
@@ -205,8 +227,8 @@ static void cq_free(struct coord *c, struct cquery *q, int unclaim)
                 cj->cursor = q->idx[i];
         }
     }
-    if (cj && cj->lazy == q->id)
-        cj->lazy = 0;
+    if (cj)
+        lazy_forget(cj, q->id);
     free(q->idx);
     free(q);
 }
@@ -233,40 +255,11 @@ static uint64_t next_query_id(struct coord *c)
     return (c->term << 32) | ++c->qcounter;
 }
 
-/* Cuts the job's next query ahead of dispatch, if it has none queued: up to
- * `batch` images that are neither done nor claimed. A query cut earlier and
- * still queued is resized to the current batch (set-batch applies to every
- * query not yet dispatched). */
-static void cut_ahead(struct coord *c, struct cjob *cj)
+/* Takes up to `want` images that are neither done nor claimed, from the
+ * job's cursor on, claiming them; returns how many. */
+static size_t take_images(struct cjob *cj, const struct job_rec *job, uint32_t *idx, size_t want)
 {
-    struct job_rec *job = jobs_by_id(c->jobs, cj->id);
-    if (!job || job->stopped || cjob_cover(cj, job->n_images) < 0)
-        return;
-    struct cquery *q = cj->lazy ? cq_find(c, cj->lazy) : NULL;
-    if (q && q->state != CQ_QUEUED)
-        q = NULL, cj->lazy = 0;
-    if (q && q->n > job->batch) { /* shrink: give the extra images back */
-        for (size_t i = job->batch; i < q->n; i++) {
-            set_claim(cj, q->idx[i], 0);
-            if (q->idx[i] < cj->cursor)
-                cj->cursor = q->idx[i];
-        }
-        q->n = job->batch;
-    }
-    if (q && q->n == job->batch)
-        return;
-    uint32_t *extra = NULL;
-    if (q) { /* grow to the new batch size */
-        extra = realloc(q->idx, job->batch * sizeof *q->idx);
-        if (!extra)
-            return;
-        q->idx = extra;
-    }
-    size_t want = job->batch - (q ? q->n : 0), got = 0;
-    uint32_t *idx = q ? q->idx + q->n : NULL;
-    uint32_t tmp[JOBS_MAX_BATCH];
-    if (!idx)
-        idx = tmp;
+    size_t got = 0;
     while (got < want && cj->cursor < job->n_images) {
         size_t i = cj->cursor++;
         if (job_image_done(job, i) || claimed(cj, i))
@@ -274,27 +267,60 @@ static void cut_ahead(struct coord *c, struct cjob *cj)
         idx[got++] = (uint32_t)i;
         set_claim(cj, i, 1);
     }
-    if (q) {
-        q->n += got;
+    return got;
+}
+
+/* Keeps COORD_CUT_AHEAD queries of the job cut and queued: up to `batch`
+ * images each that are neither done nor claimed. Queries cut earlier and still
+ * queued are resized to the current batch first (set-batch applies to every
+ * query not yet dispatched). */
+static void cut_ahead(struct coord *c, struct cjob *cj)
+{
+    struct job_rec *job = jobs_by_id(c->jobs, cj->id);
+    if (!job || job->stopped || cjob_cover(cj, job->n_images) < 0)
         return;
+    for (size_t k = 0; k < cj->n_lazy; k++) {
+        struct cquery *q = cq_find(c, cj->lazy[k]);
+        if (!q || q->state != CQ_QUEUED) {
+            lazy_forget(cj, cj->lazy[k--]);
+            continue;
+        }
+        if (q->n > job->batch) { /* shrink: give the extra images back */
+            for (size_t i = job->batch; i < q->n; i++) {
+                set_claim(cj, q->idx[i], 0);
+                if (q->idx[i] < cj->cursor)
+                    cj->cursor = q->idx[i];
+            }
+            q->n = job->batch;
+        } else if (q->n < job->batch) { /* grow, if there are images */
+            uint32_t *grown = realloc(q->idx, job->batch * sizeof *q->idx);
+            if (grown) {
+                q->idx = grown;
+                q->n += take_images(cj, job, q->idx + q->n, job->batch - q->n);
+            }
+        }
     }
-    if (got == 0)
-        return;
-    q = cq_new(c, cj->id, next_query_id(c), job->batch);
-    if (!q) {
-        for (size_t i = 0; i < got; i++)
-            set_claim(cj, idx[i], 0);
-        cj->cursor = idx[0];
-        return;
+    while (cj->n_lazy < COORD_CUT_AHEAD) {
+        uint32_t idx[JOBS_MAX_BATCH];
+        size_t got = take_images(cj, job, idx, job->batch);
+        if (got == 0)
+            return;
+        struct cquery *q = cq_new(c, cj->id, next_query_id(c), job->batch);
+        if (!q) {
+            for (size_t i = 0; i < got; i++)
+                set_claim(cj, idx[i], 0);
+            cj->cursor = idx[0];
+            return;
+        }
+        memcpy(q->idx, idx, got * sizeof *idx);
+        q->n = got;
+        q->state = CQ_QUEUED;
+        if (fair_enqueue(c->fair, cj->id, q->id, 0) < 0) {
+            cq_free(c, q, 1);
+            return;
+        }
+        cj->lazy[cj->n_lazy++] = q->id;
     }
-    memcpy(q->idx, idx, got * sizeof *idx);
-    q->n = got;
-    q->state = CQ_QUEUED;
-    if (fair_enqueue(c->fair, cj->id, q->id, 0) < 0) {
-        cq_free(c, q, 1);
-        return;
-    }
-    cj->lazy = q->id;
 }
 
 /* ---- dispatching -------------------------------------------------------------------------------- */
@@ -443,14 +469,28 @@ static void pump(struct coord *c)
         }
         q->state = CQ_INFLIGHT;
         snprintf(q->worker, sizeof q->worker, "%s", d.worker);
+        if (q->requeued_us) {
+            /* The worst case of a failure: its queries' wait to run again. */
+            double ms = (double)(id_now_us() - q->requeued_us) / 1000.0;
+            q->requeued_us = 0;
+            c->stats.rerun_last_ms = ms;
+            if (ms > c->stats.rerun_max_ms)
+                c->stats.rerun_max_ms = ms;
+            LOG_INFO("coord", "query %llu of job %u runs again on %s, %.1f ms after its worker "
+                     "was declared failed", (unsigned long long)q->id, q->job, d.worker, ms);
+        }
         q->dispatched_ms = id_wall_ms();
         q->dispatched_mono = id_now_ms();
         c->stats.dispatched++;
         struct cjob *cj = cjob_find(c, q->job);
-        if (cj && cj->lazy == q->id) {
-            cj->lazy = 0;
-            cut_ahead(c, cj);
+        if (cj && cj->idle_queued_us) {
+            cj->first_dispatch_ms = (double)(id_now_us() - cj->idle_queued_us) / 1000.0;
+            cj->idle_queued_us = 0;
+            LOG_INFO("coord", "job %u: first query on %s %.1f ms after its images were queued",
+                     q->job, q->worker, cj->first_dispatch_ms);
         }
+        if (cj && lazy_forget(cj, q->id))
+            cut_ahead(c, cj);
         send_run(c, q, &a);
     }
 }
@@ -476,6 +516,7 @@ static void worker_drop(struct coord *c, const char *name, const char *why)
             if (q->state == CQ_INFLIGHT && strcmp(q->worker, name) == 0) {
                 q->state = CQ_QUEUED;
                 q->worker[0] = 0;
+                q->requeued_us = id_now_us();
                 k++;
             }
         c->stats.requeued += k;
@@ -545,6 +586,7 @@ static void sync_jobs(struct coord *c)
             cj = &c->cjobs[c->n_cjobs];
             memset(cj, 0, sizeof *cj);
             cj->id = job->id;
+            cj->first_dispatch_ms = -1;
             if (fair_job_add(c->fair, job->id, job->weight) < 0)
                 continue;
             c->n_cjobs++;
@@ -670,6 +712,7 @@ static void activate(struct coord *c)
         c->cjobs = a;
         memset(&c->cjobs[c->n_cjobs], 0, sizeof *c->cjobs);
         c->cjobs[c->n_cjobs].id = job->id;
+        c->cjobs[c->n_cjobs].first_dispatch_ms = -1;
         if (fair_job_add(c->fair, job->id, job->weight) == 0)
             c->n_cjobs++;
     }
@@ -1117,6 +1160,10 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
     info->duplicates = job->duplicates;
     info->parts = job->parts;
     info->pending_results = job->n_pending;
+    info->first_dispatch_ms = -1;
+    struct cjob *cj = c->active ? cjob_find(c, job->id) : NULL;
+    if (cj)
+        info->first_dispatch_ms = cj->first_dispatch_ms;
     if (c->active && !job->stopped) {
         info->queued = fair_queued(c->fair, job->id);
         info->inflight = fair_inflight(c->fair, job->id);
@@ -1195,6 +1242,11 @@ static void on_job_command(void *ud, int status, const uint8_t *result, size_t l
     struct lead_op *op = ch->op;
     if (!lead_op_settled(op, status, command_error(op->type, status, ch->model))) {
         struct coord *c = op->c;
+        struct job_rec *job = jobs_of_model(c->jobs, ch->model);
+        struct cjob *cj = c->active && job ? cjob_find(c, job->id) : NULL;
+        if (cj && op->type == IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ &&
+            fair_queued(c->fair, cj->id) == 0 && fair_inflight(c->fair, cj->id) == 0)
+            cj->idle_queued_us = id_now_us();
         if (c->active) {
             sync_jobs(c);
             pump(c);

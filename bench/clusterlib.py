@@ -1,0 +1,70 @@
+"""A local IDunno cluster for benchmarks: real daemons on 127.0.0.1 through
+scripts/cluster, and the idunno client with --json."""
+import json, os, re, subprocess, tempfile, time
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLUSTER = os.path.join(ROOT, "scripts", "cluster")
+IDUNNO = os.path.join(ROOT, "bin", "idunno")
+VOTERS = {"node1", "node2", "node3"}
+
+
+class Cluster:
+    def __init__(self, n, base_port, prefix="idunno-bench."):
+        self.n = n
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        self.env = dict(os.environ, IDUNNO_RUN_DIR=self.dir, IDUNNO_BASE_PORT=str(base_port))
+        self.addrs = {}
+
+    def run(self, *args, check=True):
+        return subprocess.run([CLUSTER, *args], env=self.env, check=check,
+                              capture_output=True, text=True).stdout
+
+    def up(self):
+        self.run("up", str(self.n))
+        for k in range(1, self.n + 1):
+            self.addrs[f"node{k}"] = self.run("addr", f"node{k}").strip()
+        self.wait_leader()
+
+    def wait_leader(self, via="node1", timeout=30, other_than=None):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st = self.cli(via, "status", timeout_ms=2000)
+            if st and st.get("leader") and st["leader"] != other_than:
+                return st["leader"]
+            time.sleep(0.05)
+        raise SystemExit("no coordinator")
+
+    def down(self):
+        self.run("down", check=False)
+        subprocess.run(["rm", "-rf", self.dir])
+
+    def cli(self, node, *args, timeout_ms=10000, check=False):
+        p = subprocess.run([IDUNNO, "-s", self.addrs[node], "--json", "--timeout",
+                            str(timeout_ms), *args], capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise SystemExit(f"idunno {' '.join(args)}: {p.stderr.strip()}")
+        if p.returncode != 0 or not p.stdout.strip():
+            return None
+        return json.loads(p.stdout)
+
+    def pid(self, node):
+        with open(os.path.join(self.dir, node, "pid")) as f:
+            return int(f.read())
+
+    def kill(self, node):
+        os.kill(self.pid(node), 9)
+
+    def log_lines(self, node, pattern):
+        """(wall seconds, line) of every log line of node matching pattern."""
+        out = []
+        rx = re.compile(pattern)
+        try:
+            with open(os.path.join(self.dir, node, "idunnod.log"), errors="replace") as f:
+                for line in f:
+                    if rx.search(line):
+                        ts = datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f")
+                        out.append((ts.replace(tzinfo=timezone.utc).timestamp(), line.rstrip()))
+        except FileNotFoundError:
+            pass
+        return out

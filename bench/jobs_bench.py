@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""IDunno job benchmarks on a local 10-node cluster (real daemons, real ONNX
+Runtime, the generated ResNet50 and InceptionV3, synthetic JPEG/PNG images).
+
+  fair      Jobs run together for --seconds; every second each job's completed
+            queries are sampled, and the query rate of every 10 s window
+            (sliding by 1 s) after the first 10 s is compared: gap =
+            (max - min) / max of the jobs' rates (of rate/weight with weights).
+            Three runs: resnet50 + inception_v3; those two + tiny_cnn; and
+            resnet50 with weight 2 against inception_v3 with weight 1.
+  newjob    While a ResNet50 job keeps every worker busy, a tiny job is given
+            images: the coordinator's time from queueing them to dispatching
+            the first query (first_dispatch_ms), --trials times.
+  worker    Worker kill -9 with 1, 20 and 100 jobs running (tiny model, one
+            model name per job): from the coordinator declaring the worker
+            failed to each of its queries being dispatched again (log).
+  coord     Coordinator kill -9 with 1, 20 and 100 jobs: kill -> the new
+            coordinator dispatching (its "dispatching" log line).
+  capacity  Tiny model, batch 1, all workers: completed queries per second.
+
+Prints one JSON document. Usage: bench/jobs_bench.py [fair|newjob|worker|coord|capacity|all]
+[--nodes 10] [--seconds 60] [--trials 10] [--base-port 7700]
+"""
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clusterlib import ROOT, VOTERS, Cluster  # noqa: E402
+
+MODELS = os.path.join(ROOT, "models")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def setup(c, images, models):
+    d = os.path.join(c.dir, "images")
+    subprocess.run([os.path.join(ROOT, "scripts", "make-data.sh"), "--synthetic", str(images), d],
+                   check=True, capture_output=True)
+    c.cli("node10", "put-dir", d, "set", timeout_ms=600000, check=True)
+    for m in models:
+        c.cli("node10", "train", m, "--file", os.path.join(MODELS, f"{m}.onnx"),
+              timeout_ms=120000, check=True)
+
+
+def wait_preloaded(c, model_files, timeout=120):
+    """Waits until every worker has logged loading each model."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ok = all(len(c.log_lines(n, rf"model {m} loaded")) >= 1
+                 for n in c.addrs for m in model_files)
+        if ok:
+            return
+        time.sleep(0.5)
+    log("warning: not every worker preloaded every model")
+
+
+def jobs_state(c, via="node10"):
+    d = c.cli(via, "jobs", timeout_ms=5000)
+    return {j["model"]: j for j in d["jobs"]} if d else {}
+
+
+def start_jobs(c, specs, repeat):
+    for model, batch, weight in specs:
+        c.cli("node10", "stop", model)
+        c.cli("node10", "launch", model, str(batch), "--weight", str(weight), check=True)
+    for _ in range(repeat):
+        for model, _, _ in specs:
+            c.cli("node10", "inference", model, "set", check=True)
+
+
+def fairness_run(c, specs, seconds, repeat):
+    start_jobs(c, specs, repeat)
+    weights = {m: w for m, _, w in specs}
+    samples = []  # (t, {model: queries_done})
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        st = jobs_state(c)
+        samples.append((time.time() - t0, {m: st[m]["queries_done"] for m in weights if m in st}))
+        time.sleep(max(0, 1 - (time.time() - t0) % 1))
+    for m in weights:
+        c.cli("node10", "stop", m)
+    windows = []
+    for i, (t, counts) in enumerate(samples):
+        if t < 20:  # the first 10 s, then a full 10 s window
+            continue
+        j = max(k for k in range(i) if samples[k][0] <= t - 10)
+        dt = t - samples[j][0]
+        rates = {m: (counts[m] - samples[j][1][m]) / dt for m in weights}
+        norm = [rates[m] / weights[m] for m in weights]
+        gap = (max(norm) - min(norm)) / max(norm) if max(norm) > 0 else 1.0
+        windows.append({"t": round(t, 1), "rates": {m: round(r, 3) for m, r in rates.items()},
+                        "gap": round(gap, 4)})
+    total = {m: samples[-1][1][m] for m in weights}
+    return {"jobs": [{"model": m, "batch": b, "weight": w} for m, b, w in specs],
+            "seconds": seconds, "queries": total,
+            "max_gap": max(w["gap"] for w in windows) if windows else None,
+            "median_gap": statistics.median(w["gap"] for w in windows) if windows else None,
+            "windows": len(windows), "window_detail": windows}
+
+
+def bench_fair(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        setup(c, 200, ["resnet50", "inception_v3", "tiny_cnn"])
+        wait_preloaded(c, ["resnet50", "inception_v3"])
+        out = {}
+        out["two"] = fairness_run(c, [("resnet50", 1, 1), ("inception_v3", 1, 1)], args.seconds, 20)
+        log("two jobs:", out["two"]["max_gap"], out["two"]["queries"])
+        out["three"] = fairness_run(c, [("resnet50", 1, 1), ("inception_v3", 1, 1),
+                                        ("tiny_cnn", 1, 1)], args.seconds, 20)
+        log("three jobs:", out["three"]["max_gap"], out["three"]["queries"])
+        out["weighted"] = fairness_run(c, [("resnet50", 1, 2), ("inception_v3", 1, 1)],
+                                       args.seconds, 20)
+        log("weights 2:1:", out["weighted"]["max_gap"], out["weighted"]["queries"])
+        return out
+    finally:
+        c.down()
+
+
+def bench_newjob(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        setup(c, 200, ["resnet50", "tiny_cnn"])
+        wait_preloaded(c, ["resnet50", "tiny_cnn"])
+        start_jobs(c, [("resnet50", 1, 1)], 20)
+        time.sleep(5)
+        res = []
+        for _ in range(args.trials):
+            c.cli("node10", "stop", "tiny_cnn")
+            c.cli("node10", "launch", "tiny_cnn", "1", check=True)
+            c.cli("node10", "inference", "tiny_cnn", "set", check=True)
+            deadline = time.time() + 10
+            v = -1
+            while time.time() < deadline and v < 0:
+                v = jobs_state(c).get("tiny_cnn", {}).get("first_dispatch_ms", -1)
+                time.sleep(0.05)
+            busy = jobs_state(c)["resnet50"]["inflight"]
+            res.append({"first_dispatch_ms": v, "resnet50_inflight": busy})
+            log("new job:", res[-1])
+            time.sleep(1)
+        c.cli("node10", "stop", "resnet50")
+        vals = [r["first_dispatch_ms"] for r in res if r["first_dispatch_ms"] >= 0]
+        return {"trials": res, "median_ms": statistics.median(vals), "max_ms": max(vals)}
+    finally:
+        c.down()
+
+
+def many_jobs(c, n):
+    """n jobs of the tiny model under n names, each with the set queued 30 times."""
+    for k in range(n):
+        name = f"tiny{k}"
+        if not c.cli("node10", "launch", name, "1"):
+            c.cli("node10", "train", name, "--file", os.path.join(MODELS, "tiny_cnn.onnx"),
+                  check=True)
+            c.cli("node10", "launch", name, "1", check=True)
+        for _ in range(30):
+            c.cli("node10", "inference", name, "set", check=True)
+
+
+def stop_jobs(c, n):
+    for k in range(n):
+        c.cli("node10", "stop", f"tiny{k}")
+
+
+def bench_worker(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        setup(c, 100, [])
+        out = {}
+        for n in (1, 20, 100):
+            many_jobs(c, n)
+            time.sleep(3)
+            leader = c.wait_leader("node10")
+            victim = next(f"node{k}" for k in range(9, 3, -1) if f"node{k}" != leader)
+            mark = time.time()
+            c.kill(victim)
+            time.sleep(4)
+            lines = [l for t, l in c.log_lines(leader, r"runs again on .* after its worker")
+                     if t >= mark]
+            failed = [t for t, l in c.log_lines(leader, rf"worker {victim} failed") if t >= mark]
+            ms = [float(l.split(", ")[-1].split(" ms")[0]) for l in lines]
+            out[str(n)] = {"victim": victim, "requeued": len(ms),
+                           "detected_ms": round((failed[0] - mark) * 1000) if failed else None,
+                           "rerun_max_ms": max(ms) if ms else None,
+                           "rerun_median_ms": statistics.median(ms) if ms else None}
+            log("worker kill,", n, "jobs:", out[str(n)])
+            stop_jobs(c, n)
+            c.run("start", victim)
+            time.sleep(3)
+        return out
+    finally:
+        c.down()
+
+
+def bench_coord(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        setup(c, 100, [])
+        out = {}
+        for n in (1, 20, 100):
+            many_jobs(c, n)
+            time.sleep(3)
+            trials = []
+            for _ in range(args.coord_trials):
+                leader = c.wait_leader("node10")
+                mark = time.time()
+                c.kill(leader)
+                new = c.wait_leader("node10", other_than=leader)
+                deadline = time.time() + 10
+                lines = []
+                while time.time() < deadline and not lines:
+                    lines = [t for t, l in c.log_lines(new, r"coord: dispatching:") if t >= mark]
+                    time.sleep(0.05)
+                trials.append(round((lines[0] - mark) * 1000, 1) if lines else None)
+                c.run("start", leader)
+                time.sleep(4)
+            ok = [t for t in trials if t is not None]
+            out[str(n)] = {"trials_ms": trials, "median_ms": statistics.median(ok) if ok else None,
+                           "max_ms": max(ok) if ok else None}
+            log("coordinator kill,", n, "jobs:", out[str(n)])
+            stop_jobs(c, n)
+        return out
+    finally:
+        c.down()
+
+
+def bench_capacity(args):
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        setup(c, 200, ["tiny_cnn"])
+        wait_preloaded(c, ["tiny_cnn"])
+        start_jobs(c, [("tiny_cnn", 1, 1)], 50)
+        time.sleep(3)
+        a = jobs_state(c)["tiny_cnn"]["queries_done"]
+        t = time.time()
+        time.sleep(10)
+        b = jobs_state(c)["tiny_cnn"]["queries_done"]
+        rate = (b - a) / (time.time() - t)
+        c.cli("node10", "stop", "tiny_cnn")
+        return {"queries_per_s": round(rate, 1), "nodes": args.nodes}
+    finally:
+        c.down()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", nargs="?", default="all",
+                    choices=["fair", "newjob", "worker", "coord", "capacity", "all"])
+    ap.add_argument("--nodes", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--coord-trials", type=int, default=3)
+    ap.add_argument("--base-port", type=int, default=7700)
+    args = ap.parse_args()
+    out = {}
+    for what, fn in (("fair", bench_fair), ("newjob", bench_newjob), ("worker", bench_worker),
+                     ("coord", bench_coord), ("capacity", bench_capacity)):
+        if args.what in (what, "all"):
+            out[what] = fn(args)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
