@@ -76,12 +76,13 @@ def fairness_run(c, specs, seconds, repeat):
     t0 = time.time()
     while time.time() - t0 < seconds:
         st = jobs_state(c)
-        samples.append((time.time() - t0, {m: st[m]["queries_done"] for m in weights if m in st}))
+        samples.append((time.time() - t0, {m: st[m]["queries_done"] for m in weights if m in st},
+                        {m: st[m].get("dispatched", 0) for m in weights if m in st}))
         time.sleep(max(0, 1 - (time.time() - t0) % 1))
     for m in weights:
         c.cli("node10", "stop", m)
     windows = []
-    for i, (t, counts) in enumerate(samples):
+    for i, (t, counts, disp) in enumerate(samples):
         if t < 20:  # the first 10 s, then a full 10 s window
             continue
         j = max(k for k in range(i) if samples[k][0] <= t - 10)
@@ -89,8 +90,9 @@ def fairness_run(c, specs, seconds, repeat):
         rates = {m: (counts[m] - samples[j][1][m]) / dt for m in weights}
         norm = [rates[m] / weights[m] for m in weights]
         gap = (max(norm) - min(norm)) / max(norm) if max(norm) > 0 else 1.0
+        dispatched = {m: disp[m] - samples[j][2][m] for m in weights}
         windows.append({"t": round(t, 1), "rates": {m: round(r, 3) for m, r in rates.items()},
-                        "gap": round(gap, 4)})
+                        "dispatched": dispatched, "gap": round(gap, 4)})
     total = {m: samples[-1][1][m] for m in weights}
     return {"jobs": [{"model": m, "batch": b, "weight": w} for m, b, w in specs],
             "seconds": seconds, "queries": total,
@@ -108,6 +110,8 @@ def bench_fair(args):
         out = {}
         out["two"] = fairness_run(c, [("resnet50", 1, 1), ("inception_v3", 1, 1)], args.seconds, 20)
         log("two jobs:", out["two"]["max_gap"], out["two"]["queries"])
+        if args.quick:
+            return out
         out["three"] = fairness_run(c, [("resnet50", 1, 1), ("inception_v3", 1, 1),
                                         ("tiny_cnn", 1, 1)], args.seconds, 20)
         log("three jobs:", out["three"]["max_gap"], out["three"]["queries"])
@@ -257,6 +261,7 @@ def main():
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--coord-trials", type=int, default=3)
     ap.add_argument("--base-port", type=int, default=7700)
+    ap.add_argument("--quick", action="store_true", help="fair: only the two-job run")
     args = ap.parse_args()
     out = {}
     for what, fn in (("fair", bench_fair), ("newjob", bench_newjob), ("worker", bench_worker),

@@ -89,6 +89,7 @@ static void json_job(const Idunno__JobInfo *j)
     json_double("rate", j->rate);
     json_u64("queued", j->queued);
     json_u64("inflight", j->inflight);
+    json_u64("dispatched", j->dispatched);
     json_u64("duplicates", j->duplicates);
     json_u64("parts", j->parts);
     json_u64("pending_results", j->pending_results);

@@ -1166,6 +1166,7 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
         info->first_dispatch_ms = cj->first_dispatch_ms;
     if (c->active && !job->stopped) {
         info->queued = fair_queued(c->fair, job->id);
+        info->dispatched = fair_dispatched(c->fair, job->id);
         info->inflight = fair_inflight(c->fair, job->id);
         size_t nw = 0;
         for (struct cquery *q = c->queries; q && nw < 64; q = q->next) {

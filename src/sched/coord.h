@@ -40,7 +40,7 @@ struct member;
 struct net;
 struct sdfs;
 
-#define COORD_SLOTS 2
+#define COORD_SLOTS 1
 #define COORD_TICK_MS 50
 #define COORD_QUERY_TIMEOUT_MS 120000
 #define COORD_ADOPT_WAIT_MS 500

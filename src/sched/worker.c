@@ -2,6 +2,9 @@
 #include "sched/worker.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,10 +109,26 @@ static size_t wq_count(const struct worker *w)
 
 static void kick(struct worker *w);
 static void send_done(struct wquery *q);
+static void run_batch(struct wquery *q);
+
+/* Inference yields the CPU to the node's event loops: on a machine shared by
+ * many nodes, heartbeats and probes that wait behind a batch would look like
+ * failures. The pool thread is niced while it runs a batch (Linux nice values
+ * are per thread) and restored after, which root may do; an unprivileged
+ * node just keeps the pool thread niced. */
+#define WORKER_NICE 10
 
 static void on_work(uv_work_t *req)
 {
-    struct wquery *q = req->data;
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    int before = getpriority(PRIO_PROCESS, (id_t)tid);
+    setpriority(PRIO_PROCESS, (id_t)tid, WORKER_NICE);
+    run_batch(req->data);
+    setpriority(PRIO_PROCESS, (id_t)tid, before);
+}
+
+static void run_batch(struct wquery *q)
+{
     struct worker *w = q->w;
     Idunno__QueryRun *run = q->run;
     uint64_t t0 = id_now_ms();
