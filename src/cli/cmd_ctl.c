@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "cli/cli.h"
@@ -17,7 +18,7 @@ static int cmd_ctl_get(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_ctl_load(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_ctl_commands[] = {
-    {"status", "", "the control plane: coordinator, standbys, term, commit index, members",
+    {"status", "[--watch]", "the control plane: coordinator, standbys, term, commit index, members",
      cmd_status},
     {"ctl-put", "KEY VALUE", "diagnostics: write KEY in the replicated test store", cmd_ctl_put},
     {"ctl-get", "KEY...", "diagnostics: read keys of the test store (linearizable)", cmd_ctl_get},
@@ -40,13 +41,31 @@ static void fmt_wall(uint64_t ms, char *buf, size_t len)
 
 /* ---- status --------------------------------------------------------------------------------- */
 
+static int status_once(struct cli_ctx *ctx);
+
 static int cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 {
     const struct cli_command *cmd = &cli_ctl_commands[0];
     if (cli_wants_help(cmd, argc, argv))
         return 0;
-    if (argc > 1)
-        return cli_usage_error(cmd, "takes no arguments");
+    int watch = argc == 2 && (strcmp(argv[1], "--watch") == 0 || strcmp(argv[1], "-w") == 0);
+    if (argc > 1 && !watch)
+        return cli_usage_error(cmd, "takes only --watch");
+    if (!watch)
+        return status_once(ctx);
+    for (;;) { /* redrawn every second until interrupted */
+        if (!ctx->json)
+            printf("\033[H\033[2J");
+        int rc = status_once(ctx);
+        fflush(stdout);
+        if (rc)
+            return rc;
+        sleep(1);
+    }
+}
+
+static int status_once(struct cli_ctx *ctx)
+{
     Idunno__Empty e = IDUNNO__EMPTY__INIT;
     struct cli_reply r;
     int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &e.base, &r);
