@@ -95,6 +95,10 @@ struct coord {
     size_t n_workers;
     unsigned adopt_pending;
     uint64_t adopt_deadline;
+    /* Queries whose results arrived lately: a worker's WORKER_STATE answer can
+     * be older than its JOB_DONE, and such a query must not be adopted. */
+    uint64_t recent_done[1024];
+    unsigned recent_next;
     struct done_wait batch[COORD_BATCH_MAX];
     size_t n_batch;
     uv_timer_t tick, batch_timer;
@@ -654,6 +658,13 @@ static void on_worker_state(void *ud, const struct net_result *res)
             struct job_rec *job = jobs_by_id(c->jobs, wq->job);
             if (!cj || !job || cq_find(c, wq->query) || !worker_known(c, sc->worker))
                 continue;
+            int finished = 0, all_done = wq->n_images > 0;
+            for (size_t k = 0; k < 1024 && !finished; k++)
+                finished = c->recent_done[k] == wq->query;
+            for (size_t k = 0; k < wq->n_images && all_done; k++)
+                all_done = wq->images[k] < job->n_images && job_image_done(job, wq->images[k]);
+            if (finished || all_done)
+                continue; /* its result is here already */
             struct cquery *q = cq_new(c, wq->job, wq->query, wq->n_images);
             if (!q)
                 break;
@@ -878,6 +889,7 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
         if (m->worker[0])
             fair_worker_set_model(c->fair, m->worker, m->job, 1);
     }
+    c->recent_done[c->recent_next++ % 1024] = m->query;
     if (c->n_batch == COORD_BATCH_MAX)
         batch_flush(c);
     c->batch[c->n_batch].msg = m;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # IDunno end to end on 5 daemons with the tiny model: train, launch, queue a
 # data set stored in SDFS, every image answered exactly once (results read
-# back from SDFS), C1-C5 in JSON, set-batch applying to what is not yet
-# dispatched, two jobs sharing the workers, and clear errors for unknown
-# models, missing data sets, a second launch and bad batch sizes.
+# back from SDFS), C1-C5 in JSON, the job metrics on the coordinator's
+# /metrics, set-batch applying to what is not yet dispatched, two jobs sharing
+# the workers, and clear errors for unknown models, missing data sets, a second
+# launch and bad batch sizes.
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
@@ -57,6 +58,11 @@ import json, sys
 j = json.load(sys.stdin)["jobs"][0]
 assert abs(sum(s["fraction"] for s in j["shares"]) - 1) < 1e-6, j
 assert len(j["shares"]) >= 3, j   # the work was spread'
+# The coordinator exports the job in Prometheus format (parsed by prometheus_client).
+L=$(cli node1 --json status | json 'd["leader"]')
+assert_eq "$(metric "$L" idunno_job_queries_total model=tiny_cnn)" 24 "job metric"
+assert_eq "$(metric "$L" idunno_job_processing_ms_count model=tiny_cnn)" 24 "latency histogram count"
+assert_eq "$(metric "$L" idunno_job_processing_ms_bucket model=tiny_cnn le=+Inf)" 24 "histogram +Inf bucket"
 # Every image has exactly one result, read back from SDFS.
 wait_until 20 sh -c "'$IDUNNO' -s $(addr node4) --json results tiny_cnn | grep -q '\"pending_results\":0'" ||
   fail "results not written to SDFS"
