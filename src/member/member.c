@@ -189,6 +189,31 @@ void member_destroy(struct member *m)
     uv_close((uv_handle_t *)&m->leave_timer, on_handle_closed);
 }
 
+size_t member_alive(const struct member *m, struct member_view *out, size_t max)
+{
+    size_t n = member_snapshot(m, NULL, 0);
+    struct member_view *views = calloc(n ? n : 1, sizeof *views);
+    if (!views)
+        return 0;
+    n = member_snapshot(m, views, n);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (views[i].state != MEMBER_ALIVE)
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++)
+            if (strcmp(out[j].name, views[i].name) == 0) {
+                if (views[i].incarnation > out[j].incarnation)
+                    out[j] = views[i];
+                dup = 1;
+            }
+        if (!dup && k < max)
+            out[k++] = views[i];
+    }
+    free(views);
+    return k;
+}
+
 size_t member_snapshot(const struct member *m, struct member_view *out, size_t max)
 {
     return swim_snapshot(m->swim, id_now_ms(), out, max);

@@ -65,6 +65,10 @@ void member_destroy(struct member *m);
  * many there are in all (may exceed max). */
 size_t member_snapshot(const struct member *m, struct member_view *out, size_t max);
 
+/* The members that are alive, one per name (its newest incarnation), self
+ * first; up to max. Returns how many were written. */
+size_t member_alive(const struct member *m, struct member_view *out, size_t max);
+
 /* Self as the others see it. */
 void member_self(const struct member *m, struct member_view *out);
 

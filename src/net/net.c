@@ -1,3 +1,4 @@
+#include <stdarg.h>
 /* net.c — the node's transport (see net.h): framed RPC over TCP and datagrams over
  * UDP on one libuv loop.
  *
@@ -494,6 +495,16 @@ int net_reply_pb(struct net_request *req, uint16_t type, const ProtobufCMessage 
     if (buf != stackbuf)
         free(buf);
     return rc;
+}
+
+int net_reply_errorf(struct net_request *req, int code, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return net_reply_error(req, code, msg, NULL);
 }
 
 int net_reply_error(struct net_request *req, int code, const char *message, const char *leader)

@@ -76,6 +76,10 @@ int net_reply_pb(struct net_request *req, uint16_t type, const ProtobufCMessage 
  * the frame as bad_body in net_frame_stats(). */
 int net_reply_error(struct net_request *req, int code, const char *message, const char *leader);
 
+/* net_reply_error with a printf-style message. */
+int net_reply_errorf(struct net_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The peer's address as "HOST:PORT" of its connection (not its --addr). */
 const char *net_request_peer(const struct net_request *req);
 

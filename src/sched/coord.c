@@ -1,13 +1,14 @@
 /* coord.c — the coordinator's IDunno part (see coord.h). */
 #include "sched/coord.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/json_out.h"
+#include "base/strbuf.h"
 #include "base/log.h"
 #include "ctl/ctl.h"
 #include "idunno.pb-c.h"
@@ -106,17 +107,6 @@ struct coord {
     struct coord_stats stats;
 };
 
-static void reply_error(struct net_request *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reply_error(struct net_request *req, int code, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    net_reply_error(req, code, msg, NULL);
-}
 
 /* ---- live members ----------------------------------------------------------------------------- */
 
@@ -127,24 +117,7 @@ struct alive {
 
 static void alive_load(struct coord *c, struct alive *a)
 {
-    static struct member_view views[COORD_MAX_ALIVE];
-    size_t n = member_snapshot(c->member, views, COORD_MAX_ALIVE);
-    if (n > COORD_MAX_ALIVE)
-        n = COORD_MAX_ALIVE;
-    a->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (views[i].state != MEMBER_ALIVE)
-            continue;
-        int dup = 0;
-        for (size_t k = 0; k < a->n && !dup; k++)
-            if (strcmp(a->v[k].name, views[i].name) == 0) {
-                if (views[i].incarnation > a->v[k].incarnation)
-                    a->v[k] = views[i];
-                dup = 1;
-            }
-        if (!dup)
-            a->v[a->n++] = views[i];
-    }
+    a->n = member_alive(c->member, a->v, COORD_MAX_ALIVE);
 }
 
 static const char *alive_addr(const struct alive *a, const char *name)
@@ -952,65 +925,51 @@ static void on_part_stored(void *ud, int status)
         flush_end(f);
 }
 
-static void json_escape_into(char *out, size_t len, const char *s)
-{
-    size_t k = 0;
-    for (; *s && k + 7 < len; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[k++] = '\\';
-            out[k++] = (char)ch;
-        } else if (ch < 0x20) {
-            k += (size_t)snprintf(out + k, len - k, "\\u%04x", ch);
-        } else {
-            out[k++] = (char)ch;
-        }
-    }
-    out[k] = 0;
-}
-
 /* Writes the oldest pending results of a job as the next part: one JSON line
  * per image. The part's name follows from the replicated part count, so a
  * retry (or a new leader) writes the same part again, never a second one. */
 static void flush_job(struct coord *c, struct cjob *cj, struct job_rec *job)
 {
     size_t n = job->n_pending < COORD_FLUSH_MAX ? job->n_pending : COORD_FLUSH_MAX;
-    size_t cap = n * 400 + 1, used = 0;
-    char *text = malloc(cap);
     struct flush_call *f = calloc(1, sizeof *f);
-    if (!text || !f) {
-        free(text);
+    if (!f)
+        return;
+    struct strbuf text = STRBUF_INIT;
+    for (size_t i = 0; i < n; i++) { /* one JSON object per line */
+        const struct pending_result *p = &job->pending[i];
+        struct json_out j;
+        json_out_init(&j, &text);
+        json_out_begin_object(&j, NULL);
+        json_out_str(&j, "image", p->image < job->n_images ? job->images[p->image] : "?");
+        if (p->error) {
+            json_out_str(&j, "error", p->error);
+        } else {
+            json_out_begin_array(&j, "top");
+            for (int k = 0; k < JOBS_TOPK; k++) {
+                json_out_begin_array(&j, NULL);
+                json_out_u64(&j, NULL, p->classes[k]);
+                json_out_double(&j, NULL, p->probs[k]);
+                json_out_end(&j);
+            }
+        }
+        json_out_end_all(&j);
+        strbuf_putc(&text, '\n');
+    }
+    if (strbuf_failed(&text)) {
+        strbuf_free(&text);
         free(f);
         return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct pending_result *p = &job->pending[i];
-        char name[2 * SDFS_NAME_MAX + 8];
-        json_escape_into(name, sizeof name, p->image < job->n_images ? job->images[p->image] : "?");
-        if (p->error) {
-            char err[420];
-            json_escape_into(err, sizeof err, p->error);
-            used += (size_t)snprintf(text + used, cap - used, "{\"image\":\"%s\",\"error\":\"%s\"}\n",
-                                     name, err);
-        } else {
-            used += (size_t)snprintf(text + used, cap - used, "{\"image\":\"%s\",\"top\":[", name);
-            for (int k = 0; k < JOBS_TOPK; k++)
-                used += (size_t)snprintf(text + used, cap - used, "%s[%u,%.6f]", k ? "," : "",
-                                         p->classes[k], (double)p->probs[k]);
-            used += (size_t)snprintf(text + used, cap - used, "]}\n");
-        }
-        if (used >= cap)
-            used = cap - 1;
     }
     *f = (struct flush_call){c, c->epoch, job->id, job->parts + 1, (uint32_t)n, ""};
     jobs_part_name(job, f->part, f->file, sizeof f->file);
     cj->flushing = 1;
     cj->last_flush_ms = id_now_ms();
-    if (sdfs_put_bytes(c->sdfs, f->file, (const uint8_t *)text, used, on_part_stored, f) < 0) {
+    if (sdfs_put_bytes(c->sdfs, f->file, (const uint8_t *)strbuf_str(&text), text.len,
+                       on_part_stored, f) < 0) {
         cj->flushing = 0;
         free(f);
     }
-    free(text);
+    strbuf_free(&text);
 }
 
 static void flush_results(struct coord *c)
@@ -1106,7 +1065,7 @@ static int lead_op_settled(struct lead_op *op, int status, const char *what)
         return 1;
     }
     if (status < 0) {
-        reply_error(op->req, status, "%s", what ? what : id_strerror(status));
+        net_reply_errorf(op->req, status, "%s", what ? what : id_strerror(status));
         lead_op_free(op);
         return 1;
     }
@@ -1202,7 +1161,7 @@ static void reply_job(struct lead_op *op, uint16_t type, const char *model)
 {
     struct job_rec *job = jobs_of_model(op->c->jobs, model);
     if (!job) {
-        reply_error(op->req, ID_ENOTFOUND, "no job for model '%s'", model);
+        net_reply_errorf(op->req, ID_ENOTFOUND, "no job for model '%s'", model);
         return;
     }
     struct job_view *v = calloc(1, sizeof *v);
@@ -1350,7 +1309,7 @@ static void lead_inference(void *ud, struct net_request *req, const uint8_t *bod
     if (n == 0 && catalog_find(c->catalog, m->dataset))
         names[n++] = m->dataset;
     if (n == 0) {
-        reply_error(req, ID_ENOTFOUND, "no SDFS files under '%s' (store a data set with "
+        net_reply_errorf(req, ID_ENOTFOUND, "no SDFS files under '%s' (store a data set with "
                                        "idunno put-dir DIR %s)", prefix, m->dataset);
     } else {
         Idunno__JobInference full = IDUNNO__JOB_INFERENCE__INIT;
@@ -1429,7 +1388,7 @@ static void lead_model_add(void *ud, struct net_request *req, const uint8_t *bod
                                        ? catalog_find_blob(c->catalog, m->file, m->blob)
                                        : NULL;
     if (!v) {
-        reply_error(req, ID_ENOTFOUND, "model file %s (blob %s) is not in SDFS", m->file, m->blob);
+        net_reply_errorf(req, ID_ENOTFOUND, "model file %s (blob %s) is not in SDFS", m->file, m->blob);
         idunno__model_info__free_unpacked(m, NULL);
         return;
     }
@@ -1498,7 +1457,7 @@ static void read_jobs(struct lead_op *op)
             k++;
         }
         if (q->model[0] && k == 0) {
-            reply_error(op->req, ID_ENOTFOUND, "no job for model '%s' (idunno launch %s BATCH)",
+            net_reply_errorf(op->req, ID_ENOTFOUND, "no job for model '%s' (idunno launch %s BATCH)",
                         q->model, q->model);
         } else {
             Idunno__JobList l = IDUNNO__JOB_LIST__INIT;
@@ -1524,7 +1483,7 @@ static void read_results(struct lead_op *op)
         return;
     }
     if (!job) {
-        reply_error(op->req, ID_ENOTFOUND, "no job for model '%s'", q->model);
+        net_reply_errorf(op->req, ID_ENOTFOUND, "no job for model '%s'", q->model);
         idunno__job_query__free_unpacked(q, NULL);
         return;
     }

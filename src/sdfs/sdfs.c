@@ -126,25 +126,7 @@ static void random_blob(char out[SDFS_BLOB_LEN + 1])
 /* Live members (alive, one per name: the newest incarnation), self first. */
 static size_t alive_members(struct sdfs *s, struct member_view *out, size_t max)
 {
-    static struct member_view views[SDFS_MAX_ALIVE];
-    size_t n = member_snapshot(s->member, views, SDFS_MAX_ALIVE);
-    if (n > SDFS_MAX_ALIVE)
-        n = SDFS_MAX_ALIVE;
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < max; i++) {
-        if (views[i].state != MEMBER_ALIVE)
-            continue;
-        int dup = 0;
-        for (size_t j = 0; j < k && !dup; j++)
-            if (strcmp(out[j].name, views[i].name) == 0) {
-                if (views[i].incarnation > out[j].incarnation)
-                    out[j] = views[i];
-                dup = 1;
-            }
-        if (!dup)
-            out[k++] = views[i];
-    }
-    return k;
+    return member_alive(s->member, out, max);
 }
 
 /* The address of a live node, or NULL. */
@@ -165,17 +147,6 @@ static int call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *ms
     return net_call_pb(s->net, s->addr, type, msg, SDFS_CALL_MS, fn, ud);
 }
 
-static void reply_error(struct net_request *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reply_error(struct net_request *req, int code, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    net_reply_error(req, code, msg, NULL);
-}
 
 /* ==== replica ================================================================================ */
 
@@ -183,7 +154,7 @@ static void on_blob_written(void *ud, int status)
 {
     struct net_request *req = ud;
     if (status < 0)
-        reply_error(req, status, "replica write failed: %s", id_strerror(status));
+        net_reply_errorf(req, status, "replica write failed: %s", id_strerror(status));
     else
         net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_RESP, NULL, 0);
 }
@@ -203,7 +174,7 @@ static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body
     int rc = store_write(s->store, m->blob, m->offset, m->data.data, m->data.len, on_blob_written,
                          req);
     if (rc < 0)
-        reply_error(req, rc, "replica %s cannot write blob %s at %llu: %s", s->name, m->blob,
+        net_reply_errorf(req, rc, "replica %s cannot write blob %s at %llu: %s", s->name, m->blob,
                     (unsigned long long)m->offset, id_strerror(rc));
     idunno__sdfs_chunk__free_unpacked(m, NULL);
 }
@@ -212,7 +183,7 @@ static void on_blob_sealed(void *ud, int status)
 {
     struct net_request *req = ud;
     if (status < 0)
-        reply_error(req, status, "replica seal failed: %s", id_strerror(status));
+        net_reply_errorf(req, status, "replica seal failed: %s", id_strerror(status));
     else
         net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
 }
@@ -235,7 +206,7 @@ static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body,
     if (rc == ID_EEXIST)
         net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
     else if (rc < 0)
-        reply_error(req, rc, "replica %s cannot seal blob %s: %s", s->name, m->blob,
+        net_reply_errorf(req, rc, "replica %s cannot seal blob %s: %s", s->name, m->blob,
                     id_strerror(rc));
     idunno__sdfs_chunk__free_unpacked(m, NULL);
 }
@@ -250,7 +221,7 @@ static void on_blob_read_done(void *ud, int status, const uint8_t *data, size_t 
 {
     struct read_op *op = ud;
     if (status < 0) {
-        reply_error(op->req, status, "replica %s cannot read: %s", op->s->name,
+        net_reply_errorf(op->req, status, "replica %s cannot read: %s", op->s->name,
                     id_strerror(status));
     } else {
         Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
@@ -282,7 +253,7 @@ static void on_blob_read(void *ud, struct net_request *req, const uint8_t *body,
     }
     if (rc < 0) {
         free(op);
-        reply_error(req, rc, "replica %s cannot read blob %s: %s", s->name, m->blob,
+        net_reply_errorf(req, rc, "replica %s cannot read blob %s: %s", s->name, m->blob,
                     id_strerror(rc));
     }
     idunno__sdfs_read__free_unpacked(m, NULL);
@@ -353,7 +324,7 @@ static void fetch_finish(struct fetch *f, int status, const char *what)
         struct fetch_waiter *w = f->waiters;
         f->waiters = w->next;
         if (w->req && status < 0)
-            reply_error(w->req, status, "fetch of blob %s failed: %s", f->blob, what);
+            net_reply_errorf(w->req, status, "fetch of blob %s failed: %s", f->blob, what);
         else if (w->req)
             net_reply(w->req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
         else if (w->cb)
@@ -732,7 +703,7 @@ static void on_placed(void *ud, const struct net_result *res)
         res->status == 0 ? idunno__sdfs_placement__unpack(NULL, res->len, res->body) : NULL;
     if (!pl || pl->n_replicas == 0 || pl->n_replicas != pl->n_addrs) {
         int code = res->status < 0 ? res->status : ID_EPROTO;
-        reply_error(po->req, code, "cannot place %s: %s", po->name,
+        net_reply_errorf(po->req, code, "cannot place %s: %s", po->name,
                     res->errmsg ? res->errmsg : id_strerror(code));
         if (pl)
             idunno__sdfs_placement__free_unpacked(pl, NULL);
@@ -786,7 +757,7 @@ static void on_put_open(void *ud, struct net_request *req, const uint8_t *body, 
         return;
     }
     if (!sdfs_name_ok(m->name)) {
-        reply_error(req, ID_EINVAL,
+        net_reply_errorf(req, ID_EINVAL,
                     "'%s' is not a valid SDFS name (1-%d printable characters, no spaces, no "
                     "leading '/', no '.' or '..' parts)",
                     m->name, SDFS_NAME_MAX);
@@ -814,7 +785,7 @@ static void on_put_open(void *ud, struct net_request *req, const uint8_t *body, 
     p.near = s->name;
     int rc = call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_REQ, &p.base, on_placed, po);
     if (rc < 0) {
-        reply_error(req, rc, "cannot reach the coordinator: %s", id_strerror(rc));
+        net_reply_errorf(req, rc, "cannot reach the coordinator: %s", id_strerror(rc));
         free(po);
     }
     idunno__sdfs_put_open__free_unpacked(m, NULL);
@@ -834,13 +805,13 @@ static void on_put_data(void *ud, struct net_request *req, const uint8_t *body, 
     }
     struct put_session *ps = put_find(s, m->session);
     if (!ps) {
-        reply_error(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
+        net_reply_errorf(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
                     (unsigned long long)m->session, s->name);
     } else if (ps->failed) {
         net_reply_error(req, ps->failed, ps->failed_msg, NULL);
     } else if (m->offset != ps->next_offset || m->data.len == 0 || m->data.len > SDFS_CHUNK ||
                m->offset + m->data.len > ps->size) {
-        reply_error(req, ID_EINVAL, "chunk at %llu (+%zu) does not follow %llu of %llu bytes",
+        net_reply_errorf(req, ID_EINVAL, "chunk at %llu (+%zu) does not follow %llu of %llu bytes",
                     (unsigned long long)m->offset, m->data.len,
                     (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
     } else {
@@ -971,12 +942,12 @@ static void on_put_close(void *ud, struct net_request *req, const uint8_t *body,
     }
     struct put_session *ps = put_find(s, m->session);
     if (!ps) {
-        reply_error(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
+        net_reply_errorf(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
                     (unsigned long long)m->session, s->name);
     } else if (ps->failed) {
         net_reply_error(req, ps->failed, ps->failed_msg, NULL);
     } else if (ps->close_req || m->sha256.len != 32 || ps->next_offset != ps->size) {
-        reply_error(req, ID_EINVAL, "close after %llu of %llu bytes",
+        net_reply_errorf(req, ID_EINVAL, "close after %llu of %llu bytes",
                     (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
     } else {
         ps->close_req = req;
@@ -1075,7 +1046,7 @@ static void get_try(struct get_op *g)
                         SDFS_CALL_MS, on_get_remote, g) == 0)
             return;
     }
-    reply_error(g->req, ID_EUNAVAIL, "no replica of %s could be read%s%s", g->m->name,
+    net_reply_errorf(g->req, ID_EUNAVAIL, "no replica of %s could be read%s%s", g->m->name,
                 g->tried_err[0] ? "; last error: " : "", g->tried_err);
     get_done(g);
 }
@@ -1197,7 +1168,7 @@ static void lead_place(void *ud, struct net_request *req, const uint8_t *body, s
     size_t n = catalog_place(s->catalog, m->name, nodes, n_alive, (const char *const *)m->avoid,
                              m->n_avoid, SDFS_REPLICAS, chosen);
     if (n == 0) {
-        reply_error(req, ID_EUNAVAIL, "no live node can take a replica of %s", m->name);
+        net_reply_errorf(req, ID_EUNAVAIL, "no live node can take a replica of %s", m->name);
     } else {
         char *names[SDFS_REPLICAS], *addrs[SDFS_REPLICAS];
         for (size_t i = 0; i < n; i++) {
@@ -1253,7 +1224,7 @@ static void lead_delete_done(void *ud, int status, const uint8_t *result, size_t
         return;
     if (status == ID_ENOTFOUND) {
         Idunno__SdfsLookup *m = idunno__sdfs_lookup__unpack(NULL, op->len, op->body);
-        reply_error(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m ? m->name : "?");
+        net_reply_errorf(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m ? m->name : "?");
         if (m)
             idunno__sdfs_lookup__free_unpacked(m, NULL);
         lead_op_free(op);
@@ -1318,7 +1289,7 @@ static void lead_lookup_read(void *ud, int status)
     if (!m) {
         net_reply_error(op->req, ID_EPROTO, "bad SdfsLookup", NULL);
     } else if (!f) {
-        reply_error(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m->name);
+        net_reply_errorf(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m->name);
     } else {
         struct member_view alive[SDFS_MAX_ALIVE];
         size_t n_alive = alive_members(op->s, alive, SDFS_MAX_ALIVE);
@@ -1333,7 +1304,7 @@ static void lead_lookup_read(void *ud, int status)
             n++;
         }
         if (n == 0) {
-            reply_error(op->req, ID_ENOTFOUND, "%s has no version %llu (kept: %llu..%llu)",
+            net_reply_errorf(op->req, ID_ENOTFOUND, "%s has no version %llu (kept: %llu..%llu)",
                         m->name, (unsigned long long)m->version,
                         (unsigned long long)f->versions[0].version,
                         (unsigned long long)f->versions[f->n_versions - 1].version);
@@ -1567,11 +1538,6 @@ static void lead_report(void *ud, struct net_request *req, const uint8_t *body, 
     Idunno__SdfsStoreReport *m = idunno__sdfs_store_report__unpack(NULL, len, body);
     if (!m) {
         net_reply_error(req, ID_EPROTO, "bad SdfsStoreReport", NULL);
-        return;
-    }
-    if (!ctl_is_serving(s->ctl)) {
-        idunno__sdfs_store_report__free_unpacked(m, NULL);
-        ctl_forward(s->fwd, req, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_REQ, body, len);
         return;
     }
     qsort(m->blobs, m->n_blobs, sizeof *m->blobs, str_cmp);

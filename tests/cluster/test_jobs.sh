@@ -56,7 +56,7 @@ assert j["mean_ms"] > 0 and j["stddev_ms"] >= 0, j'
 cli node1 --json assign | python3 -c '
 import json, sys
 j = json.load(sys.stdin)["jobs"][0]
-assert abs(sum(s["fraction"] for s in j["shares"]) - 1) < 1e-6, j
+assert abs(sum(s["fraction"] for s in j["shares"]) - 1) < 1e-5, j  # printed with 6 digits
 assert len(j["shares"]) >= 3, j   # the work was spread'
 # The coordinator exports the job in Prometheus format (parsed by prometheus_client).
 L=$(cli node1 --json status | json 'd["leader"]')
