@@ -5,6 +5,8 @@
 #
 #   scripts/make-data.sh [--per-set N] [--out DIR]   data/flowers, data/cats_and_dogs (N images each, default 40)
 #   scripts/make-data.sh --synthetic N DIR           N images for load tests in DIR
+#   ... --max-side PX                                  scale images down to at most PX on their longer side
+#                                                      (small inputs for the tiny model's dispatch benchmarks)
 #
 # Sets are made of crops, flips and rescales of the photos, written as JPEG and
 # PNG, deterministically (the same files on every run).
@@ -13,13 +15,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache="$root/.deps/photos"
 out="$root/data"
 per_set=40
-synthetic=0; syn_dir=""
+synthetic=0; syn_dir=""; max_side=0
 while [ $# -gt 0 ]; do
   case $1 in
     --per-set) per_set=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --max-side) max_side=$2; shift 2 ;;
     --synthetic) synthetic=$2; syn_dir=${3:?usage: --synthetic N DIR}; shift 3 ;;
-    -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "make-data: unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -43,10 +46,11 @@ if [ ! -f "$cache/.done" ]; then
   touch "$cache/.done"
 fi
 
-/usr/bin/python3 - "$cache/photos" "$out" "$per_set" "$synthetic" "$syn_dir" <<'PY'
+/usr/bin/python3 - "$cache/photos" "$out" "$per_set" "$synthetic" "$syn_dir" "$max_side" <<'PY'
 import os, random, sys
 from PIL import Image, ImageOps
 photos, out, per_set, synthetic, syn_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+max_side = int(sys.argv[6])
 sets = {
     "flowers": ["flower.jpg", "china.jpg", "coffee.png", "retina.jpg"],
     "cats_and_dogs": ["chelsea.png", "astronaut.png", "horse.png", "motorcycle_left.png"],
@@ -62,7 +66,11 @@ def variant(img, r):
     if r.random() < 0.5:
         v = ImageOps.mirror(v)
     scale = r.uniform(0.5, 1.2)
-    return v.resize((max(32, int(cw * scale)), max(32, int(ch * scale))), Image.BILINEAR)
+    size = (max(32, int(cw * scale)), max(32, int(ch * scale)))
+    if max_side and max(size) > max_side:
+        k = max_side / max(size)
+        size = (max(8, int(size[0] * k)), max(8, int(size[1] * k)))
+    return v.resize(size, Image.BILINEAR)
 def write(img, path, r):
     if path.endswith(".png"):
         img.save(path, optimize=False)

@@ -561,8 +561,9 @@ static int assign_once(struct cli_ctx *ctx, const char *unused)
                 cli_table_row(t, j->model, now, "-", "-");
             for (size_t k = 0; k < j->n_shares; k++) {
                 char share[48];
-                snprintf(share, sizeof share, "%.0f%% (%llu queries)",
-                         100.0 * j->shares[k]->fraction, (unsigned long long)j->shares[k]->count);
+                snprintf(share, sizeof share, "%.0f%% (%llu %s)", 100.0 * j->shares[k]->fraction,
+                         (unsigned long long)j->shares[k]->count,
+                         j->shares[k]->count == 1 ? "query" : "queries");
                 cli_table_row(t, k ? "" : j->model, k ? "" : now, j->shares[k]->worker, share);
             }
         }

@@ -112,6 +112,7 @@ static int ctl_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], un
     struct ctl *c = fsm->data;
     void *data;
     size_t len;
+    uint64_t t0 = id_now_us();
     int rc = sm_snapshot(&c->sm, raft_malloc, &data, &len);
     if (rc < 0)
         return RAFT_NOMEM;
@@ -123,8 +124,14 @@ static int ctl_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], un
     (*bufs)[0].base = data;
     (*bufs)[0].len = len;
     *n_bufs = 1;
-    LOG_DEBUG("ctl", "snapshot of %zu bytes after %llu commands", len,
-              (unsigned long long)c->sm.applied);
+    /* Taken on the loop: a slow one delays everything else, so say so. */
+    double ms = (double)(id_now_us() - t0) / 1000.0;
+    if (ms >= 20.0)
+        LOG_INFO("ctl", "snapshot of %zu bytes after %llu commands took %.1f ms", len,
+                 (unsigned long long)c->sm.applied, ms);
+    else
+        LOG_DEBUG("ctl", "snapshot of %zu bytes after %llu commands took %.1f ms", len,
+                  (unsigned long long)c->sm.applied, ms);
     return 0;
 }
 

@@ -239,6 +239,25 @@ static int conn_write(struct net_conn *c, struct pending_write *w)
         c->queued_tail = &w->next;
         return 0;
     }
+    /* Most frames are small and the socket has room: writing them at once
+     * saves the write request's round through the loop (and libuv's
+     * epoll_ctl to watch for writability). uv_try_write refuses while earlier
+     * writes are queued, so frames keep their order. */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &w->buf, 1);
+        if (n == (int)w->buf.len) {
+            free(w);
+            return 0;
+        }
+        if (n > 0) {
+            w->buf.base += n;
+            w->buf.len -= (size_t)n;
+        } else if (n != UV_EAGAIN) {
+            free(w);
+            conn_close(c, uv_to_id(n));
+            return ID_ECLOSED;
+        }
+    }
     w->req.data = c;
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_write);
     if (rc < 0) {

@@ -25,6 +25,11 @@
 #define COORD_RUN_TIMEOUT_MS 5000
 #define COORD_BATCH_MAX 256
 #define COORD_CUT_AHEAD 2
+/* Group commit: completions are proposed as one JOB_DONE command 1 ms after
+ * the first arrives, with at most this many commands uncommitted; beyond, they
+ * gather until one commits. Under load the batches grow to cover the commit
+ * time, so the Raft log (and its fsyncs) grows with batches, not queries. */
+#define COORD_BATCHES_IN_FLIGHT 2
 
 enum cq_state { CQ_QUEUED, CQ_INFLIGHT };
 
@@ -40,6 +45,19 @@ struct cquery {
     uint64_t dispatched_mono;
     struct cquery *next;
 };
+
+/* A worker the coordinator knows of. A benched one is out of the dispatcher
+ * for a moment: it refused a query (full, or its connection failed), and
+ * giving it the next one at once would only spin. */
+struct cworker {
+    char name[64];
+    uint64_t benched_until; /* monotonic ms; 0: in the dispatcher */
+};
+
+/* How long a worker stays out after refusing a query because it holds too
+ * many results not yet committed, and after its connection failed. */
+#define COORD_BENCH_BUSY_MS 50
+#define COORD_BENCH_UNREACHABLE_MS 250
 
 /* What the leader keeps per job besides the replicated record. */
 struct cjob {
@@ -92,7 +110,7 @@ struct coord {
     struct cjob *cjobs;
     size_t n_cjobs;
     struct cquery *queries;
-    char (*workers)[64]; /* in the dispatcher */
+    struct cworker *workers; /* live members, in the dispatcher unless benched */
     size_t n_workers;
     unsigned adopt_pending;
     uint64_t adopt_deadline;
@@ -102,6 +120,7 @@ struct coord {
     unsigned recent_next;
     struct done_wait batch[COORD_BATCH_MAX];
     size_t n_batch;
+    unsigned batches_proposed; /* JOB_DONE commands not yet committed */
     uv_timer_t tick, batch_timer;
     int stopping;
     struct coord_stats stats;
@@ -303,6 +322,7 @@ static void cut_ahead(struct coord *c, struct cjob *cj)
 /* ---- dispatching -------------------------------------------------------------------------------- */
 
 static void pump(struct coord *c);
+static void worker_bench(struct coord *c, const char *name, uint64_t ms);
 
 struct run_call {
     struct coord *c;
@@ -334,15 +354,14 @@ static void on_run_ack(void *ud, const struct net_result *res)
                      res->errmsg ? res->errmsg : id_strerror(res->status));
             c->stats.run_failures++;
             requeue(c, q);
-            /* A worker that refuses connections is going away: keep it out of
-             * the dispatcher until membership tells (the tick adds it back if
-             * it is still alive). */
-            if (res->status == ID_ECONNREFUSED || res->status == ID_ECLOSED) {
-                fair_worker_remove(c->fair, rc->worker);
-                for (struct cquery *o = c->queries; o; o = o->next)
-                    if (o->state == CQ_INFLIGHT && strcmp(o->worker, rc->worker) == 0)
-                        o->state = CQ_QUEUED, o->worker[0] = 0;
-            }
+            /* Dispatching to it again at once would fail the same way: a
+             * full worker needs its results committed first, and one that
+             * refuses connections is probably going away (membership will
+             * tell). The tick puts it back after a moment. */
+            if (res->status == ID_EBUSY)
+                worker_bench(c, rc->worker, COORD_BENCH_BUSY_MS);
+            else if (res->status == ID_ECONNREFUSED || res->status == ID_ECLOSED)
+                worker_bench(c, rc->worker, COORD_BENCH_UNREACHABLE_MS);
             pump(c);
         }
     }
@@ -411,6 +430,7 @@ static void send_run(struct coord *c, struct cquery *q, const struct alive *a)
     run.n_images = n;
     run.images = ptrs;
     run.dispatched_ms = q->dispatched_ms;
+    run.coordinator = c->addr;
     struct run_call *rc = malloc(sizeof *rc);
     if (!rc) {
         requeue(c, q);
@@ -477,28 +497,48 @@ static void pump(struct coord *c)
 static int worker_known(struct coord *c, const char *name)
 {
     for (size_t i = 0; i < c->n_workers; i++)
-        if (strcmp(c->workers[i], name) == 0)
+        if (strcmp(c->workers[i].name, name) == 0)
             return 1;
     return 0;
+}
+
+/* Takes the worker out of the dispatcher, which puts its queries back at the
+ * front of their queues; returns how many. `failed`: they are timed until
+ * they run again (the failure-to-rerun figure). */
+static size_t worker_unplug(struct coord *c, const char *name, int failed)
+{
+    fair_worker_remove(c->fair, name);
+    size_t k = 0;
+    for (struct cquery *q = c->queries; q; q = q->next)
+        if (q->state == CQ_INFLIGHT && strcmp(q->worker, name) == 0) {
+            q->state = CQ_QUEUED;
+            q->worker[0] = 0;
+            if (failed)
+                q->requeued_us = id_now_us();
+            k++;
+        }
+    c->stats.requeued += k;
+    return k;
+}
+
+static void worker_bench(struct coord *c, const char *name, uint64_t ms)
+{
+    for (size_t i = 0; i < c->n_workers; i++)
+        if (strcmp(c->workers[i].name, name) == 0) {
+            if (!c->workers[i].benched_until)
+                worker_unplug(c, name, 0);
+            c->workers[i].benched_until = id_now_ms() + ms;
+            return;
+        }
 }
 
 static void worker_drop(struct coord *c, const char *name, const char *why)
 {
     for (size_t i = 0; i < c->n_workers; i++) {
-        if (strcmp(c->workers[i], name) != 0)
+        if (strcmp(c->workers[i].name, name) != 0)
             continue;
-        int n = fair_worker_remove(c->fair, name);
-        size_t k = 0;
-        for (struct cquery *q = c->queries; q; q = q->next)
-            if (q->state == CQ_INFLIGHT && strcmp(q->worker, name) == 0) {
-                q->state = CQ_QUEUED;
-                q->worker[0] = 0;
-                q->requeued_us = id_now_us();
-                k++;
-            }
-        c->stats.requeued += k;
-        if (n > 0 || k > 0)
-            LOG_INFO("coord", "worker %s %s: %zu queries requeued", name, why, k);
+        size_t k = c->workers[i].benched_until ? 0 : worker_unplug(c, name, 1);
+        LOG_INFO("coord", "worker %s %s: %zu queries requeued", name, why, k);
         memmove(&c->workers[i], &c->workers[i + 1], (c->n_workers - i - 1) * sizeof *c->workers);
         c->n_workers--;
         return;
@@ -509,12 +549,15 @@ static void worker_take(struct coord *c, const char *name)
 {
     if (worker_known(c, name))
         return;
-    char(*w)[64] = realloc(c->workers, (c->n_workers + 1) * sizeof *w);
+    struct cworker *w = realloc(c->workers, (c->n_workers + 1) * sizeof *w);
     if (!w)
         return;
     c->workers = w;
-    if (fair_worker_add(c->fair, name, COORD_SLOTS) == 0)
-        snprintf(c->workers[c->n_workers++], 64, "%s", name);
+    if (fair_worker_add(c->fair, name, COORD_SLOTS) == 0) {
+        w = &c->workers[c->n_workers++];
+        snprintf(w->name, sizeof w->name, "%s", name);
+        w->benched_until = 0;
+    }
 }
 
 static void sync_workers(struct coord *c)
@@ -524,8 +567,15 @@ static void sync_workers(struct coord *c)
     for (size_t i = 0; i < a.n; i++)
         worker_take(c, a.v[i].name);
     for (size_t i = c->n_workers; i > 0; i--)
-        if (!alive_addr(&a, c->workers[i - 1]))
-            worker_drop(c, c->workers[i - 1], "is gone");
+        if (!alive_addr(&a, c->workers[i - 1].name))
+            worker_drop(c, c->workers[i - 1].name, "is gone");
+    uint64_t now = id_now_ms();
+    for (size_t i = 0; i < c->n_workers; i++) {
+        struct cworker *w = &c->workers[i];
+        if (w->benched_until && now >= w->benched_until &&
+            fair_worker_add(c->fair, w->name, COORD_SLOTS) == 0)
+            w->benched_until = 0;
+    }
 }
 
 static void job_drop(struct coord *c, size_t at)
@@ -707,14 +757,14 @@ static void activate(struct coord *c)
     struct alive a;
     alive_load(c, &a);
     for (size_t i = 0; i < c->n_workers; i++) {
-        const char *addr = alive_addr(&a, c->workers[i]);
+        const char *addr = alive_addr(&a, c->workers[i].name);
         struct state_call *sc = malloc(sizeof *sc);
         if (!addr || !sc) {
             free(sc);
             continue;
         }
         *sc = (struct state_call){c, c->epoch, ""};
-        snprintf(sc->worker, sizeof sc->worker, "%s", c->workers[i]);
+        snprintf(sc->worker, sizeof sc->worker, "%s", c->workers[i].name);
         Idunno__Empty e = IDUNNO__EMPTY__INIT;
         if (net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_JOB_WORKER_STATE_REQ, &e.base,
                         COORD_ADOPT_WAIT_MS, on_worker_state, sc) == 0)
@@ -760,6 +810,8 @@ static void on_member_event(void *ud, const struct member_view *who, enum member
 
 /* ---- completions ------------------------------------------------------------------------------ */
 
+static void batch_flush(struct coord *c);
+
 static void on_batch_committed(void *ud, int status, const uint8_t *result, size_t len)
 {
     (void)result;
@@ -788,6 +840,9 @@ static void on_batch_committed(void *ud, int status, const uint8_t *result, size
     }
     free(b->w);
     free(b);
+    c->batches_proposed--;
+    if (!c->stopping && c->n_batch && !uv_is_active((uv_handle_t *)&c->batch_timer))
+        batch_flush(c);
     if (status < 0 && c->active) {
         sync_jobs(c);
         pump(c);
@@ -821,6 +876,8 @@ static void batch_flush(struct coord *c)
             b->n = c->n_batch;
             rc = ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, buf, n,
                              on_batch_committed, b);
+            if (rc == 0)
+                c->batches_proposed++;
         }
     }
     free(buf);
@@ -838,7 +895,10 @@ static void batch_flush(struct coord *c)
 
 static void on_batch_timer(uv_timer_t *t)
 {
-    batch_flush(t->data);
+    struct coord *c = t->data;
+    if (c->batches_proposed < COORD_BATCHES_IN_FLIGHT)
+        batch_flush(c);
+    /* else the next commit flushes them */
 }
 
 /* JOB_DONE from a worker (on the leader). */
@@ -930,12 +990,12 @@ static void on_part_stored(void *ud, int status)
  * retry (or a new leader) writes the same part again, never a second one. */
 static void flush_job(struct coord *c, struct cjob *cj, struct job_rec *job)
 {
-    size_t n = job->n_pending < COORD_FLUSH_MAX ? job->n_pending : COORD_FLUSH_MAX;
+    size_t max = job->n_pending < COORD_PART_MAX ? job->n_pending : COORD_PART_MAX, n = 0;
     struct flush_call *f = calloc(1, sizeof *f);
     if (!f)
         return;
     struct strbuf text = STRBUF_INIT;
-    for (size_t i = 0; i < n; i++) { /* one JSON object per line */
+    for (size_t i = 0; i < max && text.len < COORD_PART_BYTES; i++, n++) { /* a JSON object per line */
         const struct pending_result *p = &job->pending[i];
         struct json_out j;
         json_out_init(&j, &text);
@@ -980,7 +1040,7 @@ static void flush_results(struct coord *c)
         struct cjob *cj = cjob_find(c, job->id);
         if (!job->n_pending || !cj || cj->flushing)
             continue;
-        if (job->n_pending >= COORD_FLUSH_MAX || now - cj->last_flush_ms >= COORD_FLUSH_MS)
+        if (job->n_pending >= COORD_FLUSH_AT || now - cj->last_flush_ms >= COORD_FLUSH_MS)
             flush_job(c, cj, job);
     }
 }

@@ -44,8 +44,15 @@ struct sdfs;
 #define COORD_TICK_MS 50
 #define COORD_QUERY_TIMEOUT_MS 30000
 #define COORD_ADOPT_WAIT_MS 500
+/* Results are written to SDFS as a part when COORD_FLUSH_AT are pending or the
+ * oldest waited COORD_FLUSH_MS; one part at a time per job, holding up to
+ * COORD_PART_MAX results and COORD_PART_BYTES of JSON, so that the writing
+ * keeps up with thousands of queries a second (results not yet written live
+ * in the replicated state). */
 #define COORD_FLUSH_MS 2000
-#define COORD_FLUSH_MAX 2000
+#define COORD_FLUSH_AT 2000
+#define COORD_PART_MAX 16384
+#define COORD_PART_BYTES (3u << 20)
 
 struct coord_config {
     uv_loop_t *loop;

@@ -6,8 +6,9 @@
  * and the batch's images local (its own SDFS copies, or copies fetched from
  * replicas with sdfs_fetch_local), runs the batch on a pool thread — one batch
  * at a time, so a second accepted query prepares its inputs while the first
- * runs — and sends the result to the coordinator as JOB_DONE, through this
- * node (which forwards it to whoever leads now). A result is retried until a
+ * runs — and sends the result as JOB_DONE straight to the coordinator that
+ * dispatched the latest query, or, after a failed attempt, through this node
+ * (which forwards it to whoever leads now). A result is retried until a
  * coordinator has committed it, so a coordinator change loses nothing; a new
  * coordinator asks WORKER_STATE and adopts what the worker holds.
  *

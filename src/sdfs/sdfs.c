@@ -498,8 +498,13 @@ int sdfs_fetch_local(struct sdfs *s, const char *blob, uint64_t size, const uint
     int rc = fetch_start(s, blob, size, sha, sources, n_sources, w, 0);
     if (rc != 0)
         free(w);
-    if (rc == 1)
+    if (rc == 1) {
+        /* A copy in use stays: the store report spares young blobs, so a
+         * worker's cache of a data set it keeps reading is not deleted and
+         * fetched again every SDFS_YOUNG_MS. */
+        store_touch(s->store, blob);
         cb(ud, 0);
+    }
     return rc < 0 ? rc : 0;
 }
 

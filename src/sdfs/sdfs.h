@@ -69,8 +69,9 @@ typedef void (*sdfs_done_fn)(void *ud, int status);
  * file), copying it from `sources` (HOST:PORT of replicas) if it is not here;
  * the copy is checked against size and sha. cb runs with 0 or ID_E*; if the
  * blob is already here it runs before this returns. Copies this node is not a
- * replica of are deleted by the next store report after SDFS_YOUNG_MS: this is
- * a cache for the inference worker, not a placement. Returns 0 or ID_E* (then
+ * replica of are deleted by the first store report after they have gone
+ * SDFS_YOUNG_MS without being fetched again: this is a cache for the inference
+ * worker, not a placement. Returns 0 or ID_E* (then
  * cb never runs). */
 int sdfs_fetch_local(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
                      char *const *sources, size_t n_sources, sdfs_done_fn cb, void *ud);

@@ -159,6 +159,14 @@ uint64_t store_age_ms(const struct store *s, const char *blob)
     return found ? id_now_ms() - s->e[i].sealed_ms : UINT64_MAX;
 }
 
+void store_touch(struct store *s, const char *blob)
+{
+    int found;
+    size_t i = index_find(s, blob, &found);
+    if (found)
+        s->e[i].sealed_ms = id_now_ms();
+}
+
 int store_path(const struct store *s, const char *blob, char *out, size_t len)
 {
     if (!sdfs_blob_ok(blob) || !store_has(s, blob, NULL))

@@ -70,10 +70,13 @@ int store_has(const struct store *s, const char *blob, uint64_t *size);
 size_t store_count(const struct store *s);
 uint64_t store_bytes(const struct store *s);
 size_t store_list(const struct store *s, char (*out)[SDFS_BLOB_LEN + 1], size_t max);
-/* Milliseconds since blob was sealed here (or found at start); UINT64_MAX if
- * not held. The coordinator does not delete very young blobs: their commit may
- * still be on its way. */
+/* Milliseconds since blob was sealed here (or found at start, or last
+ * touched); UINT64_MAX if not held. The coordinator does not delete very young
+ * blobs: their commit may still be on its way, or (touched) a worker is using
+ * its cached copy. */
 uint64_t store_age_ms(const struct store *s, const char *blob);
+/* Makes a held blob young again (no-op if not held). */
+void store_touch(struct store *s, const char *blob);
 
 /* The path of a sealed blob (for readers on other threads, such as the
  * inference worker); returns 0 or ID_ENOTFOUND. */
