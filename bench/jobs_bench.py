@@ -185,6 +185,25 @@ def busy_jobs(c, n):
                and j.get("queued", 0) + j.get("running", 0) > 0)
 
 
+def worker_kill_trial(c, victim):
+    """Kills victim; returns when the leader has logged it gone and re-run its queries."""
+    leader = c.wait_leader("node10")
+    mark = time.time()
+    c.kill(victim)
+    failed, lines = [], []
+    deadline = time.time() + 10
+    while time.time() < deadline and not (failed and lines):
+        time.sleep(0.2)
+        failed = [t for t, l in c.log_lines(leader, rf"worker {victim} (failed|is gone|left|unreachable)")
+                  if t >= mark]
+        lines = [l for t, l in c.log_lines(leader, r"runs again on .* after its worker") if t >= mark]
+    time.sleep(1)  # the rest of its queries
+    lines = [l for t, l in c.log_lines(leader, r"runs again on .* after its worker") if t >= mark]
+    ms = [float(l.split(", ")[-1].split(" ms")[0]) for l in lines]
+    return {"requeued": len(ms), "detected_ms": round((failed[0] - mark) * 1000) if failed else None,
+            "rerun_ms": ms}
+
+
 def bench_worker(args):
     c = Cluster(args.nodes, args.base_port)
     c.up()
@@ -194,30 +213,21 @@ def bench_worker(args):
         for n in (1, 20, 100):
             many_jobs(c, n)
             time.sleep(3)
-            busy = busy_jobs(c, n)
-            leader = c.wait_leader("node10")
-            victim = next(f"node{k}" for k in range(9, 3, -1) if f"node{k}" != leader)
-            mark = time.time()
-            c.kill(victim)
-            failed, lines = [], []
-            deadline = time.time() + 10
-            while time.time() < deadline and not (failed and lines):
-                time.sleep(0.2)
-                failed = [t for t, l in c.log_lines(leader, rf"worker {victim} failed") if t >= mark]
-                lines = [l for t, l in c.log_lines(leader, r"runs again on .* after its worker")
-                         if t >= mark]
-            time.sleep(1)  # the rest of its queries
-            lines = [l for t, l in c.log_lines(leader, r"runs again on .* after its worker")
-                     if t >= mark]
-            ms = [float(l.split(", ")[-1].split(" ms")[0]) for l in lines]
-            out[str(n)] = {"victim": victim, "jobs_busy_at_kill": busy, "requeued": len(ms),
-                           "detected_ms": round((failed[0] - mark) * 1000) if failed else None,
-                           "rerun_max_ms": max(ms) if ms else None,
+            trials = []
+            for t in range(args.coord_trials):
+                leader = c.wait_leader("node10")
+                victim = [f"node{k}" for k in range(4, 10) if f"node{k}" != leader][t % 5]
+                busy = busy_jobs(c, n)
+                r = worker_kill_trial(c, victim)
+                r.update(victim=victim, jobs_busy=busy)
+                trials.append(r)
+                c.run("start", victim)
+                time.sleep(3)
+            ms = [m for r in trials for m in r["rerun_ms"]]
+            out[str(n)] = {"trials": trials, "rerun_max_ms": max(ms) if ms else None,
                            "rerun_median_ms": statistics.median(ms) if ms else None}
             log("worker kill,", n, "jobs:", out[str(n)])
             stop_jobs(c, n)
-            c.run("start", victim)
-            time.sleep(3)
         return out
     finally:
         c.down()

@@ -322,7 +322,7 @@ static void cut_ahead(struct coord *c, struct cjob *cj)
 /* ---- dispatching -------------------------------------------------------------------------------- */
 
 static void pump(struct coord *c);
-static void worker_bench(struct coord *c, const char *name, uint64_t ms);
+static void worker_bench(struct coord *c, const char *name, uint64_t ms, int unreachable);
 
 struct run_call {
     struct coord *c;
@@ -353,15 +353,18 @@ static void on_run_ack(void *ud, const struct net_result *res)
                      (unsigned long long)q->id, rc->worker,
                      res->errmsg ? res->errmsg : id_strerror(res->status));
             c->stats.run_failures++;
+            int unreachable = res->status == ID_ECONNREFUSED || res->status == ID_ECLOSED;
+            if (unreachable)
+                q->requeued_us = id_now_us();
             requeue(c, q);
             /* Dispatching to it again at once would fail the same way: a
              * full worker needs its results committed first, and one that
              * refuses connections is probably going away (membership will
              * tell). The tick puts it back after a moment. */
             if (res->status == ID_EBUSY)
-                worker_bench(c, rc->worker, COORD_BENCH_BUSY_MS);
-            else if (res->status == ID_ECONNREFUSED || res->status == ID_ECLOSED)
-                worker_bench(c, rc->worker, COORD_BENCH_UNREACHABLE_MS);
+                worker_bench(c, rc->worker, COORD_BENCH_BUSY_MS, 0);
+            else if (unreachable)
+                worker_bench(c, rc->worker, COORD_BENCH_UNREACHABLE_MS, 1);
             pump(c);
         }
     }
@@ -474,7 +477,7 @@ static void pump(struct coord *c)
             if (ms > c->stats.rerun_max_ms)
                 c->stats.rerun_max_ms = ms;
             LOG_INFO("coord", "query %llu of job %u runs again on %s, %.1f ms after its worker "
-                     "was declared failed", (unsigned long long)q->id, q->job, d.worker, ms);
+                     "was found failed", (unsigned long long)q->id, q->job, d.worker, ms);
         }
         q->dispatched_ms = id_wall_ms();
         q->dispatched_mono = id_now_ms();
@@ -521,12 +524,19 @@ static size_t worker_unplug(struct coord *c, const char *name, int failed)
     return k;
 }
 
-static void worker_bench(struct coord *c, const char *name, uint64_t ms)
+/* `unreachable`: its connection failed, which on a machine that reports a
+ * dead process's port at once is the first sign of a failure: its queries are
+ * timed like a declared failure's. */
+static void worker_bench(struct coord *c, const char *name, uint64_t ms, int unreachable)
 {
     for (size_t i = 0; i < c->n_workers; i++)
         if (strcmp(c->workers[i].name, name) == 0) {
-            if (!c->workers[i].benched_until)
-                worker_unplug(c, name, 0);
+            if (!c->workers[i].benched_until) {
+                size_t k = worker_unplug(c, name, unreachable);
+                if (unreachable)
+                    LOG_INFO("coord", "worker %s unreachable: %zu queries requeued, out of the "
+                             "dispatcher for %llu ms", name, k, (unsigned long long)ms);
+            }
             c->workers[i].benched_until = id_now_ms() + ms;
             return;
         }
