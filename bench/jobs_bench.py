@@ -18,8 +18,13 @@ Runtime, the generated ResNet50 and InceptionV3, synthetic JPEG/PNG images).
             coordinator dispatching (its "dispatching" log line).
   capacity  Tiny model, batch 1, all workers, photos scaled to at most 48 px:
             completed queries per second.
+  throughput  ResNet50 alone, batch 8, every worker: images per second of the
+            whole cluster over --seconds, against bare ONNX Runtime on the same
+            two cores (build/bin/infer_bench model, 2 threads, batch 8, run
+            with the cluster down).
 
-Prints one JSON document. Usage: bench/jobs_bench.py [fair|newjob|worker|coord|capacity|all]
+Prints one JSON document. Usage:
+bench/jobs_bench.py [fair|newjob|worker|coord|capacity|throughput|all]
 [--nodes 10] [--seconds 60] [--trials 10] [--base-port 7700]
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
@@ -108,17 +113,14 @@ def bench_fair(args):
     try:
         setup(c, 200, ["resnet50", "inception_v3", "tiny_cnn"])
         wait_preloaded(c, ["resnet50", "inception_v3"])
+        runs = {"two": [("resnet50", 1, 1), ("inception_v3", 1, 1)],
+                "three": [("resnet50", 1, 1), ("inception_v3", 1, 1), ("tiny_cnn", 1, 1)],
+                "weighted": [("resnet50", 1, 2), ("inception_v3", 1, 1)]}
+        only = ["two"] if args.quick else [args.only] if args.only else list(runs)
         out = {}
-        out["two"] = fairness_run(c, [("resnet50", 1, 1), ("inception_v3", 1, 1)], args.seconds, 20)
-        log("two jobs:", out["two"]["max_gap"], out["two"]["queries"])
-        if args.quick:
-            return out
-        out["three"] = fairness_run(c, [("resnet50", 1, 1), ("inception_v3", 1, 1),
-                                        ("tiny_cnn", 1, 1)], args.seconds, 20)
-        log("three jobs:", out["three"]["max_gap"], out["three"]["queries"])
-        out["weighted"] = fairness_run(c, [("resnet50", 1, 2), ("inception_v3", 1, 1)],
-                                       args.seconds, 20)
-        log("weights 2:1:", out["weighted"]["max_gap"], out["weighted"]["queries"])
+        for name in only:
+            out[name] = fairness_run(c, runs[name], args.seconds, 20)
+            log(name, "max gap", out[name]["max_gap"], out[name]["queries"])
         return out
     finally:
         c.down()
@@ -268,6 +270,18 @@ def bench_coord(args):
         c.down()
 
 
+def steady_rate(c, model, counter, warmup, seconds):
+    """The job's counter per second over `seconds` after `warmup`; stops the job."""
+    time.sleep(warmup)
+    a = jobs_state(c)[model][counter]
+    t = time.time()
+    time.sleep(seconds)
+    b = jobs_state(c)[model][counter]
+    rate = (b - a) / (time.time() - t)
+    c.cli("node10", "stop", model)
+    return rate
+
+
 def bench_capacity(args):
     c = Cluster(args.nodes, args.base_port)
     c.up()
@@ -278,14 +292,27 @@ def bench_capacity(args):
         wait_preloaded(c, ["tiny_cnn"])
         # Enough queued for 5,000 queries/s through the whole measurement.
         start_jobs(c, [("tiny_cnn", 1, 1)], int(10 * (args.capacity_seconds + 5)))
-        time.sleep(3)
-        a = jobs_state(c)["tiny_cnn"]["queries_done"]
-        t = time.time()
-        time.sleep(args.capacity_seconds)
-        b = jobs_state(c)["tiny_cnn"]["queries_done"]
-        rate = (b - a) / (time.time() - t)
-        c.cli("node10", "stop", "tiny_cnn")
+        rate = steady_rate(c, "tiny_cnn", "queries_done", 3, args.capacity_seconds)
         return {"queries_per_s": round(rate, 1), "nodes": args.nodes, "images_max_side_px": 48}
+    finally:
+        c.down()
+
+
+def bench_throughput(args):
+    bare = subprocess.run([os.path.join(ROOT, "build", "bin", "infer_bench"), "model",
+                           os.path.join(MODELS, "resnet50.onnx"), "2", "8", str(min(args.seconds, 30))],
+                          check=True, capture_output=True, text=True)
+    bare_ips = json.loads(bare.stdout)["images_per_s"]
+    log("bare ONNX Runtime, 2 threads, batch 8:", bare_ips, "images/s")
+    c = Cluster(args.nodes, args.base_port)
+    c.up()
+    try:
+        setup(c, 200, ["resnet50"])
+        wait_preloaded(c, ["resnet50"])
+        start_jobs(c, [("resnet50", 8, 1)], 30)
+        ips = steady_rate(c, "resnet50", "images_done", 10, args.seconds)
+        return {"cluster_images_per_s": round(ips, 2), "bare_images_per_s": round(bare_ips, 2),
+                "ratio": round(ips / bare_ips, 3), "nodes": args.nodes, "seconds": args.seconds}
     finally:
         c.down()
 
@@ -293,7 +320,7 @@ def bench_capacity(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["fair", "newjob", "worker", "coord", "capacity", "all"])
+                    choices=["fair", "newjob", "worker", "coord", "capacity", "throughput", "all"])
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--trials", type=int, default=10)
@@ -301,10 +328,12 @@ def main():
     ap.add_argument("--coord-trials", type=int, default=3)
     ap.add_argument("--base-port", type=int, default=7700)
     ap.add_argument("--quick", action="store_true", help="fair: only the two-job run")
+    ap.add_argument("--only", choices=["two", "three", "weighted"], help="fair: only this run")
     args = ap.parse_args()
     out = {}
     for what, fn in (("fair", bench_fair), ("newjob", bench_newjob), ("worker", bench_worker),
-                     ("coord", bench_coord), ("capacity", bench_capacity)):
+                     ("coord", bench_coord), ("capacity", bench_capacity),
+                     ("throughput", bench_throughput)):
         if args.what in (what, "all"):
             out[what] = fn(args)
     print(json.dumps(out, indent=1))

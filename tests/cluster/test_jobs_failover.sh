@@ -5,6 +5,10 @@
 # again elsewhere) and then the coordinator itself (a standby takes over,
 # adopts what the workers hold and goes on). Every image ends with exactly one
 # result in SDFS, and the statistics carry over.
+#
+# With IDUNNO_FAILOVER_SEED=N (bench/failover_runs.sh runs it so, 20 times)
+# the victim and the moments of both kills are drawn from that seed;
+# without it the run is the fixed one below.
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
@@ -25,20 +29,32 @@ TOTAL=9000
 done_images() { cli "$1" --json qinfo tiny_cnn 2>/dev/null | json 'd["jobs"][0]["images_done"]'; }
 at_least() { local n; n=$(done_images "$1") && [ "${n:-0}" -ge "$2" ]; }
 
-# -- a worker dies mid-job (not a voter, not the node we talk to)
-wait_until 60 at_least node6 200 || fail "job did not start"
+seed=${IDUNNO_FAILOVER_SEED:-}
+first=200; gap=300
+if [ -n "$seed" ]; then
+  RANDOM=$seed
+  first=$((200 + RANDOM % 3000)); gap=$((100 + RANDOM % 2000))
+fi
+
+# -- a worker dies mid-job: not a voter (a standby and then the coordinator
+# dead would leave one voter of three, no quorum until the 30 s voter
+# replacement), not the node we talk to
+wait_until 60 at_least node6 "$first" || fail "job did not reach $first images"
 L=$(leader node6)
 victim=node5; [ "$L" = node5 ] && victim=node4
+if [ -n "$seed" ] && [ $((RANDOM % 2)) = 1 ] && [ "$L" != node4 ]; then victim=node4; fi
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$victim/pid")"
 before=$(done_images node6)
+[ -z "$seed" ] || echo "seed $seed: worker $victim killed at $before images"
 
 # -- then the coordinator dies mid-job
-next=$((before + 300)); [ "$next" -le "$TOTAL" ] || next=$TOTAL
+next=$((before + gap)); [ "$next" -le "$TOTAL" ] || next=$TOTAL
 wait_until 60 at_least node6 "$next" || fail "job stalled after the worker kill at $before"
 [ "$(done_images node6)" -lt "$TOTAL" ] || echo "note: the job finished before the coordinator was killed"
 L=$(leader node6)
 [ -n "$L" ] && [ "$L" != node6 ] || fail "unexpected leader '$L'"
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$L/pid")"
+[ -z "$seed" ] || echo "seed $seed: coordinator $L killed at $(done_images node6) images"
 new_leader() { local l; l=$(leader node6) && [ -n "$l" ] && [ "$l" != "$L" ]; }
 wait_until 20 new_leader || fail "no new coordinator"
 wait_until 120 at_least node6 "$TOTAL" || fail "job did not finish: $(done_images node6)/$TOTAL"
