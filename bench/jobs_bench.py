@@ -299,6 +299,7 @@ def bench_capacity(args):
 
 
 def bench_throughput(args):
+    subprocess.run(["make", "-C", ROOT, "-s", "bench-bin"], check=True, capture_output=True)
     bare = subprocess.run([os.path.join(ROOT, "build", "bin", "infer_bench"), "model",
                            os.path.join(MODELS, "resnet50.onnx"), "2", "8", str(min(args.seconds, 30))],
                           check=True, capture_output=True, text=True)

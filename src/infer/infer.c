@@ -1,5 +1,6 @@
 /* infer.c — model loading, batching, top-5 and the session cache (infer.h). */
 #include "infer/infer.h"
+#include "infer/gate.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@ struct infer_model {
     const struct infer_backend *backend;
     struct infer_session *session;
     struct infer_model_info info;
+    struct infer_gate *gate;
 };
 
 static int parse_floats3(const char *s, float out[3])
@@ -49,6 +51,7 @@ int infer_model_open(const char *path, const struct infer_options *opt, struct i
     if (!m)
         return ID_ENOMEM;
     m->backend = &infer_backend_ort;
+    m->gate = opt ? opt->gate : NULL;
     struct infer_backend_options bo = {.intra_threads = opt ? opt->threads : 1, .optimize = 1};
     struct infer_io io;
     int rc = m->backend->load(path, &bo, &m->session, &io, errmsg, len);
@@ -106,7 +109,12 @@ const struct infer_model_info *infer_model_info(const struct infer_model *m) { r
 int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits, char *errmsg,
                      size_t len)
 {
-    return m->backend->run(m->session, input, n, logits, errmsg, len);
+    if (!m->gate)
+        return m->backend->run(m->session, input, n, logits, errmsg, len);
+    int slot = infer_gate_enter(m->gate);
+    int rc = m->backend->run(m->session, input, n, logits, errmsg, len);
+    infer_gate_exit(m->gate, slot);
+    return rc;
 }
 
 void infer_top5(const float *logits, int classes, struct infer_result *r)

@@ -32,8 +32,11 @@ struct infer_result {
 
 struct infer_model;
 
+struct infer_gate;
+
 struct infer_options {
-    int threads;          /* intra-op threads; 0 = 1 */
+    int threads;              /* intra-op threads; 0 = 1 */
+    struct infer_gate *gate;  /* held around every model run (gate.h); NULL: none */
 };
 
 /* Loads a model file. Preprocessing comes from the model's metadata

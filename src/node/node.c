@@ -25,6 +25,7 @@
 #include "net/net.h"
 #include "node/node_ctl.h"
 #include "node/node_http.h"
+#include "infer/gate.h"
 #include "sched/coord.h"
 #include "sched/jobs.h"
 #include "sched/worker.h"
@@ -56,6 +57,10 @@ static const char usage[] =
     "                         an unconfirmed suspicion lasts 4 times as long)\n"
     "  --voter-replace MS     a voter failed this long is replaced by a live member\n"
     "                         (default 30000)\n"
+    "  --infer-slots N        model runs at once across every node on this host (default:\n"
+    "                         one per core; 0: no limit); nodes share it through lock files\n"
+    "  --infer-gate DIR       where those lock files are (default $XDG_RUNTIME_DIR, /dev/shm\n"
+    "                         or /tmp, then idunno-infer-gate.UID)\n"
     "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
     "                         otherwise served on HOST:PORT+2, see docs/http.md)\n"
     "  --help                 this text\n";
@@ -85,11 +90,14 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"suspect-timeout", required_argument, NULL, 'S'},
         {"voter-replace", required_argument, NULL, 'R'},
         {"no-http", no_argument, NULL, 'H'},
+        {"infer-slots", required_argument, NULL, 'I'},
+        {"infer-gate", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_LEVEL_INFO;
+    cfg->infer_slots = -1;
     optind = 1;
     opterr = 0; /* one message of our own, naming the option */
     int c;
@@ -101,6 +109,17 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'c': snprintf(cfg->coordinators, sizeof cfg->coordinators, "%s", optarg); break;
         case 'e': cfg->log_stderr = 1; break;
         case 'H': cfg->no_http = 1; break;
+        case 'I': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 0 || v > INFER_GATE_MAX_SLOTS) {
+                snprintf(errmsg, len, "--infer-slots takes 0 to %d", INFER_GATE_MAX_SLOTS);
+                return ID_EINVAL;
+            }
+            cfg->infer_slots = (int)v;
+            break;
+        }
+        case 'G': snprintf(cfg->infer_gate_dir, sizeof cfg->infer_gate_dir, "%s", optarg); break;
         case 'l':
             cfg->log_level = log_level_parse(optarg);
             if (cfg->log_level < 0) {
@@ -406,7 +425,8 @@ static int node_start_layers(struct node *node)
     /* -- IDunno worker (src/sched/worker.c): runs dispatched queries with the
      * inference engine (src/infer), inputs from SDFS -- */
     struct worker_config wc = {.loop = node->loop, .net = node->net, .sdfs = node->sdfs,
-                               .name = cfg->name, .addr = cfg->addr};
+                               .name = cfg->name, .addr = cfg->addr,
+                               .gate_slots = cfg->infer_slots, .gate_dir = cfg->infer_gate_dir};
     rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
         return rc;

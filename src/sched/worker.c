@@ -12,6 +12,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "idunno.pb-c.h"
+#include "infer/gate.h"
 #include "infer/infer.h"
 #include "net/net.h"
 #include "sdfs/catalog.h"
@@ -58,6 +59,7 @@ struct worker {
      * send: results then go through this node's forwarder). */
     char coord_addr[64];
     struct infer_cache *cache;
+    struct infer_gate *gate; /* NULL: model runs not limited on this host */
     struct wquery *queries; /* FIFO */
     int running;            /* a batch is on the pool */
     uv_work_t work;
@@ -583,7 +585,22 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
     w->sdfs = cfg->sdfs;
     snprintf(w->name, sizeof w->name, "%s", cfg->name);
     snprintf(w->addr, sizeof w->addr, "%s", cfg->addr);
-    struct infer_options io = {.threads = cfg->threads ? cfg->threads : 1};
+    if (cfg->gate_slots != 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned slots = cfg->gate_slots > 0 ? (unsigned)cfg->gate_slots
+                                             : cores > 0 && cores <= INFER_GATE_MAX_SLOTS ? (unsigned)cores : 1;
+        char dir[300];
+        if (cfg->gate_dir && cfg->gate_dir[0])
+            snprintf(dir, sizeof dir, "%s", cfg->gate_dir);
+        else
+            infer_gate_default_dir(dir, sizeof dir);
+        char err[400];
+        if (infer_gate_open(dir, slots, &w->gate, err, sizeof err) < 0)
+            LOG_WARN("worker", "no inference gate (%s): model runs are not limited on this host", err);
+        else
+            LOG_INFO("worker", "at most %u model runs at once on this host (gate %s)", slots, dir);
+    }
+    struct infer_options io = {.threads = cfg->threads ? cfg->threads : 1, .gate = w->gate};
     w->cache = infer_cache_new(WORKER_CACHE_MODELS, &io);
     int rc = w->cache ? 0 : ID_ENOMEM;
     if (rc == 0)
@@ -627,6 +644,7 @@ void worker_free(struct worker *w)
     }
     if (!w->running) {
         infer_cache_free(w->cache);
+        infer_gate_close(w->gate);
         free(w);
     }
 }

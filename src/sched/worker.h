@@ -36,6 +36,8 @@ struct worker_config {
     const char *name;
     const char *addr;
     int threads; /* ONNX Runtime intra-op threads (0: 1) */
+    int gate_slots;       /* model runs at once on this host (infer/gate.h); -1: one per core, 0: none */
+    const char *gate_dir; /* NULL or "": infer_gate_default_dir */
 };
 
 int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len);
