@@ -66,9 +66,10 @@ static int cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 
 static int status_once(struct cli_ctx *ctx)
 {
-    Idunno__Empty e = IDUNNO__EMPTY__INIT;
+    Idunno__CtlStatusQuery q = IDUNNO__CTL_STATUS_QUERY__INIT;
+    q.digest = 1;
     struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &e.base, &r);
+    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &q.base, &r);
     if (rc)
         return rc;
     Idunno__CtlStatus *st = idunno__ctl_status__unpack(NULL, r.len, r.body);

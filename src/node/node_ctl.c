@@ -185,9 +185,14 @@ const char *node_ctl_role_name(int role)
 static void node_ctl_status_local(void *ud, struct net_request *req, const uint8_t *body,
                                   size_t len)
 {
-    (void)body;
-    (void)len;
     struct node *node = ud;
+    Idunno__CtlStatusQuery *q = idunno__ctl_status_query__unpack(NULL, len, body);
+    if (!q) {
+        net_reply_error(req, ID_EPROTO, "bad CtlStatusQuery", NULL);
+        return;
+    }
+    int want_digest = q->digest;
+    idunno__ctl_status_query__free_unpacked(q, NULL);
     struct ctl_view v;
     ctl_view(node->ctl, &v);
     static struct member_view views[256];
@@ -209,8 +214,9 @@ static void node_ctl_status_local(void *ud, struct net_request *req, const uint8
         rows[i].leader = servers[i].id == v.leader_id;
         ptrs[i] = &rows[i];
     }
-    char digest[2 * SHA256_LEN + 1];
-    ctl_digest_hex(node->ctl, digest);
+    char digest[2 * SHA256_LEN + 1] = "";
+    if (want_digest) /* it serialises the whole state: only when asked */
+        ctl_digest_hex(node->ctl, digest);
     Idunno__CtlStatus st = IDUNNO__CTL_STATUS__INIT;
     st.node = node->cfg.name;
     st.state = (char *)ctl_state_name(v.state);
