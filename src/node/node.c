@@ -57,8 +57,9 @@ static const char usage[] =
     "                         an unconfirmed suspicion lasts 4 times as long)\n"
     "  --voter-replace MS     a voter failed this long is replaced by a live member\n"
     "                         (default 30000)\n"
-    "  --infer-slots N        model runs at once across every node on this host (default:\n"
-    "                         one per core; 0: no limit); nodes share it through lock files\n"
+    "  --infer-slots N        at most N model runs at once across the nodes on this host,\n"
+    "                         shared through lock files (default 0: no limit; see\n"
+    "                         docs/inference.md for when it helps and what it costs)\n"
     "  --infer-gate DIR       where those lock files are (default $XDG_RUNTIME_DIR, /dev/shm\n"
     "                         or /tmp, then idunno-infer-gate.UID)\n"
     "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
@@ -97,7 +98,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_LEVEL_INFO;
-    cfg->infer_slots = -1;
+    cfg->infer_slots = 0;
     optind = 1;
     opterr = 0; /* one message of our own, naming the option */
     int c;
