@@ -17,7 +17,8 @@ Runtime, the generated ResNet50 and InceptionV3, synthetic JPEG/PNG images).
   coord     Coordinator kill -9 with 1, 20 and 100 jobs: kill -> the new
             coordinator dispatching (its "dispatching" log line).
   capacity  Tiny model, batch 1, all workers, photos scaled to at most 48 px:
-            completed queries per second.
+            completed queries per second; the median of --capacity-runs
+            measurements of --capacity-seconds, each a fresh job.
   throughput  ResNet50 alone, batch 8, every worker: images per second of the
             whole cluster over --seconds, against bare ONNX Runtime on the same
             two cores (build/bin/infer_bench model, 2 threads, batch 8, run
@@ -290,10 +291,17 @@ def bench_capacity(args):
         # figure is the dispatch path's, not JPEG decoding's.
         setup(c, 500, ["tiny_cnn"], max_side=48)
         wait_preloaded(c, ["tiny_cnn"])
-        # Enough queued for 5,000 queries/s through the whole measurement.
-        start_jobs(c, [("tiny_cnn", 1, 1)], int(10 * (args.capacity_seconds + 5)))
-        rate = steady_rate(c, "tiny_cnn", "queries_done", 3, args.capacity_seconds)
-        return {"queries_per_s": round(rate, 1), "nodes": args.nodes, "images_max_side_px": 48}
+        # The figure moves by ±15% between runs on a shared 2-core machine:
+        # several measurements on one cluster, each a fresh job, and their median.
+        rates = []
+        for _ in range(args.capacity_runs):
+            # Enough queued for 5,000 queries/s through the whole measurement.
+            start_jobs(c, [("tiny_cnn", 1, 1)], int(10 * (args.capacity_seconds + 5)))
+            rates.append(round(steady_rate(c, "tiny_cnn", "queries_done", 3,
+                                           args.capacity_seconds), 1))
+            log("capacity run:", rates[-1], "queries/s")
+        return {"queries_per_s": statistics.median(rates), "runs": rates, "nodes": args.nodes,
+                "images_max_side_px": 48}
     finally:
         c.down()
 
@@ -326,6 +334,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--capacity-seconds", type=float, default=10)
+    ap.add_argument("--capacity-runs", type=int, default=3)
     ap.add_argument("--coord-trials", type=int, default=3)
     ap.add_argument("--base-port", type=int, default=7700)
     ap.add_argument("--quick", action="store_true", help="fair: only the two-job run")
