@@ -74,8 +74,14 @@ struct cjob {
     size_t n_lazy;
     uint64_t idle_queued_us; /* images arrived while the job had nothing to run */
     double first_dispatch_ms; /* how long its first query then waited (-1: never) */
-    int flushing;
-    uint64_t last_flush_ms;
+};
+
+/* Writing a job's results to SDFS. Kept apart from struct cjob: a stopped job
+ * leaves the dispatcher, but the results it completed must still be written. */
+struct cflush {
+    uint32_t job;
+    int busy;         /* a part is being written */
+    uint64_t last_ms; /* when the last part was started */
 };
 
 /* A completion waiting for its JOB_DONE command. */
@@ -109,6 +115,8 @@ struct coord {
     struct fair *fair;
     struct cjob *cjobs;
     size_t n_cjobs;
+    struct cflush *flushes;
+    size_t n_flushes;
     struct cquery *queries;
     struct cworker *workers; /* live members, in the dispatcher unless benched */
     size_t n_workers;
@@ -647,6 +655,9 @@ static void deactivate(struct coord *c)
         free(c->cjobs[i].claimed);
     free(c->cjobs);
     c->cjobs = NULL;
+    free(c->flushes);
+    c->flushes = NULL;
+    c->n_flushes = 0;
     c->n_cjobs = 0;
     free(c->workers);
     c->workers = NULL;
@@ -954,12 +965,27 @@ struct flush_call {
     char file[SDFS_NAME_MAX + 1];
 };
 
+static struct cflush *flush_state(struct coord *c, uint32_t job, int create)
+{
+    for (size_t i = 0; i < c->n_flushes; i++)
+        if (c->flushes[i].job == job)
+            return &c->flushes[i];
+    if (!create)
+        return NULL;
+    struct cflush *a = realloc(c->flushes, (c->n_flushes + 1) * sizeof *a);
+    if (!a)
+        return NULL;
+    c->flushes = a;
+    a[c->n_flushes] = (struct cflush){job, 0, 0};
+    return &a[c->n_flushes++];
+}
+
 static void flush_end(struct flush_call *f)
 {
     struct coord *c = f->c;
-    struct cjob *cj = c->epoch == f->epoch ? cjob_find(c, f->job) : NULL;
-    if (cj)
-        cj->flushing = 0;
+    struct cflush *fs = c->epoch == f->epoch ? flush_state(c, f->job, 0) : NULL;
+    if (fs)
+        fs->busy = 0;
     free(f);
 }
 
@@ -998,7 +1024,7 @@ static void on_part_stored(void *ud, int status)
 /* Writes the oldest pending results of a job as the next part: one JSON line
  * per image. The part's name follows from the replicated part count, so a
  * retry (or a new leader) writes the same part again, never a second one. */
-static void flush_job(struct coord *c, struct cjob *cj, struct job_rec *job)
+static void flush_job(struct coord *c, struct cflush *fs, struct job_rec *job)
 {
     size_t max = job->n_pending < COORD_PART_MAX ? job->n_pending : COORD_PART_MAX, n = 0;
     struct flush_call *f = calloc(1, sizeof *f);
@@ -1032,11 +1058,11 @@ static void flush_job(struct coord *c, struct cjob *cj, struct job_rec *job)
     }
     *f = (struct flush_call){c, c->epoch, job->id, job->parts + 1, (uint32_t)n, ""};
     jobs_part_name(job, f->part, f->file, sizeof f->file);
-    cj->flushing = 1;
-    cj->last_flush_ms = id_now_ms();
+    fs->busy = 1;
+    fs->last_ms = id_now_ms();
     if (sdfs_put_bytes(c->sdfs, f->file, (const uint8_t *)strbuf_str(&text), text.len,
                        on_part_stored, f) < 0) {
-        cj->flushing = 0;
+        fs->busy = 0;
         free(f);
     }
     strbuf_free(&text);
@@ -1047,11 +1073,15 @@ static void flush_results(struct coord *c)
     uint64_t now = id_now_ms();
     for (size_t i = 0; i < jobs_count(c->jobs); i++) {
         struct job_rec *job = jobs_at(c->jobs, i);
-        struct cjob *cj = cjob_find(c, job->id);
-        if (!job->n_pending || !cj || cj->flushing)
+        if (!job->n_pending)
             continue;
-        if (job->n_pending >= COORD_FLUSH_AT || now - cj->last_flush_ms >= COORD_FLUSH_MS)
-            flush_job(c, cj, job);
+        struct cflush *fs = flush_state(c, job->id, 1);
+        if (!fs || fs->busy)
+            continue;
+        /* A stopped job's last results go at once: nothing more will come. */
+        if (job->stopped || job->n_pending >= COORD_FLUSH_AT ||
+            now - fs->last_ms >= COORD_FLUSH_MS)
+            flush_job(c, fs, job);
     }
 }
 

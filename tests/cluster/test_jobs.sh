@@ -99,6 +99,11 @@ wait_until 60 second_done_is 120 || fail "second job did not finish"
 cli node5 stop tiny2 >/dev/null
 assert_eq "$(cli node5 --json jobs | json '[j["state"] for j in d["jobs"] if j["model"]=="tiny2"][0]')" stopped "stopped"
 assert_eq "$(cli node5 --json results tiny2 | json 'd["images_done"]')" 120 "results kept after stop"
+# A stopped job's last results still go to SDFS (none left pending).
+wait_until 20 sh -c "'$IDUNNO' -s $(addr node4) --json results tiny2 | grep -q '\"pending_results\":0'" ||
+  fail "a stopped job's results were not all written to SDFS"
+cli node5 results tiny2 "$D/tiny2.jsonl" >/dev/null
+assert_eq "$(wc -l < "$D/tiny2.jsonl" | tr -d ' ')" 120 "result lines of the stopped job"
 # No image was stored twice anywhere.
 assert_eq "$(cli node5 --json jobs | json 'sum(j["duplicates"] for j in d["jobs"])')" 0 "duplicates"
 echo ok
