@@ -126,12 +126,9 @@ static int ctl_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], un
     *n_bufs = 1;
     /* Taken on the loop: a slow one delays everything else, so say so. */
     double ms = (double)(id_now_us() - t0) / 1000.0;
-    if (ms >= 20.0)
-        LOG_INFO("ctl", "snapshot of %zu bytes after %llu commands took %.1f ms", len,
-                 (unsigned long long)c->sm.applied, ms);
-    else
-        LOG_DEBUG("ctl", "snapshot of %zu bytes after %llu commands took %.1f ms", len,
-                  (unsigned long long)c->sm.applied, ms);
+    log_write(ms >= 20.0 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, "ctl",
+              "snapshot of %zu bytes after %llu commands took %.1f ms", len,
+              (unsigned long long)c->sm.applied, ms);
     return 0;
 }
 

@@ -191,11 +191,18 @@ void member_destroy(struct member *m)
 
 size_t member_alive(const struct member *m, struct member_view *out, size_t max)
 {
-    size_t n = member_snapshot(m, NULL, 0);
-    struct member_view *views = calloc(n ? n : 1, sizeof *views);
-    if (!views)
-        return 0;
-    n = member_snapshot(m, views, n);
+    /* Snapshot straight into out and compact it in place; only a table with
+     * more entries (dead ones included) than out holds needs a copy. */
+    struct member_view *views = out, *heap = NULL;
+    size_t n = member_snapshot(m, out, max);
+    if (n > max) {
+        heap = calloc(n, sizeof *heap);
+        if (!heap)
+            return 0;
+        size_t got = member_snapshot(m, heap, n);
+        n = got < n ? got : n;
+        views = heap;
+    }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (views[i].state != MEMBER_ALIVE)
@@ -208,9 +215,9 @@ size_t member_alive(const struct member *m, struct member_view *out, size_t max)
                 dup = 1;
             }
         if (!dup && k < max)
-            out[k++] = views[i];
+            out[k++] = views[i]; /* in place k <= i, so nothing unread is overwritten */
     }
-    free(views);
+    free(heap);
     return k;
 }
 

@@ -1,4 +1,3 @@
-#include <stdarg.h>
 /* net.c — the node's transport (see net.h): framed RPC over TCP and datagrams over
  * UDP on one libuv loop.
  *
@@ -20,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

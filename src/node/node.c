@@ -20,12 +20,12 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "idunno.pb-c.h"
+#include "infer/gate.h"
 #include "logq/logq.h"
 #include "member/member.h"
 #include "net/net.h"
 #include "node/node_ctl.h"
 #include "node/node_http.h"
-#include "infer/gate.h"
 #include "sched/coord.h"
 #include "sched/jobs.h"
 #include "sched/worker.h"
@@ -98,7 +98,6 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_LEVEL_INFO;
-    cfg->infer_slots = 0;
     optind = 1;
     opterr = 0; /* one message of our own, naming the option */
     int c;

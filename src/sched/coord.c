@@ -134,7 +134,6 @@ struct coord {
     struct coord_stats stats;
 };
 
-
 /* ---- live members ----------------------------------------------------------------------------- */
 
 struct alive {
@@ -1031,7 +1030,8 @@ static void flush_job(struct coord *c, struct cflush *fs, struct job_rec *job)
     if (!f)
         return;
     struct strbuf text = STRBUF_INIT;
-    for (size_t i = 0; i < max && text.len < COORD_PART_BYTES; i++, n++) { /* a JSON object per line */
+    /* One JSON object per line. */
+    for (size_t i = 0; i < max && text.len < COORD_PART_BYTES; i++, n++) {
         const struct pending_result *p = &job->pending[i];
         struct json_out j;
         json_out_init(&j, &text);
@@ -1410,7 +1410,7 @@ static void lead_inference(void *ud, struct net_request *req, const uint8_t *bod
         names[n++] = m->dataset;
     if (n == 0) {
         net_reply_errorf(req, ID_ENOTFOUND, "no SDFS files under '%s' (store a data set with "
-                                       "idunno put-dir DIR %s)", prefix, m->dataset);
+                         "idunno put-dir DIR %s)", prefix, m->dataset);
     } else {
         Idunno__JobInference full = IDUNNO__JOB_INFERENCE__INIT;
         full.model = m->model;
@@ -1488,7 +1488,8 @@ static void lead_model_add(void *ud, struct net_request *req, const uint8_t *bod
                                        ? catalog_find_blob(c->catalog, m->file, m->blob)
                                        : NULL;
     if (!v) {
-        net_reply_errorf(req, ID_ENOTFOUND, "model file %s (blob %s) is not in SDFS", m->file, m->blob);
+        net_reply_errorf(req, ID_ENOTFOUND, "model file %s (blob %s) is not in SDFS", m->file,
+                         m->blob);
         idunno__model_info__free_unpacked(m, NULL);
         return;
     }
@@ -1558,7 +1559,7 @@ static void read_jobs(struct lead_op *op)
         }
         if (q->model[0] && k == 0) {
             net_reply_errorf(op->req, ID_ENOTFOUND, "no job for model '%s' (idunno launch %s BATCH)",
-                        q->model, q->model);
+                             q->model, q->model);
         } else {
             Idunno__JobList l = IDUNNO__JOB_LIST__INIT;
             l.n_jobs = k;

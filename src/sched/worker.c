@@ -585,10 +585,8 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
     w->sdfs = cfg->sdfs;
     snprintf(w->name, sizeof w->name, "%s", cfg->name);
     snprintf(w->addr, sizeof w->addr, "%s", cfg->addr);
-    if (cfg->gate_slots != 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned slots = cfg->gate_slots > 0 ? (unsigned)cfg->gate_slots
-                                             : cores > 0 && cores <= INFER_GATE_MAX_SLOTS ? (unsigned)cores : 1;
+    if (cfg->gate_slots > 0) {
+        unsigned slots = (unsigned)cfg->gate_slots;
         char dir[300];
         if (cfg->gate_dir && cfg->gate_dir[0])
             snprintf(dir, sizeof dir, "%s", cfg->gate_dir);
@@ -596,7 +594,8 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
             infer_gate_default_dir(dir, sizeof dir);
         char err[400];
         if (infer_gate_open(dir, slots, &w->gate, err, sizeof err) < 0)
-            LOG_WARN("worker", "no inference gate (%s): model runs are not limited on this host", err);
+            LOG_WARN("worker", "no inference gate (%s): model runs are not limited on this host",
+                     err);
         else
             LOG_INFO("worker", "at most %u model runs at once on this host (gate %s)", slots, dir);
     }

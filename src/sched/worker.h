@@ -36,7 +36,7 @@ struct worker_config {
     const char *name;
     const char *addr;
     int threads; /* ONNX Runtime intra-op threads (0: 1) */
-    int gate_slots;       /* model runs at once on this host (infer/gate.h); 0: no gate, -1: one per core */
+    int gate_slots;       /* model runs at once on this host (infer/gate.h); 0: no gate */
     const char *gate_dir; /* NULL or "": infer_gate_default_dir */
 };
 

@@ -123,12 +123,6 @@ static void random_blob(char out[SDFS_BLOB_LEN + 1])
     snprintf(out, SDFS_BLOB_LEN + 1, "%016llx", (unsigned long long)v);
 }
 
-/* Live members (alive, one per name: the newest incarnation), self first. */
-static size_t alive_members(struct sdfs *s, struct member_view *out, size_t max)
-{
-    return member_alive(s->member, out, max);
-}
-
 /* The address of a live node, or NULL. */
 static const char *addr_of(const struct member_view *alive, size_t n, const char *name)
 {
@@ -146,7 +140,6 @@ static int call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *ms
 {
     return net_call_pb(s->net, s->addr, type, msg, SDFS_CALL_MS, fn, ud);
 }
-
 
 /* ==== replica ================================================================================ */
 
@@ -175,7 +168,7 @@ static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body
                          req);
     if (rc < 0)
         net_reply_errorf(req, rc, "replica %s cannot write blob %s at %llu: %s", s->name, m->blob,
-                    (unsigned long long)m->offset, id_strerror(rc));
+                         (unsigned long long)m->offset, id_strerror(rc));
     idunno__sdfs_chunk__free_unpacked(m, NULL);
 }
 
@@ -207,7 +200,7 @@ static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body,
         net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
     else if (rc < 0)
         net_reply_errorf(req, rc, "replica %s cannot seal blob %s: %s", s->name, m->blob,
-                    id_strerror(rc));
+                         id_strerror(rc));
     idunno__sdfs_chunk__free_unpacked(m, NULL);
 }
 
@@ -222,7 +215,7 @@ static void on_blob_read_done(void *ud, int status, const uint8_t *data, size_t 
     struct read_op *op = ud;
     if (status < 0) {
         net_reply_errorf(op->req, status, "replica %s cannot read: %s", op->s->name,
-                    id_strerror(status));
+                         id_strerror(status));
     } else {
         Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
         c.data.data = (uint8_t *)data;
@@ -254,7 +247,7 @@ static void on_blob_read(void *ud, struct net_request *req, const uint8_t *body,
     if (rc < 0) {
         free(op);
         net_reply_errorf(req, rc, "replica %s cannot read blob %s: %s", s->name, m->blob,
-                    id_strerror(rc));
+                         id_strerror(rc));
     }
     idunno__sdfs_read__free_unpacked(m, NULL);
 }
@@ -709,7 +702,7 @@ static void on_placed(void *ud, const struct net_result *res)
     if (!pl || pl->n_replicas == 0 || pl->n_replicas != pl->n_addrs) {
         int code = res->status < 0 ? res->status : ID_EPROTO;
         net_reply_errorf(po->req, code, "cannot place %s: %s", po->name,
-                    res->errmsg ? res->errmsg : id_strerror(code));
+                         res->errmsg ? res->errmsg : id_strerror(code));
         if (pl)
             idunno__sdfs_placement__free_unpacked(pl, NULL);
         free(po);
@@ -763,9 +756,9 @@ static void on_put_open(void *ud, struct net_request *req, const uint8_t *body, 
     }
     if (!sdfs_name_ok(m->name)) {
         net_reply_errorf(req, ID_EINVAL,
-                    "'%s' is not a valid SDFS name (1-%d printable characters, no spaces, no "
-                    "leading '/', no '.' or '..' parts)",
-                    m->name, SDFS_NAME_MAX);
+                         "'%s' is not a valid SDFS name (1-%d printable characters, no spaces, no "
+                         "leading '/', no '.' or '..' parts)",
+                         m->name, SDFS_NAME_MAX);
         idunno__sdfs_put_open__free_unpacked(m, NULL);
         return;
     }
@@ -811,14 +804,14 @@ static void on_put_data(void *ud, struct net_request *req, const uint8_t *body, 
     struct put_session *ps = put_find(s, m->session);
     if (!ps) {
         net_reply_errorf(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
-                    (unsigned long long)m->session, s->name);
+                         (unsigned long long)m->session, s->name);
     } else if (ps->failed) {
         net_reply_error(req, ps->failed, ps->failed_msg, NULL);
     } else if (m->offset != ps->next_offset || m->data.len == 0 || m->data.len > SDFS_CHUNK ||
                m->offset + m->data.len > ps->size) {
         net_reply_errorf(req, ID_EINVAL, "chunk at %llu (+%zu) does not follow %llu of %llu bytes",
-                    (unsigned long long)m->offset, m->data.len,
-                    (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
+                         (unsigned long long)m->offset, m->data.len,
+                         (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
     } else {
         /* The chunk is packed once, as the replicas' BLOB_WRITE body, and the
          * same bytes go to every replica. */
@@ -948,12 +941,12 @@ static void on_put_close(void *ud, struct net_request *req, const uint8_t *body,
     struct put_session *ps = put_find(s, m->session);
     if (!ps) {
         net_reply_errorf(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
-                    (unsigned long long)m->session, s->name);
+                         (unsigned long long)m->session, s->name);
     } else if (ps->failed) {
         net_reply_error(req, ps->failed, ps->failed_msg, NULL);
     } else if (ps->close_req || m->sha256.len != 32 || ps->next_offset != ps->size) {
         net_reply_errorf(req, ID_EINVAL, "close after %llu of %llu bytes",
-                    (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
+                         (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
     } else {
         ps->close_req = req;
         memcpy(ps->sha, m->sha256.data, 32);
@@ -1035,7 +1028,7 @@ static void get_try(struct get_op *g)
 {
     struct sdfs *s = g->s;
     struct member_view alive[SDFS_MAX_ALIVE];
-    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
     while (g->next < g->m->n_replicas) {
         const char *name = g->m->replicas[g->next++];
         if (strcmp(name, s->name) == 0)
@@ -1052,7 +1045,7 @@ static void get_try(struct get_op *g)
             return;
     }
     net_reply_errorf(g->req, ID_EUNAVAIL, "no replica of %s could be read%s%s", g->m->name,
-                g->tried_err[0] ? "; last error: " : "", g->tried_err);
+                     g->tried_err[0] ? "; last error: " : "", g->tried_err);
     get_done(g);
 }
 
@@ -1147,7 +1140,7 @@ static void broadcast_delete(struct sdfs *s, char **blobs, size_t n)
     if (n == 0)
         return;
     struct member_view alive[SDFS_MAX_ALIVE];
-    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
     Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
     bl.n_blobs = n;
     bl.blobs = blobs;
@@ -1165,7 +1158,7 @@ static void lead_place(void *ud, struct net_request *req, const uint8_t *body, s
         return;
     }
     struct member_view alive[SDFS_MAX_ALIVE];
-    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
     struct sdfs_node nodes[SDFS_MAX_ALIVE];
     for (size_t i = 0; i < n_alive; i++)
         nodes[i].name = alive[i].name;
@@ -1297,7 +1290,7 @@ static void lead_lookup_read(void *ud, int status)
         net_reply_errorf(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m->name);
     } else {
         struct member_view alive[SDFS_MAX_ALIVE];
-        size_t n_alive = alive_members(op->s, alive, SDFS_MAX_ALIVE);
+        size_t n_alive = member_alive(op->s->member, alive, SDFS_MAX_ALIVE);
         Idunno__SdfsVersion rows[SDFS_KEEP_VERSIONS], *rp[SDFS_KEEP_VERSIONS];
         char *names[SDFS_KEEP_VERSIONS][SDFS_REPLICAS], *addrs[SDFS_KEEP_VERSIONS][SDFS_REPLICAS];
         size_t n = 0;
@@ -1310,9 +1303,9 @@ static void lead_lookup_read(void *ud, int status)
         }
         if (n == 0) {
             net_reply_errorf(op->req, ID_ENOTFOUND, "%s has no version %llu (kept: %llu..%llu)",
-                        m->name, (unsigned long long)m->version,
-                        (unsigned long long)f->versions[0].version,
-                        (unsigned long long)f->versions[f->n_versions - 1].version);
+                             m->name, (unsigned long long)m->version,
+                             (unsigned long long)f->versions[0].version,
+                             (unsigned long long)f->versions[f->n_versions - 1].version);
         } else {
             Idunno__SdfsFile out = IDUNNO__SDFS_FILE__INIT;
             out.name = f->name;
@@ -1502,7 +1495,7 @@ static void lead_bad(void *ud, struct net_request *req, const uint8_t *body, siz
         if (rc < 0 && !lead_op_settled(op, rc))
             lead_op_free(op);
         struct member_view alive[SDFS_MAX_ALIVE];
-        size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+        size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
         const char *addr = addr_of(alive, n_alive, m->node);
         if (addr) {
             Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
@@ -1651,7 +1644,7 @@ static void repair_tick(struct sdfs *s)
     if (!ctl_is_serving(s->ctl) || s->n_repairs >= SDFS_MAX_REPAIRS)
         return;
     struct member_view alive[SDFS_MAX_ALIVE];
-    size_t n_alive = alive_members(s, alive, SDFS_MAX_ALIVE);
+    size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
     struct sdfs_node nodes[SDFS_MAX_ALIVE];
     for (size_t i = 0; i < n_alive; i++)
         nodes[i].name = alive[i].name;
