@@ -32,11 +32,15 @@ cat "$IDUNNO_RUN_DIR"/node*/idunnod.log >/dev/null # warm the page cache for bot
 t() { local s e; s=$(date +%s%N); "$@" >"$IDUNNO_RUN_DIR/out"; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 best() { local b=999999 v; for _ in 1 2 3; do v=$(t "$@"); [ "$v" -lt "$b" ] && b=$v; done; echo "$b"; }
 local_ms=$(best grep -c "$pattern" "$IDUNNO_RUN_DIR/node1/idunnod.log")
+# The first search maps every node's log (later ones find it mapped): timed apart.
+first_ms=$(t "$root/bin/idunno" -s 127.0.0.1:"$IDUNNO_BASE_PORT" --timeout 30000 grep -c "$pattern")
 dist_ms=$(best "$root/bin/idunno" -s 127.0.0.1:"$IDUNNO_BASE_PORT" --timeout 30000 grep -c "$pattern")
 total=$("$root/bin/idunno" -s 127.0.0.1:"$IDUNNO_BASE_PORT" --json --timeout 30000 grep -c "$pattern" | grep -o '"total":[0-9]*' | cut -d: -f2)
+kernel=$(grep -h -o 'grep kernel [a-z0-9]*' "$IDUNNO_RUN_DIR/node1/idunnod.log" | head -n1 | cut -d' ' -f3)
 cat <<JSON
 {"nodes": $nodes, "mb_per_node": $mb, "matches_total": $total, "cores": $(nproc),
  "local_grep_c_one_node_ms": $local_ms, "idunno_grep_c_all_nodes_ms": $dist_ms,
+ "idunno_first_search_ms": $first_ms, "search_kernel": "$kernel",
  "ratio": $(awk -v a="$dist_ms" -v b="$local_ms" 'BEGIN { printf "%.2f", a / b }'),
- "target": "ratio <= 1.5 (nodes on separate machines)"}
+ "target": "ratio <= 1.5"}
 JSON

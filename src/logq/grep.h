@@ -54,8 +54,24 @@ int grep_match(const struct grep_matcher *m, const char *line, size_t len);
 typedef int (*grep_line_fn)(void *ud, const char *line, size_t len);
 int grep_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn, void *ud);
 
-/* Searches a whole file. Returns 0, or ID_ENOTFOUND / ID_EIO / ID_ENOMEM (then
- * *out holds nothing). */
+/* grep_block over a mapped buffer of any size (in windows of whole lines),
+ * returning ID_EIO instead of dying should the mapped file shrink under it
+ * (SIGBUS). */
+int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn, void *ud);
+
+/* A file kept mapped between searches: a node's own log, searched on worker
+ * threads, several at once. The mapping follows the file at the path: it is
+ * extended as the file grows and redone if the file is replaced. Pages of the
+ * mapping that were read count in the node's RSS (as file pages the kernel
+ * may reclaim). */
+struct grep_map;
+int grep_map_open(struct grep_map **out, const char *path); /* maps nothing yet */
+/* Searches the whole file as it is now. Returns 0, or ID_ENOTFOUND / ID_EIO /
+ * ID_ENOMEM (then *out holds nothing). Thread-safe. */
+int grep_map_search(struct grep_map *gm, const struct grep_matcher *m, struct grep_output *out);
+void grep_map_close(struct grep_map *gm);
+
+/* Searches a whole file once (a grep_map opened and closed). Same returns. */
 int grep_file(const struct grep_matcher *m, const char *path, struct grep_output *out);
 void grep_output_free(struct grep_output *out);
 

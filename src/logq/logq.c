@@ -24,6 +24,7 @@
 #include "idunno.pb-c.h"
 #include "logq/grep.h"
 #include "logq/merge.h"
+#include "logq/strfind.h"
 #include "net/frame.h"
 #include "net/net.h"
 
@@ -42,9 +43,16 @@ struct logq {
     char name[LOGQ_NAME_MAX];
     char addr[LOGQ_ADDR_MAX];
     char log_path[600];
+    struct grep_map *log_map; /* the log, kept mapped between searches */
     size_t jobs;   /* searches running on worker threads */
     int closing;   /* logq_destroy was called: free when jobs reaches 0 */
 };
+
+static void logq_free(struct logq *q)
+{
+    grep_map_close(q->log_map);
+    free(q);
+}
 
 /* ---- local search, on a worker thread ------------------------------------------- */
 
@@ -67,7 +75,7 @@ static void local_work(uv_work_t *w)
     j->status = grep_compile(&m, &j->query, j->errmsg, sizeof j->errmsg);
     if (j->status < 0)
         return;
-    j->status = grep_file(&m, j->q->log_path, &j->out);
+    j->status = grep_map_search(j->q->log_map, &m, &j->out);
     if (j->status < 0)
         snprintf(j->errmsg, sizeof j->errmsg, "cannot read %s: %s", j->q->log_path,
                  id_strerror(j->status));
@@ -99,7 +107,7 @@ static void local_done(uv_work_t *w, int status)
     free(j->pattern);
     free(j);
     if (--q->jobs == 0 && q->closing)
-        free(q);
+        logq_free(q);
 }
 
 static void on_grep_local(void *ud, struct net_request *req, const uint8_t *body, size_t len)
@@ -305,13 +313,19 @@ int logq_create(uv_loop_t *loop, struct net *net, const char *node_name, const c
     snprintf(q->name, sizeof q->name, "%s", node_name);
     snprintf(q->addr, sizeof q->addr, "%s", net_addr(net));
     snprintf(q->log_path, sizeof q->log_path, "%s", log_path);
-    int rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_REQ, on_grep, q);
-    if (rc == 0)
-        rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_REQ, on_grep_local, q);
+    int rc = grep_map_open(&q->log_map, q->log_path);
     if (rc < 0) {
         free(q);
         return rc;
     }
+    rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_REQ, on_grep, q);
+    if (rc == 0)
+        rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_REQ, on_grep_local, q);
+    if (rc < 0) {
+        logq_free(q);
+        return rc;
+    }
+    LOG_INFO("logq", "grep kernel %s, searching %s", strfind_kernel(), q->log_path);
     *out = q;
     return 0;
 }
@@ -330,5 +344,5 @@ void logq_destroy(struct logq *q)
     q->closing = 1;
     q->peers_fn = NULL;
     if (q->jobs == 0)
-        free(q);
+        logq_free(q);
 }

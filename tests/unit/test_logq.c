@@ -1,6 +1,8 @@
 /* test_logq.c — distributed grep: the matcher (fixed, -i, -E), block search
  * against a line-by-line reference on seeded random logs, file search with its
- * bounds, the merge of per-node answers, and one fan-out over loopback with a
+ * bounds, the fast fixed-string kernel against a naive search, the mapped log
+ * following its file (growth, truncation, replacement, SIGBUS, concurrent
+ * searches), the merge of per-node answers, and one fan-out over loopback with a
  * dead peer and a silent one. Ports: IDUNNO_TEST_PORT_BASE + 20..29. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +25,7 @@
 #include "logq/grep.h"
 #include "logq/logq.h"
 #include "logq/merge.h"
+#include "logq/strfind.h"
 #include "net/net.h"
 
 static struct grep_matcher compile(const char *pattern, int icase, int ere)
@@ -88,6 +94,47 @@ static void test_compile_rejects(void **state)
     q.extended = 0; /* the same text is a fine fixed string */
     assert_int_equal(grep_compile(&m, &q, err, sizeof err), 0);
     grep_matcher_free(&m);
+
+    /* Patterns that would take every node seconds or gigabytes to compile. */
+    q.extended = 1;
+    static const char *const costly[] = {
+        "x++++++++++++++++++++++++++++++", "(x?|y*)+++++++++", "a*{2}", "a?*",
+        "((x?|y*){30}){30}", "(((((((x?|y*)+)+)+)+)+)+)+", "x{1000}",
+    };
+    for (size_t i = 0; i < sizeof costly / sizeof costly[0]; i++) {
+        q.pattern = costly[i];
+        if (grep_compile(&m, &q, err, sizeof err) != ID_EINVAL)
+            fail_msg("'%s' was accepted", costly[i]);
+        assert_true(strstr(err, "in a row") || strstr(err, "too costly"));
+    }
+    char deep[200] = "";
+    for (int i = 0; i < 70; i++)
+        strcat(deep, "(");
+    strcat(deep, "a");
+    for (int i = 0; i < 70; i++)
+        strcat(deep, ")");
+    q.pattern = deep;
+    assert_int_equal(grep_compile(&m, &q, err, sizeof err), ID_EINVAL);
+    assert_non_null(strstr(err, "nested"));
+    /* Ordinary log patterns stay accepted, brackets and escapes included. */
+    static const char *const fine[] = {
+        "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", "(error|warn|fail)+ in [a-z_]+",
+        "member node[0-9]+#[0-9]+ .* is (suspect|failed)", "[]+*?{]+x", "a\\+\\+\\+\\+", "x{2}y{3}z*",
+        "[[:digit:]]+ ms", "^2026-1[12]-[0-3][0-9]T",
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        q.pattern = fine[i];
+        if (grep_compile(&m, &q, err, sizeof err) != 0)
+            fail_msg("'%s' was rejected: %s", fine[i], err);
+        grep_matcher_free(&m);
+    }
+    char longp[5000];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = 0;
+    q.pattern = longp;
+    q.extended = 0;
+    assert_int_equal(grep_compile(&m, &q, err, sizeof err), ID_EINVAL);
+    assert_non_null(strstr(err, "too long"));
 }
 
 struct lines_seen {
@@ -219,7 +266,7 @@ static void test_file_bounds_and_counts(void **state)
 {
     (void)state;
     /* 3,000 lines, every third matching, plus one 3 MiB line that matches:
-     * the reader must grow its buffer for it. */
+     * one search window holds it whole. */
     size_t cap = 4u << 20, len = 0;
     char *content = malloc(cap);
     for (int i = 0; i < 3000; i++)
@@ -281,6 +328,224 @@ static void test_file_bounds_and_counts(void **state)
     snprintf(missing, sizeof missing, "%s/no-such.log", tmpdir);
     assert_int_equal(grep_file(&m, missing, &out), ID_ENOTFOUND);
     grep_matcher_free(&m);
+    unlink(path);
+}
+
+/* ---- strfind and the mapped log ---------------------------------------------------- */
+
+/* The plain definition of a (case-folded) occurrence, to check both kernels. */
+static const char *naive_find(const char *h, size_t hlen, const char *n, size_t nlen, int fold)
+{
+    if (nlen == 0)
+        return NULL;
+    for (size_t i = 0; i + nlen <= hlen; i++) {
+        size_t k = 0;
+        while (k < nlen) {
+            unsigned char c = (unsigned char)h[i + k];
+            if (fold && c >= 'A' && c <= 'Z')
+                c |= 0x20;
+            if (c != (unsigned char)n[k])
+                break;
+            k++;
+        }
+        if (k == nlen)
+            return h + i;
+    }
+    return NULL;
+}
+
+static void test_strfind_agrees_with_naive(void **state)
+{
+    (void)state;
+    /* A small alphabet makes near-misses common; the letters next to the case
+     * bit ('@' '[' '`' '{') check that folding does not invent matches. */
+    static const char alphabet[] = "aAbBzZ@[`{\n\0-";
+    uint32_t seed = 7;
+#define RND() (seed = seed * 1103515245u + 12345u, (seed >> 16) & 0x7fff)
+    char hay[400], needle[12];
+    for (int round = 0; round < 20000; round++) {
+        size_t hlen = RND() % sizeof hay, nlen = 1 + RND() % (sizeof needle - 1);
+        for (size_t i = 0; i < hlen; i++)
+            hay[i] = alphabet[RND() % (sizeof alphabet - 1)];
+        int fold = (int)(RND() & 1);
+        for (size_t i = 0; i < nlen; i++) {
+            char c = alphabet[RND() % (sizeof alphabet - 1)];
+            needle[i] = fold && c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+        }
+        if (hlen > nlen && RND() % 2) /* plant one, in the haystack's case */
+            memcpy(hay + RND() % (hlen - nlen + 1), needle, nlen);
+        const char *want = naive_find(hay, hlen, needle, nlen, fold);
+        const char *fast = strfind(hay, hlen, needle, nlen, fold);
+        const char *portable = strfind_portable(hay, hlen, needle, nlen, fold);
+        if (fast != want || portable != want)
+            fail_msg("round %d (hlen %zu nlen %zu fold %d): want %td, fast %td, portable %td", round, hlen, nlen,
+                     fold, want ? want - hay : -1, fast ? fast - hay : -1, portable ? portable - hay : -1);
+    }
+#undef RND
+    assert_null(strfind("abc", 3, "", 0, 0));
+    assert_null(strfind("ab", 2, "abc", 3, 0));
+    const char *k = strfind_kernel();
+    assert_true(strcmp(k, "avx2") == 0 || strcmp(k, "portable") == 0);
+}
+
+static uint64_t map_count(struct grep_map *gm, const char *pattern, int *status)
+{
+    struct grep_query q = {.pattern = pattern, .count_only = 1, .max_lines = 10};
+    struct grep_matcher m;
+    char err[256];
+    assert_int_equal(grep_compile(&m, &q, err, sizeof err), 0);
+    struct grep_output out;
+    *status = grep_map_search(gm, &m, &out);
+    uint64_t n = out.count;
+    grep_output_free(&out);
+    grep_matcher_free(&m);
+    return n;
+}
+
+static void append(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_map_follows_the_file(void **state)
+{
+    (void)state;
+    char path[128], other[128];
+    snprintf(path, sizeof path, "%s/node.log", tmpdir);
+    snprintf(other, sizeof other, "%s/node.log.new", tmpdir);
+    struct grep_map *gm;
+    int st;
+    assert_int_equal(grep_map_open(&gm, path), 0);
+    assert_int_equal(map_count(gm, "x", &st), 0); /* no log yet */
+    assert_int_equal(st, ID_ENOTFOUND);
+
+    write_tmp("node.log", "", 0); /* empty */
+    assert_int_equal(map_count(gm, "needle", &st), 0);
+    assert_int_equal(st, 0);
+    append(path, "a needle\nhay\n");
+    assert_int_equal(map_count(gm, "needle", &st), 1); /* grew into the room */
+    assert_int_equal(st, 0);
+    append(path, "needle two\nNEEDLE three (case)\nlast needle, no newline");
+    assert_int_equal(map_count(gm, "needle", &st), 3);
+
+    /* Grown past the room: mapped again. */
+    size_t big = (300u << 20);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)big), 0); /* a hole of zeros */
+    assert_int_equal(pwrite(fd, "\nneedle at the end\n", 19, (off_t)big), 19);
+    close(fd);
+    assert_int_equal(map_count(gm, "needle", &st), 4);
+    assert_int_equal(st, 0);
+
+    /* Truncated: only what is there now is searched. */
+    assert_int_equal(truncate(path, 9), 0);
+    assert_int_equal(map_count(gm, "needle", &st), 1);
+
+    /* Replaced (rename over it, as log rotation does): the new file is searched. */
+    FILE *f = fopen(other, "w");
+    fputs("needle\nneedle\nneedle\nhay\n", f);
+    fclose(f);
+    assert_int_equal(rename(other, path), 0);
+    assert_int_equal(map_count(gm, "needle", &st), 3);
+    unlink(path);
+    assert_int_equal(map_count(gm, "needle", &st), 0);
+    assert_int_equal(st, ID_ENOTFOUND);
+    grep_map_close(gm);
+}
+
+static void test_mapped_block_survives_truncation(void **state)
+{
+    (void)state;
+    /* Map two pages of lines, then cut the file: reading the mapping now
+     * raises SIGBUS, which must become an error of that search. */
+    size_t len = 8192;
+    char *content = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        content[i] = i % 64 == 63 ? '\n' : 'h';
+    memcpy(content + len - 16, "needle", 6);
+    const char *path = write_tmp("cut.log", content, len);
+    free(content);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    const char *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    struct grep_matcher m = compile("needle", 0, 0);
+    size_t hits = 0;
+    assert_int_equal(grep_mapped_block(&m, map, len, count_line, &hits), 0);
+    assert_int_equal(hits, 1);
+    assert_int_equal(truncate(path, 0), 0);
+    assert_int_equal(grep_mapped_block(&m, map, len, count_line, &hits), ID_EIO);
+    /* and the guard is down again: an ordinary block still searches */
+    hits = 0;
+    assert_int_equal(grep_mapped_block(&m, "a needle\n", 9, count_line, &hits), 0);
+    assert_int_equal(hits, 1);
+    grep_matcher_free(&m);
+    munmap((void *)map, len);
+    close(fd);
+    unlink(path);
+}
+
+/* Searches on several threads while the log grows: every search sees a
+ * count between what was there before it started and what is there after. */
+struct map_reader {
+    struct grep_map *gm;
+    const char *path;
+    int failures;
+};
+
+static void *map_reader_run(void *arg)
+{
+    struct map_reader *r = arg;
+    uint64_t last = 0;
+    for (int i = 0; i < 200; i++) {
+        int st;
+        struct grep_query q = {.pattern = "needle", .count_only = 1, .max_lines = 10};
+        struct grep_matcher m;
+        char err[256];
+        if (grep_compile(&m, &q, err, sizeof err) != 0) {
+            r->failures++;
+            break;
+        }
+        struct grep_output out;
+        st = grep_map_search(r->gm, &m, &out);
+        if (st != 0 || out.count < last)
+            r->failures++;
+        last = out.count;
+        grep_output_free(&out);
+        grep_matcher_free(&m);
+    }
+    return NULL;
+}
+
+static void test_map_concurrent_searches(void **state)
+{
+    (void)state;
+    const char *path = write_tmp("busy.log", "needle 0\n", 9);
+    struct grep_map *gm;
+    assert_int_equal(grep_map_open(&gm, path), 0);
+    struct map_reader readers[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        readers[i] = (struct map_reader){.gm = gm, .path = path};
+        assert_int_equal(pthread_create(&th[i], NULL, map_reader_run, &readers[i]), 0);
+    }
+    FILE *f = fopen(path, "a");
+    for (int i = 1; i <= 2000; i++) {
+        fprintf(f, "line %d needle\n", i);
+        fflush(f);
+    }
+    fclose(f);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(readers[i].failures, 0);
+    }
+    int st;
+    assert_int_equal(map_count(gm, "needle", &st), 2001);
+    grep_map_close(gm);
     unlink(path);
 }
 
@@ -490,6 +755,10 @@ int main(void)
         cmocka_unit_test(test_block_edges),
         cmocka_unit_test(test_block_agrees_with_line_by_line),
         cmocka_unit_test(test_file_bounds_and_counts),
+        cmocka_unit_test(test_strfind_agrees_with_naive),
+        cmocka_unit_test(test_map_follows_the_file),
+        cmocka_unit_test(test_mapped_block_survives_truncation),
+        cmocka_unit_test(test_map_concurrent_searches),
         cmocka_unit_test(test_names_in_natural_order),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_fanout_names_dead_and_silent_peers),
