@@ -243,10 +243,15 @@ struct cache_entry {
     char name[64];
     uint64_t version;
     uint64_t last_used;
+    unsigned pins; /* runs using the model now: not evicted while > 0 */
     struct infer_model *model;
 };
 
+/* Several pool threads may run batches at once (a worker's spare slot), so
+ * the table is locked; models load outside the lock, since a load takes
+ * seconds and the other thread's run must not wait for it. */
 struct infer_cache {
+    pthread_mutex_t lock;
     size_t cap, n;
     uint64_t clock;
     struct infer_options opt;
@@ -260,7 +265,8 @@ struct infer_cache *infer_cache_new(size_t capacity, const struct infer_options 
         return NULL;
     c->cap = capacity ? capacity : 1;
     c->e = calloc(c->cap, sizeof *c->e);
-    if (!c->e) {
+    if (!c->e || pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c->e);
         free(c);
         return NULL;
     }
@@ -275,40 +281,100 @@ void infer_cache_free(struct infer_cache *c)
         return;
     for (size_t i = 0; i < c->n; i++)
         infer_model_close(c->e[i].model);
+    pthread_mutex_destroy(&c->lock);
     free(c->e);
     free(c);
 }
 
-size_t infer_cache_size(const struct infer_cache *c) { return c->n; }
+size_t infer_cache_size(const struct infer_cache *c)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&c->lock);
+    size_t n = c->n;
+    pthread_mutex_unlock((pthread_mutex_t *)&c->lock);
+    return n;
+}
 
-int infer_cache_get(struct infer_cache *c, const char *name, uint64_t version, const char *path,
-                    struct infer_model **out, char *errmsg, size_t len)
+/* The entry for (name, version), pinned, or NULL. Caller holds the lock. */
+static struct infer_model *cache_pin(struct infer_cache *c, const char *name, uint64_t version)
 {
     for (size_t i = 0; i < c->n; i++) {
         if (c->e[i].version == version && strcmp(c->e[i].name, name) == 0) {
             c->e[i].last_used = ++c->clock;
-            *out = c->e[i].model;
-            return 0;
+            c->e[i].pins++;
+            return c->e[i].model;
         }
+    }
+    return NULL;
+}
+
+int infer_cache_get(struct infer_cache *c, const char *name, uint64_t version, const char *path,
+                    struct infer_model **out, char *errmsg, size_t len)
+{
+    pthread_mutex_lock(&c->lock);
+    struct infer_model *hit = cache_pin(c, name, version);
+    pthread_mutex_unlock(&c->lock);
+    if (hit) {
+        *out = hit;
+        return 0;
     }
     struct infer_model *m;
     int rc = infer_model_open(path, &c->opt, &m, errmsg, len);
     if (rc)
         return rc;
+    pthread_mutex_lock(&c->lock);
+    hit = cache_pin(c, name, version); /* loaded by another thread meanwhile */
+    if (hit) {
+        pthread_mutex_unlock(&c->lock);
+        infer_model_close(m);
+        *out = hit;
+        return 0;
+    }
     size_t slot = c->n;
     if (c->n == c->cap) {
-        slot = 0;
-        for (size_t i = 1; i < c->n; i++)
-            if (c->e[i].last_used < c->e[slot].last_used)
-                slot = i;
-        infer_model_close(c->e[slot].model);
+        /* The least recently used model that no run is using; all in use
+         * (more runs at once than the capacity) grows the table instead. */
+        size_t lru = c->n;
+        for (size_t i = 0; i < c->n; i++)
+            if (!c->e[i].pins && (lru == c->n || c->e[i].last_used < c->e[lru].last_used))
+                lru = i;
+        if (lru == c->n) {
+            struct cache_entry *e = realloc(c->e, (c->cap + 1) * sizeof *e);
+            if (!e) {
+                pthread_mutex_unlock(&c->lock);
+                infer_model_close(m);
+                snprintf(errmsg, len, "out of memory");
+                return ID_ENOMEM;
+            }
+            c->e = e;
+            c->cap++;
+            c->n++;
+        } else {
+            slot = lru;
+            infer_model_close(c->e[slot].model);
+        }
     } else {
         c->n++;
     }
     snprintf(c->e[slot].name, sizeof c->e[slot].name, "%s", name);
     c->e[slot].version = version;
     c->e[slot].last_used = ++c->clock;
+    c->e[slot].pins = 1;
     c->e[slot].model = m;
+    pthread_mutex_unlock(&c->lock);
     *out = m;
     return 0;
+}
+
+void infer_cache_release(struct infer_cache *c, struct infer_model *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->e[i].model == m && c->e[i].pins > 0) {
+            c->e[i].pins--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
 }

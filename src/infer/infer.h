@@ -69,10 +69,13 @@ struct infer_cache *infer_cache_new(size_t capacity, const struct infer_options 
 void infer_cache_free(struct infer_cache *c);
 
 /* The model for (name, version), loading it from `path` on a miss and evicting
- * the least recently used one when full. The cache owns the model; it stays
- * valid until evicted or the cache is freed. */
+ * the least recently used model no run is using when full. The model is
+ * pinned: it stays valid until infer_cache_release, whatever other threads
+ * load meanwhile. Thread-safe; the cache owns the model. */
 int infer_cache_get(struct infer_cache *c, const char *name, uint64_t version, const char *path,
                     struct infer_model **out, char *errmsg, size_t len);
+/* Unpins a model that infer_cache_get returned (NULL: nothing). */
+void infer_cache_release(struct infer_cache *c, struct infer_model *m);
 size_t infer_cache_size(const struct infer_cache *c);
 
 #endif

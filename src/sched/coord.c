@@ -749,6 +749,8 @@ static void activate(struct coord *c)
     c->fair = fair_create();
     if (!c->fair)
         return;
+    if (fair_set_spare(c->fair, COORD_SPARE) < 0)
+        LOG_WARN("coord", "no spare slots (out of memory): a new job waits for a free slot");
     c->epoch++;
     c->term = current_term(c);
     c->qcounter = 0;

@@ -159,6 +159,7 @@ struct fair {
     size_t nfl, fl_cap;
     uint64_t seq;
     double vclock; /* vt of the last dispatch: the floor when nothing is runnable */
+    unsigned spare; /* fair_set_spare: extra slots per worker for idle jobs */
 };
 
 struct fair *fair_create(void)
@@ -330,12 +331,12 @@ static size_t flight_need(const struct fair *f, const struct fair_worker *w, uns
     int seen = 0;
     for (size_t i = 0; i < f->nworkers; i++) {
         const struct fair_worker *x = f->workers[i];
-        unsigned l = x == w ? load : x->load, s = x == w ? slots : x->slots;
+        unsigned l = x == w ? load : x->load, s = (x == w ? slots : x->slots) + f->spare;
         seen |= x == w;
         need += l > s ? l : s;
     }
     if (!seen)
-        need += load > slots ? load : slots;
+        need += load > slots + f->spare ? load : slots + f->spare;
     return need;
 }
 
@@ -504,6 +505,20 @@ uint64_t fair_dispatched(const struct fair *f, uint32_t job)
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
+int fair_set_spare(struct fair *f, unsigned spare)
+{
+    if (spare > FAIR_SPARE_MAX)
+        return ID_EINVAL;
+    unsigned before = f->spare;
+    f->spare = spare;
+    /* Room for the new bound on every worker, so that fair_next never allocates
+     * (NULL: no worker taken differently; it counts one phantom worker's spare). */
+    int rc = flight_reserve(f, flight_need(f, NULL, 0, 0));
+    if (rc)
+        f->spare = before;
+    return rc;
+}
+
 int fair_worker_add(struct fair *f, const char *worker, unsigned slots)
 {
     if (!name_ok(worker))
@@ -636,14 +651,15 @@ static int less_loaded(const struct fair_worker *a, const struct fair_worker *b)
 }
 
 /* The free worker for job: holding its model, then least loaded, then first by
- * name (the array order, kept by strict comparisons). */
-static struct fair_worker *pick_worker(const struct fair *f, uint32_t job)
+ * name (the array order, kept by strict comparisons). With extra > 0, a
+ * worker counts as free up to that many queries beyond its slots. */
+static struct fair_worker *pick_worker(const struct fair *f, uint32_t job, unsigned extra)
 {
     struct fair_worker *best = NULL;
     int best_holds = 0;
     for (size_t i = 0; i < f->nworkers; i++) {
         struct fair_worker *w = f->workers[i];
-        if (w->load >= w->slots)
+        if (w->load >= w->slots + extra)
             continue;
         int holds = worker_holds(w, job);
         if (!best || holds > best_holds || (holds == best_holds && less_loaded(w, best))) {
@@ -680,7 +696,10 @@ int fair_next(struct fair *f, struct fair_dispatch *out)
         }
         if (!best)
             return 0;
-        struct fair_worker *w = pick_worker(f, best->id);
+        struct fair_worker *w = pick_worker(f, best->id, 0);
+        /* No free slot: a job with nothing running may take a spare one. */
+        if (!w && f->spare && best->inflight == 0)
+            w = pick_worker(f, best->id, f->spare);
         /* The room check is a guard: worker_add reserved for every slot. */
         if (!w || f->nfl + 1 > f->fl_cap / 2)
             return 0;

@@ -13,6 +13,11 @@
  *     the others.
  *   - Every worker runs at most `slots` queries at once (a small bound, so a
  *     failure requeues little and a new job gets a worker quickly).
+ *   - Spare slots (fair_set_spare, off by default): when every slot is taken,
+ *     a job with nothing in flight may still have one query dispatched to a
+ *     worker holding up to `spare` queries beyond its slots. So a new job's
+ *     first query starts at once on a busy cluster instead of waiting for the
+ *     next completion anywhere; a job that has a query running waits as usual.
  *   - Among free workers the dispatcher prefers one that holds the job's model
  *     (fair_worker_set_model), then the least loaded, then the name order.
  *   - Failures: removing a worker puts its in-flight queries back at the head of
@@ -55,6 +60,11 @@ int fair_job_remove(struct fair *f, uint32_t job);
 int fair_enqueue(struct fair *f, uint32_t job, uint64_t query, int front);
 size_t fair_queued(const struct fair *f, uint32_t job);
 size_t fair_inflight(const struct fair *f, uint32_t job);
+
+/* Spare slots per worker for jobs with nothing in flight (see above); 0 turns
+ * them off. ID_EINVAL above FAIR_SPARE_MAX, ID_ENOMEM. */
+#define FAIR_SPARE_MAX 4
+int fair_set_spare(struct fair *f, unsigned spare);
 
 /* Workers. slots 0 means FAIR_DEFAULT_SLOTS. Adding an existing worker updates
  * its slots. ID_EINVAL for a NULL, empty or too long (>= FAIR_NAME_MAX) name. */

@@ -24,6 +24,10 @@
 #define WORKER_DONE_TIMEOUT_MS 10000
 #define WORKER_CACHE_MODELS 4
 #define WORKER_MAX_QUERIES 64
+/* Batches run at once: the coordinator's slot plus its spare slot, which only
+ * a job with nothing else running gets (fair.h), so the two are always of
+ * different models. */
+#define WORKER_MAX_RUNNING 2
 
 enum wq_state { WQ_FETCHING, WQ_READY, WQ_RUNNING, WQ_DONE };
 
@@ -41,6 +45,7 @@ struct wquery {
     struct infer_result *results;
     char model_err[200];
     uint64_t started_ms, infer_ms;
+    uv_work_t work; /* while WQ_RUNNING: the batch on the pool */
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
     size_t done_len;
@@ -61,8 +66,7 @@ struct worker {
     struct infer_cache *cache;
     struct infer_gate *gate; /* NULL: model runs not limited on this host */
     struct wquery *queries; /* FIFO */
-    int running;            /* a batch is on the pool */
-    uv_work_t work;
+    int running;            /* batches on the pool, at most WORKER_MAX_RUNNING */
     uv_timer_t tick;
     int stopping;
     struct worker_stats stats;
@@ -156,8 +160,10 @@ static void run_batch(struct wquery *q)
         q->infer_ms = id_now_ms() - t0;
         return;
     }
-    if (q->preload)
+    if (q->preload) {
+        infer_cache_release(w->cache, m);
         return;
+    }
     /* Only images that were fetched go to the model. */
     size_t n = run->n_images, k = 0;
     const char **paths = calloc(n ? n : 1, sizeof *paths);
@@ -177,6 +183,7 @@ static void run_batch(struct wquery *q)
     }
     free(paths);
     free(res);
+    infer_cache_release(w->cache, m);
     q->infer_ms = id_now_ms() - t0;
 }
 
@@ -243,7 +250,7 @@ static void on_work_done(uv_work_t *req, int status)
     (void)status;
     struct wquery *q = req->data;
     struct worker *w = q->w;
-    w->running = 0;
+    w->running--;
     if (w->stopping)
         return; /* the process is ending: the result is lost with it, and requeued */
     w->stats.infer_ms_total += q->infer_ms;
@@ -267,35 +274,47 @@ static void on_work_done(uv_work_t *req, int status)
     kick(w);
 }
 
-/* Starts the oldest ready batch if none is running. */
+/* Is a batch of this model on the pool now? */
+static int model_running(const struct worker *w, const char *model)
+{
+    for (const struct wquery *q = w->queries; q; q = q->next)
+        if (q->state == WQ_RUNNING && strcmp(q->run->model->name, model) == 0)
+            return 1;
+    return 0;
+}
+
+/* Starts the oldest ready batches, up to WORKER_MAX_RUNNING at once and
+ * never two of one model (a model's session runs one batch at a time; the
+ * second waits its turn). */
 static void kick(struct worker *w)
 {
-    if (w->running || w->stopping)
-        return;
-    struct wquery *q = w->queries;
-    while (q && q->state != WQ_READY)
-        q = q->next;
-    if (!q)
-        return;
-    /* Paths are resolved here, on the loop: the store index is the loop's. */
-    struct store *st = sdfs_store(w->sdfs);
-    Idunno__QueryRun *run = q->run;
-    if (q->model_status == 0 &&
-        store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0)
-        q->model_status = ID_ENOTFOUND;
-    for (size_t i = 0; i < run->n_images; i++) {
-        char p[700];
-        if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
-            q->paths[i] = strdup(p);
-        else if (q->image_status[i] == 0)
-            q->image_status[i] = ID_ENOTFOUND;
-    }
-    q->state = WQ_RUNNING;
-    w->running = 1;
-    w->work.data = q;
-    if (uv_queue_work(w->loop, &w->work, on_work, on_work_done) < 0) {
-        snprintf(q->model_err, sizeof q->model_err, "cannot start the batch");
-        on_work_done(&w->work, 0);
+    while (w->running < WORKER_MAX_RUNNING && !w->stopping) {
+        struct wquery *q = w->queries;
+        while (q && (q->state != WQ_READY || model_running(w, q->run->model->name)))
+            q = q->next;
+        if (!q)
+            return;
+        /* Paths are resolved here, on the loop: the store index is the loop's. */
+        struct store *st = sdfs_store(w->sdfs);
+        Idunno__QueryRun *run = q->run;
+        if (q->model_status == 0 &&
+            store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0)
+            q->model_status = ID_ENOTFOUND;
+        for (size_t i = 0; i < run->n_images; i++) {
+            char p[700];
+            if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
+                q->paths[i] = strdup(p);
+            else if (q->image_status[i] == 0)
+                q->image_status[i] = ID_ENOTFOUND;
+        }
+        q->state = WQ_RUNNING;
+        w->running++;
+        q->work.data = q;
+        if (uv_queue_work(w->loop, &q->work, on_work, on_work_done) < 0) {
+            snprintf(q->model_err, sizeof q->model_err, "cannot start the batch");
+            on_work_done(&q->work, 0); /* kicks again */
+            return;
+        }
     }
 }
 

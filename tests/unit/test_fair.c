@@ -315,6 +315,75 @@ static void test_idle_return_no_burst(void **state)
     fair_destroy(f);
 }
 
+/* Spare slots: with every slot taken, a job with nothing running still gets
+ * its next query dispatched, once, to a worker with room in its spare; a job
+ * that has a query running waits as before; off, nothing changes. */
+static void test_spare_slot(void **state)
+{
+    (void)state;
+    struct fair *f = fair_create();
+    struct fair_dispatch d;
+    assert_int_equal(fair_set_spare(f, FAIR_SPARE_MAX + 1), ID_EINVAL);
+    assert_int_equal(fair_worker_add(f, "a", 1), 0);
+    assert_int_equal(fair_worker_add(f, "b", 1), 0);
+    assert_int_equal(fair_job_add(f, 1, 1), 0);
+    for (uint64_t q = 0; q < 100; q++)
+        assert_int_equal(fair_enqueue(f, 1, q, 0), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 0); /* both slots taken */
+    assert_int_equal(fair_job_add(f, 2, 1), 0);
+    assert_int_equal(fair_enqueue(f, 2, 2000, 0), 0);
+    assert_int_equal(fair_enqueue(f, 2, 2001, 0), 0);
+    assert_int_equal(fair_next(f, &d), 0); /* spare off: the new job waits */
+
+    assert_int_equal(fair_set_spare(f, 1), 0);
+    assert_int_equal(fair_next(f, &d), 1); /* on: its first query goes at once */
+    assert_int_equal(d.job, 2);
+    assert_int_equal(d.query, 2000);
+    char spare_host[FAIR_NAME_MAX];
+    strcpy(spare_host, d.worker);
+    /* It has a query running now, and job 1 always had: nobody else gets one. */
+    assert_int_equal(fair_next(f, &d), 0);
+    assert_int_equal(fair_inflight(f, 2), 1);
+    /* A third job takes the other worker's spare; a fourth finds none left. */
+    assert_int_equal(fair_job_add(f, 3, 1), 0);
+    assert_int_equal(fair_enqueue(f, 3, 3000, 0), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(d.job, 3);
+    assert_string_not_equal(d.worker, spare_host);
+    assert_int_equal(fair_job_add(f, 4, 1), 0);
+    assert_int_equal(fair_enqueue(f, 4, 4000, 0), 0);
+    assert_int_equal(fair_next(f, &d), 0);
+    /* Requeue and remove work on spare queries like on any other. */
+    assert_int_equal(fair_requeue(f, 2, 2000), 0);
+    assert_int_equal(fair_inflight(f, 2), 0);
+    assert_int_equal(fair_queued(f, 2), 2);
+    assert_int_equal(fair_next(f, &d), 1); /* job 2 or 4: both idle, tied at the floor */
+    assert_true(d.job == 2 || d.job == 4);
+    assert_string_equal(d.worker, spare_host);
+    assert_int_equal(fair_worker_remove(f, spare_host), 2); /* its job-1 query and the spare one */
+    assert_int_equal(fair_inflight(f, 1) + fair_inflight(f, 2) + fair_inflight(f, 3) + fair_inflight(f, 4), 2);
+    fair_destroy(f);
+}
+
+/* With spares on, the rates stay equal: the dispatch order is the same, the
+ * spare only adds room for jobs with nothing running. */
+static void test_spare_keeps_rates_equal(void **state)
+{
+    (void)state;
+    struct sim s;
+    sim_init(&s, 10, 1);
+    assert_int_equal(fair_set_spare(s.f, 1), 0);
+    sim_job(&s, 1, 1, 3);
+    sim_job(&s, 2, 1, 7);
+    sim_job(&s, 3, 1, 40);
+    sim_run_until(&s, 100000);
+    assert_close((double)s.completed[1], (double)s.completed[2], 0.02);
+    assert_close((double)s.completed[1], (double)s.completed[3], 0.02);
+    sim_free(&s);
+}
+
 /* ---- slots and workers ---------------------------------------------------------------------- */
 
 static void test_slots_bound(void **state)
@@ -754,6 +823,8 @@ int main(void)
         cmocka_unit_test(test_new_job_next_slot),
         cmocka_unit_test(test_idle_return_no_burst),
         cmocka_unit_test(test_slots_bound),
+        cmocka_unit_test(test_spare_slot),
+        cmocka_unit_test(test_spare_keeps_rates_equal),
         cmocka_unit_test(test_worker_remove_requeues_in_order),
         cmocka_unit_test(test_requeue_and_complete),
         cmocka_unit_test(test_adopt),

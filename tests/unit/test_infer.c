@@ -1,6 +1,7 @@
 /* test_infer.c — the inference engine on the generated tiny CNN: logits against
  * an independent numpy forward pass, top-5, batches mixing good and bad images,
  * models that must be refused, and the session cache. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -194,16 +195,102 @@ static void test_cache(void **state)
     assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a, err, sizeof err), 0);
     assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a2, err, sizeof err), 0);
     assert_ptr_equal(a, a2);
+    infer_cache_release(c, a);
+    infer_cache_release(c, a2);
     assert_int_equal(infer_cache_get(c, "tiny", 2, tiny, &b, err, sizeof err), 0);
     assert_ptr_not_equal(a, b);
+    infer_cache_release(c, b);
     assert_int_equal(infer_cache_size(c), 2);
     /* touching v1 makes v2 the least recently used: the next miss evicts it */
     assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a2, err, sizeof err), 0);
+    infer_cache_release(c, a2);
     assert_int_equal(infer_cache_get(c, "other", 1, tiny, &cm, err, sizeof err), 0);
+    infer_cache_release(c, cm);
     assert_int_equal(infer_cache_size(c), 2);
     assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a2, err, sizeof err), 0);
     assert_ptr_equal(a, a2);
+    infer_cache_release(c, a2);
     assert_int_equal(infer_cache_get(c, "bad", 1, "/nonexistent.onnx", &cm, err, sizeof err), ID_ENOTFOUND);
+    infer_cache_free(c);
+}
+
+/* One all-zero input through the model: 0 if it ran. */
+static int run_zeros(struct infer_model *m)
+{
+    const struct infer_model_info *info = infer_model_info(m);
+    size_t in = 3u * (size_t)info->input_size * (size_t)info->input_size;
+    float *input = calloc(in, sizeof *input), *logits = calloc((size_t)info->classes, sizeof *logits);
+    char err[256];
+    int rc = input && logits ? infer_run_tensor(m, input, 1, logits, err, sizeof err) : ID_ENOMEM;
+    free(input);
+    free(logits);
+    return rc;
+}
+
+/* A model in use is never evicted: with every entry pinned the table grows,
+ * and an unpinned entry is the one that goes next. */
+static void test_cache_pins(void **state)
+{
+    (void)state;
+    struct infer_options opt = {.threads = 1};
+    struct infer_cache *c = infer_cache_new(1, &opt);
+    struct infer_model *a, *b, *x;
+    char err[256];
+    const char *tiny = model_path("tiny_cnn.onnx");
+    assert_int_equal(infer_cache_get(c, "a", 1, tiny, &a, err, sizeof err), 0);
+    assert_int_equal(infer_cache_get(c, "b", 1, tiny, &b, err, sizeof err), 0); /* a is pinned */
+    assert_int_equal(infer_cache_size(c), 2);
+    /* a still runs: it was not closed */
+    assert_int_equal(run_zeros(a), 0);
+    infer_cache_release(c, a);
+    assert_int_equal(infer_cache_get(c, "c", 1, tiny, &x, err, sizeof err), 0); /* evicts a, not b */
+    assert_int_equal(infer_cache_size(c), 2);
+    assert_int_equal(run_zeros(b), 0);
+    infer_cache_release(c, b);
+    infer_cache_release(c, x);
+    infer_cache_free(c);
+}
+
+/* Two threads getting, running and releasing models of one cache at once, as
+ * a worker's regular and spare runs do (ASan checks nothing is freed in use). */
+struct cache_user {
+    struct infer_cache *c;
+    const char *names[3];
+    int failures;
+};
+
+static void *cache_user_run(void *arg)
+{
+    struct cache_user *u = arg;
+    const char *tiny = model_path("tiny_cnn.onnx");
+    for (int i = 0; i < 30; i++) {
+        struct infer_model *m;
+        char err[256];
+        if (infer_cache_get(u->c, u->names[i % 3], 1, tiny, &m, err, sizeof err) != 0) {
+            u->failures++;
+            continue;
+        }
+        if (run_zeros(m) != 0)
+            u->failures++;
+        infer_cache_release(u->c, m);
+    }
+    return NULL;
+}
+
+static void test_cache_two_threads(void **state)
+{
+    (void)state;
+    struct infer_options opt = {.threads = 1};
+    struct infer_cache *c = infer_cache_new(2, &opt);
+    struct cache_user u[2] = {{c, {"a", "b", "c"}, 0}, {c, {"d", "b", "e"}, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, cache_user_run, &u[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(u[i].failures, 0);
+    }
+    assert_true(infer_cache_size(c) >= 2);
     infer_cache_free(c);
 }
 
@@ -217,6 +304,8 @@ int main(void)
         cmocka_unit_test(test_batches_with_bad_images),
         cmocka_unit_test(test_refuses_bad_models),
         cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_cache_pins),
+        cmocka_unit_test(test_cache_two_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
