@@ -1,7 +1,8 @@
 /* fuzz_fair.c — libFuzzer target for the fair dispatcher: the bytes are a
  * sequence of operations (jobs, workers, queries, failures, adoption), checked
  * against a shadow of what is in flight where. Any disagreement, a dispatch
- * beyond a worker's slots or a query in flight twice is a crash. */
+ * beyond a worker's slots (or into a spare slot other than by the spare rule)
+ * or a query in flight twice is a crash. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +27,24 @@ static int present[NWORKERS];
 static unsigned slots[NWORKERS];
 static unsigned load[NWORKERS];
 static int jobs[NJOBS];
+static unsigned spare;
+
+static size_t job_inflight(uint32_t job)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nfl; i++)
+        n += fl[i].job == job;
+    return n;
+}
+
+/* Does some present worker have a regular slot free? */
+static int regular_free(void)
+{
+    for (int w = 0; w < NWORKERS; w++)
+        if (present[w] && load[w] < slots[w])
+            return 1;
+    return 0;
+}
 
 static void name_of(int w, char *buf)
 {
@@ -55,10 +74,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(present, 0, sizeof present);
     memset(load, 0, sizeof load);
     memset(jobs, 0, sizeof jobs);
+    spare = 0;
     uint64_t next_q = 1000;
     char name[8];
     for (size_t k = 0; k + 1 < size; k += 2) {
-        uint8_t op = data[k] % 10, b = data[k + 1];
+        uint8_t op = data[k] % 11, b = data[k + 1];
         uint32_t job = b % NJOBS;
         int w = b % NWORKERS;
         name_of(w, name);
@@ -122,8 +142,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (fair_next(f, &d) != 1)
                     break;
                 int dw = d.worker[0] == 'w' ? d.worker[1] - '0' : -1;
-                if (dw < 0 || dw >= NWORKERS || !present[dw] || load[dw] >= slots[dw] ||
-                    d.job >= NJOBS || !jobs[d.job] || find(d.job, d.query) >= 0 || nfl == MAXFL)
+                if (dw < 0 || dw >= NWORKERS || !present[dw] || d.job >= NJOBS || !jobs[d.job] ||
+                    find(d.job, d.query) >= 0 || nfl == MAXFL)
+                    __builtin_trap();
+                /* Beyond the slots only into a spare, only for a job with
+                 * nothing in flight, only when no regular slot is free. */
+                if (load[dw] >= slots[dw] && (load[dw] >= slots[dw] + spare || job_inflight(d.job) != 0 ||
+                                              regular_free()))
                     __builtin_trap();
                 fl[nfl++] = (struct shadow){d.job, d.query, dw};
                 load[dw]++;
@@ -147,6 +172,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (i >= 0)
                     drop((size_t)i);
             }
+            break;
+        case 10:
+            if (fair_set_spare(f, b % 3) != 0)
+                __builtin_trap();
+            spare = b % 3;
             break;
         case 9: {
             uint64_t q = (b >> 3) % 8;

@@ -94,6 +94,8 @@ static void json_job(const Idunno__JobInfo *j)
     json_u64("parts", j->parts);
     json_u64("pending_results", j->pending_results);
     json_double("first_dispatch_ms", j->first_dispatch_ms);
+    json_double("first_result_ms", j->first_result_ms);
+    json_double("first_start_ms", j->first_start_ms);
     json_stats("all", j->all);
     json_stats("window", j->window);
     json_begin_array("shares");

@@ -74,6 +74,11 @@ struct cjob {
     size_t n_lazy;
     uint64_t idle_queued_us; /* images arrived while the job had nothing to run */
     double first_dispatch_ms; /* how long its first query then waited (-1: never) */
+    /* That first query, until its result arrives: the time from the images'
+     * arrival to the first result, which shows the query ran, not only left. */
+    uint64_t first_query, first_queued_us;
+    double first_result_ms; /* -1: none yet */
+    double first_start_ms;  /* to the batch starting on its worker; -1: none yet */
 };
 
 /* Writing a job's results to SDFS. Kept apart from struct cjob: a stopped job
@@ -492,6 +497,10 @@ static void pump(struct coord *c)
         struct cjob *cj = cjob_find(c, q->job);
         if (cj && cj->idle_queued_us) {
             cj->first_dispatch_ms = (double)(id_now_us() - cj->idle_queued_us) / 1000.0;
+            cj->first_query = q->id;
+            cj->first_queued_us = cj->idle_queued_us;
+            cj->first_result_ms = -1;
+            cj->first_start_ms = -1;
             cj->idle_queued_us = 0;
             LOG_INFO("coord", "job %u: first query on %s %.1f ms after its images were queued",
                      q->job, q->worker, cj->first_dispatch_ms);
@@ -631,6 +640,8 @@ static void sync_jobs(struct coord *c)
             memset(cj, 0, sizeof *cj);
             cj->id = job->id;
             cj->first_dispatch_ms = -1;
+            cj->first_result_ms = -1;
+            cj->first_start_ms = -1;
             if (fair_job_add(c->fair, job->id, job->weight) < 0)
                 continue;
             c->n_cjobs++;
@@ -769,6 +780,8 @@ static void activate(struct coord *c)
         memset(&c->cjobs[c->n_cjobs], 0, sizeof *c->cjobs);
         c->cjobs[c->n_cjobs].id = job->id;
         c->cjobs[c->n_cjobs].first_dispatch_ms = -1;
+        c->cjobs[c->n_cjobs].first_result_ms = -1;
+        c->cjobs[c->n_cjobs].first_start_ms = -1;
         if (fair_job_add(c->fair, job->id, job->weight) == 0)
             c->n_cjobs++;
     }
@@ -939,6 +952,12 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
              * it comes up (pump finds no record of it). */
             if (q->state == CQ_INFLIGHT)
                 fair_complete(c->fair, q->job, q->id);
+            struct cjob *cj = cjob_find(c, q->job);
+            if (cj && cj->first_queued_us && cj->first_query == q->id) {
+                cj->first_result_ms = (double)(id_now_us() - cj->first_queued_us) / 1000.0;
+                cj->first_start_ms = cj->first_dispatch_ms + (double)m->wait_ms;
+                cj->first_queued_us = 0;
+            }
             cq_free(c, q, 0); /* its images stay claimed: they are done once committed */
         }
         if (m->worker[0])
@@ -1234,9 +1253,14 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
     info->parts = job->parts;
     info->pending_results = job->n_pending;
     info->first_dispatch_ms = -1;
+    info->first_result_ms = -1;
+    info->first_start_ms = -1;
     struct cjob *cj = c->active ? cjob_find(c, job->id) : NULL;
-    if (cj)
+    if (cj) {
         info->first_dispatch_ms = cj->first_dispatch_ms;
+        info->first_result_ms = cj->first_result_ms;
+        info->first_start_ms = cj->first_start_ms;
+    }
     if (c->active && !job->stopped) {
         info->queued = fair_queued(c->fair, job->id);
         info->dispatched = fair_dispatched(c->fair, job->id);

@@ -24,10 +24,14 @@
 #define WORKER_DONE_TIMEOUT_MS 10000
 #define WORKER_CACHE_MODELS 4
 #define WORKER_MAX_QUERIES 64
-/* Batches run at once: the coordinator's slot plus its spare slot, which only
- * a job with nothing else running gets (fair.h), so the two are always of
- * different models. */
-#define WORKER_MAX_RUNNING 2
+/* Batches run at once. The coordinator bounds what it dispatches (a slot, and
+ * a spare one for a job with nothing else running: fair.h); beyond that only
+ * queries of a job stopped while they ran, which it no longer counts, can be
+ * here. The bound is a guard, and leaves one of libuv's four pool threads to
+ * the store's disk work. ONNX Runtime runs one session from several threads
+ * at once, so two batches of one model may run side by side. */
+#define WORKER_MAX_RUNNING 3
+#define WORKER_SLOW_START_MS 50
 
 enum wq_state { WQ_FETCHING, WQ_READY, WQ_RUNNING, WQ_DONE };
 
@@ -45,6 +49,8 @@ struct wquery {
     struct infer_result *results;
     char model_err[200];
     uint64_t started_ms, infer_ms;
+    uint64_t run_wall_ms; /* wall clock when the batch started on the pool */
+    uint64_t ready_ms, queued_ms; /* inputs all here; handed to the pool (monotonic) */
     uv_work_t work; /* while WQ_RUNNING: the batch on the pool */
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
@@ -138,6 +144,7 @@ static void on_work(uv_work_t *req)
         before = getpriority(PRIO_PROCESS, (id_t)tid);
     }
     setpriority(PRIO_PROCESS, (id_t)tid, WORKER_NICE);
+    ((struct wquery *)req->data)->run_wall_ms = id_wall_ms();
     run_batch(req->data);
     setpriority(PRIO_PROCESS, (id_t)tid, before);
 }
@@ -231,6 +238,13 @@ static void pack_done(struct wquery *q)
     d.worker = q->w->name;
     uint64_t now = id_wall_ms();
     d.duration_ms = now > run->dispatched_ms ? (uint32_t)(now - run->dispatched_ms) : 0;
+    d.wait_ms = q->run_wall_ms > run->dispatched_ms ? (uint32_t)(q->run_wall_ms - run->dispatched_ms) : 0;
+    /* A long wait before the run is worth a line: which part was slow. */
+    if (d.wait_ms >= WORKER_SLOW_START_MS)
+        LOG_INFO("worker", "query %llu of job %u started %u ms after its dispatch: inputs %llu ms, "
+                 "waiting for another batch %llu ms",
+                 (unsigned long long)run->query, run->job, d.wait_ms,
+                 (unsigned long long)(q->ready_ms - q->started_ms), (unsigned long long)(q->queued_ms - q->ready_ms));
     d.n_results = n;
     d.results = ptrs;
     q->done_len = idunno__query_done__get_packed_size(&d);
@@ -274,23 +288,12 @@ static void on_work_done(uv_work_t *req, int status)
     kick(w);
 }
 
-/* Is a batch of this model on the pool now? */
-static int model_running(const struct worker *w, const char *model)
-{
-    for (const struct wquery *q = w->queries; q; q = q->next)
-        if (q->state == WQ_RUNNING && strcmp(q->run->model->name, model) == 0)
-            return 1;
-    return 0;
-}
-
-/* Starts the oldest ready batches, up to WORKER_MAX_RUNNING at once and
- * never two of one model (a model's session runs one batch at a time; the
- * second waits its turn). */
+/* Starts the oldest ready batches, up to WORKER_MAX_RUNNING at once. */
 static void kick(struct worker *w)
 {
     while (w->running < WORKER_MAX_RUNNING && !w->stopping) {
         struct wquery *q = w->queries;
-        while (q && (q->state != WQ_READY || model_running(w, q->run->model->name)))
+        while (q && q->state != WQ_READY)
             q = q->next;
         if (!q)
             return;
@@ -308,6 +311,7 @@ static void kick(struct worker *w)
                 q->image_status[i] = ID_ENOTFOUND;
         }
         q->state = WQ_RUNNING;
+        q->queued_ms = id_now_ms();
         w->running++;
         q->work.data = q;
         if (uv_queue_work(w->loop, &q->work, on_work, on_work_done) < 0) {
@@ -329,6 +333,7 @@ static void fetch_settled(struct wquery *q)
 {
     if (--q->fetching == 0 && q->state == WQ_FETCHING) {
         q->state = WQ_READY;
+        q->ready_ms = id_now_ms();
         kick(q->w);
     }
 }

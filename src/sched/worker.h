@@ -4,9 +4,9 @@
  * A RUN request is accepted at once (the coordinator keeps a small bounded
  * number of queries per worker in flight). The worker then makes the model
  * and the batch's images local (its own SDFS copies, or copies fetched from
- * replicas with sdfs_fetch_local), runs the batch on a pool thread — one batch
- * at a time, so a second accepted query prepares its inputs while the first
- * runs — and sends the result as JOB_DONE straight to the coordinator that
+ * replicas with sdfs_fetch_local), runs the batch on a pool thread — batches
+ * run side by side only as the coordinator dispatched them (its slot, and a
+ * spare slot for a job with nothing else running) — and sends the result as JOB_DONE straight to the coordinator that
  * dispatched the latest query, or, after a failed attempt, through this node
  * (which forwards it to whoever leads now). A result is retried until a
  * coordinator has committed it, so a coordinator change loses nothing; a new
@@ -15,8 +15,8 @@
  * Images that cannot be fetched or decoded come back as per-image errors; a
  * model that cannot be loaded fails every image of the batch with its reason.
  *
- * Threading: loop thread, plus one pool thread at a time running ONNX Runtime
- * (the session cache is only touched there).
+ * Threading: loop thread, plus up to three pool threads at a time running
+ * ONNX Runtime (the session cache is locked and pins the models in use).
  */
 #ifndef IDUNNO_SCHED_WORKER_H
 #define IDUNNO_SCHED_WORKER_H
