@@ -5,7 +5,8 @@
 # This host's speed drifts by ±10% from one run to the next, so each
 # configuration is measured ROUNDS times, the two runtimes alternating; a
 # figure is the median over the rounds of the ratio within a round (runs
-# seconds apart, so drift cancels).
+# seconds apart, so drift cancels). INFER_BENCH_ONLY=MODEL[:THREADS[:BATCH]]
+# measures only the matching configurations (to add rounds to one of them).
 # Model-only: pre-made tensors, both sides. End-to-end: our path from JPEG/PNG
 # files (decoding overlapped with inference), against the reference's model-only
 # figure. RSS: both models loaded in one process.
@@ -28,6 +29,7 @@ rows=()
 for model in resnet50 inception_v3; do
   for threads in 1 2; do
     for batch in 1 8; do
+      case "$model:$threads:$batch" in "${INFER_BENCH_ONLY:-}"*) ;; *) continue ;; esac
       for _ in $(seq "$rounds"); do
         c=$($b model "models/$model.onnx" "$threads" "$batch" "$secs")
         n=$(node bench/infer_ref.js "models/$model.onnx" "$threads" "$batch" "$secs")
