@@ -1,6 +1,6 @@
 """A local IDunno cluster for benchmarks: real daemons on 127.0.0.1 through
 scripts/cluster, and the idunno client with --json."""
-import json, os, re, subprocess, tempfile, time
+import json, os, re, subprocess, sys, tempfile, time
 from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +54,23 @@ class Cluster:
 
     def kill(self, node):
         os.kill(self.pid(node), 9)
+
+    def start(self, node, timeout=10):
+        """Starts a killed node once its old process is gone (a process can
+        take a moment to finish dying); says so if it does not go."""
+        pid, deadline, state = self.pid(node), time.time() + timeout, ""
+        while time.time() < deadline:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    state = next((l.split(None, 1)[1].strip() for l in f if l.startswith("State:")), "")
+            except OSError:
+                break
+            if state.startswith("Z"):
+                break
+            time.sleep(0.05)
+        else:
+            sys.stderr.write(f"{node} (pid {pid}) still '{state}' {timeout} s after its kill\n")
+        self.run("start", node)
 
     def log_lines(self, node, pattern):
         """(wall seconds, line) of every log line of node matching pattern."""

@@ -234,7 +234,7 @@ def bench_worker(args):
                 r = worker_kill_trial(c, victim)
                 r.update(victim=victim, jobs_busy=busy)
                 trials.append(r)
-                c.run("start", victim)
+                c.start(victim)
                 time.sleep(3)
             ms = [m for r in trials for m in r["rerun_ms"]]
             out[str(n)] = {"trials": trials, "rerun_max_ms": max(ms) if ms else None,
@@ -269,7 +269,7 @@ def bench_coord(args):
                     time.sleep(0.05)
                 trials.append({"ms": round((lines[0] - mark) * 1000, 1) if lines else None,
                                "jobs_busy": busy})
-                c.run("start", leader)
+                c.start(leader)
                 time.sleep(4)
             ok = [t["ms"] for t in trials if t["ms"] is not None]
             out[str(n)] = {"trials": trials, "median_ms": statistics.median(ok) if ok else None,
