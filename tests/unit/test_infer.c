@@ -215,13 +215,12 @@ static void test_cache(void **state)
 }
 
 /* One all-zero input through the model: 0 if it ran. */
-static int run_zeros(struct infer_model *m)
+static int run_zeros(struct infer_model *m, char *err, size_t errlen)
 {
     const struct infer_model_info *info = infer_model_info(m);
     size_t in = 3u * (size_t)info->input_size * (size_t)info->input_size;
     float *input = calloc(in, sizeof *input), *logits = calloc((size_t)info->classes, sizeof *logits);
-    char err[256];
-    int rc = input && logits ? infer_run_tensor(m, input, 1, logits, err, sizeof err) : ID_ENOMEM;
+    int rc = input && logits ? infer_run_tensor(m, input, 1, logits, err, errlen) : ID_ENOMEM;
     free(input);
     free(logits);
     return rc;
@@ -241,11 +240,11 @@ static void test_cache_pins(void **state)
     assert_int_equal(infer_cache_get(c, "b", 1, tiny, &b, err, sizeof err), 0); /* a is pinned */
     assert_int_equal(infer_cache_size(c), 2);
     /* a still runs: it was not closed */
-    assert_int_equal(run_zeros(a), 0);
+    assert_int_equal(run_zeros(a, err, sizeof err), 0);
     infer_cache_release(c, a);
     assert_int_equal(infer_cache_get(c, "c", 1, tiny, &x, err, sizeof err), 0); /* evicts a, not b */
     assert_int_equal(infer_cache_size(c), 2);
-    assert_int_equal(run_zeros(b), 0);
+    assert_int_equal(run_zeros(b, err, sizeof err), 0);
     infer_cache_release(c, b);
     infer_cache_release(c, x);
     infer_cache_free(c);
@@ -255,23 +254,28 @@ static void test_cache_pins(void **state)
  * a worker's regular and spare runs do (ASan checks nothing is freed in use). */
 struct cache_user {
     struct infer_cache *c;
+    const char *path; /* model_path's buffer is static: resolved before the threads */
     const char *names[3];
     int failures;
+    char last_error[256];
 };
 
 static void *cache_user_run(void *arg)
 {
     struct cache_user *u = arg;
-    const char *tiny = model_path("tiny_cnn.onnx");
+    const char *tiny = u->path;
     for (int i = 0; i < 30; i++) {
         struct infer_model *m;
         char err[256];
         if (infer_cache_get(u->c, u->names[i % 3], 1, tiny, &m, err, sizeof err) != 0) {
             u->failures++;
+            snprintf(u->last_error, sizeof u->last_error, "get %s: %s", u->names[i % 3], err);
             continue;
         }
-        if (run_zeros(m) != 0)
+        if (run_zeros(m, err, sizeof err) != 0) {
             u->failures++;
+            snprintf(u->last_error, sizeof u->last_error, "run %s: %s", u->names[i % 3], err);
+        }
         infer_cache_release(u->c, m);
     }
     return NULL;
@@ -282,13 +286,16 @@ static void test_cache_two_threads(void **state)
     (void)state;
     struct infer_options opt = {.threads = 1};
     struct infer_cache *c = infer_cache_new(2, &opt);
-    struct cache_user u[2] = {{c, {"a", "b", "c"}, 0}, {c, {"d", "b", "e"}, 0}};
+    char path[512];
+    snprintf(path, sizeof path, "%s", model_path("tiny_cnn.onnx"));
+    struct cache_user u[2] = {{c, path, {"a", "b", "c"}, 0, ""}, {c, path, {"d", "b", "e"}, 0, ""}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&th[i], NULL, cache_user_run, &u[i]), 0);
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
-        assert_int_equal(u[i].failures, 0);
+        if (u[i].failures)
+            fail_msg("thread %d: %d failures, the last: %s", i, u[i].failures, u[i].last_error);
     }
     assert_true(infer_cache_size(c) >= 2);
     infer_cache_free(c);
