@@ -62,6 +62,9 @@ static const char usage[] =
     "                         docs/inference.md for when it helps and what it costs)\n"
     "  --infer-gate DIR       where those lock files are (default $XDG_RUNTIME_DIR, /dev/shm\n"
     "                         or /tmp, then idunno-infer-gate.UID)\n"
+    "  --infer-sched POLICY   how the kernel schedules model runs: normal (default) or batch\n"
+    "                         (SCHED_BATCH: more throughput when many workers share cores,\n"
+    "                         less even rates between jobs; docs/inference.md has figures)\n"
     "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
     "                         otherwise served on HOST:PORT+2, see docs/http.md)\n"
     "  --help                 this text\n";
@@ -93,6 +96,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"no-http", no_argument, NULL, 'H'},
         {"infer-slots", required_argument, NULL, 'I'},
         {"infer-gate", required_argument, NULL, 'G'},
+        {"infer-sched", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -120,6 +124,16 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             break;
         }
         case 'G': snprintf(cfg->infer_gate_dir, sizeof cfg->infer_gate_dir, "%s", optarg); break;
+        case 'B':
+            if (strcmp(optarg, "batch") == 0) {
+                cfg->infer_sched_batch = 1;
+            } else if (strcmp(optarg, "normal") == 0) {
+                cfg->infer_sched_batch = 0;
+            } else {
+                snprintf(errmsg, len, "--infer-sched takes batch or normal");
+                return ID_EINVAL;
+            }
+            break;
         case 'l':
             cfg->log_level = log_level_parse(optarg);
             if (cfg->log_level < 0) {
@@ -426,7 +440,8 @@ static int node_start_layers(struct node *node)
      * inference engine (src/infer), inputs from SDFS -- */
     struct worker_config wc = {.loop = node->loop, .net = node->net, .sdfs = node->sdfs,
                                .name = cfg->name, .addr = cfg->addr,
-                               .gate_slots = cfg->infer_slots, .gate_dir = cfg->infer_gate_dir};
+                               .gate_slots = cfg->infer_slots, .gate_dir = cfg->infer_gate_dir,
+                               .sched_batch = cfg->infer_sched_batch};
     rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
         return rc;

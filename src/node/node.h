@@ -26,6 +26,7 @@ struct node_config {
     /* A voter failed this long is replaced by a live member (0: default 30 s). */
     uint32_t voter_replace_ms;
     int infer_slots;          /* model runs at once on this host (0: no gate) */
+    int infer_sched_batch;    /* model runs as SCHED_BATCH (--infer-sched batch) */
     char infer_gate_dir[256]; /* the gate's lock files ("" : infer_gate_default_dir) */
     int no_http;                  /* --no-http: no HTTP endpoint on PORT+2 */
 };

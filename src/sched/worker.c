@@ -72,6 +72,7 @@ struct worker {
     char coord_addr[64];
     struct infer_cache *cache;
     struct infer_gate *gate; /* NULL: model runs not limited on this host */
+    int sched_batch;         /* batches run as SCHED_BATCH */
     struct wquery *queries; /* FIFO */
     int running;            /* batches on the pool, at most WORKER_MAX_RUNNING */
     uv_timer_t tick;
@@ -133,13 +134,14 @@ static void run_batch(struct wquery *q);
  * are per thread) and restored after, which root may do; an unprivileged
  * node just keeps the pool thread niced.
  *
- * It also runs as SCHED_BATCH, which tells the kernel the thread is CPU-bound:
- * a waking batch no longer preempts a running one, so with ten workers on two
- * cores each batch keeps its core (and its caches) for whole time slices
- * instead of being switched out whenever another wakes. Measured: the whole
- * cluster went from 0.83-0.87 to 0.93-0.95 of bare ONNX Runtime's ResNet50
- * throughput (docs/benchmarks.md). Event loops stay SCHED_OTHER and still
- * preempt batches as they wake. */
+ * With --infer-sched batch it also runs as SCHED_BATCH, which tells the
+ * kernel the thread is CPU-bound: a waking batch no longer preempts a running
+ * one, so with ten workers on two cores each batch keeps its core (and its
+ * caches) for whole time slices. Measured: the whole cluster went from
+ * 0.83-0.87 to 0.93-0.95 of bare ONNX Runtime's ResNet50 throughput, but the
+ * worst 10 s rate gap between jobs from 3.1-5.8% to 3.7-7.1%
+ * (docs/inference.md), so it is not the default. Event loops stay
+ * SCHED_OTHER either way. */
 #define WORKER_NICE 10
 
 static void on_work(uv_work_t *req)
@@ -153,11 +155,14 @@ static void on_work(uv_work_t *req)
         before = getpriority(PRIO_PROCESS, (id_t)tid);
     }
     setpriority(PRIO_PROCESS, (id_t)tid, WORKER_NICE);
+    struct wquery *q = req->data;
     struct sched_param sp = {0};
-    sched_setscheduler(tid, SCHED_BATCH, &sp);
-    ((struct wquery *)req->data)->run_wall_ms = id_wall_ms();
-    run_batch(req->data);
-    sched_setscheduler(tid, SCHED_OTHER, &sp);
+    if (q->w->sched_batch)
+        sched_setscheduler(tid, SCHED_BATCH, &sp);
+    q->run_wall_ms = id_wall_ms();
+    run_batch(q);
+    if (q->w->sched_batch)
+        sched_setscheduler(tid, SCHED_OTHER, &sp);
     setpriority(PRIO_PROCESS, (id_t)tid, before);
 }
 
@@ -620,6 +625,9 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
     w->net = cfg->net;
     w->sdfs = cfg->sdfs;
     snprintf(w->name, sizeof w->name, "%s", cfg->name);
+    w->sched_batch = cfg->sched_batch;
+    if (w->sched_batch)
+        LOG_INFO("worker", "model runs are scheduled as SCHED_BATCH (--infer-sched batch)");
     snprintf(w->addr, sizeof w->addr, "%s", cfg->addr);
     if (cfg->gate_slots > 0) {
         unsigned slots = (unsigned)cfg->gate_slots;

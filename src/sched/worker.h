@@ -38,6 +38,7 @@ struct worker_config {
     int threads; /* ONNX Runtime intra-op threads (0: 1) */
     int gate_slots;       /* model runs at once on this host (infer/gate.h); 0: no gate */
     const char *gate_dir; /* NULL or "": infer_gate_default_dir */
+    int sched_batch;      /* run batches as SCHED_BATCH (see worker.c) */
 };
 
 int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len);

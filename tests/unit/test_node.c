@@ -55,6 +55,11 @@ static void test_defaults_and_join_list(void **state)
 
     assert_int_equal(parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--no-http"), &cfg, err), 0);
     assert_int_equal(cfg.no_http, 1);
+    assert_int_equal(cfg.infer_sched_batch, 0); /* normal scheduling unless asked */
+    node_config_free(&cfg);
+
+    assert_int_equal(parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "batch"), &cfg, err), 0);
+    assert_int_equal(cfg.infer_sched_batch, 1);
     node_config_free(&cfg);
 }
 
@@ -74,6 +79,7 @@ static void test_rejections_say_what_to_fix(void **state)
     expect_reject(ARGS("--name", "x"), "--addr");
     expect_reject(ARGS("--addr", "127.0.0.1:7100"), "--name");
     expect_reject(ARGS("--name", "x", "--addr", "somehost:7100"), "HOST:PORT");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "fast"), "batch or normal");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1"), "HOST:PORT");
     expect_reject(ARGS("--name", "bad name", "--addr", "127.0.0.1:7100"), "letters");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--join", "127.0.0.1:7110,nope"), "nope");
