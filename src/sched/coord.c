@@ -169,6 +169,28 @@ static struct cjob *cjob_find(struct coord *c, uint32_t id)
     return NULL;
 }
 
+/* Adds the dispatcher's record of a job (and the job to the fair core).
+ * Returns it, or NULL with *rc: ID_ENOMEM when the table cannot grow, else
+ * the fair core's refusal (the job is then left out). */
+static struct cjob *cjob_add(struct coord *c, const struct job_rec *job, int *rc)
+{
+    struct cjob *a = realloc(c->cjobs, (c->n_cjobs + 1) * sizeof *a);
+    if (!a) {
+        *rc = ID_ENOMEM;
+        return NULL;
+    }
+    c->cjobs = a;
+    struct cjob *cj = &c->cjobs[c->n_cjobs];
+    memset(cj, 0, sizeof *cj);
+    cj->id = job->id;
+    cj->first_dispatch_ms = cj->first_result_ms = cj->first_start_ms = -1;
+    *rc = fair_job_add(c->fair, job->id, job->weight);
+    if (*rc < 0)
+        return NULL;
+    c->n_cjobs++;
+    return cj;
+}
+
 static int cjob_cover(struct cjob *cj, size_t n_images)
 {
     if (n_images <= cj->cap)
@@ -631,20 +653,11 @@ static void sync_jobs(struct coord *c)
         if (job->stopped)
             continue;
         struct cjob *cj = cjob_find(c, job->id);
-        if (!cj) {
-            struct cjob *a = realloc(c->cjobs, (c->n_cjobs + 1) * sizeof *a);
-            if (!a)
+        int rc = 0;
+        if (!cj && !(cj = cjob_add(c, job, &rc))) {
+            if (rc == ID_ENOMEM)
                 return;
-            c->cjobs = a;
-            cj = &c->cjobs[c->n_cjobs];
-            memset(cj, 0, sizeof *cj);
-            cj->id = job->id;
-            cj->first_dispatch_ms = -1;
-            cj->first_result_ms = -1;
-            cj->first_start_ms = -1;
-            if (fair_job_add(c->fair, job->id, job->weight) < 0)
-                continue;
-            c->n_cjobs++;
+            continue;
         }
         cut_ahead(c, cj);
     }
@@ -773,17 +786,9 @@ static void activate(struct coord *c)
         struct job_rec *job = jobs_at(c->jobs, i);
         if (job->stopped)
             continue;
-        struct cjob *a = realloc(c->cjobs, (c->n_cjobs + 1) * sizeof *a);
-        if (!a)
+        int rc;
+        if (!cjob_add(c, job, &rc) && rc == ID_ENOMEM)
             break;
-        c->cjobs = a;
-        memset(&c->cjobs[c->n_cjobs], 0, sizeof *c->cjobs);
-        c->cjobs[c->n_cjobs].id = job->id;
-        c->cjobs[c->n_cjobs].first_dispatch_ms = -1;
-        c->cjobs[c->n_cjobs].first_result_ms = -1;
-        c->cjobs[c->n_cjobs].first_start_ms = -1;
-        if (fair_job_add(c->fair, job->id, job->weight) == 0)
-            c->n_cjobs++;
     }
     LOG_INFO("coord", "taking over in term %llu: asking %zu workers what they hold",
              (unsigned long long)c->term, c->n_workers);

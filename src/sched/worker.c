@@ -305,6 +305,34 @@ static void on_work_done(uv_work_t *req, int status)
     kick(w);
 }
 
+/* Hands a ready batch to the pool. Returns 0, or -1 if it could not be queued
+ * (it then failed as a whole, and on_work_done has kicked again). */
+static int start_batch(struct worker *w, struct wquery *q)
+{
+    /* Paths are resolved here, on the loop: the store index is the loop's. */
+    struct store *st = sdfs_store(w->sdfs);
+    Idunno__QueryRun *run = q->run;
+    if (q->model_status == 0 && store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0)
+        q->model_status = ID_ENOTFOUND;
+    for (size_t i = 0; i < run->n_images; i++) {
+        char p[700];
+        if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
+            q->paths[i] = strdup(p);
+        else if (q->image_status[i] == 0)
+            q->image_status[i] = ID_ENOTFOUND;
+    }
+    q->state = WQ_RUNNING;
+    q->queued_ms = id_now_ms();
+    w->running++;
+    q->work.data = q;
+    if (uv_queue_work(w->loop, &q->work, on_work, on_work_done) < 0) {
+        snprintf(q->model_err, sizeof q->model_err, "cannot start the batch");
+        on_work_done(&q->work, 0);
+        return -1;
+    }
+    return 0;
+}
+
 /* Starts the oldest ready batches, up to WORKER_MAX_RUNNING at once. */
 static void kick(struct worker *w)
 {
@@ -312,30 +340,8 @@ static void kick(struct worker *w)
         struct wquery *q = w->queries;
         while (q && q->state != WQ_READY)
             q = q->next;
-        if (!q)
+        if (!q || start_batch(w, q) < 0)
             return;
-        /* Paths are resolved here, on the loop: the store index is the loop's. */
-        struct store *st = sdfs_store(w->sdfs);
-        Idunno__QueryRun *run = q->run;
-        if (q->model_status == 0 &&
-            store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0)
-            q->model_status = ID_ENOTFOUND;
-        for (size_t i = 0; i < run->n_images; i++) {
-            char p[700];
-            if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
-                q->paths[i] = strdup(p);
-            else if (q->image_status[i] == 0)
-                q->image_status[i] = ID_ENOTFOUND;
-        }
-        q->state = WQ_RUNNING;
-        q->queued_ms = id_now_ms();
-        w->running++;
-        q->work.data = q;
-        if (uv_queue_work(w->loop, &q->work, on_work, on_work_done) < 0) {
-            snprintf(q->model_err, sizeof q->model_err, "cannot start the batch");
-            on_work_done(&q->work, 0); /* kicks again */
-            return;
-        }
     }
 }
 
