@@ -12,6 +12,7 @@
  * once complete, so a failed attempt leaves nothing behind. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,12 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/err.h"
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "idunno.pb-c.h"
+#include "sdfs/catalog.h"
 
 #define CLI_SDFS_WINDOW 8
 #define CLI_SDFS_ATTEMPTS 3
@@ -326,12 +329,110 @@ static int lookup(const struct cli_ctx *ctx, struct cli_conn *conn, const char *
 
 /* ---- get -------------------------------------------------------------------------------------- */
 
+/* The local file is written by a second thread, so that the copy into the
+ * page cache (as costly as everything else a get does) overlaps receiving
+ * and checking the next chunks. Chunks pass through a ring of
+ * CLI_SDFS_WRITE_QUEUE, which bounds the memory: the writer frees each one. */
+#define CLI_SDFS_WRITE_QUEUE 8
+
+struct file_writer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int fd;
+    Idunno__SdfsChunk *ring[CLI_SDFS_WRITE_QUEUE];
+    unsigned head, len;
+    int closing;
+    int error; /* errno of the first failed write; later chunks are only freed */
+};
+
+static void *writer_main(void *arg)
+{
+    struct file_writer *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (w->len == 0 && !w->closing)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (w->len == 0)
+            break;
+        Idunno__SdfsChunk *c = w->ring[w->head];
+        w->head = (w->head + 1) % CLI_SDFS_WRITE_QUEUE;
+        w->len--;
+        int failed = w->error;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        int err = 0;
+        for (size_t done = 0; !failed && done < c->data.len;) {
+            ssize_t k = write(w->fd, c->data.data + done, c->data.len - done);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0) {
+                err = k < 0 ? errno : EIO;
+                break;
+            }
+            done += (size_t)k;
+        }
+        idunno__sdfs_chunk__free_unpacked(c, NULL);
+        pthread_mutex_lock(&w->lock);
+        if (err && !w->error)
+            w->error = err;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int writer_start(struct file_writer *w, int fd)
+{
+    memset(w, 0, sizeof *w);
+    w->fd = fd;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        return -1;
+    }
+    return 0;
+}
+
+/* Queues a chunk (the writer owns it from here), waiting while the ring is
+ * full. Returns the errno of an earlier failed write, or 0. */
+static int writer_push(struct file_writer *w, Idunno__SdfsChunk *c)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->len == CLI_SDFS_WRITE_QUEUE)
+        pthread_cond_wait(&w->cond, &w->lock);
+    w->ring[(w->head + w->len) % CLI_SDFS_WRITE_QUEUE] = c;
+    w->len++;
+    int err = w->error;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return err;
+}
+
+/* Writes what is queued, stops the thread; returns the first write errno or 0. */
+static int writer_finish(struct file_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->closing = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    return w->error;
+}
+
 /* Reads version v into fd from the replicas in `order` (count n). On a checksum
  * mismatch *bad gets the node that served the bytes. */
 static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsVersion *v,
                        char **order, size_t n, int fd, char *bad, size_t badlen, struct progress *prog, char *err,
                        size_t errlen)
 {
+    /* The version's CRC-32C when it has one (recorded at put from the
+     * replicas' own computation); the SHA-256 for older versions. */
+    int use_crc = v->crc32c.len == 4;
+    uint32_t crc = 0;
     struct sha256 sha;
     sha256_init(&sha);
     uint64_t next = 0, written = 0;
@@ -350,6 +451,11 @@ static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsV
     if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
         snprintf(err, errlen, "cannot write the local file: %s", strerror(errno));
         return ID_EIO;
+    }
+    struct file_writer writer;
+    if (writer_start(&writer, fd) < 0) {
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
+        return ID_ENOMEM;
     }
     while (rc == 0 && (next < v->size || inflight)) {
         for (unsigned k = 0; rc == 0 && k < CLI_SDFS_WINDOW && next < v->size; k++) {
@@ -402,17 +508,23 @@ static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsV
                     snprintf(err, errlen, "empty chunk at %llu", (unsigned long long)written);
                     rc = ID_EPROTO;
                 } else {
-                    sha256_update(&sha, ch->data.data, ch->data.len);
-                    if (write(fd, ch->data.data, ch->data.len) != (ssize_t)ch->data.len) {
-                        snprintf(err, errlen, "cannot write the local file: %s", strerror(errno));
-                        rc = ID_EIO;
-                    }
+                    if (use_crc)
+                        crc = crc32c_update(crc, ch->data.data, ch->data.len);
+                    else
+                        sha256_update(&sha, ch->data.data, ch->data.len);
                     written += ch->data.len;
                     if (ch->from && ch->from[0] && !from[0])
                         snprintf(from, sizeof from, "%s", ch->from);
+                    int werr = writer_push(&writer, ch);
+                    ch = NULL;
+                    if (werr) {
+                        snprintf(err, errlen, "cannot write the local file: %s", strerror(werr));
+                        rc = ID_EIO;
+                    }
                     progress_show(prog, written, 0);
                 }
-                idunno__sdfs_chunk__free_unpacked(ch, NULL);
+                if (ch)
+                    idunno__sdfs_chunk__free_unpacked(ch, NULL);
                 slot[j].chunk = NULL;
                 slot[j].used = 0;
                 inflight--;
@@ -428,11 +540,22 @@ static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsV
     for (unsigned j = 0; j < CLI_SDFS_WINDOW; j++)
         if (slot[j].chunk)
             idunno__sdfs_chunk__free_unpacked(slot[j].chunk, NULL);
+    int werr = writer_finish(&writer);
+    if (rc == 0 && werr) {
+        snprintf(err, errlen, "cannot write the local file: %s", strerror(werr));
+        rc = ID_EIO;
+    }
     if (rc < 0)
         return rc;
     uint8_t digest[32];
-    sha256_final(&sha, digest);
-    if (written != v->size || v->sha256.len != 32 || memcmp(digest, v->sha256.data, 32) != 0) {
+    int match;
+    if (use_crc) {
+        match = crc == sdfs_crc_decode(v->crc32c.data);
+    } else {
+        sha256_final(&sha, digest);
+        match = v->sha256.len == 32 && memcmp(digest, v->sha256.data, 32) == 0;
+    }
+    if (written != v->size || !match) {
         snprintf(bad, badlen, "%s", from);
         snprintf(err, errlen, "the copy on %s does not match its checksum", from[0] ? from : "?");
         return ID_ECRC;
@@ -829,6 +952,10 @@ static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv)
             json_u64("version", v->version);
             json_u64("size", v->size);
             json_str("sha256", hex);
+            char crc[9] = "";
+            if (v->crc32c.len == 4)
+                snprintf(crc, sizeof crc, "%08x", sdfs_crc_decode(v->crc32c.data));
+            json_str("crc32c", crc);
             json_str("blob", v->blob);
             json_u64("time_ms", v->time_ms);
             json_begin_array("replicas");

@@ -192,7 +192,8 @@ uint64_t catalog_node_load(const struct catalog *c, const char *node)
 static int version_from_pb(const Idunno__SdfsVersion *m, struct sdfs_version *v,
                            int version_required)
 {
-    if (!sdfs_blob_ok(m->blob) || m->sha256.len != 32 || m->n_replicas < 1 ||
+    if (!sdfs_blob_ok(m->blob) || m->sha256.len != 32 || (m->crc32c.len != 0 && m->crc32c.len != 4) ||
+        m->n_replicas < 1 ||
         m->n_replicas > SDFS_REPLICAS || (version_required && m->version == 0))
         return ID_EINVAL;
     memset(v, 0, sizeof *v);
@@ -200,6 +201,10 @@ static int version_from_pb(const Idunno__SdfsVersion *m, struct sdfs_version *v,
     memcpy(v->blob, m->blob, SDFS_BLOB_LEN + 1);
     v->size = m->size;
     memcpy(v->sha256, m->sha256.data, 32);
+    if (m->crc32c.len == 4) {
+        v->has_crc32c = 1;
+        memcpy(v->crc32c_be, m->crc32c.data, 4);
+    }
     v->time_ms = m->time_ms;
     for (size_t r = 0; r < m->n_replicas; r++) {
         if (!node_name_ok(m->replicas[r]))
@@ -225,6 +230,10 @@ static void version_to_pb(const char *name, const struct sdfs_version *v, Idunno
     m->size = v->size;
     m->sha256.data = (uint8_t *)v->sha256;
     m->sha256.len = 32;
+    if (v->has_crc32c) {
+        m->crc32c.data = (uint8_t *)v->crc32c_be;
+        m->crc32c.len = 4;
+    }
     m->time_ms = v->time_ms;
     for (size_t r = 0; r < v->n_replicas; r++)
         ptrs[r] = (char *)v->replicas[r];

@@ -37,11 +37,26 @@
 
 struct catalog;
 
+/* CRC-32C values travel as 4 big-endian bytes (an empty field: none). */
+static inline void sdfs_crc_encode(uint8_t b[4], uint32_t crc)
+{
+    b[0] = (uint8_t)(crc >> 24);
+    b[1] = (uint8_t)(crc >> 16);
+    b[2] = (uint8_t)(crc >> 8);
+    b[3] = (uint8_t)crc;
+}
+static inline uint32_t sdfs_crc_decode(const uint8_t b[4])
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
 struct sdfs_version {
     uint64_t version;
     char blob[SDFS_BLOB_LEN + 1];
     uint64_t size;
     uint8_t sha256[32];
+    int has_crc32c;       /* versions written before CRCs were recorded have none */
+    uint8_t crc32c_be[4]; /* CRC-32C of the whole file, big-endian as on the wire */
     uint64_t time_ms;
     size_t n_replicas;
     char replicas[SDFS_REPLICAS][SDFS_NODE_MAX];

@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/crc32c.h"
 #include "base/sha256.h"
 #include "ctl/ctl.h"
 #include "idunno.pb-c.h"
@@ -68,6 +69,10 @@ struct put_session {
     struct net_request *close_req;
     unsigned seals_pending;
     uint8_t sha[32];
+    /* The CRC-32C the replicas computed while writing; recorded with the
+     * version only if every replica reported the same one. */
+    uint32_t crc32c;
+    int crc_state; /* 0 none yet, 1 agreed so far, -1 missing or disagreeing */
     uint64_t last_ms;
     struct put_session *next;
 };
@@ -172,13 +177,19 @@ static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body
     idunno__sdfs_chunk__free_unpacked(m, NULL);
 }
 
-static void on_blob_sealed(void *ud, int status)
+static void on_blob_sealed(void *ud, int status, uint32_t crc32c)
 {
     struct net_request *req = ud;
-    if (status < 0)
+    if (status < 0) {
         net_reply_errorf(req, status, "replica seal failed: %s", id_strerror(status));
-    else
-        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
+        return;
+    }
+    uint8_t crc[4];
+    sdfs_crc_encode(crc, crc32c);
+    Idunno__SdfsChunk out = IDUNNO__SDFS_CHUNK__INIT;
+    out.crc32c.data = crc;
+    out.crc32c.len = 4;
+    net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, &out.base);
 }
 
 static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body, size_t len)
@@ -337,8 +348,9 @@ static void fetch_fail(struct fetch *f, int status, const char *what)
 
 static void fetch_next(struct fetch *f);
 
-static void on_fetch_sealed(void *ud, int status)
+static void on_fetch_sealed(void *ud, int status, uint32_t crc32c)
 {
+    (void)crc32c; /* the version's CRC is already recorded */
     struct fetch *f = ud;
     fetch_finish(f, status, status < 0 ? id_strerror(status) : "");
 }
@@ -390,7 +402,7 @@ static void fetch_next(struct fetch *f)
     if (f->offset >= f->size) {
         int rc = store_seal(f->s->store, f->blob, f->size, f->sha, on_fetch_sealed, f);
         if (rc == ID_EEXIST)
-            on_fetch_sealed(f, 0);
+            on_fetch_sealed(f, 0, 0);
         else if (rc < 0)
             fetch_fail(f, rc, id_strerror(rc));
         return;
@@ -888,6 +900,12 @@ static void put_commit(struct put_session *ps)
     v.size = ps->size;
     v.sha256.data = ps->sha;
     v.sha256.len = 32;
+    uint8_t crc[4];
+    if (ps->crc_state == 1) {
+        sdfs_crc_encode(crc, ps->crc32c);
+        v.crc32c.data = crc;
+        v.crc32c.len = 4;
+    }
     for (size_t i = 0; i < ps->n_targets; i++)
         names[i] = ps->targets[i].name;
     v.n_replicas = ps->n_targets;
@@ -922,6 +940,18 @@ static void on_target_sealed(void *ud, const struct net_result *res)
         return;
     }
     t->sealed = 1;
+    /* An answer without a CRC (a replica that had sealed it already) leaves
+     * the version without one: gets then check the SHA-256 instead. */
+    Idunno__SdfsChunk *a = idunno__sdfs_chunk__unpack(NULL, res->len, res->body);
+    if (a && a->crc32c.len == 4 && ps->crc_state >= 0) {
+        uint32_t crc = sdfs_crc_decode(a->crc32c.data);
+        ps->crc_state = ps->crc_state == 0 || crc == ps->crc32c ? 1 : -1;
+        ps->crc32c = crc;
+    } else {
+        ps->crc_state = -1;
+    }
+    if (a)
+        idunno__sdfs_chunk__free_unpacked(a, NULL);
     if (--ps->seals_pending == 0)
         put_commit(ps);
 }
@@ -1266,6 +1296,10 @@ static void version_msg(const struct sdfs_file *f, const struct sdfs_version *v,
     m->size = v->size;
     m->sha256.data = (uint8_t *)v->sha256;
     m->sha256.len = 32;
+    if (v->has_crc32c) {
+        m->crc32c.data = (uint8_t *)v->crc32c_be;
+        m->crc32c.len = 4;
+    }
     m->time_ms = v->time_ms;
     for (size_t r = 0; r < v->n_replicas; r++) {
         names[r] = (char *)v->replicas[r];
@@ -1880,6 +1914,7 @@ struct small_put {
     uint8_t *data;
     size_t len;
     uint8_t sha[32];
+    uint32_t crc32c;
     size_t n;
     char names[SDFS_REPLICAS][SDFS_NODE_MAX];
     char addrs[SDFS_REPLICAS][64];
@@ -1930,6 +1965,10 @@ static void on_small_sealed(void *ud, const struct net_result *res)
     v.size = p->len;
     v.sha256.data = p->sha;
     v.sha256.len = 32;
+    uint8_t crc[4];
+    sdfs_crc_encode(crc, p->crc32c);
+    v.crc32c.data = crc;
+    v.crc32c.len = 4;
     v.n_replicas = p->n;
     v.replicas = names;
     int rc = call_leader(p->s, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, &v.base, on_small_committed, p);
@@ -2016,6 +2055,7 @@ int sdfs_put_bytes(struct sdfs *s, const char *name, const uint8_t *data, size_t
     sha256_init(&h);
     sha256_update(&h, copy, len);
     sha256_final(&h, p->sha);
+    p->crc32c = crc32c_update(0, copy, len);
     p->cb = cb;
     p->ud = ud;
     Idunno__SdfsPlace pl = IDUNNO__SDFS_PLACE__INIT;

@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/crc32c.h"
 #include "base/sha256.h"
 
 struct blob_entry {
@@ -39,7 +40,9 @@ struct op {
     uint64_t size;
     uint8_t sha[32];
     int status;
+    uint32_t crc32c; /* seals: of the sealed copy */
     store_cb cb;
+    store_seal_cb seal_cb;
     store_read_cb read_cb;
     void *ud;
     struct op *next;
@@ -54,6 +57,7 @@ struct tmp_copy {
     uint64_t written;    /* bytes on disk (thread side, read after completion) */
     uint64_t queued_end; /* where the next write must start (loop side) */
     struct sha256 sha;
+    uint32_t crc32c; /* of the bytes written so far */
     struct op *head, *tail;
     int busy;
     int dropped; /* replaced, aborted or sealed: free once idle */
@@ -318,6 +322,15 @@ static void copies_reap(struct store *s)
     }
 }
 
+/* Tells a write's or a seal's caller how it ended. */
+static void op_callback(struct op *o, int status)
+{
+    if (o->kind == OP_SEAL && o->seal_cb)
+        o->seal_cb(o->ud, status, o->crc32c);
+    else if (o->kind != OP_SEAL && o->cb)
+        o->cb(o->ud, status);
+}
+
 static void copy_drop(struct store *s, struct tmp_copy *c)
 {
     c->dropped = 1;
@@ -325,8 +338,8 @@ static void copy_drop(struct store *s, struct tmp_copy *c)
     while (c->head) {
         struct op *o = c->head;
         c->head = o->next;
-        if (!s->closing && o->cb)
-            o->cb(o->ud, ID_ECANCELED);
+        if (!s->closing)
+            op_callback(o, ID_ECANCELED);
         free(o->data);
         free(o);
     }
@@ -370,6 +383,7 @@ static void work_write(struct op *o)
         done += (size_t)n;
     }
     sha256_update(&c->sha, o->data, o->len);
+    c->crc32c = crc32c_update(c->crc32c, o->data, o->len);
     c->written = o->offset + o->len;
 }
 
@@ -382,6 +396,7 @@ static void work_seal(struct op *o)
         o->status = ID_ECRC;
         return;
     }
+    o->crc32c = c->crc32c;
     if (c->fd < 0) { /* an empty file: nothing was written */
         c->fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (c->fd < 0) {
@@ -474,8 +489,8 @@ static void on_work_done(uv_work_t *w, int status)
     if (!s->closing) {
         if (o->kind == OP_READ && o->read_cb)
             o->read_cb(o->ud, o->status, o->data, o->len);
-        else if (o->cb)
-            o->cb(o->ud, o->status);
+        else
+            op_callback(o, o->status);
     }
     free(o->data);
     free(o);
@@ -508,8 +523,7 @@ static void copy_kick(struct store *s, struct tmp_copy *c)
     c->busy = 1;
     if (op_queue(s, o) < 0) {
         c->busy = 0;
-        if (o->cb)
-            o->cb(o->ud, ID_EIO);
+        op_callback(o, ID_EIO);
         free(o->data);
         free(o);
         copy_drop(s, c);
@@ -577,7 +591,7 @@ int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_
 }
 
 int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
-               store_cb cb, void *ud)
+               store_seal_cb cb, void *ud)
 {
     if (s->closing)
         return ID_ESHUTDOWN;
@@ -601,7 +615,7 @@ int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t s
     snprintf(o->blob, sizeof o->blob, "%s", blob);
     o->size = size;
     memcpy(o->sha, sha, 32);
-    o->cb = cb;
+    o->seal_cb = cb;
     o->ud = ud;
     copy_append(s, c, o);
     return 0;

@@ -38,6 +38,8 @@ int store_open(uv_loop_t *loop, const char *dir, struct store **out, char *errms
 void store_close(struct store *s);
 
 typedef void (*store_cb)(void *ud, int status);
+/* crc32c: CRC-32C of the sealed copy (valid when status is 0). */
+typedef void (*store_seal_cb)(void *ud, int status, uint32_t crc32c);
 typedef void (*store_read_cb)(void *ud, int status, const uint8_t *data, size_t len);
 
 /* Appends len bytes (copied) at `offset` of the temporary copy of blob. offset
@@ -49,9 +51,10 @@ int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_
 
 /* Seals the temporary copy: its size must be `size` and its SHA-256 `sha`
  * (ID_ECRC otherwise, and the copy is dropped). cb runs once it is durable in
- * blobs/. Sealing a blob already sealed with that checksum succeeds at once. */
+ * blobs/, with the copy's CRC-32C (computed as it was written). Sealing a blob
+ * already sealed with that size gives ID_EEXIST at once (no callback). */
 int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
-               store_cb cb, void *ud);
+               store_seal_cb cb, void *ud);
 
 /* Drops the temporary copy of blob, if any. */
 void store_abort(struct store *s, const char *blob);

@@ -33,6 +33,18 @@ assert_eq "$reps" 4 "replicas of big"
 # -- versions: 7 puts keep 5; get-versions gives the newest first
 for i in 1 2 3 4 5 6 7; do echo "version text $i" >"$T/v$i"; cli node$(( (i % 6) + 1 )) put "$T/v$i" doc >/dev/null; done
 assert_eq "$(cli node1 --json ls doc | json '[v["version"] for v in d["versions"]]')" "[3, 4, 5, 6, 7]" "kept versions"
+# The CRC-32C that gets check was recorded from the replicas and is the file's.
+crc_of() {
+  python3 -c '
+import sys
+c = 0xFFFFFFFF
+for b in open(sys.argv[1], "rb").read():
+    c ^= b
+    for _ in range(8):
+        c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+print("%08x" % (c ^ 0xFFFFFFFF))' "$1"
+}
+assert_eq "$(cli node1 --json ls doc | json 'd["versions"][-1]["crc32c"]')" "$(crc_of "$T/v7")" "crc32c of doc"
 cli node2 get doc "$T/doc.out" >/dev/null
 assert_eq "$(cat "$T/doc.out")" "version text 7" "latest version"
 cli node2 get doc "$T/doc4.out" --version 4 >/dev/null

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -18,6 +19,35 @@ static void test_crc32c_known_vectors(void **state)
     assert_int_equal(crc32c("123456789", 9), 0xE3069283u);
     uint8_t zeros[32] = {0};
     assert_int_equal(crc32c(zeros, sizeof zeros), 0x8A9136AAu);
+}
+
+/* The three-chain hardware path (buffers of 12 KiB and more) against the
+ * table code, at every alignment and across the block boundaries. */
+static void test_crc32c_fast_equals_portable(void **state)
+{
+    (void)state;
+    enum { N = 3 * 4096 * 4 + 100 };
+    unsigned char *buf = malloc(N);
+    assert_non_null(buf);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (unsigned char)(x >> 16);
+    }
+    const size_t lens[] = {0, 1, 7, 8, 4095, 3 * 4096 - 1, 3 * 4096, 3 * 4096 + 1, 6 * 4096 + 13, N - 8};
+    for (size_t off = 0; off < 8; off++)
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            size_t len = lens[k];
+            assert_int_equal(crc32c_update(0xdeadbeefu, buf + off, len),
+                             crc32c_update_portable(0xdeadbeefu, buf + off, len));
+        }
+    /* Pieces of any size give the whole's CRC. */
+    uint32_t whole = crc32c(buf, N);
+    uint32_t c = crc32c_update(0, buf, 5000);
+    c = crc32c_update(c, buf + 5000, 20000);
+    c = crc32c_update(c, buf + 25000, N - 25000);
+    assert_int_equal(c, whole);
+    free(buf);
 }
 
 static void test_crc32c_incremental_equals_whole(void **state)
@@ -110,6 +140,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_known_vectors),
         cmocka_unit_test(test_crc32c_incremental_equals_whole),
+        cmocka_unit_test(test_crc32c_fast_equals_portable),
         cmocka_unit_test(test_frame_roundtrip),
         cmocka_unit_test(test_frame_rejects_corruption),
         cmocka_unit_test(test_frame_header_length_limit),
