@@ -10,7 +10,8 @@
           4 copies of it locally on the same disk; got back, against reading it
           locally (page cache dropped on both sides first: posix_fadvise
           DONTNEED on the source and on every replica's blob), and against a
-          cold local copy (read + write). Each node's peak RSS during the
+          cold local copy (read + write); the three alternate in --get-rounds
+          rounds and the ratios are the medians of each round's own. Each node's peak RSS during the
           transfer above its RSS before it (VmHWM after clear_refs).
   ls      --files small files stored with put-dir; then `ls` and `store`
           through a non-leader node, each --reps times: the answer time the
@@ -18,7 +19,8 @@
           (process start and printing included).
 
 Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|all]
-[--nodes 10] [--trials 5] [--size-mb 256] [--files 10000] [--base-port 7600]
+[--nodes 10] [--trials 5] [--size-mb 256] [--get-rounds 5] [--files 10000]
+[--base-port 7600]
 """
 import argparse, glob, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -218,30 +220,31 @@ def bench_put(args):
         v = c.cli(gw, "put", src, "bench/big", timeout_ms=60000, check=True)
         put_ms = now_ms() - t0
         peak = {n: rss_kb(c.pid(n), "VmHWM") - before[n] for n in nodes}
-        # get, everything cold.
-        for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
-            drop_cache(b)
-        drop_cache(src)
-        t0 = now_ms()
-        with open(src, "rb") as f:
-            while f.read(1 << 20):
-                pass
-        local_read_ms = now_ms() - t0
-        drop_cache(src)
-        t0 = now_ms()
-        subprocess.run(["cp", src, os.path.join(tmp, "cp")], check=True)
-        local_copy_ms = now_ms() - t0
-        os.unlink(os.path.join(tmp, "cp"))
-        for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
-            drop_cache(b)
+        # get, everything cold, against a cold local read and a cold local copy
+        # of the same file. The host's speed drifts between runs seconds apart,
+        # so the three alternate in rounds and each round gives its own ratio.
+        blobs = glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*"))
         out = os.path.join(tmp, "out")
-        get_ms = []
-        for _ in range(3):
-            for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
+        read_ms, copy_ms, get_ms = [], [], []
+        for _ in range(args.get_rounds):
+            drop_cache(src)
+            t0 = now_ms()
+            with open(src, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+            read_ms.append(now_ms() - t0)
+            drop_cache(src)
+            t0 = now_ms()
+            subprocess.run(["cp", src, os.path.join(tmp, "cp")], check=True)
+            copy_ms.append(now_ms() - t0)
+            os.unlink(os.path.join(tmp, "cp"))
+            for b in blobs:
                 drop_cache(b)
             t0 = now_ms()
             c.cli(gw, "get", "bench/big", out, timeout_ms=60000, check=True)
             get_ms.append(now_ms() - t0)
+        local_read_ms = statistics.median(read_ms)
+        local_copy_ms = statistics.median(copy_ms)
         same = subprocess.run(["cmp", "-s", src, out]).returncode == 0
         return {"size_mb": size >> 20, "replicas": v["replicas"],
                 "local_4_copies_fsync_ms": round(local_write_ms, 1), "put_ms": round(put_ms, 1),
@@ -249,8 +252,8 @@ def bench_put(args):
                 "local_cold_read_ms": round(local_read_ms, 1),
                 "local_cold_copy_ms": round(local_copy_ms, 1),
                 "get_ms": summary(get_ms),
-                "get_ratio_to_read": round(statistics.median(get_ms) / local_read_ms, 2),
-                "get_ratio_to_copy": round(statistics.median(get_ms) / local_copy_ms, 2),
+                "get_ratio_to_read": round(statistics.median(g / r for g, r in zip(get_ms, read_ms)), 2),
+                "get_ratio_to_copy": round(statistics.median(g / k for g, k in zip(get_ms, copy_ms)), 2),
                 "content_equal": same,
                 "peak_rss_above_idle_mb": {n: round(kb / 1024, 1) for n, kb in peak.items()},
                 "max_peak_rss_above_idle_mb": round(max(peak.values()) / 1024, 1)}
@@ -297,6 +300,8 @@ def main():
     ap.add_argument("--size-mb", type=int, default=256)
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--get-rounds", type=int, default=5,
+                    help="put: rounds of (local read, local copy, get), alternating")
     ap.add_argument("--base-port", type=int, default=7600)
     args = ap.parse_args()
     out = {}
