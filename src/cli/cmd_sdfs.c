@@ -12,8 +12,8 @@
  * once complete, so a failed attempt leaves nothing behind. */
 #include <dirent.h>
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,18 +381,19 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Returns 0 or the error number of pthread_create. */
 static int writer_start(struct file_writer *w, int fd)
 {
     memset(w, 0, sizeof *w);
     w->fd = fd;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+    int e = pthread_create(&w->thread, NULL, writer_main, w);
+    if (e != 0) {
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
-        return -1;
     }
-    return 0;
+    return e;
 }
 
 /* Queues a chunk (the writer owns it from here), waiting while the ring is
@@ -453,8 +454,9 @@ static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsV
         return ID_EIO;
     }
     struct file_writer writer;
-    if (writer_start(&writer, fd) < 0) {
-        snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
+    int terr = writer_start(&writer, fd);
+    if (terr != 0) {
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(terr));
         return ID_ENOMEM;
     }
     while (rc == 0 && (next < v->size || inflight)) {

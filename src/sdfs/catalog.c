@@ -218,9 +218,7 @@ static int version_from_pb(const Idunno__SdfsVersion *m, struct sdfs_version *v,
     return 0;
 }
 
-/* Fills a message that points into v (valid while v is). ptrs holds the
- * replica name pointers. */
-static void version_to_pb(const char *name, const struct sdfs_version *v, Idunno__SdfsVersion *m,
+void catalog_version_to_pb(const char *name, const struct sdfs_version *v, Idunno__SdfsVersion *m,
                           char **ptrs)
 {
     idunno__sdfs_version__init(m);
@@ -310,7 +308,7 @@ static void apply_commit(struct catalog *c, const struct sm_cmd *cmd, struct sm_
     }
     char *ptrs[SDFS_REPLICAS], *drop_ptr = dropped;
     Idunno__SdfsVersion r;
-    version_to_pb(f->name, done, &r, ptrs);
+    catalog_version_to_pb(f->name, done, &r, ptrs);
     if (dropped[0]) {
         r.n_dropped = 1;
         r.dropped = &drop_ptr;
@@ -338,7 +336,7 @@ static void apply_delete(struct catalog *c, const struct sm_cmd *cmd, struct sm_
         Idunno__SdfsVersion rows[SDFS_KEEP_VERSIONS], *rp[SDFS_KEEP_VERSIONS];
         char *ptrs[SDFS_KEEP_VERSIONS][SDFS_REPLICAS];
         for (size_t k = 0; k < f->n_versions; k++) {
-            version_to_pb(f->name, &f->versions[k], &rows[k], ptrs[k]);
+            catalog_version_to_pb(f->name, &f->versions[k], &rows[k], ptrs[k]);
             rp[k] = &rows[k];
         }
         Idunno__SdfsFile r = IDUNNO__SDFS_FILE__INIT;
@@ -445,7 +443,7 @@ static int catalog_snapshot(void *self, struct sm_buf *out)
             files[i].versions = &vp[k];
             for (size_t j = 0; j < f->n_versions; j++, k++) {
                 /* The name is implied by the file: left empty to keep snapshots small. */
-                version_to_pb("", &f->versions[j], &vers[k], &names[k * SDFS_REPLICAS]);
+                catalog_version_to_pb("", &f->versions[j], &vers[k], &names[k * SDFS_REPLICAS]);
                 vp[k] = &vers[k];
             }
             fp[i] = &files[i];

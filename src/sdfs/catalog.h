@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "ctl/sm.h"
+#include "idunno.pb-c.h"
 
 #define SDFS_REPLICAS 4
 #define SDFS_KEEP_VERSIONS 5
@@ -70,6 +71,11 @@ struct sdfs_file {
 };
 
 extern const struct sm_ops catalog_sm_ops;
+
+/* Fills a message that points into v (valid while v is); ptrs receives the
+ * replica name pointers (SDFS_REPLICAS of them). */
+void catalog_version_to_pb(const char *name, const struct sdfs_version *v, Idunno__SdfsVersion *m,
+                           char **ptrs);
 
 struct catalog *catalog_create(void);
 void catalog_destroy(struct catalog *c);

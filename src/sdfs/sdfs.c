@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/err.h"
 #include "base/log.h"
-#include "base/crc32c.h"
 #include "base/sha256.h"
 #include "ctl/ctl.h"
 #include "idunno.pb-c.h"
@@ -1289,25 +1289,12 @@ static void version_msg(const struct sdfs_file *f, const struct sdfs_version *v,
                         const struct member_view *alive, size_t n_alive, Idunno__SdfsVersion *m,
                         char **names, char **addrs)
 {
-    idunno__sdfs_version__init(m);
-    m->name = f->name;
-    m->version = v->version;
-    m->blob = (char *)v->blob;
-    m->size = v->size;
-    m->sha256.data = (uint8_t *)v->sha256;
-    m->sha256.len = 32;
-    if (v->has_crc32c) {
-        m->crc32c.data = (uint8_t *)v->crc32c_be;
-        m->crc32c.len = 4;
-    }
-    m->time_ms = v->time_ms;
+    catalog_version_to_pb(f->name, v, m, names);
     for (size_t r = 0; r < v->n_replicas; r++) {
-        names[r] = (char *)v->replicas[r];
         const char *a = addr_of(alive, n_alive, v->replicas[r]);
         addrs[r] = (char *)(a ? a : "");
     }
-    m->n_replicas = m->n_replica_addrs = v->n_replicas;
-    m->replicas = names;
+    m->n_replica_addrs = v->n_replicas;
     m->replica_addrs = addrs;
 }
 

@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/err.h"
 #include "base/log.h"
-#include "base/crc32c.h"
 #include "base/sha256.h"
 
 struct blob_entry {
