@@ -57,8 +57,8 @@ static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body,
 
 /* Commits a version of name stored as blob on the given replicas; returns the
  * version number (0 on error) and fills dropped (may be NULL). */
-static uint64_t commit(struct replica *r, const char *name, const char *blob, const char *reps,
-                       char *dropped)
+static uint64_t commit_crc(struct replica *r, const char *name, const char *blob, const char *reps,
+                           char *dropped, const uint8_t *crc, size_t crc_len)
 {
     char copy[256], *names[SDFS_REPLICAS], *save = NULL;
     size_t n = 0;
@@ -72,6 +72,8 @@ static uint64_t commit(struct replica *r, const char *name, const char *blob, co
     v.size = 100;
     v.sha256.data = sha;
     v.sha256.len = 32;
+    v.crc32c.data = (uint8_t *)crc;
+    v.crc32c.len = crc_len;
     v.n_replicas = n;
     v.replicas = names;
     struct sm_result res;
@@ -89,6 +91,12 @@ static uint64_t commit(struct replica *r, const char *name, const char *blob, co
     }
     sm_result_clear(&res);
     return version;
+}
+
+static uint64_t commit(struct replica *r, const char *name, const char *blob, const char *reps,
+                       char *dropped)
+{
+    return commit_crc(r, name, blob, reps, dropped, NULL, 0);
 }
 
 static int change(struct replica *r, const char *name, const char *blob, const char *remove,
@@ -266,6 +274,38 @@ static void test_replica_changes(void **state)
 }
 
 /* ---- snapshots ---------------------------------------------------------------------------- */
+
+/* A version's CRC-32C is kept when given (4 bytes), absent when not, survives
+ * a snapshot, and any other length is refused. */
+static void test_commit_keeps_crc32c(void **state)
+{
+    (void)state;
+    struct replica a, b;
+    replica_init(&a);
+    replica_init(&b);
+    const uint8_t crc[4] = {0xde, 0xad, 0xbe, 0xef};
+    assert_int_equal(commit_crc(&a, "with", "00000000000000a1", "n1", NULL, crc, 4), 1);
+    assert_int_equal(commit(&a, "without", "00000000000000a2", "n1", NULL), 1);
+    assert_int_equal(commit_crc(&a, "bad", "00000000000000a3", "n1", NULL, crc, 3), 0);
+    assert_null(catalog_find(a.cat, "bad"));
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&a.sm, NULL, &snap, &len), 0);
+    assert_int_equal(sm_restore(&b.sm, snap, len), 0);
+    free(snap);
+    const struct replica *rs[2] = {&a, &b};
+    for (int k = 0; k < 2; k++) {
+        const struct sdfs_file *f = catalog_find(rs[k]->cat, "with");
+        assert_non_null(f);
+        assert_true(f->versions[0].has_crc32c);
+        assert_int_equal(sdfs_crc_decode(f->versions[0].crc32c_be), 0xdeadbeefu);
+        f = catalog_find(rs[k]->cat, "without");
+        assert_non_null(f);
+        assert_false(f->versions[0].has_crc32c);
+    }
+    replica_free(&a);
+    replica_free(&b);
+}
 
 static void test_snapshot_round_trip(void **state)
 {
@@ -470,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_commit_rejects_bad_input),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_replica_changes),
+        cmocka_unit_test(test_commit_keeps_crc32c),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_restore_rejects_bad_sections),
         cmocka_unit_test(test_placement_spreads_evenly),
