@@ -18,7 +18,8 @@ This is a model for reading the benchmark, not a test of the code: it shares
 no code with fair.c.
 
 Usage: bench/fair_model.py [--seconds 300] [--seeds 4] [--workers 10]
-       [--cores 2] [--scale 0.15] [--jitter 0.15]
+       [--cores 2] [--scale 0.15] [--jitter 0.15] [--in-flight-charge 1]
+       [--sticky 0]
 --scale sets the cost of one ResNet50 query in seconds on one full core;
 0.15 gives ~7 queries/s per job with two jobs, the rate the real cluster
 reaches (bench/jobs_bench.py fair), 0.075 twice that.
@@ -33,7 +34,8 @@ SCENARIOS = {
 }
 
 
-def simulate(costs, weights, seconds, workers, cores, jitter, seed):
+def simulate(costs, weights, seconds, workers, cores, jitter, seed, in_flight_charge=1.0,
+             sticky=0.0):
     rnd = random.Random(seed)
     n = len(costs)
     vt = [0.0] * n          # dispatched / weight
@@ -41,9 +43,14 @@ def simulate(costs, weights, seconds, workers, cores, jitter, seed):
     done_at = [[] for _ in range(n)]
     running = [None] * workers  # [job, work left in core-seconds]
 
-    def dispatch(w):
+    def dispatch(w, previous=None):
         j = min(range(n), key=lambda k: (vt[k], inflight[k], k))
-        vt[j] += 1.0 / weights[j]
+        # Variant: the freed slot goes back to the job that just finished if it
+        # is within `sticky` queries of the furthest behind.
+        if sticky > 0 and previous is not None and vt[previous] <= vt[j] + sticky / weights[previous]:
+            j = previous
+        # Variant: charge only part of a query at dispatch, the rest on completion.
+        vt[j] += in_flight_charge / weights[j]
         inflight[j] += 1
         running[w] = [j, costs[j] * rnd.uniform(1 - jitter, 1 + jitter)]
 
@@ -55,18 +62,19 @@ def simulate(costs, weights, seconds, workers, cores, jitter, seed):
         share = min(1.0, cores / len(busy))
         dt = min(running[w][1] for w in busy) / share
         t += dt
-        finished = []
+        finished, previous = [], {}
         for w in busy:
             running[w][1] -= dt * share
             if running[w][1] <= 1e-12:
                 finished.append(w)
         for w in finished:
-            j = running[w][0]
+            j = previous[w] = running[w][0]
+            vt[j] += (1.0 - in_flight_charge) / weights[j]
             inflight[j] -= 1
             done_at[j].append(t)
             running[w] = None
         for w in finished:
-            dispatch(w)
+            dispatch(w, previous[w])
     gaps = []
     for start in range(10, int(seconds) - 10):
         rates = [(bisect.bisect(d, start + 10) - bisect.bisect(d, start)) / 10 / weights[j]
@@ -84,11 +92,16 @@ def main():
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--scale", type=float, default=0.15)
     ap.add_argument("--jitter", type=float, default=0.15)
+    ap.add_argument("--in-flight-charge", type=float, default=1.0,
+                    help="variant: share of a query charged at dispatch (1 = the policy)")
+    ap.add_argument("--sticky", type=float, default=0.0,
+                    help="variant: a freed slot stays with its job within this many queries")
     args = ap.parse_args()
     out = {}
     for name, (costs, weights) in SCENARIOS.items():
         runs = [simulate([c * args.scale for c in costs], weights, args.seconds, args.workers,
-                         args.cores, args.jitter, seed) for seed in range(1, args.seeds + 1)]
+                         args.cores, args.jitter, seed, args.in_flight_charge, args.sticky)
+                for seed in range(1, args.seeds + 1)]
         out[name] = {"max_gap_per_seed": [round(r["max_gap"], 4) for r in runs],
                      "median_gap": round(statistics.median(r["median_gap"] for r in runs), 4),
                      "queries_per_s": runs[0]["queries_per_s"]}
