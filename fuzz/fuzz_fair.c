@@ -1,8 +1,9 @@
 /* fuzz_fair.c — libFuzzer target for the fair dispatcher: the bytes are a
  * sequence of operations (jobs, workers, queries, failures, adoption), checked
  * against a shadow of what is in flight where. Any disagreement, a dispatch
- * beyond a worker's slots (or into a spare slot other than by the spare rule)
- * or a query in flight twice is a crash. */
+ * beyond a worker's slots other than by the spare rule or a burst (the job's
+ * own queries alone on the worker, fewer than its burst), or a query in
+ * flight twice is a crash. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ static int present[NWORKERS];
 static unsigned slots[NWORKERS];
 static unsigned load[NWORKERS];
 static int jobs[NJOBS];
+static unsigned burst[NJOBS];
 static unsigned spare;
 
 static size_t job_inflight(uint32_t job)
@@ -35,6 +37,15 @@ static size_t job_inflight(uint32_t job)
     for (size_t i = 0; i < nfl; i++)
         n += fl[i].job == job;
     return n;
+}
+
+/* Does worker w hold queries of `job` only? */
+static int holds_only(int w, uint32_t job)
+{
+    for (size_t i = 0; i < nfl; i++)
+        if (fl[i].worker == w && fl[i].job != job)
+            return 0;
+    return 1;
 }
 
 /* Does some present worker have a regular slot free? */
@@ -74,11 +85,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(present, 0, sizeof present);
     memset(load, 0, sizeof load);
     memset(jobs, 0, sizeof jobs);
+    memset(burst, 0, sizeof burst);
     spare = 0;
     uint64_t next_q = 1000;
     char name[8];
     for (size_t k = 0; k + 1 < size; k += 2) {
-        uint8_t op = data[k] % 11, b = data[k + 1];
+        uint8_t op = data[k] % 12, b = data[k + 1];
         uint32_t job = b % NJOBS;
         int w = b % NWORKERS;
         name_of(w, name);
@@ -95,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (rc != (jobs[job] ? 0 : ID_ENOTFOUND))
                 __builtin_trap();
             jobs[job] = 0;
+            burst[job] = 0;
             for (size_t i = 0; i < nfl;)
                 if (fl[i].job == job)
                     drop(i);
@@ -146,9 +159,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     find(d.job, d.query) >= 0 || nfl == MAXFL)
                     __builtin_trap();
                 /* Beyond the slots only into a spare, only for a job with
-                 * nothing in flight, only when no regular slot is free. */
-                if (load[dw] >= slots[dw] && (load[dw] >= slots[dw] + spare || job_inflight(d.job) != 0 ||
-                                              regular_free()))
+                 * nothing in flight, only when no regular slot is free; or
+                 * as a burst of a job alone on the worker. */
+                int by_spare = load[dw] < slots[dw] + spare && job_inflight(d.job) == 0 && !regular_free();
+                int by_burst = load[dw] < burst[d.job] && holds_only(dw, d.job);
+                if (load[dw] >= slots[dw] && !by_spare && !by_burst)
                     __builtin_trap();
                 fl[nfl++] = (struct shadow){d.job, d.query, dw};
                 load[dw]++;
@@ -177,6 +192,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (fair_set_spare(f, b % 3) != 0)
                 __builtin_trap();
             spare = b % 3;
+            break;
+        case 11:
+            rc = fair_job_set_burst(f, job, (b >> 3) % 5);
+            if (rc != ((b >> 3) % 5 == 0 ? ID_EINVAL : jobs[job] ? 0 : ID_ENOTFOUND))
+                __builtin_trap();
+            if (rc == 0)
+                burst[job] = (b >> 3) % 5;
             break;
         case 9: {
             uint64_t q = (b >> 3) % 8;

@@ -53,6 +53,10 @@ struct net_conn {
     struct net_request *requests; /* incoming: requests not yet answered */
     struct pending_write *queued; /* outgoing: frames written before connect finished */
     struct pending_write **queued_tail;
+    struct pending_write *corked; /* frames of this loop iteration, not yet written */
+    struct pending_write **corked_tail;
+    struct net_conn *cork_next;   /* on net->corked while it has corked frames */
+    int on_cork_list;
     uint64_t last_used_ms;
     struct net_conn *next, *prev;
 };
@@ -101,6 +105,13 @@ struct net {
     uv_tcp_t listener;
     uv_udp_t udp;
     uv_timer_t idle_timer;
+    /* Frames are corked for the rest of a loop iteration and written per
+     * connection in one system call (net_flush): the several messages a
+     * handler sends one peer, and the answers to several requests that came
+     * in one read, leave together. An idle handle runs the flush: it runs
+     * before the loop would block, and while it is active the loop does not. */
+    uv_idle_t flush;
+    struct net_conn *corked;
     int started;
     int closing;
     int open_handles;
@@ -228,6 +239,81 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c, uv_to_id(status));
 }
 
+/* Writes a connection's corked frames: as many as fit in one writev, then
+ * through the loop what the socket did not take. Frames keep their order:
+ * uv_try_write refuses while earlier writes are queued. */
+#define NET_FLUSH_IOV 64
+
+static void conn_flush(struct net_conn *c)
+{
+    while (c->corked && !c->closing) {
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+            uv_buf_t bufs[NET_FLUSH_IOV];
+            unsigned n = 0;
+            for (struct pending_write *w = c->corked; w && n < NET_FLUSH_IOV; w = w->next)
+                bufs[n++] = w->buf;
+            int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+            if (done < 0 && done != UV_EAGAIN) {
+                conn_close(c, uv_to_id(done));
+                return;
+            }
+            size_t left = done > 0 ? (size_t)done : 0;
+            unsigned freed = 0;
+            while (c->corked && left >= c->corked->buf.len) {
+                struct pending_write *w = c->corked;
+                left -= w->buf.len;
+                c->corked = w->next;
+                free(w);
+                freed++;
+            }
+            if (c->corked && left) {
+                c->corked->buf.base += left;
+                c->corked->buf.len -= left;
+            }
+            if (freed == n)
+                continue; /* all taken: the next batch, if any */
+        }
+        /* The socket is full (or earlier writes wait): the rest goes in order
+         * through the loop. */
+        while (c->corked) {
+            struct pending_write *w = c->corked;
+            c->corked = w->next;
+            w->next = NULL;
+            w->req.data = c;
+            int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_write);
+            if (rc < 0) {
+                free(w);
+                conn_close(c, uv_to_id(rc));
+                return;
+            }
+        }
+    }
+    c->corked_tail = &c->corked;
+}
+
+static void drop_corked(struct net_conn *c)
+{
+    while (c->corked) {
+        struct pending_write *w = c->corked;
+        c->corked = w->next;
+        free(w);
+    }
+    c->corked_tail = &c->corked;
+}
+
+static void on_flush(uv_idle_t *h)
+{
+    struct net *net = h->data;
+    uv_idle_stop(h);
+    while (net->corked) {
+        struct net_conn *c = net->corked;
+        net->corked = c->cork_next;
+        c->cork_next = NULL;
+        c->on_cork_list = 0;
+        conn_flush(c);
+    }
+}
+
 static int conn_write(struct net_conn *c, struct pending_write *w)
 {
     if (c->closing) {
@@ -239,31 +325,15 @@ static int conn_write(struct net_conn *c, struct pending_write *w)
         c->queued_tail = &w->next;
         return 0;
     }
-    /* Most frames are small and the socket has room: writing them at once
-     * saves the write request's round through the loop (and libuv's
-     * epoll_ctl to watch for writability). uv_try_write refuses while earlier
-     * writes are queued, so frames keep their order. */
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &w->buf, 1);
-        if (n == (int)w->buf.len) {
-            free(w);
-            return 0;
-        }
-        if (n > 0) {
-            w->buf.base += n;
-            w->buf.len -= (size_t)n;
-        } else if (n != UV_EAGAIN) {
-            free(w);
-            conn_close(c, uv_to_id(n));
-            return ID_ECLOSED;
-        }
-    }
-    w->req.data = c;
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_write);
-    if (rc < 0) {
-        free(w);
-        conn_close(c, uv_to_id(rc));
-        return ID_ECLOSED;
+    w->next = NULL;
+    *c->corked_tail = w;
+    c->corked_tail = &w->next;
+    if (!c->on_cork_list) {
+        c->on_cork_list = 1;
+        c->cork_next = c->net->corked;
+        c->net->corked = c;
+        if (!uv_is_active((uv_handle_t *)&c->net->flush))
+            uv_idle_start(&c->net->flush, on_flush);
     }
     return 0;
 }
@@ -602,6 +672,26 @@ static void conn_close(struct net_conn *c, int reason)
         c->queued = w->next;
         free(w);
     }
+    if (c->on_cork_list) {
+        for (struct net_conn **pp = &net->corked; *pp; pp = &(*pp)->cork_next)
+            if (*pp == c) {
+                *pp = c->cork_next;
+                break;
+            }
+        c->on_cork_list = 0;
+    }
+    /* A node shutting down still sends what it answered in its last loop
+     * iteration (the reply to a stop request, say), as far as the socket
+     * takes it now; a failed connection drops it. */
+    if (reason == ID_ESHUTDOWN && c->corked &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+        uv_buf_t bufs[NET_FLUSH_IOV];
+        unsigned n = 0;
+        for (struct pending_write *w = c->corked; w && n < NET_FLUSH_IOV; w = w->next)
+            bufs[n++] = w->buf;
+        (void)uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    }
+    drop_corked(c);
     uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
 }
 
@@ -662,6 +752,7 @@ static struct net_conn *conn_new(struct net *net, int outgoing, const char *peer
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     frame_reader_init(&c->reader, FRAME_MAX_BODY, &net->stats);
     c->queued_tail = &c->queued;
+    c->corked_tail = &c->corked;
     c->last_used_ms = id_now_ms();
     uv_tcp_init(net->loop, &c->tcp);
     c->tcp.data = c;
@@ -852,6 +943,9 @@ int net_create(uv_loop_t *loop, const struct net_config *cfg, struct net **out)
     if (!net->cfg.max_connections)
         net->cfg.max_connections = 1024;
     net->next_req_id = 1;
+    uv_idle_init(loop, &net->flush);
+    net->flush.data = net;
+    net->open_handles++;
     *out = net;
     return 0;
 }
@@ -901,15 +995,11 @@ void net_close(struct net *net, void (*done)(void *ud), void *ud)
     net->close_ud = ud;
     while (net->conns)
         conn_close(net->conns, ID_ESHUTDOWN);
+    uv_close((uv_handle_t *)&net->flush, handle_closed);
     if (net->started) {
         uv_close((uv_handle_t *)&net->listener, handle_closed);
         uv_close((uv_handle_t *)&net->udp, handle_closed);
         uv_close((uv_handle_t *)&net->idle_timer, handle_closed);
-    } else if (net->open_handles == 0) {
-        free(net->call_tab);
-        free(net);
-        if (done)
-            done(ud);
     }
 }
 

@@ -30,6 +30,15 @@
  * gather until one commits. Under load the batches grow to cover the commit
  * time, so the Raft log (and its fsyncs) grows with batches, not queries. */
 #define COORD_BATCHES_IN_FLIGHT 2
+/* Bursts (fair.h): a worker may hold this much of a cheap job's work at once,
+ * in queries at the job's mean run time (FAIR_BURST_MAX at most). Under a
+ * millisecond per query, the messages and wake-ups of each query cost more
+ * than its run; a burst's queries travel in one write each way and run as
+ * one chain on the worker. Costly jobs (a query or more of this budget) keep
+ * one query per slot, so their rates stay as even as before. */
+#define COORD_BURST_BUDGET_US 4000.0
+#define COORD_RUN_AVG_WEIGHT 0.02 /* of each new run time in the job's mean */
+#define COORD_BURST_LOG_MS 10000  /* a job's burst changes are logged this seldom */
 
 enum cq_state { CQ_QUEUED, CQ_INFLIGHT };
 
@@ -79,6 +88,9 @@ struct cjob {
     uint64_t first_query, first_queued_us;
     double first_result_ms; /* -1: none yet */
     double first_start_ms;  /* to the batch starting on its worker; -1: none yet */
+    double run_us_avg;      /* moving mean of its queries' run times (0: none yet) */
+    unsigned burst;         /* as given to the dispatcher (0: not yet, i.e. 1) */
+    uint64_t burst_logged_ms;
 };
 
 /* Writing a job's results to SDFS. Kept apart from struct cjob: a stopped job
@@ -941,6 +953,26 @@ static void on_batch_timer(uv_timer_t *t)
     /* else the next commit flushes them */
 }
 
+/* A query of the job ran for run_us: its mean, and the burst that fits the
+ * budget. */
+static void job_run_time(struct coord *c, struct cjob *cj, uint32_t run_us)
+{
+    cj->run_us_avg = cj->run_us_avg > 0
+                         ? cj->run_us_avg + COORD_RUN_AVG_WEIGHT * ((double)run_us - cj->run_us_avg)
+                         : (double)run_us;
+    double fit = COORD_BURST_BUDGET_US / cj->run_us_avg;
+    unsigned burst = fit >= FAIR_BURST_MAX ? FAIR_BURST_MAX : fit >= 1 ? (unsigned)fit : 1;
+    if (burst != (cj->burst ? cj->burst : 1) && fair_job_set_burst(c->fair, cj->id, burst) == 0) {
+        uint64_t now = id_now_ms();
+        if (now - cj->burst_logged_ms >= COORD_BURST_LOG_MS) {
+            LOG_INFO("coord", "job %u: %.0f us of CPU per query, up to %u at once per worker",
+                     cj->id, cj->run_us_avg, burst);
+            cj->burst_logged_ms = now;
+        }
+        cj->burst = burst;
+    }
+}
+
 /* JOB_DONE from a worker (on the leader). */
 static void lead_done(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
@@ -963,6 +995,8 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
                 cj->first_start_ms = cj->first_dispatch_ms + (double)m->wait_ms;
                 cj->first_queued_us = 0;
             }
+            if (cj && m->run_us)
+                job_run_time(c, cj, m->run_us);
             cq_free(c, q, 0); /* its images stay claimed: they are done once committed */
         }
         if (m->worker[0])

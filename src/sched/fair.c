@@ -129,13 +129,20 @@ struct fair_job {
     double vt;           /* charged dispatches / weight, raised to the floor on wake-up */
     uint64_t dispatched; /* fair_next dispatches, re-dispatches included */
     size_t inflight;
+    unsigned burst; /* fair_job_set_burst; 0 and 1 both mean none */
     struct fair_ring queue;
 };
 
 struct fair_worker {
     char name[FAIR_NAME_MAX];
     unsigned slots;
-    unsigned load; /* queries in flight; above slots only through fair_adopt */
+    unsigned load; /* queries in flight; above slots through bursts and fair_adopt */
+    /* solo_n of the queries in flight are of job solo_job: when solo_n equals
+     * load, the worker runs that job alone and may take a burst of it. The
+     * count only falls while other jobs' queries are in flight too, so it may
+     * say "not alone" when it is; never the reverse. Reset at load 0. */
+    uint32_t solo_job;
+    unsigned solo_n;
     uint32_t *models; /* ids of jobs whose model it holds, sorted */
     size_t nmodels, models_cap;
 };
@@ -160,6 +167,7 @@ struct fair {
     uint64_t seq;
     double vclock; /* vt of the last dispatch: the floor when nothing is runnable */
     unsigned spare; /* fair_set_spare: extra slots per worker for idle jobs */
+    unsigned burst_cap; /* the largest burst any job was given: the table's room */
 };
 
 struct fair *fair_create(void)
@@ -332,11 +340,15 @@ static size_t flight_need(const struct fair *f, const struct fair_worker *w, uns
     for (size_t i = 0; i < f->nworkers; i++) {
         const struct fair_worker *x = f->workers[i];
         unsigned l = x == w ? load : x->load, s = (x == w ? slots : x->slots) + f->spare;
+        if (s < f->burst_cap)
+            s = f->burst_cap;
         seen |= x == w;
         need += l > s ? l : s;
     }
-    if (!seen)
-        need += load > slots + f->spare ? load : slots + f->spare;
+    if (!seen) {
+        unsigned s = slots + f->spare > f->burst_cap ? slots + f->spare : f->burst_cap;
+        need += load > s ? load : s;
+    }
     return need;
 }
 
@@ -363,8 +375,11 @@ static void flight_delete(struct fair *f, struct fair_flight *e)
 /* Takes a query out of flight, with its slot and the job's count. */
 static void flight_drop(struct fair *f, struct fair_flight *e, struct fair_job *j)
 {
-    if (e->worker->load)
-        e->worker->load--;
+    struct fair_worker *w = e->worker;
+    if (w->solo_n && w->solo_job == e->job)
+        w->solo_n--;
+    if (w->load)
+        w->load--;
     if (j && j->inflight)
         j->inflight--;
     flight_delete(f, e);
@@ -495,6 +510,28 @@ size_t fair_inflight(const struct fair *f, uint32_t job)
 {
     const struct fair_job *j = job_find(f, job, NULL);
     return j ? j->inflight : 0;
+}
+
+int fair_job_set_burst(struct fair *f, uint32_t job, unsigned burst)
+{
+    if (burst == 0 || burst > FAIR_BURST_MAX)
+        return ID_EINVAL;
+    struct fair_job *j = job_find(f, job, NULL);
+    if (!j)
+        return ID_ENOTFOUND;
+    if (burst > f->burst_cap) {
+        /* Room for a burst on every worker, so that fair_next never allocates. */
+        unsigned before = f->burst_cap;
+        f->burst_cap = burst;
+        int rc = flight_reserve(f, flight_need(f, NULL, 0, 0));
+        if (rc) {
+            f->burst_cap = before;
+            return rc;
+        }
+    }
+    /* Queries above a lowered burst keep running; no new ones until below. */
+    j->burst = burst;
+    return 0;
 }
 
 uint64_t fair_dispatched(const struct fair *f, uint32_t job)
@@ -650,16 +687,20 @@ static int less_loaded(const struct fair_worker *a, const struct fair_worker *b)
     return a->load < b->load;
 }
 
-/* The free worker for job: holding its model, then least loaded, then first by
- * name (the array order, kept by strict comparisons). With extra > 0, a
- * worker counts as free up to that many queries beyond its slots. */
-static struct fair_worker *pick_worker(const struct fair *f, uint32_t job, unsigned extra)
+/* The free worker for job j: holding its model, then least loaded, then first
+ * by name (the array order, kept by strict comparisons). With extra > 0, a
+ * worker counts as free up to that many queries beyond its slots; one running
+ * j alone, up to j's burst. */
+static struct fair_worker *pick_worker(const struct fair *f, const struct fair_job *j,
+                                      unsigned extra)
 {
+    uint32_t job = j->id;
     struct fair_worker *best = NULL;
     int best_holds = 0;
     for (size_t i = 0; i < f->nworkers; i++) {
         struct fair_worker *w = f->workers[i];
-        if (w->load >= w->slots + extra)
+        int alone = w->load == 0 || (w->solo_job == job && w->solo_n == w->load);
+        if (w->load >= w->slots + extra && !(alone && w->load < j->burst))
             continue;
         int holds = worker_holds(w, job);
         if (!best || holds > best_holds || (holds == best_holds && less_loaded(w, best))) {
@@ -676,6 +717,12 @@ static void flight_insert(struct fair *f, struct fair_job *j, uint64_t query, st
                             .seq = f->seq++, .charge = 1.0 / j->weight};
     flight_place(f->fl, f->fl_cap, &e);
     f->nfl++;
+    if (w->load == 0) {
+        w->solo_job = j->id;
+        w->solo_n = 0;
+    }
+    if (w->solo_job == j->id)
+        w->solo_n++;
     w->load++;
     j->inflight++;
     j->vt += e.charge;
@@ -696,10 +743,10 @@ int fair_next(struct fair *f, struct fair_dispatch *out)
         }
         if (!best)
             return 0;
-        struct fair_worker *w = pick_worker(f, best->id, 0);
+        struct fair_worker *w = pick_worker(f, best, 0);
         /* No free slot: a job with nothing running may take a spare one. */
         if (!w && f->spare && best->inflight == 0)
-            w = pick_worker(f, best->id, f->spare);
+            w = pick_worker(f, best, f->spare);
         /* The room check is a guard: worker_add reserved for every slot. */
         if (!w || f->nfl + 1 > f->fl_cap / 2)
             return 0;

@@ -18,6 +18,13 @@
  *     worker holding up to `spare` queries beyond its slots. So a new job's
  *     first query starts at once on a busy cluster instead of waiting for the
  *     next completion anywhere; a job that has a query running waits as usual.
+ *   - Bursts (fair_job_set_burst, 1 by default): a job whose queries are cheap
+ *     may have up to `burst` of its queries at once on a worker that runs
+ *     nothing else, even beyond the worker's slots. The coordinator sets it from the job's measured
+ *     run time, so that a worker holds a few milliseconds of work rather than
+ *     one sub-millisecond query: the messages of several queries then travel
+ *     together. A worker running anything of another job is not used for a
+ *     burst, so a costly job's share is never held up behind one.
  *   - Among free workers the dispatcher prefers one that holds the job's model
  *     (fair_worker_set_model), then the least loaded, then the name order.
  *   - Failures: removing a worker puts its in-flight queries back at the head of
@@ -65,6 +72,12 @@ size_t fair_inflight(const struct fair *f, uint32_t job);
  * them off. ID_EINVAL above FAIR_SPARE_MAX, ID_ENOMEM. */
 #define FAIR_SPARE_MAX 4
 int fair_set_spare(struct fair *f, unsigned spare);
+
+/* How many queries of `job` a worker may hold at once, even beyond its slots,
+ * while it holds nothing of any other job (see above); 1 turns bursts off. ID_EINVAL for
+ * 0 or above FAIR_BURST_MAX, ID_ENOTFOUND, ID_ENOMEM. */
+#define FAIR_BURST_MAX 8
+int fair_job_set_burst(struct fair *f, uint32_t job, unsigned burst);
 
 /* Workers. slots 0 means FAIR_DEFAULT_SLOTS. Adding an existing worker updates
  * its slots. ID_EINVAL for a NULL, empty or too long (>= FAIR_NAME_MAX) name. */

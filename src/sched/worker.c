@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,10 @@
 #define WORKER_RETRY_MS 200
 #define WORKER_DONE_TIMEOUT_MS 10000
 #define WORKER_CACHE_MODELS 4
-#define WORKER_MAX_QUERIES 64
+/* Queries held: running, or done with the result not yet committed. A burst
+ * of cheap queries completes faster than the control plane commits, so the
+ * bound covers a few commit times of a busy worker's results. */
+#define WORKER_MAX_QUERIES 256
 /* Batches run at once. The coordinator bounds what it dispatches (a slot, and
  * a spare one for a job with nothing else running: fair.h); beyond that only
  * queries of a job stopped while they ran, which it no longer counts, can be
@@ -33,6 +37,13 @@
  * at once, so two batches of one model may run side by side. */
 #define WORKER_MAX_RUNNING 3
 #define WORKER_SLOW_START_MS 50
+/* Ready queries of one model run as one chain: one pool job and one model
+ * run over all their images. A worker holds several queries of one job only
+ * when the coordinator sends it a burst of cheap ones (fair.h), and running
+ * them together saves a pool hand-off and a model run's fixed cost per
+ * query. The bounds keep a chain's tensor small. */
+#define WORKER_CHAIN_MAX 8
+#define WORKER_CHAIN_IMAGES 64
 
 enum wq_state { WQ_FETCHING, WQ_READY, WQ_RUNNING, WQ_DONE };
 
@@ -50,9 +61,11 @@ struct wquery {
     struct infer_result *results;
     char model_err[200];
     uint64_t started_ms, infer_ms;
+    uint64_t run_us;      /* its share of the model run's CPU time (by images) */
     uint64_t run_wall_ms; /* wall clock when the batch started on the pool */
+    struct wquery *chain; /* while WQ_RUNNING: the next query of its chain */
     uint64_t ready_ms, queued_ms; /* inputs all here; handed to the pool (monotonic) */
-    uv_work_t work; /* while WQ_RUNNING: the batch on the pool */
+    uv_work_t work; /* while WQ_RUNNING: the chain on the pool (its first query's) */
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
     size_t done_len;
@@ -126,7 +139,7 @@ static size_t wq_count(const struct worker *w)
 
 static void kick(struct worker *w);
 static void send_done(struct wquery *q);
-static void run_batch(struct wquery *q);
+static void run_chain(struct wquery *head);
 
 /* Inference yields the CPU to the node's event loops: on a machine shared by
  * many nodes, heartbeats and probes that wait behind a batch would look like
@@ -159,56 +172,89 @@ static void on_work(uv_work_t *req)
     struct sched_param sp = {0};
     if (q->w->sched_batch)
         sched_setscheduler(tid, SCHED_BATCH, &sp);
-    q->run_wall_ms = id_wall_ms();
-    run_batch(q);
+    uint64_t wall = id_wall_ms();
+    for (struct wquery *c = q; c; c = c->chain)
+        c->run_wall_ms = wall;
+    run_chain(q);
     if (q->w->sched_batch)
         sched_setscheduler(tid, SCHED_OTHER, &sp);
     setpriority(PRIO_PROCESS, (id_t)tid, before);
 }
 
-static void run_batch(struct wquery *q)
+static uint64_t thread_cpu_us(void)
 {
-    struct worker *w = q->w;
-    Idunno__QueryRun *run = q->run;
-    uint64_t t0 = id_now_ms();
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void chain_fail(struct wquery *head, const char *msg)
+{
+    for (struct wquery *q = head; q; q = q->chain)
+        snprintf(q->model_err, sizeof q->model_err, "%s", msg);
+}
+
+/* Runs a chain of queries of one model (often a chain of one) as one model
+ * run over the images that were fetched; each query gets its images'
+ * results and its share of the time. */
+static void run_chain(struct wquery *head)
+{
+    struct worker *w = head->w;
+    Idunno__QueryRun *run = head->run;
+    /* The run's cost is the thread's CPU time: on a host shared by many
+     * workers the wall time says more about the others than about the model. */
+    uint64_t t0 = id_now_us(), cpu0 = thread_cpu_us();
     struct infer_model *m = NULL;
     char err[200] = "";
     uint64_t version = strtoull(run->model->blob, NULL, 16);
-    int rc = q->model_status;
+    int rc = head->model_status;
     if (rc == 0)
-        rc = infer_cache_get(w->cache, run->model->name, version, q->model_path, &m, err, sizeof err);
+        rc = infer_cache_get(w->cache, run->model->name, version, head->model_path, &m, err, sizeof err);
     else
         snprintf(err, sizeof err, "model file unavailable: %s", id_strerror(rc));
+    char msg[sizeof head->model_err];
     if (rc < 0) {
-        snprintf(q->model_err, sizeof q->model_err, "model %s: %s", run->model->name, err);
-        q->infer_ms = id_now_ms() - t0;
+        snprintf(msg, sizeof msg, "model %s: %s", run->model->name, err);
+        chain_fail(head, msg);
+        head->infer_ms = (id_now_us() - t0) / 1000;
         return;
     }
-    if (q->preload) {
+    if (head->preload) {
         infer_cache_release(w->cache, m);
         return;
     }
     /* Only images that were fetched go to the model. */
-    size_t n = run->n_images, k = 0;
+    size_t n = 0, k = 0;
+    for (struct wquery *q = head; q; q = q->chain)
+        n += q->run->n_images;
     const char **paths = calloc(n ? n : 1, sizeof *paths);
     struct infer_result *res = calloc(n ? n : 1, sizeof *res);
     if (!paths || !res) {
-        snprintf(q->model_err, sizeof q->model_err, "out of memory");
+        chain_fail(head, "out of memory");
     } else {
-        for (size_t i = 0; i < n; i++)
-            if (q->paths[i])
-                paths[k++] = q->paths[i];
-        if (k && infer_run_files(m, paths, k, k, res, err, sizeof err) < 0)
-            snprintf(q->model_err, sizeof q->model_err, "model %s failed: %s", run->model->name, err);
+        for (struct wquery *q = head; q; q = q->chain)
+            for (size_t i = 0; i < q->run->n_images; i++)
+                if (q->paths[i])
+                    paths[k++] = q->paths[i];
+        if (k && infer_run_files(m, paths, k, k, res, err, sizeof err) < 0) {
+            snprintf(msg, sizeof msg, "model %s failed: %s", run->model->name, err);
+            chain_fail(head, msg);
+        }
         k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (q->paths[i])
-                q->results[i] = res[k++];
+        for (struct wquery *q = head; q; q = q->chain)
+            for (size_t i = 0; i < q->run->n_images; i++)
+                if (q->paths[i])
+                    q->results[i] = res[k++];
     }
     free(paths);
     free(res);
     infer_cache_release(w->cache, m);
-    q->infer_ms = id_now_ms() - t0;
+    uint64_t us = id_now_us() - t0, cpu = thread_cpu_us() - cpu0;
+    for (struct wquery *q = head; q; q = q->chain) {
+        q->run_us = n ? cpu * q->run->n_images / n : cpu;
+        q->infer_ms = (n ? us * q->run->n_images / n : us) / 1000;
+    }
 }
 
 static void pack_done(struct wquery *q)
@@ -256,6 +302,7 @@ static void pack_done(struct wquery *q)
     uint64_t now = id_wall_ms();
     d.duration_ms = now > run->dispatched_ms ? (uint32_t)(now - run->dispatched_ms) : 0;
     d.wait_ms = q->run_wall_ms > run->dispatched_ms ? (uint32_t)(q->run_wall_ms - run->dispatched_ms) : 0;
+    d.run_us = q->run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)q->run_us;
     /* A long wait before the run is worth a line: which part was slow. */
     if (d.wait_ms >= WORKER_SLOW_START_MS)
         LOG_INFO("worker", "query %llu of job %u started %u ms after its dispatch: inputs %llu ms, "
@@ -279,20 +326,24 @@ out:
 static void on_work_done(uv_work_t *req, int status)
 {
     (void)status;
-    struct wquery *q = req->data;
-    struct worker *w = q->w;
+    struct wquery *head = req->data;
+    struct worker *w = head->w;
     w->running--;
     if (w->stopping)
-        return; /* the process is ending: the result is lost with it, and requeued */
-    w->stats.infer_ms_total += q->infer_ms;
-    if (q->preload) {
-        if (q->model_err[0])
-            LOG_WARN("worker", "preload failed: %s", q->model_err);
-        else
-            LOG_INFO("worker", "model %s loaded", q->run->model->name);
-        wq_unlink(w, q);
-        wq_free(q);
-    } else {
+        return; /* the process is ending: the results are lost with it, and requeued */
+    for (struct wquery *q = head, *next; q; q = next) {
+        next = q->chain;
+        q->chain = NULL;
+        w->stats.infer_ms_total += q->infer_ms;
+        if (q->preload) {
+            if (q->model_err[0])
+                LOG_WARN("worker", "preload failed: %s", q->model_err);
+            else
+                LOG_INFO("worker", "model %s loaded", q->run->model->name);
+            wq_unlink(w, q);
+            wq_free(q);
+            continue;
+        }
         if (q->model_err[0])
             LOG_WARN("worker", "query %llu of job %u: %s", (unsigned long long)q->run->query,
                      q->run->job, q->model_err);
@@ -305,11 +356,10 @@ static void on_work_done(uv_work_t *req, int status)
     kick(w);
 }
 
-/* Hands a ready batch to the pool. Returns 0, or -1 if it could not be queued
- * (it then failed as a whole, and on_work_done has kicked again). */
-static int start_batch(struct worker *w, struct wquery *q)
+/* Resolves a ready query's paths (on the loop: the store index is the
+ * loop's) and marks it running. */
+static void prepare_run(struct worker *w, struct wquery *q)
 {
-    /* Paths are resolved here, on the loop: the store index is the loop's. */
     struct store *st = sdfs_store(w->sdfs);
     Idunno__QueryRun *run = q->run;
     if (q->model_status == 0 && store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0)
@@ -323,24 +373,52 @@ static int start_batch(struct worker *w, struct wquery *q)
     }
     q->state = WQ_RUNNING;
     q->queued_ms = id_now_ms();
+}
+
+/* Can q join a chain headed by head? Same model file, both have it. */
+static int chains_with(const struct wquery *head, const struct wquery *q)
+{
+    return !q->preload && !head->preload && q->state == WQ_READY && q->model_status == 0 &&
+           head->model_status == 0 && strcmp(q->run->model->blob, head->run->model->blob) == 0;
+}
+
+/* Hands the ready query q to the pool, with the ready queries after it that
+ * can share its model run. Returns 0, or -1 if it could not be queued (the
+ * chain then failed as a whole, and on_work_done has kicked again). */
+static int start_chain(struct worker *w, struct wquery *head)
+{
+    prepare_run(w, head);
+    struct wquery *tail = head;
+    size_t n = 1, images = head->run->n_images;
+    /* The others' model path resolves as the head's did (same file, same
+     * moment): the chain's run uses the head's. */
+    for (struct wquery *q = head->next; q && n < WORKER_CHAIN_MAX; q = q->next) {
+        if (!chains_with(head, q) || images + q->run->n_images > WORKER_CHAIN_IMAGES)
+            continue;
+        prepare_run(w, q);
+        tail->chain = q;
+        tail = q;
+        n++;
+        images += q->run->n_images;
+    }
     w->running++;
-    q->work.data = q;
-    if (uv_queue_work(w->loop, &q->work, on_work, on_work_done) < 0) {
-        snprintf(q->model_err, sizeof q->model_err, "cannot start the batch");
-        on_work_done(&q->work, 0);
+    head->work.data = head;
+    if (uv_queue_work(w->loop, &head->work, on_work, on_work_done) < 0) {
+        chain_fail(head, "cannot start the batch");
+        on_work_done(&head->work, 0);
         return -1;
     }
     return 0;
 }
 
-/* Starts the oldest ready batches, up to WORKER_MAX_RUNNING at once. */
+/* Starts the oldest ready queries, up to WORKER_MAX_RUNNING chains at once. */
 static void kick(struct worker *w)
 {
     while (w->running < WORKER_MAX_RUNNING && !w->stopping) {
         struct wquery *q = w->queries;
         while (q && q->state != WQ_READY)
             q = q->next;
-        if (!q || start_batch(w, q) < 0)
+        if (!q || start_chain(w, q) < 0)
             return;
     }
 }

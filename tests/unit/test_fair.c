@@ -384,6 +384,123 @@ static void test_spare_keeps_rates_equal(void **state)
     sim_free(&s);
 }
 
+/* ---- bursts --------------------------------------------------------------------------------- */
+
+static void test_burst_bound(void **state)
+{
+    (void)state;
+    struct fair *f = fair_create();
+    struct fair_dispatch d;
+    assert_int_equal(fair_worker_add(f, "a", 1), 0);
+    assert_int_equal(fair_worker_add(f, "b", 1), 0);
+    assert_int_equal(fair_job_add(f, 1, 1), 0);
+    assert_int_equal(fair_job_set_burst(f, 1, 0), ID_EINVAL);
+    assert_int_equal(fair_job_set_burst(f, 1, FAIR_BURST_MAX + 1), ID_EINVAL);
+    assert_int_equal(fair_job_set_burst(f, 7, 2), ID_ENOTFOUND);
+    for (uint64_t q = 0; q < 100; q++)
+        assert_int_equal(fair_enqueue(f, 1, q, 0), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 0); /* no burst yet: one per slot */
+    assert_int_equal(fair_job_set_burst(f, 1, 4), 0);
+    unsigned on_a = 0, on_b = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        on_a += strcmp(d.worker, "a") == 0;
+        on_b += strcmp(d.worker, "b") == 0;
+    }
+    assert_int_equal(fair_next(f, &d), 0); /* four each, spread evenly */
+    assert_int_equal(on_a, 3);
+    assert_int_equal(on_b, 3);
+    assert_int_equal(fair_inflight(f, 1), 8);
+    /* A lowered burst: the running ones stay, new ones only below it. */
+    assert_int_equal(fair_job_set_burst(f, 1, 2), 0);
+    assert_int_equal(fair_complete(f, 1, 0), 0);
+    assert_int_equal(fair_next(f, &d), 0);
+    for (uint64_t q = 1; q < 8; q++)
+        assert_int_equal(fair_complete(f, 1, q), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(fair_next(f, &d), 0);
+    assert_int_equal(fair_inflight(f, 1), 4);
+    /* Removing a worker requeues its burst like any other queries. */
+    assert_int_equal(fair_worker_remove(f, "a"), 2);
+    assert_int_equal(fair_inflight(f, 1), 2);
+    fair_destroy(f);
+}
+
+/* A burst never shares a worker with another job: a worker running a costly
+ * query takes no burst beside it, and one holding a burst is no free slot for
+ * another job until it has drained. */
+static void test_burst_not_shared(void **state)
+{
+    (void)state;
+    struct fair *f = fair_create();
+    struct fair_dispatch d;
+    assert_int_equal(fair_worker_add(f, "a", 1), 0);
+    assert_int_equal(fair_worker_add(f, "b", 1), 0);
+    assert_int_equal(fair_job_add(f, 1, 1), 0);
+    assert_int_equal(fair_job_add(f, 2, 1), 0);
+    assert_int_equal(fair_job_set_burst(f, 1, 3), 0);
+    /* Job 2 (no burst) takes a first. */
+    assert_int_equal(fair_enqueue(f, 2, 200, 0), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(d.job, 2);
+    char costly[FAIR_NAME_MAX];
+    strcpy(costly, d.worker);
+    for (uint64_t q = 100; q < 110; q++)
+        assert_int_equal(fair_enqueue(f, 1, q, 0), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        assert_int_equal(d.job, 1);
+        assert_string_not_equal(d.worker, costly);
+    }
+    assert_int_equal(fair_next(f, &d), 0);
+    /* Job 2's query done, the worker is job 1's too: a burst there as well. */
+    assert_int_equal(fair_complete(f, 2, 200), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        assert_int_equal(d.job, 1);
+        assert_string_equal(d.worker, costly);
+    }
+    assert_int_equal(fair_next(f, &d), 0);
+    /* Job 2 comes back (at the floor, and running nothing it goes first), but
+     * every worker holds a burst: it waits until one has drained, whole. */
+    assert_int_equal(fair_enqueue(f, 2, 201, 0), 0);
+    assert_int_equal(fair_next(f, &d), 0);
+    assert_int_equal(fair_complete(f, 1, 100), 0);
+    assert_int_equal(fair_next(f, &d), 0);
+    assert_int_equal(fair_complete(f, 1, 101), 0);
+    assert_int_equal(fair_next(f, &d), 0);
+    assert_int_equal(fair_complete(f, 1, 102), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(d.job, 2);
+    assert_int_equal(d.query, 201);
+    assert_string_not_equal(d.worker, costly);
+    fair_destroy(f);
+}
+
+/* With bursts for the cheap jobs, rates stay equal whatever the costs. */
+static void test_burst_keeps_rates_equal(void **state)
+{
+    (void)state;
+    struct sim s;
+    sim_init(&s, 10, 1);
+    assert_int_equal(fair_set_spare(s.f, 1), 0);
+    sim_job(&s, 1, 1, 1);
+    sim_job(&s, 2, 1, 5);
+    sim_job(&s, 3, 1, 40);
+    assert_int_equal(fair_job_set_burst(s.f, 1, 8), 0);
+    assert_int_equal(fair_job_set_burst(s.f, 2, 2), 0);
+    sim_run_until(&s, 100000);
+    assert_true(s.completed[3] > 1000);
+    assert_close((double)s.completed[1], (double)s.completed[2], 0.02);
+    assert_close((double)s.completed[1], (double)s.completed[3], 0.02);
+    sim_free(&s);
+}
+
 /* ---- slots and workers ---------------------------------------------------------------------- */
 
 static void test_slots_bound(void **state)
@@ -825,6 +942,9 @@ int main(void)
         cmocka_unit_test(test_slots_bound),
         cmocka_unit_test(test_spare_slot),
         cmocka_unit_test(test_spare_keeps_rates_equal),
+        cmocka_unit_test(test_burst_bound),
+        cmocka_unit_test(test_burst_not_shared),
+        cmocka_unit_test(test_burst_keeps_rates_equal),
         cmocka_unit_test(test_worker_remove_requeues_in_order),
         cmocka_unit_test(test_requeue_and_complete),
         cmocka_unit_test(test_adopt),

@@ -552,6 +552,83 @@ static void test_close_fails_own_calls_with_shutdown(void **state)
     assert_int_equal(net_reply(f->held, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, "z", 1), ID_ECLOSED);
 }
 
+/* Frames are corked per loop iteration and written together: calls issued in
+ * one go, large ones among small ones, far more than a socket buffer takes at
+ * once, all arrive whole and in order (the echo answers each with its own
+ * body, and the peer sees requests in the order they were sent). */
+struct echo_check {
+    struct fixture *f;
+    uint8_t *body;
+    size_t len;
+    int ok;
+};
+
+static void on_echo_checked(void *ud, const struct net_result *r)
+{
+    struct echo_check *e = ud;
+    e->ok = r->status == 0 && r->len == e->len && memcmp(r->body, e->body, e->len) == 0;
+    e->f->calls_done++;
+}
+
+static void test_corked_frames_whole_and_in_order(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 40, BIG = 1 << 20 };
+    struct echo_check ck[N];
+    for (int i = 0; i < N; i++) {
+        size_t len = i % 2 ? BIG : 8;
+        ck[i] = (struct echo_check){.f = f, .body = malloc(len), .len = len};
+        assert_non_null(ck[i].body);
+        for (size_t k = 0; k < len; k++)
+            ck[i].body[k] = (uint8_t)(i * 31 + k * 7);
+        assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, ck[i].body, len,
+                                  5000, on_echo_checked, &ck[i]),
+                         0);
+    }
+    /* And requests held by the peer: they reach it in call order. */
+    for (int i = 0; i < 10; i++) {
+        char body[8];
+        snprintf(body, sizeof body, "h%d", i);
+        net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, body, strlen(body), 5000,
+                 on_result, f);
+    }
+    run_until(f, &f->calls_done, N, 10000);
+    assert_int_equal(f->calls_done, N);
+    for (int i = 0; i < N; i++) {
+        assert_true(ck[i].ok);
+        free(ck[i].body);
+    }
+    run_until(f, &f->n_held, 10, 3000);
+    assert_int_equal(f->n_held, 10);
+    for (int i = 0; i < 10; i++) {
+        char body[8];
+        snprintf(body, sizeof body, "%d", i);
+        assert_int_equal(net_reply(f->held_many[i], IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, body,
+                                   strlen(body)),
+                         0);
+    }
+    run_until(f, &f->calls_done, N + 10, 3000);
+    assert_int_equal(f->calls_done, N + 10);
+    assert_string_equal(f->last_body, "9"); /* answers, corked together, in order too */
+}
+
+/* An answer given just before its node closes the transport still goes out:
+ * the reply to a stop request, say, is written before the connection closes. */
+static void test_answer_before_close_is_sent(void **state)
+{
+    struct fixture *f = *state;
+    net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_result, f);
+    run_until(f, &f->n_held, 1, 2000);
+    assert_int_equal(f->n_held, 1);
+    assert_int_equal(net_reply(f->held, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, "bye", 3), 0);
+    net_close(f->b, NULL, NULL);
+    f->b = NULL;
+    run_until(f, &f->calls_done, 1, 2000);
+    assert_int_equal(f->calls_done, 1);
+    assert_int_equal(f->last.status, 0);
+    assert_string_equal(f->last_body, "bye");
+}
+
 /* ---- the frame reader alone ---------------------------------------------------- */
 
 static size_t make_frame(uint8_t *out, uint64_t id, const char *body)
@@ -666,6 +743,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frame_split_into_single_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undecodable_body_is_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_fails_own_calls_with_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corked_frames_whole_and_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_before_close_is_sent, setup, teardown),
         cmocka_unit_test(test_reader_reassembles),
         cmocka_unit_test(test_reader_rejects),
         cmocka_unit_test(test_parse_addr),
