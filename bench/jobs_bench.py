@@ -170,7 +170,7 @@ def bench_newjob(args):
 # Small photos for the many-job runs: enough queued that every job is still
 # busy when the kill comes, at the cluster's ~4,000-5,000 tiny queries/s.
 MANY_IMAGES = 1000
-MANY_QUEUED = 150000
+MANY_QUEUED = 500000
 
 
 def many_jobs(c, n):

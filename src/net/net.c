@@ -55,6 +55,7 @@ struct net_conn {
     struct pending_write **queued_tail;
     struct pending_write *corked; /* frames of this loop iteration, not yet written */
     struct pending_write **corked_tail;
+    size_t corked_bytes;
     struct net_conn *cork_next;   /* on net->corked while it has corked frames */
     int on_cork_list;
     uint64_t last_used_ms;
@@ -289,6 +290,7 @@ static void conn_flush(struct net_conn *c)
         }
     }
     c->corked_tail = &c->corked;
+    c->corked_bytes = 0;
 }
 
 static void drop_corked(struct net_conn *c)
@@ -299,6 +301,7 @@ static void drop_corked(struct net_conn *c)
         free(w);
     }
     c->corked_tail = &c->corked;
+    c->corked_bytes = 0;
 }
 
 static void on_flush(uv_idle_t *h)
@@ -328,6 +331,7 @@ static int conn_write(struct net_conn *c, struct pending_write *w)
     w->next = NULL;
     *c->corked_tail = w;
     c->corked_tail = &w->next;
+    c->corked_bytes += w->buf.len;
     if (!c->on_cork_list) {
         c->on_cork_list = 1;
         c->cork_next = c->net->corked;
@@ -1047,7 +1051,8 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     struct net_conn *c = conn_get(net, addr, &err);
     if (!c)
         return err;
-    if (c->connected && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > NET_MAX_WRITE_QUEUE)
+    if (c->connected &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->corked_bytes > NET_MAX_WRITE_QUEUE)
         return ID_EBUSY;
     struct net_call *call = calloc(1, sizeof *call);
     if (!call)
