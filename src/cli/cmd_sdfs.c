@@ -4,10 +4,12 @@
  * Transfers go through the node given by -s (the gateway) on one connection,
  * in chunks of the size it announces, with up to CLI_SDFS_WINDOW chunks in
  * flight, so a large file neither waits for one round trip per chunk nor is
- * held in memory. The client checks every get end to end with the SHA-256 the
- * catalog recorded at put time; a copy that does not match is reported to the
- * coordinator (which replaces it) and the read is retried on the other
- * replicas. A put that loses a replica midway is retried from the start on a
+ * held in memory. The client checks every get end to end with the CRC-32C the
+ * catalog recorded at put time (the SHA-256 for versions without one); a copy
+ * that does not match is reported to the coordinator (which replaces it) and
+ * the read is retried on the other replicas. A replica on the client's own
+ * host is not read over the network at all: the client copies its file in the
+ * kernel and checks the copy (get_local). A put that loses a replica midway is retried from the start on a
  * new set of replicas (the failed one avoided); a version only becomes visible
  * once complete, so a failed attempt leaves nothing behind. */
 #include <dirent.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,7 +47,10 @@ static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv);
 const struct cli_command cli_sdfs_commands[] = {
     {"put", "LOCAL NAME", "store a local file in SDFS as NAME (a new version if it exists)",
      cmd_put},
-    {"get", "NAME LOCAL [--version V]", "fetch the latest (or given) version of NAME", cmd_get},
+    {"get", "NAME LOCAL [--version V]",
+     "fetch the latest (or given) version of NAME, checked (copied from a replica on this host "
+     "when there is one)",
+     cmd_get},
     {"delete", "NAME", "delete NAME and all its versions everywhere", cmd_delete},
     {"ls", "[NAME | --prefix P]", "NAME: its versions and the replicas holding them; else all files",
      cmd_ls},
@@ -260,8 +266,10 @@ int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *
     return rc;
 }
 
+/* local_from: for a get, the replica whose file on this host was copied
+ * ("" when the bytes came over the network); NULL for a put. */
 static void print_version(const struct cli_ctx *ctx, const char *verb, const Idunno__SdfsVersion *v,
-                          uint64_t ms)
+                          uint64_t ms, const char *local_from)
 {
     char reps[300], size[32];
     join_names(v->replicas, v->n_replicas, reps, sizeof reps);
@@ -277,8 +285,17 @@ static void print_version(const struct cli_ctx *ctx, const char *verb, const Idu
             json_str(NULL, v->replicas[i]);
         json_end_array();
         json_u64("elapsed_ms", ms);
+        if (local_from) {
+            json_str("source", local_from[0] ? "local" : "network");
+            if (local_from[0])
+                json_str("copied_from", local_from);
+        }
         json_end_object();
         json_done();
+    } else if (local_from && local_from[0]) {
+        printf("%s %s version %llu (%s) on %s in %llu ms, copied from %s's file on this host\n",
+               verb, v->name, (unsigned long long)v->version, size, reps, (unsigned long long)ms,
+               local_from);
     } else {
         printf("%s %s version %llu (%s) on %s in %llu ms\n", verb, v->name,
                (unsigned long long)v->version, size, reps, (unsigned long long)ms);
@@ -300,7 +317,7 @@ static int cmd_put(struct cli_ctx *ctx, int argc, char **argv)
     cli_conn_close(conn);
     if (rc < 0)
         return cli_fail(cli_status_of(rc), "put %s: %s", argv[2], err);
-    print_version(ctx, "put", v, id_now_ms() - t0);
+    print_version(ctx, "put", v, id_now_ms() - t0, NULL);
     idunno__sdfs_version__free_unpacked(v, NULL);
     return 0;
 }
@@ -424,6 +441,17 @@ static int writer_finish(struct file_writer *w)
     return w->error;
 }
 
+/* Empties the output for an attempt. Only a file that holds something (an
+ * earlier attempt's bytes) is truncated: on ext4 a truncation to zero marks
+ * the file for writeback at close (auto_da_alloc), 70 ms for 256 MB here. */
+static int rewind_output(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || (st.st_size != 0 && ftruncate(fd, 0) < 0))
+        return -1;
+    return lseek(fd, 0, SEEK_SET) < 0 ? -1 : 0;
+}
+
 /* Reads version v into fd from the replicas in `order` (count n). On a checksum
  * mismatch *bad gets the node that served the bytes. */
 static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsVersion *v,
@@ -449,7 +477,7 @@ static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsV
     unsigned inflight = 0;
     char from[64] = "";
     int rc = 0;
-    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+    if (rewind_output(fd) < 0) {
         snprintf(err, errlen, "cannot write the local file: %s", strerror(errno));
         return ID_EIO;
     }
@@ -590,15 +618,176 @@ static size_t order_without(char **order, size_t n, const char *bad)
     return k;
 }
 
+/* ---- get: a replica on this host ----------------------------------------------------------- */
+
+/* The output is checked through mappings of at most this size: the page
+ * cache is read in place, without a copy, and the client's memory stays
+ * bounded. The copy goes in steps of the same size, and a second thread
+ * checks each step while the kernel copies the next. */
+#define CLI_SDFS_CHECK_WINDOW (32u << 20)
+
+struct file_check {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int fd;
+    const Idunno__SdfsVersion *v;
+    uint64_t copied;  /* bytes the copier has finished (under lock) */
+    int stop;         /* the copier gave up (under lock) */
+    int result;       /* 1 match, 0 mismatch, ID_E* could not map */
+};
+
+/* How far the checker may go: mappings start on page boundaries, so a
+ * partial copy step is checked up to its last whole MiB, the rest with the
+ * next step (or at the end). Under lock. */
+static uint64_t checkable(const struct file_check *k)
+{
+    return k->copied == k->v->size ? k->copied : k->copied & ~(uint64_t)((1u << 20) - 1);
+}
+
+static void *check_main(void *arg)
+{
+    struct file_check *k = arg;
+    const Idunno__SdfsVersion *v = k->v;
+    int use_crc = v->crc32c.len == 4;
+    uint32_t crc = 0;
+    struct sha256 sha;
+    sha256_init(&sha);
+    uint64_t off = 0;
+    k->result = ID_ECANCELED;
+    for (;;) {
+        pthread_mutex_lock(&k->lock);
+        while (!k->stop && off < v->size && checkable(k) <= off)
+            pthread_cond_wait(&k->cond, &k->lock);
+        uint64_t upto = checkable(k);
+        int stop = k->stop;
+        pthread_mutex_unlock(&k->lock);
+        if (stop)
+            return NULL;
+        if (off == v->size)
+            break;
+        while (off < upto) {
+            size_t n = upto - off < CLI_SDFS_CHECK_WINDOW ? (size_t)(upto - off) : CLI_SDFS_CHECK_WINDOW;
+            void *p = mmap(NULL, n, PROT_READ, MAP_SHARED | MAP_POPULATE, k->fd, (off_t)off);
+            if (p == MAP_FAILED) {
+                k->result = id_from_errno(errno);
+                return NULL;
+            }
+            if (use_crc)
+                crc = crc32c_update(crc, p, n);
+            else
+                sha256_update(&sha, p, n);
+            munmap(p, n);
+            off += n;
+        }
+    }
+    if (use_crc) {
+        k->result = crc == sdfs_crc_decode(v->crc32c.data);
+    } else {
+        uint8_t digest[32];
+        sha256_final(&sha, digest);
+        k->result = v->sha256.len == 32 && memcmp(digest, v->sha256.data, 32) == 0;
+    }
+    return NULL;
+}
+
+/* Publishes progress to the checker (copied bytes, or stop). */
+static void check_post(struct file_check *k, uint64_t copied, int stop)
+{
+    pthread_mutex_lock(&k->lock);
+    k->copied = copied;
+    k->stop |= stop;
+    pthread_cond_signal(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+}
+
+/* Copies src (v->size bytes) into fd in the kernel, checking the copy as it
+ * goes. 0, ID_ECRC (the copy does not match, or src is short), or
+ * ID_EUNAVAIL (it cannot be done here: EXDEV, ENOSYS, a full disk...; the
+ * network path then says which). */
+static int copy_checked(int src, int fd, const Idunno__SdfsVersion *v)
+{
+    struct file_check k = {.fd = fd, .v = v};
+    pthread_mutex_init(&k.lock, NULL);
+    pthread_cond_init(&k.cond, NULL);
+    int rc = pthread_create(&k.thread, NULL, check_main, &k) == 0 ? 0 : ID_EUNAVAIL;
+    if (rc == 0) {
+        loff_t in = 0, out = 0;
+        while (rc == 0 && (uint64_t)in < v->size) {
+            uint64_t left = v->size - (uint64_t)in;
+            ssize_t n = copy_file_range(src, &in, fd, &out,
+                                        left < CLI_SDFS_CHECK_WINDOW ? (size_t)left : CLI_SDFS_CHECK_WINDOW, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                rc = ID_EUNAVAIL;
+            else if (n == 0)
+                rc = ID_ECRC; /* shorter than it said */
+            else
+                check_post(&k, (uint64_t)in, 0);
+        }
+        if (rc != 0)
+            check_post(&k, (uint64_t)in, 1);
+        pthread_join(k.thread, NULL);
+        if (rc == 0)
+            rc = k.result == 1 ? 0 : k.result == 0 ? ID_ECRC : ID_EUNAVAIL;
+    }
+    pthread_mutex_destroy(&k.lock);
+    pthread_cond_destroy(&k.cond);
+    return rc;
+}
+
+/* Copies version v from the replica at addr into fd when that replica's file
+ * can be opened here, i.e. the replica runs on this host: the node names the
+ * file, the kernel copies it (copy_file_range: no trip through two sockets
+ * and no copy through this process), and the copy is checked like any other.
+ * Returns 0; ID_ECRC if the copy does not match (the replica's file is bad);
+ * ID_EUNAVAIL if the replica is not on this host or the copy cannot be made
+ * here (the caller then reads over the network). */
+static int get_local(const struct cli_ctx *ctx, const char *addr, const Idunno__SdfsVersion *v, int fd)
+{
+    struct cli_conn *c = NULL;
+    if (cli_conn_open(addr, timeout_of(ctx), &c) < 0)
+        return ID_EUNAVAIL;
+    Idunno__SdfsRead rd = IDUNNO__SDFS_READ__INIT;
+    rd.blob = v->blob;
+    rd.name = v->name;
+    struct cli_reply r;
+    char err[200];
+    int rc = conn_call(c, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_LOCATE_REQ, &rd.base, &r, err, sizeof err);
+    cli_conn_close(c);
+    if (rc < 0)
+        return ID_EUNAVAIL;
+    Idunno__SdfsBlobFile *f = idunno__sdfs_blob_file__unpack(NULL, r.len, r.body);
+    free(r.body);
+    int src = f && f->path[0] == '/' ? open(f->path, O_RDONLY | O_CLOEXEC) : -1;
+    if (f)
+        idunno__sdfs_blob_file__free_unpacked(f, NULL);
+    if (src < 0)
+        return ID_EUNAVAIL; /* not on this host, or not ours to read */
+    struct stat st;
+    rc = fstat(src, &st) < 0 ? ID_EUNAVAIL : (uint64_t)st.st_size != v->size ? ID_ECRC : 0;
+    if (rc == 0 && rewind_output(fd) < 0)
+        rc = ID_EUNAVAIL;
+    if (rc == 0)
+        rc = copy_checked(src, fd, v);
+    close(src);
+    return rc;
+}
+
 /* Writes version v of a file to fd, checking it, retrying other replicas.
  *
- * The bytes come straight from a replica when the client can reach one (one
- * hop: the node given by -s first if it holds a copy, then the others in
- * order); otherwise through the -s node, which reads its own copy or relays
- * from the replicas. */
+ * A replica on this host is copied in the kernel (get_local; its name goes to
+ * local_from, "" otherwise). Else the bytes come straight from a replica when
+ * the client can reach one (one hop: the node given by -s first if it holds a
+ * copy, then the others in order); otherwise through the -s node, which reads
+ * its own copy or relays from the replicas. */
 static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
-                       const Idunno__SdfsVersion *v, int fd, char *err, size_t errlen)
+                       const Idunno__SdfsVersion *v, int fd, char *local_from, size_t fromlen,
+                       char *err, size_t errlen)
 {
+    if (local_from && fromlen)
+        local_from[0] = 0;
     char *order[8], *addrs[8];
     size_t n = 0;
     for (size_t i = 0; i < v->n_replicas && n < 8; i++) {
@@ -615,7 +804,32 @@ static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
     }
     struct progress prog = {.on = isatty(2) && v->size >= (8 << 20) && !ctx->json,
                             .total = v->size, .start_ms = id_now_ms(), .what = v->name};
-    int rc = ID_EUNAVAIL;
+    int rc;
+    /* A replica on this host (the -s node first): the first one whose file
+     * opens here is copied; a bad copy is reported and read elsewhere. */
+    for (size_t i = 0; i < n; i++) {
+        if (!addrs[i][0])
+            continue;
+        rc = get_local(ctx, addrs[i], v, fd);
+        if (rc == 0) {
+            if (local_from && fromlen)
+                snprintf(local_from, fromlen, "%s", order[i]);
+            progress_show(&prog, v->size, 1);
+            return 0;
+        }
+        if (rc != ID_ECRC)
+            continue;
+        fprintf(stderr, "idunno: get %s: the copy on %s does not match its checksum; reported, "
+                "trying another replica\n", v->name, order[i]);
+        if (*conn || cli_conn_open(ctx->server, timeout_of(ctx), conn) == 0)
+            report_bad(*conn, v, order[i]);
+        char *dropped = order[i];
+        n = order_without(order, n, dropped);
+        for (size_t k = i; k < n; k++)
+            addrs[k] = addrs[k + 1];
+        break;
+    }
+    rc = ID_EUNAVAIL;
     /* Direct reads, one replica after another. */
     for (size_t i = 0; i < n; i++) {
         struct cli_conn *direct = NULL;
@@ -668,7 +882,8 @@ static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
 static int open_tmp(const char *local, char *tmp, size_t len, char *err, size_t errlen)
 {
     snprintf(tmp, len, "%s.idunno-%d", local, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* Read as well as written: a short-circuit get checks it through a mapping. */
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         snprintf(err, errlen, "cannot write '%s': %s", local, strerror(errno));
     return fd;
@@ -710,12 +925,13 @@ static int cmd_get(struct cli_ctx *ctx, int argc, char **argv)
         return cli_fail(cli_status_of(rc), "get %s: %s", pos[0], err);
     }
     const Idunno__SdfsVersion *v = f->versions[f->n_versions - 1];
+    char local_from[64] = "";
     char tmp[1100];
     int fd = open_tmp(pos[1], tmp, sizeof tmp, err, sizeof err);
     if (fd < 0) {
         rc = ID_EINVAL;
     } else {
-        rc = get_version(ctx, &conn, v, fd, err, sizeof err);
+        rc = get_version(ctx, &conn, v, fd, local_from, sizeof local_from, err, sizeof err);
         if (close(fd) < 0 && rc == 0) {
             snprintf(err, sizeof err, "cannot write '%s': %s", pos[1], strerror(errno));
             rc = ID_EIO;
@@ -729,7 +945,7 @@ static int cmd_get(struct cli_ctx *ctx, int argc, char **argv)
     }
     cli_conn_close(conn);
     if (rc == 0)
-        print_version(ctx, "got", v, id_now_ms() - t0);
+        print_version(ctx, "got", v, id_now_ms() - t0, local_from);
     idunno__sdfs_file__free_unpacked(f, NULL);
     if (rc < 0)
         return cli_fail(cli_status_of(rc), "get %s: %s", pos[0], err);
@@ -775,7 +991,7 @@ static int cmd_get_versions(struct cli_ctx *ctx, int argc, char **argv)
             rc = ID_EIO;
             break;
         }
-        rc = get_version(ctx, &conn, v, pfd, err, sizeof err);
+        rc = get_version(ctx, &conn, v, pfd, NULL, 0, err, sizeof err);
         if (rc == 0) {
             char when[40];
             fmt_time(v->time_ms, when, sizeof when);
@@ -1123,7 +1339,7 @@ int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char
         rc = ID_EIO;
     }
     if (rc == 0)
-        rc = get_version(ctx, &conn, f->versions[f->n_versions - 1], pfd, err, len);
+        rc = get_version(ctx, &conn, f->versions[f->n_versions - 1], pfd, NULL, 0, err, len);
     if (rc == 0) {
         uint8_t buf[65536];
         ssize_t got;
