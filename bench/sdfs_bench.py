@@ -91,11 +91,14 @@ def summary(xs):
 
 # ---- repair ---------------------------------------------------------------------------------
 
-def live_replicas(c, observer, name):
+def live_replicas(c, observer, name, dead=()):
+    """Replicas of the latest version that membership lists alive, not
+    counting `dead` (just killed: until the kill is detected they still look
+    alive, and a file would count as restored before anything happened)."""
     d = c.cli(observer, "ls", name, timeout_ms=3000)
     if not d:
         return -1
-    return sum(1 for r in d["versions"][-1]["replicas"] if r["addr"])
+    return sum(1 for r in d["versions"][-1]["replicas"] if r["addr"] and r["name"] not in dead)
 
 
 def bench_repair(args):
@@ -143,7 +146,7 @@ def bench_repair(args):
             pending = set(names)
             while pending and now_ms() - t0 < 60000:
                 for name in sorted(pending):
-                    if live_replicas(c, observer, name) == 4:
+                    if live_replicas(c, observer, name, victims) == 4:
                         pending.discard(name)
                 if not pending:
                     restored_ms = now_ms() - t0
