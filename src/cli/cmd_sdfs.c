@@ -775,6 +775,22 @@ static int get_local(const struct cli_ctx *ctx, const char *addr, const Idunno__
     return rc;
 }
 
+/* Replica i's copy failed its checksum (err says how): says so, reports it
+ * to the coordinator (which replaces it) and drops it from order and addrs,
+ * so that no later read uses it either. Returns the new count. */
+static size_t drop_bad(const struct cli_ctx *ctx, struct cli_conn **conn, const Idunno__SdfsVersion *v,
+                       char **order, char **addrs, size_t n, size_t i, const char *err)
+{
+    fprintf(stderr, "idunno: get %s: %s; reported, trying another replica\n", v->name, err);
+    if (*conn || cli_conn_open(ctx->server, timeout_of(ctx), conn) == 0)
+        report_bad(*conn, v, order[i]);
+    char *dropped = order[i];
+    n = order_without(order, n, dropped);
+    for (size_t k = i; k < n; k++)
+        addrs[k] = addrs[k + 1];
+    return n;
+}
+
 /* Writes version v of a file to fd, checking it, retrying other replicas.
  *
  * A replica on this host is copied in the kernel (get_local; its name goes to
@@ -819,14 +835,8 @@ static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
         }
         if (rc != ID_ECRC)
             continue;
-        fprintf(stderr, "idunno: get %s: the copy on %s does not match its checksum; reported, "
-                "trying another replica\n", v->name, order[i]);
-        if (*conn || cli_conn_open(ctx->server, timeout_of(ctx), conn) == 0)
-            report_bad(*conn, v, order[i]);
-        char *dropped = order[i];
-        n = order_without(order, n, dropped);
-        for (size_t k = i; k < n; k++)
-            addrs[k] = addrs[k + 1];
+        snprintf(err, errlen, "the copy on %s does not match its checksum", order[i]);
+        n = drop_bad(ctx, conn, v, order, addrs, n, i, err);
         break;
     }
     rc = ID_EUNAVAIL;
@@ -843,14 +853,7 @@ static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
         if (rc == 0 || !retryable(rc))
             return rc;
         if (rc == ID_ECRC) {
-            fprintf(stderr, "idunno: get %s: %s; reported, trying another replica\n", v->name, err);
-            if (*conn || cli_conn_open(ctx->server, timeout_of(ctx), conn) == 0)
-                report_bad(*conn, v, order[i]);
-            /* Gateway reads below must not use it either. */
-            char *dropped = order[i];
-            n = order_without(order, n, dropped);
-            for (size_t k = i; k < n; k++)
-                addrs[k] = addrs[k + 1];
+            n = drop_bad(ctx, conn, v, order, addrs, n, i, err);
             i--;
         }
     }
