@@ -452,18 +452,50 @@ static int rewind_output(int fd)
     return lseek(fd, 0, SEEK_SET) < 0 ? -1 : 0;
 }
 
+/* The check of a get against a version: its CRC-32C when it has one
+ * (recorded at put from the replicas' own computation), the SHA-256 for
+ * older versions. */
+struct version_sum {
+    const Idunno__SdfsVersion *v;
+    int use_crc;
+    uint32_t crc;
+    struct sha256 sha;
+};
+
+static void version_sum_init(struct version_sum *vs, const Idunno__SdfsVersion *v)
+{
+    vs->v = v;
+    vs->use_crc = v->crc32c.len == 4;
+    vs->crc = 0;
+    sha256_init(&vs->sha);
+}
+
+static void version_sum_update(struct version_sum *vs, const void *data, size_t len)
+{
+    if (vs->use_crc)
+        vs->crc = crc32c_update(vs->crc, data, len);
+    else
+        sha256_update(&vs->sha, data, len);
+}
+
+/* Do the bytes summed match the version's checksum? */
+static int version_sum_matches(struct version_sum *vs)
+{
+    if (vs->use_crc)
+        return vs->crc == sdfs_crc_decode(vs->v->crc32c.data);
+    uint8_t digest[32];
+    sha256_final(&vs->sha, digest);
+    return vs->v->sha256.len == 32 && memcmp(digest, vs->v->sha256.data, 32) == 0;
+}
+
 /* Reads version v into fd from the replicas in `order` (count n). On a checksum
  * mismatch *bad gets the node that served the bytes. */
 static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsVersion *v,
                        char **order, size_t n, int fd, char *bad, size_t badlen, struct progress *prog, char *err,
                        size_t errlen)
 {
-    /* The version's CRC-32C when it has one (recorded at put from the
-     * replicas' own computation); the SHA-256 for older versions. */
-    int use_crc = v->crc32c.len == 4;
-    uint32_t crc = 0;
-    struct sha256 sha;
-    sha256_init(&sha);
+    struct version_sum sum;
+    version_sum_init(&sum, v);
     uint64_t next = 0, written = 0;
     /* Answers may come back out of order (the gateway reads chunks in
      * parallel): each is parked in the slot of its request until the bytes
@@ -538,10 +570,7 @@ static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsV
                     snprintf(err, errlen, "empty chunk at %llu", (unsigned long long)written);
                     rc = ID_EPROTO;
                 } else {
-                    if (use_crc)
-                        crc = crc32c_update(crc, ch->data.data, ch->data.len);
-                    else
-                        sha256_update(&sha, ch->data.data, ch->data.len);
+                    version_sum_update(&sum, ch->data.data, ch->data.len);
                     written += ch->data.len;
                     if (ch->from && ch->from[0] && !from[0])
                         snprintf(from, sizeof from, "%s", ch->from);
@@ -577,15 +606,7 @@ static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsV
     }
     if (rc < 0)
         return rc;
-    uint8_t digest[32];
-    int match;
-    if (use_crc) {
-        match = crc == sdfs_crc_decode(v->crc32c.data);
-    } else {
-        sha256_final(&sha, digest);
-        match = v->sha256.len == 32 && memcmp(digest, v->sha256.data, 32) == 0;
-    }
-    if (written != v->size || !match) {
+    if (written != v->size || !version_sum_matches(&sum)) {
         snprintf(bad, badlen, "%s", from);
         snprintf(err, errlen, "the copy on %s does not match its checksum", from[0] ? from : "?");
         return ID_ECRC;
@@ -649,10 +670,8 @@ static void *check_main(void *arg)
 {
     struct file_check *k = arg;
     const Idunno__SdfsVersion *v = k->v;
-    int use_crc = v->crc32c.len == 4;
-    uint32_t crc = 0;
-    struct sha256 sha;
-    sha256_init(&sha);
+    struct version_sum sum;
+    version_sum_init(&sum, v);
     uint64_t off = 0;
     k->result = ID_ECANCELED;
     for (;;) {
@@ -673,21 +692,12 @@ static void *check_main(void *arg)
                 k->result = id_from_errno(errno);
                 return NULL;
             }
-            if (use_crc)
-                crc = crc32c_update(crc, p, n);
-            else
-                sha256_update(&sha, p, n);
+            version_sum_update(&sum, p, n);
             munmap(p, n);
             off += n;
         }
     }
-    if (use_crc) {
-        k->result = crc == sdfs_crc_decode(v->crc32c.data);
-    } else {
-        uint8_t digest[32];
-        sha256_final(&sha, digest);
-        k->result = v->sha256.len == 32 && memcmp(digest, v->sha256.data, 32) == 0;
-    }
+    k->result = version_sum_matches(&sum);
     return NULL;
 }
 

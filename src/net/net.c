@@ -56,8 +56,7 @@ struct net_conn {
     struct pending_write *corked; /* frames of this loop iteration, not yet written */
     struct pending_write **corked_tail;
     size_t corked_bytes;
-    struct net_conn *cork_next;   /* on net->corked while it has corked frames */
-    int on_cork_list;
+    struct net_conn *cork_next;   /* on net->corked exactly while corked != NULL */
     uint64_t last_used_ms;
     struct net_conn *next, *prev;
 };
@@ -107,7 +106,7 @@ struct net {
     uv_udp_t udp;
     uv_timer_t idle_timer;
     /* Frames are corked for the rest of a loop iteration and written per
-     * connection in one system call (net_flush): the several messages a
+     * connection in one system call (on_flush): the several messages a
      * handler sends one peer, and the answers to several requests that came
      * in one read, leave together. An idle handle runs the flush: it runs
      * before the loop would block, and while it is active the loop does not. */
@@ -245,14 +244,21 @@ static void on_write(uv_write_t *req, int status)
  * uv_try_write refuses while earlier writes are queued. */
 #define NET_FLUSH_IOV 64
 
+/* The first corked frames, at most NET_FLUSH_IOV, as one writev's buffers. */
+static unsigned corked_iov(const struct net_conn *c, uv_buf_t bufs[NET_FLUSH_IOV])
+{
+    unsigned n = 0;
+    for (const struct pending_write *w = c->corked; w && n < NET_FLUSH_IOV; w = w->next)
+        bufs[n++] = w->buf;
+    return n;
+}
+
 static void conn_flush(struct net_conn *c)
 {
     while (c->corked && !c->closing) {
         if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
             uv_buf_t bufs[NET_FLUSH_IOV];
-            unsigned n = 0;
-            for (struct pending_write *w = c->corked; w && n < NET_FLUSH_IOV; w = w->next)
-                bufs[n++] = w->buf;
+            unsigned n = corked_iov(c, bufs);
             int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
             if (done < 0 && done != UV_EAGAIN) {
                 conn_close(c, uv_to_id(done));
@@ -312,7 +318,6 @@ static void on_flush(uv_idle_t *h)
         struct net_conn *c = net->corked;
         net->corked = c->cork_next;
         c->cork_next = NULL;
-        c->on_cork_list = 0;
         conn_flush(c);
     }
 }
@@ -328,12 +333,12 @@ static int conn_write(struct net_conn *c, struct pending_write *w)
         c->queued_tail = &w->next;
         return 0;
     }
+    int first = c->corked == NULL;
     w->next = NULL;
     *c->corked_tail = w;
     c->corked_tail = &w->next;
     c->corked_bytes += w->buf.len;
-    if (!c->on_cork_list) {
-        c->on_cork_list = 1;
+    if (first) {
         c->cork_next = c->net->corked;
         c->net->corked = c;
         if (!uv_is_active((uv_handle_t *)&c->net->flush))
@@ -676,13 +681,12 @@ static void conn_close(struct net_conn *c, int reason)
         c->queued = w->next;
         free(w);
     }
-    if (c->on_cork_list) {
+    if (c->corked) {
         for (struct net_conn **pp = &net->corked; *pp; pp = &(*pp)->cork_next)
             if (*pp == c) {
                 *pp = c->cork_next;
                 break;
             }
-        c->on_cork_list = 0;
     }
     /* A node shutting down still sends what it answered in its last loop
      * iteration (the reply to a stop request, say), as far as the socket
@@ -690,10 +694,7 @@ static void conn_close(struct net_conn *c, int reason)
     if (reason == ID_ESHUTDOWN && c->corked &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
         uv_buf_t bufs[NET_FLUSH_IOV];
-        unsigned n = 0;
-        for (struct pending_write *w = c->corked; w && n < NET_FLUSH_IOV; w = w->next)
-            bufs[n++] = w->buf;
-        (void)uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        (void)uv_try_write((uv_stream_t *)&c->tcp, bufs, corked_iov(c, bufs));
     }
     drop_corked(c);
     uv_close((uv_handle_t *)&c->tcp, conn_free_cb);

@@ -89,7 +89,7 @@ struct cjob {
     double first_result_ms; /* -1: none yet */
     double first_start_ms;  /* to the batch starting on its worker; -1: none yet */
     double run_us_avg;      /* moving mean of its queries' run times (0: none yet) */
-    unsigned burst;         /* as given to the dispatcher (0: not yet, i.e. 1) */
+    unsigned burst;         /* as given to the dispatcher (1: none) */
     uint64_t burst_logged_ms;
 };
 
@@ -196,6 +196,7 @@ static struct cjob *cjob_add(struct coord *c, const struct job_rec *job, int *rc
     memset(cj, 0, sizeof *cj);
     cj->id = job->id;
     cj->first_dispatch_ms = cj->first_result_ms = cj->first_start_ms = -1;
+    cj->burst = 1;
     *rc = fair_job_add(c->fair, job->id, job->weight);
     if (*rc < 0)
         return NULL;
@@ -962,7 +963,7 @@ static void job_run_time(struct coord *c, struct cjob *cj, uint32_t run_us)
                          : (double)run_us;
     double fit = COORD_BURST_BUDGET_US / cj->run_us_avg;
     unsigned burst = fit >= FAIR_BURST_MAX ? FAIR_BURST_MAX : fit >= 1 ? (unsigned)fit : 1;
-    if (burst != (cj->burst ? cj->burst : 1) && fair_job_set_burst(c->fair, cj->id, burst) == 0) {
+    if (burst != cj->burst && fair_job_set_burst(c->fair, cj->id, burst) == 0) {
         uint64_t now = id_now_ms();
         if (now - cj->burst_logged_ms >= COORD_BURST_LOG_MS) {
             LOG_INFO("coord", "job %u: %.0f us of CPU per query, up to %u at once per worker",

@@ -329,6 +329,13 @@ static int flight_reserve(struct fair *f, size_t want)
     return 0;
 }
 
+/* The most queries a worker with `slots` can be given: its slots and the
+ * spare ones, or the largest burst. */
+static unsigned worker_room(const struct fair *f, unsigned slots)
+{
+    return slots + f->spare > f->burst_cap ? slots + f->spare : f->burst_cap;
+}
+
 /* The most queries that can be in flight: every worker at its slots, or above
  * them where adoption put it, with worker `w` taken as (load, slots) — or
  * added with those when it is not in the array yet. */
@@ -339,16 +346,12 @@ static size_t flight_need(const struct fair *f, const struct fair_worker *w, uns
     int seen = 0;
     for (size_t i = 0; i < f->nworkers; i++) {
         const struct fair_worker *x = f->workers[i];
-        unsigned l = x == w ? load : x->load, s = (x == w ? slots : x->slots) + f->spare;
-        if (s < f->burst_cap)
-            s = f->burst_cap;
+        unsigned l = x == w ? load : x->load, s = worker_room(f, x == w ? slots : x->slots);
         seen |= x == w;
         need += l > s ? l : s;
     }
-    if (!seen) {
-        unsigned s = slots + f->spare > f->burst_cap ? slots + f->spare : f->burst_cap;
-        need += load > s ? load : s;
-    }
+    if (!seen)
+        need += load > worker_room(f, slots) ? load : worker_room(f, slots);
     return need;
 }
 

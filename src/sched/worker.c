@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,14 +180,6 @@ static void on_work(uv_work_t *req)
     setpriority(PRIO_PROCESS, (id_t)tid, before);
 }
 
-static uint64_t thread_cpu_us(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void chain_fail(struct wquery *head, const char *msg)
 {
     for (struct wquery *q = head; q; q = q->chain)
@@ -204,7 +195,7 @@ static void run_chain(struct wquery *head)
     Idunno__QueryRun *run = head->run;
     /* The run's cost is the thread's CPU time: on a host shared by many
      * workers the wall time says more about the others than about the model. */
-    uint64_t t0 = id_now_us(), cpu0 = thread_cpu_us();
+    uint64_t t0 = id_now_us(), cpu0 = id_thread_cpu_us();
     struct infer_model *m = NULL;
     char err[200] = "";
     uint64_t version = strtoull(run->model->blob, NULL, 16);
@@ -250,7 +241,7 @@ static void run_chain(struct wquery *head)
     free(paths);
     free(res);
     infer_cache_release(w->cache, m);
-    uint64_t us = id_now_us() - t0, cpu = thread_cpu_us() - cpu0;
+    uint64_t us = id_now_us() - t0, cpu = id_thread_cpu_us() - cpu0;
     for (struct wquery *q = head; q; q = q->chain) {
         q->run_us = n ? cpu * q->run->n_images / n : cpu;
         q->infer_ms = (n ? us * q->run->n_images / n : us) / 1000;
