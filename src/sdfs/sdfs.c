@@ -22,6 +22,7 @@
 #include "net/net.h"
 #include "node/ctl_forward.h"
 #include "sdfs/catalog.h"
+#include "sdfs/fetch.h"
 #include "sdfs/reconcile.h"
 #include "sdfs/store.h"
 
@@ -109,7 +110,7 @@ struct sdfs {
     unsigned failed_next;
     struct repair_job *repairs;
     size_t n_repairs;
-    struct fetch *fetches;
+    struct fetcher *fetcher;
     struct reconcile *reconcile; /* the leader's memory of store reports */
     uv_timer_t tick;
     uint64_t next_report_ms;
@@ -332,220 +333,6 @@ static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *bod
     net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_RESP, NULL, 0);
 }
 
-/* -- fetch: a blob made available in the local store, verified: a copy held
- * here is checked against its checksum first (every read of it checks); a
- * missing or bad one (moved to bad/) is copied again from other replicas,
- * chunk by chunk, switching source when one fails, and sealed only if its
- * SHA-256 matches. For a repair or a bad-copy claim (BLOB_FETCH from the
- * leader) or for this node's own use (a worker's model or images,
- * sdfs_fetch_local). Concurrent fetches of one blob share one transfer:
- * later askers wait on the first. -- */
-
-struct fetch_waiter {
-    struct net_request *req; /* a BLOB_FETCH to answer, or */
-    sdfs_done_fn cb;         /* a local caller */
-    void *ud;
-    struct fetch_waiter *next;
-};
-
-struct fetch {
-    struct sdfs *s;
-    struct fetch_waiter *waiters;
-    int repair; /* log at info level */
-    int copied; /* chunks were asked for (not just a verification) */
-    char blob[SDFS_BLOB_LEN + 1];
-    uint64_t size, offset;
-    uint8_t sha[32];
-    char **sources;
-    size_t n_sources, source;
-    struct fetch *next;
-};
-
-static void fetch_finish(struct fetch *f, int status, const char *what)
-{
-    struct sdfs *s = f->s;
-    for (struct fetch **pp = &s->fetches; *pp; pp = &(*pp)->next)
-        if (*pp == f) {
-            *pp = f->next;
-            break;
-        }
-    if (status < 0) {
-        if (s->store)
-            store_abort(s->store, f->blob);
-        if (f->repair)
-            LOG_WARN("sdfs", "fetch of blob %s failed: %s", f->blob, what);
-    } else {
-        if (f->repair && f->copied)
-            LOG_INFO("sdfs", "fetched blob %s (%llu bytes)", f->blob, (unsigned long long)f->size);
-        else if (f->repair)
-            LOG_INFO("sdfs", "blob %s verified: the copy here matches its checksum", f->blob);
-        if (s->store)
-            store_touch(s->store, f->blob); /* in use: spared by store reports for a while */
-    }
-    while (f->waiters) {
-        struct fetch_waiter *w = f->waiters;
-        f->waiters = w->next;
-        if (w->req && status < 0)
-            net_reply_errorf(w->req, status, "fetch of blob %s failed: %s", f->blob, what);
-        else if (w->req)
-            net_reply(w->req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
-        else if (w->cb)
-            w->cb(w->ud, status);
-        free(w);
-    }
-    for (size_t i = 0; i < f->n_sources; i++)
-        free(f->sources[i]);
-    free(f->sources);
-    free(f);
-}
-
-static void fetch_fail(struct fetch *f, int status, const char *what)
-{
-    fetch_finish(f, status, what);
-}
-
-static void fetch_next(struct fetch *f);
-
-/* The current source failed: go on from `offset` with the next one. */
-static void fetch_next_source(struct fetch *f, uint64_t offset, const char *why)
-{
-    if (f->repair)
-        LOG_WARN("sdfs", "fetch of blob %s from %s failed at %llu: %s", f->blob,
-                 f->sources[f->source], (unsigned long long)f->offset, why);
-    if (++f->source >= f->n_sources) {
-        fetch_fail(f, ID_EUNAVAIL, "no source could serve it");
-        return;
-    }
-    f->offset = offset;
-    fetch_next(f);
-}
-
-static void on_fetch_sealed(void *ud, int status, uint32_t crc32c)
-{
-    (void)crc32c; /* the version's CRC is already recorded */
-    struct fetch *f = ud;
-    if (status == ID_ECRC && !f->s->stopping) {
-        /* A source sent bytes that do not match: start again from another. */
-        fetch_next_source(f, 0, "the copy does not match its checksum");
-        return;
-    }
-    fetch_finish(f, status, status < 0 ? id_strerror(status) : "");
-}
-
-static void on_fetch_verified(void *ud, int status)
-{
-    struct fetch *f = ud;
-    if (status == 0 || f->s->stopping) {
-        fetch_finish(f, status == 0 ? 0 : ID_ESHUTDOWN, "shutting down");
-        return;
-    }
-    if (status != ID_ENOTFOUND && status != ID_ECRC) {
-        fetch_fail(f, status, id_strerror(status)); /* kept: it may be readable later */
-        return;
-    }
-    LOG_WARN("sdfs", "local copy of blob %s %s: copying it from %zu other replica(s)", f->blob,
-             status == ID_ECRC ? "fails its checksum (moved to bad/)" : "is missing", f->n_sources);
-    if (f->n_sources == 0)
-        fetch_fail(f, ID_EUNAVAIL, "no other live replica holds it");
-    else
-        fetch_next(f);
-}
-
-static void on_fetch_written(void *ud, int status)
-{
-    struct fetch *f = ud;
-    if (status < 0) {
-        fetch_fail(f, status, id_strerror(status));
-        return;
-    }
-    fetch_next(f);
-}
-
-static void on_fetch_read(void *ud, const struct net_result *res)
-{
-    struct fetch *f = ud;
-    if (f->s->stopping) {
-        fetch_fail(f, ID_ESHUTDOWN, "shutting down");
-        return;
-    }
-    Idunno__SdfsChunk *c = res->status == 0 ? idunno__sdfs_chunk__unpack(NULL, res->len, res->body)
-                                            : NULL;
-    if (!c || c->data.len == 0) {
-        if (c)
-            idunno__sdfs_chunk__free_unpacked(c, NULL);
-        fetch_next_source(f, f->offset, res->errmsg ? res->errmsg : "empty chunk");
-        return;
-    }
-    uint64_t at = f->offset;
-    f->offset += c->data.len;
-    int rc = store_write(f->s->store, f->blob, at, c->data.data, c->data.len, on_fetch_written, f);
-    idunno__sdfs_chunk__free_unpacked(c, NULL);
-    if (rc < 0)
-        fetch_fail(f, rc, id_strerror(rc));
-}
-
-static void fetch_next(struct fetch *f)
-{
-    if (f->offset >= f->size) {
-        int rc = store_seal(f->s->store, f->blob, f->size, f->sha, on_fetch_sealed, f);
-        if (rc == ID_EEXIST)
-            on_fetch_sealed(f, 0, 0);
-        else if (rc < 0)
-            fetch_fail(f, rc, id_strerror(rc));
-        return;
-    }
-    f->copied = 1;
-    Idunno__SdfsRead r = IDUNNO__SDFS_READ__INIT;
-    r.blob = f->blob;
-    r.offset = f->offset;
-    r.length = SDFS_CHUNK;
-    int rc = net_call_pb(f->s->net, f->sources[f->source], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ,
-                         &r.base, SDFS_CALL_MS, on_fetch_read, f);
-    if (rc < 0)
-        fetch_fail(f, rc, id_strerror(rc));
-}
-
-/* Starts (or joins) the fetch of a blob; the waiter is told the outcome.
- * Returns 0 or ID_E* (then the waiter is not kept). */
-static int fetch_start(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
-                       char *const *sources, size_t n_sources, struct fetch_waiter *w, int repair)
-{
-    for (struct fetch *f = s->fetches; f; f = f->next)
-        if (strcmp(f->blob, blob) == 0) {
-            w->next = f->waiters;
-            f->waiters = w;
-            f->repair |= repair;
-            return 0;
-        }
-    struct fetch *f = calloc(1, sizeof *f);
-    if (f)
-        f->sources = calloc(n_sources ? n_sources : 1, sizeof *f->sources);
-    if (!f || !f->sources) {
-        free(f);
-        return ID_ENOMEM;
-    }
-    f->s = s;
-    f->repair = repair;
-    f->waiters = w;
-    snprintf(f->blob, sizeof f->blob, "%s", blob);
-    f->size = size;
-    memcpy(f->sha, sha, 32);
-    for (size_t i = 0; i < n_sources; i++)
-        if (sources[i] && sources[i][0] && (f->sources[f->n_sources] = strdup(sources[i])))
-            f->n_sources++;
-    f->next = s->fetches;
-    s->fetches = f;
-    if (store_has(s->store, blob, NULL) &&
-        store_verify(s->store, blob, size, sha, 1, on_fetch_verified, f) == 0)
-        return 0;
-    if (f->n_sources == 0) {
-        fetch_fail(f, ID_EUNAVAIL, "no live replica holds it");
-        return 0;
-    }
-    fetch_next(f); /* the first chunk starts a fresh copy (offset 0) */
-    return 0;
-}
-
 static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
@@ -554,44 +341,26 @@ static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body
         return;
     }
     Idunno__SdfsFetch *m = idunno__sdfs_fetch__unpack(NULL, len, body);
-    if (!m || !sdfs_blob_ok(m->blob) || m->sha256.len != 32) {
+    if (!m || m->sha256.len != 32) {
         net_reply_error(req, m ? ID_EINVAL : ID_EPROTO, "bad SdfsFetch", NULL);
         if (m)
             idunno__sdfs_fetch__free_unpacked(m, NULL);
         return;
     }
-    struct fetch_waiter *w = calloc(1, sizeof *w);
-    int rc = w ? 0 : ID_ENOMEM;
-    if (w) {
-        w->req = req;
-        rc = fetch_start(s, m->blob, m->size, m->sha256.data, m->sources, m->n_sources, w, 1);
-    }
-    if (rc < 0) {
-        free(w);
-        net_reply_error(req, rc, id_strerror(rc), NULL);
-    }
+    int rc = fetcher_get(s->fetcher, m->blob, m->size, m->sha256.data, m->sources, m->n_sources, 1,
+                         req, NULL, NULL);
+    if (rc < 0)
+        net_reply_error(req, rc, rc == ID_EINVAL ? "bad SdfsFetch" : id_strerror(rc), NULL);
     idunno__sdfs_fetch__free_unpacked(m, NULL);
 }
 
 int sdfs_fetch_local(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
                      char *const *sources, size_t n_sources, sdfs_done_fn cb, void *ud)
 {
-    if (s->stopping)
-        return ID_ESHUTDOWN;
-    if (!sdfs_blob_ok(blob))
-        return ID_EINVAL;
-    struct fetch_waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        return ID_ENOMEM;
-    w->cb = cb;
-    w->ud = ud;
-    /* A copy in use stays: fetch_finish touches it, and the store report
-     * spares young blobs, so a worker's cache of a data set it keeps reading
-     * is not deleted and fetched again every SDFS_YOUNG_MS. */
-    int rc = fetch_start(s, blob, size, sha, sources, n_sources, w, 0);
-    if (rc < 0)
-        free(w);
-    return rc;
+    /* A copy in use stays: the fetch touches it, and the store report spares
+     * young blobs, so a worker's cache of a data set it keeps reading is not
+     * deleted and fetched again every SDFS_YOUNG_MS. */
+    return fetcher_get(s->fetcher, blob, size, sha, sources, n_sources, 0, NULL, cb, ud);
 }
 
 /* ==== gateway: puts ========================================================================== */
@@ -1866,6 +1635,10 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     char dir[600];
     snprintf(dir, sizeof dir, "%s/sdfs", cfg->data_dir);
     int rc = store_open(cfg->loop, dir, &s->store, errmsg, len);
+    if (rc == 0 && !(s->fetcher = fetcher_create(s->net, s->store))) {
+        store_close(s->store);
+        rc = ID_ENOMEM;
+    }
     if (rc < 0) {
         reconcile_destroy(s->reconcile);
         free(s);
@@ -1909,6 +1682,7 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
         rc = ctl_fwd_add(s->fwd, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, lead_list, s);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot register SDFS requests: %s", id_strerror(rc));
+        fetcher_free(s->fetcher);
         store_close(s->store);
         reconcile_destroy(s->reconcile);
         free(s);
@@ -1939,6 +1713,7 @@ void sdfs_stop(struct sdfs *s)
             put_fail(p, ID_ESHUTDOWN, NULL, "node shutting down");
         put_free(p);
     }
+    fetcher_stop(s->fetcher);
     store_close(s->store);
     s->store = NULL;
     /* Repairs in flight end when their calls fail at net_close. */
@@ -1961,6 +1736,7 @@ void sdfs_free(struct sdfs *s)
     while (s->repairs)
         repair_end(s->repairs);
     reconcile_destroy(s->reconcile);
+    fetcher_free(s->fetcher);
     free(s);
 }
 
