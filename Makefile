@@ -172,3 +172,15 @@ format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'fuzz/*.c')
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Test tools (tests/tools/<x>.c → $(BUILD)/tests/tools/<x>): programs the
+# cluster tests use to send what no well-behaved client sends.
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+.PHONY: test-tools
+test-tools: $(TOOL_BIN)
+cluster-test netns-test: test-tools
+$(TOOL_SRC:%.c=$(BUILD)/obj/%.o): $(GEN_H)
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

@@ -581,7 +581,7 @@ static int place_excluded(void *ud, size_t i)
     for (size_t k = 0; k < p->n_chosen; k++)
         if (p->chosen[k] == i)
             return 1;
-    return name_in(p->alive[i].name, p->avoid, p->n_avoid);
+    return p->alive[i].suspect || name_in(p->alive[i].name, p->avoid, p->n_avoid);
 }
 
 size_t catalog_place(const struct catalog *c, const char *name, const struct sdfs_node *alive,
@@ -606,7 +606,7 @@ struct repair_ctx {
 static int repair_excluded(void *ud, size_t i)
 {
     struct repair_ctx *r = ud;
-    return version_has(r->v, r->alive[i].name) != 0;
+    return r->alive[i].suspect || version_has(r->v, r->alive[i].name) != 0;
 }
 
 static int node_alive(const struct sdfs_node *alive, size_t n, const char *name)

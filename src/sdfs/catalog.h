@@ -103,9 +103,12 @@ uint64_t catalog_node_load(const struct catalog *c, const char *node);
 
 /* ---- decisions (pure; the coordinator acts on them) ----------------------------- */
 
-/* A live node as the coordinator sees it. */
+/* A node as the coordinator sees it: alive, or suspected (it may still refute
+ * the suspicion, so it keeps counting as holding its copies, but it is
+ * chosen for nothing). Members declared failed or gone are not listed. */
 struct sdfs_node {
     const char *name;
+    int suspect;
 };
 
 /* Chooses up to `want` distinct nodes for a new version of `name` among `alive`
@@ -126,11 +129,13 @@ struct sdfs_repair {
     char target[SDFS_NODE_MAX];
 };
 
-/* Plans repairs for versions with fewer than min(SDFS_REPLICAS, n_alive) live
- * replicas, at most `max`, skipping blobs for which skip(ud, blob) is true
- * (repairs already under way). Each planned target is a live node that does not
- * hold the version, least loaded first (counting earlier plans). Returns how
- * many were written to out. */
+/* Plans repairs for versions with fewer than min(SDFS_REPLICAS, n_alive)
+ * replicas on listed nodes, at most `max`, skipping blobs for which skip(ud,
+ * blob) is true (repairs already under way). A suspected node still counts as
+ * holding its copies: repair acts on failures, never on a suspicion. Each
+ * planned target is a listed, unsuspected node that does not hold the
+ * version, least loaded first (counting earlier plans). Returns how many were
+ * written to out. */
 size_t catalog_plan_repairs(const struct catalog *c, const struct sdfs_node *alive,
                             size_t n_alive, int (*skip)(void *ud, const char *blob), void *ud,
                             struct sdfs_repair *out, size_t max);

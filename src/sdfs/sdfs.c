@@ -22,6 +22,8 @@
 #include "net/net.h"
 #include "node/ctl_forward.h"
 #include "sdfs/catalog.h"
+#include "sdfs/fetch.h"
+#include "sdfs/reconcile.h"
 #include "sdfs/store.h"
 
 #define SDFS_CALL_MS 10000
@@ -108,10 +110,12 @@ struct sdfs {
     unsigned failed_next;
     struct repair_job *repairs;
     size_t n_repairs;
-    struct fetch *fetches;
+    struct fetcher *fetcher;
+    struct reconcile *reconcile; /* the leader's memory of store reports */
     uv_timer_t tick;
     uint64_t next_report_ms;
     int report_busy;
+    uint64_t boot, report_seq, report_answered; /* numbering of this process's reports */
     int stopping;
     int tick_closed;
     struct sdfs_stats stats;
@@ -173,7 +177,10 @@ static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body
     }
     int rc = store_write(s->store, m->blob, m->offset, m->data.data, m->data.len, on_blob_written,
                          req);
-    if (rc < 0)
+    if (rc == ID_EEXIST)
+        net_reply_errorf(req, rc, "replica %s holds blob %s sealed; sealed copies are never "
+                                  "replaced", s->name, m->blob);
+    else if (rc < 0)
         net_reply_errorf(req, rc, "replica %s cannot write blob %s at %llu: %s", s->name, m->blob,
                          (unsigned long long)m->offset, id_strerror(rc));
     idunno__sdfs_chunk__free_unpacked(m, NULL);
@@ -194,6 +201,20 @@ static void on_blob_sealed(void *ud, int status, uint32_t crc32c)
     net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, &out.base);
 }
 
+/* Sealed copies are immutable: a seal of a blob already sealed here succeeds
+ * only if it names the very bytes held. */
+static void on_blob_resealed(void *ud, int status)
+{
+    struct net_request *req = ud;
+    if (status == ID_ECRC)
+        net_reply_errorf(req, ID_EEXIST, "a different copy of this blob is sealed here; sealed "
+                                         "copies are never replaced");
+    else if (status < 0)
+        net_reply_errorf(req, status, "replica seal failed: %s", id_strerror(status));
+    else
+        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
+}
+
 static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
@@ -209,9 +230,9 @@ static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body,
         return;
     }
     int rc = store_seal(s->store, m->blob, m->size, m->sha256.data, on_blob_sealed, req);
-    if (rc == ID_EEXIST)
-        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
-    else if (rc < 0)
+    if (rc == ID_EEXIST) /* a retried seal: fine if it is the same copy */
+        rc = store_verify(s->store, m->blob, m->size, m->sha256.data, 0, on_blob_resealed, req);
+    if (rc < 0)
         net_reply_errorf(req, rc, "replica %s cannot seal blob %s: %s", s->name, m->blob,
                          id_strerror(rc));
     idunno__sdfs_chunk__free_unpacked(m, NULL);
@@ -312,180 +333,6 @@ static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *bod
     net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_RESP, NULL, 0);
 }
 
-/* -- fetch: a blob copied from other replicas into the local store, chunk by
- * chunk: for a repair (BLOB_FETCH from the leader) or for this node's own use
- * (a worker's model or images, sdfs_fetch_local). Concurrent fetches of one
- * blob share one transfer: later askers wait on the first. -- */
-
-struct fetch_waiter {
-    struct net_request *req; /* a BLOB_FETCH to answer, or */
-    sdfs_done_fn cb;         /* a local caller */
-    void *ud;
-    struct fetch_waiter *next;
-};
-
-struct fetch {
-    struct sdfs *s;
-    struct fetch_waiter *waiters;
-    int repair; /* log at info level */
-    char blob[SDFS_BLOB_LEN + 1];
-    uint64_t size, offset;
-    uint8_t sha[32];
-    char **sources;
-    size_t n_sources, source;
-    struct fetch *next;
-};
-
-static void fetch_finish(struct fetch *f, int status, const char *what)
-{
-    struct sdfs *s = f->s;
-    for (struct fetch **pp = &s->fetches; *pp; pp = &(*pp)->next)
-        if (*pp == f) {
-            *pp = f->next;
-            break;
-        }
-    if (status < 0) {
-        if (s->store)
-            store_abort(s->store, f->blob);
-        if (f->repair)
-            LOG_WARN("sdfs", "fetch of blob %s failed: %s", f->blob, what);
-    } else if (f->repair) {
-        LOG_INFO("sdfs", "fetched blob %s (%llu bytes)", f->blob, (unsigned long long)f->size);
-    }
-    while (f->waiters) {
-        struct fetch_waiter *w = f->waiters;
-        f->waiters = w->next;
-        if (w->req && status < 0)
-            net_reply_errorf(w->req, status, "fetch of blob %s failed: %s", f->blob, what);
-        else if (w->req)
-            net_reply(w->req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
-        else if (w->cb)
-            w->cb(w->ud, status);
-        free(w);
-    }
-    for (size_t i = 0; i < f->n_sources; i++)
-        free(f->sources[i]);
-    free(f->sources);
-    free(f);
-}
-
-static void fetch_fail(struct fetch *f, int status, const char *what)
-{
-    fetch_finish(f, status, what);
-}
-
-static void fetch_next(struct fetch *f);
-
-static void on_fetch_sealed(void *ud, int status, uint32_t crc32c)
-{
-    (void)crc32c; /* the version's CRC is already recorded */
-    struct fetch *f = ud;
-    fetch_finish(f, status, status < 0 ? id_strerror(status) : "");
-}
-
-static void on_fetch_written(void *ud, int status)
-{
-    struct fetch *f = ud;
-    if (status < 0) {
-        fetch_fail(f, status, id_strerror(status));
-        return;
-    }
-    fetch_next(f);
-}
-
-static void on_fetch_read(void *ud, const struct net_result *res)
-{
-    struct fetch *f = ud;
-    if (f->s->stopping) {
-        fetch_fail(f, ID_ESHUTDOWN, "shutting down");
-        return;
-    }
-    Idunno__SdfsChunk *c = res->status == 0 ? idunno__sdfs_chunk__unpack(NULL, res->len, res->body)
-                                            : NULL;
-    if (!c || c->data.len == 0) {
-        /* This source failed: go on from the same offset with the next one. */
-        if (f->repair)
-            LOG_WARN("sdfs", "fetch of blob %s from %s failed at %llu: %s", f->blob,
-                     f->sources[f->source], (unsigned long long)f->offset,
-                     res->errmsg ? res->errmsg : "empty chunk");
-        if (c)
-            idunno__sdfs_chunk__free_unpacked(c, NULL);
-        if (++f->source >= f->n_sources) {
-            fetch_fail(f, ID_EUNAVAIL, "no source could serve it");
-            return;
-        }
-        fetch_next(f);
-        return;
-    }
-    uint64_t at = f->offset;
-    f->offset += c->data.len;
-    int rc = store_write(f->s->store, f->blob, at, c->data.data, c->data.len, on_fetch_written, f);
-    idunno__sdfs_chunk__free_unpacked(c, NULL);
-    if (rc < 0)
-        fetch_fail(f, rc, id_strerror(rc));
-}
-
-static void fetch_next(struct fetch *f)
-{
-    if (f->offset >= f->size) {
-        int rc = store_seal(f->s->store, f->blob, f->size, f->sha, on_fetch_sealed, f);
-        if (rc == ID_EEXIST)
-            on_fetch_sealed(f, 0, 0);
-        else if (rc < 0)
-            fetch_fail(f, rc, id_strerror(rc));
-        return;
-    }
-    Idunno__SdfsRead r = IDUNNO__SDFS_READ__INIT;
-    r.blob = f->blob;
-    r.offset = f->offset;
-    r.length = SDFS_CHUNK;
-    int rc = net_call_pb(f->s->net, f->sources[f->source], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ,
-                         &r.base, SDFS_CALL_MS, on_fetch_read, f);
-    if (rc < 0)
-        fetch_fail(f, rc, id_strerror(rc));
-}
-
-/* Starts (or joins) the fetch of a blob; the waiter is told the outcome.
- * Returns 1 if the blob is already here (nothing started, waiter not kept). */
-static int fetch_start(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
-                       char *const *sources, size_t n_sources, struct fetch_waiter *w, int repair)
-{
-    uint64_t have;
-    if (store_has(s->store, blob, &have) && have == size)
-        return 1;
-    for (struct fetch *f = s->fetches; f; f = f->next)
-        if (strcmp(f->blob, blob) == 0) {
-            w->next = f->waiters;
-            f->waiters = w;
-            f->repair |= repair;
-            return 0;
-        }
-    struct fetch *f = calloc(1, sizeof *f);
-    if (f)
-        f->sources = calloc(n_sources ? n_sources : 1, sizeof *f->sources);
-    if (!f || !f->sources) {
-        free(f);
-        return ID_ENOMEM;
-    }
-    f->s = s;
-    f->repair = repair;
-    f->waiters = w;
-    snprintf(f->blob, sizeof f->blob, "%s", blob);
-    f->size = size;
-    memcpy(f->sha, sha, 32);
-    for (size_t i = 0; i < n_sources; i++)
-        if (sources[i] && sources[i][0] && (f->sources[f->n_sources] = strdup(sources[i])))
-            f->n_sources++;
-    f->next = s->fetches;
-    s->fetches = f;
-    if (f->n_sources == 0) {
-        fetch_fail(f, ID_EUNAVAIL, "no live replica holds it");
-        return 0;
-    }
-    fetch_next(f); /* the first chunk starts a fresh copy (offset 0) */
-    return 0;
-}
-
 static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
@@ -494,51 +341,26 @@ static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body
         return;
     }
     Idunno__SdfsFetch *m = idunno__sdfs_fetch__unpack(NULL, len, body);
-    if (!m || !sdfs_blob_ok(m->blob) || m->sha256.len != 32 || m->n_sources == 0) {
+    if (!m || m->sha256.len != 32) {
         net_reply_error(req, m ? ID_EINVAL : ID_EPROTO, "bad SdfsFetch", NULL);
         if (m)
             idunno__sdfs_fetch__free_unpacked(m, NULL);
         return;
     }
-    struct fetch_waiter *w = calloc(1, sizeof *w);
-    int rc = w ? 0 : ID_ENOMEM;
-    if (w) {
-        w->req = req;
-        rc = fetch_start(s, m->blob, m->size, m->sha256.data, m->sources, m->n_sources, w, 1);
-    }
-    if (rc == 1) {
-        free(w);
-        net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_RESP, NULL, 0);
-    } else if (rc < 0) {
-        free(w);
-        net_reply_error(req, rc, id_strerror(rc), NULL);
-    }
+    int rc = fetcher_get(s->fetcher, m->blob, m->size, m->sha256.data, m->sources, m->n_sources, 1,
+                         req, NULL, NULL);
+    if (rc < 0)
+        net_reply_error(req, rc, rc == ID_EINVAL ? "bad SdfsFetch" : id_strerror(rc), NULL);
     idunno__sdfs_fetch__free_unpacked(m, NULL);
 }
 
 int sdfs_fetch_local(struct sdfs *s, const char *blob, uint64_t size, const uint8_t sha[32],
                      char *const *sources, size_t n_sources, sdfs_done_fn cb, void *ud)
 {
-    if (s->stopping)
-        return ID_ESHUTDOWN;
-    if (!sdfs_blob_ok(blob))
-        return ID_EINVAL;
-    struct fetch_waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        return ID_ENOMEM;
-    w->cb = cb;
-    w->ud = ud;
-    int rc = fetch_start(s, blob, size, sha, sources, n_sources, w, 0);
-    if (rc != 0)
-        free(w);
-    if (rc == 1) {
-        /* A copy in use stays: the store report spares young blobs, so a
-         * worker's cache of a data set it keeps reading is not deleted and
-         * fetched again every SDFS_YOUNG_MS. */
-        store_touch(s->store, blob);
-        cb(ud, 0);
-    }
-    return rc < 0 ? rc : 0;
+    /* A copy in use stays: the fetch touches it, and the store report spares
+     * young blobs, so a worker's cache of a data set it keeps reading is not
+     * deleted and fetched again every SDFS_YOUNG_MS. */
+    return fetcher_get(s->fetcher, blob, size, sha, sources, n_sources, 0, NULL, cb, ud);
 }
 
 /* ==== gateway: puts ========================================================================== */
@@ -1219,7 +1041,7 @@ static void lead_place(void *ud, struct net_request *req, const uint8_t *body, s
     size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
     struct sdfs_node nodes[SDFS_MAX_ALIVE];
     for (size_t i = 0; i < n_alive; i++)
-        nodes[i].name = alive[i].name;
+        nodes[i] = (struct sdfs_node){.name = alive[i].name};
     size_t chosen[SDFS_REPLICAS];
     size_t n = catalog_place(s->catalog, m->name, nodes, n_alive, (const char *const *)m->avoid,
                              m->n_avoid, SDFS_REPLICAS, chosen);
@@ -1490,12 +1312,6 @@ static void on_list(void *ud, struct net_request *req, const uint8_t *body, size
 
 /* -- replica changes (repairs, bad copies, missing copies) -- */
 
-struct change_call {
-    struct sdfs *s;
-    char name[SDFS_NAME_MAX + 1];
-    char blob[SDFS_BLOB_LEN + 1];
-};
-
 static int propose_replica_change(struct sdfs *s, const char *name, const char *blob,
                                   const char *remove, const char *add, ctl_propose_cb cb, void *ud)
 {
@@ -1511,20 +1327,37 @@ static int propose_replica_change(struct sdfs *s, const char *name, const char *
     return ctl_propose(s->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_REPLICA, buf, n, cb, ud);
 }
 
-static void on_change_done(void *ud, int status, const uint8_t *result, size_t len)
+/* Has the replica `node` check its copy of v against the catalog's checksum:
+ * a BLOB_FETCH naming the other live replicas as sources. A good copy stays;
+ * a bad one is moved aside and copied again from the others. Nothing is
+ * deleted on anyone's word, and the replica set does not change. */
+static void verify_copy(struct sdfs *s, const struct sdfs_version *v, const char *node)
 {
-    (void)result;
-    (void)len;
-    struct lead_op *op = ud;
-    if (op && op->req) {
-        if (status < 0 && status != ID_ENOTFOUND && status != ID_EBUSY)
-            net_reply_error(op->req, status, id_strerror(status), NULL);
-        else
-            net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_RESP, NULL, 0);
-        lead_op_free(op);
+    struct member_view alive[SDFS_MAX_ALIVE];
+    size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
+    const char *addr = addr_of(alive, n_alive, node);
+    if (!addr)
+        return; /* not reachable now: its reports and the repair loop take over */
+    char *sources[SDFS_REPLICAS];
+    size_t n_src = 0;
+    for (size_t r = 0; r < v->n_replicas; r++) {
+        const char *a = strcmp(v->replicas[r], node) ? addr_of(alive, n_alive, v->replicas[r]) : NULL;
+        if (a)
+            sources[n_src++] = (char *)a;
     }
+    Idunno__SdfsFetch f = IDUNNO__SDFS_FETCH__INIT;
+    f.blob = (char *)v->blob;
+    f.size = v->size;
+    f.sha256.data = (uint8_t *)v->sha256;
+    f.sha256.len = 32;
+    f.n_sources = n_src;
+    f.sources = sources;
+    net_call_pb(s->net, addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_FETCH_REQ, &f.base, SDFS_FETCH_MS,
+                NULL, NULL);
 }
 
+/* A reader says a replica's copy is bad. It may be wrong or hostile, so the
+ * claim only makes that replica verify its copy. */
 static void lead_bad(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
@@ -1533,39 +1366,15 @@ static void lead_bad(void *ud, struct net_request *req, const uint8_t *body, siz
         net_reply_error(req, ID_EPROTO, "bad SdfsBad", NULL);
         return;
     }
-    LOG_WARN("sdfs", "copy of %s (blob %s) on %s reported bad: %s", m->name, m->blob, m->node,
-             m->reason);
     s->stats.bad_copies_reported++;
-    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, body, len);
-    if (op) {
-        /* Drop the copy from the replica set (the repair loop adds a new one)
-         * and have the node delete it. */
-        int rc = propose_replica_change(s, m->name, m->blob, m->node, "", on_change_done, op);
-        if (rc < 0 && !lead_op_settled(op, rc))
-            lead_op_free(op);
-        struct member_view alive[SDFS_MAX_ALIVE];
-        size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
-        const char *addr = addr_of(alive, n_alive, m->node);
-        if (addr) {
-            Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
-            bl.n_blobs = 1;
-            bl.blobs = &m->blob;
-            net_call_pb(s->net, addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ, &bl.base,
-                        SDFS_CALL_MS, NULL, NULL);
-        }
+    const struct sdfs_version *v = catalog_find_blob(s->catalog, m->name, m->blob);
+    if (v && version_on(v, m->node)) {
+        LOG_WARN("sdfs", "copy of %s (blob %s) on %s reported bad (%s): %s verifies it", m->name,
+                 m->blob, m->node, m->reason, m->node);
+        verify_copy(s, v, m->node);
     }
+    net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_RESP, NULL, 0);
     idunno__sdfs_bad__free_unpacked(m, NULL);
-}
-
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int in_sorted(char **list, size_t n, const char *s)
-{
-    const char *key = s;
-    return n && bsearch(&key, list, n, sizeof *list, str_cmp) != NULL;
 }
 
 static void on_missing_dropped(void *ud, int status, const uint8_t *result, size_t len)
@@ -1576,9 +1385,9 @@ static void on_missing_dropped(void *ud, int status, const uint8_t *result, size
     (void)len;
 }
 
-/* A replica's report: what to delete (blobs no kept version lists it for),
- * and which of its listed copies are missing (dropped from the set, so the
- * repair loop replaces them). */
+/* A replica's report: the reconciliation core (reconcile.h) says what it may
+ * delete and which of its listed copies are missing (dropped from their sets,
+ * so the repair loop replaces them). */
 static void lead_report(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
@@ -1587,46 +1396,31 @@ static void lead_report(void *ud, struct net_request *req, const uint8_t *body, 
         net_reply_error(req, ID_EPROTO, "bad SdfsStoreReport", NULL);
         return;
     }
-    qsort(m->blobs, m->n_blobs, sizeof *m->blobs, str_cmp);
-    qsort(m->young, m->n_young, sizeof *m->young, str_cmp);
-    uint8_t *kept = calloc(m->n_blobs ? m->n_blobs : 1, 1);
-    const struct catalog *c = s->catalog;
-    size_t missing = 0;
-    for (size_t i = 0; kept && i < catalog_count(c); i++) {
-        const struct sdfs_file *f = catalog_at(c, i);
-        for (size_t k = 0; k < f->n_versions; k++) {
-            const struct sdfs_version *v = &f->versions[k];
-            if (!version_on(v, m->node))
-                continue;
-            const char *key = v->blob;
-            char **hit = m->n_blobs ? bsearch(&key, m->blobs, m->n_blobs, sizeof *m->blobs, str_cmp)
-                                    : NULL;
-            if (hit) {
-                kept[hit - m->blobs] = 1;
-            } else if (!in_sorted(m->young, m->n_young, v->blob) &&
-                       v->time_ms + 5000 < m->time_ms && missing < 64) {
-                /* Committed well before the report, yet not there: lost. */
-                LOG_WARN("sdfs", "%s lacks its copy of %s version %llu (blob %s): replacing it",
-                         m->node, f->name, (unsigned long long)v->version, v->blob);
-                propose_replica_change(s, f->name, v->blob, m->node, "", on_missing_dropped, NULL);
-                missing++;
-            }
-        }
+    struct reconcile_report rep = {m->node,   m->boot,   m->seq,   m->answered_seq, m->held,
+                                   m->blobs, m->n_blobs, m->young, m->n_young};
+    struct reconcile_actions a;
+    int rc = reconcile_report(s->reconcile, s->catalog, &rep, id_now_ms(), &a);
+    if (rc < 0) {
+        net_reply_error(req, rc, id_strerror(rc), NULL);
+        idunno__sdfs_store_report__free_unpacked(m, NULL);
+        return;
     }
-    char **del = calloc(m->n_blobs ? m->n_blobs : 1, sizeof *del);
-    size_t n_del = 0;
-    for (size_t i = 0; kept && del && i < m->n_blobs; i++)
-        if (!kept[i])
-            del[n_del++] = m->blobs[i];
+    if (a.ignored)
+        LOG_INFO("sdfs", "report %llu of %s ignored: incomplete or stale",
+                 (unsigned long long)m->seq, m->node);
+    for (size_t i = 0; i < a.n_missing; i++) {
+        const struct sdfs_version *v = a.missing[i].version;
+        LOG_WARN("sdfs", "%s lacks its copy of %s version %llu (blob %s) on two reports: "
+                 "replacing it", m->node, a.missing[i].file->name,
+                 (unsigned long long)v->version, v->blob);
+        propose_replica_change(s, a.missing[i].file->name, v->blob, m->node, "",
+                               on_missing_dropped, NULL);
+    }
     Idunno__SdfsBlobList out = IDUNNO__SDFS_BLOB_LIST__INIT;
-    out.n_blobs = n_del;
-    out.blobs = del;
-    if (kept && del)
-        net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_RESP, &out.base);
-    else
-        net_reply_error(req, ID_ENOMEM, NULL, NULL);
-    free(kept);
-    free(del);
+    out.n_blobs = a.n_del;
+    out.blobs = a.del;
+    net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_RESP, &out.base);
+    reconcile_actions_free(&a);
     idunno__sdfs_store_report__free_unpacked(m, NULL);
 }
 
@@ -1692,13 +1486,17 @@ static void repair_tick(struct sdfs *s)
 {
     if (!ctl_is_serving(s->ctl) || s->n_repairs >= SDFS_MAX_REPAIRS)
         return;
-    struct member_view alive[SDFS_MAX_ALIVE];
+    /* Suspected members still hold their copies (reconcile.h): only failed
+     * and departed ones are repaired away from. Sources and targets are
+     * alive. */
+    struct member_view members[SDFS_MAX_ALIVE], alive[SDFS_MAX_ALIVE];
+    size_t n_members = member_snapshot(s->member, members, SDFS_MAX_ALIVE);
     size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
     struct sdfs_node nodes[SDFS_MAX_ALIVE];
-    for (size_t i = 0; i < n_alive; i++)
-        nodes[i].name = alive[i].name;
+    size_t n_nodes = reconcile_repair_nodes(
+        members, n_members < SDFS_MAX_ALIVE ? n_members : SDFS_MAX_ALIVE, nodes, SDFS_MAX_ALIVE);
     struct sdfs_repair plan[SDFS_MAX_REPAIRS];
-    size_t n = catalog_plan_repairs(s->catalog, nodes, n_alive, repair_running, s, plan,
+    size_t n = catalog_plan_repairs(s->catalog, nodes, n_nodes, repair_running, s, plan,
                                     SDFS_MAX_REPAIRS - s->n_repairs);
     for (size_t i = 0; i < n; i++) {
         const struct sdfs_version *v = plan[i].version;
@@ -1747,6 +1545,7 @@ static void on_report_answer(void *ud, const struct net_result *res)
     s->report_busy = 0;
     if (s->stopping || res->status < 0)
         return;
+    s->report_answered = s->report_seq; /* the next report is built after this answer */
     Idunno__SdfsBlobList *m = idunno__sdfs_blob_list__unpack(NULL, res->len, res->body);
     if (!m)
         return;
@@ -1770,6 +1569,10 @@ static void report_send(struct sdfs *s)
         Idunno__SdfsStoreReport r = IDUNNO__SDFS_STORE_REPORT__INIT;
         r.node = s->name;
         r.time_ms = id_wall_ms();
+        r.seq = ++s->report_seq;
+        r.answered_seq = s->report_answered;
+        r.held = n;
+        r.boot = s->boot;
         r.blobs = old;
         r.young = young;
         for (size_t i = 0; i < n; i++) {
@@ -1823,10 +1626,21 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     s->catalog = cfg->catalog;
     snprintf(s->name, sizeof s->name, "%s", cfg->name);
     snprintf(s->addr, sizeof s->addr, "%s", cfg->addr);
+    s->boot = id_wall_ms();
+    s->reconcile = reconcile_create();
+    if (!s->reconcile) {
+        free(s);
+        return ID_ENOMEM;
+    }
     char dir[600];
     snprintf(dir, sizeof dir, "%s/sdfs", cfg->data_dir);
     int rc = store_open(cfg->loop, dir, &s->store, errmsg, len);
+    if (rc == 0 && !(s->fetcher = fetcher_create(s->net, s->store))) {
+        store_close(s->store);
+        rc = ID_ENOMEM;
+    }
     if (rc < 0) {
+        reconcile_destroy(s->reconcile);
         free(s);
         return rc;
     }
@@ -1868,7 +1682,9 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
         rc = ctl_fwd_add(s->fwd, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, lead_list, s);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot register SDFS requests: %s", id_strerror(rc));
+        fetcher_free(s->fetcher);
         store_close(s->store);
+        reconcile_destroy(s->reconcile);
         free(s);
         return rc;
     }
@@ -1897,6 +1713,7 @@ void sdfs_stop(struct sdfs *s)
             put_fail(p, ID_ESHUTDOWN, NULL, "node shutting down");
         put_free(p);
     }
+    fetcher_stop(s->fetcher);
     store_close(s->store);
     s->store = NULL;
     /* Repairs in flight end when their calls fail at net_close. */
@@ -1918,6 +1735,8 @@ void sdfs_free(struct sdfs *s)
         return;
     while (s->repairs)
         repair_end(s->repairs);
+    reconcile_destroy(s->reconcile);
+    fetcher_free(s->fetcher);
     free(s);
 }
 

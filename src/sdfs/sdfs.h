@@ -14,9 +14,9 @@
  *     250 ms it plans repairs of versions that lost replicas and has live
  *     nodes fetch copies, then commits the new replica sets.
  * Every node also reports the blobs it holds to the coordinator (at start and
- * every SDFS_REPORT_MS); the answer lists the stale ones to delete, and copies
- * the catalog expects but the node lacks are dropped from their replica sets
- * (and so repaired).
+ * every SDFS_REPORT_MS); the leader's reconciliation core (reconcile.h)
+ * answers which copies it may delete and which lacking copies are dropped
+ * from their replica sets (and so repaired).
  *
  * Threading: loop thread only.
  */
@@ -66,9 +66,10 @@ struct store *sdfs_store(struct sdfs *s);
 typedef void (*sdfs_done_fn)(void *ud, int status);
 
 /* Makes a blob available in the local store (store_path() then names its
- * file), copying it from `sources` (HOST:PORT of replicas) if it is not here;
- * the copy is checked against size and sha. cb runs with 0 or ID_E*; if the
- * blob is already here it runs before this returns. Copies this node is not a
+ * file), verified: a copy held here is checked against its checksum (fetch.h)
+ * and, if it is missing or bad, copied again from `sources` (HOST:PORT of
+ * replicas), as is a blob not here; a copy is sealed only if it matches size
+ * and sha. cb runs with 0 or ID_E*, never before this returns. Copies this node is not a
  * replica of are deleted by the first store report after they have gone
  * SDFS_YOUNG_MS without being fetched again: this is a cache for the inference
  * worker, not a placement. Returns 0 or ID_E* (then

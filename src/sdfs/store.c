@@ -22,9 +22,15 @@ struct blob_entry {
     char id[SDFS_BLOB_LEN + 1];
     uint64_t size;
     uint64_t sealed_ms; /* monotonic */
+    /* The checksums of the bytes as sealed (their SHA-256 was checked then),
+     * or of the last full verification; unknown for blobs found at start
+     * until one. A known CRC lets a verification read at CRC speed. */
+    int has_sums;
+    uint8_t sha[32];
+    uint32_t crc32c;
 };
 
-enum op_kind { OP_WRITE, OP_SEAL, OP_READ, OP_UNLINK };
+enum op_kind { OP_WRITE, OP_SEAL, OP_READ, OP_UNLINK, OP_VERIFY };
 
 struct tmp_copy;
 
@@ -40,7 +46,10 @@ struct op {
     uint64_t size;
     uint8_t sha[32];
     int status;
-    uint32_t crc32c; /* seals: of the sealed copy */
+    uint32_t crc32c; /* seals: of the sealed copy; verifies: the known one */
+    int has_sums;    /* verifies: sha and crc32c hold the blob's recorded sums */
+    uint8_t want_sha[32];
+    int quarantine;  /* verifies: move a bad copy to bad/ */
     store_cb cb;
     store_seal_cb seal_cb;
     store_read_cb read_cb;
@@ -122,8 +131,20 @@ static int index_add(struct store *s, const char *blob, uint64_t size)
     }
     s->e[i].size = size;
     s->e[i].sealed_ms = id_now_ms();
+    s->e[i].has_sums = 0;
     s->bytes += size;
     return 0;
+}
+
+static void index_set_sums(struct store *s, const char *blob, const uint8_t sha[32], uint32_t crc)
+{
+    int found;
+    size_t i = index_find(s, blob, &found);
+    if (!found)
+        return;
+    s->e[i].has_sums = 1;
+    memcpy(s->e[i].sha, sha, 32);
+    s->e[i].crc32c = crc;
 }
 
 static void index_remove(struct store *s, const char *blob)
@@ -199,6 +220,9 @@ int store_open(uv_loop_t *loop, const char *dir, struct store **out, char *errms
     char path[600];
     int rc = mkdir_one(dir);
     snprintf(path, sizeof path, "%s/blobs", dir);
+    if (rc == 0)
+        rc = mkdir_one(path);
+    snprintf(path, sizeof path, "%s/bad", dir);
     if (rc == 0)
         rc = mkdir_one(path);
     snprintf(path, sizeof path, "%s/tmp", dir);
@@ -406,8 +430,10 @@ static void work_seal(struct op *o)
     }
     char dst[600];
     snprintf(dst, sizeof dst, "%s/blobs/%s", o->s->dir, o->blob);
-    if (fsync(c->fd) < 0 || rename(c->path, dst) < 0 || fsync(o->s->blobs_fd) < 0) {
-        o->status = errno == ENOSPC ? ID_ENOSPC : id_from_errno(errno);
+    /* A sealed blob is immutable: never renamed over, whoever asks. */
+    if (fsync(c->fd) < 0 || renameat2(AT_FDCWD, c->path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ||
+        fsync(o->s->blobs_fd) < 0) {
+        o->status = errno == ENOSPC ? ID_ENOSPC : errno == EEXIST ? ID_EEXIST : id_from_errno(errno);
         return;
     }
     close(c->fd);
@@ -446,6 +472,64 @@ static void work_read(struct op *o)
     close(fd);
 }
 
+/* Reads the whole sealed copy: its size must be o->size and its checksum the
+ * recorded CRC-32C (when known, and the recorded SHA-256 must be the one
+ * wanted), else the wanted SHA-256. A bad copy goes to bad/ if asked. */
+static void work_verify(struct op *o)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/blobs/%s", o->s->dir, o->blob);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        o->status = errno == ENOENT ? ID_ENOTFOUND : id_from_errno(errno);
+        return;
+    }
+    struct stat st;
+    int bad = fstat(fd, &st) < 0 || (uint64_t)st.st_size != o->size ||
+              (o->has_sums && memcmp(o->sha, o->want_sha, 32) != 0);
+    enum { STEP = 1 << 20 };
+    uint8_t *buf = bad ? NULL : malloc(STEP);
+    struct sha256 h;
+    sha256_init(&h);
+    uint32_t crc = 0;
+    uint64_t done = 0;
+    while (buf && !bad && done < o->size) {
+        ssize_t n = pread(fd, buf, STEP, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            bad = 1;
+            break;
+        }
+        crc = crc32c_update(crc, buf, (size_t)n);
+        if (!o->has_sums)
+            sha256_update(&h, buf, (size_t)n);
+        done += (uint64_t)n;
+    }
+    close(fd);
+    if (!bad && !buf && o->size) {
+        o->status = ID_ENOMEM;
+        return;
+    }
+    free(buf);
+    if (!bad && o->has_sums) {
+        bad = crc != o->crc32c;
+    } else if (!bad) {
+        sha256_final(&h, o->sha);
+        bad = memcmp(o->sha, o->want_sha, 32) != 0;
+        o->crc32c = crc;
+    }
+    if (!bad)
+        return;
+    o->status = ID_ECRC;
+    if (o->quarantine) {
+        char dst[600];
+        snprintf(dst, sizeof dst, "%s/bad/%s", o->s->dir, o->blob);
+        if (rename(path, dst) == 0)
+            fsync(o->s->blobs_fd);
+    }
+}
+
 static void work_unlink(struct op *o)
 {
     char path[600];
@@ -462,6 +546,7 @@ static void on_work(uv_work_t *w)
     case OP_SEAL: work_seal(o); break;
     case OP_READ: work_read(o); break;
     case OP_UNLINK: work_unlink(o); break;
+    case OP_VERIFY: work_verify(o); break;
     }
 }
 
@@ -480,12 +565,17 @@ static void on_work_done(uv_work_t *w, int status)
         c->last_ms = id_now_ms();
         if (o->kind == OP_SEAL && o->status == 0) {
             index_add(s, o->blob, o->size);
+            index_set_sums(s, o->blob, o->sha, o->crc32c);
             c->dropped = 1;
         } else if (o->status < 0 && !c->dropped) {
             /* A copy that failed once is useless: later writes would leave a hole. */
             copy_drop(s, c);
         }
     }
+    if (o->kind == OP_VERIFY && o->status == 0 && !o->has_sums)
+        index_set_sums(s, o->blob, o->sha, o->crc32c);
+    else if (o->kind == OP_VERIFY && (o->status == ID_ENOTFOUND || (o->status == ID_ECRC && o->quarantine)))
+        index_remove(s, o->blob); /* gone, or moved to bad/ */
     if (!s->closing) {
         if (o->kind == OP_READ && o->read_cb)
             o->read_cb(o->ud, o->status, o->data, o->len);
@@ -551,6 +641,8 @@ int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_
         return ID_ESHUTDOWN;
     if (!sdfs_blob_ok(blob))
         return ID_EINVAL;
+    if (store_has(s, blob, NULL))
+        return ID_EEXIST; /* sealed copies are immutable */
     struct tmp_copy *c = copy_find(s, blob);
     if (offset == 0) {
         if (c)
@@ -604,10 +696,8 @@ int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t s
             return ID_ENOMEM;
         c = copy_find(s, blob);
     }
-    if (!c) {
-        uint64_t have;
-        return store_has(s, blob, &have) && have == size ? ID_EEXIST : ID_ENOTFOUND;
-    }
+    if (!c)
+        return store_has(s, blob, NULL) ? ID_EEXIST : ID_ENOTFOUND;
     struct op *o = calloc(1, sizeof *o);
     if (!o)
         return ID_ENOMEM;
@@ -651,6 +741,34 @@ int store_read(struct store *s, const char *blob, uint64_t offset, size_t len, s
     o->offset = offset;
     o->len = len;
     o->read_cb = cb;
+    o->ud = ud;
+    int rc = op_queue(s, o);
+    if (rc < 0)
+        free(o);
+    return rc;
+}
+
+int store_verify(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
+                 int quarantine, store_cb cb, void *ud)
+{
+    if (s->closing)
+        return ID_ESHUTDOWN;
+    int found;
+    size_t i = sdfs_blob_ok(blob) ? index_find(s, blob, &found) : (found = 0, 0);
+    if (!found)
+        return ID_ENOTFOUND;
+    struct op *o = calloc(1, sizeof *o);
+    if (!o)
+        return ID_ENOMEM;
+    o->kind = OP_VERIFY;
+    snprintf(o->blob, sizeof o->blob, "%s", blob);
+    o->size = size;
+    memcpy(o->want_sha, sha, 32);
+    o->has_sums = s->e[i].has_sums;
+    memcpy(o->sha, s->e[i].sha, 32);
+    o->crc32c = s->e[i].crc32c;
+    o->quarantine = quarantine;
+    o->cb = cb;
     o->ud = ud;
     int rc = op_queue(s, o);
     if (rc < 0)

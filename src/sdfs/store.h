@@ -3,10 +3,13 @@
  *
  *   DATA/sdfs/tmp/BLOB    a copy being written (never read by anyone)
  *   DATA/sdfs/blobs/BLOB  a sealed copy: complete, checksum verified, fsynced
+ *   DATA/sdfs/bad/BLOB    a copy that failed a verification (kept for inspection)
  *
  * A copy is written in order, chunk by chunk, to tmp/; sealing checks its size
  * and SHA-256, fsyncs it, renames it into blobs/ and fsyncs the directory, so a
- * blob in blobs/ is whole and durable whatever crashes. Temporary copies left
+ * blob in blobs/ is whole and durable whatever crashes. A sealed blob is
+ * immutable: no write or seal replaces it (ID_EEXIST); only a delete or a
+ * failed verification removes it. Temporary copies left
  * by a crash are removed at start; ones abandoned by a failed put are removed
  * when idle for STORE_TMP_IDLE_MS.
  *
@@ -44,15 +47,17 @@ typedef void (*store_read_cb)(void *ud, int status, const uint8_t *data, size_t 
 
 /* Appends len bytes (copied) at `offset` of the temporary copy of blob. offset
  * 0 starts a new copy (dropping an older unfinished one); any other offset must
- * be where the copy ends, after earlier writes (ID_EINVAL otherwise). cb runs
- * with 0, ID_ENOSPC (disk full), ID_EIO or ID_EINVAL. */
+ * be where the copy ends, after earlier writes (ID_EINVAL otherwise). A blob
+ * already sealed here gives ID_EEXIST. cb runs with 0, ID_ENOSPC (disk full),
+ * ID_EIO or ID_EINVAL. */
 int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data,
                 size_t len, store_cb cb, void *ud);
 
 /* Seals the temporary copy: its size must be `size` and its SHA-256 `sha`
  * (ID_ECRC otherwise, and the copy is dropped). cb runs once it is durable in
  * blobs/, with the copy's CRC-32C (computed as it was written). Sealing a blob
- * already sealed with that size gives ID_EEXIST at once (no callback). */
+ * already sealed gives ID_EEXIST at once (no callback); a sealed file found on
+ * disk at the rename is not replaced either (cb gets ID_EEXIST). */
 int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
                store_seal_cb cb, void *ud);
 
@@ -63,6 +68,16 @@ void store_abort(struct store *s, const char *blob);
  * valid during the callback. ID_ENOTFOUND if this store does not hold it. */
 int store_read(struct store *s, const char *blob, uint64_t offset, size_t len, store_read_cb cb,
                void *ud);
+
+/* Checks a sealed copy on the pool: its size must be `size` and its bytes
+ * those sealed (their CRC-32C, recorded at seal or by an earlier
+ * verification; the recorded SHA-256 must then be `sha`), or, when none is
+ * recorded, their SHA-256 must be `sha`. cb runs with 0, ID_ENOTFOUND (the
+ * file is gone: dropped from the index), ID_ECRC (a bad copy: moved to bad/
+ * and dropped from the index if `quarantine`, else left alone) or ID_E*.
+ * Returns 0 or ID_ENOTFOUND / ID_E* (then cb never runs). */
+int store_verify(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
+                 int quarantine, store_cb cb, void *ud);
 
 /* Removes a sealed blob (and any temporary copy); the unlink runs on the pool. */
 void store_delete(struct store *s, const char *blob);

@@ -403,7 +403,7 @@ static void test_placement_spreads_evenly(void **state)
     (void)state;
     struct replica r;
     replica_init(&r);
-    struct sdfs_node nodes[10];
+    struct sdfs_node nodes[10] = {{0}};
     char names[10][8];
     for (int i = 0; i < 10; i++) {
         snprintf(names[i], sizeof names[i], "node%d", i + 1);
@@ -460,7 +460,7 @@ static void test_repair_plans(void **state)
     commit(&r, "d", "00000000000000d1", "n4,n5,n6,n7", NULL);
     /* n1, n2, n3 died: 3 files lost 3 copies each; d is untouched. */
     const char *live[] = {"n4", "n5", "n6", "n7", "n8"};
-    struct sdfs_node alive[5];
+    struct sdfs_node alive[5] = {{0}};
     for (int i = 0; i < 5; i++)
         alive[i].name = live[i];
     struct sdfs_repair plan[16];

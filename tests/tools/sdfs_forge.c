@@ -1,0 +1,98 @@
+/* sdfs_forge.c — sends SDFS requests a well-behaved client never sends, for
+ * the cluster tests of what a node does with hostile input:
+ *
+ *   sdfs_forge HOST:PORT bad NAME BLOB NODE   claim NODE's copy of BLOB is bad
+ *   sdfs_forge HOST:PORT overwrite BLOB FILE  write FILE as BLOB and seal it
+ *                                             (on a replica that sealed BLOB)
+ *
+ * Prints each request's outcome ("STEP: ok" or "STEP: error: MESSAGE") and
+ * exits 0 if every request was answered (accepted or refused), 2 if a node
+ * could not be reached. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/sha256.h"
+#include "cli/cli.h"
+#include "idunno.pb-c.h"
+
+static int call(struct cli_conn *c, const char *step, uint16_t type, const ProtobufCMessage *m)
+{
+    struct cli_reply r = {0};
+    uint64_t id;
+    char err[300] = "";
+    int rc = cli_conn_send(c, type, m, &id);
+    if (rc == 0)
+        rc = cli_conn_recv(c, &r, &id, err, sizeof err);
+    free(r.body);
+    if (rc == ID_ECLOSED || rc == ID_ECONNREFUSED || rc == ID_ETIMEDOUT) {
+        fprintf(stderr, "sdfs_forge: %s: %s\n", step, id_strerror(rc));
+        return 2;
+    }
+    if (rc < 0)
+        printf("%s: error: %s\n", step, err[0] ? err : id_strerror(rc));
+    else
+        printf("%s: ok\n", step);
+    return 0;
+}
+
+static int forge_bad(struct cli_conn *c, char **argv)
+{
+    Idunno__SdfsBad b = IDUNNO__SDFS_BAD__INIT;
+    b.name = argv[0];
+    b.blob = argv[1];
+    b.node = argv[2];
+    b.reason = "forged claim";
+    return call(c, "bad", IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, &b.base);
+}
+
+static int forge_overwrite(struct cli_conn *c, char **argv)
+{
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) {
+        perror(argv[1]);
+        return 1;
+    }
+    static uint8_t data[1 << 20];
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    Idunno__SdfsChunk w = IDUNNO__SDFS_CHUNK__INIT;
+    w.blob = argv[0];
+    w.data.data = data;
+    w.data.len = n;
+    int rc = call(c, "write", IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &w.base);
+    if (rc)
+        return rc;
+    uint8_t sha[32];
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, data, n);
+    sha256_final(&h, sha);
+    Idunno__SdfsChunk s = IDUNNO__SDFS_CHUNK__INIT;
+    s.blob = argv[0];
+    s.size = n;
+    s.sha256.data = sha;
+    s.sha256.len = 32;
+    return call(c, "seal", IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ, &s.base);
+}
+
+int main(int argc, char **argv)
+{
+    int bad = argc == 6 && strcmp(argv[2], "bad") == 0;
+    int over = argc == 5 && strcmp(argv[2], "overwrite") == 0;
+    if (!bad && !over) {
+        fprintf(stderr, "usage: sdfs_forge HOST:PORT bad NAME BLOB NODE\n"
+                        "       sdfs_forge HOST:PORT overwrite BLOB FILE\n");
+        return 1;
+    }
+    struct cli_conn *c;
+    int rc = cli_conn_open(argv[1], 10000, &c);
+    if (rc < 0) {
+        fprintf(stderr, "sdfs_forge: cannot connect to %s: %s\n", argv[1], id_strerror(rc));
+        return 2;
+    }
+    rc = bad ? forge_bad(c, argv + 3) : forge_overwrite(c, argv + 3);
+    cli_conn_close(c);
+    return rc;
+}
