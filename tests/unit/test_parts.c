@@ -420,6 +420,7 @@ static void test_deposed_write_committed_first(void **state)
     /* The same term writes part 3 twice (the first proposal timed out but
      * commits): the second is rejected and deleted at once. */
     complete(&committed, job, 24, 4);
+    strbuf_free(&wb.text);
     tick_one(b, 70000, &committed, &wb);
     sdfs_put(&committed, wb.a.file, strbuf_str(&wb.text), wb.text.len);
     parts_stored(b, wb.a.write, 0, wb.a.results, 5, &next);
