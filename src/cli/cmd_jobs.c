@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/sha256.h"
 #include "cli/cli.h"
 #include "idunno.pb-c.h"
 #include "infer/infer.h"
@@ -634,6 +635,235 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
 /* Fetches an SDFS file's latest version into fd (through `get`'s code). */
 int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len);
 
+#define RESULTS_PREVIEW 10
+
+/* Reads committed part i of res into a new buffer, checked against what was
+ * committed: its SHA-256 and its count of lines, when the coordinator
+ * recorded them. Each part's name is written once, so its latest version is
+ * the committed one; bytes that differ are an error, never read. */
+static int fetch_part(const struct cli_ctx *ctx, const Idunno__JobResults *res, size_t i,
+                      char **out, size_t *out_len, char *err, size_t len)
+{
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "/tmp/idunno-results-%d", (int)getpid());
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, len, "cannot write %s: %s", tmp, strerror(errno));
+        return ID_EIO;
+    }
+    unlink(tmp);
+    int rc = cli_sdfs_get_to_fd(ctx, res->parts[i], fd, err, len);
+    off_t size = rc == 0 ? lseek(fd, 0, SEEK_END) : -1;
+    char *buf = size >= 0 ? malloc((size_t)size + 1) : NULL;
+    if (rc == 0 && (!buf || pread(fd, buf, (size_t)size, 0) != size)) {
+        snprintf(err, len, "cannot read it back: %s", strerror(errno));
+        rc = ID_EIO;
+    }
+    close(fd);
+    const Idunno__JobPart *info = i < res->n_part_info ? res->part_info[i] : NULL;
+    if (rc == 0 && info && info->sha256.len == 32) {
+        uint8_t sha[32];
+        struct sha256 h;
+        sha256_init(&h);
+        sha256_update(&h, buf, (size_t)size);
+        sha256_final(&h, sha);
+        size_t lines = 0;
+        for (off_t k = 0; k < size; k++)
+            lines += buf[k] == '\n';
+        if (memcmp(sha, info->sha256.data, 32) != 0 || (info->results && lines != info->results)) {
+            snprintf(err, len, "its bytes are not the committed part (%zu lines, %u committed)",
+                     lines, info->results);
+            rc = ID_ECRC;
+        }
+    }
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    buf[size] = '\0';
+    *out = buf;
+    *out_len = (size_t)size;
+    return 0;
+}
+
+/* Writes every result to `path`: the committed parts, then the pending ones.
+ * *written: how many lines. */
+static int write_results(const struct cli_ctx *ctx, const Idunno__JobResults *res,
+                         const char *path, size_t *written)
+{
+    char tmp[1100], err[400];
+    snprintf(tmp, sizeof tmp, "%s.idunno-%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return cli_fail(CLI_USER_ERROR, "cannot write '%s': %s", path, strerror(errno));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < res->n_parts; i++) {
+        char *buf;
+        size_t len;
+        if (fetch_part(ctx, res, i, &buf, &len, err, sizeof err) < 0) {
+            rc = cli_fail(CLI_CLUSTER_ERROR, "results: reading %s: %s", res->parts[i], err);
+            break;
+        }
+        fwrite(buf, 1, len, f);
+        for (size_t k = 0; k < len; k++)
+            *written += buf[k] == '\n';
+        free(buf);
+    }
+    for (size_t i = 0; rc == 0 && i < res->n_pending; i++, ++*written) {
+        const Idunno__JobResult *p = res->pending[i];
+        if (p->error && p->error[0]) {
+            fprintf(f, "{\"image\":\"%s\",\"error\":\"", p->image);
+            for (const char *c = p->error; *c; c++)
+                fprintf(f, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
+            fprintf(f, "\"}\n");
+            continue;
+        }
+        fprintf(f, "{\"image\":\"%s\",\"top\":[", p->image);
+        for (size_t k = 0; k < p->n_classes && k < p->n_probs; k++)
+            fprintf(f, "%s[%u,%.6f]", k ? "," : "", p->classes[k], (double)p->probs[k]);
+        fprintf(f, "]}\n");
+    }
+    if (fclose(f) != 0 && rc == 0)
+        rc = cli_fail(CLI_CLUSTER_ERROR, "cannot write '%s'", path);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = cli_fail(CLI_USER_ERROR, "cannot write '%s': %s", path, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+/* One result of the preview: the image and its top class and probability,
+ * or the error. */
+struct result_row {
+    char image[256];
+    char cls[24], p[96];
+};
+
+/* Reads the JSON string at s (after its opening quote) into out. */
+static void json_string_at(const char *s, char *out, size_t len)
+{
+    size_t n = 0;
+    for (; *s && *s != '"' && *s != '\n'; s++) {
+        if (*s == '\\' && s[1] && s[1] != '\n')
+            s++;
+        if (n + 1 < len)
+            out[n++] = *s;
+    }
+    out[n] = '\0';
+}
+
+/* A line of a part, as the coordinator writes them (jobs_render_results). */
+static void row_of_line(const char *line, struct result_row *r)
+{
+    const char *im = strstr(line, "\"image\":\""), *top = strstr(line, "\"top\":[["),
+               *er = strstr(line, "\"error\":\""), *nl = strchr(line, '\n');
+    unsigned cls;
+    double p;
+    json_string_at(im && (!nl || im < nl) ? im + 9 : "?", r->image, sizeof r->image);
+    if (top && (!nl || top < nl) && sscanf(top + 8, "%u,%lf", &cls, &p) == 2) {
+        snprintf(r->cls, sizeof r->cls, "%u", cls);
+        snprintf(r->p, sizeof r->p, "%.3f", p);
+    } else {
+        char text[64] = "?";
+        if (er && (!nl || er < nl))
+            json_string_at(er + 9, text, sizeof text);
+        snprintf(r->cls, sizeof r->cls, "-");
+        snprintf(r->p, sizeof r->p, "error: %s", text);
+    }
+}
+
+/* The job's first results, whatever its state: from its first parts, then
+ * the pending ones. Returns how many (at most RESULTS_PREVIEW). */
+static int preview(const struct cli_ctx *ctx, const Idunno__JobResults *res,
+                   struct result_row rows[RESULTS_PREVIEW], size_t *n)
+{
+    char err[400];
+    *n = 0;
+    for (size_t i = 0; i < res->n_parts && *n < RESULTS_PREVIEW; i++) {
+        char *buf;
+        size_t len;
+        if (fetch_part(ctx, res, i, &buf, &len, err, sizeof err) < 0)
+            return cli_fail(CLI_CLUSTER_ERROR, "results: reading %s: %s", res->parts[i], err);
+        for (const char *l = buf; *l && *n < RESULTS_PREVIEW; l = strchr(l, '\n') + 1) {
+            row_of_line(l, &rows[(*n)++]);
+            if (!strchr(l, '\n'))
+                break;
+        }
+        free(buf);
+    }
+    for (size_t i = 0; i < res->n_pending && *n < RESULTS_PREVIEW; i++) {
+        const Idunno__JobResult *p = res->pending[i];
+        struct result_row *r = &rows[(*n)++];
+        snprintf(r->image, sizeof r->image, "%s", p->image);
+        if (p->n_classes && p->n_probs) {
+            snprintf(r->cls, sizeof r->cls, "%u", p->classes[0]);
+            snprintf(r->p, sizeof r->p, "%.3f", (double)p->probs[0]);
+        } else {
+            snprintf(r->cls, sizeof r->cls, "-");
+            snprintf(r->p, sizeof r->p, "error: %.60s", p->error);
+        }
+    }
+    return 0;
+}
+
+static void print_results(const struct cli_ctx *ctx, const Idunno__JobResults *res,
+                          const char *path, size_t written, const struct result_row *rows,
+                          size_t n)
+{
+    const Idunno__JobInfo *j = res->job;
+    if (ctx->json) {
+        json_begin_object();
+        json_str("model", j->model);
+        json_u64("job", j->id);
+        json_u64("images", j->images);
+        json_u64("images_done", j->images_done);
+        json_u64("queries_done", j->queries_done);
+        json_u64("duplicates", j->duplicates);
+        json_begin_array("parts");
+        for (size_t i = 0; i < res->n_parts; i++)
+            json_str(NULL, res->parts[i]);
+        json_end_array();
+        json_u64("pending_results", j->pending_results);
+        if (path) {
+            json_str("file", path);
+            json_u64("results_written", written);
+        } else {
+            json_begin_array("first");
+            for (size_t i = 0; i < n; i++) {
+                json_begin_object();
+                json_str("image", rows[i].image);
+                json_str("top_class", rows[i].cls);
+                json_str("p", rows[i].p);
+                json_end_object();
+            }
+            json_end_array();
+        }
+        json_end_object();
+        json_done();
+        return;
+    }
+    printf("%s (job %u, %s): %llu of %llu images done in %llu queries; results in %zu SDFS "
+           "part%s%s\n",
+           j->model, j->id, j->state, (unsigned long long)j->images_done,
+           (unsigned long long)j->images, (unsigned long long)j->queries_done, res->n_parts,
+           res->n_parts == 1 ? "" : "s",
+           j->pending_results ? " and the latest ones still at the coordinator" : "");
+    if (path) {
+        printf("wrote %zu results to %s\n", written, path);
+        return;
+    }
+    if (n) {
+        struct cli_table *t = cli_table_new(3, "IMAGE", "TOP CLASS", "P");
+        for (size_t i = 0; i < n; i++)
+            cli_table_row(t, rows[i].image, rows[i].cls, rows[i].p);
+        printf("first results:\n");
+        cli_table_print(t);
+    } else {
+        printf("no results yet\n");
+    }
+    printf("(idunno results %s FILE writes every result)\n", j->model);
+}
+
 static int cmd_results(struct cli_ctx *ctx, int argc, char **argv)
 {
     const struct cli_command *cmd = &cli_job_commands[7];
@@ -643,7 +873,7 @@ static int cmd_results(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(cmd, "takes a model and optionally a local file");
     Idunno__JobQuery q = IDUNNO__JOB_QUERY__INIT;
     q.model = argv[1];
-    q.max_results = argc == 3 ? 1000000 : 10;
+    q.max_results = argc == 3 ? 1000000 : RESULTS_PREVIEW;
     struct cli_reply r;
     int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ, &q.base, &r);
     if (rc)
@@ -652,101 +882,11 @@ static int cmd_results(struct cli_ctx *ctx, int argc, char **argv)
     free(r.body);
     if (!res || !res->job)
         return decode_fail(ctx);
-    const Idunno__JobInfo *j = res->job;
-    size_t written = 0;
-    if (argc == 3) {
-        /* Every result: the parts already in SDFS, then the ones not yet written. */
-        char tmp[1100], err[400];
-        snprintf(tmp, sizeof tmp, "%s.idunno-%d", argv[2], (int)getpid());
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) {
-            idunno__job_results__free_unpacked(res, NULL);
-            return cli_fail(CLI_USER_ERROR, "cannot write '%s': %s", argv[2], strerror(errno));
-        }
-        for (size_t i = 0; rc == 0 && i < res->n_parts; i++)
-            if (cli_sdfs_get_to_fd(ctx, res->parts[i], fd, err, sizeof err) < 0)
-                rc = cli_fail(CLI_CLUSTER_ERROR, "results: reading %s: %s", res->parts[i], err);
-        FILE *f = rc == 0 ? fdopen(dup(fd), "w") : NULL;
-        for (size_t i = 0; f && i < res->n_pending; i++) {
-            const Idunno__JobResult *p = res->pending[i];
-            if (p->error && p->error[0]) {
-                fprintf(f, "{\"image\":\"%s\",\"error\":\"", p->image);
-                for (const char *s = p->error; *s; s++)
-                    fprintf(f, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-                fprintf(f, "\"}\n");
-                continue;
-            }
-            fprintf(f, "{\"image\":\"%s\",\"top\":[", p->image);
-            for (size_t k = 0; k < p->n_classes && k < p->n_probs; k++)
-                fprintf(f, "%s[%u,%.6f]", k ? "," : "", p->classes[k], (double)p->probs[k]);
-            fprintf(f, "]}\n");
-        }
-        if (f && fclose(f) != 0)
-            rc = cli_fail(CLI_CLUSTER_ERROR, "cannot write '%s'", argv[2]);
-        close(fd);
-        if (rc == 0 && rename(tmp, argv[2]) < 0)
-            rc = cli_fail(CLI_USER_ERROR, "cannot write '%s': %s", argv[2], strerror(errno));
-        if (rc)
-            unlink(tmp);
-        /* Count the lines written. */
-        FILE *in = rc == 0 ? fopen(argv[2], "r") : NULL;
-        for (int ch; in && (ch = fgetc(in)) != EOF;)
-            written += ch == '\n';
-        if (in)
-            fclose(in);
-    }
-    if (rc == 0) {
-        if (ctx->json) {
-            json_begin_object();
-            json_str("model", j->model);
-            json_u64("job", j->id);
-            json_u64("images", j->images);
-            json_u64("images_done", j->images_done);
-            json_u64("queries_done", j->queries_done);
-            json_u64("duplicates", j->duplicates);
-            json_begin_array("parts");
-            for (size_t i = 0; i < res->n_parts; i++)
-                json_str(NULL, res->parts[i]);
-            json_end_array();
-            json_u64("pending_results", j->pending_results);
-            if (argc == 3) {
-                json_str("file", argv[2]);
-                json_u64("results_written", written);
-            }
-            json_end_object();
-            json_done();
-        } else {
-            printf("%s (job %u): %llu of %llu images done in %llu queries; results in %zu SDFS "
-                   "part%s%s\n",
-                   j->model, j->id, (unsigned long long)j->images_done,
-                   (unsigned long long)j->images, (unsigned long long)j->queries_done,
-                   res->n_parts, res->n_parts == 1 ? "" : "s",
-                   j->pending_results ? " and the latest ones still at the coordinator" : "");
-            if (argc == 3) {
-                printf("wrote %zu results to %s\n", written, argv[2]);
-            } else {
-                struct cli_table *t = cli_table_new(3, "IMAGE", "TOP CLASS", "P");
-                for (size_t i = 0; i < res->n_pending; i++) {
-                    const Idunno__JobResult *p = res->pending[i];
-                    char cls[24] = "-", pr[24] = "";
-                    if (p->n_classes && p->n_probs) {
-                        snprintf(cls, sizeof cls, "%u", p->classes[0]);
-                        snprintf(pr, sizeof pr, "%.3f", (double)p->probs[0]);
-                    } else {
-                        snprintf(pr, sizeof pr, "error: %.60s", p->error);
-                    }
-                    cli_table_row(t, p->image, cls, pr);
-                }
-                if (res->n_pending) {
-                    printf("latest results:\n");
-                    cli_table_print(t);
-                } else {
-                    cli_table_print(t);
-                }
-                printf("(idunno results %s FILE writes every result)\n", j->model);
-            }
-        }
-    }
+    struct result_row rows[RESULTS_PREVIEW];
+    size_t written = 0, n = 0;
+    rc = argc == 3 ? write_results(ctx, res, argv[2], &written) : preview(ctx, res, rows, &n);
+    if (rc == 0)
+        print_results(ctx, res, argc == 3 ? argv[2] : NULL, written, rows, n);
     idunno__job_results__free_unpacked(res, NULL);
     return rc;
 }

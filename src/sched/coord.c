@@ -7,9 +7,9 @@
 
 #include "base/clock.h"
 #include "base/err.h"
-#include "base/json_out.h"
 #include "base/strbuf.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "ctl/ctl.h"
 #include "idunno.pb-c.h"
 #include "member/member.h"
@@ -17,6 +17,7 @@
 #include "node/ctl_forward.h"
 #include "sched/fair.h"
 #include "sched/jobs.h"
+#include "sched/parts.h"
 #include "sched/qstats.h"
 #include "sdfs/catalog.h"
 #include "sdfs/sdfs.h"
@@ -39,6 +40,10 @@
 #define COORD_BURST_BUDGET_US 4000.0
 #define COORD_RUN_AVG_WEIGHT 0.02 /* of each new run time in the job's mean */
 #define COORD_BURST_LOG_MS 10000  /* a job's burst changes are logged this seldom */
+/* Result files that no commit can name are looked for this often, and at
+ * most this many deleted per look (parts.h). */
+#define COORD_SWEEP_MS 5000
+#define COORD_SWEEP_MAX 64
 
 enum cq_state { CQ_QUEUED, CQ_INFLIGHT };
 
@@ -93,14 +98,6 @@ struct cjob {
     uint64_t burst_logged_ms;
 };
 
-/* Writing a job's results to SDFS. Kept apart from struct cjob: a stopped job
- * leaves the dispatcher, but the results it completed must still be written. */
-struct cflush {
-    uint32_t job;
-    int busy;         /* a part is being written */
-    uint64_t last_ms; /* when the last part was started */
-};
-
 /* A completion waiting for its JOB_DONE command. */
 struct done_wait {
     Idunno__QueryDone *msg;
@@ -132,8 +129,7 @@ struct coord {
     struct fair *fair;
     struct cjob *cjobs;
     size_t n_cjobs;
-    struct cflush *flushes;
-    size_t n_flushes;
+    struct parts *parts; /* writing results to SDFS; leads while active */
     struct cquery *queries;
     struct cworker *workers; /* live members, in the dispatcher unless benched */
     size_t n_workers;
@@ -691,9 +687,7 @@ static void deactivate(struct coord *c)
         free(c->cjobs[i].claimed);
     free(c->cjobs);
     c->cjobs = NULL;
-    free(c->flushes);
-    c->flushes = NULL;
-    c->n_flushes = 0;
+    parts_unlead(c->parts);
     c->n_cjobs = 0;
     free(c->workers);
     c->workers = NULL;
@@ -791,6 +785,7 @@ static void activate(struct coord *c)
     c->epoch++;
     c->term = current_term(c);
     c->qcounter = 0;
+    parts_lead(c->parts, c->term);
     c->activating = 1;
     sync_workers(c);
     /* Jobs enter the dispatcher without cutting anything yet: the workers'
@@ -834,6 +829,10 @@ static void on_leader_change(void *ud, const struct ctl_view *v)
     struct coord *c = ud;
     if (c->stopping)
         return;
+    /* Leading again in a later term (deposed and re-elected in between):
+     * start over, so nothing of the earlier term is proposed in this one. */
+    if (v->serving && (c->active || c->activating) && v->term != c->term)
+        deactivate(c);
     if (v->serving && !c->active && !c->activating)
         activate(c);
     else if (!v->serving)
@@ -1014,136 +1013,119 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
     pump(c);
 }
 
-/* ---- results to SDFS ------------------------------------------------------------------------- */
+/* ---- results to SDFS (the decisions: sched/parts.h) ------------------------------------------ */
 
-struct flush_call {
+/* A write of a part, from its put to its JOB_FLUSHED's outcome. */
+struct part_call {
     struct coord *c;
-    uint64_t epoch;
-    uint32_t job;
-    uint64_t part;
-    uint32_t results;
-    char file[SDFS_NAME_MAX + 1];
+    struct parts_action a; /* the WRITE, with the results the part holds */
+    uint8_t sha256[SHA256_LEN];
 };
 
-static struct cflush *flush_state(struct coord *c, uint32_t job, int create)
+static void on_part_deleted(void *ud, const struct net_result *res)
 {
-    for (size_t i = 0; i < c->n_flushes; i++)
-        if (c->flushes[i].job == job)
-            return &c->flushes[i];
-    if (!create)
-        return NULL;
-    struct cflush *a = realloc(c->flushes, (c->n_flushes + 1) * sizeof *a);
-    if (!a)
-        return NULL;
-    c->flushes = a;
-    a[c->n_flushes] = (struct cflush){job, 0, 0};
-    return &a[c->n_flushes++];
+    if (res->status < 0 && res->status != ID_ENOTFOUND)
+        LOG_WARN("coord", "cannot delete %s: %s (the next sweep tries again)", (char *)ud,
+                 id_strerror(res->status));
+    free(ud);
 }
 
-static void flush_end(struct flush_call *f)
+/* Deletes a result file that no commit names (parts.h), through this node's
+ * SDFS coordinator. */
+static void part_delete(struct coord *c, const char *file)
 {
-    struct coord *c = f->c;
-    struct cflush *fs = c->epoch == f->epoch ? flush_state(c, f->job, 0) : NULL;
-    if (fs)
-        fs->busy = 0;
-    free(f);
+    Idunno__SdfsLookup m = IDUNNO__SDFS_LOOKUP__INIT;
+    m.name = strdup(file);
+    LOG_INFO("coord", "deleting %s: no committed result part", file);
+    if (m.name && net_call_pb(c->net, c->addr, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, &m.base,
+                              COORD_RUN_TIMEOUT_MS, on_part_deleted, m.name) < 0)
+        free(m.name);
 }
 
-static void on_flushed_committed(void *ud, int status, const uint8_t *result, size_t len)
+static void on_part_committed(void *ud, int status, const uint8_t *result, size_t len)
 {
     (void)result;
     (void)len;
-    struct flush_call *f = ud;
-    if (status == 0)
-        LOG_INFO("coord", "job %u: %u results written to %s", f->job, f->results, f->file);
-    flush_end(f);
+    struct part_call *pc = ud;
+    struct parts_action del;
+    LOG_INFO("coord", "job %u: part %llu (%u results) as %s: %s", pc->a.job,
+             (unsigned long long)pc->a.part, pc->a.results, pc->a.file,
+             status == 0 ? "committed" : id_strerror(status));
+    if (parts_applied(pc->c->parts, pc->a.write, status, &del))
+        part_delete(pc->c, del.file);
+    free(pc);
 }
 
 static void on_part_stored(void *ud, int status)
 {
-    struct flush_call *f = ud;
-    struct coord *c = f->c;
-    if (status < 0 || c->stopping || !ctl_is_serving(c->ctl)) {
-        if (status < 0)
-            LOG_WARN("coord", "cannot store %s: %s (retried)", f->file, id_strerror(status));
-        flush_end(f);
-        return;
+    struct part_call *pc = ud;
+    struct coord *c = pc->c;
+    if (status < 0)
+        LOG_WARN("coord", "cannot store %s: %s (written again)", pc->a.file, id_strerror(status));
+    /* A JOB_FLUSHED naming term T is only ever appended in term T (parts.h):
+     * the core checks the term, and proposing follows at once on the loop. */
+    uint64_t term = !c->stopping && ctl_is_serving(c->ctl) ? current_term(c) : 0;
+    struct parts_action next;
+    if (!parts_stored(c->parts, pc->a.write, status, pc->a.results, term, &next)) {
+        free(pc);
+    } else if (next.op == PARTS_DELETE) {
+        part_delete(c, next.file);
+        free(pc);
+    } else {
+        Idunno__JobFlushed m = IDUNNO__JOB_FLUSHED__INIT;
+        m.job = pc->a.job;
+        m.part = pc->a.part;
+        m.results = pc->a.results;
+        m.file = pc->a.file;
+        m.sha256 = (ProtobufCBinaryData){sizeof pc->sha256, pc->sha256};
+        uint8_t buf[PARTS_FILE_MAX + 128];
+        size_t n = idunno__job_flushed__pack(&m, buf);
+        if (ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED, buf, n,
+                        on_part_committed, pc) < 0)
+            on_part_committed(pc, ID_ECANCELED, NULL, 0); /* never appended */
     }
-    Idunno__JobFlushed m = IDUNNO__JOB_FLUSHED__INIT;
-    m.job = f->job;
-    m.part = f->part;
-    m.results = f->results;
-    m.file = f->file;
-    uint8_t buf[512];
-    size_t n = idunno__job_flushed__pack(&m, buf);
-    if (ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED, buf, n,
-                    on_flushed_committed, f) < 0)
-        flush_end(f);
 }
 
-/* Writes the oldest pending results of a job as the next part: one JSON line
- * per image. The part's name follows from the replicated part count, so a
- * retry (or a new leader) writes the same part again, never a second one. */
-static void flush_job(struct coord *c, struct cflush *fs, struct job_rec *job)
+/* Writes a job's oldest pending results, one JSON line each, as a->file. */
+static void part_write(struct coord *c, const struct parts_action *a)
 {
-    size_t max = job->n_pending < COORD_PART_MAX ? job->n_pending : COORD_PART_MAX, n = 0;
-    struct flush_call *f = calloc(1, sizeof *f);
-    if (!f)
-        return;
+    struct job_rec *job = jobs_by_id(c->jobs, a->job);
+    struct part_call *pc = calloc(1, sizeof *pc);
     struct strbuf text = STRBUF_INIT;
-    /* One JSON object per line. */
-    for (size_t i = 0; i < max && text.len < COORD_PART_BYTES; i++, n++) {
-        const struct pending_result *p = &job->pending[i];
-        struct json_out j;
-        json_out_init(&j, &text);
-        json_out_begin_object(&j, NULL);
-        json_out_str(&j, "image", p->image < job->n_images ? job->images[p->image] : "?");
-        if (p->error) {
-            json_out_str(&j, "error", p->error);
-        } else {
-            json_out_begin_array(&j, "top");
-            for (int k = 0; k < JOBS_TOPK; k++) {
-                json_out_begin_array(&j, NULL);
-                json_out_u64(&j, NULL, p->classes[k]);
-                json_out_double(&j, NULL, p->probs[k]);
-                json_out_end(&j);
-            }
-        }
-        json_out_end_all(&j);
-        strbuf_putc(&text, '\n');
-    }
-    if (strbuf_failed(&text)) {
-        strbuf_free(&text);
-        free(f);
-        return;
-    }
-    *f = (struct flush_call){c, c->epoch, job->id, job->parts + 1, (uint32_t)n, ""};
-    jobs_part_name(job, f->part, f->file, sizeof f->file);
-    fs->busy = 1;
-    fs->last_ms = id_now_ms();
-    if (sdfs_put_bytes(c->sdfs, f->file, (const uint8_t *)strbuf_str(&text), text.len,
-                       on_part_stored, f) < 0) {
-        fs->busy = 0;
-        free(f);
+    size_t n = 0;
+    int rc = job && pc ? jobs_render_results(job, a->results, COORD_PART_BYTES, &text, &n)
+                       : ID_ENOMEM;
+    if (rc == 0) {
+        *pc = (struct part_call){c, *a, {0}};
+        pc->a.results = (uint32_t)n;
+        struct sha256 h;
+        sha256_init(&h);
+        sha256_update(&h, strbuf_str(&text), text.len);
+        sha256_final(&h, pc->sha256);
+        rc = sdfs_put_bytes(c->sdfs, a->file, (const uint8_t *)strbuf_str(&text), text.len,
+                            on_part_stored, pc);
     }
     strbuf_free(&text);
+    if (rc < 0) {
+        struct parts_action none;
+        parts_stored(c->parts, a->write, ID_ECANCELED, 0, 0, &none); /* nothing was written */
+        free(pc);
+    }
 }
 
 static void flush_results(struct coord *c)
 {
     uint64_t now = id_now_ms();
-    for (size_t i = 0; i < jobs_count(c->jobs); i++) {
-        struct job_rec *job = jobs_at(c->jobs, i);
-        if (!job->n_pending)
-            continue;
-        struct cflush *fs = flush_state(c, job->id, 1);
-        if (!fs || fs->busy)
-            continue;
-        /* A stopped job's last results go at once: nothing more will come. */
-        if (job->stopped || job->n_pending >= COORD_FLUSH_AT ||
-            now - fs->last_ms >= COORD_FLUSH_MS)
-            flush_job(c, fs, job);
-    }
+    struct parts_action acts[16];
+    size_t k = parts_tick(c->parts, now, c->jobs, acts, sizeof acts / sizeof acts[0]);
+    for (size_t i = 0; i < k; i++)
+        part_write(c, &acts[i]);
+    /* What no commit can ever name: a deposed coordinator's writes, and this
+     * one's rejected or abandoned ones. */
+    char garbage[COORD_SWEEP_MAX][PARTS_FILE_MAX];
+    k = parts_sweep(c->parts, now, c->catalog, c->jobs, garbage, COORD_SWEEP_MAX);
+    for (size_t i = 0; i < k; i++)
+        part_delete(c, garbage[i]);
 }
 
 /* ---- the tick --------------------------------------------------------------------------------- */
@@ -1656,19 +1638,22 @@ static void read_results(struct lead_op *op)
     }
     size_t np = job->n_pending < q->max_results ? job->n_pending : q->max_results;
     struct job_view *v = calloc(1, sizeof *v);
-    char(*parts)[SDFS_NAME_MAX + 1] = calloc(job->parts + 1, sizeof *parts);
+    /* Exactly the committed parts: each names the one write of its file. */
     char **part_ptrs = calloc(job->parts + 1, sizeof *part_ptrs);
+    Idunno__JobPart *parts = calloc(job->parts + 1, sizeof *parts);
+    Idunno__JobPart **part_info = calloc(job->parts + 1, sizeof *part_info);
     Idunno__JobResult *rows = calloc(np + 1, sizeof *rows);
     Idunno__JobResult **rp = calloc(np + 1, sizeof *rp);
     uint32_t(*cls)[JOBS_TOPK] = calloc(np + 1, sizeof *cls);
     float(*probs)[JOBS_TOPK] = calloc(np + 1, sizeof *probs);
-    if (!v || !parts || !part_ptrs || !rows || !rp || !cls || !probs) {
+    if (!v || !parts || !part_ptrs || !part_info || !rows || !rp || !cls || !probs) {
         net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
     } else {
         job_view_fill(c, job, id_wall_ms(), v);
         for (uint64_t p = 0; p < job->parts; p++) {
-            jobs_part_name(job, p + 1, parts[p], sizeof parts[p]);
-            part_ptrs[p] = parts[p];
+            jobs_part_to_pb(jobs_part(job, p + 1), &parts[p]);
+            part_info[p] = &parts[p];
+            part_ptrs[p] = parts[p].file;
         }
         for (size_t i = 0; i < np; i++) {
             const struct pending_result *pr = &job->pending[i];
@@ -1691,6 +1676,8 @@ static void read_results(struct lead_op *op)
         r.job = &v->info;
         r.n_parts = job->parts;
         r.parts = part_ptrs;
+        r.n_part_info = job->parts;
+        r.part_info = part_info;
         r.n_pending = np;
         r.pending = rp;
         net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_RESP, &r.base);
@@ -1698,6 +1685,7 @@ static void read_results(struct lead_op *op)
     free(v);
     free(parts);
     free(part_ptrs);
+    free(part_info);
     free(rows);
     free(rp);
     free(cls);
@@ -1760,6 +1748,12 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     c->jobs = cfg->jobs;
     c->catalog = cfg->catalog;
     c->sdfs = cfg->sdfs;
+    c->parts = parts_create(&(struct parts_config){COORD_FLUSH_MS, COORD_FLUSH_AT, COORD_PART_MAX,
+                                                   COORD_SWEEP_MS});
+    if (!c->parts) {
+        free(c);
+        return ID_ENOMEM;
+    }
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     snprintf(c->addr, sizeof c->addr, "%s", cfg->addr);
     struct {
@@ -1785,6 +1779,7 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
         rc = member_subscribe(c->member, on_member_event, c);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot register job requests: %s", id_strerror(rc));
+        parts_destroy(c->parts);
         free(c);
         return rc;
     }
@@ -1816,6 +1811,7 @@ void coord_free(struct coord *c)
     if (!c)
         return;
     deactivate(c);
+    parts_destroy(c->parts);
     free(c);
 }
 

@@ -7,7 +7,10 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/json_out.h"
+#include "base/strbuf.h"
 #include "idunno.pb-c.h"
+#include "sched/parts.h"
 #include "sched/qstats.h"
 
 #define JOBS_SNAPSHOT_VERSION 1
@@ -41,6 +44,7 @@ static void job_free(struct job_rec *job)
     for (size_t i = 0; i < job->n_pending; i++)
         free(job->pending[i].error);
     free(job->pending);
+    free(job->part_list);
     qstats_destroy(job->stats);
     free(job);
 }
@@ -109,10 +113,77 @@ struct job_rec *jobs_by_id(const struct jobs *j, uint32_t id)
     return NULL;
 }
 
+const struct job_part *jobs_part(const struct job_rec *job, uint64_t part)
+{
+    return part >= 1 && part <= job->parts ? &job->part_list[part - 1] : NULL;
+}
+
 void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t len)
 {
-    snprintf(out, len, "results/%s/job%u/part-%06llu.jsonl", job->model, job->id,
-             (unsigned long long)part);
+    const struct job_part *p = jobs_part(job, part);
+    snprintf(out, len, "%s", p ? p->file : "");
+}
+
+int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes,
+                        struct strbuf *out, size_t *n)
+{
+    size_t k = 0;
+    for (; k < max && k < job->n_pending && out->len < max_bytes; k++) {
+        const struct pending_result *p = &job->pending[k];
+        struct json_out j;
+        json_out_init(&j, out);
+        json_out_begin_object(&j, NULL);
+        json_out_str(&j, "image", p->image < job->n_images ? job->images[p->image] : "?");
+        if (p->error) {
+            json_out_str(&j, "error", p->error);
+        } else {
+            json_out_begin_array(&j, "top");
+            for (int c = 0; c < JOBS_TOPK; c++) {
+                json_out_begin_array(&j, NULL);
+                json_out_u64(&j, NULL, p->classes[c]);
+                json_out_double(&j, NULL, p->probs[c]);
+                json_out_end(&j);
+            }
+        }
+        json_out_end_all(&j);
+        strbuf_putc(out, '\n');
+    }
+    *n = k;
+    return strbuf_failed(out) ? ID_ENOMEM : 0;
+}
+
+/* Whether `file` may be committed as part `part` of a job: a name of the
+ * scheme of parts.h for this job and part, or, for commands and snapshots of
+ * earlier versions, the name parts had then. */
+static int part_file_ok(const struct job_rec *job, uint64_t part, const char *file)
+{
+    struct parts_name n;
+    if (parts_name_parse(file, &n) == 0)
+        return strcmp(n.model, job->model) == 0 && n.job == job->id && n.part == part;
+    char legacy[SDFS_NAME_MAX + 1];
+    parts_legacy_name(legacy, sizeof legacy, job->model, job->id, part);
+    return strcmp(file, legacy) == 0;
+}
+
+/* Appends committed part parts + 1. */
+static int job_add_part(struct job_rec *job, const char *file, uint32_t results,
+                        const uint8_t *sha256, size_t sha_len)
+{
+    if (!part_file_ok(job, job->parts + 1, file) || (sha_len != 0 && sha_len != 32))
+        return ID_EINVAL;
+    struct job_part *a = realloc(job->part_list, (job->parts + 1) * sizeof *a);
+    if (!a)
+        return ID_ENOMEM;
+    job->part_list = a;
+    struct job_part *p = &a[job->parts];
+    memset(p, 0, sizeof *p);
+    snprintf(p->file, sizeof p->file, "%s", file);
+    p->results = results;
+    p->has_sha256 = sha_len == 32;
+    if (p->has_sha256)
+        memcpy(p->sha256, sha256, 32);
+    job->parts++;
+    return 0;
 }
 
 /* ---- job records ---------------------------------------------------------------------------- */
@@ -464,19 +535,27 @@ static void apply_flushed(struct jobs *j, const struct sm_cmd *cmd, struct sm_re
         return;
     }
     struct job_rec *job = jobs_by_id(j, m->job);
+    char legacy[SDFS_NAME_MAX + 1];
+    const char *file = m->file;
+    if (job && !file[0]) { /* commands of the first versions named no file */
+        parts_legacy_name(legacy, sizeof legacy, job->model, job->id, m->part);
+        file = legacy;
+    }
     if (!job) {
         res->status = ID_ENOTFOUND;
-    } else if (m->part != job->parts + 1) {
-        res->status = m->part <= job->parts ? 0 : ID_EINVAL; /* a retry, or out of order */
-    } else if (m->results > job->n_pending) {
-        res->status = ID_EINVAL;
-    } else {
+    } else if (m->part >= 1 && m->part <= job->parts) {
+        /* The same write again is a retry; another write of a committed part
+         * is rejected, so its file is never read (the coordinator deletes it). */
+        res->status = strcmp(jobs_part(job, m->part)->file, file) == 0 ? 0 : ID_EEXIST;
+    } else if (m->part != job->parts + 1 || m->results > job->n_pending) {
+        res->status = ID_EINVAL; /* out of order, or more than is pending */
+    } else if ((res->status = job_add_part(job, file, m->results, m->sha256.data,
+                                           m->sha256.len)) == 0) {
         for (size_t i = 0; i < m->results; i++)
             free(job->pending[i].error);
         memmove(job->pending, job->pending + m->results,
                 (job->n_pending - m->results) * sizeof *job->pending);
         job->n_pending -= m->results;
-        job->parts++;
     }
     idunno__job_flushed__free_unpacked(m, NULL);
 }
@@ -517,6 +596,42 @@ static void pending_to_pb(const struct pending_result *p, Idunno__QueryResult *r
     r->error = p->error ? p->error : "";
 }
 
+/* Fills m from p (m points into p). */
+void jobs_part_to_pb(const struct job_part *p, Idunno__JobPart *m)
+{
+    idunno__job_part__init(m);
+    m->file = (char *)p->file;
+    m->results = p->results;
+    if (p->has_sha256) {
+        m->sha256.data = (uint8_t *)p->sha256;
+        m->sha256.len = sizeof p->sha256;
+    }
+}
+
+/* The committed parts of a snapshot's job; a snapshot of an earlier version
+ * lists none, and its parts had the names of then. */
+static int restore_parts(struct job_rec *job, const Idunno__JobState *s)
+{
+    if (s->n_part_list != 0 && s->n_part_list != s->parts)
+        return ID_EPROTO;
+    if (s->parts > JOBS_MAX_IMAGES)
+        return ID_EPROTO;
+    for (uint64_t p = 0; p < s->parts; p++) {
+        char legacy[SDFS_NAME_MAX + 1];
+        int rc;
+        if (s->n_part_list) {
+            const Idunno__JobPart *m = s->part_list[p];
+            rc = job_add_part(job, m->file, m->results, m->sha256.data, m->sha256.len);
+        } else {
+            parts_legacy_name(legacy, sizeof legacy, job->model, job->id, p + 1);
+            rc = job_add_part(job, legacy, 0, NULL, 0);
+        }
+        if (rc < 0)
+            return rc == ID_ENOMEM ? rc : ID_EPROTO;
+    }
+    return 0;
+}
+
 static int jobs_snapshot(void *self, struct sm_buf *out)
 {
     struct jobs *j = self;
@@ -534,14 +649,20 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
     Idunno__QueryResult **pp = calloc(np + 1, sizeof *pp);
     uint32_t *cls = calloc((np + 1) * JOBS_TOPK, sizeof *cls);
     float *probs = calloc((np + 1) * JOBS_TOPK, sizeof *probs);
+    size_t nparts = 0;
+    for (size_t i = 0; i < j->n_jobs; i++)
+        nparts += j->jobs[i]->parts;
+    Idunno__JobPart *parts = calloc(nparts + 1, sizeof *parts);
+    Idunno__JobPart **partp = calloc(nparts + 1, sizeof *partp);
     int rc = ID_ENOMEM;
-    if (!models || !mp || !mean || !std || !js || !jp || !stats || !pr || !pp || !cls || !probs)
+    if (!models || !mp || !mean || !std || !js || !jp || !stats || !pr || !pp || !cls || !probs ||
+        !parts || !partp)
         goto out;
     for (size_t i = 0; i < j->n_models; i++) {
         jobs_model_to_pb(&j->models[i], &models[i], mean[i], std[i]);
         mp[i] = &models[i];
     }
-    size_t k = 0;
+    size_t k = 0, kp = 0;
     for (size_t i = 0; i < j->n_jobs; i++) {
         const struct job_rec *job = j->jobs[i];
         Idunno__JobState *s = &js[i];
@@ -559,6 +680,12 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         s->queries_done = job->queries_done;
         s->duplicates = job->duplicates;
         s->parts = job->parts;
+        s->part_list = &partp[kp];
+        s->n_part_list = job->parts;
+        for (uint64_t p = 0; p < job->parts; p++, kp++) {
+            jobs_part_to_pb(&job->part_list[p], &parts[kp]);
+            partp[kp] = &parts[kp];
+        }
         size_t slen = 0;
         if (qstats_serialize(job->stats, &stats[i], &slen) < 0)
             goto out;
@@ -594,6 +721,8 @@ out:
     free(pp);
     free(cls);
     free(probs);
+    free(parts);
+    free(partp);
     return rc;
 }
 
@@ -641,8 +770,7 @@ static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_
         job->stopped = s->stopped;
         job->queries_done = s->queries_done;
         job->duplicates = s->duplicates;
-        job->parts = s->parts;
-        if ((rc = job_reserve_images(job, s->n_images)) < 0)
+        if ((rc = restore_parts(job, s)) < 0 || (rc = job_reserve_images(job, s->n_images)) < 0)
             break;
         for (size_t k = 0; k < s->n_images; k++) {
             if (!sdfs_name_ok(s->images[k]) || !(job->images[k] = strdup(s->images[k]))) {

@@ -18,8 +18,10 @@
  * Commands (CTL_CMD_MODEL_ADD .. CTL_CMD_JOB_FLUSHED in proto/idunno.proto):
  * MODEL_ADD (upsert), JOB_LAUNCH (one running job per model), JOB_INFERENCE
  * (append images), JOB_SET_BATCH, JOB_STOP, JOB_DONE (a batch of completed
- * queries), JOB_FLUSHED (the oldest N pending results were written as part P;
- * idempotent by P).
+ * queries), JOB_FLUSHED (the oldest N pending results were written as part P,
+ * in file F with SHA-256 H: the first JOB_FLUSHED for P commits F as part P,
+ * the same one again is a no-op, any other for P is ID_EEXIST; F follows the
+ * naming of sched/parts.h, so it names bytes written once).
  *
  * Threading: none (the ctl glue serialises calls on the loop thread).
  */
@@ -58,6 +60,14 @@ struct pending_result {
     char *error; /* NULL if the image was classified */
 };
 
+/* A committed result part. */
+struct job_part {
+    char file[SDFS_NAME_MAX + 1];
+    uint32_t results;   /* 0: not recorded (committed by an earlier version) */
+    int has_sha256;
+    uint8_t sha256[32];
+};
+
 struct job_rec {
     uint32_t id;
     char model[JOBS_NAME_MAX];
@@ -74,7 +84,8 @@ struct job_rec {
     struct qstats *stats;
     struct pending_result *pending;
     size_t n_pending, cap_pending;
-    uint64_t parts; /* result parts written to SDFS */
+    uint64_t parts; /* result parts committed */
+    struct job_part *part_list; /* parts of them, part 1 first */
 };
 
 extern const struct sm_ops jobs_sm_ops;
@@ -105,7 +116,20 @@ struct Idunno__ModelInfo;
 void jobs_model_to_pb(const struct model_rec *r, struct Idunno__ModelInfo *m, float *mean,
                       float *std);
 
-/* The SDFS name of result part `part` of a job. */
+/* The SDFS name of committed result part `part` (1..parts) of a job; "" for
+ * any other. `results` reads exactly these files. */
 void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t len);
+/* Fills m from p (m points into p). */
+struct Idunno__JobPart;
+void jobs_part_to_pb(const struct job_part *p, struct Idunno__JobPart *m);
+/* Appends the oldest pending results of a job (at most max, and no more once
+ * out holds max_bytes) to out as JSON lines, a part's contents: {"image":
+ * NAME, "top": [[CLASS, P] x5]} or {"image": NAME, "error": TEXT}. *n: how
+ * many. Returns 0 or ID_ENOMEM. */
+struct strbuf;
+int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes,
+                        struct strbuf *out, size_t *n);
+/* Committed part `part` (1..parts), or NULL. */
+const struct job_part *jobs_part(const struct job_rec *job, uint64_t part);
 
 #endif

@@ -220,14 +220,24 @@ static void test_results_exactly_once(void **state)
     replica_free(&r);
 }
 
-static int flushed(struct replica *r, uint32_t job, uint64_t part, uint32_t n)
+static int flushed_as(struct replica *r, uint32_t job, uint64_t part, uint32_t n,
+                      const char *file)
 {
     Idunno__JobFlushed f = IDUNNO__JOB_FLUSHED__INIT;
     f.job = job;
     f.part = part;
     f.results = n;
-    f.file = "results/x";
+    f.file = (char *)file;
     return apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED, &f.base, 20000);
+}
+
+/* Part `part` of job 1 of model tiny as written in term 2 (sequence 1). */
+static int flushed(struct replica *r, uint32_t job, uint64_t part, uint32_t n)
+{
+    char file[128];
+    snprintf(file, sizeof file, "results/tiny/job%u/part-%06llu-t2-1.jsonl", job,
+             (unsigned long long)part);
+    return flushed_as(r, job, part, n, file);
 }
 
 static void test_parts(void **state)
@@ -249,8 +259,66 @@ static void test_parts(void **state)
     assert_int_equal(job->n_pending, 5);
     assert_int_equal(job->parts, 1);
     char name[128];
+    jobs_part_name(job, 1, name, sizeof name);
+    assert_string_equal(name, "results/tiny/job1/part-000001-t2-1.jsonl");
+    jobs_part_name(job, 2, name, sizeof name); /* not committed: no name */
+    assert_string_equal(name, "");
+    /* A part's file must be named for its job and part. */
+    assert_int_equal(flushed_as(&r, job->id, 2, 1, "results/x"), ID_EINVAL);
+    assert_int_equal(flushed_as(&r, job->id, 2, 1, "results/tiny/job1/part-000003-t2-2.jsonl"),
+                     ID_EINVAL);
+    assert_int_equal(flushed_as(&r, job->id, 2, 1, "results/big/job1/part-000002-t2-2.jsonl"),
+                     ID_EINVAL);
+    assert_int_equal(flushed_as(&r, job->id, 2, 1, "results/tiny/job2/part-000002-t2-2.jsonl"),
+                     ID_EINVAL);
+    assert_int_equal(job->parts, 1);
+    /* Commands of earlier versions: the name parts had then, or none at all. */
+    assert_int_equal(flushed_as(&r, job->id, 2, 1, "results/tiny/job1/part-000002.jsonl"), 0);
+    assert_int_equal(flushed_as(&r, job->id, 3, 1, ""), 0);
+    jobs_part_name(job, 3, name, sizeof name);
+    assert_string_equal(name, "results/tiny/job1/part-000003.jsonl");
+    assert_int_equal(flushed_as(&r, job->id, 3, 1, ""), 0); /* its retry */
+    assert_int_equal(job->n_pending, 3);
+    replica_free(&r);
+}
+
+/* Successive coordinators write the same part: the first JOB_FLUSHED
+ * committed for it names its file for good, and no other write of it is
+ * ever taken for it. Before, every write of part P had the same name, the
+ * later JOB_FLUSHED counted as a retry, and `results` read whichever version
+ * of the name was newest: a deposed coordinator's shorter part lost the
+ * results between the two. */
+static void test_deposed_part_never_named(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    add_model(&r, "tiny", 32);
+    job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, "tiny", 4, 1);
+    queue_images(&r, "tiny", 40, "set");
+    struct job_rec *job = jobs_of_model(r.jobs, "tiny");
+    complete(&r, job->id, 1, 0, 24, "w1", 100, 10000);
+    /* Term 5 wrote part 1 with 24 results and committed it; the deposed
+     * coordinator of term 4 had written 8 and proposes them late. */
+    const char *t5 = "results/tiny/job1/part-000001-t5-3.jsonl";
+    const char *t4 = "results/tiny/job1/part-000001-t4-9.jsonl";
+    assert_int_equal(flushed_as(&r, job->id, 1, 24, t5), 0);
+    assert_int_equal(flushed_as(&r, job->id, 1, 8, t4), ID_EEXIST);
+    assert_int_equal(job->parts, 1);
+    assert_int_equal(job->n_pending, 0);
+    char name[128];
+    jobs_part_name(job, 1, name, sizeof name);
+    assert_string_equal(name, t5);
+    /* And the other way round: the 8 committed first, the 24 rejected, and
+     * the 16 after them still pending for the next part. */
+    complete(&r, job->id, 2, 24, 16, "w1", 100, 11000);
+    assert_int_equal(flushed_as(&r, job->id, 2, 8, "results/tiny/job1/part-000002-t6-1.jsonl"), 0);
+    assert_int_equal(flushed_as(&r, job->id, 2, 16, "results/tiny/job1/part-000002-t7-1.jsonl"),
+                     ID_EEXIST);
+    assert_int_equal(job->n_pending, 8);
+    assert_int_equal(job->pending[0].image, 32);
     jobs_part_name(job, 2, name, sizeof name);
-    assert_string_equal(name, "results/tiny/job1/part-000002.jsonl");
+    assert_string_equal(name, "results/tiny/job1/part-000002-t6-1.jsonl");
     replica_free(&r);
 }
 
@@ -284,6 +352,10 @@ static void test_snapshot_round_trip(void **state)
     assert_int_equal(jb->n_done, 8);
     assert_int_equal(jb->n_pending, 4);
     assert_true(jobs_of_model(b.jobs, "big")->stopped);
+    char name[128];
+    jobs_part_name(jb, 1, name, sizeof name);
+    assert_string_equal(name, "results/tiny/job1/part-000001-t2-1.jsonl");
+    assert_int_equal(jobs_part(jb, 1)->results, 4);
     /* Both continue identically; duplicates are still recognised. */
     complete(&a, job->id, 3, 8, 4, "w3", 10, 11000);
     complete(&b, jb->id, 3, 8, 4, "w3", 10, 11000);
@@ -299,6 +371,47 @@ static void test_snapshot_round_trip(void **state)
     replica_free(&b);
 }
 
+/* A snapshot of an earlier version counts parts but lists none: they had the
+ * names of then. A list that does not match the count is refused. */
+static void test_snapshot_without_part_list(void **state)
+{
+    (void)state;
+    struct replica a, b;
+    replica_init(&a);
+    replica_init(&b);
+    add_model(&a, "tiny", 32);
+    job_cmd(&a, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, "tiny", 4, 1);
+    queue_images(&a, "tiny", 8, "s1");
+    struct job_rec *job = jobs_of_model(a.jobs, "tiny");
+    complete(&a, job->id, 1, 0, 8, "w1", 100, 10000);
+    assert_int_equal(flushed(&a, job->id, 1, 4), 0);
+    assert_int_equal(flushed(&a, job->id, 2, 2), 0);
+    struct sm_buf buf = {0};
+    assert_int_equal(jobs_sm_ops.snapshot(a.jobs, &buf), 0);
+    Idunno__JobsState *st = idunno__jobs_state__unpack(NULL, buf.len, buf.data);
+    assert_non_null(st);
+    assert_int_equal(st->jobs[0]->n_part_list, 2);
+    st->jobs[0]->n_part_list = 1; /* does not match parts = 2 */
+    uint8_t packed[4096];
+    size_t n = idunno__jobs_state__pack(st, packed);
+    assert_int_equal(jobs_sm_ops.restore(b.jobs, 1, packed, n), ID_EPROTO);
+    st->jobs[0]->n_part_list = 0; /* as earlier versions wrote it */
+    n = idunno__jobs_state__pack(st, packed);
+    assert_int_equal(jobs_sm_ops.restore(b.jobs, 1, packed, n), 0);
+    struct job_rec *jb = jobs_of_model(b.jobs, "tiny");
+    char name[128];
+    jobs_part_name(jb, 2, name, sizeof name);
+    assert_string_equal(name, "results/tiny/job1/part-000002.jsonl");
+    assert_int_equal(jobs_part(jb, 2)->results, 0);
+    assert_false(jobs_part(jb, 2)->has_sha256);
+    assert_int_equal(jb->n_pending, 2);
+    st->jobs[0]->n_part_list = 2; /* so that all of it is freed */
+    idunno__jobs_state__free_unpacked(st, NULL);
+    free(buf.data);
+    replica_free(&a);
+    replica_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,7 +419,9 @@ int main(void)
         cmocka_unit_test(test_launch_stop_relaunch),
         cmocka_unit_test(test_results_exactly_once),
         cmocka_unit_test(test_parts),
+        cmocka_unit_test(test_deposed_part_never_named),
         cmocka_unit_test(test_snapshot_round_trip),
+        cmocka_unit_test(test_snapshot_without_part_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
