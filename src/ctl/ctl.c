@@ -171,6 +171,7 @@ int ctl_init_common(struct ctl *c, const struct ctl_config *cfg)
     CTL_DEFAULT(snapshot_threshold, 1024);
     CTL_DEFAULT(snapshot_trailing, 512);
     CTL_DEFAULT(propose_timeout_ms, 5000);
+    CTL_DEFAULT(tcp_rto_min_ms, 20);
 #undef CTL_DEFAULT
     c->id = ctl_id_of(c->name);
     /* Wall-clock microseconds: a restarted node's sequence numbers never meet

@@ -65,6 +65,9 @@ struct ctl_config {
     unsigned snapshot_threshold;          /* [1024] entries between snapshots */
     unsigned snapshot_trailing;           /* [512] entries kept after a snapshot */
     unsigned propose_timeout_ms;          /* [5000] */
+    /* Minimum TCP retransmission timeout of the raft connections [20]; negative:
+     * the kernel's own (200 ms). See ctl_tcp.h. */
+    int tcp_rto_min_ms;
     /* The proposer clock stamped into commands (ms since the epoch); NULL: the
      * wall clock. Tests pass the fixture's clock. */
     uint64_t (*clock_ms)(void *ud);

@@ -180,6 +180,8 @@ void swim__set_state(struct swim *s, struct swim_node *n, enum member_state st, 
     n->gossip_left = swim__gossip_budget(s);
     if (st != MEMBER_SUSPECT)
         n->role = SUS_HEARD;
+    if (st != MEMBER_ALIVE)
+        n->owed_health = 0; /* a suspect or dead helper's silence says nothing of us */
     if (st == MEMBER_ALIVE || st == MEMBER_LEFT)
         n->rec.suspecter[0] = '\0';
     if (old != st)
@@ -210,6 +212,7 @@ static void adopt_identity(struct swim *s, struct swim_node *n, const struct swi
     n->since = now;
     n->role = SUS_HEARD;
     n->n_conf = 0;
+    n->owed_health = 0;
     if (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT)
         return; /* a newer identity we never saw alive: nothing to report */
     n->rec.state = MEMBER_ALIVE;
@@ -568,6 +571,9 @@ void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const str
     if (s->left)
         return;
     learn_sender(s, p, now);
+    sender = swim__find(s, p->from_name);
+    if (sender && sender->rec.incarnation == p->from_incarnation && sender->rec.state == MEMBER_ALIVE)
+        swim__heard_from(s, sender);
     switch (p->kind) {
     case SWIM_PING:
         if (p->from_addr[0]) {

@@ -494,6 +494,67 @@ static void test_no_false_positive_under_loss(void **state)
     sim_free(s);
 }
 
+/* Kills `victims` nodes at once (the highest-numbered ones) and returns, in
+ * t[], the time each survivor took to see each victim failed (simulated ms). */
+static size_t kill_several(struct sim *s, int victims, uint64_t *t)
+{
+    uint64_t killed_at = s->now;
+    for (int v = s->n - victims; v < s->n; v++)
+        sim_stop(s, v);
+    for (int step = 0; step < 1000; step++) {
+        sim_run(s, 10);
+        int all = 1;
+        for (int i = 0; i < s->n - victims && all; i++)
+            for (int v = s->n - victims; v < s->n && all; v++)
+                all = s->nodes[i].saw_failed_at[v] != 0;
+        if (all)
+            break;
+    }
+    size_t k = 0;
+    for (int i = 0; i < s->n - victims; i++)
+        for (int v = s->n - victims; v < s->n; v++) {
+            assert_int_equal(state_seen(s, i, v), MEMBER_FAILED);
+            t[k++] = s->nodes[i].saw_failed_at[v] - killed_at;
+        }
+    qsort(t, k, sizeof t[0], cmp_u64);
+    return k;
+}
+
+static void test_several_crashes_at_once(void **state)
+{
+    (void)state;
+    /* 3 of 5 die at once: the two survivors must not blame themselves for the
+     * silence of helpers that died too, nor wait for confirmations that only
+     * one other member can give. Then 3 of 10. */
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        struct sim *s = sim_new(5, 0, 600 + seed);
+        sim_run(s, 2000);
+        assert_true(sim_converged(s));
+        uint64_t t[6];
+        size_t k = kill_several(s, 3, t);
+        assert_int_equal(k, 6);
+        print_message("3 of 5 killed (seed %llu): detected by both survivors after %llu..%llu ms\n",
+                      (unsigned long long)seed, (unsigned long long)t[0], (unsigned long long)t[k - 1]);
+        assert_true(t[k - 1] <= 2000);
+        assert_int_equal(total_false_failures(s), 0);
+        sim_free(s);
+    }
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        struct sim *s = sim_new(10, 0, 700 + seed);
+        sim_run(s, 2000);
+        assert_true(sim_converged(s));
+        uint64_t t[21];
+        size_t k = kill_several(s, 3, t);
+        assert_int_equal(k, 21);
+        print_message("3 of 10 killed (seed %llu): median %llu, max %llu ms\n", (unsigned long long)seed,
+                      (unsigned long long)t[k / 2], (unsigned long long)t[k - 1]);
+        assert_true(t[k / 2] <= 1000);
+        assert_true(t[k - 1] <= 2000);
+        assert_int_equal(total_false_failures(s), 0);
+        sim_free(s);
+    }
+}
+
 static void test_suspect_refutes(void **state)
 {
     (void)state;
@@ -779,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_crash_detected_by_all_quickly),
         cmocka_unit_test(test_crash_detected_under_loss),
         cmocka_unit_test(test_no_false_positive_under_loss),
+        cmocka_unit_test(test_several_crashes_at_once),
         cmocka_unit_test(test_suspect_refutes),
         cmocka_unit_test(test_graceful_leave),
         cmocka_unit_test(test_restart_is_new_incarnation),
