@@ -397,6 +397,13 @@ void swim__on_ping_req(struct swim *s, uint64_t now, const struct swim_packet *p
 {
     if (!p->target_addr[0] || !p->from_addr[0])
         return;
+    /* Only members we hold live are probed for others: we are nobody's means
+     * of sending pings to an address of their choosing. */
+    int member = 0;
+    for (size_t i = 0; i < s->n_nodes && !member; i++)
+        member = is_live(s->nodes[i].rec.state) && strcmp(s->nodes[i].rec.addr, p->target_addr) == 0;
+    if (!member)
+        return;
     struct swim_forward *f = NULL;
     for (size_t i = 0; i < SWIM_MAX_FORWARDS && !f; i++)
         if (!s->fwd[i].used)
