@@ -18,7 +18,15 @@ term() { status_of node4 'd["term"]'; }
 has_leader() { [ -n "$(leader)" ]; }
 wins() { cat "$IDUNNO_RUN_DIR"/node[123]/idunnod.log | grep -c "won the election" || true; }
 servings() { cat "$IDUNNO_RUN_DIR"/node[123]/idunnod.log | grep -c "earlier entries applied, serving" || true; }
-# serving_after TERM: wall ms of the first "serving" line of a term above TERM.
+# serving_after TERM T0: wall ms of the first "serving" line of a term above
+# TERM, logged at T0 or later.
+# current_coordinator: "NODE TERM" of the newest "serving" line (the voters'
+# logs are the truth; a non-voter's status may lag an election).
+current_coordinator() {
+  grep -H "earlier entries applied, serving" "$IDUNNO_RUN_DIR"/node[123]/idunnod.log |
+    sed -n 's|.*/\(node[0-9]*\)/idunnod.log:.*coordinator for term \([0-9]*\):.*|\1 \2|p' |
+    sort -k2,2n | tail -n 1
+}
 serving_after() {
   cat "$IDUNNO_RUN_DIR"/node[123]/idunnod.log | python3 -c '
 import datetime, re, sys
@@ -28,10 +36,11 @@ for line in sys.stdin:
     if m and int(m.group(2)) > int(sys.argv[1]):
         t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
         ms = int(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
-        best = ms if best is None else min(best, ms)
+        if ms >= int(sys.argv[2]):
+            best = ms if best is None else min(best, ms)
 if best is None:
     sys.exit(1)
-print(best)' "$1"
+print(best)' "$1" "$2"
 }
 suspicions() { cat "$IDUNNO_RUN_DIR"/node*/idunnod.log | grep -c "is suspect" || true; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -57,14 +66,17 @@ takeovers=()
 for i in $(seq 1 "$kills"); do
   wait_until 15 has_leader || fail "no coordinator before kill $i"
   sleep 2
-  L=$(leader); T=$(term)
+  read -r L T <<<"$(current_coordinator)"
+  [ "$(leader)" = "$L" ] || { sleep 1; read -r L T <<<"$(current_coordinator)"; }
   t0=$(now_ms)
   cluster kill "$L"
-  wait_until 20 serving_after "$T" >/dev/null || fail "no new coordinator within 20 s after killing $L"
-  takeovers+=($(( $(serving_after "$T") - t0 )))
+  wait_until 20 serving_after "$T" "$t0" >/dev/null || fail "no new coordinator within 20 s after killing $L"
+  takeovers+=($(( $(serving_after "$T" "$t0") - t0 )))
   cluster start "$L" >/dev/null
 done
 cluster loss 0
+# The elections, for the record (stderr).
+grep -h "won the election\|lost leadership" "$IDUNNO_RUN_DIR"/node[123]/idunnod.log | sort >&2
 
 python3 - "$pct" "$secs" "$term0" "$term1" "$wins0" "$wins1" "$changes" "$samples" "$leaderless" \
   "$sus0" "$sus1" "$serv0" "$serv1" "${IDUNNOD_ARGS:-}" "${takeovers[@]}" <<'EOF'

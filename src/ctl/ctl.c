@@ -626,6 +626,18 @@ size_t ctl_servers(struct ctl *c, struct ctl_server *out, size_t max)
     return conf->n;
 }
 
+int ctl_match_index(struct ctl *c, uint64_t id, uint64_t *out)
+{
+    raft_index idx = 0;
+    if (!c->raft || raft_state(c->raft) != RAFT_LEADER)
+        return ID_ENOTLEADER;
+    int rv = raft_match_index(c->raft, id, &idx);
+    if (rv != 0)
+        return ctl_from_raft(rv);
+    *out = idx;
+    return 0;
+}
+
 struct sm *ctl_sm(struct ctl *c)
 {
     return &c->sm;

@@ -193,6 +193,11 @@ struct ctl_server {
  * servers it has. */
 size_t ctl_servers(struct ctl *c, struct ctl_server *out, size_t max);
 
+/* Leader only: the highest log index the server `id` is known to have
+ * replicated (libraft's match index). Returns 0, ID_ENOTLEADER, or an error
+ * for an id not in the configuration. */
+int ctl_match_index(struct ctl *c, uint64_t id, uint64_t *out);
+
 /* ---- configuration changes (leader only, one at a time) ------------------------------- */
 
 /* The callback of a change: 0 once the new configuration is committed, or

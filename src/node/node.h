@@ -76,6 +76,13 @@ struct node {
     struct {
         uint64_t id, since; /* monotonic ms since this voter was unknown to membership */
     } ctl_missing[8];
+    struct {
+        /* ctl_replace.c: the leader's own check of a voter membership calls
+         * failed: a barrier at index `target` appended at `since` (monotonic
+         * ms) in `term`, which that voter should replicate if it is alive. */
+        uint64_t id, term, target, since;
+        int warned;
+    } ctl_contact;
     uv_signal_t sig_term, sig_int;
     uv_timer_t exit_timer;
     int stopping;
