@@ -45,6 +45,7 @@ print(best)' "$1" "$2"
 suspicions() { cat "$IDUNNO_RUN_DIR"/node*/idunnod.log | grep -c "is suspect" || true; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
+load0=$(cut -d' ' -f1 /proc/loadavg)
 cluster up 5 >/dev/null
 wait_until 15 has_leader || fail "no coordinator elected"
 # Quiet first: the start-up elections are not counted.
@@ -78,14 +79,15 @@ cluster loss 0
 # The elections, for the record (stderr).
 grep -h "won the election\|lost leadership" "$IDUNNO_RUN_DIR"/node[123]/idunnod.log | sort >&2
 
-python3 - "$pct" "$secs" "$term0" "$term1" "$wins0" "$wins1" "$changes" "$samples" "$leaderless" \
+LOAD0=$load0 LOAD1=$(cut -d' ' -f1 /proc/loadavg) python3 - "$pct" "$secs" "$term0" "$term1" "$wins0" "$wins1" "$changes" "$samples" "$leaderless" \
   "$sus0" "$sus1" "$serv0" "$serv1" "${IDUNNOD_ARGS:-}" "${takeovers[@]}" <<'EOF'
-import json, statistics, sys
+import json, os, statistics, sys
 a = sys.argv[1:]
 pct, secs, term0, term1, wins0, wins1, changes, samples, leaderless, sus0, sus1, serv0, serv1 = map(int, a[:13])
 flags, takeovers = a[13], [int(x) for x in a[14:]]
 print(json.dumps({
     "nodes": 5, "voters": 3, "loss_pct": pct, "seconds": secs, "daemon_flags": flags,
+    "load_avg_1min": [float(os.environ["LOAD0"]), float(os.environ["LOAD1"])],
     "elections": term1 - term0, "elections_won": wins1 - wins0,
     "coordinator_changes": serv1 - serv0,
     "leader_changes_seen": changes, "leaderless_samples": leaderless, "samples": samples,

@@ -590,11 +590,18 @@ static void test_suspect_refutes(void **state)
                 suspected = 1;
     }
     assert_true(suspected);
+    uint64_t inc1 = s->nodes[1].incarnation;
     s->nodes[1].cut_off = 0;
     sim_run(s, 2000);
     assert_true(sim_converged(s));
     assert_true(swim_stats(s->nodes[1].swim)->refutations >= 1);
     assert_int_equal(total_false_failures(s), 0);
+    /* Refuted in time: nobody ever declared it failed, and it kept its
+     * identity (no rejoin, no new incarnation). */
+    for (int i = 0; i < s->n; i++)
+        assert_int_equal(s->nodes[i].saw_failed_at[1], 0);
+    assert_true(s->nodes[1].incarnation == inc1);
+    assert_int_equal(swim_stats(s->nodes[1].swim)->rejoins, 0);
     sim_free(s);
 }
 
