@@ -100,6 +100,15 @@ def bench_detect(n, trials, base_port):
             "target": "median <= 1000, max <= 2000"}
 
 
+def gone(pid):
+    """True once the process has exited (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" in f.read()
+    except OSError:
+        return True
+
+
 def bench_multi(n, kill, trials, base_port):
     """Kills `kill` random non-first nodes at once, `trials` times (restarting
     them in between); per (survivor, victim) pair the ms from the kill until
@@ -129,7 +138,10 @@ def bench_multi(n, kill, trials, base_port):
                     pairs.append(ts[0] - killed)
                     worst = max(worst, ts[0] - killed)
             per_trial.append(round(worst))
-            for v in victims:
+            for v, pid in zip(victims, pids):
+                # A process killed in the middle of an fsync lingers until it
+                # returns: start the node again only once it is gone.
+                wait(lambda: gone(pid), 10)
                 c.run("start", v)
             c.run("wait", "20")
     finally:
