@@ -142,7 +142,10 @@ def bench_multi(n, kill, trials, base_port):
                 # A process killed in the middle of an fsync lingers until it
                 # returns: start the node again only once it is gone.
                 wait(lambda: gone(pid), 10)
-                c.run("start", v)
+                started = wait(lambda: subprocess.run([CLUSTER, "start", v], env=c.env,
+                                                      capture_output=True).returncode == 0, 10)
+                if not started:
+                    raise SystemExit(f"cannot restart {v}: {c.run('status', check=False)}")
             c.run("wait", "20")
     finally:
         c.down()
