@@ -48,13 +48,14 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_LIB_SRC := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 UNIT_LIB_OBJ := $(UNIT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TOOL_BIN   := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 DAEMON     := $(BUILD)/bin/idunnod
 CLIENT     := $(BUILD)/bin/idunno
 
 .PHONY: all deps test unit unit-asan cluster-test netns-test fuzz fuzz-run models data demo \
         bench clean format
 
-all: $(DAEMON) $(CLIENT) bin/idunnod bin/idunno
+all: $(DAEMON) $(CLIENT) bin/idunnod bin/idunno $(TOOL_BIN)
 
 bin/%: $(BUILD)/bin/%
 	@mkdir -p bin
@@ -139,6 +140,12 @@ FORCE:
 FUZZ_SECONDS ?= 20
 fuzz-run: fuzz
 	tests/run-fuzz.sh $(FUZZ_SECONDS)
+
+# Test helpers (tests/tools/*.c) the cluster tests run, linked like the daemon.
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/obj/tests/tools/%.o: $(GEN_H)
 
 # Benchmark programs (bench/*.c), linked like the daemon.
 BENCH_BIN := $(BUILD)/bin/infer_bench

@@ -3,11 +3,14 @@
 
   detect  N-node cluster, TRIALS kill -9 of a random non-first node: time from the
           kill until every other member has logged it failed (log timestamps, ms).
+  multi   several kill -9 at once: a 5-node cluster losing 3, and a 10-node one
+          losing 3 (--kill sets how many); for every survivor and victim, the time
+          from the kills until that survivor logged that victim failed.
   join    time from starting a new node until every member has logged its join.
   gossip  UDP bytes/s sent per node at steady state, for several cluster sizes.
 
-Prints one JSON document. Usage: bench/member_bench.py [detect|join|gossip|all]
-[--nodes 10] [--trials 20] [--base-port 7800]
+Prints one JSON document. Usage: bench/member_bench.py [detect|multi|join|gossip|all]
+[--nodes 10] [--trials 20] [--kill 3] [--base-port 7800]
 """
 import argparse, datetime, json, os, random, re, statistics, subprocess, sys, tempfile, time
 
@@ -97,6 +100,61 @@ def bench_detect(n, trials, base_port):
             "target": "median <= 1000, max <= 2000"}
 
 
+def gone(pid):
+    """True once the process has exited (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" in f.read()
+    except OSError:
+        return True
+
+
+def bench_multi(n, kill, trials, base_port):
+    """Kills `kill` random non-first nodes at once, `trials` times (restarting
+    them in between); per (survivor, victim) pair the ms from the kill until
+    the survivor logged the victim failed."""
+    c = Cluster(n, base_port)
+    c.up()
+    pairs, per_trial, missed = [], [], 0
+    try:
+        for t in range(trials):
+            victims = random.Random(1000 + t).sample([f"node{k}" for k in range(2, n + 1)], kill)
+            members = {m["name"]: m["incarnation"] for m in c.cli("node1", "list_mem")["members"]}
+            survivors = [f"node{k}" for k in range(1, n + 1) if f"node{k}" not in victims]
+            pids = [int(open(os.path.join(c.dir, v, "pid")).read()) for v in victims]
+            killed = now_ms()
+            for pid in pids:  # as close to "at once" as signals go
+                os.kill(pid, 9)
+            pats = {v: rf"member {v}#{members[v]} at .* is failed" for v in victims}
+            wait(lambda: all(log_times(c.log(o), pats[v]) for o in survivors for v in victims), 15)
+            worst = 0
+            for o in survivors:
+                text = c.log(o)
+                for v in victims:
+                    ts = log_times(text, pats[v])
+                    if not ts:
+                        missed += 1
+                        continue
+                    pairs.append(ts[0] - killed)
+                    worst = max(worst, ts[0] - killed)
+            per_trial.append(round(worst))
+            for v, pid in zip(victims, pids):
+                # A process killed in the middle of an fsync lingers until it
+                # returns: start the node again only once it is gone.
+                wait(lambda: gone(pid), 10)
+                started = wait(lambda: subprocess.run([CLUSTER, "start", v], env=c.env,
+                                                      capture_output=True).returncode == 0, 10)
+                if not started:
+                    raise SystemExit(f"cannot restart {v}: {c.run('status', check=False)}")
+            c.run("wait", "20")
+    finally:
+        c.down()
+    return {"nodes": n, "killed_at_once": kill, "trials": trials, "missed": missed,
+            "survivor_victim_ms": {"median": round(statistics.median(pairs)), "max": round(max(pairs)),
+                                   "min": round(min(pairs)), "n": len(pairs)},
+            "worst_per_trial_ms": per_trial}
+
+
 def bench_join(n, trials, base_port):
     c = Cluster(n, base_port)
     c.up()
@@ -152,14 +210,18 @@ def bench_gossip(sizes, base_port, seconds=20):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["detect", "join", "gossip", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["detect", "multi", "join", "gossip", "all"])
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--kill", type=int, default=3)
     ap.add_argument("--base-port", type=int, default=7800)
     a = ap.parse_args()
     res = {"load_before": os.getloadavg()[0]}
     if a.what in ("detect", "all"):
         res["failure_detection"] = bench_detect(a.nodes, a.trials, a.base_port)
+    if a.what in ("multi", "all"):
+        res["several_failures"] = [bench_multi(5, a.kill, min(a.trials, 10), a.base_port),
+                                   bench_multi(10, a.kill, min(a.trials, 10), a.base_port)]
     if a.what in ("join", "all"):
         res["join"] = bench_join(a.nodes, min(a.trials, 10), a.base_port)
     if a.what in ("gossip", "all"):

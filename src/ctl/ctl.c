@@ -171,6 +171,7 @@ int ctl_init_common(struct ctl *c, const struct ctl_config *cfg)
     CTL_DEFAULT(snapshot_threshold, 1024);
     CTL_DEFAULT(snapshot_trailing, 512);
     CTL_DEFAULT(propose_timeout_ms, 5000);
+    CTL_DEFAULT(tcp_rto_min_ms, 20);
 #undef CTL_DEFAULT
     c->id = ctl_id_of(c->name);
     /* Wall-clock microseconds: a restarted node's sequence numbers never meet
@@ -623,6 +624,18 @@ size_t ctl_servers(struct ctl *c, struct ctl_server *out, size_t max)
             out[i].node_addr[0] = 0;
     }
     return conf->n;
+}
+
+int ctl_match_index(struct ctl *c, uint64_t id, uint64_t *out)
+{
+    raft_index idx = 0;
+    if (!c->raft || raft_state(c->raft) != RAFT_LEADER)
+        return ID_ENOTLEADER;
+    int rv = raft_match_index(c->raft, id, &idx);
+    if (rv != 0)
+        return ctl_from_raft(rv);
+    *out = idx;
+    return 0;
 }
 
 struct sm *ctl_sm(struct ctl *c)

@@ -65,6 +65,9 @@ struct ctl_config {
     unsigned snapshot_threshold;          /* [1024] entries between snapshots */
     unsigned snapshot_trailing;           /* [512] entries kept after a snapshot */
     unsigned propose_timeout_ms;          /* [5000] */
+    /* Minimum TCP retransmission timeout of the raft connections [20]; negative:
+     * the kernel's own (200 ms). See ctl_tcp.h. */
+    int tcp_rto_min_ms;
     /* The proposer clock stamped into commands (ms since the epoch); NULL: the
      * wall clock. Tests pass the fixture's clock. */
     uint64_t (*clock_ms)(void *ud);
@@ -189,6 +192,11 @@ struct ctl_server {
 /* Copies the current raft configuration (up to max servers); returns how many
  * servers it has. */
 size_t ctl_servers(struct ctl *c, struct ctl_server *out, size_t max);
+
+/* Leader only: the highest log index the server `id` is known to have
+ * replicated (libraft's match index). Returns 0, ID_ENOTLEADER, or an error
+ * for an id not in the configuration. */
+int ctl_match_index(struct ctl *c, uint64_t id, uint64_t *out);
 
 /* ---- configuration changes (leader only, one at a time) ------------------------------- */
 

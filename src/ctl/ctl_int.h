@@ -8,6 +8,7 @@
 
 #include "base/err.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_tcp.h"
 #include "ctl/kv.h"
 #include "ctl/meta.h"
 #include "ctl/sm.h"
@@ -97,7 +98,7 @@ struct ctl {
     uv_loop_t *loop;
     struct raft own_raft;
     struct raft_io io;
-    struct raft_uv_transport transport;
+    struct ctl_tcp transport;
     struct raft_tracer tracer;
     uv_check_t check;
     int fresh;   /* raft dir had no state at create */

@@ -1,6 +1,6 @@
 /* ctl_uv.c — the control plane on a libuv loop: raft over raft_uv (segments and
  * snapshots in DATA/raft, written by libraft off the loop thread) and its TCP
- * transport on PORT+1; bootstrap on a first start; shutdown. */
+ * transport on PORT+1 (tuned for loss: ctl_tcp.h); bootstrap on a first start; shutdown. */
 #include "ctl/ctl_int.h"
 
 #include <errno.h>
@@ -85,18 +85,18 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
     srand(seed);
 
     /* libraft checks that the caller filled in the interface versions. */
-    c->transport.version = 1;
     c->io.version = 2;
-    int rv = raft_uv_tcp_init(&c->transport, loop);
+    unsigned rto_us = c->cfg.tcp_rto_min_ms < 0 ? 0 : (unsigned)c->cfg.tcp_rto_min_ms * 1000u;
+    int rv = ctl_tcp_init_transport(&c->transport, loop, rto_us);
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft transport: %s", raft_strerror(rv));
         rc = ctl_from_raft(rv);
         goto fail_free;
     }
-    rv = raft_uv_init(&c->io, loop, c->dir, &c->transport);
+    rv = raft_uv_init(&c->io, loop, c->dir, &c->transport.outer);
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft data dir %s: %s", c->dir, c->io.errmsg);
-        raft_uv_tcp_close(&c->transport);
+        ctl_tcp_release(&c->transport);
         rc = ID_EIO;
         goto fail_free;
     }
@@ -106,7 +106,7 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft init: %s", raft_errmsg(&c->own_raft));
         raft_uv_close(&c->io);
-        raft_uv_tcp_close(&c->transport);
+        ctl_tcp_release(&c->transport);
         rc = ctl_from_raft(rv);
         goto fail_free;
     }
@@ -210,7 +210,7 @@ static void ctl_on_raft_closed(struct raft *r)
 {
     struct ctl *c = (struct ctl *)((char *)r - offsetof(struct ctl, own_raft));
     raft_uv_close(&c->io);
-    raft_uv_tcp_close(&c->transport);
+    ctl_tcp_release(&c->transport);
     uv_close((uv_handle_t *)&c->check, ctl_after_check_closed);
 }
 

@@ -3,8 +3,10 @@
  * logged and handed to subscribers. */
 #include "member/member.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/clock.h"
 #include "base/err.h"
@@ -85,8 +87,31 @@ static uint64_t on_new_incarnation(void *ud, uint64_t current)
 {
     (void)ud;
     uint64_t now = id_wall_ms();
-    LOG_WARN("member", "this node was declared failed; rejoining as a new incarnation");
+    LOG_WARN("member", "another member reported this node failed, left or restarted; taking a "
+                       "new incarnation");
     return now > current ? now : current + 1;
+}
+
+static uint64_t on_wall_ms(void *ud)
+{
+    (void)ud;
+    return id_wall_ms();
+}
+
+/* 1 if a and b name the same endpoint ("localhost:7000" and "127.0.0.1:7000"). */
+static int same_endpoint(const char *a, const char *b)
+{
+    if (strcmp(a, b) == 0)
+        return 1;
+    struct sockaddr_storage x, y;
+    if (net_parse_addr(a, &x) < 0 || net_parse_addr(b, &y) < 0 || x.ss_family != y.ss_family)
+        return 0;
+    if (x.ss_family == AF_INET) {
+        const struct sockaddr_in *p = (const void *)&x, *q = (const void *)&y;
+        return p->sin_port == q->sin_port && p->sin_addr.s_addr == q->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *p = (const void *)&x, *q = (const void *)&y;
+    return p->sin6_port == q->sin6_port && memcmp(&p->sin6_addr, &q->sin6_addr, sizeof p->sin6_addr) == 0;
 }
 
 static void on_datagram(void *ud, const char *from, const uint8_t *body, size_t len)
@@ -98,7 +123,9 @@ static void on_datagram(void *ud, const char *from, const uint8_t *body, size_t 
         LOG_DEBUG("member", "malformed gossip packet from %s dropped", from);
         return;
     }
-    swim_receive(m->swim, id_now_ms(), from, &p);
+    /* The core answers the real source; the packet's own from_addr names the
+     * same endpoint unless it was forged (or the sender is misconfigured). */
+    swim_receive(m->swim, id_now_ms(), same_endpoint(p.from_addr, from) ? p.from_addr : from, &p);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -126,7 +153,11 @@ int member_create(uv_loop_t *loop, struct net *net, const struct member_config *
         .join = cfg->join,
     };
     struct swim_env env = {
-        .ud = m, .send = on_swim_send, .event = on_swim_event, .new_incarnation = on_new_incarnation};
+        .ud = m,
+        .send = on_swim_send,
+        .event = on_swim_event,
+        .new_incarnation = on_new_incarnation,
+        .wall_ms = on_wall_ms};
     m->swim = swim_create(&sc, &env, id_now_ms());
     if (!m->swim) {
         free(m);

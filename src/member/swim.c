@@ -41,6 +41,44 @@ size_t swim__count_live(const struct swim *s)
     return live;
 }
 
+int swim_name_valid(const char *name)
+{
+    size_t n = 0;
+    for (; name[n]; n++) {
+        char c = name[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return n > 0 && n < MEMBER_NAME_MAX;
+}
+
+int swim_addr_valid(const char *addr)
+{
+    size_t n = 0;
+    for (; addr[n]; n++)
+        if (addr[n] <= ' ' || addr[n] > '~')
+            return 0;
+    return n > 0 && n < MEMBER_ADDR_MAX;
+}
+
+/* The highest incarnation we accept: a start time at most a minute ahead of
+ * our clock. */
+static uint64_t incarnation_limit(const struct swim *s)
+{
+    uint64_t base = s->env.wall_ms(s->env.ud);
+    return base > UINT64_MAX - SWIM_INCARNATION_AHEAD_MS ? UINT64_MAX : base + SWIM_INCARNATION_AHEAD_MS;
+}
+
+/* A record we may apply at all: well-formed names and address, a sane
+ * incarnation. */
+static int record_sane(const struct swim *s, const struct swim_record *r)
+{
+    return swim_name_valid(r->name) && swim_addr_valid(r->addr) && r->state <= MEMBER_LEFT &&
+           (!r->suspecter[0] || swim_name_valid(r->suspecter)) && r->incarnation &&
+           r->incarnation <= incarnation_limit(s);
+}
+
 static void to_view(const struct swim_record *r, uint64_t since, struct member_view *v)
 {
     copy_str(v->name, sizeof v->name, r->name);
@@ -180,6 +218,8 @@ void swim__set_state(struct swim *s, struct swim_node *n, enum member_state st, 
     n->gossip_left = swim__gossip_budget(s);
     if (st != MEMBER_SUSPECT)
         n->role = SUS_HEARD;
+    if (st != MEMBER_ALIVE)
+        n->owed_health = 0; /* a suspect or dead helper's silence says nothing of us */
     if (st == MEMBER_ALIVE || st == MEMBER_LEFT)
         n->rec.suspecter[0] = '\0';
     if (old != st)
@@ -198,6 +238,58 @@ static void refute(struct swim *s, uint32_t heard_heartbeat)
     swim__broadcast_record(s, &s->self);
 }
 
+/* Someone says our identity ended (left) or was replaced (a newer
+ * incarnation of our name): false, since only we end or replace it. Take an
+ * incarnation above every claim and tell everyone; the others then see our
+ * name restart, which supersedes the claim everywhere. */
+static void reincarnate(struct swim *s, uint64_t above)
+{
+    uint64_t cur = s->self.incarnation > above ? s->self.incarnation : above;
+    uint64_t inc = s->env.new_incarnation ? s->env.new_incarnation(s->env.ud, cur) : cur + 1;
+    if (inc <= cur)
+        inc = cur + 1;
+    s->stats.reincarnations++;
+    s->self.incarnation = inc;
+    s->self.heartbeat = 0;
+    s->self.state = MEMBER_ALIVE;
+    s->self_gossip_left = swim__gossip_budget(s);
+    swim__broadcast_record(s, &s->self);
+}
+
+/* News about our own name. Returns 1 if the sender holds a stale suspicion
+ * of us (the caller answers it directly). */
+static int apply_self_record(struct swim *s, const struct swim_record *r, uint64_t now, int trusted)
+{
+    if (s->left || r->incarnation < s->self.incarnation)
+        return 0; /* an older life of our name */
+    if (r->incarnation > s->self.incarnation) {
+        reincarnate(s, r->incarnation);
+        return 0;
+    }
+    switch (r->state) {
+    case MEMBER_ALIVE: return 0;
+    case MEMBER_SUSPECT:
+        if (r->heartbeat > s->self.heartbeat + SWIM_HEARTBEAT_STEP) {
+            s->stats.records_refused++; /* nobody can know a heartbeat we never had */
+            refute(s, s->self.heartbeat);
+            return 0;
+        }
+        if (r->heartbeat >= s->self.heartbeat) {
+            refute(s, r->heartbeat);
+            return 0;
+        }
+        return 1;
+    case MEMBER_FAILED:
+        if (trusted)
+            rejoin(s, now);
+        return 0;
+    case MEMBER_LEFT:
+        reincarnate(s, r->incarnation);
+        return 0;
+    }
+    return 0;
+}
+
 /* A newer incarnation of n's name: the old identity is gone for good. */
 static void adopt_identity(struct swim *s, struct swim_node *n, const struct swim_record *r,
                            uint64_t now)
@@ -210,6 +302,7 @@ static void adopt_identity(struct swim *s, struct swim_node *n, const struct swi
     n->since = now;
     n->role = SUS_HEARD;
     n->n_conf = 0;
+    n->owed_health = 0;
     if (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT)
         return; /* a newer identity we never saw alive: nothing to report */
     n->rec.state = MEMBER_ALIVE;
@@ -219,6 +312,8 @@ static void adopt_identity(struct swim *s, struct swim_node *n, const struct swi
     emit(s, n, MEMBER_ALIVE, "");
 }
 
+static void apply_updates(struct swim *s, const struct swim_packet *p, uint64_t now);
+
 /* Applies one record heard from `from` (a member name). `trusted`: the news comes
  * from a member we consider live (or we know no live member at all); only
  * trusted news can make us rejoin, or a node returning from isolation would
@@ -227,22 +322,12 @@ static void adopt_identity(struct swim *s, struct swim_node *n, const struct swi
 static int apply_record(struct swim *s, const struct swim_record *r, uint64_t now, int trusted,
                         const char *from)
 {
-    if (!r->name[0] || !r->addr[0] || r->state > MEMBER_LEFT)
-        return 0;
-    if (strcmp(r->name, s->name) == 0) {
-        if (r->incarnation != s->self.incarnation || s->left)
-            return 0; /* an older (or someone else's) idea of our name */
-        if (r->state == MEMBER_SUSPECT) {
-            if (r->heartbeat >= s->self.heartbeat) {
-                refute(s, r->heartbeat);
-                return 0;
-            }
-            return 1;
-        }
-        if (r->state == MEMBER_FAILED && trusted)
-            rejoin(s, now);
+    if (!record_sane(s, r)) {
+        s->stats.records_refused++;
         return 0;
     }
+    if (strcmp(r->name, s->name) == 0)
+        return apply_self_record(s, r, now, trusted);
     const char *by = r->suspecter[0] ? r->suspecter : from;
     struct swim_node *n = swim__find(s, r->name);
     if (!n) {
@@ -261,6 +346,12 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
     } else if (r->incarnation < n->rec.incarnation) {
         return 0; /* stale identity */
     } else if (r->incarnation > n->rec.incarnation) {
+        if (is_live(n->rec.state) && (r->state == MEMBER_FAILED || r->state == MEMBER_LEFT)) {
+            /* A newer life we never saw, already over, would end one we hold
+             * live on hearsay alone: leave that to our own probes. */
+            s->stats.records_refused++;
+            return 0;
+        }
         adopt_identity(s, n, r, now);
         if (r->state != MEMBER_SUSPECT)
             return 0;
@@ -268,6 +359,10 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
     enum member_state cur = n->rec.state;
     if (cur == MEMBER_FAILED || cur == MEMBER_LEFT)
         return 0; /* terminal for this identity */
+    if (r->heartbeat > n->rec.heartbeat + SWIM_HEARTBEAT_STEP) {
+        s->stats.records_refused++; /* would outbid every true refutation */
+        return 0;
+    }
     switch (r->state) {
     case MEMBER_ALIVE:
         if (r->heartbeat <= n->rec.heartbeat)
@@ -317,8 +412,15 @@ static void apply_updates(struct swim *s, const struct swim_packet *p, uint64_t 
     int trusted = !from || is_live(from->rec.state) || from->rec.incarnation < p->from_incarnation ||
                   swim__count_live(s) == 0;
     int stale_about_us = 0;
-    for (size_t i = 0; i < p->n_updates && i < SWIM_MAX_UPDATES; i++)
-        stale_about_us |= apply_record(s, &p->updates[i], now, trusted, p->from_name);
+    for (size_t i = 0; i < p->n_updates && i < SWIM_MAX_UPDATES; i++) {
+        const struct swim_record *r = &p->updates[i];
+        if (strcmp(r->name, p->from_name) == 0 && strcmp(r->addr, p->from_addr) != 0) {
+            /* The sender about itself must be where its packet came from. */
+            s->stats.records_refused++;
+            continue;
+        }
+        stale_about_us |= apply_record(s, r, now, trusted, p->from_name);
+    }
     /* The sender still suspects an older heartbeat of ours: our refutation did
      * not reach it. Tell it directly rather than wait for gossip. */
     if (stale_about_us && p->from_addr[0] && !s->left)
@@ -456,6 +558,8 @@ static void rejoin(struct swim *s, uint64_t now)
 
 struct swim *swim_create(const struct swim_config *cfg, const struct swim_env *env, uint64_t now)
 {
+    if (!env->send || !env->wall_ms || !cfg->name || !swim_name_valid(cfg->name))
+        return NULL;
     struct swim *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -545,41 +649,63 @@ static void handle_join(struct swim *s, const struct swim_packet *p, int known)
         swim__broadcast_record(s, &j->rec);
 }
 
-void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const struct swim_packet *p)
+/* A packet from an identity we hold dead, or from an older life of a name we
+ * know by a newer one: tell it what we hold. A member cut off and declared
+ * failed rejoins; a live member impersonated (said to have left, or
+ * replaced by a forged newer incarnation) refutes. Returns 1 if the packet
+ * was answered so and needs nothing more. */
+static int answer_outdated_sender(struct swim *s, const struct swim_packet *p, uint64_t now)
 {
-    (void)from_addr; /* replies go to from_addr inside the packet: the node's --addr */
-    if (s->left || !p->from_name[0] || strcmp(p->from_name, s->name) == 0)
-        return;
-    /* A packet from an identity we declared failed: tell it, so it rejoins. */
     struct swim_node *sender = swim__find(s, p->from_name);
-    if (sender && sender->rec.incarnation == p->from_incarnation &&
-        sender->rec.state == MEMBER_FAILED && p->from_addr[0]) {
-        if (swim__count_live(s) == 0) {
-            /* We are the one that was cut off: its news about us counts. */
-            apply_updates(s, p, now);
-            return;
-        }
-        swim__send_record(s, p->from_addr, &sender->rec);
+    if (!sender || sender->rec.incarnation < p->from_incarnation)
+        return 0;
+    if (sender->rec.incarnation == p->from_incarnation && is_live(sender->rec.state))
+        return 0;
+    if (sender->rec.incarnation == p->from_incarnation && sender->rec.state == MEMBER_FAILED &&
+        swim__count_live(s) == 0) {
+        /* We are the one that was cut off: its news about us counts. */
+        apply_updates(s, p, now);
+        return 1;
+    }
+    swim__send_record(s, p->from_addr, &sender->rec);
+    return 1;
+}
+
+void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const struct swim_packet *in)
+{
+    if (s->left || strcmp(in->from_name, s->name) == 0)
+        return;
+    const char *real = from_addr && from_addr[0] ? from_addr : in->from_addr;
+    if (!swim_name_valid(in->from_name) || !swim_addr_valid(real) ||
+        in->from_incarnation > incarnation_limit(s)) {
+        s->stats.packets_refused++;
         return;
     }
-    int known = sender && sender->rec.incarnation == p->from_incarnation &&
-                is_live(sender->rec.state);
-    apply_updates(s, p, now);
+    /* From here on the sender's address is where the packet came from. */
+    struct swim_packet p = *in;
+    copy_str(p.from_addr, sizeof p.from_addr, real);
+    if (answer_outdated_sender(s, &p, now))
+        return;
+    struct swim_node *sender = swim__find(s, p.from_name);
+    int known = sender && sender->rec.incarnation == p.from_incarnation && is_live(sender->rec.state);
+    apply_updates(s, &p, now);
     if (s->left)
         return;
-    learn_sender(s, p, now);
-    switch (p->kind) {
-    case SWIM_PING:
-        if (p->from_addr[0]) {
-            struct swim_packet ack;
-            swim__packet_init(s, &ack, SWIM_ACK, p->seq);
-            swim__send_pkt(s, p->from_addr, &ack, 1);
-        }
+    learn_sender(s, &p, now);
+    sender = swim__find(s, p.from_name);
+    if (sender && sender->rec.incarnation == p.from_incarnation && sender->rec.state == MEMBER_ALIVE)
+        swim__heard_from(s, sender);
+    switch (p.kind) {
+    case SWIM_PING: {
+        struct swim_packet ack;
+        swim__packet_init(s, &ack, SWIM_ACK, p.seq);
+        swim__send_pkt(s, p.from_addr, &ack, 1);
         break;
-    case SWIM_ACK: swim__on_ack(s, p); break;
-    case SWIM_NACK: swim__on_nack(s, p); break;
-    case SWIM_PING_REQ: swim__on_ping_req(s, now, p); break;
-    case SWIM_JOIN: handle_join(s, p, known); break;
+    }
+    case SWIM_ACK: swim__on_ack(s, &p); break;
+    case SWIM_NACK: swim__on_nack(s, &p); break;
+    case SWIM_PING_REQ: swim__on_ping_req(s, now, &p); break;
+    case SWIM_JOIN: handle_join(s, &p, known); break;
     case SWIM_SYNC: s->synced = 1; break;
     case SWIM_NOTICE: break;
     }

@@ -22,7 +22,13 @@
  *    ones; successful probes lower it again;
  *  - a member that hears itself suspected raises its heartbeat (its refutation
  *    counter, distinct from the incarnation) and tells everyone it is alive; one
- *    that hears itself declared failed rejoins as a new incarnation;
+ *    that hears itself declared failed rejoins as a new incarnation; one that
+ *    hears itself said to have left, or hears of a newer incarnation of its
+ *    own name, takes a newer incarnation and tells everyone (nobody but the
+ *    member itself may end or replace its identity);
+ *  - news is bounded: incarnations at most a minute ahead of our clock,
+ *    heartbeats at most SWIM_HEARTBEAT_STEP above the known one, names and
+ *    addresses printable (swim_name_valid); anything else is refused;
  *  - updates ride on pings, acks and ping-reqs (piggybacking), each sent
  *    lambda * ceil(log2(n + 2)) times, as many as fit the datagram;
  *  - a joining node asks every seed; the first to answer sends its whole table
@@ -111,12 +117,29 @@ struct swim_env {
     /* A fresh incarnation for rejoining (wall-clock ms); must exceed the current.
      * May be NULL (then current + 1). */
     uint64_t (*new_incarnation)(void *ud, uint64_t current);
+    /* The wall clock (ms since the epoch), which bounds the incarnations we
+     * accept: an incarnation is a start time, so one more than
+     * SWIM_INCARNATION_AHEAD_MS in the future is forged (or from a broken
+     * clock). Required. */
+    uint64_t (*wall_ms)(void *ud);
 };
+
+/* Incarnations this far ahead of our clock are refused (clock skew allowance). */
+#define SWIM_INCARNATION_AHEAD_MS 60000u
+/* A member's refutation counter never moves by more than this at once: only
+ * the member raises it, by one per refutation. A larger jump is forged. */
+#define SWIM_HEARTBEAT_STEP 1000u
+
+/* 1 if name is a valid member name: 1..MEMBER_NAME_MAX-1 characters from
+ * letters, digits, '-', '_' and '.' (what idunnod --name accepts). */
+int swim_name_valid(const char *name);
+/* 1 if addr is printable ASCII without spaces, and not empty. */
+int swim_addr_valid(const char *addr);
 
 struct swim;
 
 /* Creates the core. Copies cfg (strings included); env is copied. Returns NULL
- * on ENOMEM. Nothing is sent before the first swim_tick(). */
+ * on ENOMEM, or if env lacks send or wall_ms, or cfg's name is not valid. Nothing is sent before the first swim_tick(). */
 struct swim *swim_create(const struct swim_config *cfg, const struct swim_env *env, uint64_t now);
 void swim_destroy(struct swim *s);
 
@@ -125,7 +148,11 @@ void swim_destroy(struct swim *s);
  * and its health score rises), not as silence of the others. */
 void swim_tick(struct swim *s, uint64_t now);
 
-/* Handles one decoded packet that arrived from `from_addr`. */
+/* Handles one decoded packet that arrived from `from_addr`, its real source
+ * (the glue passes the packet's own from_addr when both name the same
+ * endpoint). Every answer goes to the real source, never to an address
+ * written inside the packet, and an address is learned only from a packet
+ * that came from it: the group is no reflector. */
 void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const struct swim_packet *pkt);
 
 /* Tells every member that this node leaves; later ticks and packets do nothing. */
@@ -148,7 +175,7 @@ size_t swim_packet_wire_bound(const struct swim_packet *p);
 struct swim_stats {
     uint64_t probes, acks, indirect_probes, nacks_sent, nacks_received, checks, confirmations,
         suspicions, refutations, failures_declared, rejoins, stalls, packets_sent,
-        updates_applied;
+        updates_applied, records_refused, packets_refused, reincarnations;
 };
 const struct swim_stats *swim_stats(const struct swim *s);
 

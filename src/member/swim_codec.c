@@ -46,6 +46,12 @@ static int copy_field(char *dst, size_t cap, const char *src)
     return 0;
 }
 
+/* Addresses that may be absent, but never hold control characters. */
+static int optional_addr_ok(const char *addr)
+{
+    return !addr[0] || swim_addr_valid(addr);
+}
+
 int swim_decode(const uint8_t *buf, size_t len, struct swim_packet *p)
 {
     Idunno__SwimPacket *m = idunno__swim_packet__unpack(NULL, len, buf);
@@ -61,14 +67,18 @@ int swim_decode(const uint8_t *buf, size_t len, struct swim_packet *p)
     if (copy_field(p->from_name, sizeof p->from_name, m->from_name) ||
         copy_field(p->from_addr, sizeof p->from_addr, m->from_addr) ||
         copy_field(p->target_addr, sizeof p->target_addr, m->target_addr) ||
-        copy_field(p->origin_addr, sizeof p->origin_addr, m->origin_addr))
+        copy_field(p->origin_addr, sizeof p->origin_addr, m->origin_addr) ||
+        !swim_name_valid(p->from_name) || !optional_addr_ok(p->from_addr) ||
+        !optional_addr_ok(p->target_addr) || !optional_addr_ok(p->origin_addr))
         goto out;
     for (size_t i = 0; i < m->n_updates; i++) {
         const Idunno__SwimMember *r = m->updates[i];
         struct swim_record *d = &p->updates[i];
         if (r->state > MEMBER_LEFT || copy_field(d->name, sizeof d->name, r->name) ||
             copy_field(d->addr, sizeof d->addr, r->addr) ||
-            copy_field(d->suspecter, sizeof d->suspecter, r->suspecter))
+            copy_field(d->suspecter, sizeof d->suspecter, r->suspecter) ||
+            !swim_name_valid(d->name) || !swim_addr_valid(d->addr) ||
+            (d->suspecter[0] && !swim_name_valid(d->suspecter)))
             goto out;
         d->incarnation = r->incarnation;
         d->heartbeat = r->heartbeat;

@@ -12,7 +12,8 @@ int swim_encode(const struct swim_packet *p, uint8_t *buf, size_t cap);
 
 /* Decodes a datagram body into *p. Rejects (ID_EPROTO) anything that is not a
  * well-formed packet: undecodable protobuf, unknown kind or state, strings too
- * long for the fixed fields, too many updates. *p is unspecified on error. */
+ * long for the fixed fields, too many updates, member names outside
+ * swim_name_valid(), addresses with control characters or spaces. *p is unspecified on error. */
 int swim_decode(const uint8_t *buf, size_t len, struct swim_packet *p);
 
 #endif

@@ -18,6 +18,8 @@
 #define SWIM_JOIN_RETRY_MS 500u
 #define SWIM_DEAD_GOSSIP_MS 2000u /* how often a failed member is invited back */
 #define SWIM_HEARD_MULT 2         /* a suspicion we only heard of: 2x the longest */
+#define SWIM_MAX_HELPERS 8        /* ping-req helpers per probe (indirect_k is capped) */
+#define SWIM_MAX_OWED 3           /* health owed by one silent helper, at most */
 
 /* Our part in a suspicion. Only members with evidence of their own (a failed
  * probe) run the short, confirmation-driven timer; the others keep a long one
@@ -28,6 +30,10 @@ struct swim_node {
     struct swim_record rec;
     uint64_t since;        /* now when it entered its state */
     unsigned gossip_left;  /* piggyback transmissions still to do */
+    /* Lifeguard: nacks this helper owed us and never sent. They count against
+     * our health only once we hear from it again (it was alive, so the fault
+     * was likely ours); a helper that died with the target owes nothing. */
+    unsigned owed_health;
     /* suspicion, valid while rec.state == MEMBER_SUSPECT */
     enum swim_sus_role role;
     uint64_t sus_start;
@@ -46,7 +52,9 @@ struct swim_probe {
     uint64_t seq;
     uint64_t indirect_at, end_at;
     int indirect_sent;
-    unsigned helpers, nacks;
+    unsigned helpers;
+    char helper[SWIM_MAX_HELPERS][MEMBER_NAME_MAX];
+    int nacked[SWIM_MAX_HELPERS];
 };
 
 struct swim_forward {
@@ -129,6 +137,8 @@ void swim__set_state(struct swim *s, struct swim_node *n, enum member_state st, 
 /* ---- swim_probe.c: failure detection ------------------------------------- */
 
 void swim__health_add(struct swim *s, int delta);
+/* We heard from n: it is alive, so the nacks it owed count against us now. */
+void swim__heard_from(struct swim *s, struct swim_node *n);
 uint64_t swim__suspicion_deadline(const struct swim *s, const struct swim_node *n);
 /* Counts `who` as a suspecter of n; returns 1 if it is new. */
 int swim__add_confirmation(struct swim *s, struct swim_node *n, const char *who);

@@ -18,24 +18,47 @@ void swim__health_add(struct swim *s, int delta)
     s->health = (unsigned)h;
 }
 
+void swim__heard_from(struct swim *s, struct swim_node *n)
+{
+    if (n->owed_health) {
+        swim__health_add(s, (int)n->owed_health);
+        n->owed_health = 0;
+    }
+}
+
+/* Members that could still confirm a suspicion: alive, not suspected. */
+static size_t count_alive(const struct swim *s)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < s->n_nodes; i++)
+        c += s->nodes[i].rec.state == MEMBER_ALIVE;
+    return c;
+}
+
 /* Deadline of n's suspicion: min * (max/min) shrinking logarithmically with the
  * number of independent suspecters, as in Lifeguard:
  *   t(C) = max - (max - min) * log(C + 1) / log(K + 1), t >= min,
- * K being the confirmations expected (fewer in a small group). */
+ * K being the confirmations expected: at most the members that could give
+ * one, i.e. those alive and not suspected themselves. When several members
+ * die at once, each suspicion lowers K for the others (the deadline is
+ * recomputed every tick), so the survivors need not wait for confirmations
+ * only the dead could give. With nobody left to confirm, the longest timeout. */
 uint64_t swim__suspicion_deadline(const struct swim *s, const struct swim_node *n)
 {
     double min = s->cfg.suspect_timeout_ms;
     double max = min * s->cfg.suspect_max_mult;
     double t;
-    size_t others = swim__count_live(s); /* includes the suspect */
+    size_t others = count_alive(s); /* the suspect is not among them */
     unsigned k = s->cfg.suspect_confirmations;
-    if (others < 1 + (size_t)k)
-        k = others ? (unsigned)(others - 1) : 0;
-    int confirmed = n->role != SUS_HEARD && (k == 0 || n->n_conf >= k);
+    if (others < (size_t)k)
+        k = (unsigned)others;
+    int confirmed = n->role != SUS_HEARD && k > 0 && n->n_conf >= k;
     if (n->role == SUS_HEARD)
         t = max * SWIM_HEARD_MULT;
     else if (confirmed)
         t = min;
+    else if (k == 0)
+        t = max;
     else
         t = max - (max - min) * log((double)n->n_conf + 1.0) / log((double)k + 1.0);
     if (t < min)
@@ -217,7 +240,7 @@ static void send_indirect(struct swim *s, struct swim_probe *pr, struct swim_nod
     for (size_t i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].rec.state == MEMBER_ALIVE && &s->nodes[i] != t)
             cand[nc++] = i;
-    for (uint32_t k = 0; k < s->cfg.indirect_k && nc; k++) {
+    for (uint32_t k = 0; k < s->cfg.indirect_k && k < SWIM_MAX_HELPERS && nc; k++) {
         size_t j = (size_t)(swim__rng_next(s) % nc);
         struct swim_node *h = &s->nodes[cand[j]];
         cand[j] = cand[--nc];
@@ -226,7 +249,8 @@ static void send_indirect(struct swim *s, struct swim_probe *pr, struct swim_nod
         copy_str(p.target_addr, sizeof p.target_addr, t->rec.addr);
         swim__send_pkt(s, h->rec.addr, &p, 1);
         s->stats.indirect_probes++;
-        pr->helpers++;
+        copy_str(pr->helper[pr->helpers], MEMBER_NAME_MAX, h->rec.name);
+        pr->nacked[pr->helpers++] = 0;
     }
     /* A second direct try too: one lost datagram should not cost a suspicion. */
     send_ping(s, t->rec.addr, pr->seq);
@@ -235,11 +259,17 @@ static void send_indirect(struct swim *s, struct swim_probe *pr, struct swim_nod
 static void probe_failed(struct swim *s, struct swim_probe *pr, struct swim_node *t, uint64_t now)
 {
     /* Lifeguard: helpers that did not even nack suggest our own link or CPU is
-     * the problem, not the target. With no helpers we cannot tell. */
-    if (pr->helpers)
-        swim__health_add(s, (int)(pr->helpers - (pr->nacks < pr->helpers ? pr->nacks : pr->helpers)));
-    else
+     * the problem, not the target — if they are alive. Each silent helper owes
+     * a point, paid when we next hear from it; one that died with the target
+     * (several members failing at once) never pays, so it does not slow our
+     * detection of the others. With no helpers we cannot tell. */
+    if (!pr->helpers)
         swim__health_add(s, 1);
+    for (unsigned i = 0; i < pr->helpers; i++) {
+        struct swim_node *h = pr->nacked[i] ? NULL : swim__find(s, pr->helper[i]);
+        if (h && h->rec.state == MEMBER_ALIVE && h->owed_health < SWIM_MAX_OWED)
+            h->owed_health++;
+    }
     if (t->rec.state == MEMBER_ALIVE)
         suspect_origin(s, t, now);
     else if (t->rec.state == MEMBER_SUSPECT)
@@ -274,6 +304,7 @@ static void suspicion_step(struct swim *s, uint64_t now)
         struct swim_node *n = &s->nodes[i];
         if (n->rec.state != MEMBER_SUSPECT)
             continue;
+        n->sus_deadline = swim__suspicion_deadline(s, n);
         if (now >= n->sus_deadline) {
             declare_failed(s, n, now);
             continue;
@@ -321,7 +352,7 @@ void swim__stall_shift(struct swim *s, uint64_t gap)
         s->fwd[i].deadline += gap;
     }
     for (size_t i = 0; i < s->n_nodes; i++)
-        s->nodes[i].sus_deadline += gap;
+        s->nodes[i].sus_start += gap; /* the deadline counts from it */
 }
 
 void swim__on_ack(struct swim *s, const struct swim_packet *p)
@@ -353,7 +384,10 @@ void swim__on_nack(struct swim *s, const struct swim_packet *p)
 {
     for (size_t i = 0; i < SWIM_MAX_PROBES; i++)
         if (s->probes[i].used && s->probes[i].seq == p->seq) {
-            s->probes[i].nacks++;
+            struct swim_probe *pr = &s->probes[i];
+            for (unsigned k = 0; k < pr->helpers; k++)
+                if (strcmp(pr->helper[k], p->from_name) == 0)
+                    pr->nacked[k] = 1;
             s->stats.nacks_received++;
             return;
         }
@@ -362,6 +396,13 @@ void swim__on_nack(struct swim *s, const struct swim_packet *p)
 void swim__on_ping_req(struct swim *s, uint64_t now, const struct swim_packet *p)
 {
     if (!p->target_addr[0] || !p->from_addr[0])
+        return;
+    /* Only members we hold live are probed for others: we are nobody's means
+     * of sending pings to an address of their choosing. */
+    int member = 0;
+    for (size_t i = 0; i < s->n_nodes && !member; i++)
+        member = is_live(s->nodes[i].rec.state) && strcmp(s->nodes[i].rec.addr, p->target_addr) == 0;
+    if (!member)
         return;
     struct swim_forward *f = NULL;
     for (size_t i = 0; i < SWIM_MAX_FORWARDS && !f; i++)

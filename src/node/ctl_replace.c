@@ -12,6 +12,11 @@
  *   more voters than the group's size and one failed for T -> remove it;
  *   a voter failed for T and the group at its size -> add the live member
  *     (alive for a while, not in the configuration) that sorts first by name.
+ *
+ * "Failed" takes two witnesses: membership (gossip) says so for T, and raft
+ * itself has lost contact: the voter has not replicated a barrier this leader
+ * appended REPLACE_CONTACT_MS ago. Gossip alone can be stale or forged; it
+ * must never shrink a working group or swap out a live voter.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +35,11 @@
 #define REPLACE_STABLE_MS 5000u
 /* A non-voting server in the configuration that is dead this long is removed. */
 #define REPLACE_DEAD_SPARE_MS 5000u
+/* A live voter replicates a fresh barrier within a few heartbeats. */
+#define REPLACE_CONTACT_MS 2000u
+/* A voter membership calls failed but raft still reaches is checked again
+ * this often. */
+#define REPLACE_RECHECK_MS 10000u
 
 struct srv_state {
     struct ctl_server s;
@@ -88,6 +98,48 @@ static void replace_assess(struct node *node, struct srv_state *st, const struct
     }
 }
 
+static void replace_barrier_done(void *ud, int status)
+{
+    (void)ud;
+    (void)status; /* only its place in the log matters */
+}
+
+/* Raft's own evidence that voter f is gone: returns 1 once it has not
+ * replicated, for REPLACE_CONTACT_MS, a barrier appended after membership
+ * called it failed. Starts that check on the first call. */
+static int replace_contact_lost(struct node *node, const struct srv_state *f, const struct ctl_view *v,
+                                uint64_t now)
+{
+    __typeof__(node->ctl_contact) *k = &node->ctl_contact;
+    const char *name = f->name[0] ? f->name : f->s.node_addr;
+    if (k->id != f->s.id || k->term != v->term) {
+        k->id = f->s.id;
+        k->term = v->term;
+        k->target = v->last_index + 1;
+        k->since = now;
+        k->warned = 0;
+        if (ctl_read_barrier(node->ctl, replace_barrier_done, NULL) < 0)
+            k->id = 0; /* not leader any more: nothing to check */
+        return 0;
+    }
+    uint64_t match = 0;
+    if (ctl_match_index(node->ctl, f->s.id, &match) < 0)
+        return 0;
+    if (match >= k->target) {
+        if (!k->warned)
+            LOG_WARN("ctl", "membership says voter %s failed, but it still replicates the log: "
+                            "keeping it",
+                     name);
+        k->warned = 1;
+        if (now - k->since >= REPLACE_RECHECK_MS)
+            k->id = 0;
+        return 0;
+    }
+    if (now - k->since < REPLACE_CONTACT_MS)
+        return 0;
+    return 1;
+}
+
 /* Logged by ctl. The next step starts at once rather than at the next tick
  * (from the timer: not from inside libraft's completion callback). */
 static void replace_done(void *ud, int status)
@@ -128,6 +180,9 @@ void node_ctl_replace_tick(struct node *node)
             (!failed || st[i].failed_for > failed->failed_for))
             failed = &st[i];
     }
+    /* Gossip called it failed; raft must agree before anything changes. */
+    if (failed && !replace_contact_lost(node, failed, &v, now))
+        failed = NULL;
     size_t size = node->n_voters;
     int rc = 0;
     /* A newcomer on its way in: next step, or out if it is no longer needed. */

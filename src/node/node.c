@@ -57,6 +57,10 @@ static const char usage[] =
     "                         an unconfirmed suspicion lasts 4 times as long)\n"
     "  --voter-replace MS     a voter failed this long is replaced by a live member\n"
     "                         (default 30000)\n"
+    "  --election-timeout MS  Raft election timeout (default 200; see docs/control-plane.md)\n"
+    "  --heartbeat MS         Raft heartbeat interval (default 50)\n"
+    "  --raft-rto-min MS      minimum TCP retransmission timeout of the Raft connections\n"
+    "                         (default 20; 0: the kernel's own, 200)\n"
     "  --infer-slots N        at most N model runs at once across the nodes on this host,\n"
     "                         shared through lock files (default 0: no limit; see\n"
     "                         docs/inference.md for when it helps and what it costs)\n"
@@ -93,6 +97,9 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"probe-timeout", required_argument, NULL, 'T'},
         {"suspect-timeout", required_argument, NULL, 'S'},
         {"voter-replace", required_argument, NULL, 'R'},
+        {"election-timeout", required_argument, NULL, 'E'},
+        {"heartbeat", required_argument, NULL, 'K'},
+        {"raft-rto-min", required_argument, NULL, 'O'},
         {"no-http", no_argument, NULL, 'H'},
         {"infer-slots", required_argument, NULL, 'I'},
         {"infer-gate", required_argument, NULL, 'G'},
@@ -102,6 +109,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_LEVEL_INFO;
+    cfg->raft_rto_min_ms = -1;
     optind = 1;
     opterr = 0; /* one message of our own, naming the option */
     int c;
@@ -159,6 +167,18 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             free(copy);
             break;
         }
+        case 'O': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 0 || v > 1000) {
+                snprintf(errmsg, len, "--raft-rto-min takes 0 to 1000 (ms)");
+                return ID_EINVAL;
+            }
+            cfg->raft_rto_min_ms = (int)v;
+            break;
+        }
+        case 'E':
+        case 'K':
         case 'P':
         case 'T':
         case 'R':
@@ -172,6 +192,8 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             if (c == 'T') cfg->probe_timeout_ms = v;
             if (c == 'S') cfg->suspect_timeout_ms = v;
             if (c == 'R') cfg->voter_replace_ms = v;
+            if (c == 'E') cfg->election_timeout_ms = v;
+            if (c == 'K') cfg->heartbeat_ms = v;
             break;
         }
         case 'h': fputs(usage, stdout); return 1;

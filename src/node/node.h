@@ -25,6 +25,10 @@ struct node_config {
     uint32_t probe_interval_ms, probe_timeout_ms, suspect_timeout_ms;
     /* A voter failed this long is replaced by a live member (0: default 30 s). */
     uint32_t voter_replace_ms;
+    /* Raft timing overrides (0: ctl.h defaults); raft_rto_min_ms < 0: default,
+     * 0: the kernel's own retransmission timeout. */
+    uint32_t election_timeout_ms, heartbeat_ms;
+    int raft_rto_min_ms;
     int infer_slots;          /* model runs at once on this host (0: no gate) */
     int infer_sched_batch;    /* model runs as SCHED_BATCH (--infer-sched batch) */
     char infer_gate_dir[256]; /* the gate's lock files ("" : infer_gate_default_dir) */
@@ -72,6 +76,13 @@ struct node {
     struct {
         uint64_t id, since; /* monotonic ms since this voter was unknown to membership */
     } ctl_missing[8];
+    struct {
+        /* ctl_replace.c: the leader's own check of a voter membership calls
+         * failed: a barrier at index `target` appended at `since` (monotonic
+         * ms) in `term`, which that voter should replicate if it is alive. */
+        uint64_t id, term, target, since;
+        int warned;
+    } ctl_contact;
     uv_signal_t sig_term, sig_int;
     uv_timer_t exit_timer;
     int stopping;

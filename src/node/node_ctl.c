@@ -498,7 +498,13 @@ int node_ctl_start(struct node *node)
     }
     char dir[600];
     snprintf(dir, sizeof dir, "%s/raft", cfg->data_dir);
-    struct ctl_config cc = {.name = cfg->name, .node_addr = cfg->addr, .dir = dir};
+    struct ctl_config cc = {.name = cfg->name, .node_addr = cfg->addr, .dir = dir,
+                            .election_timeout_ms = cfg->election_timeout_ms,
+                            .heartbeat_ms = cfg->heartbeat_ms,
+                            /* 0 in ctl_config means the default; "the kernel's" is < 0 */
+                            .tcp_rto_min_ms = cfg->raft_rto_min_ms == 0  ? -1
+                                              : cfg->raft_rto_min_ms < 0 ? 0
+                                                                         : cfg->raft_rto_min_ms};
     int rc = ctl_create(node->loop, &cc, &node->ctl);
     if (rc < 0) {
         snprintf(node->errmsg, sizeof node->errmsg, "cannot create the control plane: %s",

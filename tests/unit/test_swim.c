@@ -56,6 +56,9 @@ struct sim {
     size_t nq, capq;
     uint64_t packets, dropped, bytes;
     size_t max_packet;
+    /* Packets sent to spy_addr (an outsider: nothing delivers there). */
+    char spy_addr[MEMBER_ADDR_MAX];
+    int spy_packets, spy_acks;
 };
 
 static uint64_t sim_rand(struct sim *s)
@@ -90,6 +93,10 @@ static void sim_send(void *ud, const char *addr, const struct swim_packet *pkt)
     struct sim_node *from = ud;
     struct sim *s = from->sim;
     int to = addr_index(s, addr);
+    if (s->spy_addr[0] && strcmp(addr, s->spy_addr) == 0) {
+        s->spy_packets++;
+        s->spy_acks += pkt->kind == SWIM_ACK;
+    }
     uint8_t buf[SWIM_MAX_PACKET_BYTES];
     int len = swim_encode(pkt, buf, sizeof buf);
     assert_true(len > 0); /* every packet fits a datagram with its header */
@@ -146,6 +153,14 @@ static uint64_t sim_new_incarnation(void *ud, uint64_t current)
     return me->incarnation;
 }
 
+/* The simulated wall clock: far above every incarnation the tests use. */
+#define SIM_WALL_BASE 1000000000ull
+static uint64_t sim_wall_ms(void *ud)
+{
+    struct sim_node *me = ud;
+    return SIM_WALL_BASE + me->sim->now;
+}
+
 static void sim_name(struct sim *s, int i, char *name, size_t cap)
 {
     if (s->long_names) /* 63 characters: the longest a name may be */
@@ -191,7 +206,11 @@ static void sim_start_node(struct sim *s, int i, uint64_t incarnation, const cha
                               .seed = 1234 + (uint64_t)i * 77 + incarnation,
                               .join = seeds};
     struct swim_env env = {
-        .ud = nd, .send = sim_send, .event = sim_event, .new_incarnation = sim_new_incarnation};
+        .ud = nd,
+        .send = sim_send,
+        .event = sim_event,
+        .new_incarnation = sim_new_incarnation,
+        .wall_ms = sim_wall_ms};
     nd->swim = swim_create(&cfg, &env, s->now);
     assert_non_null(nd->swim);
 }
@@ -494,6 +513,67 @@ static void test_no_false_positive_under_loss(void **state)
     sim_free(s);
 }
 
+/* Kills `victims` nodes at once (the highest-numbered ones) and returns, in
+ * t[], the time each survivor took to see each victim failed (simulated ms). */
+static size_t kill_several(struct sim *s, int victims, uint64_t *t)
+{
+    uint64_t killed_at = s->now;
+    for (int v = s->n - victims; v < s->n; v++)
+        sim_stop(s, v);
+    for (int step = 0; step < 1000; step++) {
+        sim_run(s, 10);
+        int all = 1;
+        for (int i = 0; i < s->n - victims && all; i++)
+            for (int v = s->n - victims; v < s->n && all; v++)
+                all = s->nodes[i].saw_failed_at[v] != 0;
+        if (all)
+            break;
+    }
+    size_t k = 0;
+    for (int i = 0; i < s->n - victims; i++)
+        for (int v = s->n - victims; v < s->n; v++) {
+            assert_int_equal(state_seen(s, i, v), MEMBER_FAILED);
+            t[k++] = s->nodes[i].saw_failed_at[v] - killed_at;
+        }
+    qsort(t, k, sizeof t[0], cmp_u64);
+    return k;
+}
+
+static void test_several_crashes_at_once(void **state)
+{
+    (void)state;
+    /* 3 of 5 die at once: the two survivors must not blame themselves for the
+     * silence of helpers that died too, nor wait for confirmations that only
+     * one other member can give. Then 3 of 10. */
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        struct sim *s = sim_new(5, 0, 600 + seed);
+        sim_run(s, 2000);
+        assert_true(sim_converged(s));
+        uint64_t t[6];
+        size_t k = kill_several(s, 3, t);
+        assert_int_equal(k, 6);
+        print_message("3 of 5 killed (seed %llu): detected by both survivors after %llu..%llu ms\n",
+                      (unsigned long long)seed, (unsigned long long)t[0], (unsigned long long)t[k - 1]);
+        assert_true(t[k - 1] <= 2000);
+        assert_int_equal(total_false_failures(s), 0);
+        sim_free(s);
+    }
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        struct sim *s = sim_new(10, 0, 700 + seed);
+        sim_run(s, 2000);
+        assert_true(sim_converged(s));
+        uint64_t t[21];
+        size_t k = kill_several(s, 3, t);
+        assert_int_equal(k, 21);
+        print_message("3 of 10 killed (seed %llu): median %llu, max %llu ms\n", (unsigned long long)seed,
+                      (unsigned long long)t[k / 2], (unsigned long long)t[k - 1]);
+        assert_true(t[k / 2] <= 1000);
+        assert_true(t[k - 1] <= 2000);
+        assert_int_equal(total_false_failures(s), 0);
+        sim_free(s);
+    }
+}
+
 static void test_suspect_refutes(void **state)
 {
     (void)state;
@@ -510,11 +590,18 @@ static void test_suspect_refutes(void **state)
                 suspected = 1;
     }
     assert_true(suspected);
+    uint64_t inc1 = s->nodes[1].incarnation;
     s->nodes[1].cut_off = 0;
     sim_run(s, 2000);
     assert_true(sim_converged(s));
     assert_true(swim_stats(s->nodes[1].swim)->refutations >= 1);
     assert_int_equal(total_false_failures(s), 0);
+    /* Refuted in time: nobody ever declared it failed, and it kept its
+     * identity (no rejoin, no new incarnation). */
+    for (int i = 0; i < s->n; i++)
+        assert_int_equal(s->nodes[i].saw_failed_at[1], 0);
+    assert_true(s->nodes[1].incarnation == inc1);
+    assert_int_equal(swim_stats(s->nodes[1].swim)->rejoins, 0);
     sim_free(s);
 }
 
@@ -771,6 +858,249 @@ static void test_codec_roundtrip_and_rejects(void **state)
     assert_int_equal(swim_encode(&ok, buf, 10), -6 /* ID_ETOOBIG */);
 }
 
+/* ---- forged packets -------------------------------------------------------- */
+
+#define OUTSIDER "10.66.0.1:9999"
+
+/* A packet as a forger would send it: claiming to come from node `as`
+ * (its name, incarnation and address), carrying one record. */
+static struct swim_packet forged(struct sim *s, int as, enum swim_kind kind, const struct swim_record *r)
+{
+    struct swim_packet p;
+    memset(&p, 0, sizeof p);
+    p.kind = kind;
+    snprintf(p.from_name, sizeof p.from_name, "%s", s->nodes[as].name);
+    p.from_incarnation = s->nodes[as].incarnation;
+    snprintf(p.from_addr, sizeof p.from_addr, "%s", s->nodes[as].addr);
+    p.seq = 4242;
+    if (r) {
+        p.updates[0] = *r;
+        p.n_updates = 1;
+    }
+    return p;
+}
+
+static struct swim_record record_of(struct sim *s, int who, uint64_t incarnation, enum member_state st)
+{
+    struct swim_record r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.name, sizeof r.name, "%s", s->nodes[who].name);
+    snprintf(r.addr, sizeof r.addr, "%s", s->nodes[who].addr);
+    r.incarnation = incarnation;
+    r.state = st;
+    return r;
+}
+
+/* Delivers p to node `to` through the codec, from the real source `src`. */
+static void inject(struct sim *s, int to, const char *src, const struct swim_packet *p)
+{
+    uint8_t buf[SWIM_MAX_PACKET_BYTES];
+    int len = swim_encode(p, buf, sizeof buf);
+    assert_true(len > 0);
+    struct swim_packet d;
+    assert_int_equal(swim_decode(buf, (size_t)len, &d), 0);
+    swim_receive(s->nodes[to].swim, s->now, src, &d);
+}
+
+static uint64_t refused_total(struct sim *s)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < s->n; i++)
+        if (s->nodes[i].up)
+            r += swim_stats(s->nodes[i].swim)->records_refused;
+    return r;
+}
+
+static void test_forged_huge_incarnation_refused(void **state)
+{
+    (void)state;
+    /* One datagram to every member but the victim: "n2, incarnation 2^64-1,
+     * left". It must change nothing anywhere; nor may an incarnation just past
+     * a minute ahead of the clock, or a suspicion with a heartbeat the victim
+     * never had. */
+    struct sim *s = sim_new(5, 0, 61);
+    sim_run(s, 2000);
+    assert_true(sim_converged(s));
+    uint64_t inc2 = s->nodes[2].incarnation;
+    struct swim_record bad[3] = {
+        record_of(s, 2, UINT64_MAX, MEMBER_LEFT),
+        record_of(s, 2, SIM_WALL_BASE + s->now + SWIM_INCARNATION_AHEAD_MS + 1000, MEMBER_FAILED),
+        record_of(s, 2, inc2, MEMBER_SUSPECT),
+    };
+    bad[2].heartbeat = UINT32_MAX;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < s->n; i++)
+            if (i != 2) {
+                struct swim_packet p = forged(s, (i + 1) % s->n == 2 ? 3 : (i + 1) % s->n, SWIM_NOTICE, &bad[k]);
+                inject(s, i, p.from_addr, &p);
+            }
+    assert_true(refused_total(s) >= 12);
+    for (int i = 0; i < s->n; i++)
+        if (i != 2)
+            assert_int_equal(state_seen(s, i, 2), MEMBER_ALIVE);
+    sim_run(s, 5000);
+    assert_true(s->nodes[2].incarnation == inc2); /* never even had to refute */
+    assert_true(sim_converged(s));
+    for (int i = 0; i < s->n; i++)
+        assert_int_equal(s->nodes[i].saw_failed_at[2], 0);
+    /* A packet whose sender claims an incarnation from the far future is
+     * dropped whole. */
+    struct swim_packet p = forged(s, 1, SWIM_PING, NULL);
+    p.from_incarnation = UINT64_MAX;
+    inject(s, 0, s->nodes[1].addr, &p);
+    assert_true(swim_stats(s->nodes[0].swim)->packets_refused >= 1);
+    sim_free(s);
+}
+
+static void test_forged_left_is_refuted(void **state)
+{
+    (void)state;
+    /* "n2 left", at n2's true incarnation, sent to everyone but n2: the others
+     * believe it at first, but n2 hears of it (its next packets are answered
+     * with the record) and takes a new incarnation, which all adopt. */
+    struct sim *s = sim_new(5, 0, 62);
+    sim_run(s, 2000);
+    assert_true(sim_converged(s));
+    uint64_t inc2 = s->nodes[2].incarnation;
+    struct swim_record r = record_of(s, 2, inc2, MEMBER_LEFT);
+    for (int i = 0; i < s->n; i++)
+        if (i != 2) {
+            struct swim_packet p = forged(s, i == 1 ? 3 : 1, SWIM_NOTICE, &r);
+            inject(s, i, p.from_addr, &p);
+        }
+    assert_int_equal(state_seen(s, 0, 2), MEMBER_LEFT);
+    sim_run(s, 3000);
+    assert_true(swim_stats(s->nodes[2].swim)->reincarnations >= 1);
+    assert_true(s->nodes[2].incarnation > inc2);
+    assert_true(sim_converged(s)); /* n2 alive everywhere, at its new incarnation */
+    assert_int_equal(total_false_failures(s), 0);
+    /* "n2 restarted, and that life is over already": no member holding n2
+     * live takes that on hearsay. */
+    uint64_t inc_now = s->nodes[2].incarnation;
+    r = record_of(s, 2, inc_now + 5, MEMBER_LEFT);
+    for (int i = 0; i < s->n; i++)
+        if (i != 2) {
+            struct swim_packet p = forged(s, i == 1 ? 3 : 1, SWIM_NOTICE, &r);
+            inject(s, i, p.from_addr, &p);
+            assert_int_equal(state_seen(s, i, 2), MEMBER_ALIVE);
+        }
+    sim_run(s, 3000);
+    assert_true(s->nodes[2].incarnation == inc_now);
+    assert_true(sim_converged(s));
+    assert_int_equal(total_false_failures(s), 0);
+    /* "n2 restarted, at an address of mine": believed (a restart looks just
+     * so), but n2 hears of it and goes above it, and all follow. */
+    r = record_of(s, 2, inc_now + 5, MEMBER_ALIVE);
+    snprintf(r.addr, sizeof r.addr, OUTSIDER);
+    for (int i = 0; i < s->n; i++)
+        if (i != 2) {
+            struct swim_packet p = forged(s, i == 1 ? 3 : 1, SWIM_NOTICE, &r);
+            inject(s, i, p.from_addr, &p);
+        }
+    sim_run(s, 3000);
+    assert_true(s->nodes[2].incarnation > inc_now + 5);
+    assert_true(sim_converged(s));
+    for (int i = 0; i < s->n; i++) {
+        struct member_view v[16];
+        size_t n = swim_snapshot(s->nodes[i].swim, s->now, v, 16);
+        for (size_t k = 0; k < n; k++)
+            assert_string_not_equal(v[k].addr, OUTSIDER);
+    }
+    sim_free(s);
+}
+
+static void test_replies_go_to_the_real_source(void **state)
+{
+    (void)state;
+    /* A ping claiming to be from n1 but arriving from an outsider: the ack goes
+     * to the outsider (who sent it), not to n1 (whom it names). A join and a
+     * ping-req likewise answer the real source, and a ping-req for an address
+     * that is no member is not carried out. */
+    struct sim *s = sim_new(4, 0, 63);
+    sim_run(s, 2000);
+    assert_true(sim_converged(s));
+    snprintf(s->spy_addr, sizeof s->spy_addr, OUTSIDER);
+    uint64_t sent_before = s->packets;
+    struct swim_packet p = forged(s, 1, SWIM_PING, NULL);
+    inject(s, 0, OUTSIDER, &p);
+    assert_int_equal(s->spy_acks, 1);
+    /* Nothing else was sent for it: in particular no ack to n1. */
+    assert_true(s->packets - sent_before == 1);
+    /* The address inside the packet was not learned for n1 either way. */
+    struct member_view v[8];
+    size_t n = swim_snapshot(s->nodes[0].swim, s->now, v, 8);
+    for (size_t k = 0; k < n; k++)
+        assert_string_not_equal(v[k].addr, OUTSIDER);
+
+    /* A join from the outsider naming a new member at n3's address: the table
+     * goes to the outsider; n3's address is not given to the stranger's name. */
+    s->spy_packets = 0;
+    struct swim_packet j;
+    memset(&j, 0, sizeof j);
+    j.kind = SWIM_JOIN;
+    snprintf(j.from_name, sizeof j.from_name, "stranger");
+    j.from_incarnation = 77;
+    snprintf(j.from_addr, sizeof j.from_addr, "%s", s->nodes[3].addr);
+    j.updates[0] = record_of(s, 3, 77, MEMBER_ALIVE);
+    snprintf(j.updates[0].name, sizeof j.updates[0].name, "stranger");
+    j.n_updates = 1;
+    inject(s, 0, OUTSIDER, &j);
+    assert_true(s->spy_packets >= 1);
+    n = swim_snapshot(s->nodes[0].swim, s->now, v, 8);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(v[k].name, "stranger") == 0)
+            assert_string_equal(v[k].addr, OUTSIDER);
+
+    /* A ping-req whose target is no member: no ping leaves for it. */
+    s->spy_packets = 0;
+    snprintf(s->spy_addr, sizeof s->spy_addr, "10.66.0.2:53");
+    struct swim_packet pr = forged(s, 1, SWIM_PING_REQ, NULL);
+    snprintf(pr.target_addr, sizeof pr.target_addr, "10.66.0.2:53");
+    inject(s, 0, s->nodes[1].addr, &pr);
+    sim_run(s, 500);
+    assert_int_equal(s->spy_packets, 0);
+    sim_free(s);
+}
+
+static void test_names_with_control_characters_refused(void **state)
+{
+    (void)state;
+    assert_true(swim_name_valid("node-1.a_b"));
+    assert_false(swim_name_valid(""));
+    assert_false(swim_name_valid("evil\033[2J"));
+    assert_false(swim_name_valid("tab\there"));
+    assert_false(swim_name_valid("sp ace"));
+    assert_false(swim_addr_valid("1.2.3.4:5\n"));
+    assert_true(swim_addr_valid("[::1]:7000"));
+    /* The decoder refuses such a packet whole... */
+    struct swim_packet p = {.kind = SWIM_NOTICE, .from_name = "a", .from_addr = "1.2.3.4:5"};
+    p.n_updates = 1;
+    snprintf(p.updates[0].name, sizeof p.updates[0].name, "bad\rname");
+    snprintf(p.updates[0].addr, sizeof p.updates[0].addr, "1.2.3.4:6");
+    p.updates[0].incarnation = 9;
+    uint8_t buf[SWIM_MAX_PACKET_BYTES];
+    struct swim_packet d;
+    int len = swim_encode(&p, buf, sizeof buf);
+    assert_true(len > 0);
+    assert_true(swim_decode(buf, (size_t)len, &d) < 0);
+    snprintf(p.updates[0].name, sizeof p.updates[0].name, "ok");
+    snprintf(p.from_name, sizeof p.from_name, "\a" "bell");
+    len = swim_encode(&p, buf, sizeof buf);
+    assert_true(swim_decode(buf, (size_t)len, &d) < 0);
+    /* ...and the core, handed one directly, applies none of it. */
+    struct sim *s = sim_new(3, 0, 64);
+    sim_run(s, 1500);
+    snprintf(p.from_name, sizeof p.from_name, "%s", s->nodes[1].name);
+    p.from_incarnation = s->nodes[1].incarnation;
+    snprintf(p.from_addr, sizeof p.from_addr, "%s", s->nodes[1].addr);
+    snprintf(p.updates[0].name, sizeof p.updates[0].name, "bad\rname");
+    uint64_t refused = swim_stats(s->nodes[0].swim)->records_refused;
+    swim_receive(s->nodes[0].swim, s->now, s->nodes[1].addr, &p);
+    assert_true(swim_stats(s->nodes[0].swim)->records_refused == refused + 1);
+    assert_int_equal(count_alive_seen(s, 0), 3);
+    sim_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -779,6 +1109,7 @@ int main(void)
         cmocka_unit_test(test_crash_detected_by_all_quickly),
         cmocka_unit_test(test_crash_detected_under_loss),
         cmocka_unit_test(test_no_false_positive_under_loss),
+        cmocka_unit_test(test_several_crashes_at_once),
         cmocka_unit_test(test_suspect_refutes),
         cmocka_unit_test(test_graceful_leave),
         cmocka_unit_test(test_restart_is_new_incarnation),
@@ -790,6 +1121,10 @@ int main(void)
         cmocka_unit_test(test_big_table_syncs_in_pieces),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
+        cmocka_unit_test(test_forged_huge_incarnation_refused),
+        cmocka_unit_test(test_forged_left_is_refuted),
+        cmocka_unit_test(test_replies_go_to_the_real_source),
+        cmocka_unit_test(test_names_with_control_characters_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
