@@ -377,10 +377,15 @@ static int stop_after_calls(void *ud)
 static void test_search_stops_when_asked(void **state)
 {
     (void)state;
-    size_t len = 0, cap = 12u << 20;
+    /* Sparse hits: under ASan, regexec's interceptor measures the rest of
+     * the mapping at every call. */
+    size_t len = 0, cap = 12u << 20, needles = 0;
     char *content = malloc(cap);
-    while (len + 64 < cap)
-        len += (size_t)sprintf(content + len, "line %09zu needle and hay\n", len);
+    for (size_t i = 0; len + 64 < cap; i++) {
+        int hit = i % 1000 == 0;
+        needles += (size_t)hit;
+        len += (size_t)sprintf(content + len, "line %09zu %s and hay\n", i, hit ? "needle" : "straw");
+    }
     const char *path = write_tmp("stop.log", content, len);
     free(content);
     for (int extended = 0; extended <= 1; extended++) {
@@ -400,7 +405,7 @@ static void test_search_stops_when_asked(void **state)
         s.calls = 0;
         assert_int_equal(grep_compile(&m, &q, err, sizeof err), 0);
         assert_int_equal(grep_file(&m, path, &out), 0);
-        assert_true(out.count > 300000);
+        assert_int_equal(out.count, needles);
         assert_true(s.calls >= 2); /* 12 MiB is several windows in either mode */
         grep_output_free(&out);
         grep_matcher_free(&m);
