@@ -2,6 +2,7 @@
 #include "base/log.h"
 
 #include "base/err.h"
+#include "base/names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,14 +65,15 @@ void log_vwrite(enum log_level level, const char *module, const char *fmt, va_li
                      tm.tm_sec, (long)(tv.tv_usec / 1000), log_node, level_names[level], module);
     if (n < 0)
         return;
+    /* Messages quote names and text from the network: escaped, a message can
+     * neither break the one-event-per-line rule nor send a terminal control
+     * sequence to whoever reads the log. */
+    char raw[sizeof line];
+    vsnprintf(raw, sizeof raw, fmt, ap);
     if ((size_t)n < sizeof line - 1)
-        n += vsnprintf(line + n, sizeof line - 1 - (size_t)n, fmt, ap);
+        n += (int)strlen(id_escape(raw, line + n, sizeof line - 1 - (size_t)n));
     if ((size_t)n > sizeof line - 2)
         n = (int)sizeof line - 2; /* truncated: keep the line a line */
-    /* A message may not break the one-event-per-line rule. */
-    for (int i = 0; i < n; i++)
-        if (line[i] == '\n' || line[i] == '\r')
-            line[i] = ' ';
     line[n++] = '\n';
     if (log_fd >= 0 && write(log_fd, line, (size_t)n) < 0) {
         /* Nowhere better to report a failing log; the line still reaches stderr below. */

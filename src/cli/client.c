@@ -97,6 +97,25 @@ static int connect_to(const char *server, uint64_t deadline, int *fd_out)
     return 0;
 }
 
+/* An answer larger than one frame: the node could not send it (it answers
+ * ID_ETOOBIG) or sent a header announcing it. Either way the user must ask
+ * for less, and is told so rather than left with a timeout. */
+#define CLI_TOOBIG_HINT "more than the %u MiB one answer may carry; ask for less (a narrower name, fewer versions, grep -c)"
+
+static void toobig_message(char *buf, size_t len, const uint8_t hdr[FRAME_HEADER_LEN])
+{
+    /* The length field of the header (frame.h): big-endian at offset 16. */
+    uint32_t announced = (uint32_t)hdr[16] << 24 | (uint32_t)hdr[17] << 16 | (uint32_t)hdr[18] << 8 |
+                         (uint32_t)hdr[19];
+    snprintf(buf, len, "the answer is %u bytes, " CLI_TOOBIG_HINT, announced, FRAME_MAX_BODY >> 20);
+}
+
+static void toobig_reply_message(char *buf, size_t len, const char *detail)
+{
+    snprintf(buf, len, "%s%sthe answer would be " CLI_TOOBIG_HINT, detail ? detail : "",
+             detail && detail[0] ? ": " : "", FRAME_MAX_BODY >> 20);
+}
+
 static int user_error_code(int code)
 {
     return code == ID_EINVAL || code == ID_ENOTFOUND || code == ID_EEXIST || code == ID_EMODEL;
@@ -146,6 +165,11 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
     if (rc == 0 && (!(h.flags & FRAME_F_RESPONSE) || h.req_id != req_id))
         rc = ID_EPROTO; /* not the answer to our request */
     close(fd);
+    if (rc == ID_ETOOBIG) {
+        char msg[300];
+        toobig_message(msg, sizeof msg, hdr);
+        return cli_fail(CLI_CLUSTER_ERROR, "%s: %s", ctx->server, msg);
+    }
     if (rc < 0) {
         free(body);
         if (rc == ID_ETIMEDOUT)
@@ -159,7 +183,13 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
         if (!er)
             return cli_fail(CLI_CLUSTER_ERROR, "undecodable error from %s", ctx->server);
         int status = user_error_code(er->code) ? CLI_USER_ERROR : CLI_CLUSTER_ERROR;
-        cli_fail(status, "%s", er->message && er->message[0] ? er->message : id_strerror(er->code));
+        if (er->code == ID_ETOOBIG) {
+            char msg[600];
+            toobig_reply_message(msg, sizeof msg, er->message);
+            cli_fail(status, "%s", msg);
+        } else {
+            cli_fail(status, "%s", er->message && er->message[0] ? er->message : id_strerror(er->code));
+        }
         idunno__error_reply__free_unpacked(er, NULL);
         return status;
     }
@@ -246,6 +276,10 @@ int cli_conn_recv(struct cli_conn *c, struct cli_reply *reply, uint64_t *req_id,
         rc = frame_check_crc(&h, hdr, body, NULL);
     if (rc == 0 && !(h.flags & FRAME_F_RESPONSE))
         rc = ID_EPROTO;
+    if (rc == ID_ETOOBIG) {
+        toobig_message(errmsg, errlen, hdr);
+        return rc;
+    }
     if (rc < 0) {
         free(body);
         snprintf(errmsg, errlen, "%s", id_strerror(rc));
@@ -261,7 +295,10 @@ int cli_conn_recv(struct cli_conn *c, struct cli_reply *reply, uint64_t *req_id,
             return ID_EPROTO;
         }
         int code = er->code < 0 ? er->code : ID_EINTERNAL;
-        snprintf(errmsg, errlen, "%s", er->message && er->message[0] ? er->message : id_strerror(code));
+        if (code == ID_ETOOBIG)
+            toobig_reply_message(errmsg, errlen, er->message);
+        else
+            snprintf(errmsg, errlen, "%s", er->message && er->message[0] ? er->message : id_strerror(code));
         idunno__error_reply__free_unpacked(er, NULL);
         return code;
     }

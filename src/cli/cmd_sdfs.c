@@ -27,6 +27,7 @@
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/err.h"
+#include "base/names.h"
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "idunno.pb-c.h"
@@ -57,7 +58,8 @@ const struct cli_command cli_sdfs_commands[] = {
     {"store", "", "the files with a copy on the node given by -s", cmd_store},
     {"get-versions", "NAME N LOCAL", "the last N versions of NAME in one file, newest first",
      cmd_get_versions},
-    {"put-dir", "LOCALDIR PREFIX", "store every file of LOCALDIR as PREFIX/FILE (a data set)",
+    {"put-dir", "[--follow-links] LOCALDIR PREFIX",
+     "store every file of LOCALDIR as PREFIX/FILE (a data set); links out of LOCALDIR only with --follow-links",
      cmd_put_dir},
     {NULL, NULL, NULL, NULL},
 };
@@ -227,16 +229,14 @@ static int put_attempt(struct cli_conn *conn, int fd, uint64_t size, const char 
     return 0;
 }
 
-int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *local,
-                 const char *name, Idunno__SdfsVersion **out, char *err, size_t errlen)
+/* Stores the open regular file fd (closed here) as `name`. */
+static int put_fd(const struct cli_ctx *ctx, struct cli_conn **conn, int fd, const char *local,
+                  const char *name, Idunno__SdfsVersion **out, char *err, size_t errlen)
 {
-    int fd = open(local, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "cannot read '%s': %s", local,
-                 fd < 0 ? strerror(errno) : "not a regular file");
-        if (fd >= 0)
-            close(fd);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "cannot read '%s': not a regular file", local);
+        close(fd);
         return ID_EINVAL;
     }
     struct progress prog = {.on = isatty(2) && st.st_size >= (8 << 20) && !ctx->json,
@@ -264,6 +264,17 @@ int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *
     }
     close(fd);
     return rc;
+}
+
+int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *local,
+                 const char *name, Idunno__SdfsVersion **out, char *err, size_t errlen)
+{
+    int fd = open(local, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read '%s': %s", local, strerror(errno));
+        return ID_EINVAL;
+    }
+    return put_fd(ctx, conn, fd, local, name, out, err, errlen);
 }
 
 /* local_from: for a get, the replica whose file on this host was copied
@@ -890,15 +901,37 @@ static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
     return rc;
 }
 
+/* Creates a new temporary file from `template` (ending in XXXXXX, replaced):
+ * mkostemp opens with O_CREAT|O_EXCL, so neither a file nor a link planted
+ * under a guessable name is ever followed or truncated. Read as well as
+ * written: a short-circuit get checks it through a mapping. Mode 0600 until
+ * finished; see publish_mode. */
+static int create_tmp(char *template)
+{
+    return mkostemp(template, O_CLOEXEC);
+}
+
+/* The mode a newly created file would get (0666 less the umask). */
+static mode_t publish_mode(void)
+{
+    mode_t mask = umask(022);
+    umask(mask);
+    return 0666 & ~mask;
+}
+
 /* Writes to a temporary file next to `local`, renamed over it once verified:
  * a failed get never leaves a partial file under the asked-for name. */
 static int open_tmp(const char *local, char *tmp, size_t len, char *err, size_t errlen)
 {
-    snprintf(tmp, len, "%s.idunno-%d", local, (int)getpid());
-    /* Read as well as written: a short-circuit get checks it through a mapping. */
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if ((size_t)snprintf(tmp, len, "%s.idunno-XXXXXX", local) >= len) {
+        snprintf(err, errlen, "cannot write '%s': name too long", local);
+        return -1;
+    }
+    int fd = create_tmp(tmp);
     if (fd < 0)
         snprintf(err, errlen, "cannot write '%s': %s", local, strerror(errno));
+    else
+        fchmod(fd, publish_mode());
     return fd;
 }
 
@@ -997,8 +1030,8 @@ static int cmd_get_versions(struct cli_ctx *ctx, int argc, char **argv)
     for (size_t k = f->n_versions; rc == 0 && k > 0 && shown < n; k--, shown++) {
         const Idunno__SdfsVersion *v = f->versions[k - 1];
         char part[1200];
-        snprintf(part, sizeof part, "%s.part", tmp);
-        int pfd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        snprintf(part, sizeof part, "%s.part-XXXXXX", tmp);
+        int pfd = create_tmp(part);
         if (pfd < 0) {
             snprintf(err, sizeof err, "cannot write '%s': %s", part, strerror(errno));
             rc = ID_EIO;
@@ -1243,9 +1276,118 @@ static int cmd_store(struct cli_ctx *ctx, int argc, char **argv)
 
 /* ---- put-dir ---------------------------------------------------------------------------------- */
 
-static int name_cmp(const void *a, const void *b)
+/* One file of the directory to store. */
+struct dir_entry {
+    char *name;   /* in the directory */
+    char *target; /* a link's resolved path; NULL: a regular file, opened without following */
+};
+
+static int entry_cmp(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp(((const struct dir_entry *)a)->name, ((const struct dir_entry *)b)->name);
+}
+
+/* Why `name` (an entry of the directory) cannot become SDFS name `full`, or
+ * NULL if it can. */
+static const char *name_problem(const char *name, const char *full)
+{
+    if (sdfs_name_ok(full))
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p == ' ')
+            return "contains a space, which SDFS names may not (rename the file)";
+        if (*p < 0x20 || *p == 0x7f)
+            return "contains a control character";
+        if (*p > 0x7e || *p == '\\')
+            return "SDFS names are printable ASCII without '\\'";
+    }
+    if (strlen(full) > SDFS_NAME_MAX)
+        return "the SDFS name would be too long";
+    return "not a valid SDFS name";
+}
+
+struct dir_scan {
+    struct dir_entry *entries;
+    size_t n, cap;
+    size_t bad; /* entries reported as unusable */
+};
+
+static void scan_bad(struct dir_scan *sc, const char *name, const char *why)
+{
+    char shown[1024];
+    if (sc->bad++ == 0)
+        fprintf(stderr, "idunno: put-dir: nothing stored; fix these first:\n");
+    fprintf(stderr, "  '%s': %s\n", id_escape(name, shown, sizeof shown), why);
+}
+
+/* Decides about one directory entry: store it (added to sc->entries), skip it
+ * silently (hidden files, directories, devices), or report it (sc->bad).
+ * A link is followed only to a regular file inside the directory, unless
+ * follow_links. */
+static void scan_entry(struct dir_scan *sc, int dfd, const char *dir, const char *realdir, const char *name,
+                       const char *prefix, size_t plen, int follow_links)
+{
+    struct stat st;
+    if (name[0] == '.' || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return;
+    char *target = NULL;
+    if (S_ISLNK(st.st_mode)) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        target = realpath(path, NULL);
+        if (!target || stat(target, &st) < 0) {
+            scan_bad(sc, name, "a link that leads nowhere");
+            free(target);
+            return;
+        }
+        size_t rl = strlen(realdir);
+        int inside = strncmp(target, realdir, rl) == 0 && target[rl] == '/';
+        if (!inside && !follow_links) {
+            scan_bad(sc, name, "a link to a file outside the directory (give --follow-links to store it)");
+            free(target);
+            return;
+        }
+    }
+    if (!S_ISREG(st.st_mode)) {
+        free(target);
+        return;
+    }
+    char full[2048];
+    snprintf(full, sizeof full, "%.*s/%s", (int)plen, prefix, name);
+    const char *why = name_problem(name, full);
+    if (why) {
+        scan_bad(sc, name, why);
+        free(target);
+        return;
+    }
+    if (sc->n == sc->cap) {
+        sc->cap = sc->cap ? sc->cap * 2 : 64;
+        struct dir_entry *ne = realloc(sc->entries, sc->cap * sizeof *ne);
+        if (!ne)
+            abort(); /* a CLI out of memory has nothing better to do */
+        sc->entries = ne;
+    }
+    sc->entries[sc->n].name = strdup(name);
+    sc->entries[sc->n].target = target;
+    sc->n++;
+}
+
+static void scan_free(struct dir_scan *sc)
+{
+    for (size_t i = 0; i < sc->n; i++) {
+        free(sc->entries[i].name);
+        free(sc->entries[i].target);
+    }
+    free(sc->entries);
+}
+
+/* Opens an entry for reading: a regular file without following a link
+ * (should one have replaced it since the scan), a link's target as resolved. */
+static int open_entry(int dfd, const struct dir_entry *e)
+{
+    if (e->target)
+        return open(e->target, O_RDONLY | O_CLOEXEC);
+    return openat(dfd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 }
 
 static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
@@ -1253,46 +1395,70 @@ static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
     const struct cli_command *cmd = &cli_sdfs_commands[6];
     if (cli_wants_help(cmd, argc, argv))
         return 0;
-    if (argc != 3)
-        return cli_usage_error(cmd, "takes a local directory and an SDFS prefix");
-    DIR *d = opendir(argv[1]);
-    if (!d)
-        return cli_fail(CLI_USER_ERROR, "cannot read directory '%s': %s", argv[1], strerror(errno));
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s", argv[1], de->d_name);
-        if (de->d_name[0] == '.' || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn)
-                break;
-            names = nn;
-        }
-        names[n++] = strdup(de->d_name);
+    int follow_links = 0;
+    const char *pos[2];
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--follow-links") == 0)
+            follow_links = 1;
+        else if (npos < 2)
+            pos[npos++] = argv[i];
+        else
+            npos = 3;
     }
-    closedir(d);
-    qsort(names, n, sizeof *names, name_cmp);
-    const char *prefix = argv[2];
+    if (npos != 2)
+        return cli_usage_error(cmd, "takes a local directory and an SDFS prefix");
+    const char *dir = pos[0], *prefix = pos[1];
     size_t plen = strlen(prefix);
     while (plen && prefix[plen - 1] == '/')
         plen--;
+    char shown[1024];
+    char pfx[2048];
+    snprintf(pfx, sizeof pfx, "%.*s", (int)plen, prefix);
+    if (!sdfs_name_ok(pfx))
+        return cli_fail(CLI_USER_ERROR, "put-dir: '%s' is not a valid SDFS prefix (printable ASCII, no spaces, "
+                                        "no '.' or '..' parts)",
+                        id_escape(prefix, shown, sizeof shown));
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *realdir = dfd >= 0 ? realpath(dir, NULL) : NULL;
+    DIR *d = realdir ? fdopendir(dup(dfd)) : NULL;
+    if (!d) {
+        int e = errno;
+        free(realdir);
+        if (dfd >= 0)
+            close(dfd);
+        return cli_fail(CLI_USER_ERROR, "cannot read directory '%s': %s", dir, strerror(e));
+    }
+    struct dir_scan sc = {0};
+    struct dirent *de;
+    while ((de = readdir(d)))
+        scan_entry(&sc, dfd, dir, realdir, de->d_name, prefix, plen, follow_links);
+    closedir(d);
+    free(realdir);
+    if (sc.bad) {
+        scan_free(&sc);
+        close(dfd);
+        return cli_fail(CLI_USER_ERROR, "put-dir %s: %zu entr%s cannot be stored as they are", dir, sc.bad,
+                        sc.bad == 1 ? "y" : "ies");
+    }
+    qsort(sc.entries, sc.n, sizeof *sc.entries, entry_cmp);
     struct cli_conn *conn = NULL;
     uint64_t t0 = id_now_ms(), bytes = 0;
-    size_t done = 0;
+    size_t done = 0, n = sc.n;
     int rc = 0, tty = isatty(2) && !ctx->json;
     char err[400];
     for (size_t i = 0; i < n; i++) {
-        char path[4096], name[1024];
-        snprintf(path, sizeof path, "%s/%s", argv[1], names[i]);
-        snprintf(name, sizeof name, "%.*s/%s", (int)plen, prefix, names[i]);
+        char path[4096], name[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, sc.entries[i].name);
+        snprintf(name, sizeof name, "%s/%s", pfx, sc.entries[i].name);
         Idunno__SdfsVersion *v = NULL;
-        rc = cli_sdfs_put(ctx, &conn, path, name, &v, err, sizeof err);
+        int fd = open_entry(dfd, &sc.entries[i]);
+        if (fd < 0) {
+            snprintf(err, sizeof err, "cannot read '%s': %s", path, strerror(errno));
+            rc = ID_EINVAL;
+        } else {
+            rc = put_fd(ctx, &conn, fd, path, name, &v, err, sizeof err);
+        }
         if (rc < 0) {
             if (tty)
                 fputc('\n', stderr);
@@ -1303,20 +1469,19 @@ static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
         done++;
         idunno__sdfs_version__free_unpacked(v, NULL);
         if (tty && (id_now_ms() - t0 > 500 || i + 1 == n))
-            fprintf(stderr, "\rput-dir %s: %zu/%zu files", argv[1], done, n);
+            fprintf(stderr, "\rput-dir %s: %zu/%zu files", dir, done, n);
     }
     if (tty && done)
         fputc('\n', stderr);
     cli_conn_close(conn);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    close(dfd);
+    scan_free(&sc);
     if (rc < 0)
         return cli_status_of(rc);
     uint64_t ms = id_now_ms() - t0;
     if (ctx->json) {
         json_begin_object();
-        json_str("prefix", argv[2]);
+        json_str("prefix", prefix);
         json_u64("files", done);
         json_u64("bytes", bytes);
         json_u64("elapsed_ms", ms);
@@ -1325,8 +1490,8 @@ static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
     } else {
         char size[32];
         fmt_size(bytes, size, sizeof size);
-        printf("stored %zu file%s (%s) under %.*s/ in %llu ms\n", done, done == 1 ? "" : "s", size,
-               (int)plen, prefix, (unsigned long long)ms);
+        printf("stored %zu file%s (%s) under %s/ in %llu ms\n", done, done == 1 ? "" : "s", size, pfx,
+               (unsigned long long)ms);
     }
     return 0;
 }
@@ -1344,9 +1509,10 @@ int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char
     }
     Idunno__SdfsFile *f = NULL;
     rc = lookup(ctx, conn, name, 0, &f, err, len);
-    char part[64];
-    snprintf(part, sizeof part, "/tmp/idunno-part-%d", (int)getpid());
-    int pfd = rc == 0 ? open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    char part[600];
+    const char *dir = getenv("TMPDIR");
+    snprintf(part, sizeof part, "%s/idunno-part-XXXXXX", dir && dir[0] ? dir : "/tmp");
+    int pfd = rc == 0 ? create_tmp(part) : -1;
     if (rc == 0 && pfd < 0) {
         snprintf(err, len, "cannot write %s: %s", part, strerror(errno));
         rc = ID_EIO;

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 
 #include "base/json_out.h"
+#include "base/names.h"
 #include "base/strbuf.h"
 
 static FILE *cli_out_stream;
@@ -27,12 +28,15 @@ struct cli_table {
     char **cells; /* row-major, owned */
 };
 
+/* A cell, escaped: names and messages come from the cluster, and a control
+ * character in one must not reach the terminal (base/names.h). */
 static char *xstrdup(const char *s)
 {
-    char *d = strdup(s ? s : "");
+    size_t cap = 4 * strlen(s ? s : "") + 1;
+    char *d = malloc(cap);
     if (!d)
         abort(); /* a CLI out of memory has nothing better to do */
-    return d;
+    return id_escape(s, d, cap);
 }
 
 struct cli_table *cli_table_new(size_t ncols, ...)

@@ -6,10 +6,23 @@
  * side, never while rendering or doing I/O. Request counters are atomics that
  * the HTTP thread increments and the loop reads when it renders metrics.
  *
- * libmicrohttpd runs with one internal polling thread (epoll where it can),
- * a bounded number of connections, an idle timeout and a per-connection
- * memory limit (which bounds the request line and headers). The listening
- * socket is made here, so that a failure names its reason (address in use).
+ * libmicrohttpd runs with one internal polling thread (epoll where it can:
+ * every answer is a memcpy of a published buffer, so one thread keeps up), a
+ * bounded number of connections, a bound per client address, an idle timeout
+ * and a per-connection memory limit (which bounds the request line and
+ * headers). The listening socket is made here, so that a failure names its
+ * reason (address in use).
+ *
+ * Slow clients. An idle timeout alone does not stop a client that sends its
+ * header a byte every few seconds: each byte restarts the timeout, and a few
+ * dozen such connections used to fill every slot, so /healthz went
+ * unanswered. So the endpoint also gives each request a deadline for its
+ * whole header (header_ms from the connection's start or its previous
+ * answer): libmicrohttpd tells us when connections open and close and when
+ * answers complete, and the loop's publish tick shuts down (shutdown(2)) the
+ * sockets past their deadline, which libmicrohttpd then closes. The
+ * per-address bound keeps one client from taking the slots of others while
+ * its connections wait for their deadline.
  */
 #include "http/http.h"
 
@@ -36,6 +49,15 @@
 #define HTTP_STATUS_SCHEMA 1
 #define HTTP_CONN_MEMORY (16 * 1024)
 
+/* One open connection, for the header deadline. Linked on http.conns while
+ * libmicrohttpd has it open; guarded by http.conns_lock. */
+struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    uint64_t waiting_since_ms; /* waiting for a request header since; 0: answering one */
+    int cut;                   /* shut down by us already */
+};
+
 /* Status codes the endpoint answers with, for the request counters. */
 enum { HTTP_C200, HTTP_C404, HTTP_C405, HTTP_C503, HTTP_C500, HTTP_NCODES };
 static const unsigned http_codes[HTTP_NCODES] = {200, 404, 405, 503, 500};
@@ -60,7 +82,7 @@ struct http_published {
 struct http {
     uv_loop_t *loop;
     char addr[64];
-    unsigned publish_ms, stale_ms, max_connections, timeout_s;
+    unsigned publish_ms, stale_ms, max_connections, max_per_ip, timeout_s, header_ms;
     uv_timer_t timer;
     int listen_fd;
     int port;
@@ -75,6 +97,9 @@ struct http {
     pthread_mutex_t lock;
     struct http_published pub;
     _Atomic uint64_t requests[HTTP_ROUTE_COUNT][HTTP_NCODES];
+    pthread_mutex_t conns_lock;
+    struct http_conn *conns;
+    _Atomic uint64_t slow_cut;
     char errmsg[ID_ERRMSG_LEN];
 };
 
@@ -91,10 +116,13 @@ int http_create(uv_loop_t *loop, const struct http_config *cfg, struct http **ou
     snprintf(h->addr, sizeof h->addr, "%s", cfg->addr);
     h->publish_ms = cfg->publish_ms ? cfg->publish_ms : 250;
     h->stale_ms = cfg->stale_ms ? cfg->stale_ms : 2000;
-    h->max_connections = cfg->max_connections ? cfg->max_connections : 32;
+    h->max_connections = cfg->max_connections ? cfg->max_connections : 256;
+    h->max_per_ip = cfg->max_per_ip ? cfg->max_per_ip : 16;
     h->timeout_s = cfg->timeout_s ? cfg->timeout_s : 10;
+    h->header_ms = cfg->header_ms ? cfg->header_ms : 5000;
     h->listen_fd = -1;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->conns_lock, NULL);
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     *out = h;
@@ -183,6 +211,9 @@ static void http_render_own_metrics(struct http *h, struct prom_out *pm)
                     (double)h->providers[i].render_us / 1e6);
     prom_gauge(pm, "idunno_http_render_seconds", "Loop time the previous publish took in all.",
                (double)h->render_us / 1e6);
+    prom_counter(pm, "idunno_http_slow_connections_cut_total",
+                 "Connections cut because their request header did not arrive in time.",
+                 atomic_load(&h->slow_cut));
     prom_counter(pm, "idunno_http_publishes_total",
                  "Times the loop published metrics and status for the HTTP thread.", h->publishes);
     prom_counter(pm, "idunno_http_render_failures_total",
@@ -265,7 +296,89 @@ void http_publish_now(struct http *h)
         http_publish(h);
 }
 
-static void http_on_tick(uv_timer_t *t) { http_publish(t->data); }
+/* ---- the header deadline (HTTP thread: notifications; loop: the cut) ------------------------- */
+
+static void http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                               enum MHD_ConnectionNotificationCode toe)
+{
+    struct http *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct http_conn *c = ci ? calloc(1, sizeof *c) : NULL;
+        *socket_context = c;
+        if (!c)
+            return; /* untracked: only the idle timeout applies to it */
+        c->fd = ci->connect_fd;
+        c->waiting_since_ms = id_now_ms();
+        pthread_mutex_lock(&h->conns_lock);
+        c->next = h->conns;
+        if (h->conns)
+            h->conns->prev = c;
+        h->conns = c;
+        pthread_mutex_unlock(&h->conns_lock);
+        return;
+    }
+    /* Closed: libmicrohttpd notifies before it closes the socket, so the
+     * loop never shuts down a descriptor that has been reused. */
+    struct http_conn *c = *socket_context;
+    if (!c)
+        return;
+    pthread_mutex_lock(&h->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&h->conns_lock);
+    free(c);
+    *socket_context = NULL;
+}
+
+/* Sets when the connection of `conn` started waiting for a header (0: it has
+ * one and is being answered). */
+static void http_conn_waiting(struct http *h, struct MHD_Connection *conn, uint64_t since)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct http_conn *c = ci ? ci->socket_context : NULL;
+    if (!c)
+        return;
+    pthread_mutex_lock(&h->conns_lock);
+    c->waiting_since_ms = since;
+    pthread_mutex_unlock(&h->conns_lock);
+}
+
+/* An answer was sent (or the request ended): the next header's deadline runs. */
+static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    (void)con_cls;
+    (void)toe;
+    http_conn_waiting(cls, conn, id_now_ms());
+}
+
+/* Loop thread, every tick: cuts connections past their header deadline. */
+static void http_cut_slow(struct http *h)
+{
+    uint64_t now = id_now_ms();
+    pthread_mutex_lock(&h->conns_lock);
+    for (struct http_conn *c = h->conns; c; c = c->next) {
+        if (c->cut || !c->waiting_since_ms || now - c->waiting_since_ms < h->header_ms)
+            continue;
+        shutdown(c->fd, SHUT_RDWR);
+        c->cut = 1;
+        atomic_fetch_add(&h->slow_cut, 1);
+    }
+    pthread_mutex_unlock(&h->conns_lock);
+}
+
+uint64_t http_slow_cut(const struct http *h) { return h ? atomic_load(&h->slow_cut) : 0; }
+
+static void http_on_tick(uv_timer_t *t)
+{
+    http_cut_slow(t->data);
+    http_publish(t->data);
+}
 
 /* ---- serving (HTTP thread) ------------------------------------------------------------------ */
 
@@ -358,6 +471,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
     (void)upload_data_size;
     (void)con_cls;
     struct http *h = cls;
+    http_conn_waiting(h, conn, 0); /* its header is complete */
     enum http_route r = http_route_match(url);
     if (r == HTTP_ROUTE_NONE)
         return http_reply_text(h, conn, r, MHD_HTTP_NOT_FOUND,
@@ -480,7 +594,10 @@ int http_start(struct http *h)
         NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)h->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)h->max_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)h->timeout_s,
+        MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, h,
+        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!h->mhd) {
@@ -503,6 +620,7 @@ static void http_on_closed(uv_handle_t *handle)
     strbuf_free(&h->pub.metrics);
     strbuf_free(&h->pub.status);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->conns_lock);
     free(h->providers);
     free(h);
 }

@@ -35,8 +35,12 @@ struct http_config {
     /* Tuning; 0 picks the default in brackets. */
     unsigned publish_ms;      /* [250] how often the loop renders and publishes */
     unsigned stale_ms;        /* [2000] /healthz fails once the last publish is older */
-    unsigned max_connections; /* [32] open connections; more are refused */
+    unsigned max_connections; /* [256] open connections; more are refused */
+    unsigned max_per_ip;      /* [16] open connections from one address */
     unsigned timeout_s;       /* [10] idle connections are closed after this */
+    unsigned header_ms;       /* [5000] a request's header must be complete this
+                                 long after the connection opened or its last
+                                 answer was sent; else it is cut */
 };
 
 /* Renders one provider's part of a publish, on the loop thread.
@@ -85,6 +89,9 @@ int http_start(struct http *h);
 
 /* Renders and publishes now (tests; a layer after a big change). */
 void http_publish_now(struct http *h);
+
+/* Connections cut so far for sending their request header too slowly. */
+uint64_t http_slow_cut(const struct http *h);
 
 /* The port listened on (after http_start), 0 before. */
 int http_port(const struct http *h);

@@ -28,7 +28,10 @@ static void prom_put_label_name(struct strbuf *sb, const char *name)
         strbuf_putc(sb, prom_name_char(s[i], i, 0));
 }
 
-/* Escapes a label value (quote too) or help text (backslash and newline only). */
+/* Escapes a label value (quote too) or help text (backslash and newline
+ * only, as the format defines). Other control characters (from a name a peer
+ * sent, say) are written as the text \xNN, so that they never reach whoever
+ * displays the metrics; invalid UTF-8 becomes U+FFFD. */
 static void prom_put_escaped(struct strbuf *sb, const char *s, int is_label)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
@@ -42,6 +45,12 @@ static void prom_put_escaped(struct strbuf *sb, const char *s, int is_label)
         } else if (*p == '"' && is_label) {
             strbuf_puts(sb, "\\\"");
             p++;
+        } else if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)) {
+            char hex[8];
+            size_t n = *p == 0xc2 ? 2 : 1;
+            snprintf(hex, sizeof hex, "\\\\x%02x", p[n - 1]);
+            strbuf_puts(sb, hex);
+            p += n;
         } else {
             size_t n = utf8_seq_len(p);
             if (n == 0) {

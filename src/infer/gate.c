@@ -39,6 +39,23 @@ int infer_gate_open(const char *dir, unsigned slots, struct infer_gate **out, ch
         snprintf(errmsg, len, "cannot create %s: %s", dir, id_strerror(id_from_errno(errno)));
         return id_from_errno(errno);
     }
+    /* Anyone who can write the directory can swap the lock files under us
+     * and stall or overrun every model run on the host: only ours will do. */
+    struct stat st;
+    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(errmsg, len, "inference gate directory %s is not a directory (a link is not accepted)", dir);
+        return ID_EINVAL;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(errmsg, len, "inference gate directory %s belongs to uid %u, not to this user (uid %u): "
+                              "choose another with --infer-gate", dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        return ID_EINVAL;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(errmsg, len, "inference gate directory %s is writable by others (mode %03o): "
+                              "chmod go-w it or choose another with --infer-gate", dir, (unsigned)(st.st_mode & 0777));
+        return ID_EINVAL;
+    }
     struct infer_gate *g = calloc(1, sizeof *g);
     if (!g)
         return ID_ENOMEM;
@@ -46,7 +63,7 @@ int infer_gate_open(const char *dir, unsigned slots, struct infer_gate **out, ch
     for (unsigned k = 0; k < slots; k++) {
         char path[600];
         snprintf(path, sizeof path, "%s/slot-%u", dir, k);
-        g->fd[k] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        g->fd[k] = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (g->fd[k] < 0) {
             int rc = id_from_errno(errno);
             snprintf(errmsg, len, "cannot open %s: %s", path, id_strerror(rc));

@@ -5,11 +5,35 @@
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
 
 #include "base/err.h"
+
+static _Atomic uint64_t max_pixels = IMAGE_MAX_PIXELS;
+
+int image_set_max_pixels(uint64_t max)
+{
+    if (max == 0 || max > IMAGE_MAX_PIXELS)
+        return ID_EINVAL;
+    atomic_store(&max_pixels, max);
+    return 0;
+}
+
+uint64_t image_max_pixels(void) { return atomic_load(&max_pixels); }
+
+/* The check both decoders make from the header alone. */
+static int too_many_pixels(const char *kind, uint64_t w, uint64_t h, char *err, size_t el)
+{
+    uint64_t max = image_max_pixels();
+    if (w && h && w * h <= max)
+        return 0;
+    snprintf(err, el, "%s of %llux%llu pixels refused: more than this node's limit of %llu pixels", kind,
+             (unsigned long long)w, (unsigned long long)h, (unsigned long long)max);
+    return 1;
+}
 
 static int decode_jpeg(const uint8_t *data, size_t len, struct image_rgb *out, char *err, size_t el)
 {
@@ -24,10 +48,8 @@ static int decode_jpeg(const uint8_t *data, size_t len, struct image_rgb *out, c
         snprintf(err, el, "not a valid JPEG: %s", tjGetErrorStr2(tj));
         goto out;
     }
-    if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > IMAGE_MAX_PIXELS) {
-        snprintf(err, el, "JPEG of %dx%d pixels refused", w, h);
+    if (w <= 0 || h <= 0 || too_many_pixels("JPEG", (uint64_t)w, (uint64_t)h, err, el))
         goto out;
-    }
     out->pixels = malloc((size_t)w * (size_t)h * 3);
     if (!out->pixels) {
         rc = ID_ENOMEM;
@@ -59,8 +81,7 @@ static int decode_png(const uint8_t *data, size_t len, struct image_rgb *out, ch
         snprintf(err, el, "not a valid PNG: %s", img.message);
         return ID_EIMAGE;
     }
-    if ((uint64_t)img.width * img.height > IMAGE_MAX_PIXELS || !img.width || !img.height) {
-        snprintf(err, el, "PNG of %ux%u pixels refused", img.width, img.height);
+    if (too_many_pixels("PNG", img.width, img.height, err, el)) {
         png_image_free(&img);
         return ID_EIMAGE;
     }

@@ -8,8 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Pixels beyond this are refused (a decompression bomb, not a photo). */
-#define IMAGE_MAX_PIXELS (64u * 1024u * 1024u)
+/* Pixels beyond this are refused, from the image's header before anything
+ * is decoded: a 190 KiB PNG can claim a picture that takes 192 MiB to hold
+ * (a decompression bomb, not a photo). 40 megapixels is past any camera a
+ * classifier is fed from; a node may lower it (--max-image-pixels). */
+#define IMAGE_MAX_PIXELS 40000000u
+
+/* Sets the limit for every later decode in this process (1..IMAGE_MAX_PIXELS).
+ * Returns 0 or ID_EINVAL. Thread-safe. */
+int image_set_max_pixels(uint64_t max);
+uint64_t image_max_pixels(void);
 
 struct image_prep {
     int resize;   /* shorter side is scaled to this */

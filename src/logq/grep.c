@@ -33,8 +33,13 @@
 #define GREP_MAX_PATTERN 4096
 #define GREP_MAX_ERE_COPIES 256
 #define GREP_MAX_GROUP_DEPTH 64
-/* grep_block gets at most this much at once (then up to the next newline). */
-#define GREP_WINDOW (64u << 20)
+/* grep_block gets at most this much at once (then up to the next newline),
+ * and a search asked to stop (its request timed out, the node stopping) stops
+ * between windows. A fixed string scans gigabytes a second, so 4 MiB is
+ * soon done; a regex can cost milliseconds a line, so it gets 64 KiB. Both
+ * are large enough that the calls between windows cost nothing measurable. */
+#define GREP_WINDOW (4u << 20)
+#define GREP_RE_WINDOW (64u << 10)
 /* How far past the file's end a new mapping reaches: the log grows into it. */
 #define GREP_MAP_ROOM ((size_t)256 << 20)
 
@@ -59,6 +64,15 @@ static int ere_check(const char *p, char *errmsg, size_t len)
         double factor = -1;
         switch (*p) {
         case '\\':
+            /* A back-reference makes regexec backtrack: its time grows
+             * exponentially with the line, and four such searches once held
+             * every worker of a node for a minute. */
+            if (p[1] >= '1' && p[1] <= '9') {
+                snprintf(errmsg, len, "back-references (\\%c) are not supported in grep patterns: they can take "
+                                      "exponential time; match the text itself instead",
+                         p[1]);
+                return ID_EINVAL;
+            }
             if (p[1])
                 p++;
             break;
@@ -338,16 +352,18 @@ int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len,
     }
     bus_jump = &jump;
     /* Windows of whole lines: regexec's offsets are ints. */
-    size_t pos = 0;
+    size_t pos = 0, window = m->have_re ? GREP_RE_WINDOW : GREP_WINDOW;
     int rc = 0;
     while (pos < len && rc == 0) {
-        size_t end = len - pos > GREP_WINDOW ? pos + GREP_WINDOW : len;
+        size_t end = len - pos > window ? pos + window : len;
         if (end < len) {
             const char *nl = memchr(buf + end - 1, '\n', len - (end - 1));
             end = nl ? (size_t)(nl - buf) + 1 : len;
         }
         rc = grep_block(m, buf + pos, end - pos, fn, ud);
         pos = end;
+        if (rc == 0 && pos < len && m->q.stop && m->q.stop(m->q.stop_ud))
+            rc = ID_ECANCELED;
     }
     bus_jump = NULL;
     return rc;

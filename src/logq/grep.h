@@ -20,6 +20,11 @@ struct grep_query {
     size_t max_lines; /* keep at most this many matching lines ... */
     size_t max_bytes; /* ... taking at most this many bytes, GREP_LINE_OVERHEAD
                          included per line (0: no limit) */
+    /* Asked between windows of the file (see GREP_WINDOW); non-zero stops
+     * the search with ID_ECANCELED. NULL: never stops. Runs on the searching
+     * thread. */
+    int (*stop)(void *ud);
+    void *stop_ud;
 };
 
 struct grep_matcher {
@@ -39,8 +44,9 @@ struct grep_output {
 };
 
 /* Compiles the query (the pattern is copied). Returns 0, ID_EINVAL (empty
- * pattern, a newline in it, or a bad regex) with the reason in errmsg, or
- * ID_ENOMEM. */
+ * pattern, a newline in it, a bad regex, or one too costly to run: see
+ * ere_check in grep.c; back-references are refused) with the reason in
+ * errmsg, or ID_ENOMEM. */
 int grep_compile(struct grep_matcher *m, const struct grep_query *q, char *errmsg, size_t len);
 void grep_matcher_free(struct grep_matcher *m);
 
@@ -56,7 +62,8 @@ int grep_block(const struct grep_matcher *m, const char *buf, size_t len, grep_l
 
 /* grep_block over a mapped buffer of any size (in windows of whole lines),
  * returning ID_EIO instead of dying should the mapped file shrink under it
- * (SIGBUS). */
+ * (SIGBUS), and ID_ECANCELED when the query's stop callback says so between
+ * windows. */
 int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn, void *ud);
 
 /* A file kept mapped between searches: a node's own log, searched on worker
@@ -67,7 +74,7 @@ int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len,
 struct grep_map;
 int grep_map_open(struct grep_map **out, const char *path); /* maps nothing yet */
 /* Searches the whole file as it is now. Returns 0, or ID_ENOTFOUND / ID_EIO /
- * ID_ENOMEM (then *out holds nothing). Thread-safe. */
+ * ID_ENOMEM / ID_ECANCELED (then *out holds nothing). Thread-safe. */
 int grep_map_search(struct grep_map *gm, const struct grep_matcher *m, struct grep_output *out);
 void grep_map_close(struct grep_map *gm);
 

@@ -3,7 +3,10 @@
  * A client sends MSG_GREP_REQ to any node. That node (the contacted node) sends
  * MSG_GREP_LOCAL_REQ to every peer the peer callback names (itself included),
  * in parallel; each searches its own log on a worker thread and answers with
- * its matching lines and exact count. The contacted node waits for each peer at
+ * its matching lines and exact count. Searches run on the layer's own small
+ * thread pool (workpool.h), never on libuv's, whose threads do SDFS's disk
+ * I/O; a search still running when the asking node's timeout has passed
+ * stops at its next window of the log. The contacted node waits for each peer at
  * most the request's timeout (3 s by default), then answers the client with
  * every node's result, naming the peers that did not answer instead of waiting
  * for them forever.
@@ -19,8 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/workpool.h"
 #include "idunno.pb-c.h"
 #include "logq/grep.h"
 #include "logq/merge.h"
@@ -31,6 +36,11 @@
 #define LOGQ_DEFAULT_MAX_LINES 10000
 #define LOGQ_DEFAULT_MAX_BYTES (1u << 20) /* of lines per node */
 #define LOGQ_DEFAULT_TIMEOUT_MS 3000
+/* Threads searching this node's log. Searches are CPU-bound and the log is
+ * one file: more threads than this only queue behind each other on the
+ * cores, and a pool of their own keeps them from libuv's, where SDFS's
+ * fsyncs run. */
+#define LOGQ_SEARCH_THREADS 2
 /* What all nodes' lines together may take in the client's answer: one frame,
  * less room for the per-node fields. */
 #define LOGQ_RESULT_LINE_BUDGET (FRAME_MAX_BODY - (1u << 20))
@@ -44,8 +54,7 @@ struct logq {
     char addr[LOGQ_ADDR_MAX];
     char log_path[600];
     struct grep_map *log_map; /* the log, kept mapped between searches */
-    size_t jobs;   /* searches running on worker threads */
-    int closing;   /* logq_destroy was called: free when jobs reaches 0 */
+    struct workpool *pool;    /* searches run here, not on libuv's pool */
 };
 
 static void logq_free(struct logq *q)
@@ -54,43 +63,56 @@ static void logq_free(struct logq *q)
     free(q);
 }
 
-/* ---- local search, on a worker thread ------------------------------------------- */
+/* ---- local search, on the search pool --------------------------------------------- */
 
 struct local_job {
-    uv_work_t work;
+    struct workpool_job job; /* first: the pool's callbacks cast back */
     struct logq *q;
     struct net_request *req;
     struct grep_query query;
     char *pattern;
+    uint64_t deadline_ms; /* the asking node stops waiting then: so do we */
     int status;
     char errmsg[256];
     struct grep_output out;
 };
 
-/* Worker thread: touches only the job and the immutable log path. */
-static void local_work(uv_work_t *w)
+/* Between windows of the log: stop once nobody waits for the answer. */
+static int local_should_stop(void *ud)
 {
-    struct local_job *j = w->data;
+    struct local_job *j = ud;
+    return workpool_job_cancelled(&j->job) || id_now_ms() >= j->deadline_ms;
+}
+
+/* Pool thread: touches only the job and the immutable log path. */
+static void local_work(struct workpool_job *job)
+{
+    struct local_job *j = (struct local_job *)job;
+    if (local_should_stop(j)) { /* waited in the queue past its deadline */
+        j->status = ID_ECANCELED;
+        return;
+    }
     struct grep_matcher m;
     j->status = grep_compile(&m, &j->query, j->errmsg, sizeof j->errmsg);
     if (j->status < 0)
         return;
     j->status = grep_map_search(j->q->log_map, &m, &j->out);
-    if (j->status < 0)
+    if (j->status < 0 && j->status != ID_ECANCELED)
         snprintf(j->errmsg, sizeof j->errmsg, "cannot read %s: %s", j->q->log_path,
                  id_strerror(j->status));
     grep_matcher_free(&m);
 }
 
-static void local_done(uv_work_t *w, int status)
+static void local_done(struct workpool_job *job, int status)
 {
-    struct local_job *j = w->data;
+    struct local_job *j = (struct local_job *)job;
     struct logq *q = j->q;
     Idunno__GrepNodeResult r = IDUNNO__GREP_NODE_RESULT__INIT;
     r.node = q->name;
     r.addr = q->addr;
-    if (status == UV_ECANCELED) {
-        r.error = "search canceled: the node is shutting down";
+    if (status == ID_ECANCELED || j->status == ID_ECANCELED) {
+        r.error = workpool_job_cancelled(job) ? "search canceled: the node is shutting down"
+                                              : "search stopped: it outlasted the request's timeout";
     } else if (j->status < 0) {
         r.error = j->errmsg;
     } else {
@@ -106,8 +128,6 @@ static void local_done(uv_work_t *w, int status)
     grep_output_free(&j->out);
     free(j->pattern);
     free(j);
-    if (--q->jobs == 0 && q->closing)
-        logq_free(q);
 }
 
 static void on_grep_local(void *ud, struct net_request *req, const uint8_t *body, size_t len)
@@ -134,15 +154,15 @@ static void on_grep_local(void *ud, struct net_request *req, const uint8_t *body
     j->query.max_lines = g->max_lines ? g->max_lines : LOGQ_DEFAULT_MAX_LINES;
     j->query.max_bytes = g->max_bytes && g->max_bytes < LOGQ_RESULT_LINE_BUDGET ? g->max_bytes
                                                                                  : LOGQ_DEFAULT_MAX_BYTES;
+    j->query.stop = local_should_stop;
+    j->query.stop_ud = j;
+    j->deadline_ms = id_now_ms() + (g->timeout_ms ? g->timeout_ms : LOGQ_DEFAULT_TIMEOUT_MS);
     idunno__grep_request__free_unpacked(g, NULL);
-    j->work.data = j;
-    if (uv_queue_work(q->loop, &j->work, local_work, local_done) < 0) {
-        net_reply_error(req, ID_EINTERNAL, "cannot queue the search", NULL);
+    if (workpool_submit(q->pool, &j->job, local_work, local_done) < 0) {
+        net_reply_error(req, ID_ESHUTDOWN, "cannot queue the search: the node is shutting down", NULL);
         free(j->pattern);
         free(j);
-        return;
     }
-    q->jobs++;
 }
 
 /* ---- fan-out ---------------------------------------------------------------------- */
@@ -318,10 +338,16 @@ int logq_create(uv_loop_t *loop, struct net *net, const char *node_name, const c
         free(q);
         return rc;
     }
+    rc = workpool_create(loop, "logq-search", LOGQ_SEARCH_THREADS, &q->pool);
+    if (rc < 0) {
+        logq_free(q);
+        return rc;
+    }
     rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_REQ, on_grep, q);
     if (rc == 0)
         rc = net_on_request(net, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_REQ, on_grep_local, q);
     if (rc < 0) {
+        workpool_destroy(q->pool);
         logq_free(q);
         return rc;
     }
@@ -340,9 +366,9 @@ void logq_destroy(struct logq *q)
 {
     if (!q)
         return;
-    /* Searches on worker threads still point at q: the last one frees it. */
-    q->closing = 1;
+    /* Stops the searches (between windows) and answers them as canceled;
+     * nothing on the pool points at q afterwards. */
     q->peers_fn = NULL;
-    if (q->jobs == 0)
-        logq_free(q);
+    workpool_destroy(q->pool);
+    logq_free(q);
 }

@@ -5,8 +5,8 @@
  * sets a callback (logq_set_peers) that membership answers. Without one, only
  * this node is searched.
  *
- * Threading: loop thread only; the searches themselves run on libuv's worker
- * pool (uv_queue_work) and reply from the loop.
+ * Threading: loop thread only; the searches themselves run on the layer's
+ * own thread pool (base/workpool.h) and reply from the loop.
  */
 #ifndef IDUNNO_LOGQ_LOGQ_H
 #define IDUNNO_LOGQ_LOGQ_H
@@ -44,8 +44,9 @@ int logq_create(uv_loop_t *loop, struct net *net, const char *node_name, const c
 /* Where fan-outs get their peers. `fn` NULL: this node only. */
 void logq_set_peers(struct logq *q, logq_peers_fn fn, void *ud);
 
-/* Frees the layer once searches running on worker threads have finished (their
- * answers are dropped). Call before net_close(); `net` must outlive the call. */
+/* Stops searches still running (at their next window of the log), answers
+ * them and the queued ones as canceled, and frees the layer. Call before
+ * net_close(); `net` must outlive the call. */
 void logq_destroy(struct logq *q);
 
 #endif

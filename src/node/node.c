@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "idunno.pb-c.h"
 #include "infer/gate.h"
+#include "infer/image.h"
 #include "logq/logq.h"
 #include "member/member.h"
 #include "net/net.h"
@@ -66,6 +67,8 @@ static const char usage[] =
     "                         docs/inference.md for when it helps and what it costs)\n"
     "  --infer-gate DIR       where those lock files are (default $XDG_RUNTIME_DIR, /dev/shm\n"
     "                         or /tmp, then idunno-infer-gate.UID)\n"
+    "  --max-image-pixels N   refuse images of more than N pixels, from their header\n"
+    "                         (default and most 40000000)\n"
     "  --infer-sched POLICY   how the kernel schedules model runs: normal (default) or batch\n"
     "                         (SCHED_BATCH: more throughput when many workers share cores,\n"
     "                         less even rates between jobs; docs/inference.md has figures)\n"
@@ -104,6 +107,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"infer-slots", required_argument, NULL, 'I'},
         {"infer-gate", required_argument, NULL, 'G'},
         {"infer-sched", required_argument, NULL, 'B'},
+        {"max-image-pixels", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -132,6 +136,16 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             break;
         }
         case 'G': snprintf(cfg->infer_gate_dir, sizeof cfg->infer_gate_dir, "%s", optarg); break;
+        case 'X': {
+            /* The decoder's limit is process-wide: one node per process. */
+            char *end;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (*end || end == optarg || optarg[0] == '-' || image_set_max_pixels(v) < 0) {
+                snprintf(errmsg, len, "--max-image-pixels takes 1 to %u", IMAGE_MAX_PIXELS);
+                return ID_EINVAL;
+            }
+            break;
+        }
         case 'B':
             if (strcmp(optarg, "batch") == 0) {
                 cfg->infer_sched_batch = 1;

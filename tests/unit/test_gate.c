@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -116,6 +117,43 @@ static void test_a_dead_holder_frees_its_slot(void **state)
     close(ready[1]);
 }
 
+/* A gate directory someone else could write is refused with the reason:
+ * writable by group or others, a link, or (when the test can arrange it, as
+ * root) owned by another user. */
+static void test_unsafe_dirs_refused(void **state)
+{
+    (void)state;
+    struct infer_gate *g;
+    char err[512], sub[400], link[400];
+    snprintf(sub, sizeof sub, "%s/shared", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    assert_int_equal(chmod(sub, 0777), 0);
+    assert_int_equal(infer_gate_open(sub, 1, &g, err, sizeof err), ID_EINVAL);
+    assert_non_null(strstr(err, "writable by others"));
+    assert_int_equal(chmod(sub, 0770), 0);
+    assert_int_equal(infer_gate_open(sub, 1, &g, err, sizeof err), ID_EINVAL);
+    assert_int_equal(chmod(sub, 0755), 0);
+    assert_int_equal(infer_gate_open(sub, 1, &g, err, sizeof err), 0);
+    infer_gate_close(g);
+
+    snprintf(link, sizeof link, "%s/link", dir);
+    assert_int_equal(symlink(sub, link), 0);
+    assert_int_equal(infer_gate_open(link, 1, &g, err, sizeof err), ID_EINVAL);
+    assert_non_null(strstr(err, "not a directory"));
+
+    if (geteuid() == 0) {
+        assert_int_equal(chown(sub, 1, 1), 0);
+        assert_int_equal(infer_gate_open(sub, 1, &g, err, sizeof err), ID_EINVAL);
+        assert_non_null(strstr(err, "belongs to uid 1"));
+        assert_int_equal(chown(sub, 0, 0), 0);
+    }
+    unlink(link);
+    char slot[500];
+    snprintf(slot, sizeof slot, "%s/slot-0", sub);
+    unlink(slot);
+    rmdir(sub);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s/idunno-test-gate.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -126,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_one_slot_is_exclusive),
         cmocka_unit_test(test_two_slots_admit_two_runs),
         cmocka_unit_test(test_a_dead_holder_frees_its_slot),
+        cmocka_unit_test(test_unsafe_dirs_refused),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];

@@ -169,6 +169,78 @@ static void test_bad_inputs(void **state)
     assert_int_equal(image_load_tensor("/nonexistent/x.png", &unit_prep, out, err, sizeof err), ID_ENOTFOUND);
 }
 
+/* CRC-32 of PNG chunks (bitwise: a test needs no table). */
+static uint32_t png_crc(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* A PNG that claims w x h pixels and holds none of them: what a
+ * decompression bomb's header looks like. Refused from the header, with the
+ * limit named, not after an allocation of w*h*3 bytes. */
+static void test_pixel_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(image_max_pixels(), IMAGE_MAX_PIXELS);
+    assert_int_equal(image_set_max_pixels(0), ID_EINVAL);
+    assert_int_equal(image_set_max_pixels((uint64_t)IMAGE_MAX_PIXELS + 1), ID_EINVAL);
+
+    uint8_t bomb[8 + 25 + 12 + 12];
+    memcpy(bomb, "\x89PNG\r\n\x1a\n", 8);
+    put32(bomb + 8, 13);
+    memcpy(bomb + 12, "IHDR", 4);
+    put32(bomb + 16, 8000);
+    put32(bomb + 20, 6000); /* 48 megapixels */
+    memcpy(bomb + 24, "\x08\x02\x00\x00\x00", 5);
+    put32(bomb + 29, png_crc(bomb + 12, 17));
+    put32(bomb + 33, 0); /* an empty IDAT: where the pixels would start */
+    memcpy(bomb + 37, "IDAT", 4);
+    put32(bomb + 41, png_crc(bomb + 37, 4));
+    put32(bomb + 45, 0);
+    memcpy(bomb + 49, "IEND", 4);
+    put32(bomb + 53, png_crc(bomb + 49, 4));
+    struct image_rgb img;
+    char err[256];
+    assert_int_equal(image_decode(bomb, sizeof bomb, &img, err, sizeof err), ID_EIMAGE);
+    if (!strstr(err, "8000x6000 pixels refused"))
+        fail_msg("the bomb was not refused from its header: %s", err);
+    assert_non_null(strstr(err, "40000000"));
+    assert_null(img.pixels);
+
+    /* A lowered limit applies to both formats; at the limit is fine. */
+    uint8_t rgb[20 * 20 * 3];
+    memset(rgb, 99, sizeof rgb);
+    size_t plen, jlen;
+    uint8_t *png = make_png(rgb, 20, 20, &plen), *jpg = make_jpeg(rgb, 20, 20, &jlen);
+    assert_int_equal(image_set_max_pixels(399), 0);
+    assert_int_equal(image_decode(png, plen, &img, err, sizeof err), ID_EIMAGE);
+    assert_non_null(strstr(err, "limit of 399"));
+    assert_int_equal(image_decode(jpg, jlen, &img, err, sizeof err), ID_EIMAGE);
+    assert_non_null(strstr(err, "JPEG of 20x20 pixels refused"));
+    assert_int_equal(image_set_max_pixels(400), 0);
+    assert_int_equal(image_decode(png, plen, &img, err, sizeof err), 0);
+    image_free(&img);
+    assert_int_equal(image_decode(jpg, jlen, &img, err, sizeof err), 0);
+    image_free(&img);
+    assert_int_equal(image_set_max_pixels(IMAGE_MAX_PIXELS), 0);
+    free(png);
+    free(jpg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_downscale_is_bilinear),
         cmocka_unit_test(test_jpeg_roundtrip),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_pixel_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

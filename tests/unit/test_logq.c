@@ -116,11 +116,19 @@ static void test_compile_rejects(void **state)
     q.pattern = deep;
     assert_int_equal(grep_compile(&m, &q, err, sizeof err), ID_EINVAL);
     assert_non_null(strstr(err, "nested"));
+    /* Back-references backtrack exponentially: refused with their name. */
+    static const char *const backrefs[] = {"(a)\\1", "(x*)(y*)\\2\\1", "((a|b)+)\\1\\1\\1\\1", "(.)\\9"};
+    for (size_t i = 0; i < sizeof backrefs / sizeof backrefs[0]; i++) {
+        q.pattern = backrefs[i];
+        if (grep_compile(&m, &q, err, sizeof err) != ID_EINVAL)
+            fail_msg("'%s' was accepted", backrefs[i]);
+        assert_non_null(strstr(err, "back-reference"));
+    }
     /* Ordinary log patterns stay accepted, brackets and escapes included. */
     static const char *const fine[] = {
         "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", "(error|warn|fail)+ in [a-z_]+",
         "member node[0-9]+#[0-9]+ .* is (suspect|failed)", "[]+*?{]+x", "a\\+\\+\\+\\+", "x{2}y{3}z*",
-        "[[:digit:]]+ ms", "^2026-1[12]-[0-3][0-9]T",
+        "[[:digit:]]+ ms", "^2026-1[12]-[0-3][0-9]T", "[\\1]x", "a\\\\1", "\\0", "x\\.1",
     };
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
         q.pattern = fine[i];
@@ -352,6 +360,56 @@ static const char *naive_find(const char *h, size_t hlen, const char *n, size_t 
             return h + i;
     }
     return NULL;
+}
+
+struct stop_after {
+    int calls, limit;
+};
+
+static int stop_after_calls(void *ud)
+{
+    struct stop_after *s = ud;
+    return ++s->calls > s->limit;
+}
+
+/* A search asked to stop returns ID_ECANCELED with nothing kept, having
+ * asked between windows; one never asked to stop reads the whole file. */
+static void test_search_stops_when_asked(void **state)
+{
+    (void)state;
+    /* Sparse hits: under ASan, regexec's interceptor measures the rest of
+     * the mapping at every call. */
+    size_t len = 0, cap = 12u << 20, needles = 0;
+    char *content = malloc(cap);
+    for (size_t i = 0; len + 64 < cap; i++) {
+        int hit = i % 1000 == 0;
+        needles += (size_t)hit;
+        len += (size_t)sprintf(content + len, "line %09zu %s and hay\n", i, hit ? "needle" : "straw");
+    }
+    const char *path = write_tmp("stop.log", content, len);
+    free(content);
+    for (int extended = 0; extended <= 1; extended++) {
+        struct stop_after s = {.limit = 1};
+        struct grep_query q = {.pattern = "needle", .extended = extended, .max_lines = 10,
+                               .stop = stop_after_calls, .stop_ud = &s};
+        struct grep_matcher m;
+        char err[256];
+        assert_int_equal(grep_compile(&m, &q, err, sizeof err), 0);
+        struct grep_output out;
+        assert_int_equal(grep_file(&m, path, &out), ID_ECANCELED);
+        assert_int_equal(s.calls, 2); /* asked after each window until it said stop */
+        assert_int_equal(out.n_lines, 0);
+        grep_matcher_free(&m);
+
+        s.limit = 1 << 30;
+        s.calls = 0;
+        assert_int_equal(grep_compile(&m, &q, err, sizeof err), 0);
+        assert_int_equal(grep_file(&m, path, &out), 0);
+        assert_int_equal(out.count, needles);
+        assert_true(s.calls >= 2); /* 12 MiB is several windows in either mode */
+        grep_output_free(&out);
+        grep_matcher_free(&m);
+    }
 }
 
 static void test_strfind_agrees_with_naive(void **state)
@@ -755,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_block_edges),
         cmocka_unit_test(test_block_agrees_with_line_by_line),
         cmocka_unit_test(test_file_bounds_and_counts),
+        cmocka_unit_test(test_search_stops_when_asked),
         cmocka_unit_test(test_strfind_agrees_with_naive),
         cmocka_unit_test(test_map_follows_the_file),
         cmocka_unit_test(test_mapped_block_survives_truncation),
