@@ -115,6 +115,11 @@ void infer_model_close(struct infer_model *m)
 
 const struct infer_model_info *infer_model_info(const struct infer_model *m) { return &m->info; }
 
+char *infer_model_metadata(struct infer_model *m, const char *key)
+{
+    return m->backend->metadata(m->session, key);
+}
+
 int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits, char *errmsg,
                      size_t len)
 {
