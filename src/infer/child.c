@@ -332,7 +332,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     struct frame_header h;
     const uint8_t *body;
-    int rc;
+    int rc = 0;
     while (!mp->violated && (rc = frame_reader_next(&mp->reader, &h, &body)) == 1) {
         if (h.type == INFER_CHILD_LOADED && !mp->loaded && !mp->retiring)
             on_loaded(mp, body, h.length);
