@@ -95,9 +95,9 @@ class Graph:
         return self.op("Gemm", [flat, self.const(n + ".w", w, True), self.const(n + ".b", np.zeros(cout), True)],
                        transB=1)
 
-    def model(self, out, classes, size, name, meta, channels=3):
+    def model(self, out, classes, size, name, meta, channels=3, declared=None):
         inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, size, size])
-        outp = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])
+        outp = helper.make_tensor_value_info("logits", TensorProto.FLOAT, declared or ["N", classes])
         self.nodes.append(helper.make_node("Identity", [out], ["logits"]))
         g = helper.make_graph(self.nodes, name, [inp], [outp], self.inits)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -231,6 +231,29 @@ def tiny_cnn(seed=7, channels=3):
     return g, x
 
 
+def opaque_reshape(g, x, dims):
+    """Reshapes x to dims (-1 allowed) through a shape that depends on the
+    data (it adds 0 * sum(x)), so that shape inference cannot know the
+    output's dimensions and keeps whatever the graph declares: the way a
+    model gets past a load-time check with a declared shape that is a lie."""
+    def int_const(name, arr):
+        g.inits.append(numpy_helper.from_array(np.array(arr, dtype=np.int64), name))
+        return name
+    zero = g.op("Mul", [g.op("ReduceSum", [x], keepdims=0), g.const("opaque.zero", np.array(0.0), False)])
+    zero = g.op("Reshape", [g.op("Cast", [zero], to=TensorProto.INT64), int_const("opaque.one", [1])])
+    batch = g.op("Slice", [g.op("Shape", [x]), int_const("opaque.s0", [0]), int_const("opaque.s1", [1])])
+    rest = g.op("Add", [int_const("opaque.rest", dims[1:]), zero])
+    return g.op("Reshape", [x, g.op("Concat", [batch, rest], axis=0)])
+
+
+def tiny_opaque(dims):
+    """The tiny CNN's [N, 10] logits behind an opaque reshape to dims."""
+    def build():
+        g, x = tiny_cnn()
+        return g, opaque_reshape(g, x, dims)
+    return build
+
+
 def np_conv(x, w, b, pad):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -264,6 +287,27 @@ MODELS = {
     # A model IDunno must refuse: one input channel, not RGB (for the tests).
     "tiny_gray": dict(build=lambda: tiny_cnn(seed=9, channels=1), size=32, resize=32, classes=10,
                       params=None, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], channels=1),
+    # Models whose declared output lies about what they return, for the tests
+    # (tests/unit/test_infer.c): IDunno must refuse them or fail their runs
+    # cleanly, never copy what was declared. They compute the tiny CNN's 10
+    # logits.
+    "bad_huge_classes": dict(build=tiny_opaque(["N", -1]), size=32, resize=32, classes=10, params=None,
+                             mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
+                             declared=["N", 4294967306]),
+    "bad_declares_more": dict(build=tiny_opaque(["N", -1]), size=32, resize=32, classes=10, params=None,
+                              mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 1000]),
+    "bad_declares_fewer": dict(build=tiny_opaque(["N", -1]), size=32, resize=32, classes=10, params=None,
+                               mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 4]),
+    "bad_rank3_declared": dict(build=tiny_opaque(["N", 10, 1]), size=32, resize=32, classes=10, params=None,
+                               mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 10, 1]),
+    "bad_rank3_returned": dict(build=tiny_opaque(["N", 10, 1]), size=32, resize=32, classes=10, params=None,
+                               mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 10]),
+    # The tiny CNN asking the inference process to crash on its first run
+    # (honoured only by a node started with --test-hooks): the cluster test
+    # of a model that brings its process down.
+    "bad_crash": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
+                      mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
+                      meta={"idunno.test.crash": "abort"}),
     "resnet50": dict(build=resnet50, size=224, resize=256, classes=1000, params=25557032,
                      mean=IMAGENET_MEAN, std=IMAGENET_STD),
     "inception_v3": dict(build=inception_v3, size=299, resize=342, classes=1000, params=23834568,
@@ -297,7 +341,9 @@ def main():
                 "idunno.mean": ",".join(f"{v:g}" for v in spec["mean"]),
                 "idunno.std": ",".join(f"{v:g}" for v in spec["std"]),
                 "idunno.classes": str(spec["classes"])}
-        m = g.model(out, spec["classes"], spec["size"], name, meta, spec.get("channels", 3))
+        meta.update(spec.get("meta", {}))
+        m = g.model(out, spec["classes"], spec["size"], name, meta, spec.get("channels", 3),
+                    spec.get("declared"))
         if spec["params"] is not None and g.params != spec["params"]:
             sys.exit(f"{name}: {g.params} parameters, torchvision has {spec['params']}")
         data = m.SerializeToString()

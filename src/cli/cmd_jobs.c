@@ -82,6 +82,8 @@ static void json_job(const Idunno__JobInfo *j)
     json_u64("id", j->id);
     json_str("model", j->model);
     json_str("state", j->state);
+    if (j->error[0])
+        json_str("error", j->error);
     json_u64("batch", j->batch);
     json_double("weight", j->weight);
     json_u64("images", j->images);
@@ -625,6 +627,10 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
             cli_table_row(t, id, j->model, j->state, b, w, im, q, rate, qr);
         }
         cli_table_print(t);
+        for (size_t i = 0; i < l->n_jobs; i++)
+            if (l->jobs[i]->error[0])
+                printf("job %u (%s) was stopped: %s\n", l->jobs[i]->id, l->jobs[i]->model,
+                       l->jobs[i]->error);
     }
     idunno__job_list__free_unpacked(l, NULL);
     return 0;

@@ -61,6 +61,15 @@ int infer_model_open(const char *path, const struct infer_options *opt, struct i
     }
     struct infer_model_info *in = &m->info;
     in->io = io;
+    /* The backend refuses larger shapes; checked again here because the
+     * int fields below and every buffer size are derived from them. */
+    if (io.classes <= 0 || io.classes > INFER_MAX_CLASSES || io.input_shape[2] <= 0 ||
+        io.input_shape[2] > INFER_MAX_SIDE) {
+        snprintf(errmsg, len, "the model declares %lld classes and %lld-pixel inputs; 1 to %d and 1 to %d are supported",
+                 (long long)io.classes, (long long)io.input_shape[2], INFER_MAX_CLASSES, INFER_MAX_SIDE);
+        infer_model_close(m);
+        return ID_EMODEL;
+    }
     if (io.input_shape[2] != io.input_shape[3]) {
         snprintf(errmsg, len, "the model's input is %lldx%lld; square inputs only",
                  (long long)io.input_shape[2], (long long)io.input_shape[3]);
@@ -105,6 +114,11 @@ void infer_model_close(struct infer_model *m)
 }
 
 const struct infer_model_info *infer_model_info(const struct infer_model *m) { return &m->info; }
+
+char *infer_model_metadata(struct infer_model *m, const char *key)
+{
+    return m->backend->metadata(m->session, key);
+}
 
 int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits, char *errmsg,
                      size_t len)
@@ -183,11 +197,17 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
     memcpy(prep.mean, in->mean, sizeof prep.mean);
     memcpy(prep.std, in->std, sizeof prep.std);
     size_t plane = 3 * (size_t)in->input_size * (size_t)in->input_size;
-    struct batch b[2];
-    float *logits = malloc(batch * (size_t)in->classes * sizeof(float));
+    struct batch b[2] = {0};
+    size_t logit_bytes, tensor_bytes;
+    if (__builtin_mul_overflow(batch, (size_t)in->classes * sizeof(float), &logit_bytes) ||
+        __builtin_mul_overflow(batch, plane * sizeof(float), &tensor_bytes)) {
+        snprintf(errmsg, len, "a batch of %zu images is too large for the model", batch);
+        return ID_EINVAL;
+    }
+    float *logits = malloc(logit_bytes);
     int rc = logits ? 0 : ID_ENOMEM;
     for (int k = 0; k < 2; k++) {
-        b[k].tensor = malloc(batch * plane * sizeof(float));
+        b[k].tensor = malloc(tensor_bytes);
         b[k].slot = malloc(batch * sizeof(size_t));
         b[k].prep = &prep;
         b[k].plane = plane;

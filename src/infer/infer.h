@@ -46,6 +46,8 @@ int infer_model_open(const char *path, const struct infer_options *opt, struct i
                      char *errmsg, size_t len);
 void infer_model_close(struct infer_model *m);
 const struct infer_model_info *infer_model_info(const struct infer_model *m);
+/* A custom metadata value of the model, or NULL (caller frees). */
+char *infer_model_metadata(struct infer_model *m, const char *key);
 
 /* Runs n preprocessed inputs (n x 3 x S x S floats); logits is n x classes. */
 int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits, char *errmsg,

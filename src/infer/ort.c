@@ -61,8 +61,11 @@ static void ort_free(struct infer_session *s)
     free(s);
 }
 
+static int check_declared(const struct infer_io *io, int64_t output_batch, char *errmsg, size_t len);
+
 static int read_io(struct infer_session *s, char *errmsg, size_t len)
 {
+    int64_t output_batch = -1;
     OrtAllocator *alloc;
     int rc = check(ort->GetAllocatorWithDefaultOptions(&alloc), errmsg, len);
     size_t nin = 0, nout = 0;
@@ -107,6 +110,7 @@ static int read_io(struct infer_session *s, char *errmsg, size_t len)
             return rc;
         if (which) {
             s->io.classes = dims[1];
+            output_batch = dims[0];
         } else {
             memcpy(s->io.input_shape, dims, sizeof s->io.input_shape);
             if (dims[1] != 3 || dims[2] <= 0 || dims[3] <= 0) {
@@ -115,8 +119,32 @@ static int read_io(struct infer_session *s, char *errmsg, size_t len)
             }
         }
     }
-    if (s->io.classes <= 0) {
+    return check_declared(&s->io, output_batch, errmsg, len);
+}
+
+/* Refuses declared shapes no buffer should be sized from: every size product
+ * the worker computes from them (batch x classes, batch x 3 x H x W) then
+ * fits comfortably in a size_t. */
+static int check_declared(const struct infer_io *io, int64_t output_batch, char *errmsg, size_t len)
+{
+    if (io->classes <= 0) {
         snprintf(errmsg, len, "the model's output has no fixed class count");
+        return ID_EMODEL;
+    }
+    if (io->classes > INFER_MAX_CLASSES) {
+        snprintf(errmsg, len, "the model's output declares %lld classes; at most %d are supported",
+                 (long long)io->classes, INFER_MAX_CLASSES);
+        return ID_EMODEL;
+    }
+    if (io->input_shape[2] > INFER_MAX_SIDE || io->input_shape[3] > INFER_MAX_SIDE) {
+        snprintf(errmsg, len, "the model's input is %lldx%lld; at most %dx%d is supported",
+                 (long long)io->input_shape[2], (long long)io->input_shape[3], INFER_MAX_SIDE,
+                 INFER_MAX_SIDE);
+        return ID_EMODEL;
+    }
+    if (output_batch > 0 && io->input_shape[0] > 0 && output_batch != io->input_shape[0]) {
+        snprintf(errmsg, len, "the model takes batches of %lld images but returns %lld rows",
+                 (long long)io->input_shape[0], (long long)output_batch);
         return ID_EMODEL;
     }
     return 0;
@@ -175,13 +203,53 @@ static char *ort_metadata(struct infer_session *s, const char *key)
     return copy;
 }
 
+/* Checks that `out`, what the model returned for n images, is the n x classes
+ * float tensor it declared, and writes its element count to *count. A model
+ * whose graph computes its output shape from the data can declare one shape
+ * and return another: only the returned one may be trusted. */
+static int check_returned(const struct infer_session *s, const OrtValue *out, size_t n, size_t *count,
+                          char *errmsg, size_t len)
+{
+    OrtTensorTypeAndShapeInfo *info = NULL;
+    int rc = check(ort->GetTensorTypeAndShape(out, &info), errmsg, len);
+    ONNXTensorElementDataType et = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    size_t nd = 0;
+    int64_t dims[2] = {0, 0};
+    if (!rc) rc = check(ort->GetTensorElementType(info, &et), errmsg, len);
+    if (!rc) rc = check(ort->GetDimensionsCount(info, &nd), errmsg, len);
+    if (!rc && nd == 2) rc = check(ort->GetDimensions(info, dims, 2), errmsg, len);
+    if (!rc) rc = check(ort->GetTensorShapeElementCount(info, count), errmsg, len);
+    if (info)
+        ort->ReleaseTensorTypeAndShapeInfo(info);
+    if (rc)
+        return rc;
+    size_t want;
+    if (et != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || nd != 2 || dims[0] != (int64_t)n ||
+        dims[1] != s->io.classes || __builtin_mul_overflow(n, (size_t)s->io.classes, &want) ||
+        *count != want) {
+        if (nd == 2)
+            snprintf(errmsg, len, "the model returned a %lld x %lld tensor for %zu images; it declares %zu x %lld floats",
+                     (long long)dims[0], (long long)dims[1], n, n, (long long)s->io.classes);
+        else
+            snprintf(errmsg, len, "the model returned a tensor of rank %zu for %zu images; it declares %zu x %lld floats",
+                     nd, n, n, (long long)s->io.classes);
+        return ID_EMODEL;
+    }
+    return 0;
+}
+
 static int ort_run(struct infer_session *s, const float *input, size_t n, float *logits, char *errmsg,
                    size_t len)
 {
     int64_t shape[4] = {(int64_t)n, 3, s->io.input_shape[2], s->io.input_shape[3]};
-    size_t count = n * 3 * (size_t)shape[2] * (size_t)shape[3];
+    size_t count, bytes;
+    if (__builtin_mul_overflow(n, 3 * (size_t)shape[2] * (size_t)shape[3], &count) ||
+        __builtin_mul_overflow(count, sizeof(float), &bytes) || n > INT64_MAX) {
+        snprintf(errmsg, len, "a batch of %zu images is too large for the model", n);
+        return ID_EINVAL;
+    }
     OrtValue *in = NULL, *out = NULL;
-    int rc = check(ort->CreateTensorWithDataAsOrtValue(s->mem, (void *)input, count * sizeof(float), shape, 4,
+    int rc = check(ort->CreateTensorWithDataAsOrtValue(s->mem, (void *)input, bytes, shape, 4,
                                                        ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in),
                    errmsg, len);
     const char *in_names[] = {s->io.input_name};
@@ -190,10 +258,13 @@ static int ort_run(struct infer_session *s, const float *input, size_t n, float 
         rc = check(ort->Run(s->session, NULL, in_names, (const OrtValue *const *)&in, 1, out_names, 1, &out),
                    errmsg, len);
     float *data = NULL;
+    size_t returned = 0;
+    if (!rc)
+        rc = check_returned(s, out, n, &returned, errmsg, len);
     if (!rc)
         rc = check(ort->GetTensorMutableData(out, (void **)&data), errmsg, len);
     if (!rc)
-        memcpy(logits, data, n * (size_t)s->io.classes * sizeof(float));
+        memcpy(logits, data, returned * sizeof(float));
     if (in)
         ort->ReleaseValue(in);
     if (out)

@@ -3,9 +3,11 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #include "base/log.h"
+#include "infer/child.h"
 #include "node/node.h"
 
 int main(int argc, char **argv)
@@ -14,6 +16,12 @@ int main(int argc, char **argv)
      * freed ones, rather than an mmap, page faults and munmap for each. */
     mallopt(M_MMAP_THRESHOLD, 8 << 20);
     mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    /* The node runs its models in processes of this same binary
+     * (src/infer/child.h). */
+    if (argc > 1 && strcmp(argv[1], "--infer-child") == 0) {
+        setenv("OPENBLAS_NUM_THREADS", "1", 0);
+        return infer_child_main(argc, argv);
+    }
     struct node_config cfg;
     char errmsg[300];
     int rc = node_parse_args(argc, argv, &cfg, errmsg, sizeof errmsg);

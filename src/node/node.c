@@ -72,6 +72,8 @@ static const char usage[] =
     "  --infer-sched POLICY   how the kernel schedules model runs: normal (default) or batch\n"
     "                         (SCHED_BATCH: more throughput when many workers share cores,\n"
     "                         less even rates between jobs; docs/inference.md has figures)\n"
+    "  --test-hooks           tests only: inference processes honour a model's\n"
+    "                         idunno.test.crash metadata and crash on its runs\n"
     "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
     "                         otherwise served on HOST:PORT+2, see docs/http.md)\n"
     "  --help                 this text\n";
@@ -108,6 +110,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"infer-gate", required_argument, NULL, 'G'},
         {"infer-sched", required_argument, NULL, 'B'},
         {"max-image-pixels", required_argument, NULL, 'X'},
+        {"test-hooks", no_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -125,6 +128,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'c': snprintf(cfg->coordinators, sizeof cfg->coordinators, "%s", optarg); break;
         case 'e': cfg->log_stderr = 1; break;
         case 'H': cfg->no_http = 1; break;
+        case 'Z': cfg->test_hooks = 1; break;
         case 'I': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -477,7 +481,8 @@ static int node_start_layers(struct node *node)
     struct worker_config wc = {.loop = node->loop, .net = node->net, .sdfs = node->sdfs,
                                .name = cfg->name, .addr = cfg->addr,
                                .gate_slots = cfg->infer_slots, .gate_dir = cfg->infer_gate_dir,
-                               .sched_batch = cfg->infer_sched_batch};
+                               .sched_batch = cfg->infer_sched_batch,
+                               .log_path = node->log_path, .test_hooks = cfg->test_hooks};
     rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
         return rc;

@@ -96,6 +96,7 @@ struct cjob {
     double run_us_avg;      /* moving mean of its queries' run times (0: none yet) */
     unsigned burst;         /* as given to the dispatcher (1: none) */
     uint64_t burst_logged_ms;
+    int stop_proposed;      /* a worker asked to stop it (QueryDone.stop_job): proposed once */
 };
 
 /* A completion waiting for its JOB_DONE command. */
@@ -973,6 +974,58 @@ static void job_run_time(struct coord *c, struct cjob *cj, uint32_t run_us)
     }
 }
 
+/* ---- stopping a job whose model a worker found unusable ---------------------------------------- */
+
+struct stop_call {
+    struct coord *c;
+    uint32_t job;
+};
+
+static void on_model_stop_committed(void *ud, int status, const uint8_t *result, size_t len)
+{
+    (void)result;
+    (void)len;
+    struct stop_call *sc = ud;
+    if (status < 0)
+        LOG_WARN("coord", "cannot stop job %u: %s", sc->job, id_strerror(status));
+    else if (!sc->c->stopping && sc->c->active) {
+        sync_jobs(sc->c);
+        pump(sc->c);
+    }
+    free(sc);
+}
+
+/* A worker's QueryDone.stop_job: its model crashed the worker's inference
+ * process again and again (docs/inference.md), so the job is stopped for the
+ * whole cluster, with the reason in `jobs`. Proposed once per job here; a
+ * repeat (another worker, a new coordinator) finds it stopped already. */
+static void stop_unusable_model(struct coord *c, const Idunno__QueryDone *m)
+{
+    struct job_rec *job = jobs_by_id(c->jobs, m->job);
+    struct cjob *cj = job && !job->stopped ? cjob_find(c, job->id) : NULL;
+    if (!cj || cj->stop_proposed)
+        return;
+    Idunno__JobLaunch stop = IDUNNO__JOB_LAUNCH__INIT;
+    stop.model = job->model;
+    stop.error = m->stop_job;
+    uint8_t buf[512];
+    size_t n = idunno__job_launch__get_packed_size(&stop);
+    struct stop_call *sc = malloc(sizeof *sc);
+    if (!sc || n > sizeof buf) {
+        free(sc);
+        return;
+    }
+    idunno__job_launch__pack(&stop, buf);
+    *sc = (struct stop_call){c, job->id};
+    LOG_ERROR("coord", "job %u (%s) stopped: worker %s reports: %s", job->id, job->model, m->worker,
+              m->stop_job);
+    if (ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, buf, n, on_model_stop_committed,
+                    sc) < 0)
+        free(sc);
+    else
+        cj->stop_proposed = 1;
+}
+
 /* JOB_DONE from a worker (on the leader). */
 static void lead_done(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
@@ -1001,6 +1054,8 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
         }
         if (m->worker[0])
             fair_worker_set_model(c->fair, m->worker, m->job, 1);
+        if (m->stop_job[0])
+            stop_unusable_model(c, m);
     }
     c->recent_done[c->recent_next++ % 1024] = m->query;
     if (c->n_batch == COORD_BATCH_MAX)
@@ -1247,6 +1302,7 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
     info->batch = job->batch;
     info->weight = job->weight;
     info->state = job->stopped ? "stopped" : "running";
+    info->error = (char *)job->error;
     info->images = job->n_images;
     info->images_done = job->n_done;
     info->queries_done = job->queries_done;

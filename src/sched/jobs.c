@@ -298,6 +298,7 @@ static void result_job(struct sm_result *res, const struct job_rec *job)
     info.batch = job->batch;
     info.weight = job->weight;
     info.state = job->stopped ? "stopped" : "running";
+    info.error = (char *)job->error;
     info.images = job->n_images;
     info.images_done = job->n_done;
     info.queries_done = job->queries_done;
@@ -487,6 +488,7 @@ static void apply_stop(struct jobs *j, const struct sm_cmd *cmd, struct sm_resul
     struct job_rec *job = running_job(j, m->model, &res->status);
     if (job) {
         job->stopped = 1;
+        snprintf(job->error, sizeof job->error, "%s", m->error);
         result_job(res, job);
     }
     idunno__job_launch__free_unpacked(m, NULL);
@@ -672,6 +674,7 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         s->batch = job->batch;
         s->weight = job->weight;
         s->stopped = job->stopped;
+        s->error = (char *)job->error;
         s->created_ms = job->created_ms;
         s->n_images = job->n_images;
         s->images = job->images;
@@ -768,6 +771,7 @@ static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_
             break;
         }
         job->stopped = s->stopped;
+        snprintf(job->error, sizeof job->error, "%s", s->error);
         job->queries_done = s->queries_done;
         job->duplicates = s->duplicates;
         if ((rc = restore_parts(job, s)) < 0 || (rc = job_reserve_images(job, s->n_images)) < 0)

@@ -74,6 +74,7 @@ struct job_rec {
     uint32_t batch;
     double weight;
     int stopped;
+    char error[200]; /* why the cluster stopped it ("": running, or a user's stop) */
     uint64_t created_ms;
     char **images;
     size_t n_images, cap_images;

@@ -13,7 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "idunno.pb-c.h"
-#include "infer/gate.h"
+#include "infer/child.h"
 #include "infer/infer.h"
 #include "net/net.h"
 #include "sdfs/catalog.h"
@@ -23,6 +23,8 @@
 #define WORKER_TICK_MS 100
 #define WORKER_RETRY_MS 200
 #define WORKER_DONE_TIMEOUT_MS 10000
+/* Model processes kept alive without a run (infer/child.h), the least
+ * recently used stopped beyond: each holds its model's weights. */
 #define WORKER_CACHE_MODELS 4
 /* Queries held: running, or done with the result not yet committed. A burst
  * of cheap queries completes faster than the control plane commits, so the
@@ -31,9 +33,9 @@
 /* Batches run at once. The coordinator bounds what it dispatches (a slot, and
  * a spare one for a job with nothing else running: fair.h); beyond that only
  * queries of a job stopped while they ran, which it no longer counts, can be
- * here. The bound is a guard, and leaves one of libuv's four pool threads to
- * the store's disk work. ONNX Runtime runs one session from several threads
- * at once, so two batches of one model may run side by side. */
+ * here. The bound is a guard. ONNX Runtime runs one session from several
+ * threads at once, so two batches of one model may run side by side in its
+ * process. */
 #define WORKER_MAX_RUNNING 3
 #define WORKER_SLOW_START_MS 50
 /* Ready queries of one model run as one chain: one pool job and one model
@@ -61,10 +63,11 @@ struct wquery {
     char model_err[200];
     uint64_t started_ms, infer_ms;
     uint64_t run_us;      /* its share of the model run's CPU time (by images) */
-    uint64_t run_wall_ms; /* wall clock when the batch started on the pool */
+    uint64_t run_wall_ms; /* wall clock when the batch went to the model's process */
+    uint64_t run_started_us; /* the same, monotonic (the chain's head) */
     struct wquery *chain; /* while WQ_RUNNING: the next query of its chain */
-    uint64_t ready_ms, queued_ms; /* inputs all here; handed to the pool (monotonic) */
-    uv_work_t work; /* while WQ_RUNNING: the chain on the pool (its first query's) */
+    uint64_t ready_ms, queued_ms; /* inputs all here; handed to the process (monotonic) */
+    int stop_job;         /* the model was given up: the coordinator should stop the job */
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
     size_t done_len;
@@ -82,11 +85,9 @@ struct worker {
     /* The coordinator that dispatched the latest query ("" after a failed
      * send: results then go through this node's forwarder). */
     char coord_addr[64];
-    struct infer_cache *cache;
-    struct infer_gate *gate; /* NULL: model runs not limited on this host */
-    int sched_batch;         /* batches run as SCHED_BATCH */
+    struct infer_procs *procs; /* the models' processes */
     struct wquery *queries; /* FIFO */
-    int running;            /* batches on the pool, at most WORKER_MAX_RUNNING */
+    int running;            /* chains in model processes, at most WORKER_MAX_RUNNING */
     uv_timer_t tick;
     int stopping;
     struct worker_stats stats;
@@ -134,117 +135,140 @@ static size_t wq_count(const struct worker *w)
     return n;
 }
 
-/* ---- running a batch on the pool ------------------------------------------------------------ */
+/* ---- running a chain in the model's process -------------------------------------------------- */
 
 static void kick(struct worker *w);
 static void send_done(struct wquery *q);
-static void run_chain(struct wquery *head);
+static void pack_done(struct wquery *q);
 
-/* Inference yields the CPU to the node's event loops: on a machine shared by
- * many nodes, heartbeats and probes that wait behind a batch would look like
- * failures. The pool thread is niced while it runs a batch (Linux nice values
- * are per thread) and restored after, which root may do; an unprivileged
- * node just keeps the pool thread niced.
- *
- * With --infer-sched batch it also runs as SCHED_BATCH, which tells the
- * kernel the thread is CPU-bound: a waking batch no longer preempts a running
- * one, so with ten workers on two cores each batch keeps its core (and its
- * caches) for whole time slices. Measured: the whole cluster went from
- * 0.83-0.87 to 0.93-0.95 of bare ONNX Runtime's ResNet50 throughput, but the
- * worst 10 s rate gap between jobs from 3.1-5.8% to 3.7-7.1%
- * (docs/inference.md), so it is not the default. Event loops stay
- * SCHED_OTHER either way. */
-#define WORKER_NICE 10
+/* Model runs happen in a process per model (infer/child.h): a model that
+ * crashes ONNX Runtime kills that process, not this node, which is also a
+ * replica and maybe a voter. The process runs niced so that the node's
+ * event loops, heartbeats included, are never stuck behind a model, and with
+ * --infer-sched batch as SCHED_BATCH: a waking batch no longer preempts a
+ * running one, so with ten workers on two cores each batch keeps its core and
+ * its caches for whole time slices (more throughput, less even rates between
+ * jobs: docs/inference.md has the figures). */
 
-static void on_work(uv_work_t *req)
+static void chain_fail(struct wquery *head, const char *msg, int stop_job)
 {
-    /* A pool thread's id and own priority are read once (they do not change
-     * between batches): two system calls fewer per batch. */
-    static __thread pid_t tid;
-    static __thread int before;
-    if (!tid) {
-        tid = (pid_t)syscall(SYS_gettid);
-        before = getpriority(PRIO_PROCESS, (id_t)tid);
-    }
-    setpriority(PRIO_PROCESS, (id_t)tid, WORKER_NICE);
-    struct wquery *q = req->data;
-    struct sched_param sp = {0};
-    if (q->w->sched_batch)
-        sched_setscheduler(tid, SCHED_BATCH, &sp);
-    uint64_t wall = id_wall_ms();
-    for (struct wquery *c = q; c; c = c->chain)
-        c->run_wall_ms = wall;
-    run_chain(q);
-    if (q->w->sched_batch)
-        sched_setscheduler(tid, SCHED_OTHER, &sp);
-    setpriority(PRIO_PROCESS, (id_t)tid, before);
-}
-
-static void chain_fail(struct wquery *head, const char *msg)
-{
-    for (struct wquery *q = head; q; q = q->chain)
+    for (struct wquery *q = head; q; q = q->chain) {
         snprintf(q->model_err, sizeof q->model_err, "%s", msg);
+        q->stop_job = stop_job;
+    }
 }
 
-/* Runs a chain of queries of one model (often a chain of one) as one model
- * run over the images that were fetched; each query gets its images'
- * results and its share of the time. */
-static void run_chain(struct wquery *head)
+/* The chain's run is over (results or model_err set): each query's result
+ * goes to the coordinator. */
+static void finish_chain(struct wquery *head)
 {
     struct worker *w = head->w;
+    w->running--;
+    for (struct wquery *q = head, *next; q; q = next) {
+        next = q->chain;
+        q->chain = NULL;
+        w->stats.infer_ms_total += q->infer_ms;
+        if (q->preload) {
+            if (q->model_err[0])
+                LOG_WARN("worker", "preload failed: %s", q->model_err);
+            else
+                LOG_INFO("worker", "model %s loaded", q->run->model->name);
+            wq_unlink(w, q);
+            wq_free(q);
+            continue;
+        }
+        if (q->model_err[0])
+            LOG_WARN("worker", "query %llu of job %u: %s", (unsigned long long)q->run->query,
+                     q->run->job, q->model_err);
+        pack_done(q);
+        q->state = WQ_DONE;
+        w->stats.completed++;
+        w->stats.images += q->run->n_images;
+        send_done(q);
+    }
+}
+
+/* The model's process answered the chain's run, or died with it. */
+static void on_chain_ran(void *ud, const struct infer_procs_done *d)
+{
+    struct wquery *head = ud;
+    struct worker *w = head->w;
+    if (d->status == ID_ECLOSED) {
+        /* The process died before the run was done: nothing of it came
+         * back, so the queries run again, in a new process (the crash has
+         * been counted against the model). */
+        for (struct wquery *q = head, *next; q; q = next) {
+            next = q->chain;
+            q->chain = NULL;
+            q->state = WQ_READY;
+        }
+        w->running--;
+        kick(w);
+        return;
+    }
+    if (d->status < 0) {
+        chain_fail(head, d->error, d->model_failed);
+    } else {
+        size_t k = 0;
+        for (struct wquery *q = head; q; q = q->chain)
+            for (size_t i = 0; i < q->run->n_images; i++)
+                if (q->paths[i])
+                    q->results[i] = d->results[k++];
+    }
+    size_t n = 0;
+    for (struct wquery *q = head; q; q = q->chain)
+        n += q->run->n_images;
+    uint64_t us = id_now_us() - head->run_started_us;
+    for (struct wquery *q = head; q; q = q->chain) {
+        q->run_us = n ? d->cpu_us * q->run->n_images / n : d->cpu_us;
+        q->infer_ms = (n ? us * q->run->n_images / n : us) / 1000;
+    }
+    finish_chain(head);
+    kick(w);
+}
+
+/* Hands the chain to its model's process: one run over the images that were
+ * fetched. A failure to start it fails the chain at once. */
+static void run_chain(struct worker *w, struct wquery *head)
+{
     Idunno__QueryRun *run = head->run;
-    /* The run's cost is the thread's CPU time: on a host shared by many
-     * workers the wall time says more about the others than about the model. */
-    uint64_t t0 = id_now_us(), cpu0 = id_thread_cpu_us();
-    struct infer_model *m = NULL;
-    char err[200] = "";
-    uint64_t version = strtoull(run->model->blob, NULL, 16);
-    int rc = head->model_status;
-    if (rc == 0)
-        rc = infer_cache_get(w->cache, run->model->name, version, head->model_path, &m, err, sizeof err);
-    else
-        snprintf(err, sizeof err, "model file unavailable: %s", id_strerror(rc));
-    char msg[sizeof head->model_err];
-    if (rc < 0) {
-        snprintf(msg, sizeof msg, "model %s: %s", run->model->name, err);
-        chain_fail(head, msg);
-        head->infer_ms = (id_now_us() - t0) / 1000;
+    char err[200] = "", msg[sizeof head->model_err];
+    head->run_started_us = id_now_us();
+    uint64_t wall = id_wall_ms();
+    for (struct wquery *q = head; q; q = q->chain)
+        q->run_wall_ms = wall;
+    if (head->model_status < 0) {
+        snprintf(msg, sizeof msg, "model %s: model file unavailable: %s", run->model->name,
+                 id_strerror(head->model_status));
+        chain_fail(head, msg, 0);
+        finish_chain(head);
         return;
     }
-    if (head->preload) {
-        infer_cache_release(w->cache, m);
-        return;
-    }
-    /* Only images that were fetched go to the model. */
     size_t n = 0, k = 0;
     for (struct wquery *q = head; q; q = q->chain)
         n += q->run->n_images;
     const char **paths = calloc(n ? n : 1, sizeof *paths);
-    struct infer_result *res = calloc(n ? n : 1, sizeof *res);
-    if (!paths || !res) {
-        chain_fail(head, "out of memory");
-    } else {
-        for (struct wquery *q = head; q; q = q->chain)
-            for (size_t i = 0; i < q->run->n_images; i++)
-                if (q->paths[i])
-                    paths[k++] = q->paths[i];
-        if (k && infer_run_files(m, paths, k, k, res, err, sizeof err) < 0) {
-            snprintf(msg, sizeof msg, "model %s failed: %s", run->model->name, err);
-            chain_fail(head, msg);
-        }
-        k = 0;
-        for (struct wquery *q = head; q; q = q->chain)
-            for (size_t i = 0; i < q->run->n_images; i++)
-                if (q->paths[i])
-                    q->results[i] = res[k++];
+    if (!paths) {
+        chain_fail(head, "out of memory", 0);
+        finish_chain(head);
+        return;
     }
+    for (struct wquery *q = head; q; q = q->chain)
+        for (size_t i = 0; i < q->run->n_images; i++)
+            if (q->paths[i])
+                paths[k++] = q->paths[i];
+    /* A process per model version: a re-trained model starts afresh. */
+    char key[INFER_KEY_MAX];
+    snprintf(key, sizeof key, "%s@%llx", run->model->name,
+             (unsigned long long)strtoull(run->model->blob, NULL, 16));
+    int rc = infer_procs_run(w->procs, key, head->model_path, paths, k, on_chain_ran, head, err,
+                             sizeof err);
     free(paths);
-    free(res);
-    infer_cache_release(w->cache, m);
-    uint64_t us = id_now_us() - t0, cpu = id_thread_cpu_us() - cpu0;
-    for (struct wquery *q = head; q; q = q->chain) {
-        q->run_us = n ? cpu * q->run->n_images / n : cpu;
-        q->infer_ms = (n ? us * q->run->n_images / n : us) / 1000;
+    if (rc < 0) {
+        /* ID_EMODEL: the model was given up after crashing its processes. */
+        snprintf(msg, sizeof msg, "%s", err[0] ? err : id_strerror(rc));
+        chain_fail(head, msg, rc == ID_EMODEL);
+        finish_chain(head);
     }
 }
 
@@ -294,6 +318,8 @@ static void pack_done(struct wquery *q)
     d.duration_ms = now > run->dispatched_ms ? (uint32_t)(now - run->dispatched_ms) : 0;
     d.wait_ms = q->run_wall_ms > run->dispatched_ms ? (uint32_t)(q->run_wall_ms - run->dispatched_ms) : 0;
     d.run_us = q->run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)q->run_us;
+    if (q->stop_job)
+        d.stop_job = q->model_err;
     /* A long wait before the run is worth a line: which part was slow. */
     if (d.wait_ms >= WORKER_SLOW_START_MS)
         LOG_INFO("worker", "query %llu of job %u started %u ms after its dispatch: inputs %llu ms, "
@@ -314,39 +340,6 @@ out:
     free(errs);
 }
 
-static void on_work_done(uv_work_t *req, int status)
-{
-    (void)status;
-    struct wquery *head = req->data;
-    struct worker *w = head->w;
-    w->running--;
-    if (w->stopping)
-        return; /* the process is ending: the results are lost with it, and requeued */
-    for (struct wquery *q = head, *next; q; q = next) {
-        next = q->chain;
-        q->chain = NULL;
-        w->stats.infer_ms_total += q->infer_ms;
-        if (q->preload) {
-            if (q->model_err[0])
-                LOG_WARN("worker", "preload failed: %s", q->model_err);
-            else
-                LOG_INFO("worker", "model %s loaded", q->run->model->name);
-            wq_unlink(w, q);
-            wq_free(q);
-            continue;
-        }
-        if (q->model_err[0])
-            LOG_WARN("worker", "query %llu of job %u: %s", (unsigned long long)q->run->query,
-                     q->run->job, q->model_err);
-        pack_done(q);
-        q->state = WQ_DONE;
-        w->stats.completed++;
-        w->stats.images += q->run->n_images;
-        send_done(q);
-    }
-    kick(w);
-}
-
 /* Resolves a ready query's paths (on the loop: the store index is the
  * loop's) and marks it running. */
 static void prepare_run(struct worker *w, struct wquery *q)
@@ -357,6 +350,8 @@ static void prepare_run(struct worker *w, struct wquery *q)
         q->model_status = ID_ENOTFOUND;
     for (size_t i = 0; i < run->n_images; i++) {
         char p[700];
+        free(q->paths[i]); /* resolved before a run that its process's crash undid */
+        q->paths[i] = NULL;
         if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
             q->paths[i] = strdup(p);
         else if (q->image_status[i] == 0)
@@ -373,10 +368,9 @@ static int chains_with(const struct wquery *head, const struct wquery *q)
            head->model_status == 0 && strcmp(q->run->model->blob, head->run->model->blob) == 0;
 }
 
-/* Hands the ready query q to the pool, with the ready queries after it that
- * can share its model run. Returns 0, or -1 if it could not be queued (the
- * chain then failed as a whole, and on_work_done has kicked again). */
-static int start_chain(struct worker *w, struct wquery *head)
+/* Hands the ready query q to its model's process, with the ready queries
+ * after it that can share its model run. */
+static void start_chain(struct worker *w, struct wquery *head)
 {
     prepare_run(w, head);
     struct wquery *tail = head;
@@ -393,13 +387,7 @@ static int start_chain(struct worker *w, struct wquery *head)
         images += q->run->n_images;
     }
     w->running++;
-    head->work.data = head;
-    if (uv_queue_work(w->loop, &head->work, on_work, on_work_done) < 0) {
-        chain_fail(head, "cannot start the batch");
-        on_work_done(&head->work, 0);
-        return -1;
-    }
-    return 0;
+    run_chain(w, head);
 }
 
 /* Starts the oldest ready queries, up to WORKER_MAX_RUNNING chains at once. */
@@ -409,8 +397,9 @@ static void kick(struct worker *w)
         struct wquery *q = w->queries;
         while (q && q->state != WQ_READY)
             q = q->next;
-        if (!q || start_chain(w, q) < 0)
+        if (!q)
             return;
+        start_chain(w, q);
     }
 }
 
@@ -700,27 +689,17 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
     w->net = cfg->net;
     w->sdfs = cfg->sdfs;
     snprintf(w->name, sizeof w->name, "%s", cfg->name);
-    w->sched_batch = cfg->sched_batch;
-    if (w->sched_batch)
-        LOG_INFO("worker", "model runs are scheduled as SCHED_BATCH (--infer-sched batch)");
     snprintf(w->addr, sizeof w->addr, "%s", cfg->addr);
-    if (cfg->gate_slots > 0) {
-        unsigned slots = (unsigned)cfg->gate_slots;
-        char dir[300];
-        if (cfg->gate_dir && cfg->gate_dir[0])
-            snprintf(dir, sizeof dir, "%s", cfg->gate_dir);
-        else
-            infer_gate_default_dir(dir, sizeof dir);
-        char err[400];
-        if (infer_gate_open(dir, slots, &w->gate, err, sizeof err) < 0)
-            LOG_WARN("worker", "no inference gate (%s): model runs are not limited on this host",
-                     err);
-        else
-            LOG_INFO("worker", "at most %u model runs at once on this host (gate %s)", slots, dir);
-    }
-    struct infer_options io = {.threads = cfg->threads ? cfg->threads : 1, .gate = w->gate};
-    w->cache = infer_cache_new(WORKER_CACHE_MODELS, &io);
-    int rc = w->cache ? 0 : ID_ENOMEM;
+    if (cfg->sched_batch)
+        LOG_INFO("worker", "model runs are scheduled as SCHED_BATCH (--infer-sched batch)");
+    if (cfg->gate_slots > 0)
+        LOG_INFO("worker", "at most %d model runs at once on this host (--infer-slots)", cfg->gate_slots);
+    struct infer_procs_config pc = {.loop = w->loop, .node = cfg->name, .log_path = cfg->log_path,
+                                    .threads = cfg->threads ? cfg->threads : 1,
+                                    .gate_slots = cfg->gate_slots, .gate_dir = cfg->gate_dir,
+                                    .sched_batch = cfg->sched_batch, .test_hooks = cfg->test_hooks,
+                                    .max_idle = WORKER_CACHE_MODELS};
+    int rc = infer_procs_new(&pc, &w->procs);
     if (rc == 0)
         rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_RUN_REQ, on_run, w);
     if (rc == 0)
@@ -729,8 +708,7 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
         rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, on_preload, w);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot start the inference worker: %s", id_strerror(rc));
-        if (w->cache)
-            infer_cache_free(w->cache);
+        infer_procs_close(w->procs);
         free(w);
         return rc;
     }
@@ -747,6 +725,11 @@ void worker_stop(struct worker *w)
         return;
     w->stopping = 1;
     uv_close((uv_handle_t *)&w->tick, NULL);
+    /* The model processes are killed: results not yet delivered are lost
+     * with the node, as a pool thread's were, and requeued by the
+     * coordinator when the node leaves. */
+    infer_procs_close(w->procs);
+    w->procs = NULL;
 }
 
 void worker_free(struct worker *w)
@@ -756,15 +739,9 @@ void worker_free(struct worker *w)
     while (w->queries) {
         struct wquery *q = w->queries;
         w->queries = q->next;
-        if (q->state == WQ_RUNNING)
-            continue; /* the pool still uses it; the process is ending */
-        wq_free(q);
+        wq_free(q); /* a running one's process was killed by worker_stop */
     }
-    if (!w->running) {
-        infer_cache_free(w->cache);
-        infer_gate_close(w->gate);
-        free(w);
-    }
+    free(w);
 }
 
 void worker_get_stats(struct worker *w, struct worker_stats *out)

@@ -39,6 +39,8 @@ struct worker_config {
     int gate_slots;       /* model runs at once on this host (infer/gate.h); 0: no gate */
     const char *gate_dir; /* NULL or "": infer_gate_default_dir */
     int sched_batch;      /* run batches as SCHED_BATCH (see worker.c) */
+    const char *log_path; /* the node's log, where its inference processes log too */
+    int test_hooks;       /* inference processes honour idunno.test.crash (tests only) */
 };
 
 int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len);

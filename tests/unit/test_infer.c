@@ -184,6 +184,107 @@ static void test_refuses_bad_models(void **state)
     assert_non_null(strstr(err, "N x 3 x H x W"));
 }
 
+/* ---- models whose declared output lies (tools/gen_models.py bad_*) ------------------------ */
+
+static char bad_dir[64];
+
+static const char *bad_path(const char *name)
+{
+    static char p[160];
+    snprintf(p, sizeof p, "%s/%s.onnx", bad_dir, name);
+    return p;
+}
+
+/* Generates the bad models into a fresh directory with the project's
+ * generator (Debian's python3 has numpy and onnx). */
+static int make_bad_models(void **state)
+{
+    (void)state;
+    snprintf(bad_dir, sizeof bad_dir, "/tmp/idunno-badmodels-XXXXXX");
+    if (!mkdtemp(bad_dir))
+        return -1;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tools/gen_models.py --out %s --only "
+             "bad_huge_classes,bad_declares_more,bad_declares_fewer,bad_rank3_declared,bad_rank3_returned "
+             ">/dev/null",
+             bad_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int remove_bad_models(void **state)
+{
+    (void)state;
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", bad_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_refuses_huge_declared_class_count(void **state)
+{
+    (void)state;
+    struct infer_model *m = NULL;
+    char err[256] = "";
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(bad_path("bad_huge_classes"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_null(m);
+    assert_non_null(strstr(err, "4294967306 classes"));
+}
+
+static void test_refuses_declared_wrong_rank(void **state)
+{
+    (void)state;
+    struct infer_model *m = NULL;
+    char err[256] = "";
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(bad_path("bad_rank3_declared"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_non_null(strstr(err, "rank 2"));
+}
+
+#define CANARY 12345.0f
+
+/* Runs 2 inputs through a model that loads but returns 2 x 10 logits other
+ * than what it declares: the run must fail naming the shapes, and write
+ * nothing into (or past) the buffer sized from the declaration. */
+static void run_lying_model(const char *name, int declared, const char *want_err)
+{
+    struct infer_model *m = NULL;
+    char err[256] = "";
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(bad_path(name), &opt, &m, err, sizeof err), 0);
+    assert_int_equal(infer_model_info(m)->classes, declared);
+    size_t n = 2, in_count = n * 3 * 32 * 32, slots = n * (size_t)declared + 64;
+    float *input = calloc(in_count, sizeof(float));
+    float *logits = malloc(slots * sizeof(float));
+    for (size_t i = 0; i < slots; i++)
+        logits[i] = CANARY;
+    assert_int_equal(infer_run_tensor(m, input, n, logits, err, sizeof err), ID_EMODEL);
+    assert_non_null(strstr(err, want_err));
+    for (size_t i = 0; i < slots; i++)
+        assert_true(logits[i] == CANARY);
+    free(input);
+    free(logits);
+    infer_model_close(m);
+}
+
+static void test_output_smaller_than_declared(void **state)
+{
+    (void)state;
+    run_lying_model("bad_declares_more", 1000, "returned a 2 x 10 tensor for 2 images; it declares 2 x 1000");
+}
+
+static void test_output_larger_than_declared(void **state)
+{
+    (void)state;
+    run_lying_model("bad_declares_fewer", 4, "returned a 2 x 10 tensor for 2 images; it declares 2 x 4");
+}
+
+static void test_output_of_wrong_rank(void **state)
+{
+    (void)state;
+    run_lying_model("bad_rank3_returned", 10, "returned a tensor of rank 3 for 2 images");
+}
+
 static void test_cache(void **state)
 {
     (void)state;
@@ -314,5 +415,13 @@ int main(void)
         cmocka_unit_test(test_cache_pins),
         cmocka_unit_test(test_cache_two_threads),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest lying[] = {
+        cmocka_unit_test(test_refuses_huge_declared_class_count),
+        cmocka_unit_test(test_refuses_declared_wrong_rank),
+        cmocka_unit_test(test_output_smaller_than_declared),
+        cmocka_unit_test(test_output_larger_than_declared),
+        cmocka_unit_test(test_output_of_wrong_rank),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("lying models", lying, make_bad_models, remove_bad_models);
 }

@@ -1,0 +1,104 @@
+/* child.h — models run in processes of their own: a bad model costs one job,
+ * not a node.
+ *
+ * A node is also an SDFS replica and maybe a Raft voter; a model that crashes
+ * ONNX Runtime (or lies about its output) must not take those down with it.
+ * So the node runs each model in an `idunnod --infer-child` process
+ * (child_main.c) that it starts with libuv, one per loaded model, and talks
+ * to over a socket pair (child_proto.h). One process per model makes a
+ * crash's culprit certain: only that model's runs were in it.
+ *
+ * When a process dies (its exit and the end of its socket both seen), each
+ * run it held is handed back with ID_ECLOSED, for the caller to run again on
+ * a fresh process; nothing it had finished is lost, since a DONE read before
+ * the end of file was delivered. A death with runs in it counts as a crash
+ * of the model (infer_crashes, below); at INFER_MAX_CRASHES the model is
+ * given up: its runs come back with model_failed set, and later runs are
+ * refused at once.
+ *
+ * Threading: the loop thread only.
+ */
+#ifndef IDUNNO_INFER_CHILD_H
+#define IDUNNO_INFER_CHILD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "infer/infer.h"
+
+#define INFER_MAX_CRASHES 3
+
+/* ---- crash accounting (pure) ------------------------------------------------------------ */
+
+#define INFER_KEY_MAX 96 /* "name@version" */
+
+struct infer_crashes {
+    struct infer_crash_entry {
+        char key[INFER_KEY_MAX];
+        unsigned crashes;
+    } *e;
+    size_t n;
+};
+
+/* Records a crash of model `key`; returns its crashes so far (0: out of
+ * memory, not recorded). */
+unsigned infer_crashes_note(struct infer_crashes *c, const char *key);
+/* Crashes recorded for key. */
+unsigned infer_crashes_of(const struct infer_crashes *c, const char *key);
+void infer_crashes_free(struct infer_crashes *c);
+
+/* ---- the processes ------------------------------------------------------------------------ */
+
+struct infer_procs;
+
+struct infer_procs_config {
+    uv_loop_t *loop;
+    const char *exe;      /* the idunnod binary; NULL: this process's own */
+    const char *node;     /* the node's name, for the processes' log lines */
+    const char *log_path; /* the node's log (NULL: the processes log to stderr) */
+    int threads;          /* ONNX Runtime intra-op threads */
+    int gate_slots;       /* infer/gate.h; 0: none */
+    const char *gate_dir;
+    int sched_batch;      /* runs as SCHED_BATCH */
+    int test_hooks;       /* the processes honour idunno.test.crash (tests only) */
+    size_t max_idle;      /* processes kept without runs, the least recently used stopped */
+};
+
+struct infer_procs_done {
+    /* 0: results[n] hold the run's results. ID_EMODEL: the model could not be
+     * loaded or failed the run (error says why). ID_ECLOSED: its process died
+     * during the run; run it again. */
+    int status;
+    int model_failed; /* the model has crashed INFER_MAX_CRASHES processes: give it up */
+    const char *error;
+    const struct infer_result *results;
+    uint64_t cpu_us; /* the run's CPU time in the process */
+};
+
+typedef void (*infer_procs_cb)(void *ud, const struct infer_procs_done *d);
+
+int infer_procs_new(const struct infer_procs_config *cfg, struct infer_procs **out);
+
+/* Runs paths[n] (n may be 0: load only) through the model `key` (name@version)
+ * whose file is `path`, in its process (started if need be). cb runs once, on
+ * the loop, never inside this call. Returns 0, or ID_EMODEL with errmsg for a
+ * model given up, ID_ENOMEM, ID_EIO (cannot start a process). */
+int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
+                    const char *const *paths, size_t n, infer_procs_cb cb, void *ud, char *errmsg,
+                    size_t len);
+
+/* Kills every process; pending runs are dropped without their callbacks (the
+ * node is stopping). Memory is freed once libuv has closed the handles. */
+void infer_procs_close(struct infer_procs *p);
+
+struct infer_procs_stats {
+    uint64_t started, crashes, failed_models;
+    size_t running; /* processes alive */
+};
+void infer_procs_get_stats(const struct infer_procs *p, struct infer_procs_stats *out);
+
+/* The entry point of `idunnod --infer-child ...` (child_main.c). */
+int infer_child_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,135 @@
+/* child_proto.c — encoding and checked decoding of the node <-> inference
+ * process messages (child_proto.h). */
+#include "infer/child_proto.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "net/frame.h"
+
+/* Statuses a child may report: 0 or one of err.h's codes, nothing else. */
+#define STATUS_MIN (-1000)
+
+int infer_child_pack(uint16_t type, uint64_t id, const ProtobufCMessage *msg, uint8_t **out,
+                     size_t *len)
+{
+    size_t body = protobuf_c_message_get_packed_size(msg);
+    if (body > INFER_CHILD_MAX_FRAME)
+        return ID_ETOOBIG;
+    uint8_t *buf = malloc(FRAME_HEADER_LEN + body);
+    if (!buf)
+        return ID_ENOMEM;
+    protobuf_c_message_pack(msg, buf + FRAME_HEADER_LEN);
+    frame_encode_header(buf, type, 0, id, buf + FRAME_HEADER_LEN, (uint32_t)body);
+    *out = buf;
+    *len = FRAME_HEADER_LEN + body;
+    return 0;
+}
+
+void infer_child_clean_text(char *dst, size_t len, const char *src)
+{
+    if (!len)
+        return;
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < len; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = 0;
+}
+
+static int path_ok(const char *p)
+{
+    return p && p[0] == '/' && strnlen(p, INFER_CHILD_MAX_PATH) < INFER_CHILD_MAX_PATH;
+}
+
+int infer_child_decode_load(const uint8_t *body, size_t len, Idunno__InferChildLoad **out)
+{
+    Idunno__InferChildLoad *m = idunno__infer_child_load__unpack(NULL, len, body);
+    if (!m)
+        return ID_EPROTO;
+    if (!path_ok(m->path)) {
+        idunno__infer_child_load__free_unpacked(m, NULL);
+        return ID_EPROTO;
+    }
+    *out = m;
+    return 0;
+}
+
+int infer_child_decode_run(const uint8_t *body, size_t len, Idunno__InferChildRun **out)
+{
+    Idunno__InferChildRun *m = idunno__infer_child_run__unpack(NULL, len, body);
+    if (!m)
+        return ID_EPROTO;
+    int ok = m->n_paths <= INFER_CHILD_MAX_IMAGES;
+    for (size_t i = 0; ok && i < m->n_paths; i++)
+        ok = path_ok(m->paths[i]);
+    if (!ok) {
+        idunno__infer_child_run__free_unpacked(m, NULL);
+        return ID_EPROTO;
+    }
+    *out = m;
+    return 0;
+}
+
+int infer_child_decode_loaded(const uint8_t *body, size_t len, Idunno__InferChildLoaded **out)
+{
+    Idunno__InferChildLoaded *m = idunno__infer_child_loaded__unpack(NULL, len, body);
+    if (!m)
+        return ID_EPROTO;
+    int ok = m->status <= 0 && m->status > STATUS_MIN;
+    if (ok && m->status == 0)
+        ok = m->classes >= 1 && m->classes <= INFER_MAX_CLASSES && m->input_size >= 1 &&
+             m->input_size <= INFER_MAX_SIDE;
+    if (!ok) {
+        idunno__infer_child_loaded__free_unpacked(m, NULL);
+        return ID_EPROTO;
+    }
+    *out = m;
+    return 0;
+}
+
+/* One image's result, checked against the model's class count. */
+static int image_from_pb(const Idunno__InferChildImage *im, int classes, struct infer_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (im->status > 0 || im->status <= STATUS_MIN)
+        return ID_EPROTO;
+    r->status = im->status;
+    infer_child_clean_text(r->error, sizeof r->error, im->error);
+    if (im->status < 0)
+        return im->n_classes == 0 && im->n_probs == 0 ? 0 : ID_EPROTO;
+    if (im->n_classes != INFER_TOPK || im->n_probs != INFER_TOPK)
+        return ID_EPROTO;
+    for (int k = 0; k < INFER_TOPK; k++) {
+        int32_t c = im->classes[k];
+        float p = im->probs[k];
+        if (c < -1 || c >= classes || !isfinite(p) || p < 0 || p > 1.0001f)
+            return ID_EPROTO;
+        r->top_class[k] = c;
+        r->top_prob[k] = p;
+    }
+    return 0;
+}
+
+int infer_child_decode_done(const uint8_t *body, size_t len, size_t n, int classes,
+                            struct infer_child_outcome *o, struct infer_result *results)
+{
+    Idunno__InferChildDone *m = idunno__infer_child_done__unpack(NULL, len, body);
+    if (!m)
+        return ID_EPROTO;
+    int rc = 0;
+    if (m->status > 0 || m->status <= STATUS_MIN || (m->status == 0 && m->n_images != n) ||
+        (m->status < 0 && m->n_images != 0))
+        rc = ID_EPROTO;
+    for (size_t i = 0; !rc && m->status == 0 && i < n; i++)
+        rc = image_from_pb(m->images[i], classes, &results[i]);
+    if (!rc) {
+        o->status = m->status;
+        infer_child_clean_text(o->error, sizeof o->error, m->error);
+        o->cpu_us = m->cpu_us;
+    }
+    idunno__infer_child_done__free_unpacked(m, NULL);
+    return rc;
+}
