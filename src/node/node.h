@@ -29,6 +29,7 @@ struct node_config {
     int infer_sched_batch;    /* model runs as SCHED_BATCH (--infer-sched batch) */
     char infer_gate_dir[256]; /* the gate's lock files ("" : infer_gate_default_dir) */
     int no_http;                  /* --no-http: no HTTP endpoint on PORT+2 */
+    char key_file[512];           /* --key-file: the cluster keyring ("": none) */
 };
 
 struct node {
