@@ -1238,7 +1238,13 @@ int net_start(struct net *net)
                  uv_strerror(rc));
         return uv_to_id(rc);
     }
-    uint64_t every = net->cfg.idle_close_ms / 4 ? net->cfg.idle_close_ms / 4 : 1;
+    /* The same timer checks the bounds, at a quarter of the shortest. */
+    uint64_t every = net->cfg.idle_close_ms;
+    if (every > net->cfg.handshake_timeout_ms)
+        every = net->cfg.handshake_timeout_ms;
+    if (every > net->cfg.frame_timeout_ms)
+        every = net->cfg.frame_timeout_ms;
+    every = every / 4 ? every / 4 : 1;
     if (every > NET_BOUNDS_CHECK_MS)
         every = NET_BOUNDS_CHECK_MS;
     uv_timer_start(&net->idle_timer, on_idle_timer, every, every);
