@@ -909,12 +909,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (c->ready && conn_read_frames(c) < 0)
         return;
-    if (frame_reader_pending(&c->reader) == 0) {
-        frame_reader_trim(&c->reader);
-        conn_account(c);
-    } else if (c->ready && !c->partial_since_ms) {
+    if (frame_reader_pending(&c->reader) && c->ready && !c->partial_since_ms)
         c->partial_since_ms = now;
-    }
 }
 
 static struct net_conn *conn_new(struct net *net, int outgoing, const char *peer)
@@ -1072,6 +1068,12 @@ static void on_idle_timer(uv_timer_t *t)
     while (c) {
         struct net_conn *next = c->next;
         uint64_t idle = now - c->last_used_ms;
+        /* A buffer grown for large frames is given back between them, here
+         * rather than after every read, so a stream of them reuses it. */
+        if (frame_reader_pending(&c->reader) == 0 && now - c->last_used_ms >= NET_BOUNDS_CHECK_MS) {
+            frame_reader_trim(&c->reader);
+            conn_account(c);
+        }
         const char *overdue = conn_overdue(c, now);
         if (overdue) {
             net->stats.over_limit++;
