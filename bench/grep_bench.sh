@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 nodes=${1:-10}; mb=${2:-50}; pattern=${3:-needle}
 export IDUNNO_RUN_DIR; IDUNNO_RUN_DIR=$(mktemp -d /tmp/idunno-grepbench.XXXXXX)
 export IDUNNO_BASE_PORT=${IDUNNO_BASE_PORT:-8200}
+export IDUNNO_KEY_FILE=$IDUNNO_RUN_DIR/cluster.key # written by scripts/cluster up
 trap '"$root/scripts/cluster" down >/dev/null 2>&1; rm -rf "$IDUNNO_RUN_DIR"' EXIT
 "$root/scripts/cluster" up "$nodes" >/dev/null
 # One synthetic log in the node format, 1 line in 1000 matching; every node gets a copy.

@@ -39,6 +39,10 @@ class Cluster:
         self.n = n
         self.dir = tempfile.mkdtemp(prefix="idunno-sdfsbench.")
         self.env = dict(os.environ, IDUNNO_RUN_DIR=self.dir, IDUNNO_BASE_PORT=str(base_port))
+        # scripts/cluster up keys the cluster (docs/security.md); IDUNNO_NO_KEY=1
+        # runs it in plaintext, for comparison.
+        if os.environ.get("IDUNNO_NO_KEY") != "1":
+            os.environ["IDUNNO_KEY_FILE"] = os.path.join(self.dir, "cluster.key")
         self.addrs = {}
 
     def run(self, *args, check=True):

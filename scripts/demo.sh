@@ -30,4 +30,8 @@ make -j2 --no-print-directory all >/dev/null
 step "models (generated once: make models) and demo data (make data)"
 make --no-print-directory models data >/dev/null
 export IDUNNO_RUN_DIR=${IDUNNO_RUN_DIR:-$root/run}
+# scripts/cluster up writes the cluster key there (docs/security.md); the
+# demo's client calls use it.
+export IDUNNO_KEY_FILE=$IDUNNO_RUN_DIR/cluster.key
+[ "${IDUNNO_NO_KEY:-0}" = 1 ] && unset IDUNNO_KEY_FILE
 exec /usr/bin/python3 tools/demo.py "${args[@]}"

@@ -35,7 +35,8 @@
     X(ID_ECANCELED, -20, "canceled")                                      \
     X(ID_EMODEL, -21, "model error")                                      \
     X(ID_EIMAGE, -22, "image error")                                      \
-    X(ID_EINTERNAL, -23, "internal error")
+    X(ID_EINTERNAL, -23, "internal error")                                \
+    X(ID_EAUTH, -24, "authentication failed (wrong or missing cluster key)")
 
 enum id_err {
 #define ID_ERR_ENUM(name, value, text) name = value,

@@ -51,6 +51,11 @@ struct cli_reply {
     size_t len;
 };
 
+/* The cluster keyring every connection is sealed with from now on (loaded on
+ * first use); NULL or "" for none. main() sets $IDUNNO_KEY_FILE, --key-file
+ * overrides it. */
+void cli_set_key_file(const char *path);
+
 /* Sends one request to ctx->server and waits for its answer. Returns 0, or a
  * CLI exit status after printing a one-line error: 2 for transport failures and
  * cluster errors, 1 for errors that are the user's to fix (ID_EINVAL,
@@ -114,6 +119,7 @@ const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len);
 
 /* The command tables of each area. */
 extern const struct cli_command cli_node_commands[];
+extern const struct cli_command cli_key_commands[];
 extern const struct cli_command cli_member_commands[];
 extern const struct cli_command cli_logq_commands[];
 extern const struct cli_command cli_infer_commands[];

@@ -1,9 +1,12 @@
 /* client.c — the CLI's blocking request/response over one TCP connection.
  * The CLI makes one call at a time, so plain sockets with poll() deadlines are
- * simpler here than an event loop. */
+ * simpler here than an event loop. With a cluster key (--key-file or
+ * $IDUNNO_KEY_FILE) each connection starts with the handshake of
+ * src/net/seal.h and carries sealed records, as the nodes' own connections do. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "idunno.pb-c.h"
 #include "net/frame.h"
 #include "net/net.h"
+#include "net/seal.h"
 
 int cli_fail(int status, const char *fmt, ...)
 {
@@ -102,11 +106,8 @@ static int connect_to(const char *server, uint64_t deadline, int *fd_out)
  * for less, and is told so rather than left with a timeout. */
 #define CLI_TOOBIG_HINT "more than the %u MiB one answer may carry; ask for less (a narrower name, fewer versions, grep -c)"
 
-static void toobig_message(char *buf, size_t len, const uint8_t hdr[FRAME_HEADER_LEN])
+static void toobig_announced_message(char *buf, size_t len, uint32_t announced)
 {
-    /* The length field of the header (frame.h): big-endian at offset 16. */
-    uint32_t announced = (uint32_t)hdr[16] << 24 | (uint32_t)hdr[17] << 16 | (uint32_t)hdr[18] << 8 |
-                         (uint32_t)hdr[19];
     snprintf(buf, len, "the answer is %u bytes, " CLI_TOOBIG_HINT, announced, FRAME_MAX_BODY >> 20);
 }
 
@@ -114,6 +115,176 @@ static void toobig_reply_message(char *buf, size_t len, const char *detail)
 {
     snprintf(buf, len, "%s%sthe answer would be " CLI_TOOBIG_HINT, detail ? detail : "",
              detail && detail[0] ? ": " : "", FRAME_MAX_BODY >> 20);
+}
+
+/* ---- the cluster key ------------------------------------------------------------------------ */
+
+static const char *key_path;  /* NULL or "": no key */
+static struct seal_keyring key_ring;
+static int key_loaded;        /* 1: key_ring holds key_path's keys; -1: it failed */
+static char key_loaded_path[512];
+
+void cli_set_key_file(const char *path)
+{
+    key_path = path && path[0] ? path : NULL;
+}
+
+/* The keyring to seal with (loaded on first use), NULL for none, or
+ * ID_EAUTH via *err after printing why it cannot be read. */
+static const struct seal_keyring *cli_keys(int *err)
+{
+    *err = 0;
+    if (!key_path)
+        return NULL;
+    if (key_loaded && strcmp(key_loaded_path, key_path) == 0) {
+        if (key_loaded > 0)
+            return &key_ring;
+        *err = ID_EAUTH;
+        return NULL;
+    }
+    snprintf(key_loaded_path, sizeof key_loaded_path, "%s", key_path);
+    char why[ID_ERRMSG_LEN];
+    if (seal_keyring_load(key_path, &key_ring, why, sizeof why) < 0) {
+        cli_fail(CLI_USER_ERROR, "%s", why);
+        key_loaded = -1;
+        *err = ID_EAUTH;
+        return NULL;
+    }
+    key_loaded = 1;
+    return &key_ring;
+}
+
+/* ---- a connection: plain or sealed ------------------------------------------------------------ */
+
+struct chan {
+    int fd;
+    int sealed;
+    struct seal_session seal;
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* Connects and, with a key, runs the handshake. */
+static int chan_open(const char *server, uint64_t deadline, struct chan *ch)
+{
+    memset(ch, 0, sizeof *ch);
+    int rc = connect_to(server, deadline, &ch->fd);
+    if (rc < 0)
+        return rc;
+    /* The key after the connection: an unreachable node is reported as such. */
+    const struct seal_keyring *kr = cli_keys(&rc);
+    if (rc < 0)
+        close(ch->fd);
+    if (rc < 0 || !kr)
+        return rc;
+    uint8_t hello[SEAL_HELLO_LEN], reply[SEAL_REPLY_LEN];
+    seal_hello(kr, hello);
+    rc = io_all(ch->fd, hello, sizeof hello, 1, deadline);
+    if (rc == 0)
+        rc = io_all(ch->fd, reply, sizeof reply, 0, deadline);
+    if (rc == ID_ECLOSED)
+        rc = ID_EAUTH; /* a node without our key closes on our hello */
+    if (rc == 0)
+        rc = seal_finish(kr, hello, reply, &ch->seal);
+    if (rc < 0) {
+        close(ch->fd);
+        return rc == ID_EPROTO || rc == ID_EVERSION ? ID_EAUTH : rc;
+    }
+    ch->sealed = 1;
+    return 0;
+}
+
+static void chan_close(struct chan *ch)
+{
+    close(ch->fd);
+    sodium_memzero(&ch->seal, sizeof ch->seal);
+}
+
+/* Sends one request frame, sealed if the channel is. */
+static int chan_send(struct chan *ch, uint16_t type, uint64_t req_id, const ProtobufCMessage *msg,
+                     uint64_t deadline)
+{
+    size_t blen = msg ? protobuf_c_message_get_packed_size(msg) : 0;
+    if (blen > FRAME_MAX_BODY)
+        return ID_ETOOBIG;
+    uint8_t *buf = malloc(SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + blen);
+    if (!buf)
+        return ID_ENOMEM;
+    uint8_t *frame = buf + SEAL_RECORD_LEN_BYTES;
+    if (msg)
+        protobuf_c_message_pack(msg, frame + FRAME_HEADER_LEN);
+    frame_encode_header(frame, type, 0, req_id, frame + FRAME_HEADER_LEN, (uint32_t)blen);
+    int rc;
+    if (ch->sealed) {
+        seal_record(&ch->seal.tx, buf, (uint32_t)(FRAME_HEADER_LEN + blen));
+        rc = io_all(ch->fd, buf, SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + blen, 1, deadline);
+    } else {
+        rc = io_all(ch->fd, frame, FRAME_HEADER_LEN + blen, 1, deadline);
+    }
+    free(buf);
+    return rc;
+}
+
+/* Receives one frame: *body (owned) holds h->length bytes. */
+static int chan_recv(struct chan *ch, struct frame_header *h, uint8_t **body, uint64_t deadline)
+{
+    *body = NULL;
+    if (!ch->sealed) {
+        uint8_t hdr[FRAME_HEADER_LEN];
+        int rc = io_all(ch->fd, hdr, sizeof hdr, 0, deadline);
+        if (rc == 0)
+            rc = frame_decode_header(hdr, FRAME_MAX_BODY, h, NULL);
+        if (rc == ID_ETOOBIG)
+            h->length = be32(hdr + 16); /* the header's length field (frame.h), for the message */
+        uint8_t *b = NULL;
+        if (rc == 0) {
+            b = malloc(h->length ? h->length : 1);
+            rc = b ? io_all(ch->fd, b, h->length, 0, deadline) : ID_ENOMEM;
+        }
+        if (rc == 0)
+            rc = frame_check_crc(h, hdr, b, NULL);
+        if (rc < 0) {
+            free(b);
+            return rc;
+        }
+        *body = b;
+        return 0;
+    }
+    uint8_t lenb[SEAL_RECORD_LEN_BYTES];
+    int rc = io_all(ch->fd, lenb, sizeof lenb, 0, deadline);
+    if (rc < 0)
+        return rc;
+    uint32_t flen = be32(lenb);
+    if (flen < FRAME_HEADER_LEN)
+        return ID_EPROTO;
+    if (flen - FRAME_HEADER_LEN > FRAME_MAX_BODY) {
+        h->length = flen - FRAME_HEADER_LEN;
+        return ID_ETOOBIG;
+    }
+    uint8_t *rec = malloc(SEAL_RECORD_OVERHEAD + (size_t)flen);
+    if (!rec)
+        return ID_ENOMEM;
+    memcpy(rec, lenb, sizeof lenb);
+    rc = io_all(ch->fd, rec + sizeof lenb, flen + SEAL_TAG_LEN, 0, deadline);
+    if (rc == 0)
+        rc = seal_open_record(&ch->seal.rx, rec, flen);
+    const uint8_t *frame = rec + SEAL_RECORD_LEN_BYTES;
+    if (rc == 0)
+        rc = frame_decode_header(frame, FRAME_MAX_BODY, h, NULL);
+    if (rc == 0 && h->length != flen - FRAME_HEADER_LEN)
+        rc = ID_EPROTO;
+    if (rc == 0)
+        rc = frame_check_crc(h, frame, frame + FRAME_HEADER_LEN, NULL);
+    if (rc < 0) {
+        free(rec);
+        return rc;
+    }
+    memmove(rec, frame + FRAME_HEADER_LEN, h->length); /* the body, at the start of its buffer */
+    *body = rec;
+    return 0;
 }
 
 static int user_error_code(int code)
@@ -126,48 +297,34 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
 {
     memset(reply, 0, sizeof *reply);
     uint64_t deadline = id_now_ms() + ctx->timeout_ms;
-    int fd;
-    int rc = connect_to(ctx->server, deadline, &fd);
+    struct chan ch;
+    int rc = chan_open(ctx->server, deadline, &ch);
     if (rc == ID_EINVAL)
         return cli_fail(CLI_USER_ERROR, "'%s' is not HOST:PORT (use -s HOST:PORT)", ctx->server);
+    if (rc == ID_EAUTH && key_loaded < 0)
+        return CLI_USER_ERROR; /* the key file's problem, already printed */
+    if (rc == ID_EAUTH)
+        return cli_fail(CLI_CLUSTER_ERROR, "%s refused our cluster key (does it run with the same --key-file?)",
+                        ctx->server);
     if (rc < 0)
         return cli_fail(CLI_CLUSTER_ERROR, "cannot reach %s: %s (is idunnod running there?)",
                         ctx->server, id_strerror(rc));
-    size_t blen = req ? protobuf_c_message_get_packed_size(req) : 0;
-    uint8_t *frame = malloc(FRAME_HEADER_LEN + blen);
-    if (!frame) {
-        close(fd);
-        return cli_fail(CLI_CLUSTER_ERROR, "out of memory");
-    }
-    if (req)
-        protobuf_c_message_pack(req, frame + FRAME_HEADER_LEN);
     /* One call per connection, so any id would do; a distinct one makes a
      * confused peer's stray frame detectable. */
     uint64_t req_id = ((uint64_t)getpid() << 32) | (id_now_us() & 0xffffffffu);
     if (!req_id)
         req_id = 1;
-    frame_encode_header(frame, type, 0, req_id, frame + FRAME_HEADER_LEN, (uint32_t)blen);
-    rc = io_all(fd, frame, FRAME_HEADER_LEN + blen, 1, deadline);
-    free(frame);
-    uint8_t hdr[FRAME_HEADER_LEN];
+    rc = chan_send(&ch, type, req_id, req, deadline);
     struct frame_header h;
-    if (rc == 0)
-        rc = io_all(fd, hdr, sizeof hdr, 0, deadline);
-    if (rc == 0)
-        rc = frame_decode_header(hdr, FRAME_MAX_BODY, &h, NULL);
     uint8_t *body = NULL;
-    if (rc == 0) {
-        body = malloc(h.length ? h.length : 1);
-        rc = body ? io_all(fd, body, h.length, 0, deadline) : ID_ENOMEM;
-    }
     if (rc == 0)
-        rc = frame_check_crc(&h, hdr, body, NULL);
+        rc = chan_recv(&ch, &h, &body, deadline);
     if (rc == 0 && (!(h.flags & FRAME_F_RESPONSE) || h.req_id != req_id))
         rc = ID_EPROTO; /* not the answer to our request */
-    close(fd);
+    chan_close(&ch);
     if (rc == ID_ETOOBIG) {
         char msg[300];
-        toobig_message(msg, sizeof msg, hdr);
+        toobig_announced_message(msg, sizeof msg, h.length);
         return cli_fail(CLI_CLUSTER_ERROR, "%s: %s", ctx->server, msg);
     }
     if (rc < 0) {
@@ -202,7 +359,7 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
 /* ---- connections with pipelined calls -------------------------------------------------------- */
 
 struct cli_conn {
-    int fd;
+    struct chan ch;
     uint32_t timeout_ms;
     uint64_t next_id;
 };
@@ -219,7 +376,7 @@ int cli_conn_open(const char *server, uint32_t timeout_ms, struct cli_conn **out
         return ID_ENOMEM;
     c->timeout_ms = timeout_ms;
     c->next_id = ((uint64_t)getpid() << 32) | 1;
-    int rc = connect_to(server, id_now_ms() + timeout_ms, &c->fd);
+    int rc = chan_open(server, id_now_ms() + timeout_ms, &c->ch);
     if (rc < 0) {
         free(c);
         return rc;
@@ -232,24 +389,14 @@ void cli_conn_close(struct cli_conn *c)
 {
     if (!c)
         return;
-    close(c->fd);
+    chan_close(&c->ch);
     free(c);
 }
 
 int cli_conn_send(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg, uint64_t *req_id)
 {
-    size_t blen = msg ? protobuf_c_message_get_packed_size(msg) : 0;
-    if (blen > FRAME_MAX_BODY)
-        return ID_ETOOBIG;
-    uint8_t *frame = malloc(FRAME_HEADER_LEN + blen);
-    if (!frame)
-        return ID_ENOMEM;
-    if (msg)
-        protobuf_c_message_pack(msg, frame + FRAME_HEADER_LEN);
     uint64_t id = c->next_id++;
-    frame_encode_header(frame, type, 0, id, frame + FRAME_HEADER_LEN, (uint32_t)blen);
-    int rc = io_all(c->fd, frame, FRAME_HEADER_LEN + blen, 1, id_now_ms() + c->timeout_ms);
-    free(frame);
+    int rc = chan_send(&c->ch, type, id, msg, id_now_ms() + c->timeout_ms);
     if (rc == 0 && req_id)
         *req_id = id;
     return rc;
@@ -261,23 +408,13 @@ int cli_conn_recv(struct cli_conn *c, struct cli_reply *reply, uint64_t *req_id,
     memset(reply, 0, sizeof *reply);
     if (errlen)
         errmsg[0] = 0;
-    uint64_t deadline = id_now_ms() + c->timeout_ms;
-    uint8_t hdr[FRAME_HEADER_LEN];
     struct frame_header h;
-    int rc = io_all(c->fd, hdr, sizeof hdr, 0, deadline);
-    if (rc == 0)
-        rc = frame_decode_header(hdr, FRAME_MAX_BODY, &h, NULL);
     uint8_t *body = NULL;
-    if (rc == 0) {
-        body = malloc(h.length ? h.length : 1);
-        rc = body ? io_all(c->fd, body, h.length, 0, deadline) : ID_ENOMEM;
-    }
-    if (rc == 0)
-        rc = frame_check_crc(&h, hdr, body, NULL);
+    int rc = chan_recv(&c->ch, &h, &body, id_now_ms() + c->timeout_ms);
     if (rc == 0 && !(h.flags & FRAME_F_RESPONSE))
         rc = ID_EPROTO;
     if (rc == ID_ETOOBIG) {
-        toobig_message(errmsg, errlen, hdr);
+        toobig_announced_message(errmsg, errlen, h.length);
         return rc;
     }
     if (rc < 0) {

@@ -18,6 +18,7 @@ static const struct cli_command *const command_tables[] = {
     cli_job_commands,
     cli_logq_commands,
     cli_infer_commands,
+    cli_key_commands,
     NULL,
 };
 
@@ -49,7 +50,9 @@ void cli_print_help(void)
     printf("usage: idunno [-s HOST:PORT] [--json] [--timeout MS] COMMAND [ARGS]\n\n"
            "  -s HOST:PORT   the node to talk to (default $IDUNNO_SERVER, then 127.0.0.1:7000)\n"
            "  --json         print one JSON document instead of a table\n"
-           "  --timeout MS   how long to wait for the cluster (default 5000)\n\n"
+           "  --timeout MS   how long to wait for the cluster (default 5000)\n"
+           "  --key-file F   the cluster keyring (default $IDUNNO_KEY_FILE; none: plaintext,\n"
+           "                 for a cluster started without a key)\n\n"
            "commands:\n");
     for (size_t t = 0; command_tables[t]; t++)
         for (const struct cli_command *c = command_tables[t]; c->name; c++)
@@ -92,6 +95,7 @@ int cli_parse_globals(struct cli_ctx *ctx, int argc, char **argv, int *cmd_index
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'},
+        {"key-file", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -103,6 +107,7 @@ int cli_parse_globals(struct cli_ctx *ctx, int argc, char **argv, int *cmd_index
         switch (c) {
         case 's': ctx->server = optarg; break;
         case 'j': ctx->json = 1; break;
+        case 'k': cli_set_key_file(optarg); break;
         case 't': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -132,6 +137,7 @@ int main(int argc, char **argv)
     struct cli_ctx ctx = {.server = getenv("IDUNNO_SERVER"), .timeout_ms = 5000};
     if (!ctx.server || !ctx.server[0])
         ctx.server = "127.0.0.1:7000";
+    cli_set_key_file(getenv("IDUNNO_KEY_FILE"));
     int idx;
     int rc = cli_parse_globals(&ctx, argc, argv, &idx);
     if (rc)

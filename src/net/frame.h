@@ -50,6 +50,10 @@ struct frame_stats {
     uint64_t bad_crc;
     uint64_t bad_body;     /* header fine, body did not decode as its type */
     uint64_t unknown_type; /* no handler for the type */
+    uint64_t bad_auth;     /* sealed record, datagram or handshake failed authentication */
+    uint64_t replayed;     /* sealed datagram seen before or outside the time window */
+    uint64_t unsealed;     /* plaintext frame or datagram on a node that has a key */
+    uint64_t over_limit;   /* connections closed by a transport bound (net.h) */
 };
 
 /* Writes the header for `body[0..len)` into out. */

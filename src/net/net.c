@@ -12,8 +12,18 @@
  * on its connection's list so that a drop can fail exactly that connection's
  * calls. Outgoing connections idle for cfg.idle_close_ms are closed by us; an
  * accepted connection with nothing unanswered is closed after twice that, so a
- * well-behaved caller always closes first and a half-sent frame cannot pin a
- * connection forever.
+ * well-behaved caller always closes first.
+ *
+ * With a cluster key a connection is usable once its handshake (seal.h) is
+ * done: the connecting side sends its hello on connect and queues its calls
+ * until the reply proves the peer holds the key; the accepting side answers a
+ * hello and only then reads frames. Frames are sealed as they enter the cork
+ * list, so records carry their numbers in the order they are written.
+ *
+ * Bounds, checked every second: a handshake unfinished after
+ * handshake_timeout_ms and a frame begun and unfinished after frame_timeout_ms
+ * close their connection; accept refuses a source over max_per_source; a read
+ * that would take all read buffers past max_buffered closes its connection.
  */
 #include "net/net.h"
 
@@ -23,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "base/clock.h"
 #include "base/err.h"
@@ -37,6 +49,7 @@
  * the peer is not reading, and queueing more would only grow memory. */
 #define NET_MAX_WRITE_QUEUE (64u * 1024u * 1024u)
 #define NET_CALL_TAB_MIN 64
+#define NET_BOUNDS_CHECK_MS 1000
 
 struct net_call;
 
@@ -47,8 +60,15 @@ struct net_conn {
     int outgoing;
     int connected;
     int closing;
+    int ready;                   /* connected, and sealed if the node has a key */
     char peer[NET_ADDR_LEN];     /* target addr (outgoing) or peer sockaddr (incoming) */
+    char source[NET_ADDR_LEN];   /* incoming: the peer's IP address alone */
     struct frame_reader reader;
+    size_t reader_counted;       /* reader.cap as counted in net->buffered */
+    struct seal_session seal;
+    uint8_t hello[SEAL_HELLO_LEN]; /* outgoing: the hello we sent */
+    uint64_t opened_ms;
+    uint64_t partial_since_ms;   /* a frame began then and is not complete (0: none) */
     struct net_call *calls;      /* outgoing: calls waiting for their response */
     struct net_request *requests; /* incoming: requests not yet answered */
     struct pending_write *queued; /* outgoing: frames written before connect finished */
@@ -61,10 +81,13 @@ struct net_conn {
     struct net_conn *next, *prev;
 };
 
+/* An outgoing frame in one malloc: the write request, then room for a record
+ * around the frame (seal.h), so it is sealed in place when written. */
 struct pending_write {
     uv_write_t req;
     uv_buf_t buf;
     struct pending_write *next;
+    uint32_t frame_len; /* 0: raw bytes (a handshake message), never sealed */
 };
 
 struct net_call {
@@ -125,6 +148,11 @@ struct net {
     size_t call_tab_size, n_calls;
     struct frame_stats stats;
     uint64_t udp_sent, udp_received;
+    int sealed;                  /* keys holds the cluster key */
+    struct seal_keyring keys;
+    struct seal_sender udp_sender;
+    struct seal_replay udp_replay;
+    size_t buffered;             /* sum of the connections' read buffers */
     char read_buf[NET_READ_CHUNK];
     int read_buf_busy;
 };
@@ -212,20 +240,43 @@ static void format_sockaddr(const struct sockaddr *sa, char *out, size_t len)
     }
 }
 
-/* One malloc holding the write request, header and body, freed on completion. */
+/* One malloc holding the write request, header and body (with room to seal
+ * them), freed on completion. */
 static struct pending_write *frame_build(uint16_t type, uint8_t flags, uint64_t req_id,
                                          const void *body, size_t len)
 {
-    struct pending_write *w = malloc(sizeof *w + FRAME_HEADER_LEN + len);
+    struct pending_write *w = malloc(sizeof *w + SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + len);
     if (!w)
         return NULL;
-    uint8_t *p = (uint8_t *)(w + 1);
+    uint8_t *p = (uint8_t *)(w + 1) + SEAL_RECORD_LEN_BYTES;
     if (len)
         memcpy(p + FRAME_HEADER_LEN, body, len);
     frame_encode_header(p, type, flags, req_id, p + FRAME_HEADER_LEN, (uint32_t)len);
     w->buf = uv_buf_init((char *)p, (unsigned)(FRAME_HEADER_LEN + len));
     w->next = NULL;
+    w->frame_len = (uint32_t)(FRAME_HEADER_LEN + len);
     return w;
+}
+
+/* Raw bytes (a handshake message) to write as they are. */
+static struct pending_write *raw_build(const void *data, size_t len)
+{
+    struct pending_write *w = malloc(sizeof *w + len);
+    if (!w)
+        return NULL;
+    memcpy(w + 1, data, len);
+    w->buf = uv_buf_init((char *)(w + 1), (unsigned)len);
+    w->next = NULL;
+    w->frame_len = 0;
+    return w;
+}
+
+/* Seals a frame in place into its record (seal.h). */
+static void pending_seal(struct net_conn *c, struct pending_write *w)
+{
+    uint8_t *rec = (uint8_t *)(w + 1);
+    seal_record(&c->seal.tx, rec, w->frame_len);
+    w->buf = uv_buf_init((char *)rec, (unsigned)(w->frame_len + SEAL_RECORD_OVERHEAD));
 }
 
 static void conn_close(struct net_conn *c, int reason);
@@ -322,17 +373,21 @@ static void on_flush(uv_idle_t *h)
     }
 }
 
+/* Puts a frame (or raw bytes) on the cork list; frames wait on the queue
+ * until the connection is ready, and are sealed as they leave it. */
 static int conn_write(struct net_conn *c, struct pending_write *w)
 {
     if (c->closing) {
         free(w);
         return ID_ECLOSED;
     }
-    if (c->outgoing && !c->connected) {
+    if (w->frame_len && !c->ready) {
         *c->queued_tail = w;
         c->queued_tail = &w->next;
         return 0;
     }
+    if (w->frame_len && c->net->sealed)
+        pending_seal(c, w);
     int first = c->corked == NULL;
     w->next = NULL;
     *c->corked_tail = w;
@@ -567,12 +622,16 @@ static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags
 {
     struct net_conn *c = req->conn;
     int rc = ID_ECLOSED;
-    if (c && len <= FRAME_MAX_BODY) {
+    if (c && len > FRAME_MAX_BODY) {
+        LOG_WARN("net", "answer of type %u to %s is %zu bytes, over the frame limit", type, c->peer, len);
+        net_reply_errorf(req, ID_ETOOBIG, "the answer (%zu bytes) exceeds the %u-byte frame limit", len,
+                         FRAME_MAX_BODY);
+        return ID_ETOOBIG;
+    }
+    if (c) {
         struct pending_write *w = frame_build(type, flags | FRAME_F_RESPONSE, req->req_id, body, len);
         rc = w ? conn_write(c, w) : ID_ENOMEM;
         c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
-    } else if (c) {
-        rc = ID_ETOOBIG;
     }
     request_unlink(req);
     free(req);
@@ -638,6 +697,7 @@ static void net_handle_released(struct net *net)
         void (*done)(void *) = net->close_done;
         void *ud = net->close_ud;
         free(net->call_tab);
+        sodium_memzero(&net->keys, sizeof net->keys);
         free(net);
         if (done)
             done(ud);
@@ -648,7 +708,9 @@ static void conn_free_cb(uv_handle_t *h)
 {
     struct net_conn *c = h->data;
     struct net *net = c->net;
+    net->buffered -= c->reader_counted;
     frame_reader_free(&c->reader);
+    sodium_memzero(&c->seal, sizeof c->seal);
     free(c);
     net_handle_released(net);
 }
@@ -673,7 +735,8 @@ static void conn_close(struct net_conn *c, int reason)
         call_fail_later(c->calls, reason ? reason : ID_ECLOSED,
                         reason == ID_ESHUTDOWN ? "the node is shutting down"
                         : reason == ID_ECONNREFUSED ? "connection refused by the peer"
-                                                    : "connection to the peer failed");
+                        : reason == ID_EAUTH ? "the peer does not hold this node's cluster key"
+                                             : "connection to the peer failed");
     while (c->requests)
         request_unlink(c->requests); /* handlers still own them; replies will be dropped */
     while (c->queued) {
@@ -709,9 +772,119 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof c->net->read_buf;
 }
 
+/* Keeps net->buffered equal to the sum of the read buffers. */
+static void conn_account(struct net_conn *c)
+{
+    c->net->buffered += c->reader.cap - c->reader_counted;
+    c->reader_counted = c->reader.cap;
+}
+
+/* A plaintext frame header from a peer without the key: tell it why, in
+ * plaintext (it could read nothing else), then close. */
+static void refuse_unsealed(struct net_conn *c, const uint8_t *raw)
+{
+    struct frame_header h;
+    c->net->stats.unsealed++;
+    LOG_WARN("net", "refusing %s: it sent a frame without the cluster key", c->peer);
+    if (frame_decode_header(raw, FRAME_MAX_BODY, &h, NULL) == 0) {
+        static const char msg[] = "this cluster requires its key (idunno --key-file, $IDUNNO_KEY_FILE)";
+        Idunno__ErrorReply er = IDUNNO__ERROR_REPLY__INIT;
+        er.code = ID_EAUTH;
+        er.message = (char *)msg;
+        er.leader = (char *)"";
+        uint8_t frame[FRAME_HEADER_LEN + 256];
+        size_t len = idunno__error_reply__pack(&er, frame + FRAME_HEADER_LEN);
+        frame_encode_header(frame, IDUNNO__MSG_TYPE__MSG_ERROR_REPLY, FRAME_F_RESPONSE | FRAME_F_ERROR,
+                            h.req_id, frame + FRAME_HEADER_LEN, (uint32_t)len);
+        uv_buf_t b = uv_buf_init((char *)frame, (unsigned)(FRAME_HEADER_LEN + len));
+        (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: we close anyway */
+    }
+    conn_close(c, ID_EAUTH);
+}
+
+static void conn_ready(struct net_conn *c);
+
+/* The handshake, from whatever the reader holds. Returns 0 (done or more bytes
+ * needed) or ID_E* after closing the connection. */
+static int conn_handshake(struct net_conn *c)
+{
+    struct net *net = c->net;
+    const uint8_t *msg = frame_reader_peek(&c->reader);
+    if (frame_reader_pending(&c->reader) >= 4 &&
+        ((uint32_t)msg[0] << 24 | (uint32_t)msg[1] << 16 | (uint32_t)msg[2] << 8 | msg[3]) == FRAME_MAGIC) {
+        if (c->outgoing) {
+            net->stats.unsealed++;
+            LOG_WARN("net", "%s answers without a cluster key: not using it", c->peer);
+            conn_close(c, ID_EAUTH);
+            return ID_EAUTH;
+        }
+        if (frame_reader_pending(&c->reader) < FRAME_HEADER_LEN)
+            return 0;
+        frame_reader_take(&c->reader, FRAME_HEADER_LEN, &msg);
+        refuse_unsealed(c, msg);
+        return ID_EAUTH;
+    }
+    int rc;
+    if (c->outgoing) {
+        if (!frame_reader_take(&c->reader, SEAL_REPLY_LEN, &msg))
+            return 0;
+        rc = seal_finish(&net->keys, c->hello, msg, &c->seal);
+    } else {
+        if (!frame_reader_take(&c->reader, SEAL_HELLO_LEN, &msg))
+            return 0;
+        uint8_t reply[SEAL_REPLY_LEN];
+        rc = seal_accept(&net->keys, msg, reply, &c->seal);
+        if (rc == 0) {
+            struct pending_write *w = raw_build(reply, sizeof reply);
+            rc = w ? conn_write(c, w) : ID_ENOMEM;
+        }
+    }
+    if (rc < 0) {
+        if (rc == ID_EAUTH)
+            net->stats.bad_auth++;
+        else
+            net->stats.bad_magic++;
+        LOG_WARN("net", "handshake with %s failed: %s", c->peer, id_strerror(rc));
+        conn_close(c, rc == ID_EAUTH ? ID_EAUTH : ID_EPROTO);
+        return rc;
+    }
+    frame_reader_seal(&c->reader, &c->seal.rx);
+    conn_ready(c);
+    return 0;
+}
+
+/* The frames the reader holds, in order. Returns 0 or ID_E* after closing. */
+static int conn_read_frames(struct net_conn *c)
+{
+    for (;;) {
+        struct frame_header h;
+        const uint8_t *body;
+        int rc = frame_reader_next(&c->reader, &h, &body);
+        if (rc == 0)
+            return 0;
+        if (rc < 0) {
+            LOG_WARN("net", "dropping connection %s: %s", c->peer, id_strerror(rc));
+            conn_close(c, rc == ID_EAUTH ? ID_EAUTH : ID_EPROTO);
+            return rc;
+        }
+        c->partial_since_ms = 0;
+        if (h.flags & FRAME_F_RESPONSE) {
+            if (c->outgoing)
+                deliver_response(c, &h, body);
+            else
+                c->net->stats.bad_body++; /* a response nobody asked for */
+        } else {
+            dispatch_request(c, &h, body);
+        }
+        if (c->closing)
+            return ID_ECLOSED;
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct net_conn *c = s->data;
+    struct net *net = c->net;
     if (nread < 0) {
         conn_close(c, nread == UV_EOF ? ID_ECLOSED : uv_to_id((int)nread));
         return;
@@ -722,29 +895,22 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c, ID_ENOMEM);
         return;
     }
-    c->last_used_ms = id_now_ms();
-    for (;;) {
-        struct frame_header h;
-        const uint8_t *body;
-        int rc = frame_reader_next(&c->reader, &h, &body);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            LOG_WARN("net", "dropping connection %s: %s", c->peer, id_strerror(rc));
-            conn_close(c, ID_EPROTO);
-            return;
-        }
-        if (h.flags & FRAME_F_RESPONSE) {
-            if (c->outgoing)
-                deliver_response(c, &h, body);
-            else
-                c->net->stats.bad_body++; /* a response nobody asked for */
-        } else {
-            dispatch_request(c, &h, body);
-        }
-        if (c->closing)
-            return;
+    conn_account(c);
+    if (net->buffered > net->cfg.max_buffered) {
+        net->stats.over_limit++;
+        LOG_WARN("net", "closing %s: read buffers hold %zu bytes, over the %zu limit", c->peer,
+                 net->buffered, net->cfg.max_buffered);
+        conn_close(c, ID_EBUSY);
+        return;
     }
+    uint64_t now = id_now_ms();
+    c->last_used_ms = now;
+    if (!c->ready && conn_handshake(c) < 0)
+        return;
+    if (c->ready && conn_read_frames(c) < 0)
+        return;
+    if (frame_reader_pending(&c->reader) && c->ready && !c->partial_since_ms)
+        c->partial_since_ms = now;
 }
 
 static struct net_conn *conn_new(struct net *net, int outgoing, const char *peer)
@@ -758,7 +924,7 @@ static struct net_conn *conn_new(struct net *net, int outgoing, const char *peer
     frame_reader_init(&c->reader, FRAME_MAX_BODY, &net->stats);
     c->queued_tail = &c->queued;
     c->corked_tail = &c->corked;
-    c->last_used_ms = id_now_ms();
+    c->last_used_ms = c->opened_ms = id_now_ms();
     uv_tcp_init(net->loop, &c->tcp);
     c->tcp.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
@@ -774,17 +940,10 @@ static struct net_conn *conn_new(struct net *net, int outgoing, const char *peer
     return c;
 }
 
-static void on_connect(uv_connect_t *req, int status)
+/* The connection may carry frames: the ones queued meanwhile go first. */
+static void conn_ready(struct net_conn *c)
 {
-    struct net_conn *c = req->data;
-    if (c->closing)
-        return;
-    if (status < 0) {
-        conn_close(c, uv_to_id(status));
-        return;
-    }
-    c->connected = 1;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->ready = 1;
     struct pending_write *w = c->queued;
     c->queued = NULL;
     c->queued_tail = &c->queued;
@@ -801,6 +960,29 @@ static void on_connect(uv_connect_t *req, int status)
             return;
         }
         w = next;
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct net_conn *c = req->data;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_to_id(status));
+        return;
+    }
+    c->connected = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (!c->net->sealed) {
+        conn_ready(c);
+        return;
+    }
+    seal_hello(&c->net->keys, c->hello);
+    struct pending_write *w = raw_build(c->hello, sizeof c->hello);
+    if (!w || conn_write(c, w) < 0) {
+        free(w);
+        conn_close(c, ID_ENOMEM);
     }
 }
 
@@ -852,7 +1034,30 @@ static void on_accept(uv_stream_t *server, int status)
     int salen = sizeof sa;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0)
         format_sockaddr((struct sockaddr *)&sa, c->peer, sizeof c->peer);
+    snprintf(c->source, sizeof c->source, "%.*s", (int)(strrchr(c->peer, ':') ? strrchr(c->peer, ':') - c->peer : 0),
+             c->peer);
+    size_t same = 0;
+    for (struct net_conn *o = net->conns; o; o = o->next)
+        same += !o->outgoing && o != c && strcmp(o->source, c->source) == 0;
+    if (same >= net->cfg.max_per_source) {
+        net->stats.over_limit++;
+        LOG_WARN("net", "refusing a connection from %s: it has %zu open", c->source, same);
+        conn_close(c, ID_EBUSY);
+        return;
+    }
+    c->ready = !net->sealed;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* The bound a connection broke, or NULL. */
+static const char *conn_overdue(const struct net_conn *c, uint64_t now)
+{
+    const struct net_config *cfg = &c->net->cfg;
+    if (!c->ready && now - c->opened_ms > cfg->handshake_timeout_ms)
+        return c->connected || !c->outgoing ? "handshake unfinished" : "connect unfinished";
+    if (c->partial_since_ms && now - c->partial_since_ms > cfg->frame_timeout_ms)
+        return "frame unfinished";
+    return NULL;
 }
 
 static void on_idle_timer(uv_timer_t *t)
@@ -863,9 +1068,21 @@ static void on_idle_timer(uv_timer_t *t)
     while (c) {
         struct net_conn *next = c->next;
         uint64_t idle = now - c->last_used_ms;
-        if (c->outgoing ? !c->calls && idle > net->cfg.idle_close_ms
-                        : !c->requests && idle > 2 * (uint64_t)net->cfg.idle_close_ms)
+        /* A buffer grown for large frames is given back between them, here
+         * rather than after every read, so a stream of them reuses it. */
+        if (frame_reader_pending(&c->reader) == 0 && now - c->last_used_ms >= NET_BOUNDS_CHECK_MS) {
+            frame_reader_trim(&c->reader);
+            conn_account(c);
+        }
+        const char *overdue = conn_overdue(c, now);
+        if (overdue) {
+            net->stats.over_limit++;
+            LOG_WARN("net", "closing %s: %s", c->peer, overdue);
+            conn_close(c, ID_ETIMEDOUT);
+        } else if (c->outgoing ? !c->calls && idle > net->cfg.idle_close_ms
+                               : !c->requests && idle > 2 * (uint64_t)net->cfg.idle_close_ms) {
             conn_close(c, ID_ECLOSED);
+        }
         c = next;
     }
 }
@@ -891,9 +1108,24 @@ static void on_udp_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const s
         net->stats.too_big++;
         return;
     }
+    const uint8_t *frame = (const uint8_t *)buf->base;
+    size_t frame_len = (size_t)nread;
+    if (net->sealed) {
+        int rc = seal_open_datagram(&net->keys, &net->udp_replay, id_wall_ms(), (uint8_t *)buf->base,
+                                    (size_t)nread, &frame, &frame_len);
+        if (rc < 0) {
+            if (rc == ID_EPROTO)
+                net->stats.unsealed++;
+            else if (rc == ID_EEXIST)
+                net->stats.replayed++;
+            else
+                net->stats.bad_auth++;
+            return;
+        }
+    }
     struct frame_header h;
     const uint8_t *body;
-    if (frame_decode_datagram((const uint8_t *)buf->base, (size_t)nread, &h, &body, &net->stats) < 0)
+    if (frame_decode_datagram(frame, frame_len, &h, &body, &net->stats) < 0)
         return;
     if (h.type >= NET_MAX_TYPES || !net->handlers[h.type].dg_fn) {
         net->stats.unknown_type++;
@@ -916,6 +1148,10 @@ int net_send_datagram(struct net *net, const char *addr, uint16_t type, const vo
         memcpy(dgram + FRAME_HEADER_LEN, body, len);
     frame_encode_header(dgram, type, 0, 0, dgram + FRAME_HEADER_LEN, (uint32_t)len);
     uv_buf_t b = uv_buf_init((char *)dgram, (unsigned)(FRAME_HEADER_LEN + len));
+    uint8_t sealed[FRAME_MAX_DATAGRAM + SEAL_DGRAM_OVERHEAD];
+    if (net->sealed)
+        b = uv_buf_init((char *)sealed, (unsigned)seal_datagram(&net->keys, &net->udp_sender, id_wall_ms(),
+                                                                 dgram, b.len, sealed));
     /* Gossip is best effort: a full socket buffer drops the datagram like a
      * lossy network would, and the protocol copes. */
     int rc = uv_udp_try_send(&net->udp, &b, 1, (struct sockaddr *)&sa);
@@ -947,6 +1183,24 @@ int net_create(uv_loop_t *loop, const struct net_config *cfg, struct net **out)
         net->cfg.idle_close_ms = 60000;
     if (!net->cfg.max_connections)
         net->cfg.max_connections = 1024;
+    if (!net->cfg.handshake_timeout_ms)
+        net->cfg.handshake_timeout_ms = 5000;
+    if (!net->cfg.frame_timeout_ms)
+        net->cfg.frame_timeout_ms = 30000;
+    if (!net->cfg.max_per_source)
+        net->cfg.max_per_source = 256;
+    if (!net->cfg.max_buffered)
+        net->cfg.max_buffered = 256u << 20;
+    if (cfg->keys) {
+        if (seal_init() < 0 || cfg->keys->n == 0) {
+            free(net);
+            return ID_EINVAL;
+        }
+        net->keys = *cfg->keys;
+        net->sealed = 1;
+        seal_sender_init(&net->udp_sender);
+    }
+    net->cfg.keys = NULL; /* the copy above is the one used */
     net->next_req_id = 1;
     uv_idle_init(loop, &net->flush);
     net->flush.data = net;
@@ -986,7 +1240,15 @@ int net_start(struct net *net)
                  uv_strerror(rc));
         return uv_to_id(rc);
     }
-    uint64_t every = net->cfg.idle_close_ms / 4 ? net->cfg.idle_close_ms / 4 : 1;
+    /* The same timer checks the bounds, at a quarter of the shortest. */
+    uint64_t every = net->cfg.idle_close_ms;
+    if (every > net->cfg.handshake_timeout_ms)
+        every = net->cfg.handshake_timeout_ms;
+    if (every > net->cfg.frame_timeout_ms)
+        every = net->cfg.frame_timeout_ms;
+    every = every / 4 ? every / 4 : 1;
+    if (every > NET_BOUNDS_CHECK_MS)
+        every = NET_BOUNDS_CHECK_MS;
     uv_timer_start(&net->idle_timer, on_idle_timer, every, every);
     return 0;
 }

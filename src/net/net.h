@@ -11,6 +11,14 @@
  * counted in net_frame_stats() and dropped; a TCP connection that sent one is
  * closed. Nothing that arrives from the network can crash the node.
  *
+ * With a cluster key (net_config.keys) every TCP connection starts with the
+ * handshake of seal.h and carries sealed records, and every datagram is sealed;
+ * what fails authentication is counted (bad_auth, replayed, unsealed) and
+ * dropped, and its connection closed. Bounds hold either way: a handshake or a
+ * frame left unfinished is closed after its timeout, one source address may
+ * hold only so many connections, and the read buffers of all connections
+ * together only so many bytes (over_limit counts what these closed).
+ *
  * Threading: every function here must be called on the loop thread.
  */
 #ifndef IDUNNO_NET_NET_H
@@ -22,6 +30,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "net/frame.h"
+#include "net/seal.h"
 
 struct net;
 struct net_request;
@@ -31,6 +40,14 @@ struct net_config {
     uint32_t call_timeout_ms;    /* default deadline for net_call with timeout 0 */
     uint32_t idle_close_ms;      /* outgoing connections idle this long are closed */
     size_t max_connections;      /* accepted connections beyond this are refused */
+    /* The cluster key (seal.h), copied: every connection and datagram is then
+     * sealed, and nothing unsealed is accepted. NULL: plaintext, as a cluster
+     * started without a key speaks. */
+    const struct seal_keyring *keys;
+    uint32_t handshake_timeout_ms; /* a connection not sealed by then is closed (5 s) */
+    uint32_t frame_timeout_ms;     /* a frame begun and not finished by then: closed (30 s) */
+    size_t max_per_source;         /* accepted connections from one IP address (256) */
+    size_t max_buffered;           /* read buffers of all connections together (256 MiB) */
 };
 
 /* Creates the transport on `loop`. Nothing is bound until net_start().
@@ -67,7 +84,8 @@ int net_on_request(struct net *net, uint16_t type, net_request_fn fn, void *ud);
 
 /* Answers `req` with a message of `type` and frees `req`. If the connection
  * closed meanwhile the answer is dropped and ID_ECLOSED returned (req is freed
- * all the same). */
+ * all the same). An answer over FRAME_MAX_BODY is not sent: the caller gets an
+ * ErrorReply ID_ETOOBIG saying so, and ID_ETOOBIG is returned. */
 int net_reply(struct net_request *req, uint16_t type, const void *body, size_t len);
 int net_reply_pb(struct net_request *req, uint16_t type, const ProtobufCMessage *msg);
 

@@ -1,4 +1,4 @@
-/* reader.c — frame reassembly for TCP streams (see reader.h). */
+/* reader.c — frame reassembly for TCP streams, plain or sealed (see reader.h). */
 #include "net/reader.h"
 
 #include <stdlib.h>
@@ -19,6 +19,8 @@ void frame_reader_free(struct frame_reader *r)
     r->buf = NULL;
     r->len = r->cap = r->consumed = 0;
 }
+
+void frame_reader_seal(struct frame_reader *r, struct seal_dir *rx) { r->rx = rx; }
 
 int frame_reader_feed(struct frame_reader *r, const void *data, size_t n)
 {
@@ -46,12 +48,18 @@ int frame_reader_feed(struct frame_reader *r, const void *data, size_t n)
     return 0;
 }
 
-int frame_reader_next(struct frame_reader *r, struct frame_header *h, const uint8_t **body)
+static void consume(struct frame_reader *r, size_t n)
 {
-    size_t avail = r->len - r->consumed;
-    if (avail < FRAME_HEADER_LEN)
-        return 0;
-    const uint8_t *raw = r->buf + r->consumed;
+    r->consumed += n;
+    if (r->consumed == r->len)
+        r->consumed = r->len = 0; /* common case: nothing left, no memmove later */
+}
+
+/* The frame at raw (frame_len bytes in all when known, else 0): header, length
+ * and crc. */
+static int check_frame(struct frame_reader *r, const uint8_t *raw, size_t avail,
+                       struct frame_header *out)
+{
     struct frame_header tmp;
     int rc = frame_decode_header(raw, r->max_body, &tmp, r->stats);
     if (rc)
@@ -61,10 +69,78 @@ int frame_reader_next(struct frame_reader *r, struct frame_header *h, const uint
     rc = frame_check_crc(&tmp, raw, raw + FRAME_HEADER_LEN, r->stats);
     if (rc)
         return rc;
-    *h = tmp;
-    *body = raw + FRAME_HEADER_LEN;
-    r->consumed += FRAME_HEADER_LEN + tmp.length;
-    if (r->consumed == r->len)
-        r->consumed = r->len = 0; /* common case: nothing left, no memmove later */
+    *out = tmp;
     return 1;
+}
+
+static int next_sealed(struct frame_reader *r, struct frame_header *h, const uint8_t **body)
+{
+    size_t avail = r->len - r->consumed;
+    if (avail < SEAL_RECORD_LEN_BYTES)
+        return 0;
+    uint8_t *rec = r->buf + r->consumed;
+    uint32_t flen = seal_record_frame_len(rec);
+    if (flen < FRAME_HEADER_LEN || flen - FRAME_HEADER_LEN > r->max_body) {
+        if (r->stats) {
+            if (flen < FRAME_HEADER_LEN)
+                r->stats->bad_body++;
+            else
+                r->stats->too_big++;
+        }
+        return flen < FRAME_HEADER_LEN ? ID_EPROTO : ID_ETOOBIG;
+    }
+    if (avail < SEAL_RECORD_OVERHEAD + (size_t)flen)
+        return 0;
+    if (seal_open_record(r->rx, rec, flen) < 0) {
+        if (r->stats)
+            r->stats->bad_auth++;
+        return ID_EAUTH;
+    }
+    const uint8_t *raw = rec + SEAL_RECORD_LEN_BYTES;
+    int rc = check_frame(r, raw, flen, h);
+    if (rc == 0 || (rc == 1 && h->length != flen - FRAME_HEADER_LEN)) {
+        if (r->stats)
+            r->stats->bad_body++; /* the record and its frame disagree on the length */
+        return ID_EPROTO;
+    }
+    if (rc < 0)
+        return rc;
+    *body = raw + FRAME_HEADER_LEN;
+    consume(r, SEAL_RECORD_OVERHEAD + (size_t)flen);
+    return 1;
+}
+
+int frame_reader_next(struct frame_reader *r, struct frame_header *h, const uint8_t **body)
+{
+    if (r->rx)
+        return next_sealed(r, h, body);
+    size_t avail = r->len - r->consumed;
+    if (avail < FRAME_HEADER_LEN)
+        return 0;
+    const uint8_t *raw = r->buf + r->consumed;
+    int rc = check_frame(r, raw, avail, h);
+    if (rc <= 0)
+        return rc;
+    *body = raw + FRAME_HEADER_LEN;
+    consume(r, FRAME_HEADER_LEN + h->length);
+    return 1;
+}
+
+int frame_reader_take(struct frame_reader *r, size_t n, const uint8_t **out)
+{
+    if (r->len - r->consumed < n)
+        return 0;
+    *out = r->buf + r->consumed;
+    consume(r, n);
+    return 1;
+}
+
+const uint8_t *frame_reader_peek(const struct frame_reader *r) { return r->buf + r->consumed; }
+
+size_t frame_reader_pending(const struct frame_reader *r) { return r->len - r->consumed; }
+
+void frame_reader_trim(struct frame_reader *r)
+{
+    if (r->cap > FRAME_READER_KEEP && r->len == r->consumed)
+        frame_reader_free(r);
 }

@@ -74,6 +74,11 @@ static const char usage[] =
     "                         less even rates between jobs; docs/inference.md has figures)\n"
     "  --test-hooks           tests only: inference processes honour a model's\n"
     "                         idunno.test.crash metadata and crash on its runs\n"
+    "  --key-file FILE        the cluster keyring (idunno keygen writes one): every RPC\n"
+    "                         connection and gossip datagram is then authenticated and\n"
+    "                         encrypted, and nothing without the key is accepted. Without\n"
+    "                         it the node speaks plaintext and trusts anyone who reaches\n"
+    "                         PORT (docs/security.md)\n"
     "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
     "                         otherwise served on HOST:PORT+2, see docs/http.md)\n"
     "  --help                 this text\n";
@@ -106,6 +111,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"heartbeat", required_argument, NULL, 'K'},
         {"raft-rto-min", required_argument, NULL, 'O'},
         {"no-http", no_argument, NULL, 'H'},
+        {"key-file", required_argument, NULL, 'k'},
         {"infer-slots", required_argument, NULL, 'I'},
         {"infer-gate", required_argument, NULL, 'G'},
         {"infer-sched", required_argument, NULL, 'B'},
@@ -129,6 +135,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'e': cfg->log_stderr = 1; break;
         case 'H': cfg->no_http = 1; break;
         case 'Z': cfg->test_hooks = 1; break;
+        case 'k': snprintf(cfg->key_file, sizeof cfg->key_file, "%s", optarg); break;
         case 'I': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -349,7 +356,8 @@ static void on_stats(void *ud, struct net_request *req, const uint8_t *body, siz
     st.udp_bytes_received = net_udp_bytes_received(node->net);
     const struct frame_stats *fs = net_frame_stats(node->net);
     st.bad_frames = fs->bad_magic + fs->bad_version + fs->too_big + fs->bad_crc + fs->bad_body +
-                    fs->unknown_type + member_bad_packets(node->member);
+                    fs->unknown_type + fs->bad_auth + fs->replayed + fs->unsealed +
+                    member_bad_packets(node->member);
     struct member_view views[256];
     size_t n = member_snapshot(node->member, views, 256);
     for (size_t i = 0; i < n && i < 256; i++)
@@ -562,8 +570,20 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
     LOG_INFO("node", "starting %s at %s, incarnation %llu, data %s", cfg->name, cfg->addr,
              (unsigned long long)node->incarnation, cfg->data_dir);
 
+    struct seal_keyring keys;
     struct net_config nc = {.addr = cfg->addr};
+    if (cfg->key_file[0]) {
+        rc = seal_keyring_load(cfg->key_file, &keys, node->errmsg, sizeof node->errmsg);
+        if (rc < 0)
+            return rc;
+        nc.keys = &keys;
+        LOG_INFO("node", "cluster key from %s (%zu key%s)", cfg->key_file, keys.n, keys.n == 1 ? "" : "s");
+    } else {
+        LOG_WARN("node", "no --key-file: RPC and gossip are plaintext and unauthenticated");
+    }
     rc = net_create(loop, &nc, &node->net);
+    if (nc.keys)
+        seal_keyring_wipe(&keys); /* the transport keeps its own copy */
     if (rc == 0)
         rc = net_start(node->net);
     if (rc < 0) {

@@ -168,7 +168,13 @@ static void node_http_render_members(void *ud, struct prom_out *m, struct json_o
     prom_sample_u64(m, PROM_LABELS({"reason", "bad_crc"}), fs->bad_crc);
     prom_sample_u64(m, PROM_LABELS({"reason", "bad_body"}), fs->bad_body);
     prom_sample_u64(m, PROM_LABELS({"reason", "unknown_type"}), fs->unknown_type);
+    prom_sample_u64(m, PROM_LABELS({"reason", "bad_auth"}), fs->bad_auth);
+    prom_sample_u64(m, PROM_LABELS({"reason", "replayed"}), fs->replayed);
+    prom_sample_u64(m, PROM_LABELS({"reason", "unsealed"}), fs->unsealed);
     prom_sample_u64(m, PROM_LABELS({"reason", "gossip"}), member_bad_packets(node->member));
+    prom_counter(m, "idunno_tcp_closed_by_bound_total",
+                 "Connections closed or refused by a transport bound (handshake or frame "
+                 "timeout, per-source limit, read buffer budget).", fs->over_limit);
     size_t incoming = 0;
     size_t open = net_open_connections(node->net, &incoming);
     prom_family(m, "idunno_tcp_connections", PROM_GAUGE,

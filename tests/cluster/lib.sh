@@ -6,6 +6,8 @@ IDUNNO="$ROOT/bin/idunno"
 export IDUNNO_RUN_DIR
 IDUNNO_RUN_DIR=$(mktemp -d /tmp/idunno-test.XXXXXX)
 export IDUNNO_BASE_PORT=${IDUNNO_TEST_PORT_BASE:-7000}
+# scripts/cluster up writes the cluster key there; every client call uses it.
+export IDUNNO_KEY_FILE="$IDUNNO_RUN_DIR/cluster.key"
 
 cluster() { "$ROOT/scripts/cluster" "$@"; }
 addr() { cluster addr "$1"; }

@@ -127,6 +127,7 @@ assert_eq "$(metric node1 idunno_members state=failed)" 0 "failed members after 
 # --no-http: no endpoint on PORT+2, the node runs.
 port=$(( IDUNNO_BASE_PORT + 50 ))
 "$ROOT/bin/idunnod" --name solo --addr "127.0.0.1:$port" --data "$IDUNNO_RUN_DIR/solo" --no-http \
+  --key-file "$IDUNNO_KEY_FILE" \
   >"$IDUNNO_RUN_DIR/solo.out" 2>&1 &
 solo=$!
 TEST_PIDS+=("$solo")

@@ -1,0 +1,434 @@
+/* seal.c — the cluster key, the TCP handshake and sealed records and datagrams
+ * (see seal.h). Only libsodium's primitives: BLAKE2b (keyed) and its KDF for
+ * deriving keys, ChaCha20-Poly1305 for records, XChaCha20-Poly1305 for
+ * datagrams, randombytes for nonces and keys. */
+#include "net/seal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/err.h"
+
+/* Context strings for crypto_kdf (8 bytes each, fixed by the protocol). */
+#define KDF_CTX_KEY "idn-key1" /* key id, datagram key */
+#define KDF_CTX_TCP "idn-tcp1" /* session keys and proof */
+enum { SUB_KEY_ID = 1, SUB_UDP = 2, SUB_C2S = 1, SUB_S2C = 2, SUB_PROOF = 3 };
+
+#define KEYRING_MAX_FILE 4096
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)(v >> 32));
+    put_u32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get_u64(const uint8_t *p) { return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4); }
+
+int seal_init(void)
+{
+    return sodium_init() < 0 ? ID_EINTERNAL : 0;
+}
+
+/* ---- keyring ------------------------------------------------------------- */
+
+static int keyring_add(struct seal_keyring *kr, const uint8_t key[SEAL_KEY_LEN], char *err,
+                       size_t errlen)
+{
+    if (kr->n == SEAL_MAX_KEYS) {
+        snprintf(err, errlen, "more than %d keys", SEAL_MAX_KEYS);
+        return ID_EINVAL;
+    }
+    uint8_t sub[SEAL_KEY_LEN];
+    crypto_kdf_derive_from_key(sub, sizeof sub, SUB_KEY_ID, KDF_CTX_KEY, key);
+    for (size_t i = 0; i < kr->n; i++)
+        if (memcmp(kr->id[i], sub, SEAL_KEY_ID_LEN) == 0) {
+            snprintf(err, errlen, "key %zu repeats key %zu (or shares its id)", kr->n + 1, i + 1);
+            sodium_memzero(sub, sizeof sub);
+            return ID_EINVAL;
+        }
+    memcpy(kr->key[kr->n], key, SEAL_KEY_LEN);
+    memcpy(kr->id[kr->n], sub, SEAL_KEY_ID_LEN);
+    crypto_kdf_derive_from_key(kr->udp_key[kr->n], SEAL_KEY_LEN, SUB_UDP, KDF_CTX_KEY, key);
+    kr->n++;
+    sodium_memzero(sub, sizeof sub);
+    return 0;
+}
+
+int seal_keyring_parse(const char *text, size_t len, struct seal_keyring *kr, char *err,
+                       size_t errlen)
+{
+    if (seal_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return ID_EINTERNAL;
+    }
+    memset(kr, 0, sizeof *kr);
+    size_t pos = 0;
+    int line_no = 0;
+    while (pos < len) {
+        size_t end = pos;
+        while (end < len && text[end] != '\n')
+            end++;
+        line_no++;
+        /* Trim blanks around the line; skip comments and empty lines. */
+        size_t a = pos, b = end;
+        while (a < b && (text[a] == ' ' || text[a] == '\t' || text[a] == '\r'))
+            a++;
+        while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\t' || text[b - 1] == '\r'))
+            b--;
+        pos = end + 1;
+        if (a == b || text[a] == '#')
+            continue;
+        uint8_t key[SEAL_KEY_LEN];
+        size_t got = 0;
+        const char *hex_end = NULL;
+        if (b - a != 2 * SEAL_KEY_LEN ||
+            sodium_hex2bin(key, sizeof key, text + a, b - a, NULL, &got, &hex_end) != 0 ||
+            got != SEAL_KEY_LEN) {
+            snprintf(err, errlen, "line %d is not a key (64 hex digits)", line_no);
+            seal_keyring_wipe(kr);
+            return ID_EINVAL;
+        }
+        int rc = keyring_add(kr, key, err, errlen);
+        sodium_memzero(key, sizeof key);
+        if (rc < 0) {
+            seal_keyring_wipe(kr);
+            return rc;
+        }
+    }
+    if (kr->n == 0) {
+        snprintf(err, errlen, "no key in it");
+        return ID_EINVAL;
+    }
+    return 0;
+}
+
+int seal_keyring_load(const char *path, struct seal_keyring *kr, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
+        return id_from_errno(errno);
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        snprintf(err, errlen, "key file %s is not a regular file", path);
+        return ID_EINVAL;
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        snprintf(err, errlen, "key file %s may be read by others (mode %03o): chmod 600 %s", path,
+                 (unsigned)(st.st_mode & 0777), path);
+        return ID_EINVAL;
+    }
+    char text[KEYRING_MAX_FILE];
+    ssize_t n = read(fd, text, sizeof text);
+    close(fd);
+    if (n < 0 || n == (ssize_t)sizeof text) {
+        snprintf(err, errlen, "cannot read key file %s: %s", path,
+                 n < 0 ? strerror(errno) : "larger than a keyring can be");
+        sodium_memzero(text, sizeof text);
+        return n < 0 ? ID_EIO : ID_EINVAL;
+    }
+    char why[128];
+    int rc = seal_keyring_parse(text, (size_t)n, kr, why, sizeof why);
+    sodium_memzero(text, sizeof text);
+    if (rc < 0)
+        snprintf(err, errlen, "key file %s: %s", path, why);
+    return rc;
+}
+
+int seal_keygen_file(const char *path, const struct seal_keyring *keep, int force, char *err,
+                     size_t errlen)
+{
+    if (seal_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return ID_EINTERNAL;
+    }
+    size_t n_keep = keep ? keep->n : 0;
+    if (n_keep >= SEAL_MAX_KEYS)
+        n_keep = SEAL_MAX_KEYS - 1; /* the oldest falls off */
+    char text[KEYRING_MAX_FILE];
+    size_t len = (size_t)snprintf(text, sizeof text,
+                                  "# IDunno cluster keyring: the first key seals, every key opens.\n");
+    for (size_t i = 0; i <= n_keep; i++) {
+        uint8_t fresh[SEAL_KEY_LEN];
+        const uint8_t *k = fresh;
+        if (i == 0)
+            randombytes_buf(fresh, sizeof fresh);
+        else
+            k = keep->key[i - 1];
+        sodium_bin2hex(text + len, 2 * SEAL_KEY_LEN + 1, k, SEAL_KEY_LEN);
+        len += 2 * SEAL_KEY_LEN;
+        text[len++] = '\n';
+        sodium_memzero(fresh, sizeof fresh);
+    }
+    /* Written beside the target and renamed over it, so a reader never sees
+     * half a keyring. */
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    if (!force && access(path, F_OK) == 0) {
+        sodium_memzero(text, sizeof text);
+        snprintf(err, errlen, "%s already exists (--force replaces it)", path);
+        return ID_EEXIST;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int e = 0;
+    if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
+        e = errno ? errno : EIO;
+    if (fd >= 0 && close(fd) < 0 && !e)
+        e = errno;
+    sodium_memzero(text, sizeof text);
+    /* link, unlike rename, fails if the file appeared meanwhile. */
+    if (!e && (force ? rename(tmp, path) : link(tmp, path)) < 0)
+        e = errno;
+    if (fd >= 0 && (e || !force))
+        unlink(tmp);
+    if (e) {
+        snprintf(err, errlen, "cannot write %s: %s", path, e == EEXIST ? "it already exists" : strerror(e));
+        return e == EEXIST ? ID_EEXIST : id_from_errno(e);
+    }
+    return 0;
+}
+
+void seal_keyring_wipe(struct seal_keyring *kr)
+{
+    sodium_memzero(kr, sizeof *kr);
+}
+
+/* The key of the ring with this id, or -1. */
+static int key_index(const struct seal_keyring *kr, const uint8_t id[SEAL_KEY_ID_LEN])
+{
+    for (size_t i = 0; i < kr->n; i++)
+        if (memcmp(kr->id[i], id, SEAL_KEY_ID_LEN) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* ---- TCP handshake ------------------------------------------------------- */
+
+static void hello_write(const struct seal_keyring *kr, uint8_t out[SEAL_HELLO_LEN])
+{
+    put_u32(out, SEAL_HELLO_MAGIC);
+    out[4] = SEAL_VERSION;
+    out[5] = out[6] = out[7] = 0;
+    memcpy(out + 8, kr->id[0], SEAL_KEY_ID_LEN);
+    randombytes_buf(out + 8 + SEAL_KEY_ID_LEN, SEAL_NONCE_LEN);
+}
+
+/* Checks a hello (or the first part of a reply); the index of its key. */
+static int hello_check(const struct seal_keyring *kr, const uint8_t in[SEAL_HELLO_LEN], int *key)
+{
+    if (get_u32(in) != SEAL_HELLO_MAGIC)
+        return ID_EPROTO;
+    if (in[4] != SEAL_VERSION)
+        return ID_EVERSION;
+    *key = key_index(kr, in + 8);
+    return *key < 0 ? ID_EAUTH : 0;
+}
+
+/* Both sides: everything from the key and the two hellos. */
+static void session_derive(const uint8_t key[SEAL_KEY_LEN], const uint8_t hello[SEAL_HELLO_LEN],
+                           const uint8_t reply[SEAL_HELLO_LEN], uint8_t c2s[SEAL_KEY_LEN],
+                           uint8_t s2c[SEAL_KEY_LEN], uint8_t proof[32])
+{
+    uint8_t master[crypto_kdf_KEYBYTES];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, SEAL_KEY_LEN, sizeof master);
+    crypto_generichash_update(&st, hello, SEAL_HELLO_LEN);
+    crypto_generichash_update(&st, reply, SEAL_HELLO_LEN);
+    crypto_generichash_final(&st, master, sizeof master);
+    crypto_kdf_derive_from_key(c2s, SEAL_KEY_LEN, SUB_C2S, KDF_CTX_TCP, master);
+    crypto_kdf_derive_from_key(s2c, SEAL_KEY_LEN, SUB_S2C, KDF_CTX_TCP, master);
+    crypto_kdf_derive_from_key(proof, 32, SUB_PROOF, KDF_CTX_TCP, master);
+    sodium_memzero(master, sizeof master);
+    sodium_memzero(&st, sizeof st);
+}
+
+void seal_hello(const struct seal_keyring *kr, uint8_t hello[SEAL_HELLO_LEN])
+{
+    hello_write(kr, hello);
+}
+
+int seal_accept(const struct seal_keyring *kr, const uint8_t hello[SEAL_HELLO_LEN],
+                uint8_t reply[SEAL_REPLY_LEN], struct seal_session *s)
+{
+    int k;
+    int rc = hello_check(kr, hello, &k);
+    if (rc < 0)
+        return rc;
+    /* Answer with the key the caller chose, so a ring being rotated talks to
+     * nodes that do not hold the new key yet. */
+    hello_write(kr, reply);
+    memcpy(reply + 8, kr->id[k], SEAL_KEY_ID_LEN);
+    memset(s, 0, sizeof *s);
+    session_derive(kr->key[k], hello, reply, s->rx.key, s->tx.key, reply + SEAL_HELLO_LEN);
+    return 0;
+}
+
+int seal_finish(const struct seal_keyring *kr, const uint8_t hello[SEAL_HELLO_LEN],
+                const uint8_t reply[SEAL_REPLY_LEN], struct seal_session *s)
+{
+    int k;
+    int rc = hello_check(kr, reply, &k);
+    if (rc < 0)
+        return rc;
+    if (memcmp(reply + 8, hello + 8, SEAL_KEY_ID_LEN) != 0)
+        return ID_EAUTH; /* the acceptor must use the key we chose */
+    uint8_t proof[32];
+    memset(s, 0, sizeof *s);
+    session_derive(kr->key[k], hello, reply, s->tx.key, s->rx.key, proof);
+    rc = sodium_memcmp(proof, reply + SEAL_HELLO_LEN, sizeof proof) == 0 ? 0 : ID_EAUTH;
+    sodium_memzero(proof, sizeof proof);
+    if (rc < 0)
+        sodium_memzero(s, sizeof *s);
+    return rc;
+}
+
+/* ---- TCP records --------------------------------------------------------- */
+
+static void record_nonce(uint64_t seq, uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES])
+{
+    memset(nonce, 0, crypto_aead_chacha20poly1305_IETF_NPUBBYTES);
+    put_u64(nonce + 4, seq);
+}
+
+void seal_record(struct seal_dir *tx, uint8_t *rec, uint32_t len)
+{
+    uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+    record_nonce(tx->seq++, nonce);
+    put_u32(rec, len);
+    uint8_t *m = rec + SEAL_RECORD_LEN_BYTES;
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, len, rec,
+                                                       SEAL_RECORD_LEN_BYTES, NULL, nonce, tx->key);
+}
+
+uint32_t seal_record_frame_len(const uint8_t rec[SEAL_RECORD_LEN_BYTES]) { return get_u32(rec); }
+
+int seal_open_record(struct seal_dir *rx, uint8_t *rec, uint32_t len)
+{
+    uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+    record_nonce(rx->seq, nonce);
+    uint8_t *c = rec + SEAL_RECORD_LEN_BYTES;
+    if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, NULL, c, len, c + len, rec,
+                                                           SEAL_RECORD_LEN_BYTES, nonce, rx->key) != 0)
+        return ID_EAUTH;
+    rx->seq++;
+    return 0;
+}
+
+/* ---- UDP datagrams ------------------------------------------------------- */
+
+#define DG_HEAD (4 + SEAL_KEY_ID_LEN)   /* magic, key id: associated data */
+#define DG_NONCE crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define DG_INNER 24                     /* sender, seq, wall ms */
+
+void seal_sender_init(struct seal_sender *s)
+{
+    randombytes_buf(&s->id, sizeof s->id);
+    s->seq = 1;
+}
+
+size_t seal_datagram(const struct seal_keyring *kr, struct seal_sender *snd, uint64_t wall_ms,
+                     const uint8_t *frame, size_t len, uint8_t *out)
+{
+    put_u32(out, SEAL_DGRAM_MAGIC);
+    memcpy(out + 4, kr->id[0], SEAL_KEY_ID_LEN);
+    uint8_t *nonce = out + DG_HEAD;
+    randombytes_buf(nonce, DG_NONCE);
+    uint8_t *m = nonce + DG_NONCE;
+    put_u64(m, snd->id);
+    put_u64(m + 8, snd->seq++);
+    put_u64(m + 16, wall_ms);
+    memcpy(m + DG_INNER, frame, len);
+    size_t mlen = DG_INNER + len;
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(m, m + mlen, NULL, m, mlen, out, DG_HEAD,
+                                                        NULL, nonce, kr->udp_key[0]);
+    return DG_HEAD + DG_NONCE + mlen + SEAL_TAG_LEN;
+}
+
+static struct seal_replay_entry *replay_slot(struct seal_replay *rp, uint64_t sender)
+{
+    struct seal_replay_entry *oldest = NULL;
+    for (size_t i = 0; i < rp->n; i++) {
+        if (rp->e[i].sender == sender)
+            return &rp->e[i];
+        if (!oldest || rp->e[i].wall_ms < oldest->wall_ms)
+            oldest = &rp->e[i];
+    }
+    if (rp->n < SEAL_REPLAY_SENDERS)
+        oldest = &rp->e[rp->n++];
+    /* A full table evicts the sender heard from longest ago. That is safe once
+     * its newest datagram is older than the window (a replay of it is refused
+     * as too old); more live senders than the table holds would reopen the
+     * evicted one's window (docs/security.md). */
+    memset(oldest, 0, sizeof *oldest);
+    oldest->sender = sender;
+    return oldest;
+}
+
+/* Records seq for the sender; ID_EEXIST if it was seen or is out of the window. */
+static int replay_check(struct seal_replay *rp, uint64_t sender, uint64_t seq, uint64_t sent_ms)
+{
+    struct seal_replay_entry *e = replay_slot(rp, sender);
+    if (e->top == 0) { /* new sender */
+        e->top = seq;
+        e->seen = 1;
+    } else if (seq > e->top) {
+        uint64_t shift = seq - e->top;
+        e->seen = shift >= 64 ? 1 : (e->seen << shift) | 1;
+        e->top = seq;
+    } else {
+        uint64_t back = e->top - seq;
+        if (back >= 64 || (e->seen & (1ull << back)))
+            return ID_EEXIST;
+        e->seen |= 1ull << back;
+    }
+    if (sent_ms > e->wall_ms)
+        e->wall_ms = sent_ms;
+    return 0;
+}
+
+int seal_open_datagram(const struct seal_keyring *kr, struct seal_replay *rp, uint64_t wall_ms,
+                       uint8_t *buf, size_t len, const uint8_t **frame, size_t *frame_len)
+{
+    if (len < SEAL_DGRAM_OVERHEAD || get_u32(buf) != SEAL_DGRAM_MAGIC)
+        return ID_EPROTO;
+    int k = key_index(kr, buf + 4);
+    if (k < 0)
+        return ID_EAUTH;
+    uint8_t *nonce = buf + DG_HEAD;
+    uint8_t *c = nonce + DG_NONCE;
+    size_t clen = len - DG_HEAD - DG_NONCE - SEAL_TAG_LEN;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(c, NULL, c, clen, c + clen, buf, DG_HEAD,
+                                                            nonce, kr->udp_key[k]) != 0)
+        return ID_EAUTH;
+    uint64_t sender = get_u64(c), seq = get_u64(c + 8), sent_ms = get_u64(c + 16);
+    if (seq == 0)
+        return ID_EPROTO;
+    uint64_t skew = sent_ms > wall_ms ? sent_ms - wall_ms : wall_ms - sent_ms;
+    if (skew > SEAL_DGRAM_WINDOW_MS)
+        return ID_EEXIST;
+    int rc = replay_check(rp, sender, seq, sent_ms);
+    if (rc < 0)
+        return rc;
+    *frame = c + DG_INNER;
+    *frame_len = clen - DG_INNER;
+    return 0;
+}
