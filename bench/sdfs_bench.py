@@ -17,10 +17,16 @@
           through a non-leader node, each --reps times: the answer time the
           client measures (request sent -> answer read) and the whole command
           (process start and printing included).
+  putdir  --images small images (scripts/make-data.sh --synthetic N DIR
+          --max-side 48) stored with put-dir through a non-leader node,
+          against a local baseline on the same disk: the same files written
+          4 times into 4 directories, each directory made durable once
+          (syncfs on it, then fsync of the directory). Files per second both
+          ways and their ratio.
 
-Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|all]
+Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|putdir|all]
 [--nodes 10] [--trials 5] [--size-mb 256] [--get-rounds 5] [--files 10000]
-[--base-port 7600]
+[--images 20000] [--base-port 7600]
 """
 import argparse, glob, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -303,9 +309,58 @@ def bench_ls(args):
         c.down()
 
 
+def local_copies(src, dst_root, copies=4):
+    """Writes every file of src into `copies` directories, one syncfs and one
+    directory fsync per directory: the durable-write floor of this disk."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    names = sorted(os.listdir(src))
+    data = []
+    for n in names:
+        with open(os.path.join(src, n), "rb") as f:
+            data.append(f.read())
+    t0 = now_ms()
+    for k in range(copies):
+        d = os.path.join(dst_root, f"copy{k}")
+        os.mkdir(d)
+        for n, b in zip(names, data):
+            with open(os.path.join(d, n), "wb") as f:
+                f.write(b)
+        fd = os.open(d, os.O_RDONLY)
+        if libc.syncfs(fd) != 0:
+            os.close(fd)
+            raise OSError(ctypes.get_errno(), "syncfs")
+        os.fsync(fd)
+        os.close(fd)
+    return now_ms() - t0, len(names), sum(len(b) for b in data)
+
+
+def bench_putdir(args):
+    c = Cluster(args.nodes, args.base_port)
+    try:
+        c.up()
+        src = os.path.join(c.dir, "images")
+        subprocess.run([os.path.join(ROOT, "scripts", "make-data.sh"), "--synthetic",
+                        str(args.images), src, "--max-side", "48"], check=True,
+                       capture_output=True)
+        t0 = now_ms()
+        r = c.cli("node4", "put-dir", src, "set", timeout_ms=3600000, check=True)
+        put_ms = now_ms() - t0
+        local_ms, n, total = local_copies(src, tempfile.mkdtemp(prefix="local.", dir=c.dir))
+        put_fps = r["files"] / (put_ms / 1000)
+        local_fps = n / (local_ms / 1000)
+        return {"files": r["files"], "bytes": total, "nodes": args.nodes,
+                "put_dir_ms": round(put_ms), "put_dir_files_per_s": round(put_fps, 1),
+                "local_4_copies_ms": round(local_ms),
+                "local_files_per_s": round(local_fps, 1),
+                "put_dir_vs_local": round(put_fps / local_fps, 3)}
+    finally:
+        c.down()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["repair", "put", "ls", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["repair", "put", "ls", "putdir", "all"])
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--repair-files", type=int, default=30)
@@ -314,6 +369,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--get-rounds", type=int, default=5,
                     help="put: rounds of (local read, local copy, get), alternating")
+    ap.add_argument("--images", type=int, default=20000, help="putdir: images to store")
     ap.add_argument("--base-port", type=int, default=7600)
     args = ap.parse_args()
     out = {}
@@ -323,6 +379,8 @@ def main():
         out["put"] = bench_put(args)
     if args.what in ("ls", "all"):
         out["ls"] = bench_ls(args)
+    if args.what == "putdir":  # not in "all": it is the bulk-write figure on its own
+        out["putdir"] = bench_putdir(args)
     print(json.dumps(out, indent=1))
 
 

@@ -403,6 +403,166 @@ out:
     idunno__sdfs_replica_change__free_unpacked(m, NULL);
 }
 
+/* ---- batched commits ------------------------------------------------------------------------ */
+
+/* One SdfsCommitBatch: every version is checked and every allocation made
+ * before the first one is applied, so a batch changes all its names or none. */
+struct commit_batch {
+    Idunno__SdfsCommitBatch *m;
+    struct sdfs_version *in;       /* parsed request, request order */
+    struct sdfs_version *out;      /* as committed */
+    char (*dropped)[SDFS_BLOB_LEN + 1];
+    char **new_names;              /* strdup'ed names not yet in the catalog */
+    size_t n_new;
+};
+
+static void commit_batch_free(struct commit_batch *b)
+{
+    for (size_t i = 0; i < b->n_new; i++)
+        free(b->new_names[i]);
+    free(b->new_names);
+    free(b->in);
+    free(b->out);
+    free(b->dropped);
+    idunno__sdfs_commit_batch__free_unpacked(b->m, NULL);
+}
+
+static int batch_name_is_new(const struct commit_batch *b, const char *name)
+{
+    for (size_t k = 0; k < b->n_new; k++)
+        if (strcmp(b->new_names[k], name) == 0)
+            return 0;
+    return 1;
+}
+
+/* Validates every version and reserves room (array slots, name copies) for the
+ * names the batch creates. Touches no catalog state visible to readers. */
+static int commit_batch_prepare(struct catalog *c, struct commit_batch *b)
+{
+    size_t n = b->m->n_versions;
+    if (n == 0 || n > SDFS_BATCH_MAX)
+        return ID_EINVAL;
+    b->in = calloc(n, sizeof *b->in);
+    b->out = calloc(n, sizeof *b->out);
+    b->dropped = calloc(n, sizeof *b->dropped);
+    b->new_names = calloc(n, sizeof *b->new_names);
+    if (!b->in || !b->out || !b->dropped || !b->new_names)
+        return ID_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const Idunno__SdfsVersion *v = b->m->versions[i];
+        if (!sdfs_name_ok(v->name) || version_from_pb(v, &b->in[i], 0) < 0)
+            return ID_EINVAL;
+        if (catalog_find(c, v->name) || !batch_name_is_new(b, v->name))
+            continue;
+        if (!(b->new_names[b->n_new] = strdup(v->name)))
+            return ID_ENOMEM;
+        b->n_new++;
+    }
+    if (c->n + b->n_new > SDFS_MAX_FILES)
+        return ID_ENOSPC;
+    if (c->n + b->n_new > c->cap) {
+        size_t cap = c->cap ? c->cap : 64;
+        while (cap < c->n + b->n_new)
+            cap *= 2;
+        struct sdfs_file *f = realloc(c->files, cap * sizeof *f);
+        if (!f)
+            return ID_ENOMEM;
+        c->files = f;
+        c->cap = cap;
+    }
+    return 0;
+}
+
+/* Inserts a file whose name copy was made beforehand (cannot fail: the array
+ * has room). */
+static size_t batch_file(struct catalog *c, struct commit_batch *b, const char *name)
+{
+    int found;
+    size_t at = catalog_index(c, name, &found);
+    if (found)
+        return at;
+    for (size_t k = 0; k < b->n_new; k++) {
+        if (!b->new_names[k] || strcmp(b->new_names[k], name) != 0)
+            continue;
+        memmove(&c->files[at + 1], &c->files[at], (c->n - at) * sizeof *c->files);
+        c->n++;
+        memset(&c->files[at], 0, sizeof c->files[at]);
+        c->files[at].name = b->new_names[k];
+        b->new_names[k] = NULL; /* owned by the catalog now */
+        break;
+    }
+    return at;
+}
+
+/* The same bookkeeping as a single commit: idempotent by blob id, the oldest
+ * kept version falls out past SDFS_KEEP_VERSIONS. */
+static void batch_apply_one(struct catalog *c, struct commit_batch *b, size_t i, uint64_t time_ms)
+{
+    struct sdfs_file *f = &c->files[batch_file(c, b, b->m->versions[i]->name)];
+    struct sdfs_version *done = file_find_blob(f, b->in[i].blob);
+    if (!done) {
+        if (f->n_versions == SDFS_KEEP_VERSIONS) {
+            memcpy(b->dropped[i], f->versions[0].blob, SDFS_BLOB_LEN + 1);
+            load_add(c, &f->versions[0], -1);
+            memmove(&f->versions[0], &f->versions[1],
+                    (SDFS_KEEP_VERSIONS - 1) * sizeof f->versions[0]);
+            f->n_versions--;
+        }
+        struct sdfs_version v = b->in[i];
+        v.version = ++f->last_version;
+        v.time_ms = time_ms;
+        f->versions[f->n_versions++] = v;
+        load_add(c, &v, +1);
+        done = &f->versions[f->n_versions - 1];
+    }
+    b->out[i] = *done; /* a copy: later inserts move the files array */
+}
+
+static void commit_batch_result(struct commit_batch *b, struct sm_result *res)
+{
+    size_t n = b->m->n_versions;
+    Idunno__SdfsVersion *vs = calloc(n, sizeof *vs);
+    Idunno__SdfsVersion **vp = calloc(n, sizeof *vp);
+    char **ptrs = calloc(n * (SDFS_REPLICAS + 1), sizeof *ptrs);
+    if (!vs || !vp || !ptrs) {
+        res->status = res->want_body ? ID_ENOMEM : 0; /* applied all the same */
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char **p = &ptrs[i * (SDFS_REPLICAS + 1)];
+        catalog_version_to_pb(b->m->versions[i]->name, &b->out[i], &vs[i], p);
+        if (b->dropped[i][0]) {
+            p[SDFS_REPLICAS] = b->dropped[i];
+            vs[i].n_dropped = 1;
+            vs[i].dropped = &p[SDFS_REPLICAS];
+        }
+        vp[i] = &vs[i];
+    }
+    Idunno__SdfsCommitBatch r = IDUNNO__SDFS_COMMIT_BATCH__INIT;
+    r.n_versions = n;
+    r.versions = vp;
+    result_pb(res, &r.base);
+out:
+    free(vs);
+    free(vp);
+    free(ptrs);
+}
+
+static void apply_commit_batch(struct catalog *c, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    struct commit_batch b = {.m = idunno__sdfs_commit_batch__unpack(NULL, cmd->len, cmd->body)};
+    if (!b.m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    if ((res->status = commit_batch_prepare(c, &b)) == 0) {
+        for (size_t i = 0; i < b.m->n_versions; i++)
+            batch_apply_one(c, &b, i, cmd->time_ms);
+        commit_batch_result(&b, res);
+    }
+    commit_batch_free(&b);
+}
+
 static void catalog_apply(void *self, const struct sm_cmd *cmd, struct sm_result *res)
 {
     struct catalog *c = self;
@@ -414,6 +574,7 @@ static void catalog_apply(void *self, const struct sm_cmd *cmd, struct sm_result
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT: apply_commit(c, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_DELETE: apply_delete(c, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_REPLICA: apply_replica(c, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT_BATCH: apply_commit_batch(c, cmd, res); break;
     default: res->status = ID_EUNKNOWNTYPE; break;
     }
 }

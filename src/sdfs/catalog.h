@@ -17,6 +17,10 @@
  *   DELETE   removes the name and every version.
  *   REPLICA  swaps one replica of a version (repair, or a bad copy dropped).
  *            A version never loses its last replica this way.
+ *   COMMIT_BATCH  many COMMITs as one entry (bulk writes), applied in request
+ *            order, all or none: every version is checked and every allocation
+ *            made before the first is applied. A name may appear twice (two
+ *            new versions, in order).
  *
  * Threading: none (the ctl glue serialises calls on the loop thread).
  */
@@ -35,6 +39,7 @@
 #define SDFS_NODE_MAX 64
 #define SDFS_BLOB_LEN 16
 #define SDFS_MAX_FILES 1000000
+#define SDFS_BATCH_MAX 4096 /* versions in one COMMIT_BATCH */
 
 struct catalog;
 
