@@ -121,7 +121,7 @@ netns-test: all
 
 # The whole suite; each tier prints its own "N passed, N failed" line and the
 # last line sums them up.
-test: all $(UNIT_BIN) models/tiny_cnn.onnx
+test: all $(UNIT_BIN) models/tiny_cnn.onnx models/resnet50.onnx
 	tests/run-all.sh
 
 # libFuzzer targets, one per decoder (clang only).

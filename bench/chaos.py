@@ -50,7 +50,9 @@ class Cluster:
     def __init__(self, n, run_dir):
         self.n = n
         self.names = [f"node{k}" for k in range(1, n + 1)]
-        self.env = dict(os.environ, IDUNNO_RUN_DIR=run_dir, IDUNNO_BASE_PORT="7000")
+        # scripts/cluster up writes the cluster key into the run directory.
+        self.env = dict(os.environ, IDUNNO_RUN_DIR=run_dir, IDUNNO_BASE_PORT="7000",
+                        IDUNNO_KEY_FILE=os.path.join(run_dir, "cluster.key"))
         self.dir = run_dir
         self.addrs = {}
         self.down = set()       # killed, not yet restarted
@@ -74,7 +76,8 @@ class Cluster:
         argv = [IDUNNO, "-s", self.addrs[node], "--timeout", str(timeout_ms)]
         argv += list(args) if raw else ["--json", *args]
         try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_ms / 1000 + 30)
+            p = subprocess.run(argv, capture_output=True, text=True, env=self.env,
+                               timeout=timeout_ms / 1000 + 30)
         except subprocess.TimeoutExpired:
             return None
         if p.returncode != 0:

@@ -86,6 +86,8 @@ int main(int argc, char **argv)
                         "       sdfs_forge HOST:PORT overwrite BLOB FILE\n");
         return 1;
     }
+    /* With the cluster's key the forger is an insider: SDFS itself must refuse. */
+    cli_set_key_file(getenv("IDUNNO_KEY_FILE"));
     struct cli_conn *c;
     int rc = cli_conn_open(argv[1], 10000, &c);
     if (rc < 0) {

@@ -9,6 +9,10 @@
  * hold escapes \e, \r, \n, \t and \a (control characters). With
  * SWIM_FORGE_WAIT_MS set, waits that long for an answer on the sending socket
  * and prints "answer KIND" (exit 0), or "no answer" (exit 3).
+ *
+ * With $IDUNNO_KEY_FILE set the datagram is sealed with that cluster key: the
+ * forger is then an insider (a node that holds the key), whose lies the
+ * membership core itself must refuse.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,6 +27,8 @@
 #include "member/swim_codec.h"
 #include "net/frame.h"
 #include "net/net.h"
+#include "net/seal.h"
+#include "base/clock.h"
 
 static void unescape(const char *in, char *out, size_t cap)
 {
@@ -104,8 +110,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "swim_forge: bad address %s\n", argv[1]);
         return 2;
     }
+    static struct seal_keyring ring;
+    const struct seal_keyring *kr = NULL;
+    const char *key_file = getenv("IDUNNO_KEY_FILE");
+    if (key_file && key_file[0]) {
+        char why[256] = "cannot initialise libsodium";
+        if (seal_init() < 0 || seal_keyring_load(key_file, &ring, why, sizeof why) < 0) {
+            fprintf(stderr, "swim_forge: %s\n", why);
+            return 2;
+        }
+        kr = &ring;
+    }
+    uint8_t sealed[FRAME_MAX_DATAGRAM + SEAL_DGRAM_OVERHEAD];
+    const uint8_t *out = dgram;
+    size_t out_len = FRAME_HEADER_LEN + (size_t)len;
+    if (kr) {
+        struct seal_sender snd;
+        seal_sender_init(&snd);
+        out_len = seal_datagram(kr, &snd, id_wall_ms(), dgram, out_len, sealed);
+        out = sealed;
+    }
     int fd = socket(to.ss_family, SOCK_DGRAM, 0);
-    if (fd < 0 || sendto(fd, dgram, FRAME_HEADER_LEN + (size_t)len, 0, (struct sockaddr *)&to,
+    if (fd < 0 || sendto(fd, out, out_len, 0, (struct sockaddr *)&to,
                          to.ss_family == AF_INET ? sizeof(struct sockaddr_in)
                                                  : sizeof(struct sockaddr_in6)) < 0) {
         perror("swim_forge: sendto");
@@ -119,12 +145,21 @@ int main(int argc, char **argv)
         printf("no answer\n");
         return 3;
     }
-    uint8_t buf[FRAME_MAX_DATAGRAM];
+    uint8_t buf[FRAME_MAX_DATAGRAM + SEAL_DGRAM_OVERHEAD];
     ssize_t n = recv(fd, buf, sizeof buf, 0);
+    const uint8_t *frame = buf;
+    size_t frame_len = n > 0 ? (size_t)n : 0;
+    if (kr && n > 0) {
+        static struct seal_replay replay;
+        if (seal_open_datagram(kr, &replay, id_wall_ms(), buf, (size_t)n, &frame, &frame_len) < 0) {
+            printf("undecodable answer\n");
+            return 1;
+        }
+    }
     struct frame_header h;
     const uint8_t *body;
     struct swim_packet a;
-    if (n <= 0 || frame_decode_datagram(buf, (size_t)n, &h, &body, NULL) < 0 ||
+    if (n <= 0 || frame_decode_datagram(frame, frame_len, &h, &body, NULL) < 0 ||
         swim_decode(body, h.length, &a) < 0) {
         printf("undecodable answer\n");
         return 1;
