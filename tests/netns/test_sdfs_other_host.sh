@@ -21,9 +21,12 @@ src=$(cli node2 --json get f "$T/f.local" | json 'd["source"] + " " + d.get("cop
 assert_eq "${src%% *}" local "a get on the replicas' host copies locally"
 cmp -s "$T/f" "$T/f.local" || fail "local get content"
 
-# -- from "another host": the replicas' files cannot be opened there
+# -- from "another host": the replicas' files cannot be opened there (the
+# cluster key, kept in the run directory, goes along as a client's would)
+cp "$IDUNNO_KEY_FILE" "$T/cluster.key"
 remote=$(unshare -m sh -c "mount -t tmpfs none '$IDUNNO_RUN_DIR' &&
-  exec '$IDUNNO' -s '$(addr node2)' --json get f '$T/f.remote'") || fail "get without access to the stores"
+  IDUNNO_KEY_FILE='$T/cluster.key' exec '$IDUNNO' -s '$(addr node2)' --json get f '$T/f.remote'") ||
+  fail "get without access to the stores"
 assert_eq "$(echo "$remote" | json 'd["source"]')" network "a get from elsewhere reads over the network"
 cmp -s "$T/f" "$T/f.remote" || fail "network get content"
 
