@@ -440,15 +440,27 @@ static void work_seal(struct op *o)
     c->fd = -1; /* renamed: nothing to unlink */
 }
 
-static void work_read(struct op *o)
+static void blob_path(const struct op *o, char path[600])
+{
+    snprintf(path, 600, "%s/blobs/%s", o->s->dir, o->blob);
+}
+
+/* Opens o's sealed blob for reading; on failure sets o->status and returns -1. */
+static int open_sealed(struct op *o)
 {
     char path[600];
-    snprintf(path, sizeof path, "%s/blobs/%s", o->s->dir, o->blob);
+    blob_path(o, path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    if (fd < 0)
         o->status = errno == ENOENT ? ID_ENOTFOUND : id_from_errno(errno);
+    return fd;
+}
+
+static void work_read(struct op *o)
+{
+    int fd = open_sealed(o);
+    if (fd < 0)
         return;
-    }
     o->data = malloc(o->len ? o->len : 1);
     if (!o->data) {
         o->status = ID_ENOMEM;
@@ -477,13 +489,9 @@ static void work_read(struct op *o)
  * wanted), else the wanted SHA-256. A bad copy goes to bad/ if asked. */
 static void work_verify(struct op *o)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/blobs/%s", o->s->dir, o->blob);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        o->status = errno == ENOENT ? ID_ENOTFOUND : id_from_errno(errno);
+    int fd = open_sealed(o);
+    if (fd < 0)
         return;
-    }
     struct stat st;
     int bad = fstat(fd, &st) < 0 || (uint64_t)st.st_size != o->size ||
               (o->has_sums && memcmp(o->sha, o->want_sha, 32) != 0);
@@ -523,7 +531,8 @@ static void work_verify(struct op *o)
         return;
     o->status = ID_ECRC;
     if (o->quarantine) {
-        char dst[600];
+        char path[600], dst[600];
+        blob_path(o, path);
         snprintf(dst, sizeof dst, "%s/bad/%s", o->s->dir, o->blob);
         if (rename(path, dst) == 0)
             fsync(o->s->blobs_fd);
@@ -533,7 +542,7 @@ static void work_verify(struct op *o)
 static void work_unlink(struct op *o)
 {
     char path[600];
-    snprintf(path, sizeof path, "%s/blobs/%s", o->s->dir, o->blob);
+    blob_path(o, path);
     if (unlink(path) == 0)
         fsync(o->s->blobs_fd);
 }
