@@ -56,6 +56,30 @@ class Cluster:
         with open(os.path.join(self.dir, node, "pid")) as f:
             return int(f.read())
 
+    def cpu_seconds(self):
+        """CPU time (user + system) used so far by every node's process and
+        its children still running (inference processes). On a shared host
+        this is the cost of work done, less moved by other load than a rate."""
+        roots = set()
+        for k in range(1, self.n + 1):
+            try:
+                roots.add(self.pid(f"node{k}"))
+            except (OSError, ValueError):
+                pass
+        tick, total = os.sysconf("SC_CLK_TCK"), 0
+        for ent in os.listdir("/proc"):
+            if not ent.isdigit():
+                continue
+            try:
+                with open(f"/proc/{ent}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # fields[0] is the state (field 3); ppid is field 4, utime/stime 14/15.
+            if int(ent) in roots or int(fields[1]) in roots:
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
     def kill(self, node):
         os.kill(self.pid(node), 9)
 

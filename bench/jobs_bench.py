@@ -18,7 +18,8 @@ Runtime, the generated ResNet50 and InceptionV3, synthetic JPEG/PNG images).
             coordinator dispatching (its "dispatching" log line).
   capacity  Tiny model, batch 1, all workers, photos scaled to at most 48 px:
             completed queries per second; the median of --capacity-runs
-            measurements of --capacity-seconds, each a fresh job.
+            measurements of --capacity-seconds, each a fresh job; and the CPU
+            time (all nodes and their inference processes) per query.
   throughput  ResNet50 alone, batch 8, every worker: images per second of the
             whole cluster over --seconds, against bare ONNX Runtime on the same
             two cores (build/bin/infer_bench model, 2 threads, batch 8, run
@@ -310,22 +311,29 @@ def bench_capacity(args):
         wait_preloaded(c, ["tiny_cnn"])
         # The figure moves by ±15% between runs on a shared 2-core machine:
         # several measurements on one cluster, each a fresh job, and their median.
-        rates, drained = [], 0
+        rates, cpu_us, drained = [], [], 0
         calls = -(-CAPACITY_QUEUE_RATE * int(args.capacity_seconds + 5) // CAPACITY_IMAGES)
         for _ in range(args.capacity_runs):
             start_jobs(c, [("tiny_cnn", 1, 1)], calls)
             time.sleep(3)
             a = jobs_state(c)["tiny_cnn"]["queries_done"]
-            t = time.time()
+            t, cpu = time.time(), c.cpu_seconds()
             time.sleep(args.capacity_seconds)
             st = jobs_state(c)["tiny_cnn"]
+            cpu = c.cpu_seconds() - cpu
             rates.append(round((st["queries_done"] - a) / (time.time() - t), 1))
+            cpu_us.append(round(cpu * 1e6 / max(1, st["queries_done"] - a), 1))
             if st["images_done"] >= st["images"]:
                 drained += 1
                 log("warning: the queue ran dry during the measurement: the rate is a lower bound")
             c.cli("node10", "stop", "tiny_cnn")
-            log("capacity run:", rates[-1], "queries/s")
-        return {"queries_per_s": statistics.median(rates), "runs": rates, "nodes": args.nodes,
+            log("capacity run:", rates[-1], "queries/s,", cpu_us[-1], "CPU us/query")
+        # CPU per query (all nodes and their inference processes) is the
+        # figure to compare builds by on a loaded host: the rate follows the
+        # share of the cores the cluster gets, the cost per query much less.
+        return {"queries_per_s": statistics.median(rates), "runs": rates,
+                "cpu_us_per_query": statistics.median(cpu_us), "cpu_us_runs": cpu_us,
+                "nodes": args.nodes,
                 "images_max_side_px": 48, "runs_drained": drained}
     finally:
         c.down()
