@@ -72,6 +72,9 @@ static const char usage[] =
     "  --infer-sched POLICY   how the kernel schedules model runs: normal (default) or batch\n"
     "                         (SCHED_BATCH: more throughput when many workers share cores,\n"
     "                         less even rates between jobs; docs/inference.md has figures)\n"
+    "  --sdfs-delete-grace MS a copy that the catalog no longer names here (deleted, dropped\n"
+    "                         or moved) is removed after MS (default 60000: longer than\n"
+    "                         any read in flight; tests use less)\n"
     "  --test-hooks           tests only: inference processes honour a model's\n"
     "                         idunno.test.crash metadata and crash on its runs\n"
     "  --key-file FILE        the cluster keyring (idunno keygen writes one): every RPC\n"
@@ -116,6 +119,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"infer-gate", required_argument, NULL, 'G'},
         {"infer-sched", required_argument, NULL, 'B'},
         {"max-image-pixels", required_argument, NULL, 'X'},
+        {"sdfs-delete-grace", required_argument, NULL, 'D'},
         {"test-hooks", no_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -202,6 +206,12 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             cfg->raft_rto_min_ms = (int)v;
             break;
         }
+        case 'D':
+            if (parse_ms(optarg, &cfg->sdfs_delete_grace_ms) < 0) {
+                snprintf(errmsg, len, "--sdfs-delete-grace takes 1 to 600000 (ms)");
+                return ID_EINVAL;
+            }
+            break;
         case 'E':
         case 'K':
         case 'P':
@@ -479,6 +489,7 @@ static int node_start_layers(struct node *node)
         .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->fwd,
         .member = node->member, .catalog = node->catalog, .name = cfg->name,
         .addr = cfg->addr, .data_dir = cfg->data_dir,
+        .delete_grace_ms = cfg->sdfs_delete_grace_ms,
     };
     rc = sdfs_create(&sc, &node->sdfs, node->errmsg, sizeof node->errmsg);
     if (rc < 0)

@@ -29,11 +29,18 @@ struct rnode {
 };
 
 struct reconcile {
+    uint64_t grace_ms;
     struct rnode nodes[RECONCILE_MAX_NODES];
     size_t n;
 };
 
-struct reconcile *reconcile_create(void) { return calloc(1, sizeof(struct reconcile)); }
+struct reconcile *reconcile_create(uint64_t grace_ms)
+{
+    struct reconcile *r = calloc(1, sizeof *r);
+    if (r)
+        r->grace_ms = grace_ms;
+    return r;
+}
 
 static void rnode_clear(struct rnode *n)
 {
@@ -165,7 +172,7 @@ static int check_listed(const struct catalog *c, const struct reconcile_report *
 /* Held copies the catalog does not name on the node: deletable once unlisted
  * for the grace period. */
 static int check_unlisted(const struct reconcile_report *rep, const struct rnode *n,
-                          const uint8_t *kept, uint64_t now_ms, struct unlisted **unl,
+                          const uint8_t *kept, uint64_t grace_ms, uint64_t now_ms, struct unlisted **unl,
                           size_t *n_unl, struct reconcile_actions *out)
 {
     *unl = calloc(rep->n_blobs ? rep->n_blobs : 1, sizeof **unl);
@@ -177,7 +184,7 @@ static int check_unlisted(const struct reconcile_report *rep, const struct rnode
             continue;
         const struct unlisted *old = find_unlisted(n, rep->blobs[i]);
         uint64_t since = old ? old->since_ms : now_ms;
-        if (now_ms - since >= RECONCILE_DELETE_GRACE_MS)
+        if (now_ms - since >= grace_ms)
             out->del[out->n_del++] = rep->blobs[i];
         struct unlisted *u = &(*unl)[(*n_unl)++];
         snprintf(u->blob, sizeof u->blob, "%s", rep->blobs[i]);
@@ -212,7 +219,7 @@ int reconcile_report(struct reconcile *r, const struct catalog *c,
     size_t n_sus = 0, n_unl = 0;
     int rc = kept ? check_listed(c, rep, n, kept, &sus, &n_sus, out) : ID_ENOMEM;
     if (rc == 0)
-        rc = check_unlisted(rep, n, kept, now_ms, &unl, &n_unl, out);
+        rc = check_unlisted(rep, n, kept, r->grace_ms, now_ms, &unl, &n_unl, out);
     free(kept);
     if (rc < 0) {
         free(sus);

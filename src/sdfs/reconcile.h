@@ -9,7 +9,8 @@
  *     seen from that node), or on one from a sender that does not number its
  *     reports.
  *   - A copy is deleted only when no kept version names that node for it and
- *     it has been so on every report for RECONCILE_DELETE_GRACE_MS: longer
+ *     it has been so on every report for the grace period (by default
+ *     RECONCILE_DELETE_GRACE_MS): longer
  *     than any read in flight, so a reader that found the copy listed a moment
  *     ago finishes first. Copies in use (young) restart the clock.
  *   - A copy the catalog names on a node but its report lacks is only
@@ -37,9 +38,9 @@
 #include "member/member.h"
 #include "sdfs/catalog.h"
 
-/* A copy stays this long after the catalog stopped naming it on its node:
- * longer than any read in flight (a get's chunk calls time out after 10 s,
- * a worker's query runs for seconds). */
+/* By default a copy stays this long after the catalog stopped naming it on
+ * its node: longer than any read in flight (a get's chunk calls time out
+ * after 10 s, a worker's query runs for seconds). */
 #define RECONCILE_DELETE_GRACE_MS 60000
 /* Copies declared missing per report: a bound on the proposals one report
  * causes; the rest wait for the next report. */
@@ -76,7 +77,8 @@ struct reconcile_actions {
     size_t suspected; /* copies lacking on this report, not (yet) declared */
 };
 
-struct reconcile *reconcile_create(void);
+/* grace_ms: how long a copy must have gone unnamed before it is deletable. */
+struct reconcile *reconcile_create(uint64_t grace_ms);
 void reconcile_destroy(struct reconcile *r);
 
 /* Decides on a report against the catalog at `now_ms` (the leader's

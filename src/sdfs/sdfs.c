@@ -1015,20 +1015,6 @@ static int lead_op_settled(struct lead_op *op, int status)
     return 0;
 }
 
-static void broadcast_delete(struct sdfs *s, char **blobs, size_t n)
-{
-    if (n == 0)
-        return;
-    struct member_view alive[SDFS_MAX_ALIVE];
-    size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
-    Idunno__SdfsBlobList bl = IDUNNO__SDFS_BLOB_LIST__INIT;
-    bl.n_blobs = n;
-    bl.blobs = blobs;
-    for (size_t i = 0; i < n_alive; i++)
-        net_call_pb(s->net, alive[i].addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ, &bl.base,
-                    SDFS_CALL_MS, NULL, NULL);
-}
-
 static void lead_place(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
@@ -1074,9 +1060,11 @@ static void lead_commit_done(void *ud, int status, const uint8_t *result, size_t
     }
     Idunno__SdfsVersion *v = idunno__sdfs_version__unpack(NULL, len, result);
     if (v) {
+        /* The versions it pushed out (v->dropped) are not deleted here: a
+         * reader may be in the middle of one. The replicas' store reports
+         * delete them after the grace period (reconcile.h). */
         LOG_INFO("sdfs", "committed %s version %llu (blob %s, %llu bytes)", v->name,
                  (unsigned long long)v->version, v->blob, (unsigned long long)v->size);
-        broadcast_delete(op->s, v->dropped, v->n_dropped);
         idunno__sdfs_version__free_unpacked(v, NULL);
     }
     net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_RESP, result, len);
@@ -1108,14 +1096,11 @@ static void lead_delete_done(void *ud, int status, const uint8_t *result, size_t
         lead_op_free(op);
         return;
     }
+    /* The copies stay until the replicas' store reports delete them after
+     * the grace period (reconcile.h): a read in flight finishes first. */
     Idunno__SdfsFile *f = idunno__sdfs_file__unpack(NULL, len, result);
     if (f) {
-        char *blobs[SDFS_KEEP_VERSIONS];
-        for (size_t i = 0; i < f->n_versions && i < SDFS_KEEP_VERSIONS; i++)
-            blobs[i] = f->versions[i]->blob;
         LOG_INFO("sdfs", "deleted %s (%zu versions)", f->name, f->n_versions);
-        broadcast_delete(op->s, blobs, f->n_versions < SDFS_KEEP_VERSIONS ? f->n_versions
-                                                                        : SDFS_KEEP_VERSIONS);
         idunno__sdfs_file__free_unpacked(f, NULL);
     }
     net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_RESP, result, len);
@@ -1627,7 +1612,8 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     snprintf(s->name, sizeof s->name, "%s", cfg->name);
     snprintf(s->addr, sizeof s->addr, "%s", cfg->addr);
     s->boot = id_wall_ms();
-    s->reconcile = reconcile_create();
+    s->reconcile = reconcile_create(cfg->delete_grace_ms ? cfg->delete_grace_ms
+                                                         : RECONCILE_DELETE_GRACE_MS);
     if (!s->reconcile) {
         free(s);
         return ID_ENOMEM;

@@ -53,6 +53,7 @@ struct sdfs_config {
     const char *name;
     const char *addr;
     const char *data_dir; /* the store goes in DATA/sdfs */
+    uint64_t delete_grace_ms; /* unnamed copies live this long; 0: RECONCILE_DELETE_GRACE_MS */
 };
 
 int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, size_t len);

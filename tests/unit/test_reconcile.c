@@ -31,7 +31,7 @@ static void fixture_init(struct fixture *f)
 {
     sm_init(&f->sm);
     f->cat = catalog_create();
-    f->rec = reconcile_create();
+    f->rec = reconcile_create(RECONCILE_DELETE_GRACE_MS);
     assert_non_null(f->cat);
     assert_non_null(f->rec);
     assert_int_equal(sm_register(&f->sm, &catalog_sm_ops, f->cat), 0);
