@@ -67,6 +67,7 @@ struct wquery {
     uint64_t run_started_us; /* the same, monotonic (the chain's head) */
     struct wquery *chain; /* while WQ_RUNNING: the next query of its chain */
     uint64_t ready_ms, queued_ms; /* inputs all here; handed to the process (monotonic) */
+    unsigned refetches;   /* times a fetched input vanished before its run */
     int stop_job;         /* the model was given up: the coordinator should stop the job */
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
@@ -340,14 +341,25 @@ out:
     free(errs);
 }
 
+static void fetch_one(struct wquery *q, long image, const char *blob, uint64_t size,
+                      const ProtobufCBinaryData *sha, char **sources, size_t n_sources);
+
+/* A fetched input that is gone from the store by the time its query runs
+ * (the store report removed a copy that had stayed unnamed for the grace
+ * while the query waited) is fetched again from its sources rather than
+ * reported unreadable. Bounded: an input that keeps vanishing fails. */
+#define WORKER_MAX_REFETCHES 3
+
 /* Resolves a ready query's paths (on the loop: the store index is the
- * loop's) and marks it running. */
-static void prepare_run(struct worker *w, struct wquery *q)
+ * loop's) and marks it running. Returns 0, or 1 if an input had vanished
+ * and the query went back to fetching it. */
+static int prepare_run(struct worker *w, struct wquery *q)
 {
     struct store *st = sdfs_store(w->sdfs);
     Idunno__QueryRun *run = q->run;
-    if (q->model_status == 0 && store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0)
-        q->model_status = ID_ENOTFOUND;
+    int model_gone = q->model_status == 0 &&
+                     store_path(st, run->model->blob, q->model_path, sizeof q->model_path) < 0;
+    size_t gone = model_gone;
     for (size_t i = 0; i < run->n_images; i++) {
         char p[700];
         free(q->paths[i]); /* resolved before a run that its process's crash undid */
@@ -355,10 +367,39 @@ static void prepare_run(struct worker *w, struct wquery *q)
         if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
             q->paths[i] = strdup(p);
         else if (q->image_status[i] == 0)
-            q->image_status[i] = ID_ENOTFOUND;
+            gone++;
     }
+    if (gone && q->refetches < WORKER_MAX_REFETCHES) {
+        q->refetches++;
+        LOG_INFO("worker", "job %u query %llu: %zu fetched input(s) vanished before the run; "
+                 "fetching again", run->job, (unsigned long long)run->query, gone);
+        q->state = WQ_FETCHING;
+        q->fetching = 1; /* no settle (and no kick) until all have started */
+        if (model_gone)
+            fetch_one(q, -1, run->model->blob, run->model->size, &run->model->sha256,
+                      run->model->sources, run->model->n_sources);
+        for (size_t i = 0; i < run->n_images; i++) {
+            Idunno__QueryImage *im = run->images[i];
+            if (q->image_status[i] == 0 && !q->paths[i])
+                fetch_one(q, (long)i, im->blob, im->size, &im->sha256, im->sources,
+                          im->n_sources);
+        }
+        /* The caller's kick() finds it ready again if every fetch finished at
+         * once; otherwise the last fetch's settle kicks. */
+        if (--q->fetching == 0) {
+            q->state = WQ_READY;
+            q->ready_ms = id_now_ms();
+        }
+        return 1;
+    }
+    if (model_gone)
+        q->model_status = ID_ENOTFOUND;
+    for (size_t i = 0; i < run->n_images; i++)
+        if (q->image_status[i] == 0 && !q->paths[i])
+            q->image_status[i] = ID_ENOTFOUND;
     q->state = WQ_RUNNING;
     q->queued_ms = id_now_ms();
+    return 0;
 }
 
 /* Can q join a chain headed by head? Same model file, both have it. */
@@ -372,7 +413,8 @@ static int chains_with(const struct wquery *head, const struct wquery *q)
  * after it that can share its model run. */
 static void start_chain(struct worker *w, struct wquery *head)
 {
-    prepare_run(w, head);
+    if (prepare_run(w, head))
+        return;
     struct wquery *tail = head;
     size_t n = 1, images = head->run->n_images;
     /* The others' model path resolves as the head's did (same file, same
@@ -380,7 +422,8 @@ static void start_chain(struct worker *w, struct wquery *head)
     for (struct wquery *q = head->next; q && n < WORKER_CHAIN_MAX; q = q->next) {
         if (!chains_with(head, q) || images + q->run->n_images > WORKER_CHAIN_IMAGES)
             continue;
-        prepare_run(w, q);
+        if (prepare_run(w, q))
+            continue;
         tail->chain = q;
         tail = q;
         n++;
