@@ -48,6 +48,7 @@ struct kv;
 struct meta;
 struct raft;
 struct raft_fsm;
+struct seal_keyring;
 
 #define CTL_NAME_MAX 64
 #define CTL_ADDR_MAX 64
@@ -75,6 +76,8 @@ struct ctl_config {
     /* First sequence number of proposals; 0: derived from the wall clock so
      * that a restarted node never reuses one. */
     uint64_t seq_base;
+    /* The cluster keyring for the raft port (copied); NULL: plaintext. */
+    const struct seal_keyring *keys;
 };
 
 /* A voter of the bootstrap configuration. */

@@ -40,23 +40,28 @@ static struct ctl_tcp *outer_of(struct raft_uv_transport *outer)
 }
 
 /* Best effort: a kernel without one of these options keeps its default. */
+void ctl_tcp_tune_fd(int fd, unsigned rto_min_us, int *warned)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (rto_min_us == 0)
+        return;
+    setsockopt(fd, IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, &one, sizeof one);
+    int us = (int)rto_min_us;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, sizeof us) < 0 && !*warned) {
+        *warned = 1;
+        LOG_WARN("ctl", "cannot lower the raft connections' minimum retransmission timeout "
+                        "(%s): packet loss will cause more elections",
+                 strerror(errno));
+    }
+}
+
 static void ctl_tcp_tune(struct ctl_tcp *t, struct uv_stream_s *stream)
 {
     uv_os_fd_t fd;
     if (!stream || uv_fileno((uv_handle_t *)stream, &fd) != 0)
         return;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (t->rto_min_us == 0)
-        return;
-    setsockopt(fd, IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, &one, sizeof one);
-    int us = (int)t->rto_min_us;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, sizeof us) < 0 && !t->warned) {
-        t->warned = 1;
-        LOG_WARN("ctl", "cannot lower the raft connections' minimum retransmission timeout "
-                        "(%s): packet loss will cause more elections",
-                 strerror(errno));
-    }
+    ctl_tcp_tune_fd(fd, t->rto_min_us, &t->warned);
 }
 
 static int ctl_tcp_init(struct raft_uv_transport *outer, raft_id id, const char *address)

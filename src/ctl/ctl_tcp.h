@@ -19,6 +19,10 @@ struct ctl_tcp {
     int warned;
 };
 
+/* The tuning of one raft connection's socket (best effort); *warned keeps
+ * the warning about an old kernel to one. */
+void ctl_tcp_tune_fd(int fd, unsigned rto_min_us, int *warned);
+
 /* Sets up the transport on loop. Returns 0 or a RAFT_* code. */
 int ctl_tcp_init_transport(struct ctl_tcp *t, uv_loop_t *loop, unsigned rto_min_us);
 

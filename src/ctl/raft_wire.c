@@ -83,21 +83,24 @@ long raft_wire_hello_encode(uint64_t id, const char *addr, uint8_t *out)
     return (long)(RAFT_WIRE_HELLO_FIXED + padded);
 }
 
-/* Header length acceptable for the type? Senders of libraft 0.22 may add one
- * unwritten trailing word to AppendEntries and InstallSnapshot headers, so
- * those allow it; the exact checks come once the counts are read. */
+/* Header length acceptable for the type? libraft decodes the fields a type
+ * has without looking at the length, so a shorter header is refused; later
+ * format versions append words (libraft 0.22 sends a 32-byte
+ * AppendEntriesResult), so fixed-size types may carry up to two more.
+ * AppendEntries and InstallSnapshot may carry one unwritten trailing word;
+ * their exact checks come once the counts are read. */
 static bool header_len_ok(uint64_t type, uint64_t hlen)
 {
     if (hlen == 0 || hlen % 8 != 0)
         return false;
     switch (type) {
     case T_REQUEST_VOTE:
-        return hlen == 32 || hlen == 40;
+        return hlen >= 32 && hlen <= 32 + 16;
     case T_REQUEST_VOTE_RESULT:
-        return hlen == 16 || hlen == 24;
+        return hlen >= 16 && hlen <= 16 + 16;
     case T_APPEND_ENTRIES_RESULT:
     case T_TIMEOUT_NOW:
-        return hlen == 24;
+        return hlen >= 24 && hlen <= 24 + 16;
     case T_APPEND_ENTRIES:
         return hlen >= 40 && hlen <= RAFT_WIRE_MAX_HEADER + 8;
     case T_INSTALL_SNAPSHOT:
@@ -169,9 +172,10 @@ static enum raft_wire_verdict header_word(struct raft_wire_scan *s, uint64_t w, 
 
 static enum raft_wire_verdict preamble_done(struct raft_wire_scan *s)
 {
-    s->type = get64(s->acc);
+    uint64_t word = get64(s->acc);
+    s->type = word & 0xffff;
     s->hlen = get64(s->acc + 8);
-    if (s->type < T_APPEND_ENTRIES || s->type > T_TIMEOUT_NOW)
+    if (word >> 32 != 0 || s->type < T_APPEND_ENTRIES || s->type > T_TIMEOUT_NOW)
         return RAFT_WIRE_BAD_TYPE;
     if (!header_len_ok(s->type, s->hlen))
         return RAFT_WIRE_BAD_HEADER;

@@ -6,7 +6,9 @@
  *   u64 protocol (1), u64 raft id, u64 address length L, L bytes of address,
  *   NUL-padded to a multiple of 8 by the sender.
  * Then a stream of messages, each:
- *   u64 type (RAFT_APPEND_ENTRIES .. RAFT_TIMEOUT_NOW), u64 header length H,
+ *   u64 type (bits 0-15: RAFT_APPEND_ENTRIES .. RAFT_TIMEOUT_NOW; bits 16-31:
+ *   the message's format version, e.g. 2 for a RequestVote with flags; the
+ *   upper half zero), u64 header length H,
  *   H bytes of header, then a payload whose length the header gives
  *   (AppendEntries: sum of its entries' sizes; InstallSnapshot: its data size).
  * All integers are little-endian. Every header starts with the sender's term.

@@ -21,7 +21,7 @@ static size_t put64(uint8_t *p, uint64_t v)
 /* A RequestVote as libraft 0.22 sends it: preamble then five words. */
 static size_t request_vote(uint8_t *b, uint64_t term)
 {
-    size_t n = put64(b, 3);
+    size_t n = put64(b, 3 | 2u << 16); /* libraft 0.22: version 2 in bits 16-31 */
     n += put64(b + n, 40);
     n += put64(b + n, term);
     n += put64(b + n, 2);
@@ -137,6 +137,10 @@ static void test_header_lengths(void **state)
     memset(&s, 0, sizeof s);
     put64(b, 9);
     put64(b + 8, 24);
+    assert_int_equal(raft_wire_scan_feed(&s, b, 16, &voter, NULL), RAFT_WIRE_BAD_TYPE);
+    memset(&s, 0, sizeof s);
+    put64(b, 3 | 1ull << 40); /* upper half not zero */
+    put64(b + 8, 40);
     assert_int_equal(raft_wire_scan_feed(&s, b, 16, &voter, NULL), RAFT_WIRE_BAD_TYPE);
     memset(&s, 0, sizeof s);
     put64(b, 1);
