@@ -73,6 +73,11 @@ static void ctl_relay_policy(void *ud, uint64_t id, const char *peer_ip,
     }
 }
 
+const struct ctl_relay_stats *ctl_raft_port_stats(const struct ctl *c)
+{
+    return c && c->inited ? &c->transport.stats : NULL;
+}
+
 int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
 {
     *out = NULL;
