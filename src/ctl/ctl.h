@@ -48,6 +48,8 @@ struct kv;
 struct meta;
 struct raft;
 struct raft_fsm;
+struct seal_keyring;
+struct ctl_relay_stats;
 
 #define CTL_NAME_MAX 64
 #define CTL_ADDR_MAX 64
@@ -75,6 +77,8 @@ struct ctl_config {
     /* First sequence number of proposals; 0: derived from the wall clock so
      * that a restarted node never reuses one. */
     uint64_t seq_base;
+    /* The cluster keyring for the raft port (copied); NULL: plaintext. */
+    const struct seal_keyring *keys;
 };
 
 /* A voter of the bootstrap configuration. */
@@ -101,6 +105,10 @@ int ctl_node_addr(const char *raft_addr, char *out, size_t len);
  * everything; release with ctl_close(). Errors: ID_EINVAL, ID_EIO (data dir),
  * ID_ENOMEM, with the detail in ctl_errmsg() when *out was set. */
 int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out);
+
+/* What the raft port refused so far (ctl_relay.h); NULL when c is NULL or
+ * detached. */
+const struct ctl_relay_stats *ctl_raft_port_stats(const struct ctl *c);
 
 /* Registers a sub-state machine (before ctl_start). See sm_register(). */
 int ctl_register(struct ctl *c, const struct sm_ops *ops, void *self);

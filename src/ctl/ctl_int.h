@@ -8,7 +8,7 @@
 
 #include "base/err.h"
 #include "ctl/ctl.h"
-#include "ctl/ctl_tcp.h"
+#include "ctl/ctl_relay.h"
 #include "ctl/kv.h"
 #include "ctl/meta.h"
 #include "ctl/sm.h"
@@ -98,7 +98,9 @@ struct ctl {
     uv_loop_t *loop;
     struct raft own_raft;
     struct raft_io io;
-    struct ctl_tcp transport;
+    struct ctl_relay transport;
+    struct seal_keyring keys; /* the raft port's copy (keyed only) */
+    int keyed;
     struct raft_tracer tracer;
     uv_check_t check;
     int fresh;   /* raft dir had no state at create */

@@ -52,6 +52,32 @@ static void ctl_on_check(uv_check_t *h)
     ctl_poll(h->data);
 }
 
+/* The raft port's rule (docs/security.md): a sender is a verified voter when
+ * its id is a voter of our current configuration and its TCP peer is that
+ * voter's configured host. */
+static void ctl_relay_policy(void *ud, uint64_t id, const char *peer_ip,
+                             struct raft_wire_policy *pol)
+{
+    struct ctl *c = ud;
+    const struct raft *r = &c->own_raft;
+    pol->current_term = r->current_term;
+    pol->verified_voter = 0;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        const struct raft_server *s = &r->configuration.servers[i];
+        if (s->id != id || s->role != RAFT_VOTER || !s->address)
+            continue;
+        const char *colon = strrchr(s->address, ':');
+        size_t host_len = colon ? (size_t)(colon - s->address) : strlen(s->address);
+        pol->verified_voter =
+            strlen(peer_ip) == host_len && strncmp(s->address, peer_ip, host_len) == 0;
+    }
+}
+
+const struct ctl_relay_stats *ctl_raft_port_stats(const struct ctl *c)
+{
+    return c && c->inited ? &c->transport.stats : NULL;
+}
+
 int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
 {
     *out = NULL;
@@ -87,7 +113,12 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
     /* libraft checks that the caller filled in the interface versions. */
     c->io.version = 2;
     unsigned rto_us = c->cfg.tcp_rto_min_ms < 0 ? 0 : (unsigned)c->cfg.tcp_rto_min_ms * 1000u;
-    int rv = ctl_tcp_init_transport(&c->transport, loop, rto_us);
+    if (cfg->keys) {
+        c->keys = *cfg->keys;
+        c->keyed = 1;
+    }
+    int rv = ctl_relay_init_transport(&c->transport, loop, rto_us, c->keyed ? &c->keys : NULL,
+                                      ctl_relay_policy, c);
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft transport: %s", raft_strerror(rv));
         rc = ctl_from_raft(rv);
@@ -96,7 +127,7 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
     rv = raft_uv_init(&c->io, loop, c->dir, &c->transport.outer);
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft data dir %s: %s", c->dir, c->io.errmsg);
-        ctl_tcp_release(&c->transport);
+        ctl_relay_release(&c->transport);
         rc = ID_EIO;
         goto fail_free;
     }
@@ -106,7 +137,7 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft init: %s", raft_errmsg(&c->own_raft));
         raft_uv_close(&c->io);
-        ctl_tcp_release(&c->transport);
+        ctl_relay_release(&c->transport);
         rc = ctl_from_raft(rv);
         goto fail_free;
     }
@@ -129,6 +160,7 @@ fail_free:
         snprintf(c->errmsg, sizeof c->errmsg, "%s", id_strerror(rc));
     LOG_ERROR("ctl", "cannot create the control plane: %s", c->errmsg);
     ctl_free_common(c);
+    seal_keyring_wipe(&c->keys);
     free(c);
     return rc;
 }
@@ -210,7 +242,7 @@ static void ctl_on_raft_closed(struct raft *r)
 {
     struct ctl *c = (struct ctl *)((char *)r - offsetof(struct ctl, own_raft));
     raft_uv_close(&c->io);
-    ctl_tcp_release(&c->transport);
+    ctl_relay_release(&c->transport);
     uv_close((uv_handle_t *)&c->check, ctl_after_check_closed);
 }
 

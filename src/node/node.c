@@ -19,6 +19,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "ctl/ctl.h"
+#include "ctl/ctl_relay.h"
 #include "idunno.pb-c.h"
 #include "infer/gate.h"
 #include "infer/image.h"

@@ -17,6 +17,7 @@
 #include "idunno.pb-c.h"
 #include "member/member.h"
 #include "net/net.h"
+#include "net/seal.h"
 #include "node/ctl_forward.h"
 #include "node/node.h"
 #include "sched/jobs.h"
@@ -505,7 +506,16 @@ int node_ctl_start(struct node *node)
                             .tcp_rto_min_ms = cfg->raft_rto_min_ms == 0  ? -1
                                               : cfg->raft_rto_min_ms < 0 ? 0
                                                                          : cfg->raft_rto_min_ms};
+    struct seal_keyring keys;
+    if (cfg->key_file[0]) {
+        int krc = seal_keyring_load(cfg->key_file, &keys, node->errmsg, sizeof node->errmsg);
+        if (krc < 0)
+            return krc;
+        cc.keys = &keys;
+    }
     int rc = ctl_create(node->loop, &cc, &node->ctl);
+    if (cc.keys)
+        seal_keyring_wipe(&keys); /* the control plane keeps its own copy */
     if (rc < 0) {
         snprintf(node->errmsg, sizeof node->errmsg, "cannot create the control plane: %s",
                  id_strerror(rc));

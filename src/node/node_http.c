@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_relay.h"
 #include "http/http.h"
 #include "member/member.h"
 #include "net/frame.h"
@@ -172,9 +173,17 @@ static void node_http_render_members(void *ud, struct prom_out *m, struct json_o
     prom_sample_u64(m, PROM_LABELS({"reason", "replayed"}), fs->replayed);
     prom_sample_u64(m, PROM_LABELS({"reason", "unsealed"}), fs->unsealed);
     prom_sample_u64(m, PROM_LABELS({"reason", "gossip"}), member_bad_packets(node->member));
+    const struct ctl_relay_stats *rs = ctl_raft_port_stats(node->ctl);
+    struct ctl_relay_stats none = {0};
+    rs = rs ? rs : &none;
+    prom_sample_u64(m, PROM_LABELS({"reason", "raft_auth"}), rs->bad_auth);
+    prom_sample_u64(m, PROM_LABELS({"reason", "raft_handshake"}), rs->bad_handshake);
+    prom_sample_u64(m, PROM_LABELS({"reason", "raft_frame"}), rs->bad_frame);
+    prom_sample_u64(m, PROM_LABELS({"reason", "raft_term"}), rs->term_jump);
     prom_counter(m, "idunno_tcp_closed_by_bound_total",
                  "Connections closed or refused by a transport bound (handshake or frame "
-                 "timeout, per-source limit, read buffer budget).", fs->over_limit);
+                 "timeout, per-source limit, read buffer budget; RPC and raft ports).",
+                 fs->over_limit + rs->timed_out + rs->over_source);
     size_t incoming = 0;
     size_t open = net_open_connections(node->net, &incoming);
     prom_family(m, "idunno_tcp_connections", PROM_GAUGE,
