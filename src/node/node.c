@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "idunno.pb-c.h"
+#include "infer/child.h"
 #include "infer/gate.h"
 #include "infer/image.h"
 #include "logq/logq.h"
@@ -72,8 +73,11 @@ static const char usage[] =
     "  --infer-sched POLICY   how the kernel schedules model runs: normal (default) or batch\n"
     "                         (SCHED_BATCH: more throughput when many workers share cores,\n"
     "                         less even rates between jobs; docs/inference.md has figures)\n"
+    "  --infer-timeout SECS   a model run (a batch) still unfinished in its inference\n"
+    "                         process after SECS seconds gets the process killed; that\n"
+    "                         counts as a crash of the model (default 300; 1 to 86400)\n"
     "  --test-hooks           tests only: inference processes honour a model's\n"
-    "                         idunno.test.crash metadata and crash on its runs\n"
+    "                         idunno.test.crash metadata and crash or hang on its runs\n"
     "  --key-file FILE        the cluster keyring (idunno keygen writes one): every RPC\n"
     "                         connection and gossip datagram is then authenticated and\n"
     "                         encrypted, and nothing without the key is accepted. Without\n"
@@ -117,12 +121,14 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"infer-sched", required_argument, NULL, 'B'},
         {"max-image-pixels", required_argument, NULL, 'X'},
         {"test-hooks", no_argument, NULL, 'Z'},
+        {"infer-timeout", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->raft_rto_min_ms = -1;
+    cfg->infer_timeout_s = INFER_DEFAULT_TIMEOUT_S;
     optind = 1;
     opterr = 0; /* one message of our own, naming the option */
     int c;
@@ -144,6 +150,16 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
                 return ID_EINVAL;
             }
             cfg->infer_slots = (int)v;
+            break;
+        }
+        case 'W': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 86400) {
+                snprintf(errmsg, len, "--infer-timeout takes 1 to 86400 (seconds)");
+                return ID_EINVAL;
+            }
+            cfg->infer_timeout_s = (uint32_t)v;
             break;
         }
         case 'G': snprintf(cfg->infer_gate_dir, sizeof cfg->infer_gate_dir, "%s", optarg); break;
@@ -490,7 +506,8 @@ static int node_start_layers(struct node *node)
                                .name = cfg->name, .addr = cfg->addr,
                                .gate_slots = cfg->infer_slots, .gate_dir = cfg->infer_gate_dir,
                                .sched_batch = cfg->infer_sched_batch,
-                               .log_path = node->log_path, .test_hooks = cfg->test_hooks};
+                               .log_path = node->log_path, .test_hooks = cfg->test_hooks,
+                               .run_timeout_ms = cfg->infer_timeout_s * 1000};
     rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
         return rc;

@@ -34,6 +34,7 @@ struct node_config {
     char infer_gate_dir[256]; /* the gate's lock files ("" : infer_gate_default_dir) */
     int no_http;                  /* --no-http: no HTTP endpoint on PORT+2 */
     int test_hooks;               /* --test-hooks: inference processes honour test metadata */
+    uint32_t infer_timeout_s;     /* --infer-timeout: a model run's deadline (infer/child.h) */
     char key_file[512];           /* --key-file: the cluster keyring ("": none) */
 };
 
