@@ -85,6 +85,10 @@ static const char usage[] =
     "                         PORT (docs/security.md)\n"
     "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
     "                         otherwise served on HOST:PORT+2, see docs/http.md)\n"
+    "  --http-addr HOST       the IP address the HTTP endpoint listens on, PORT+2 still\n"
+    "                         (default: --addr's HOST), e.g. a management network's.\n"
+    "                         GET/HEAD are open to whoever reaches it; other methods need\n"
+    "                         the bearer token `idunno token` prints (docs/operations.md)\n"
     "  --help                 this text\n";
 
 static int parse_ms(const char *s, uint32_t *out)
@@ -115,6 +119,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"heartbeat", required_argument, NULL, 'K'},
         {"raft-rto-min", required_argument, NULL, 'O'},
         {"no-http", no_argument, NULL, 'H'},
+        {"http-addr", required_argument, NULL, 'A'},
         {"key-file", required_argument, NULL, 'k'},
         {"infer-slots", required_argument, NULL, 'I'},
         {"infer-gate", required_argument, NULL, 'G'},
@@ -140,6 +145,13 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'c': snprintf(cfg->coordinators, sizeof cfg->coordinators, "%s", optarg); break;
         case 'e': cfg->log_stderr = 1; break;
         case 'H': cfg->no_http = 1; break;
+        case 'A':
+            if (strlen(optarg) >= sizeof cfg->http_host) {
+                snprintf(errmsg, len, "--http-addr '%.40s...' is too long for an IP address", optarg);
+                return ID_EINVAL;
+            }
+            snprintf(cfg->http_host, sizeof cfg->http_host, "%s", optarg);
+            break;
         case 'Z': cfg->test_hooks = 1; break;
         case 'k': snprintf(cfg->key_file, sizeof cfg->key_file, "%s", optarg); break;
         case 'I': {
@@ -266,6 +278,9 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         snprintf(errmsg, len, "--addr '%s' is not HOST:PORT with a numeric host", cfg->addr);
         return ID_EINVAL;
     }
+    char http_addr[80];
+    if (!cfg->no_http && node_http_addr(cfg, http_addr, sizeof http_addr, errmsg, len) < 0)
+        return ID_EINVAL;
     if (!cfg->data_dir[0])
         snprintf(cfg->data_dir, sizeof cfg->data_dir, "run/%s", cfg->name);
     return 0;
@@ -594,6 +609,9 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
         if (rc < 0)
             return rc;
         nc.keys = &keys;
+        for (size_t i = 0; i < keys.n; i++)
+            seal_http_token(&keys, i, node->http_tokens[i]);
+        node->n_http_tokens = keys.n;
         LOG_INFO("node", "cluster key from %s (%zu key%s)", cfg->key_file, keys.n, keys.n == 1 ? "" : "s");
     } else {
         LOG_WARN("node", "no --key-file: RPC and gossip are plaintext and unauthenticated");
