@@ -1,8 +1,12 @@
 /* fuzz_http.c — libFuzzer target for what the HTTP endpoint does with bytes
  * from outside: the request path and method (route.h; libmicrohttpd parses the
- * rest), and the writers that put arbitrary strings (names, log text, job
- * names) into its documents. Properties checked, not just "no crash":
+ * rest), the Authorization header (auth.h), and the writers that put
+ * arbitrary strings (names, log text, job names) into its documents.
+ * Properties checked, not just "no crash":
  *   - a route is matched only for one of the exact paths;
+ *   - a state-changing request passes the token check only when its header is
+ *     "Bearer" and the token's 64 hex digits, nothing else; reads always pass;
+ *     without a cluster key nothing state-changing passes;
  *   - a JSON string written from any bytes is valid JSON and valid UTF-8;
  *   - a Prometheus label value written from any bytes has no raw newline or
  *     unescaped quote, is valid UTF-8, and unescapes back to its input when
@@ -11,9 +15,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/json_out.h"
 #include "base/strbuf.h"
+#include "http/auth.h"
 #include "http/prom.h"
 #include "http/route.h"
 
@@ -40,6 +46,29 @@ static void check_route(const char *path)
         __builtin_trap();
     (void)http_method_ok(path);
     (void)http_route_name(r);
+}
+
+static void check_auth(const char *s)
+{
+    static uint8_t token[1][HTTP_TOKEN_LEN];
+    static const char hex[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    for (int i = 0; i < HTTP_TOKEN_LEN; i++)
+        token[0][i] = (uint8_t)i;
+    enum http_auth a = http_auth_check("POST", s, (const uint8_t (*)[HTTP_TOKEN_LEN])token, 1);
+    if (a == HTTP_AUTH_OK) {
+        /* "bearer" (any case), spaces, the hex digits (any case), spaces */
+        if (strncasecmp(s, "Bearer ", 7) != 0)
+            __builtin_trap();
+        const char *t = s + 7 + strspn(s + 7, " ");
+        if (strncasecmp(t, hex, 64) != 0 || t[64 + strspn(t + 64, " ")] != 0)
+            __builtin_trap();
+    } else if (a != HTTP_AUTH_BAD) {
+        __builtin_trap(); /* a header was given: it is good or bad, never missing */
+    }
+    if (http_auth_check("GET", s, (const uint8_t (*)[HTTP_TOKEN_LEN])token, 1) != HTTP_AUTH_OK ||
+        http_auth_check("HEAD", s, NULL, 0) != HTTP_AUTH_OK ||
+        http_auth_check(s, s, NULL, 0) != (http_method_ok(s) ? HTTP_AUTH_OK : HTTP_AUTH_NO_KEY))
+        __builtin_trap();
 }
 
 static void check_json(const char *s)
@@ -143,6 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(s, data, size);
     s[size] = 0; /* the server sees NUL-terminated strings */
     check_route(s);
+    check_auth(s);
     check_json(s);
     check_prom(s);
     free(s);

@@ -308,6 +308,11 @@ MODELS = {
     "bad_crash": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
                       mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
                       meta={"idunno.test.crash": "abort"}),
+    # The same asking its process to hang on its first run: the cluster test
+    # of the run deadline (idunnod --infer-timeout).
+    "bad_hang": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
+                     mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
+                     meta={"idunno.test.crash": "hang"}),
     "resnet50": dict(build=resnet50, size=224, resize=256, classes=1000, params=25557032,
                      mean=IMAGENET_MEAN, std=IMAGENET_STD),
     "inception_v3": dict(build=inception_v3, size=299, resize=342, classes=1000, params=23834568,

@@ -59,8 +59,8 @@ struct http_conn {
 };
 
 /* Status codes the endpoint answers with, for the request counters. */
-enum { HTTP_C200, HTTP_C404, HTTP_C405, HTTP_C503, HTTP_C500, HTTP_NCODES };
-static const unsigned http_codes[HTTP_NCODES] = {200, 404, 405, 503, 500};
+enum { HTTP_C200, HTTP_C404, HTTP_C405, HTTP_C503, HTTP_C500, HTTP_C401, HTTP_C403, HTTP_NCODES };
+static const unsigned http_codes[HTTP_NCODES] = {200, 404, 405, 503, 500, 401, 403};
 
 struct http_provider {
     char section[HTTP_SECTION_MAX];
@@ -100,6 +100,9 @@ struct http {
     pthread_mutex_t conns_lock;
     struct http_conn *conns;
     _Atomic uint64_t slow_cut;
+    uint8_t tokens[HTTP_MAX_TOKENS][HTTP_TOKEN_LEN]; /* written before the HTTP thread starts */
+    size_t n_tokens;
+    _Atomic uint64_t auth_refused[HTTP_AUTH_COUNT];
     char errmsg[ID_ERRMSG_LEN];
 };
 
@@ -107,7 +110,8 @@ struct http {
 
 int http_create(uv_loop_t *loop, const struct http_config *cfg, struct http **out)
 {
-    if (!cfg || !cfg->addr || strlen(cfg->addr) >= sizeof ((struct http *)0)->addr)
+    if (!cfg || !cfg->addr || strlen(cfg->addr) >= sizeof ((struct http *)0)->addr ||
+        cfg->n_tokens > HTTP_MAX_TOKENS || (cfg->n_tokens && !cfg->tokens))
         return ID_EINVAL;
     struct http *h = calloc(1, sizeof *h);
     if (!h)
@@ -121,6 +125,9 @@ int http_create(uv_loop_t *loop, const struct http_config *cfg, struct http **ou
     h->timeout_s = cfg->timeout_s ? cfg->timeout_s : 10;
     h->header_ms = cfg->header_ms ? cfg->header_ms : 5000;
     h->listen_fd = -1;
+    if (cfg->n_tokens)
+        memcpy(h->tokens, cfg->tokens, cfg->n_tokens * HTTP_TOKEN_LEN);
+    h->n_tokens = cfg->n_tokens;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->conns_lock, NULL);
     uv_timer_init(loop, &h->timer);
@@ -204,6 +211,12 @@ static void http_render_own_metrics(struct http *h, struct prom_out *pm)
                                             {"code", code}),
                             n);
         }
+    prom_family(pm, "idunno_http_auth_refused_total", PROM_COUNTER,
+                "State-changing requests refused: no bearer token (missing), a wrong one (bad), "
+                "or the node has no cluster key (no_key).");
+    for (int a = HTTP_AUTH_OK + 1; a < HTTP_AUTH_COUNT; a++)
+        prom_sample_u64(pm, PROM_LABELS({"reason", http_auth_name((enum http_auth)a)}),
+                        atomic_load_explicit(&h->auth_refused[a], memory_order_relaxed));
     prom_family(pm, "idunno_http_provider_render_seconds", PROM_GAUGE,
                 "Loop time the last publish spent in each provider.");
     for (size_t i = 0; i < h->n_providers; i++)
@@ -408,6 +421,8 @@ static enum MHD_Result http_reply(struct http *h, struct MHD_Connection *conn, e
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"idunno\"");
     if (r == HTTP_ROUTE_DASHBOARD && status == MHD_HTTP_OK)
         MHD_add_response_header(resp, "Content-Security-Policy", HTTP_DASHBOARD_CSP);
     enum MHD_Result ret = MHD_queue_response(conn, status, resp);
@@ -461,6 +476,33 @@ static char *http_copy_published(struct http *h, int metrics, size_t *len, uint6
     return copy;
 }
 
+/* The gate in front of every route: reads pass, a state-changing request
+ * passes only with a valid bearer token (auth.h). Returns 1 and sets *ret
+ * (the refusal queued) when the request is refused, 0 when it may be routed.
+ * Routes that change state (the coming POST endpoints) rely on this having
+ * run: nothing reaches them unauthenticated. */
+static int http_refuse_unauthorized(struct http *h, struct MHD_Connection *conn, enum http_route r,
+                                    const char *method, enum MHD_Result *ret)
+{
+    const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    enum http_auth a = http_auth_check(method, authz, (const uint8_t (*)[HTTP_TOKEN_LEN])h->tokens,
+                                       h->n_tokens);
+    if (a == HTTP_AUTH_OK)
+        return 0;
+    atomic_fetch_add_explicit(&h->auth_refused[a], 1, memory_order_relaxed);
+    static const char no_key[] =
+        "{\"error\":\"no cluster key: state-changing HTTP requests are disabled "
+        "(start the node with --key-file)\"}\n";
+    static const char missing[] =
+        "{\"error\":\"a state-changing request needs Authorization: Bearer TOKEN "
+        "(idunno token prints it)\"}\n";
+    static const char bad[] = "{\"error\":\"invalid bearer token\"}\n";
+    const char *body = a == HTTP_AUTH_NO_KEY ? no_key : a == HTTP_AUTH_MISSING ? missing : bad;
+    *ret = http_reply(h, conn, r, a == HTTP_AUTH_NO_KEY ? MHD_HTTP_FORBIDDEN : MHD_HTTP_UNAUTHORIZED,
+                      "application/json", body, strlen(body), MHD_RESPMEM_PERSISTENT);
+    return 1;
+}
+
 static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                        const char *method, const char *version,
                                        const char *upload_data, size_t *upload_data_size,
@@ -473,6 +515,9 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
     struct http *h = cls;
     http_conn_waiting(h, conn, 0); /* its header is complete */
     enum http_route r = http_route_match(url);
+    enum MHD_Result refused;
+    if (http_refuse_unauthorized(h, conn, r, method, &refused))
+        return refused;
     if (r == HTTP_ROUTE_NONE)
         return http_reply_text(h, conn, r, MHD_HTTP_NOT_FOUND,
                                "not found: try /, /metrics, /healthz, /readyz or /api/status\n");

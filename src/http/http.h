@@ -26,12 +26,17 @@
 #include <uv.h>
 
 #include "base/json_out.h"
+#include "http/auth.h"
 #include "http/prom.h"
 
 struct http;
 
 struct http_config {
     const char *addr;         /* HOST:PORT to listen on; port 0: any free port */
+    /* The bearer tokens state-changing requests must carry (auth.h), copied;
+     * none: the node has no cluster key and refuses them all. */
+    const uint8_t (*tokens)[HTTP_TOKEN_LEN];
+    size_t n_tokens;
     /* Tuning; 0 picks the default in brackets. */
     unsigned publish_ms;      /* [250] how often the loop renders and publishes */
     unsigned stale_ms;        /* [2000] /healthz fails once the last publish is older */

@@ -25,19 +25,30 @@ unsigned infer_crashes_of(const struct infer_crashes *c, const char *key)
     return 0;
 }
 
-unsigned infer_crashes_note(struct infer_crashes *c, const char *key)
+const char *infer_crashes_last(const struct infer_crashes *c, const char *key)
 {
     for (size_t i = 0; i < c->n; i++)
         if (strcmp(c->e[i].key, key) == 0)
-            return ++c->e[i].crashes;
-    struct infer_crash_entry *e = realloc(c->e, (c->n + 1) * sizeof *e);
-    if (!e)
-        return 0;
-    c->e = e;
-    snprintf(e[c->n].key, sizeof e[c->n].key, "%s", key);
-    e[c->n].crashes = 1;
-    c->n++;
-    return 1;
+            return c->e[i].last;
+    return "";
+}
+
+unsigned infer_crashes_note(struct infer_crashes *c, const char *key, const char *why)
+{
+    size_t i = 0;
+    while (i < c->n && strcmp(c->e[i].key, key) != 0)
+        i++;
+    if (i == c->n) {
+        struct infer_crash_entry *e = realloc(c->e, (c->n + 1) * sizeof *e);
+        if (!e)
+            return 0;
+        c->e = e;
+        snprintf(e[i].key, sizeof e[i].key, "%s", key);
+        e[i].crashes = 0;
+        c->n++;
+    }
+    snprintf(c->e[i].last, sizeof c->e[i].last, "%s", why ? why : "");
+    return ++c->e[i].crashes;
 }
 
 void infer_crashes_free(struct infer_crashes *c)
@@ -47,6 +58,19 @@ void infer_crashes_free(struct infer_crashes *c)
     c->n = 0;
 }
 
+/* ---- the run deadline ---------------------------------------------------------------------- */
+
+int infer_run_overdue(uint64_t handed_ms, uint64_t now_ms, uint32_t timeout_ms)
+{
+    return timeout_ms && now_ms >= handed_ms && now_ms - handed_ms >= timeout_ms;
+}
+
+uint64_t infer_deadline_check_ms(uint32_t timeout_ms)
+{
+    uint64_t every = timeout_ms / 4;
+    return every < 50 ? 50 : every > 1000 ? 1000 : every;
+}
+
 /* ---- processes ------------------------------------------------------------------------------ */
 
 struct prun {
@@ -54,6 +78,7 @@ struct prun {
     uint8_t *frame; /* the RUN frame, until written */
     size_t frame_len;
     size_t n;
+    uint64_t handed_ms; /* loop time it was given to the process (the deadline counts from it) */
     infer_procs_cb cb;
     void *ud;
     struct prun *next;
@@ -64,11 +89,13 @@ struct mproc {
     char key[INFER_KEY_MAX];
     uv_process_t proc;
     uv_pipe_t pipe;
+    uv_timer_t deadline; /* checks its runs against cfg.run_timeout_ms */
     int pid;
     int loaded, classes;
     int exited, eof, dead;
     int retiring;  /* stopped on purpose: its end is no crash */
     int violated;  /* it sent something malformed and was killed */
+    int timed_out; /* a run outlived the deadline and it was killed */
     int64_t exit_status;
     int term_signal;
     unsigned handles; /* libuv handles not yet closed */
@@ -123,6 +150,8 @@ static void close_handles(struct mproc *mp)
         uv_close((uv_handle_t *)&mp->proc, on_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&mp->pipe))
         uv_close((uv_handle_t *)&mp->pipe, on_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&mp->deadline))
+        uv_close((uv_handle_t *)&mp->deadline, on_handle_closed);
 }
 
 static void run_free(struct prun *r)
@@ -174,7 +203,12 @@ static void send_run(struct mproc *mp, struct prun *r)
 /* Why a process ended, for logs and errors. */
 static void describe_end(const struct mproc *mp, char *out, size_t len)
 {
-    if (mp->violated)
+    uint32_t t = mp->p->cfg.run_timeout_ms;
+    if (mp->timed_out && t % 1000 == 0)
+        snprintf(out, len, "a run took longer than %u s and was killed", t / 1000);
+    else if (mp->timed_out)
+        snprintf(out, len, "a run took longer than %u ms and was killed", t);
+    else if (mp->violated)
         snprintf(out, len, "it sent a malformed reply and was killed");
     else if (mp->term_signal)
         snprintf(out, len, "killed by signal %d (%s)", mp->term_signal, strsignal(mp->term_signal));
@@ -193,7 +227,7 @@ static void maybe_finish(struct mproc *mp)
     p->stats.running--;
     struct prun *runs = mp->runs;
     mp->runs = NULL;
-    close_handles(mp); /* mp stays valid until both handles closed: after this function */
+    close_handles(mp); /* mp stays valid until all its handles closed: after this function */
     if (!runs)
         return;
     size_t n = 0;
@@ -203,7 +237,7 @@ static void maybe_finish(struct mproc *mp)
     describe_end(mp, how, sizeof how);
     unsigned crashes = 0;
     if (!mp->retiring) {
-        crashes = infer_crashes_note(&p->crashes, mp->key);
+        crashes = infer_crashes_note(&p->crashes, mp->key, how);
         p->stats.crashes++;
     }
     int failed = crashes >= INFER_MAX_CRASHES;
@@ -235,6 +269,28 @@ static void on_exit_cb(uv_process_t *proc, int64_t exit_status, int term_signal)
     mp->exit_status = exit_status;
     mp->term_signal = term_signal;
     maybe_finish(mp);
+}
+
+/* The deadline's tick: a run in the process for too long means the process
+ * hangs (or is as good as hung); killing it is the only way to get the slot
+ * and the other runs back. Its end is then a crash like any other. */
+static void on_deadline_tick(uv_timer_t *t)
+{
+    struct mproc *mp = t->data;
+    if (mp->dead || mp->timed_out || mp->exited)
+        return;
+    uint64_t now = uv_now(t->loop);
+    for (struct prun *r = mp->runs; r; r = r->next) {
+        if (!infer_run_overdue(r->handed_ms, now, mp->p->cfg.run_timeout_ms))
+            continue;
+        LOG_WARN("infer", "inference process %d of model %s: a run of %zu images has been in it %llu ms, "
+                 "past the deadline of %u ms (--infer-timeout): killed", mp->pid, mp->key, r->n,
+                 (unsigned long long)(now - r->handed_ms), mp->p->cfg.run_timeout_ms);
+        mp->timed_out = 1;
+        uv_timer_stop(t);
+        kill_proc(mp);
+        return;
+    }
 }
 
 static void violation(struct mproc *mp, const char *what)
@@ -409,8 +465,10 @@ static int spawn(struct infer_procs *p, const char *key, const char *path, struc
     }
     args[a] = NULL;
     uv_pipe_init(p->cfg.loop, &mp->pipe, 0);
+    uv_timer_init(p->cfg.loop, &mp->deadline);
     mp->pipe.data = mp;
     mp->proc.data = mp;
+    mp->deadline.data = mp;
     uv_stdio_container_t stdio[4];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_INHERIT_FD;
@@ -421,7 +479,7 @@ static int spawn(struct infer_procs *p, const char *key, const char *path, struc
     stdio[3].data.stream = (uv_stream_t *)&mp->pipe;
     uv_process_options_t opt = {.file = p->exe, .args = args, .exit_cb = on_exit_cb, .stdio_count = 4,
                                 .stdio = stdio};
-    mp->handles = 2;
+    mp->handles = 3;
     mp->next = p->procs;
     p->procs = mp;
     int rc = uv_spawn(p->cfg.loop, &mp->proc, &opt);
@@ -435,6 +493,10 @@ static int spawn(struct infer_procs *p, const char *key, const char *path, struc
     p->stats.started++;
     p->stats.running++;
     uv_read_start((uv_stream_t *)&mp->pipe, on_alloc, on_read);
+    if (p->cfg.run_timeout_ms) {
+        uint64_t every = infer_deadline_check_ms(p->cfg.run_timeout_ms);
+        uv_timer_start(&mp->deadline, on_deadline_tick, every, every);
+    }
     Idunno__InferChildLoad l = IDUNNO__INFER_CHILD_LOAD__INIT;
     l.path = (char *)path;
     uint8_t *buf;
@@ -477,8 +539,14 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
 {
     unsigned crashes = infer_crashes_of(&p->crashes, key);
     if (crashes >= INFER_MAX_CRASHES) {
-        snprintf(errmsg, len, "model %s crashed its inference process %u times; it is given up", key,
-                 crashes);
+        /* the same reason as the runs given up at the last crash had */
+        const char *last = infer_crashes_last(&p->crashes, key);
+        if (last[0])
+            snprintf(errmsg, len, "model %s crashed its inference process %u times (last: %s); it is given up",
+                     key, crashes, last);
+        else
+            snprintf(errmsg, len, "model %s crashed its inference process %u times; it is given up", key,
+                     crashes);
         return ID_EMODEL;
     }
     if (n > INFER_CHILD_MAX_IMAGES)
@@ -488,6 +556,7 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
         return ID_ENOMEM;
     r->id = ++p->next_id;
     r->n = n;
+    r->handed_ms = uv_now(p->cfg.loop);
     r->cb = cb;
     r->ud = ud;
     Idunno__InferChildRun m = IDUNNO__INFER_CHILD_RUN__INIT;

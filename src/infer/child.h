@@ -16,6 +16,12 @@
  * given up: its runs come back with model_failed set, and later runs are
  * refused at once.
  *
+ * A process that hangs (a model that never finishes, a deadlock in a
+ * runtime) would hold its runs, and the worker slot waiting on them, for
+ * ever: a run handed to a process more than run_timeout_ms ago gets the
+ * process killed (SIGKILL), which then ends like any crash, counted against
+ * the model and its runs handed back, the reason saying it timed out.
+ *
  * Threading: the loop thread only.
  */
 #ifndef IDUNNO_INFER_CHILD_H
@@ -37,16 +43,31 @@ struct infer_crashes {
     struct infer_crash_entry {
         char key[INFER_KEY_MAX];
         unsigned crashes;
+        char last[160]; /* why the last crash happened */
     } *e;
     size_t n;
 };
 
-/* Records a crash of model `key`; returns its crashes so far (0: out of
- * memory, not recorded). */
-unsigned infer_crashes_note(struct infer_crashes *c, const char *key);
+/* Records a crash of model `key`, `why` it happened (NULL: unknown); returns
+ * its crashes so far (0: out of memory, not recorded). */
+unsigned infer_crashes_note(struct infer_crashes *c, const char *key, const char *why);
+/* Why the last recorded crash of key happened ("" if none or unknown). */
+const char *infer_crashes_last(const struct infer_crashes *c, const char *key);
 /* Crashes recorded for key. */
 unsigned infer_crashes_of(const struct infer_crashes *c, const char *key);
 void infer_crashes_free(struct infer_crashes *c);
+
+/* ---- the run deadline (pure) ------------------------------------------------------------- */
+
+#define INFER_DEFAULT_TIMEOUT_S 300 /* docs/inference.md says why */
+
+/* 1 if a run handed to its process at handed_ms is, at now_ms, past the
+ * deadline timeout_ms (0: no deadline). */
+int infer_run_overdue(uint64_t handed_ms, uint64_t now_ms, uint32_t timeout_ms);
+/* How often a process's runs are checked against timeout_ms: a quarter of
+ * it, between 50 ms and 1 s, so a hung process outlives the deadline by at
+ * most a quarter more, and a long deadline costs a wake-up a second. */
+uint64_t infer_deadline_check_ms(uint32_t timeout_ms);
 
 /* ---- the processes ------------------------------------------------------------------------ */
 
@@ -63,6 +84,7 @@ struct infer_procs_config {
     int sched_batch;      /* runs as SCHED_BATCH */
     int test_hooks;       /* the processes honour idunno.test.crash (tests only) */
     size_t max_idle;      /* processes kept without runs, the least recently used stopped */
+    uint32_t run_timeout_ms; /* a run in a process longer than this kills it (0: never) */
 };
 
 struct infer_procs_done {

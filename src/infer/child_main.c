@@ -53,7 +53,7 @@ static struct {
     struct child_args a;
     struct infer_model *model;
     struct infer_gate *gate;
-    const char *crash_hook; /* test only: "abort" or "segv" on every run */
+    const char *crash_hook; /* test only: "abort", "segv" or "hang" on every run */
     pthread_mutex_t write_lock, lock;
     pthread_cond_t room;
     int running;
@@ -136,9 +136,16 @@ static void reply_done(uint64_t id, int status, const char *error, uint64_t cpu_
 }
 
 /* The test hook (--test-hooks only): a model asking for it brings the
- * process down the way a bug in a runtime would. */
+ * process down the way a bug in a runtime would, or ("hang") blocks its run
+ * forever the way a deadlock would, for the node's run deadline to end. */
 static void test_crash(void)
 {
+    if (strcmp(child.crash_hook, "hang") == 0) {
+        LOG_WARN("infer", "test hook: model %s asks this process to hang",
+                 infer_model_info(child.model)->name);
+        for (;;)
+            pause();
+    }
     LOG_WARN("infer", "test hook: model %s asks this process to crash (%s)",
              infer_model_info(child.model)->name, child.crash_hook);
     if (strcmp(child.crash_hook, "segv") == 0)

@@ -18,7 +18,8 @@
 /* Context strings for crypto_kdf (8 bytes each, fixed by the protocol). */
 #define KDF_CTX_KEY "idn-key1" /* key id, datagram key */
 #define KDF_CTX_TCP "idn-tcp1" /* session keys and proof */
-enum { SUB_KEY_ID = 1, SUB_UDP = 2, SUB_C2S = 1, SUB_S2C = 2, SUB_PROOF = 3 };
+#define KDF_CTX_HTTP "idn-http" /* HTTP bearer tokens */
+enum { SUB_KEY_ID = 1, SUB_UDP = 2, SUB_C2S = 1, SUB_S2C = 2, SUB_PROOF = 3, SUB_HTTP_TOKEN = 1 };
 
 #define KEYRING_MAX_FILE 4096
 
@@ -46,6 +47,13 @@ int seal_init(void)
 }
 
 /* ---- keyring ------------------------------------------------------------- */
+
+void seal_http_token(const struct seal_keyring *kr, size_t i, uint8_t out[SEAL_HTTP_TOKEN_LEN])
+{
+    /* A context of its own: knowing a token tells nothing of the key or of
+     * the other subkeys (the KDF is one-way per context and id). */
+    crypto_kdf_derive_from_key(out, SEAL_HTTP_TOKEN_LEN, SUB_HTTP_TOKEN, KDF_CTX_HTTP, kr->key[i]);
+}
 
 static int keyring_add(struct seal_keyring *kr, const uint8_t key[SEAL_KEY_LEN], char *err,
                        size_t errlen)

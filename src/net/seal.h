@@ -97,6 +97,12 @@ int seal_keygen_file(const char *path, const struct seal_keyring *keep, int forc
 
 void seal_keyring_wipe(struct seal_keyring *kr);
 
+/* The HTTP bearer token of key i of the ring (i < kr->n): a subkey of its own
+ * context, printed as 64 hex digits by `idunno token` and required by the
+ * node's HTTP endpoint for every state-changing request (docs/http.md). */
+#define SEAL_HTTP_TOKEN_LEN 32
+void seal_http_token(const struct seal_keyring *kr, size_t i, uint8_t out[SEAL_HTTP_TOKEN_LEN]);
+
 /* ---- TCP handshake ------------------------------------------------------- */
 
 /* The connecting side: a hello with a fresh nonce, sent first. */

@@ -22,6 +22,7 @@
 #include "ctl/ctl.h"
 #include "ctl/ctl_relay.h"
 #include "idunno.pb-c.h"
+#include "infer/child.h"
 #include "infer/gate.h"
 #include "infer/image.h"
 #include "logq/logq.h"
@@ -77,8 +78,11 @@ static const char usage[] =
     "  --sdfs-delete-grace MS a copy that the catalog no longer names here (deleted, dropped\n"
     "                         or moved) is removed after MS (default 60000: longer than\n"
     "                         any read in flight; tests use less)\n"
+    "  --infer-timeout SECS   a model run (a batch) still unfinished in its inference\n"
+    "                         process after SECS seconds gets the process killed; that\n"
+    "                         counts as a crash of the model (default 300; 1 to 86400)\n"
     "  --test-hooks           tests only: inference processes honour a model's\n"
-    "                         idunno.test.crash metadata and crash on its runs\n"
+    "                         idunno.test.crash metadata and crash or hang on its runs\n"
     "  --key-file FILE        the cluster keyring (idunno keygen writes one): every RPC\n"
     "                         connection and gossip datagram is then authenticated and\n"
     "                         encrypted, and nothing without the key is accepted. Without\n"
@@ -86,6 +90,10 @@ static const char usage[] =
     "                         PORT (docs/security.md)\n"
     "  --no-http              no HTTP endpoint (metrics, health checks, status, dashboard;\n"
     "                         otherwise served on HOST:PORT+2, see docs/http.md)\n"
+    "  --http-addr HOST       the IP address the HTTP endpoint listens on, PORT+2 still\n"
+    "                         (default: --addr's HOST), e.g. a management network's.\n"
+    "                         GET/HEAD are open to whoever reaches it; other methods need\n"
+    "                         the bearer token `idunno token` prints (docs/operations.md)\n"
     "  --help                 this text\n";
 
 static int parse_ms(const char *s, uint32_t *out)
@@ -116,6 +124,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"heartbeat", required_argument, NULL, 'K'},
         {"raft-rto-min", required_argument, NULL, 'O'},
         {"no-http", no_argument, NULL, 'H'},
+        {"http-addr", required_argument, NULL, 'A'},
         {"key-file", required_argument, NULL, 'k'},
         {"infer-slots", required_argument, NULL, 'I'},
         {"infer-gate", required_argument, NULL, 'G'},
@@ -123,12 +132,14 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"max-image-pixels", required_argument, NULL, 'X'},
         {"sdfs-delete-grace", required_argument, NULL, 'D'},
         {"test-hooks", no_argument, NULL, 'Z'},
+        {"infer-timeout", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->raft_rto_min_ms = -1;
+    cfg->infer_timeout_s = INFER_DEFAULT_TIMEOUT_S;
     optind = 1;
     opterr = 0; /* one message of our own, naming the option */
     int c;
@@ -140,6 +151,13 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'c': snprintf(cfg->coordinators, sizeof cfg->coordinators, "%s", optarg); break;
         case 'e': cfg->log_stderr = 1; break;
         case 'H': cfg->no_http = 1; break;
+        case 'A':
+            if (strlen(optarg) >= sizeof cfg->http_host) {
+                snprintf(errmsg, len, "--http-addr '%.40s...' is too long for an IP address", optarg);
+                return ID_EINVAL;
+            }
+            snprintf(cfg->http_host, sizeof cfg->http_host, "%s", optarg);
+            break;
         case 'Z': cfg->test_hooks = 1; break;
         case 'k': snprintf(cfg->key_file, sizeof cfg->key_file, "%s", optarg); break;
         case 'I': {
@@ -150,6 +168,16 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
                 return ID_EINVAL;
             }
             cfg->infer_slots = (int)v;
+            break;
+        }
+        case 'W': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 86400) {
+                snprintf(errmsg, len, "--infer-timeout takes 1 to 86400 (seconds)");
+                return ID_EINVAL;
+            }
+            cfg->infer_timeout_s = (uint32_t)v;
             break;
         }
         case 'G': snprintf(cfg->infer_gate_dir, sizeof cfg->infer_gate_dir, "%s", optarg); break;
@@ -262,6 +290,9 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         snprintf(errmsg, len, "--addr '%s' is not HOST:PORT with a numeric host", cfg->addr);
         return ID_EINVAL;
     }
+    char http_addr[80];
+    if (!cfg->no_http && node_http_addr(cfg, http_addr, sizeof http_addr, errmsg, len) < 0)
+        return ID_EINVAL;
     if (!cfg->data_dir[0])
         snprintf(cfg->data_dir, sizeof cfg->data_dir, "run/%s", cfg->name);
     return 0;
@@ -503,7 +534,8 @@ static int node_start_layers(struct node *node)
                                .name = cfg->name, .addr = cfg->addr,
                                .gate_slots = cfg->infer_slots, .gate_dir = cfg->infer_gate_dir,
                                .sched_batch = cfg->infer_sched_batch,
-                               .log_path = node->log_path, .test_hooks = cfg->test_hooks};
+                               .log_path = node->log_path, .test_hooks = cfg->test_hooks,
+                               .run_timeout_ms = cfg->infer_timeout_s * 1000};
     rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
         return rc;
@@ -590,6 +622,9 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
         if (rc < 0)
             return rc;
         nc.keys = &keys;
+        for (size_t i = 0; i < keys.n; i++)
+            seal_http_token(&keys, i, node->http_tokens[i]);
+        node->n_http_tokens = keys.n;
         LOG_INFO("node", "cluster key from %s (%zu key%s)", cfg->key_file, keys.n, keys.n == 1 ? "" : "s");
     } else {
         LOG_WARN("node", "no --key-file: RPC and gossip are plaintext and unauthenticated");

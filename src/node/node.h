@@ -8,6 +8,7 @@
 
 #include "base/err.h"
 #include "ctl/ctl.h"
+#include "net/seal.h"
 #include "node/node_ctl.h"
 
 #define NODE_MAX_JOIN 16
@@ -34,7 +35,9 @@ struct node_config {
     int infer_sched_batch;    /* model runs as SCHED_BATCH (--infer-sched batch) */
     char infer_gate_dir[256]; /* the gate's lock files ("" : infer_gate_default_dir) */
     int no_http;                  /* --no-http: no HTTP endpoint on PORT+2 */
+    char http_host[64];           /* --http-addr: the HTTP endpoint's host ("": --addr's) */
     int test_hooks;               /* --test-hooks: inference processes honour test metadata */
+    uint32_t infer_timeout_s;     /* --infer-timeout: a model run's deadline (infer/child.h) */
     char key_file[512];           /* --key-file: the cluster keyring ("": none) */
 };
 
@@ -51,6 +54,10 @@ struct node {
      * their metrics and status sections with http_add_provider(node->http, ...),
      * which accepts NULL. */
     struct http *http;
+    /* The bearer tokens of the keyring's keys (seal_http_token), for HTTP
+     * requests that change state; none without a cluster key. */
+    uint8_t http_tokens[SEAL_MAX_KEYS][SEAL_HTTP_TOKEN_LEN];
+    size_t n_http_tokens;
     /* Control plane (node_ctl.c). */
     struct ctl *ctl;
     struct ctl_fwd *fwd;

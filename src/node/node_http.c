@@ -462,19 +462,41 @@ static int node_http_ready(void *ud, char *why, size_t len)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
+int node_http_addr(const struct node_config *cfg, char *out, size_t len, char *errmsg, size_t errlen)
+{
+    char shifted[80];
+    if (net_shift_port(cfg->addr, 2, shifted, sizeof shifted) < 0) {
+        snprintf(errmsg, errlen, "--addr %s leaves no port for HTTP (PORT+2): use a lower port or --no-http",
+                 cfg->addr);
+        return ID_EINVAL;
+    }
+    if (!cfg->http_host[0]) {
+        snprintf(out, len, "%s", shifted);
+        return 0;
+    }
+    const char *port = strrchr(shifted, ':') + 1;
+    const char *host = cfg->http_host;
+    int v6 = strchr(host, ':') && host[0] != '[';
+    snprintf(out, len, "%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    struct sockaddr_storage sa;
+    if (net_parse_addr(out, &sa) < 0) {
+        snprintf(errmsg, errlen, "--http-addr '%s' is not an IPv4 or IPv6 address", host);
+        return ID_EINVAL;
+    }
+    return 0;
+}
+
 int node_http_start(struct node *node)
 {
     if (node->cfg.no_http)
         return 0;
     char addr[80];
-    if (net_shift_port(node->cfg.addr, 2, addr, sizeof addr) < 0) {
-        snprintf(node->errmsg, sizeof node->errmsg,
-                 "--addr %s leaves no port for HTTP (PORT+2): use a lower port or --no-http",
-                 node->cfg.addr);
-        return ID_EINVAL;
-    }
-    struct http_config hc = {.addr = addr};
-    int rc = http_create(node->loop, &hc, &node->http);
+    int rc = node_http_addr(&node->cfg, addr, sizeof addr, node->errmsg, sizeof node->errmsg);
+    if (rc < 0)
+        return rc;
+    struct http_config hc = {.addr = addr, .tokens = (const uint8_t (*)[HTTP_TOKEN_LEN])node->http_tokens,
+                             .n_tokens = node->n_http_tokens};
+    rc = http_create(node->loop, &hc, &node->http);
     if (rc == 0)
         rc = http_add_provider(node->http, "node", node_http_render_node, node);
     if (rc == 0)
@@ -499,7 +521,9 @@ int node_http_start(struct node *node)
         node->http = NULL;
         return rc;
     }
-    LOG_INFO("http", "metrics, health checks and the dashboard on http://%s/", addr);
+    LOG_INFO("http", "metrics, health checks and the dashboard on http://%s/; state-changing requests %s",
+             addr, node->n_http_tokens ? "need the bearer token (idunno token)"
+                                       : "refused (no cluster key)");
     return 0;
 }
 

@@ -741,7 +741,8 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
                                     .threads = cfg->threads ? cfg->threads : 1,
                                     .gate_slots = cfg->gate_slots, .gate_dir = cfg->gate_dir,
                                     .sched_batch = cfg->sched_batch, .test_hooks = cfg->test_hooks,
-                                    .max_idle = WORKER_CACHE_MODELS};
+                                    .max_idle = WORKER_CACHE_MODELS,
+                                    .run_timeout_ms = cfg->run_timeout_ms};
     int rc = infer_procs_new(&pc, &w->procs);
     if (rc == 0)
         rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_RUN_REQ, on_run, w);

@@ -41,6 +41,7 @@ struct worker_config {
     int sched_batch;      /* run batches as SCHED_BATCH (see worker.c) */
     const char *log_path; /* the node's log, where its inference processes log too */
     int test_hooks;       /* inference processes honour idunno.test.crash (tests only) */
+    uint32_t run_timeout_ms; /* a run longer than this kills its process (infer/child.h; 0: never) */
 };
 
 int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len);

@@ -2,7 +2,7 @@
 # The HTTP endpoint on PORT+2 of a 3-node cluster: /healthz, /readyz once a
 # coordinator exists, /metrics valid in the Prometheus text format (parsed by
 # prometheus_client) with the node's families and values, the status document,
-# a killed member shown failed and its restart alive, 404/405, --no-http, and a
+# a killed member shown failed and its restart alive, 404, 401 for a POST, --no-http, and a
 # taken HTTP port.
 # timeout: 150
 . "$(dirname "$0")/lib.sh"
@@ -97,8 +97,9 @@ assert st["jobs"] == [], st["jobs"]
 # Errors: unknown paths 404, other methods 405 (with Allow), HEAD as GET.
 assert_eq "$(http_code node1 /nope)" 404 "unknown path"
 assert_eq "$(http_code node1 /metrics/extra)" 404 "unknown path below /metrics"
-assert_eq "$(http_code node1 /metrics POST)" 405 "POST /metrics"
-assert_eq "$(http_code node1 /api/status DELETE)" 405 "DELETE /api/status"
+# (test_http_auth.sh: without the bearer token they get 401 first)
+assert_eq "$(http_code node1 /metrics POST)" 401 "POST /metrics without the token"
+assert_eq "$(http_code node1 /api/status DELETE)" 401 "DELETE /api/status without the token"
 assert_eq "$(http_code node1 /healthz HEAD)" 200 "HEAD /healthz"
 wait_until 3 eval '[ "$(metric node1 idunno_http_requests_total endpoint=none code=404)" = 2 ]' ||
   fail "404s not counted"

@@ -2,7 +2,8 @@
  * what each endpoint answers, providers (order, replacement, removal, and
  * providers that write nothing, too much or leave containers open), the
  * readiness check, /healthz failing while the loop does not run (a wedged
- * loop), 404/405, and the port released on destroy. */
+ * loop), 404/405, the bearer token in front of state-changing requests
+ * (401, 403 without a key), and the port released on destroy. */
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,7 +31,9 @@ struct reply {
     char body[65536];
 };
 
-static void request(int port, const char *method, const char *path, struct reply *r)
+/* A request with "Authorization: <authz>" (NULL: none). */
+static void request_auth(int port, const char *method, const char *path, const char *authz,
+                         struct reply *r)
 {
     memset(r, 0, sizeof *r);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -40,9 +43,11 @@ static void request(int port, const char *method, const char *path, struct reply
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    char req[512];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: test\r\n%s\r\n", method, path,
-                     strcmp(method, "POST") == 0 ? "Content-Length: 0\r\n" : "");
+    char req[512], auth[200] = "";
+    if (authz)
+        snprintf(auth, sizeof auth, "Authorization: %s\r\n", authz);
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: test\r\n%s%s\r\n", method, path,
+                     strcmp(method, "POST") == 0 ? "Content-Length: 0\r\n" : "", auth);
     assert_int_equal(write(fd, req, (size_t)n), n);
     static char buf[sizeof r->head + sizeof r->body];
     size_t len = 0;
@@ -56,6 +61,11 @@ static void request(int port, const char *method, const char *path, struct reply
     assert_non_null(sep);
     snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
     snprintf(r->body, sizeof r->body, "%s", sep + 4);
+}
+
+static void request(int port, const char *method, const char *path, struct reply *r)
+{
+    request_auth(port, method, path, NULL, r);
 }
 
 /* ---- fixture ----------------------------------------------------------------------------- */
@@ -141,9 +151,14 @@ static int check_ready(void *ud, char *why, size_t len)
     return ready_value;
 }
 
+/* The servers' bearer token: 32 bytes of 0x42. */
+static const uint8_t token[1][HTTP_TOKEN_LEN] = {{[0 ... HTTP_TOKEN_LEN - 1] = 0x42}};
+#define BEARER "Bearer 4242424242424242424242424242424242424242424242424242424242424242"
+
 static struct http *start(unsigned publish_ms, unsigned stale_ms)
 {
-    struct http_config cfg = {.addr = "127.0.0.1:0", .publish_ms = publish_ms, .stale_ms = stale_ms};
+    struct http_config cfg = {.addr = "127.0.0.1:0", .publish_ms = publish_ms, .stale_ms = stale_ms,
+                              .tokens = token, .n_tokens = 1};
     struct http *h;
     assert_int_equal(http_create(&loop, &cfg, &h), 0);
     assert_int_equal(http_port(h), 0);
@@ -216,11 +231,23 @@ static void test_endpoints_and_providers(void **state)
     assert_int_equal(r.status, 404);
     request(port, "GET", "/metrics/", &r);
     assert_int_equal(r.status, 404);
+    /* Other methods: the token first (401 without it, with a JSON error),
+     * then the routing (no endpoint takes them: 405). */
     request(port, "POST", "/metrics", &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.head, "WWW-Authenticate: Bearer"));
+    assert_non_null(strstr(r.head, "Content-Type: application/json"));
+    assert_non_null(strstr(r.body, "{\"error\":\"a state-changing request needs Authorization: Bearer"));
+    request_auth(port, "POST", "/metrics", BEARER "00", &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "{\"error\":\"invalid bearer token\"}"));
+    request_auth(port, "POST", "/metrics", BEARER, &r);
     assert_int_equal(r.status, 405);
     assert_non_null(strstr(r.head, "Allow: GET, HEAD"));
-    request(port, "DELETE", "/api/status", &r);
+    request_auth(port, "DELETE", "/api/status", BEARER, &r);
     assert_int_equal(r.status, 405);
+    request_auth(port, "GET", "/healthz", "Bearer wrong", &r); /* reads: not checked */
+    assert_int_equal(r.status, 200);
 
     /* Replacing keeps the position; removing drops the section. */
     assert_int_equal(http_add_provider(h, "alpha", render_alpha2, NULL), 0);
@@ -236,6 +263,10 @@ static void test_endpoints_and_providers(void **state)
     /* Requests are counted by endpoint and code (as of the last publish). */
     assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"none\",code=\"404\"} 2\n"));
     assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"metrics\",code=\"405\"} 1\n"));
+    assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"metrics\",code=\"401\"} 2\n"));
+    assert_non_null(strstr(r.body, "idunno_http_auth_refused_total{reason=\"missing\"} 1\n"));
+    assert_non_null(strstr(r.body, "idunno_http_auth_refused_total{reason=\"bad\"} 1\n"));
+    assert_non_null(strstr(r.body, "idunno_http_auth_refused_total{reason=\"no_key\"} 0\n"));
     assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"readyz\",code=\"503\"} 1\n"));
 
     /* No HTTP (the node's --no-http): providers can still be added. */
@@ -303,6 +334,35 @@ static void test_port_in_use_and_released(void **state)
     destroy(h2);
 }
 
+/* Without a cluster key (no tokens) nothing state-changing is taken, token or
+ * not; reads are served; more tokens than a ring holds are refused. */
+static void test_no_key_refuses_state_changes(void **state)
+{
+    (void)state;
+    struct http_config cfg = {.addr = "127.0.0.1:0"};
+    struct http *h;
+    assert_int_equal(http_create(&loop, &cfg, &h), 0);
+    assert_int_equal(http_start(h), 0);
+    int port = http_port(h);
+    struct reply r;
+    request_auth(port, "POST", "/metrics", BEARER, &r);
+    assert_int_equal(r.status, 403);
+    assert_null(strstr(r.head, "WWW-Authenticate"));
+    assert_non_null(strstr(r.body, "no cluster key: state-changing HTTP requests are disabled"));
+    request(port, "PUT", "/nope", &r);
+    assert_int_equal(r.status, 403);
+    request(port, "GET", "/healthz", &r);
+    assert_int_equal(r.status, 200);
+    http_publish_now(h);
+    request(port, "GET", "/metrics", &r);
+    assert_non_null(strstr(r.body, "idunno_http_auth_refused_total{reason=\"no_key\"} 2\n"));
+    destroy(h);
+
+    static const uint8_t many[HTTP_MAX_TOKENS + 1][HTTP_TOKEN_LEN];
+    struct http_config over = {.addr = "127.0.0.1:0", .tokens = many, .n_tokens = HTTP_MAX_TOKENS + 1};
+    assert_int_equal(http_create(&loop, &over, &h), ID_EINVAL);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -321,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_endpoints_and_providers),
         cmocka_unit_test(test_wedged_loop_is_unhealthy),
         cmocka_unit_test(test_port_in_use_and_released),
+        cmocka_unit_test(test_no_key_refuses_state_changes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

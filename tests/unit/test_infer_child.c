@@ -153,13 +153,35 @@ static void test_crash_accounting(void **state)
     (void)state;
     struct infer_crashes c = {0};
     assert_int_equal(infer_crashes_of(&c, "bad@1"), 0);
-    assert_int_equal(infer_crashes_note(&c, "bad@1"), 1);
-    assert_int_equal(infer_crashes_note(&c, "good@1"), 1);
-    assert_int_equal(infer_crashes_note(&c, "bad@1"), 2);
-    assert_int_equal(infer_crashes_note(&c, "bad@1"), INFER_MAX_CRASHES);
+    assert_int_equal(infer_crashes_note(&c, "bad@1", "killed by signal 6"), 1);
+    assert_int_equal(infer_crashes_note(&c, "good@1", NULL), 1);
+    assert_string_equal(infer_crashes_last(&c, "good@1"), "");
+    assert_int_equal(infer_crashes_note(&c, "bad@1", "killed by signal 11"), 2);
+    assert_int_equal(infer_crashes_note(&c, "bad@1", "a run took longer than 60 s and was killed"),
+                     INFER_MAX_CRASHES);
+    assert_string_equal(infer_crashes_last(&c, "bad@1"), "a run took longer than 60 s and was killed");
+    assert_string_equal(infer_crashes_last(&c, "bad@2"), "");
     assert_int_equal(infer_crashes_of(&c, "good@1"), 1);
     assert_int_equal(infer_crashes_of(&c, "bad@2"), 0); /* a re-trained version starts clean */
     infer_crashes_free(&c);
+}
+
+/* The run deadline: a run is overdue from exactly timeout_ms after it was
+ * handed over, never before, never with no deadline, and a clock that reads
+ * earlier than the hand-over (it cannot, but) is not overdue. */
+static void test_run_deadline(void **state)
+{
+    (void)state;
+    assert_false(infer_run_overdue(1000, 1000, 2000));
+    assert_false(infer_run_overdue(1000, 2999, 2000));
+    assert_true(infer_run_overdue(1000, 3000, 2000));
+    assert_true(infer_run_overdue(1000, 1000000, 2000));
+    assert_false(infer_run_overdue(1000, 1000000, 0));
+    assert_false(infer_run_overdue(5000, 1000, 2000));
+    /* checked a quarter of the deadline apart, within [50 ms, 1 s] */
+    assert_int_equal(infer_deadline_check_ms(2000), 500);
+    assert_int_equal(infer_deadline_check_ms(100), 50);
+    assert_int_equal(infer_deadline_check_ms(300000), 1000);
 }
 
 int main(void)
@@ -170,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_loaded_bounds),
         cmocka_unit_test(test_clean_text),
         cmocka_unit_test(test_crash_accounting),
+        cmocka_unit_test(test_run_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
