@@ -211,8 +211,11 @@ int reconcile_report(struct reconcile *r, const struct catalog *c,
         out->ignored = 1; /* stale: a newer report was already seen */
         return 0;
     }
-    qsort(rep->blobs, rep->n_blobs, sizeof *rep->blobs, str_cmp);
-    qsort(rep->young, rep->n_young, sizeof *rep->young, str_cmp);
+    /* An empty list may be NULL, which qsort must not be given. */
+    if (rep->n_blobs > 1)
+        qsort(rep->blobs, rep->n_blobs, sizeof *rep->blobs, str_cmp);
+    if (rep->n_young > 1)
+        qsort(rep->young, rep->n_young, sizeof *rep->young, str_cmp);
     uint8_t *kept = calloc(rep->n_blobs ? rep->n_blobs : 1, 1);
     struct suspect *sus = NULL;
     struct unlisted *unl = NULL;

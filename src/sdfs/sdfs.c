@@ -117,7 +117,7 @@ struct sdfs {
     int report_busy;
     uint64_t boot, report_seq, report_answered; /* numbering of this process's reports */
     int stopping;
-    int tick_closed;
+    int tick_started, tick_closed, free_pending;
     struct sdfs_stats stats;
 };
 
@@ -1675,6 +1675,7 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
         return rc;
     }
     uv_timer_init(s->loop, &s->tick);
+    s->tick_started = 1;
     s->tick.data = s;
     uv_timer_start(&s->tick, on_tick, SDFS_REPAIR_TICK_MS, SDFS_REPAIR_TICK_MS);
     s->next_report_ms = id_now_ms() + 1000;
@@ -1682,10 +1683,14 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     return 0;
 }
 
+static void sdfs_release(struct sdfs *s);
+
 static void on_tick_closed(uv_handle_t *h)
 {
     struct sdfs *s = h->data;
     s->tick_closed = 1;
+    if (s->free_pending)
+        sdfs_release(s);
 }
 
 void sdfs_stop(struct sdfs *s)
@@ -1715,15 +1720,27 @@ void sdfs_get_stats(struct sdfs *s, struct sdfs_stats *out)
     out->bytes_held = s->store ? store_bytes(s->store) : 0;
 }
 
-void sdfs_free(struct sdfs *s)
+static void sdfs_release(struct sdfs *s)
 {
-    if (!s)
-        return;
     while (s->repairs)
         repair_end(s->repairs);
     reconcile_destroy(s->reconcile);
     fetcher_free(s->fetcher);
     free(s);
+}
+
+void sdfs_free(struct sdfs *s)
+{
+    if (!s)
+        return;
+    /* The timer's close callback runs on a later loop turn, possibly after
+     * the node's shutdown has reached here: it frees s then. */
+    if (s->tick_started && !s->tick_closed) {
+        s->free_pending = 1;
+        if (!uv_is_closing((uv_handle_t *)&s->tick))
+            uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+    } else
+        sdfs_release(s);
 }
 
 /* ==== internal puts (the coordinator's result parts) ========================================== */
