@@ -23,10 +23,13 @@
           4 times into 4 directories, each directory made durable once
           (syncfs on it, then fsync of the directory). Files per second both
           ways and their ratio.
+  keycost A plaintext and a keyed cluster side by side, --rounds rounds of a
+          cold put of --size-mb into each (order flipped every round) and a
+          cold get from each: the cluster key's cost, per round and overall.
 
-Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|putdir|all]
+Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|putdir|keycost|all]
 [--nodes 10] [--trials 5] [--size-mb 256] [--get-rounds 5] [--files 10000]
-[--images 20000] [--base-port 7600]
+[--images 20000] [--rounds 10] [--base-port 7600]
 """
 import argparse, glob, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -41,14 +44,20 @@ def now_ms():
 
 
 class Cluster:
-    def __init__(self, n, base_port):
+    def __init__(self, n, base_port, keyed=None):
         self.n = n
         self.dir = tempfile.mkdtemp(prefix="idunno-sdfsbench.")
-        self.env = dict(os.environ, IDUNNO_RUN_DIR=self.dir, IDUNNO_BASE_PORT=str(base_port))
         # scripts/cluster up keys the cluster (docs/security.md); IDUNNO_NO_KEY=1
-        # runs it in plaintext, for comparison.
-        if os.environ.get("IDUNNO_NO_KEY") != "1":
-            os.environ["IDUNNO_KEY_FILE"] = os.path.join(self.dir, "cluster.key")
+        # (or keyed=False) runs it in plaintext, for comparison.
+        if keyed is None:
+            keyed = os.environ.get("IDUNNO_NO_KEY") != "1"
+        self.keyed = keyed
+        self.env = dict(os.environ, IDUNNO_RUN_DIR=self.dir, IDUNNO_BASE_PORT=str(base_port),
+                        IDUNNO_NO_KEY="0" if keyed else "1")
+        self.cli_env = dict(os.environ)
+        self.cli_env.pop("IDUNNO_KEY_FILE", None)
+        if keyed:
+            self.cli_env["IDUNNO_KEY_FILE"] = os.path.join(self.dir, "cluster.key")
         self.addrs = {}
 
     def run(self, *args, check=True):
@@ -73,7 +82,8 @@ class Cluster:
 
     def cli(self, node, *args, timeout_ms=10000, check=False):
         p = subprocess.run([IDUNNO, "-s", self.addrs[node], "--json", "--timeout",
-                            str(timeout_ms), *args], capture_output=True, text=True)
+                            str(timeout_ms), *args], capture_output=True, text=True,
+                           env=self.cli_env)
         if check and p.returncode != 0:
             raise SystemExit(f"idunno {' '.join(args)}: {p.stderr.strip()}")
         if p.returncode != 0 or not p.stdout.strip():
@@ -279,6 +289,75 @@ def bench_put(args):
         c.down()
 
 
+# ---- keycost ---------------------------------------------------------------------------------
+
+def bench_keycost(args):
+    """The cluster key's cost on puts and gets: a plaintext and a keyed cluster
+    run side by side and take the same file in turns (the order flips every
+    round), so the host's drift, which is larger than the difference sought,
+    falls on both alike. Each round: a cold put into each, then a cold get
+    from each; the file is deleted again so the disk does not fill."""
+    plain = Cluster(args.nodes, args.base_port, keyed=False)
+    keyed = Cluster(args.nodes, args.base_port + 100, keyed=True)
+    clusters = {"plain": plain, "keyed": keyed}
+    try:
+        for c in clusters.values():
+            c.up()
+        tmp = tempfile.mkdtemp(prefix="sdfsbench-key.", dir=plain.dir)
+        src = os.path.join(tmp, "src")
+        with open(src, "wb") as f:
+            for _ in range(args.size_mb):
+                f.write(os.urandom(1 << 20))
+        gw = f"node{args.nodes // 2 + 1}"
+        put = {"plain": [], "keyed": []}
+        get = {"plain": [], "keyed": []}
+        for r in range(args.rounds):
+            order = ("plain", "keyed") if r % 2 == 0 else ("keyed", "plain")
+            for kind in order:
+                c = clusters[kind]
+                drop_cache(src)
+                os.sync()  # the other put's writeback must not fall on this one
+                t0 = now_ms()
+                c.cli(gw, "put", src, "bench/key", timeout_ms=60000, check=True)
+                put[kind].append(now_ms() - t0)
+            for kind in order:
+                c = clusters[kind]
+                for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
+                    drop_cache(b)
+                out = os.path.join(tmp, f"out-{kind}")
+                t0 = now_ms()
+                c.cli(gw, "get", "bench/key", out, timeout_ms=60000, check=True)
+                get[kind].append(now_ms() - t0)
+                if subprocess.run(["cmp", "-s", src, out]).returncode != 0:
+                    raise SystemExit(f"round {r}: the {kind} cluster gave back other bytes")
+                os.unlink(out)
+                c.cli(gw, "delete", "bench/key", check=True)
+            print(f"round {r + 1}: put plain {put['plain'][-1]:.0f} ms, keyed {put['keyed'][-1]:.0f} ms; "
+                  f"get plain {get['plain'][-1]:.0f} ms, keyed {get['keyed'][-1]:.0f} ms", file=sys.stderr)
+        def ratios(d):
+            return [k / p for k, p in zip(d["keyed"], d["plain"])]
+        # A put right after the other cluster's put runs slower than one after
+        # the gets (whatever the key): compare each position on its own too.
+        first = {"plain": put["plain"][0::2], "keyed": put["keyed"][1::2]}
+        second = {"plain": put["plain"][1::2], "keyed": put["keyed"][0::2]}
+        return {"size_mb": args.size_mb, "rounds": args.rounds,
+                "put_ms": {k: summary(v) for k, v in put.items()},
+                "get_ms": {k: summary(v) for k, v in get.items()},
+                "put_keyed_over_plain": {"median_of_rounds": round(statistics.median(ratios(put)), 3),
+                                         "of_medians": round(statistics.median(put["keyed"]) /
+                                                             statistics.median(put["plain"]), 3)},
+                "put_first_in_round_ms": {k: summary(v) for k, v in first.items()},
+                "put_second_in_round_ms": {k: summary(v) for k, v in second.items()},
+                "get_keyed_over_plain": {"median_of_rounds": round(statistics.median(ratios(get)), 3),
+                                         "of_medians": round(statistics.median(get["keyed"]) /
+                                                             statistics.median(get["plain"]), 3)},
+                "put_ms_rounds": {k: [round(x) for x in v] for k, v in put.items()},
+                "get_ms_rounds": {k: [round(x) for x in v] for k, v in get.items()}}
+    finally:
+        for c in clusters.values():
+            c.down()
+
+
 # ---- ls -------------------------------------------------------------------------------------
 
 def bench_ls(args):
@@ -360,7 +439,7 @@ def bench_putdir(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["repair", "put", "ls", "putdir", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["repair", "put", "ls", "putdir", "keycost", "all"])
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--repair-files", type=int, default=30)
@@ -370,7 +449,9 @@ def main():
     ap.add_argument("--get-rounds", type=int, default=5,
                     help="put: rounds of (local read, local copy, get), alternating")
     ap.add_argument("--images", type=int, default=20000, help="putdir: images to store")
-    ap.add_argument("--base-port", type=int, default=7600)
+    ap.add_argument("--rounds", type=int, default=10, help="keycost: rounds of a put and a get each way")
+    ap.add_argument("--base-port", type=int, default=7600,
+                    help="the first node's port (keycost: the plaintext cluster; the keyed one is 100 above)")
     args = ap.parse_args()
     out = {}
     if args.what in ("repair", "all"):
@@ -381,6 +462,8 @@ def main():
         out["ls"] = bench_ls(args)
     if args.what == "putdir":  # not in "all": it is the bulk-write figure on its own
         out["putdir"] = bench_putdir(args)
+    if args.what == "keycost":  # not in "all": two clusters at once
+        out["keycost"] = bench_keycost(args)
     print(json.dumps(out, indent=1))
 
 

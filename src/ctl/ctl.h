@@ -27,9 +27,10 @@
  * directory bootstraps the configuration given to ctl_start(); later starts
  * recover from DATA/raft.
  *
- * libraft pitfalls handled here (DESIGN.md §5): entries padded to 8 bytes (sm.c),
- * barrier on becoming leader, install-snapshot timeout ~1 s, connect retry
- * ~50 ms, pre-vote on, rand() seeded per node.
+ * libraft pitfalls handled here (docs/control-plane.md, "libraft settings"):
+ * entries padded to 8 bytes (sm.c), barrier on becoming leader,
+ * install-snapshot timeout ~1 s, connect retry ~50 ms, pre-vote on, rand()
+ * seeded per node.
  *
  * Threading: loop thread only. Callbacks run on the loop, never from inside the
  * call that registered them.

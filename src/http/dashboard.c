@@ -193,7 +193,7 @@ const char http_dashboard_html[] =
     "    while (pts.length && pts[0][0] < now - WINDOW_MS) pts.shift();\n"
     "    if (!pts.length && !seen.has(name)) rateLog.delete(name);\n"
     "  }\n"
-    "  /* The fairness gap of DESIGN.md: (max - min) / max of the current rates. */\n"
+    "  /* The fairness gap (docs/scheduler.md): (max - min) / max of the current rates. */\n"
     "  const rates = (Array.isArray(jobs) ? jobs : []).map(j => j.rate).filter(r => typeof r === \"number\" && isFinite(r));\n"
     "  const max = Math.max(...rates), min = Math.min(...rates);\n"
     "  $(\"gap\").textContent = rates.length > 1 && max > 0 ? \"\\u00b7 gap now \" + (100 * (max - min) / max).toFixed(1) + \"%\" : \"\";\n"

@@ -42,7 +42,7 @@ struct member_config {
     uint64_t incarnation;
     const char *const *join;    /* NULL-terminated list of "HOST:PORT", may be empty */
     /* Protocol timing; 0 picks the defaults of swim.h (tuned for the 1 s / 2 s
-     * detection targets of DESIGN.md §4). */
+     * detection targets in docs/membership.md and docs/benchmarks.md). */
     uint32_t probe_interval_ms;
     uint32_t probe_timeout_ms;
     uint32_t suspect_timeout_ms;

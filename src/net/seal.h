@@ -1,8 +1,9 @@
 /* seal.h — the cluster key and what it protects on the wire: the keyring file,
  * the TCP handshake, sealed TCP records and sealed UDP datagrams. Pure: no
  * sockets, no clocks (callers pass `now`), so unit tests and the fuzzer drive it
- * with arbitrary bytes. Every primitive is libsodium's; docs/security.md gives
- * the design and the threat model.
+ * with arbitrary bytes. Every primitive is libsodium's, except that records are
+ * sealed through OpenSSL's ChaCha20-Poly1305 where it can (the same RFC 8439
+ * construction, faster); docs/security.md gives the design and the threat model.
  *
  * Keyring: a text file of one or more keys, one per line as 64 hex digits ('#'
  * comments and blank lines ignored). The first key seals everything sent; a

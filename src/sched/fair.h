@@ -3,7 +3,7 @@
  * deterministic for the same calls in the same order. The coordinator owns one
  * and rebuilds it from the replicated state after a failover.
  *
- * Policy (DESIGN.md §3, "Scheduling"):
+ * Policy (docs/scheduler.md, "Scheduler core"):
  *   - Every job has a weight (default 1) and a FIFO of queued query ids. The job
  *     served next is the one furthest behind: the smallest dispatched/weight
  *     ("virtual finish" with the query as unit). A job that becomes runnable

@@ -2,7 +2,9 @@
  * keyring files, the handshake, sealed records through the frame reader and
  * sealed datagrams, each against what must break it: a tampered byte, the
  * wrong key, a replayed or reordered record or datagram, a truncated or lying
- * record; and key rotation (an old key still opens what its holders send). */
+ * record; and key rotation (an old key still opens what its holders send).
+ * Records are sealed through OpenSSL: libsodium, used here directly on the
+ * wire format seal.h documents, must open them and seal what they open. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "base/err.h"
 #include "net/frame.h"
@@ -328,6 +331,102 @@ static void test_replayed_or_reordered_record_fails(void **state)
     frame_reader_free(&q.r);
 }
 
+/* The wire format of seal.h, built with libsodium alone: the nonce of record
+ * number seq. */
+static void wire_nonce(uint64_t seq, uint8_t nonce[12])
+{
+    memset(nonce, 0, 12);
+    for (int i = 0; i < 8; i++)
+        nonce[4 + i] = (uint8_t)(seq >> (56 - 8 * i));
+}
+
+static void test_records_match_libsodium(void **state)
+{
+    (void)state;
+    /* Lengths around ChaCha20's 64-byte blocks and the vector widths, and one
+     * record of an SDFS chunk's size. */
+    const uint32_t lens[] = {0, 1, 15, 16, 63, 64, 65, 255, 256, 257, 1000, 4096, 65536 + 7,
+                             1u << 20};
+    struct seal_keyring a;
+    ring(&a, KEY_A);
+    struct seal_session c, s;
+    assert_int_equal(handshake(&a, &a, &c, &s), 0);
+    uint8_t *plain = malloc((1u << 20) + 1);
+    uint8_t *rec = malloc((1u << 20) + SEAL_RECORD_OVERHEAD);
+    uint8_t *copy = malloc((1u << 20) + SEAL_RECORD_OVERHEAD);
+    assert_non_null(plain);
+    assert_non_null(rec);
+    assert_non_null(copy);
+    randombytes_buf(plain, (1u << 20) + 1);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        uint32_t len = lens[i];
+        uint8_t nonce[12];
+        /* Sealed here, opened by libsodium. */
+        memcpy(rec + SEAL_RECORD_LEN_BYTES, plain, len);
+        uint64_t seq = c.tx.seq;
+        seal_record(&c.tx, rec, len);
+        assert_int_equal(seal_record_frame_len(rec), len);
+        if (len > 0)
+            assert_memory_not_equal(rec + SEAL_RECORD_LEN_BYTES, plain, len < 16 ? len : 16);
+        memcpy(copy, rec, len + SEAL_RECORD_OVERHEAD);
+        wire_nonce(seq, nonce);
+        uint8_t *ct = copy + SEAL_RECORD_LEN_BYTES;
+        assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+                             ct, NULL, ct, len, ct + len, copy, SEAL_RECORD_LEN_BYTES, nonce, s.rx.key),
+                         0);
+        if (len > 0)
+            assert_memory_equal(ct, plain, len);
+        /* And opened here, in step with the sender. */
+        assert_int_equal(seal_open_record(&s.rx, rec, len), 0);
+        if (len > 0)
+            assert_memory_equal(rec + SEAL_RECORD_LEN_BYTES, plain, len);
+
+        /* Sealed by libsodium (the other direction's key and number), opened here. */
+        wire_nonce(s.tx.seq, nonce);
+        rec[0] = (uint8_t)(len >> 24);
+        rec[1] = (uint8_t)(len >> 16);
+        rec[2] = (uint8_t)(len >> 8);
+        rec[3] = (uint8_t)len;
+        uint8_t *m = rec + SEAL_RECORD_LEN_BYTES;
+        memcpy(m, plain + 1, len);
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, len, rec,
+                                                           SEAL_RECORD_LEN_BYTES, NULL, nonce,
+                                                           s.tx.key);
+        s.tx.seq++;
+        assert_int_equal(seal_open_record(&c.rx, rec, len), 0);
+        if (len > 0)
+            assert_memory_equal(m, plain + 1, len);
+    }
+    free(plain);
+    free(rec);
+    free(copy);
+}
+
+static void test_forged_record_leaves_no_plaintext(void **state)
+{
+    (void)state;
+    struct seal_keyring a;
+    ring(&a, KEY_A);
+    struct seal_session c, s;
+    assert_int_equal(handshake(&a, &a, &c, &s), 0);
+    const char secret[] = "a secret that a forged tag must not reveal, 64 bytes or more.....";
+    uint32_t len = (uint32_t)strlen(secret);
+    uint8_t rec[256];
+    memcpy(rec + SEAL_RECORD_LEN_BYTES, secret, len);
+    seal_record(&c.tx, rec, len);
+    rec[SEAL_RECORD_LEN_BYTES + len + 3] ^= 0x80; /* the tag */
+    assert_int_equal(seal_open_record(&s.rx, rec, len), ID_EAUTH);
+    assert_null(memmem(rec, sizeof rec, "secret", 6));
+    for (uint32_t i = 0; i < len; i++)
+        assert_int_equal(rec[SEAL_RECORD_LEN_BYTES + i], 0);
+    /* The failure did not spend the number: the genuine record still opens. */
+    memcpy(rec + SEAL_RECORD_LEN_BYTES, secret, len);
+    c.tx.seq--;
+    seal_record(&c.tx, rec, len);
+    assert_int_equal(seal_open_record(&s.rx, rec, len), 0);
+    assert_memory_equal(rec + SEAL_RECORD_LEN_BYTES, secret, len);
+}
+
 static void test_datagram_roundtrip_and_tamper(void **state)
 {
     (void)state;
@@ -412,6 +511,8 @@ int main(void)
         cmocka_unit_test(test_tampered_record_fails),
         cmocka_unit_test(test_truncated_record_waits),
         cmocka_unit_test(test_replayed_or_reordered_record_fails),
+        cmocka_unit_test(test_records_match_libsodium),
+        cmocka_unit_test(test_forged_record_leaves_no_plaintext),
         cmocka_unit_test(test_datagram_roundtrip_and_tamper),
         cmocka_unit_test(test_datagram_replay_window),
     };

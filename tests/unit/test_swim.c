@@ -464,7 +464,7 @@ static void test_crash_detected_by_all_quickly(void **state)
     qsort(t, 40, sizeof t[0], cmp_u64);
     print_message("kill detected by all (no loss, 40 trials): min %llu, median %llu, max %llu ms\n",
                   (unsigned long long)t[0], (unsigned long long)t[20], (unsigned long long)t[39]);
-    /* DESIGN.md §4: median <= 1 s, max <= 2 s (docs/membership.md: the budget). */
+    /* The detection target: median <= 1 s, max <= 2 s (docs/membership.md: the budget). */
     assert_true(t[20] <= 1000);
     assert_true(t[39] <= 2000);
     assert_int_equal(total_false_failures(s), 0);
