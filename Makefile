@@ -53,7 +53,7 @@ DAEMON     := $(BUILD)/bin/idunnod
 CLIENT     := $(BUILD)/bin/idunno
 
 .PHONY: all deps test unit unit-asan cluster-test netns-test fuzz fuzz-run models data demo \
-        bench clean format
+        bench-bin clean format
 
 all: $(DAEMON) $(CLIENT) bin/idunnod bin/idunno $(TOOL_BIN)
 
