@@ -13,11 +13,14 @@
 #define CLI_USER_ERROR 1
 #define CLI_CLUSTER_ERROR 2
 
+struct cli_command;
+
 struct cli_ctx {
     const char *server; /* HOST:PORT */
     int json;
     uint32_t timeout_ms;
     int timeout_set;    /* --timeout was given (else timeout_ms is the default) */
+    const struct cli_command *cmd; /* the command running (set by cli_run_command) */
 };
 
 /* Parses the global options at the front of argv (-s, --json, --timeout,

@@ -45,7 +45,7 @@ static int status_once(struct cli_ctx *ctx);
 
 static int cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_ctl_commands[0];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     int watch = argc == 2 && (strcmp(argv[1], "--watch") == 0 || strcmp(argv[1], "-w") == 0);
@@ -165,7 +165,7 @@ static int kv_put(struct cli_ctx *ctx, const char *key, const char *value,
 
 static int cmd_ctl_put(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_ctl_commands[1];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 3)
@@ -192,7 +192,7 @@ static int cmd_ctl_put(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_ctl_get(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_ctl_commands[2];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc < 2)
@@ -249,7 +249,7 @@ static int cmd_ctl_get(struct cli_ctx *ctx, int argc, char **argv)
  * whom. A failed put is reported and the load goes on. */
 static int cmd_ctl_load(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_ctl_commands[3];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 3 && argc != 4)

@@ -34,7 +34,7 @@ static void resolve_model(const char *arg, char *out, size_t len)
 
 static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_infer_commands[0];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     static const struct option opts[] = {

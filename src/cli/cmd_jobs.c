@@ -200,7 +200,7 @@ static void model_path_of(const char *name, char *out, size_t len)
 
 static int cmd_train(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[0];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     const char *name = NULL, *file = NULL;
@@ -287,7 +287,7 @@ static int cmd_train(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_models(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[1];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 1)
@@ -348,7 +348,7 @@ static int parse_u32(const char *s, uint32_t *out)
 
 static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[2];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     const char *pos[2];
@@ -375,7 +375,7 @@ static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[6];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     uint32_t batch;
@@ -386,7 +386,7 @@ static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[10];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 2)
@@ -396,7 +396,7 @@ static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[3];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 3)
@@ -477,7 +477,7 @@ static int qinfo_once(struct cli_ctx *ctx, const char *model)
 
 static int cmd_qinfo(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[4];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     const char *model;
@@ -503,7 +503,7 @@ static void stats_row(struct cli_table *t, const char *model, const char *span,
 
 static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[5];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc > 2)
@@ -580,7 +580,7 @@ static int assign_once(struct cli_ctx *ctx, const char *unused)
 
 static int cmd_assign(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[8];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     const char *arg;
@@ -592,7 +592,7 @@ static int cmd_assign(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[9];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 1)
@@ -872,7 +872,7 @@ static void print_results(const struct cli_ctx *ctx, const Idunno__JobResults *r
 
 static int cmd_results(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_job_commands[7];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 2 && argc != 3)

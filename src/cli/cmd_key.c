@@ -31,7 +31,7 @@ const struct cli_command cli_key_commands[] = {
 static int cmd_keygen(struct cli_ctx *ctx, int argc, char **argv)
 {
     (void)ctx;
-    const struct cli_command *cmd = &cli_key_commands[0];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return CLI_OK;
     static const struct option opts[] = {
@@ -69,7 +69,7 @@ static int cmd_keygen(struct cli_ctx *ctx, int argc, char **argv)
 static int cmd_token(struct cli_ctx *ctx, int argc, char **argv)
 {
     (void)ctx;
-    const struct cli_command *cmd = &cli_key_commands[1];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return CLI_OK;
     if (argc > 2 || (argc == 2 && argv[1][0] == '-'))

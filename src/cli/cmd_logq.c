@@ -81,7 +81,7 @@ static void print_human(const Idunno__GrepResult *res, int count_only)
 
 static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_logq_commands[0];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     Idunno__GrepRequest g = IDUNNO__GREP_REQUEST__INIT;

@@ -64,10 +64,10 @@ static void print_members(const struct cli_ctx *ctx, Idunno__MemberInfo **m, siz
 
 static int cmd_list_mem(struct cli_ctx *ctx, int argc, char **argv)
 {
-    if (cli_wants_help(&cli_member_commands[0], argc, argv))
+    if (cli_wants_help(ctx->cmd, argc, argv))
         return 0;
     if (argc > 1)
-        return cli_usage_error(&cli_member_commands[0], "takes no arguments");
+        return cli_usage_error(ctx->cmd, "takes no arguments");
     Idunno__MemberList *l;
     int rc = fetch(ctx, &l);
     if (rc)
@@ -79,10 +79,10 @@ static int cmd_list_mem(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_list_self(struct cli_ctx *ctx, int argc, char **argv)
 {
-    if (cli_wants_help(&cli_member_commands[1], argc, argv))
+    if (cli_wants_help(ctx->cmd, argc, argv))
         return 0;
     if (argc > 1)
-        return cli_usage_error(&cli_member_commands[1], "takes no arguments");
+        return cli_usage_error(ctx->cmd, "takes no arguments");
     Idunno__MemberList *l;
     int rc = fetch(ctx, &l);
     if (rc)
@@ -96,10 +96,10 @@ static int cmd_list_self(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_leave(struct cli_ctx *ctx, int argc, char **argv)
 {
-    if (cli_wants_help(&cli_member_commands[2], argc, argv))
+    if (cli_wants_help(ctx->cmd, argc, argv))
         return 0;
     if (argc > 1)
-        return cli_usage_error(&cli_member_commands[2], "takes no arguments");
+        return cli_usage_error(ctx->cmd, "takes no arguments");
     Idunno__Empty e = IDUNNO__EMPTY__INIT;
     struct cli_reply r;
     int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_LEAVE_REQ, &e.base, &r);

@@ -29,7 +29,7 @@ static int no_args(const struct cli_command *cmd, int argc, char **argv)
 
 static int cmd_ping(struct cli_ctx *ctx, int argc, char **argv)
 {
-    int rc = no_args(&cli_node_commands[0], argc, argv);
+    int rc = no_args(ctx->cmd, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
     Idunno__Ping p = IDUNNO__PING__INIT;
@@ -65,7 +65,7 @@ static int get_info(struct cli_ctx *ctx, Idunno__NodeInfo **out)
 
 static int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 {
-    int rc = no_args(&cli_node_commands[1], argc, argv);
+    int rc = no_args(ctx->cmd, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
     Idunno__NodeInfo *info;
@@ -94,7 +94,7 @@ static int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_stats(struct cli_ctx *ctx, int argc, char **argv)
 {
-    int rc = no_args(&cli_node_commands[2], argc, argv);
+    int rc = no_args(ctx->cmd, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
     Idunno__Empty e = IDUNNO__EMPTY__INIT;

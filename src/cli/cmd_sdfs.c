@@ -315,7 +315,7 @@ static void print_version(const struct cli_ctx *ctx, const char *verb, const Idu
 
 static int cmd_put(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_sdfs_commands[0];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 3)
@@ -937,7 +937,7 @@ static int open_tmp(const char *local, char *tmp, size_t len, char *err, size_t 
 
 static int cmd_get(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_sdfs_commands[1];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     uint64_t want = 0;
@@ -1000,7 +1000,7 @@ static int cmd_get(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_get_versions(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_sdfs_commands[5];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 4)
@@ -1092,7 +1092,7 @@ static int cmd_get_versions(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_delete(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_sdfs_commands[2];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 2)
@@ -1178,7 +1178,7 @@ static int print_listing(const struct cli_ctx *ctx, Idunno__SdfsList *req)
 
 static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_sdfs_commands[3];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     Idunno__SdfsList req = IDUNNO__SDFS_LIST__INIT;
@@ -1263,7 +1263,7 @@ static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_store(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_sdfs_commands[4];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     if (argc != 1)
@@ -1392,7 +1392,7 @@ static int open_entry(int dfd, const struct dir_entry *e)
 
 static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
 {
-    const struct cli_command *cmd = &cli_sdfs_commands[6];
+    const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     int follow_links = 0;

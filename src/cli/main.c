@@ -87,6 +87,7 @@ int cli_run_command(struct cli_ctx *ctx, int argc, char **argv)
     if (!c)
         return cli_fail(CLI_USER_ERROR, "unknown command '%s' (see idunno --help)", argv[0]);
     optind = 0; /* commands parse their own options with getopt: start afresh */
+    ctx->cmd = c;
     return c->run(ctx, argc, argv);
 }
 
