@@ -104,18 +104,18 @@ void cli_table_row(struct cli_table *t, ...); /* ncols const char * */
 void cli_table_print(struct cli_table *t);    /* prints and frees */
 
 /* The JSON writer of base/json_out.h, streamed to the output (one document
- * per json_done). */
-void json_begin_object(void);
-void json_end_object(void);
-void json_begin_array(const char *key);
-void json_end_array(void);
-void json_key_object(const char *key);
-void json_str(const char *key, const char *value);
-void json_u64(const char *key, uint64_t value);
-void json_i64(const char *key, int64_t value);
-void json_double(const char *key, double value);
-void json_bool(const char *key, int value);
-void json_done(void); /* newline; resets state */
+ * per cli_json_done). */
+void cli_json_begin_object(void);
+void cli_json_end_object(void);
+void cli_json_begin_array(const char *key);
+void cli_json_end_array(void);
+void cli_json_key_object(const char *key);
+void cli_json_str(const char *key, const char *value);
+void cli_json_u64(const char *key, uint64_t value);
+void cli_json_i64(const char *key, int64_t value);
+void cli_json_double(const char *key, double value);
+void cli_json_bool(const char *key, int value);
+void cli_json_done(void); /* newline; resets state */
 
 /* Human-friendly durations ("1.2s", "3m4s"). Returns buf. */
 const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len);

@@ -77,37 +77,37 @@ static int status_once(struct cli_ctx *ctx)
     if (!st)
         return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json) {
-        json_begin_object();
-        json_str("leader", st->leader);
-        json_str("leader_addr", st->leader_addr);
-        json_u64("leader_since_ms", st->leader_since_ms);
-        json_u64("term", st->term);
-        json_u64("commit_index", st->commit_index);
-        json_u64("members_alive", st->members_alive);
-        json_begin_array("servers");
+        cli_json_begin_object();
+        cli_json_str("leader", st->leader);
+        cli_json_str("leader_addr", st->leader_addr);
+        cli_json_u64("leader_since_ms", st->leader_since_ms);
+        cli_json_u64("term", st->term);
+        cli_json_u64("commit_index", st->commit_index);
+        cli_json_u64("members_alive", st->members_alive);
+        cli_json_begin_array("servers");
         for (size_t i = 0; i < st->n_servers; i++) {
             const Idunno__CtlServer *s = st->servers[i];
-            json_begin_object();
-            json_str("name", s->name);
-            json_str("addr", s->addr);
-            json_str("raft_addr", s->raft_addr);
-            json_u64("id", s->id);
-            json_str("role", s->role);
-            json_bool("leader", s->leader);
-            json_end_object();
+            cli_json_begin_object();
+            cli_json_str("name", s->name);
+            cli_json_str("addr", s->addr);
+            cli_json_str("raft_addr", s->raft_addr);
+            cli_json_u64("id", s->id);
+            cli_json_str("role", s->role);
+            cli_json_bool("leader", s->leader);
+            cli_json_end_object();
         }
-        json_end_array();
-        json_key_object("answered_by");
-        json_str("node", st->node);
-        json_str("state", st->state);
-        json_bool("voter", st->voter);
-        json_u64("applied_index", st->applied_index);
-        json_u64("last_index", st->last_index);
-        json_u64("applied_commands", st->applied_commands);
-        json_str("digest", st->digest);
-        json_end_object();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_key_object("answered_by");
+        cli_json_str("node", st->node);
+        cli_json_str("state", st->state);
+        cli_json_bool("voter", st->voter);
+        cli_json_u64("applied_index", st->applied_index);
+        cli_json_u64("last_index", st->last_index);
+        cli_json_u64("applied_commands", st->applied_commands);
+        cli_json_str("digest", st->digest);
+        cli_json_end_object();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         char since[40];
         fmt_wall(st->leader_since_ms, since, sizeof since);
@@ -175,13 +175,13 @@ static int cmd_ctl_put(struct cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc;
     if (ctx->json) {
-        json_begin_object();
-        json_str("key", argv[1]);
-        json_u64("revision", res->revision);
-        json_u64("term", res->term);
-        json_str("leader", res->leader);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("key", argv[1]);
+        cli_json_u64("revision", res->revision);
+        cli_json_u64("term", res->term);
+        cli_json_str("leader", res->leader);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         printf("%s: revision %llu (coordinator %s, term %llu)\n", argv[1],
                (unsigned long long)res->revision, res->leader, (unsigned long long)res->term);
@@ -199,8 +199,8 @@ static int cmd_ctl_get(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(cmd, "takes one or more keys");
     int missing = 0;
     if (ctx->json) {
-        json_begin_object();
-        json_begin_array("keys");
+        cli_json_begin_object();
+        cli_json_begin_array("keys");
     }
     for (int i = 1; i < argc; i++) {
         Idunno__CtlKvGet g = IDUNNO__CTL_KV_GET__INIT;
@@ -218,16 +218,16 @@ static int cmd_ctl_get(struct cli_ctx *ctx, int argc, char **argv)
             return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
         missing += !v->found;
         if (ctx->json) {
-            json_begin_object();
-            json_str("key", argv[i]);
-            json_bool("found", v->found);
+            cli_json_begin_object();
+            cli_json_str("key", argv[i]);
+            cli_json_bool("found", v->found);
             if (v->found) {
                 char *s = strndup((const char *)v->value.data, v->value.len);
-                json_str("value", s ? s : "");
+                cli_json_str("value", s ? s : "");
                 free(s);
-                json_u64("revision", v->revision);
+                cli_json_u64("revision", v->revision);
             }
-            json_end_object();
+            cli_json_end_object();
         } else if (v->found) {
             printf("%s = %.*s (revision %llu)\n", argv[i], (int)v->value.len,
                    (const char *)v->value.data, (unsigned long long)v->revision);
@@ -237,9 +237,9 @@ static int cmd_ctl_get(struct cli_ctx *ctx, int argc, char **argv)
         idunno__ctl_kv_value__free_unpacked(v, NULL);
     }
     if (ctx->json) {
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     }
     return missing ? CLI_USER_ERROR : 0;
 }
@@ -266,8 +266,8 @@ static int cmd_ctl_load(struct cli_ctx *ctx, int argc, char **argv)
     }
     long ok = 0;
     if (ctx->json) {
-        json_begin_object();
-        json_begin_array("puts");
+        cli_json_begin_object();
+        cli_json_begin_array("puts");
     }
     for (long i = 1; i <= count; i++) {
         char key[300], value[32];
@@ -279,17 +279,17 @@ static int cmd_ctl_load(struct cli_ctx *ctx, int argc, char **argv)
         uint64_t acked = id_wall_ms();
         ok += rc == 0;
         if (ctx->json) {
-            json_begin_object();
-            json_str("key", key);
-            json_bool("ok", rc == 0);
-            json_u64("sent_ms", sent);
-            json_u64("done_ms", acked);
+            cli_json_begin_object();
+            cli_json_str("key", key);
+            cli_json_bool("ok", rc == 0);
+            cli_json_u64("sent_ms", sent);
+            cli_json_u64("done_ms", acked);
             if (res) {
-                json_u64("revision", res->revision);
-                json_u64("term", res->term);
-                json_str("leader", res->leader);
+                cli_json_u64("revision", res->revision);
+                cli_json_u64("term", res->term);
+                cli_json_str("leader", res->leader);
             }
-            json_end_object();
+            cli_json_end_object();
             fflush(stdout);
         } else if (res) {
             printf("%s %s revision %llu term %llu by %s in %llu ms\n", key, "ok",
@@ -306,11 +306,11 @@ static int cmd_ctl_load(struct cli_ctx *ctx, int argc, char **argv)
         }
     }
     if (ctx->json) {
-        json_end_array();
-        json_u64("ok", (uint64_t)ok);
-        json_u64("failed", (uint64_t)(count - ok));
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_u64("ok", (uint64_t)ok);
+        cli_json_u64("failed", (uint64_t)(count - ok));
+        cli_json_end_object();
+        cli_json_done();
     }
     return ok == count ? 0 : CLI_CLUSTER_ERROR;
 }

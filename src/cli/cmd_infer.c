@@ -82,28 +82,28 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
     }
     size_t failed = 0;
     if (ctx->json) {
-        json_begin_object();
-        json_str("model", info->name);
-        json_begin_array("images");
+        cli_json_begin_object();
+        cli_json_str("model", info->name);
+        cli_json_begin_array("images");
     }
     for (size_t i = 0; i < n; i++) {
         failed += res[i].status != 0;
         if (ctx->json) {
-            json_begin_object();
-            json_str("image", images[i]);
+            cli_json_begin_object();
+            cli_json_str("image", images[i]);
             if (res[i].status) {
-                json_str("error", res[i].error);
+                cli_json_str("error", res[i].error);
             } else {
-                json_begin_array("top5");
+                cli_json_begin_array("top5");
                 for (int k = 0; k < INFER_TOPK && res[i].top_class[k] >= 0; k++) {
-                    json_begin_object();
-                    json_i64("class", res[i].top_class[k]);
-                    json_double("prob", res[i].top_prob[k]);
-                    json_end_object();
+                    cli_json_begin_object();
+                    cli_json_i64("class", res[i].top_class[k]);
+                    cli_json_double("prob", res[i].top_prob[k]);
+                    cli_json_end_object();
                 }
-                json_end_array();
+                cli_json_end_array();
             }
-            json_end_object();
+            cli_json_end_object();
             continue;
         }
         printf("%s\n", images[i]);
@@ -115,11 +115,11 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
             printf("  %d. class %-5d %6.2f%%\n", k + 1, res[i].top_class[k], 100.0 * res[i].top_prob[k]);
     }
     if (ctx->json) {
-        json_end_array();
-        json_u64("failed", failed);
-        json_double("seconds", secs);
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_u64("failed", failed);
+        cli_json_double("seconds", secs);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         fprintf(stderr, "%zu images (%zu failed) through %s (%dx%d, %d classes) in %.2f s\n", n, failed,
                 info->name, info->input_size, info->input_size, info->classes, secs);

@@ -63,58 +63,58 @@ static int decode_fail(const struct cli_ctx *ctx)
 
 static void json_stats(const char *key, const Idunno__JobStats *s)
 {
-    json_key_object(key);
+    cli_json_key_object(key);
     if (s) {
-        json_u64("count", s->count);
-        json_double("mean_ms", s->mean_ms);
-        json_double("stddev_ms", s->stddev_ms);
-        json_double("median_ms", s->median_ms);
-        json_double("p90_ms", s->p90_ms);
-        json_double("p95_ms", s->p95_ms);
-        json_double("p99_ms", s->p99_ms);
+        cli_json_u64("count", s->count);
+        cli_json_double("mean_ms", s->mean_ms);
+        cli_json_double("stddev_ms", s->stddev_ms);
+        cli_json_double("median_ms", s->median_ms);
+        cli_json_double("p90_ms", s->p90_ms);
+        cli_json_double("p95_ms", s->p95_ms);
+        cli_json_double("p99_ms", s->p99_ms);
     }
-    json_end_object();
+    cli_json_end_object();
 }
 
 static void json_job(const Idunno__JobInfo *j)
 {
-    json_begin_object();
-    json_u64("id", j->id);
-    json_str("model", j->model);
-    json_str("state", j->state);
+    cli_json_begin_object();
+    cli_json_u64("id", j->id);
+    cli_json_str("model", j->model);
+    cli_json_str("state", j->state);
     if (j->error[0])
-        json_str("error", j->error);
-    json_u64("batch", j->batch);
-    json_double("weight", j->weight);
-    json_u64("images", j->images);
-    json_u64("images_done", j->images_done);
-    json_u64("queries_done", j->queries_done);
-    json_double("rate", j->rate);
-    json_u64("queued", j->queued);
-    json_u64("inflight", j->inflight);
-    json_u64("dispatched", j->dispatched);
-    json_u64("duplicates", j->duplicates);
-    json_u64("parts", j->parts);
-    json_u64("pending_results", j->pending_results);
-    json_double("first_dispatch_ms", j->first_dispatch_ms);
-    json_double("first_result_ms", j->first_result_ms);
-    json_double("first_start_ms", j->first_start_ms);
+        cli_json_str("error", j->error);
+    cli_json_u64("batch", j->batch);
+    cli_json_double("weight", j->weight);
+    cli_json_u64("images", j->images);
+    cli_json_u64("images_done", j->images_done);
+    cli_json_u64("queries_done", j->queries_done);
+    cli_json_double("rate", j->rate);
+    cli_json_u64("queued", j->queued);
+    cli_json_u64("inflight", j->inflight);
+    cli_json_u64("dispatched", j->dispatched);
+    cli_json_u64("duplicates", j->duplicates);
+    cli_json_u64("parts", j->parts);
+    cli_json_u64("pending_results", j->pending_results);
+    cli_json_double("first_dispatch_ms", j->first_dispatch_ms);
+    cli_json_double("first_result_ms", j->first_result_ms);
+    cli_json_double("first_start_ms", j->first_start_ms);
     json_stats("all", j->all);
     json_stats("window", j->window);
-    json_begin_array("shares");
+    cli_json_begin_array("shares");
     for (size_t i = 0; i < j->n_shares; i++) {
-        json_begin_object();
-        json_str("worker", j->shares[i]->worker);
-        json_u64("count", j->shares[i]->count);
-        json_double("fraction", j->shares[i]->fraction);
-        json_end_object();
+        cli_json_begin_object();
+        cli_json_str("worker", j->shares[i]->worker);
+        cli_json_u64("count", j->shares[i]->count);
+        cli_json_double("fraction", j->shares[i]->fraction);
+        cli_json_end_object();
     }
-    json_end_array();
-    json_begin_array("workers");
+    cli_json_end_array();
+    cli_json_begin_array("workers");
     for (size_t i = 0; i < j->n_workers; i++)
-        json_str(NULL, j->workers[i]);
-    json_end_array();
-    json_end_object();
+        cli_json_str(NULL, j->workers[i]);
+    cli_json_end_array();
+    cli_json_end_object();
 }
 
 /* Asks for the jobs (all, or MODEL's); *out is freed by the caller. */
@@ -180,7 +180,7 @@ static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, ui
         return decode_fail(ctx);
     if (ctx->json) {
         json_job(j);
-        json_done();
+        cli_json_done();
     } else {
         printf("%s job %u of %s: batch %u, weight %g, %s, %llu of %llu images done\n", verb, j->id,
                j->model, j->batch, j->weight, j->state, (unsigned long long)j->images_done,
@@ -263,16 +263,16 @@ static int cmd_train(struct cli_ctx *ctx, int argc, char **argv)
     if (rc == 0) {
         free(r.body);
         if (ctx->json) {
-            json_begin_object();
-            json_str("model", name);
-            json_str("file", sdfs_name);
-            json_u64("version", v->version);
-            json_u64("size", v->size);
-            json_u64("input_size", mi.input_size);
-            json_u64("classes", mi.classes);
-            json_u64("elapsed_ms", id_now_ms() - t0);
-            json_end_object();
-            json_done();
+            cli_json_begin_object();
+            cli_json_str("model", name);
+            cli_json_str("file", sdfs_name);
+            cli_json_u64("version", v->version);
+            cli_json_u64("size", v->size);
+            cli_json_u64("input_size", mi.input_size);
+            cli_json_u64("classes", mi.classes);
+            cli_json_u64("elapsed_ms", id_now_ms() - t0);
+            cli_json_end_object();
+            cli_json_done();
         } else {
             printf("trained %s: %s version %llu (%.1f MB), input %ux%u, %u classes, in %llu ms; "
                    "workers are loading it\n",
@@ -302,22 +302,22 @@ static int cmd_models(struct cli_ctx *ctx, int argc, char **argv)
     if (!l)
         return decode_fail(ctx);
     if (ctx->json) {
-        json_begin_object();
-        json_begin_array("models");
+        cli_json_begin_object();
+        cli_json_begin_array("models");
         for (size_t i = 0; i < l->n_models; i++) {
             const Idunno__ModelInfo *m = l->models[i];
-            json_begin_object();
-            json_str("name", m->name);
-            json_str("file", m->file);
-            json_u64("size", m->size);
-            json_u64("input_size", m->input_size);
-            json_u64("resize", m->resize);
-            json_u64("classes", m->classes);
-            json_end_object();
+            cli_json_begin_object();
+            cli_json_str("name", m->name);
+            cli_json_str("file", m->file);
+            cli_json_u64("size", m->size);
+            cli_json_u64("input_size", m->input_size);
+            cli_json_u64("resize", m->resize);
+            cli_json_u64("classes", m->classes);
+            cli_json_end_object();
         }
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(5, "MODEL", "FILE", "SIZE", "INPUT", "CLASSES");
         for (size_t i = 0; i < l->n_models; i++) {
@@ -415,14 +415,14 @@ static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv)
     if (!j)
         return decode_fail(ctx);
     if (ctx->json) {
-        json_begin_object();
-        json_str("model", j->model);
-        json_u64("job", j->id);
-        json_u64("images", j->images);
-        json_u64("images_done", j->images_done);
-        json_double("answer_ms", ms);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("model", j->model);
+        cli_json_u64("job", j->id);
+        cli_json_u64("images", j->images);
+        cli_json_u64("images_done", j->images_done);
+        cli_json_double("answer_ms", ms);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         printf("queued %s for %s: the job has %llu images (%llu done), %u per query\n", argv[2],
                j->model, (unsigned long long)j->images, (unsigned long long)j->images_done,
@@ -441,22 +441,22 @@ static int qinfo_once(struct cli_ctx *ctx, const char *model)
     if (rc)
         return rc;
     if (ctx->json) {
-        json_begin_object();
-        json_u64("now_ms", l->now_ms);
-        json_begin_array("jobs");
+        cli_json_begin_object();
+        cli_json_u64("now_ms", l->now_ms);
+        cli_json_begin_array("jobs");
         for (size_t i = 0; i < l->n_jobs; i++) {
             const Idunno__JobInfo *j = l->jobs[i];
-            json_begin_object();
-            json_str("model", j->model);
-            json_u64("queries_done", j->queries_done);
-            json_u64("images_done", j->images_done);
-            json_u64("images", j->images);
-            json_double("rate", j->rate);
-            json_end_object();
+            cli_json_begin_object();
+            cli_json_str("model", j->model);
+            cli_json_u64("queries_done", j->queries_done);
+            cli_json_u64("images_done", j->images_done);
+            cli_json_u64("images", j->images);
+            cli_json_double("rate", j->rate);
+            cli_json_end_object();
         }
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(5, "MODEL", "QUERIES", "IMAGES", "RATE (q/s, 10 s)",
                                             "STATE");
@@ -513,18 +513,18 @@ static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc;
     if (ctx->json) {
-        json_begin_object();
-        json_begin_array("jobs");
+        cli_json_begin_object();
+        cli_json_begin_array("jobs");
         for (size_t i = 0; i < l->n_jobs; i++) {
-            json_begin_object();
-            json_str("model", l->jobs[i]->model);
+            cli_json_begin_object();
+            cli_json_str("model", l->jobs[i]->model);
             json_stats("all", l->jobs[i]->all);
             json_stats("last_10s", l->jobs[i]->window);
-            json_end_object();
+            cli_json_end_object();
         }
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(9, "MODEL", "SPAN", "QUERIES", "MEAN ms", "STDDEV",
                                             "MEDIAN", "P90", "P95", "P99");
@@ -546,13 +546,13 @@ static int assign_once(struct cli_ctx *ctx, const char *unused)
     if (rc)
         return rc;
     if (ctx->json) {
-        json_begin_object();
-        json_begin_array("jobs");
+        cli_json_begin_object();
+        cli_json_begin_array("jobs");
         for (size_t i = 0; i < l->n_jobs; i++)
             json_job(l->jobs[i]);
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(4, "MODEL", "RUNNING ON NOW", "WORKER", "SHARE (10 s)");
         for (size_t i = 0; i < l->n_jobs; i++) {
@@ -602,13 +602,13 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc;
     if (ctx->json) {
-        json_begin_object();
-        json_begin_array("jobs");
+        cli_json_begin_object();
+        cli_json_begin_array("jobs");
         for (size_t i = 0; i < l->n_jobs; i++)
             json_job(l->jobs[i]);
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(9, "ID", "MODEL", "STATE", "BATCH", "WEIGHT", "IMAGES",
                                             "QUERIES", "RATE", "QUEUED/RUNNING");
@@ -818,34 +818,34 @@ static void print_results(const struct cli_ctx *ctx, const Idunno__JobResults *r
 {
     const Idunno__JobInfo *j = res->job;
     if (ctx->json) {
-        json_begin_object();
-        json_str("model", j->model);
-        json_u64("job", j->id);
-        json_u64("images", j->images);
-        json_u64("images_done", j->images_done);
-        json_u64("queries_done", j->queries_done);
-        json_u64("duplicates", j->duplicates);
-        json_begin_array("parts");
+        cli_json_begin_object();
+        cli_json_str("model", j->model);
+        cli_json_u64("job", j->id);
+        cli_json_u64("images", j->images);
+        cli_json_u64("images_done", j->images_done);
+        cli_json_u64("queries_done", j->queries_done);
+        cli_json_u64("duplicates", j->duplicates);
+        cli_json_begin_array("parts");
         for (size_t i = 0; i < res->n_parts; i++)
-            json_str(NULL, res->parts[i]);
-        json_end_array();
-        json_u64("pending_results", j->pending_results);
+            cli_json_str(NULL, res->parts[i]);
+        cli_json_end_array();
+        cli_json_u64("pending_results", j->pending_results);
         if (path) {
-            json_str("file", path);
-            json_u64("results_written", written);
+            cli_json_str("file", path);
+            cli_json_u64("results_written", written);
         } else {
-            json_begin_array("first");
+            cli_json_begin_array("first");
             for (size_t i = 0; i < n; i++) {
-                json_begin_object();
-                json_str("image", rows[i].image);
-                json_str("top_class", rows[i].cls);
-                json_str("p", rows[i].p);
-                json_end_object();
+                cli_json_begin_object();
+                cli_json_str("image", rows[i].image);
+                cli_json_str("top_class", rows[i].cls);
+                cli_json_str("p", rows[i].p);
+                cli_json_end_object();
             }
-            json_end_array();
+            cli_json_end_array();
         }
-        json_end_object();
-        json_done();
+        cli_json_end_object();
+        cli_json_done();
         return;
     }
     printf("%s (job %u, %s): %llu of %llu images done in %llu queries; results in %zu SDFS "

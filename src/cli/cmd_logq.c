@@ -25,31 +25,31 @@ const struct cli_command cli_logq_commands[] = {
 
 static void print_json(const Idunno__GrepResult *res, int count_only)
 {
-    json_begin_object();
-    json_begin_array("nodes");
+    cli_json_begin_object();
+    cli_json_begin_array("nodes");
     for (size_t i = 0; i < res->n_nodes; i++) {
         const Idunno__GrepNodeResult *n = res->nodes[i];
-        json_begin_object();
-        json_str("node", n->node);
-        json_str("addr", n->addr);
+        cli_json_begin_object();
+        cli_json_str("node", n->node);
+        cli_json_str("addr", n->addr);
         if (n->error && n->error[0]) {
-            json_str("error", n->error);
+            cli_json_str("error", n->error);
         } else {
-            json_u64("count", n->count);
-            json_bool("truncated", n->truncated);
+            cli_json_u64("count", n->count);
+            cli_json_bool("truncated", n->truncated);
             if (!count_only) {
-                json_begin_array("lines");
+                cli_json_begin_array("lines");
                 for (size_t k = 0; k < n->n_lines; k++)
-                    json_str(NULL, n->lines[k]);
-                json_end_array();
+                    cli_json_str(NULL, n->lines[k]);
+                cli_json_end_array();
             }
         }
-        json_end_object();
+        cli_json_end_object();
     }
-    json_end_array();
-    json_u64("total", res->total);
-    json_end_object();
-    json_done();
+    cli_json_end_array();
+    cli_json_u64("total", res->total);
+    cli_json_end_object();
+    cli_json_done();
 }
 
 static void print_human(const Idunno__GrepResult *res, int count_only)

@@ -32,22 +32,22 @@ static int fetch(struct cli_ctx *ctx, Idunno__MemberList **out)
 static void print_members(const struct cli_ctx *ctx, Idunno__MemberInfo **m, size_t n)
 {
     if (ctx->json) {
-        json_begin_object();
-        json_begin_array("members");
+        cli_json_begin_object();
+        cli_json_begin_array("members");
         for (size_t i = 0; i < n; i++) {
-            json_begin_object();
-            json_str("name", m[i]->name);
-            json_str("addr", m[i]->addr);
-            json_u64("incarnation", m[i]->incarnation);
-            json_str("state", m[i]->state);
-            json_u64("since_ms", m[i]->since_ms);
-            json_bool("self", m[i]->self);
-            json_str("role", m[i]->role);
-            json_end_object();
+            cli_json_begin_object();
+            cli_json_str("name", m[i]->name);
+            cli_json_str("addr", m[i]->addr);
+            cli_json_u64("incarnation", m[i]->incarnation);
+            cli_json_str("state", m[i]->state);
+            cli_json_u64("since_ms", m[i]->since_ms);
+            cli_json_bool("self", m[i]->self);
+            cli_json_str("role", m[i]->role);
+            cli_json_end_object();
         }
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
         return;
     }
     struct cli_table *t =
@@ -107,10 +107,10 @@ static int cmd_leave(struct cli_ctx *ctx, int argc, char **argv)
         return rc;
     free(r.body);
     if (ctx->json) {
-        json_begin_object();
-        json_str("left", ctx->server);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("left", ctx->server);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         printf("%s is leaving the group\n", ctx->server);
     }

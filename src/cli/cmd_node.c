@@ -40,11 +40,11 @@ static int cmd_ping(struct cli_ctx *ctx, int argc, char **argv)
     double ms = (double)(id_now_us() - p.sent_us) / 1000.0;
     free(r.body);
     if (ctx->json) {
-        json_begin_object();
-        json_str("server", ctx->server);
-        json_double("rtt_ms", ms);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("server", ctx->server);
+        cli_json_double("rtt_ms", ms);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         printf("%s answered in %.2f ms\n", ctx->server, ms);
     }
@@ -73,14 +73,14 @@ static int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
         return rc;
     char up[32];
     if (ctx->json) {
-        json_begin_object();
-        json_str("name", info->name);
-        json_str("addr", info->addr);
-        json_u64("incarnation", info->incarnation);
-        json_str("version", info->version);
-        json_u64("uptime_ms", info->uptime_ms);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("name", info->name);
+        cli_json_str("addr", info->addr);
+        cli_json_u64("incarnation", info->incarnation);
+        cli_json_str("version", info->version);
+        cli_json_u64("uptime_ms", info->uptime_ms);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(5, "NAME", "ADDRESS", "INCARNATION", "VERSION", "UPTIME");
         char inc[32];
@@ -106,20 +106,20 @@ static int cmd_stats(struct cli_ctx *ctx, int argc, char **argv)
     if (!st || !st->node)
         return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json) {
-        json_begin_object();
-        json_str("name", st->node->name);
-        json_u64("uptime_ms", st->node->uptime_ms);
-        json_u64("udp_bytes_sent", st->udp_bytes_sent);
-        json_u64("udp_bytes_received", st->udp_bytes_received);
-        json_u64("bad_frames", st->bad_frames);
-        json_u64("members_alive", st->members_alive);
-        json_u64("swim_health", st->swim_health);
-        json_u64("swim_suspicions", st->swim_suspicions);
-        json_u64("swim_refutations", st->swim_refutations);
-        json_u64("swim_failures_declared", st->swim_failures_declared);
-        json_u64("swim_stalls", st->swim_stalls);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("name", st->node->name);
+        cli_json_u64("uptime_ms", st->node->uptime_ms);
+        cli_json_u64("udp_bytes_sent", st->udp_bytes_sent);
+        cli_json_u64("udp_bytes_received", st->udp_bytes_received);
+        cli_json_u64("bad_frames", st->bad_frames);
+        cli_json_u64("members_alive", st->members_alive);
+        cli_json_u64("swim_health", st->swim_health);
+        cli_json_u64("swim_suspicions", st->swim_suspicions);
+        cli_json_u64("swim_refutations", st->swim_refutations);
+        cli_json_u64("swim_failures_declared", st->swim_failures_declared);
+        cli_json_u64("swim_stalls", st->swim_stalls);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         double secs = st->node->uptime_ms / 1000.0;
         printf("node            %s\n", st->node->name);

@@ -286,23 +286,23 @@ static void print_version(const struct cli_ctx *ctx, const char *verb, const Idu
     join_names(v->replicas, v->n_replicas, reps, sizeof reps);
     fmt_size(v->size, size, sizeof size);
     if (ctx->json) {
-        json_begin_object();
-        json_str("name", v->name);
-        json_u64("version", v->version);
-        json_u64("size", v->size);
-        json_str("blob", v->blob);
-        json_begin_array("replicas");
+        cli_json_begin_object();
+        cli_json_str("name", v->name);
+        cli_json_u64("version", v->version);
+        cli_json_u64("size", v->size);
+        cli_json_str("blob", v->blob);
+        cli_json_begin_array("replicas");
         for (size_t i = 0; i < v->n_replicas; i++)
-            json_str(NULL, v->replicas[i]);
-        json_end_array();
-        json_u64("elapsed_ms", ms);
+            cli_json_str(NULL, v->replicas[i]);
+        cli_json_end_array();
+        cli_json_u64("elapsed_ms", ms);
         if (local_from) {
-            json_str("source", local_from[0] ? "local" : "network");
+            cli_json_str("source", local_from[0] ? "local" : "network");
             if (local_from[0])
-                json_str("copied_from", local_from);
+                cli_json_str("copied_from", local_from);
         }
-        json_end_object();
-        json_done();
+        cli_json_end_object();
+        cli_json_done();
     } else if (local_from && local_from[0]) {
         printf("%s %s version %llu (%s) on %s in %llu ms, copied from %s's file on this host\n",
                verb, v->name, (unsigned long long)v->version, size, reps, (unsigned long long)ms,
@@ -1071,12 +1071,12 @@ static int cmd_get_versions(struct cli_ctx *ctx, int argc, char **argv)
     cli_conn_close(conn);
     if (rc == 0) {
         if (ctx->json) {
-            json_begin_object();
-            json_str("name", f->name);
-            json_u64("versions", shown);
-            json_str("file", argv[3]);
-            json_end_object();
-            json_done();
+            cli_json_begin_object();
+            cli_json_str("name", f->name);
+            cli_json_u64("versions", shown);
+            cli_json_str("file", argv[3]);
+            cli_json_end_object();
+            cli_json_done();
         } else {
             printf("wrote %zu version%s of %s to %s\n", shown, shown == 1 ? "" : "s", f->name,
                    argv[3]);
@@ -1108,11 +1108,11 @@ static int cmd_delete(struct cli_ctx *ctx, int argc, char **argv)
     if (!f)
         return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json) {
-        json_begin_object();
-        json_str("deleted", f->name);
-        json_u64("versions", f->n_versions);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("deleted", f->name);
+        cli_json_u64("versions", f->n_versions);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         printf("deleted %s (%zu version%s)\n", f->name, f->n_versions, f->n_versions == 1 ? "" : "s");
     }
@@ -1135,27 +1135,27 @@ static int print_listing(const struct cli_ctx *ctx, Idunno__SdfsList *req)
     if (!l)
         return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json) {
-        json_begin_object();
-        json_u64("count", l->n_files);
-        json_u64("total_bytes", l->total_bytes);
-        json_double("answer_ms", (double)answer_us / 1000.0); /* request sent -> answer read */
-        json_begin_array("files");
+        cli_json_begin_object();
+        cli_json_u64("count", l->n_files);
+        cli_json_u64("total_bytes", l->total_bytes);
+        cli_json_double("answer_ms", (double)answer_us / 1000.0); /* request sent -> answer read */
+        cli_json_begin_array("files");
         for (size_t i = 0; i < l->n_files; i++) {
             const Idunno__SdfsFileSummary *f = l->files[i];
-            json_begin_object();
-            json_str("name", f->name);
-            json_u64("version", f->version);
-            json_u64("versions", f->versions);
-            json_u64("size", f->size);
-            json_begin_array("replicas");
+            cli_json_begin_object();
+            cli_json_str("name", f->name);
+            cli_json_u64("version", f->version);
+            cli_json_u64("versions", f->versions);
+            cli_json_u64("size", f->size);
+            cli_json_begin_array("replicas");
             for (size_t k = 0; k < f->n_replicas; k++)
-                json_str(NULL, f->replicas[k]);
-            json_end_array();
-            json_end_object();
+                cli_json_str(NULL, f->replicas[k]);
+            cli_json_end_array();
+            cli_json_end_object();
         }
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(5, "NAME", "VERSION", "SIZE", "KEPT", "REPLICAS");
         for (size_t i = 0; i < l->n_files; i++) {
@@ -1202,9 +1202,9 @@ static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv)
     if (rc < 0)
         return cli_fail(cli_status_of(rc), "ls %s: %s", argv[1], err);
     if (ctx->json) {
-        json_begin_object();
-        json_str("name", f->name);
-        json_begin_array("versions");
+        cli_json_begin_object();
+        cli_json_str("name", f->name);
+        cli_json_begin_array("versions");
         for (size_t i = 0; i < f->n_versions; i++) {
             const Idunno__SdfsVersion *v = f->versions[i];
             char hex[65];
@@ -1212,29 +1212,29 @@ static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv)
                 sha256_hex(v->sha256.data, hex);
             else
                 hex[0] = 0;
-            json_begin_object();
-            json_u64("version", v->version);
-            json_u64("size", v->size);
-            json_str("sha256", hex);
+            cli_json_begin_object();
+            cli_json_u64("version", v->version);
+            cli_json_u64("size", v->size);
+            cli_json_str("sha256", hex);
             char crc[9] = "";
             if (v->crc32c.len == 4)
                 snprintf(crc, sizeof crc, "%08x", sdfs_crc_decode(v->crc32c.data));
-            json_str("crc32c", crc);
-            json_str("blob", v->blob);
-            json_u64("time_ms", v->time_ms);
-            json_begin_array("replicas");
+            cli_json_str("crc32c", crc);
+            cli_json_str("blob", v->blob);
+            cli_json_u64("time_ms", v->time_ms);
+            cli_json_begin_array("replicas");
             for (size_t k = 0; k < v->n_replicas; k++) {
-                json_begin_object();
-                json_str("name", v->replicas[k]);
-                json_str("addr", k < v->n_replica_addrs ? v->replica_addrs[k] : "");
-                json_end_object();
+                cli_json_begin_object();
+                cli_json_str("name", v->replicas[k]);
+                cli_json_str("addr", k < v->n_replica_addrs ? v->replica_addrs[k] : "");
+                cli_json_end_object();
             }
-            json_end_array();
-            json_end_object();
+            cli_json_end_array();
+            cli_json_end_object();
         }
-        json_end_array();
-        json_end_object();
-        json_done();
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
     } else {
         struct cli_table *t = cli_table_new(5, "VERSION", "SIZE", "SHA256", "COMMITTED", "REPLICAS");
         for (size_t i = f->n_versions; i > 0; i--) {
@@ -1480,13 +1480,13 @@ static int cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
         return cli_status_of(rc);
     uint64_t ms = id_now_ms() - t0;
     if (ctx->json) {
-        json_begin_object();
-        json_str("prefix", prefix);
-        json_u64("files", done);
-        json_u64("bytes", bytes);
-        json_u64("elapsed_ms", ms);
-        json_end_object();
-        json_done();
+        cli_json_begin_object();
+        cli_json_str("prefix", prefix);
+        cli_json_u64("files", done);
+        cli_json_u64("bytes", bytes);
+        cli_json_u64("elapsed_ms", ms);
+        cli_json_end_object();
+        cli_json_done();
     } else {
         char size[32];
         fmt_size(bytes, size, sizeof size);

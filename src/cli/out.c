@@ -126,18 +126,18 @@ static void json_flush(void)
     strbuf_reset(&cli_json_buf);
 }
 
-void json_begin_object(void) { json_out_begin_object(&cli_json, NULL); json_flush(); }
-void json_key_object(const char *key) { json_out_begin_object(&cli_json, key); json_flush(); }
-void json_begin_array(const char *key) { json_out_begin_array(&cli_json, key); json_flush(); }
-void json_end_object(void) { json_out_end(&cli_json); json_flush(); }
-void json_end_array(void) { json_out_end(&cli_json); json_flush(); }
-void json_str(const char *key, const char *value) { json_out_str(&cli_json, key, value); json_flush(); }
-void json_u64(const char *key, uint64_t v) { json_out_u64(&cli_json, key, v); json_flush(); }
-void json_i64(const char *key, int64_t v) { json_out_i64(&cli_json, key, v); json_flush(); }
-void json_double(const char *key, double v) { json_out_double(&cli_json, key, v); json_flush(); }
-void json_bool(const char *key, int v) { json_out_bool(&cli_json, key, v); json_flush(); }
+void cli_json_begin_object(void) { json_out_begin_object(&cli_json, NULL); json_flush(); }
+void cli_json_key_object(const char *key) { json_out_begin_object(&cli_json, key); json_flush(); }
+void cli_json_begin_array(const char *key) { json_out_begin_array(&cli_json, key); json_flush(); }
+void cli_json_end_object(void) { json_out_end(&cli_json); json_flush(); }
+void cli_json_end_array(void) { json_out_end(&cli_json); json_flush(); }
+void cli_json_str(const char *key, const char *value) { json_out_str(&cli_json, key, value); json_flush(); }
+void cli_json_u64(const char *key, uint64_t v) { json_out_u64(&cli_json, key, v); json_flush(); }
+void cli_json_i64(const char *key, int64_t v) { json_out_i64(&cli_json, key, v); json_flush(); }
+void cli_json_double(const char *key, double v) { json_out_double(&cli_json, key, v); json_flush(); }
+void cli_json_bool(const char *key, int v) { json_out_bool(&cli_json, key, v); json_flush(); }
 
-void json_done(void)
+void cli_json_done(void)
 {
     fputc('\n', out());
     json_out_init(&cli_json, &cli_json_buf);

@@ -38,13 +38,13 @@ static void test_json_escapes(void **state)
 {
     (void)state;
     capture_begin();
-    json_begin_object();
-    json_str("quote\"key", "a \"b\" \\ c");
-    json_str("ctl", "tab\there\nnl\r\x01\x1f\b\f");
-    json_str("utf8", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
-    json_str("null_value", NULL);
-    json_end_object();
-    json_done();
+    cli_json_begin_object();
+    cli_json_str("quote\"key", "a \"b\" \\ c");
+    cli_json_str("ctl", "tab\there\nnl\r\x01\x1f\b\f");
+    cli_json_str("utf8", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    cli_json_str("null_value", NULL);
+    cli_json_end_object();
+    cli_json_done();
     assert_string_equal(capture_end(),
                         "{\"quote\\\"key\":\"a \\\"b\\\" \\\\ c\","
                         "\"ctl\":\"tab\\there\\nnl\\r\\u0001\\u001f\\b\\f\","
@@ -56,15 +56,15 @@ static void test_json_invalid_utf8_becomes_replacement(void **state)
 {
     (void)state;
     capture_begin();
-    json_begin_array(NULL);
-    json_str(NULL, "\xff");              /* never valid */
-    json_str(NULL, "a\xc3");             /* truncated sequence at the end */
-    json_str(NULL, "\xc0\xaf");          /* overlong '/' */
-    json_str(NULL, "\xed\xa0\x80");      /* a UTF-16 surrogate */
-    json_str(NULL, "\xf4\x90\x80\x80");  /* above U+10FFFF */
-    json_str(NULL, "\xe2\x82x");         /* broken in the middle */
-    json_end_array();
-    json_done();
+    cli_json_begin_array(NULL);
+    cli_json_str(NULL, "\xff");              /* never valid */
+    cli_json_str(NULL, "a\xc3");             /* truncated sequence at the end */
+    cli_json_str(NULL, "\xc0\xaf");          /* overlong '/' */
+    cli_json_str(NULL, "\xed\xa0\x80");      /* a UTF-16 surrogate */
+    cli_json_str(NULL, "\xf4\x90\x80\x80");  /* above U+10FFFF */
+    cli_json_str(NULL, "\xe2\x82x");         /* broken in the middle */
+    cli_json_end_array();
+    cli_json_done();
     assert_string_equal(capture_end(), "[\"\\ufffd\",\"a\\ufffd\",\"\\ufffd\\ufffd\","
                                        "\"\\ufffd\\ufffd\\ufffd\",\"\\ufffd\\ufffd\\ufffd\\ufffd\","
                                        "\"\\ufffd\\ufffdx\"]\n");
@@ -74,36 +74,36 @@ static void test_json_nesting_and_numbers(void **state)
 {
     (void)state;
     capture_begin();
-    json_begin_object();
-    json_begin_array("nodes");
+    cli_json_begin_object();
+    cli_json_begin_array("nodes");
     for (int i = 0; i < 2; i++) {
-        json_begin_object();
-        json_u64("count", (uint64_t)i * 10);
-        json_begin_array("lines");
-        json_end_array();
-        json_end_object();
+        cli_json_begin_object();
+        cli_json_u64("count", (uint64_t)i * 10);
+        cli_json_begin_array("lines");
+        cli_json_end_array();
+        cli_json_end_object();
     }
-    json_end_array();
-    json_key_object("inner");
-    json_i64("neg", -5);
-    json_bool("t", 1);
-    json_end_object();
-    json_double("rate", 2.5);
-    json_double("nan", NAN);
-    json_double("inf", INFINITY);
-    json_u64("big", UINT64_MAX);
-    json_end_object();
-    json_done();
+    cli_json_end_array();
+    cli_json_key_object("inner");
+    cli_json_i64("neg", -5);
+    cli_json_bool("t", 1);
+    cli_json_end_object();
+    cli_json_double("rate", 2.5);
+    cli_json_double("nan", NAN);
+    cli_json_double("inf", INFINITY);
+    cli_json_u64("big", UINT64_MAX);
+    cli_json_end_object();
+    cli_json_done();
     assert_string_equal(capture_end(),
                         "{\"nodes\":[{\"count\":0,\"lines\":[]},{\"count\":10,\"lines\":[]}],"
                         "\"inner\":{\"neg\":-5,\"t\":true},\"rate\":2.5,\"nan\":null,\"inf\":null,"
                         "\"big\":18446744073709551615}\n");
-    /* json_done resets: a second document starts clean */
+    /* cli_json_done resets: a second document starts clean */
     capture_begin();
-    json_begin_object();
-    json_str("a", "b");
-    json_end_object();
-    json_done();
+    cli_json_begin_object();
+    cli_json_str("a", "b");
+    cli_json_end_object();
+    cli_json_done();
     assert_string_equal(capture_end(), "{\"a\":\"b\"}\n");
 }
 
