@@ -72,6 +72,12 @@ $(GEN_C) $(GEN_H): $(PROTO)
 $(BUILD)/gen/idunno_pb_index.h: $(GEN_H) scripts/gen-pb-index.sh
 	scripts/gen-pb-index.sh $(GEN_H) > $@
 
+# The dashboard page is kept as HTML and compiled in as a C string.
+$(BUILD)/gen/dashboard_html.inc: src/http/dashboard.html scripts/embed-text.sh
+	@mkdir -p $(BUILD)/gen
+	scripts/embed-text.sh $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/src/http/dashboard.o: $(BUILD)/gen/dashboard_html.inc
+
 # Every object may include the generated header.
 $(LIB_OBJ) $(UNIT_LIB_OBJ) $(BUILD)/obj/src/node/main.o $(BUILD)/obj/src/cli/main.o: $(GEN_H)
 
