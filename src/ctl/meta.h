@@ -31,6 +31,8 @@ struct meta;
 
 extern const struct sm_ops meta_sm_ops;
 
+/* An empty history (no leader announced yet); NULL if out of memory. Freed
+ * with meta_destroy. */
 struct meta *meta_create(void);
 void meta_destroy(struct meta *m);
 

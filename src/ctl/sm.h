@@ -135,6 +135,8 @@ struct sm {
     uint64_t malformed; /* entries that did not decode */
 };
 
+/* Initialises sm with no sub-state machines and nothing applied; register
+ * them with sm_register before the first entry is applied. Owns no memory. */
 void sm_init(struct sm *sm);
 
 /* Registers a sub-state machine. `ops` must outlive sm; `self` is passed to

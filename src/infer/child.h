@@ -100,6 +100,10 @@ struct infer_procs_done {
 
 typedef void (*infer_procs_cb)(void *ud, const struct infer_procs_done *d);
 
+/* Makes the supervisor; no process starts until the first run needs one. The
+ * strings of cfg are copied (exe NULL: this program's own path). Returns 0,
+ * ID_ENOMEM, or ID_EIO when the program's path cannot be found. Released with
+ * infer_procs_close. */
 int infer_procs_new(const struct infer_procs_config *cfg, struct infer_procs **out);
 
 /* Runs paths[n] (n may be 0: load only) through the model `key` (name@version)

@@ -67,6 +67,9 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
 
 struct infer_cache;
 
+/* An empty cache holding up to `capacity` sessions (0 counts as 1), every
+ * session made with *opt (copied; NULL: the defaults). Safe to use from several
+ * threads. NULL if out of memory; freed with infer_cache_free. */
 struct infer_cache *infer_cache_new(size_t capacity, const struct infer_options *opt);
 void infer_cache_free(struct infer_cache *c);
 

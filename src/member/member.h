@@ -48,6 +48,9 @@ struct member_config {
     uint32_t suspect_timeout_ms;
 };
 
+/* Makes the member and registers its datagram handler on net; nothing is sent
+ * until member_start. cfg and its strings are copied. Returns 0, ID_ENOMEM,
+ * or the error of registering the handler. */
 int member_create(uv_loop_t *loop, struct net *net, const struct member_config *cfg,
                   struct member **out);
 

@@ -24,6 +24,10 @@ struct frame_reader {
     struct seal_dir *rx;       /* set: the stream is sealed records */
 };
 
+/* An empty reader of plaintext frames with bodies up to max_body bytes
+ * (larger ones are rejected and counted in stats, which may be NULL). Set rx
+ * once a handshake makes the stream sealed. frame_reader_free releases its
+ * buffer. */
 void frame_reader_init(struct frame_reader *r, uint32_t max_body, struct frame_stats *stats);
 void frame_reader_free(struct frame_reader *r);
 

@@ -154,6 +154,8 @@ struct seal_replay {
     size_t n;
 };
 
+/* A fresh sender: a random id and sequence numbers from 1, so receivers keep
+ * a new replay window for it (every process start is a new sender). */
 void seal_sender_init(struct seal_sender *s);
 
 /* Seals `frame` into out (room for len + SEAL_DGRAM_OVERHEAD) and returns the

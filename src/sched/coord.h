@@ -71,6 +71,11 @@ struct coord_config {
     const char *addr;
 };
 
+/* Makes the coordinator service: registers its requests with cfg->fwd, follows
+ * leadership and membership, and starts its tick; it dispatches only while this
+ * node leads. Returns 0, or ID_ENOMEM or a registration error with errmsg.
+ * coord_stop answers what is pending and closes the timers; coord_free then
+ * releases it. */
 int coord_create(const struct coord_config *cfg, struct coord **out, char *errmsg, size_t len);
 void coord_stop(struct coord *c);
 void coord_free(struct coord *c);

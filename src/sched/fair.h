@@ -51,6 +51,8 @@ struct fair_dispatch {
     char worker[FAIR_NAME_MAX];
 };
 
+/* An empty scheduler (no jobs, no workers); NULL if out of memory. Freed with
+ * fair_destroy. */
 struct fair *fair_create(void);
 void fair_destroy(struct fair *f);
 

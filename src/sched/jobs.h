@@ -91,6 +91,8 @@ struct job_rec {
 
 extern const struct sm_ops jobs_sm_ops;
 
+/* An empty state (no models, no jobs); NULL if out of memory. Freed with
+ * jobs_destroy. */
 struct jobs *jobs_create(void);
 void jobs_destroy(struct jobs *j);
 

@@ -66,6 +66,8 @@ struct parts_name {
     uint64_t part, term, seq;
 };
 
+/* An empty core with the timings and sizes of *cfg (copied); NULL if out of
+ * memory. Freed with parts_destroy. */
 struct parts *parts_create(const struct parts_config *cfg);
 void parts_destroy(struct parts *p);
 

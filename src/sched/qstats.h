@@ -34,6 +34,7 @@ struct qstats_share {
     double fraction; /* of the job's completions in the window */
 };
 
+/* Empty statistics; NULL if out of memory. Freed with qstats_destroy. */
 struct qstats *qstats_create(void);
 void qstats_destroy(struct qstats *q);
 
