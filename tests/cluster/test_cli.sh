@@ -5,8 +5,11 @@
 . "$(dirname "$0")/lib.sh"
 
 "$IDUNNO" --help | grep -q list_mem || fail "--help lists commands"
-for c in ping info stats list_mem list_self leave grep; do
-  "$IDUNNO" "$c" --help | grep -q "usage: idunno $c" || fail "$c --help"
+# Every command the overview lists answers --help with its own usage line.
+cmds=$("$IDUNNO" --help | awk '/^  [a-z]/ { print $1 }')
+[ "$(echo "$cmds" | wc -l)" -ge 30 ] || fail "--help lists $(echo "$cmds" | wc -l) commands"
+for c in $cmds; do
+  "$IDUNNO" "$c" --help | grep -q -E "^usage: idunno $c( |$)" || fail "$c --help"
 done
 "$ROOT/bin/idunnod" --help | grep -q -- --join || fail "idunnod --help"
 
