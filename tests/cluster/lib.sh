@@ -15,6 +15,9 @@ cli() { local node=$1; shift; "$IDUNNO" -s "$(addr "$node")" "$@"; }
 
 # Processes a test starts itself (outside scripts/cluster): killed on exit.
 TEST_PIDS=()
+# Directories a test makes outside the run directory: removed on exit. (A test
+# must not set its own EXIT trap: it would replace cleanup.)
+TEST_DIRS=()
 
 cleanup() {
   local rc=$?
@@ -29,6 +32,7 @@ cleanup() {
     done
   fi
   rm -rf "$IDUNNO_RUN_DIR"
+  for p in "${TEST_DIRS[@]}"; do rm -rf "$p"; done
   exit "$rc"
 }
 trap cleanup EXIT

@@ -19,10 +19,12 @@ assert_eq "$rc" 1 "exit status for a back-reference"
 assert_contains "$(cat "$IDUNNO_RUN_DIR/err")" "back-reference"
 
 # Lines that make 'a.*b' costly: every 'a' starts a match attempt that runs to
-# the end of its 2,000-byte line (about 10 ms a line here).
+# the end of its 2,000-byte line (about 10 ms a line here). 256 lines: with 64
+# the first grep ended only 0.4 s after the put, and a put slowed by other disk
+# work (in CI) lost that race.
 line="2026-01-01T00:00:00.000Z nodeX INFO test: $(head -c 2000 /dev/zero | tr '\0' a)"
 for k in 1 2 3 4; do
-  for i in $(seq 1 64); do echo "$line"; done >>"$IDUNNO_RUN_DIR/node$k/idunnod.log"
+  for i in $(seq 1 256); do echo "$line"; done >>"$IDUNNO_RUN_DIR/node$k/idunnod.log"
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$(cat "$IDUNNO_RUN_DIR/$1/pid")/stat"; }
@@ -36,7 +38,7 @@ for i in 1 2 3 4 5 6 7 8; do
   TEST_PIDS+=($!)
 done
 # Every node busy searching: each has used 0.15 s more CPU than when idle
-# (a search takes about 0.6 s of CPU).
+# (a search takes about 2.5 s of CPU).
 searching() {
   local k
   for k in 1 2 3 4; do [ $(( $(cpu_ticks node$k) - ${before[node$k]} )) -ge 15 ] || return 1; done

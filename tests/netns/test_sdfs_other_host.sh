@@ -11,8 +11,9 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 4 >/dev/null
 wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
   fail "no leader"
+# Outside the run directory: the "other host" below hides that directory.
 T=$(mktemp -d /tmp/idunno-other-host.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+TEST_DIRS+=("$T")
 head -c 3000000 /dev/urandom >"$T/f"
 cli node1 put "$T/f" f >/dev/null
 
