@@ -18,7 +18,7 @@
 #include "member/member.h"
 #include "net/net.h"
 #include "net/seal.h"
-#include "node/ctl_forward.h"
+#include "ctl/forward.h"
 #include "node/node.h"
 #include "sched/jobs.h"
 #include "sdfs/catalog.h"

@@ -14,7 +14,7 @@
 #include "idunno.pb-c.h"
 #include "member/member.h"
 #include "net/net.h"
-#include "node/ctl_forward.h"
+#include "ctl/forward.h"
 #include "sched/fair.h"
 #include "sched/jobs.h"
 #include "sched/parts.h"

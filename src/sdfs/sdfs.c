@@ -20,7 +20,7 @@
 #include "idunno.pb-c.h"
 #include "member/member.h"
 #include "net/net.h"
-#include "node/ctl_forward.h"
+#include "ctl/forward.h"
 #include "sdfs/catalog.h"
 #include "sdfs/fetch.h"
 #include "sdfs/reconcile.h"
@@ -145,7 +145,7 @@ static const char *addr_of(const struct member_view *alive, size_t n, const char
 
 /* Calls a coordinator request through this node itself: its handler serves it
  * here if this node leads, or forwards it to the leader with every retry of
- * ctl_forward.h. */
+ * ctl/forward.h. */
 static int call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *msg,
                        net_response_fn fn, void *ud)
 {
