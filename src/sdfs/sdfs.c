@@ -20,7 +20,7 @@
 #include "idunno.pb-c.h"
 #include "member/member.h"
 #include "net/net.h"
-#include "ctl/forward.h"
+#include "ctl/service.h"
 #include "sdfs/catalog.h"
 #include "sdfs/fetch.h"
 #include "sdfs/reconcile.h"
@@ -95,7 +95,7 @@ struct sdfs {
     uv_loop_t *loop;
     struct net *net;
     struct ctl *ctl;
-    struct ctl_fwd *fwd;
+    struct ctl_svc *svc; /* the leader operations */
     struct member *member;
     struct catalog *catalog;
     struct store *store;
@@ -963,66 +963,15 @@ static void on_get(void *ud, struct net_request *req, const uint8_t *body, size_
 
 /* ==== coordinator ============================================================================ */
 
-/* A request being served on the leader: its body is kept so it can be handed
- * on if leadership moves meanwhile. */
-struct lead_op {
-    struct sdfs *s;
-    struct net_request *req;
-    uint16_t type;
-    uint8_t *body;
-    size_t len;
-};
+/* Each request below is a ctl_op of the leader-service layer
+ * (ctl/service.h): it decodes the request, hands it on if leadership moves,
+ * and answers failed proposals. */
 
-static struct lead_op *lead_op_new(struct sdfs *s, struct net_request *req, uint16_t type,
-                                   const uint8_t *body, size_t len)
+static void lead_place(struct ctl_op *op)
 {
-    struct lead_op *op = calloc(1, sizeof *op);
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!op || !copy) {
-        free(op);
-        free(copy);
-        net_reply_error(req, ID_ENOMEM, NULL, NULL);
-        return NULL;
-    }
-    memcpy(copy, body, len);
-    *op = (struct lead_op){s, req, type, copy, len};
-    return op;
-}
-
-static void lead_op_free(struct lead_op *op)
-{
-    free(op->body);
-    free(op);
-}
-
-/* Leadership moved (hand the request on) or the proposal failed (answer).
- * Returns 1 if op is settled. */
-static int lead_op_settled(struct lead_op *op, int status)
-{
-    if (status == ID_ENOTLEADER) {
-        if (op->s->stopping)
-            net_reply_error(op->req, ID_ESHUTDOWN, "node shutting down", NULL);
-        else
-            ctl_forward(op->s->fwd, op->req, op->type, op->body, op->len);
-        lead_op_free(op);
-        return 1;
-    }
-    if (status < 0 && status != ID_ENOTFOUND) {
-        net_reply_error(op->req, status, id_strerror(status), NULL);
-        lead_op_free(op);
-        return 1;
-    }
-    return 0;
-}
-
-static void lead_place(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    struct sdfs *s = ud;
-    Idunno__SdfsPlace *m = idunno__sdfs_place__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsPlace", NULL);
-        return;
-    }
+    struct sdfs *s = op->ud;
+    const Idunno__SdfsPlace *m = op->msg;
+    struct net_request *req = op->req;
     struct member_view alive[SDFS_MAX_ALIVE];
     size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
     struct sdfs_node nodes[SDFS_MAX_ALIVE];
@@ -1045,19 +994,11 @@ static void lead_place(void *ud, struct net_request *req, const uint8_t *body, s
         out.addrs = addrs;
         net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_RESP, &out.base);
     }
-    idunno__sdfs_place__free_unpacked(m, NULL);
 }
 
-static void lead_commit_done(void *ud, int status, const uint8_t *result, size_t len)
+static void lead_commit_done(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
-    struct lead_op *op = ud;
-    if (lead_op_settled(op, status))
-        return;
-    if (status == ID_ENOTFOUND) {
-        net_reply_error(op->req, status, id_strerror(status), NULL);
-        lead_op_free(op);
-        return;
-    }
+    (void)status;
     Idunno__SdfsVersion *v = idunno__sdfs_version__unpack(NULL, len, result);
     if (v) {
         /* The versions it pushed out (v->dropped) are not deleted here: a
@@ -1068,32 +1009,22 @@ static void lead_commit_done(void *ud, int status, const uint8_t *result, size_t
         idunno__sdfs_version__free_unpacked(v, NULL);
     }
     net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_RESP, result, len);
-    lead_op_free(op);
 }
 
-static void lead_commit(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+/* The body goes into the log as it came: the state machine validates it. */
+static void lead_commit(struct ctl_op *op)
 {
-    struct sdfs *s = ud;
-    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, body, len);
-    if (!op)
-        return;
-    int rc = ctl_propose(s->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT, body, len,
-                         lead_commit_done, op);
-    if (rc < 0 && !lead_op_settled(op, rc))
-        lead_op_free(op);
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT, op->body, op->len);
 }
 
-static void lead_delete_done(void *ud, int status, const uint8_t *result, size_t len)
+/* Registered with CTL_OP_NOTFOUND_TO_DONE: a missing file is named. */
+static void lead_delete_done(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
-    struct lead_op *op = ud;
-    if (lead_op_settled(op, status))
-        return;
     if (status == ID_ENOTFOUND) {
         Idunno__SdfsLookup *m = idunno__sdfs_lookup__unpack(NULL, op->len, op->body);
         net_reply_errorf(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m ? m->name : "?");
         if (m)
             idunno__sdfs_lookup__free_unpacked(m, NULL);
-        lead_op_free(op);
         return;
     }
     /* The copies stay until the replicas' store reports delete them after
@@ -1104,19 +1035,11 @@ static void lead_delete_done(void *ud, int status, const uint8_t *result, size_t
         idunno__sdfs_file__free_unpacked(f, NULL);
     }
     net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_RESP, result, len);
-    lead_op_free(op);
 }
 
-static void lead_delete(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+static void lead_delete(struct ctl_op *op)
 {
-    struct sdfs *s = ud;
-    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, body, len);
-    if (!op)
-        return;
-    int rc = ctl_propose(s->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_DELETE, body, len,
-                         lead_delete_done, op);
-    if (rc < 0 && !lead_op_settled(op, rc))
-        lead_op_free(op);
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_DELETE, op->body, op->len);
 }
 
 /* Fills a version message with replica addresses of live nodes. */
@@ -1133,20 +1056,19 @@ static void version_msg(const struct sdfs_file *f, const struct sdfs_version *v,
     m->replica_addrs = addrs;
 }
 
-static void lead_lookup_read(void *ud, int status)
+static void lead_lookup_read(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
-    struct lead_op *op = ud;
-    if (lead_op_settled(op, status))
-        return;
-    Idunno__SdfsLookup *m = idunno__sdfs_lookup__unpack(NULL, op->len, op->body);
-    const struct sdfs_file *f = m ? catalog_find(op->s->catalog, m->name) : NULL;
-    if (!m) {
-        net_reply_error(op->req, ID_EPROTO, "bad SdfsLookup", NULL);
-    } else if (!f) {
+    (void)status;
+    (void)result;
+    (void)len;
+    struct sdfs *s = op->ud;
+    const Idunno__SdfsLookup *m = op->msg;
+    const struct sdfs_file *f = catalog_find(s->catalog, m->name);
+    if (!f) {
         net_reply_errorf(op->req, ID_ENOTFOUND, "no SDFS file named '%s'", m->name);
     } else {
         struct member_view alive[SDFS_MAX_ALIVE];
-        size_t n_alive = member_alive(op->s->member, alive, SDFS_MAX_ALIVE);
+        size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
         Idunno__SdfsVersion rows[SDFS_KEEP_VERSIONS], *rp[SDFS_KEEP_VERSIONS];
         char *names[SDFS_KEEP_VERSIONS][SDFS_REPLICAS], *addrs[SDFS_KEEP_VERSIONS][SDFS_REPLICAS];
         size_t n = 0;
@@ -1170,20 +1092,6 @@ static void lead_lookup_read(void *ud, int status)
             net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_RESP, &out.base);
         }
     }
-    if (m)
-        idunno__sdfs_lookup__free_unpacked(m, NULL);
-    lead_op_free(op);
-}
-
-static void lead_lookup(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    struct sdfs *s = ud;
-    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_REQ, body, len);
-    if (!op)
-        return;
-    int rc = ctl_read_barrier(s->ctl, lead_lookup_read, op);
-    if (rc < 0 && !lead_op_settled(op, rc))
-        lead_op_free(op);
 }
 
 static int version_on(const struct sdfs_version *v, const char *node)
@@ -1194,18 +1102,13 @@ static int version_on(const struct sdfs_version *v, const char *node)
     return 0;
 }
 
-static void lead_list_read(void *ud, int status)
+static void lead_list_read(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
-    struct lead_op *op = ud;
-    if (lead_op_settled(op, status))
-        return;
-    Idunno__SdfsList *m = idunno__sdfs_list__unpack(NULL, op->len, op->body);
-    if (!m) {
-        net_reply_error(op->req, ID_EPROTO, "bad SdfsList", NULL);
-        lead_op_free(op);
-        return;
-    }
-    const struct catalog *c = op->s->catalog;
+    (void)status;
+    (void)result;
+    (void)len;
+    const Idunno__SdfsList *m = op->msg;
+    const struct catalog *c = ((struct sdfs *)op->ud)->catalog;
     size_t total = catalog_count(c), plen = strlen(m->prefix);
     Idunno__SdfsFileSummary *rows = calloc(total ? total : 1, sizeof *rows);
     Idunno__SdfsFileSummary **rp = calloc(total ? total : 1, sizeof *rp);
@@ -1250,19 +1153,6 @@ static void lead_list_read(void *ud, int status)
     free(rows);
     free(rp);
     free(names);
-    idunno__sdfs_list__free_unpacked(m, NULL);
-    lead_op_free(op);
-}
-
-static void lead_list(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    struct sdfs *s = ud;
-    struct lead_op *op = lead_op_new(s, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, body, len);
-    if (!op)
-        return;
-    int rc = ctl_read_barrier(s->ctl, lead_list_read, op);
-    if (rc < 0 && !lead_op_settled(op, rc))
-        lead_op_free(op);
 }
 
 /* `store` names the node it is sent to: that node fills itself in and sends the
@@ -1282,7 +1172,7 @@ static void on_list(void *ud, struct net_request *req, const uint8_t *body, size
         uint8_t *buf = malloc(n ? n : 1);
         if (buf) {
             n = idunno__sdfs_list__pack(m, buf);
-            ctl_forward(s->fwd, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, buf, n);
+            ctl_svc_forward(s->svc, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, buf, n);
         } else {
             net_reply_error(req, ID_ENOMEM, NULL, NULL);
         }
@@ -1292,7 +1182,7 @@ static void on_list(void *ud, struct net_request *req, const uint8_t *body, size
         return;
     }
     idunno__sdfs_list__free_unpacked(m, NULL);
-    ctl_forward(s->fwd, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, body, len);
+    ctl_svc_forward(s->svc, req, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, body, len);
 }
 
 /* -- replica changes (repairs, bad copies, missing copies) -- */
@@ -1343,14 +1233,10 @@ static void verify_copy(struct sdfs *s, const struct sdfs_version *v, const char
 
 /* A reader says a replica's copy is bad. It may be wrong or hostile, so the
  * claim only makes that replica verify its copy. */
-static void lead_bad(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+static void lead_bad(struct ctl_op *op)
 {
-    struct sdfs *s = ud;
-    Idunno__SdfsBad *m = idunno__sdfs_bad__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsBad", NULL);
-        return;
-    }
+    struct sdfs *s = op->ud;
+    const Idunno__SdfsBad *m = op->msg;
     s->stats.bad_copies_reported++;
     const struct sdfs_version *v = catalog_find_blob(s->catalog, m->name, m->blob);
     if (v && version_on(v, m->node)) {
@@ -1358,8 +1244,7 @@ static void lead_bad(void *ud, struct net_request *req, const uint8_t *body, siz
                  m->blob, m->node, m->reason, m->node);
         verify_copy(s, v, m->node);
     }
-    net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_RESP, NULL, 0);
-    idunno__sdfs_bad__free_unpacked(m, NULL);
+    net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_RESP, NULL, 0);
 }
 
 static void on_missing_dropped(void *ud, int status, const uint8_t *result, size_t len)
@@ -1373,21 +1258,17 @@ static void on_missing_dropped(void *ud, int status, const uint8_t *result, size
 /* A replica's report: the reconciliation core (reconcile.h) says what it may
  * delete and which of its listed copies are missing (dropped from their sets,
  * so the repair loop replaces them). */
-static void lead_report(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+static void lead_report(struct ctl_op *op)
 {
-    struct sdfs *s = ud;
-    Idunno__SdfsStoreReport *m = idunno__sdfs_store_report__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsStoreReport", NULL);
-        return;
-    }
+    struct sdfs *s = op->ud;
+    const Idunno__SdfsStoreReport *m = op->msg;
+    struct net_request *req = op->req;
     struct reconcile_report rep = {m->node,   m->boot,   m->seq,   m->answered_seq, m->held,
                                    m->blobs, m->n_blobs, m->young, m->n_young};
     struct reconcile_actions a;
     int rc = reconcile_report(s->reconcile, s->catalog, &rep, id_now_ms(), &a);
     if (rc < 0) {
         net_reply_error(req, rc, id_strerror(rc), NULL);
-        idunno__sdfs_store_report__free_unpacked(m, NULL);
         return;
     }
     if (a.ignored)
@@ -1406,7 +1287,6 @@ static void lead_report(void *ud, struct net_request *req, const uint8_t *body, 
     out.blobs = a.del;
     net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_RESP, &out.base);
     reconcile_actions_free(&a);
-    idunno__sdfs_store_report__free_unpacked(m, NULL);
 }
 
 /* -- the repair loop -- */
@@ -1598,6 +1478,20 @@ static void on_tick(uv_timer_t *t)
 
 /* ==== life cycle ============================================================================= */
 
+#define SDFS_OP(t, d, start, done, flags) \
+    {IDUNNO__MSG_TYPE__MSG_SDFS_##t##_REQ, d, start, done, NULL, flags, NULL}
+
+static const struct ctl_svc_op sdfs_ops[] = {
+    SDFS_OP(PLACE, &idunno__sdfs_place__descriptor, lead_place, NULL, 0),
+    SDFS_OP(COMMIT, NULL, lead_commit, lead_commit_done, 0),
+    SDFS_OP(LOOKUP, &idunno__sdfs_lookup__descriptor, ctl_op_read, lead_lookup_read, 0),
+    SDFS_OP(DELETE, NULL, lead_delete, lead_delete_done, CTL_OP_NOTFOUND_TO_DONE),
+    SDFS_OP(REPORT, &idunno__sdfs_store_report__descriptor, lead_report, NULL, 0),
+    SDFS_OP(BAD, &idunno__sdfs_bad__descriptor, lead_bad, NULL, 0),
+    /* on_list fills the request in and forwards it itself. */
+    SDFS_OP(LIST, &idunno__sdfs_list__descriptor, ctl_op_read, lead_list_read, CTL_OP_NO_NET),
+};
+
 int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, size_t len)
 {
     struct sdfs *s = calloc(1, sizeof *s);
@@ -1606,7 +1500,6 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     s->loop = cfg->loop;
     s->net = cfg->net;
     s->ctl = cfg->ctl;
-    s->fwd = cfg->fwd;
     s->member = cfg->member;
     s->catalog = cfg->catalog;
     snprintf(s->name, sizeof s->name, "%s", cfg->name);
@@ -1651,23 +1544,13 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     };
     for (size_t i = 0; rc == 0 && i < sizeof local / sizeof local[0]; i++)
         rc = net_on_request(n, local[i].type, local[i].fn, s);
-    struct {
-        uint16_t type;
-        ctl_fwd_handler fn;
-    } lead[] = {
-        {IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_REQ, lead_place},
-        {IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, lead_commit},
-        {IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_REQ, lead_lookup},
-        {IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, lead_delete},
-        {IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_REQ, lead_report},
-        {IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, lead_bad},
-    };
-    for (size_t i = 0; rc == 0 && i < sizeof lead / sizeof lead[0]; i++)
-        rc = ctl_fwd_serve(s->fwd, lead[i].type, lead[i].fn, s);
     if (rc == 0)
-        rc = ctl_fwd_add(s->fwd, IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, lead_list, s);
+        rc = ctl_svc_create(cfg->fwd, s->ctl, s, &s->svc);
+    if (rc == 0)
+        rc = ctl_svc_register(s->svc, sdfs_ops, sizeof sdfs_ops / sizeof sdfs_ops[0]);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot register SDFS requests: %s", id_strerror(rc));
+        ctl_svc_free(s->svc);
         fetcher_free(s->fetcher);
         store_close(s->store);
         reconcile_destroy(s->reconcile);
@@ -1698,6 +1581,7 @@ void sdfs_stop(struct sdfs *s)
     if (!s)
         return;
     s->stopping = 1;
+    ctl_svc_stop(s->svc);
     while (s->puts) {
         struct put_session *p = s->puts;
         if (!p->failed)
@@ -1726,6 +1610,7 @@ static void sdfs_release(struct sdfs *s)
         repair_end(s->repairs);
     reconcile_destroy(s->reconcile);
     fetcher_free(s->fetcher);
+    ctl_svc_free(s->svc);
     free(s);
 }
 
