@@ -14,11 +14,12 @@
 #include "base/log.h"
 #include "ctl/ctl.h"
 #include "ctl/kv.h"
+#include "ctl/forward.h"
+#include "ctl/service.h"
 #include "idunno.pb-c.h"
 #include "member/member.h"
 #include "net/net.h"
 #include "net/seal.h"
-#include "ctl/forward.h"
 #include "node/node.h"
 #include "sched/jobs.h"
 #include "sdfs/catalog.h"
@@ -187,11 +188,10 @@ static void node_ctl_status_local(void *ud, struct net_request *req, const uint8
                                   size_t len)
 {
     struct node *node = ud;
-    Idunno__CtlStatusQuery *q = idunno__ctl_status_query__unpack(NULL, len, body);
-    if (!q) {
-        net_reply_error(req, ID_EPROTO, "bad CtlStatusQuery", NULL);
+    Idunno__CtlStatusQuery *q =
+        ctl_req_unpack(req, &idunno__ctl_status_query__descriptor, body, len, 0);
+    if (!q)
         return;
-    }
     int want_digest = q->digest;
     idunno__ctl_status_query__free_unpacked(q, NULL);
     struct ctl_view v;

@@ -166,15 +166,10 @@ static void on_blob_written(void *ud, int status)
 static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsChunk *m =
+        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
-        return;
-    }
     int rc = store_write(s->store, m->blob, m->offset, m->data.data, m->data.len, on_blob_written,
                          req);
     if (rc == ID_EEXIST)
@@ -218,15 +213,13 @@ static void on_blob_resealed(void *ud, int status)
 static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsChunk *m =
+        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
-    if (!m || m->sha256.len != 32) {
+    if (m->sha256.len != 32) {
         net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
-        if (m)
-            idunno__sdfs_chunk__free_unpacked(m, NULL);
+        idunno__sdfs_chunk__free_unpacked(m, NULL);
         return;
     }
     int rc = store_seal(s->store, m->blob, m->size, m->sha256.data, on_blob_sealed, req);
@@ -263,15 +256,10 @@ static void on_blob_read_done(void *ud, int status, const uint8_t *data, size_t 
 static void on_blob_read(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsRead *m =
+        ctl_req_unpack(req, &idunno__sdfs_read__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsRead *m = idunno__sdfs_read__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsRead", NULL);
-        return;
-    }
     struct read_op *op = calloc(1, sizeof *op);
     int rc = op ? 0 : ID_ENOMEM;
     if (op) {
@@ -293,11 +281,9 @@ static void on_blob_read(void *ud, struct net_request *req, const uint8_t *body,
 static void on_blob_locate(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsRead *m = idunno__sdfs_read__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsRead", NULL);
+    Idunno__SdfsRead *m = ctl_req_unpack(req, &idunno__sdfs_read__descriptor, body, len, 0);
+    if (!m)
         return;
-    }
     char path[700], abs[PATH_MAX];
     if (store_path(s->store, m->blob, path, sizeof path) < 0) {
         net_reply_errorf(req, ID_ENOTFOUND, "replica %s holds no blob %s", s->name, m->blob);
@@ -315,15 +301,10 @@ static void on_blob_locate(void *ud, struct net_request *req, const uint8_t *bod
 static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsBlobList *m =
+        ctl_req_unpack(req, &idunno__sdfs_blob_list__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsBlobList *m = idunno__sdfs_blob_list__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsBlobList", NULL);
-        return;
-    }
     for (size_t i = 0; i < m->n_blobs; i++) {
         if (store_has(s->store, m->blobs[i], NULL))
             LOG_INFO("sdfs", "deleting blob %s", m->blobs[i]);
@@ -336,15 +317,13 @@ static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *bod
 static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsFetch *m =
+        ctl_req_unpack(req, &idunno__sdfs_fetch__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsFetch *m = idunno__sdfs_fetch__unpack(NULL, len, body);
-    if (!m || m->sha256.len != 32) {
-        net_reply_error(req, m ? ID_EINVAL : ID_EPROTO, "bad SdfsFetch", NULL);
-        if (m)
-            idunno__sdfs_fetch__free_unpacked(m, NULL);
+    if (m->sha256.len != 32) {
+        net_reply_error(req, ID_EINVAL, "bad SdfsFetch", NULL);
+        idunno__sdfs_fetch__free_unpacked(m, NULL);
         return;
     }
     int rc = fetcher_get(s->fetcher, m->blob, m->size, m->sha256.data, m->sources, m->n_sources, 1,
@@ -607,15 +586,10 @@ static void on_placed(void *ud, const struct net_result *res)
 static void on_put_open(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsPutOpen *m =
+        ctl_req_unpack(req, &idunno__sdfs_put_open__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsPutOpen *m = idunno__sdfs_put_open__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsPutOpen", NULL);
-        return;
-    }
     if (!sdfs_name_ok(m->name)) {
         net_reply_errorf(req, ID_EINVAL,
                          "'%s' is not a valid SDFS name (1-%d printable characters, no spaces, no "
@@ -654,15 +628,10 @@ static void on_put_open(void *ud, struct net_request *req, const uint8_t *body, 
 static void on_put_data(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsChunk *m =
+        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
-        return;
-    }
     struct put_session *ps = put_find(s, m->session);
     if (!ps) {
         net_reply_errorf(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
@@ -809,15 +778,10 @@ static void on_target_sealed(void *ud, const struct net_result *res)
 static void on_put_close(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsChunk *m =
+        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsChunk *m = idunno__sdfs_chunk__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
-        return;
-    }
     struct put_session *ps = put_find(s, m->session);
     if (!ps) {
         net_reply_errorf(req, ID_ENOTFOUND, "no put session %llu on %s (expired?)",
@@ -932,15 +896,13 @@ static void get_try(struct get_op *g)
 static void on_get(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    if (s->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__SdfsRead *m =
+        ctl_req_unpack(req, &idunno__sdfs_read__descriptor, body, len, s->stopping);
+    if (!m)
         return;
-    }
-    Idunno__SdfsRead *m = idunno__sdfs_read__unpack(NULL, len, body);
-    if (!m || !sdfs_blob_ok(m->blob)) {
-        net_reply_error(req, m ? ID_EINVAL : ID_EPROTO, "bad SdfsRead", NULL);
-        if (m)
-            idunno__sdfs_read__free_unpacked(m, NULL);
+    if (!sdfs_blob_ok(m->blob)) {
+        net_reply_error(req, ID_EINVAL, "bad SdfsRead", NULL);
+        idunno__sdfs_read__free_unpacked(m, NULL);
         return;
     }
     struct get_op *g = calloc(1, sizeof *g);
@@ -1160,11 +1122,9 @@ static void lead_list_read(struct ctl_op *op, int status, const uint8_t *result,
 static void on_list(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsList *m = idunno__sdfs_list__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsList", NULL);
+    Idunno__SdfsList *m = ctl_req_unpack(req, &idunno__sdfs_list__descriptor, body, len, 0);
+    if (!m)
         return;
-    }
     if (m->here) {
         m->here = 0;
         m->node = s->name;
