@@ -50,25 +50,25 @@ struct srv_state {
 
 static uint64_t *replace_missing_since(struct node *node, uint64_t id, uint64_t now)
 {
-    size_t n = sizeof node->ctl_missing / sizeof node->ctl_missing[0];
+    size_t n = sizeof node->nc.missing / sizeof node->nc.missing[0];
     for (size_t i = 0; i < n; i++)
-        if (node->ctl_missing[i].id == id)
-            return &node->ctl_missing[i].since;
+        if (node->nc.missing[i].id == id)
+            return &node->nc.missing[i].since;
     for (size_t i = 0; i < n; i++)
-        if (node->ctl_missing[i].id == 0) {
-            node->ctl_missing[i].id = id;
-            node->ctl_missing[i].since = now;
-            return &node->ctl_missing[i].since;
+        if (node->nc.missing[i].id == 0) {
+            node->nc.missing[i].id = id;
+            node->nc.missing[i].since = now;
+            return &node->nc.missing[i].since;
         }
     return NULL;
 }
 
 static void replace_forget_missing(struct node *node, uint64_t id)
 {
-    size_t n = sizeof node->ctl_missing / sizeof node->ctl_missing[0];
+    size_t n = sizeof node->nc.missing / sizeof node->nc.missing[0];
     for (size_t i = 0; i < n; i++)
-        if (node->ctl_missing[i].id == id)
-            node->ctl_missing[i].id = 0;
+        if (node->nc.missing[i].id == id)
+            node->nc.missing[i].id = 0;
 }
 
 /* How membership sees the server: by address, newest incarnation. */
@@ -110,7 +110,7 @@ static void replace_barrier_done(void *ud, int status)
 static int replace_contact_lost(struct node *node, const struct srv_state *f, const struct ctl_view *v,
                                 uint64_t now)
 {
-    __typeof__(node->ctl_contact) *k = &node->ctl_contact;
+    __typeof__(node->nc.contact) *k = &node->nc.contact;
     const char *name = f->name[0] ? f->name : f->s.node_addr;
     if (k->id != f->s.id || k->term != v->term) {
         k->id = f->s.id;
@@ -152,7 +152,7 @@ static void replace_done(void *ud, int status)
 void node_ctl_replace_tick(struct node *node)
 {
     struct ctl *c = node->ctl;
-    if (!c || node->stopping || !ctl_is_serving(c) || ctl_change_pending(c) || node->n_voters == 0)
+    if (!c || node->stopping || !ctl_is_serving(c) || ctl_change_pending(c) || node->nc.n_voters == 0)
         return;
     uint64_t t_replace = node->cfg.voter_replace_ms ? node->cfg.voter_replace_ms : REPLACE_DEFAULT_MS;
     uint64_t now = id_now_ms();
@@ -183,7 +183,7 @@ void node_ctl_replace_tick(struct node *node)
     /* Gossip called it failed; raft must agree before anything changes. */
     if (failed && !replace_contact_lost(node, failed, &v, now))
         failed = NULL;
-    size_t size = node->n_voters;
+    size_t size = node->nc.n_voters;
     int rc = 0;
     /* A newcomer on its way in: next step, or out if it is no longer needed. */
     for (size_t i = 0; i < ns; i++) {

@@ -519,7 +519,7 @@ static int node_start_layers(struct node *node)
     /* -- SDFS (src/sdfs): replica store under DATA/sdfs, gateway, and the
      * coordinator's part (served on the leader) -- */
     struct sdfs_config sc = {
-        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->fwd,
+        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->nc.fwd,
         .member = node->member, .catalog = node->catalog, .name = cfg->name,
         .addr = cfg->addr, .data_dir = cfg->data_dir,
         .delete_grace_ms = cfg->sdfs_delete_grace_ms,
@@ -543,7 +543,7 @@ static int node_start_layers(struct node *node)
     /* -- IDunno coordinator (src/sched/coord.c): job requests and dispatch,
      * active while this node is the serving leader -- */
     struct coord_config oc = {
-        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->fwd,
+        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->nc.fwd,
         .member = node->member, .jobs = node->jobs, .catalog = node->catalog,
         .sdfs = node->sdfs, .name = cfg->name, .addr = cfg->addr,
     };

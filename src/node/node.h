@@ -58,9 +58,9 @@ struct node {
      * requests that change state; none without a cluster key. */
     uint8_t http_tokens[SEAL_MAX_KEYS][SEAL_HTTP_TOKEN_LEN];
     size_t n_http_tokens;
-    /* Control plane (node_ctl.c). */
+    /* Control plane (node_ctl.c); its own state in nc. */
     struct ctl *ctl;
-    struct ctl_fwd *fwd;
+    struct node_ctl_state nc;
     /* Sub-state machines of the layers above, registered with ctl at its
      * creation and destroyed once it has closed. */
     struct catalog *catalog; /* SDFS metadata */
@@ -71,28 +71,6 @@ struct node {
      * (active on the leader). */
     struct worker *worker;
     struct coord *coord;
-    struct ctl_voter voters[NODE_MAX_VOTERS];
-    size_t n_voters;
-    uv_timer_t ctl_timer; /* retries the first start until voters are known */
-    int ctl_timer_inited;
-    int ctl_started;
-    uint64_t ctl_wait_logged;
-    uv_timer_t ctl_probe; /* non-voters: who leads, asked of a voter every second */
-    int ctl_probe_inited;
-    int ctl_probe_busy;
-    unsigned ctl_probe_next;
-    uv_timer_t ctl_replace; /* the leader replaces voters that stay failed */
-    int ctl_replace_inited;
-    struct {
-        uint64_t id, since; /* monotonic ms since this voter was unknown to membership */
-    } ctl_missing[8];
-    struct {
-        /* ctl_replace.c: the leader's own check of a voter membership calls
-         * failed: a barrier at index `target` appended at `since` (monotonic
-         * ms) in `term`, which that voter should replicate if it is alive. */
-        uint64_t id, term, target, since;
-        int warned;
-    } ctl_contact;
     uv_signal_t sig_term, sig_int;
     uv_timer_t exit_timer;
     int stopping;

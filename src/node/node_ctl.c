@@ -14,11 +14,12 @@
 #include "base/log.h"
 #include "ctl/ctl.h"
 #include "ctl/kv.h"
+#include "ctl/forward.h"
+#include "ctl/service.h"
 #include "idunno.pb-c.h"
 #include "member/member.h"
 #include "net/net.h"
 #include "net/seal.h"
-#include "node/ctl_forward.h"
 #include "node/node.h"
 #include "sched/jobs.h"
 #include "sdfs/catalog.h"
@@ -89,8 +90,8 @@ int node_ctl_parse_voters(const char *spec, const char *self_name, const char *s
 
 static int node_ctl_is_voter(const struct node *node)
 {
-    for (size_t i = 0; i < node->n_voters; i++)
-        if (strcmp(node->voters[i].name, node->cfg.name) == 0)
+    for (size_t i = 0; i < node->nc.n_voters; i++)
+        if (strcmp(node->nc.voters[i].name, node->cfg.name) == 0)
             return 1;
     return 0;
 }
@@ -105,8 +106,8 @@ static size_t node_ctl_resolve(struct node *node, char *missing, size_t len)
         nv = 256;
     size_t unknown = 0;
     missing[0] = 0;
-    for (size_t i = 0; i < node->n_voters; i++) {
-        struct ctl_voter *v = &node->voters[i];
+    for (size_t i = 0; i < node->nc.n_voters; i++) {
+        struct ctl_voter *v = &node->nc.voters[i];
         if (v->addr[0])
             continue;
         uint64_t best = 0;
@@ -129,28 +130,28 @@ static size_t node_ctl_resolve(struct node *node, char *missing, size_t len)
 
 static void node_ctl_try_start(struct node *node)
 {
-    if (node->ctl_started || node->stopping)
+    if (node->nc.started || node->stopping)
         return;
     if (ctl_needs_bootstrap(node->ctl) && node_ctl_is_voter(node)) {
         char missing[256];
         if (node_ctl_resolve(node, missing, sizeof missing) > 0) {
             uint64_t now = id_now_ms();
-            if (!node->ctl_wait_logged || now - node->ctl_wait_logged >= NODE_CTL_WAIT_LOG_MS) {
+            if (!node->nc.wait_logged || now - node->nc.wait_logged >= NODE_CTL_WAIT_LOG_MS) {
                 LOG_INFO("ctl", "first start: waiting to learn the addresses of voters %s "
                          "(from membership) before bootstrapping", missing);
-                node->ctl_wait_logged = now;
+                node->nc.wait_logged = now;
             }
             return;
         }
     }
-    int rc = ctl_start(node->ctl, node->voters, node->n_voters);
+    int rc = ctl_start(node->ctl, node->nc.voters, node->nc.n_voters);
     if (rc < 0) {
         LOG_ERROR("ctl", "cannot start the control plane: %s", ctl_errmsg(node->ctl));
         node_stop(node, 2);
         return;
     }
-    node->ctl_started = 1;
-    uv_timer_stop(&node->ctl_timer);
+    node->nc.started = 1;
+    uv_timer_stop(&node->nc.timer);
 }
 
 static void node_ctl_on_timer(uv_timer_t *t)
@@ -165,9 +166,9 @@ static void node_ctl_on_timer(uv_timer_t *t)
 static const char *node_ctl_name_of(struct node *node, uint64_t id, const char *addr,
                                     const struct member_view *views, size_t nv)
 {
-    for (size_t i = 0; i < node->n_voters; i++)
-        if (ctl_id_of(node->voters[i].name) == id)
-            return node->voters[i].name;
+    for (size_t i = 0; i < node->nc.n_voters; i++)
+        if (ctl_id_of(node->nc.voters[i].name) == id)
+            return node->nc.voters[i].name;
     for (size_t k = 0; k < nv; k++)
         if (ctl_id_of(views[k].name) == id || (addr && strcmp(views[k].addr, addr) == 0))
             return views[k].name;
@@ -187,11 +188,10 @@ static void node_ctl_status_local(void *ud, struct net_request *req, const uint8
                                   size_t len)
 {
     struct node *node = ud;
-    Idunno__CtlStatusQuery *q = idunno__ctl_status_query__unpack(NULL, len, body);
-    if (!q) {
-        net_reply_error(req, ID_EPROTO, "bad CtlStatusQuery", NULL);
+    Idunno__CtlStatusQuery *q =
+        ctl_req_unpack(req, &idunno__ctl_status_query__descriptor, body, len, 0);
+    if (!q)
         return;
-    }
     int want_digest = q->digest;
     idunno__ctl_status_query__free_unpacked(q, NULL);
     struct ctl_view v;
@@ -255,7 +255,7 @@ static void node_ctl_on_status(void *ud, struct net_request *req, const uint8_t 
     if (v.voter || v.leader_id)
         node_ctl_status_local(node, req, body, len);
     else
-        ctl_forward(node->fwd, req, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, body, len);
+        ctl_forward(node->nc.fwd, req, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, body, len);
 }
 
 /* ---- diagnostic kv --------------------------------------------------------------------------- */
@@ -302,7 +302,7 @@ static void kv_op_reforward(struct kv_op *op)
     if (op->node->stopping)
         net_reply_error(op->req, ID_ESHUTDOWN, "node shutting down", NULL);
     else
-        ctl_forward(op->node->fwd, op->req, op->type, op->body, op->len);
+        ctl_forward(op->node->nc.fwd, op->req, op->type, op->body, op->len);
     kv_op_free(op);
 }
 
@@ -425,21 +425,21 @@ static void node_ctl_kv_get(void *ud, struct net_request *req, const uint8_t *bo
 static void node_ctl_on_probe_reply(void *ud, const struct net_result *res)
 {
     struct node *node = ud;
-    node->ctl_probe_busy = 0;
-    if (node->stopping || !node->fwd || res->status != 0)
+    node->nc.probe_busy = 0;
+    if (node->stopping || !node->nc.fwd || res->status != 0)
         return;
     Idunno__CtlStatus *st = idunno__ctl_status__unpack(NULL, res->len, res->body);
     if (!st)
         return;
     if (st->leader_addr[0])
-        ctl_fwd_set_hint(node->fwd, st->leader_addr);
+        ctl_fwd_set_hint(node->nc.fwd, st->leader_addr);
     const char *addrs[CTL_MAX_SERVERS];
     size_t n = 0;
     for (size_t i = 0; i < st->n_servers && n < CTL_MAX_SERVERS; i++)
         if (strcmp(st->servers[i]->role, "voter") == 0)
             addrs[n++] = st->servers[i]->addr;
     if (n)
-        ctl_fwd_learn_voters(node->fwd, addrs, n);
+        ctl_fwd_learn_voters(node->nc.fwd, addrs, n);
     idunno__ctl_status__free_unpacked(st, NULL);
 }
 
@@ -450,14 +450,14 @@ static void node_ctl_on_replace(uv_timer_t *t)
 
 void node_ctl_replace_soon(struct node *node)
 {
-    if (!node->stopping && node->ctl_replace_inited)
-        uv_timer_start(&node->ctl_replace, node_ctl_on_replace, 0, NODE_CTL_REPLACE_TICK_MS);
+    if (!node->stopping && node->nc.replace_inited)
+        uv_timer_start(&node->nc.replace, node_ctl_on_replace, 0, NODE_CTL_REPLACE_TICK_MS);
 }
 
 static void node_ctl_on_probe(uv_timer_t *t)
 {
     struct node *node = t->data;
-    if (node->stopping || !node->ctl || node->ctl_probe_busy)
+    if (node->stopping || !node->ctl || node->nc.probe_busy)
         return;
     struct ctl_view v;
     ctl_view(node->ctl, &v);
@@ -467,32 +467,37 @@ static void node_ctl_on_probe(uv_timer_t *t)
     if (v.voter && v.leader_id)
         return;
     char addrs[2 * CTL_MAX_SERVERS][64];
-    size_t n = ctl_fwd_voter_addrs(node->fwd, addrs, 2 * CTL_MAX_SERVERS);
+    size_t n = ctl_fwd_voter_addrs(node->nc.fwd, addrs, 2 * CTL_MAX_SERVERS);
     if (n == 0)
         return;
-    const char *target = addrs[node->ctl_probe_next++ % n];
+    const char *target = addrs[node->nc.probe_next++ % n];
     Idunno__Empty e = IDUNNO__EMPTY__INIT;
     if (net_call_pb(node->net, target, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &e.base, 500,
                     node_ctl_on_probe_reply, node) == 0)
-        node->ctl_probe_busy = 1;
+        node->nc.probe_busy = 1;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------------- */
+
+int node_ctl_started(const struct node *node)
+{
+    return node->nc.started;
+}
 
 int node_ctl_start(struct node *node)
 {
     const struct node_config *cfg = &node->cfg;
     if (cfg->coordinators[0]) {
-        int n = node_ctl_parse_voters(cfg->coordinators, cfg->name, cfg->addr, node->voters,
+        int n = node_ctl_parse_voters(cfg->coordinators, cfg->name, cfg->addr, node->nc.voters,
                                       NODE_MAX_VOTERS, node->errmsg, sizeof node->errmsg);
         if (n < 0)
             return n;
-        node->n_voters = (size_t)n;
+        node->nc.n_voters = (size_t)n;
     } else if (!cfg->join[0]) {
         /* Alone and told of no coordinators: a group of one. */
-        snprintf(node->voters[0].name, sizeof node->voters[0].name, "%s", cfg->name);
-        snprintf(node->voters[0].addr, sizeof node->voters[0].addr, "%s", cfg->addr);
-        node->n_voters = 1;
+        snprintf(node->nc.voters[0].name, sizeof node->nc.voters[0].name, "%s", cfg->name);
+        snprintf(node->nc.voters[0].addr, sizeof node->nc.voters[0].addr, "%s", cfg->addr);
+        node->nc.n_voters = 1;
     } else {
         LOG_WARN("ctl", "no --coordinators: this node can reach the coordinator only through "
                  "voters it already knows (none)");
@@ -531,15 +536,15 @@ int node_ctl_start(struct node *node)
         return rc;
     }
     struct ctl_fwd_config fc = {.net = node->net, .ctl = node->ctl, .member = node->member,
-                                .self_name = cfg->name, .voters = node->voters,
-                                .n_voters = node->n_voters};
-    rc = ctl_fwd_create(node->loop, &fc, &node->fwd);
+                                .self_name = cfg->name, .voters = node->nc.voters,
+                                .n_voters = node->nc.n_voters};
+    rc = ctl_fwd_create(node->loop, &fc, &node->nc.fwd);
     if (rc == 0)
-        rc = ctl_fwd_serve(node->fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, node_ctl_kv_put, node);
+        rc = ctl_fwd_serve(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, node_ctl_kv_put, node);
     if (rc == 0)
-        rc = ctl_fwd_serve(node->fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_GET_REQ, node_ctl_kv_get, node);
+        rc = ctl_fwd_serve(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_GET_REQ, node_ctl_kv_get, node);
     if (rc == 0)
-        rc = ctl_fwd_add(node->fwd, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, node_ctl_status_local,
+        rc = ctl_fwd_add(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, node_ctl_status_local,
                          node);
     if (rc == 0)
         rc = net_on_request(node->net, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, node_ctl_on_status,
@@ -549,21 +554,21 @@ int node_ctl_start(struct node *node)
                  id_strerror(rc));
         return rc;
     }
-    uv_timer_init(node->loop, &node->ctl_timer);
-    node->ctl_timer.data = node;
-    node->ctl_timer_inited = 1;
-    uv_timer_init(node->loop, &node->ctl_probe);
-    node->ctl_probe.data = node;
-    node->ctl_probe_inited = 1;
-    uv_timer_start(&node->ctl_probe, node_ctl_on_probe, 200, NODE_CTL_PROBE_MS);
-    uv_timer_init(node->loop, &node->ctl_replace);
-    node->ctl_replace.data = node;
-    node->ctl_replace_inited = 1;
-    uv_timer_start(&node->ctl_replace, node_ctl_on_replace, NODE_CTL_REPLACE_TICK_MS,
+    uv_timer_init(node->loop, &node->nc.timer);
+    node->nc.timer.data = node;
+    node->nc.timer_inited = 1;
+    uv_timer_init(node->loop, &node->nc.probe);
+    node->nc.probe.data = node;
+    node->nc.probe_inited = 1;
+    uv_timer_start(&node->nc.probe, node_ctl_on_probe, 200, NODE_CTL_PROBE_MS);
+    uv_timer_init(node->loop, &node->nc.replace);
+    node->nc.replace.data = node;
+    node->nc.replace_inited = 1;
+    uv_timer_start(&node->nc.replace, node_ctl_on_replace, NODE_CTL_REPLACE_TICK_MS,
                    NODE_CTL_REPLACE_TICK_MS);
     node_ctl_try_start(node);
-    if (!node->ctl_started && !node->stopping)
-        uv_timer_start(&node->ctl_timer, node_ctl_on_timer, NODE_CTL_RETRY_MS, NODE_CTL_RETRY_MS);
+    if (!node->nc.started && !node->stopping)
+        uv_timer_start(&node->nc.timer, node_ctl_on_timer, NODE_CTL_RETRY_MS, NODE_CTL_RETRY_MS);
     return 0;
 }
 
@@ -580,22 +585,22 @@ static void node_ctl_closed(void *ud)
 
 void node_ctl_stop(struct node *node)
 {
-    if (node->ctl_timer_inited) {
-        uv_timer_stop(&node->ctl_timer);
-        uv_close((uv_handle_t *)&node->ctl_timer, NULL);
-        node->ctl_timer_inited = 0;
+    if (node->nc.timer_inited) {
+        uv_timer_stop(&node->nc.timer);
+        uv_close((uv_handle_t *)&node->nc.timer, NULL);
+        node->nc.timer_inited = 0;
     }
-    if (node->ctl_replace_inited) {
-        uv_timer_stop(&node->ctl_replace);
-        uv_close((uv_handle_t *)&node->ctl_replace, NULL);
-        node->ctl_replace_inited = 0;
+    if (node->nc.replace_inited) {
+        uv_timer_stop(&node->nc.replace);
+        uv_close((uv_handle_t *)&node->nc.replace, NULL);
+        node->nc.replace_inited = 0;
     }
-    if (node->ctl_probe_inited) {
-        uv_timer_stop(&node->ctl_probe);
-        uv_close((uv_handle_t *)&node->ctl_probe, NULL);
-        node->ctl_probe_inited = 0;
+    if (node->nc.probe_inited) {
+        uv_timer_stop(&node->nc.probe);
+        uv_close((uv_handle_t *)&node->nc.probe, NULL);
+        node->nc.probe_inited = 0;
     }
-    ctl_fwd_shutdown(node->fwd);
+    ctl_fwd_shutdown(node->nc.fwd);
     if (node->ctl)
         ctl_close(node->ctl, node_ctl_closed, node);
     else
@@ -605,8 +610,8 @@ void node_ctl_stop(struct node *node)
 
 void node_ctl_free(struct node *node)
 {
-    ctl_fwd_free(node->fwd);
-    node->fwd = NULL;
+    ctl_fwd_free(node->nc.fwd);
+    node->nc.fwd = NULL;
 }
 
 const char *node_ctl_role(struct node *node, const char *name, const char *addr)
@@ -631,10 +636,10 @@ const char *node_ctl_role(struct node *node, const char *name, const char *addr)
         return "";
     /* Outside the group this node knows only the configured voters and the
      * last leader it was told of. */
-    for (size_t i = 0; i < node->n_voters; i++) {
-        if (strcmp(node->voters[i].name, name) != 0)
+    for (size_t i = 0; i < node->nc.n_voters; i++) {
+        if (strcmp(node->nc.voters[i].name, name) != 0)
             continue;
-        const char *hint = node->fwd ? ctl_fwd_leader_hint(node->fwd) : "";
+        const char *hint = node->nc.fwd ? ctl_fwd_leader_hint(node->nc.fwd) : "";
         return hint[0] && strcmp(hint, addr) == 0 ? "coordinator" : "standby";
     }
     return "";
@@ -663,7 +668,7 @@ int node_ctl_leader(struct node *node, char *name, size_t name_len, char *addr, 
                                   : node_ctl_server_name(node, v.leader_id, v.leader_addr));
         return 1;
     }
-    const char *hint = node->fwd ? ctl_fwd_leader_hint(node->fwd) : "";
+    const char *hint = node->nc.fwd ? ctl_fwd_leader_hint(node->nc.fwd) : "";
     if (v.voter || !hint[0])
         return 0;
     /* Outside the group: the leader a voter last named (node_ctl_on_probe). */

@@ -14,11 +14,46 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
+#include "ctl/ctl.h"
+
+struct ctl_fwd;
 struct node;
-struct ctl_voter;
 
 #define NODE_MAX_VOTERS 5
+
+/* What node_ctl.c and ctl_replace.c keep in struct node. Others read only
+ * fwd (node.c hands it to the layers that serve coordinator requests). */
+struct node_ctl_state {
+    struct ctl_fwd *fwd; /* coordinator requests towards the leader (ctl/forward.h) */
+    struct ctl_voter voters[NODE_MAX_VOTERS];
+    size_t n_voters;
+    uv_timer_t timer; /* retries the first start until voters are known */
+    int timer_inited;
+    int started;
+    uint64_t wait_logged;
+    uv_timer_t probe; /* non-voters: who leads, asked of a voter every second */
+    int probe_inited;
+    int probe_busy;
+    unsigned probe_next;
+    uv_timer_t replace; /* the leader replaces voters that stay failed */
+    int replace_inited;
+    struct {
+        uint64_t id, since; /* monotonic ms since this voter was unknown to membership */
+    } missing[8];
+    struct {
+        /* ctl_replace.c: the leader's own check of a voter membership calls
+         * failed: a barrier at index `target` appended at `since` (monotonic
+         * ms) in `term`, which that voter should replicate if it is alive. */
+        uint64_t id, term, target, since;
+        int warned;
+    } contact;
+};
+
+/* Whether the control plane has started raft (a voter's first start waits
+ * for the voters' addresses). */
+int node_ctl_started(const struct node *node);
 
 /* Parses a --coordinators value into voters (addresses left empty unless given
  * with @; self's filled from self_addr). Returns the count, or a negative

@@ -453,7 +453,7 @@ static int node_http_ready(void *ud, char *why, size_t len)
     char leader[CTL_NAME_MAX], addr[CTL_ADDR_MAX];
     if (!node_ctl_leader(node, leader, sizeof leader, addr, sizeof addr)) {
         snprintf(why, len, "%s",
-                 node->ctl_started ? "no coordinator known yet"
+                 node_ctl_started(node) ? "no coordinator known yet"
                                    : "control plane waiting for the voters' addresses");
         return 0;
     }

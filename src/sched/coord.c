@@ -14,7 +14,7 @@
 #include "idunno.pb-c.h"
 #include "member/member.h"
 #include "net/net.h"
-#include "node/ctl_forward.h"
+#include "ctl/service.h"
 #include "sched/fair.h"
 #include "sched/jobs.h"
 #include "sched/parts.h"
@@ -115,7 +115,7 @@ struct coord {
     uv_loop_t *loop;
     struct net *net;
     struct ctl *ctl;
-    struct ctl_fwd *fwd;
+    struct ctl_svc *svc; /* the leader operations below */
     struct member *member;
     struct jobs *jobs;
     struct catalog *catalog;
@@ -1218,57 +1218,8 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- requests served on the leader ------------------------------------------------------------ */
 
-/* A request being served here, kept so it can be handed on if leadership
- * moves meanwhile. */
-struct lead_op {
-    struct coord *c;
-    struct net_request *req;
-    uint16_t type;
-    uint8_t *body;
-    size_t len;
-};
-
-static struct lead_op *lead_op_new(struct coord *c, struct net_request *req, uint16_t type,
-                                   const uint8_t *body, size_t len)
-{
-    struct lead_op *op = calloc(1, sizeof *op);
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!op || !copy) {
-        free(op);
-        free(copy);
-        net_reply_error(req, ID_ENOMEM, NULL, NULL);
-        return NULL;
-    }
-    memcpy(copy, body, len);
-    *op = (struct lead_op){c, req, type, copy, len};
-    return op;
-}
-
-static void lead_op_free(struct lead_op *op)
-{
-    free(op->body);
-    free(op);
-}
-
-/* Leadership moved (hand the request on) or it failed (answer). Returns 1 if
- * op is settled. */
-static int lead_op_settled(struct lead_op *op, int status, const char *what)
-{
-    if (status == ID_ENOTLEADER) {
-        if (op->c->stopping)
-            net_reply_error(op->req, ID_ESHUTDOWN, "node shutting down", NULL);
-        else
-            ctl_forward(op->c->fwd, op->req, op->type, op->body, op->len);
-        lead_op_free(op);
-        return 1;
-    }
-    if (status < 0) {
-        net_reply_errorf(op->req, status, "%s", what ? what : id_strerror(status));
-        lead_op_free(op);
-        return 1;
-    }
-    return 0;
-}
+/* Each is a ctl_op of the leader-service layer (ctl/service.h): it decodes
+ * the request, hands it on if leadership moves, and answers errors. */
 
 static void fill_stats(Idunno__JobStats *out, const struct qstats_summary *s)
 {
@@ -1361,9 +1312,10 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
     }
 }
 
-static void reply_job(struct lead_op *op, uint16_t type, const char *model)
+static void reply_job(struct ctl_op *op, uint16_t type, const char *model)
 {
-    struct job_rec *job = jobs_of_model(op->c->jobs, model);
+    struct coord *c = op->ud;
+    struct job_rec *job = jobs_of_model(c->jobs, model);
     if (!job) {
         net_reply_errorf(op->req, ID_ENOTFOUND, "no job for model '%s'", model);
         return;
@@ -1373,7 +1325,7 @@ static void reply_job(struct lead_op *op, uint16_t type, const char *model)
         net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
         return;
     }
-    job_view_fill(op->c, job, id_wall_ms(), v);
+    job_view_fill(c, job, id_wall_ms(), v);
     net_reply_pb(op->req, type, &v->info.base);
     free(v);
 }
@@ -1405,103 +1357,66 @@ static const char *command_error(uint16_t type, int status, const char *model)
     }
 }
 
-struct change_op {
-    struct lead_op *op;
-    char model[JOBS_NAME_MAX];
-};
-
-static void on_job_command(void *ud, int status, const uint8_t *result, size_t len)
+/* The model a job command names (its request stays decoded in op->msg). */
+static const char *command_model(const struct ctl_op *op)
 {
+    if (op->type == IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ)
+        return ((const Idunno__JobInference *)op->msg)->model;
+    return ((const Idunno__JobLaunch *)op->msg)->model;
+}
+
+static const char *job_command_why(struct ctl_op *op, int status)
+{
+    return command_error(op->type, status, command_model(op));
+}
+
+static void on_job_command(struct ctl_op *op, int status, const uint8_t *result, size_t len)
+{
+    (void)status;
     (void)result;
     (void)len;
-    struct change_op *ch = ud;
-    struct lead_op *op = ch->op;
-    if (!lead_op_settled(op, status, command_error(op->type, status, ch->model))) {
-        struct coord *c = op->c;
-        struct job_rec *job = jobs_of_model(c->jobs, ch->model);
-        struct cjob *cj = c->active && job ? cjob_find(c, job->id) : NULL;
-        if (cj && op->type == IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ &&
-            fair_queued(c->fair, cj->id) == 0 && fair_inflight(c->fair, cj->id) == 0)
-            cj->idle_queued_us = id_now_us();
-        if (c->active) {
-            sync_jobs(c);
-            pump(c);
-        }
-        reply_job(op, resp_type_of(op->type), ch->model);
-        lead_op_free(op);
+    struct coord *c = op->ud;
+    struct job_rec *job = jobs_of_model(c->jobs, command_model(op));
+    struct cjob *cj = c->active && job ? cjob_find(c, job->id) : NULL;
+    if (cj && op->type == IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ &&
+        fair_queued(c->fair, cj->id) == 0 && fair_inflight(c->fair, cj->id) == 0)
+        cj->idle_queued_us = id_now_us();
+    if (c->active) {
+        sync_jobs(c);
+        pump(c);
     }
-    free(ch);
+    reply_job(op, resp_type_of(op->type), command_model(op));
 }
 
-static void propose_job_command(struct lead_op *op, uint32_t cmd, const char *model,
-                                const uint8_t *body, size_t len)
+static void lead_launch(struct ctl_op *op)
 {
-    struct change_op *ch = calloc(1, sizeof *ch);
-    if (!ch) {
-        lead_op_settled(op, ID_ENOMEM, NULL);
-        return;
-    }
-    ch->op = op;
-    snprintf(ch->model, sizeof ch->model, "%s", model);
-    int rc = ctl_propose(op->c->ctl, cmd, body, len, on_job_command, ch);
-    if (rc < 0) {
-        free(ch);
-        lead_op_settled(op, rc, NULL);
-    }
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, op->body, op->len);
 }
 
-static void lead_launch_like(void *ud, struct net_request *req, const uint8_t *body, size_t len,
-                             uint16_t type, uint32_t cmd)
+static void lead_set_batch(struct ctl_op *op)
 {
-    struct coord *c = ud;
-    Idunno__JobLaunch *m = idunno__job_launch__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad JobLaunch", NULL);
-        return;
-    }
-    struct lead_op *op = lead_op_new(c, req, type, body, len);
-    if (op)
-        propose_job_command(op, cmd, m->model, body, len);
-    idunno__job_launch__free_unpacked(m, NULL);
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH, op->body, op->len);
 }
 
-static void lead_launch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+static void lead_stop(struct ctl_op *op)
 {
-    lead_launch_like(ud, req, body, len, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ,
-                     IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH);
-}
-
-static void lead_set_batch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    lead_launch_like(ud, req, body, len, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ,
-                     IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH);
-}
-
-static void lead_stop(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    lead_launch_like(ud, req, body, len, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ,
-                     IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP);
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, op->body, op->len);
 }
 
 /* `inference MODEL DATASET`: the data set is every SDFS file under the prefix
  * DATASET/ (or DATASET itself if it names a file), resolved here so that the
  * command carries the exact list. */
-static void lead_inference(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+static void lead_inference(struct ctl_op *op)
 {
-    struct coord *c = ud;
-    Idunno__JobInference *m = idunno__job_inference__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad JobInference", NULL);
-        return;
-    }
+    struct coord *c = op->ud;
+    const Idunno__JobInference *m = op->msg;
     char prefix[SDFS_NAME_MAX + 2];
     size_t dl = strlen(m->dataset);
     snprintf(prefix, sizeof prefix, "%s%s", m->dataset, dl && m->dataset[dl - 1] == '/' ? "" : "/");
     size_t plen = strlen(prefix), total = catalog_count(c->catalog), n = 0;
     char **names = calloc(total + 1, sizeof *names);
     if (!names) {
-        net_reply_error(req, ID_ENOMEM, NULL, NULL);
-        idunno__job_inference__free_unpacked(m, NULL);
+        ctl_op_fail(op, ID_ENOMEM, NULL);
         return;
     }
     for (size_t i = catalog_lower_bound(c->catalog, prefix); i < total; i++) {
@@ -1513,7 +1428,7 @@ static void lead_inference(void *ud, struct net_request *req, const uint8_t *bod
     if (n == 0 && catalog_find(c->catalog, m->dataset))
         names[n++] = m->dataset;
     if (n == 0) {
-        net_reply_errorf(req, ID_ENOTFOUND, "no SDFS files under '%s' (store a data set with "
+        net_reply_errorf(op->req, ID_ENOTFOUND, "no SDFS files under '%s' (store a data set with "
                          "idunno put-dir DIR %s)", prefix, m->dataset);
     } else {
         Idunno__JobInference full = IDUNNO__JOB_INFERENCE__INIT;
@@ -1523,102 +1438,72 @@ static void lead_inference(void *ud, struct net_request *req, const uint8_t *bod
         full.images = names;
         size_t blen = idunno__job_inference__get_packed_size(&full);
         uint8_t *buf = malloc(blen ? blen : 1);
-        struct lead_op *op = buf ? lead_op_new(c, req, IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ, body,
-                                               len)
-                                 : NULL;
-        if (!buf && !op)
-            net_reply_error(req, ID_ENOMEM, NULL, NULL);
-        if (op) {
+        if (!buf) {
+            ctl_op_fail(op, ID_ENOMEM, NULL);
+        } else {
             blen = idunno__job_inference__pack(&full, buf);
             if (blen > SM_MAX_ENTRY - 64)
-                lead_op_settled(op, ID_ETOOBIG, "data set too large for one command: split it");
+                ctl_op_fail(op, ID_ETOOBIG, "data set too large for one command: split it");
             else
-                propose_job_command(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, m->model,
-                                    buf, blen);
+                ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, buf, blen);
         }
         free(buf);
     }
     free(names);
-    idunno__job_inference__free_unpacked(m, NULL);
 }
 
 /* -- models -- */
 
-struct model_op {
-    struct lead_op *op;
-    char name[JOBS_NAME_MAX];
-};
-
-static void on_model_added(void *ud, int status, const uint8_t *result, size_t len)
+static const char *model_add_why(struct ctl_op *op, int status)
 {
-    struct model_op *mo = ud;
-    struct lead_op *op = mo->op;
-    if (!lead_op_settled(op, status,
-                         status == ID_EINVAL ? "invalid model: name, file, input size or "
-                                               "normalisation out of range"
-                                             : NULL)) {
-        struct coord *c = op->c;
-        net_reply(op->req, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_RESP, result, len);
-        /* Workers preload it now, so the first query does not wait for it. */
-        const struct model_rec *m = jobs_model(c->jobs, mo->name);
-        if (m) {
-            struct alive a;
-            alive_load(c, &a);
-            Idunno__ModelInfo mi;
-            float mean[3], std[3];
-            char *src[SDFS_REPLICAS];
-            model_msg(c, m, &a, &mi, mean, std, src);
-            for (size_t i = 0; i < a.n; i++)
-                net_call_pb(c->net, a.v[i].addr, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, &mi.base,
-                            COORD_RUN_TIMEOUT_MS, NULL, NULL);
-            LOG_INFO("coord", "model %s registered (%s, blob %s); %zu workers preload it", m->name,
-                     m->file, m->blob, a.n);
-        }
-        lead_op_free(op);
-    }
-    free(mo);
+    (void)op;
+    return status == ID_EINVAL ? "invalid model: name, file, input size or normalisation out of "
+                                 "range"
+                               : NULL;
 }
 
-static void lead_model_add(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+static void on_model_added(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
-    struct coord *c = ud;
-    Idunno__ModelInfo *m = idunno__model_info__unpack(NULL, len, body);
-    if (!m) {
-        net_reply_error(req, ID_EPROTO, "bad ModelInfo", NULL);
-        return;
+    (void)status;
+    struct coord *c = op->ud;
+    net_reply(op->req, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_RESP, result, len);
+    /* Workers preload it now, so the first query does not wait for it. */
+    const struct model_rec *m = jobs_model(c->jobs, ((Idunno__ModelInfo *)op->msg)->name);
+    if (m) {
+        struct alive a;
+        alive_load(c, &a);
+        Idunno__ModelInfo mi;
+        float mean[3], std[3];
+        char *src[SDFS_REPLICAS];
+        model_msg(c, m, &a, &mi, mean, std, src);
+        for (size_t i = 0; i < a.n; i++)
+            net_call_pb(c->net, a.v[i].addr, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, &mi.base,
+                        COORD_RUN_TIMEOUT_MS, NULL, NULL);
+        LOG_INFO("coord", "model %s registered (%s, blob %s); %zu workers preload it", m->name,
+                 m->file, m->blob, a.n);
     }
+}
+
+static void lead_model_add(struct ctl_op *op)
+{
+    struct coord *c = op->ud;
+    const Idunno__ModelInfo *m = op->msg;
     /* The file must be in SDFS as that very version. */
     const struct sdfs_version *v = sdfs_name_ok(m->file) && sdfs_blob_ok(m->blob)
                                        ? catalog_find_blob(c->catalog, m->file, m->blob)
                                        : NULL;
-    if (!v) {
-        net_reply_errorf(req, ID_ENOTFOUND, "model file %s (blob %s) is not in SDFS", m->file,
+    if (!v)
+        net_reply_errorf(op->req, ID_ENOTFOUND, "model file %s (blob %s) is not in SDFS", m->file,
                          m->blob);
-        idunno__model_info__free_unpacked(m, NULL);
-        return;
-    }
-    struct lead_op *op = lead_op_new(c, req, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_REQ, body, len);
-    struct model_op *mo = op ? calloc(1, sizeof *mo) : NULL;
-    if (op && !mo) {
-        lead_op_settled(op, ID_ENOMEM, NULL);
-    } else if (mo) {
-        mo->op = op;
-        snprintf(mo->name, sizeof mo->name, "%s", m->name);
-        int rc = ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, body, len,
-                             on_model_added, mo);
-        if (rc < 0) {
-            free(mo);
-            lead_op_settled(op, rc, NULL);
-        }
-    }
-    idunno__model_info__free_unpacked(m, NULL);
+    else
+        ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, op->body, op->len);
 }
 
 /* -- reads (after a read barrier: they see every acknowledged command) -- */
 
-static void read_models(struct lead_op *op)
+static void read_models(struct ctl_op *op)
 {
-    struct jobs *j = op->c->jobs;
+    struct jobs *j = ((struct coord *)op->ud)->jobs;
     size_t n = jobs_model_count(j);
     Idunno__ModelInfo *rows = calloc(n + 1, sizeof *rows);
     Idunno__ModelInfo **ptrs = calloc(n + 1, sizeof *ptrs);
@@ -1641,15 +1526,15 @@ static void read_models(struct lead_op *op)
     free(std);
 }
 
-static void read_jobs(struct lead_op *op)
+static void read_jobs(struct ctl_op *op)
 {
-    struct coord *c = op->c;
-    Idunno__JobQuery *q = idunno__job_query__unpack(NULL, op->len, op->body);
+    struct coord *c = op->ud;
+    const Idunno__JobQuery *q = op->msg;
     size_t n = jobs_count(c->jobs);
     struct job_view *views = calloc(n + 1, sizeof *views);
     Idunno__JobInfo **ptrs = calloc(n + 1, sizeof *ptrs);
-    if (!q || !views || !ptrs) {
-        net_reply_error(op->req, q ? ID_ENOMEM : ID_EPROTO, NULL, NULL);
+    if (!views || !ptrs) {
+        net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
     } else {
         uint64_t now = id_wall_ms();
         size_t k = 0;
@@ -1672,24 +1557,17 @@ static void read_jobs(struct lead_op *op)
             net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_JOB_LIST_RESP, &l.base);
         }
     }
-    if (q)
-        idunno__job_query__free_unpacked(q, NULL);
     free(views);
     free(ptrs);
 }
 
-static void read_results(struct lead_op *op)
+static void read_results(struct ctl_op *op)
 {
-    struct coord *c = op->c;
-    Idunno__JobQuery *q = idunno__job_query__unpack(NULL, op->len, op->body);
-    struct job_rec *job = q ? jobs_of_model(c->jobs, q->model) : NULL;
-    if (!q) {
-        net_reply_error(op->req, ID_EPROTO, "bad JobQuery", NULL);
-        return;
-    }
+    struct coord *c = op->ud;
+    const Idunno__JobQuery *q = op->msg;
+    struct job_rec *job = jobs_of_model(c->jobs, q->model);
     if (!job) {
         net_reply_errorf(op->req, ID_ENOTFOUND, "no job for model '%s'", q->model);
-        idunno__job_query__free_unpacked(q, NULL);
         return;
     }
     size_t np = job->n_pending < q->max_results ? job->n_pending : q->max_results;
@@ -1746,48 +1624,38 @@ static void read_results(struct lead_op *op)
     free(rp);
     free(cls);
     free(probs);
-    idunno__job_query__free_unpacked(q, NULL);
 }
 
-static void on_read_ready(void *ud, int status)
+static void on_read_ready(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
-    struct lead_op *op = ud;
-    if (lead_op_settled(op, status, NULL))
-        return;
+    (void)status;
+    (void)result;
+    (void)len;
     switch (op->type) {
     case IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ: read_models(op); break;
     case IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ: read_jobs(op); break;
     case IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ: read_results(op); break;
     default: net_reply_error(op->req, ID_EUNKNOWNTYPE, NULL, NULL); break;
     }
-    lead_op_free(op);
 }
 
-static void lead_read(struct coord *c, struct net_request *req, uint16_t type, const uint8_t *body,
-                      size_t len)
-{
-    struct lead_op *op = lead_op_new(c, req, type, body, len);
-    if (!op)
-        return;
-    int rc = ctl_read_barrier(c->ctl, on_read_ready, op);
-    if (rc < 0)
-        lead_op_settled(op, rc, NULL);
-}
+#define JOB_OP(t, d, start, done, why) {IDUNNO__MSG_TYPE__MSG_JOB_##t##_REQ, d, start, done, why, 0, NULL}
 
-static void lead_models(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    lead_read(ud, req, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, body, len);
-}
-
-static void lead_list(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    lead_read(ud, req, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, body, len);
-}
-
-static void lead_results(void *ud, struct net_request *req, const uint8_t *body, size_t len)
-{
-    lead_read(ud, req, IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ, body, len);
-}
+static const struct ctl_svc_op coord_ops[] = {
+    JOB_OP(MODEL_ADD, &idunno__model_info__descriptor, lead_model_add, on_model_added,
+           model_add_why),
+    JOB_OP(MODELS, NULL, ctl_op_read, on_read_ready, NULL),
+    JOB_OP(LAUNCH, &idunno__job_launch__descriptor, lead_launch, on_job_command, job_command_why),
+    JOB_OP(INFERENCE, &idunno__job_inference__descriptor, lead_inference, on_job_command,
+           job_command_why),
+    JOB_OP(SET_BATCH, &idunno__job_launch__descriptor, lead_set_batch, on_job_command,
+           job_command_why),
+    JOB_OP(STOP, &idunno__job_launch__descriptor, lead_stop, on_job_command, job_command_why),
+    JOB_OP(LIST, &idunno__job_query__descriptor, ctl_op_read, on_read_ready, NULL),
+    JOB_OP(RESULTS, &idunno__job_query__descriptor, ctl_op_read, on_read_ready, NULL),
+    /* Kept by the batch until its JOB_DONE command commits: not an op. */
+    {IDUNNO__MSG_TYPE__MSG_JOB_DONE_REQ, NULL, NULL, NULL, NULL, 0, lead_done},
+};
 
 /* ---- life cycle ----------------------------------------------------------------------------- */
 
@@ -1799,7 +1667,6 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     c->loop = cfg->loop;
     c->net = cfg->net;
     c->ctl = cfg->ctl;
-    c->fwd = cfg->fwd;
     c->member = cfg->member;
     c->jobs = cfg->jobs;
     c->catalog = cfg->catalog;
@@ -1812,29 +1679,16 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     }
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     snprintf(c->addr, sizeof c->addr, "%s", cfg->addr);
-    struct {
-        uint16_t type;
-        ctl_fwd_handler fn;
-    } lead[] = {
-        {IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_REQ, lead_model_add},
-        {IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, lead_models},
-        {IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, lead_launch},
-        {IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ, lead_inference},
-        {IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, lead_set_batch},
-        {IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, lead_stop},
-        {IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, lead_list},
-        {IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_REQ, lead_results},
-        {IDUNNO__MSG_TYPE__MSG_JOB_DONE_REQ, lead_done},
-    };
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < sizeof lead / sizeof lead[0]; i++)
-        rc = ctl_fwd_serve(c->fwd, lead[i].type, lead[i].fn, c);
+    int rc = ctl_svc_create(cfg->fwd, c->ctl, c, &c->svc);
+    if (rc == 0)
+        rc = ctl_svc_register(c->svc, coord_ops, sizeof coord_ops / sizeof coord_ops[0]);
     if (rc == 0)
         rc = ctl_on_leader_change(c->ctl, on_leader_change, c);
     if (rc == 0)
         rc = member_subscribe(c->member, on_member_event, c);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot register job requests: %s", id_strerror(rc));
+        ctl_svc_free(c->svc);
         parts_destroy(c->parts);
         free(c);
         return rc;
@@ -1853,6 +1707,7 @@ void coord_stop(struct coord *c)
     if (!c)
         return;
     c->stopping = 1;
+    ctl_svc_stop(c->svc);
     for (size_t i = 0; i < c->n_batch; i++) {
         net_reply_error(c->batch[i].req, ID_ESHUTDOWN, "node shutting down", NULL);
         idunno__query_done__free_unpacked(c->batch[i].msg, NULL);
@@ -1867,6 +1722,7 @@ void coord_free(struct coord *c)
     if (!c)
         return;
     deactivate(c);
+    ctl_svc_free(c->svc);
     parts_destroy(c->parts);
     free(c);
 }

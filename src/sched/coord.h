@@ -62,7 +62,7 @@ struct coord_config {
     uv_loop_t *loop;
     struct net *net;
     struct ctl *ctl;
-    struct ctl_fwd *fwd;
+    struct ctl_fwd *fwd; /* the node's forwarder (ctl/forward.h) */
     struct member *member;
     struct jobs *jobs;
     struct catalog *catalog;
@@ -71,7 +71,8 @@ struct coord_config {
     const char *addr;
 };
 
-/* Makes the coordinator service: registers its requests with cfg->fwd, follows
+/* Makes the coordinator service: registers its requests as ops of a
+ * leader-service layer over cfg->fwd (ctl/service.h), follows
  * leadership and membership, and starts its tick; it dispatches only while this
  * node leads. Returns 0, or ID_ENOMEM or a registration error with errmsg.
  * coord_stop answers what is pending and closes the timers; coord_free then

@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "idunno.pb-c.h"
+#include "ctl/service.h"
 #include "infer/child.h"
 #include "infer/infer.h"
 #include "net/net.h"
@@ -606,16 +607,13 @@ static struct wquery *wq_new(struct worker *w, Idunno__QueryRun *run)
 static void on_run(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct worker *w = ud;
-    if (w->stopping) {
-        net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
+    Idunno__QueryRun *run =
+        ctl_req_unpack(req, &idunno__query_run__descriptor, body, len, w->stopping);
+    if (!run)
         return;
-    }
-    Idunno__QueryRun *run = idunno__query_run__unpack(NULL, len, body);
-    if (!run || !run->model || !run->model->name[0] || run->n_images == 0 ||
-        run->n_images > 1024) {
-        net_reply_error(req, run ? ID_EINVAL : ID_EPROTO, "bad QueryRun", NULL);
-        if (run)
-            idunno__query_run__free_unpacked(run, NULL);
+    if (!run->model || !run->model->name[0] || run->n_images == 0 || run->n_images > 1024) {
+        net_reply_error(req, ID_EINVAL, "bad QueryRun", NULL);
+        idunno__query_run__free_unpacked(run, NULL);
         return;
     }
     if (wq_find(w, run->job, run->query)) { /* a retried dispatch */

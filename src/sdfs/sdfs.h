@@ -18,6 +18,9 @@
  * answers which copies it may delete and which lacking copies are dropped
  * from their replica sets (and so repaired).
  *
+ * Code: sdfs.c (replica, gets, life cycle), sdfs_put.c (puts), sdfs_lead.c
+ * (the coordinator's part, as ops of ctl/service.h), sdfs_int.h (shared).
+ *
  * Threading: loop thread only.
  */
 #ifndef IDUNNO_SDFS_SDFS_H
@@ -47,7 +50,7 @@ struct sdfs_config {
     uv_loop_t *loop;
     struct net *net;
     struct ctl *ctl;
-    struct ctl_fwd *fwd;
+    struct ctl_fwd *fwd; /* the node's forwarder: its leader ops are served over it */
     struct member *member;
     struct catalog *catalog; /* registered with ctl by the caller */
     const char *name;

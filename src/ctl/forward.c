@@ -1,7 +1,7 @@
-/* ctl_forward.c — coordinator requests forwarded to the leader (see
- * ctl_forward.h). One fwd_op per request in flight, with a timer for retries;
+/* forward.c — coordinator requests forwarded to the leader (see
+ * forward.h). One fwd_op per request in flight, with a timer for retries;
  * the op owns the caller's net_request until it is answered. */
-#include "node/ctl_forward.h"
+#include "ctl/forward.h"
 
 #include <stdio.h>
 #include <stdlib.h>

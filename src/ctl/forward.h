@@ -1,7 +1,7 @@
-/* ctl_forward.h — coordinator requests reach the leader from any node.
+/* forward.h — coordinator requests reach the leader from any node.
  *
- * A request of a ctl-managed message type (kv diagnostics today; SDFS, models
- * and jobs later) may arrive at any node. If this node is the serving leader,
+ * A request of a ctl-managed message type (kv diagnostics, SDFS, models and
+ * jobs) may arrive at any node. If this node is the serving leader,
  * the type's handler runs here. Otherwise the request is wrapped in a
  * CtlForward and sent over net_call towards the leader, and the leader's answer
  * (its own response type, or its ErrorReply) is relayed to the caller
@@ -23,10 +23,14 @@
  * (docs/control-plane.md). Relays are bounded (CTL_FWD_MAX_HOPS) so stale views
  * cannot loop.
  *
+ * Layers do not use this directly: they register their requests with the
+ * leader-service layer (service.h), which serves them through it. The node
+ * creates the forwarder (node_ctl.c) and hands it to the layers.
+ *
  * Threading: loop thread only.
  */
-#ifndef IDUNNO_NODE_CTL_FORWARD_H
-#define IDUNNO_NODE_CTL_FORWARD_H
+#ifndef IDUNNO_CTL_FORWARD_H
+#define IDUNNO_CTL_FORWARD_H
 
 #include <stddef.h>
 #include <stdint.h>
