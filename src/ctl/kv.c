@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "idunno.pb-c.h"
 
@@ -46,24 +47,15 @@ void kv_destroy(struct kv *kv)
     free(kv);
 }
 
+static int key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct kv_entry *)elem)->key);
+}
+
 /* Index of key, or of where it would go (with *found 0). */
 static size_t kv_find(const struct kv *kv, const char *key, int *found)
 {
-    size_t lo = 0, hi = kv->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(kv->e[mid].key, key);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return array_search(kv->e, kv->n, sizeof *kv->e, key, key_cmp, found);
 }
 
 int kv_get(const struct kv *kv, const char *key, const uint8_t **value, size_t *len, uint64_t *rev)
@@ -109,15 +101,9 @@ static int kv_put(struct kv *kv, const char *key, const uint8_t *value, size_t l
             free(copy);
             return ID_ENOSPC;
         }
-        if (kv->n == kv->cap) {
-            size_t cap = kv->cap ? kv->cap * 2 : 64;
-            struct kv_entry *e = realloc(kv->e, cap * sizeof *e);
-            if (!e) {
-                free(copy);
-                return ID_ENOMEM;
-            }
-            kv->e = e;
-            kv->cap = cap;
+        if (ARRAY_RESERVE(kv->e, kv->cap, kv->n, 1, 64) < 0) {
+            free(copy);
+            return ID_ENOMEM;
         }
         char *k = strdup(key);
         if (!k) {

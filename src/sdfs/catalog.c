@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "idunno.pb-c.h"
 
@@ -91,23 +92,15 @@ static int node_name_ok(const char *s)
 
 /* ---- lookups -------------------------------------------------------------------------------- */
 
+static int name_cmp(const void *name, const void *elem)
+{
+    return strcmp(name, ((const struct sdfs_file *)elem)->name);
+}
+
+/* Index of name, or of where it would go (with *found 0). */
 static size_t catalog_index(const struct catalog *c, const char *name, int *found)
 {
-    size_t lo = 0, hi = c->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = strcmp(c->files[mid].name, name);
-        if (r == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return array_search(c->files, c->n, sizeof *c->files, name, name_cmp, found);
 }
 
 const struct sdfs_file *catalog_find(const struct catalog *c, const char *name)
@@ -154,14 +147,8 @@ static struct node_load *load_slot(struct catalog *c, const char *node, int crea
             return &c->loads[i];
     if (!create)
         return NULL;
-    if (c->n_loads == c->cap_loads) {
-        size_t cap = c->cap_loads ? c->cap_loads * 2 : 16;
-        struct node_load *l = realloc(c->loads, cap * sizeof *l);
-        if (!l)
-            return NULL;
-        c->loads = l;
-        c->cap_loads = cap;
-    }
+    if (ARRAY_RESERVE(c->loads, c->cap_loads, c->n_loads, 1, 16) < 0)
+        return NULL;
     struct node_load *l = &c->loads[c->n_loads++];
     memset(l, 0, sizeof *l);
     snprintf(l->name, sizeof l->name, "%s", node);
@@ -255,14 +242,8 @@ static int catalog_insert(struct catalog *c, size_t at, const char *name)
 {
     if (c->n >= SDFS_MAX_FILES)
         return ID_ENOSPC;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        struct sdfs_file *f = realloc(c->files, cap * sizeof *f);
-        if (!f)
-            return ID_ENOMEM;
-        c->files = f;
-        c->cap = cap;
-    }
+    if (ARRAY_RESERVE(c->files, c->cap, c->n, 1, 64) < 0)
+        return ID_ENOMEM;
     char *copy = strdup(name);
     if (!copy)
         return ID_ENOMEM;
@@ -460,17 +441,7 @@ static int commit_batch_prepare(struct catalog *c, struct commit_batch *b)
     }
     if (c->n + b->n_new > SDFS_MAX_FILES)
         return ID_ENOSPC;
-    if (c->n + b->n_new > c->cap) {
-        size_t cap = c->cap ? c->cap : 64;
-        while (cap < c->n + b->n_new)
-            cap *= 2;
-        struct sdfs_file *f = realloc(c->files, cap * sizeof *f);
-        if (!f)
-            return ID_ENOMEM;
-        c->files = f;
-        c->cap = cap;
-    }
-    return 0;
+    return ARRAY_RESERVE(c->files, c->cap, c->n, b->n_new, 64);
 }
 
 /* Inserts a file whose name copy was made beforehand (cannot fail: the array
