@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/array.h"
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/err.h"
@@ -1360,13 +1361,8 @@ static void scan_entry(struct dir_scan *sc, int dfd, const char *dir, const char
         free(target);
         return;
     }
-    if (sc->n == sc->cap) {
-        sc->cap = sc->cap ? sc->cap * 2 : 64;
-        struct dir_entry *ne = realloc(sc->entries, sc->cap * sizeof *ne);
-        if (!ne)
-            abort(); /* a CLI out of memory has nothing better to do */
-        sc->entries = ne;
-    }
+    if (ARRAY_RESERVE(sc->entries, sc->cap, sc->n, 1, 64) < 0)
+        abort(); /* a CLI out of memory has nothing better to do */
     sc->entries[sc->n].name = strdup(name);
     sc->entries[sc->n].target = target;
     sc->n++;

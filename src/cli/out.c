@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 
+#include "base/array.h"
 #include "base/json_out.h"
 #include "base/names.h"
 #include "base/strbuf.h"
@@ -60,13 +61,9 @@ struct cli_table *cli_table_new(size_t ncols, ...)
 
 void cli_table_row(struct cli_table *t, ...)
 {
-    if (t->nrows == t->cap) {
-        t->cap *= 2;
-        char **cells = realloc(t->cells, t->cap * t->ncols * sizeof *t->cells);
-        if (!cells)
-            abort();
-        t->cells = cells;
-    }
+    /* The cells are counted in rows: one element is a row of ncols pointers. */
+    if (array_reserve(&t->cells, &t->cap, t->nrows, 1, t->ncols * sizeof *t->cells, 16) < 0)
+        abort();
     va_list ap;
     va_start(ap, t);
     for (size_t i = 0; i < t->ncols; i++)

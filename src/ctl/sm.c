@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "idunno.pb-c.h"
 
@@ -14,17 +15,7 @@
 
 static int sm_buf_reserve(struct sm_buf *b, size_t extra)
 {
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra)
-        cap *= 2;
-    uint8_t *p = realloc(b->data, cap);
-    if (!p)
-        return ID_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return 0;
+    return ARRAY_RESERVE(b->data, b->cap, b->len, extra, 256);
 }
 
 int sm_buf_append(struct sm_buf *b, const void *p, size_t n)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/json_out.h"
 #include "base/strbuf.h"
@@ -211,13 +212,11 @@ static int job_reserve_images(struct job_rec *job, size_t n)
 {
     if (n <= job->cap_images)
         return 0;
-    size_t cap = job->cap_images ? job->cap_images : 256;
-    while (cap < n)
-        cap *= 2;
-    char **imgs = realloc(job->images, cap * sizeof *imgs);
-    if (!imgs)
+    /* The done bitmap follows the images' capacity: job->cap_images is
+     * updated only once both have grown. */
+    size_t cap = job->cap_images;
+    if (ARRAY_RESERVE(job->images, cap, 0, n, 256) < 0)
         return ID_ENOMEM;
-    job->images = imgs;
     uint8_t *done = realloc(job->done, (cap + 7) / 8);
     if (!done)
         return ID_ENOMEM;
@@ -255,14 +254,8 @@ static int job_add_pending(struct job_rec *job, const Idunno__QueryResult *r)
 
 static int jobs_insert(struct jobs *j, struct job_rec *job)
 {
-    if (j->n_jobs == j->cap_jobs) {
-        size_t cap = j->cap_jobs ? j->cap_jobs * 2 : 16;
-        struct job_rec **p = realloc(j->jobs, cap * sizeof *p);
-        if (!p)
-            return ID_ENOMEM;
-        j->jobs = p;
-        j->cap_jobs = cap;
-    }
+    if (ARRAY_RESERVE(j->jobs, j->cap_jobs, j->n_jobs, 1, 16) < 0)
+        return ID_ENOMEM;
     j->jobs[j->n_jobs++] = job;
     return 0;
 }
