@@ -196,41 +196,38 @@ static int kv_snapshot(void *self, struct sm_buf *out)
     return rc;
 }
 
-static int kv_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+static int kv_build(void *self, const ProtobufCMessage *msg)
 {
-    struct kv *kv = self;
-    if (!data) {
-        kv_clear(kv);
-        return 0;
-    }
-    if (version != 1)
-        return ID_EVERSION;
-    Idunno__CtlKvState *st = idunno__ctl_kv_state__unpack(NULL, len, data);
-    if (!st)
-        return ID_EPROTO;
-    /* Build the new state aside, then swap: a bad snapshot changes nothing. */
-    struct kv fresh = {0};
-    int rc = 0;
-    for (size_t i = 0; i < st->n_entries && rc == 0; i++) {
+    struct kv *fresh = self;
+    const Idunno__CtlKvState *st = (const Idunno__CtlKvState *)msg;
+    for (size_t i = 0; i < st->n_entries; i++) {
         const Idunno__CtlKvEntry *e = st->entries[i];
         if (!kv_key_ok(e->key) || e->value.len > KV_MAX_VALUE ||
-            (i > 0 && strcmp(st->entries[i - 1]->key, e->key) >= 0)) {
-            rc = ID_EPROTO;
-            break;
-        }
-        rc = kv_put(&fresh, e->key, e->value.data, e->value.len);
-        if (rc == 0)
-            fresh.e[fresh.n - 1].rev = e->revision;
+            (i > 0 && strcmp(st->entries[i - 1]->key, e->key) >= 0))
+            return ID_EPROTO;
+        int rc = kv_put(fresh, e->key, e->value.data, e->value.len);
+        if (rc < 0)
+            return rc;
+        fresh->e[fresh->n - 1].rev = e->revision;
     }
-    if (rc == 0) {
-        fresh.revision = st->revision;
-        kv_clear(kv);
-        *kv = fresh;
-    } else {
-        kv_clear(&fresh);
-    }
-    idunno__ctl_kv_state__free_unpacked(st, NULL);
-    return rc;
+    fresh->revision = st->revision;
+    return 0;
+}
+
+static void kv_clear_any(void *self) { kv_clear(self); }
+
+static const struct sm_section kv_section = {
+    .version = 1,
+    .desc = &idunno__ctl_kv_state__descriptor,
+    .state_size = sizeof(struct kv),
+    .clear = kv_clear_any,
+    .build = kv_build,
+};
+
+static int kv_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+{
+    struct kv fresh;
+    return sm_restore_section(&kv_section, self, &fresh, version, data, len);
 }
 
 const struct sm_ops kv_sm_ops = {

@@ -102,30 +102,36 @@ static int meta_snapshot(void *self, struct sm_buf *out)
     return sm_buf_append_pb(out, &st.base);
 }
 
-static int meta_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+static int meta_build(void *self, const ProtobufCMessage *msg)
 {
-    struct meta *m = self;
-    if (!data) {
-        memset(m, 0, sizeof *m);
-        return 0;
-    }
-    if (version != 1)
-        return ID_EVERSION;
-    Idunno__CtlMetaState *st = idunno__ctl_meta_state__unpack(NULL, len, data);
-    if (!st)
+    struct meta *fresh = self;
+    const Idunno__CtlMetaState *st = (const Idunno__CtlMetaState *)msg;
+    if (st->n_leaders > META_HISTORY)
         return ID_EPROTO;
-    int rc = st->n_leaders > META_HISTORY ? ID_EPROTO : 0;
-    for (size_t i = 0; rc == 0 && i < st->n_leaders; i++)
+    for (size_t i = 0; i < st->n_leaders; i++)
         if (!meta_valid(st->leaders[i]) ||
             (i > 0 && st->leaders[i]->term <= st->leaders[i - 1]->term))
-            rc = ID_EPROTO;
-    if (rc == 0) {
-        memset(m, 0, sizeof *m);
-        for (size_t i = 0; i < st->n_leaders; i++)
-            meta_push(m, st->leaders[i]);
-    }
-    idunno__ctl_meta_state__free_unpacked(st, NULL);
-    return rc;
+            return ID_EPROTO;
+    for (size_t i = 0; i < st->n_leaders; i++)
+        meta_push(fresh, st->leaders[i]);
+    return 0;
+}
+
+/* The history owns no memory: emptying it is zeroing it. */
+static void meta_clear(void *self) { memset(self, 0, sizeof(struct meta)); }
+
+static const struct sm_section meta_section = {
+    .version = 1,
+    .desc = &idunno__ctl_meta_state__descriptor,
+    .state_size = sizeof(struct meta),
+    .clear = meta_clear,
+    .build = meta_build,
+};
+
+static int meta_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+{
+    struct meta fresh;
+    return sm_restore_section(&meta_section, self, &fresh, version, data, len);
 }
 
 const struct sm_ops meta_sm_ops = {

@@ -40,6 +40,31 @@ int sm_buf_append_pb(struct sm_buf *b, const ProtobufCMessage *m)
     return 0;
 }
 
+int sm_restore_section(const struct sm_section *s, void *state, void *fresh, uint32_t version,
+                       const uint8_t *data, size_t len)
+{
+    if (!data) {
+        s->clear(state);
+        return 0;
+    }
+    if (version != s->version)
+        return ID_EVERSION;
+    ProtobufCMessage *msg = protobuf_c_message_unpack(s->desc, NULL, len, data);
+    if (!msg)
+        return ID_EPROTO;
+    void (*release)(void *) = s->release ? s->release : s->clear;
+    memset(fresh, 0, s->state_size);
+    int rc = s->build(fresh, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (rc < 0) {
+        release(fresh);
+        return rc;
+    }
+    release(state);
+    memcpy(state, fresh, s->state_size);
+    return 0;
+}
+
 void sm_buf_free(struct sm_buf *b)
 {
     free(b->data);

@@ -123,6 +123,30 @@ struct sm_ops {
     void (*digest)(void *self, struct sha256 *h);
 };
 
+/* The frame every restore shares, for sub-state machines whose snapshot
+ * section is one protobuf message: a NULL section empties the state (clear);
+ * another layout version is refused (ID_EVERSION); a section that does not
+ * decode as a `desc` message is refused (ID_EPROTO); otherwise build fills a
+ * zeroed state aside from the message, and only once it succeeds does that
+ * state replace the current one, so a bad snapshot changes nothing. */
+struct sm_section {
+    uint32_t version;                       /* the layout this code reads */
+    const ProtobufCMessageDescriptor *desc; /* the section's message */
+    size_t state_size;                      /* bytes of the state struct */
+    /* Empties a state, which stays usable (the NULL section). */
+    void (*clear)(void *state);
+    /* Frees all a state owns: the old state before it is overwritten, a fresh
+     * one that failed. NULL: clear does. */
+    void (*release)(void *state);
+    /* Fills the zeroed `fresh` from msg; 0 or the code restore returns. */
+    int (*build)(void *fresh, const ProtobufCMessage *msg);
+};
+
+/* A restore (sm_ops.restore) by the frame of s: state is the current state,
+ * fresh a scratch state of s->state_size bytes to build in. */
+int sm_restore_section(const struct sm_section *s, void *state, void *fresh, uint32_t version,
+                       const uint8_t *data, size_t len);
+
 struct sm_sub {
     const struct sm_ops *ops;
     void *self;

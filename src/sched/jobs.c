@@ -722,43 +722,34 @@ out:
     return rc;
 }
 
-static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+static int jobs_build(void *self, const ProtobufCMessage *msg)
 {
-    struct jobs *j = self;
-    if (!data) {
-        jobs_clear(j);
-        return 0;
-    }
-    if (version != JOBS_SNAPSHOT_VERSION)
-        return ID_EVERSION;
-    Idunno__JobsState *st = idunno__jobs_state__unpack(NULL, len, data);
-    if (!st)
-        return ID_EPROTO;
-    struct jobs fresh = {0};
-    fresh.models = calloc(JOBS_MAX_MODELS, sizeof *fresh.models);
-    int rc = fresh.models ? 0 : ID_ENOMEM;
+    struct jobs *fresh = self;
+    const Idunno__JobsState *st = (const Idunno__JobsState *)msg;
+    fresh->models = calloc(JOBS_MAX_MODELS, sizeof *fresh->models);
+    int rc = fresh->models ? 0 : ID_ENOMEM;
     if (st->n_models > JOBS_MAX_MODELS)
         rc = ID_EPROTO;
     for (size_t i = 0; rc == 0 && i < st->n_models; i++) {
-        if (model_from_pb(st->models[i], &fresh.models[i]) < 0 ||
-            jobs_model(&fresh, st->models[i]->name))
+        if (model_from_pb(st->models[i], &fresh->models[i]) < 0 ||
+            jobs_model(fresh, st->models[i]->name))
             rc = ID_EPROTO;
         else
-            fresh.n_models++;
+            fresh->n_models++;
     }
-    fresh.next_job = st->next_job;
+    fresh->next_job = st->next_job;
     for (size_t i = 0; rc == 0 && i < st->n_jobs; i++) {
         const Idunno__JobState *s = st->jobs[i];
         double w = s->weight;
         if (!jobs_model_name_ok(s->model) || !batch_ok(s->batch) || !(w >= 1e-6 && w <= 1e6) ||
-            s->id == 0 || s->id > st->next_job || jobs_by_id(&fresh, s->id) ||
-            jobs_of_model(&fresh, s->model) || s->n_images > JOBS_MAX_IMAGES ||
+            s->id == 0 || s->id > st->next_job || jobs_by_id(fresh, s->id) ||
+            jobs_of_model(fresh, s->model) || s->n_images > JOBS_MAX_IMAGES ||
             s->done.len != (s->n_images + 7) / 8) {
             rc = ID_EPROTO;
             break;
         }
         struct job_rec *job = job_new(s->id, s->model, s->batch, w, s->created_ms);
-        if (!job || jobs_insert(&fresh, job) < 0) {
+        if (!job || jobs_insert(fresh, job) < 0) {
             job_free(job);
             rc = ID_ENOMEM;
             break;
@@ -796,16 +787,32 @@ static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_
                 rc = job_add_pending(job, s->pending[p]);
         }
     }
-    idunno__jobs_state__free_unpacked(st, NULL);
-    if (rc < 0) {
-        jobs_clear(&fresh);
-        free(fresh.models);
-        return rc == ID_ENOMEM ? rc : ID_EPROTO;
-    }
+    return rc == 0 || rc == ID_ENOMEM ? rc : ID_EPROTO;
+}
+
+static void jobs_clear_any(void *self) { jobs_clear(self); }
+
+static void jobs_release(void *self)
+{
+    struct jobs *j = self;
     jobs_clear(j);
     free(j->models);
-    *j = fresh;
-    return 0;
+    j->models = NULL;
+}
+
+static const struct sm_section jobs_section = {
+    .version = JOBS_SNAPSHOT_VERSION,
+    .desc = &idunno__jobs_state__descriptor,
+    .state_size = sizeof(struct jobs),
+    .clear = jobs_clear_any,
+    .release = jobs_release,
+    .build = jobs_build,
+};
+
+static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+{
+    struct jobs fresh;
+    return sm_restore_section(&jobs_section, self, &fresh, version, data, len);
 }
 
 const struct sm_ops jobs_sm_ops = {

@@ -593,19 +593,10 @@ static int catalog_snapshot(void *self, struct sm_buf *out)
     return rc;
 }
 
-static int catalog_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+static int catalog_build(void *self, const ProtobufCMessage *msg)
 {
-    struct catalog *c = self;
-    if (!data) {
-        catalog_clear(c);
-        return 0;
-    }
-    if (version != CATALOG_SNAPSHOT_VERSION)
-        return ID_EVERSION;
-    Idunno__SdfsCatalogState *st = idunno__sdfs_catalog_state__unpack(NULL, len, data);
-    if (!st)
-        return ID_EPROTO;
-    struct catalog fresh = {0};
+    struct catalog *fresh = self;
+    const Idunno__SdfsCatalogState *st = (const Idunno__SdfsCatalogState *)msg;
     int rc = 0;
     if (st->n_files > SDFS_MAX_FILES)
         rc = ID_EPROTO;
@@ -617,9 +608,9 @@ static int catalog_restore(void *self, uint32_t version, const uint8_t *data, si
             rc = ID_EPROTO;
             break;
         }
-        if ((rc = catalog_insert(&fresh, fresh.n, fs->name)) < 0)
+        if ((rc = catalog_insert(fresh, fresh->n, fs->name)) < 0)
             break;
-        struct sdfs_file *f = &fresh.files[fresh.n - 1];
+        struct sdfs_file *f = &fresh->files[fresh->n - 1];
         f->last_version = fs->last_version;
         for (size_t j = 0; rc == 0 && j < fs->n_versions; j++) {
             struct sdfs_version *v = &f->versions[j];
@@ -629,17 +620,26 @@ static int catalog_restore(void *self, uint32_t version, const uint8_t *data, si
                 break;
             }
             f->n_versions++;
-            load_add(&fresh, v, +1);
+            load_add(fresh, v, +1);
         }
     }
-    idunno__sdfs_catalog_state__free_unpacked(st, NULL);
-    if (rc < 0) {
-        catalog_clear(&fresh);
-        return rc == ID_ENOMEM ? rc : ID_EPROTO;
-    }
-    catalog_clear(c);
-    *c = fresh;
-    return 0;
+    return rc == 0 || rc == ID_ENOMEM ? rc : ID_EPROTO;
+}
+
+static void catalog_clear_any(void *self) { catalog_clear(self); }
+
+static const struct sm_section catalog_section = {
+    .version = CATALOG_SNAPSHOT_VERSION,
+    .desc = &idunno__sdfs_catalog_state__descriptor,
+    .state_size = sizeof(struct catalog),
+    .clear = catalog_clear_any,
+    .build = catalog_build,
+};
+
+static int catalog_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+{
+    struct catalog fresh;
+    return sm_restore_section(&catalog_section, self, &fresh, version, data, len);
 }
 
 const struct sm_ops catalog_sm_ops = {
