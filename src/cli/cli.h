@@ -66,6 +66,13 @@ void cli_set_key_file(const char *path);
 int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
              struct cli_reply *reply);
 
+/* cli_call, then the answer decoded as a message of `desc` into *out (out is
+ * the address of the caller's typed message pointer; free the message with its
+ * free_unpacked). Returns 0, cli_call's status, or CLI_CLUSTER_ERROR after
+ * printing that the answer was malformed. */
+int cli_call_decode(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *desc, void *out);
+
 /* A connection for commands that make many calls (SDFS transfers): requests
  * may be pipelined, answers are matched by request id. Errors are returned, not
  * printed, so the caller can retry. */

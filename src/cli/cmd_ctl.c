@@ -68,14 +68,11 @@ static int status_once(struct cli_ctx *ctx)
 {
     Idunno__CtlStatusQuery q = IDUNNO__CTL_STATUS_QUERY__INIT;
     q.digest = 1;
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &q.base, &r);
+    Idunno__CtlStatus *st;
+    int rc = cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &q.base,
+                             &idunno__ctl_status__descriptor, &st);
     if (rc)
         return rc;
-    Idunno__CtlStatus *st = idunno__ctl_status__unpack(NULL, r.len, r.body);
-    free(r.body);
-    if (!st)
-        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json) {
         cli_json_begin_object();
         cli_json_str("leader", st->leader);
@@ -154,13 +151,8 @@ static int kv_put(struct cli_ctx *ctx, const char *key, const char *value,
     p.key = (char *)key;
     p.value.data = (uint8_t *)value;
     p.value.len = strlen(value);
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, &p.base, &r);
-    if (rc)
-        return rc;
-    *out = idunno__ctl_kv_put_result__unpack(NULL, r.len, r.body);
-    free(r.body);
-    return *out ? 0 : cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+    return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, &p.base,
+                           &idunno__ctl_kv_put_result__descriptor, out);
 }
 
 static int cmd_ctl_put(struct cli_ctx *ctx, int argc, char **argv)

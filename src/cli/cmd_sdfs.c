@@ -1100,14 +1100,11 @@ static int cmd_delete(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(cmd, "takes an SDFS name");
     Idunno__SdfsLookup l = IDUNNO__SDFS_LOOKUP__INIT;
     l.name = argv[1];
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, &l.base, &r);
+    Idunno__SdfsFile *f;
+    int rc = cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_SDFS_DELETE_REQ, &l.base,
+                             &idunno__sdfs_file__descriptor, &f);
     if (rc)
         return rc;
-    Idunno__SdfsFile *f = idunno__sdfs_file__unpack(NULL, r.len, r.body);
-    free(r.body);
-    if (!f)
-        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json) {
         cli_json_begin_object();
         cli_json_str("deleted", f->name);

@@ -170,6 +170,33 @@ static void kv_apply(void *self, const struct sm_cmd *cmd, struct sm_result *res
     }
 }
 
+static int kv_build(void *self, const ProtobufCMessage *msg)
+{
+    struct kv *fresh = self;
+    const Idunno__CtlKvState *st = (const Idunno__CtlKvState *)msg;
+    for (size_t i = 0; i < st->n_entries; i++) {
+        const Idunno__CtlKvEntry *e = st->entries[i];
+        if (!kv_key_ok(e->key) || e->value.len > KV_MAX_VALUE ||
+            (i > 0 && strcmp(st->entries[i - 1]->key, e->key) >= 0))
+            return ID_EPROTO;
+        int rc = kv_put(fresh, e->key, e->value.data, e->value.len);
+        if (rc < 0)
+            return rc;
+        fresh->e[fresh->n - 1].rev = e->revision;
+    }
+    fresh->revision = st->revision;
+    return 0;
+}
+
+static void kv_clear_any(void *self) { kv_clear(self); }
+
+static const struct sm_section kv_section = {
+    .desc = &idunno__ctl_kv_state__descriptor,
+    .state_size = sizeof(struct kv),
+    .clear = kv_clear_any,
+    .build = kv_build,
+};
+
 static int kv_snapshot(void *self, struct sm_buf *out)
 {
     struct kv *kv = self;
@@ -196,40 +223,6 @@ static int kv_snapshot(void *self, struct sm_buf *out)
     return rc;
 }
 
-static int kv_build(void *self, const ProtobufCMessage *msg)
-{
-    struct kv *fresh = self;
-    const Idunno__CtlKvState *st = (const Idunno__CtlKvState *)msg;
-    for (size_t i = 0; i < st->n_entries; i++) {
-        const Idunno__CtlKvEntry *e = st->entries[i];
-        if (!kv_key_ok(e->key) || e->value.len > KV_MAX_VALUE ||
-            (i > 0 && strcmp(st->entries[i - 1]->key, e->key) >= 0))
-            return ID_EPROTO;
-        int rc = kv_put(fresh, e->key, e->value.data, e->value.len);
-        if (rc < 0)
-            return rc;
-        fresh->e[fresh->n - 1].rev = e->revision;
-    }
-    fresh->revision = st->revision;
-    return 0;
-}
-
-static void kv_clear_any(void *self) { kv_clear(self); }
-
-static const struct sm_section kv_section = {
-    .version = 1,
-    .desc = &idunno__ctl_kv_state__descriptor,
-    .state_size = sizeof(struct kv),
-    .clear = kv_clear_any,
-    .build = kv_build,
-};
-
-static int kv_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
-{
-    struct kv fresh;
-    return sm_restore_section(&kv_section, self, &fresh, version, data, len);
-}
-
 const struct sm_ops kv_sm_ops = {
     .name = "kv",
     .id = SM_ID_KV,
@@ -238,6 +231,6 @@ const struct sm_ops kv_sm_ops = {
     .snapshot_version = 1,
     .apply = kv_apply,
     .snapshot = kv_snapshot,
-    .restore = kv_restore,
+    .section = &kv_section,
     .digest = NULL,
 };

@@ -627,101 +627,6 @@ static int restore_parts(struct job_rec *job, const Idunno__JobState *s)
     return 0;
 }
 
-static int jobs_snapshot(void *self, struct sm_buf *out)
-{
-    struct jobs *j = self;
-    Idunno__ModelInfo *models = calloc(j->n_models + 1, sizeof *models);
-    Idunno__ModelInfo **mp = calloc(j->n_models + 1, sizeof *mp);
-    float(*mean)[3] = calloc(j->n_models + 1, sizeof *mean);
-    float(*std)[3] = calloc(j->n_models + 1, sizeof *std);
-    Idunno__JobState *js = calloc(j->n_jobs + 1, sizeof *js);
-    Idunno__JobState **jp = calloc(j->n_jobs + 1, sizeof *jp);
-    uint8_t **stats = calloc(j->n_jobs + 1, sizeof *stats);
-    size_t np = 0;
-    for (size_t i = 0; i < j->n_jobs; i++)
-        np += j->jobs[i]->n_pending;
-    Idunno__QueryResult *pr = calloc(np + 1, sizeof *pr);
-    Idunno__QueryResult **pp = calloc(np + 1, sizeof *pp);
-    uint32_t *cls = calloc((np + 1) * JOBS_TOPK, sizeof *cls);
-    float *probs = calloc((np + 1) * JOBS_TOPK, sizeof *probs);
-    size_t nparts = 0;
-    for (size_t i = 0; i < j->n_jobs; i++)
-        nparts += j->jobs[i]->parts;
-    Idunno__JobPart *parts = calloc(nparts + 1, sizeof *parts);
-    Idunno__JobPart **partp = calloc(nparts + 1, sizeof *partp);
-    int rc = ID_ENOMEM;
-    if (!models || !mp || !mean || !std || !js || !jp || !stats || !pr || !pp || !cls || !probs ||
-        !parts || !partp)
-        goto out;
-    for (size_t i = 0; i < j->n_models; i++) {
-        jobs_model_to_pb(&j->models[i], &models[i], mean[i], std[i]);
-        mp[i] = &models[i];
-    }
-    size_t k = 0, kp = 0;
-    for (size_t i = 0; i < j->n_jobs; i++) {
-        const struct job_rec *job = j->jobs[i];
-        Idunno__JobState *s = &js[i];
-        idunno__job_state__init(s);
-        s->id = job->id;
-        s->model = (char *)job->model;
-        s->batch = job->batch;
-        s->weight = job->weight;
-        s->stopped = job->stopped;
-        s->error = (char *)job->error;
-        s->created_ms = job->created_ms;
-        s->n_images = job->n_images;
-        s->images = job->images;
-        s->done.data = job->done;
-        s->done.len = (job->n_images + 7) / 8;
-        s->queries_done = job->queries_done;
-        s->duplicates = job->duplicates;
-        s->parts = job->parts;
-        s->part_list = &partp[kp];
-        s->n_part_list = job->parts;
-        for (uint64_t p = 0; p < job->parts; p++, kp++) {
-            jobs_part_to_pb(&job->part_list[p], &parts[kp]);
-            partp[kp] = &parts[kp];
-        }
-        size_t slen = 0;
-        if (qstats_serialize(job->stats, &stats[i], &slen) < 0)
-            goto out;
-        s->stats.data = stats[i];
-        s->stats.len = slen;
-        s->pending = &pp[k];
-        s->n_pending = job->n_pending;
-        for (size_t p = 0; p < job->n_pending; p++, k++) {
-            pending_to_pb(&job->pending[p], &pr[k], &cls[k * JOBS_TOPK], &probs[k * JOBS_TOPK]);
-            pp[k] = &pr[k];
-        }
-        jp[i] = s;
-    }
-    Idunno__JobsState st = IDUNNO__JOBS_STATE__INIT;
-    st.n_models = j->n_models;
-    st.models = mp;
-    st.n_jobs = j->n_jobs;
-    st.jobs = jp;
-    st.next_job = j->next_job;
-    rc = sm_buf_append_pb(out, &st.base);
-out:
-    if (stats)
-        for (size_t i = 0; i < j->n_jobs; i++)
-            free(stats[i]);
-    free(models);
-    free(mp);
-    free(mean);
-    free(std);
-    free(js);
-    free(jp);
-    free(stats);
-    free(pr);
-    free(pp);
-    free(cls);
-    free(probs);
-    free(parts);
-    free(partp);
-    return rc;
-}
-
 static int jobs_build(void *self, const ProtobufCMessage *msg)
 {
     struct jobs *fresh = self;
@@ -801,7 +706,6 @@ static void jobs_release(void *self)
 }
 
 static const struct sm_section jobs_section = {
-    .version = JOBS_SNAPSHOT_VERSION,
     .desc = &idunno__jobs_state__descriptor,
     .state_size = sizeof(struct jobs),
     .clear = jobs_clear_any,
@@ -809,10 +713,87 @@ static const struct sm_section jobs_section = {
     .build = jobs_build,
 };
 
-static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+static int jobs_snapshot(void *self, struct sm_buf *out)
 {
-    struct jobs fresh;
-    return sm_restore_section(&jobs_section, self, &fresh, version, data, len);
+    struct jobs *j = self;
+    struct sm_scratch sc = {0};
+    Idunno__ModelInfo *models = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *models);
+    Idunno__ModelInfo **mp = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *mp);
+    float(*mean)[3] = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *mean);
+    float(*std)[3] = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *std);
+    Idunno__JobState *js = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *js);
+    Idunno__JobState **jp = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *jp);
+    uint8_t **stats = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *stats);
+    size_t np = 0;
+    for (size_t i = 0; i < j->n_jobs; i++)
+        np += j->jobs[i]->n_pending;
+    Idunno__QueryResult *pr = sm_scratch_calloc(&sc, np + 1, sizeof *pr);
+    Idunno__QueryResult **pp = sm_scratch_calloc(&sc, np + 1, sizeof *pp);
+    uint32_t *cls = sm_scratch_calloc(&sc, (np + 1) * JOBS_TOPK, sizeof *cls);
+    float *probs = sm_scratch_calloc(&sc, (np + 1) * JOBS_TOPK, sizeof *probs);
+    size_t nparts = 0;
+    for (size_t i = 0; i < j->n_jobs; i++)
+        nparts += j->jobs[i]->parts;
+    Idunno__JobPart *parts = sm_scratch_calloc(&sc, nparts + 1, sizeof *parts);
+    Idunno__JobPart **partp = sm_scratch_calloc(&sc, nparts + 1, sizeof *partp);
+    int rc = ID_ENOMEM;
+    if (sc.failed)
+        goto out;
+    for (size_t i = 0; i < j->n_models; i++) {
+        jobs_model_to_pb(&j->models[i], &models[i], mean[i], std[i]);
+        mp[i] = &models[i];
+    }
+    size_t k = 0, kp = 0;
+    for (size_t i = 0; i < j->n_jobs; i++) {
+        const struct job_rec *job = j->jobs[i];
+        Idunno__JobState *s = &js[i];
+        idunno__job_state__init(s);
+        s->id = job->id;
+        s->model = (char *)job->model;
+        s->batch = job->batch;
+        s->weight = job->weight;
+        s->stopped = job->stopped;
+        s->error = (char *)job->error;
+        s->created_ms = job->created_ms;
+        s->n_images = job->n_images;
+        s->images = job->images;
+        s->done.data = job->done;
+        s->done.len = (job->n_images + 7) / 8;
+        s->queries_done = job->queries_done;
+        s->duplicates = job->duplicates;
+        s->parts = job->parts;
+        s->part_list = &partp[kp];
+        s->n_part_list = job->parts;
+        for (uint64_t p = 0; p < job->parts; p++, kp++) {
+            jobs_part_to_pb(&job->part_list[p], &parts[kp]);
+            partp[kp] = &parts[kp];
+        }
+        size_t slen = 0;
+        if (qstats_serialize(job->stats, &stats[i], &slen) < 0)
+            goto out;
+        s->stats.data = stats[i];
+        s->stats.len = slen;
+        s->pending = &pp[k];
+        s->n_pending = job->n_pending;
+        for (size_t p = 0; p < job->n_pending; p++, k++) {
+            pending_to_pb(&job->pending[p], &pr[k], &cls[k * JOBS_TOPK], &probs[k * JOBS_TOPK]);
+            pp[k] = &pr[k];
+        }
+        jp[i] = s;
+    }
+    Idunno__JobsState st = IDUNNO__JOBS_STATE__INIT;
+    st.n_models = j->n_models;
+    st.models = mp;
+    st.n_jobs = j->n_jobs;
+    st.jobs = jp;
+    st.next_job = j->next_job;
+    rc = sm_buf_append_pb(out, &st.base);
+out:
+    if (stats)
+        for (size_t i = 0; i < j->n_jobs; i++)
+            free(stats[i]);
+    sm_scratch_free(&sc);
+    return rc;
 }
 
 const struct sm_ops jobs_sm_ops = {
@@ -823,6 +804,6 @@ const struct sm_ops jobs_sm_ops = {
     .snapshot_version = JOBS_SNAPSHOT_VERSION,
     .apply = jobs_apply,
     .snapshot = jobs_snapshot,
-    .restore = jobs_restore,
+    .section = &jobs_section,
     .digest = NULL,
 };

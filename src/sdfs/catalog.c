@@ -552,47 +552,6 @@ static void catalog_apply(void *self, const struct sm_cmd *cmd, struct sm_result
 
 /* ---- snapshots ------------------------------------------------------------------------------ */
 
-static int catalog_snapshot(void *self, struct sm_buf *out)
-{
-    struct catalog *c = self;
-    size_t nv = 0;
-    for (size_t i = 0; i < c->n; i++)
-        nv += c->files[i].n_versions;
-    Idunno__SdfsFileState *files = calloc(c->n ? c->n : 1, sizeof *files);
-    Idunno__SdfsFileState **fp = calloc(c->n ? c->n : 1, sizeof *fp);
-    Idunno__SdfsVersion *vers = calloc(nv ? nv : 1, sizeof *vers);
-    Idunno__SdfsVersion **vp = calloc(nv ? nv : 1, sizeof *vp);
-    char **names = calloc(nv ? nv * SDFS_REPLICAS : 1, sizeof *names);
-    int rc = ID_ENOMEM;
-    if (files && fp && vers && vp && names) {
-        size_t k = 0;
-        for (size_t i = 0; i < c->n; i++) {
-            const struct sdfs_file *f = &c->files[i];
-            idunno__sdfs_file_state__init(&files[i]);
-            files[i].name = f->name;
-            files[i].last_version = f->last_version;
-            files[i].n_versions = f->n_versions;
-            files[i].versions = &vp[k];
-            for (size_t j = 0; j < f->n_versions; j++, k++) {
-                /* The name is implied by the file: left empty to keep snapshots small. */
-                catalog_version_to_pb("", &f->versions[j], &vers[k], &names[k * SDFS_REPLICAS]);
-                vp[k] = &vers[k];
-            }
-            fp[i] = &files[i];
-        }
-        Idunno__SdfsCatalogState st = IDUNNO__SDFS_CATALOG_STATE__INIT;
-        st.n_files = c->n;
-        st.files = fp;
-        rc = sm_buf_append_pb(out, &st.base);
-    }
-    free(files);
-    free(fp);
-    free(vers);
-    free(vp);
-    free(names);
-    return rc;
-}
-
 static int catalog_build(void *self, const ProtobufCMessage *msg)
 {
     struct catalog *fresh = self;
@@ -629,17 +588,48 @@ static int catalog_build(void *self, const ProtobufCMessage *msg)
 static void catalog_clear_any(void *self) { catalog_clear(self); }
 
 static const struct sm_section catalog_section = {
-    .version = CATALOG_SNAPSHOT_VERSION,
     .desc = &idunno__sdfs_catalog_state__descriptor,
     .state_size = sizeof(struct catalog),
     .clear = catalog_clear_any,
     .build = catalog_build,
 };
 
-static int catalog_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
+static int catalog_snapshot(void *self, struct sm_buf *out)
 {
-    struct catalog fresh;
-    return sm_restore_section(&catalog_section, self, &fresh, version, data, len);
+    struct catalog *c = self;
+    size_t nv = 0;
+    for (size_t i = 0; i < c->n; i++)
+        nv += c->files[i].n_versions;
+    struct sm_scratch sc = {0};
+    Idunno__SdfsFileState *files = sm_scratch_calloc(&sc, c->n, sizeof *files);
+    Idunno__SdfsFileState **fp = sm_scratch_calloc(&sc, c->n, sizeof *fp);
+    Idunno__SdfsVersion *vers = sm_scratch_calloc(&sc, nv, sizeof *vers);
+    Idunno__SdfsVersion **vp = sm_scratch_calloc(&sc, nv, sizeof *vp);
+    char **names = sm_scratch_calloc(&sc, nv * SDFS_REPLICAS, sizeof *names);
+    int rc = ID_ENOMEM;
+    if (!sc.failed) {
+        size_t k = 0;
+        for (size_t i = 0; i < c->n; i++) {
+            const struct sdfs_file *f = &c->files[i];
+            idunno__sdfs_file_state__init(&files[i]);
+            files[i].name = f->name;
+            files[i].last_version = f->last_version;
+            files[i].n_versions = f->n_versions;
+            files[i].versions = &vp[k];
+            for (size_t j = 0; j < f->n_versions; j++, k++) {
+                /* The name is implied by the file: left empty to keep snapshots small. */
+                catalog_version_to_pb("", &f->versions[j], &vers[k], &names[k * SDFS_REPLICAS]);
+                vp[k] = &vers[k];
+            }
+            fp[i] = &files[i];
+        }
+        Idunno__SdfsCatalogState st = IDUNNO__SDFS_CATALOG_STATE__INIT;
+        st.n_files = c->n;
+        st.files = fp;
+        rc = sm_buf_append_pb(out, &st.base);
+    }
+    sm_scratch_free(&sc);
+    return rc;
 }
 
 const struct sm_ops catalog_sm_ops = {
@@ -650,7 +640,7 @@ const struct sm_ops catalog_sm_ops = {
     .snapshot_version = CATALOG_SNAPSHOT_VERSION,
     .apply = catalog_apply,
     .snapshot = catalog_snapshot,
-    .restore = catalog_restore,
+    .section = &catalog_section,
     .digest = NULL,
 };
 
