@@ -145,4 +145,8 @@ struct Idunno__SdfsVersion;
 int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *local,
                  const char *name, struct Idunno__SdfsVersion **out, char *err, size_t errlen);
 
+/* Appends the latest version of SDFS `name` to fd (for `results`), verified
+ * like `get`. Returns 0 or ID_E* with the reason in err. */
+int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len);
+
 #endif

@@ -626,9 +626,6 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
 
 /* ---- C4: results ------------------------------------------------------------------------------ */
 
-/* Fetches an SDFS file's latest version into fd (through `get`'s code). */
-int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len);
-
 #define RESULTS_PREVIEW 10
 
 /* Reads committed part i of res into a new buffer, checked against what was
