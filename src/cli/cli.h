@@ -123,6 +123,11 @@ void cli_json_i64(const char *key, int64_t value);
 void cli_json_double(const char *key, double value);
 void cli_json_bool(const char *key, int value);
 void cli_json_done(void); /* newline; resets state */
+/* Members of the open object from the singular scalar fields of m named in
+ * `names` (separated by spaces), each under its field name, with the writer
+ * its type calls for: strings, integers, floating point, bools. A name the
+ * message lacks, or a field of another kind, is a programming error: abort. */
+void cli_json_fields(const ProtobufCMessage *m, const char *names);
 
 /* Human-friendly durations ("1.2s", "3m4s"). Returns buf. */
 const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len);

@@ -75,33 +75,16 @@ static int status_once(struct cli_ctx *ctx)
         return rc;
     if (ctx->json) {
         cli_json_begin_object();
-        cli_json_str("leader", st->leader);
-        cli_json_str("leader_addr", st->leader_addr);
-        cli_json_u64("leader_since_ms", st->leader_since_ms);
-        cli_json_u64("term", st->term);
-        cli_json_u64("commit_index", st->commit_index);
-        cli_json_u64("members_alive", st->members_alive);
+        cli_json_fields(&st->base, "leader leader_addr leader_since_ms term commit_index members_alive");
         cli_json_begin_array("servers");
         for (size_t i = 0; i < st->n_servers; i++) {
-            const Idunno__CtlServer *s = st->servers[i];
             cli_json_begin_object();
-            cli_json_str("name", s->name);
-            cli_json_str("addr", s->addr);
-            cli_json_str("raft_addr", s->raft_addr);
-            cli_json_u64("id", s->id);
-            cli_json_str("role", s->role);
-            cli_json_bool("leader", s->leader);
+            cli_json_fields(&st->servers[i]->base, "name addr raft_addr id role leader");
             cli_json_end_object();
         }
         cli_json_end_array();
         cli_json_key_object("answered_by");
-        cli_json_str("node", st->node);
-        cli_json_str("state", st->state);
-        cli_json_bool("voter", st->voter);
-        cli_json_u64("applied_index", st->applied_index);
-        cli_json_u64("last_index", st->last_index);
-        cli_json_u64("applied_commands", st->applied_commands);
-        cli_json_str("digest", st->digest);
+        cli_json_fields(&st->base, "node state voter applied_index last_index applied_commands digest");
         cli_json_end_object();
         cli_json_end_object();
         cli_json_done();

@@ -293,14 +293,8 @@ static int cmd_models(struct cli_ctx *ctx, int argc, char **argv)
         cli_json_begin_object();
         cli_json_begin_array("models");
         for (size_t i = 0; i < l->n_models; i++) {
-            const Idunno__ModelInfo *m = l->models[i];
             cli_json_begin_object();
-            cli_json_str("name", m->name);
-            cli_json_str("file", m->file);
-            cli_json_u64("size", m->size);
-            cli_json_u64("input_size", m->input_size);
-            cli_json_u64("resize", m->resize);
-            cli_json_u64("classes", m->classes);
+            cli_json_fields(&l->models[i]->base, "name file size input_size resize classes");
             cli_json_end_object();
         }
         cli_json_end_array();
