@@ -308,7 +308,10 @@ int sm_restore(struct sm *sm, const void *data, size_t len)
 
 /* A block's header keeps what follows it aligned for any element type. */
 union scratch_head {
-    void *prev;
+    struct {
+        void *prev;    /* the block before */
+        void *adopted; /* a caller's allocation freed with this block */
+    } h;
     max_align_t align;
 };
 
@@ -325,19 +328,42 @@ void *sm_scratch_calloc(struct sm_scratch *s, size_t n, size_t size)
         s->failed = 1;
         return NULL;
     }
-    h->prev = s->blocks;
+    h->h.prev = s->blocks;
     s->blocks = h;
     return h + 1;
+}
+
+void sm_scratch_adopt(struct sm_scratch *s, void *p)
+{
+    if (!p)
+        return;
+    union scratch_head *h = calloc(1, sizeof *h);
+    if (!h) {
+        free(p);
+        s->failed = 1;
+        return;
+    }
+    h->h.adopted = p;
+    h->h.prev = s->blocks;
+    s->blocks = h;
 }
 
 void sm_scratch_free(struct sm_scratch *s)
 {
     while (s->blocks) {
         union scratch_head *h = s->blocks;
-        s->blocks = h->prev;
+        s->blocks = h->h.prev;
+        free(h->h.adopted);
         free(h);
     }
     s->failed = 0;
+}
+
+int sm_scratch_pack(struct sm_scratch *s, struct sm_buf *out, const ProtobufCMessage *m)
+{
+    int rc = s->failed ? ID_ENOMEM : sm_buf_append_pb(out, m);
+    sm_scratch_free(s);
+    return rc;
 }
 
 /* ---- restore -------------------------------------------------------------------------------- */

@@ -117,8 +117,16 @@ struct sm_scratch {
  * size overflows). */
 void *sm_scratch_calloc(struct sm_scratch *s, size_t n, size_t size);
 
+/* Hands p (from malloc; NULL is fine) to s, to be freed with it. If that
+ * fails, p is freed now and s->failed set. */
+void sm_scratch_adopt(struct sm_scratch *s, void *p);
+
 /* Frees every block; s is empty again. */
 void sm_scratch_free(struct sm_scratch *s);
+
+/* The end of a snapshot: appends m to out unless an allocation failed (then
+ * ID_ENOMEM), and frees the scratch either way. */
+int sm_scratch_pack(struct sm_scratch *s, struct sm_buf *out, const ProtobufCMessage *m);
 
 /* The frame every restore shares, for sub-state machines whose snapshot
  * section is one protobuf message (sm_ops.section): a NULL section empties the

@@ -723,7 +723,6 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
     float(*std)[3] = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *std);
     Idunno__JobState *js = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *js);
     Idunno__JobState **jp = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *jp);
-    uint8_t **stats = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *stats);
     size_t np = 0;
     for (size_t i = 0; i < j->n_jobs; i++)
         np += j->jobs[i]->n_pending;
@@ -736,7 +735,6 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         nparts += j->jobs[i]->parts;
     Idunno__JobPart *parts = sm_scratch_calloc(&sc, nparts + 1, sizeof *parts);
     Idunno__JobPart **partp = sm_scratch_calloc(&sc, nparts + 1, sizeof *partp);
-    int rc = ID_ENOMEM;
     if (sc.failed)
         goto out;
     for (size_t i = 0; i < j->n_models; i++) {
@@ -768,10 +766,14 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
             jobs_part_to_pb(&job->part_list[p], &parts[kp]);
             partp[kp] = &parts[kp];
         }
+        uint8_t *stats = NULL;
         size_t slen = 0;
-        if (qstats_serialize(job->stats, &stats[i], &slen) < 0)
+        if (qstats_serialize(job->stats, &stats, &slen) < 0)
             goto out;
-        s->stats.data = stats[i];
+        sm_scratch_adopt(&sc, stats);
+        if (sc.failed)
+            goto out;
+        s->stats.data = stats;
         s->stats.len = slen;
         s->pending = &pp[k];
         s->n_pending = job->n_pending;
@@ -787,13 +789,10 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
     st.n_jobs = j->n_jobs;
     st.jobs = jp;
     st.next_job = j->next_job;
-    rc = sm_buf_append_pb(out, &st.base);
-out:
-    if (stats)
-        for (size_t i = 0; i < j->n_jobs; i++)
-            free(stats[i]);
+    return sm_scratch_pack(&sc, out, &st.base);
+out: /* out of memory */
     sm_scratch_free(&sc);
-    return rc;
+    return ID_ENOMEM;
 }
 
 const struct sm_ops jobs_sm_ops = {

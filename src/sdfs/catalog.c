@@ -606,7 +606,7 @@ static int catalog_snapshot(void *self, struct sm_buf *out)
     Idunno__SdfsVersion *vers = sm_scratch_calloc(&sc, nv, sizeof *vers);
     Idunno__SdfsVersion **vp = sm_scratch_calloc(&sc, nv, sizeof *vp);
     char **names = sm_scratch_calloc(&sc, nv * SDFS_REPLICAS, sizeof *names);
-    int rc = ID_ENOMEM;
+    Idunno__SdfsCatalogState st = IDUNNO__SDFS_CATALOG_STATE__INIT;
     if (!sc.failed) {
         size_t k = 0;
         for (size_t i = 0; i < c->n; i++) {
@@ -623,13 +623,10 @@ static int catalog_snapshot(void *self, struct sm_buf *out)
             }
             fp[i] = &files[i];
         }
-        Idunno__SdfsCatalogState st = IDUNNO__SDFS_CATALOG_STATE__INIT;
         st.n_files = c->n;
         st.files = fp;
-        rc = sm_buf_append_pb(out, &st.base);
     }
-    sm_scratch_free(&sc);
-    return rc;
+    return sm_scratch_pack(&sc, out, &st.base);
 }
 
 const struct sm_ops catalog_sm_ops = {
