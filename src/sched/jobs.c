@@ -228,14 +228,8 @@ static int job_reserve_images(struct job_rec *job, size_t n)
 
 static int job_add_pending(struct job_rec *job, const Idunno__QueryResult *r)
 {
-    if (job->n_pending == job->cap_pending) {
-        size_t cap = job->cap_pending ? job->cap_pending * 2 : 256;
-        struct pending_result *p = realloc(job->pending, cap * sizeof *p);
-        if (!p)
-            return ID_ENOMEM;
-        job->pending = p;
-        job->cap_pending = cap;
-    }
+    if (ARRAY_RESERVE(job->pending, job->cap_pending, job->n_pending, 1, 256) < 0)
+        return ID_ENOMEM;
     struct pending_result *p = &job->pending[job->n_pending];
     memset(p, 0, sizeof *p);
     p->image = r->image;
