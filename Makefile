@@ -48,7 +48,8 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_LIB_SRC := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 UNIT_LIB_OBJ := $(UNIT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
-TOOL_BIN   := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 DAEMON     := $(BUILD)/bin/idunnod
 CLIENT     := $(BUILD)/bin/idunno
 
@@ -147,11 +148,17 @@ FUZZ_SECONDS ?= 20
 fuzz-run: fuzz
 	tests/run-fuzz.sh $(FUZZ_SECONDS)
 
-# Test helpers (tests/tools/*.c) the cluster tests run, linked like the daemon.
+# Test tools (tests/tools/<x>.c → $(BUILD)/tests/tools/<x>): programs the
+# cluster tests use to send what no well-behaved client sends, linked like the
+# daemon.
+.PHONY: test-tools
+test-tools: $(TOOL_BIN)
+cluster-test netns-test: test-tools
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/obj/tests/tools/%.o: $(GEN_H)
+# (Explicit targets: a pattern rule without a recipe would add no prerequisite.)
+$(TOOL_SRC:%.c=$(BUILD)/obj/%.o): $(GEN_H)
 
 # Benchmark programs (bench/*.c), linked like the daemon.
 BENCH_BIN := $(BUILD)/bin/infer_bench
@@ -185,15 +192,3 @@ format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'fuzz/*.c')
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
-
-# Test tools (tests/tools/<x>.c → $(BUILD)/tests/tools/<x>): programs the
-# cluster tests use to send what no well-behaved client sends.
-TOOL_SRC := $(wildcard tests/tools/*.c)
-TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
-.PHONY: test-tools
-test-tools: $(TOOL_BIN)
-cluster-test netns-test: test-tools
-$(TOOL_SRC:%.c=$(BUILD)/obj/%.o): $(GEN_H)
-$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

@@ -1,10 +1,12 @@
 /* strbuf.c — the growable string of strbuf.h. */
 #include "base/strbuf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 
 /* Makes room for n more bytes and the terminator; 0 or -1 (and the flag set). */
@@ -14,20 +16,11 @@ static int strbuf_grow(struct strbuf *sb, size_t n)
         return -1;
     if (n < sb->cap - sb->len && sb->data)
         return 0;
-    if (n > ((size_t)-1) / 2 - sb->len - 1) {
+    /* n bytes and the terminator */
+    if (n == SIZE_MAX || ARRAY_RESERVE(sb->data, sb->cap, sb->len, n + 1, 256) < 0) {
         sb->failed = 1;
         return -1;
     }
-    size_t cap = sb->cap ? sb->cap : 256;
-    while (cap - sb->len <= n)
-        cap *= 2;
-    char *d = realloc(sb->data, cap);
-    if (!d) {
-        sb->failed = 1;
-        return -1;
-    }
-    sb->data = d;
-    sb->cap = cap;
     return 0;
 }
 

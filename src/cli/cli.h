@@ -66,6 +66,13 @@ void cli_set_key_file(const char *path);
 int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
              struct cli_reply *reply);
 
+/* cli_call, then the answer decoded as a message of `desc` into *out (out is
+ * the address of the caller's typed message pointer; free the message with its
+ * free_unpacked). Returns 0, cli_call's status, or CLI_CLUSTER_ERROR after
+ * printing that the answer was malformed. */
+int cli_call_decode(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *desc, void *out);
+
 /* A connection for commands that make many calls (SDFS transfers): requests
  * may be pipelined, answers are matched by request id. Errors are returned, not
  * printed, so the caller can retry. */
@@ -116,6 +123,11 @@ void cli_json_i64(const char *key, int64_t value);
 void cli_json_double(const char *key, double value);
 void cli_json_bool(const char *key, int value);
 void cli_json_done(void); /* newline; resets state */
+/* Members of the open object from the singular scalar fields of m named in
+ * `names` (separated by spaces), each under its field name, with the writer
+ * its type calls for: strings, integers, floating point, bools. A name the
+ * message lacks, or a field of another kind, is a programming error: abort. */
+void cli_json_fields(const ProtobufCMessage *m, const char *names);
 
 /* Human-friendly durations ("1.2s", "3m4s"). Returns buf. */
 const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len);
@@ -137,5 +149,9 @@ extern const struct cli_command cli_job_commands[];
 struct Idunno__SdfsVersion;
 int cli_sdfs_put(const struct cli_ctx *ctx, struct cli_conn **conn, const char *local,
                  const char *name, struct Idunno__SdfsVersion **out, char *err, size_t errlen);
+
+/* Appends the latest version of SDFS `name` to fd (for `results`), verified
+ * like `get`. Returns 0 or ID_E* with the reason in err. */
+int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len);
 
 #endif

@@ -356,6 +356,22 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
     return 0;
 }
 
+int cli_call_decode(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *desc, void *out)
+{
+    struct cli_reply r;
+    int rc = cli_call(ctx, type, req, &r);
+    if (rc)
+        return rc;
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, r.len, r.body);
+    free(r.body);
+    if (!m)
+        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+    /* The caller's pointer has its message's type: written through memcpy. */
+    memcpy(out, &m, sizeof m);
+    return 0;
+}
+
 /* ---- connections with pipelined calls -------------------------------------------------------- */
 
 struct cli_conn {

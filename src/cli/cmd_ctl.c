@@ -68,43 +68,23 @@ static int status_once(struct cli_ctx *ctx)
 {
     Idunno__CtlStatusQuery q = IDUNNO__CTL_STATUS_QUERY__INIT;
     q.digest = 1;
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &q.base, &r);
+    Idunno__CtlStatus *st;
+    int rc = cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, &q.base,
+                             &idunno__ctl_status__descriptor, &st);
     if (rc)
         return rc;
-    Idunno__CtlStatus *st = idunno__ctl_status__unpack(NULL, r.len, r.body);
-    free(r.body);
-    if (!st)
-        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json) {
         cli_json_begin_object();
-        cli_json_str("leader", st->leader);
-        cli_json_str("leader_addr", st->leader_addr);
-        cli_json_u64("leader_since_ms", st->leader_since_ms);
-        cli_json_u64("term", st->term);
-        cli_json_u64("commit_index", st->commit_index);
-        cli_json_u64("members_alive", st->members_alive);
+        cli_json_fields(&st->base, "leader leader_addr leader_since_ms term commit_index members_alive");
         cli_json_begin_array("servers");
         for (size_t i = 0; i < st->n_servers; i++) {
-            const Idunno__CtlServer *s = st->servers[i];
             cli_json_begin_object();
-            cli_json_str("name", s->name);
-            cli_json_str("addr", s->addr);
-            cli_json_str("raft_addr", s->raft_addr);
-            cli_json_u64("id", s->id);
-            cli_json_str("role", s->role);
-            cli_json_bool("leader", s->leader);
+            cli_json_fields(&st->servers[i]->base, "name addr raft_addr id role leader");
             cli_json_end_object();
         }
         cli_json_end_array();
         cli_json_key_object("answered_by");
-        cli_json_str("node", st->node);
-        cli_json_str("state", st->state);
-        cli_json_bool("voter", st->voter);
-        cli_json_u64("applied_index", st->applied_index);
-        cli_json_u64("last_index", st->last_index);
-        cli_json_u64("applied_commands", st->applied_commands);
-        cli_json_str("digest", st->digest);
+        cli_json_fields(&st->base, "node state voter applied_index last_index applied_commands digest");
         cli_json_end_object();
         cli_json_end_object();
         cli_json_done();
@@ -154,13 +134,8 @@ static int kv_put(struct cli_ctx *ctx, const char *key, const char *value,
     p.key = (char *)key;
     p.value.data = (uint8_t *)value;
     p.value.len = strlen(value);
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, &p.base, &r);
-    if (rc)
-        return rc;
-    *out = idunno__ctl_kv_put_result__unpack(NULL, r.len, r.body);
-    free(r.body);
-    return *out ? 0 : cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+    return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, &p.base,
+                           &idunno__ctl_kv_put_result__descriptor, out);
 }
 
 static int cmd_ctl_put(struct cli_ctx *ctx, int argc, char **argv)

@@ -122,13 +122,8 @@ static int fetch_jobs(const struct cli_ctx *ctx, const char *model, Idunno__JobL
 {
     Idunno__JobQuery q = IDUNNO__JOB_QUERY__INIT;
     q.model = (char *)(model ? model : "");
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, &q.base, &r);
-    if (rc)
-        return rc;
-    *out = idunno__job_list__unpack(NULL, r.len, r.body);
-    free(r.body);
-    return *out ? 0 : decode_fail(ctx);
+    return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, &q.base, &idunno__job_list__descriptor,
+                           out);
 }
 
 /* --watch: repeat every second until interrupted; the screen is redrawn. */
@@ -170,14 +165,10 @@ static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, ui
     l.model = (char *)model;
     l.batch = batch;
     l.weight = weight;
-    struct cli_reply r;
-    int rc = cli_call(ctx, type, &l.base, &r);
+    Idunno__JobInfo *j;
+    int rc = cli_call_decode(ctx, type, &l.base, &idunno__job_info__descriptor, &j);
     if (rc)
         return rc;
-    Idunno__JobInfo *j = idunno__job_info__unpack(NULL, r.len, r.body);
-    free(r.body);
-    if (!j)
-        return decode_fail(ctx);
     if (ctx->json) {
         json_job(j);
         cli_json_done();
@@ -293,26 +284,17 @@ static int cmd_models(struct cli_ctx *ctx, int argc, char **argv)
     if (argc != 1)
         return cli_usage_error(cmd, "takes no arguments");
     Idunno__Empty e = IDUNNO__EMPTY__INIT;
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, &e.base, &r);
+    Idunno__ModelList *l;
+    int rc = cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, &e.base,
+                             &idunno__model_list__descriptor, &l);
     if (rc)
         return rc;
-    Idunno__ModelList *l = idunno__model_list__unpack(NULL, r.len, r.body);
-    free(r.body);
-    if (!l)
-        return decode_fail(ctx);
     if (ctx->json) {
         cli_json_begin_object();
         cli_json_begin_array("models");
         for (size_t i = 0; i < l->n_models; i++) {
-            const Idunno__ModelInfo *m = l->models[i];
             cli_json_begin_object();
-            cli_json_str("name", m->name);
-            cli_json_str("file", m->file);
-            cli_json_u64("size", m->size);
-            cli_json_u64("input_size", m->input_size);
-            cli_json_u64("resize", m->resize);
-            cli_json_u64("classes", m->classes);
+            cli_json_fields(&l->models[i]->base, "name file size input_size resize classes");
             cli_json_end_object();
         }
         cli_json_end_array();
@@ -538,6 +520,18 @@ static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv)
     return 0;
 }
 
+/* {"jobs": [...]}: the --json answer of jobs and assign. */
+static void json_jobs(const Idunno__JobList *l)
+{
+    cli_json_begin_object();
+    cli_json_begin_array("jobs");
+    for (size_t i = 0; i < l->n_jobs; i++)
+        json_job(l->jobs[i]);
+    cli_json_end_array();
+    cli_json_end_object();
+    cli_json_done();
+}
+
 static int assign_once(struct cli_ctx *ctx, const char *unused)
 {
     (void)unused;
@@ -546,13 +540,7 @@ static int assign_once(struct cli_ctx *ctx, const char *unused)
     if (rc)
         return rc;
     if (ctx->json) {
-        cli_json_begin_object();
-        cli_json_begin_array("jobs");
-        for (size_t i = 0; i < l->n_jobs; i++)
-            json_job(l->jobs[i]);
-        cli_json_end_array();
-        cli_json_end_object();
-        cli_json_done();
+        json_jobs(l);
     } else {
         struct cli_table *t = cli_table_new(4, "MODEL", "RUNNING ON NOW", "WORKER", "SHARE (10 s)");
         for (size_t i = 0; i < l->n_jobs; i++) {
@@ -602,13 +590,7 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc;
     if (ctx->json) {
-        cli_json_begin_object();
-        cli_json_begin_array("jobs");
-        for (size_t i = 0; i < l->n_jobs; i++)
-            json_job(l->jobs[i]);
-        cli_json_end_array();
-        cli_json_end_object();
-        cli_json_done();
+        json_jobs(l);
     } else {
         struct cli_table *t = cli_table_new(9, "ID", "MODEL", "STATE", "BATCH", "WEIGHT", "IMAGES",
                                             "QUERIES", "RATE", "QUEUED/RUNNING");
@@ -637,9 +619,6 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
 }
 
 /* ---- C4: results ------------------------------------------------------------------------------ */
-
-/* Fetches an SDFS file's latest version into fd (through `get`'s code). */
-int cli_sdfs_get_to_fd(const struct cli_ctx *ctx, const char *name, int fd, char *err, size_t len);
 
 #define RESULTS_PREVIEW 10
 

@@ -117,14 +117,11 @@ static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv)
         if (call_ctx.timeout_ms < 5000)
             call_ctx.timeout_ms = 5000;
     }
-    struct cli_reply r;
-    int rc = cli_call(&call_ctx, IDUNNO__MSG_TYPE__MSG_GREP_REQ, &g.base, &r);
+    Idunno__GrepResult *res;
+    int rc = cli_call_decode(&call_ctx, IDUNNO__MSG_TYPE__MSG_GREP_REQ, &g.base,
+                             &idunno__grep_result__descriptor, &res);
     if (rc)
         return rc;
-    Idunno__GrepResult *res = idunno__grep_result__unpack(NULL, r.len, r.body);
-    free(r.body);
-    if (!res)
-        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
     if (ctx->json)
         print_json(res, g.count_only);
     else

@@ -20,13 +20,8 @@ const struct cli_command cli_member_commands[] = {
 static int fetch(struct cli_ctx *ctx, Idunno__MemberList **out)
 {
     Idunno__Empty e = IDUNNO__EMPTY__INIT;
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_MEMBERS_REQ, &e.base, &r);
-    if (rc)
-        return rc;
-    *out = idunno__member_list__unpack(NULL, r.len, r.body);
-    free(r.body);
-    return *out ? 0 : cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+    return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_MEMBERS_REQ, &e.base,
+                           &idunno__member_list__descriptor, out);
 }
 
 static void print_members(const struct cli_ctx *ctx, Idunno__MemberInfo **m, size_t n)

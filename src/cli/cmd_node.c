@@ -54,13 +54,8 @@ static int cmd_ping(struct cli_ctx *ctx, int argc, char **argv)
 static int get_info(struct cli_ctx *ctx, Idunno__NodeInfo **out)
 {
     Idunno__Empty e = IDUNNO__EMPTY__INIT;
-    struct cli_reply r;
-    int rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, &e.base, &r);
-    if (rc)
-        return rc;
-    *out = idunno__node_info__unpack(NULL, r.len, r.body);
-    free(r.body);
-    return *out ? 0 : cli_fail(CLI_CLUSTER_ERROR, "malformed answer from %s", ctx->server);
+    return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, &e.base,
+                           &idunno__node_info__descriptor, out);
 }
 
 static int cmd_info(struct cli_ctx *ctx, int argc, char **argv)

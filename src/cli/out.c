@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 
+#include "base/array.h"
 #include "base/json_out.h"
 #include "base/names.h"
 #include "base/strbuf.h"
@@ -60,13 +61,9 @@ struct cli_table *cli_table_new(size_t ncols, ...)
 
 void cli_table_row(struct cli_table *t, ...)
 {
-    if (t->nrows == t->cap) {
-        t->cap *= 2;
-        char **cells = realloc(t->cells, t->cap * t->ncols * sizeof *t->cells);
-        if (!cells)
-            abort();
-        t->cells = cells;
-    }
+    /* The cells are counted in rows: one element is a row of ncols pointers. */
+    if (array_reserve(&t->cells, &t->cap, t->nrows, 1, t->ncols * sizeof *t->cells, 16) < 0)
+        abort();
     va_list ap;
     va_start(ap, t);
     for (size_t i = 0; i < t->ncols; i++)
@@ -136,6 +133,51 @@ void cli_json_u64(const char *key, uint64_t v) { json_out_u64(&cli_json, key, v)
 void cli_json_i64(const char *key, int64_t v) { json_out_i64(&cli_json, key, v); json_flush(); }
 void cli_json_double(const char *key, double v) { json_out_double(&cli_json, key, v); json_flush(); }
 void cli_json_bool(const char *key, int v) { json_out_bool(&cli_json, key, v); json_flush(); }
+
+/* One field of m as a member under its own name. */
+static void json_field(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const void *p = (const char *)m + f->offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        abort();
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING: cli_json_str(f->name, *(char *const *)p); break;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32: cli_json_u64(f->name, *(const uint32_t *)p); break;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: cli_json_u64(f->name, *(const uint64_t *)p); break;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32: cli_json_i64(f->name, *(const int32_t *)p); break;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64: cli_json_i64(f->name, *(const int64_t *)p); break;
+    case PROTOBUF_C_TYPE_FLOAT: cli_json_double(f->name, *(const float *)p); break;
+    case PROTOBUF_C_TYPE_DOUBLE: cli_json_double(f->name, *(const double *)p); break;
+    case PROTOBUF_C_TYPE_BOOL: cli_json_bool(f->name, *(const protobuf_c_boolean *)p); break;
+    default: abort(); /* enums, bytes, messages: not plain members */
+    }
+}
+
+void cli_json_fields(const ProtobufCMessage *m, const char *names)
+{
+    for (const char *p = names; *p;) {
+        size_t n = strcspn(p, " ");
+        char name[64];
+        if (n >= sizeof name)
+            abort();
+        memcpy(name, p, n);
+        name[n] = 0;
+        p += n + (p[n] == ' ');
+        if (n == 0)
+            continue; /* two spaces in a row */
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+        if (!f)
+            abort();
+        json_field(m, f);
+    }
+}
 
 void cli_json_done(void)
 {

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "ctl/ctl_tcp.h"
@@ -337,16 +338,8 @@ static void plain_in(struct relay_conn *c, const uint8_t *p, size_t n)
 
 static int in_append(struct relay_conn *c, const uint8_t *p, size_t n)
 {
-    if (c->in_len + n > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : 4096;
-        while (cap < c->in_len + n)
-            cap *= 2;
-        uint8_t *q = realloc(c->in, cap);
-        if (!q)
-            return ID_ENOMEM;
-        c->in = q;
-        c->in_cap = cap;
-    }
+    if (ARRAY_RESERVE(c->in, c->in_cap, c->in_len, n, 4096) < 0)
+        return ID_ENOMEM;
     memcpy(c->in + c->in_len, p, n);
     c->in_len += n;
     return 0;

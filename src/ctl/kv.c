@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "idunno.pb-c.h"
 
@@ -46,24 +47,15 @@ void kv_destroy(struct kv *kv)
     free(kv);
 }
 
+static int key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct kv_entry *)elem)->key);
+}
+
 /* Index of key, or of where it would go (with *found 0). */
 static size_t kv_find(const struct kv *kv, const char *key, int *found)
 {
-    size_t lo = 0, hi = kv->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(kv->e[mid].key, key);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return array_search(kv->e, kv->n, sizeof *kv->e, key, key_cmp, found);
 }
 
 int kv_get(const struct kv *kv, const char *key, const uint8_t **value, size_t *len, uint64_t *rev)
@@ -109,15 +101,9 @@ static int kv_put(struct kv *kv, const char *key, const uint8_t *value, size_t l
             free(copy);
             return ID_ENOSPC;
         }
-        if (kv->n == kv->cap) {
-            size_t cap = kv->cap ? kv->cap * 2 : 64;
-            struct kv_entry *e = realloc(kv->e, cap * sizeof *e);
-            if (!e) {
-                free(copy);
-                return ID_ENOMEM;
-            }
-            kv->e = e;
-            kv->cap = cap;
+        if (ARRAY_RESERVE(kv->e, kv->cap, kv->n, 1, 64) < 0) {
+            free(copy);
+            return ID_ENOMEM;
         }
         char *k = strdup(key);
         if (!k) {
@@ -184,6 +170,33 @@ static void kv_apply(void *self, const struct sm_cmd *cmd, struct sm_result *res
     }
 }
 
+static int kv_build(void *self, const ProtobufCMessage *msg)
+{
+    struct kv *fresh = self;
+    const Idunno__CtlKvState *st = (const Idunno__CtlKvState *)msg;
+    for (size_t i = 0; i < st->n_entries; i++) {
+        const Idunno__CtlKvEntry *e = st->entries[i];
+        if (!kv_key_ok(e->key) || e->value.len > KV_MAX_VALUE ||
+            (i > 0 && strcmp(st->entries[i - 1]->key, e->key) >= 0))
+            return ID_EPROTO;
+        int rc = kv_put(fresh, e->key, e->value.data, e->value.len);
+        if (rc < 0)
+            return rc;
+        fresh->e[fresh->n - 1].rev = e->revision;
+    }
+    fresh->revision = st->revision;
+    return 0;
+}
+
+static void kv_clear_any(void *self) { kv_clear(self); }
+
+static const struct sm_section kv_section = {
+    .desc = &idunno__ctl_kv_state__descriptor,
+    .state_size = sizeof(struct kv),
+    .clear = kv_clear_any,
+    .build = kv_build,
+};
+
 static int kv_snapshot(void *self, struct sm_buf *out)
 {
     struct kv *kv = self;
@@ -210,43 +223,6 @@ static int kv_snapshot(void *self, struct sm_buf *out)
     return rc;
 }
 
-static int kv_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
-{
-    struct kv *kv = self;
-    if (!data) {
-        kv_clear(kv);
-        return 0;
-    }
-    if (version != 1)
-        return ID_EVERSION;
-    Idunno__CtlKvState *st = idunno__ctl_kv_state__unpack(NULL, len, data);
-    if (!st)
-        return ID_EPROTO;
-    /* Build the new state aside, then swap: a bad snapshot changes nothing. */
-    struct kv fresh = {0};
-    int rc = 0;
-    for (size_t i = 0; i < st->n_entries && rc == 0; i++) {
-        const Idunno__CtlKvEntry *e = st->entries[i];
-        if (!kv_key_ok(e->key) || e->value.len > KV_MAX_VALUE ||
-            (i > 0 && strcmp(st->entries[i - 1]->key, e->key) >= 0)) {
-            rc = ID_EPROTO;
-            break;
-        }
-        rc = kv_put(&fresh, e->key, e->value.data, e->value.len);
-        if (rc == 0)
-            fresh.e[fresh.n - 1].rev = e->revision;
-    }
-    if (rc == 0) {
-        fresh.revision = st->revision;
-        kv_clear(kv);
-        *kv = fresh;
-    } else {
-        kv_clear(&fresh);
-    }
-    idunno__ctl_kv_state__free_unpacked(st, NULL);
-    return rc;
-}
-
 const struct sm_ops kv_sm_ops = {
     .name = "kv",
     .id = SM_ID_KV,
@@ -255,6 +231,6 @@ const struct sm_ops kv_sm_ops = {
     .snapshot_version = 1,
     .apply = kv_apply,
     .snapshot = kv_snapshot,
-    .restore = kv_restore,
+    .section = &kv_section,
     .digest = NULL,
 };

@@ -82,6 +82,31 @@ static void meta_apply(void *self, const struct sm_cmd *cmd, struct sm_result *r
     idunno__ctl_leader__free_unpacked(l, NULL);
 }
 
+static int meta_build(void *self, const ProtobufCMessage *msg)
+{
+    struct meta *fresh = self;
+    const Idunno__CtlMetaState *st = (const Idunno__CtlMetaState *)msg;
+    if (st->n_leaders > META_HISTORY)
+        return ID_EPROTO;
+    for (size_t i = 0; i < st->n_leaders; i++)
+        if (!meta_valid(st->leaders[i]) ||
+            (i > 0 && st->leaders[i]->term <= st->leaders[i - 1]->term))
+            return ID_EPROTO;
+    for (size_t i = 0; i < st->n_leaders; i++)
+        meta_push(fresh, st->leaders[i]);
+    return 0;
+}
+
+/* The history owns no memory: emptying it is zeroing it. */
+static void meta_clear(void *self) { memset(self, 0, sizeof(struct meta)); }
+
+static const struct sm_section meta_section = {
+    .desc = &idunno__ctl_meta_state__descriptor,
+    .state_size = sizeof(struct meta),
+    .clear = meta_clear,
+    .build = meta_build,
+};
+
 static int meta_snapshot(void *self, struct sm_buf *out)
 {
     struct meta *m = self;
@@ -102,32 +127,6 @@ static int meta_snapshot(void *self, struct sm_buf *out)
     return sm_buf_append_pb(out, &st.base);
 }
 
-static int meta_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
-{
-    struct meta *m = self;
-    if (!data) {
-        memset(m, 0, sizeof *m);
-        return 0;
-    }
-    if (version != 1)
-        return ID_EVERSION;
-    Idunno__CtlMetaState *st = idunno__ctl_meta_state__unpack(NULL, len, data);
-    if (!st)
-        return ID_EPROTO;
-    int rc = st->n_leaders > META_HISTORY ? ID_EPROTO : 0;
-    for (size_t i = 0; rc == 0 && i < st->n_leaders; i++)
-        if (!meta_valid(st->leaders[i]) ||
-            (i > 0 && st->leaders[i]->term <= st->leaders[i - 1]->term))
-            rc = ID_EPROTO;
-    if (rc == 0) {
-        memset(m, 0, sizeof *m);
-        for (size_t i = 0; i < st->n_leaders; i++)
-            meta_push(m, st->leaders[i]);
-    }
-    idunno__ctl_meta_state__free_unpacked(st, NULL);
-    return rc;
-}
-
 const struct sm_ops meta_sm_ops = {
     .name = "meta",
     .id = SM_ID_META,
@@ -136,6 +135,6 @@ const struct sm_ops meta_sm_ops = {
     .snapshot_version = 1,
     .apply = meta_apply,
     .snapshot = meta_snapshot,
-    .restore = meta_restore,
+    .section = &meta_section,
     .digest = NULL,
 };

@@ -2,9 +2,12 @@
  * codecs, dispatch in log order, digests. */
 #include "ctl/sm.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "idunno.pb-c.h"
 
@@ -14,17 +17,7 @@
 
 static int sm_buf_reserve(struct sm_buf *b, size_t extra)
 {
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra)
-        cap *= 2;
-    uint8_t *p = realloc(b->data, cap);
-    if (!p)
-        return ID_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return 0;
+    return ARRAY_RESERVE(b->data, b->cap, b->len, extra, 256);
 }
 
 int sm_buf_append(struct sm_buf *b, const void *p, size_t n)
@@ -72,8 +65,8 @@ void sm_init(struct sm *sm)
 
 int sm_register(struct sm *sm, const struct sm_ops *ops, void *self)
 {
-    if (!ops || !ops->apply || !ops->snapshot || !ops->restore || ops->type_lo > ops->type_hi ||
-        ops->id == 0)
+    if (!ops || !ops->apply || !ops->snapshot || (!ops->restore && !ops->section) ||
+        ops->type_lo > ops->type_hi || ops->id == 0)
         return ID_EINVAL;
     if (sm->n_subs == SM_MAX_SUBS)
         return ID_EINVAL;
@@ -299,9 +292,9 @@ int sm_restore(struct sm *sm, const void *data, size_t len)
         /* A present but empty section restores from a zero-length buffer, which
          * is not the same as absent (NULL): pass a valid pointer. */
         static const uint8_t empty[1];
-        rc = sec ? sm->subs[k].ops->restore(sm->subs[k].self, sec->version,
-                                            sec->data.len ? sec->data.data : empty, sec->data.len)
-                 : sm->subs[k].ops->restore(sm->subs[k].self, 0, NULL, 0);
+        rc = sec ? sm_ops_restore(sm->subs[k].ops, sm->subs[k].self, sec->version,
+                                  sec->data.len ? sec->data.data : empty, sec->data.len)
+                 : sm_ops_restore(sm->subs[k].ops, sm->subs[k].self, 0, NULL, 0);
     }
     if (rc == 0) {
         sm->applied = snap->applied;
@@ -311,10 +304,109 @@ int sm_restore(struct sm *sm, const void *data, size_t len)
     return rc;
 }
 
+/* ---- snapshot scratch --------------------------------------------------------------------- */
+
+/* A block's header keeps what follows it aligned for any element type. */
+union scratch_head {
+    struct {
+        void *prev;    /* the block before */
+        void *adopted; /* a caller's allocation freed with this block */
+    } h;
+    max_align_t align;
+};
+
+void *sm_scratch_calloc(struct sm_scratch *s, size_t n, size_t size)
+{
+    if (n == 0)
+        n = 1;
+    if (size && n > (SIZE_MAX - sizeof(union scratch_head)) / size) {
+        s->failed = 1;
+        return NULL;
+    }
+    union scratch_head *h = calloc(1, sizeof *h + n * size);
+    if (!h) {
+        s->failed = 1;
+        return NULL;
+    }
+    h->h.prev = s->blocks;
+    s->blocks = h;
+    return h + 1;
+}
+
+void sm_scratch_adopt(struct sm_scratch *s, void *p)
+{
+    if (!p)
+        return;
+    union scratch_head *h = calloc(1, sizeof *h);
+    if (!h) {
+        free(p);
+        s->failed = 1;
+        return;
+    }
+    h->h.adopted = p;
+    h->h.prev = s->blocks;
+    s->blocks = h;
+}
+
+void sm_scratch_free(struct sm_scratch *s)
+{
+    while (s->blocks) {
+        union scratch_head *h = s->blocks;
+        s->blocks = h->h.prev;
+        free(h->h.adopted);
+        free(h);
+    }
+    s->failed = 0;
+}
+
+int sm_scratch_pack(struct sm_scratch *s, struct sm_buf *out, const ProtobufCMessage *m)
+{
+    int rc = s->failed ? ID_ENOMEM : sm_buf_append_pb(out, m);
+    sm_scratch_free(s);
+    return rc;
+}
+
+/* ---- restore -------------------------------------------------------------------------------- */
+
+/* The frame of sm_section, around s->build. */
+static int restore_section(const struct sm_section *s, uint32_t want, void *state, uint32_t version,
+                           const uint8_t *data, size_t len)
+{
+    if (!data) {
+        s->clear(state);
+        return 0;
+    }
+    if (version != want)
+        return ID_EVERSION;
+    ProtobufCMessage *msg = protobuf_c_message_unpack(s->desc, NULL, len, data);
+    if (!msg)
+        return ID_EPROTO;
+    void (*release)(void *) = s->release ? s->release : s->clear;
+    void *fresh = calloc(1, s->state_size);
+    int rc = fresh ? s->build(fresh, msg) : ID_ENOMEM;
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (rc == 0) {
+        release(state);
+        memcpy(state, fresh, s->state_size);
+    } else if (fresh) {
+        release(fresh);
+    }
+    free(fresh);
+    return rc;
+}
+
+int sm_ops_restore(const struct sm_ops *ops, void *self, uint32_t version, const uint8_t *data,
+                   size_t len)
+{
+    if (ops->restore)
+        return ops->restore(self, version, data, len);
+    return restore_section(ops->section, ops->snapshot_version, self, version, data, len);
+}
+
 void sm_reset(struct sm *sm)
 {
     for (size_t k = 0; k < sm->n_subs; k++)
-        sm->subs[k].ops->restore(sm->subs[k].self, 0, NULL, 0);
+        sm_ops_restore(sm->subs[k].ops, sm->subs[k].self, 0, NULL, 0);
     sm->applied = 0;
     sm->malformed = 0;
 }

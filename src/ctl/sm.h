@@ -103,6 +103,50 @@ struct sm_result {
 /* Frees res->body and clears it. */
 void sm_result_clear(struct sm_result *res);
 
+/* Scratch memory for building a snapshot message: the many arrays of pointers
+ * and sub-messages a snapshot fills are taken from one list and freed together.
+ * A zeroed struct is empty. An allocation failure is sticky (failed), so a
+ * snapshot allocates everything and checks once. */
+struct sm_scratch {
+    void *blocks; /* the last block; each links to the one before */
+    int failed;
+};
+
+/* n zeroed elements of `size` bytes (at least one, so a count of zero still
+ * gives a valid pointer), or NULL with s->failed set (out of memory, or the
+ * size overflows). */
+void *sm_scratch_calloc(struct sm_scratch *s, size_t n, size_t size);
+
+/* Hands p (from malloc; NULL is fine) to s, to be freed with it. If that
+ * fails, p is freed now and s->failed set. */
+void sm_scratch_adopt(struct sm_scratch *s, void *p);
+
+/* Frees every block; s is empty again. */
+void sm_scratch_free(struct sm_scratch *s);
+
+/* The end of a snapshot: appends m to out unless an allocation failed (then
+ * ID_ENOMEM), and frees the scratch either way. */
+int sm_scratch_pack(struct sm_scratch *s, struct sm_buf *out, const ProtobufCMessage *m);
+
+/* The frame every restore shares, for sub-state machines whose snapshot
+ * section is one protobuf message (sm_ops.section): a NULL section empties the
+ * state (clear); a layout other than sm_ops.snapshot_version is refused
+ * (ID_EVERSION); a section that does not decode as a `desc` message is refused
+ * (ID_EPROTO); otherwise build fills a zeroed state aside from the message,
+ * and only once it succeeds does that state replace the current one, so a bad
+ * snapshot changes nothing. */
+struct sm_section {
+    const ProtobufCMessageDescriptor *desc; /* the section's message */
+    size_t state_size;                      /* bytes of the state struct */
+    /* Empties a state, which stays usable (the NULL section). */
+    void (*clear)(void *state);
+    /* Frees all a state owns: the old state before it is overwritten, a fresh
+     * one that failed. NULL: clear does. */
+    void (*release)(void *state);
+    /* Fills the zeroed `fresh` from msg; 0 or the code restore returns. */
+    int (*build)(void *fresh, const ProtobufCMessage *msg);
+};
+
 struct sm_ops {
     const char *name;          /* for logs: "kv" */
     uint32_t id;               /* an enum sm_id; unique */
@@ -118,10 +162,17 @@ struct sm_ops {
      * validate before replacing: on error (ID_EPROTO, ID_EVERSION, ID_ENOMEM)
      * the state is unchanged. `data` is valid during the call only. */
     int (*restore)(void *self, uint32_t version, const uint8_t *data, size_t len);
+    /* Or, with restore NULL, the frame of sm_section restores the state. */
+    const struct sm_section *section;
     /* Optional: feeds a canonical description of the state to h. NULL: the
      * framework digests the snapshot bytes. */
     void (*digest)(void *self, struct sha256 *h);
 };
+
+/* Restores one sub-state machine: ops->restore, or the frame of ops->section.
+ * Arguments and results as sm_ops.restore. */
+int sm_ops_restore(const struct sm_ops *ops, void *self, uint32_t version, const uint8_t *data,
+                   size_t len);
 
 struct sm_sub {
     const struct sm_ops *ops;

@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/array.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -152,14 +153,8 @@ int http_add_provider(struct http *h, const char *section, http_render_fn render
         return ID_EINVAL;
     struct http_provider *p = http_find(h, section);
     if (!p) {
-        if (h->n_providers == h->cap_providers) {
-            size_t cap = h->cap_providers ? 2 * h->cap_providers : 8;
-            struct http_provider *np = realloc(h->providers, cap * sizeof *np);
-            if (!np)
-                return ID_ENOMEM;
-            h->providers = np;
-            h->cap_providers = cap;
-        }
+        if (ARRAY_RESERVE(h->providers, h->cap_providers, h->n_providers, 1, 8) < 0)
+            return ID_ENOMEM;
         p = &h->providers[h->n_providers++];
     }
     memset(p, 0, sizeof *p);

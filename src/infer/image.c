@@ -10,6 +10,7 @@
 #include <string.h>
 #include <turbojpeg.h>
 
+#include "base/array.h"
 #include "base/err.h"
 
 static _Atomic uint64_t max_pixels = IMAGE_MAX_PIXELS;
@@ -175,19 +176,14 @@ int image_load_tensor(const char *path, const struct image_prep *prep, float *ou
     size_t len = 0, cap = 0;
     int rc = 0;
     for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            if (cap > 256u * 1024 * 1024) {
-                snprintf(errmsg, errlen, "%s is too large to be an image", path);
-                rc = ID_EIMAGE;
-                break;
-            }
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = ID_ENOMEM;
-                break;
-            }
-            buf = nb;
+        if (len == cap && cap >= 256u * 1024 * 1024) {
+            snprintf(errmsg, errlen, "%s is too large to be an image", path);
+            rc = ID_EIMAGE;
+            break;
+        }
+        if (ARRAY_RESERVE(buf, cap, len, 1, 1 << 16) < 0) {
+            rc = ID_ENOMEM;
+            break;
         }
         size_t n = fread(buf + len, 1, cap - len, f);
         len += n;

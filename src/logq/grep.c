@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "logq/strfind.h"
 
@@ -288,14 +289,8 @@ static int collect_line(void *ud, const char *line, size_t len)
         out->truncated = 1;
         return 0;
     }
-    if (out->n_lines == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        char **nl = realloc(out->lines, cap * sizeof *nl);
-        if (!nl)
-            return ID_ENOMEM;
-        out->lines = nl;
-        c->cap = cap;
-    }
+    if (ARRAY_RESERVE(out->lines, c->cap, out->n_lines, 1, 64) < 0)
+        return ID_ENOMEM;
     char *copy = strndup(line, len);
     if (!copy)
         return ID_ENOMEM;

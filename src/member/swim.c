@@ -10,6 +10,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "base/array.h"
+
 uint64_t swim__rng_next(struct swim *s)
 {
     /* splitmix64: tiny, good enough for shuffles, deterministic for tests */
@@ -191,16 +193,10 @@ void swim__broadcast_record(struct swim *s, const struct swim_record *rec)
 /* May move s->nodes: callers must not hold node pointers across it. */
 static struct swim_node *add_node(struct swim *s, const struct swim_record *r, uint64_t now)
 {
-    if (s->n_nodes == s->cap_nodes) {
-        if (s->cap_nodes >= SWIM_MAX_MEMBERS)
-            return NULL;
-        size_t cap = s->cap_nodes ? s->cap_nodes * 2 : 16;
-        struct swim_node *nn = realloc(s->nodes, cap * sizeof *nn);
-        if (!nn)
-            return NULL;
-        s->nodes = nn;
-        s->cap_nodes = cap;
-    }
+    if (s->n_nodes == s->cap_nodes && s->cap_nodes >= SWIM_MAX_MEMBERS)
+        return NULL;
+    if (ARRAY_RESERVE(s->nodes, s->cap_nodes, s->n_nodes, 1, 16) < 0)
+        return NULL;
     struct swim_node *n = &s->nodes[s->n_nodes++];
     memset(n, 0, sizeof *n);
     n->rec = *r;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 
 void frame_reader_init(struct frame_reader *r, uint32_t max_body, struct frame_stats *stats)
@@ -33,16 +34,8 @@ int frame_reader_feed(struct frame_reader *r, const void *data, size_t n)
         r->len -= r->consumed;
         r->consumed = 0;
     }
-    if (r->len + n > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < r->len + n)
-            cap *= 2;
-        uint8_t *nb = realloc(r->buf, cap);
-        if (!nb)
-            return ID_ENOMEM;
-        r->buf = nb;
-        r->cap = cap;
-    }
+    if (ARRAY_RESERVE(r->buf, r->cap, r->len, n, 4096) < 0)
+        return ID_ENOMEM;
     memcpy(r->buf + r->len, data, n);
     r->len += n;
     return 0;

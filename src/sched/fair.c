@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 
 /* ---- query rings ---------------------------------------------------------------------------- */
@@ -425,14 +426,8 @@ int fair_job_add(struct fair *f, uint32_t job, double weight)
     size_t pos;
     if (job_find(f, job, &pos))
         return ID_EEXIST;
-    if (f->njobs == f->jobs_cap) {
-        size_t cap = f->jobs_cap ? f->jobs_cap * 2 : 16;
-        struct fair_job *a = realloc(f->jobs, cap * sizeof *a);
-        if (!a)
-            return ID_ENOMEM;
-        f->jobs = a;
-        f->jobs_cap = cap;
-    }
+    if (ARRAY_RESERVE(f->jobs, f->jobs_cap, f->njobs, 1, 16) < 0)
+        return ID_ENOMEM;
     memmove(&f->jobs[pos + 1], &f->jobs[pos], (f->njobs - pos) * sizeof *f->jobs);
     f->njobs++;
     /* vt is set when the first query wakes the job. */
@@ -576,14 +571,8 @@ int fair_worker_add(struct fair *f, const char *worker, unsigned slots)
         w->slots = slots;
         return 0;
     }
-    if (f->nworkers == f->workers_cap) {
-        size_t cap = f->workers_cap ? f->workers_cap * 2 : 16;
-        struct fair_worker **a = realloc(f->workers, cap * sizeof *a);
-        if (!a)
-            return ID_ENOMEM;
-        f->workers = a;
-        f->workers_cap = cap;
-    }
+    if (ARRAY_RESERVE(f->workers, f->workers_cap, f->nworkers, 1, 16) < 0)
+        return ID_ENOMEM;
     w = calloc(1, sizeof *w);
     if (!w)
         return ID_ENOMEM;
@@ -661,14 +650,8 @@ int fair_worker_set_model(struct fair *f, const char *worker, uint32_t job, int 
     int found;
     size_t m = model_find(w, job, &found);
     if (holds && !found) {
-        if (w->nmodels == w->models_cap) {
-            size_t cap = w->models_cap ? w->models_cap * 2 : 8;
-            uint32_t *a = realloc(w->models, cap * sizeof *a);
-            if (!a)
-                return ID_ENOMEM;
-            w->models = a;
-            w->models_cap = cap;
-        }
+        if (ARRAY_RESERVE(w->models, w->models_cap, w->nmodels, 1, 8) < 0)
+            return ID_ENOMEM;
         memmove(&w->models[m + 1], &w->models[m], (w->nmodels - m) * sizeof *w->models);
         w->models[m] = job;
         w->nmodels++;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/json_out.h"
 #include "base/strbuf.h"
@@ -211,13 +212,11 @@ static int job_reserve_images(struct job_rec *job, size_t n)
 {
     if (n <= job->cap_images)
         return 0;
-    size_t cap = job->cap_images ? job->cap_images : 256;
-    while (cap < n)
-        cap *= 2;
-    char **imgs = realloc(job->images, cap * sizeof *imgs);
-    if (!imgs)
+    /* The done bitmap follows the images' capacity: job->cap_images is
+     * updated only once both have grown. */
+    size_t cap = job->cap_images;
+    if (ARRAY_RESERVE(job->images, cap, 0, n, 256) < 0)
         return ID_ENOMEM;
-    job->images = imgs;
     uint8_t *done = realloc(job->done, (cap + 7) / 8);
     if (!done)
         return ID_ENOMEM;
@@ -229,14 +228,8 @@ static int job_reserve_images(struct job_rec *job, size_t n)
 
 static int job_add_pending(struct job_rec *job, const Idunno__QueryResult *r)
 {
-    if (job->n_pending == job->cap_pending) {
-        size_t cap = job->cap_pending ? job->cap_pending * 2 : 256;
-        struct pending_result *p = realloc(job->pending, cap * sizeof *p);
-        if (!p)
-            return ID_ENOMEM;
-        job->pending = p;
-        job->cap_pending = cap;
-    }
+    if (ARRAY_RESERVE(job->pending, job->cap_pending, job->n_pending, 1, 256) < 0)
+        return ID_ENOMEM;
     struct pending_result *p = &job->pending[job->n_pending];
     memset(p, 0, sizeof *p);
     p->image = r->image;
@@ -255,14 +248,8 @@ static int job_add_pending(struct job_rec *job, const Idunno__QueryResult *r)
 
 static int jobs_insert(struct jobs *j, struct job_rec *job)
 {
-    if (j->n_jobs == j->cap_jobs) {
-        size_t cap = j->cap_jobs ? j->cap_jobs * 2 : 16;
-        struct job_rec **p = realloc(j->jobs, cap * sizeof *p);
-        if (!p)
-            return ID_ENOMEM;
-        j->jobs = p;
-        j->cap_jobs = cap;
-    }
+    if (ARRAY_RESERVE(j->jobs, j->cap_jobs, j->n_jobs, 1, 16) < 0)
+        return ID_ENOMEM;
     j->jobs[j->n_jobs++] = job;
     return 0;
 }
@@ -634,138 +621,34 @@ static int restore_parts(struct job_rec *job, const Idunno__JobState *s)
     return 0;
 }
 
-static int jobs_snapshot(void *self, struct sm_buf *out)
+static int jobs_build(void *self, const ProtobufCMessage *msg)
 {
-    struct jobs *j = self;
-    Idunno__ModelInfo *models = calloc(j->n_models + 1, sizeof *models);
-    Idunno__ModelInfo **mp = calloc(j->n_models + 1, sizeof *mp);
-    float(*mean)[3] = calloc(j->n_models + 1, sizeof *mean);
-    float(*std)[3] = calloc(j->n_models + 1, sizeof *std);
-    Idunno__JobState *js = calloc(j->n_jobs + 1, sizeof *js);
-    Idunno__JobState **jp = calloc(j->n_jobs + 1, sizeof *jp);
-    uint8_t **stats = calloc(j->n_jobs + 1, sizeof *stats);
-    size_t np = 0;
-    for (size_t i = 0; i < j->n_jobs; i++)
-        np += j->jobs[i]->n_pending;
-    Idunno__QueryResult *pr = calloc(np + 1, sizeof *pr);
-    Idunno__QueryResult **pp = calloc(np + 1, sizeof *pp);
-    uint32_t *cls = calloc((np + 1) * JOBS_TOPK, sizeof *cls);
-    float *probs = calloc((np + 1) * JOBS_TOPK, sizeof *probs);
-    size_t nparts = 0;
-    for (size_t i = 0; i < j->n_jobs; i++)
-        nparts += j->jobs[i]->parts;
-    Idunno__JobPart *parts = calloc(nparts + 1, sizeof *parts);
-    Idunno__JobPart **partp = calloc(nparts + 1, sizeof *partp);
-    int rc = ID_ENOMEM;
-    if (!models || !mp || !mean || !std || !js || !jp || !stats || !pr || !pp || !cls || !probs ||
-        !parts || !partp)
-        goto out;
-    for (size_t i = 0; i < j->n_models; i++) {
-        jobs_model_to_pb(&j->models[i], &models[i], mean[i], std[i]);
-        mp[i] = &models[i];
-    }
-    size_t k = 0, kp = 0;
-    for (size_t i = 0; i < j->n_jobs; i++) {
-        const struct job_rec *job = j->jobs[i];
-        Idunno__JobState *s = &js[i];
-        idunno__job_state__init(s);
-        s->id = job->id;
-        s->model = (char *)job->model;
-        s->batch = job->batch;
-        s->weight = job->weight;
-        s->stopped = job->stopped;
-        s->error = (char *)job->error;
-        s->created_ms = job->created_ms;
-        s->n_images = job->n_images;
-        s->images = job->images;
-        s->done.data = job->done;
-        s->done.len = (job->n_images + 7) / 8;
-        s->queries_done = job->queries_done;
-        s->duplicates = job->duplicates;
-        s->parts = job->parts;
-        s->part_list = &partp[kp];
-        s->n_part_list = job->parts;
-        for (uint64_t p = 0; p < job->parts; p++, kp++) {
-            jobs_part_to_pb(&job->part_list[p], &parts[kp]);
-            partp[kp] = &parts[kp];
-        }
-        size_t slen = 0;
-        if (qstats_serialize(job->stats, &stats[i], &slen) < 0)
-            goto out;
-        s->stats.data = stats[i];
-        s->stats.len = slen;
-        s->pending = &pp[k];
-        s->n_pending = job->n_pending;
-        for (size_t p = 0; p < job->n_pending; p++, k++) {
-            pending_to_pb(&job->pending[p], &pr[k], &cls[k * JOBS_TOPK], &probs[k * JOBS_TOPK]);
-            pp[k] = &pr[k];
-        }
-        jp[i] = s;
-    }
-    Idunno__JobsState st = IDUNNO__JOBS_STATE__INIT;
-    st.n_models = j->n_models;
-    st.models = mp;
-    st.n_jobs = j->n_jobs;
-    st.jobs = jp;
-    st.next_job = j->next_job;
-    rc = sm_buf_append_pb(out, &st.base);
-out:
-    if (stats)
-        for (size_t i = 0; i < j->n_jobs; i++)
-            free(stats[i]);
-    free(models);
-    free(mp);
-    free(mean);
-    free(std);
-    free(js);
-    free(jp);
-    free(stats);
-    free(pr);
-    free(pp);
-    free(cls);
-    free(probs);
-    free(parts);
-    free(partp);
-    return rc;
-}
-
-static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
-{
-    struct jobs *j = self;
-    if (!data) {
-        jobs_clear(j);
-        return 0;
-    }
-    if (version != JOBS_SNAPSHOT_VERSION)
-        return ID_EVERSION;
-    Idunno__JobsState *st = idunno__jobs_state__unpack(NULL, len, data);
-    if (!st)
-        return ID_EPROTO;
-    struct jobs fresh = {0};
-    fresh.models = calloc(JOBS_MAX_MODELS, sizeof *fresh.models);
-    int rc = fresh.models ? 0 : ID_ENOMEM;
+    struct jobs *fresh = self;
+    const Idunno__JobsState *st = (const Idunno__JobsState *)msg;
+    fresh->models = calloc(JOBS_MAX_MODELS, sizeof *fresh->models);
+    int rc = fresh->models ? 0 : ID_ENOMEM;
     if (st->n_models > JOBS_MAX_MODELS)
         rc = ID_EPROTO;
     for (size_t i = 0; rc == 0 && i < st->n_models; i++) {
-        if (model_from_pb(st->models[i], &fresh.models[i]) < 0 ||
-            jobs_model(&fresh, st->models[i]->name))
+        if (model_from_pb(st->models[i], &fresh->models[i]) < 0 ||
+            jobs_model(fresh, st->models[i]->name))
             rc = ID_EPROTO;
         else
-            fresh.n_models++;
+            fresh->n_models++;
     }
-    fresh.next_job = st->next_job;
+    fresh->next_job = st->next_job;
     for (size_t i = 0; rc == 0 && i < st->n_jobs; i++) {
         const Idunno__JobState *s = st->jobs[i];
         double w = s->weight;
         if (!jobs_model_name_ok(s->model) || !batch_ok(s->batch) || !(w >= 1e-6 && w <= 1e6) ||
-            s->id == 0 || s->id > st->next_job || jobs_by_id(&fresh, s->id) ||
-            jobs_of_model(&fresh, s->model) || s->n_images > JOBS_MAX_IMAGES ||
+            s->id == 0 || s->id > st->next_job || jobs_by_id(fresh, s->id) ||
+            jobs_of_model(fresh, s->model) || s->n_images > JOBS_MAX_IMAGES ||
             s->done.len != (s->n_images + 7) / 8) {
             rc = ID_EPROTO;
             break;
         }
         struct job_rec *job = job_new(s->id, s->model, s->batch, w, s->created_ms);
-        if (!job || jobs_insert(&fresh, job) < 0) {
+        if (!job || jobs_insert(fresh, job) < 0) {
             job_free(job);
             rc = ID_ENOMEM;
             break;
@@ -803,16 +686,107 @@ static int jobs_restore(void *self, uint32_t version, const uint8_t *data, size_
                 rc = job_add_pending(job, s->pending[p]);
         }
     }
-    idunno__jobs_state__free_unpacked(st, NULL);
-    if (rc < 0) {
-        jobs_clear(&fresh);
-        free(fresh.models);
-        return rc == ID_ENOMEM ? rc : ID_EPROTO;
-    }
+    return rc == 0 || rc == ID_ENOMEM ? rc : ID_EPROTO;
+}
+
+static void jobs_clear_any(void *self) { jobs_clear(self); }
+
+static void jobs_release(void *self)
+{
+    struct jobs *j = self;
     jobs_clear(j);
     free(j->models);
-    *j = fresh;
-    return 0;
+    j->models = NULL;
+}
+
+static const struct sm_section jobs_section = {
+    .desc = &idunno__jobs_state__descriptor,
+    .state_size = sizeof(struct jobs),
+    .clear = jobs_clear_any,
+    .release = jobs_release,
+    .build = jobs_build,
+};
+
+static int jobs_snapshot(void *self, struct sm_buf *out)
+{
+    struct jobs *j = self;
+    struct sm_scratch sc = {0};
+    Idunno__ModelInfo *models = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *models);
+    Idunno__ModelInfo **mp = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *mp);
+    float(*mean)[3] = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *mean);
+    float(*std)[3] = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *std);
+    Idunno__JobState *js = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *js);
+    Idunno__JobState **jp = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *jp);
+    size_t np = 0;
+    for (size_t i = 0; i < j->n_jobs; i++)
+        np += j->jobs[i]->n_pending;
+    Idunno__QueryResult *pr = sm_scratch_calloc(&sc, np + 1, sizeof *pr);
+    Idunno__QueryResult **pp = sm_scratch_calloc(&sc, np + 1, sizeof *pp);
+    uint32_t *cls = sm_scratch_calloc(&sc, (np + 1) * JOBS_TOPK, sizeof *cls);
+    float *probs = sm_scratch_calloc(&sc, (np + 1) * JOBS_TOPK, sizeof *probs);
+    size_t nparts = 0;
+    for (size_t i = 0; i < j->n_jobs; i++)
+        nparts += j->jobs[i]->parts;
+    Idunno__JobPart *parts = sm_scratch_calloc(&sc, nparts + 1, sizeof *parts);
+    Idunno__JobPart **partp = sm_scratch_calloc(&sc, nparts + 1, sizeof *partp);
+    if (sc.failed)
+        goto out;
+    for (size_t i = 0; i < j->n_models; i++) {
+        jobs_model_to_pb(&j->models[i], &models[i], mean[i], std[i]);
+        mp[i] = &models[i];
+    }
+    size_t k = 0, kp = 0;
+    for (size_t i = 0; i < j->n_jobs; i++) {
+        const struct job_rec *job = j->jobs[i];
+        Idunno__JobState *s = &js[i];
+        idunno__job_state__init(s);
+        s->id = job->id;
+        s->model = (char *)job->model;
+        s->batch = job->batch;
+        s->weight = job->weight;
+        s->stopped = job->stopped;
+        s->error = (char *)job->error;
+        s->created_ms = job->created_ms;
+        s->n_images = job->n_images;
+        s->images = job->images;
+        s->done.data = job->done;
+        s->done.len = (job->n_images + 7) / 8;
+        s->queries_done = job->queries_done;
+        s->duplicates = job->duplicates;
+        s->parts = job->parts;
+        s->part_list = &partp[kp];
+        s->n_part_list = job->parts;
+        for (uint64_t p = 0; p < job->parts; p++, kp++) {
+            jobs_part_to_pb(&job->part_list[p], &parts[kp]);
+            partp[kp] = &parts[kp];
+        }
+        uint8_t *stats = NULL;
+        size_t slen = 0;
+        if (qstats_serialize(job->stats, &stats, &slen) < 0)
+            goto out;
+        sm_scratch_adopt(&sc, stats);
+        if (sc.failed)
+            goto out;
+        s->stats.data = stats;
+        s->stats.len = slen;
+        s->pending = &pp[k];
+        s->n_pending = job->n_pending;
+        for (size_t p = 0; p < job->n_pending; p++, k++) {
+            pending_to_pb(&job->pending[p], &pr[k], &cls[k * JOBS_TOPK], &probs[k * JOBS_TOPK]);
+            pp[k] = &pr[k];
+        }
+        jp[i] = s;
+    }
+    Idunno__JobsState st = IDUNNO__JOBS_STATE__INIT;
+    st.n_models = j->n_models;
+    st.models = mp;
+    st.n_jobs = j->n_jobs;
+    st.jobs = jp;
+    st.next_job = j->next_job;
+    return sm_scratch_pack(&sc, out, &st.base);
+out: /* out of memory */
+    sm_scratch_free(&sc);
+    return ID_ENOMEM;
 }
 
 const struct sm_ops jobs_sm_ops = {
@@ -823,6 +797,6 @@ const struct sm_ops jobs_sm_ops = {
     .snapshot_version = JOBS_SNAPSHOT_VERSION,
     .apply = jobs_apply,
     .snapshot = jobs_snapshot,
-    .restore = jobs_restore,
+    .section = &jobs_section,
     .digest = NULL,
 };

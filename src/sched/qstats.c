@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 
 typedef unsigned __int128 u128;
@@ -210,14 +211,8 @@ static size_t name_intern(struct qstats *q, const char *name)
         names_compact(q);
     if (q->nnames == QS_NAMES_MAX)
         return SIZE_MAX;
-    if (q->nnames == q->names_cap) {
-        size_t cap = q->names_cap ? q->names_cap * 2 : 16;
-        void *a = realloc(q->names, cap * QSTATS_NAME_MAX);
-        if (!a)
-            return SIZE_MAX;
-        q->names = a;
-        q->names_cap = cap;
-    }
+    if (ARRAY_RESERVE(q->names, q->names_cap, q->nnames, 1, 16) < 0)
+        return SIZE_MAX;
     memcpy(q->names[q->nnames], name, strlen(name) + 1);
     return q->nnames++;
 }

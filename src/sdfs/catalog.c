@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 #include "idunno.pb-c.h"
 
@@ -91,23 +92,15 @@ static int node_name_ok(const char *s)
 
 /* ---- lookups -------------------------------------------------------------------------------- */
 
+static int name_cmp(const void *name, const void *elem)
+{
+    return strcmp(name, ((const struct sdfs_file *)elem)->name);
+}
+
+/* Index of name, or of where it would go (with *found 0). */
 static size_t catalog_index(const struct catalog *c, const char *name, int *found)
 {
-    size_t lo = 0, hi = c->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = strcmp(c->files[mid].name, name);
-        if (r == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return array_search(c->files, c->n, sizeof *c->files, name, name_cmp, found);
 }
 
 const struct sdfs_file *catalog_find(const struct catalog *c, const char *name)
@@ -154,14 +147,8 @@ static struct node_load *load_slot(struct catalog *c, const char *node, int crea
             return &c->loads[i];
     if (!create)
         return NULL;
-    if (c->n_loads == c->cap_loads) {
-        size_t cap = c->cap_loads ? c->cap_loads * 2 : 16;
-        struct node_load *l = realloc(c->loads, cap * sizeof *l);
-        if (!l)
-            return NULL;
-        c->loads = l;
-        c->cap_loads = cap;
-    }
+    if (ARRAY_RESERVE(c->loads, c->cap_loads, c->n_loads, 1, 16) < 0)
+        return NULL;
     struct node_load *l = &c->loads[c->n_loads++];
     memset(l, 0, sizeof *l);
     snprintf(l->name, sizeof l->name, "%s", node);
@@ -255,14 +242,8 @@ static int catalog_insert(struct catalog *c, size_t at, const char *name)
 {
     if (c->n >= SDFS_MAX_FILES)
         return ID_ENOSPC;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        struct sdfs_file *f = realloc(c->files, cap * sizeof *f);
-        if (!f)
-            return ID_ENOMEM;
-        c->files = f;
-        c->cap = cap;
-    }
+    if (ARRAY_RESERVE(c->files, c->cap, c->n, 1, 64) < 0)
+        return ID_ENOMEM;
     char *copy = strdup(name);
     if (!copy)
         return ID_ENOMEM;
@@ -460,17 +441,7 @@ static int commit_batch_prepare(struct catalog *c, struct commit_batch *b)
     }
     if (c->n + b->n_new > SDFS_MAX_FILES)
         return ID_ENOSPC;
-    if (c->n + b->n_new > c->cap) {
-        size_t cap = c->cap ? c->cap : 64;
-        while (cap < c->n + b->n_new)
-            cap *= 2;
-        struct sdfs_file *f = realloc(c->files, cap * sizeof *f);
-        if (!f)
-            return ID_ENOMEM;
-        c->files = f;
-        c->cap = cap;
-    }
-    return 0;
+    return ARRAY_RESERVE(c->files, c->cap, c->n, b->n_new, 64);
 }
 
 /* Inserts a file whose name copy was made beforehand (cannot fail: the array
@@ -581,19 +552,62 @@ static void catalog_apply(void *self, const struct sm_cmd *cmd, struct sm_result
 
 /* ---- snapshots ------------------------------------------------------------------------------ */
 
+static int catalog_build(void *self, const ProtobufCMessage *msg)
+{
+    struct catalog *fresh = self;
+    const Idunno__SdfsCatalogState *st = (const Idunno__SdfsCatalogState *)msg;
+    int rc = 0;
+    if (st->n_files > SDFS_MAX_FILES)
+        rc = ID_EPROTO;
+    for (size_t i = 0; rc == 0 && i < st->n_files; i++) {
+        const Idunno__SdfsFileState *fs = st->files[i];
+        /* Sorted, unique, valid names; 1..SDFS_KEEP_VERSIONS increasing versions. */
+        if (!sdfs_name_ok(fs->name) || (i > 0 && strcmp(st->files[i - 1]->name, fs->name) >= 0) ||
+            fs->n_versions < 1 || fs->n_versions > SDFS_KEEP_VERSIONS) {
+            rc = ID_EPROTO;
+            break;
+        }
+        if ((rc = catalog_insert(fresh, fresh->n, fs->name)) < 0)
+            break;
+        struct sdfs_file *f = &fresh->files[fresh->n - 1];
+        f->last_version = fs->last_version;
+        for (size_t j = 0; rc == 0 && j < fs->n_versions; j++) {
+            struct sdfs_version *v = &f->versions[j];
+            if (version_from_pb(fs->versions[j], v, 1) < 0 || v->version > f->last_version ||
+                (j > 0 && v->version <= f->versions[j - 1].version)) {
+                rc = ID_EPROTO;
+                break;
+            }
+            f->n_versions++;
+            load_add(fresh, v, +1);
+        }
+    }
+    return rc == 0 || rc == ID_ENOMEM ? rc : ID_EPROTO;
+}
+
+static void catalog_clear_any(void *self) { catalog_clear(self); }
+
+static const struct sm_section catalog_section = {
+    .desc = &idunno__sdfs_catalog_state__descriptor,
+    .state_size = sizeof(struct catalog),
+    .clear = catalog_clear_any,
+    .build = catalog_build,
+};
+
 static int catalog_snapshot(void *self, struct sm_buf *out)
 {
     struct catalog *c = self;
     size_t nv = 0;
     for (size_t i = 0; i < c->n; i++)
         nv += c->files[i].n_versions;
-    Idunno__SdfsFileState *files = calloc(c->n ? c->n : 1, sizeof *files);
-    Idunno__SdfsFileState **fp = calloc(c->n ? c->n : 1, sizeof *fp);
-    Idunno__SdfsVersion *vers = calloc(nv ? nv : 1, sizeof *vers);
-    Idunno__SdfsVersion **vp = calloc(nv ? nv : 1, sizeof *vp);
-    char **names = calloc(nv ? nv * SDFS_REPLICAS : 1, sizeof *names);
-    int rc = ID_ENOMEM;
-    if (files && fp && vers && vp && names) {
+    struct sm_scratch sc = {0};
+    Idunno__SdfsFileState *files = sm_scratch_calloc(&sc, c->n, sizeof *files);
+    Idunno__SdfsFileState **fp = sm_scratch_calloc(&sc, c->n, sizeof *fp);
+    Idunno__SdfsVersion *vers = sm_scratch_calloc(&sc, nv, sizeof *vers);
+    Idunno__SdfsVersion **vp = sm_scratch_calloc(&sc, nv, sizeof *vp);
+    char **names = sm_scratch_calloc(&sc, nv * SDFS_REPLICAS, sizeof *names);
+    Idunno__SdfsCatalogState st = IDUNNO__SDFS_CATALOG_STATE__INIT;
+    if (!sc.failed) {
         size_t k = 0;
         for (size_t i = 0; i < c->n; i++) {
             const struct sdfs_file *f = &c->files[i];
@@ -609,66 +623,10 @@ static int catalog_snapshot(void *self, struct sm_buf *out)
             }
             fp[i] = &files[i];
         }
-        Idunno__SdfsCatalogState st = IDUNNO__SDFS_CATALOG_STATE__INIT;
         st.n_files = c->n;
         st.files = fp;
-        rc = sm_buf_append_pb(out, &st.base);
     }
-    free(files);
-    free(fp);
-    free(vers);
-    free(vp);
-    free(names);
-    return rc;
-}
-
-static int catalog_restore(void *self, uint32_t version, const uint8_t *data, size_t len)
-{
-    struct catalog *c = self;
-    if (!data) {
-        catalog_clear(c);
-        return 0;
-    }
-    if (version != CATALOG_SNAPSHOT_VERSION)
-        return ID_EVERSION;
-    Idunno__SdfsCatalogState *st = idunno__sdfs_catalog_state__unpack(NULL, len, data);
-    if (!st)
-        return ID_EPROTO;
-    struct catalog fresh = {0};
-    int rc = 0;
-    if (st->n_files > SDFS_MAX_FILES)
-        rc = ID_EPROTO;
-    for (size_t i = 0; rc == 0 && i < st->n_files; i++) {
-        const Idunno__SdfsFileState *fs = st->files[i];
-        /* Sorted, unique, valid names; 1..SDFS_KEEP_VERSIONS increasing versions. */
-        if (!sdfs_name_ok(fs->name) || (i > 0 && strcmp(st->files[i - 1]->name, fs->name) >= 0) ||
-            fs->n_versions < 1 || fs->n_versions > SDFS_KEEP_VERSIONS) {
-            rc = ID_EPROTO;
-            break;
-        }
-        if ((rc = catalog_insert(&fresh, fresh.n, fs->name)) < 0)
-            break;
-        struct sdfs_file *f = &fresh.files[fresh.n - 1];
-        f->last_version = fs->last_version;
-        for (size_t j = 0; rc == 0 && j < fs->n_versions; j++) {
-            struct sdfs_version *v = &f->versions[j];
-            if (version_from_pb(fs->versions[j], v, 1) < 0 || v->version > f->last_version ||
-                (j > 0 && v->version <= f->versions[j - 1].version)) {
-                rc = ID_EPROTO;
-                break;
-            }
-            f->n_versions++;
-            load_add(&fresh, v, +1);
-        }
-    }
-    idunno__sdfs_catalog_state__free_unpacked(st, NULL);
-    if (rc < 0) {
-        catalog_clear(&fresh);
-        return rc == ID_ENOMEM ? rc : ID_EPROTO;
-    }
-    catalog_clear(c);
-    *c = fresh;
-    return 0;
+    return sm_scratch_pack(&sc, out, &st.base);
 }
 
 const struct sm_ops catalog_sm_ops = {
@@ -679,7 +637,7 @@ const struct sm_ops catalog_sm_ops = {
     .snapshot_version = CATALOG_SNAPSHOT_VERSION,
     .apply = catalog_apply,
     .snapshot = catalog_snapshot,
-    .restore = catalog_restore,
+    .section = &catalog_section,
     .digest = NULL,
 };
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/array.h"
 #include "base/err.h"
 
 struct unlisted {
@@ -153,13 +154,8 @@ static int check_listed(const struct catalog *c, const struct reconcile_report *
                 out->missing[out->n_missing++] = (struct reconcile_missing){f, v};
                 continue;
             }
-            if (*n_sus == cap) {
-                cap = cap ? cap * 2 : 16;
-                struct suspect *grown = realloc(*sus, cap * sizeof **sus);
-                if (!grown)
-                    return ID_ENOMEM;
-                *sus = grown;
-            }
+            if (ARRAY_RESERVE(*sus, cap, *n_sus, 1, 16) < 0)
+                return ID_ENOMEM;
             struct suspect *s = &(*sus)[(*n_sus)++];
             snprintf(s->blob, sizeof s->blob, "%s", v->blob);
             s->seq = old ? old->seq : rep->seq;

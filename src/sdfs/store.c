@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/array.h"
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/err.h"
@@ -91,23 +92,15 @@ struct store {
 
 /* ---- index ---------------------------------------------------------------------------------- */
 
+static int blob_cmp(const void *blob, const void *elem)
+{
+    return strcmp(blob, ((const struct blob_entry *)elem)->id);
+}
+
+/* Index of blob, or of where it would go (with *found 0). */
 static size_t index_find(const struct store *s, const char *blob, int *found)
 {
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = strcmp(s->e[mid].id, blob);
-        if (r == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return array_search(s->e, s->n, sizeof *s->e, blob, blob_cmp, found);
 }
 
 static int index_add(struct store *s, const char *blob, uint64_t size)
@@ -117,14 +110,8 @@ static int index_add(struct store *s, const char *blob, uint64_t size)
     if (found) {
         s->bytes -= s->e[i].size;
     } else {
-        if (s->n == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 256;
-            struct blob_entry *e = realloc(s->e, cap * sizeof *e);
-            if (!e)
-                return ID_ENOMEM;
-            s->e = e;
-            s->cap = cap;
-        }
+        if (ARRAY_RESERVE(s->e, s->cap, s->n, 1, 256) < 0)
+            return ID_ENOMEM;
         memmove(&s->e[i + 1], &s->e[i], (s->n - i) * sizeof *s->e);
         s->n++;
         snprintf(s->e[i].id, sizeof s->e[i].id, "%s", blob);

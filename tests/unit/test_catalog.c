@@ -373,25 +373,25 @@ static void test_restore_rejects_bad_sections(void **state)
     st.files = fp;
     uint8_t buf[1024];
     size_t n = protobuf_c_message_pack(&st.base, buf);
-    assert_int_equal(catalog_sm_ops.restore(r.cat, 1, buf, n), ID_EPROTO);
+    assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 1, buf, n), ID_EPROTO);
     assert_non_null(catalog_find(r.cat, "keep"));
     /* A version above last_version: rejected. */
     fp[0] = &f2;
     st.n_files = 1;
     f2.last_version = 0;
     n = protobuf_c_message_pack(&st.base, buf);
-    assert_int_equal(catalog_sm_ops.restore(r.cat, 1, buf, n), ID_EPROTO);
+    assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 1, buf, n), ID_EPROTO);
     /* Valid: replaces the state. */
     f2.last_version = 3;
     n = protobuf_c_message_pack(&st.base, buf);
-    assert_int_equal(catalog_sm_ops.restore(r.cat, 1, buf, n), 0);
+    assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 1, buf, n), 0);
     assert_null(catalog_find(r.cat, "keep"));
     assert_non_null(catalog_find(r.cat, "a"));
     /* The next commit of "a" continues after last_version. */
     assert_int_equal(commit(&r, "a", "00000000000000cc", "n1", NULL), 4);
     /* Unknown layout version and garbage. */
-    assert_int_equal(catalog_sm_ops.restore(r.cat, 2, buf, n), ID_EVERSION);
-    assert_int_equal(catalog_sm_ops.restore(r.cat, 1, (const uint8_t *)"\xff\xff", 2), ID_EPROTO);
+    assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 2, buf, n), ID_EVERSION);
+    assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 1, (const uint8_t *)"\xff\xff", 2), ID_EPROTO);
     assert_non_null(catalog_find(r.cat, "a"));
     replica_free(&r);
 }

@@ -1,5 +1,6 @@
 /* test_cli_out.c — the CLI's output: the JSON writer always produces valid
- * JSON (escapes, invalid UTF-8, non-finite numbers, nesting) and tables align. */
+ * JSON (escapes, invalid UTF-8, non-finite numbers, nesting), writes message
+ * fields by name as the hand-written members did, and tables align. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cli/cli.h"
+#include "idunno.pb-c.h"
 
 static char *captured;
 static size_t captured_len;
@@ -107,6 +109,48 @@ static void test_json_nesting_and_numbers(void **state)
     assert_string_equal(capture_end(), "{\"a\":\"b\"}\n");
 }
 
+/* cli_json_fields against the members written one by one: strings, 32- and
+ * 64-bit unsigned, bools, in the order named (not the message's order). */
+static void test_json_fields_by_name(void **state)
+{
+    (void)state;
+    Idunno__CtlServer s = IDUNNO__CTL_SERVER__INIT;
+    s.name = "node\"1";
+    s.addr = "127.0.0.1:7000";
+    s.raft_addr = "";
+    s.id = UINT64_MAX;
+    s.role = "voter";
+    s.leader = 1;
+    Idunno__ModelInfo m = IDUNNO__MODEL_INFO__INIT;
+    m.name = "tiny";
+    m.input_size = 4000000000u;
+    m.size = 7;
+    for (int by_name = 0; by_name < 2; by_name++) {
+        capture_begin();
+        cli_json_begin_object();
+        if (by_name) {
+            cli_json_fields(&s.base, "leader  id name addr raft_addr role");
+            cli_json_fields(&m.base, "input_size size name");
+        } else {
+            cli_json_bool("leader", s.leader);
+            cli_json_u64("id", s.id);
+            cli_json_str("name", s.name);
+            cli_json_str("addr", s.addr);
+            cli_json_str("raft_addr", s.raft_addr);
+            cli_json_str("role", s.role);
+            cli_json_u64("input_size", m.input_size);
+            cli_json_u64("size", m.size);
+            cli_json_str("name", m.name);
+        }
+        cli_json_end_object();
+        cli_json_done();
+        assert_string_equal(capture_end(),
+                            "{\"leader\":true,\"id\":18446744073709551615,\"name\":\"node\\\"1\","
+                            "\"addr\":\"127.0.0.1:7000\",\"raft_addr\":\"\",\"role\":\"voter\","
+                            "\"input_size\":4000000000,\"size\":7,\"name\":\"tiny\"}\n");
+    }
+}
+
 static void test_table_aligns(void **state)
 {
     (void)state;
@@ -143,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_json_escapes),
         cmocka_unit_test(test_json_invalid_utf8_becomes_replacement),
         cmocka_unit_test(test_json_nesting_and_numbers),
+        cmocka_unit_test(test_json_fields_by_name),
         cmocka_unit_test(test_table_aligns),
         cmocka_unit_test(test_fmt_ms),
     };

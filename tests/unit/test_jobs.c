@@ -364,8 +364,8 @@ static void test_snapshot_round_trip(void **state)
     sm_digest_hex(&b.sm, db);
     assert_string_equal(da, db);
     /* Garbage and unknown layouts leave the state alone. */
-    assert_int_equal(jobs_sm_ops.restore(b.jobs, 1, (const uint8_t *)"\x0a\xff\xff", 3), ID_EPROTO);
-    assert_int_equal(jobs_sm_ops.restore(b.jobs, 7, (const uint8_t *)"", 0), ID_EVERSION);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, b.jobs, 1, (const uint8_t *)"\x0a\xff\xff", 3), ID_EPROTO);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, b.jobs, 7, (const uint8_t *)"", 0), ID_EVERSION);
     assert_int_equal(jobs_of_model(b.jobs, "tiny")->n_done, 8);
     replica_free(&a);
     replica_free(&b);
@@ -394,10 +394,10 @@ static void test_snapshot_without_part_list(void **state)
     st->jobs[0]->n_part_list = 1; /* does not match parts = 2 */
     uint8_t packed[4096];
     size_t n = idunno__jobs_state__pack(st, packed);
-    assert_int_equal(jobs_sm_ops.restore(b.jobs, 1, packed, n), ID_EPROTO);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, b.jobs, 1, packed, n), ID_EPROTO);
     st->jobs[0]->n_part_list = 0; /* as earlier versions wrote it */
     n = idunno__jobs_state__pack(st, packed);
-    assert_int_equal(jobs_sm_ops.restore(b.jobs, 1, packed, n), 0);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, b.jobs, 1, packed, n), 0);
     struct job_rec *jb = jobs_of_model(b.jobs, "tiny");
     char name[128];
     jobs_part_name(jb, 2, name, sizeof name);

@@ -1,6 +1,6 @@
 /* test_sm.c — the control plane's state machine framework without Raft: entry
  * codec and padding, dispatch in log order, versions, snapshots and restore,
- * digests, and the kv and meta sub-state machines. */
+ * digests, the kv and meta sub-state machines, and the snapshot scratch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -520,6 +520,44 @@ static void test_kv_limits(void **state)
     replica_free(&r);
 }
 
+/* Scratch blocks are zeroed, aligned, freed together (adopted ones too: the
+ * ASan build checks for leaks); a failure is sticky and packs to ID_ENOMEM. */
+static void test_scratch(void **state)
+{
+    (void)state;
+    struct sm_scratch sc = {0};
+    uint64_t *a = sm_scratch_calloc(&sc, 0, sizeof *a); /* zero elements: still one */
+    assert_non_null(a);
+    assert_int_equal(a[0], 0);
+    assert_int_equal((uintptr_t)a % _Alignof(max_align_t), 0);
+    double *d = sm_scratch_calloc(&sc, 1000, sizeof *d);
+    assert_non_null(d);
+    for (size_t i = 0; i < 1000; i++)
+        assert_true(d[i] == 0.0);
+    sm_scratch_adopt(&sc, malloc(100));
+    sm_scratch_adopt(&sc, NULL);
+    assert_false(sc.failed);
+    Idunno__CtlKvEntry e = IDUNNO__CTL_KV_ENTRY__INIT;
+    e.key = "k";
+    e.revision = 9;
+    struct sm_buf out = {0};
+    assert_int_equal(sm_scratch_pack(&sc, &out, &e.base), 0);
+    assert_null(sc.blocks);
+    Idunno__CtlKvEntry *back = idunno__ctl_kv_entry__unpack(NULL, out.len, out.data);
+    assert_non_null(back);
+    assert_string_equal(back->key, "k");
+    assert_int_equal(back->revision, 9);
+    idunno__ctl_kv_entry__free_unpacked(back, NULL);
+    size_t before = out.len;
+    assert_null(sm_scratch_calloc(&sc, SIZE_MAX / 2, 4)); /* overflows: refused */
+    assert_true(sc.failed);
+    assert_non_null(sm_scratch_calloc(&sc, 1, 8)); /* later ones still work... */
+    assert_int_equal(sm_scratch_pack(&sc, &out, &e.base), ID_ENOMEM); /* ...but it failed */
+    assert_int_equal(out.len, before);
+    assert_false(sc.failed);
+    sm_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_restore_absent_section_resets_and_unknown_section_fails),
         cmocka_unit_test(test_meta_one_leader_per_term),
         cmocka_unit_test(test_kv_limits),
+        cmocka_unit_test(test_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

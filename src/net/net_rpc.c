@@ -1,0 +1,343 @@
+/* net_rpc.c — request and reply over the transport's connections (net.h,
+ * net_int.h): outgoing calls, found by request id in a hash table and each
+ * with its deadline timer, and incoming requests until their handler replies.
+ *
+ * Threading: everything on the loop thread; a call's callback runs exactly
+ * once, never inside net_call or inside another callback.
+ */
+#include "net/net_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "idunno.pb-c.h"
+
+/* ---- calls ----------------------------------------------------------------- */
+
+static size_t call_slot(const struct net *net, uint64_t req_id)
+{
+    /* Ids are sequential, so a multiplicative hash spreads them evenly. */
+    return (size_t)((req_id * 0x9E3779B97F4A7C15ull) >> 32) & (net->call_tab_size - 1);
+}
+
+static int call_tab_grow(struct net *net)
+{
+    size_t size = net->call_tab_size ? net->call_tab_size * 2 : NET_CALL_TAB_MIN;
+    struct net_call **tab = calloc(size, sizeof *tab);
+    if (!tab)
+        return ID_ENOMEM;
+    struct net_call **old = net->call_tab;
+    size_t old_size = net->call_tab_size;
+    net->call_tab = tab;
+    net->call_tab_size = size;
+    for (size_t i = 0; i < old_size; i++) {
+        struct net_call *c = old[i];
+        while (c) {
+            struct net_call *next = c->hnext;
+            size_t s = call_slot(net, c->req_id);
+            c->hnext = tab[s];
+            tab[s] = c;
+            c = next;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+static int call_tab_insert(struct net *net, struct net_call *call)
+{
+    /* Keep the load under 3/4; if growing fails, longer chains still work. */
+    if (!net->call_tab || (net->n_calls + 1) * 4 > net->call_tab_size * 3) {
+        if (call_tab_grow(net) < 0 && !net->call_tab)
+            return ID_ENOMEM;
+    }
+    size_t s = call_slot(net, call->req_id);
+    call->hnext = net->call_tab[s];
+    net->call_tab[s] = call;
+    net->n_calls++;
+    return 0;
+}
+
+static struct net_call *call_tab_find(const struct net *net, uint64_t req_id)
+{
+    if (!net->call_tab)
+        return NULL;
+    struct net_call *c = net->call_tab[call_slot(net, req_id)];
+    while (c && c->req_id != req_id)
+        c = c->hnext;
+    return c;
+}
+
+static void call_tab_remove(struct net *net, struct net_call *call)
+{
+    struct net_call **pp = &net->call_tab[call_slot(net, call->req_id)];
+    while (*pp && *pp != call)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = call->hnext;
+        net->n_calls--;
+    }
+    call->hnext = NULL;
+}
+
+static void call_unlink(struct net_call *call)
+{
+    if (!call->conn)
+        return;
+    net_link_remove(&call->conn->calls, &call->link);
+    call->conn = NULL;
+}
+
+static void call_free_cb(uv_handle_t *h)
+{
+    struct net_call *call = h->data;
+    struct net *net = call->net;
+    free(call);
+    net__handle_released(net);
+}
+
+/* Runs the callback once and releases the call. */
+static void call_finish(struct net_call *call, const struct net_result *res)
+{
+    if (call->done)
+        return;
+    call->done = 1;
+    call_unlink(call);
+    call_tab_remove(call->net, call);
+    uv_timer_stop(&call->timer);
+    if (call->fn) /* NULL: fire and forget */
+        call->fn(call->ud, res);
+    uv_close((uv_handle_t *)&call->timer, call_free_cb);
+}
+
+static void on_call_timeout(uv_timer_t *t);
+
+static void call_fail(struct net_call *call, int status, const char *msg)
+{
+    struct net_result res = {.status = status, .errmsg = msg};
+    call_finish(call, &res);
+}
+
+/* Fails a call from the loop's next turn, so that no callback ever runs inside
+ * net_call or inside another callback's stack. `msg` must be static. */
+void net__call_fail_later(struct net_call *call, int status, const char *msg)
+{
+    if (call->done || call->fail_status)
+        return;
+    call_unlink(call);
+    call->fail_status = status;
+    call->fail_msg = msg;
+    uv_timer_start(&call->timer, on_call_timeout, 0, 0);
+}
+
+static void on_call_timeout(uv_timer_t *t)
+{
+    struct net_call *call = t->data;
+    if (call->fail_status)
+        call_fail(call, call->fail_status, call->fail_msg);
+    else
+        call_fail(call, ID_ETIMEDOUT, "no answer before the deadline");
+}
+
+void net__deliver_response(struct net_conn *c, const struct frame_header *h, const uint8_t *body)
+{
+    struct net_call *call = call_tab_find(c->net, h->req_id);
+    /* Timed out meanwhile, or an id this connection never carried: dropped. */
+    if (!call || call->conn != c || call->done || call->fail_status)
+        return;
+    struct net_result res = {.status = 0, .type = h->type, .body = body, .len = h->length};
+    if (h->flags & FRAME_F_ERROR) {
+        Idunno__ErrorReply *er = idunno__error_reply__unpack(NULL, h->length, body);
+        if (!er) {
+            c->net->stats.bad_body++;
+            call_fail(call, ID_EPROTO, "undecodable error reply");
+            return;
+        }
+        res.status = er->code < 0 ? er->code : ID_EINTERNAL;
+        res.errmsg = er->message;
+        res.leader = (er->leader && er->leader[0]) ? er->leader : NULL;
+        res.body = NULL;
+        res.len = 0;
+        call_finish(call, &res);
+        idunno__error_reply__free_unpacked(er, NULL);
+        return;
+    }
+    call_finish(call, &res);
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+void net__request_unlink(struct net_request *req)
+{
+    if (!req->conn)
+        return;
+    net_link_remove(&req->conn->requests, &req->link);
+    req->conn = NULL;
+}
+
+void net__dispatch_request(struct net_conn *c, const struct frame_header *h, const uint8_t *body)
+{
+    struct net *net = c->net;
+    struct net_request *req = calloc(1, sizeof *req);
+    if (!req) {
+        net__conn_close(c, ID_ENOMEM);
+        return;
+    }
+    req->net = net;
+    req->conn = c;
+    req->req_id = h->req_id;
+    req->type = h->type;
+    snprintf(req->peer, sizeof req->peer, "%s", c->peer);
+    net_link_push(&c->requests, &req->link);
+    if (h->type >= NET_MAX_TYPES || !net->handlers[h->type].req_fn) {
+        net->stats.unknown_type++;
+        net_reply_error(req, ID_EUNKNOWNTYPE, "this node does not handle that message type", NULL);
+        return;
+    }
+    struct handler *hd = &net->handlers[h->type];
+    hd->req_fn(hd->req_ud, req, body, h->length);
+}
+
+const char *net_request_peer(const struct net_request *req) { return req->peer; }
+
+static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
+                           size_t len);
+
+int net_reply(struct net_request *req, uint16_t type, const void *body, size_t len)
+{
+    return net_reply_flags(req, type, FRAME_F_RESPONSE, body, len);
+}
+
+static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
+                    size_t len)
+{
+    struct net_conn *c = req->conn;
+    int rc = ID_ECLOSED;
+    if (c && len > FRAME_MAX_BODY) {
+        LOG_WARN("net", "answer of type %u to %s is %zu bytes, over the frame limit", type, c->peer, len);
+        net_reply_errorf(req, ID_ETOOBIG, "the answer (%zu bytes) exceeds the %u-byte frame limit", len,
+                         FRAME_MAX_BODY);
+        return ID_ETOOBIG;
+    }
+    if (c) {
+        struct pending_write *w = net__frame_build(type, flags | FRAME_F_RESPONSE, req->req_id, body, len);
+        rc = w ? net__conn_write(c, w) : ID_ENOMEM;
+        c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
+    }
+    net__request_unlink(req);
+    free(req);
+    return rc;
+}
+
+int net_reply_pb(struct net_request *req, uint16_t type, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t stackbuf[1024];
+    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (!buf) {
+        net_reply_error(req, ID_ENOMEM, "out of memory", NULL);
+        return ID_ENOMEM;
+    }
+    protobuf_c_message_pack(msg, buf);
+    int rc = net_reply(req, type, buf, len);
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
+
+int net_reply_errorf(struct net_request *req, int code, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return net_reply_error(req, code, msg, NULL);
+}
+
+int net_reply_error(struct net_request *req, int code, const char *message, const char *leader)
+{
+    Idunno__ErrorReply er = IDUNNO__ERROR_REPLY__INIT;
+    er.code = code;
+    er.message = (char *)(message ? message : id_strerror(code));
+    er.leader = (char *)(leader ? leader : "");
+    /* A handler that could not decode the body says so with ID_EPROTO: that is
+     * the "undecodable body" reject of net.h, counted here in one place. The
+     * transport itself outlives no request it hands out, but the connection
+     * may be gone, so count only while it is there. */
+    if (code == ID_EPROTO && req->conn)
+        req->net->stats.bad_body++;
+    uint8_t buf[1024];
+    size_t len = idunno__error_reply__get_packed_size(&er);
+    if (len > sizeof buf) {
+        er.message = (char *)id_strerror(code);
+        len = idunno__error_reply__get_packed_size(&er);
+    }
+    idunno__error_reply__pack(&er, buf);
+    return net_reply_flags(req, IDUNNO__MSG_TYPE__MSG_ERROR_REPLY, FRAME_F_ERROR, buf, len);
+}
+
+int net_call(struct net *net, const char *addr, uint16_t type, const void *body, size_t len,
+             uint32_t timeout_ms, net_response_fn fn, void *ud)
+{
+    if (net->closing)
+        return ID_ESHUTDOWN;
+    if (len > FRAME_MAX_BODY)
+        return ID_ETOOBIG;
+    int err = 0;
+    struct net_conn *c = net__conn_get(net, addr, &err);
+    if (!c)
+        return err;
+    if (c->connected &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->corked_bytes > NET_MAX_WRITE_QUEUE)
+        return ID_EBUSY;
+    struct net_call *call = calloc(1, sizeof *call);
+    if (!call)
+        return ID_ENOMEM;
+    call->net = net;
+    call->conn = c;
+    call->req_id = net->next_req_id++;
+    call->fn = fn;
+    call->ud = ud;
+    if (call_tab_insert(net, call) < 0) {
+        free(call);
+        return ID_ENOMEM;
+    }
+    uv_timer_init(net->loop, &call->timer);
+    call->timer.data = call;
+    net->open_handles++;
+    net_link_push(&c->calls, &call->link);
+    /* The deadline counts from now, not from the loop's cached time, which lags
+     * by however long the current callback has been running. */
+    uv_update_time(net->loop);
+    uv_timer_start(&call->timer, on_call_timeout, timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
+    c->last_used_ms = id_now_ms();
+    struct pending_write *w = net__frame_build(type, 0, call->req_id, body, len);
+    if (!w) {
+        net__call_fail_later(call, ID_ENOMEM, "out of memory");
+        return 0;
+    }
+    /* A write failure closes the connection, which fails the call through its
+     * callback later: never from inside net_call. */
+    net__conn_write(c, w);
+    return 0;
+}
+
+int net_call_pb(struct net *net, const char *addr, uint16_t type, const ProtobufCMessage *msg,
+                uint32_t timeout_ms, net_response_fn fn, void *ud)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t stackbuf[1024];
+    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (!buf)
+        return ID_ENOMEM;
+    protobuf_c_message_pack(msg, buf);
+    int rc = net_call(net, addr, type, buf, len, timeout_ms, fn, ud);
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
