@@ -57,11 +57,6 @@ static const char *alive_addr(const struct alive *a, const char *name)
 
 static int is_active(const struct coord *c) { return dispatch_phase(c->d) == DISPATCH_ACTIVE; }
 
-static int is_adopting(const struct coord *c)
-{
-    return dispatch_phase(c->d) == DISPATCH_ADOPTING;
-}
-
 /* ---- dispatching -------------------------------------------------------------------------------- */
 
 static void pump(struct coord *c);
@@ -260,7 +255,7 @@ static void on_worker_state(void *ud, const struct net_result *res)
 {
     struct state_call *sc = ud;
     struct coord *c = sc->c;
-    if (is_adopting(c) && c->epoch == sc->epoch && !c->stopping) {
+    if (dispatch_phase(c->d) == DISPATCH_ADOPTING && c->epoch == sc->epoch && !c->stopping) {
         Idunno__WorkerState *st =
             res->status == 0 ? idunno__worker_state__unpack(NULL, res->len, res->body) : NULL;
         uint64_t now = id_now_us();
