@@ -1,7 +1,10 @@
 /* coord.h — the coordinator's IDunno part, active on the serving leader only:
- * the job and model requests, dispatching queries to workers with the fair
- * dispatcher (fair.h), collecting results into the replicated job state
- * (jobs.h) and writing them to SDFS.
+ * the job and model requests, dispatching queries to workers, collecting
+ * results into the replicated job state (jobs.h) and writing them to SDFS.
+ * The decisions are pure cores: dispatch.h (claims, queries, workers,
+ * adoption, the group commit; over the fair dispatcher, fair.h) and parts.h
+ * (result parts); coord.c and its files (coord_int.h) wire them to the
+ * network, membership and the control plane.
  *
  * What the leader keeps for itself (and rebuilds when it takes over): which
  * images of each job are claimed by a query not yet done, the queries queued

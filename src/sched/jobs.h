@@ -6,7 +6,7 @@
  * names, in order; image i is the i-th queued). A query is a batch of images
  * cut by the coordinator at dispatch time (so `set-batch` applies to what is
  * not yet dispatched); which images are in flight where is the coordinator's
- * own bookkeeping (sched/coord.c), rebuilt after a failover from what workers
+ * own bookkeeping (sched/dispatch.c), rebuilt after a failover from what workers
  * report. What is replicated is what must survive: each image's completion
  * (a bitmap), per-job statistics (sched/qstats.h) and results not yet written
  * to SDFS.

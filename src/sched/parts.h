@@ -2,7 +2,7 @@
  * pending results to SDFS. When a part is due, the name it is written under,
  * what follows a write's and a commit's outcome, and which files under
  * results/ no commit can ever name (to delete). Pure logic: no I/O, no clock
- * (times are arguments); the coordinator (sched/coord.c) carries out the
+ * (times are arguments); the coordinator (sched/coord_parts.c) carries out the
  * actions and reports the outcomes.
  *
  * Every write gets a name no other write uses:

@@ -1,0 +1,61 @@
+/* coord_int.h — the coordinator's state, shared by its files and no one else:
+ * coord.c (the wiring of dispatch and completions, the requests that change
+ * jobs and models, the life cycle), coord_parts.c (writing results to SDFS)
+ * and coord_views.c (the read-only requests).
+ *
+ * Threading: loop thread only.
+ */
+#ifndef IDUNNO_SCHED_COORD_INT_H
+#define IDUNNO_SCHED_COORD_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sched/coord.h"
+
+/* A RUN, a preload or a delete not answered in this time has failed. */
+#define COORD_RUN_TIMEOUT_MS 5000
+/* Result files that no commit can name are looked for this often, and at
+ * most this many deleted per look (parts.h). */
+#define COORD_SWEEP_MS 5000
+#define COORD_SWEEP_MAX 64
+
+struct dispatch;
+struct net_request;
+struct parts;
+
+struct coord {
+    uv_loop_t *loop;
+    struct net *net;
+    struct ctl *ctl;
+    struct ctl_svc *svc; /* the leader operations (ctl/service.h) */
+    struct member *member;
+    struct jobs *jobs;
+    struct catalog *catalog;
+    struct sdfs *sdfs;
+    char name[64];
+    char addr[64];
+    struct dispatch *d;  /* the dispatch decisions (dispatch.h); lead while this node leads */
+    struct parts *parts; /* writing results to SDFS (parts.h); leads while dispatching */
+    uint64_t epoch;      /* bumped at each (de)activation: stale callbacks check it */
+    uv_timer_t tick, batch_timer;
+    int stopping;
+    struct coord_stats stats; /* what the wiring counts; the core counts the rest */
+};
+
+/* The node's Raft term now (0 if out of memory). */
+uint64_t coord_current_term(struct coord *c);
+
+/* coord_parts.c: the part writes and sweeps due now (the tick). */
+void coord_flush_results(struct coord *c);
+
+/* coord_views.c: answers with the job of `model` as JobInfo (type: the
+ * response type), and the reads served after a read barrier. */
+void coord_reply_job(struct coord *c, struct net_request *req, uint16_t type, const char *model);
+void coord_read_models(struct coord *c, struct net_request *req);
+void coord_read_jobs(struct coord *c, struct net_request *req, const uint8_t *body, size_t len);
+void coord_read_results(struct coord *c, struct net_request *req, const uint8_t *body,
+                        size_t len);
+
+#endif
