@@ -16,7 +16,7 @@ ort_dir="$deps/onnxruntime"
 ort_npm_version="${ORT_NPM_VERSION:-1.30.0}"
 
 apt_packages=(
-  build-essential pkg-config clang llvm libclang-rt-dev
+  build-essential pkg-config clang llvm libclang-rt-dev clang-format
   libuv1-dev libcmocka-dev protobuf-c-compiler libprotobuf-c-dev
   libmicrohttpd-dev libturbojpeg0-dev libpng-dev libedit-dev libsodium-dev libssl-dev
   nftables iproute2 util-linux procps psmisc
