@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,18 +121,29 @@ static void on_blob_resealed(void *ud, int status)
         net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_RESP, NULL, 0);
 }
 
+/* The prologue of a replica request that names a copy by its SHA-256: the
+ * request decoded (ctl_req_unpack), and its digest field (at sha_at in the
+ * message) 32 bytes long, else answered with `code` and NULL. */
+static void *unpack_with_sha(struct sdfs *s, struct net_request *req,
+                             const ProtobufCMessageDescriptor *desc, const uint8_t *body,
+                             size_t len, size_t sha_at, int code)
+{
+    ProtobufCMessage *m = ctl_req_unpack(req, desc, body, len, s->stopping);
+    if (m && ((const ProtobufCBinaryData *)((const char *)m + sha_at))->len != 32) {
+        net_reply_errorf(req, code, "bad %s", desc->short_name);
+        protobuf_c_message_free_unpacked(m, NULL);
+        return NULL;
+    }
+    return m;
+}
+
 static void on_blob_seal(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsChunk *m =
-        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    Idunno__SdfsChunk *m = unpack_with_sha(s, req, &idunno__sdfs_chunk__descriptor, body, len,
+                                           offsetof(Idunno__SdfsChunk, sha256), ID_EPROTO);
     if (!m)
         return;
-    if (m->sha256.len != 32) {
-        net_reply_error(req, ID_EPROTO, "bad SdfsChunk", NULL);
-        idunno__sdfs_chunk__free_unpacked(m, NULL);
-        return;
-    }
     int rc = store_seal(s->store, m->blob, m->size, m->sha256.data, on_blob_sealed, req);
     if (rc == ID_EEXIST) /* a retried seal: fine if it is the same copy */
         rc = store_verify(s->store, m->blob, m->size, m->sha256.data, 0, on_blob_resealed, req);
@@ -227,15 +239,10 @@ static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *bod
 static void on_blob_fetch(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsFetch *m =
-        ctl_req_unpack(req, &idunno__sdfs_fetch__descriptor, body, len, s->stopping);
+    Idunno__SdfsFetch *m = unpack_with_sha(s, req, &idunno__sdfs_fetch__descriptor, body, len,
+                                           offsetof(Idunno__SdfsFetch, sha256), ID_EINVAL);
     if (!m)
         return;
-    if (m->sha256.len != 32) {
-        net_reply_error(req, ID_EINVAL, "bad SdfsFetch", NULL);
-        idunno__sdfs_fetch__free_unpacked(m, NULL);
-        return;
-    }
     int rc = fetcher_get(s->fetcher, m->blob, m->size, m->sha256.data, m->sources, m->n_sources, 1,
                          req, NULL, NULL);
     if (rc < 0)
