@@ -1,0 +1,639 @@
+/* sim_jobs.c — jobs in the simulated cluster: a client that registers models,
+ * launches jobs and queues their images; workers that run queries and report
+ * results until the leader says they are committed; and the leader's
+ * dispatch bookkeeping (claims, requeue, adoption of what workers hold after
+ * a failover, group-committed completions).
+ *
+ * The dispatch service is a stand-in: the real bookkeeping lives in
+ * sched/coord.c with its I/O. It is written to the rules of
+ * docs/scheduler.md, behind the lead/unlead hook of sim.h, so a pure dispatch
+ * core can take its place. What it must not need is correctness of its own
+ * about duplicates: results proposed more than once (a worker that ran a
+ * query twice, a requeue after a false alarm, a completion re-forwarded after
+ * a leader change, a retry after a lost answer) are all proposed, and the
+ * replicated job state (sched/jobs.c through ctl/sm.c) must keep exactly one
+ * result per image.
+ *
+ * Invariants, on every replica's applied state at every check: no image has
+ * more than one result, and an image is done exactly when it has one. At
+ * the end every image of every job is done, on every replica. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "ctl/ctl.h"
+#include "idunno.pb-c.h"
+#include "sched/jobs.h"
+#include "sim.h"
+
+#define N_JOBS 2
+#define MAX_BATCH 8
+#define WORKER_HOLD 16
+#define CLAIMS 256
+#define SLOTS 2
+#define REQUEUE_MS 1500  /* in flight this long: requeued (a false alarm if the worker is slow) */
+#define ADOPT_MS 300
+#define RETRY_MS 300
+#define DONE_MAX 32      /* completions per JOB_DONE */
+
+enum { M_RUN = SIM_MSG_WORKER, M_DONE_ACK, M_STATE_REQ };
+enum { M_DONE = SIM_MSG_DISPATCH, M_STATE };
+
+static const struct {
+    const char *model;
+    uint32_t images, batch;
+} job_spec[N_JOBS] = {{"m1", 96, 4}, {"m2", 60, 3}};
+
+struct query {
+    uint32_t job;
+    uint64_t qid;
+    uint32_t n;
+    uint32_t images[MAX_BATCH];
+};
+
+struct m_run {
+    struct query q;
+};
+struct m_done {
+    struct query q;
+    unsigned worker;
+};
+struct m_state {
+    uint32_t n;
+    struct query q[WORKER_HOLD];
+};
+
+/* ---- the shared world: the client and the run's tallies ---------------------------------- */
+
+struct jworld {
+    struct sim *s;
+    uint64_t client_busy_until;
+    int client_step;
+    unsigned done_msgs, reforwards, worker_dups, requeues, adopted;
+};
+
+static void *jworld_new(struct sim *s)
+{
+    struct jworld *w = calloc(1, sizeof *w);
+    if (!w)
+        abort();
+    w->s = s;
+    return w;
+}
+
+static void jworld_free(void *p) { free(p); }
+
+/* Totals over every run of the process, for the test to see what was
+ * exercised. */
+unsigned long sim_jobs_duplicates_total, sim_jobs_reforwards_total, sim_jobs_requeues_total;
+
+/* ---- the client: models, jobs, images (one step at a time, checked first) ---------------- */
+
+static void on_client(void *st, int status, const uint8_t *result, size_t len, const void *arg)
+{
+    (void)result, (void)len, (void)status;
+    struct jworld *w = *(struct jworld *const *)arg;
+    (void)st;
+    w->client_busy_until = 0;
+}
+
+static size_t pack_model(const char *name, uint8_t *buf)
+{
+    Idunno__ModelInfo m = IDUNNO__MODEL_INFO__INIT;
+    uint8_t sha[32] = {1};
+    float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
+    char file[32];
+    snprintf(file, sizeof file, "models/%s.onnx", name);
+    m.name = (char *)name;
+    m.file = file;
+    m.blob = "00000000000000aa";
+    m.size = 1;
+    m.sha256.data = sha;
+    m.sha256.len = 32;
+    m.input_size = 8;
+    m.resize = 8;
+    m.n_mean = m.n_std = 3;
+    m.mean = mean;
+    m.std = std;
+    m.classes = 10;
+    return idunno__model_info__pack(&m, buf);
+}
+
+/* Proposes the next missing piece of set-up on the serving leader, judging
+ * from its state what is missing: a proposal that failed may still have
+ * committed, and JOB_INFERENCE appends, so it is never blindly retried. */
+static void client_tick(struct jworld *w, unsigned me, uint64_t now)
+{
+    struct sim *s = w->s;
+    if (now < w->client_busy_until || sim_serving(s) != (int)me)
+        return;
+    const struct jobs *j = sim_jobs(s, me);
+    uint8_t buf[8192];
+    size_t len = 0;
+    uint32_t type = 0;
+    for (int k = 0; k < N_JOBS && !type; k++) {
+        const struct job_rec *job = jobs_of_model(j, job_spec[k].model);
+        if (!jobs_model(j, job_spec[k].model)) {
+            type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD;
+            len = pack_model(job_spec[k].model, buf);
+        } else if (!job) {
+            Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
+            l.model = (char *)job_spec[k].model;
+            l.batch = job_spec[k].batch;
+            type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH;
+            len = idunno__job_launch__pack(&l, buf);
+        } else if (job->n_images == 0) {
+            char names[128][24], *ptrs[128];
+            Idunno__JobInference q = IDUNNO__JOB_INFERENCE__INIT;
+            q.model = (char *)job_spec[k].model;
+            q.dataset = "data";
+            for (uint32_t i = 0; i < job_spec[k].images; i++) {
+                snprintf(names[i], sizeof names[i], "data/%s-%03u.jpg", job_spec[k].model, i);
+                ptrs[i] = names[i];
+            }
+            q.n_images = job_spec[k].images;
+            q.images = ptrs;
+            type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE;
+            len = idunno__job_inference__pack(&q, buf);
+        }
+    }
+    if (!type)
+        return;
+    if (sim_propose(s, me, &sim_dispatch_ops, type, buf, len, on_client, &w, sizeof w) == 0)
+        w->client_busy_until = now + 6000; /* a dropped callback (restart) frees it then */
+}
+
+/* ---- workers ----------------------------------------------------------------------------- */
+
+struct held {
+    int used;
+    struct query q;
+    unsigned coord;
+    uint64_t done_at, next_send;
+    int acked;
+};
+
+struct worker {
+    struct sim *s;
+    unsigned i;
+    struct held h[WORKER_HOLD];
+};
+
+static void *worker_world_new(struct sim *s) { return s; }
+static void worker_world_free(void *p) { (void)p; }
+
+static void *worker_start(void *world, unsigned i)
+{
+    struct worker *wk = calloc(1, sizeof *wk);
+    if (!wk)
+        abort();
+    wk->s = world;
+    wk->i = i;
+    return wk;
+}
+
+static void worker_stop(void *st) { free(st); }
+
+static void worker_send_done(struct worker *wk, struct held *h, unsigned to)
+{
+    struct m_done d = {.q = h->q, .worker = wk->i};
+    sim_send(wk->s, wk->i, to, M_DONE, &d, sizeof d);
+}
+
+static void worker_tick(void *st, uint64_t now)
+{
+    struct worker *wk = st;
+    for (int k = 0; k < WORKER_HOLD; k++) {
+        struct held *h = &wk->h[k];
+        if (!h->used || now < h->done_at || now < h->next_send)
+            continue;
+        if (h->acked) { /* a second report of a query already answered */
+            worker_send_done(wk, h, h->coord);
+            h->used = 0;
+            continue;
+        }
+        /* The first report goes to the coordinator named in the RUN; retries
+         * to whoever leads now. */
+        int l = h->next_send == 0 ? (int)h->coord : sim_leader_of(wk->s, wk->i);
+        if (l >= 0)
+            worker_send_done(wk, h, (unsigned)l);
+        h->next_send = now + RETRY_MS;
+    }
+}
+
+static void worker_recv(void *st, const struct sim_msg *m)
+{
+    struct worker *wk = st;
+    struct sim *s = wk->s;
+    if (m->type == M_RUN) {
+        const struct m_run *r = (const void *)m->body;
+        struct held *slot = NULL;
+        for (int k = 0; k < WORKER_HOLD; k++) {
+            if (wk->h[k].used && !wk->h[k].acked && wk->h[k].q.job == r->q.job &&
+                wk->h[k].q.qid == r->q.qid)
+                return; /* already running it */
+            if (!wk->h[k].used && !slot)
+                slot = &wk->h[k];
+        }
+        if (!slot)
+            return; /* busy: the dispatcher requeues it */
+        *slot = (struct held){.used = 1, .q = r->q, .coord = m->from,
+                              .done_at = sim_now(s) + sim_range(s, 30, 500)};
+    } else if (m->type == M_DONE_ACK) {
+        const struct query *q = (const void *)m->body;
+        for (int k = 0; k < WORKER_HOLD; k++) {
+            struct held *h = &wk->h[k];
+            if (!h->used || h->acked || h->q.job != q->job || h->q.qid != q->qid)
+                continue;
+            /* Now and then the worker ran it twice, or its report is
+             * re-sent: the state machine must drop the second one. */
+            if (sim_chance(s, 15)) {
+                h->acked = 1;
+                h->next_send = sim_now(s) + sim_range(s, 50, 1000);
+            } else {
+                h->used = 0;
+            }
+        }
+    } else if (m->type == M_STATE_REQ) {
+        struct m_state r = {0};
+        for (int k = 0; k < WORKER_HOLD; k++)
+            if (wk->h[k].used && !wk->h[k].acked)
+                r.q[r.n++] = wk->h[k].q;
+        sim_send(s, wk->i, m->from, M_STATE, &r, sizeof r);
+    }
+}
+
+const struct sim_service_ops sim_worker_ops = {
+    .name = "worker",
+    .type_lo = SIM_MSG_WORKER,
+    .type_hi = SIM_MSG_WORKER_END,
+    .world_new = worker_world_new,
+    .world_free = worker_world_free,
+    .start = worker_start,
+    .stop = worker_stop,
+    .tick = worker_tick,
+    .recv = worker_recv,
+};
+
+/* ---- the leader's dispatch bookkeeping --------------------------------------------------- */
+
+enum { C_FREE = 0, C_QUEUED, C_FLIGHT };
+
+struct claim {
+    int state;
+    struct query q;
+    unsigned worker;
+    uint64_t sent;
+};
+
+struct dispatch {
+    struct jworld *w;
+    unsigned i;
+    int leading;
+    uint64_t term, adopt_end, next_qid;
+    struct claim c[CLAIMS];
+    struct m_done pending[DONE_MAX];
+    size_t n_pending;
+    int uncommitted;
+};
+
+static void *dispatch_start(void *world, unsigned i)
+{
+    struct dispatch *d = calloc(1, sizeof *d);
+    if (!d)
+        abort();
+    d->w = world;
+    d->i = i;
+    return d;
+}
+
+static void dispatch_stop(void *st) { free(st); }
+
+static void dispatch_lead(void *st, uint64_t term)
+{
+    struct dispatch *d = st;
+    struct sim *s = d->w->s;
+    memset(d->c, 0, sizeof d->c);
+    d->n_pending = 0;
+    d->uncommitted = 0;
+    d->leading = 1;
+    d->term = term;
+    d->next_qid = term << 32;
+    /* Ask every worker what it holds before cutting anything. */
+    d->adopt_end = sim_now(s) + ADOPT_MS;
+    for (unsigned j = 0; j < SIM_NODES; j++)
+        sim_send(s, d->i, j, M_STATE_REQ, "", 1);
+}
+
+static void dispatch_unlead(void *st)
+{
+    struct dispatch *d = st;
+    d->leading = 0;
+    d->n_pending = 0;
+}
+
+static int claimed(const struct dispatch *d, uint32_t job, uint32_t image)
+{
+    for (int k = 0; k < CLAIMS; k++)
+        if (d->c[k].state != C_FREE && d->c[k].q.job == job)
+            for (uint32_t x = 0; x < d->c[k].q.n; x++)
+                if (d->c[k].q.images[x] == image)
+                    return 1;
+    return 0;
+}
+
+static struct claim *claim_new(struct dispatch *d)
+{
+    for (int k = 0; k < CLAIMS; k++)
+        if (d->c[k].state == C_FREE)
+            return &d->c[k];
+    return NULL;
+}
+
+struct done_arg {
+    unsigned n;
+    uint32_t batch;
+};
+
+struct done_batch {
+    struct m_done q[DONE_MAX];
+    size_t n;
+};
+
+/* The completions of a JOB_DONE in flight, by the node's incarnation of the
+ * dispatch service (freed with it: a restart drops the callback). */
+static void on_done(void *st, int status, const uint8_t *result, size_t len, const void *arg)
+{
+    (void)result, (void)len;
+    struct dispatch *d = st;
+    struct done_batch *b = *(struct done_batch *const *)arg;
+    if (!d) {
+        free(b);
+        return;
+    }
+    struct sim *s = d->w->s;
+    d->uncommitted--;
+    if (status == 0) {
+        for (size_t k = 0; k < b->n; k++) {
+            sim_send(s, d->i, b->q[k].worker, M_DONE_ACK, &b->q[k].q, sizeof b->q[k].q);
+            for (int c = 0; c < CLAIMS; c++)
+                if (d->c[c].state != C_FREE && d->c[c].q.job == b->q[k].q.job &&
+                    d->c[c].q.qid == b->q[k].q.qid)
+                    d->c[c].state = C_FREE;
+        }
+    }
+    /* Otherwise the workers retry against whoever leads. */
+    free(b);
+}
+
+static void propose_done(struct dispatch *d)
+{
+    struct sim *s = d->w->s;
+    Idunno__QueryDone qd[DONE_MAX], *qp[DONE_MAX];
+    Idunno__QueryResult rr[DONE_MAX][MAX_BATCH], *rp[DONE_MAX][MAX_BATCH];
+    uint32_t cls[JOBS_TOPK] = {1, 2, 3, 4, 5};
+    float probs[JOBS_TOPK] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
+    char names[DONE_MAX][8];
+    for (size_t k = 0; k < d->n_pending; k++) {
+        const struct m_done *m = &d->pending[k];
+        idunno__query_done__init(&qd[k]);
+        qd[k].job = m->q.job;
+        qd[k].query = m->q.qid;
+        snprintf(names[k], sizeof names[k], "%s", sim_name(m->worker));
+        qd[k].worker = names[k];
+        qd[k].duration_ms = 10;
+        for (uint32_t x = 0; x < m->q.n; x++) {
+            idunno__query_result__init(&rr[k][x]);
+            rr[k][x].image = m->q.images[x];
+            rr[k][x].n_classes = rr[k][x].n_probs = JOBS_TOPK;
+            rr[k][x].classes = cls;
+            rr[k][x].probs = probs;
+            rp[k][x] = &rr[k][x];
+        }
+        qd[k].n_results = m->q.n;
+        qd[k].results = rp[k];
+        qp[k] = &qd[k];
+    }
+    Idunno__QueryDoneBatch batch = IDUNNO__QUERY_DONE_BATCH__INIT;
+    batch.n_done = d->n_pending;
+    batch.done = qp;
+    uint8_t buf[SIM_MSG_MAX * 2];
+    if (idunno__query_done_batch__get_packed_size(&batch) > sizeof buf)
+        abort();
+    size_t len = idunno__query_done_batch__pack(&batch, buf);
+    struct done_batch *b = malloc(sizeof *b);
+    if (!b)
+        abort();
+    memcpy(b->q, d->pending, d->n_pending * sizeof *b->q);
+    b->n = d->n_pending;
+    d->n_pending = 0;
+    if (sim_propose(s, d->i, &sim_dispatch_ops, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, buf, len,
+                    on_done, &b, sizeof b) == 0)
+        d->uncommitted++;
+    else
+        free(b);
+}
+
+static void dispatch_tick(void *st, uint64_t now)
+{
+    struct dispatch *d = st;
+    struct sim *s = d->w->s;
+    client_tick(d->w, d->i, now);
+    if (!d->leading || !ctl_is_serving(sim_ctl(s, d->i)) || now < d->adopt_end)
+        return;
+    const struct jobs *j = sim_jobs(s, d->i);
+    /* Requeue what has been out too long; forget claims whose images are done. */
+    for (int k = 0; k < CLAIMS; k++) {
+        struct claim *c = &d->c[k];
+        if (c->state == C_FREE)
+            continue;
+        const struct job_rec *job = jobs_by_id(j, c->q.job);
+        int open = 0;
+        for (uint32_t x = 0; job && x < c->q.n; x++)
+            open |= !job_image_done(job, c->q.images[x]);
+        if (!open) {
+            c->state = C_FREE;
+        } else if (c->state == C_FLIGHT && now - c->sent > REQUEUE_MS) {
+            c->state = C_QUEUED;
+            d->w->requeues++;
+        }
+    }
+    /* Cut queries of images neither done nor claimed. */
+    for (size_t k = 0; k < jobs_count(j); k++) {
+        const struct job_rec *job = jobs_at(j, k);
+        if (job->stopped)
+            continue;
+        struct claim *c = NULL;
+        for (uint32_t i = 0; i < job->n_images; i++) {
+            if (job_image_done(job, i) || claimed(d, job->id, i))
+                continue;
+            if (!c) {
+                if (!(c = claim_new(d)))
+                    break;
+                *c = (struct claim){.state = C_QUEUED,
+                                    .q = {.job = job->id, .qid = ++d->next_qid}};
+            }
+            c->q.images[c->q.n++] = i;
+            if (c->q.n == job->batch || c->q.n == MAX_BATCH)
+                c = NULL;
+        }
+    }
+    /* Dispatch to up workers with a free slot (membership's view). */
+    struct sdfs_node members[SIM_NODES];
+    size_t nm = sim_members(s, members);
+    for (int k = 0; k < CLAIMS; k++) {
+        struct claim *c = &d->c[k];
+        if (c->state != C_QUEUED)
+            continue;
+        int best = -1, best_load = SLOTS;
+        for (size_t m = 0; m < nm; m++) {
+            if (members[m].suspect)
+                continue;
+            int wn = sim_node_of(members[m].name), load = 0;
+            for (int x = 0; x < CLAIMS; x++)
+                load += d->c[x].state == C_FLIGHT && d->c[x].worker == (unsigned)wn;
+            if (load < best_load) {
+                best = wn;
+                best_load = load;
+            }
+        }
+        if (best < 0)
+            break;
+        c->state = C_FLIGHT;
+        c->worker = (unsigned)best;
+        c->sent = now;
+        struct m_run r = {.q = c->q};
+        sim_send(s, d->i, (unsigned)best, M_RUN, &r, sizeof r);
+    }
+    if (d->n_pending && d->uncommitted < 2)
+        propose_done(d);
+}
+
+static void dispatch_recv(void *st, const struct sim_msg *m)
+{
+    struct dispatch *d = st;
+    struct sim *s = d->w->s;
+    int serving = d->leading && ctl_is_serving(sim_ctl(s, d->i));
+    if (m->type == M_DONE) {
+        const struct m_done *dn = (const void *)m->body;
+        d->w->done_msgs++;
+        if (!serving) {
+            /* Relayed towards the leader this node knows of. */
+            int l = sim_leader_of(s, d->i);
+            if (l >= 0 && l != (int)d->i) {
+                d->w->reforwards++;
+                sim_send(s, d->i, (unsigned)l, M_DONE, dn, sizeof *dn);
+            }
+            return;
+        }
+        if (d->n_pending == DONE_MAX)
+            return; /* the worker retries */
+        d->pending[d->n_pending++] = *dn;
+    } else if (m->type == M_STATE && serving) {
+        /* Adopt what the worker holds, unless those images are claimed. */
+        const struct m_state *r = (const void *)m->body;
+        for (uint32_t k = 0; k < r->n; k++) {
+            int taken = 0;
+            for (uint32_t x = 0; x < r->q[k].n; x++)
+                taken |= claimed(d, r->q[k].job, r->q[k].images[x]);
+            struct claim *c = taken ? NULL : claim_new(d);
+            if (!c)
+                continue;
+            *c = (struct claim){.state = C_FLIGHT, .q = r->q[k], .worker = m->from,
+                                .sent = sim_now(s)};
+            d->w->adopted++;
+        }
+    }
+}
+
+/* ---- invariants -------------------------------------------------------------------------- */
+
+static void check_replica(struct jworld *w, unsigned i, int final)
+{
+    struct sim *s = w->s;
+    const struct jobs *j = sim_jobs(s, i);
+    for (size_t k = 0; k < jobs_count(j) && !sim_failed(s); k++) {
+        const struct job_rec *job = jobs_at(j, k);
+        uint8_t seen[256] = {0};
+        if (job->n_images > sizeof seen)
+            abort();
+        for (size_t p = 0; p < job->n_pending; p++) {
+            uint32_t im = job->pending[p].image;
+            if (im >= job->n_images || seen[im]++)
+                sim_fail(s, "%s: job %u image %u has %d results", sim_name(i), job->id, im,
+                         im < job->n_images ? seen[im] : -1);
+        }
+        uint64_t done = 0;
+        for (size_t im = 0; im < job->n_images; im++) {
+            done += job_image_done(job, im);
+            if (job_image_done(job, im) != (seen[im] == 1))
+                sim_fail(s, "%s: job %u image %zu is %s but has %d results", sim_name(i), job->id,
+                         im, job_image_done(job, im) ? "done" : "not done", seen[im]);
+        }
+        if (done != job->n_done)
+            sim_fail(s, "%s: job %u counts %llu done, its bitmap %llu", sim_name(i), job->id,
+                     (unsigned long long)job->n_done, (unsigned long long)done);
+        if (final && job->n_done != job->n_images)
+            sim_fail(s, "%s: job %u ended with %llu of %zu images done", sim_name(i), job->id,
+                     (unsigned long long)job->n_done, job->n_images);
+    }
+    if (final && jobs_count(j) != N_JOBS)
+        sim_fail(s, "%s: %zu jobs at the end", sim_name(i), jobs_count(j));
+}
+
+static void jobs_check(void *world)
+{
+    struct jworld *w = world;
+    for (unsigned i = 0; i < SIM_NODES; i++)
+        check_replica(w, i, 0);
+}
+
+static int jobs_settled(void *world)
+{
+    struct jworld *w = world;
+    int l = sim_serving(w->s);
+    if (l < 0)
+        return 0;
+    const struct jobs *j = sim_jobs(w->s, (unsigned)l);
+    if (jobs_count(j) != N_JOBS)
+        return 0;
+    for (size_t k = 0; k < N_JOBS; k++)
+        if (jobs_at(j, k)->n_images == 0 || jobs_at(j, k)->n_done != jobs_at(j, k)->n_images)
+            return 0;
+    return 1;
+}
+
+static void jobs_final(void *world)
+{
+    struct jworld *w = world;
+    for (unsigned i = 0; i < SIM_NODES; i++)
+        check_replica(w, i, 1);
+    const struct jobs *j = sim_jobs(w->s, 0);
+    unsigned long dups = 0;
+    for (size_t k = 0; k < jobs_count(j); k++)
+        dups += jobs_at(j, k)->duplicates;
+    sim_jobs_duplicates_total += dups;
+    sim_jobs_reforwards_total += w->reforwards;
+    sim_jobs_requeues_total += w->requeues;
+    sim_log(w->s, "jobs: %u completions received, %u re-forwarded, %u requeues, %u adopted, "
+            "%lu duplicate results dropped", w->done_msgs, w->reforwards, w->requeues, w->adopted,
+            dups);
+}
+
+const struct sim_service_ops sim_dispatch_ops = {
+    .name = "dispatch",
+    .type_lo = SIM_MSG_DISPATCH,
+    .type_hi = SIM_MSG_DISPATCH_END,
+    .world_new = jworld_new,
+    .world_free = jworld_free,
+    .start = dispatch_start,
+    .stop = dispatch_stop,
+    .lead = dispatch_lead,
+    .unlead = dispatch_unlead,
+    .tick = dispatch_tick,
+    .recv = dispatch_recv,
+    .check = jobs_check,
+    .settled = jobs_settled,
+    .final_check = jobs_final,
+};
