@@ -147,6 +147,23 @@ typedef void (*sim_propose_cb)(void *st, int status, const uint8_t *result, size
 int sim_propose(struct sim *s, unsigned node, const struct sim_service_ops *svc, uint32_t type,
                 const void *body, size_t len, sim_propose_cb cb, const void *arg, size_t arg_len);
 
+/* The shared state of a service of this run (NULL if it does not run). */
+void *sim_world(struct sim *s, const struct sim_service_ops *svc);
+
+/* ---- SDFS for other services (sim_sdfs.c) ----------------------------------------- */
+
+#define SIM_FILE_MAX 64 /* SDFS names of the simulation, NUL included */
+
+/* A put of `name` through `gateway`'s SDFS process, as sdfs_put_bytes: done
+ * runs once with 0 when the version is committed, or an error (not
+ * acknowledged: it may still have committed). It never runs if the gateway's
+ * process dies first. Returns 0, or -1 if the gateway cannot take it. */
+typedef void (*sim_put_done)(struct sim *s, unsigned gateway, uint64_t tag, int status);
+int sim_sdfs_put(struct sim *s, unsigned gateway, const char *name, uint64_t tag,
+                 sim_put_done done);
+/* Asks the leader `from` knows of to delete `name` (no answer). */
+void sim_sdfs_delete(struct sim *s, unsigned from, const char *name);
+
 /* ---- the services of this tier ------------------------------------------------------ */
 
 extern const struct sim_service_ops sim_sdfs_ops;     /* stores, puts, reports, reconcile, repair */

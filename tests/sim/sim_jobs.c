@@ -22,9 +22,13 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/sha256.h"
+#include "base/strbuf.h"
 #include "ctl/ctl.h"
 #include "idunno.pb-c.h"
 #include "sched/jobs.h"
+#include "sched/parts.h"
+#include "sdfs/catalog.h"
 #include "sim.h"
 
 #define N_JOBS 2
@@ -36,6 +40,8 @@
 #define ADOPT_MS 300
 #define RETRY_MS 300
 #define DONE_MAX 32      /* completions per JOB_DONE */
+#define WRITES 16        /* part writes in progress per leader */
+#define MAX_FILES 512    /* part files written in a run */
 
 enum { M_RUN = SIM_MSG_WORKER, M_DONE_ACK, M_STATE_REQ };
 enum { M_DONE = SIM_MSG_DISPATCH, M_STATE };
@@ -43,7 +49,8 @@ enum { M_DONE = SIM_MSG_DISPATCH, M_STATE };
 static const struct {
     const char *model;
     uint32_t images, batch;
-} job_spec[N_JOBS] = {{"m1", 96, 4}, {"m2", 60, 3}};
+    uint64_t at; /* set up from then on: the second one while faults go on */
+} job_spec[N_JOBS] = {{"m1", 192, 4, 0}, {"m2", 120, 3, 5000}};
 
 struct query {
     uint32_t job;
@@ -66,11 +73,25 @@ struct m_state {
 
 /* ---- the shared world: the client and the run's tallies ---------------------------------- */
 
+/* What a part write put under a name. Names are written once (parts.h), so
+ * the name says what the bytes are; the SDFS simulation keeps only ids. */
+struct part_file {
+    char name[PARTS_FILE_MAX];
+    char *text;
+    uint8_t sha256[SHA256_LEN];
+};
+
+struct dispatch;
+
 struct jworld {
     struct sim *s;
     uint64_t client_busy_until;
-    int client_step;
     unsigned done_msgs, reforwards, worker_dups, requeues, adopted;
+    unsigned parts_written, parts_committed, parts_deleted;
+    struct part_file files[MAX_FILES];
+    size_t n_files;
+    struct dispatch *node[SIM_NODES];
+    uint64_t checked_at[SIM_NODES]; /* applied index of each replica's last check */
 };
 
 static void *jworld_new(struct sim *s)
@@ -82,7 +103,21 @@ static void *jworld_new(struct sim *s)
     return w;
 }
 
-static void jworld_free(void *p) { free(p); }
+static void jworld_free(void *p)
+{
+    struct jworld *w = p;
+    for (size_t k = 0; k < w->n_files; k++)
+        free(w->files[k].text);
+    free(w);
+}
+
+static const struct part_file *file_find(const struct jworld *w, const char *name)
+{
+    for (size_t k = 0; k < w->n_files; k++)
+        if (strcmp(w->files[k].name, name) == 0)
+            return &w->files[k];
+    return NULL;
+}
 
 /* Totals over every run of the process, for the test to see what was
  * exercised. */
@@ -132,7 +167,7 @@ static void client_tick(struct jworld *w, unsigned me, uint64_t now)
     uint8_t buf[8192];
     size_t len = 0;
     uint32_t type = 0;
-    for (int k = 0; k < N_JOBS && !type; k++) {
+    for (int k = 0; k < N_JOBS && !type && now >= job_spec[k].at; k++) {
         const struct job_rec *job = jobs_of_model(j, job_spec[k].model);
         if (!jobs_model(j, job_spec[k].model)) {
             type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD;
@@ -144,7 +179,7 @@ static void client_tick(struct jworld *w, unsigned me, uint64_t now)
             type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH;
             len = idunno__job_launch__pack(&l, buf);
         } else if (job->n_images == 0) {
-            char names[128][24], *ptrs[128];
+            char names[256][24], *ptrs[256];
             Idunno__JobInference q = IDUNNO__JOB_INFERENCE__INIT;
             q.model = (char *)job_spec[k].model;
             q.dataset = "data";
@@ -239,7 +274,7 @@ static void worker_recv(void *st, const struct sim_msg *m)
         if (!slot)
             return; /* busy: the dispatcher requeues it */
         *slot = (struct held){.used = 1, .q = r->q, .coord = m->from,
-                              .done_at = sim_now(s) + sim_range(s, 30, 500)};
+                              .done_at = sim_now(s) + sim_range(s, 100, 900)};
     } else if (m->type == M_DONE_ACK) {
         const struct query *q = (const void *)m->body;
         for (int k = 0; k < WORKER_HOLD; k++) {
@@ -287,6 +322,13 @@ struct claim {
     uint64_t sent;
 };
 
+/* A part write, from its put to its JOB_FLUSHED's outcome. */
+struct write {
+    int used;
+    struct parts_action a; /* the WRITE, with the results the part holds */
+    uint8_t sha256[SHA256_LEN];
+};
+
 struct dispatch {
     struct jworld *w;
     unsigned i;
@@ -296,6 +338,8 @@ struct dispatch {
     struct m_done pending[DONE_MAX];
     size_t n_pending;
     int uncommitted;
+    struct parts *parts; /* the process's, as the coordinator's is */
+    struct write writes[WRITES];
 };
 
 static void *dispatch_start(void *world, unsigned i)
@@ -305,10 +349,23 @@ static void *dispatch_start(void *world, unsigned i)
         abort();
     d->w = world;
     d->i = i;
+    /* The daemon's 2 s / 2,000 results / 16,384 per part, scaled to the
+     * simulation's few hundred results, so that parts are many. */
+    d->parts = parts_create(&(struct parts_config){.flush_ms = 400, .flush_at = 12,
+                                                   .part_max = 20, .sweep_ms = 1000});
+    if (!d->parts)
+        abort();
+    d->w->node[i] = d;
     return d;
 }
 
-static void dispatch_stop(void *st) { free(st); }
+static void dispatch_stop(void *st)
+{
+    struct dispatch *d = st;
+    d->w->node[d->i] = NULL;
+    parts_destroy(d->parts);
+    free(d);
+}
 
 static void dispatch_lead(void *st, uint64_t term)
 {
@@ -320,6 +377,8 @@ static void dispatch_lead(void *st, uint64_t term)
     d->leading = 1;
     d->term = term;
     d->next_qid = term << 32;
+    memset(d->writes, 0, sizeof d->writes);
+    parts_lead(d->parts, term);
     /* Ask every worker what it holds before cutting anything. */
     d->adopt_end = sim_now(s) + ADOPT_MS;
     for (unsigned j = 0; j < SIM_NODES; j++)
@@ -331,6 +390,7 @@ static void dispatch_unlead(void *st)
     struct dispatch *d = st;
     d->leading = 0;
     d->n_pending = 0;
+    parts_unlead(d->parts);
 }
 
 static int claimed(const struct dispatch *d, uint32_t job, uint32_t image)
@@ -435,6 +495,149 @@ static void propose_done(struct dispatch *d)
         free(b);
 }
 
+/* ---- result parts: the decisions of parts.c, the writes through SDFS ---------------------- */
+
+static uint64_t term_now(struct dispatch *d)
+{
+    struct ctl_view v;
+    ctl_view(sim_ctl(d->w->s, d->i), &v);
+    return d->leading && v.serving ? v.term : 0;
+}
+
+static struct write *write_find(struct dispatch *d, uint64_t id)
+{
+    for (int k = 0; k < WRITES; k++)
+        if (d->writes[k].used && d->writes[k].a.write == id)
+            return &d->writes[k];
+    return NULL;
+}
+
+/* A file no commit can name is deleted: never one a commit does name. */
+static void part_delete(struct dispatch *d, const char *file)
+{
+    struct sim *s = d->w->s;
+    for (unsigned j = 0; j < SIM_NODES; j++) {
+        const struct jobs *js = sim_jobs(s, j);
+        if (sim_applied(s, j) < sim_applied(s, d->i))
+            continue; /* behind the deciding leader: it applies the same log later */
+        for (size_t k = 0; k < jobs_count(js); k++) {
+            const struct job_rec *job = jobs_at(js, k);
+            for (uint64_t p = 1; p <= job->parts; p++)
+                if (strcmp(jobs_part(job, p)->file, file) == 0)
+                    sim_fail(s, "%s deletes %s, committed as part %llu of job %u on %s",
+                             sim_name(d->i), file, (unsigned long long)p, job->id, sim_name(j));
+        }
+    }
+    sim_log(s, "%s: delete result file %s", sim_name(d->i), file);
+    d->w->parts_deleted++;
+    sim_sdfs_delete(s, d->i, file);
+}
+
+static void on_flushed(void *st, int status, const uint8_t *result, size_t len, const void *arg)
+{
+    (void)result, (void)len;
+    struct dispatch *d = st;
+    if (!d)
+        return;
+    uint64_t id = *(const uint64_t *)arg;
+    struct write *wr = write_find(d, id);
+    struct parts_action del;
+    if (status == 0)
+        d->w->parts_committed++;
+    if (parts_applied(d->parts, id, status, &del))
+        part_delete(d, del.file);
+    if (wr)
+        wr->used = 0;
+}
+
+static void on_part_put(struct sim *s, unsigned gateway, uint64_t id, int status)
+{
+    struct jworld *w = sim_world(s, &sim_dispatch_ops);
+    struct dispatch *d = w->node[gateway];
+    struct write *wr = d ? write_find(d, id) : NULL;
+    if (!wr)
+        return;
+    /* A JOB_FLUSHED naming term T is only proposed while leading term T:
+     * the term is read and the proposal made in one go. */
+    struct parts_action next;
+    if (!parts_stored(d->parts, id, status, wr->a.results, term_now(d), &next)) {
+        wr->used = 0;
+    } else if (next.op == PARTS_DELETE) {
+        part_delete(d, next.file);
+        wr->used = 0;
+    } else {
+        Idunno__JobFlushed m = IDUNNO__JOB_FLUSHED__INIT;
+        m.job = wr->a.job;
+        m.part = wr->a.part;
+        m.results = wr->a.results;
+        m.file = wr->a.file;
+        m.sha256 = (ProtobufCBinaryData){sizeof wr->sha256, wr->sha256};
+        uint8_t buf[PARTS_FILE_MAX + 128];
+        size_t n = idunno__job_flushed__pack(&m, buf);
+        if (sim_propose(s, d->i, &sim_dispatch_ops, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED,
+                        buf, n, on_flushed, &id, sizeof id) < 0) {
+            struct parts_action del;
+            if (parts_applied(d->parts, id, ID_ECANCELED, &del)) /* never appended */
+                part_delete(d, del.file);
+            wr->used = 0;
+        }
+    }
+}
+
+/* Renders a job's oldest pending results and puts them as a->file. */
+static void part_write(struct dispatch *d, const struct parts_action *a)
+{
+    struct jworld *w = d->w;
+    const struct job_rec *job = jobs_by_id(sim_jobs(w->s, d->i), a->job);
+    struct write *wr = NULL;
+    for (int k = 0; k < WRITES && !wr; k++)
+        if (!d->writes[k].used)
+            wr = &d->writes[k];
+    struct strbuf text = STRBUF_INIT;
+    size_t n = 0;
+    int rc = job && wr && w->n_files < MAX_FILES
+                 ? jobs_render_results(job, a->results, 1u << 20, &text, &n)
+                 : ID_ENOMEM;
+    if (rc == 0) {
+        *wr = (struct write){.used = 1, .a = *a};
+        wr->a.results = (uint32_t)n;
+        struct sha256 h;
+        sha256_init(&h);
+        sha256_update(&h, strbuf_str(&text), text.len);
+        sha256_final(&h, wr->sha256);
+        struct part_file *f = &w->files[w->n_files++];
+        snprintf(f->name, sizeof f->name, "%s", a->file);
+        f->text = strdup(strbuf_str(&text));
+        if (!f->text)
+            abort();
+        memcpy(f->sha256, wr->sha256, sizeof f->sha256);
+        w->parts_written++;
+        sim_log(w->s, "%s: write %s (%zu results)", sim_name(d->i), a->file, n);
+        if (sim_sdfs_put(w->s, d->i, a->file, a->write, on_part_put) < 0) {
+            wr->used = 0;
+            rc = ID_EBUSY;
+        }
+    }
+    strbuf_free(&text);
+    if (rc < 0) {
+        struct parts_action none;
+        parts_stored(d->parts, a->write, ID_ECANCELED, 0, 0, &none); /* nothing was written */
+    }
+}
+
+static void flush_results(struct dispatch *d, uint64_t now)
+{
+    struct sim *s = d->w->s;
+    struct parts_action acts[8];
+    size_t k = parts_tick(d->parts, now, sim_jobs(s, d->i), acts, sizeof acts / sizeof acts[0]);
+    for (size_t i = 0; i < k; i++)
+        part_write(d, &acts[i]);
+    char garbage[8][PARTS_FILE_MAX];
+    k = parts_sweep(d->parts, now, sim_catalog(s, d->i), sim_jobs(s, d->i), garbage, 8);
+    for (size_t i = 0; i < k; i++)
+        part_delete(d, garbage[i]);
+}
+
 static void dispatch_tick(void *st, uint64_t now)
 {
     struct dispatch *d = st;
@@ -462,11 +665,17 @@ static void dispatch_tick(void *st, uint64_t now)
     /* Cut queries of images neither done nor claimed. */
     for (size_t k = 0; k < jobs_count(j); k++) {
         const struct job_rec *job = jobs_at(j, k);
-        if (job->stopped)
+        if (job->stopped || job->n_images > 256)
             continue;
+        uint8_t taken[256] = {0};
+        for (int x = 0; x < CLAIMS; x++)
+            if (d->c[x].state != C_FREE && d->c[x].q.job == job->id)
+                for (uint32_t y = 0; y < d->c[x].q.n; y++)
+                    if (d->c[x].q.images[y] < 256)
+                        taken[d->c[x].q.images[y]] = 1;
         struct claim *c = NULL;
         for (uint32_t i = 0; i < job->n_images; i++) {
-            if (job_image_done(job, i) || claimed(d, job->id, i))
+            if (job_image_done(job, i) || taken[i])
                 continue;
             if (!c) {
                 if (!(c = claim_new(d)))
@@ -508,6 +717,7 @@ static void dispatch_tick(void *st, uint64_t now)
     }
     if (d->n_pending && d->uncommitted < 2)
         propose_done(d);
+    flush_results(d, now);
 }
 
 static void dispatch_recv(void *st, const struct sim_msg *m)
@@ -549,13 +759,42 @@ static void dispatch_recv(void *st, const struct sim_msg *m)
 
 /* ---- invariants -------------------------------------------------------------------------- */
 
+/* Counts the results of committed part p (its file's lines) into seen. */
+static void count_part(struct jworld *w, unsigned i, const struct job_rec *job, uint64_t p,
+                       uint8_t *seen)
+{
+    struct sim *s = w->s;
+    const struct job_part *jp = jobs_part(job, p);
+    const struct part_file *f = file_find(w, jp->file);
+    if (!f) {
+        sim_fail(s, "%s: job %u part %llu is %s, which nobody wrote", sim_name(i), job->id,
+                 (unsigned long long)p, jp->file);
+        return;
+    }
+    if (jp->has_sha256 && memcmp(jp->sha256, f->sha256, SHA256_LEN) != 0)
+        sim_fail(s, "%s: job %u part %llu: %s has other bytes than committed", sim_name(i),
+                 job->id, (unsigned long long)p, jp->file);
+    uint32_t lines = 0;
+    for (const char *at = strstr(f->text, "data/"); at; at = strstr(at + 1, "data/")) {
+        const char *dash = strchr(at, '-');
+        uint32_t im = dash ? (uint32_t)strtoul(dash + 1, NULL, 10) : UINT32_MAX;
+        lines++;
+        if (im >= job->n_images || seen[im]++)
+            sim_fail(s, "%s: job %u image %u has a second result, in part %llu (%s)", sim_name(i),
+                     job->id, im, (unsigned long long)p, jp->file);
+    }
+    if (lines != jp->results)
+        sim_fail(s, "%s: job %u part %llu holds %u results, committed as %u", sim_name(i),
+                 job->id, (unsigned long long)p, lines, jp->results);
+}
+
 static void check_replica(struct jworld *w, unsigned i, int final)
 {
     struct sim *s = w->s;
     const struct jobs *j = sim_jobs(s, i);
     for (size_t k = 0; k < jobs_count(j) && !sim_failed(s); k++) {
         const struct job_rec *job = jobs_at(j, k);
-        uint8_t seen[256] = {0};
+        uint8_t seen[256 + 1] = {0};
         if (job->n_images > sizeof seen)
             abort();
         for (size_t p = 0; p < job->n_pending; p++) {
@@ -564,6 +803,8 @@ static void check_replica(struct jworld *w, unsigned i, int final)
                 sim_fail(s, "%s: job %u image %u has %d results", sim_name(i), job->id, im,
                          im < job->n_images ? seen[im] : -1);
         }
+        for (uint64_t p = 1; p <= job->parts && !sim_failed(s); p++)
+            count_part(w, i, job, p, seen);
         uint64_t done = 0;
         for (size_t im = 0; im < job->n_images; im++) {
             done += job_image_done(job, im);
@@ -582,11 +823,35 @@ static void check_replica(struct jworld *w, unsigned i, int final)
         sim_fail(s, "%s: %zu jobs at the end", sim_name(i), jobs_count(j));
 }
 
+/* Every committed part is a file of the leader's catalog: the sweep never
+ * deletes one. */
+static void check_parts_stored(struct jworld *w)
+{
+    struct sim *s = w->s;
+    int l = sim_serving(s);
+    if (l < 0)
+        return;
+    const struct jobs *j = sim_jobs(s, (unsigned)l);
+    for (size_t k = 0; k < jobs_count(j); k++) {
+        const struct job_rec *job = jobs_at(j, k);
+        for (uint64_t p = 1; p <= job->parts; p++)
+            if (!catalog_find(sim_catalog(s, (unsigned)l), jobs_part(job, p)->file))
+                sim_fail(s, "job %u part %llu (%s) is not in the leader %s's catalog", job->id,
+                         (unsigned long long)p, jobs_part(job, p)->file, sim_name((unsigned)l));
+    }
+}
+
 static void jobs_check(void *world)
 {
     struct jworld *w = world;
-    for (unsigned i = 0; i < SIM_NODES; i++)
-        check_replica(w, i, 0);
+    /* A replica's job state changes only when it applies something. */
+    for (unsigned i = 0; i < SIM_NODES; i++) {
+        uint64_t a = sim_applied(w->s, i);
+        if (a != w->checked_at[i])
+            check_replica(w, i, 0);
+        w->checked_at[i] = a;
+    }
+    check_parts_stored(w);
 }
 
 static int jobs_settled(void *world)
@@ -616,9 +881,11 @@ static void jobs_final(void *world)
     sim_jobs_duplicates_total += dups;
     sim_jobs_reforwards_total += w->reforwards;
     sim_jobs_requeues_total += w->requeues;
+    check_parts_stored(w);
     sim_log(w->s, "jobs: %u completions received, %u re-forwarded, %u requeues, %u adopted, "
-            "%lu duplicate results dropped", w->done_msgs, w->reforwards, w->requeues, w->adopted,
-            dups);
+            "%lu duplicate results dropped; parts: %u written, %u committed, %u files deleted",
+            w->done_msgs, w->reforwards, w->requeues, w->adopted, dups, w->parts_written,
+            w->parts_committed, w->parts_deleted);
 }
 
 const struct sim_service_ops sim_dispatch_ops = {

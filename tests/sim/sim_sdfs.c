@@ -37,7 +37,7 @@
 #define FETCH_MS 2000       /* a repair's fetch gives up */
 #define COMMIT_DEADLINE_MS 3000
 #define ATTEMPT_MS 1000     /* a put attempt's writes give up */
-#define MAX_PUTS 4          /* in progress per gateway */
+#define MAX_PUTS 6          /* in progress per gateway */
 #define MAX_LEDGER 256
 #define MAX_READS 64
 #define MAX_BLOBS 160       /* per node: a report must fit in a message */
@@ -60,14 +60,14 @@ struct disk {
 };
 
 struct acked {
-    char name[32];
+    char name[SIM_FILE_MAX];
     blob_id blob;
 };
 
 struct read {
     unsigned node;
     blob_id blob;
-    char name[32];
+    char name[SIM_FILE_MAX];
     uint64_t end;
 };
 
@@ -76,7 +76,7 @@ struct world;
 struct put {
     int used;
     uint32_t id;
-    char name[32];
+    char name[SIM_FILE_MAX];
     int phase; /* 1 place, 2 write, 3 commit */
     int attempt;
     blob_id blob;
@@ -85,12 +85,14 @@ struct put {
     char avoid[SDFS_REPLICAS][8];
     int n_avoid;
     uint64_t phase_at, retry_at, deadline;
+    uint64_t tag;
+    sim_put_done done; /* a put of another service (result parts) */
 };
 
 struct repair {
     int used;
     uint32_t id;
-    char name[32];
+    char name[SIM_FILE_MAX];
     blob_id blob;
     char dead[8], target[8];
     uint64_t started;
@@ -141,7 +143,7 @@ struct world {
 
 struct m_place {
     uint32_t put;
-    char name[32];
+    char name[SIM_FILE_MAX];
     char avoid[SDFS_REPLICAS][8];
     int n_avoid;
 };
@@ -157,7 +159,7 @@ struct m_write {
 };
 struct m_commit {
     uint32_t put;
-    char name[32];
+    char name[SIM_FILE_MAX];
     blob_id blob;
     char replicas[SDFS_REPLICAS][8];
     int n;
@@ -167,7 +169,7 @@ struct m_committed {
     int status;
 };
 struct m_delete {
-    char name[32];
+    char name[SIM_FILE_MAX];
 };
 struct m_report {
     uint64_t boot, seq, answered, held;
@@ -573,6 +575,8 @@ static void put_end(struct node *n, struct put *p, int status)
         n->w->puts_acked++;
     }
     p->used = 0;
+    if (p->done)
+        p->done(n->w->s, n->i, p->tag, status);
 }
 
 static void put_fail_attempt(struct node *n, struct put *p, uint64_t now)
@@ -581,7 +585,7 @@ static void put_fail_attempt(struct node *n, struct put *p, uint64_t now)
     p->n_avoid = 0;
     for (int r = 0; r < p->n_replicas; r++)
         if (!(p->written & (1 << r)) && p->n_avoid < SDFS_REPLICAS)
-            snprintf(p->avoid[p->n_avoid++], 8, "%s", p->replicas[r]);
+            memcpy(p->avoid[p->n_avoid++], p->replicas[r], sizeof p->avoid[0]);
     if (++p->attempt >= 3)
         put_end(n, p, ID_ETIMEDOUT);
     else
@@ -689,7 +693,7 @@ static void workload_tick(struct world *w, uint64_t now)
     int l = sim_serving(s);
     int active = now + 1500 < sim_config(s)->fault_ms;
     if (active && now >= w->next_put) {
-        w->next_put = now + sim_range(s, 150, 600);
+        w->next_put = now + sim_range(s, 250, 900);
         unsigned g = (unsigned)sim_range(s, 0, SIM_NODES - 1);
         struct node *n = w->node[g];
         for (int k = 0; n && k < MAX_PUTS; k++) {
@@ -752,6 +756,34 @@ static void workload_tick(struct world *w, uint64_t now)
                      rd->blob, sim_name(rd->node));
         *rd = w->reads[--w->n_reads];
     }
+}
+
+/* ---- for other services ---- */
+
+int sim_sdfs_put(struct sim *s, unsigned gateway, const char *name, uint64_t tag,
+                 sim_put_done done)
+{
+    struct world *w = sim_world(s, &sim_sdfs_ops);
+    struct node *n = w ? w->node[gateway] : NULL;
+    for (int k = 0; n && k < MAX_PUTS; k++) {
+        struct put *p = &n->puts[k];
+        if (p->used)
+            continue;
+        *p = (struct put){.used = 1, .id = ++w->next_id, .tag = tag, .done = done};
+        snprintf(p->name, sizeof p->name, "%s", name);
+        put_start_attempt(n, p, sim_now(s));
+        return 0;
+    }
+    return -1;
+}
+
+void sim_sdfs_delete(struct sim *s, unsigned from, const char *name)
+{
+    int l = sim_leader_of(s, from);
+    struct m_delete m;
+    snprintf(m.name, sizeof m.name, "%s", name);
+    if (l >= 0)
+        sim_send(s, from, (unsigned)l, M_DELETE, &m, sizeof m);
 }
 
 /* ---- service callbacks ------------------------------------------------------------------- */
@@ -872,7 +904,7 @@ static void node_recv(void *st, const struct sim_msg *m)
         if (serving) {
             Idunno__SdfsLookup q = IDUNNO__SDFS_LOOKUP__INIT;
             q.name = (char *)((const struct m_delete *)m->body)->name;
-            uint8_t buf[64];
+            uint8_t buf[128];
             size_t len = idunno__sdfs_lookup__pack(&q, buf);
             sim_propose(s, n->i, &sim_sdfs_ops, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_DELETE, buf,
                         len, on_delete_req, NULL, 0);
