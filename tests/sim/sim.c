@@ -493,7 +493,6 @@ static void fault_tick(struct sim *s)
         s->heal_at = now + fault_start(s, s->kind);
         s->in_fault = 1;
         s->rounds++;
-        /* Loss stays on between its slots; the others are edges. */
     }
     /* libraft draws a new random election timeout each time it resets its
      * timer; the fixture hands out a fixed one per server unless told. Fixed

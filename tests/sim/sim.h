@@ -5,7 +5,8 @@
  * What is real: the Raft glue (ctl.c) and the replicated state machine
  * (sm.c) with the catalog (sdfs/catalog.c) and job state (sched/jobs.c)
  * registered, as a node registers them; the leader's decisions on store
- * reports (sdfs/reconcile.c) and repair plans (catalog.c). What is fake: the
+ * reports (sdfs/reconcile.c), repair plans (catalog.c) and result parts
+ * (sched/parts.c). What is fake: the
  * network between services (a message queue with latency, loss and the same
  * cut links as the fixture), each node's blob store (a set of ids), the
  * workers, and membership (derived from which nodes are up).

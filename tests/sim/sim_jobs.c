@@ -2,7 +2,8 @@
  * launches jobs and queues their images; workers that run queries and report
  * results until the leader says they are committed; and the leader's
  * dispatch bookkeeping (claims, requeue, adoption of what workers hold after
- * a failover, group-committed completions).
+ * a failover, group-committed completions) and result parts (the real
+ * sched/parts.c deciding, the parts put through the simulated SDFS).
  *
  * The dispatch service is a stand-in: the real bookkeeping lives in
  * sched/coord.c with its I/O. It is written to the rules of
@@ -15,8 +16,10 @@
  * result per image.
  *
  * Invariants, on every replica's applied state at every check: no image has
- * more than one result, and an image is done exactly when it has one. At
- * the end every image of every job is done, on every replica. */
+ * more than one result, counting pending results and the lines of committed
+ * parts, and an image is done exactly when it has one; a committed part is
+ * never deleted. At the end every image of every job is done, on every
+ * replica. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +89,7 @@ struct dispatch;
 struct jworld {
     struct sim *s;
     uint64_t client_busy_until;
-    unsigned done_msgs, reforwards, worker_dups, requeues, adopted;
+    unsigned done_msgs, reforwards, requeues, adopted;
     unsigned parts_written, parts_committed, parts_deleted;
     struct part_file files[MAX_FILES];
     size_t n_files;
