@@ -51,6 +51,8 @@ struct sim {
     int up[SIM_NODES];
     uint64_t down_since[SIM_NODES];
     unsigned inc[SIM_NODES];   /* process incarnation: bumped by every restart */
+    int booting[SIM_NODES];    /* revived, its raft still leading: see node_revive */
+    int fx_cut[SIM_NODES][SIM_NODES]; /* what the fixture was told */
     int serving[SIM_NODES];    /* what the services were last told */
     uint64_t lead_term[SIM_NODES];
     /* Services. */
@@ -338,8 +340,31 @@ static void services_stop(struct sim *s, unsigned i)
     s->serving[i] = 0;
 }
 
+/* The fixture's links follow the schedule's cuts, and a booting node sends
+ * nothing. */
+static void sync_links(struct sim *s)
+{
+    for (unsigned i = 0; i < SIM_NODES; i++)
+        for (unsigned j = 0; j < SIM_NODES; j++) {
+            int want = i != j && (s->cut[i][j] || s->booting[i]);
+            if (want == s->fx_cut[i][j])
+                continue;
+            s->fx_cut[i][j] = want;
+            if (want)
+                raft_fixture_disconnect(&s->f, i, j);
+            else
+                raft_fixture_reconnect(&s->f, i, j);
+        }
+}
+
 static void node_kill(struct sim *s, unsigned i)
 {
+    if (s->booting[i]) {
+        s->booting[i] = 0;
+        raft_fixture_kill(&s->f, i);
+        sync_links(s);
+        return;
+    }
     if (!s->up[i])
         return;
     sim_log(s, "crash %s", sim_name(i));
@@ -349,17 +374,42 @@ static void node_kill(struct sim *s, unsigned i)
     s->down_since[i] = s->f.time;
 }
 
-/* The fixture keeps a revived server's raft memory (as if its disk were
- * replayed); the node's own processes start afresh. */
-static void node_revive(struct sim *s, unsigned i)
+static void node_start(struct sim *s, unsigned i)
 {
-    if (s->up[i])
-        return;
-    sim_log(s, "restart %s", sim_name(i));
-    raft_fixture_revive(&s->f, i);
     s->up[i] = 1;
     s->inc[i]++;
     services_start(s, i);
+}
+
+/* The fixture keeps a revived server's raft memory, as if its disk were
+ * replayed, but a restarted process comes back as a follower: it may lead
+ * only after winning a new term. A server revived while still the leader of
+ * its term (it was down for less than an election timeout) is therefore
+ * held mute until it has stepped down; its processes start then. Without
+ * this, a new process would lead the old process's term and, for one, write
+ * result parts under names the old one used. */
+static void node_revive(struct sim *s, unsigned i)
+{
+    if (s->up[i] || s->booting[i])
+        return;
+    sim_log(s, "restart %s", sim_name(i));
+    raft_fixture_revive(&s->f, i);
+    if (raft_state(raft_fixture_get(&s->f, i)) == RAFT_LEADER) {
+        s->booting[i] = 1;
+        sync_links(s);
+        return;
+    }
+    node_start(s, i);
+}
+
+static void boot_tick(struct sim *s)
+{
+    for (unsigned i = 0; i < SIM_NODES; i++)
+        if (s->booting[i] && raft_state(raft_fixture_get(&s->f, i)) != RAFT_LEADER) {
+            s->booting[i] = 0;
+            sync_links(s);
+            node_start(s, i);
+        }
 }
 
 static void set_cut(struct sim *s, unsigned i, unsigned j, int on)
@@ -367,10 +417,7 @@ static void set_cut(struct sim *s, unsigned i, unsigned j, int on)
     if (i == j || s->cut[i][j] == on)
         return;
     s->cut[i][j] = on;
-    if (on)
-        raft_fixture_disconnect(&s->f, i, j);
-    else
-        raft_fixture_reconnect(&s->f, i, j);
+    sync_links(s);
 }
 
 static void heal_all(struct sim *s)
@@ -665,6 +712,7 @@ static void sim_step(struct sim *s)
     deliver_due(s);
     while (s->next_tick <= s->f.time && !s->fail) {
         s->next_tick += SIM_TICK_MS;
+        boot_tick(s);
         fault_tick(s);
         services_tick(s);
     }
@@ -737,7 +785,8 @@ int sim_run(const struct sim_config *cfg, const struct sim_service_ops *const *s
         s->n_svc = n_svcs;
         for (unsigned i = 0; i < SIM_NODES; i++)
             services_start(s, i);
-        /* Faults start once a first leader serves, so every schedule is about
+        /* Faults start after a second or so, when a first leader serves (the
+         * first election takes 200-400 ms), so every schedule is about
          * failures of a working cluster rather than of its bootstrap. */
         s->next_round = 1000 + sim_range(s, 0, 500);
         while (!s->fail && s->f.time < s->cfg.fault_ms)

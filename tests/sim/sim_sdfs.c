@@ -134,6 +134,7 @@ struct world {
     size_t n_reads;
     uint32_t next_id;
     unsigned files;
+    unsigned char keep_puts[MAX_LEDGER]; /* puts started per keep/ file */
     uint64_t next_put, next_delete, next_read;
     unsigned deletions, reports_decided, repairs_done, puts_acked;
     char why[200]; /* what settling waits for */
@@ -678,15 +679,6 @@ static void on_committed(struct node *n, const struct m_committed *m)
 
 /* ---- the workload (clients), driven from the lowest node that is up ---------------------- */
 
-static int count_versions(const struct world *w, const char *name)
-{
-    int l = sim_serving(w->s);
-    if (l < 0)
-        return 99;
-    const struct sdfs_file *f = catalog_find(sim_catalog(w->s, (unsigned)l), name);
-    return f ? (int)f->n_versions : 0;
-}
-
 static void workload_tick(struct world *w, uint64_t now)
 {
     struct sim *s = w->s;
@@ -705,9 +697,12 @@ static void workload_tick(struct world *w, uint64_t now)
              * versions fall out, names are deleted. */
             unsigned f = (unsigned)sim_range(s, 0, w->files);
             if (sim_chance(s, 50)) {
+                /* Counted when started, not when committed: puts in flight
+                 * would otherwise push a version out of a keep/ file. */
+                if (w->keep_puts[f] >= 3 && w->files + 1 < MAX_LEDGER)
+                    f = ++w->files;
+                w->keep_puts[f]++;
                 snprintf(p->name, sizeof p->name, "keep/f%u", f);
-                if (count_versions(w, p->name) >= 2)
-                    snprintf(p->name, sizeof p->name, "keep/f%u", ++w->files);
             } else {
                 snprintf(p->name, sizeof p->name, "tmp/f%u", f % 4);
             }
