@@ -1,19 +1,17 @@
 /* sim_jobs.c — jobs in the simulated cluster: a client that registers models,
  * launches jobs and queues their images; workers that run queries and report
- * results until the leader says they are committed; and the leader's
- * dispatch bookkeeping (claims, requeue, adoption of what workers hold after
- * a failover, group-committed completions) and result parts (the real
- * sched/parts.c deciding, the parts put through the simulated SDFS).
+ * results until the leader says they are committed; and on the serving
+ * leader the coordinator's pure cores, fed and carried out the way
+ * sched/coord.c does: the dispatch decisions (sched/dispatch.c: claims, cut
+ * ahead, requeue, adoption of what workers hold after a failover, the group
+ * commit of completions) and result parts (sched/parts.c, the parts put
+ * through the simulated SDFS). They run behind the lead/unlead hook of sim.h.
  *
- * The dispatch service is a stand-in: the real bookkeeping lives in
- * sched/coord.c with its I/O. It is written to the rules of
- * docs/scheduler.md, behind the lead/unlead hook of sim.h, so a pure dispatch
- * core can take its place. What it must not need is correctness of its own
- * about duplicates: results proposed more than once (a worker that ran a
- * query twice, a requeue after a false alarm, a completion re-forwarded after
- * a leader change, a retry after a lost answer) are all proposed, and the
- * replicated job state (sched/jobs.c through ctl/sm.c) must keep exactly one
- * result per image.
+ * Results proposed more than once (a worker that ran a query twice, a
+ * requeue after a false alarm, a completion re-forwarded after a leader
+ * change, a retry after a lost answer) are all proposed, and the replicated
+ * job state (sched/jobs.c through ctl/sm.c) must keep exactly one result per
+ * image.
  *
  * Invariants, on every replica's applied state at every check: no image has
  * more than one result, counting pending results and the lines of committed
@@ -29,6 +27,7 @@
 #include "base/strbuf.h"
 #include "ctl/ctl.h"
 #include "idunno.pb-c.h"
+#include "sched/dispatch.h"
 #include "sched/jobs.h"
 #include "sched/parts.h"
 #include "sdfs/catalog.h"
@@ -37,17 +36,17 @@
 #define N_JOBS 2
 #define MAX_BATCH 8
 #define WORKER_HOLD 16
-#define CLAIMS 256
-#define SLOTS 2
+#define SLOTS 1          /* the coordinator's COORD_SLOTS and COORD_SPARE */
+#define SPARE 1
 #define REQUEUE_MS 1500  /* in flight this long: requeued (a false alarm if the worker is slow) */
 #define ADOPT_MS 300
 #define RETRY_MS 300
-#define DONE_MAX 32      /* completions per JOB_DONE */
+#define BATCHES 2        /* JOB_DONE commands uncommitted at most */
 #define WRITES 16        /* part writes in progress per leader */
 #define MAX_FILES 512    /* part files written in a run */
 
 enum { M_RUN = SIM_MSG_WORKER, M_DONE_ACK, M_STATE_REQ };
-enum { M_DONE = SIM_MSG_DISPATCH, M_STATE };
+enum { M_DONE = SIM_MSG_DISPATCH, M_STATE, M_RUN_ACK };
 
 static const struct {
     const char *model;
@@ -64,12 +63,18 @@ struct query {
 
 struct m_run {
     struct query q;
+    uint64_t epoch; /* the leader's, echoed in the answer */
+};
+struct m_run_ack {
+    uint64_t epoch, query;
+    int status; /* 0 or ID_EBUSY */
 };
 struct m_done {
     struct query q;
     unsigned worker;
 };
 struct m_state {
+    uint64_t epoch;
     uint32_t n;
     struct query q[WORKER_HOLD];
 };
@@ -84,7 +89,7 @@ struct part_file {
     uint8_t sha256[SHA256_LEN];
 };
 
-struct dispatch;
+struct leader;
 
 struct jworld {
     struct sim *s;
@@ -93,7 +98,7 @@ struct jworld {
     unsigned parts_written, parts_committed, parts_deleted;
     struct part_file files[MAX_FILES];
     size_t n_files;
-    struct dispatch *node[SIM_NODES];
+    struct leader *node[SIM_NODES];
     uint64_t checked_at[SIM_NODES]; /* applied index of each replica's last check */
 };
 
@@ -266,18 +271,21 @@ static void worker_recv(void *st, const struct sim_msg *m)
     struct sim *s = wk->s;
     if (m->type == M_RUN) {
         const struct m_run *r = (const void *)m->body;
+        struct m_run_ack ack = {.epoch = r->epoch, .query = r->q.qid};
         struct held *slot = NULL;
+        int known = 0;
         for (int k = 0; k < WORKER_HOLD; k++) {
-            if (wk->h[k].used && !wk->h[k].acked && wk->h[k].q.job == r->q.job &&
-                wk->h[k].q.qid == r->q.qid)
-                return; /* already running it */
+            known |= wk->h[k].used && !wk->h[k].acked && wk->h[k].q.job == r->q.job &&
+                     wk->h[k].q.qid == r->q.qid;
             if (!wk->h[k].used && !slot)
                 slot = &wk->h[k];
         }
-        if (!slot)
-            return; /* busy: the dispatcher requeues it */
-        *slot = (struct held){.used = 1, .q = r->q, .coord = m->from,
-                              .done_at = sim_now(s) + sim_range(s, 100, 900)};
+        if (!known && !slot)
+            ack.status = ID_EBUSY; /* the dispatcher requeues it and benches us */
+        else if (!known)
+            *slot = (struct held){.used = 1, .q = r->q, .coord = m->from,
+                                  .done_at = sim_now(s) + sim_range(s, 100, 900)};
+        sim_send(s, wk->i, m->from, M_RUN_ACK, &ack, sizeof ack);
     } else if (m->type == M_DONE_ACK) {
         const struct query *q = (const void *)m->body;
         for (int k = 0; k < WORKER_HOLD; k++) {
@@ -294,7 +302,7 @@ static void worker_recv(void *st, const struct sim_msg *m)
             }
         }
     } else if (m->type == M_STATE_REQ) {
-        struct m_state r = {0};
+        struct m_state r = {.epoch = *(const uint64_t *)m->body};
         for (int k = 0; k < WORKER_HOLD; k++)
             if (wk->h[k].used && !wk->h[k].acked)
                 r.q[r.n++] = wk->h[k].q;
@@ -314,16 +322,7 @@ const struct sim_service_ops sim_worker_ops = {
     .recv = worker_recv,
 };
 
-/* ---- the leader's dispatch bookkeeping --------------------------------------------------- */
-
-enum { C_FREE = 0, C_QUEUED, C_FLIGHT };
-
-struct claim {
-    int state;
-    struct query q;
-    unsigned worker;
-    uint64_t sent;
-};
+/* ---- the leader: the dispatch core, as the coordinator drives it ----------------------------- */
 
 /* A part write, from its put to its JOB_FLUSHED's outcome. */
 struct write {
@@ -332,134 +331,195 @@ struct write {
     uint8_t sha256[SHA256_LEN];
 };
 
-struct dispatch {
+/* A node's coordinator process (its cores live as long as it does). */
+struct leader {
     struct jworld *w;
     unsigned i;
     int leading;
-    uint64_t term, adopt_end, next_qid;
-    struct claim c[CLAIMS];
-    struct m_done pending[DONE_MAX];
-    size_t n_pending;
-    int uncommitted;
-    struct parts *parts; /* the process's, as the coordinator's is */
+    uint64_t epoch; /* bumped by every take-over and step-down: answers of before are stale */
+    int timer_armed; /* the batch's 1 ms timer, fired at the next tick */
+    struct dispatch *d;
+    struct parts *parts;
     struct write writes[WRITES];
 };
 
-static void *dispatch_start(void *world, unsigned i)
+static uint64_t now_us(const struct jworld *w) { return sim_now(w->s) * 1000; }
+
+static void free_held(struct dispatch_held *h, size_t n)
 {
-    struct dispatch *d = calloc(1, sizeof *d);
-    if (!d)
+    for (size_t k = 0; k < n; k++)
+        free(h[k].done);
+}
+
+static void *leader_start(void *world, unsigned i)
+{
+    struct leader *ld = calloc(1, sizeof *ld);
+    if (!ld)
         abort();
-    d->w = world;
-    d->i = i;
+    ld->w = world;
+    ld->i = i;
+    ld->d = dispatch_create(&(struct dispatch_config){SLOTS, SPARE, REQUEUE_MS, ADOPT_MS, BATCHES});
     /* The daemon's 2 s / 2,000 results / 16,384 per part, scaled to the
      * simulation's few hundred results, so that parts are many. */
-    d->parts = parts_create(&(struct parts_config){.flush_ms = 400, .flush_at = 12,
-                                                   .part_max = 20, .sweep_ms = 1000});
-    if (!d->parts)
+    ld->parts = parts_create(&(struct parts_config){.flush_ms = 400, .flush_at = 12,
+                                                    .part_max = 20, .sweep_ms = 1000});
+    if (!ld->d || !ld->parts)
         abort();
-    d->w->node[i] = d;
-    return d;
+    ld->w->node[i] = ld;
+    return ld;
 }
 
-static void dispatch_stop(void *st)
+static void leader_stop(void *st)
 {
-    struct dispatch *d = st;
-    d->w->node[d->i] = NULL;
-    parts_destroy(d->parts);
-    free(d);
+    struct leader *ld = st;
+    struct dispatch_held held[DISPATCH_BATCH_MAX];
+    free_held(held, dispatch_batch_take(ld->d, held));
+    ld->w->node[ld->i] = NULL;
+    dispatch_destroy(ld->d);
+    parts_destroy(ld->parts);
+    free(ld);
 }
 
-static void dispatch_lead(void *st, uint64_t term)
+static int active(const struct leader *ld) { return dispatch_phase(ld->d) == DISPATCH_ACTIVE; }
+
+/* Sends RUN for each query the core puts in flight; one that cannot be sent
+ * goes back to its queue. */
+static void pump(struct leader *ld)
 {
-    struct dispatch *d = st;
-    struct sim *s = d->w->s;
-    memset(d->c, 0, sizeof d->c);
-    d->n_pending = 0;
-    d->uncommitted = 0;
-    d->leading = 1;
-    d->term = term;
-    d->next_qid = term << 32;
-    memset(d->writes, 0, sizeof d->writes);
-    parts_lead(d->parts, term);
-    /* Ask every worker what it holds before cutting anything. */
-    d->adopt_end = sim_now(s) + ADOPT_MS;
-    for (unsigned j = 0; j < SIM_NODES; j++)
-        sim_send(s, d->i, j, M_STATE_REQ, "", 1);
+    struct sim *s = ld->w->s;
+    const struct jobs *j = sim_jobs(s, ld->i);
+    struct dispatch_run q;
+    unsigned guard = 0;
+    while (guard++ < 10000 && dispatch_next(ld->d, j, now_us(ld->w), &q)) {
+        int wn = sim_node_of(q.worker);
+        if (wn < 0 || !sim_up(s, (unsigned)wn) || q.n > MAX_BATCH) {
+            dispatch_requeue(ld->d, q.query);
+            continue;
+        }
+        struct m_run r = {.q = {.job = q.job, .qid = q.query, .n = (uint32_t)q.n},
+                          .epoch = ld->epoch};
+        memcpy(r.q.images, q.images, q.n * sizeof *q.images);
+        sim_send(s, ld->i, (unsigned)wn, M_RUN, &r, sizeof r);
+    }
 }
 
-static void dispatch_unlead(void *st)
+/* The membership view: alive workers join, the others leave with their
+ * queries requeued. */
+static void sync_workers(struct leader *ld)
 {
-    struct dispatch *d = st;
-    d->leading = 0;
-    d->n_pending = 0;
-    parts_unlead(d->parts);
+    struct sim *s = ld->w->s;
+    struct sdfs_node members[SIM_NODES];
+    size_t nm = sim_members(s, members);
+    for (size_t k = 0; k < nm; k++)
+        if (!members[k].suspect)
+            dispatch_worker_join(ld->d, members[k].name);
+    for (size_t k = dispatch_worker_count(ld->d); k > 0; k--) {
+        char name[DISPATCH_NAME_MAX];
+        snprintf(name, sizeof name, "%s", dispatch_worker_name(ld->d, k - 1));
+        int alive = 0;
+        for (size_t m = 0; m < nm; m++)
+            alive |= !members[m].suspect && strcmp(members[m].name, name) == 0;
+        if (!alive && dispatch_worker_gone(ld->d, name, now_us(ld->w)) > 0)
+            ld->w->requeues++;
+    }
+    dispatch_unbench(ld->d, now_us(ld->w));
 }
 
-static int claimed(const struct dispatch *d, uint32_t job, uint32_t image)
+static void finish_activation(struct leader *ld)
 {
-    for (int k = 0; k < CLAIMS; k++)
-        if (d->c[k].state != C_FREE && d->c[k].q.job == job)
-            for (uint32_t x = 0; x < d->c[k].q.n; x++)
-                if (d->c[k].q.images[x] == image)
-                    return 1;
-    return 0;
+    dispatch_start(ld->d);
+    dispatch_sync_jobs(ld->d, sim_jobs(ld->w->s, ld->i));
+    pump(ld);
 }
 
-static struct claim *claim_new(struct dispatch *d)
+/* Taking over: the core leads with nothing cut, every worker is asked what
+ * it holds, and the last answer (or the adoption wait) starts dispatching. */
+static void leader_lead(void *st, uint64_t term)
 {
-    for (int k = 0; k < CLAIMS; k++)
-        if (d->c[k].state == C_FREE)
-            return &d->c[k];
-    return NULL;
+    struct leader *ld = st;
+    struct sim *s = ld->w->s;
+    if (dispatch_lead(ld->d, term, sim_jobs(s, ld->i), now_us(ld->w)) < 0)
+        return;
+    ld->leading = 1;
+    ld->epoch++;
+    memset(ld->writes, 0, sizeof ld->writes);
+    parts_lead(ld->parts, term);
+    sync_workers(ld);
+    for (size_t k = 0; k < dispatch_worker_count(ld->d); k++) {
+        int wn = sim_node_of(dispatch_worker_name(ld->d, k));
+        if (wn >= 0) {
+            sim_send(s, ld->i, (unsigned)wn, M_STATE_REQ, &ld->epoch, sizeof ld->epoch);
+            dispatch_asked(ld->d);
+        }
+    }
+    if (dispatch_answered(ld->d)) /* the core's own hold while the calls went out */
+        finish_activation(ld);
 }
 
-struct done_arg {
-    unsigned n;
-    uint32_t batch;
-};
+static void leader_unlead(void *st)
+{
+    struct leader *ld = st;
+    ld->leading = 0;
+    ld->epoch++;
+    dispatch_unlead(ld->d);
+    parts_unlead(ld->parts);
+}
 
+/* A JOB_DONE command: the completions it holds. */
 struct done_batch {
-    struct m_done q[DONE_MAX];
+    struct dispatch_held h[DISPATCH_BATCH_MAX];
     size_t n;
 };
 
-/* The completions of a JOB_DONE in flight, by the node's incarnation of the
- * dispatch service (freed with it: a restart drops the callback). */
-static void on_done(void *st, int status, const uint8_t *result, size_t len, const void *arg)
+static void batch_flush(struct leader *ld);
+
+static void on_batch(void *st, int status, const uint8_t *result, size_t len, const void *arg)
 {
     (void)result, (void)len;
-    struct dispatch *d = st;
+    struct leader *ld = st;
     struct done_batch *b = *(struct done_batch *const *)arg;
-    if (!d) {
-        free(b);
-        return;
-    }
-    struct sim *s = d->w->s;
-    d->uncommitted--;
-    if (status == 0) {
+    if (ld) {
         for (size_t k = 0; k < b->n; k++) {
-            sim_send(s, d->i, b->q[k].worker, M_DONE_ACK, &b->q[k].q, sizeof b->q[k].q);
-            for (int c = 0; c < CLAIMS; c++)
-                if (d->c[c].state != C_FREE && d->c[c].q.job == b->q[k].q.job &&
-                    d->c[c].q.qid == b->q[k].q.qid)
-                    d->c[c].state = C_FREE;
+            const struct m_done *dn = b->h[k].done;
+            if (status < 0) {
+                /* The worker retries; meanwhile its images may be cut again
+                 * (a late result still counts once). */
+                for (uint32_t x = 0; x < dn->q.n; x++)
+                    dispatch_unclaim(ld->d, dn->q.job, dn->q.images[x]);
+            } else {
+                sim_send(ld->w->s, ld->i, dn->worker, M_DONE_ACK, &dn->q, sizeof dn->q);
+            }
+        }
+        if (dispatch_batch_settled(ld->d, ld->timer_armed))
+            batch_flush(ld);
+        if (status < 0 && active(ld)) {
+            dispatch_sync_jobs(ld->d, sim_jobs(ld->w->s, ld->i));
+            pump(ld);
         }
     }
-    /* Otherwise the workers retry against whoever leads. */
+    free_held(b->h, b->n);
     free(b);
 }
 
-static void propose_done(struct dispatch *d)
+/* Proposes the completions collected so far as one JOB_DONE command. */
+static void batch_flush(struct leader *ld)
 {
-    struct sim *s = d->w->s;
-    Idunno__QueryDone qd[DONE_MAX], *qp[DONE_MAX];
-    Idunno__QueryResult rr[DONE_MAX][MAX_BATCH], *rp[DONE_MAX][MAX_BATCH];
+    struct sim *s = ld->w->s;
+    struct done_batch *b = malloc(sizeof *b);
+    if (!b)
+        abort();
+    b->n = dispatch_batch_take(ld->d, b->h);
+    if (b->n == 0) {
+        free(b);
+        return;
+    }
+    static Idunno__QueryDone qd[DISPATCH_BATCH_MAX], *qp[DISPATCH_BATCH_MAX];
+    static Idunno__QueryResult rr[DISPATCH_BATCH_MAX][MAX_BATCH], *rp[DISPATCH_BATCH_MAX][MAX_BATCH];
+    static char names[DISPATCH_BATCH_MAX][8];
     uint32_t cls[JOBS_TOPK] = {1, 2, 3, 4, 5};
     float probs[JOBS_TOPK] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
-    char names[DONE_MAX][8];
-    for (size_t k = 0; k < d->n_pending; k++) {
-        const struct m_done *m = &d->pending[k];
+    for (size_t k = 0; k < b->n; k++) {
+        const struct m_done *m = b->h[k].done;
         idunno__query_done__init(&qd[k]);
         qd[k].job = m->q.job;
         qd[k].query = m->q.qid;
@@ -479,76 +539,93 @@ static void propose_done(struct dispatch *d)
         qp[k] = &qd[k];
     }
     Idunno__QueryDoneBatch batch = IDUNNO__QUERY_DONE_BATCH__INIT;
-    batch.n_done = d->n_pending;
+    batch.n_done = b->n;
     batch.done = qp;
-    uint8_t buf[SIM_MSG_MAX * 2];
-    if (idunno__query_done_batch__get_packed_size(&batch) > sizeof buf)
+    size_t n = idunno__query_done_batch__get_packed_size(&batch);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
         abort();
-    size_t len = idunno__query_done_batch__pack(&batch, buf);
-    struct done_batch *b = malloc(sizeof *b);
-    if (!b)
-        abort();
-    memcpy(b->q, d->pending, d->n_pending * sizeof *b->q);
-    b->n = d->n_pending;
-    d->n_pending = 0;
-    if (sim_propose(s, d->i, &sim_dispatch_ops, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, buf, len,
-                    on_done, &b, sizeof b) == 0)
-        d->uncommitted++;
-    else
+    n = idunno__query_done_batch__pack(&batch, buf);
+    if (sim_propose(s, ld->i, &sim_dispatch_ops, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, buf, n,
+                    on_batch, &b, sizeof b) == 0) {
+        dispatch_batch_proposed(ld->d);
+    } else {
+        free_held(b->h, b->n); /* the workers retry */
         free(b);
+    }
+    free(buf);
+}
+
+/* A worker's JOB_DONE on the leader: the core ends the query, and the
+ * completion waits in the batch for its JOB_DONE command. */
+static void lead_done(struct leader *ld, const struct m_done *dn)
+{
+    struct sim *s = ld->w->s;
+    struct dispatch_done ev = {dn->q.job, dn->q.qid, sim_name(dn->worker), 0, 0, 0};
+    struct dispatch_done_out out;
+    dispatch_done(ld->d, sim_jobs(s, ld->i), &ev, now_us(ld->w), &out);
+    if (dispatch_batch_full(ld->d))
+        batch_flush(ld);
+    struct m_done *copy = malloc(sizeof *copy);
+    if (!copy)
+        abort();
+    *copy = *dn;
+    if (dispatch_batch_add(ld->d, &(struct dispatch_held){copy, NULL}) == 1)
+        ld->timer_armed = 1;
+    pump(ld);
 }
 
 /* ---- result parts: the decisions of parts.c, the writes through SDFS ---------------------- */
 
-static uint64_t term_now(struct dispatch *d)
+static uint64_t term_now(struct leader *ld)
 {
     struct ctl_view v;
-    ctl_view(sim_ctl(d->w->s, d->i), &v);
-    return d->leading && v.serving ? v.term : 0;
+    ctl_view(sim_ctl(ld->w->s, ld->i), &v);
+    return ld->leading && v.serving ? v.term : 0;
 }
 
-static struct write *write_find(struct dispatch *d, uint64_t id)
+static struct write *write_find(struct leader *ld, uint64_t id)
 {
     for (int k = 0; k < WRITES; k++)
-        if (d->writes[k].used && d->writes[k].a.write == id)
-            return &d->writes[k];
+        if (ld->writes[k].used && ld->writes[k].a.write == id)
+            return &ld->writes[k];
     return NULL;
 }
 
 /* A file no commit can name is deleted: never one a commit does name. */
-static void part_delete(struct dispatch *d, const char *file)
+static void part_delete(struct leader *ld, const char *file)
 {
-    struct sim *s = d->w->s;
+    struct sim *s = ld->w->s;
     for (unsigned j = 0; j < SIM_NODES; j++) {
         const struct jobs *js = sim_jobs(s, j);
-        if (sim_applied(s, j) < sim_applied(s, d->i))
+        if (sim_applied(s, j) < sim_applied(s, ld->i))
             continue; /* behind the deciding leader: it applies the same log later */
         for (size_t k = 0; k < jobs_count(js); k++) {
             const struct job_rec *job = jobs_at(js, k);
             for (uint64_t p = 1; p <= job->parts; p++)
                 if (strcmp(jobs_part(job, p)->file, file) == 0)
                     sim_fail(s, "%s deletes %s, committed as part %llu of job %u on %s",
-                             sim_name(d->i), file, (unsigned long long)p, job->id, sim_name(j));
+                             sim_name(ld->i), file, (unsigned long long)p, job->id, sim_name(j));
         }
     }
-    sim_log(s, "%s: delete result file %s", sim_name(d->i), file);
-    d->w->parts_deleted++;
-    sim_sdfs_delete(s, d->i, file);
+    sim_log(s, "%s: delete result file %s", sim_name(ld->i), file);
+    ld->w->parts_deleted++;
+    sim_sdfs_delete(s, ld->i, file);
 }
 
 static void on_flushed(void *st, int status, const uint8_t *result, size_t len, const void *arg)
 {
     (void)result, (void)len;
-    struct dispatch *d = st;
-    if (!d)
+    struct leader *ld = st;
+    if (!ld)
         return;
     uint64_t id = *(const uint64_t *)arg;
-    struct write *wr = write_find(d, id);
+    struct write *wr = write_find(ld, id);
     struct parts_action del;
     if (status == 0)
-        d->w->parts_committed++;
-    if (parts_applied(d->parts, id, status, &del))
-        part_delete(d, del.file);
+        ld->w->parts_committed++;
+    if (parts_applied(ld->parts, id, status, &del))
+        part_delete(ld, del.file);
     if (wr)
         wr->used = 0;
 }
@@ -556,17 +633,17 @@ static void on_flushed(void *st, int status, const uint8_t *result, size_t len, 
 static void on_part_put(struct sim *s, unsigned gateway, uint64_t id, int status)
 {
     struct jworld *w = sim_world(s, &sim_dispatch_ops);
-    struct dispatch *d = w->node[gateway];
-    struct write *wr = d ? write_find(d, id) : NULL;
+    struct leader *ld = w->node[gateway];
+    struct write *wr = ld ? write_find(ld, id) : NULL;
     if (!wr)
         return;
     /* A JOB_FLUSHED naming term T is only proposed while leading term T:
      * the term is read and the proposal made in one go. */
     struct parts_action next;
-    if (!parts_stored(d->parts, id, status, wr->a.results, term_now(d), &next)) {
+    if (!parts_stored(ld->parts, id, status, wr->a.results, term_now(ld), &next)) {
         wr->used = 0;
     } else if (next.op == PARTS_DELETE) {
-        part_delete(d, next.file);
+        part_delete(ld, next.file);
         wr->used = 0;
     } else {
         Idunno__JobFlushed m = IDUNNO__JOB_FLUSHED__INIT;
@@ -577,25 +654,25 @@ static void on_part_put(struct sim *s, unsigned gateway, uint64_t id, int status
         m.sha256 = (ProtobufCBinaryData){sizeof wr->sha256, wr->sha256};
         uint8_t buf[PARTS_FILE_MAX + 128];
         size_t n = idunno__job_flushed__pack(&m, buf);
-        if (sim_propose(s, d->i, &sim_dispatch_ops, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED,
+        if (sim_propose(s, ld->i, &sim_dispatch_ops, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_FLUSHED,
                         buf, n, on_flushed, &id, sizeof id) < 0) {
             struct parts_action del;
-            if (parts_applied(d->parts, id, ID_ECANCELED, &del)) /* never appended */
-                part_delete(d, del.file);
+            if (parts_applied(ld->parts, id, ID_ECANCELED, &del)) /* never appended */
+                part_delete(ld, del.file);
             wr->used = 0;
         }
     }
 }
 
 /* Renders a job's oldest pending results and puts them as a->file. */
-static void part_write(struct dispatch *d, const struct parts_action *a)
+static void part_write(struct leader *ld, const struct parts_action *a)
 {
-    struct jworld *w = d->w;
-    const struct job_rec *job = jobs_by_id(sim_jobs(w->s, d->i), a->job);
+    struct jworld *w = ld->w;
+    const struct job_rec *job = jobs_by_id(sim_jobs(w->s, ld->i), a->job);
     struct write *wr = NULL;
     for (int k = 0; k < WRITES && !wr; k++)
-        if (!d->writes[k].used)
-            wr = &d->writes[k];
+        if (!ld->writes[k].used)
+            wr = &ld->writes[k];
     struct strbuf text = STRBUF_INIT;
     size_t n = 0;
     int rc = job && wr && w->n_files < MAX_FILES
@@ -615,8 +692,8 @@ static void part_write(struct dispatch *d, const struct parts_action *a)
             abort();
         memcpy(f->sha256, wr->sha256, sizeof f->sha256);
         w->parts_written++;
-        sim_log(w->s, "%s: write %s (%zu results)", sim_name(d->i), a->file, n);
-        if (sim_sdfs_put(w->s, d->i, a->file, a->write, on_part_put) < 0) {
+        sim_log(w->s, "%s: write %s (%zu results)", sim_name(ld->i), a->file, n);
+        if (sim_sdfs_put(w->s, ld->i, a->file, a->write, on_part_put) < 0) {
             wr->used = 0;
             rc = ID_EBUSY;
         }
@@ -624,139 +701,80 @@ static void part_write(struct dispatch *d, const struct parts_action *a)
     strbuf_free(&text);
     if (rc < 0) {
         struct parts_action none;
-        parts_stored(d->parts, a->write, ID_ECANCELED, 0, 0, &none); /* nothing was written */
+        parts_stored(ld->parts, a->write, ID_ECANCELED, 0, 0, &none); /* nothing was written */
     }
 }
 
-static void flush_results(struct dispatch *d, uint64_t now)
+static void flush_results(struct leader *ld, uint64_t now)
 {
-    struct sim *s = d->w->s;
+    struct sim *s = ld->w->s;
     struct parts_action acts[8];
-    size_t k = parts_tick(d->parts, now, sim_jobs(s, d->i), acts, sizeof acts / sizeof acts[0]);
+    size_t k = parts_tick(ld->parts, now, sim_jobs(s, ld->i), acts, sizeof acts / sizeof acts[0]);
     for (size_t i = 0; i < k; i++)
-        part_write(d, &acts[i]);
+        part_write(ld, &acts[i]);
     char garbage[8][PARTS_FILE_MAX];
-    k = parts_sweep(d->parts, now, sim_catalog(s, d->i), sim_jobs(s, d->i), garbage, 8);
+    k = parts_sweep(ld->parts, now, sim_catalog(s, ld->i), sim_jobs(s, ld->i), garbage, 8);
     for (size_t i = 0; i < k; i++)
-        part_delete(d, garbage[i]);
+        part_delete(ld, garbage[i]);
 }
 
-static void dispatch_tick(void *st, uint64_t now)
+static void leader_tick(void *st, uint64_t now)
 {
-    struct dispatch *d = st;
-    struct sim *s = d->w->s;
-    client_tick(d->w, d->i, now);
-    if (!d->leading || !ctl_is_serving(sim_ctl(s, d->i)) || now < d->adopt_end)
+    struct leader *ld = st;
+    struct sim *s = ld->w->s;
+    client_tick(ld->w, ld->i, now);
+    if (ld->timer_armed) {
+        ld->timer_armed = 0;
+        if (dispatch_batch_due(ld->d))
+            batch_flush(ld);
+    }
+    unsigned missing;
+    if (dispatch_overdue(ld->d, now_us(ld->w), &missing))
+        finish_activation(ld);
+    if (!ld->leading || !active(ld) || !ctl_is_serving(sim_ctl(s, ld->i)))
         return;
-    const struct jobs *j = sim_jobs(s, d->i);
-    /* Requeue what has been out too long; forget claims whose images are done. */
-    for (int k = 0; k < CLAIMS; k++) {
-        struct claim *c = &d->c[k];
-        if (c->state == C_FREE)
-            continue;
-        const struct job_rec *job = jobs_by_id(j, c->q.job);
-        int open = 0;
-        for (uint32_t x = 0; job && x < c->q.n; x++)
-            open |= !job_image_done(job, c->q.images[x]);
-        if (!open) {
-            c->state = C_FREE;
-        } else if (c->state == C_FLIGHT && now - c->sent > REQUEUE_MS) {
-            c->state = C_QUEUED;
-            d->w->requeues++;
-        }
-    }
-    /* Cut queries of images neither done nor claimed. */
-    for (size_t k = 0; k < jobs_count(j); k++) {
-        const struct job_rec *job = jobs_at(j, k);
-        if (job->stopped || job->n_images > 256)
-            continue;
-        uint8_t taken[256] = {0};
-        for (int x = 0; x < CLAIMS; x++)
-            if (d->c[x].state != C_FREE && d->c[x].q.job == job->id)
-                for (uint32_t y = 0; y < d->c[x].q.n; y++)
-                    if (d->c[x].q.images[y] < 256)
-                        taken[d->c[x].q.images[y]] = 1;
-        struct claim *c = NULL;
-        for (uint32_t i = 0; i < job->n_images; i++) {
-            if (job_image_done(job, i) || taken[i])
-                continue;
-            if (!c) {
-                if (!(c = claim_new(d)))
-                    break;
-                *c = (struct claim){.state = C_QUEUED,
-                                    .q = {.job = job->id, .qid = ++d->next_qid}};
-            }
-            c->q.images[c->q.n++] = i;
-            if (c->q.n == job->batch || c->q.n == MAX_BATCH)
-                c = NULL;
-        }
-    }
-    /* Dispatch to up workers with a free slot (membership's view). */
-    struct sdfs_node members[SIM_NODES];
-    size_t nm = sim_members(s, members);
-    for (int k = 0; k < CLAIMS; k++) {
-        struct claim *c = &d->c[k];
-        if (c->state != C_QUEUED)
-            continue;
-        int best = -1, best_load = SLOTS;
-        for (size_t m = 0; m < nm; m++) {
-            if (members[m].suspect)
-                continue;
-            int wn = sim_node_of(members[m].name), load = 0;
-            for (int x = 0; x < CLAIMS; x++)
-                load += d->c[x].state == C_FLIGHT && d->c[x].worker == (unsigned)wn;
-            if (load < best_load) {
-                best = wn;
-                best_load = load;
-            }
-        }
-        if (best < 0)
-            break;
-        c->state = C_FLIGHT;
-        c->worker = (unsigned)best;
-        c->sent = now;
-        struct m_run r = {.q = c->q};
-        sim_send(s, d->i, (unsigned)best, M_RUN, &r, sizeof r);
-    }
-    if (d->n_pending && d->uncommitted < 2)
-        propose_done(d);
-    flush_results(d, now);
+    sync_workers(ld);
+    dispatch_sync_jobs(ld->d, sim_jobs(s, ld->i));
+    struct dispatch_timeout late[8];
+    ld->w->requeues += (unsigned)dispatch_tick(ld->d, now_us(ld->w), late, 8);
+    flush_results(ld, now);
+    pump(ld);
 }
 
-static void dispatch_recv(void *st, const struct sim_msg *m)
+static void leader_recv(void *st, const struct sim_msg *m)
 {
-    struct dispatch *d = st;
-    struct sim *s = d->w->s;
-    int serving = d->leading && ctl_is_serving(sim_ctl(s, d->i));
+    struct leader *ld = st;
+    struct sim *s = ld->w->s;
+    int serving = ld->leading && ctl_is_serving(sim_ctl(s, ld->i));
     if (m->type == M_DONE) {
         const struct m_done *dn = (const void *)m->body;
-        d->w->done_msgs++;
-        if (!serving) {
-            /* Relayed towards the leader this node knows of. */
-            int l = sim_leader_of(s, d->i);
-            if (l >= 0 && l != (int)d->i) {
-                d->w->reforwards++;
-                sim_send(s, d->i, (unsigned)l, M_DONE, dn, sizeof *dn);
-            }
+        ld->w->done_msgs++;
+        if (serving) {
+            lead_done(ld, dn);
             return;
         }
-        if (d->n_pending == DONE_MAX)
-            return; /* the worker retries */
-        d->pending[d->n_pending++] = *dn;
-    } else if (m->type == M_STATE && serving) {
-        /* Adopt what the worker holds, unless those images are claimed. */
-        const struct m_state *r = (const void *)m->body;
-        for (uint32_t k = 0; k < r->n; k++) {
-            int taken = 0;
-            for (uint32_t x = 0; x < r->q[k].n; x++)
-                taken |= claimed(d, r->q[k].job, r->q[k].images[x]);
-            struct claim *c = taken ? NULL : claim_new(d);
-            if (!c)
-                continue;
-            *c = (struct claim){.state = C_FLIGHT, .q = r->q[k], .worker = m->from,
-                                .sent = sim_now(s)};
-            d->w->adopted++;
+        /* Relayed towards the leader this node knows of. */
+        int l = sim_leader_of(s, ld->i);
+        if (l >= 0 && l != (int)ld->i) {
+            ld->w->reforwards++;
+            sim_send(s, ld->i, (unsigned)l, M_DONE, dn, sizeof *dn);
         }
+    } else if (m->type == M_STATE) {
+        const struct m_state *r = (const void *)m->body;
+        if (r->epoch != ld->epoch || dispatch_phase(ld->d) != DISPATCH_ADOPTING)
+            return; /* an answer to an earlier take-over */
+        for (uint32_t k = 0; k < r->n; k++)
+            if (dispatch_adopt(ld->d, sim_jobs(s, ld->i), sim_name(m->from), r->q[k].job,
+                               r->q[k].qid, r->q[k].images, r->q[k].n, now_us(ld->w)) == 1)
+                ld->w->adopted++;
+        if (dispatch_answered(ld->d))
+            finish_activation(ld);
+    } else if (m->type == M_RUN_ACK) {
+        const struct m_run_ack *a = (const void *)m->body;
+        struct dispatch_bench b;
+        if (a->status < 0 && a->epoch == ld->epoch && active(ld) &&
+            dispatch_run_failed(ld->d, a->query, sim_name(m->from), a->status, now_us(ld->w), &b))
+            pump(ld);
     }
 }
 
@@ -897,12 +915,12 @@ const struct sim_service_ops sim_dispatch_ops = {
     .type_hi = SIM_MSG_DISPATCH_END,
     .world_new = jworld_new,
     .world_free = jworld_free,
-    .start = dispatch_start,
-    .stop = dispatch_stop,
-    .lead = dispatch_lead,
-    .unlead = dispatch_unlead,
-    .tick = dispatch_tick,
-    .recv = dispatch_recv,
+    .start = leader_start,
+    .stop = leader_stop,
+    .lead = leader_lead,
+    .unlead = leader_unlead,
+    .tick = leader_tick,
+    .recv = leader_recv,
     .check = jobs_check,
     .settled = jobs_settled,
     .final_check = jobs_final,
