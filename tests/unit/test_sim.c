@@ -6,7 +6,7 @@
  * the leader, one-way links, loss, several nodes at once, leader churn, all
  * mixed); each kind gets its own test over its share of the seeds.
  *
- *   SIM_SCHEDULES=N   how many seeds in all [200; 40 under ASan]
+ *   SIM_SCHEDULES=N   how many seeds in all [200; 24 under ASan]
  *   SIM_SEED=N        run only seed N, printing its events (replay)
  *   SIM_VERBOSE=0|1   print events (default: 1 with SIM_SEED)
  *
@@ -55,7 +55,7 @@ static unsigned long env_num(const char *name, unsigned long dflt)
 static unsigned schedules(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
-    return (unsigned)env_num("SIM_SCHEDULES", 40);
+    return (unsigned)env_num("SIM_SCHEDULES", 24);
 #else
     return (unsigned)env_num("SIM_SCHEDULES", 200);
 #endif
