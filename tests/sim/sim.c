@@ -22,8 +22,8 @@
 #include "ctl/ctl.h"
 #include "sched/jobs.h"
 
-#define SIM_CHECK_MS 50       /* whole-cluster invariants at least this often */
-#define SIM_DETECT_MS 600     /* a node down this long is "failed" to membership */
+#define SIM_CHECK_MS 50   /* whole-cluster invariants at least this often */
+#define SIM_DETECT_MS 600 /* a node down this long is "failed" to membership */
 #define SIM_MAX_SVCS 4
 #define SIM_MAX_TERMS 4096
 
@@ -50,10 +50,10 @@ struct sim {
     struct jobs *jobs[SIM_NODES];
     int up[SIM_NODES];
     uint64_t down_since[SIM_NODES];
-    unsigned inc[SIM_NODES];   /* process incarnation: bumped by every restart */
-    int booting[SIM_NODES];    /* revived, its raft still leading: see node_revive */
+    unsigned inc[SIM_NODES];          /* process incarnation: bumped by every restart */
+    int booting[SIM_NODES];           /* revived, its raft still leading: see node_revive */
     int fx_cut[SIM_NODES][SIM_NODES]; /* what the fixture was told */
-    int serving[SIM_NODES];    /* what the services were last told */
+    int serving[SIM_NODES];           /* what the services were last told */
     uint64_t lead_term[SIM_NODES];
     /* Services. */
     const struct sim_service_ops *svc[SIM_MAX_SVCS];
@@ -67,7 +67,7 @@ struct sim {
     int cut[SIM_NODES][SIM_NODES]; /* i -> j delivers nothing */
     unsigned loss_pct;
     /* Fault driver. */
-    int kind;            /* this round's */
+    int kind; /* this round's */
     uint64_t next_round, heal_at;
     int in_fault;
     unsigned rounds, leader_changes;
@@ -84,8 +84,7 @@ struct sim {
 static struct sim *g_sim; /* the fixture hook has no user data */
 
 static const char *const fault_names[SIM_FAULT_KINDS] = {
-    "crash-voter", "crash-leader", "partition-leader", "one-way", "loss",
-    "multi",       "churn",        "mixed",
+    "crash-voter", "crash-leader", "partition-leader", "one-way", "loss", "multi", "churn", "mixed",
 };
 
 const char *sim_fault_name(enum sim_fault k)
@@ -95,7 +94,10 @@ const char *sim_fault_name(enum sim_fault k)
 
 /* ---- small things for services -------------------------------------------------------- */
 
-uint64_t sim_now(const struct sim *s) { return s->f.time; }
+uint64_t sim_now(const struct sim *s)
+{
+    return s->f.time;
+}
 
 /* splitmix64: small, fast, and every seed gives a different stream. */
 uint64_t sim_rand(struct sim *s)
@@ -111,9 +113,15 @@ uint64_t sim_range(struct sim *s, uint64_t lo, uint64_t hi)
     return hi <= lo ? lo : lo + sim_rand(s) % (hi - lo + 1);
 }
 
-int sim_chance(struct sim *s, unsigned percent) { return sim_rand(s) % 100 < percent; }
+int sim_chance(struct sim *s, unsigned percent)
+{
+    return sim_rand(s) % 100 < percent;
+}
 
-const struct sim_config *sim_config(const struct sim *s) { return &s->cfg; }
+const struct sim_config *sim_config(const struct sim *s)
+{
+    return &s->cfg;
+}
 
 void sim_log(struct sim *s, const char *fmt, ...)
 {
@@ -140,7 +148,10 @@ void sim_fail(struct sim *s, const char *fmt, ...)
     sim_log(s, "FAIL %s", s->failmsg);
 }
 
-int sim_failed(const struct sim *s) { return s->fail; }
+int sim_failed(const struct sim *s)
+{
+    return s->fail;
+}
 
 const char *sim_name(unsigned node)
 {
@@ -156,10 +167,22 @@ int sim_node_of(const char *name)
     return -1;
 }
 
-int sim_up(const struct sim *s, unsigned node) { return node < SIM_NODES && s->up[node]; }
-struct ctl *sim_ctl(struct sim *s, unsigned node) { return s->ctl[node]; }
-struct catalog *sim_catalog(struct sim *s, unsigned node) { return s->cat[node]; }
-struct jobs *sim_jobs(struct sim *s, unsigned node) { return s->jobs[node]; }
+int sim_up(const struct sim *s, unsigned node)
+{
+    return node < SIM_NODES && s->up[node];
+}
+struct ctl *sim_ctl(struct sim *s, unsigned node)
+{
+    return s->ctl[node];
+}
+struct catalog *sim_catalog(struct sim *s, unsigned node)
+{
+    return s->cat[node];
+}
+struct jobs *sim_jobs(struct sim *s, unsigned node)
+{
+    return s->jobs[node];
+}
 
 uint64_t sim_applied(struct sim *s, unsigned node)
 {
@@ -246,8 +269,8 @@ int sim_send(struct sim *s, unsigned from, unsigned to, int type, const void *bo
             abort();
     }
     size_t at = s->n_q;
-    while (at > 0 && (s->q[at - 1]->at > q->at ||
-                      (s->q[at - 1]->at == q->at && s->q[at - 1]->seq > q->seq)))
+    while (at > 0 &&
+           (s->q[at - 1]->at > q->at || (s->q[at - 1]->at == q->at && s->q[at - 1]->seq > q->seq)))
         at--;
     memmove(&s->q[at + 1], &s->q[at], (s->n_q - at) * sizeof *s->q);
     s->q[at] = q;
@@ -435,11 +458,11 @@ static void heal_all(struct sim *s)
 
 /* ---- the fault driver ------------------------------------------------------------------ */
 
-static unsigned pick_up(struct sim *s, int not)
+static unsigned pick_up(struct sim *s, int not )
 {
     unsigned cand[SIM_NODES], n = 0;
     for (unsigned i = 0; i < SIM_NODES; i++)
-        if (s->up[i] && (int)i != not)
+        if (s->up[i] && (int)i != not )
             cand[n++] = i;
     return n ? cand[sim_rand(s) % n] : (unsigned)sim_rand(s) % SIM_NODES;
 }
@@ -460,9 +483,7 @@ static uint64_t fault_start(struct sim *s, int k)
     int l = sim_serving(s);
     unsigned victim;
     switch (k) {
-    case SIM_CRASH_VOTER:
-        node_kill(s, pick_up(s, l));
-        return sim_range(s, 300, 4000);
+    case SIM_CRASH_VOTER: node_kill(s, pick_up(s, l)); return sim_range(s, 300, 4000);
     case SIM_CRASH_LEADER:
         node_kill(s, l >= 0 ? (unsigned)l : pick_up(s, -1));
         return sim_range(s, 200, 4000);
@@ -506,7 +527,8 @@ static uint64_t fault_start(struct sim *s, int k)
             node_kill(s, pick_up(s, (int)victim));
         } else {
             /* A 2|3 split: two random nodes on one side. */
-            unsigned a = (unsigned)sim_range(s, 0, SIM_NODES - 1), b = (a + 1 + (unsigned)sim_range(s, 0, SIM_NODES - 2)) % SIM_NODES;
+            unsigned a = (unsigned)sim_range(s, 0, SIM_NODES - 1),
+                     b = (a + 1 + (unsigned)sim_range(s, 0, SIM_NODES - 2)) % SIM_NODES;
             sim_log(s, "split {%s,%s} from the rest", sim_name(a), sim_name(b));
             for (unsigned i = 0; i < SIM_NODES; i++)
                 for (unsigned j = 0; j < SIM_NODES; j++)
@@ -532,8 +554,8 @@ static void fault_tick(struct sim *s)
         sim_log(s, "heal");
         heal_all(s);
         s->in_fault = 0;
-        s->next_round = now + (s->kind == SIM_CHURN ? sim_range(s, 100, 500)
-                                                    : sim_range(s, 200, 1500));
+        s->next_round = now +
+                        (s->kind == SIM_CHURN ? sim_range(s, 100, 500) : sim_range(s, 200, 1500));
     }
     if (!s->in_fault && now >= s->next_round && now < s->cfg.fault_ms) {
         s->kind = s->cfg.fault == SIM_MIXED ? (int)sim_range(s, 0, SIM_MIXED - 1) : s->cfg.fault;
@@ -625,7 +647,10 @@ static void services_tick(struct sim *s)
 
 /* ---- the run --------------------------------------------------------------------------- */
 
-static uint64_t fx_clock(void *ud) { return ((struct raft_fixture *)ud)->time; }
+static uint64_t fx_clock(void *ud)
+{
+    return ((struct raft_fixture *)ud)->time;
+}
 
 static void fx_hook(struct raft_fixture *f, struct raft_fixture_event *e)
 {
@@ -640,7 +665,9 @@ static int sim_setup(struct sim *s)
     if (raft_fixture_init(&s->f) != 0)
         return -1;
     for (unsigned i = 0; i < SIM_NODES; i++) {
-        struct ctl_config cfg = {.name = sim_name(i), .clock_ms = fx_clock, .clock_ud = &s->f,
+        struct ctl_config cfg = {.name = sim_name(i),
+                                 .clock_ms = fx_clock,
+                                 .clock_ud = &s->f,
                                  /* No snapshots: libraft 0.22.1's fixture copies a
                                   * compacted leader log past its end when it checks
                                   * that leaders only append (ASan: heap overflow in
@@ -744,7 +771,8 @@ static void final_checks(struct sim *s)
     int l = sim_serving(s);
     for (unsigned i = 0; i < SIM_NODES; i++)
         if (i != (unsigned)l && ctl_is_serving(s->ctl[i]))
-            sim_fail(s, "two nodes serve at the end: %s and %s", sim_name((unsigned)l), sim_name(i));
+            sim_fail(s, "two nodes serve at the end: %s and %s", sim_name((unsigned)l),
+                     sim_name(i));
     char d0[65], d[65];
     ctl_digest_hex(s->ctl[0], d0);
     for (unsigned i = 1; i < SIM_NODES; i++) {
@@ -757,8 +785,8 @@ static void final_checks(struct sim *s)
             s->svc[k]->final_check(s->world[k]);
 }
 
-int sim_run(const struct sim_config *cfg, const struct sim_service_ops *const *svcs,
-            size_t n_svcs, const char **msg)
+int sim_run(const struct sim_config *cfg, const struct sim_service_ops *const *svcs, size_t n_svcs,
+            const char **msg)
 {
     struct sim *s = calloc(1, sizeof *s);
     if (!s)

@@ -36,8 +36,8 @@ struct jobs;
 struct sim;
 
 #define SIM_NODES 5
-#define SIM_TICK_MS 10    /* services tick at this granularity */
-#define SIM_MSG_MAX 4096  /* largest service message body */
+#define SIM_TICK_MS 10   /* services tick at this granularity */
+#define SIM_MSG_MAX 4096 /* largest service message body */
 
 /* Fault kinds; a schedule runs one (SIM_MIXED: several at random). */
 enum sim_fault {
@@ -57,11 +57,11 @@ const char *sim_fault_name(enum sim_fault k);
 /* Knobs a test (or a defect experiment) may change. */
 struct sim_config {
     uint64_t seed;
-    int fault; /* enum sim_fault; -1: derived from the seed */
-    uint64_t fault_ms;   /* how long faults are injected [12000] */
-    uint64_t settle_ms;  /* the most the healed cluster may take to settle [40000] */
-    uint64_t grace_ms;   /* reconcile's delete grace [6000] */
-    int verbose;         /* print the schedule's events */
+    int fault;          /* enum sim_fault; -1: derived from the seed */
+    uint64_t fault_ms;  /* how long faults are injected [12000] */
+    uint64_t settle_ms; /* the most the healed cluster may take to settle [40000] */
+    uint64_t grace_ms;  /* reconcile's delete grace [6000] */
+    int verbose;        /* print the schedule's events */
 };
 
 /* A message between services. `type` picks the service (its range). */
@@ -102,8 +102,8 @@ struct sim_service_ops {
 
 /* Runs one schedule with the given services. Returns 0, or -1 after a failed
  * invariant (its message in *msg, static storage). */
-int sim_run(const struct sim_config *cfg, const struct sim_service_ops *const *svcs,
-            size_t n_svcs, const char **msg);
+int sim_run(const struct sim_config *cfg, const struct sim_service_ops *const *svcs, size_t n_svcs,
+            const char **msg);
 
 /* ---- for services ------------------------------------------------------------------- */
 

@@ -36,14 +36,14 @@
 #define N_JOBS 2
 #define MAX_BATCH 8
 #define WORKER_HOLD 16
-#define SLOTS 1          /* the coordinator's COORD_SLOTS and COORD_SPARE */
+#define SLOTS 1 /* the coordinator's COORD_SLOTS and COORD_SPARE */
 #define SPARE 1
-#define REQUEUE_MS 1500  /* in flight this long: requeued (a false alarm if the worker is slow) */
+#define REQUEUE_MS 1500 /* in flight this long: requeued (a false alarm if the worker is slow) */
 #define ADOPT_MS 300
 #define RETRY_MS 300
-#define BATCHES 2        /* JOB_DONE commands uncommitted at most */
-#define WRITES 16        /* part writes in progress per leader */
-#define MAX_FILES 512    /* part files written in a run */
+#define BATCHES 2     /* JOB_DONE commands uncommitted at most */
+#define WRITES 16     /* part writes in progress per leader */
+#define MAX_FILES 512 /* part files written in a run */
 
 enum { M_RUN = SIM_MSG_WORKER, M_DONE_ACK, M_STATE_REQ };
 enum { M_DONE = SIM_MSG_DISPATCH, M_STATE, M_RUN_ACK };
@@ -223,8 +223,14 @@ struct worker {
     struct held h[WORKER_HOLD];
 };
 
-static void *worker_world_new(struct sim *s) { return s; }
-static void worker_world_free(void *p) { (void)p; }
+static void *worker_world_new(struct sim *s)
+{
+    return s;
+}
+static void worker_world_free(void *p)
+{
+    (void)p;
+}
 
 static void *worker_start(void *world, unsigned i)
 {
@@ -236,7 +242,10 @@ static void *worker_start(void *world, unsigned i)
     return wk;
 }
 
-static void worker_stop(void *st) { free(st); }
+static void worker_stop(void *st)
+{
+    free(st);
+}
 
 static void worker_send_done(struct worker *wk, struct held *h, unsigned to)
 {
@@ -283,7 +292,9 @@ static void worker_recv(void *st, const struct sim_msg *m)
         if (!known && !slot)
             ack.status = ID_EBUSY; /* the dispatcher requeues it and benches us */
         else if (!known)
-            *slot = (struct held){.used = 1, .q = r->q, .coord = m->from,
+            *slot = (struct held){.used = 1,
+                                  .q = r->q,
+                                  .coord = m->from,
                                   .done_at = sim_now(s) + sim_range(s, 100, 900)};
         sim_send(s, wk->i, m->from, M_RUN_ACK, &ack, sizeof ack);
     } else if (m->type == M_DONE_ACK) {
@@ -336,14 +347,17 @@ struct leader {
     struct jworld *w;
     unsigned i;
     int leading;
-    uint64_t epoch; /* bumped by every take-over and step-down: answers of before are stale */
+    uint64_t epoch;  /* bumped by every take-over and step-down: answers of before are stale */
     int timer_armed; /* the batch's 1 ms timer, fired at the next tick */
     struct dispatch *d;
     struct parts *parts;
     struct write writes[WRITES];
 };
 
-static uint64_t now_us(const struct jworld *w) { return sim_now(w->s) * 1000; }
+static uint64_t now_us(const struct jworld *w)
+{
+    return sim_now(w->s) * 1000;
+}
 
 static void free_held(struct dispatch_held *h, size_t n)
 {
@@ -361,8 +375,8 @@ static void *leader_start(void *world, unsigned i)
     ld->d = dispatch_create(&(struct dispatch_config){SLOTS, SPARE, REQUEUE_MS, ADOPT_MS, BATCHES});
     /* The daemon's 2 s / 2,000 results / 16,384 per part, scaled to the
      * simulation's few hundred results, so that parts are many. */
-    ld->parts = parts_create(&(struct parts_config){.flush_ms = 400, .flush_at = 12,
-                                                    .part_max = 20, .sweep_ms = 1000});
+    ld->parts = parts_create(
+        &(struct parts_config){.flush_ms = 400, .flush_at = 12, .part_max = 20, .sweep_ms = 1000});
     if (!ld->d || !ld->parts)
         abort();
     ld->w->node[i] = ld;
@@ -380,7 +394,10 @@ static void leader_stop(void *st)
     free(ld);
 }
 
-static int active(const struct leader *ld) { return dispatch_phase(ld->d) == DISPATCH_ACTIVE; }
+static int active(const struct leader *ld)
+{
+    return dispatch_phase(ld->d) == DISPATCH_ACTIVE;
+}
 
 /* Sends RUN for each query the core puts in flight; one that cannot be sent
  * goes back to its queue. */
@@ -514,7 +531,8 @@ static void batch_flush(struct leader *ld)
         return;
     }
     static Idunno__QueryDone qd[DISPATCH_BATCH_MAX], *qp[DISPATCH_BATCH_MAX];
-    static Idunno__QueryResult rr[DISPATCH_BATCH_MAX][MAX_BATCH], *rp[DISPATCH_BATCH_MAX][MAX_BATCH];
+    static Idunno__QueryResult rr[DISPATCH_BATCH_MAX][MAX_BATCH],
+        *rp[DISPATCH_BATCH_MAX][MAX_BATCH];
     static char names[DISPATCH_BATCH_MAX][8];
     uint32_t cls[JOBS_TOPK] = {1, 2, 3, 4, 5};
     float probs[JOBS_TOPK] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
@@ -793,8 +811,8 @@ static void count_part(struct jworld *w, unsigned i, const struct job_rec *job, 
         return;
     }
     if (jp->has_sha256 && memcmp(jp->sha256, f->sha256, SHA256_LEN) != 0)
-        sim_fail(s, "%s: job %u part %llu: %s has other bytes than committed", sim_name(i),
-                 job->id, (unsigned long long)p, jp->file);
+        sim_fail(s, "%s: job %u part %llu: %s has other bytes than committed", sim_name(i), job->id,
+                 (unsigned long long)p, jp->file);
     uint32_t lines = 0;
     for (const char *at = strstr(f->text, "data/"); at; at = strstr(at + 1, "data/")) {
         const char *dash = strchr(at, '-');
@@ -805,8 +823,8 @@ static void count_part(struct jworld *w, unsigned i, const struct job_rec *job, 
                      job->id, im, (unsigned long long)p, jp->file);
     }
     if (lines != jp->results)
-        sim_fail(s, "%s: job %u part %llu holds %u results, committed as %u", sim_name(i),
-                 job->id, (unsigned long long)p, lines, jp->results);
+        sim_fail(s, "%s: job %u part %llu holds %u results, committed as %u", sim_name(i), job->id,
+                 (unsigned long long)p, lines, jp->results);
 }
 
 static void check_replica(struct jworld *w, unsigned i, int final)
@@ -903,7 +921,8 @@ static void jobs_final(void *world)
     sim_jobs_reforwards_total += w->reforwards;
     sim_jobs_requeues_total += w->requeues;
     check_parts_stored(w);
-    sim_log(w->s, "jobs: %u completions received, %u re-forwarded, %u requeues, %u adopted, "
+    sim_log(w->s,
+            "jobs: %u completions received, %u re-forwarded, %u requeues, %u adopted, "
             "%lu duplicate results dropped; parts: %u written, %u committed, %u files deleted",
             w->done_msgs, w->reforwards, w->requeues, w->adopted, dups, w->parts_written,
             w->parts_committed, w->parts_deleted);

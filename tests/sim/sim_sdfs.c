@@ -34,17 +34,26 @@
 #define YOUNG_MS 2000
 #define REPAIR_TICK_MS 250
 #define MAX_REPAIRS 16
-#define FETCH_MS 2000       /* a repair's fetch gives up */
+#define FETCH_MS 2000 /* a repair's fetch gives up */
 #define COMMIT_DEADLINE_MS 3000
-#define ATTEMPT_MS 1000     /* a put attempt's writes give up */
-#define MAX_PUTS 6          /* in progress per gateway */
+#define ATTEMPT_MS 1000 /* a put attempt's writes give up */
+#define MAX_PUTS 6      /* in progress per gateway */
 #define MAX_LEDGER 256
 #define MAX_READS 64
-#define MAX_BLOBS 160       /* per node: a report must fit in a message */
+#define MAX_BLOBS 160 /* per node: a report must fit in a message */
 
 enum {
-    M_PLACE = SIM_MSG_SDFS, M_PLACED, M_WRITE, M_WRITTEN, M_COMMIT, M_COMMITTED, M_DELETE,
-    M_REPORT, M_REPORTED, M_FETCH, M_FETCHED,
+    M_PLACE = SIM_MSG_SDFS,
+    M_PLACED,
+    M_WRITE,
+    M_WRITTEN,
+    M_COMMIT,
+    M_COMMITTED,
+    M_DELETE,
+    M_REPORT,
+    M_REPORTED,
+    M_FETCH,
+    M_FETCHED,
 };
 
 typedef char blob_id[SDFS_BLOB_LEN + 1];
@@ -242,7 +251,8 @@ static const struct sdfs_version *catalog_names(const struct catalog *c, const c
     for (size_t i = 0; i < catalog_count(c); i++) {
         const struct sdfs_file *f = catalog_at(c, i);
         for (size_t k = 0; k < f->n_versions; k++)
-            if (strcmp(f->versions[k].blob, blob) == 0 && (!node || names_on(&f->versions[k], node))) {
+            if (strcmp(f->versions[k].blob, blob) == 0 &&
+                (!node || names_on(&f->versions[k], node))) {
                 if (file)
                     *file = f->name;
                 return &f->versions[k];
@@ -331,8 +341,8 @@ static void lead_report(struct node *n, unsigned from, const struct m_report *m)
         old[k] = ids[k];
     for (uint32_t k = 0; k < m->n_young; k++)
         young[k] = ids[m->n_old + k];
-    struct reconcile_report rep = {sim_name(from), m->boot, m->seq,   m->answered,
-                                   m->held,        old,     m->n_old, young, m->n_young};
+    struct reconcile_report rep = {sim_name(from), m->boot, m->seq,    m->answered, m->held, old,
+                                   m->n_old,       young,   m->n_young};
     struct reconcile_actions a;
     const struct catalog *c = sim_catalog(s, n->i);
     if (reconcile_report(n->rec, c, &rep, sim_now(s), &a) < 0)
@@ -344,7 +354,8 @@ static void lead_report(struct node *n, unsigned from, const struct m_report *m)
         propose_replica(n, a.missing[k].file->name, a.missing[k].version->blob, sim_name(from), "",
                         on_ignored, NULL, 0);
     }
-    struct m_reported r = {.seq = m->seq, .decided_at = sim_applied(s, n->i), .n = (uint32_t)a.n_del};
+    struct m_reported r = {
+        .seq = m->seq, .decided_at = sim_applied(s, n->i), .n = (uint32_t)a.n_del};
     for (size_t k = 0; k < a.n_del; k++)
         snprintf(r.ids[k], sizeof r.ids[k], "%s", a.del[k]);
     reconcile_actions_free(&a);
@@ -496,9 +507,11 @@ static void delete_copy(struct node *n, const char *blob, uint64_t decided_at)
                  me, blob, file, sim_name((unsigned)l));
     for (unsigned j = 0; j < SIM_NODES && !sim_failed(s); j++)
         if (sim_applied(s, j) >= decided_at && catalog_names(sim_catalog(s, j), blob, me, &file))
-            sim_fail(s, "%s deleted its copy of %s (%s) while %s's catalog (applied %llu >= %llu) "
-                     "names it there", me, blob, file, sim_name(j),
-                     (unsigned long long)sim_applied(s, j), (unsigned long long)decided_at);
+            sim_fail(s,
+                     "%s deleted its copy of %s (%s) while %s's catalog (applied %llu >= %llu) "
+                     "names it there",
+                     me, blob, file, sim_name(j), (unsigned long long)sim_applied(s, j),
+                     (unsigned long long)decided_at);
     sim_log(s, "%s deletes %s", me, blob);
     disk_del(&n->w->disk[n->i], blob);
     n->w->deletions++;
@@ -546,7 +559,9 @@ static void on_fetch(struct node *n, unsigned from, const struct m_fetch *m)
     for (int k = 0; k < MAX_REPAIRS; k++)
         if (!n->fetches[k].used) {
             struct fetch *f = &n->fetches[k];
-            *f = (struct fetch){.used = 1, .leader = from, .id = m->id,
+            *f = (struct fetch){.used = 1,
+                                .leader = from,
+                                .id = m->id,
                                 .n_sources = m->n_sources,
                                 .done_at = sim_now(n->w->s) + sim_range(n->w->s, 20, 400)};
             memcpy(f->blob, m->blob, sizeof f->blob);
@@ -755,8 +770,7 @@ static void workload_tick(struct world *w, uint64_t now)
 
 /* ---- for other services ---- */
 
-int sim_sdfs_put(struct sim *s, unsigned gateway, const char *name, uint64_t tag,
-                 sim_put_done done)
+int sim_sdfs_put(struct sim *s, unsigned gateway, const char *name, uint64_t tag, sim_put_done done)
 {
     struct world *w = sim_world(s, &sim_sdfs_ops);
     struct node *n = w ? w->node[gateway] : NULL;
@@ -792,7 +806,10 @@ static void *world_new(struct sim *s)
     return w;
 }
 
-static void world_free(void *p) { free(p); }
+static void world_free(void *p)
+{
+    free(p);
+}
 
 static void *node_start(void *world, unsigned i)
 {
@@ -937,7 +954,8 @@ static void check_catalog(struct world *w, unsigned l, int final)
                 sim_fail(s, "%s version %llu (blob %s) lost: none of its %zu replicas holds it",
                          f->name, (unsigned long long)v->version, v->blob, v->n_replicas);
             else if (final && (held != v->n_replicas || v->n_replicas != SDFS_REPLICAS))
-                sim_fail(s, "%s version %llu (blob %s) not repaired: %zu replicas listed, %zu hold it",
+                sim_fail(s,
+                         "%s version %llu (blob %s) not repaired: %zu replicas listed, %zu hold it",
                          f->name, (unsigned long long)v->version, v->blob, v->n_replicas, held);
         }
     }
@@ -974,8 +992,8 @@ static int sdfs_settled(void *world)
             }
             for (size_t r = 0; r < v->n_replicas; r++)
                 if (!disk_find(&w->disk[sim_node_of(v->replicas[r])], v->blob)) {
-                    snprintf(w->why, sizeof w->why, "%s %s lacks its copy on %s", f->name,
-                             v->blob, v->replicas[r]);
+                    snprintf(w->why, sizeof w->why, "%s %s lacks its copy on %s", f->name, v->blob,
+                             v->replicas[r]);
                     return 0;
                 }
         }
@@ -984,7 +1002,10 @@ static int sdfs_settled(void *world)
     return w->n_reads == 0;
 }
 
-static const char *sdfs_waiting(void *world) { return ((struct world *)world)->why; }
+static const char *sdfs_waiting(void *world)
+{
+    return ((struct world *)world)->why;
+}
 
 static void sdfs_final(void *world)
 {

@@ -23,13 +23,13 @@
 
 #include <cmocka.h>
 
-#include "base/log.h"
 #include "../sim/sim.h"
+#include "base/log.h"
 
 extern unsigned long sim_jobs_duplicates_total, sim_jobs_reforwards_total, sim_jobs_requeues_total;
 
 static const struct sim_service_ops *const services[] = {&sim_sdfs_ops, &sim_worker_ops,
-                                                          &sim_dispatch_ops};
+                                                         &sim_dispatch_ops};
 
 static volatile sig_atomic_t g_seed_running = -1;
 
@@ -69,8 +69,9 @@ static int run_seed(uint64_t seed, int verbose)
     int rc = sim_run(&cfg, services, sizeof services / sizeof services[0], &msg);
     g_seed_running = -1;
     if (rc < 0)
-        fprintf(stderr, "sim: schedule seed %llu (%s) failed: %s\n"
-                        "sim: replay with SIM_SEED=%llu build/tests/test_sim\n",
+        fprintf(stderr,
+                "sim: schedule seed %llu (%s) failed: %s\n"
+                "sim: replay with SIM_SEED=%llu build/tests/test_sim\n",
                 (unsigned long long)seed, sim_fault_name((enum sim_fault)(seed % SIM_FAULT_KINDS)),
                 msg, (unsigned long long)seed);
     return rc;
@@ -88,14 +89,46 @@ static void run_kind(enum sim_fault kind)
         fail_msg("%u of %u %s schedules failed (seeds above)", failed, ran, sim_fault_name(kind));
 }
 
-static void test_crash_voter(void **state) { (void)state; run_kind(SIM_CRASH_VOTER); }
-static void test_crash_leader(void **state) { (void)state; run_kind(SIM_CRASH_LEADER); }
-static void test_partition_leader(void **state) { (void)state; run_kind(SIM_PART_LEADER); }
-static void test_one_way(void **state) { (void)state; run_kind(SIM_ONE_WAY); }
-static void test_loss(void **state) { (void)state; run_kind(SIM_LOSS); }
-static void test_multi(void **state) { (void)state; run_kind(SIM_MULTI); }
-static void test_churn(void **state) { (void)state; run_kind(SIM_CHURN); }
-static void test_mixed(void **state) { (void)state; run_kind(SIM_MIXED); }
+static void test_crash_voter(void **state)
+{
+    (void)state;
+    run_kind(SIM_CRASH_VOTER);
+}
+static void test_crash_leader(void **state)
+{
+    (void)state;
+    run_kind(SIM_CRASH_LEADER);
+}
+static void test_partition_leader(void **state)
+{
+    (void)state;
+    run_kind(SIM_PART_LEADER);
+}
+static void test_one_way(void **state)
+{
+    (void)state;
+    run_kind(SIM_ONE_WAY);
+}
+static void test_loss(void **state)
+{
+    (void)state;
+    run_kind(SIM_LOSS);
+}
+static void test_multi(void **state)
+{
+    (void)state;
+    run_kind(SIM_MULTI);
+}
+static void test_churn(void **state)
+{
+    (void)state;
+    run_kind(SIM_CHURN);
+}
+static void test_mixed(void **state)
+{
+    (void)state;
+    run_kind(SIM_MIXED);
+}
 
 /* The duplicate paths were exercised: otherwise "exactly one result" would
  * prove little. */
@@ -104,8 +137,9 @@ static void test_duplicates_exercised(void **state)
     (void)state;
     if (getenv("SIM_SEED"))
         skip();
-    fprintf(stderr, "sim: %lu duplicate results dropped by the state machine, %lu completions "
-                    "re-forwarded, %lu requeues over all schedules\n",
+    fprintf(stderr,
+            "sim: %lu duplicate results dropped by the state machine, %lu completions "
+            "re-forwarded, %lu requeues over all schedules\n",
             sim_jobs_duplicates_total, sim_jobs_reforwards_total, sim_jobs_requeues_total);
     assert_true(sim_jobs_duplicates_total > 0);
 }
@@ -125,16 +159,11 @@ int main(void)
     log_set_level(LOG_LEVEL_ERROR);
     signal(SIGABRT, on_abort);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replay),
-        cmocka_unit_test(test_crash_voter),
-        cmocka_unit_test(test_crash_leader),
-        cmocka_unit_test(test_partition_leader),
-        cmocka_unit_test(test_one_way),
-        cmocka_unit_test(test_loss),
-        cmocka_unit_test(test_multi),
-        cmocka_unit_test(test_churn),
-        cmocka_unit_test(test_mixed),
-        cmocka_unit_test(test_duplicates_exercised),
+        cmocka_unit_test(test_replay),       cmocka_unit_test(test_crash_voter),
+        cmocka_unit_test(test_crash_leader), cmocka_unit_test(test_partition_leader),
+        cmocka_unit_test(test_one_way),      cmocka_unit_test(test_loss),
+        cmocka_unit_test(test_multi),        cmocka_unit_test(test_churn),
+        cmocka_unit_test(test_mixed),        cmocka_unit_test(test_duplicates_exercised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
