@@ -107,6 +107,15 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
+# The simulated-cluster tier (tests/sim/, docs/testing.md): its harness is
+# linked into the one unit binary that runs it.
+SIM_SRC := $(wildcard tests/sim/*.c)
+SIM_OBJ := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
+$(SIM_OBJ): $(GEN_H)
+$(BUILD)/tests/test_sim: $(BUILD)/obj/tests/unit/test_sim.o $(SIM_OBJ) $(UNIT_LIB_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+
 unit: $(UNIT_BIN) models/tiny_cnn.onnx
 	tests/run-unit.sh $(BUILD)/tests
 
