@@ -103,7 +103,7 @@ int ctl_node_addr(const char *raft_addr, char *out, size_t len);
  * transport on PORT+1, data in cfg->dir. Process-wide effects: seeds rand(),
  * which libraft uses, from the name, pid and time; sets SIGPIPE to ignored if
  * it was at its default (libraft writes to peers that may have died). Nothing runs until ctl_start(). On success *out owns
- * everything; release with ctl_close(). Errors: ID_EINVAL, ID_EIO (data dir),
+ * everything; release with ctl_destroy(). Errors: ID_EINVAL, ID_EIO (data dir),
  * ID_ENOMEM, with the detail in ctl_errmsg() when *out was set. */
 int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out);
 
@@ -126,7 +126,7 @@ int ctl_start(struct ctl *c, const struct ctl_voter *voters, size_t n_voters);
 
 /* Stops raft; pending proposals and reads fail with ID_ESHUTDOWN. Frees c once
  * libuv released every handle, then runs done (may be NULL). */
-void ctl_close(struct ctl *c, void (*done)(void *ud), void *ud);
+void ctl_destroy(struct ctl *c, void (*done)(void *ud), void *ud);
 
 const char *ctl_errmsg(const struct ctl *c);
 

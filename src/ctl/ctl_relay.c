@@ -618,8 +618,8 @@ static void relay_close(struct raft_uv_transport *outer, raft_uv_transport_close
         maybe_closed(t);
 }
 
-int ctl_relay_init_transport(struct ctl_relay *t, uv_loop_t *loop, unsigned rto_min_us,
-                             const struct seal_keyring *keys, ctl_relay_policy_fn policy, void *ud)
+void ctl_relay_init(struct ctl_relay *t, uv_loop_t *loop, unsigned rto_min_us,
+                    const struct seal_keyring *keys, ctl_relay_policy_fn policy, void *ud)
 {
     memset(t, 0, sizeof *t);
     t->loop = loop;
@@ -633,10 +633,4 @@ int ctl_relay_init_transport(struct ctl_relay *t, uv_loop_t *loop, unsigned rto_
     t->outer.listen = relay_listen;
     t->outer.connect = relay_connect;
     t->outer.close = relay_close;
-    return 0;
-}
-
-void ctl_relay_release(struct ctl_relay *t)
-{
-    (void)t;
 }

@@ -57,11 +57,10 @@ struct ctl_relay {
     struct ctl_relay_stats stats;
 };
 
-/* Sets up the transport. keys may be NULL (plaintext) and must outlive it. */
-int ctl_relay_init_transport(struct ctl_relay *t, uv_loop_t *loop, unsigned rto_min_us,
-                             const struct seal_keyring *keys, ctl_relay_policy_fn policy, void *ud);
-
-/* After libraft closed the transport: nothing left to free (kept for symmetry). */
-void ctl_relay_release(struct ctl_relay *t);
+/* Sets up the transport in caller-owned memory; keys may be NULL (plaintext)
+ * and must outlive it. Nothing to free after: closing the raft io closes the
+ * transport, its listener and its connections. */
+void ctl_relay_init(struct ctl_relay *t, uv_loop_t *loop, unsigned rto_min_us,
+                    const struct seal_keyring *keys, ctl_relay_policy_fn policy, void *ud);
 
 #endif

@@ -117,17 +117,10 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
         c->keys = *cfg->keys;
         c->keyed = 1;
     }
-    int rv = ctl_relay_init_transport(&c->transport, loop, rto_us, c->keyed ? &c->keys : NULL,
-                                      ctl_relay_policy, c);
-    if (rv != 0) {
-        snprintf(c->errmsg, sizeof c->errmsg, "raft transport: %s", raft_strerror(rv));
-        rc = ctl_from_raft(rv);
-        goto fail_free;
-    }
-    rv = raft_uv_init(&c->io, loop, c->dir, &c->transport.outer);
+    ctl_relay_init(&c->transport, loop, rto_us, c->keyed ? &c->keys : NULL, ctl_relay_policy, c);
+    int rv = raft_uv_init(&c->io, loop, c->dir, &c->transport.outer);
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft data dir %s: %s", c->dir, c->io.errmsg);
-        ctl_relay_release(&c->transport);
         rc = ID_EIO;
         goto fail_free;
     }
@@ -137,7 +130,6 @@ int ctl_create(uv_loop_t *loop, const struct ctl_config *cfg, struct ctl **out)
     if (rv != 0) {
         snprintf(c->errmsg, sizeof c->errmsg, "raft init: %s", raft_errmsg(&c->own_raft));
         raft_uv_close(&c->io);
-        ctl_relay_release(&c->transport);
         rc = ctl_from_raft(rv);
         goto fail_free;
     }
@@ -242,11 +234,10 @@ static void ctl_on_raft_closed(struct raft *r)
 {
     struct ctl *c = (struct ctl *)((char *)r - offsetof(struct ctl, own_raft));
     raft_uv_close(&c->io);
-    ctl_relay_release(&c->transport);
     uv_close((uv_handle_t *)&c->check, ctl_after_check_closed);
 }
 
-void ctl_close(struct ctl *c, void (*done)(void *ud), void *ud)
+void ctl_destroy(struct ctl *c, void (*done)(void *ud), void *ud)
 {
     if (!c || c->closing)
         return;

@@ -64,8 +64,8 @@ struct ctl_fwd {
     size_t n_learned;
     struct fwd_op *ops;
     size_t n_closing; /* released ops whose memory is not freed yet */
-    int destroyed;    /* shut down: new requests are refused */
-    int free_asked;   /* ctl_fwd_free() was called */
+    int stopped;       /* new requests are refused */
+    int destroy_asked; /* ctl_fwd_destroy() was called */
 };
 
 static void fwd_try(struct fwd_op *op);
@@ -128,7 +128,7 @@ size_t ctl_fwd_voter_addrs(struct ctl_fwd *f, char (*out)[CTL_ADDR_MAX], size_t 
 
 static void fwd_maybe_free_self(struct ctl_fwd *f)
 {
-    if (f->free_asked && !f->ops && f->n_closing == 0) {
+    if (f->destroy_asked && !f->ops && f->n_closing == 0) {
         free(f->voters);
         free(f);
     }
@@ -278,7 +278,7 @@ static void fwd_on_reply(void *ud, const struct net_result *res)
         fwd_retry_later(op, res->status == ID_ECONNREFUSED ? 2 : CTL_FWD_RETRY_MS);
         return;
     case ID_ESHUTDOWN:
-        if (f->destroyed) {
+        if (f->stopped) {
             fwd_fail(op, ID_ESHUTDOWN, "node shutting down");
             return;
         }
@@ -380,7 +380,7 @@ static void fwd_start(struct ctl_fwd *f, struct net_request *req, uint16_t type,
 void ctl_forward(struct ctl_fwd *f, struct net_request *req, uint16_t type, const uint8_t *body,
                  size_t len)
 {
-    if (f->destroyed) {
+    if (f->stopped) {
         net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
         return;
     }
@@ -397,7 +397,7 @@ static void fwd_on_forward_req(void *ud, struct net_request *req, const uint8_t 
         return;
     }
     const struct fwd_type *t = m->type <= UINT16_MAX ? fwd_find(f, (uint16_t)m->type) : NULL;
-    if (f->destroyed) {
+    if (f->stopped) {
         net_reply_error(req, ID_ESHUTDOWN, "node shutting down", NULL);
     } else if (!t) {
         net_reply_error(req, ID_EUNKNOWNTYPE, "not a coordinator request", NULL);
@@ -419,7 +419,7 @@ static void fwd_on_forward_req(void *ud, struct net_request *req, const uint8_t 
 static void fwd_on_leader_change(void *ud, const struct ctl_view *v)
 {
     struct ctl_fwd *f = ud;
-    if (f->destroyed || (!v->leader_id && !v->serving))
+    if (f->stopped || (!v->leader_id && !v->serving))
         return;
     for (struct fwd_op *op = f->ops; op; op = op->next)
         if (!op->in_call && !op->closing && uv_is_active((uv_handle_t *)&op->timer))
@@ -476,7 +476,7 @@ static void fwd_on_request(void *ud, struct net_request *req, const uint8_t *bod
 {
     struct fwd_serve_ud *s = ud;
     const struct fwd_type *t = fwd_find(s->f, s->type);
-    if (!s->f->destroyed && t && ctl_is_serving(s->f->ctl))
+    if (!s->f->stopped && t && ctl_is_serving(s->f->ctl))
         t->fn(t->ud, req, body, len);
     else
         ctl_forward(s->f, req, s->type, body, len);
@@ -495,20 +495,20 @@ int ctl_fwd_serve(struct ctl_fwd *f, uint16_t type, ctl_fwd_handler fn, void *ud
     return net_on_request(f->net, type, fwd_on_request, s);
 }
 
-void ctl_fwd_shutdown(struct ctl_fwd *f)
+void ctl_fwd_stop(struct ctl_fwd *f)
 {
-    if (!f || f->destroyed)
+    if (!f || f->stopped)
         return;
-    f->destroyed = 1;
+    f->stopped = 1;
     while (f->ops)
         fwd_fail(f->ops, ID_ESHUTDOWN, "node shutting down");
 }
 
-void ctl_fwd_free(struct ctl_fwd *f)
+void ctl_fwd_destroy(struct ctl_fwd *f)
 {
     if (!f)
         return;
-    ctl_fwd_shutdown(f);
-    f->free_asked = 1;
+    ctl_fwd_stop(f);
+    f->destroy_asked = 1;
     fwd_maybe_free_self(f);
 }

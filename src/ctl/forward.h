@@ -99,11 +99,11 @@ void ctl_fwd_learn_voters(struct ctl_fwd *f, const char *const *addrs, size_t n)
 size_t ctl_fwd_voter_addrs(struct ctl_fwd *f, char (*out)[64], size_t max);
 
 /* Answers every request still being forwarded with ID_ESHUTDOWN; later ones are
- * refused the same way. Call before net_close(). */
-void ctl_fwd_shutdown(struct ctl_fwd *f);
+ * refused the same way. Call before net_destroy(); a second call does nothing. */
+void ctl_fwd_stop(struct ctl_fwd *f);
 
-/* Frees the forwarder (after net_close(): net may still call its handlers
- * until then), once its timers are closed. */
-void ctl_fwd_free(struct ctl_fwd *f);
+/* Stops the forwarder if that was not done and frees it once its timers are
+ * closed. After net_destroy(): net may still call its handlers until then. */
+void ctl_fwd_destroy(struct ctl_fwd *f);
 
 #endif

@@ -217,7 +217,7 @@ int ctl_svc_stopping(const struct ctl_svc *svc)
     return svc->stopping;
 }
 
-void ctl_svc_free(struct ctl_svc *svc)
+void ctl_svc_destroy(struct ctl_svc *svc)
 {
     free(svc);
 }

@@ -85,7 +85,7 @@ enum ctl_verdict {
 enum ctl_verdict ctl_op_verdict(int status, unsigned flags);
 
 /* Creates a service of `ud` over fwd and ctl. Returns 0 or ID_ENOMEM; *out is
- * freed by ctl_svc_free. */
+ * freed by ctl_svc_destroy. */
 int ctl_svc_create(struct ctl_fwd *fwd, struct ctl *ctl, void *ud, struct ctl_svc **out);
 
 /* Registers n operations; `ops` must outlive the service (a static table).
@@ -113,7 +113,7 @@ int ctl_svc_stopping(const struct ctl_svc *svc);
 
 /* Frees the service. Ops still outstanding must have settled (ctl shuts
  * down first and fails its proposals). */
-void ctl_svc_free(struct ctl_svc *svc);
+void ctl_svc_destroy(struct ctl_svc *svc);
 
 /* The prologue of a plain request handler: NULL (req answered) if stopping
  * (ID_ESHUTDOWN) or if body does not decode as desc (ID_EPROTO "bad

@@ -510,7 +510,7 @@ static int spawn(struct infer_procs *p, const char *key, const char *path, struc
     return 0;
 }
 
-int infer_procs_new(const struct infer_procs_config *cfg, struct infer_procs **out)
+int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs **out)
 {
     struct infer_procs *p = calloc(1, sizeof *p);
     if (!p)
@@ -586,7 +586,7 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
     return 0;
 }
 
-void infer_procs_close(struct infer_procs *p)
+void infer_procs_destroy(struct infer_procs *p)
 {
     if (!p)
         return;

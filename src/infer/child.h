@@ -103,8 +103,8 @@ typedef void (*infer_procs_cb)(void *ud, const struct infer_procs_done *d);
 /* Makes the supervisor; no process starts until the first run needs one. The
  * strings of cfg are copied (exe NULL: this program's own path). Returns 0,
  * ID_ENOMEM, or ID_EIO when the program's path cannot be found. Released with
- * infer_procs_close. */
-int infer_procs_new(const struct infer_procs_config *cfg, struct infer_procs **out);
+ * infer_procs_destroy. */
+int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs **out);
 
 /* Runs paths[n] (n may be 0: load only) through the model `key` (name@version)
  * whose file is `path`, in its process (started if need be). cb runs once, on
@@ -116,7 +116,7 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
 
 /* Kills every process; pending runs are dropped without their callbacks (the
  * node is stopping). Memory is freed once libuv has closed the handles. */
-void infer_procs_close(struct infer_procs *p);
+void infer_procs_destroy(struct infer_procs *p);
 
 struct infer_procs_stats {
     uint64_t started, crashes, failed_models;

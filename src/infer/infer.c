@@ -278,7 +278,7 @@ struct infer_cache {
     struct cache_entry *e;
 };
 
-struct infer_cache *infer_cache_new(size_t capacity, const struct infer_options *opt)
+struct infer_cache *infer_cache_create(size_t capacity, const struct infer_options *opt)
 {
     struct infer_cache *c = calloc(1, sizeof *c);
     if (!c)
@@ -295,7 +295,7 @@ struct infer_cache *infer_cache_new(size_t capacity, const struct infer_options 
     return c;
 }
 
-void infer_cache_free(struct infer_cache *c)
+void infer_cache_destroy(struct infer_cache *c)
 {
     if (!c)
         return;

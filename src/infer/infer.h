@@ -69,9 +69,9 @@ struct infer_cache;
 
 /* An empty cache holding up to `capacity` sessions (0 counts as 1), every
  * session made with *opt (copied; NULL: the defaults). Safe to use from several
- * threads. NULL if out of memory; freed with infer_cache_free. */
-struct infer_cache *infer_cache_new(size_t capacity, const struct infer_options *opt);
-void infer_cache_free(struct infer_cache *c);
+ * threads. NULL if out of memory; freed with infer_cache_destroy. */
+struct infer_cache *infer_cache_create(size_t capacity, const struct infer_options *opt);
+void infer_cache_destroy(struct infer_cache *c);
 
 /* The model for (name, version), loading it from `path` on a miss and evicting
  * the least recently used model no run is using when full. The model is

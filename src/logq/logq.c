@@ -121,7 +121,7 @@ static void local_done(struct workpool_job *job, int status)
         r.lines = j->out.lines;
         r.truncated = j->out.truncated;
     }
-    /* After net_close the request's connection is gone and this is a no-op. */
+    /* After net_destroy the request's connection is gone and this is a no-op. */
     int rc = net_reply_pb(j->req, IDUNNO__MSG_TYPE__MSG_GREP_LOCAL_RESP, &r.base);
     if (rc < 0 && rc != ID_ECLOSED)
         LOG_WARN("logq", "cannot send the search result: %s", id_strerror(rc));

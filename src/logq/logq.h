@@ -46,7 +46,7 @@ void logq_set_peers(struct logq *q, logq_peers_fn fn, void *ud);
 
 /* Stops searches still running (at their next window of the log), answers
  * them and the queued ones as canceled, and frees the layer. Call before
- * net_close(); `net` must outlive the call. */
+ * net_destroy(); `net` must outlive the call. */
 void logq_destroy(struct logq *q);
 
 #endif

@@ -125,7 +125,7 @@ void net__format_sockaddr(const struct sockaddr *sa, char *out, size_t len)
 /* ---- lifecycle ------------------------------------------------------------------- */
 
 /* Every libuv handle the transport opened counts in open_handles; the transport
- * is freed when the last one is released after net_close(). */
+ * is freed when the last one is released after net_destroy(). */
 void net__handle_released(struct net *net)
 {
     net->open_handles--;
@@ -230,8 +230,10 @@ int net_start(struct net *net)
 
 static void handle_closed(uv_handle_t *h) { net__handle_released(h->data); }
 
-void net_close(struct net *net, void (*done)(void *ud), void *ud)
+void net_destroy(struct net *net, void (*done)(void *ud), void *ud)
 {
+    if (!net)
+        return;
     net->closing = 1;
     net->close_done = done;
     net->close_ud = ud;

@@ -51,7 +51,7 @@ struct net_config {
 };
 
 /* Creates the transport on `loop`. Nothing is bound until net_start().
- * On success *out owns everything; free it with net_close(). */
+ * On success *out owns everything; free it with net_destroy(). */
 int net_create(uv_loop_t *loop, const struct net_config *cfg, struct net **out);
 
 /* Binds TCP and UDP on cfg->addr and starts accepting. Returns 0 or ID_E*
@@ -60,7 +60,7 @@ int net_start(struct net *net);
 
 /* Fails every pending call with ID_ESHUTDOWN, closes every handle and frees the
  * transport once libuv has released them; `done` (may be NULL) runs then. */
-void net_close(struct net *net, void (*done)(void *ud), void *ud);
+void net_destroy(struct net *net, void (*done)(void *ud), void *ud);
 
 const char *net_errmsg(const struct net *net);
 const char *net_addr(const struct net *net);

@@ -169,7 +169,7 @@ int net__uv_to_id(int uverr);
 /* "ip:port" or "[ip6]:port". */
 void net__format_sockaddr(const struct sockaddr *sa, char *out, size_t len);
 /* A libuv handle the transport opened was closed; the last one after
- * net_close() frees the transport. */
+ * net_destroy() frees the transport. */
 void net__handle_released(struct net *net);
 
 /* ---- net_conn.c ---- */

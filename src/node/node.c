@@ -664,13 +664,13 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
 static void after_net_closed(void *ud)
 {
     struct node *node = ud;
-    coord_free(node->coord);
+    coord_destroy(node->coord);
     node->coord = NULL;
-    worker_free(node->worker);
+    worker_destroy(node->worker);
     node->worker = NULL;
-    sdfs_free(node->sdfs);
+    sdfs_destroy(node->sdfs);
     node->sdfs = NULL;
-    node_ctl_free(node);
+    node_ctl_destroy(node);
     LOG_INFO("node", "stopped");
 }
 
@@ -678,7 +678,7 @@ static void after_leave(void *ud)
 {
     struct node *node = ud;
     node_stop_layers(node);
-    net_close(node->net, after_net_closed, node);
+    net_destroy(node->net, after_net_closed, node);
     node->net = NULL;
     uv_close((uv_handle_t *)&node->sig_term, NULL);
     uv_close((uv_handle_t *)&node->sig_int, NULL);

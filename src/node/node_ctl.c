@@ -600,17 +600,17 @@ void node_ctl_stop(struct node *node)
         uv_close((uv_handle_t *)&node->nc.probe, NULL);
         node->nc.probe_inited = 0;
     }
-    ctl_fwd_shutdown(node->nc.fwd);
+    ctl_fwd_stop(node->nc.fwd);
     if (node->ctl)
-        ctl_close(node->ctl, node_ctl_closed, node);
+        ctl_destroy(node->ctl, node_ctl_closed, node);
     else
         node_ctl_closed(node);
     node->ctl = NULL;
 }
 
-void node_ctl_free(struct node *node)
+void node_ctl_destroy(struct node *node)
 {
-    ctl_fwd_free(node->nc.fwd);
+    ctl_fwd_destroy(node->nc.fwd);
     node->nc.fwd = NULL;
 }
 

@@ -69,7 +69,7 @@ int node_ctl_start(struct node *node);
 void node_ctl_stop(struct node *node);
 
 /* Last step, after the transport closed. */
-void node_ctl_free(struct node *node);
+void node_ctl_destroy(struct node *node);
 
 /* ctl_replace.c: on the serving leader, one step of replacing a voter that
  * stayed failed (called every NODE_CTL_REPLACE_TICK_MS). */

@@ -817,7 +817,7 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
         rc = member_subscribe(c->member, on_member_event, c);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot register job requests: %s", id_strerror(rc));
-        ctl_svc_free(c->svc);
+        ctl_svc_destroy(c->svc);
         parts_destroy(c->parts);
         dispatch_destroy(c->d);
         free(c);
@@ -832,9 +832,29 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     return 0;
 }
 
+/* The timers the coordinator owns (tick and batch_timer): its memory goes in
+ * the close callback of the last one. */
+#define COORD_TIMERS 2
+
+static void coord_release(struct coord *c)
+{
+    deactivate(c);
+    ctl_svc_destroy(c->svc);
+    dispatch_destroy(c->d);
+    parts_destroy(c->parts);
+    free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct coord *c = h->data;
+    if (++c->timers_closed == COORD_TIMERS && c->destroy_pending)
+        coord_release(c);
+}
+
 void coord_stop(struct coord *c)
 {
-    if (!c)
+    if (!c || c->stopping)
         return;
     c->stopping = 1;
     ctl_svc_stop(c->svc);
@@ -844,19 +864,21 @@ void coord_stop(struct coord *c)
         net_reply_error(held[i].req, ID_ESHUTDOWN, "node shutting down", NULL);
         idunno__query_done__free_unpacked(held[i].done, NULL);
     }
-    uv_close((uv_handle_t *)&c->tick, NULL);
-    uv_close((uv_handle_t *)&c->batch_timer, NULL);
+    uv_close((uv_handle_t *)&c->tick, on_timer_closed);
+    uv_close((uv_handle_t *)&c->batch_timer, on_timer_closed);
 }
 
-void coord_free(struct coord *c)
+void coord_destroy(struct coord *c)
 {
     if (!c)
         return;
-    deactivate(c);
-    ctl_svc_free(c->svc);
-    dispatch_destroy(c->d);
-    parts_destroy(c->parts);
-    free(c);
+    coord_stop(c);
+    /* The timers' close callbacks may not have run yet (stopped in this loop
+     * turn): the last one frees c then. */
+    if (c->timers_closed < COORD_TIMERS)
+        c->destroy_pending = 1;
+    else
+        coord_release(c);
 }
 
 void coord_get_stats(struct coord *c, struct coord_stats *out)

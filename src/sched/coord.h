@@ -77,12 +77,14 @@ struct coord_config {
 /* Makes the coordinator service: registers its requests as ops of a
  * leader-service layer over cfg->fwd (ctl/service.h), follows
  * leadership and membership, and starts its tick; it dispatches only while this
- * node leads. Returns 0, or ID_ENOMEM or a registration error with errmsg.
- * coord_stop answers what is pending and closes the timers; coord_free then
- * releases it. */
+ * node leads. Returns 0, or ID_ENOMEM or a registration error with errmsg. */
 int coord_create(const struct coord_config *cfg, struct coord **out, char *errmsg, size_t len);
+/* Refuses new requests, answers the held ones with ID_ESHUTDOWN and closes the
+ * timers. Call before net_destroy; a second call does nothing. */
 void coord_stop(struct coord *c);
-void coord_free(struct coord *c);
+/* After net_destroy (whose failed calls still reach c): stops c if that was
+ * not done, and frees it, at once or when its timers' close callbacks run. */
+void coord_destroy(struct coord *c);
 
 /* For metrics and tests: whether this node dispatches now, and counters. */
 struct coord_stats {

@@ -41,6 +41,8 @@ struct coord {
     uint64_t epoch;      /* bumped at each (de)activation: stale callbacks check it */
     uv_timer_t tick, batch_timer;
     int stopping;
+    int timers_closed;   /* close callbacks run, of COORD_TIMERS */
+    int destroy_pending; /* coord_destroy ran: the last close callback frees */
     struct coord_stats stats; /* what the wiring counts; the core counts the rest */
 };
 

@@ -92,6 +92,8 @@ struct worker {
     int running;            /* chains in model processes, at most WORKER_MAX_RUNNING */
     uv_timer_t tick;
     int stopping;
+    int tick_closed;     /* its close callback ran */
+    int destroy_pending; /* worker_destroy ran: the tick's close callback frees */
     struct worker_stats stats;
 };
 
@@ -741,7 +743,7 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
                                     .sched_batch = cfg->sched_batch, .test_hooks = cfg->test_hooks,
                                     .max_idle = WORKER_CACHE_MODELS,
                                     .run_timeout_ms = cfg->run_timeout_ms};
-    int rc = infer_procs_new(&pc, &w->procs);
+    int rc = infer_procs_create(&pc, &w->procs);
     if (rc == 0)
         rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_RUN_REQ, on_run, w);
     if (rc == 0)
@@ -750,7 +752,7 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
         rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, on_preload, w);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot start the inference worker: %s", id_strerror(rc));
-        infer_procs_close(w->procs);
+        infer_procs_destroy(w->procs);
         free(w);
         return rc;
     }
@@ -761,29 +763,48 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
     return 0;
 }
 
-void worker_stop(struct worker *w)
+static void worker_release(struct worker *w)
 {
-    if (!w)
-        return;
-    w->stopping = 1;
-    uv_close((uv_handle_t *)&w->tick, NULL);
-    /* The model processes are killed: results not yet delivered are lost
-     * with the node, as a pool thread's were, and requeued by the
-     * coordinator when the node leaves. */
-    infer_procs_close(w->procs);
-    w->procs = NULL;
-}
-
-void worker_free(struct worker *w)
-{
-    if (!w)
-        return;
     while (w->queries) {
         struct wquery *q = w->queries;
         w->queries = q->next;
         wq_free(q); /* a running one's process was killed by worker_stop */
     }
     free(w);
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    struct worker *w = h->data;
+    w->tick_closed = 1;
+    if (w->destroy_pending)
+        worker_release(w);
+}
+
+void worker_stop(struct worker *w)
+{
+    if (!w || w->stopping)
+        return;
+    w->stopping = 1;
+    uv_close((uv_handle_t *)&w->tick, on_tick_closed);
+    /* The model processes are killed: results not yet delivered are lost
+     * with the node, as a pool thread's were, and requeued by the
+     * coordinator when the node leaves. */
+    infer_procs_destroy(w->procs);
+    w->procs = NULL;
+}
+
+void worker_destroy(struct worker *w)
+{
+    if (!w)
+        return;
+    worker_stop(w);
+    /* The tick's close callback may not have run yet (stopped in this loop
+     * turn): it frees w then. */
+    if (w->tick_closed)
+        worker_release(w);
+    else
+        w->destroy_pending = 1;
 }
 
 void worker_get_stats(struct worker *w, struct worker_stats *out)

@@ -45,11 +45,13 @@ struct worker_config {
 };
 
 int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len);
-/* Stops accepting; results not yet delivered are lost with the process (the
- * coordinator requeues them when the node leaves). Call before net_close. */
+/* Stops accepting, closes the tick and kills the model processes; results not
+ * yet delivered are lost with them (the coordinator requeues them when the
+ * node leaves). Call before net_destroy; a second call does nothing. */
 void worker_stop(struct worker *w);
-/* After net_close and once the running batch (if any) finished. */
-void worker_free(struct worker *w);
+/* After net_destroy (whose failed calls still reach w): stops w if that was
+ * not done, and frees it, at once or when its tick's close callback runs. */
+void worker_destroy(struct worker *w);
 
 struct worker_stats {
     uint64_t accepted, completed, images, failed_images;

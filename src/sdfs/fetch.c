@@ -41,7 +41,7 @@ void fetcher_stop(struct fetcher *fe)
     fe->store = NULL;
 }
 
-void fetcher_free(struct fetcher *fe) { free(fe); }
+void fetcher_destroy(struct fetcher *fe) { free(fe); }
 
 struct fetch_waiter {
     struct net_request *req; /* a BLOB_FETCH to answer, or */

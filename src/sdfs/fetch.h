@@ -25,8 +25,8 @@ typedef void (*fetch_done_fn)(void *ud, int status);
 struct fetcher *fetcher_create(struct net *net, struct store *store);
 /* The store is closing: fetches in flight end as their calls fail. */
 void fetcher_stop(struct fetcher *fe);
-/* After net_close (whose failed calls still reach the fetches). */
-void fetcher_free(struct fetcher *fe);
+/* After net_destroy (whose failed calls still reach the fetches). */
+void fetcher_destroy(struct fetcher *fe);
 
 /* Makes blob (size bytes, SHA-256 sha) available and verified here, copying
  * it from `sources` (HOST:PORT) if needed. The outcome goes to `req` (a

@@ -399,9 +399,9 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     }
     char dir[600];
     snprintf(dir, sizeof dir, "%s/sdfs", cfg->data_dir);
-    int rc = store_open(cfg->loop, dir, &s->store, errmsg, len);
+    int rc = store_create(cfg->loop, dir, &s->store, errmsg, len);
     if (rc == 0 && !(s->fetcher = fetcher_create(s->net, s->store))) {
-        store_close(s->store);
+        store_destroy(s->store);
         rc = ID_ENOMEM;
     }
     if (rc < 0) {
@@ -436,15 +436,14 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
         rc = ctl_svc_register(s->svc, sdfs_lead_ops, sdfs_lead_n_ops);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot register SDFS requests: %s", id_strerror(rc));
-        ctl_svc_free(s->svc);
-        fetcher_free(s->fetcher);
-        store_close(s->store);
+        ctl_svc_destroy(s->svc);
+        fetcher_destroy(s->fetcher);
+        store_destroy(s->store);
         reconcile_destroy(s->reconcile);
         free(s);
         return rc;
     }
     uv_timer_init(s->loop, &s->tick);
-    s->tick_started = 1;
     s->tick.data = s;
     uv_timer_start(&s->tick, on_tick, SDFS_REPAIR_TICK_MS, SDFS_REPAIR_TICK_MS);
     s->next_report_ms = id_now_ms() + 1000;
@@ -458,13 +457,13 @@ static void on_tick_closed(uv_handle_t *h)
 {
     struct sdfs *s = h->data;
     s->tick_closed = 1;
-    if (s->free_pending)
+    if (s->destroy_pending)
         sdfs_release(s);
 }
 
 void sdfs_stop(struct sdfs *s)
 {
-    if (!s)
+    if (!s || s->stopping)
         return;
     s->stopping = 1;
     ctl_svc_stop(s->svc);
@@ -475,9 +474,9 @@ void sdfs_stop(struct sdfs *s)
         sdfs_put_free(p);
     }
     fetcher_stop(s->fetcher);
-    store_close(s->store);
+    store_destroy(s->store);
     s->store = NULL;
-    /* Repairs in flight end when their calls fail at net_close. */
+    /* Repairs in flight end when their calls fail at net_destroy. */
     uv_close((uv_handle_t *)&s->tick, on_tick_closed);
 }
 
@@ -495,22 +494,21 @@ static void sdfs_release(struct sdfs *s)
     while (s->repairs)
         sdfs_repair_end(s->repairs);
     reconcile_destroy(s->reconcile);
-    fetcher_free(s->fetcher);
-    ctl_svc_free(s->svc);
+    fetcher_destroy(s->fetcher);
+    ctl_svc_destroy(s->svc);
     free(s);
 }
 
-void sdfs_free(struct sdfs *s)
+void sdfs_destroy(struct sdfs *s)
 {
     if (!s)
         return;
+    sdfs_stop(s);
     /* The timer's close callback runs on a later loop turn, possibly after
      * the node's shutdown has reached here: it frees s then. */
-    if (s->tick_started && !s->tick_closed) {
-        s->free_pending = 1;
-        if (!uv_is_closing((uv_handle_t *)&s->tick))
-            uv_close((uv_handle_t *)&s->tick, on_tick_closed);
-    } else
+    if (s->tick_closed)
         sdfs_release(s);
+    else
+        s->destroy_pending = 1;
 }
 

@@ -60,10 +60,13 @@ struct sdfs_config {
 };
 
 int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, size_t len);
-/* Fails pending work, closes timers and the store. Call before net_close. */
+/* Fails pending work, closes timers and the store. Call before net_destroy;
+ * a second call does nothing. */
 void sdfs_stop(struct sdfs *s);
-/* Frees what is left, after net_close (whose failed calls still reach it). */
-void sdfs_free(struct sdfs *s);
+/* After net_destroy (whose failed calls still reach s): stops s if that was
+ * not done, and frees what is left, at once or when its tick's close callback
+ * runs. */
+void sdfs_destroy(struct sdfs *s);
 
 struct store *sdfs_store(struct sdfs *s);
 

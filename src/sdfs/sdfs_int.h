@@ -108,7 +108,8 @@ struct sdfs {
     int report_busy;
     uint64_t boot, report_seq, report_answered; /* numbering of this process's reports */
     int stopping;
-    int tick_started, tick_closed, free_pending;
+    int tick_closed;     /* its close callback ran */
+    int destroy_pending; /* sdfs_destroy ran: the tick's close callback frees */
     struct sdfs_stats stats;
 };
 

@@ -187,7 +187,7 @@ int store_path(const struct store *s, const char *blob, char *out, size_t len)
     return 0;
 }
 
-/* ---- open and close ------------------------------------------------------------------------- */
+/* ---- life cycle ----------------------------------------------------------------------------- */
 
 static int mkdir_one(const char *path)
 {
@@ -196,7 +196,7 @@ static int mkdir_one(const char *path)
 
 static void on_idle_timer(uv_timer_t *t);
 
-int store_open(uv_loop_t *loop, const char *dir, struct store **out, char *errmsg, size_t len)
+int store_create(uv_loop_t *loop, const char *dir, struct store **out, char *errmsg, size_t len)
 {
     struct store *s = calloc(1, sizeof *s);
     if (!s)
@@ -300,7 +300,7 @@ static void on_timer_closed(uv_handle_t *h)
     store_maybe_free(s);
 }
 
-void store_close(struct store *s)
+void store_destroy(struct store *s)
 {
     if (!s)
         return;

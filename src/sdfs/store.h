@@ -34,11 +34,11 @@
 
 struct store;
 
-/* Opens (creating) the store in `dir`, removes leftover temporaries and indexes
- * the sealed blobs. Returns 0 or ID_E* (the reason in errmsg). */
-int store_open(uv_loop_t *loop, const char *dir, struct store **out, char *errmsg, size_t len);
+/* Creates the store over `dir` (made if missing), removes leftover temporaries
+ * and indexes the sealed blobs. Returns 0 or ID_E* (the reason in errmsg). */
+int store_create(uv_loop_t *loop, const char *dir, struct store **out, char *errmsg, size_t len);
 /* Stops and frees the store once its queued disk work has finished. */
-void store_close(struct store *s);
+void store_destroy(struct store *s);
 
 typedef void (*store_cb)(void *ud, int status);
 /* crc32c: CRC-32C of the sealed copy (valid when status is 0). */

@@ -289,7 +289,7 @@ static void test_cache(void **state)
 {
     (void)state;
     struct infer_options opt = {.threads = 1};
-    struct infer_cache *c = infer_cache_new(2, &opt);
+    struct infer_cache *c = infer_cache_create(2, &opt);
     struct infer_model *a, *a2, *b, *cm;
     char err[256];
     const char *tiny = model_path("tiny_cnn.onnx");
@@ -312,7 +312,7 @@ static void test_cache(void **state)
     assert_ptr_equal(a, a2);
     infer_cache_release(c, a2);
     assert_int_equal(infer_cache_get(c, "bad", 1, "/nonexistent.onnx", &cm, err, sizeof err), ID_ENOTFOUND);
-    infer_cache_free(c);
+    infer_cache_destroy(c);
 }
 
 /* One all-zero input through the model: 0 if it ran. */
@@ -333,7 +333,7 @@ static void test_cache_pins(void **state)
 {
     (void)state;
     struct infer_options opt = {.threads = 1};
-    struct infer_cache *c = infer_cache_new(1, &opt);
+    struct infer_cache *c = infer_cache_create(1, &opt);
     struct infer_model *a, *b, *x;
     char err[256];
     const char *tiny = model_path("tiny_cnn.onnx");
@@ -348,7 +348,7 @@ static void test_cache_pins(void **state)
     assert_int_equal(run_zeros(b, err, sizeof err), 0);
     infer_cache_release(c, b);
     infer_cache_release(c, x);
-    infer_cache_free(c);
+    infer_cache_destroy(c);
 }
 
 /* Two threads getting, running and releasing models of one cache at once, as
@@ -386,7 +386,7 @@ static void test_cache_two_threads(void **state)
 {
     (void)state;
     struct infer_options opt = {.threads = 1};
-    struct infer_cache *c = infer_cache_new(2, &opt);
+    struct infer_cache *c = infer_cache_create(2, &opt);
     char path[512];
     snprintf(path, sizeof path, "%s", model_path("tiny_cnn.onnx"));
     struct cache_user u[2] = {{c, path, {"a", "b", "c"}, 0, ""}, {c, path, {"d", "b", "e"}, 0, ""}};
@@ -399,7 +399,7 @@ static void test_cache_two_threads(void **state)
             fail_msg("thread %d: %d failures, the last: %s", i, u[i].failures, u[i].last_error);
     }
     assert_true(infer_cache_size(c) >= 2);
-    infer_cache_free(c);
+    infer_cache_destroy(c);
 }
 
 int main(void)

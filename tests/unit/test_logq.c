@@ -783,7 +783,7 @@ static void test_fanout_names_dead_and_silent_peers(void **state)
     assert_int_equal(fan_status, ID_EINVAL);
 
     logq_destroy(q);
-    net_close(net, NULL, NULL);
+    net_destroy(net, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     close(silent);

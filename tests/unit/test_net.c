@@ -140,9 +140,9 @@ static int teardown(void **state)
     struct fixture *f = *state;
     closed_count = 0;
     if (f->a)
-        net_close(f->a, on_closed, NULL);
+        net_destroy(f->a, on_closed, NULL);
     if (f->b)
-        net_close(f->b, on_closed, NULL);
+        net_destroy(f->b, on_closed, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(closed_count, (f->a != NULL) + (f->b != NULL));
     assert_int_equal(uv_loop_close(&f->loop), 0); /* every handle released */
@@ -237,7 +237,7 @@ static void test_peer_dies_with_calls_pending(void **state)
     while (!f->held)
         uv_run(&f->loop, UV_RUN_ONCE);
     int closed = 0;
-    net_close(f->b, on_b_closed, &closed);
+    net_destroy(f->b, on_b_closed, &closed);
     f->b = NULL;
     run_until(f, &f->calls_done, 1, 3000);
     assert_int_equal(f->calls_done, 1);
@@ -538,9 +538,9 @@ static void test_close_fails_own_calls_with_shutdown(void **state)
     net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_result, f);
     run_until(f, &f->n_held, 1, 2000);
     shut_done = 0;
-    net_close(f->a, on_a_closed, NULL);
+    net_destroy(f->a, on_a_closed, NULL);
     f->a = NULL;
-    assert_int_equal(f->calls_done, 0); /* not from inside net_close */
+    assert_int_equal(f->calls_done, 0); /* not from inside net_destroy */
     run_until(f, &f->calls_done, 1, 2000);
     assert_int_equal(f->last.status, ID_ESHUTDOWN);
     run_until(f, &shut_done, 1, 2000);
@@ -621,7 +621,7 @@ static void test_answer_before_close_is_sent(void **state)
     run_until(f, &f->n_held, 1, 2000);
     assert_int_equal(f->n_held, 1);
     assert_int_equal(net_reply(f->held, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, "bye", 3), 0);
-    net_close(f->b, NULL, NULL);
+    net_destroy(f->b, NULL, NULL);
     f->b = NULL;
     run_until(f, &f->calls_done, 1, 2000);
     assert_int_equal(f->calls_done, 1);

@@ -118,8 +118,8 @@ static void on_closed(void *ud)
 static void destroy(struct fixture *f)
 {
     closed_count = 0;
-    net_close(f->a, on_closed, NULL);
-    net_close(f->b, on_closed, NULL);
+    net_destroy(f->a, on_closed, NULL);
+    net_destroy(f->b, on_closed, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(closed_count, 2);
     assert_int_equal(uv_loop_close(&f->loop), 0);

@@ -54,7 +54,7 @@ static void sha_of(const char *data, size_t n, uint8_t out[32])
 static void env_open(struct env *e)
 {
     char err[200];
-    assert_int_equal(store_open(&e->loop, e->dir, &e->s, err, sizeof err), 0);
+    assert_int_equal(store_create(&e->loop, e->dir, &e->s, err, sizeof err), 0);
 }
 
 static int setup(void **state)
@@ -72,7 +72,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct env *e = *state;
-    store_close(e->s);
+    store_destroy(e->s);
     uv_run(&e->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&e->loop), 0);
     char cmd[400];
@@ -175,7 +175,7 @@ static void test_verify_wrong_claim_moves_nothing(void **state)
     file_text(blob_path, text, sizeof text);
     assert_string_equal(text, GOOD);
     /* After a restart nothing is recorded: the SHA-256 decides, then is kept. */
-    store_close(e->s);
+    store_destroy(e->s);
     uv_run(&e->loop, UV_RUN_DEFAULT);
     env_open(e);
     assert_int_equal(verify(e, A, "THE bytes that were put, sealed and recorded", 0), ID_ECRC);
