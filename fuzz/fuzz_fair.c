@@ -161,7 +161,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 /* Beyond the slots only into a spare, only for a job with
                  * nothing in flight, only when no regular slot is free; or
                  * as a burst of a job alone on the worker. */
-                int by_spare = load[dw] < slots[dw] + spare && job_inflight(d.job) == 0 && !regular_free();
+                int by_spare = load[dw] < slots[dw] + spare && job_inflight(d.job) == 0 &&
+                               !regular_free();
                 int by_burst = load[dw] < burst[d.job] && holds_only(dw, d.job);
                 if (load[dw] >= slots[dw] && !by_spare && !by_burst)
                     __builtin_trap();

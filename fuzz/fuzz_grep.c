@@ -57,14 +57,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char lower[32];
     for (size_t i = 0; i < nlen; i++)
-        lower[i] = (char)(fold && needle[i] >= 'A' && needle[i] <= 'Z' ? needle[i] | 0x20 : needle[i]);
+        lower[i] = (char)(fold && needle[i] >= 'A' && needle[i] <= 'Z' ? needle[i] | 0x20
+                                                                       : needle[i]);
     if (strfind(hay, hlen, lower, nlen, fold) != strfind_portable(hay, hlen, lower, nlen, fold))
         __builtin_trap();
 
     char pattern[33];
     memcpy(pattern, needle, nlen);
     pattern[nlen] = 0;
-    struct grep_query q = {.pattern = pattern, .ignore_case = fold, .extended = ere, .max_lines = 100};
+    struct grep_query q = {
+        .pattern = pattern, .ignore_case = fold, .extended = ere, .max_lines = 100};
     struct grep_matcher m;
     char err[256];
     /* A NUL after the block for the sanitizer's regexec interceptor, which

@@ -54,7 +54,7 @@ static void check_auth(const char *s)
     static const char hex[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     for (int i = 0; i < HTTP_TOKEN_LEN; i++)
         token[0][i] = (uint8_t)i;
-    enum http_auth a = http_auth_check("POST", s, (const uint8_t (*)[HTTP_TOKEN_LEN])token, 1);
+    enum http_auth a = http_auth_check("POST", s, (const uint8_t(*)[HTTP_TOKEN_LEN])token, 1);
     if (a == HTTP_AUTH_OK) {
         /* "bearer" (any case), spaces, the hex digits (any case), spaces */
         if (strncasecmp(s, "Bearer ", 7) != 0)
@@ -65,7 +65,7 @@ static void check_auth(const char *s)
     } else if (a != HTTP_AUTH_BAD) {
         __builtin_trap(); /* a header was given: it is good or bad, never missing */
     }
-    if (http_auth_check("GET", s, (const uint8_t (*)[HTTP_TOKEN_LEN])token, 1) != HTTP_AUTH_OK ||
+    if (http_auth_check("GET", s, (const uint8_t(*)[HTTP_TOKEN_LEN])token, 1) != HTTP_AUTH_OK ||
         http_auth_check("HEAD", s, NULL, 0) != HTTP_AUTH_OK ||
         http_auth_check(s, s, NULL, 0) != (http_method_ok(s) ? HTTP_AUTH_OK : HTTP_AUTH_NO_KEY))
         __builtin_trap();

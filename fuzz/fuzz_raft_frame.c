@@ -14,7 +14,8 @@ static void check_hello(const uint8_t *data, size_t size)
     long n = raft_wire_hello_decode(data, size, &h);
     if (n <= 0)
         return;
-    if ((size_t)n > size || n > RAFT_WIRE_HELLO_FIXED + RAFT_WIRE_ADDR_MAX || h.id == 0 || h.addr[0] == 0)
+    if ((size_t)n > size || n > RAFT_WIRE_HELLO_FIXED + RAFT_WIRE_ADDR_MAX || h.id == 0 ||
+        h.addr[0] == 0)
         __builtin_trap();
     for (const char *c = h.addr; *c; c++)
         if (*c < 0x21 || *c > 0x7e)

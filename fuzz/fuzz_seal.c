@@ -39,7 +39,8 @@ static void as_acceptor(const uint8_t *data, size_t size)
     const uint8_t *hello;
     struct seal_session s;
     uint8_t reply[SEAL_REPLY_LEN];
-    if (frame_reader_take(&r, SEAL_HELLO_LEN, &hello) && seal_accept(&ring, hello, reply, &s) == 0) {
+    if (frame_reader_take(&r, SEAL_HELLO_LEN, &hello) &&
+        seal_accept(&ring, hello, reply, &s) == 0) {
         frame_reader_seal(&r, &s.rx);
         drain(&r);
     }
@@ -66,7 +67,8 @@ static void sealed_stream(const uint8_t *data, size_t size)
     struct seal_dir tx = {.seq = 0}, rx = {.seq = 0};
     memset(tx.key, 7, sizeof tx.key);
     memcpy(rx.key, tx.key, sizeof rx.key);
-    uint8_t *stream = malloc(size * (1 + SEAL_RECORD_OVERHEAD) + 64); /* one record per byte at most */
+    uint8_t *stream = malloc(size * (1 + SEAL_RECORD_OVERHEAD) +
+                             64); /* one record per byte at most */
     size_t n = 0, pos = 0;
     while (pos < size) {
         size_t len = data[pos++];

@@ -32,13 +32,13 @@ static uint64_t fuzz_wall_ms(void *ud)
 static struct swim *fuzz_core(uint64_t now)
 {
     static const char *join[] = {"127.0.0.1:9", NULL};
-    struct swim_config cfg = {.name = "fuzz", .addr = "127.0.0.1:7000", .incarnation = 1,
-                              .seed = 1, .join = join};
+    struct swim_config cfg = {
+        .name = "fuzz", .addr = "127.0.0.1:7000", .incarnation = 1, .seed = 1, .join = join};
     struct swim_env env = {.send = check_send, .wall_ms = fuzz_wall_ms};
     struct swim *s = swim_create(&cfg, &env, now);
     /* A table of four members, as a join answer would bring it. */
-    struct swim_packet sync = {.kind = SWIM_SYNC, .from_name = "m0", .from_incarnation = 5,
-                               .from_addr = "127.0.0.1:7010"};
+    struct swim_packet sync = {
+        .kind = SWIM_SYNC, .from_name = "m0", .from_incarnation = 5, .from_addr = "127.0.0.1:7010"};
     for (int i = 0; i < 4; i++) {
         struct swim_record *r = &sync.updates[sync.n_updates++];
         snprintf(r->name, sizeof r->name, "m%d", i);

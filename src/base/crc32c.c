@@ -66,7 +66,7 @@ static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t len)
 static uint32_t crc_shift[4][256];
 
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_chain(uint64_t c, const unsigned char *p,
-                                                                size_t len)
+                                                               size_t len)
 {
     while (len >= 8) {
         uint64_t w;
@@ -102,12 +102,12 @@ __attribute__((target("sse4.2"))) static void crc_shift_init(void)
 
 static inline uint32_t crc_shift_lane(uint32_t c)
 {
-    return crc_shift[0][c & 0xff] ^ crc_shift[1][(c >> 8) & 0xff] ^
-           crc_shift[2][(c >> 16) & 0xff] ^ crc_shift[3][c >> 24];
+    return crc_shift[0][c & 0xff] ^ crc_shift[1][(c >> 8) & 0xff] ^ crc_shift[2][(c >> 16) & 0xff] ^
+           crc_shift[3][c >> 24];
 }
 
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
-                                                          size_t len)
+                                                         size_t len)
 {
     while (len >= 3 * CRC_LANE) {
         uint64_t c0 = crc, c1 = 0, c2 = 0;

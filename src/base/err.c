@@ -7,8 +7,7 @@ const char *id_strerror(int code)
 {
     switch (code) {
 #define ID_ERR_TEXT(name, value, text) \
-    case value:                        \
-        return text;
+    case value: return text;
         ID_ERRORS(ID_ERR_TEXT)
 #undef ID_ERR_TEXT
     }
@@ -19,8 +18,7 @@ const char *id_errname(int code)
 {
     switch (code) {
 #define ID_ERR_NAME(name, value, text) \
-    case value:                        \
-        return #name;
+    case value: return #name;
         ID_ERRORS(ID_ERR_NAME)
 #undef ID_ERR_NAME
     }

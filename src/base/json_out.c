@@ -74,8 +74,14 @@ static void json_open(struct json_out *j, const char *key, char open, char close
     j->closer[j->depth] = close;
 }
 
-void json_out_begin_object(struct json_out *j, const char *key) { json_open(j, key, '{', '}'); }
-void json_out_begin_array(struct json_out *j, const char *key) { json_open(j, key, '[', ']'); }
+void json_out_begin_object(struct json_out *j, const char *key)
+{
+    json_open(j, key, '{', '}');
+}
+void json_out_begin_array(struct json_out *j, const char *key)
+{
+    json_open(j, key, '[', ']');
+}
 
 void json_out_end(struct json_out *j)
 {
@@ -136,4 +142,7 @@ void json_out_raw(struct json_out *j, const char *key, const char *json, size_t 
     strbuf_append(j->sb, json, len);
 }
 
-unsigned json_out_top_count(const struct json_out *j) { return j->count[0]; }
+unsigned json_out_top_count(const struct json_out *j)
+{
+    return j->count[0];
+}

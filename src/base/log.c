@@ -32,8 +32,14 @@ int log_open(const char *path, const char *node, int also_stderr)
     return 0;
 }
 
-void log_set_level(enum log_level level) { log_min = level; }
-enum log_level log_get_level(void) { return log_min; }
+void log_set_level(enum log_level level)
+{
+    log_min = level;
+}
+enum log_level log_get_level(void)
+{
+    return log_min;
+}
 
 int log_level_parse(const char *s)
 {
@@ -60,9 +66,10 @@ void log_vwrite(enum log_level level, const char *module, const char *fmt, va_li
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (long)(tv.tv_usec / 1000), log_node, level_names[level], module);
+    int n = snprintf(line, sizeof line,
+                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s %s: ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (long)(tv.tv_usec / 1000), log_node, level_names[level], module);
     if (n < 0)
         return;
     /* Messages quote names and text from the network: escaped, a message can

@@ -29,8 +29,11 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap);
 
-#define LOG_DEBUG(mod, ...) \
-    do { if (log_get_level() <= LOG_LEVEL_DEBUG) log_write(LOG_LEVEL_DEBUG, mod, __VA_ARGS__); } while (0)
+#define LOG_DEBUG(mod, ...)                               \
+    do {                                                  \
+        if (log_get_level() <= LOG_LEVEL_DEBUG)           \
+            log_write(LOG_LEVEL_DEBUG, mod, __VA_ARGS__); \
+    } while (0)
 #define LOG_INFO(mod, ...) log_write(LOG_LEVEL_INFO, mod, __VA_ARGS__)
 #define LOG_WARN(mod, ...) log_write(LOG_LEVEL_WARN, mod, __VA_ARGS__)
 #define LOG_ERROR(mod, ...) log_write(LOG_LEVEL_ERROR, mod, __VA_ARGS__)

@@ -14,16 +14,14 @@
 #endif
 
 static const uint32_t sha256_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2,
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
 static inline uint32_t ror32(uint32_t x, unsigned n)
@@ -79,15 +77,15 @@ static void sha256_blocks_c(struct sha256 *s, const uint8_t *p, size_t n)
  * high to low), and run two rounds per sha256rnds2 with the message words
  * plus round constants in the low half of its third operand. */
 __attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_ni(struct sha256 *s,
-                                                                       const uint8_t *p, size_t n)
+                                                                         const uint8_t *p, size_t n)
 {
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i abcd = _mm_loadu_si128((const __m128i *)&s->h[0]);
     __m128i efgh = _mm_loadu_si128((const __m128i *)&s->h[4]);
     __m128i badc = _mm_shuffle_epi32(abcd, 0xB1);
     __m128i hgfe = _mm_shuffle_epi32(efgh, 0x1B);
-    __m128i state0 = _mm_alignr_epi8(badc, hgfe, 8);     /* ABEF */
-    __m128i state1 = _mm_blend_epi16(hgfe, badc, 0xF0);  /* CDGH */
+    __m128i state0 = _mm_alignr_epi8(badc, hgfe, 8);    /* ABEF */
+    __m128i state1 = _mm_blend_epi16(hgfe, badc, 0xF0); /* CDGH */
     for (; n; n--, p += 64) {
         __m128i save0 = state0, save1 = state1;
         __m128i w[4];
@@ -115,7 +113,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_ni(struct 
     __m128i feba = _mm_shuffle_epi32(state0, 0x1B);
     __m128i dchg = _mm_shuffle_epi32(state1, 0xB1);
     _mm_storeu_si128((__m128i *)&s->h[0], _mm_blend_epi16(feba, dchg, 0xF0)); /* ABCD */
-    _mm_storeu_si128((__m128i *)&s->h[4], _mm_alignr_epi8(dchg, feba, 8));   /* EFGH */
+    _mm_storeu_si128((__m128i *)&s->h[4], _mm_alignr_epi8(dchg, feba, 8));    /* EFGH */
 }
 #endif
 
@@ -141,8 +139,8 @@ static void sha256_pick(void)
 
 static void sha256_block(struct sha256 *s, const uint8_t *p, size_t n)
 {
-    void (*fn)(struct sha256 *, const uint8_t *, size_t) =
-        __atomic_load_n(&sha256_blocks, __ATOMIC_RELAXED);
+    void (*fn)(struct sha256 *, const uint8_t *, size_t) = __atomic_load_n(&sha256_blocks,
+                                                                           __ATOMIC_RELAXED);
     if (!fn) {
         sha256_pick();
         fn = __atomic_load_n(&sha256_blocks, __ATOMIC_RELAXED);

@@ -10,9 +10,9 @@
 
 struct sha256 {
     uint32_t h[8];
-    uint64_t bytes;     /* total length so far */
-    uint8_t block[64];  /* partial block */
-    size_t fill;        /* bytes used in block */
+    uint64_t bytes;    /* total length so far */
+    uint8_t block[64]; /* partial block */
+    size_t fill;       /* bytes used in block */
 };
 
 void sha256_init(struct sha256 *s);

@@ -50,9 +50,15 @@ void strbuf_append(struct strbuf *sb, const void *p, size_t n)
     sb->data[sb->len] = 0;
 }
 
-void strbuf_puts(struct strbuf *sb, const char *s) { strbuf_append(sb, s, strlen(s)); }
+void strbuf_puts(struct strbuf *sb, const char *s)
+{
+    strbuf_append(sb, s, strlen(s));
+}
 
-void strbuf_putc(struct strbuf *sb, char c) { strbuf_append(sb, &c, 1); }
+void strbuf_putc(struct strbuf *sb, char c)
+{
+    strbuf_append(sb, &c, 1);
+}
 
 void strbuf_vprintf(struct strbuf *sb, const char *fmt, va_list ap)
 {
@@ -79,9 +85,15 @@ void strbuf_printf(struct strbuf *sb, const char *fmt, ...)
     va_end(ap);
 }
 
-const char *strbuf_str(const struct strbuf *sb) { return sb->data ? sb->data : ""; }
+const char *strbuf_str(const struct strbuf *sb)
+{
+    return sb->data ? sb->data : "";
+}
 
-int strbuf_failed(const struct strbuf *sb) { return sb->failed ? ID_ENOMEM : 0; }
+int strbuf_failed(const struct strbuf *sb)
+{
+    return sb->failed ? ID_ENOMEM : 0;
+}
 
 size_t utf8_seq_len(const unsigned char *p)
 {
@@ -89,10 +101,17 @@ size_t utf8_seq_len(const unsigned char *p)
         return 1;
     size_t n;
     unsigned cp;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF) { n = 2; cp = p[0] & 0x1Fu; }
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF) { n = 3; cp = p[0] & 0x0Fu; }
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4) { n = 4; cp = p[0] & 0x07u; }
-    else return 0;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        n = 2;
+        cp = p[0] & 0x1Fu;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        n = 3;
+        cp = p[0] & 0x0Fu;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        n = 4;
+        cp = p[0] & 0x07u;
+    } else
+        return 0;
     for (size_t i = 1; i < n; i++) {
         if ((p[i] & 0xC0) != 0x80) /* also stops at the NUL terminator */
             return 0;

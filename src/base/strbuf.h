@@ -14,13 +14,16 @@
 #include <stddef.h>
 
 struct strbuf {
-    char *data;  /* NULL until the first append; then NUL-terminated, owned */
-    size_t len;  /* bytes before the terminator */
-    size_t cap;  /* bytes allocated */
-    int failed;  /* an append ran out of memory; the content is truncated */
+    char *data; /* NULL until the first append; then NUL-terminated, owned */
+    size_t len; /* bytes before the terminator */
+    size_t cap; /* bytes allocated */
+    int failed; /* an append ran out of memory; the content is truncated */
 };
 
-#define STRBUF_INIT {NULL, 0, 0, 0}
+#define STRBUF_INIT   \
+    {                 \
+        NULL, 0, 0, 0 \
+    }
 
 /* Empties sb but keeps its memory for reuse (and clears the failed flag). */
 void strbuf_reset(struct strbuf *sb);

@@ -95,7 +95,10 @@ static void deliver_done(struct workpool *p)
     }
 }
 
-static void on_async(uv_async_t *a) { deliver_done(a->data); }
+static void on_async(uv_async_t *a)
+{
+    deliver_done(a->data);
+}
 
 int workpool_create(uv_loop_t *loop, const char *name, unsigned threads, struct workpool **out)
 {
@@ -126,7 +129,8 @@ int workpool_create(uv_loop_t *loop, const char *name, unsigned threads, struct 
     return 0;
 }
 
-int workpool_submit(struct workpool *p, struct workpool_job *job, workpool_work_fn work, workpool_done_fn done)
+int workpool_submit(struct workpool *p, struct workpool_job *job, workpool_work_fn work,
+                    workpool_done_fn done)
 {
     if (p->stopping)
         return ID_ESHUTDOWN;
@@ -177,7 +181,10 @@ void workpool_cancel(struct workpool_job *job)
     pthread_mutex_unlock(&p->lock);
 }
 
-size_t workpool_pending(struct workpool *p) { return p->pending; }
+size_t workpool_pending(struct workpool *p)
+{
+    return p->pending;
+}
 
 static void on_closed(uv_handle_t *h)
 {

@@ -54,7 +54,8 @@ int workpool_create(uv_loop_t *loop, const char *name, unsigned threads, struct 
 
 /* Queues job (work and done set by the caller). Returns 0, or ID_ESHUTDOWN
  * once the pool is being destroyed (then done never runs). */
-int workpool_submit(struct workpool *p, struct workpool_job *job, workpool_work_fn work, workpool_done_fn done);
+int workpool_submit(struct workpool *p, struct workpool_job *job, workpool_work_fn work,
+                    workpool_done_fn done);
 
 /* Asks the job to stop (see above). A job whose done already ran must not be
  * passed. */

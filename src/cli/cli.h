@@ -19,7 +19,7 @@ struct cli_ctx {
     const char *server; /* HOST:PORT */
     int json;
     uint32_t timeout_ms;
-    int timeout_set;    /* --timeout was given (else timeout_ms is the default) */
+    int timeout_set;               /* --timeout was given (else timeout_ms is the default) */
     const struct cli_command *cmd; /* the command running (set by cli_run_command) */
 };
 
@@ -42,8 +42,8 @@ void cli_print_help(void);
 
 struct cli_command {
     const char *name;
-    const char *args;    /* usage after the name */
-    const char *summary; /* one line */
+    const char *args;                                       /* usage after the name */
+    const char *summary;                                    /* one line */
     int (*run)(struct cli_ctx *ctx, int argc, char **argv); /* argv[0] is the name */
 };
 
@@ -82,8 +82,7 @@ struct cli_conn;
 int cli_conn_open(const char *server, uint32_t timeout_ms, struct cli_conn **out);
 void cli_conn_close(struct cli_conn *c);
 /* Sends one request; *req_id (may be NULL) gets its id. Returns 0 or ID_E*. */
-int cli_conn_send(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg,
-                  uint64_t *req_id);
+int cli_conn_send(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg, uint64_t *req_id);
 /* Waits for the next answer. Returns 0 with the answer in reply (owned) and its
  * request id in *req_id; or the remote's error code with its message in errmsg;
  * or a local ID_E* (then the connection is unusable). */

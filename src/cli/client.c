@@ -79,7 +79,8 @@ static int connect_to(const char *server, uint64_t deadline, int *fd_out)
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return ID_EIO;
-    socklen_t salen = sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    socklen_t salen = sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in);
     if (connect(fd, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
@@ -104,7 +105,9 @@ static int connect_to(const char *server, uint64_t deadline, int *fd_out)
 /* An answer larger than one frame: the node could not send it (it answers
  * ID_ETOOBIG) or sent a header announcing it. Either way the user must ask
  * for less, and is told so rather than left with a timeout. */
-#define CLI_TOOBIG_HINT "more than the %u MiB one answer may carry; ask for less (a narrower name, fewer versions, grep -c)"
+#define CLI_TOOBIG_HINT                                                                          \
+    "more than the %u MiB one answer may carry; ask for less (a narrower name, fewer versions, " \
+    "grep -c)"
 
 static void toobig_announced_message(char *buf, size_t len, uint32_t announced)
 {
@@ -119,9 +122,9 @@ static void toobig_reply_message(char *buf, size_t len, const char *detail)
 
 /* ---- the cluster key ------------------------------------------------------------------------ */
 
-static const char *key_path;  /* NULL or "": no key */
+static const char *key_path; /* NULL or "": no key */
 static struct seal_keyring key_ring;
-static int key_loaded;        /* 1: key_ring holds key_path's keys; -1: it failed */
+static int key_loaded; /* 1: key_ring holds key_path's keys; -1: it failed */
 static char key_loaded_path[512];
 
 void cli_set_key_file(const char *path)
@@ -304,7 +307,8 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
     if (rc == ID_EAUTH && key_loaded < 0)
         return CLI_USER_ERROR; /* the key file's problem, already printed */
     if (rc == ID_EAUTH)
-        return cli_fail(CLI_CLUSTER_ERROR, "%s refused our cluster key (does it run with the same --key-file?)",
+        return cli_fail(CLI_CLUSTER_ERROR,
+                        "%s refused our cluster key (does it run with the same --key-file?)",
                         ctx->server);
     if (rc < 0)
         return cli_fail(CLI_CLUSTER_ERROR, "cannot reach %s: %s (is idunnod running there?)",
@@ -332,7 +336,8 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
         if (rc == ID_ETIMEDOUT)
             return cli_fail(CLI_CLUSTER_ERROR, "%s did not answer within %u ms (try --timeout)",
                             ctx->server, ctx->timeout_ms);
-        return cli_fail(CLI_CLUSTER_ERROR, "no valid answer from %s: %s", ctx->server, id_strerror(rc));
+        return cli_fail(CLI_CLUSTER_ERROR, "no valid answer from %s: %s", ctx->server,
+                        id_strerror(rc));
     }
     if (h.flags & FRAME_F_ERROR) {
         Idunno__ErrorReply *er = idunno__error_reply__unpack(NULL, h.length, body);
@@ -345,7 +350,8 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
             toobig_reply_message(msg, sizeof msg, er->message);
             cli_fail(status, "%s", msg);
         } else {
-            cli_fail(status, "%s", er->message && er->message[0] ? er->message : id_strerror(er->code));
+            cli_fail(status, "%s",
+                     er->message && er->message[0] ? er->message : id_strerror(er->code));
         }
         idunno__error_reply__free_unpacked(er, NULL);
         return status;
@@ -451,7 +457,8 @@ int cli_conn_recv(struct cli_conn *c, struct cli_reply *reply, uint64_t *req_id,
         if (code == ID_ETOOBIG)
             toobig_reply_message(errmsg, errlen, er->message);
         else
-            snprintf(errmsg, errlen, "%s", er->message && er->message[0] ? er->message : id_strerror(code));
+            snprintf(errmsg, errlen, "%s",
+                     er->message && er->message[0] ? er->message : id_strerror(code));
         idunno__error_reply__free_unpacked(er, NULL);
         return code;
     }

@@ -75,7 +75,8 @@ static int status_once(struct cli_ctx *ctx)
         return rc;
     if (ctx->json) {
         cli_json_begin_object();
-        cli_json_fields(&st->base, "leader leader_addr leader_since_ms term commit_index members_alive");
+        cli_json_fields(&st->base,
+                        "leader leader_addr leader_since_ms term commit_index members_alive");
         cli_json_begin_array("servers");
         for (size_t i = 0; i < st->n_servers; i++) {
             cli_json_begin_object();
@@ -84,7 +85,8 @@ static int status_once(struct cli_ctx *ctx)
         }
         cli_json_end_array();
         cli_json_key_object("answered_by");
-        cli_json_fields(&st->base, "node state voter applied_index last_index applied_commands digest");
+        cli_json_fields(&st->base,
+                        "node state voter applied_index last_index applied_commands digest");
         cli_json_end_object();
         cli_json_end_object();
         cli_json_done();
@@ -113,9 +115,9 @@ static int status_once(struct cli_ctx *ctx)
         struct cli_table *t = cli_table_new(4, "NAME", "ADDRESS", "RAFT ADDRESS", "ROLE");
         for (size_t i = 0; i < st->n_servers; i++) {
             const Idunno__CtlServer *s = st->servers[i];
-            const char *role = s->leader ? "coordinator"
+            const char *role = s->leader                       ? "coordinator"
                                : strcmp(s->role, "voter") == 0 ? "standby"
-                                                                : s->role;
+                                                               : s->role;
             cli_table_row(t, s->name[0] ? s->name : "?", s->addr, s->raft_addr, role);
         }
         cli_table_print(t);
@@ -276,7 +278,8 @@ static int cmd_ctl_load(struct cli_ctx *ctx, int argc, char **argv)
         if (res)
             idunno__ctl_kv_put_result__free_unpacked(res, NULL);
         if (interval) {
-            struct timespec ts = {.tv_sec = interval / 1000, .tv_nsec = (interval % 1000) * 1000000L};
+            struct timespec ts = {.tv_sec = interval / 1000,
+                                  .tv_nsec = (interval % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
     }

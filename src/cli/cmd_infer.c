@@ -112,7 +112,8 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
             continue;
         }
         for (int k = 0; k < INFER_TOPK && res[i].top_class[k] >= 0; k++)
-            printf("  %d. class %-5d %6.2f%%\n", k + 1, res[i].top_class[k], 100.0 * res[i].top_prob[k]);
+            printf("  %d. class %-5d %6.2f%%\n", k + 1, res[i].top_class[k],
+                   100.0 * res[i].top_prob[k]);
     }
     if (ctx->json) {
         cli_json_end_array();
@@ -121,8 +122,8 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
         cli_json_end_object();
         cli_json_done();
     } else {
-        fprintf(stderr, "%zu images (%zu failed) through %s (%dx%d, %d classes) in %.2f s\n", n, failed,
-                info->name, info->input_size, info->input_size, info->classes, secs);
+        fprintf(stderr, "%zu images (%zu failed) through %s (%dx%d, %d classes) in %.2f s\n", n,
+                failed, info->name, info->input_size, info->input_size, info->classes, secs);
     }
     free(res);
     infer_model_close(m);

@@ -38,13 +38,14 @@ const struct cli_command cli_job_commands[] = {
     {"models", "", "the registered models", cmd_models},
     {"launch", "MODEL BATCH [--weight W]", "start a job running MODEL, BATCH images per query",
      cmd_launch},
-    {"inference", "MODEL DATASET", "queue every image under the SDFS prefix DATASET for MODEL's job",
-     cmd_inference},
+    {"inference", "MODEL DATASET",
+     "queue every image under the SDFS prefix DATASET for MODEL's job", cmd_inference},
     {"qinfo", "[MODEL] [--watch]", "C1: queries processed and the query rate over the last 10 s",
      cmd_qinfo},
-    {"qjob", "[MODEL]", "C2: processing time (dispatch to result): mean, std dev, median, p90/95/99",
-     cmd_qjob},
-    {"set-batch", "MODEL N", "C3: N images per query for queries not yet dispatched", cmd_set_batch},
+    {"qjob", "[MODEL]",
+     "C2: processing time (dispatch to result): mean, std dev, median, p90/95/99", cmd_qjob},
+    {"set-batch", "MODEL N", "C3: N images per query for queries not yet dispatched",
+     cmd_set_batch},
     {"results", "MODEL [LOCAL]", "C4: the job's results; with LOCAL, all of them as JSON lines",
      cmd_results},
     {"assign", "[--watch]", "C5: the workers serving each job now and their share over 10 s",
@@ -122,8 +123,8 @@ static int fetch_jobs(const struct cli_ctx *ctx, const char *model, Idunno__JobL
 {
     Idunno__JobQuery q = IDUNNO__JOB_QUERY__INIT;
     q.model = (char *)(model ? model : "");
-    return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, &q.base, &idunno__job_list__descriptor,
-                           out);
+    return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, &q.base,
+                           &idunno__job_list__descriptor, out);
 }
 
 /* --watch: repeat every second until interrupted; the screen is redrawn. */
@@ -673,8 +674,8 @@ static int fetch_part(const struct cli_ctx *ctx, const Idunno__JobResults *res, 
 
 /* Writes every result to `path`: the committed parts, then the pending ones.
  * *written: how many lines. */
-static int write_results(const struct cli_ctx *ctx, const Idunno__JobResults *res,
-                         const char *path, size_t *written)
+static int write_results(const struct cli_ctx *ctx, const Idunno__JobResults *res, const char *path,
+                         size_t *written)
 {
     char tmp[1100], err[400];
     snprintf(tmp, sizeof tmp, "%s.idunno-%d", path, (int)getpid());
@@ -792,8 +793,7 @@ static int preview(const struct cli_ctx *ctx, const Idunno__JobResults *res,
 }
 
 static void print_results(const struct cli_ctx *ctx, const Idunno__JobResults *res,
-                          const char *path, size_t written, const struct result_row *rows,
-                          size_t n)
+                          const char *path, size_t written, const struct result_row *rows, size_t n)
 {
     const Idunno__JobInfo *j = res->job;
     if (ctx->json) {

@@ -77,9 +77,10 @@ static int cmd_token(struct cli_ctx *ctx, int argc, char **argv)
     const char *env = getenv("IDUNNO_KEY_FILE");
     const char *path = argc == 2 ? argv[1] : env && env[0] ? env : NULL;
     if (!path)
-        return cli_fail(CLI_USER_ERROR, "token: no keyring: give FILE or set $IDUNNO_KEY_FILE "
-                                        "(a node without a cluster key takes no state-changing HTTP "
-                                        "requests at all)");
+        return cli_fail(CLI_USER_ERROR,
+                        "token: no keyring: give FILE or set $IDUNNO_KEY_FILE "
+                        "(a node without a cluster key takes no state-changing HTTP "
+                        "requests at all)");
     char err[ID_ERRMSG_LEN];
     struct seal_keyring kr;
     if (seal_init() < 0 || seal_keyring_load(path, &kr, err, sizeof err) < 0)

@@ -85,7 +85,8 @@ static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv)
     if (cli_wants_help(cmd, argc, argv))
         return 0;
     Idunno__GrepRequest g = IDUNNO__GREP_REQUEST__INIT;
-    static const struct option opts[] = {{"max-lines", required_argument, NULL, 'm'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"max-lines", required_argument, NULL, 'm'},
+                                         {NULL, 0, NULL, 0}};
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "+:icE", opts, NULL)) != -1) {
@@ -97,7 +98,8 @@ static int cmd_grep(struct cli_ctx *ctx, int argc, char **argv)
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*end || v <= 0 || v > 1000000)
-                return cli_usage_error(cmd, "--max-lines takes a number of lines per node, 1 to 1000000");
+                return cli_usage_error(
+                    cmd, "--max-lines takes a number of lines per node, 1 to 1000000");
             g.max_lines = (uint32_t)v;
             break;
         }

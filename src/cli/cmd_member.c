@@ -12,7 +12,8 @@ static int cmd_leave(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_member_commands[] = {
     {"list_mem", "", "the member list as the node given by -s sees it", cmd_list_mem},
-    {"list_self", "", "the identity (name, address, incarnation) of the node given by -s", cmd_list_self},
+    {"list_self", "", "the identity (name, address, incarnation) of the node given by -s",
+     cmd_list_self},
     {"leave", "", "the node given by -s leaves the group gracefully and exits", cmd_leave},
     {NULL, NULL, NULL, NULL},
 };
@@ -45,8 +46,8 @@ static void print_members(const struct cli_ctx *ctx, Idunno__MemberInfo **m, siz
         cli_json_done();
         return;
     }
-    struct cli_table *t =
-        cli_table_new(6, "NAME", "ADDRESS", "INCARNATION", "STATE", "FOR", "ROLE");
+    struct cli_table *t = cli_table_new(6, "NAME", "ADDRESS", "INCARNATION", "STATE", "FOR",
+                                        "ROLE");
     for (size_t i = 0; i < n; i++) {
         char inc[32], dur[32], name[80];
         snprintf(inc, sizeof inc, "%llu", (unsigned long long)m[i]->incarnation);

@@ -77,10 +77,12 @@ static int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
         cli_json_end_object();
         cli_json_done();
     } else {
-        struct cli_table *t = cli_table_new(5, "NAME", "ADDRESS", "INCARNATION", "VERSION", "UPTIME");
+        struct cli_table *t = cli_table_new(5, "NAME", "ADDRESS", "INCARNATION", "VERSION",
+                                            "UPTIME");
         char inc[32];
         snprintf(inc, sizeof inc, "%llu", (unsigned long long)info->incarnation);
-        cli_table_row(t, info->name, info->addr, inc, info->version, cli_fmt_ms(info->uptime_ms, up, sizeof up));
+        cli_table_row(t, info->name, info->addr, inc, info->version,
+                      cli_fmt_ms(info->uptime_ms, up, sizeof up));
         cli_table_print(t);
     }
     idunno__node_info__free_unpacked(info, NULL);

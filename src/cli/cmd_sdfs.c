@@ -36,13 +36,14 @@ const struct cli_command cli_sdfs_commands[] = {
      "when there is one)",
      cli_sdfs__cmd_get},
     {"delete", "NAME", "delete NAME and all its versions everywhere", cmd_delete},
-    {"ls", "[NAME | --prefix P]", "NAME: its versions and the replicas holding them; else all files",
-     cmd_ls},
+    {"ls", "[NAME | --prefix P]",
+     "NAME: its versions and the replicas holding them; else all files", cmd_ls},
     {"store", "", "the files with a copy on the node given by -s", cmd_store},
     {"get-versions", "NAME N LOCAL", "the last N versions of NAME in one file, newest first",
      cli_sdfs__cmd_get_versions},
     {"put-dir", "[--follow-links] LOCALDIR PREFIX",
-     "store every file of LOCALDIR as PREFIX/FILE (a data set); links out of LOCALDIR only with --follow-links",
+     "store every file of LOCALDIR as PREFIX/FILE (a data set); links out of LOCALDIR only with "
+     "--follow-links",
      cli_sdfs__cmd_put_dir},
     {NULL, NULL, NULL, NULL},
 };
@@ -56,9 +57,9 @@ uint32_t cli_sdfs__timeout_of(const struct cli_ctx *ctx)
 int cli_sdfs__retryable(int code)
 {
     return code == ID_EUNAVAIL || code == ID_ECLOSED || code == ID_ETIMEDOUT ||
-           code == ID_ENOLEADER || code == ID_ENOTLEADER || code == ID_ECRC ||
-           code == ID_ENOSPC || code == ID_ECONNREFUSED || code == ID_ENOTFOUND ||
-           code == ID_EBUSY || code == ID_ECANCELED;
+           code == ID_ENOLEADER || code == ID_ENOTLEADER || code == ID_ECRC || code == ID_ENOSPC ||
+           code == ID_ECONNREFUSED || code == ID_ENOTFOUND || code == ID_EBUSY ||
+           code == ID_ECANCELED;
 }
 
 void cli_sdfs__fmt_size(uint64_t b, char *buf, size_t len)
@@ -92,7 +93,7 @@ static void join_names(char **names, size_t n, char *buf, size_t len)
 
 /* One call on a connection, no pipelining. */
 int cli_sdfs__conn_call(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg,
-                     struct cli_reply *r, char *err, size_t errlen)
+                        struct cli_reply *r, char *err, size_t errlen)
 {
     int rc = cli_conn_send(c, type, msg, NULL);
     if (rc < 0) {
@@ -119,8 +120,8 @@ void cli_sdfs__progress_show(struct progress *p, uint64_t done, int final)
 
 /* local_from: for a get, the replica whose file on this host was copied
  * ("" when the bytes came over the network); NULL for a put. */
-void cli_sdfs__print_version(const struct cli_ctx *ctx, const char *verb, const Idunno__SdfsVersion *v,
-                          uint64_t ms, const char *local_from)
+void cli_sdfs__print_version(const struct cli_ctx *ctx, const char *verb,
+                             const Idunno__SdfsVersion *v, uint64_t ms, const char *local_from)
 {
     char reps[300], size[32];
     join_names(v->replicas, v->n_replicas, reps, sizeof reps);
@@ -156,14 +157,15 @@ void cli_sdfs__print_version(const struct cli_ctx *ctx, const char *verb, const 
 /* ---- lookups ---------------------------------------------------------------------------------- */
 
 int cli_sdfs__lookup(const struct cli_ctx *ctx, struct cli_conn *conn, const char *name,
-                  uint64_t version, Idunno__SdfsFile **out, char *err, size_t errlen)
+                     uint64_t version, Idunno__SdfsFile **out, char *err, size_t errlen)
 {
     (void)ctx;
     Idunno__SdfsLookup l = IDUNNO__SDFS_LOOKUP__INIT;
     l.name = (char *)name;
     l.version = version;
     struct cli_reply r;
-    int rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_REQ, &l.base, &r, err, errlen);
+    int rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_LOOKUP_REQ, &l.base, &r, err,
+                                 errlen);
     if (rc < 0)
         return rc;
     *out = idunno__sdfs_file__unpack(NULL, r.len, r.body);
@@ -198,7 +200,8 @@ static int cmd_delete(struct cli_ctx *ctx, int argc, char **argv)
         cli_json_end_object();
         cli_json_done();
     } else {
-        printf("deleted %s (%zu version%s)\n", f->name, f->n_versions, f->n_versions == 1 ? "" : "s");
+        printf("deleted %s (%zu version%s)\n", f->name, f->n_versions,
+               f->n_versions == 1 ? "" : "s");
     }
     idunno__sdfs_file__free_unpacked(f, NULL);
     return 0;
@@ -320,7 +323,8 @@ static int cmd_ls(struct cli_ctx *ctx, int argc, char **argv)
         cli_json_end_object();
         cli_json_done();
     } else {
-        struct cli_table *t = cli_table_new(5, "VERSION", "SIZE", "SHA256", "COMMITTED", "REPLICAS");
+        struct cli_table *t = cli_table_new(5, "VERSION", "SIZE", "SHA256", "COMMITTED",
+                                            "REPLICAS");
         for (size_t i = f->n_versions; i > 0; i--) {
             const Idunno__SdfsVersion *v = f->versions[i - 1];
             char ver[24], size[32], hex[65] = "", when[40], reps[400] = "";

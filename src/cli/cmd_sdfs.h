@@ -42,8 +42,8 @@ int cli_sdfs__lookup(const struct cli_ctx *ctx, struct cli_conn *conn, const cha
 /* What a put or get did, as a line or a JSON document. local_from: for a get,
  * the replica whose file on this host was copied ("" when the bytes came over
  * the network); NULL for a put. */
-void cli_sdfs__print_version(const struct cli_ctx *ctx, const char *verb, const Idunno__SdfsVersion *v,
-                             uint64_t ms, const char *local_from);
+void cli_sdfs__print_version(const struct cli_ctx *ctx, const char *verb,
+                             const Idunno__SdfsVersion *v, uint64_t ms, const char *local_from);
 
 /* Progress on a terminal for transfers that take a while. */
 struct progress {

@@ -175,8 +175,8 @@ static int version_sum_matches(struct version_sum *vs)
 /* Reads version v into fd from the replicas in `order` (count n). On a checksum
  * mismatch *bad gets the node that served the bytes. */
 static int get_attempt(struct cli_conn *conn, uint16_t type, const Idunno__SdfsVersion *v,
-                       char **order, size_t n, int fd, char *bad, size_t badlen, struct progress *prog, char *err,
-                       size_t errlen)
+                       char **order, size_t n, int fd, char *bad, size_t badlen,
+                       struct progress *prog, char *err, size_t errlen)
 {
     struct version_sum sum;
     version_sum_init(&sum, v);
@@ -308,7 +308,8 @@ static int report_bad(struct cli_conn *conn, const Idunno__SdfsVersion *v, const
     b.reason = "checksum mismatch on read";
     struct cli_reply r;
     char err[200];
-    int rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, &b.base, &r, err, sizeof err);
+    int rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, &b.base, &r, err,
+                                 sizeof err);
     free(r.body);
     return rc;
 }
@@ -337,9 +338,9 @@ struct file_check {
     pthread_cond_t cond;
     int fd;
     const Idunno__SdfsVersion *v;
-    uint64_t copied;  /* bytes the copier has finished (under lock) */
-    int stop;         /* the copier gave up (under lock) */
-    int result;       /* 1 match, 0 mismatch, ID_E* could not map */
+    uint64_t copied; /* bytes the copier has finished (under lock) */
+    int stop;        /* the copier gave up (under lock) */
+    int result;      /* 1 match, 0 mismatch, ID_E* could not map */
 };
 
 /* How far the checker may go: mappings start on page boundaries, so a
@@ -370,7 +371,8 @@ static void *check_main(void *arg)
         if (off == v->size)
             break;
         while (off < upto) {
-            size_t n = upto - off < CLI_SDFS_CHECK_WINDOW ? (size_t)(upto - off) : CLI_SDFS_CHECK_WINDOW;
+            size_t n = upto - off < CLI_SDFS_CHECK_WINDOW ? (size_t)(upto - off)
+                                                          : CLI_SDFS_CHECK_WINDOW;
             void *p = mmap(NULL, n, PROT_READ, MAP_SHARED | MAP_POPULATE, k->fd, (off_t)off);
             if (p == MAP_FAILED) {
                 k->result = id_from_errno(errno);
@@ -409,8 +411,9 @@ static int copy_checked(int src, int fd, const Idunno__SdfsVersion *v)
         loff_t in = 0, out = 0;
         while (rc == 0 && (uint64_t)in < v->size) {
             uint64_t left = v->size - (uint64_t)in;
-            ssize_t n = copy_file_range(src, &in, fd, &out,
-                                        left < CLI_SDFS_CHECK_WINDOW ? (size_t)left : CLI_SDFS_CHECK_WINDOW, 0);
+            ssize_t n = copy_file_range(
+                src, &in, fd, &out,
+                left < CLI_SDFS_CHECK_WINDOW ? (size_t)left : CLI_SDFS_CHECK_WINDOW, 0);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
@@ -438,7 +441,8 @@ static int copy_checked(int src, int fd, const Idunno__SdfsVersion *v)
  * Returns 0; ID_ECRC if the copy does not match (the replica's file is bad);
  * ID_EUNAVAIL if the replica is not on this host or the copy cannot be made
  * here (the caller then reads over the network). */
-static int get_local(const struct cli_ctx *ctx, const char *addr, const Idunno__SdfsVersion *v, int fd)
+static int get_local(const struct cli_ctx *ctx, const char *addr, const Idunno__SdfsVersion *v,
+                     int fd)
 {
     struct cli_conn *c = NULL;
     if (cli_conn_open(addr, cli_sdfs__timeout_of(ctx), &c) < 0)
@@ -448,7 +452,8 @@ static int get_local(const struct cli_ctx *ctx, const char *addr, const Idunno__
     rd.name = v->name;
     struct cli_reply r;
     char err[200];
-    int rc = cli_sdfs__conn_call(c, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_LOCATE_REQ, &rd.base, &r, err, sizeof err);
+    int rc = cli_sdfs__conn_call(c, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_LOCATE_REQ, &rd.base, &r, err,
+                                 sizeof err);
     cli_conn_close(c);
     if (rc < 0)
         return ID_EUNAVAIL;
@@ -472,8 +477,9 @@ static int get_local(const struct cli_ctx *ctx, const char *addr, const Idunno__
 /* Replica i's copy failed its checksum (err says how): says so, reports it
  * to the coordinator (which replaces it) and drops it from order and addrs,
  * so that no later read uses it either. Returns the new count. */
-static size_t drop_bad(const struct cli_ctx *ctx, struct cli_conn **conn, const Idunno__SdfsVersion *v,
-                       char **order, char **addrs, size_t n, size_t i, const char *err)
+static size_t drop_bad(const struct cli_ctx *ctx, struct cli_conn **conn,
+                       const Idunno__SdfsVersion *v, char **order, char **addrs, size_t n, size_t i,
+                       const char *err)
 {
     fprintf(stderr, "idunno: get %s: %s; reported, trying another replica\n", v->name, err);
     if (*conn || cli_conn_open(ctx->server, cli_sdfs__timeout_of(ctx), conn) == 0)
@@ -513,7 +519,9 @@ static int get_version(const struct cli_ctx *ctx, struct cli_conn **conn,
         n++;
     }
     struct progress prog = {.on = isatty(2) && v->size >= (8 << 20) && !ctx->json,
-                            .total = v->size, .start_ms = id_now_ms(), .what = v->name};
+                            .total = v->size,
+                            .start_ms = id_now_ms(),
+                            .what = v->name};
     int rc;
     /* A replica on this host (the -s node first): the first one whose file
      * opens here is copied; a bad copy is reported and read elsewhere. */

@@ -39,7 +39,8 @@ static int put_attempt(struct cli_conn *conn, int fd, uint64_t size, const char 
     po.size = size;
     po.retry_of = *retry_of;
     struct cli_reply r;
-    int rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_OPEN_REQ, &po.base, &r, err, errlen);
+    int rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_OPEN_REQ, &po.base, &r, err,
+                                 errlen);
     if (rc < 0)
         return rc;
     Idunno__SdfsSession *ss = idunno__sdfs_session__unpack(NULL, r.len, r.body);
@@ -101,7 +102,8 @@ static int put_attempt(struct cli_conn *conn, int fd, uint64_t size, const char 
     close_req.session = session;
     close_req.sha256.data = digest;
     close_req.sha256.len = 32;
-    rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_CLOSE_REQ, &close_req.base, &r, err, errlen);
+    rc = cli_sdfs__conn_call(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_CLOSE_REQ, &close_req.base, &r,
+                             err, errlen);
     if (rc < 0)
         return rc;
     *out = idunno__sdfs_version__unpack(NULL, r.len, r.body);
@@ -125,7 +127,9 @@ static int put_fd(const struct cli_ctx *ctx, struct cli_conn **conn, int fd, con
         return ID_EINVAL;
     }
     struct progress prog = {.on = isatty(2) && st.st_size >= (8 << 20) && !ctx->json,
-                            .total = (uint64_t)st.st_size, .start_ms = id_now_ms(), .what = name};
+                            .total = (uint64_t)st.st_size,
+                            .start_ms = id_now_ms(),
+                            .what = name};
     uint64_t retry_of = 0;
     int rc = ID_EUNAVAIL;
     for (int attempt = 1; attempt <= CLI_SDFS_ATTEMPTS; attempt++) {
@@ -232,8 +236,8 @@ static void scan_bad(struct dir_scan *sc, const char *name, const char *why)
  * silently (hidden files, directories, devices), or report it (sc->bad).
  * A link is followed only to a regular file inside the directory, unless
  * follow_links. */
-static void scan_entry(struct dir_scan *sc, int dfd, const char *dir, const char *realdir, const char *name,
-                       const char *prefix, size_t plen, int follow_links)
+static void scan_entry(struct dir_scan *sc, int dfd, const char *dir, const char *realdir,
+                       const char *name, const char *prefix, size_t plen, int follow_links)
 {
     struct stat st;
     if (name[0] == '.' || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -251,7 +255,8 @@ static void scan_entry(struct dir_scan *sc, int dfd, const char *dir, const char
         size_t rl = strlen(realdir);
         int inside = strncmp(target, realdir, rl) == 0 && target[rl] == '/';
         if (!inside && !follow_links) {
-            scan_bad(sc, name, "a link to a file outside the directory (give --follow-links to store it)");
+            scan_bad(sc, name,
+                     "a link to a file outside the directory (give --follow-links to store it)");
             free(target);
             return;
         }
@@ -319,8 +324,9 @@ int cli_sdfs__cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
     char pfx[2048];
     snprintf(pfx, sizeof pfx, "%.*s", (int)plen, prefix);
     if (!sdfs_name_ok(pfx))
-        return cli_fail(CLI_USER_ERROR, "put-dir: '%s' is not a valid SDFS prefix (printable ASCII, no spaces, "
-                                        "no '.' or '..' parts)",
+        return cli_fail(CLI_USER_ERROR,
+                        "put-dir: '%s' is not a valid SDFS prefix (printable ASCII, no spaces, "
+                        "no '.' or '..' parts)",
                         id_escape(prefix, shown, sizeof shown));
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     char *realdir = dfd >= 0 ? realpath(dir, NULL) : NULL;
@@ -341,8 +347,8 @@ int cli_sdfs__cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
     if (sc.bad) {
         scan_free(&sc);
         close(dfd);
-        return cli_fail(CLI_USER_ERROR, "put-dir %s: %zu entr%s cannot be stored as they are", dir, sc.bad,
-                        sc.bad == 1 ? "y" : "ies");
+        return cli_fail(CLI_USER_ERROR, "put-dir %s: %zu entr%s cannot be stored as they are", dir,
+                        sc.bad, sc.bad == 1 ? "y" : "ies");
     }
     qsort(sc.entries, sc.n, sizeof *sc.entries, entry_cmp);
     struct cli_conn *conn = NULL;
@@ -393,8 +399,8 @@ int cli_sdfs__cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
     } else {
         char size[32];
         cli_sdfs__fmt_size(bytes, size, sizeof size);
-        printf("stored %zu file%s (%s) under %s/ in %llu ms\n", done, done == 1 ? "" : "s", size, pfx,
-               (unsigned long long)ms);
+        printf("stored %zu file%s (%s) under %s/ in %llu ms\n", done, done == 1 ? "" : "s", size,
+               pfx, (unsigned long long)ms);
     }
     return 0;
 }

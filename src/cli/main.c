@@ -11,15 +11,9 @@
 
 /* One line per area: its table of commands (cmd_<area>.c). */
 static const struct cli_command *const command_tables[] = {
-    cli_node_commands,
-    cli_member_commands,
-    cli_ctl_commands,
-    cli_sdfs_commands,
-    cli_job_commands,
-    cli_logq_commands,
-    cli_infer_commands,
-    cli_key_commands,
-    NULL,
+    cli_node_commands,  cli_member_commands, cli_ctl_commands,
+    cli_sdfs_commands,  cli_job_commands,    cli_logq_commands,
+    cli_infer_commands, cli_key_commands,    NULL,
 };
 
 static const struct cli_command *find_command(const char *name)
@@ -113,16 +107,19 @@ int cli_parse_globals(struct cli_ctx *ctx, int argc, char **argv, int *cmd_index
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*end || v <= 0 || v > 3600000)
-                return cli_fail(CLI_USER_ERROR, "--timeout takes milliseconds, e.g. --timeout 3000");
+                return cli_fail(CLI_USER_ERROR,
+                                "--timeout takes milliseconds, e.g. --timeout 3000");
             ctx->timeout_ms = (uint32_t)v;
             ctx->timeout_set = 1;
             break;
         }
         case 'h': cli_print_help(); return -1;
         case ':':
-            return cli_fail(CLI_USER_ERROR, "%s needs a value (see idunno --help)", argv[optind - 1]);
+            return cli_fail(CLI_USER_ERROR, "%s needs a value (see idunno --help)",
+                            argv[optind - 1]);
         default:
-            return cli_fail(CLI_USER_ERROR, "unknown option '%s' (see idunno --help)", argv[optind - 1]);
+            return cli_fail(CLI_USER_ERROR, "unknown option '%s' (see idunno --help)",
+                            argv[optind - 1]);
         }
     }
     *cmd_index = optind;
@@ -148,8 +145,10 @@ int main(int argc, char **argv)
         return CLI_USER_ERROR;
     }
     if (strcmp(argv[idx], "shell") == 0) {
-        if (idx + 1 < argc && (strcmp(argv[idx + 1], "--help") == 0 || strcmp(argv[idx + 1], "-h") == 0)) {
-            printf("usage: idunno shell\n\nthe same commands at a prompt, with line editing and history "
+        if (idx + 1 < argc &&
+            (strcmp(argv[idx + 1], "--help") == 0 || strcmp(argv[idx + 1], "-h") == 0)) {
+            printf("usage: idunno shell\n\nthe same commands at a prompt, with line editing and "
+                   "history "
                    "(~/.idunno_history);\nglobal options may start any line; 'server HOST:PORT' "
                    "changes the node; 'exit' leaves\n");
             return CLI_OK;

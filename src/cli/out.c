@@ -18,9 +18,15 @@
 
 static FILE *cli_out_stream;
 
-static FILE *out(void) { return cli_out_stream ? cli_out_stream : stdout; }
+static FILE *out(void)
+{
+    return cli_out_stream ? cli_out_stream : stdout;
+}
 
-void cli_out_set(FILE *f) { cli_out_stream = f; }
+void cli_out_set(FILE *f)
+{
+    cli_out_stream = f;
+}
 
 /* ---- tables ----------------------------------------------------------------------------- */
 
@@ -123,16 +129,56 @@ static void json_flush(void)
     strbuf_reset(&cli_json_buf);
 }
 
-void cli_json_begin_object(void) { json_out_begin_object(&cli_json, NULL); json_flush(); }
-void cli_json_key_object(const char *key) { json_out_begin_object(&cli_json, key); json_flush(); }
-void cli_json_begin_array(const char *key) { json_out_begin_array(&cli_json, key); json_flush(); }
-void cli_json_end_object(void) { json_out_end(&cli_json); json_flush(); }
-void cli_json_end_array(void) { json_out_end(&cli_json); json_flush(); }
-void cli_json_str(const char *key, const char *value) { json_out_str(&cli_json, key, value); json_flush(); }
-void cli_json_u64(const char *key, uint64_t v) { json_out_u64(&cli_json, key, v); json_flush(); }
-void cli_json_i64(const char *key, int64_t v) { json_out_i64(&cli_json, key, v); json_flush(); }
-void cli_json_double(const char *key, double v) { json_out_double(&cli_json, key, v); json_flush(); }
-void cli_json_bool(const char *key, int v) { json_out_bool(&cli_json, key, v); json_flush(); }
+void cli_json_begin_object(void)
+{
+    json_out_begin_object(&cli_json, NULL);
+    json_flush();
+}
+void cli_json_key_object(const char *key)
+{
+    json_out_begin_object(&cli_json, key);
+    json_flush();
+}
+void cli_json_begin_array(const char *key)
+{
+    json_out_begin_array(&cli_json, key);
+    json_flush();
+}
+void cli_json_end_object(void)
+{
+    json_out_end(&cli_json);
+    json_flush();
+}
+void cli_json_end_array(void)
+{
+    json_out_end(&cli_json);
+    json_flush();
+}
+void cli_json_str(const char *key, const char *value)
+{
+    json_out_str(&cli_json, key, value);
+    json_flush();
+}
+void cli_json_u64(const char *key, uint64_t v)
+{
+    json_out_u64(&cli_json, key, v);
+    json_flush();
+}
+void cli_json_i64(const char *key, int64_t v)
+{
+    json_out_i64(&cli_json, key, v);
+    json_flush();
+}
+void cli_json_double(const char *key, double v)
+{
+    json_out_double(&cli_json, key, v);
+    json_flush();
+}
+void cli_json_bool(const char *key, int v)
+{
+    json_out_bool(&cli_json, key, v);
+    json_flush();
+}
 
 /* One field of m as a member under its own name. */
 static void json_field(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
@@ -171,8 +217,8 @@ void cli_json_fields(const ProtobufCMessage *m, const char *names)
         p += n + (p[n] == ' ');
         if (n == 0)
             continue; /* two spaces in a row */
-        const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+            m->descriptor, name);
         if (!f)
             abort();
         json_field(m, f);
@@ -192,8 +238,10 @@ const char *cli_fmt_ms(uint64_t ms, char *buf, size_t len)
     else if (ms < 60000)
         snprintf(buf, len, "%.1fs", ms / 1000.0);
     else if (ms < 3600000)
-        snprintf(buf, len, "%llum%llus", (unsigned long long)(ms / 60000), (unsigned long long)(ms / 1000 % 60));
+        snprintf(buf, len, "%llum%llus", (unsigned long long)(ms / 60000),
+                 (unsigned long long)(ms / 1000 % 60));
     else
-        snprintf(buf, len, "%lluh%llum", (unsigned long long)(ms / 3600000), (unsigned long long)(ms / 60000 % 60));
+        snprintf(buf, len, "%lluh%llum", (unsigned long long)(ms / 3600000),
+                 (unsigned long long)(ms / 60000 % 60));
     return buf;
 }

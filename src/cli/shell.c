@@ -175,7 +175,8 @@ int cli_shell(struct cli_ctx *ctx)
         wordexp_t we = {.we_offs = 1};
         int wrc = wordexp(line, &we, WRDE_NOCMD | WRDE_DOOFFS);
         if (wrc != 0) {
-            last = cli_fail(CLI_USER_ERROR, "cannot split that line (unbalanced quotes or $(...)?)");
+            last = cli_fail(CLI_USER_ERROR,
+                            "cannot split that line (unbalanced quotes or $(...)?)");
         } else {
             if (we.we_wordc > 0) {
                 we.we_wordv[0] = (char *)"idunno";

@@ -325,8 +325,13 @@ int ctl_propose_version(struct ctl *c, uint32_t type, uint32_t version, const vo
     p->cb = cb;
     p->ud = ud;
     p->req.data = p;
-    struct sm_cmd cmd = {.type = type, .version = version, .body = body, .len = len,
-                         .origin = c->id, .seq = p->seq, .time_ms = ctl_clock(c)};
+    struct sm_cmd cmd = {.type = type,
+                         .version = version,
+                         .body = body,
+                         .len = len,
+                         .origin = c->id,
+                         .seq = p->seq,
+                         .time_ms = ctl_clock(c)};
     struct raft_buffer buf;
     int rc = sm_encode(&cmd, raft_malloc, &buf.base, &buf.len);
     if (rc < 0) {
@@ -402,8 +407,7 @@ static void ctl_barrier_cb(struct raft_barrier *req, int status)
         return;
     }
     c->read_barrier = NULL;
-    ctl_finish_reads(b->reads,
-                     status == 0 ? 0 : c->closing ? ID_ESHUTDOWN : ctl_from_raft(status));
+    ctl_finish_reads(b->reads, status == 0 ? 0 : c->closing ? ID_ESHUTDOWN : ctl_from_raft(status));
     free(b);
     /* Reads that arrived while that barrier was in flight need one of their own. */
     if (c->waiting && !c->closing && ctl_submit_read_barrier(c) < 0) {
@@ -544,8 +548,7 @@ int ctl_change_assign(struct ctl *c, uint64_t id, int role, ctl_change_cb cb, vo
     if (!ch)
         return rc;
     LOG_INFO("ctl", "making server %llu a %s", (unsigned long long)id, raft_role_name(role));
-    return ctl_change_submitted(c, ch,
-                                raft_assign(c->raft, &ch->req, id, role, ctl_change_done));
+    return ctl_change_submitted(c, ch, raft_assign(c->raft, &ch->req, id, role, ctl_change_done));
 }
 
 int ctl_change_remove(struct ctl *c, uint64_t id, ctl_change_cb cb, void *ud)
@@ -708,7 +711,8 @@ void ctl_poll(struct ctl *c)
         if (c->leading_term != term) {
             c->leading_term = term;
             c->serving = 0;
-            LOG_INFO("ctl", "won the election for term %llu; committing a barrier", (unsigned long long)term);
+            LOG_INFO("ctl", "won the election for term %llu; committing a barrier",
+                     (unsigned long long)term);
         }
         if (!c->serving && !c->leader_barrier_inflight)
             ctl_start_term(c, term);

@@ -179,10 +179,10 @@ struct ctl_view {
     uint64_t applied_index;
     uint64_t last_index;
     uint64_t applied_commands;
-    uint64_t leader_id;                /* 0: none known */
-    char leader_addr[CTL_ADDR_MAX];    /* node HOST:PORT of the leader, "" if none */
-    char leader_name[CTL_NAME_MAX];    /* from its announcement; "" until applied */
-    uint64_t leader_since_ms;          /* from its announcement; 0 if unknown */
+    uint64_t leader_id;             /* 0: none known */
+    char leader_addr[CTL_ADDR_MAX]; /* node HOST:PORT of the leader, "" if none */
+    char leader_name[CTL_NAME_MAX]; /* from its announcement; "" until applied */
+    uint64_t leader_since_ms;       /* from its announcement; 0 if unknown */
 };
 
 void ctl_view(struct ctl *c, struct ctl_view *v);

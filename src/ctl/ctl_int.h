@@ -24,8 +24,8 @@ struct ctl_proposal {
     uint64_t deadline; /* raft io time, ms */
     ctl_propose_cb cb;
     void *ud;
-    int answered;  /* cb already ran (timeout) */
-    int applied;   /* the command was applied here: status/body are its result */
+    int answered; /* cb already ran (timeout) */
+    int applied;  /* the command was applied here: status/body are its result */
     int status;
     uint8_t *body;
     size_t len;

@@ -263,8 +263,9 @@ static void deliver(struct relay_conn *c, const uint8_t *p, size_t n)
     policy_for(c, &pol);
     enum raft_wire_verdict v = raft_wire_scan_feed(&c->scan, p, n, &pol, NULL);
     if (v == RAFT_WIRE_TERM_JUMP) {
-        LOG_WARN("ctl", "raft port: term %llu from %s (id %llu), not a verified voter, is more "
-                        "than %u beyond ours (%llu)",
+        LOG_WARN("ctl",
+                 "raft port: term %llu from %s (id %llu), not a verified voter, is more "
+                 "than %u beyond ours (%llu)",
                  (unsigned long long)c->scan.term, c->peer_ip, (unsigned long long)c->peer_id,
                  RAFT_WIRE_TERM_SLACK, (unsigned long long)pol.current_term);
         conn_refuse(c, &c->t->stats.term_jump, "term jump");

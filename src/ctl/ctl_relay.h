@@ -26,12 +26,12 @@
 
 /* What the relay counts; read by the node's metrics. */
 struct ctl_relay_stats {
-    uint64_t bad_auth;       /* wrong key, or a record that fails to open */
-    uint64_t bad_handshake;  /* garbage, too long an address, … */
-    uint64_t timed_out;      /* handshake not finished in time */
-    uint64_t over_source;    /* refused: too many connections from one IP */
-    uint64_t bad_frame;      /* a message refused by raft_wire (lengths) */
-    uint64_t term_jump;      /* a term too far ahead from a non-voter */
+    uint64_t bad_auth;      /* wrong key, or a record that fails to open */
+    uint64_t bad_handshake; /* garbage, too long an address, … */
+    uint64_t timed_out;     /* handshake not finished in time */
+    uint64_t over_source;   /* refused: too many connections from one IP */
+    uint64_t bad_frame;     /* a message refused by raft_wire (lengths) */
+    uint64_t term_jump;     /* a term too far ahead from a non-voter */
 };
 
 /* Fills pol for a message from raft id `id` whose TCP peer is `peer_ip`. */

@@ -36,8 +36,9 @@ void ctl_tcp_tune_fd(int fd, unsigned rto_min_us, int *warned)
     int us = (int)rto_min_us;
     if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, sizeof us) < 0 && !*warned) {
         *warned = 1;
-        LOG_WARN("ctl", "cannot lower the raft connections' minimum retransmission timeout "
-                        "(%s): packet loss will cause more elections",
+        LOG_WARN("ctl",
+                 "cannot lower the raft connections' minimum retransmission timeout "
+                 "(%s): packet loss will cause more elections",
                  strerror(errno));
     }
 }

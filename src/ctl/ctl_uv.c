@@ -68,8 +68,8 @@ static void ctl_relay_policy(void *ud, uint64_t id, const char *peer_ip,
             continue;
         const char *colon = strrchr(s->address, ':');
         size_t host_len = colon ? (size_t)(colon - s->address) : strlen(s->address);
-        pol->verified_voter =
-            strlen(peer_ip) == host_len && strncmp(s->address, peer_ip, host_len) == 0;
+        pol->verified_voter = strlen(peer_ip) == host_len &&
+                              strncmp(s->address, peer_ip, host_len) == 0;
     }
 }
 
@@ -212,7 +212,8 @@ int ctl_start(struct ctl *c, const struct ctl_voter *voters, size_t n_voters)
     c->fresh = 0;
     uv_check_start(&c->check, ctl_on_check);
     LOG_INFO("ctl", "raft %s id %llu at %s: term %llu, %llu entries, %llu applied", c->name,
-             (unsigned long long)c->id, c->raft_addr, (unsigned long long)raft_current_term(c->raft),
+             (unsigned long long)c->id, c->raft_addr,
+             (unsigned long long)raft_current_term(c->raft),
              (unsigned long long)raft_last_index(c->raft),
              (unsigned long long)raft_last_applied(c->raft));
     return 0;

@@ -34,10 +34,10 @@ struct fwd_op {
     uint16_t type;
     uint8_t *body;
     size_t len;
-    uint32_t hops;       /* relays before this node */
-    uint64_t deadline;   /* monotonic ms */
+    uint32_t hops;     /* relays before this node */
+    uint64_t deadline; /* monotonic ms */
     unsigned attempt;
-    int in_call;         /* a net_call is outstanding */
+    int in_call; /* a net_call is outstanding */
     int closing;
     char avoid[CTL_ADDR_MAX]; /* refused us last time */
     uv_timer_t timer;
@@ -63,7 +63,7 @@ struct ctl_fwd {
     char learned[CTL_MAX_SERVERS][CTL_ADDR_MAX];
     size_t n_learned;
     struct fwd_op *ops;
-    size_t n_closing; /* released ops whose memory is not freed yet */
+    size_t n_closing;  /* released ops whose memory is not freed yet */
     int stopped;       /* new requests are refused */
     int destroy_asked; /* ctl_fwd_destroy() was called */
 };

@@ -55,17 +55,16 @@ struct net_request;
 
 /* Runs on the serving leader; owns req and answers it exactly once (as a
  * net_request_fn). body is valid during the call only. */
-typedef void (*ctl_fwd_handler)(void *ud, struct net_request *req, const uint8_t *body,
-                                size_t len);
+typedef void (*ctl_fwd_handler)(void *ud, struct net_request *req, const uint8_t *body, size_t len);
 
 struct ctl_fwd_config {
     struct net *net;
     struct ctl *ctl;
-    struct member *member;         /* to find voters' addresses; may be NULL */
+    struct member *member; /* to find voters' addresses; may be NULL */
     const char *self_name;
     const struct ctl_voter *voters; /* --coordinators; copied */
     size_t n_voters;
-    uint32_t wait_ms;               /* 0: CTL_FWD_WAIT_MS */
+    uint32_t wait_ms; /* 0: CTL_FWD_WAIT_MS */
 };
 
 /* Creates the forwarder and registers the MSG_CTL_FORWARD_REQ handler on net.

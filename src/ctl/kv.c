@@ -188,7 +188,10 @@ static int kv_build(void *self, const ProtobufCMessage *msg)
     return 0;
 }
 
-static void kv_clear_any(void *self) { kv_clear(self); }
+static void kv_clear_any(void *self)
+{
+    kv_clear(self);
+}
 
 static const struct sm_section kv_section = {
     .desc = &idunno__ctl_kv_state__descriptor,

@@ -33,8 +33,7 @@ void kv_destroy(struct kv *kv);
 /* Looks a key up. On success *value points into the store (valid until the next
  * apply or restore) and *rev is the revision of the key's last put. Returns 0
  * or ID_ENOTFOUND. */
-int kv_get(const struct kv *kv, const char *key, const uint8_t **value, size_t *len,
-           uint64_t *rev);
+int kv_get(const struct kv *kv, const char *key, const uint8_t **value, size_t *len, uint64_t *rev);
 
 uint64_t kv_revision(const struct kv *kv);
 size_t kv_count(const struct kv *kv);

@@ -98,7 +98,10 @@ static int meta_build(void *self, const ProtobufCMessage *msg)
 }
 
 /* The history owns no memory: emptying it is zeroing it. */
-static void meta_clear(void *self) { memset(self, 0, sizeof(struct meta)); }
+static void meta_clear(void *self)
+{
+    memset(self, 0, sizeof(struct meta));
+}
 
 static const struct sm_section meta_section = {
     .desc = &idunno__ctl_meta_state__descriptor,

@@ -94,19 +94,13 @@ static bool header_len_ok(uint64_t type, uint64_t hlen)
     if (hlen == 0 || hlen % 8 != 0)
         return false;
     switch (type) {
-    case T_REQUEST_VOTE:
-        return hlen >= 32 && hlen <= 32 + 16;
-    case T_REQUEST_VOTE_RESULT:
-        return hlen >= 16 && hlen <= 16 + 16;
+    case T_REQUEST_VOTE: return hlen >= 32 && hlen <= 32 + 16;
+    case T_REQUEST_VOTE_RESULT: return hlen >= 16 && hlen <= 16 + 16;
     case T_APPEND_ENTRIES_RESULT:
-    case T_TIMEOUT_NOW:
-        return hlen >= 24 && hlen <= 24 + 16;
-    case T_APPEND_ENTRIES:
-        return hlen >= 40 && hlen <= RAFT_WIRE_MAX_HEADER + 8;
-    case T_INSTALL_SNAPSHOT:
-        return hlen >= 48 && hlen <= 56 + RAFT_WIRE_MAX_CONF;
-    default:
-        return false;
+    case T_TIMEOUT_NOW: return hlen >= 24 && hlen <= 24 + 16;
+    case T_APPEND_ENTRIES: return hlen >= 40 && hlen <= RAFT_WIRE_MAX_HEADER + 8;
+    case T_INSTALL_SNAPSHOT: return hlen >= 48 && hlen <= 56 + RAFT_WIRE_MAX_CONF;
+    default: return false;
     }
 }
 
@@ -141,7 +135,8 @@ static enum raft_wire_verdict append_entries_word(struct raft_wire_scan *s, uint
 
 /* InstallSnapshot header: term, last index, last term, conf index, conf
  * length at word 4, the configuration, then the data length. */
-static enum raft_wire_verdict install_snapshot_word(struct raft_wire_scan *s, uint64_t w, uint64_t v)
+static enum raft_wire_verdict install_snapshot_word(struct raft_wire_scan *s, uint64_t w,
+                                                    uint64_t v)
 {
     if (w == 4) {
         uint64_t room = s->hlen - 48;
@@ -246,20 +241,13 @@ enum raft_wire_verdict raft_wire_scan_feed(struct raft_wire_scan *s, const uint8
 const char *raft_wire_verdict_name(enum raft_wire_verdict v)
 {
     switch (v) {
-    case RAFT_WIRE_OK:
-        return "ok";
-    case RAFT_WIRE_BAD_TYPE:
-        return "raft_type";
-    case RAFT_WIRE_BAD_HEADER:
-        return "raft_header";
-    case RAFT_WIRE_BAD_ENTRY:
-        return "raft_entries";
-    case RAFT_WIRE_BAD_CONF:
-        return "raft_conf";
-    case RAFT_WIRE_BAD_PAYLOAD:
-        return "raft_payload";
-    case RAFT_WIRE_TERM_JUMP:
-        return "raft_term";
+    case RAFT_WIRE_OK: return "ok";
+    case RAFT_WIRE_BAD_TYPE: return "raft_type";
+    case RAFT_WIRE_BAD_HEADER: return "raft_header";
+    case RAFT_WIRE_BAD_ENTRY: return "raft_entries";
+    case RAFT_WIRE_BAD_CONF: return "raft_conf";
+    case RAFT_WIRE_BAD_PAYLOAD: return "raft_payload";
+    case RAFT_WIRE_TERM_JUMP: return "raft_term";
     }
     return "unknown";
 }

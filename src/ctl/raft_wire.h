@@ -77,10 +77,10 @@ enum raft_wire_verdict {
 struct raft_wire_scan {
     int state;
     uint8_t acc[16];
-    unsigned have;     /* bytes in acc */
+    unsigned have; /* bytes in acc */
     uint64_t type;
-    uint64_t hlen;     /* header length */
-    uint64_t hoff;     /* bytes of header seen */
+    uint64_t hlen; /* header length */
+    uint64_t hoff; /* bytes of header seen */
     uint64_t n_entries;
     uint64_t conf_len;
     uint64_t payload;  /* payload length, summed while reading the header */

@@ -91,8 +91,7 @@ static int op_settle(struct ctl_op *op, int status)
     case CTL_VERDICT_FAIL:
         ctl_op_fail(op, status, op->def->why ? op->def->why(op, status) : NULL);
         return 1;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -166,8 +165,14 @@ static void svc_on_request(void *ud, struct net_request *req, const uint8_t *bod
     }
     if (len)
         memcpy(copy, body, len);
-    *op = (struct ctl_op){.svc = e->svc, .ud = e->svc->ud, .req = req, .type = def->type,
-                          .body = copy, .len = len, .msg = msg, .def = def};
+    *op = (struct ctl_op){.svc = e->svc,
+                          .ud = e->svc->ud,
+                          .req = req,
+                          .type = def->type,
+                          .body = copy,
+                          .len = len,
+                          .msg = msg,
+                          .def = def};
     def->start(op);
     op_maybe_free(op);
 }

@@ -28,9 +28,9 @@
 #ifndef IDUNNO_CTL_SERVICE_H
 #define IDUNNO_CTL_SERVICE_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <protobuf-c/protobuf-c.h>
 
 #include "ctl/forward.h"
 
@@ -50,11 +50,11 @@ struct ctl_op {
     void *ud;                /* the service's user data (the layer) */
     struct net_request *req; /* NULL once answered or handed on */
     uint16_t type;
-    const uint8_t *body;     /* the request as received (a copy) */
+    const uint8_t *body; /* the request as received (a copy) */
     size_t len;
-    void *msg;               /* decoded with the op's descriptor, or NULL */
+    void *msg; /* decoded with the op's descriptor, or NULL */
     const struct ctl_svc_op *def;
-    int pending;             /* a proposal or read barrier is outstanding */
+    int pending; /* a proposal or read barrier is outstanding */
 };
 
 typedef void (*ctl_op_start_fn)(struct ctl_op *op);

@@ -10,9 +10,9 @@ extern const char http_dashboard_html[];
 extern const size_t http_dashboard_len;
 
 /* The Content-Security-Policy it is served with: nothing from elsewhere. */
-#define HTTP_DASHBOARD_CSP                                                                    \
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "             \
-    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "                \
+#define HTTP_DASHBOARD_CSP                                                        \
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " \
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "    \
     "frame-ancestors 'none'"
 
 #endif

@@ -75,7 +75,7 @@ struct http_provider {
 struct http_published {
     struct strbuf metrics;
     struct strbuf status;
-    uint64_t at_ms;     /* monotonic; 0: never */
+    uint64_t at_ms; /* monotonic; 0: never */
     int ready;
     char why[256];
 };
@@ -111,7 +111,7 @@ struct http {
 
 int http_create(uv_loop_t *loop, const struct http_config *cfg, struct http **out)
 {
-    if (!cfg || !cfg->addr || strlen(cfg->addr) >= sizeof ((struct http *)0)->addr ||
+    if (!cfg || !cfg->addr || strlen(cfg->addr) >= sizeof((struct http *)0)->addr ||
         cfg->n_tokens > HTTP_MAX_TOKENS || (cfg->n_tokens && !cfg->tokens))
         return ID_EINVAL;
     struct http *h = calloc(1, sizeof *h);
@@ -185,9 +185,15 @@ void http_set_ready_check(struct http *h, http_ready_fn fn, void *ud)
     h->ready_ud = ud;
 }
 
-int http_port(const struct http *h) { return h ? h->port : 0; }
+int http_port(const struct http *h)
+{
+    return h ? h->port : 0;
+}
 
-const char *http_errmsg(const struct http *h) { return h ? h->errmsg : ""; }
+const char *http_errmsg(const struct http *h)
+{
+    return h ? h->errmsg : "";
+}
 
 /* ---- rendering and publishing (loop thread) ------------------------------------------------ */
 
@@ -202,9 +208,9 @@ static void http_render_own_metrics(struct http *h, struct prom_out *pm)
                 continue;
             char code[8];
             snprintf(code, sizeof code, "%u", http_codes[c]);
-            prom_sample_u64(pm, PROM_LABELS({"endpoint", http_route_name((enum http_route)r)},
-                                            {"code", code}),
-                            n);
+            prom_sample_u64(
+                pm, PROM_LABELS({"endpoint", http_route_name((enum http_route)r)}, {"code", code}),
+                n);
         }
     prom_family(pm, "idunno_http_auth_refused_total", PROM_COUNTER,
                 "State-changing requests refused: no bearer token (missing), a wrong one (bad), "
@@ -311,7 +317,8 @@ static void http_on_connection(void *cls, struct MHD_Connection *conn, void **so
 {
     struct http *h = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+            conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct http_conn *c = ci ? calloc(1, sizeof *c) : NULL;
         *socket_context = c;
         if (!c)
@@ -347,7 +354,8 @@ static void http_on_connection(void *cls, struct MHD_Connection *conn, void **so
  * one and is being answered). */
 static void http_conn_waiting(struct http *h, struct MHD_Connection *conn, uint64_t since)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+        conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     struct http_conn *c = ci ? ci->socket_context : NULL;
     if (!c)
         return;
@@ -380,7 +388,10 @@ static void http_cut_slow(struct http *h)
     pthread_mutex_unlock(&h->conns_lock);
 }
 
-uint64_t http_slow_cut(const struct http *h) { return h ? atomic_load(&h->slow_cut) : 0; }
+uint64_t http_slow_cut(const struct http *h)
+{
+    return h ? atomic_load(&h->slow_cut) : 0;
+}
 
 static void http_on_tick(uv_timer_t *t)
 {
@@ -479,8 +490,9 @@ static char *http_copy_published(struct http *h, int metrics, size_t *len, uint6
 static int http_refuse_unauthorized(struct http *h, struct MHD_Connection *conn, enum http_route r,
                                     const char *method, enum MHD_Result *ret)
 {
-    const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    enum http_auth a = http_auth_check(method, authz, (const uint8_t (*)[HTTP_TOKEN_LEN])h->tokens,
+    const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_AUTHORIZATION);
+    enum http_auth a = http_auth_check(method, authz, (const uint8_t(*)[HTTP_TOKEN_LEN])h->tokens,
                                        h->n_tokens);
     if (a == HTTP_AUTH_OK)
         return 0;
@@ -493,7 +505,8 @@ static int http_refuse_unauthorized(struct http *h, struct MHD_Connection *conn,
         "(idunno token prints it)\"}\n";
     static const char bad[] = "{\"error\":\"invalid bearer token\"}\n";
     const char *body = a == HTTP_AUTH_NO_KEY ? no_key : a == HTTP_AUTH_MISSING ? missing : bad;
-    *ret = http_reply(h, conn, r, a == HTTP_AUTH_NO_KEY ? MHD_HTTP_FORBIDDEN : MHD_HTTP_UNAUTHORIZED,
+    *ret = http_reply(h, conn, r,
+                      a == HTTP_AUTH_NO_KEY ? MHD_HTTP_FORBIDDEN : MHD_HTTP_UNAUTHORIZED,
                       "application/json", body, strlen(body), MHD_RESPMEM_PERSISTENT);
     return 1;
 }
@@ -632,13 +645,12 @@ int http_start(struct http *h)
     h->mhd = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
         NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)h->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)h->max_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)h->timeout_s,
-        MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, h,
-        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)h->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)h->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)h->timeout_s,
+        MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, h, MHD_OPTION_NOTIFY_COMPLETED,
+        http_on_completed, h, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+        MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!h->mhd) {
         close(h->listen_fd);

@@ -32,7 +32,7 @@
 struct http;
 
 struct http_config {
-    const char *addr;         /* HOST:PORT to listen on; port 0: any free port */
+    const char *addr; /* HOST:PORT to listen on; port 0: any free port */
     /* The bearer tokens state-changing requests must carry (auth.h), copied;
      * none: the node has no cluster key and refuses them all. */
     const uint8_t (*tokens)[HTTP_TOKEN_LEN];

@@ -33,13 +33,13 @@ struct prom_label {
 
 /* PROM_LABELS({"member", "node2"}, {"state", "alive"}) expands to the two
  * arguments `labels, n` of the sample functions. */
-#define PROM_LABELS(...)                                                 \
-    (const struct prom_label[]){__VA_ARGS__},                            \
+#define PROM_LABELS(...)                      \
+    (const struct prom_label[]){__VA_ARGS__}, \
         (sizeof((const struct prom_label[]){__VA_ARGS__}) / sizeof(struct prom_label))
 #define PROM_NO_LABELS NULL, 0
 
 struct prom_out {
-    struct strbuf *sb; /* not owned */
+    struct strbuf *sb;          /* not owned */
     char family[PROM_NAME_MAX]; /* the family samples belong to ("" before the first) */
     enum prom_type type;
 };
@@ -65,7 +65,7 @@ void prom_gauge(struct prom_out *p, const char *name, const char *help, double v
 /* A histogram's state, as its owner keeps it: per-bucket counts (not
  * cumulative; the writer sums them). */
 struct prom_histogram {
-    const double *bounds;   /* n_bounds upper bounds, ascending; +Inf is implied */
+    const double *bounds; /* n_bounds upper bounds, ascending; +Inf is implied */
     size_t n_bounds;
     const uint64_t *counts; /* n_bounds + 1: counts[i] are observations v with
                              * bounds[i-1] < v <= bounds[i]; counts[n_bounds]

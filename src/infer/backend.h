@@ -17,15 +17,15 @@ struct infer_session; /* a loaded model, owned by the backend */
 #define INFER_MAX_SIDE 4096
 
 struct infer_backend_options {
-    int intra_threads;  /* threads inside one run; 0 = 1 */
-    int optimize;       /* 1: all graph optimisations */
+    int intra_threads; /* threads inside one run; 0 = 1 */
+    int optimize;      /* 1: all graph optimisations */
 };
 
 struct infer_io {
     char input_name[64];
     char output_name[64];
-    int64_t input_shape[4];  /* N, C, H, W; N may be -1 (dynamic) */
-    int64_t classes;         /* output's second dimension */
+    int64_t input_shape[4]; /* N, C, H, W; N may be -1 (dynamic) */
+    int64_t classes;        /* output's second dimension */
 };
 
 struct infer_backend {

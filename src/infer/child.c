@@ -243,19 +243,22 @@ static void maybe_finish(struct mproc *mp)
     int failed = crashes >= INFER_MAX_CRASHES;
     if (failed) {
         p->stats.failed_models++;
-        snprintf(msg, sizeof msg, "model %s crashed its inference process %u times (last: %s); it is given up",
+        snprintf(msg, sizeof msg,
+                 "model %s crashed its inference process %u times (last: %s); it is given up",
                  mp->key, crashes, how);
         LOG_ERROR("infer", "%s", msg);
     } else {
         snprintf(msg, sizeof msg, "the inference process of model %s died: %s", mp->key, how);
-        LOG_WARN("infer", "inference process %d of model %s: %s, with %zu runs in it (crash %u of %d): "
-                 "they run again in a new process", mp->pid, mp->key, how, n, crashes, INFER_MAX_CRASHES);
+        LOG_WARN("infer",
+                 "inference process %d of model %s: %s, with %zu runs in it (crash %u of %d): "
+                 "they run again in a new process",
+                 mp->pid, mp->key, how, n, crashes, INFER_MAX_CRASHES);
     }
     while (runs) {
         struct prun *r = runs;
         runs = r->next;
-        struct infer_procs_done d = {.status = failed ? ID_EMODEL : ID_ECLOSED, .model_failed = failed,
-                                     .error = msg};
+        struct infer_procs_done d = {
+            .status = failed ? ID_EMODEL : ID_ECLOSED, .model_failed = failed, .error = msg};
         if (!p->closing)
             r->cb(r->ud, &d);
         run_free(r);
@@ -283,9 +286,11 @@ static void on_deadline_tick(uv_timer_t *t)
     for (struct prun *r = mp->runs; r; r = r->next) {
         if (!infer_run_overdue(r->handed_ms, now, mp->p->cfg.run_timeout_ms))
             continue;
-        LOG_WARN("infer", "inference process %d of model %s: a run of %zu images has been in it %llu ms, "
-                 "past the deadline of %u ms (--infer-timeout): killed", mp->pid, mp->key, r->n,
-                 (unsigned long long)(now - r->handed_ms), mp->p->cfg.run_timeout_ms);
+        LOG_WARN("infer",
+                 "inference process %d of model %s: a run of %zu images has been in it %llu ms, "
+                 "past the deadline of %u ms (--infer-timeout): killed",
+                 mp->pid, mp->key, r->n, (unsigned long long)(now - r->handed_ms),
+                 mp->p->cfg.run_timeout_ms);
         mp->timed_out = 1;
         uv_timer_stop(t);
         kill_proc(mp);
@@ -312,7 +317,8 @@ static void on_loaded(struct mproc *mp, const uint8_t *body, size_t len)
     if (m->status < 0) {
         char err[300], clean[200];
         infer_child_clean_text(clean, sizeof clean, m->error);
-        snprintf(err, sizeof err, "model %s: %s", mp->key, clean[0] ? clean : id_strerror(m->status));
+        snprintf(err, sizeof err, "model %s: %s", mp->key,
+                 clean[0] ? clean : id_strerror(m->status));
         LOG_WARN("infer", "cannot load %s", err);
         struct prun *runs = mp->runs;
         mp->runs = NULL;
@@ -354,9 +360,12 @@ static void on_done(struct mproc *mp, uint64_t id, const uint8_t *body, size_t l
     mp->last_used = ++mp->p->clock;
     char err[300];
     if (o.status < 0)
-        snprintf(err, sizeof err, "model %s: %s", mp->key, o.error[0] ? o.error : id_strerror(o.status));
-    struct infer_procs_done d = {.status = o.status < 0 ? ID_EMODEL : 0, .error = o.status < 0 ? err : NULL,
-                                 .results = res, .cpu_us = o.cpu_us};
+        snprintf(err, sizeof err, "model %s: %s", mp->key,
+                 o.error[0] ? o.error : id_strerror(o.status));
+    struct infer_procs_done d = {.status = o.status < 0 ? ID_EMODEL : 0,
+                                 .error = o.status < 0 ? err : NULL,
+                                 .results = res,
+                                 .cpu_us = o.cpu_us};
     r->cb(r->ud, &d);
     free(res);
     run_free(r);
@@ -477,14 +486,15 @@ static int spawn(struct infer_procs *p, const char *key, const char *path, struc
     stdio[2].data.fd = 2;
     stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
     stdio[3].data.stream = (uv_stream_t *)&mp->pipe;
-    uv_process_options_t opt = {.file = p->exe, .args = args, .exit_cb = on_exit_cb, .stdio_count = 4,
-                                .stdio = stdio};
+    uv_process_options_t opt = {
+        .file = p->exe, .args = args, .exit_cb = on_exit_cb, .stdio_count = 4, .stdio = stdio};
     mp->handles = 3;
     mp->next = p->procs;
     p->procs = mp;
     int rc = uv_spawn(p->cfg.loop, &mp->proc, &opt);
     if (rc < 0) {
-        snprintf(errmsg, len, "cannot start an inference process (%s): %s", p->exe, uv_strerror(rc));
+        snprintf(errmsg, len, "cannot start an inference process (%s): %s", p->exe,
+                 uv_strerror(rc));
         mp->dead = 1;
         close_handles(mp);
         return ID_EIO;
@@ -542,11 +552,12 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
         /* the same reason as the runs given up at the last crash had */
         const char *last = infer_crashes_last(&p->crashes, key);
         if (last[0])
-            snprintf(errmsg, len, "model %s crashed its inference process %u times (last: %s); it is given up",
+            snprintf(errmsg, len,
+                     "model %s crashed its inference process %u times (last: %s); it is given up",
                      key, crashes, last);
         else
-            snprintf(errmsg, len, "model %s crashed its inference process %u times; it is given up", key,
-                     crashes);
+            snprintf(errmsg, len, "model %s crashed its inference process %u times; it is given up",
+                     key, crashes);
         return ID_EMODEL;
     }
     if (n > INFER_CHILD_MAX_IMAGES)

@@ -44,7 +44,7 @@ struct infer_crashes {
         char key[INFER_KEY_MAX];
         unsigned crashes;
         char last[160]; /* why the last crash happened */
-    } *e;
+    } * e;
     size_t n;
 };
 
@@ -81,9 +81,9 @@ struct infer_procs_config {
     int threads;          /* ONNX Runtime intra-op threads */
     int gate_slots;       /* infer/gate.h; 0: none */
     const char *gate_dir;
-    int sched_batch;      /* runs as SCHED_BATCH */
-    int test_hooks;       /* the processes honour idunno.test.crash (tests only) */
-    size_t max_idle;      /* processes kept without runs, the least recently used stopped */
+    int sched_batch;         /* runs as SCHED_BATCH */
+    int test_hooks;          /* the processes honour idunno.test.crash (tests only) */
+    size_t max_idle;         /* processes kept without runs, the least recently used stopped */
     uint32_t run_timeout_ms; /* a run in a process longer than this kills it (0: never) */
 };
 

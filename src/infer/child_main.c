@@ -66,7 +66,8 @@ static struct {
 static void die(int code, const char *why)
 {
     if (why)
-        LOG_ERROR("infer", "inference process for %s ends: %s", child.model ? infer_model_info(child.model)->name : "?", why);
+        LOG_ERROR("infer", "inference process for %s ends: %s",
+                  child.model ? infer_model_info(child.model)->name : "?", why);
     _exit(code);
 }
 
@@ -164,7 +165,8 @@ static void *run_thread(void *arg)
     if (!rc && n && child.crash_hook)
         test_crash();
     if (!rc && n)
-        rc = infer_run_files(child.model, (const char *const *)r->msg->paths, n, n, res, err, sizeof err);
+        rc = infer_run_files(child.model, (const char *const *)r->msg->paths, n, n, res, err,
+                             sizeof err);
     if (rc < 0 && !err[0])
         snprintf(err, sizeof err, "%s", id_strerror(rc));
     reply_done(r->id, rc, err, id_thread_cpu_us() - cpu0, res, n);
@@ -211,7 +213,8 @@ static void load(const Idunno__InferChildLoad *msg)
         const struct infer_model_info *in = infer_model_info(child.model);
         l.classes = (uint32_t)in->classes;
         l.input_size = (uint32_t)in->input_size;
-        char *hook = child.a.test_hooks ? infer_model_metadata(child.model, "idunno.test.crash") : NULL;
+        char *hook = child.a.test_hooks ? infer_model_metadata(child.model, "idunno.test.crash")
+                                        : NULL;
         child.crash_hook = hook; /* kept for the process's life */
     }
     send_frame(INFER_CHILD_LOADED, 0, &l.base);
@@ -265,11 +268,11 @@ static void serve(void)
 static int parse_args(int argc, char **argv, struct child_args *a)
 {
     static const struct option opts[] = {
-        {"infer-child", no_argument, NULL, 'C'},  {"threads", required_argument, NULL, 't'},
+        {"infer-child", no_argument, NULL, 'C'},      {"threads", required_argument, NULL, 't'},
         {"gate-slots", required_argument, NULL, 's'}, {"gate-dir", required_argument, NULL, 'g'},
-        {"sched-batch", no_argument, NULL, 'b'},  {"test-hooks", no_argument, NULL, 'T'},
-        {"log", required_argument, NULL, 'l'},    {"node", required_argument, NULL, 'n'},
-        {"parent", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
+        {"sched-batch", no_argument, NULL, 'b'},      {"test-hooks", no_argument, NULL, 'T'},
+        {"log", required_argument, NULL, 'l'},        {"node", required_argument, NULL, 'n'},
+        {"parent", required_argument, NULL, 'p'},     {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
     a->threads = 1;
@@ -289,7 +292,8 @@ static int parse_args(int argc, char **argv, struct child_args *a)
         default: return -1;
         }
     }
-    if (optind != argc || a->threads < 1 || a->gate_slots < 0 || a->gate_slots > INFER_GATE_MAX_SLOTS)
+    if (optind != argc || a->threads < 1 || a->gate_slots < 0 ||
+        a->gate_slots > INFER_GATE_MAX_SLOTS)
         return -1;
     return 0;
 }
@@ -297,7 +301,8 @@ static int parse_args(int argc, char **argv, struct child_args *a)
 int infer_child_main(int argc, char **argv)
 {
     if (parse_args(argc, argv, &child.a) < 0) {
-        fprintf(stderr, "idunnod --infer-child: bad arguments (this mode is started by idunnod itself)\n");
+        fprintf(stderr,
+                "idunnod --infer-child: bad arguments (this mode is started by idunnod itself)\n");
         return 1;
     }
     /* Dies with its node even if the socket were somehow kept open. */
@@ -320,7 +325,8 @@ int infer_child_main(int argc, char **argv)
         else
             infer_gate_default_dir(dir, sizeof dir);
         if (infer_gate_open(dir, (unsigned)child.a.gate_slots, &child.gate, err, sizeof err) < 0)
-            LOG_WARN("infer", "no inference gate (%s): model runs are not limited on this host", err);
+            LOG_WARN("infer", "no inference gate (%s): model runs are not limited on this host",
+                     err);
     }
     serve();
     return 0;

@@ -48,7 +48,7 @@ int infer_child_decode_loaded(const uint8_t *body, size_t len, Idunno__InferChil
 
 /* What a run came to. */
 struct infer_child_outcome {
-    int status;        /* 0, or the ID_E* with which the model failed the whole run */
+    int status; /* 0, or the ID_E* with which the model failed the whole run */
     char error[200];
     uint64_t cpu_us;
 };

@@ -43,17 +43,22 @@ int infer_gate_open(const char *dir, unsigned slots, struct infer_gate **out, ch
      * and stall or overrun every model run on the host: only ours will do. */
     struct stat st;
     if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(errmsg, len, "inference gate directory %s is not a directory (a link is not accepted)", dir);
+        snprintf(errmsg, len,
+                 "inference gate directory %s is not a directory (a link is not accepted)", dir);
         return ID_EINVAL;
     }
     if (st.st_uid != geteuid()) {
-        snprintf(errmsg, len, "inference gate directory %s belongs to uid %u, not to this user (uid %u): "
-                              "choose another with --infer-gate", dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        snprintf(errmsg, len,
+                 "inference gate directory %s belongs to uid %u, not to this user (uid %u): "
+                 "choose another with --infer-gate",
+                 dir, (unsigned)st.st_uid, (unsigned)geteuid());
         return ID_EINVAL;
     }
     if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        snprintf(errmsg, len, "inference gate directory %s is writable by others (mode %03o): "
-                              "chmod go-w it or choose another with --infer-gate", dir, (unsigned)(st.st_mode & 0777));
+        snprintf(errmsg, len,
+                 "inference gate directory %s is writable by others (mode %03o): "
+                 "chmod go-w it or choose another with --infer-gate",
+                 dir, (unsigned)(st.st_mode & 0777));
         return ID_EINVAL;
     }
     struct infer_gate *g = calloc(1, sizeof *g);

@@ -4,8 +4,8 @@
 #include <errno.h>
 #include <math.h>
 #include <png.h>
-#include <stdio.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
@@ -23,7 +23,10 @@ int image_set_max_pixels(uint64_t max)
     return 0;
 }
 
-uint64_t image_max_pixels(void) { return atomic_load(&max_pixels); }
+uint64_t image_max_pixels(void)
+{
+    return atomic_load(&max_pixels);
+}
 
 /* The check both decoders make from the header alone. */
 static int too_many_pixels(const char *kind, uint64_t w, uint64_t h, char *err, size_t el)
@@ -31,8 +34,8 @@ static int too_many_pixels(const char *kind, uint64_t w, uint64_t h, char *err, 
     uint64_t max = image_max_pixels();
     if (w && h && w * h <= max)
         return 0;
-    snprintf(err, el, "%s of %llux%llu pixels refused: more than this node's limit of %llu pixels", kind,
-             (unsigned long long)w, (unsigned long long)h, (unsigned long long)max);
+    snprintf(err, el, "%s of %llux%llu pixels refused: more than this node's limit of %llu pixels",
+             kind, (unsigned long long)w, (unsigned long long)h, (unsigned long long)max);
     return 1;
 }
 
@@ -104,7 +107,8 @@ static int decode_png(const uint8_t *data, size_t len, struct image_rgb *out, ch
     return 0;
 }
 
-int image_decode(const uint8_t *data, size_t len, struct image_rgb *out, char *errmsg, size_t errlen)
+int image_decode(const uint8_t *data, size_t len, struct image_rgb *out, char *errmsg,
+                 size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
@@ -128,8 +132,10 @@ void image_preprocess(const struct image_rgb *img, const struct image_prep *p, f
     int w = img->width, h = img->height;
     double scale = (double)p->resize / (w < h ? w : h);
     int rw = (int)lround(w * scale), rh = (int)lround(h * scale);
-    if (rw < p->crop) rw = p->crop;
-    if (rh < p->crop) rh = p->crop;
+    if (rw < p->crop)
+        rw = p->crop;
+    if (rh < p->crop)
+        rh = p->crop;
     int left = (rw - p->crop) / 2, top = (rh - p->crop) / 2;
     double sx = (double)w / rw, sy = (double)h / rh;
     size_t plane = (size_t)p->crop * (size_t)p->crop;
@@ -140,17 +146,22 @@ void image_preprocess(const struct image_rgb *img, const struct image_prep *p, f
     }
     for (int y = 0; y < p->crop; y++) {
         double fy = (y + top + 0.5) * sy - 0.5;
-        if (fy < 0) fy = 0;
+        if (fy < 0)
+            fy = 0;
         int y0 = (int)fy;
-        if (y0 > h - 1) y0 = h - 1;
+        if (y0 > h - 1)
+            y0 = h - 1;
         int y1 = y0 + 1 < h ? y0 + 1 : h - 1;
         float wy = (float)(fy - y0);
-        const uint8_t *r0 = img->pixels + (size_t)y0 * w * 3, *r1 = img->pixels + (size_t)y1 * w * 3;
+        const uint8_t *r0 = img->pixels + (size_t)y0 * w * 3,
+                      *r1 = img->pixels + (size_t)y1 * w * 3;
         for (int x = 0; x < p->crop; x++) {
             double fx = (x + left + 0.5) * sx - 0.5;
-            if (fx < 0) fx = 0;
+            if (fx < 0)
+                fx = 0;
             int x0 = (int)fx;
-            if (x0 > w - 1) x0 = w - 1;
+            if (x0 > w - 1)
+                x0 = w - 1;
             int x1 = x0 + 1 < w ? x0 + 1 : w - 1;
             float wx = (float)(fx - x0);
             for (int c = 0; c < 3; c++) {

@@ -20,8 +20,8 @@ int image_set_max_pixels(uint64_t max);
 uint64_t image_max_pixels(void);
 
 struct image_prep {
-    int resize;   /* shorter side is scaled to this */
-    int crop;     /* then a crop x crop square from the centre */
+    int resize; /* shorter side is scaled to this */
+    int crop;   /* then a crop x crop square from the centre */
     float mean[3];
     float std[3];
 };
@@ -34,7 +34,8 @@ struct image_rgb {
 /* Decodes JPEG or PNG bytes (sniffed by signature). Truncated or corrupt data is
  * an error, never a partial picture. Returns 0 or ID_EIMAGE / ID_ENOMEM with the
  * reason in errmsg. */
-int image_decode(const uint8_t *data, size_t len, struct image_rgb *out, char *errmsg, size_t errlen);
+int image_decode(const uint8_t *data, size_t len, struct image_rgb *out, char *errmsg,
+                 size_t errlen);
 void image_free(struct image_rgb *img);
 
 /* Resizes, crops and normalises img into out[3 * crop * crop] (CHW). */

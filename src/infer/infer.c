@@ -65,8 +65,11 @@ int infer_model_open(const char *path, const struct infer_options *opt, struct i
      * int fields below and every buffer size are derived from them. */
     if (io.classes <= 0 || io.classes > INFER_MAX_CLASSES || io.input_shape[2] <= 0 ||
         io.input_shape[2] > INFER_MAX_SIDE) {
-        snprintf(errmsg, len, "the model declares %lld classes and %lld-pixel inputs; 1 to %d and 1 to %d are supported",
-                 (long long)io.classes, (long long)io.input_shape[2], INFER_MAX_CLASSES, INFER_MAX_SIDE);
+        snprintf(errmsg, len,
+                 "the model declares %lld classes and %lld-pixel inputs; 1 to %d and 1 to %d are "
+                 "supported",
+                 (long long)io.classes, (long long)io.input_shape[2], INFER_MAX_CLASSES,
+                 INFER_MAX_SIDE);
         infer_model_close(m);
         return ID_EMODEL;
     }
@@ -87,7 +90,8 @@ int infer_model_open(const char *path, const struct infer_options *opt, struct i
     in->input_size = (int)io.input_shape[2];
     int declared = meta_int(m, "idunno.input_size", in->input_size);
     if (declared != in->input_size) {
-        snprintf(errmsg, len, "metadata says input %d but the graph takes %d", declared, in->input_size);
+        snprintf(errmsg, len, "metadata says input %d but the graph takes %d", declared,
+                 in->input_size);
         infer_model_close(m);
         return ID_EMODEL;
     }
@@ -113,15 +117,18 @@ void infer_model_close(struct infer_model *m)
     free(m);
 }
 
-const struct infer_model_info *infer_model_info(const struct infer_model *m) { return &m->info; }
+const struct infer_model_info *infer_model_info(const struct infer_model *m)
+{
+    return &m->info;
+}
 
 char *infer_model_metadata(struct infer_model *m, const char *key)
 {
     return m->backend->metadata(m->session, key);
 }
 
-int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits, char *errmsg,
-                     size_t len)
+int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits,
+                     char *errmsg, size_t len)
 {
     if (!m->gate)
         return m->backend->run(m->session, input, n, logits, errmsg, len);
@@ -166,9 +173,9 @@ void infer_top5(const float *logits, int classes, struct infer_result *r)
 struct batch {
     const char *const *paths;
     size_t n;
-    float *tensor;          /* n x 3 x S x S, packed: failed images leave no gap */
+    float *tensor; /* n x 3 x S x S, packed: failed images leave no gap */
     size_t n_ok;
-    size_t *slot;           /* slot[i]: row of image i in tensor, or SIZE_MAX */
+    size_t *slot; /* slot[i]: row of image i in tensor, or SIZE_MAX */
     struct infer_result *results;
     const struct image_prep *prep;
     size_t plane;
@@ -244,7 +251,8 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
         if (!rc)
             for (size_t j = 0; j < cur->n; j++)
                 if (cur->slot[j] != SIZE_MAX)
-                    infer_top5(logits + cur->slot[j] * (size_t)in->classes, in->classes, &cur->results[j]);
+                    infer_top5(logits + cur->slot[j] * (size_t)in->classes, in->classes,
+                               &cur->results[j]);
         if (have_next == 1)
             pthread_join(th, NULL);
     }

@@ -16,15 +16,15 @@
 
 struct infer_model_info {
     char name[64];
-    int input_size;       /* H = W */
-    int resize;           /* shorter side before the centre crop */
+    int input_size; /* H = W */
+    int resize;     /* shorter side before the centre crop */
     float mean[3], std[3];
     int classes;
     struct infer_io io;
 };
 
 struct infer_result {
-    int status;           /* 0, or ID_EIMAGE / ID_ENOTFOUND / ID_EIO for this image */
+    int status; /* 0, or ID_EIMAGE / ID_ENOTFOUND / ID_EIO for this image */
     char error[160];
     int top_class[INFER_TOPK];
     float top_prob[INFER_TOPK];
@@ -35,8 +35,8 @@ struct infer_model;
 struct infer_gate;
 
 struct infer_options {
-    int threads;              /* intra-op threads; 0 = 1 */
-    struct infer_gate *gate;  /* held around every model run (gate.h); NULL: none */
+    int threads;             /* intra-op threads; 0 = 1 */
+    struct infer_gate *gate; /* held around every model run (gate.h); NULL: none */
 };
 
 /* Loads a model file. Preprocessing comes from the model's metadata
@@ -50,8 +50,8 @@ const struct infer_model_info *infer_model_info(const struct infer_model *m);
 char *infer_model_metadata(struct infer_model *m, const char *key);
 
 /* Runs n preprocessed inputs (n x 3 x S x S floats); logits is n x classes. */
-int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits, char *errmsg,
-                     size_t len);
+int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits,
+                     char *errmsg, size_t len);
 
 /* Softmax over logits[classes] and the INFER_TOPK most probable classes. Pure. */
 void infer_top5(const float *logits, int classes, struct infer_result *r);

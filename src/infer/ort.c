@@ -28,8 +28,8 @@ static void ort_init(void)
     ort = base ? base->GetApi(ORT_API_VERSION) : NULL;
     if (!ort) {
         snprintf(ort_init_error, sizeof ort_init_error,
-                 "ONNX Runtime %s does not offer API version %d", base ? base->GetVersionString() : "?",
-                 ORT_API_VERSION);
+                 "ONNX Runtime %s does not offer API version %d",
+                 base ? base->GetVersionString() : "?", ORT_API_VERSION);
         return;
     }
     OrtStatus *st = ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "idunno", &ort_env);
@@ -61,7 +61,8 @@ static void ort_free(struct infer_session *s)
     free(s);
 }
 
-static int check_declared(const struct infer_io *io, int64_t output_batch, char *errmsg, size_t len);
+static int check_declared(const struct infer_io *io, int64_t output_batch, char *errmsg,
+                          size_t len);
 
 static int read_io(struct infer_session *s, char *errmsg, size_t len)
 {
@@ -69,12 +70,17 @@ static int read_io(struct infer_session *s, char *errmsg, size_t len)
     OrtAllocator *alloc;
     int rc = check(ort->GetAllocatorWithDefaultOptions(&alloc), errmsg, len);
     size_t nin = 0, nout = 0;
-    if (!rc) rc = check(ort->SessionGetInputCount(s->session, &nin), errmsg, len);
-    if (!rc) rc = check(ort->SessionGetOutputCount(s->session, &nout), errmsg, len);
+    if (!rc)
+        rc = check(ort->SessionGetInputCount(s->session, &nin), errmsg, len);
+    if (!rc)
+        rc = check(ort->SessionGetOutputCount(s->session, &nout), errmsg, len);
     if (rc)
         return rc;
     if (nin != 1 || nout < 1) {
-        snprintf(errmsg, len, "the model has %zu inputs and %zu outputs; one image input and a logits output are needed", nin, nout);
+        snprintf(errmsg, len,
+                 "the model has %zu inputs and %zu outputs; one image input and a logits output "
+                 "are needed",
+                 nin, nout);
         return ID_EMODEL;
     }
     char *name = NULL;
@@ -91,19 +97,24 @@ static int read_io(struct infer_session *s, char *errmsg, size_t len)
         OrtTypeInfo *ti = NULL;
         const OrtTensorTypeAndShapeInfo *tsi = NULL;
         rc = check(which ? ort->SessionGetOutputTypeInfo(s->session, 0, &ti)
-                         : ort->SessionGetInputTypeInfo(s->session, 0, &ti), errmsg, len);
-        if (!rc) rc = check(ort->CastTypeInfoToTensorInfo(ti, &tsi), errmsg, len);
+                         : ort->SessionGetInputTypeInfo(s->session, 0, &ti),
+                   errmsg, len);
+        if (!rc)
+            rc = check(ort->CastTypeInfoToTensorInfo(ti, &tsi), errmsg, len);
         size_t nd = 0;
         ONNXTensorElementDataType et = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-        if (!rc && tsi) rc = check(ort->GetDimensionsCount(tsi, &nd), errmsg, len);
-        if (!rc && tsi) rc = check(ort->GetTensorElementType(tsi, &et), errmsg, len);
+        if (!rc && tsi)
+            rc = check(ort->GetDimensionsCount(tsi, &nd), errmsg, len);
+        if (!rc && tsi)
+            rc = check(ort->GetTensorElementType(tsi, &et), errmsg, len);
         int64_t dims[8] = {0};
         if (!rc && (!tsi || et != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || nd != (which ? 2u : 4u))) {
-            snprintf(errmsg, len, "the model's %s is not a float tensor of rank %d", which ? "output" : "input",
-                     which ? 2 : 4);
+            snprintf(errmsg, len, "the model's %s is not a float tensor of rank %d",
+                     which ? "output" : "input", which ? 2 : 4);
             rc = ID_EMODEL;
         }
-        if (!rc) rc = check(ort->GetDimensions(tsi, dims, nd), errmsg, len);
+        if (!rc)
+            rc = check(ort->GetDimensions(tsi, dims, nd), errmsg, len);
         if (ti)
             ort->ReleaseTypeInfo(ti);
         if (rc)
@@ -168,14 +179,24 @@ static int ort_load(const char *path, const struct infer_backend_options *opt,
         return ID_ENOMEM;
     OrtSessionOptions *so = NULL;
     int rc = check(ort->CreateSessionOptions(&so), errmsg, len);
-    if (!rc) rc = check(ort->SetIntraOpNumThreads(so, opt->intra_threads > 0 ? opt->intra_threads : 1), errmsg, len);
-    if (!rc) rc = check(ort->SetInterOpNumThreads(so, 1), errmsg, len);
-    if (!rc) rc = check(ort->SetSessionGraphOptimizationLevel(so, opt->optimize ? ORT_ENABLE_ALL : ORT_ENABLE_BASIC), errmsg, len);
-    if (!rc) rc = check(ort->CreateSession(ort_env, path, so, &s->session), errmsg, len);
+    if (!rc)
+        rc = check(ort->SetIntraOpNumThreads(so, opt->intra_threads > 0 ? opt->intra_threads : 1),
+                   errmsg, len);
+    if (!rc)
+        rc = check(ort->SetInterOpNumThreads(so, 1), errmsg, len);
+    if (!rc)
+        rc = check(ort->SetSessionGraphOptimizationLevel(so, opt->optimize ? ORT_ENABLE_ALL
+                                                                           : ORT_ENABLE_BASIC),
+                   errmsg, len);
+    if (!rc)
+        rc = check(ort->CreateSession(ort_env, path, so, &s->session), errmsg, len);
     if (so)
         ort->ReleaseSessionOptions(so);
-    if (!rc) rc = check(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem), errmsg, len);
-    if (!rc) rc = read_io(s, errmsg, len);
+    if (!rc)
+        rc = check(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem), errmsg,
+                   len);
+    if (!rc)
+        rc = read_io(s, errmsg, len);
     if (rc) {
         ort_free(s);
         return rc;
@@ -190,7 +211,8 @@ static char *ort_metadata(struct infer_session *s, const char *key)
     OrtModelMetadata *md = NULL;
     OrtAllocator *alloc;
     char *value = NULL, *copy = NULL;
-    if (ort->GetAllocatorWithDefaultOptions(&alloc) || ort->SessionGetModelMetadata(s->session, &md))
+    if (ort->GetAllocatorWithDefaultOptions(&alloc) ||
+        ort->SessionGetModelMetadata(s->session, &md))
         return NULL;
     OrtStatus *st = ort->ModelMetadataLookupCustomMetadataMap(md, alloc, key, &value);
     if (st)
@@ -207,18 +229,22 @@ static char *ort_metadata(struct infer_session *s, const char *key)
  * float tensor it declared, and writes its element count to *count. A model
  * whose graph computes its output shape from the data can declare one shape
  * and return another: only the returned one may be trusted. */
-static int check_returned(const struct infer_session *s, const OrtValue *out, size_t n, size_t *count,
-                          char *errmsg, size_t len)
+static int check_returned(const struct infer_session *s, const OrtValue *out, size_t n,
+                          size_t *count, char *errmsg, size_t len)
 {
     OrtTensorTypeAndShapeInfo *info = NULL;
     int rc = check(ort->GetTensorTypeAndShape(out, &info), errmsg, len);
     ONNXTensorElementDataType et = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
     size_t nd = 0;
     int64_t dims[2] = {0, 0};
-    if (!rc) rc = check(ort->GetTensorElementType(info, &et), errmsg, len);
-    if (!rc) rc = check(ort->GetDimensionsCount(info, &nd), errmsg, len);
-    if (!rc && nd == 2) rc = check(ort->GetDimensions(info, dims, 2), errmsg, len);
-    if (!rc) rc = check(ort->GetTensorShapeElementCount(info, count), errmsg, len);
+    if (!rc)
+        rc = check(ort->GetTensorElementType(info, &et), errmsg, len);
+    if (!rc)
+        rc = check(ort->GetDimensionsCount(info, &nd), errmsg, len);
+    if (!rc && nd == 2)
+        rc = check(ort->GetDimensions(info, dims, 2), errmsg, len);
+    if (!rc)
+        rc = check(ort->GetTensorShapeElementCount(info, count), errmsg, len);
     if (info)
         ort->ReleaseTensorTypeAndShapeInfo(info);
     if (rc)
@@ -228,18 +254,22 @@ static int check_returned(const struct infer_session *s, const OrtValue *out, si
         dims[1] != s->io.classes || __builtin_mul_overflow(n, (size_t)s->io.classes, &want) ||
         *count != want) {
         if (nd == 2)
-            snprintf(errmsg, len, "the model returned a %lld x %lld tensor for %zu images; it declares %zu x %lld floats",
+            snprintf(errmsg, len,
+                     "the model returned a %lld x %lld tensor for %zu images; it declares %zu x "
+                     "%lld floats",
                      (long long)dims[0], (long long)dims[1], n, n, (long long)s->io.classes);
         else
-            snprintf(errmsg, len, "the model returned a tensor of rank %zu for %zu images; it declares %zu x %lld floats",
+            snprintf(errmsg, len,
+                     "the model returned a tensor of rank %zu for %zu images; it declares %zu x "
+                     "%lld floats",
                      nd, n, n, (long long)s->io.classes);
         return ID_EMODEL;
     }
     return 0;
 }
 
-static int ort_run(struct infer_session *s, const float *input, size_t n, float *logits, char *errmsg,
-                   size_t len)
+static int ort_run(struct infer_session *s, const float *input, size_t n, float *logits,
+                   char *errmsg, size_t len)
 {
     int64_t shape[4] = {(int64_t)n, 3, s->io.input_shape[2], s->io.input_shape[3]};
     size_t count, bytes;
@@ -255,7 +285,8 @@ static int ort_run(struct infer_session *s, const float *input, size_t n, float 
     const char *in_names[] = {s->io.input_name};
     const char *out_names[] = {s->io.output_name};
     if (!rc)
-        rc = check(ort->Run(s->session, NULL, in_names, (const OrtValue *const *)&in, 1, out_names, 1, &out),
+        rc = check(ort->Run(s->session, NULL, in_names, (const OrtValue *const *)&in, 1, out_names,
+                            1, &out),
                    errmsg, len);
     float *data = NULL;
     size_t returned = 0;

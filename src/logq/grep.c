@@ -44,7 +44,10 @@
 /* How far past the file's end a new mapping reaches: the log grows into it. */
 #define GREP_MAP_ROOM ((size_t)256 << 20)
 
-static unsigned char ascii_lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c; }
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+}
 
 /* glibc's regcomp spells out repetitions (x+ becomes x x*, x{3,5} five copies
  * of x), so nested repetitions multiply, and its compile time grows faster
@@ -69,8 +72,9 @@ static int ere_check(const char *p, char *errmsg, size_t len)
              * exponentially with the line, and four such searches once held
              * every worker of a node for a minute. */
             if (p[1] >= '1' && p[1] <= '9') {
-                snprintf(errmsg, len, "back-references (\\%c) are not supported in grep patterns: they can take "
-                                      "exponential time; match the text itself instead",
+                snprintf(errmsg, len,
+                         "back-references (\\%c) are not supported in grep patterns: they can take "
+                         "exponential time; match the text itself instead",
                          p[1]);
                 return ID_EINVAL;
             }
@@ -96,8 +100,10 @@ static int ere_check(const char *p, char *errmsg, size_t len)
         }
         case '(':
             if (depth == GREP_MAX_GROUP_DEPTH) {
-                snprintf(errmsg, len, "regular expression too deeply nested: at most %d groups inside each other",
-                         GREP_MAX_GROUP_DEPTH);
+                snprintf(
+                    errmsg, len,
+                    "regular expression too deeply nested: at most %d groups inside each other",
+                    GREP_MAX_GROUP_DEPTH);
                 return ID_EINVAL;
             }
             stack[depth++] = total;
@@ -112,12 +118,8 @@ static int ere_check(const char *p, char *errmsg, size_t len)
             after_repeat = 0;
             continue;
         case '*':
-        case '?':
-            factor = 1;
-            break;
-        case '+':
-            factor = 2;
-            break;
+        case '?': factor = 1; break;
+        case '+': factor = 2; break;
         case '{': {
             char *end;
             unsigned long lo = strtoul(p + 1, &end, 10), hi = lo;
@@ -138,8 +140,7 @@ static int ere_check(const char *p, char *errmsg, size_t len)
             p = end;
             break;
         }
-        default:
-            break;
+        default: break;
         }
         if (factor < 0) { /* an atom */
             last = 1;
@@ -149,8 +150,9 @@ static int ere_check(const char *p, char *errmsg, size_t len)
             continue;
         }
         if (after_repeat) {
-            snprintf(errmsg, len, "two repetition operators in a row (like a++ or a*{2}): their meaning is "
-                                  "undefined in POSIX regular expressions; use one");
+            snprintf(errmsg, len,
+                     "two repetition operators in a row (like a++ or a*{2}): their meaning is "
+                     "undefined in POSIX regular expressions; use one");
             return ID_EINVAL;
         }
         after_repeat = 1;
@@ -160,8 +162,9 @@ static int ere_check(const char *p, char *errmsg, size_t len)
     while (depth > 0) /* unbalanced: regcomp will say so */
         total += stack[--depth];
     if (total - atoms > GREP_MAX_ERE_COPIES) {
-        snprintf(errmsg, len, "regular expression too costly: its repetitions would make more than %d copies "
-                              "(nested repetitions multiply); simplify it",
+        snprintf(errmsg, len,
+                 "regular expression too costly: its repetitions would make more than %d copies "
+                 "(nested repetitions multiply); simplify it",
                  GREP_MAX_ERE_COPIES);
         return ID_EINVAL;
     }
@@ -326,7 +329,8 @@ static void arm_sigbus(void)
 {
     pthread_mutex_lock(&bus_lock);
     struct sigaction cur;
-    if (sigaction(SIGBUS, NULL, &cur) == 0 && !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
+    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+        !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_sigbus;
@@ -337,7 +341,8 @@ static void arm_sigbus(void)
     pthread_mutex_unlock(&bus_lock);
 }
 
-int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn, void *ud)
+int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn,
+                      void *ud)
 {
     arm_sigbus();
     sigjmp_buf jump;
@@ -369,7 +374,7 @@ struct grep_map {
     pthread_rwlock_t lock; /* searches read-lock; replacing the mapping write-locks */
     int fd;                /* the mapped file, or -1 */
     const char *base;
-    size_t cap;            /* bytes mapped: the size when mapped plus room to grow */
+    size_t cap; /* bytes mapped: the size when mapped plus room to grow */
 };
 
 int grep_map_open(struct grep_map **out, const char *path)
@@ -410,7 +415,10 @@ void grep_map_close(struct grep_map *gm)
     free(gm);
 }
 
-static int open_errno(int e) { return e == ENOENT || e == ENOTDIR ? ID_ENOTFOUND : ID_EIO; }
+static int open_errno(int e)
+{
+    return e == ENOENT || e == ENOTDIR ? ID_ENOTFOUND : ID_EIO;
+}
 
 /* Does the mapping hold the file now at the path, at its current size? Sets
  * *size to that size when it does. Caller holds the lock. */
@@ -419,7 +427,8 @@ static int mapping_current(const struct grep_map *gm, const struct stat *at_path
     struct stat now;
     if (gm->fd < 0 || fstat(gm->fd, &now) != 0)
         return 0;
-    if (now.st_dev != at_path->st_dev || now.st_ino != at_path->st_ino || (size_t)now.st_size > gm->cap)
+    if (now.st_dev != at_path->st_dev || now.st_ino != at_path->st_ino ||
+        (size_t)now.st_size > gm->cap)
         return 0;
     *size = (size_t)now.st_size;
     return 1;

@@ -36,11 +36,11 @@ struct grep_matcher {
 };
 
 struct grep_output {
-    uint64_t count;   /* exact, whatever was kept */
-    char **lines;     /* at most max_lines / max_bytes of them, owned */
+    uint64_t count; /* exact, whatever was kept */
+    char **lines;   /* at most max_lines / max_bytes of them, owned */
     size_t n_lines;
-    size_t bytes;     /* the kept lines' lengths + GREP_LINE_OVERHEAD each */
-    int truncated;    /* some matching lines were not kept */
+    size_t bytes;  /* the kept lines' lengths + GREP_LINE_OVERHEAD each */
+    int truncated; /* some matching lines were not kept */
 };
 
 /* Compiles the query (the pattern is copied). Returns 0, ID_EINVAL (empty
@@ -58,13 +58,15 @@ int grep_match(const struct grep_matcher *m, const char *line, size_t len);
  * which is far faster than line by line when matches are sparse. Stops early
  * and returns fn's value if fn returns non-zero; returns 0 otherwise. */
 typedef int (*grep_line_fn)(void *ud, const char *line, size_t len);
-int grep_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn, void *ud);
+int grep_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn,
+               void *ud);
 
 /* grep_block over a mapped buffer of any size (in windows of whole lines),
  * returning ID_EIO instead of dying should the mapped file shrink under it
  * (SIGBUS), and ID_ECANCELED when the query's stop callback says so between
  * windows. */
-int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn, void *ud);
+int grep_mapped_block(const struct grep_matcher *m, const char *buf, size_t len, grep_line_fn fn,
+                      void *ud);
 
 /* A file kept mapped between searches: a node's own log, searched on worker
  * threads, several at once. The mapping follows the file at the path: it is

@@ -111,8 +111,9 @@ static void local_done(struct workpool_job *job, int status)
     r.node = q->name;
     r.addr = q->addr;
     if (status == ID_ECANCELED || j->status == ID_ECANCELED) {
-        r.error = workpool_job_cancelled(job) ? "search canceled: the node is shutting down"
-                                              : "search stopped: it outlasted the request's timeout";
+        r.error = workpool_job_cancelled(job)
+                      ? "search canceled: the node is shutting down"
+                      : "search stopped: it outlasted the request's timeout";
     } else if (j->status < 0) {
         r.error = j->errmsg;
     } else {
@@ -152,14 +153,16 @@ static void on_grep_local(void *ud, struct net_request *req, const uint8_t *body
     j->query.extended = g->extended;
     j->query.count_only = g->count_only;
     j->query.max_lines = g->max_lines ? g->max_lines : LOGQ_DEFAULT_MAX_LINES;
-    j->query.max_bytes = g->max_bytes && g->max_bytes < LOGQ_RESULT_LINE_BUDGET ? g->max_bytes
-                                                                                 : LOGQ_DEFAULT_MAX_BYTES;
+    j->query.max_bytes = g->max_bytes && g->max_bytes < LOGQ_RESULT_LINE_BUDGET
+                             ? g->max_bytes
+                             : LOGQ_DEFAULT_MAX_BYTES;
     j->query.stop = local_should_stop;
     j->query.stop_ud = j;
     j->deadline_ms = id_now_ms() + (g->timeout_ms ? g->timeout_ms : LOGQ_DEFAULT_TIMEOUT_MS);
     idunno__grep_request__free_unpacked(g, NULL);
     if (workpool_submit(q->pool, &j->job, local_work, local_done) < 0) {
-        net_reply_error(req, ID_ESHUTDOWN, "cannot queue the search: the node is shutting down", NULL);
+        net_reply_error(req, ID_ESHUTDOWN, "cannot queue the search: the node is shutting down",
+                        NULL);
         free(j->pattern);
         free(j);
     }
@@ -261,7 +264,8 @@ static void on_grep(void *ud, struct net_request *req, const uint8_t *body, size
     /* A bad pattern is the user's to fix: say so once, not once per node. */
     char errmsg[256];
     struct grep_matcher m;
-    struct grep_query gq = {.pattern = g->pattern, .ignore_case = g->ignore_case, .extended = g->extended};
+    struct grep_query gq = {
+        .pattern = g->pattern, .ignore_case = g->ignore_case, .extended = g->extended};
     int rc = grep_compile(&m, &gq, errmsg, sizeof errmsg);
     if (rc < 0) {
         idunno__grep_request__free_unpacked(g, NULL);
@@ -295,8 +299,8 @@ static void on_grep(void *ud, struct net_request *req, const uint8_t *body, size
     }
 
     /* What each peer may send back, so that all of it fits one answer. */
-    g->max_bytes = (uint32_t)logq_node_budget(LOGQ_RESULT_LINE_BUDGET,
-                                              g->max_bytes ? g->max_bytes : LOGQ_DEFAULT_MAX_BYTES, np);
+    g->max_bytes = (uint32_t)logq_node_budget(
+        LOGQ_RESULT_LINE_BUDGET, g->max_bytes ? g->max_bytes : LOGQ_DEFAULT_MAX_BYTES, np);
     uint32_t timeout = g->timeout_ms ? g->timeout_ms : LOGQ_DEFAULT_TIMEOUT_MS;
     f->pending = f->n + 1; /* +1: no early finish while calls are still being made */
     for (size_t i = 0; i < f->n; i++) {

@@ -24,9 +24,15 @@
 #define STRFIND_HAVE_AVX2 1
 #endif
 
-static unsigned char ascii_lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c; }
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+}
 
-static int is_lower_letter(unsigned char c) { return c >= 'a' && c <= 'z'; }
+static int is_lower_letter(unsigned char c)
+{
+    return c >= 'a' && c <= 'z';
+}
 
 /* needle[1..nlen-1) against at[1..nlen-1): the ends were already compared. */
 static int middle_equal(const unsigned char *at, const unsigned char *n, size_t nlen, int fold)
@@ -58,7 +64,8 @@ static const char *casemem(const char *hay, size_t hlen, const char *needle, siz
     return NULL;
 }
 
-const char *strfind_portable(const char *hay, size_t hlen, const char *needle, size_t nlen, int fold)
+const char *strfind_portable(const char *hay, size_t hlen, const char *needle, size_t nlen,
+                             int fold)
 {
     if (nlen == 0 || hlen < nlen)
         return NULL;
@@ -66,8 +73,8 @@ const char *strfind_portable(const char *hay, size_t hlen, const char *needle, s
 }
 
 #ifdef STRFIND_HAVE_AVX2
-__attribute__((target("avx2"))) static const char *find_avx2(const char *hay, size_t hlen, const char *needle,
-                                                             size_t nlen, int fold)
+__attribute__((target("avx2"))) static const char *
+find_avx2(const char *hay, size_t hlen, const char *needle, size_t nlen, int fold)
 {
     const unsigned char *h = (const unsigned char *)hay;
     const unsigned char *n = (const unsigned char *)needle;
@@ -81,8 +88,10 @@ __attribute__((target("avx2"))) static const char *find_avx2(const char *hay, si
     size_t i = 0;
     /* Both 32-byte loads stay inside hay: i + last + 32 <= hlen. */
     for (; i + last + 32 <= hlen; i += 32) {
-        __m256i a = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)(const void *)(h + i)), first_or);
-        __m256i b = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)(const void *)(h + i + last)), last_or);
+        __m256i a = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)(const void *)(h + i)),
+                                    first_or);
+        __m256i b = _mm256_or_si256(
+            _mm256_loadu_si256((const __m256i *)(const void *)(h + i + last)), last_or);
         __m256i both = _mm256_and_si256(_mm256_cmpeq_epi8(a, first), _mm256_cmpeq_epi8(b, lastb));
         uint32_t mask = (uint32_t)_mm256_movemask_epi8(both);
         while (mask) {
@@ -126,4 +135,7 @@ const char *strfind(const char *hay, size_t hlen, const char *needle, size_t nle
     return strfind_portable(hay, hlen, needle, nlen, fold);
 }
 
-const char *strfind_kernel(void) { return pick_kernel() == KERNEL_AVX2 ? "avx2" : "portable"; }
+const char *strfind_kernel(void)
+{
+    return pick_kernel() == KERNEL_AVX2 ? "avx2" : "portable";
+}

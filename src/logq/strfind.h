@@ -13,7 +13,8 @@ const char *strfind(const char *hay, size_t hlen, const char *needle, size_t nle
 
 /* The same with the portable kernel only: the reference that tests compare
  * the fast kernel with. */
-const char *strfind_portable(const char *hay, size_t hlen, const char *needle, size_t nlen, int fold);
+const char *strfind_portable(const char *hay, size_t hlen, const char *needle, size_t nlen,
+                             int fold);
 
 /* Which kernel strfind uses on this CPU: "avx2" or "portable". */
 const char *strfind_kernel(void);

@@ -111,7 +111,8 @@ static int same_endpoint(const char *a, const char *b)
         return p->sin_port == q->sin_port && p->sin_addr.s_addr == q->sin_addr.s_addr;
     }
     const struct sockaddr_in6 *p = (const void *)&x, *q = (const void *)&y;
-    return p->sin6_port == q->sin6_port && memcmp(&p->sin6_addr, &q->sin6_addr, sizeof p->sin6_addr) == 0;
+    return p->sin6_port == q->sin6_port &&
+           memcmp(&p->sin6_addr, &q->sin6_addr, sizeof p->sin6_addr) == 0;
 }
 
 static void on_datagram(void *ud, const char *from, const uint8_t *body, size_t len)
@@ -152,12 +153,11 @@ int member_create(uv_loop_t *loop, struct net *net, const struct member_config *
         .seed = cfg->incarnation ^ ((uint64_t)(uintptr_t)m << 16),
         .join = cfg->join,
     };
-    struct swim_env env = {
-        .ud = m,
-        .send = on_swim_send,
-        .event = on_swim_event,
-        .new_incarnation = on_new_incarnation,
-        .wall_ms = on_wall_ms};
+    struct swim_env env = {.ud = m,
+                           .send = on_swim_send,
+                           .event = on_swim_event,
+                           .new_incarnation = on_new_incarnation,
+                           .wall_ms = on_wall_ms};
     m->swim = swim_create(&sc, &env, id_now_ms());
     if (!m->swim) {
         free(m);
@@ -257,7 +257,10 @@ size_t member_snapshot(const struct member *m, struct member_view *out, size_t m
     return swim_snapshot(m->swim, id_now_ms(), out, max);
 }
 
-void member_self(const struct member *m, struct member_view *out) { swim_self(m->swim, out); }
+void member_self(const struct member *m, struct member_view *out)
+{
+    swim_self(m->swim, out);
+}
 
 int member_subscribe(struct member *m, member_event_fn fn, void *ud)
 {
@@ -269,7 +272,10 @@ int member_subscribe(struct member *m, member_event_fn fn, void *ud)
     return 0;
 }
 
-uint64_t member_bad_packets(const struct member *m) { return m->bad_packets; }
+uint64_t member_bad_packets(const struct member *m)
+{
+    return m->bad_packets;
+}
 
 void member_stats(const struct member *m, struct member_stats *out)
 {

@@ -33,14 +33,14 @@ struct member_view {
     char addr[MEMBER_ADDR_MAX]; /* "HOST:PORT", the node's --addr */
     uint64_t incarnation;       /* start time, ms since the epoch: the id with name */
     enum member_state state;
-    uint64_t since_ms;          /* monotonic ms when it entered this state */
+    uint64_t since_ms; /* monotonic ms when it entered this state */
 };
 
 struct member_config {
     const char *name;
     const char *addr;
     uint64_t incarnation;
-    const char *const *join;    /* NULL-terminated list of "HOST:PORT", may be empty */
+    const char *const *join; /* NULL-terminated list of "HOST:PORT", may be empty */
     /* Protocol timing; 0 picks the defaults of swim.h (tuned for the 1 s / 2 s
      * detection targets in docs/membership.md and docs/benchmarks.md). */
     uint32_t probe_interval_ms;

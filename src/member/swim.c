@@ -69,7 +69,8 @@ int swim_addr_valid(const char *addr)
 static uint64_t incarnation_limit(const struct swim *s)
 {
     uint64_t base = s->env.wall_ms(s->env.ud);
-    return base > UINT64_MAX - SWIM_INCARNATION_AHEAD_MS ? UINT64_MAX : base + SWIM_INCARNATION_AHEAD_MS;
+    return base > UINT64_MAX - SWIM_INCARNATION_AHEAD_MS ? UINT64_MAX
+                                                         : base + SWIM_INCARNATION_AHEAD_MS;
 }
 
 /* A record we may apply at all: well-formed names and address, a sane
@@ -206,7 +207,7 @@ static struct swim_node *add_node(struct swim *s, const struct swim_record *r, u
 }
 
 void swim__set_state(struct swim *s, struct swim_node *n, enum member_state st, uint64_t now,
-                      const char *by)
+                     const char *by)
 {
     enum member_state old = n->rec.state;
     n->rec.state = st;
@@ -279,9 +280,7 @@ static int apply_self_record(struct swim *s, const struct swim_record *r, uint64
         if (trusted)
             rejoin(s, now);
         return 0;
-    case MEMBER_LEFT:
-        reincarnate(s, r->incarnation);
-        return 0;
+    case MEMBER_LEFT: reincarnate(s, r->incarnation); return 0;
     }
     return 0;
 }
@@ -405,8 +404,8 @@ static int apply_record(struct swim *s, const struct swim_record *r, uint64_t no
 static void apply_updates(struct swim *s, const struct swim_packet *p, uint64_t now)
 {
     const struct swim_node *from = swim__find(s, p->from_name);
-    int trusted = !from || is_live(from->rec.state) || from->rec.incarnation < p->from_incarnation ||
-                  swim__count_live(s) == 0;
+    int trusted = !from || is_live(from->rec.state) ||
+                  from->rec.incarnation < p->from_incarnation || swim__count_live(s) == 0;
     int stale_about_us = 0;
     for (size_t i = 0; i < p->n_updates && i < SWIM_MAX_UPDATES; i++) {
         const struct swim_record *r = &p->updates[i];
@@ -683,13 +682,15 @@ void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const str
     if (answer_outdated_sender(s, &p, now))
         return;
     struct swim_node *sender = swim__find(s, p.from_name);
-    int known = sender && sender->rec.incarnation == p.from_incarnation && is_live(sender->rec.state);
+    int known = sender && sender->rec.incarnation == p.from_incarnation &&
+                is_live(sender->rec.state);
     apply_updates(s, &p, now);
     if (s->left)
         return;
     learn_sender(s, &p, now);
     sender = swim__find(s, p.from_name);
-    if (sender && sender->rec.incarnation == p.from_incarnation && sender->rec.state == MEMBER_ALIVE)
+    if (sender && sender->rec.incarnation == p.from_incarnation &&
+        sender->rec.state == MEMBER_ALIVE)
         swim__heard_from(s, sender);
     switch (p.kind) {
     case SWIM_PING: {
@@ -734,7 +735,10 @@ size_t swim_snapshot(const struct swim *s, uint64_t now, struct member_view *out
     return k;
 }
 
-void swim_self(const struct swim *s, struct member_view *out) { to_view(&s->self, 0, out); }
+void swim_self(const struct swim *s, struct member_view *out)
+{
+    to_view(&s->self, 0, out);
+}
 
 size_t swim_count_state(const struct swim *s, enum member_state st)
 {
@@ -744,6 +748,12 @@ size_t swim_count_state(const struct swim *s, enum member_state st)
     return c;
 }
 
-unsigned swim_health(const struct swim *s) { return s->health; }
+unsigned swim_health(const struct swim *s)
+{
+    return s->health;
+}
 
-const struct swim_stats *swim_stats(const struct swim *s) { return &s->stats; }
+const struct swim_stats *swim_stats(const struct swim *s)
+{
+    return &s->stats;
+}

@@ -153,7 +153,8 @@ void swim_tick(struct swim *s, uint64_t now);
  * endpoint). Every answer goes to the real source, never to an address
  * written inside the packet, and an address is learned only from a packet
  * that came from it: the group is no reflector. */
-void swim_receive(struct swim *s, uint64_t now, const char *from_addr, const struct swim_packet *pkt);
+void swim_receive(struct swim *s, uint64_t now, const char *from_addr,
+                  const struct swim_packet *pkt);
 
 /* Tells every member that this node leaves; later ticks and packets do nothing. */
 void swim_leave(struct swim *s, uint64_t now);
@@ -174,8 +175,8 @@ size_t swim_packet_wire_bound(const struct swim_packet *p);
 /* Protocol counters, for tests and metrics. */
 struct swim_stats {
     uint64_t probes, acks, indirect_probes, nacks_sent, nacks_received, checks, confirmations,
-        suspicions, refutations, failures_declared, rejoins, stalls, packets_sent,
-        updates_applied, records_refused, packets_refused, reincarnations;
+        suspicions, refutations, failures_declared, rejoins, stalls, packets_sent, updates_applied,
+        records_refused, packets_refused, reincarnations;
 };
 const struct swim_stats *swim_stats(const struct swim *s);
 

@@ -28,8 +28,8 @@ enum swim_sus_role { SUS_HEARD = 0, SUS_CONFIRMER = 1, SUS_ORIGIN = 2 };
 
 struct swim_node {
     struct swim_record rec;
-    uint64_t since;        /* now when it entered its state */
-    unsigned gossip_left;  /* piggyback transmissions still to do */
+    uint64_t since;       /* now when it entered its state */
+    unsigned gossip_left; /* piggyback transmissions still to do */
     /* Lifeguard: nacks this helper owed us and never sent. They count against
      * our health only once we hear from it again (it was alive, so the fault
      * was likely ours); a helper that died with the target owes nothing. */
@@ -38,7 +38,7 @@ struct swim_node {
     enum swim_sus_role role;
     uint64_t sus_start;
     uint64_t sus_deadline;
-    uint64_t next_notice;  /* origin: when to tell the suspect again */
+    uint64_t next_notice; /* origin: when to tell the suspect again */
     unsigned n_conf;
     uint32_t conf[SWIM_MAX_CONFIRM]; /* name hashes of the other suspecters */
     char origin[MEMBER_NAME_MAX];    /* who raised it: our confirmation goes there */
@@ -110,11 +110,17 @@ static inline void copy_str(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
-static inline int is_live(enum member_state st) { return st == MEMBER_ALIVE || st == MEMBER_SUSPECT; }
+static inline int is_live(enum member_state st)
+{
+    return st == MEMBER_ALIVE || st == MEMBER_SUSPECT;
+}
 
 /* A duration stretched by our local health: a node that misses its own
  * deadlines gives the others more time before it accuses them. */
-static inline uint64_t scaled(const struct swim *s, uint64_t ms) { return ms * (1u + s->health); }
+static inline uint64_t scaled(const struct swim *s, uint64_t ms)
+{
+    return ms * (1u + s->health);
+}
 
 /* ---- swim.c: the table and the wire ------------------------------------- */
 

@@ -112,7 +112,7 @@ static void suspect_origin(struct swim *s, struct swim_node *n, uint64_t now)
     n->role = SUS_ORIGIN;
     n->sus_start = now;
     n->sus_deadline = swim__suspicion_deadline(s, n);
-    n->next_notice = now; /* tells the suspect at the next tick, so it can refute */
+    n->next_notice = now;               /* tells the suspect at the next tick, so it can refute */
     swim__broadcast_record(s, &n->rec); /* ...and the others, so they can check */
 }
 
@@ -401,7 +401,8 @@ void swim__on_ping_req(struct swim *s, uint64_t now, const struct swim_packet *p
      * of sending pings to an address of their choosing. */
     int member = 0;
     for (size_t i = 0; i < s->n_nodes && !member; i++)
-        member = is_live(s->nodes[i].rec.state) && strcmp(s->nodes[i].rec.addr, p->target_addr) == 0;
+        member = is_live(s->nodes[i].rec.state) &&
+                 strcmp(s->nodes[i].rec.addr, p->target_addr) == 0;
     if (!member)
         return;
     struct swim_forward *f = NULL;

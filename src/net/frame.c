@@ -4,11 +4,18 @@
 #include "base/crc32c.h"
 #include "base/err.h"
 
-static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
 }
 
 static void put_u64(uint8_t *p, uint64_t v)
@@ -17,14 +24,20 @@ static void put_u64(uint8_t *p, uint64_t v)
     put_u32(p + 4, (uint32_t)v);
 }
 
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
 
 static uint32_t get_u32(const uint8_t *p)
 {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-static uint64_t get_u64(const uint8_t *p) { return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4); }
+static uint64_t get_u64(const uint8_t *p)
+{
+    return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
+}
 
 static uint32_t frame_crc(const uint8_t raw[FRAME_HEADER_LEN], const void *body, uint32_t len)
 {
@@ -48,16 +61,19 @@ int frame_decode_header(const uint8_t *buf, uint32_t max_body, struct frame_head
                         struct frame_stats *stats)
 {
     if (get_u32(buf) != FRAME_MAGIC) {
-        if (stats) stats->bad_magic++;
+        if (stats)
+            stats->bad_magic++;
         return ID_EPROTO;
     }
     if (buf[4] != FRAME_VERSION) {
-        if (stats) stats->bad_version++;
+        if (stats)
+            stats->bad_version++;
         return ID_EVERSION;
     }
     uint32_t len = get_u32(buf + 16);
     if (len > max_body) {
-        if (stats) stats->too_big++;
+        if (stats)
+            stats->too_big++;
         return ID_ETOOBIG;
     }
     h->version = buf[4];
@@ -73,7 +89,8 @@ int frame_check_crc(const struct frame_header *h, const uint8_t raw_header[FRAME
                     const void *body, struct frame_stats *stats)
 {
     if (frame_crc(raw_header, body, h->length) != h->crc) {
-        if (stats) stats->bad_crc++;
+        if (stats)
+            stats->bad_crc++;
         return ID_ECRC;
     }
     return 0;
@@ -83,7 +100,8 @@ int frame_decode_datagram(const uint8_t *buf, size_t len, struct frame_header *h
                           const uint8_t **body, struct frame_stats *stats)
 {
     if (len < FRAME_HEADER_LEN) {
-        if (stats) stats->bad_magic++;
+        if (stats)
+            stats->bad_magic++;
         return ID_EPROTO;
     }
     struct frame_header tmp;
@@ -91,7 +109,8 @@ int frame_decode_datagram(const uint8_t *buf, size_t len, struct frame_header *h
     if (rc)
         return rc;
     if ((size_t)tmp.length != len - FRAME_HEADER_LEN) {
-        if (stats) stats->bad_body++;
+        if (stats)
+            stats->bad_body++;
         return ID_EPROTO;
     }
     rc = frame_check_crc(&tmp, buf, buf + FRAME_HEADER_LEN, stats);

@@ -228,7 +228,10 @@ int net_start(struct net *net)
     return 0;
 }
 
-static void handle_closed(uv_handle_t *h) { net__handle_released(h->data); }
+static void handle_closed(uv_handle_t *h)
+{
+    net__handle_released(h->data);
+}
 
 void net_destroy(struct net *net, void (*done)(void *ud), void *ud)
 {
@@ -247,9 +250,18 @@ void net_destroy(struct net *net, void (*done)(void *ud), void *ud)
     }
 }
 
-const char *net_errmsg(const struct net *net) { return net->errmsg; }
-const char *net_addr(const struct net *net) { return net->addr; }
-const struct frame_stats *net_frame_stats(const struct net *net) { return &net->stats; }
+const char *net_errmsg(const struct net *net)
+{
+    return net->errmsg;
+}
+const char *net_addr(const struct net *net)
+{
+    return net->addr;
+}
+const struct frame_stats *net_frame_stats(const struct net *net)
+{
+    return &net->stats;
+}
 
 size_t net_open_connections(const struct net *net, size_t *incoming)
 {

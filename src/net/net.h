@@ -24,10 +24,10 @@
 #ifndef IDUNNO_NET_NET_H
 #define IDUNNO_NET_NET_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-#include <protobuf-c/protobuf-c.h>
 
 #include "net/frame.h"
 #include "net/seal.h"
@@ -36,10 +36,10 @@ struct net;
 struct net_request;
 
 struct net_config {
-    const char *addr;            /* "HOST:PORT" to bind TCP and UDP on */
-    uint32_t call_timeout_ms;    /* default deadline for net_call with timeout 0 */
-    uint32_t idle_close_ms;      /* outgoing connections idle this long are closed */
-    size_t max_connections;      /* accepted connections beyond this are refused */
+    const char *addr;         /* "HOST:PORT" to bind TCP and UDP on */
+    uint32_t call_timeout_ms; /* default deadline for net_call with timeout 0 */
+    uint32_t idle_close_ms;   /* outgoing connections idle this long are closed */
+    size_t max_connections;   /* accepted connections beyond this are refused */
     /* The cluster key (seal.h), copied: every connection and datagram is then
      * sealed, and nothing unsealed is accepted. NULL: plaintext, as a cluster
      * started without a key speaks. */
@@ -76,8 +76,7 @@ size_t net_open_connections(const struct net *net, size_t *incoming);
  * answer it exactly once with net_reply*() — at once or later (for example
  * after a worker thread or another call finished). `body` is valid only during
  * the call. */
-typedef void (*net_request_fn)(void *ud, struct net_request *req, const uint8_t *body,
-                               size_t len);
+typedef void (*net_request_fn)(void *ud, struct net_request *req, const uint8_t *body, size_t len);
 
 /* One handler per type; registering a type twice returns ID_EEXIST. */
 int net_on_request(struct net *net, uint16_t type, net_request_fn fn, void *ud);

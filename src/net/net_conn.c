@@ -22,7 +22,7 @@
 /* One malloc holding the write request, header and body (with room to seal
  * them), freed on completion. */
 struct pending_write *net__frame_build(uint16_t type, uint8_t flags, uint64_t req_id,
-                                         const void *body, size_t len)
+                                       const void *body, size_t len)
 {
     struct pending_write *w = malloc(sizeof *w + SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + len);
     if (!w)
@@ -205,12 +205,14 @@ void net__conn_close(struct net_conn *c, int reason)
         net->n_outgoing--;
     while (c->calls)
         net__call_fail_later(NET_ENTRY(c->calls, struct net_call), reason ? reason : ID_ECLOSED,
-                        reason == ID_ESHUTDOWN ? "the node is shutting down"
-                        : reason == ID_ECONNREFUSED ? "connection refused by the peer"
-                        : reason == ID_EAUTH ? "the peer does not hold this node's cluster key"
-                                             : "connection to the peer failed");
+                             reason == ID_ESHUTDOWN      ? "the node is shutting down"
+                             : reason == ID_ECONNREFUSED ? "connection refused by the peer"
+                             : reason == ID_EAUTH ? "the peer does not hold this node's cluster key"
+                                                  : "connection to the peer failed");
     while (c->requests)
-        net__request_unlink(NET_ENTRY(c->requests, struct net_request)); /* handlers still own them; replies will be dropped */
+        net__request_unlink(
+            NET_ENTRY(c->requests,
+                      struct net_request)); /* handlers still own them; replies will be dropped */
     while (c->queued) {
         struct pending_write *w = c->queued;
         c->queued = w->next;
@@ -259,15 +261,17 @@ static void refuse_unsealed(struct net_conn *c, const uint8_t *raw)
     c->net->stats.unsealed++;
     LOG_WARN("net", "refusing %s: it sent a frame without the cluster key", c->peer);
     if (frame_decode_header(raw, FRAME_MAX_BODY, &h, NULL) == 0) {
-        static const char msg[] = "this cluster requires its key (idunno --key-file, $IDUNNO_KEY_FILE)";
+        static const char msg[] =
+            "this cluster requires its key (idunno --key-file, $IDUNNO_KEY_FILE)";
         Idunno__ErrorReply er = IDUNNO__ERROR_REPLY__INIT;
         er.code = ID_EAUTH;
         er.message = (char *)msg;
         er.leader = (char *)"";
         uint8_t frame[FRAME_HEADER_LEN + 256];
         size_t len = idunno__error_reply__pack(&er, frame + FRAME_HEADER_LEN);
-        frame_encode_header(frame, IDUNNO__MSG_TYPE__MSG_ERROR_REPLY, FRAME_F_RESPONSE | FRAME_F_ERROR,
-                            h.req_id, frame + FRAME_HEADER_LEN, (uint32_t)len);
+        frame_encode_header(frame, IDUNNO__MSG_TYPE__MSG_ERROR_REPLY,
+                            FRAME_F_RESPONSE | FRAME_F_ERROR, h.req_id, frame + FRAME_HEADER_LEN,
+                            (uint32_t)len);
         uv_buf_t b = uv_buf_init((char *)frame, (unsigned)(FRAME_HEADER_LEN + len));
         (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: we close anyway */
     }
@@ -282,8 +286,8 @@ static int conn_handshake(struct net_conn *c)
 {
     struct net *net = c->net;
     const uint8_t *msg = frame_reader_peek(&c->reader);
-    if (frame_reader_pending(&c->reader) >= 4 &&
-        ((uint32_t)msg[0] << 24 | (uint32_t)msg[1] << 16 | (uint32_t)msg[2] << 8 | msg[3]) == FRAME_MAGIC) {
+    if (frame_reader_pending(&c->reader) >= 4 && ((uint32_t)msg[0] << 24 | (uint32_t)msg[1] << 16 |
+                                                  (uint32_t)msg[2] << 8 | msg[3]) == FRAME_MAGIC) {
         if (c->outgoing) {
             net->stats.unsealed++;
             LOG_WARN("net", "%s answers without a cluster key: not using it", c->peer);
@@ -505,8 +509,8 @@ void net__on_accept(uv_stream_t *server, int status)
     int salen = sizeof sa;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0)
         net__format_sockaddr((struct sockaddr *)&sa, c->peer, sizeof c->peer);
-    snprintf(c->source, sizeof c->source, "%.*s", (int)(strrchr(c->peer, ':') ? strrchr(c->peer, ':') - c->peer : 0),
-             c->peer);
+    snprintf(c->source, sizeof c->source, "%.*s",
+             (int)(strrchr(c->peer, ':') ? strrchr(c->peer, ':') - c->peer : 0), c->peer);
     size_t same = 0;
     for (struct net_link *l = net->conns; l; l = l->next) {
         const struct net_conn *o = NET_ENTRY(l, struct net_conn);

@@ -25,7 +25,7 @@ struct net_link {
 };
 
 /* The struct of type `type` whose member `link` is l. */
-#define NET_ENTRY(l, type) ((type *)((char *)(l) - offsetof(type, link)))
+#define NET_ENTRY(l, type) ((type *)((char *)(l)-offsetof(type, link)))
 
 static inline void net_link_push(struct net_link **head, struct net_link *l)
 {
@@ -59,30 +59,30 @@ static inline void net_link_remove(struct net_link **head, struct net_link *l)
 struct net_call;
 
 struct net_conn {
-    struct net_link link;        /* on net->conns */
+    struct net_link link; /* on net->conns */
     struct net *net;
     uv_tcp_t tcp;
     uv_connect_t connect_req;
     int outgoing;
     int connected;
     int closing;
-    int ready;                   /* connected, and sealed if the node has a key */
-    char peer[NET_ADDR_LEN];     /* target addr (outgoing) or peer sockaddr (incoming) */
-    char source[NET_ADDR_LEN];   /* incoming: the peer's IP address alone */
+    int ready;                 /* connected, and sealed if the node has a key */
+    char peer[NET_ADDR_LEN];   /* target addr (outgoing) or peer sockaddr (incoming) */
+    char source[NET_ADDR_LEN]; /* incoming: the peer's IP address alone */
     struct frame_reader reader;
-    size_t reader_counted;       /* reader.cap as counted in net->buffered */
+    size_t reader_counted; /* reader.cap as counted in net->buffered */
     struct seal_session seal;
     uint8_t hello[SEAL_HELLO_LEN]; /* outgoing: the hello we sent */
     uint64_t opened_ms;
-    uint64_t partial_since_ms;   /* a frame began then and is not complete (0: none) */
-    struct net_link *calls;      /* outgoing: calls waiting for their response */
-    struct net_link *requests;   /* incoming: requests not yet answered */
+    uint64_t partial_since_ms;    /* a frame began then and is not complete (0: none) */
+    struct net_link *calls;       /* outgoing: calls waiting for their response */
+    struct net_link *requests;    /* incoming: requests not yet answered */
     struct pending_write *queued; /* outgoing: frames written before connect finished */
     struct pending_write **queued_tail;
     struct pending_write *corked; /* frames of this loop iteration, not yet written */
     struct pending_write **corked_tail;
     size_t corked_bytes;
-    struct net_conn *cork_next;   /* on net->corked exactly while corked != NULL */
+    struct net_conn *cork_next; /* on net->corked exactly while corked != NULL */
     uint64_t last_used_ms;
 };
 
@@ -96,21 +96,21 @@ struct pending_write {
 };
 
 struct net_call {
-    struct net_link link;         /* on conn->calls */
+    struct net_link link; /* on conn->calls */
     struct net *net;
     struct net_conn *conn;
     uint64_t req_id;
     uv_timer_t timer;
     net_response_fn fn;
     void *ud;
-    struct net_call *hnext;       /* in net->call_tab */
+    struct net_call *hnext; /* in net->call_tab */
     int done;
-    int fail_status;        /* set: fail with this on the next timer tick */
-    const char *fail_msg;   /* static text */
+    int fail_status;      /* set: fail with this on the next timer tick */
+    const char *fail_msg; /* static text */
 };
 
 struct net_request {
-    struct net_link link;  /* on conn->requests */
+    struct net_link link; /* on conn->requests */
     struct net *net;
     struct net_conn *conn; /* NULL once the connection closed */
     uint64_t req_id;
@@ -153,11 +153,11 @@ struct net {
     size_t call_tab_size, n_calls;
     struct frame_stats stats;
     uint64_t udp_sent, udp_received;
-    int sealed;                  /* keys holds the cluster key */
+    int sealed; /* keys holds the cluster key */
     struct seal_keyring keys;
     struct seal_sender udp_sender;
     struct seal_replay udp_replay;
-    size_t buffered;             /* sum of the connections' read buffers */
+    size_t buffered; /* sum of the connections' read buffers */
     char read_buf[NET_READ_CHUNK];
     int read_buf_busy;
 };
@@ -175,8 +175,8 @@ void net__handle_released(struct net *net);
 /* ---- net_conn.c ---- */
 
 /* A frame in one malloc, ready for net__conn_write (NULL: out of memory). */
-struct pending_write *net__frame_build(uint16_t type, uint8_t flags, uint64_t req_id, const void *body,
-                                       size_t len);
+struct pending_write *net__frame_build(uint16_t type, uint8_t flags, uint64_t req_id,
+                                       const void *body, size_t len);
 /* Queues w on c (which takes it, also on failure); 0 or ID_ECLOSED. */
 int net__conn_write(struct net_conn *c, struct pending_write *w);
 /* Closes c, failing its calls with `reason` (0: ID_ECLOSED); idempotent. */

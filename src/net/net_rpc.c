@@ -202,7 +202,10 @@ void net__dispatch_request(struct net_conn *c, const struct frame_header *h, con
     hd->req_fn(hd->req_ud, req, body, h->length);
 }
 
-const char *net_request_peer(const struct net_request *req) { return req->peer; }
+const char *net_request_peer(const struct net_request *req)
+{
+    return req->peer;
+}
 
 static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
                            size_t len);
@@ -213,18 +216,20 @@ int net_reply(struct net_request *req, uint16_t type, const void *body, size_t l
 }
 
 static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
-                    size_t len)
+                           size_t len)
 {
     struct net_conn *c = req->conn;
     int rc = ID_ECLOSED;
     if (c && len > FRAME_MAX_BODY) {
-        LOG_WARN("net", "answer of type %u to %s is %zu bytes, over the frame limit", type, c->peer, len);
-        net_reply_errorf(req, ID_ETOOBIG, "the answer (%zu bytes) exceeds the %u-byte frame limit", len,
-                         FRAME_MAX_BODY);
+        LOG_WARN("net", "answer of type %u to %s is %zu bytes, over the frame limit", type, c->peer,
+                 len);
+        net_reply_errorf(req, ID_ETOOBIG, "the answer (%zu bytes) exceeds the %u-byte frame limit",
+                         len, FRAME_MAX_BODY);
         return ID_ETOOBIG;
     }
     if (c) {
-        struct pending_write *w = net__frame_build(type, flags | FRAME_F_RESPONSE, req->req_id, body, len);
+        struct pending_write *w = net__frame_build(type, flags | FRAME_F_RESPONSE, req->req_id,
+                                                   body, len);
         rc = w ? net__conn_write(c, w) : ID_ENOMEM;
         c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
     }
@@ -292,8 +297,8 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     struct net_conn *c = net__conn_get(net, addr, &err);
     if (!c)
         return err;
-    if (c->connected &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->corked_bytes > NET_MAX_WRITE_QUEUE)
+    if (c->connected && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->corked_bytes >
+                            NET_MAX_WRITE_QUEUE)
         return ID_EBUSY;
     struct net_call *call = calloc(1, sizeof *call);
     if (!call)
@@ -314,7 +319,8 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     /* The deadline counts from now, not from the loop's cached time, which lags
      * by however long the current callback has been running. */
     uv_update_time(net->loop);
-    uv_timer_start(&call->timer, on_call_timeout, timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
+    uv_timer_start(&call->timer, on_call_timeout,
+                   timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
     c->last_used_ms = id_now_ms();
     struct pending_write *w = net__frame_build(type, 0, call->req_id, body, len);
     if (!w) {

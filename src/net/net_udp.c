@@ -19,7 +19,7 @@ void net__on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 void net__on_udp_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-                        unsigned flags)
+                      unsigned flags)
 {
     struct net *net = u->data;
     if (nread <= 0 || !from)
@@ -32,8 +32,8 @@ void net__on_udp_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const str
     const uint8_t *frame = (const uint8_t *)buf->base;
     size_t frame_len = (size_t)nread;
     if (net->sealed) {
-        int rc = seal_open_datagram(&net->keys, &net->udp_replay, id_wall_ms(), (uint8_t *)buf->base,
-                                    (size_t)nread, &frame, &frame_len);
+        int rc = seal_open_datagram(&net->keys, &net->udp_replay, id_wall_ms(),
+                                    (uint8_t *)buf->base, (size_t)nread, &frame, &frame_len);
         if (rc < 0) {
             if (rc == ID_EPROTO)
                 net->stats.unsealed++;
@@ -57,7 +57,8 @@ void net__on_udp_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const str
     net->handlers[h.type].dg_fn(net->handlers[h.type].dg_ud, peer, body, h.length);
 }
 
-int net_send_datagram(struct net *net, const char *addr, uint16_t type, const void *body, size_t len)
+int net_send_datagram(struct net *net, const char *addr, uint16_t type, const void *body,
+                      size_t len)
 {
     if (len + FRAME_HEADER_LEN > FRAME_MAX_DATAGRAM)
         return ID_ETOOBIG;
@@ -71,8 +72,9 @@ int net_send_datagram(struct net *net, const char *addr, uint16_t type, const vo
     uv_buf_t b = uv_buf_init((char *)dgram, (unsigned)(FRAME_HEADER_LEN + len));
     uint8_t sealed[FRAME_MAX_DATAGRAM + SEAL_DGRAM_OVERHEAD];
     if (net->sealed)
-        b = uv_buf_init((char *)sealed, (unsigned)seal_datagram(&net->keys, &net->udp_sender, id_wall_ms(),
-                                                                 dgram, b.len, sealed));
+        b = uv_buf_init((char *)sealed,
+                        (unsigned)seal_datagram(&net->keys, &net->udp_sender, id_wall_ms(), dgram,
+                                                b.len, sealed));
     /* Gossip is best effort: a full socket buffer drops the datagram like a
      * lossy network would, and the protocol copes. */
     int rc = uv_udp_try_send(&net->udp, &b, 1, (struct sockaddr *)&sa);
@@ -81,5 +83,11 @@ int net_send_datagram(struct net *net, const char *addr, uint16_t type, const vo
     return 0;
 }
 
-uint64_t net_udp_bytes_sent(const struct net *net) { return net->udp_sent; }
-uint64_t net_udp_bytes_received(const struct net *net) { return net->udp_received; }
+uint64_t net_udp_bytes_sent(const struct net *net)
+{
+    return net->udp_sent;
+}
+uint64_t net_udp_bytes_received(const struct net *net)
+{
+    return net->udp_received;
+}

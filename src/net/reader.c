@@ -21,7 +21,10 @@ void frame_reader_free(struct frame_reader *r)
     r->len = r->cap = r->consumed = 0;
 }
 
-void frame_reader_seal(struct frame_reader *r, struct seal_dir *rx) { r->rx = rx; }
+void frame_reader_seal(struct frame_reader *r, struct seal_dir *rx)
+{
+    r->rx = rx;
+}
 
 int frame_reader_feed(struct frame_reader *r, const void *data, size_t n)
 {
@@ -128,9 +131,15 @@ int frame_reader_take(struct frame_reader *r, size_t n, const uint8_t **out)
     return 1;
 }
 
-const uint8_t *frame_reader_peek(const struct frame_reader *r) { return r->buf + r->consumed; }
+const uint8_t *frame_reader_peek(const struct frame_reader *r)
+{
+    return r->buf + r->consumed;
+}
 
-size_t frame_reader_pending(const struct frame_reader *r) { return r->len - r->consumed; }
+size_t frame_reader_pending(const struct frame_reader *r)
+{
+    return r->len - r->consumed;
+}
 
 void frame_reader_trim(struct frame_reader *r)
 {

@@ -15,10 +15,10 @@
 #define FRAME_READER_KEEP (256u * 1024u)
 
 struct frame_reader {
-    uint8_t *buf;      /* owned; holds at most one frame beyond what was consumed */
-    size_t len;        /* bytes held */
+    uint8_t *buf; /* owned; holds at most one frame beyond what was consumed */
+    size_t len;   /* bytes held */
     size_t cap;
-    size_t consumed;   /* bytes of buf already handed out and done with */
+    size_t consumed; /* bytes of buf already handed out and done with */
     uint32_t max_body;
     struct frame_stats *stats; /* where rejects are counted; may be NULL */
     struct seal_dir *rx;       /* set: the stream is sealed records */

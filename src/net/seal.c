@@ -20,8 +20,8 @@
 #include "base/err.h"
 
 /* Context strings for crypto_kdf (8 bytes each, fixed by the protocol). */
-#define KDF_CTX_KEY "idn-key1" /* key id, datagram key */
-#define KDF_CTX_TCP "idn-tcp1" /* session keys and proof */
+#define KDF_CTX_KEY "idn-key1"  /* key id, datagram key */
+#define KDF_CTX_TCP "idn-tcp1"  /* session keys and proof */
 #define KDF_CTX_HTTP "idn-http" /* HTTP bearer tokens */
 enum { SUB_KEY_ID = 1, SUB_UDP = 2, SUB_C2S = 1, SUB_S2C = 2, SUB_PROOF = 3, SUB_HTTP_TOKEN = 1 };
 
@@ -29,7 +29,10 @@ enum { SUB_KEY_ID = 1, SUB_UDP = 2, SUB_C2S = 1, SUB_S2C = 2, SUB_PROOF = 3, SUB
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
 }
 
 static uint32_t get_u32(const uint8_t *p)
@@ -43,7 +46,10 @@ static void put_u64(uint8_t *p, uint64_t v)
     put_u32(p + 4, (uint32_t)v);
 }
 
-static uint64_t get_u64(const uint8_t *p) { return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4); }
+static uint64_t get_u64(const uint8_t *p)
+{
+    return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
+}
 
 int seal_init(void)
 {
@@ -177,8 +183,8 @@ int seal_keygen_file(const char *path, const struct seal_keyring *keep, int forc
     if (n_keep >= SEAL_MAX_KEYS)
         n_keep = SEAL_MAX_KEYS - 1; /* the oldest falls off */
     char text[KEYRING_MAX_FILE];
-    size_t len = (size_t)snprintf(text, sizeof text,
-                                  "# IDunno cluster keyring: the first key seals, every key opens.\n");
+    size_t len = (size_t)snprintf(
+        text, sizeof text, "# IDunno cluster keyring: the first key seals, every key opens.\n");
     for (size_t i = 0; i <= n_keep; i++) {
         uint8_t fresh[SEAL_KEY_LEN];
         const uint8_t *k = fresh;
@@ -213,7 +219,8 @@ int seal_keygen_file(const char *path, const struct seal_keyring *keep, int forc
     if (fd >= 0 && (e || !force))
         unlink(tmp);
     if (e) {
-        snprintf(err, errlen, "cannot write %s: %s", path, e == EEXIST ? "it already exists" : strerror(e));
+        snprintf(err, errlen, "cannot write %s: %s", path,
+                 e == EEXIST ? "it already exists" : strerror(e));
         return e == EEXIST ? ID_EEXIST : id_from_errno(e);
     }
     return 0;
@@ -330,7 +337,10 @@ static pthread_key_t aead_ctx_key;
 static pthread_once_t aead_ctx_once = PTHREAD_ONCE_INIT;
 static int aead_ctx_key_ok;
 
-static void aead_ctx_free(void *ctx) { EVP_CIPHER_CTX_free(ctx); }
+static void aead_ctx_free(void *ctx)
+{
+    EVP_CIPHER_CTX_free(ctx);
+}
 
 static void aead_ctx_key_make(void)
 {
@@ -438,11 +448,14 @@ void seal_record(struct seal_dir *tx, uint8_t *rec, uint32_t len)
     put_u32(rec, len);
     uint8_t *m = rec + SEAL_RECORD_LEN_BYTES;
     if (evp_seal(tx->key, nonce, rec, SEAL_RECORD_LEN_BYTES, m, len, m + len) != 0)
-        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, len, rec,
-                                                           SEAL_RECORD_LEN_BYTES, NULL, nonce, tx->key);
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+            m, m + len, NULL, m, len, rec, SEAL_RECORD_LEN_BYTES, NULL, nonce, tx->key);
 }
 
-uint32_t seal_record_frame_len(const uint8_t rec[SEAL_RECORD_LEN_BYTES]) { return get_u32(rec); }
+uint32_t seal_record_frame_len(const uint8_t rec[SEAL_RECORD_LEN_BYTES])
+{
+    return get_u32(rec);
+}
 
 int seal_open_record(struct seal_dir *rx, uint8_t *rec, uint32_t len)
 {
@@ -463,9 +476,9 @@ int seal_open_record(struct seal_dir *rx, uint8_t *rec, uint32_t len)
 
 /* ---- UDP datagrams ------------------------------------------------------- */
 
-#define DG_HEAD (4 + SEAL_KEY_ID_LEN)   /* magic, key id: associated data */
+#define DG_HEAD (4 + SEAL_KEY_ID_LEN) /* magic, key id: associated data */
 #define DG_NONCE crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define DG_INNER 24                     /* sender, seq, wall ms */
+#define DG_INNER 24 /* sender, seq, wall ms */
 
 void seal_sender_init(struct seal_sender *s)
 {
@@ -544,8 +557,8 @@ int seal_open_datagram(const struct seal_keyring *kr, struct seal_replay *rp, ui
     uint8_t *nonce = buf + DG_HEAD;
     uint8_t *c = nonce + DG_NONCE;
     size_t clen = len - DG_HEAD - DG_NONCE - SEAL_TAG_LEN;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(c, NULL, c, clen, c + clen, buf, DG_HEAD,
-                                                            nonce, kr->udp_key[k]) != 0)
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(c, NULL, c, clen, c + clen, buf,
+                                                            DG_HEAD, nonce, kr->udp_key[k]) != 0)
         return ID_EAUTH;
     uint64_t sender = get_u64(c), seq = get_u64(c + 8), sent_ms = get_u64(c + 16);
     if (seq == 0)

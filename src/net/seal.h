@@ -144,8 +144,8 @@ struct seal_sender {
 
 struct seal_replay_entry {
     uint64_t sender;
-    uint64_t top;    /* highest sequence number accepted */
-    uint64_t seen;   /* bit i: top - i accepted */
+    uint64_t top;     /* highest sequence number accepted */
+    uint64_t seen;    /* bit i: top - i accepted */
     uint64_t wall_ms; /* newest sender clock accepted */
 };
 

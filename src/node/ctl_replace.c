@@ -82,7 +82,8 @@ static void replace_assess(struct node *node, struct srv_state *st, const struct
             best = &views[k];
     if (best)
         snprintf(st->name, sizeof st->name, "%s", best->name);
-    if (st->s.id == self_id || (best && (best->state == MEMBER_ALIVE || best->state == MEMBER_SUSPECT))) {
+    if (st->s.id == self_id ||
+        (best && (best->state == MEMBER_ALIVE || best->state == MEMBER_SUSPECT))) {
         st->alive = 1;
         st->failed_for = 0;
         replace_forget_missing(node, st->s.id);
@@ -107,8 +108,8 @@ static void replace_barrier_done(void *ud, int status)
 /* Raft's own evidence that voter f is gone: returns 1 once it has not
  * replicated, for REPLACE_CONTACT_MS, a barrier appended after membership
  * called it failed. Starts that check on the first call. */
-static int replace_contact_lost(struct node *node, const struct srv_state *f, const struct ctl_view *v,
-                                uint64_t now)
+static int replace_contact_lost(struct node *node, const struct srv_state *f,
+                                const struct ctl_view *v, uint64_t now)
 {
     __typeof__(node->nc.contact) *k = &node->nc.contact;
     const char *name = f->name[0] ? f->name : f->s.node_addr;
@@ -127,8 +128,9 @@ static int replace_contact_lost(struct node *node, const struct srv_state *f, co
         return 0;
     if (match >= k->target) {
         if (!k->warned)
-            LOG_WARN("ctl", "membership says voter %s failed, but it still replicates the log: "
-                            "keeping it",
+            LOG_WARN("ctl",
+                     "membership says voter %s failed, but it still replicates the log: "
+                     "keeping it",
                      name);
         k->warned = 1;
         if (now - k->since >= REPLACE_RECHECK_MS)
@@ -152,9 +154,11 @@ static void replace_done(void *ud, int status)
 void node_ctl_replace_tick(struct node *node)
 {
     struct ctl *c = node->ctl;
-    if (!c || node->stopping || !ctl_is_serving(c) || ctl_change_pending(c) || node->nc.n_voters == 0)
+    if (!c || node->stopping || !ctl_is_serving(c) || ctl_change_pending(c) ||
+        node->nc.n_voters == 0)
         return;
-    uint64_t t_replace = node->cfg.voter_replace_ms ? node->cfg.voter_replace_ms : REPLACE_DEFAULT_MS;
+    uint64_t t_replace = node->cfg.voter_replace_ms ? node->cfg.voter_replace_ms
+                                                    : REPLACE_DEFAULT_MS;
     uint64_t now = id_now_ms();
     static struct member_view views[256];
     size_t nv = member_snapshot(node->member, views, 256);
@@ -191,7 +195,8 @@ void node_ctl_replace_tick(struct node *node)
         if (s->s.role == RAFT_VOTER)
             continue;
         if (!s->alive && s->failed_for >= REPLACE_DEAD_SPARE_MS) {
-            LOG_INFO("ctl", "removing non-voting server %s: failed", s->name[0] ? s->name : s->s.node_addr);
+            LOG_INFO("ctl", "removing non-voting server %s: failed",
+                     s->name[0] ? s->name : s->s.node_addr);
             rc = ctl_change_remove(c, s->s.id, replace_done, node);
         } else if (s->alive && (failed || voters < size)) {
             int next = s->s.role == RAFT_SPARE ? RAFT_STANDBY : RAFT_VOTER;
@@ -244,7 +249,7 @@ void node_ctl_replace_tick(struct node *node)
     char raddr[CTL_ADDR_MAX];
     if (ctl_raft_addr(pick->addr, raddr, sizeof raddr) < 0)
         return;
-    LOG_INFO("ctl", "voter %s failed for %llu s: replacing it by %s", 
+    LOG_INFO("ctl", "voter %s failed for %llu s: replacing it by %s",
              failed->name[0] ? failed->name : failed->s.node_addr,
              (unsigned long long)(failed->failed_for / 1000), pick->name);
     rc = ctl_change_add(c, ctl_id_of(pick->name), raddr, replace_done, node);

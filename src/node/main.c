@@ -1,6 +1,6 @@
 /* main.c — idunnod: parse the command line, start the node, run its loop. */
-#include <signal.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -153,7 +153,8 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'H': cfg->no_http = 1; break;
         case 'A':
             if (strlen(optarg) >= sizeof cfg->http_host) {
-                snprintf(errmsg, len, "--http-addr '%.40s...' is too long for an IP address", optarg);
+                snprintf(errmsg, len, "--http-addr '%.40s...' is too long for an IP address",
+                         optarg);
                 return ID_EINVAL;
             }
             snprintf(cfg->http_host, sizeof cfg->http_host, "%s", optarg);
@@ -253,12 +254,18 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
                 snprintf(errmsg, len, "timing options take a number of milliseconds");
                 return ID_EINVAL;
             }
-            if (c == 'P') cfg->probe_interval_ms = v;
-            if (c == 'T') cfg->probe_timeout_ms = v;
-            if (c == 'S') cfg->suspect_timeout_ms = v;
-            if (c == 'R') cfg->voter_replace_ms = v;
-            if (c == 'E') cfg->election_timeout_ms = v;
-            if (c == 'K') cfg->heartbeat_ms = v;
+            if (c == 'P')
+                cfg->probe_interval_ms = v;
+            if (c == 'T')
+                cfg->probe_timeout_ms = v;
+            if (c == 'S')
+                cfg->suspect_timeout_ms = v;
+            if (c == 'R')
+                cfg->voter_replace_ms = v;
+            if (c == 'E')
+                cfg->election_timeout_ms = v;
+            if (c == 'K')
+                cfg->heartbeat_ms = v;
             break;
         }
         case 'h': fputs(usage, stdout); return 1;
@@ -426,7 +433,10 @@ static void on_leave(void *ud, struct net_request *req, const uint8_t *body, siz
 
 /* ---- layers ------------------------------------------------------------------------------ */
 
-static int node_member_is_up(enum member_state s) { return s == MEMBER_ALIVE || s == MEMBER_SUSPECT; }
+static int node_member_is_up(enum member_state s)
+{
+    return s == MEMBER_ALIVE || s == MEMBER_SUSPECT;
+}
 
 /* The peers `idunno grep` searches: every member that is alive or suspect (a
  * suspect may still answer, and the search waits for it only a bounded time).
@@ -447,7 +457,8 @@ static size_t node_grep_peers(void *ud, struct logq_peer *out, size_t max)
             int shadowed = 0;
             for (size_t j = 0; j < n && !shadowed; j++)
                 shadowed = strcmp(views[j].name, v->name) == 0 &&
-                           (node_member_is_up(views[j].state) || (views[j].state == MEMBER_FAILED && j < i));
+                           (node_member_is_up(views[j].state) ||
+                            (views[j].state == MEMBER_FAILED && j < i));
             if (shadowed)
                 continue;
             snprintf(out[k].down, sizeof out[k].down, "failed (membership)");
@@ -519,9 +530,15 @@ static int node_start_layers(struct node *node)
     /* -- SDFS (src/sdfs): replica store under DATA/sdfs, gateway, and the
      * coordinator's part (served on the leader) -- */
     struct sdfs_config sc = {
-        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->nc.fwd,
-        .member = node->member, .catalog = node->catalog, .name = cfg->name,
-        .addr = cfg->addr, .data_dir = cfg->data_dir,
+        .loop = node->loop,
+        .net = node->net,
+        .ctl = node->ctl,
+        .fwd = node->nc.fwd,
+        .member = node->member,
+        .catalog = node->catalog,
+        .name = cfg->name,
+        .addr = cfg->addr,
+        .data_dir = cfg->data_dir,
         .delete_grace_ms = cfg->sdfs_delete_grace_ms,
     };
     rc = sdfs_create(&sc, &node->sdfs, node->errmsg, sizeof node->errmsg);
@@ -530,11 +547,16 @@ static int node_start_layers(struct node *node)
 
     /* -- IDunno worker (src/sched/worker.c): runs dispatched queries with the
      * inference engine (src/infer), inputs from SDFS -- */
-    struct worker_config wc = {.loop = node->loop, .net = node->net, .sdfs = node->sdfs,
-                               .name = cfg->name, .addr = cfg->addr,
-                               .gate_slots = cfg->infer_slots, .gate_dir = cfg->infer_gate_dir,
+    struct worker_config wc = {.loop = node->loop,
+                               .net = node->net,
+                               .sdfs = node->sdfs,
+                               .name = cfg->name,
+                               .addr = cfg->addr,
+                               .gate_slots = cfg->infer_slots,
+                               .gate_dir = cfg->infer_gate_dir,
                                .sched_batch = cfg->infer_sched_batch,
-                               .log_path = node->log_path, .test_hooks = cfg->test_hooks,
+                               .log_path = node->log_path,
+                               .test_hooks = cfg->test_hooks,
                                .run_timeout_ms = cfg->infer_timeout_s * 1000};
     rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
@@ -543,9 +565,16 @@ static int node_start_layers(struct node *node)
     /* -- IDunno coordinator (src/sched/coord.c): job requests and dispatch,
      * active while this node is the serving leader -- */
     struct coord_config oc = {
-        .loop = node->loop, .net = node->net, .ctl = node->ctl, .fwd = node->nc.fwd,
-        .member = node->member, .jobs = node->jobs, .catalog = node->catalog,
-        .sdfs = node->sdfs, .name = cfg->name, .addr = cfg->addr,
+        .loop = node->loop,
+        .net = node->net,
+        .ctl = node->ctl,
+        .fwd = node->nc.fwd,
+        .member = node->member,
+        .jobs = node->jobs,
+        .catalog = node->catalog,
+        .sdfs = node->sdfs,
+        .name = cfg->name,
+        .addr = cfg->addr,
     };
     rc = coord_create(&oc, &node->coord, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
@@ -625,7 +654,8 @@ int node_start(struct node *node, uv_loop_t *loop, const struct node_config *cfg
         for (size_t i = 0; i < keys.n; i++)
             seal_http_token(&keys, i, node->http_tokens[i]);
         node->n_http_tokens = keys.n;
-        LOG_INFO("node", "cluster key from %s (%zu key%s)", cfg->key_file, keys.n, keys.n == 1 ? "" : "s");
+        LOG_INFO("node", "cluster key from %s (%zu key%s)", cfg->key_file, keys.n,
+                 keys.n == 1 ? "" : "s");
     } else {
         LOG_WARN("node", "no --key-file: RPC and gossip are plaintext and unauthenticated");
     }

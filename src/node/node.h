@@ -16,10 +16,10 @@
 
 struct node_config {
     char name[64];
-    char addr[64];                /* HOST:PORT: TCP RPC and UDP gossip */
+    char addr[64]; /* HOST:PORT: TCP RPC and UDP gossip */
     char data_dir[512];
     char *join[NODE_MAX_JOIN + 1]; /* NULL-terminated seeds, owned */
-    char coordinators[256];       /* comma-separated voter names (control plane) */
+    char coordinators[256];        /* comma-separated voter names (control plane) */
     int log_level;
     int log_stderr;
     /* Membership timing overrides (0: defaults). */
@@ -30,15 +30,15 @@ struct node_config {
      * 0: the kernel's own retransmission timeout. */
     uint32_t election_timeout_ms, heartbeat_ms;
     int raft_rto_min_ms;
-    int infer_slots;          /* model runs at once on this host (0: no gate) */
+    int infer_slots;               /* model runs at once on this host (0: no gate) */
     uint32_t sdfs_delete_grace_ms; /* 0: SDFS's default (--sdfs-delete-grace) */
-    int infer_sched_batch;    /* model runs as SCHED_BATCH (--infer-sched batch) */
-    char infer_gate_dir[256]; /* the gate's lock files ("" : infer_gate_default_dir) */
-    int no_http;                  /* --no-http: no HTTP endpoint on PORT+2 */
-    char http_host[64];           /* --http-addr: the HTTP endpoint's host ("": --addr's) */
-    int test_hooks;               /* --test-hooks: inference processes honour test metadata */
-    uint32_t infer_timeout_s;     /* --infer-timeout: a model run's deadline (infer/child.h) */
-    char key_file[512];           /* --key-file: the cluster keyring ("": none) */
+    int infer_sched_batch;         /* model runs as SCHED_BATCH (--infer-sched batch) */
+    char infer_gate_dir[256];      /* the gate's lock files ("" : infer_gate_default_dir) */
+    int no_http;                   /* --no-http: no HTTP endpoint on PORT+2 */
+    char http_host[64];            /* --http-addr: the HTTP endpoint's host ("": --addr's) */
+    int test_hooks;                /* --test-hooks: inference processes honour test metadata */
+    uint32_t infer_timeout_s;      /* --infer-timeout: a model run's deadline (infer/child.h) */
+    char key_file[512];            /* --key-file: the cluster keyring ("": none) */
 };
 
 struct node {

@@ -13,8 +13,8 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "ctl/ctl.h"
-#include "ctl/kv.h"
 #include "ctl/forward.h"
+#include "ctl/kv.h"
 #include "ctl/service.h"
 #include "idunno.pb-c.h"
 #include "member/member.h"
@@ -137,8 +137,10 @@ static void node_ctl_try_start(struct node *node)
         if (node_ctl_resolve(node, missing, sizeof missing) > 0) {
             uint64_t now = id_now_ms();
             if (!node->nc.wait_logged || now - node->nc.wait_logged >= NODE_CTL_WAIT_LOG_MS) {
-                LOG_INFO("ctl", "first start: waiting to learn the addresses of voters %s "
-                         "(from membership) before bootstrapping", missing);
+                LOG_INFO("ctl",
+                         "first start: waiting to learn the addresses of voters %s "
+                         "(from membership) before bootstrapping",
+                         missing);
                 node->nc.wait_logged = now;
             }
             return;
@@ -188,8 +190,8 @@ static void node_ctl_status_local(void *ud, struct net_request *req, const uint8
                                   size_t len)
 {
     struct node *node = ud;
-    Idunno__CtlStatusQuery *q =
-        ctl_req_unpack(req, &idunno__ctl_status_query__descriptor, body, len, 0);
+    Idunno__CtlStatusQuery *q = ctl_req_unpack(req, &idunno__ctl_status_query__descriptor, body,
+                                               len, 0);
     if (!q)
         return;
     int want_digest = q->digest;
@@ -207,7 +209,8 @@ static void node_ctl_status_local(void *ud, struct net_request *req, const uint8
     Idunno__CtlServer rows[CTL_MAX_SERVERS], *ptrs[CTL_MAX_SERVERS];
     for (size_t i = 0; i < ns; i++) {
         idunno__ctl_server__init(&rows[i]);
-        rows[i].name = (char *)node_ctl_name_of(node, servers[i].id, servers[i].node_addr, views, nv);
+        rows[i].name = (char *)node_ctl_name_of(node, servers[i].id, servers[i].node_addr, views,
+                                                nv);
         rows[i].addr = servers[i].node_addr;
         rows[i].raft_addr = servers[i].raft_addr;
         rows[i].id = servers[i].id;
@@ -221,10 +224,11 @@ static void node_ctl_status_local(void *ud, struct net_request *req, const uint8
     Idunno__CtlStatus st = IDUNNO__CTL_STATUS__INIT;
     st.node = node->cfg.name;
     st.state = (char *)ctl_state_name(v.state);
-    st.leader = v.leader_id ? (char *)(v.leader_name[0] ? v.leader_name
-                                                         : node_ctl_name_of(node, v.leader_id,
-                                                                            v.leader_addr, views, nv))
-                            : "";
+    st.leader = v.leader_id
+                    ? (char *)(v.leader_name[0]
+                                   ? v.leader_name
+                                   : node_ctl_name_of(node, v.leader_id, v.leader_addr, views, nv))
+                    : "";
     st.leader_addr = v.leader_addr;
     st.term = v.term;
     st.commit_index = v.commit_index;
@@ -500,11 +504,13 @@ int node_ctl_start(struct node *node)
         node->nc.n_voters = 1;
     } else {
         LOG_WARN("ctl", "no --coordinators: this node can reach the coordinator only through "
-                 "voters it already knows (none)");
+                        "voters it already knows (none)");
     }
     char dir[600];
     snprintf(dir, sizeof dir, "%s/raft", cfg->data_dir);
-    struct ctl_config cc = {.name = cfg->name, .node_addr = cfg->addr, .dir = dir,
+    struct ctl_config cc = {.name = cfg->name,
+                            .node_addr = cfg->addr,
+                            .dir = dir,
                             .election_timeout_ms = cfg->election_timeout_ms,
                             .heartbeat_ms = cfg->heartbeat_ms,
                             /* 0 in ctl_config means the default; "the kernel's" is < 0 */
@@ -535,14 +541,19 @@ int node_ctl_start(struct node *node)
                  id_strerror(rc));
         return rc;
     }
-    struct ctl_fwd_config fc = {.net = node->net, .ctl = node->ctl, .member = node->member,
-                                .self_name = cfg->name, .voters = node->nc.voters,
+    struct ctl_fwd_config fc = {.net = node->net,
+                                .ctl = node->ctl,
+                                .member = node->member,
+                                .self_name = cfg->name,
+                                .voters = node->nc.voters,
                                 .n_voters = node->nc.n_voters};
     rc = ctl_fwd_create(node->loop, &fc, &node->nc.fwd);
     if (rc == 0)
-        rc = ctl_fwd_serve(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, node_ctl_kv_put, node);
+        rc = ctl_fwd_serve(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_PUT_REQ, node_ctl_kv_put,
+                           node);
     if (rc == 0)
-        rc = ctl_fwd_serve(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_GET_REQ, node_ctl_kv_get, node);
+        rc = ctl_fwd_serve(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_KV_GET_REQ, node_ctl_kv_get,
+                           node);
     if (rc == 0)
         rc = ctl_fwd_add(node->nc.fwd, IDUNNO__MSG_TYPE__MSG_CTL_STATUS_REQ, node_ctl_status_local,
                          node);

@@ -68,8 +68,9 @@ static void node_http_render_node(void *ud, struct prom_out *m, struct json_out 
 
     prom_family(m, "idunno_node_info", PROM_GAUGE,
                 "This node's name, address and version (always 1).");
-    prom_sample(m, PROM_LABELS({"name", node->cfg.name}, {"addr", node->cfg.addr},
-                               {"version", IDUNNO_VERSION}),
+    prom_sample(m,
+                PROM_LABELS({"name", node->cfg.name}, {"addr", node->cfg.addr},
+                            {"version", IDUNNO_VERSION}),
                 1);
     prom_gauge(m, "idunno_node_uptime_seconds", "Time since this node started.",
                (double)uptime_ms / 1000.0);
@@ -134,8 +135,9 @@ static void node_http_render_members(void *ud, struct prom_out *m, struct json_o
         if (!newest[i])
             continue;
         for (size_t s = 0; s < NODE_HTTP_NSTATES; s++)
-            prom_sample(m, PROM_LABELS({"member", views[i].name},
-                                       {"state", member_state_name(node_http_states[s])}),
+            prom_sample(m,
+                        PROM_LABELS({"member", views[i].name},
+                                    {"state", member_state_name(node_http_states[s])}),
                         views[i].state == node_http_states[s]);
     }
     prom_family(m, "idunno_members", PROM_GAUGE, "Members by state (self included).");
@@ -288,8 +290,7 @@ static void node_http_render_sdfs(void *ud, struct prom_out *m, struct json_out 
     prom_gauge(m, "idunno_sdfs_bytes_held", "Bytes of SDFS copies stored on this node",
                (double)st.bytes_held);
     prom_counter(m, "idunno_sdfs_puts_total", "Puts this node committed as gateway", st.puts);
-    prom_counter(m, "idunno_sdfs_gets_total", "Reads served through this node as gateway",
-                 st.gets);
+    prom_counter(m, "idunno_sdfs_gets_total", "Reads served through this node as gateway", st.gets);
     prom_family(m, "idunno_sdfs_repairs_total", PROM_COUNTER,
                 "Re-replications this node ran as coordinator");
     prom_sample_u64(m, PROM_LABELS({"result", "done"}), st.repairs_done);
@@ -440,9 +441,8 @@ static int node_http_ready(void *ud, char *why, size_t len)
         n = member_snapshot(node->member, views, n);
         size_t others = 0;
         for (size_t i = 0; i < n; i++)
-            others += views[i].state == MEMBER_ALIVE &&
-                      !(strcmp(views[i].name, self.name) == 0 &&
-                        views[i].incarnation == self.incarnation);
+            others += views[i].state == MEMBER_ALIVE && !(strcmp(views[i].name, self.name) == 0 &&
+                                                          views[i].incarnation == self.incarnation);
         free(views);
         if (others == 0) {
             snprintf(why, len, "not joined: no other member alive yet (joining through %s)",
@@ -454,7 +454,7 @@ static int node_http_ready(void *ud, char *why, size_t len)
     if (!node_ctl_leader(node, leader, sizeof leader, addr, sizeof addr)) {
         snprintf(why, len, "%s",
                  node_ctl_started(node) ? "no coordinator known yet"
-                                   : "control plane waiting for the voters' addresses");
+                                        : "control plane waiting for the voters' addresses");
         return 0;
     }
     return 1;
@@ -462,11 +462,13 @@ static int node_http_ready(void *ud, char *why, size_t len)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
-int node_http_addr(const struct node_config *cfg, char *out, size_t len, char *errmsg, size_t errlen)
+int node_http_addr(const struct node_config *cfg, char *out, size_t len, char *errmsg,
+                   size_t errlen)
 {
     char shifted[80];
     if (net_shift_port(cfg->addr, 2, shifted, sizeof shifted) < 0) {
-        snprintf(errmsg, errlen, "--addr %s leaves no port for HTTP (PORT+2): use a lower port or --no-http",
+        snprintf(errmsg, errlen,
+                 "--addr %s leaves no port for HTTP (PORT+2): use a lower port or --no-http",
                  cfg->addr);
         return ID_EINVAL;
     }
@@ -494,7 +496,8 @@ int node_http_start(struct node *node)
     int rc = node_http_addr(&node->cfg, addr, sizeof addr, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
         return rc;
-    struct http_config hc = {.addr = addr, .tokens = (const uint8_t (*)[HTTP_TOKEN_LEN])node->http_tokens,
+    struct http_config hc = {.addr = addr,
+                             .tokens = (const uint8_t(*)[HTTP_TOKEN_LEN])node->http_tokens,
                              .n_tokens = node->n_http_tokens};
     rc = http_create(node->loop, &hc, &node->http);
     if (rc == 0)
@@ -521,9 +524,10 @@ int node_http_start(struct node *node)
         node->http = NULL;
         return rc;
     }
-    LOG_INFO("http", "metrics, health checks and the dashboard on http://%s/; state-changing requests %s",
-             addr, node->n_http_tokens ? "need the bearer token (idunno token)"
-                                       : "refused (no cluster key)");
+    LOG_INFO(
+        "http",
+        "metrics, health checks and the dashboard on http://%s/; state-changing requests %s", addr,
+        node->n_http_tokens ? "need the bearer token (idunno token)" : "refused (no cluster key)");
     return 0;
 }
 

@@ -14,7 +14,8 @@ struct node_config;
 /* The address the endpoint listens on: --http-addr's HOST (or --addr's)
  * with --addr's PORT+2, as HOST:PORT ([HOST]:PORT for IPv6). Returns 0, or
  * ID_EINVAL with the reason in errmsg (not an IP address, no port left). */
-int node_http_addr(const struct node_config *cfg, char *out, size_t len, char *errmsg, size_t errlen);
+int node_http_addr(const struct node_config *cfg, char *out, size_t len, char *errmsg,
+                   size_t errlen);
 
 /* Starts the endpoint (unless --no-http) with the node's providers. Returns 0
  * or ID_E* with node->errmsg set (the port is taken, ...). */

@@ -55,7 +55,10 @@ static const char *alive_addr(const struct alive *a, const char *name)
     return NULL;
 }
 
-static int is_active(const struct coord *c) { return dispatch_phase(c->d) == DISPATCH_ACTIVE; }
+static int is_active(const struct coord *c)
+{
+    return dispatch_phase(c->d) == DISPATCH_ACTIVE;
+}
 
 /* ---- dispatching -------------------------------------------------------------------------------- */
 
@@ -82,8 +85,10 @@ static void on_run_ack(void *ud, const struct net_result *res)
                  res->errmsg ? res->errmsg : id_strerror(res->status));
         c->stats.run_failures++;
         if (b.unplugged && (res->status == ID_ECONNREFUSED || res->status == ID_ECLOSED))
-            LOG_INFO("coord", "worker %s unreachable: %zu queries requeued, out of the "
-                     "dispatcher for %llu ms", rc->worker, b.requeued, (unsigned long long)b.ms);
+            LOG_INFO("coord",
+                     "worker %s unreachable: %zu queries requeued, out of the "
+                     "dispatcher for %llu ms",
+                     rc->worker, b.requeued, (unsigned long long)b.ms);
         pump(c);
     }
     free(rc);
@@ -185,8 +190,10 @@ static void pump(struct coord *c)
             loaded = 1;
         }
         if (q.rerun_ms >= 0)
-            LOG_INFO("coord", "query %llu of job %u runs again on %s, %.1f ms after its worker "
-                     "was found failed", (unsigned long long)q.query, q.job, q.worker, q.rerun_ms);
+            LOG_INFO("coord",
+                     "query %llu of job %u runs again on %s, %.1f ms after its worker "
+                     "was found failed",
+                     (unsigned long long)q.query, q.job, q.worker, q.rerun_ms);
         if (q.first_ms >= 0)
             LOG_INFO("coord", "job %u: first query on %s %.1f ms after its images were queued",
                      q.job, q.worker, q.first_ms);
@@ -218,7 +225,10 @@ static void sync_workers(struct coord *c)
     dispatch_unbench(c->d, id_now_us());
 }
 
-static void sync_jobs(struct coord *c) { dispatch_sync_jobs(c->d, c->jobs); }
+static void sync_jobs(struct coord *c)
+{
+    dispatch_sync_jobs(c->d, c->jobs);
+}
 
 /* ---- taking over and stepping down ---------------------------------------------------------- */
 
@@ -256,8 +266,9 @@ static void on_worker_state(void *ud, const struct net_result *res)
     struct state_call *sc = ud;
     struct coord *c = sc->c;
     if (dispatch_phase(c->d) == DISPATCH_ADOPTING && c->epoch == sc->epoch && !c->stopping) {
-        Idunno__WorkerState *st =
-            res->status == 0 ? idunno__worker_state__unpack(NULL, res->len, res->body) : NULL;
+        Idunno__WorkerState *st = res->status == 0
+                                      ? idunno__worker_state__unpack(NULL, res->len, res->body)
+                                      : NULL;
         uint64_t now = id_now_us();
         for (size_t i = 0; st && i < st->n_queries; i++) {
             const Idunno__WorkerQuery *wq = st->queries[i];
@@ -507,8 +518,8 @@ static void stop_unusable_model(struct coord *c, const Idunno__QueryDone *m)
     *sc = (struct stop_call){c, job->id};
     LOG_ERROR("coord", "job %u (%s) stopped: worker %s reports: %s", job->id, job->model, m->worker,
               m->stop_job);
-    if (ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, buf, n, on_model_stop_committed,
-                    sc) < 0)
+    if (ctl_propose(c->ctl, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, buf, n,
+                    on_model_stop_committed, sc) < 0)
         free(sc);
     else
         dispatch_stop_proposed(c->d, job->id);
@@ -524,8 +535,8 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
         net_reply_error(req, ID_EPROTO, "bad QueryDone", NULL);
         return;
     }
-    struct dispatch_done ev = {m->job, m->query, m->worker, m->run_us, m->wait_ms,
-                               m->stop_job[0] != 0};
+    struct dispatch_done ev = {m->job,    m->query,   m->worker,
+                               m->run_us, m->wait_ms, m->stop_job[0] != 0};
     struct dispatch_done_out out;
     dispatch_done(c->d, c->jobs, &ev, id_now_us(), &out);
     if (out.log_burst)
@@ -580,7 +591,10 @@ static void on_tick(uv_timer_t *t)
 
 /* -- commands that change jobs: proposed, answered with the job -- */
 
-static uint16_t resp_type_of(uint16_t req_type) { return (uint16_t)(req_type + 1); }
+static uint16_t resp_type_of(uint16_t req_type)
+{
+    return (uint16_t)(req_type + 1);
+}
 
 static const char *command_error(uint16_t type, int status, const char *model)
 {
@@ -598,8 +612,10 @@ static const char *command_error(uint16_t type, int status, const char *model)
         snprintf(msg, sizeof msg, "a job for model '%s' is already running (stop it first)", model);
         return msg;
     case ID_EINVAL:
-        snprintf(msg, sizeof msg, "invalid argument: model names use [A-Za-z0-9_.-], batch sizes "
-                                  "1..%d, weights 1e-6..1e6", JOBS_MAX_BATCH);
+        snprintf(msg, sizeof msg,
+                 "invalid argument: model names use [A-Za-z0-9_.-], batch sizes "
+                 "1..%d, weights 1e-6..1e6",
+                 JOBS_MAX_BATCH);
         return msg;
     default: return NULL;
     }
@@ -674,8 +690,10 @@ static void lead_inference(struct ctl_op *op)
     if (n == 0 && catalog_find(c->catalog, m->dataset))
         names[n++] = m->dataset;
     if (n == 0) {
-        net_reply_errorf(op->req, ID_ENOTFOUND, "no SDFS files under '%s' (store a data set with "
-                         "idunno put-dir DIR %s)", prefix, m->dataset);
+        net_reply_errorf(op->req, ID_ENOTFOUND,
+                         "no SDFS files under '%s' (store a data set with "
+                         "idunno put-dir DIR %s)",
+                         prefix, m->dataset);
     } else {
         Idunno__JobInference full = IDUNNO__JOB_INFERENCE__INIT;
         full.model = m->model;
@@ -763,7 +781,10 @@ static void on_read_ready(struct ctl_op *op, int status, const uint8_t *result, 
     }
 }
 
-#define JOB_OP(t, d, start, done, why) {IDUNNO__MSG_TYPE__MSG_JOB_##t##_REQ, d, start, done, why, 0, NULL}
+#define JOB_OP(t, d, start, done, why)                                    \
+    {                                                                     \
+        IDUNNO__MSG_TYPE__MSG_JOB_##t##_REQ, d, start, done, why, 0, NULL \
+    }
 
 static const struct ctl_svc_op coord_ops[] = {
     JOB_OP(MODEL_ADD, &idunno__model_info__descriptor, lead_model_add, on_model_added,
@@ -795,8 +816,8 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     c->jobs = cfg->jobs;
     c->catalog = cfg->catalog;
     c->sdfs = cfg->sdfs;
-    c->parts = parts_create(&(struct parts_config){COORD_FLUSH_MS, COORD_FLUSH_AT, COORD_PART_MAX,
-                                                   COORD_SWEEP_MS});
+    c->parts = parts_create(
+        &(struct parts_config){COORD_FLUSH_MS, COORD_FLUSH_AT, COORD_PART_MAX, COORD_SWEEP_MS});
     struct dispatch_config dc = {COORD_SLOTS, COORD_SPARE, COORD_QUERY_TIMEOUT_MS,
                                  COORD_ADOPT_WAIT_MS, COORD_BATCHES_IN_FLIGHT};
     c->d = dispatch_create(&dc);

@@ -90,7 +90,7 @@ void coord_destroy(struct coord *c);
 struct coord_stats {
     int active;
     uint64_t dispatched, requeued, adopted, completed, run_failures;
-    uint64_t activated_ms; /* wall clock when it last started dispatching */
+    uint64_t activated_ms;              /* wall clock when it last started dispatching */
     double rerun_last_ms, rerun_max_ms; /* worker failure -> its queries dispatched again */
 };
 void coord_get_stats(struct coord *c, struct coord_stats *out);

@@ -41,8 +41,8 @@ struct coord {
     uint64_t epoch;      /* bumped at each (de)activation: stale callbacks check it */
     uv_timer_t tick, batch_timer;
     int stopping;
-    int timers_closed;   /* close callbacks run, of COORD_TIMERS */
-    int destroy_pending; /* coord_destroy ran: the last close callback frees */
+    int timers_closed;        /* close callbacks run, of COORD_TIMERS */
+    int destroy_pending;      /* coord_destroy ran: the last close callback frees */
     struct coord_stats stats; /* what the wiring counts; the core counts the rest */
 };
 
@@ -57,7 +57,6 @@ void coord_flush_results(struct coord *c);
 void coord_reply_job(struct coord *c, struct net_request *req, uint16_t type, const char *model);
 void coord_read_models(struct coord *c, struct net_request *req);
 void coord_read_jobs(struct coord *c, struct net_request *req, const uint8_t *body, size_t len);
-void coord_read_results(struct coord *c, struct net_request *req, const uint8_t *body,
-                        size_t len);
+void coord_read_results(struct coord *c, struct net_request *req, const uint8_t *body, size_t len);
 
 #endif

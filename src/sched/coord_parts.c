@@ -132,4 +132,3 @@ void coord_flush_results(struct coord *c)
     for (size_t i = 0; i < k; i++)
         part_delete(c, garbage[i]);
 }
-

@@ -176,8 +176,7 @@ void coord_read_jobs(struct coord *c, struct net_request *req, const uint8_t *bo
     free(ptrs);
 }
 
-void coord_read_results(struct coord *c, struct net_request *req, const uint8_t *body,
-                        size_t len)
+void coord_read_results(struct coord *c, struct net_request *req, const uint8_t *body, size_t len)
 {
     Idunno__JobQuery *q = idunno__job_query__unpack(NULL, len, body);
     struct job_rec *job = q ? jobs_of_model(c->jobs, q->model) : NULL;
@@ -246,4 +245,3 @@ void coord_read_results(struct coord *c, struct net_request *req, const uint8_t 
     free(probs);
     idunno__job_query__free_unpacked(q, NULL);
 }
-

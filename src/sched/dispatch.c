@@ -57,7 +57,7 @@ struct cjob {
     double run_us_avg;      /* moving mean of its queries' run times (0: none yet) */
     unsigned burst;         /* as given to the dispatcher (1: none) */
     uint64_t burst_logged_ms;
-    int stop_proposed;      /* a worker asked to stop it (QueryDone.stop_job): proposed once */
+    int stop_proposed; /* a worker asked to stop it (QueryDone.stop_job): proposed once */
 };
 
 struct dispatch {
@@ -101,11 +101,20 @@ void dispatch_destroy(struct dispatch *d)
     free(d);
 }
 
-enum dispatch_phase dispatch_phase(const struct dispatch *d) { return d->phase; }
+enum dispatch_phase dispatch_phase(const struct dispatch *d)
+{
+    return d->phase;
+}
 
-uint64_t dispatch_term(const struct dispatch *d) { return d->term; }
+uint64_t dispatch_term(const struct dispatch *d)
+{
+    return d->term;
+}
 
-void dispatch_get_stats(const struct dispatch *d, struct dispatch_stats *out) { *out = d->stats; }
+void dispatch_get_stats(const struct dispatch *d, struct dispatch_stats *out)
+{
+    *out = d->stats;
+}
 
 /* ---- claims --------------------------------------------------------------------------------- */
 
@@ -168,7 +177,7 @@ static void set_claim(struct cjob *cj, size_t i, int on)
     if (on)
         cj->claimed[i >> 3] |= (uint8_t)(1u << (i & 7));
     else
-        cj->claimed[i >> 3] &= (uint8_t)~(1u << (i & 7));
+        cj->claimed[i >> 3] &= (uint8_t) ~(1u << (i & 7));
 }
 
 /* Gives an image back: unclaimed, and the cursor moves back to it so the next
@@ -341,9 +350,15 @@ int dispatch_worker_known(const struct dispatch *d, const char *name)
     return worker_find(d, name) != NULL;
 }
 
-size_t dispatch_worker_count(const struct dispatch *d) { return d->n_workers; }
+size_t dispatch_worker_count(const struct dispatch *d)
+{
+    return d->n_workers;
+}
 
-size_t dispatch_job_count(const struct dispatch *d) { return d->n_cjobs; }
+size_t dispatch_job_count(const struct dispatch *d)
+{
+    return d->n_cjobs;
+}
 
 const char *dispatch_worker_name(const struct dispatch *d, size_t i)
 {
@@ -807,7 +822,10 @@ void dispatch_unclaim(struct dispatch *d, uint32_t job, uint32_t image)
 
 /* ---- the group commit ----------------------------------------------------------------------- */
 
-int dispatch_batch_full(const struct dispatch *d) { return d->n_batch == DISPATCH_BATCH_MAX; }
+int dispatch_batch_full(const struct dispatch *d)
+{
+    return d->n_batch == DISPATCH_BATCH_MAX;
+}
 
 int dispatch_batch_add(struct dispatch *d, const struct dispatch_held *h)
 {
@@ -830,7 +848,10 @@ int dispatch_batch_due(const struct dispatch *d)
     return d->n_batch > 0 && d->batches_proposed < d->cfg.batches_in_flight;
 }
 
-void dispatch_batch_proposed(struct dispatch *d) { d->batches_proposed++; }
+void dispatch_batch_proposed(struct dispatch *d)
+{
+    d->batches_proposed++;
+}
 
 int dispatch_batch_settled(struct dispatch *d, int timer_armed)
 {

@@ -124,9 +124,9 @@ struct dispatch_held {
 
 /* What the coordinator shows of a job (jobs, qjob). */
 struct dispatch_job_view {
-    int known;   /* the job is in the dispatcher: the first_* fields are set */
+    int known; /* the job is in the dispatcher: the first_* fields are set */
     double first_dispatch_ms, first_result_ms, first_start_ms; /* -1: none */
-    int active;  /* dispatching: the fields below are set */
+    int active; /* dispatching: the fields below are set */
     size_t queued, inflight;
     uint64_t dispatched;
     size_t n_workers; /* workers running its queries now */

@@ -166,8 +166,8 @@ struct fair {
     struct fair_flight *fl; /* open addressing, linear probing; cap a power of two */
     size_t nfl, fl_cap;
     uint64_t seq;
-    double vclock; /* vt of the last dispatch: the floor when nothing is runnable */
-    unsigned spare; /* fair_set_spare: extra slots per worker for idle jobs */
+    double vclock;      /* vt of the last dispatch: the floor when nothing is runnable */
+    unsigned spare;     /* fair_set_spare: extra slots per worker for idle jobs */
     unsigned burst_cap; /* the largest burst any job was given: the table's room */
 };
 
@@ -678,7 +678,7 @@ static int less_loaded(const struct fair_worker *a, const struct fair_worker *b)
  * worker counts as free up to that many queries beyond its slots; one running
  * j alone, up to j's burst. */
 static struct fair_worker *pick_worker(const struct fair *f, const struct fair_job *j,
-                                      unsigned extra)
+                                       unsigned extra)
 {
     uint32_t job = j->id;
     struct fair_worker *best = NULL;
@@ -699,8 +699,12 @@ static struct fair_worker *pick_worker(const struct fair *f, const struct fair_j
 
 static void flight_insert(struct fair *f, struct fair_job *j, uint64_t query, struct fair_worker *w)
 {
-    struct fair_flight e = {.query = query, .job = j->id, .used = 1, .worker = w,
-                            .seq = f->seq++, .charge = 1.0 / j->weight};
+    struct fair_flight e = {.query = query,
+                            .job = j->id,
+                            .used = 1,
+                            .worker = w,
+                            .seq = f->seq++,
+                            .charge = 1.0 / j->weight};
     flight_place(f->fl, f->fl_cap, &e);
     f->nfl++;
     if (w->load == 0) {

@@ -81,7 +81,10 @@ int jobs_model_name_ok(const char *name)
     return 1;
 }
 
-size_t jobs_model_count(const struct jobs *j) { return j->n_models; }
+size_t jobs_model_count(const struct jobs *j)
+{
+    return j->n_models;
+}
 const struct model_rec *jobs_model_at(const struct jobs *j, size_t i)
 {
     return i < j->n_models ? &j->models[i] : NULL;
@@ -95,8 +98,14 @@ const struct model_rec *jobs_model(const struct jobs *j, const char *name)
     return NULL;
 }
 
-size_t jobs_count(const struct jobs *j) { return j->n_jobs; }
-struct job_rec *jobs_at(const struct jobs *j, size_t i) { return i < j->n_jobs ? j->jobs[i] : NULL; }
+size_t jobs_count(const struct jobs *j)
+{
+    return j->n_jobs;
+}
+struct job_rec *jobs_at(const struct jobs *j, size_t i)
+{
+    return i < j->n_jobs ? j->jobs[i] : NULL;
+}
 
 struct job_rec *jobs_of_model(const struct jobs *j, const char *model)
 {
@@ -125,8 +134,8 @@ void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t 
     snprintf(out, len, "%s", p ? p->file : "");
 }
 
-int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes,
-                        struct strbuf *out, size_t *n)
+int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes, struct strbuf *out,
+                        size_t *n)
 {
     size_t k = 0;
     for (; k < max && k < job->n_pending && out->len < max_bytes; k++) {
@@ -368,7 +377,10 @@ static void apply_model_add(struct jobs *j, const struct sm_cmd *cmd, struct sm_
     idunno__model_info__free_unpacked(m, NULL);
 }
 
-static int batch_ok(uint32_t b) { return b >= 1 && b <= JOBS_MAX_BATCH; }
+static int batch_ok(uint32_t b)
+{
+    return b >= 1 && b <= JOBS_MAX_BATCH;
+}
 
 static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
 {
@@ -538,8 +550,8 @@ static void apply_flushed(struct jobs *j, const struct sm_cmd *cmd, struct sm_re
         res->status = strcmp(jobs_part(job, m->part)->file, file) == 0 ? 0 : ID_EEXIST;
     } else if (m->part != job->parts + 1 || m->results > job->n_pending) {
         res->status = ID_EINVAL; /* out of order, or more than is pending */
-    } else if ((res->status = job_add_part(job, file, m->results, m->sha256.data,
-                                           m->sha256.len)) == 0) {
+    } else if ((res->status = job_add_part(job, file, m->results, m->sha256.data, m->sha256.len)) ==
+               0) {
         for (size_t i = 0; i < m->results; i++)
             free(job->pending[i].error);
         memmove(job->pending, job->pending + m->results,
@@ -689,7 +701,10 @@ static int jobs_build(void *self, const ProtobufCMessage *msg)
     return rc == 0 || rc == ID_ENOMEM ? rc : ID_EPROTO;
 }
 
-static void jobs_clear_any(void *self) { jobs_clear(self); }
+static void jobs_clear_any(void *self)
+{
+    jobs_clear(self);
+}
 
 static void jobs_release(void *self)
 {

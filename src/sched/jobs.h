@@ -63,7 +63,7 @@ struct pending_result {
 /* A committed result part. */
 struct job_part {
     char file[SDFS_NAME_MAX + 1];
-    uint32_t results;   /* 0: not recorded (committed by an earlier version) */
+    uint32_t results; /* 0: not recorded (committed by an earlier version) */
     int has_sha256;
     uint8_t sha256[32];
 };
@@ -85,7 +85,7 @@ struct job_rec {
     struct qstats *stats;
     struct pending_result *pending;
     size_t n_pending, cap_pending;
-    uint64_t parts; /* result parts committed */
+    uint64_t parts;             /* result parts committed */
     struct job_part *part_list; /* parts of them, part 1 first */
 };
 
@@ -130,8 +130,8 @@ void jobs_part_to_pb(const struct job_part *p, struct Idunno__JobPart *m);
  * NAME, "top": [[CLASS, P] x5]} or {"image": NAME, "error": TEXT}. *n: how
  * many. Returns 0 or ID_ENOMEM. */
 struct strbuf;
-int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes,
-                        struct strbuf *out, size_t *n);
+int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes, struct strbuf *out,
+                        size_t *n);
 /* Committed part `part` (1..parts), or NULL. */
 const struct job_part *jobs_part(const struct job_rec *job, uint64_t part);
 

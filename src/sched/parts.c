@@ -83,8 +83,9 @@ int parts_name_format(char *out, size_t len, const char *model, uint32_t job, ui
 {
     if (!jobs_model_name_ok(model) || part == 0 || term == 0 || seq == 0)
         return ID_EINVAL;
-    int n = snprintf(out, len, "results/%s/job%" PRIu32 "/part-%06" PRIu64 "-t%" PRIu64 "-%" PRIu64
-                     ".jsonl", model, job, part, term, seq);
+    int n = snprintf(out, len,
+                     "results/%s/job%" PRIu32 "/part-%06" PRIu64 "-t%" PRIu64 "-%" PRIu64 ".jsonl",
+                     model, job, part, term, seq);
     return n > 0 && (size_t)n < len ? 0 : ID_EINVAL;
 }
 
@@ -178,8 +179,8 @@ static int due(const struct parts *p, const struct pjob *pj, const struct job_re
            now - pj->last_ms >= p->cfg.flush_ms;
 }
 
-size_t parts_tick(struct parts *p, uint64_t now, const struct jobs *jobs,
-                  struct parts_action *out, size_t max)
+size_t parts_tick(struct parts *p, uint64_t now, const struct jobs *jobs, struct parts_action *out,
+                  size_t max)
 {
     size_t k = 0;
     for (size_t i = 0; p->term && i < jobs_count(jobs) && k < max; i++) {
@@ -215,8 +216,8 @@ static void action_of(const struct pwrite *w, enum parts_op op, uint32_t results
     memcpy(out->file, w->file, sizeof w->file);
 }
 
-int parts_stored(struct parts *p, uint64_t write, int status, uint32_t results,
-                 uint64_t term_now, struct parts_action *out)
+int parts_stored(struct parts *p, uint64_t write, int status, uint32_t results, uint64_t term_now,
+                 struct parts_action *out)
 {
     struct pwrite *w = pwrite_find(p, write);
     if (!w)
@@ -255,7 +256,6 @@ int parts_applied(struct parts *p, uint64_t write, int status, struct parts_acti
 
 /* ---- the sweep -------------------------------------------------------------------------------- */
 
-
 int parts_is_garbage(const struct parts *p, const char *file, uint64_t committed,
                      const char *committed_file)
 {
@@ -283,7 +283,8 @@ size_t parts_sweep(struct parts *p, uint64_t now, const struct catalog *cat,
         if (strncmp(file, prefix, sizeof prefix - 1) != 0)
             break;
         struct parts_name n;
-        const struct job_rec *job = parts_name_parse(file, &n) == 0 ? jobs_by_id(jobs, n.job) : NULL;
+        const struct job_rec *job = parts_name_parse(file, &n) == 0 ? jobs_by_id(jobs, n.job)
+                                                                    : NULL;
         if (!job || strcmp(job->model, n.model) != 0)
             continue; /* not a part of a job this state knows */
         const struct job_part *committed = jobs_part(job, n.part);

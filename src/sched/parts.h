@@ -38,10 +38,10 @@ struct jobs;
 struct parts;
 
 struct parts_config {
-    uint64_t flush_ms;  /* a job's results wait at most this long after its last part */
-    size_t flush_at;    /* ... or until this many are pending */
-    uint32_t part_max;  /* results in one part at most */
-    uint64_t sweep_ms;  /* garbage sweeps at most this often */
+    uint64_t flush_ms; /* a job's results wait at most this long after its last part */
+    size_t flush_at;   /* ... or until this many are pending */
+    uint32_t part_max; /* results in one part at most */
+    uint64_t sweep_ms; /* garbage sweeps at most this often */
 };
 
 enum parts_op {
@@ -80,15 +80,15 @@ void parts_unlead(struct parts *p);
 
 /* The writes due at `now` for the jobs of the replicated state, at most one
  * per job at a time, into out (at most max). Returns how many. */
-size_t parts_tick(struct parts *p, uint64_t now, const struct jobs *jobs,
-                  struct parts_action *out, size_t max);
+size_t parts_tick(struct parts *p, uint64_t now, const struct jobs *jobs, struct parts_action *out,
+                  size_t max);
 
 /* A write's put ended with `status` (0 or ID_E*; ID_ECANCELED: nothing was
  * written), holding `results` results; term_now is the node's Raft term now
  * (0: not serving). Returns 1 with out set (PROPOSE, or DELETE of a put that
  * failed or whose term passed: never proposed), or 0 (no action). */
-int parts_stored(struct parts *p, uint64_t write, int status, uint32_t results,
-                 uint64_t term_now, struct parts_action *out);
+int parts_stored(struct parts *p, uint64_t write, int status, uint32_t results, uint64_t term_now,
+                 struct parts_action *out);
 
 /* A write's JOB_FLUSHED ended with `status`: 0 committed; a state machine
  * rejection (the part was committed under another name, ...) or ID_ECANCELED

@@ -29,8 +29,8 @@
 typedef unsigned __int128 u128;
 
 #define QS_SUB_BITS 6
-#define QS_SUB (1u << QS_SUB_BITS)                     /* buckets per power of two */
-#define QS_LINEAR (2 * QS_SUB)                         /* values below are exact */
+#define QS_SUB (1u << QS_SUB_BITS)                           /* buckets per power of two */
+#define QS_LINEAR (2 * QS_SUB)                               /* values below are exact */
 #define QS_BUCKETS (QS_LINEAR + (31 - QS_SUB_BITS) * QS_SUB) /* 1728 */
 /* 10 s at 100,000 completions/s for one job: far above the cluster's capacity. */
 #define QS_RING_MAX (1u << 20)
@@ -244,8 +244,7 @@ int qstats_record(struct qstats *q, uint64_t now_ms, uint32_t duration_ms, const
     char name[QSTATS_NAME_MAX];
     snprintf(name, sizeof name, "%s", worker ? worker : "");
 
-    while (q->len && !in_window(ring_at(q, 0)->time_ms, now_ms) &&
-           ring_at(q, 0)->time_ms <= now_ms)
+    while (q->len && !in_window(ring_at(q, 0)->time_ms, now_ms) && ring_at(q, 0)->time_ms <= now_ms)
         ring_pop(q);
     if (q->len == QS_RING_MAX)
         ring_pop(q);

@@ -3,17 +3,17 @@
 
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
-#include "idunno.pb-c.h"
 #include "ctl/service.h"
+#include "idunno.pb-c.h"
 #include "infer/child.h"
 #include "infer/infer.h"
 #include "net/net.h"
@@ -54,22 +54,22 @@ struct wquery {
     Idunno__QueryRun *run; /* as received (owned) */
     int preload;           /* load the model only; nothing to report */
     enum wq_state state;
-    unsigned fetching;     /* fetches not yet finished (+1 while starting them) */
+    unsigned fetching; /* fetches not yet finished (+1 while starting them) */
     int model_status;
-    int *image_status;     /* per image: 0 or the fetch error */
+    int *image_status; /* per image: 0 or the fetch error */
     /* Set on the loop before the pool runs the batch. */
     char model_path[700];
     char **paths;
     struct infer_result *results;
     char model_err[200];
     uint64_t started_ms, infer_ms;
-    uint64_t run_us;      /* its share of the model run's CPU time (by images) */
-    uint64_t run_wall_ms; /* wall clock when the batch went to the model's process */
-    uint64_t run_started_us; /* the same, monotonic (the chain's head) */
-    struct wquery *chain; /* while WQ_RUNNING: the next query of its chain */
+    uint64_t run_us;              /* its share of the model run's CPU time (by images) */
+    uint64_t run_wall_ms;         /* wall clock when the batch went to the model's process */
+    uint64_t run_started_us;      /* the same, monotonic (the chain's head) */
+    struct wquery *chain;         /* while WQ_RUNNING: the next query of its chain */
     uint64_t ready_ms, queued_ms; /* inputs all here; handed to the process (monotonic) */
-    unsigned refetches;   /* times a fetched input vanished before its run */
-    int stop_job;         /* the model was given up: the coordinator should stop the job */
+    unsigned refetches;           /* times a fetched input vanished before its run */
+    int stop_job;                 /* the model was given up: the coordinator should stop the job */
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
     size_t done_len;
@@ -88,8 +88,8 @@ struct worker {
      * send: results then go through this node's forwarder). */
     char coord_addr[64];
     struct infer_procs *procs; /* the models' processes */
-    struct wquery *queries; /* FIFO */
-    int running;            /* chains in model processes, at most WORKER_MAX_RUNNING */
+    struct wquery *queries;    /* FIFO */
+    int running;               /* chains in model processes, at most WORKER_MAX_RUNNING */
     uv_timer_t tick;
     int stopping;
     int tick_closed;     /* its close callback ran */
@@ -320,16 +320,20 @@ static void pack_done(struct wquery *q)
     d.worker = q->w->name;
     uint64_t now = id_wall_ms();
     d.duration_ms = now > run->dispatched_ms ? (uint32_t)(now - run->dispatched_ms) : 0;
-    d.wait_ms = q->run_wall_ms > run->dispatched_ms ? (uint32_t)(q->run_wall_ms - run->dispatched_ms) : 0;
+    d.wait_ms = q->run_wall_ms > run->dispatched_ms
+                    ? (uint32_t)(q->run_wall_ms - run->dispatched_ms)
+                    : 0;
     d.run_us = q->run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)q->run_us;
     if (q->stop_job)
         d.stop_job = q->model_err;
     /* A long wait before the run is worth a line: which part was slow. */
     if (d.wait_ms >= WORKER_SLOW_START_MS)
-        LOG_INFO("worker", "query %llu of job %u started %u ms after its dispatch: inputs %llu ms, "
+        LOG_INFO("worker",
+                 "query %llu of job %u started %u ms after its dispatch: inputs %llu ms, "
                  "waiting for another batch %llu ms",
                  (unsigned long long)run->query, run->job, d.wait_ms,
-                 (unsigned long long)(q->ready_ms - q->started_ms), (unsigned long long)(q->queued_ms - q->ready_ms));
+                 (unsigned long long)(q->ready_ms - q->started_ms),
+                 (unsigned long long)(q->queued_ms - q->ready_ms));
     d.n_results = n;
     d.results = ptrs;
     q->done_len = idunno__query_done__get_packed_size(&d);
@@ -374,8 +378,10 @@ static int prepare_run(struct worker *w, struct wquery *q)
     }
     if (gone && q->refetches < WORKER_MAX_REFETCHES) {
         q->refetches++;
-        LOG_INFO("worker", "job %u query %llu: %zu fetched input(s) vanished before the run; "
-                 "fetching again", run->job, (unsigned long long)run->query, gone);
+        LOG_INFO("worker",
+                 "job %u query %llu: %zu fetched input(s) vanished before the run; "
+                 "fetching again",
+                 run->job, (unsigned long long)run->query, gone);
         q->state = WQ_FETCHING;
         q->fetching = 1; /* no settle (and no kick) until all have started */
         if (model_gone)
@@ -384,8 +390,7 @@ static int prepare_run(struct worker *w, struct wquery *q)
         for (size_t i = 0; i < run->n_images; i++) {
             Idunno__QueryImage *im = run->images[i];
             if (q->image_status[i] == 0 && !q->paths[i])
-                fetch_one(q, (long)i, im->blob, im->size, &im->sha256, im->sources,
-                          im->n_sources);
+                fetch_one(q, (long)i, im->blob, im->size, &im->sha256, im->sources, im->n_sources);
         }
         /* The caller's kick() finds it ready again if every fetch finished at
          * once; otherwise the last fetch's settle kicks. */
@@ -609,8 +614,8 @@ static struct wquery *wq_new(struct worker *w, Idunno__QueryRun *run)
 static void on_run(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct worker *w = ud;
-    Idunno__QueryRun *run =
-        ctl_req_unpack(req, &idunno__query_run__descriptor, body, len, w->stopping);
+    Idunno__QueryRun *run = ctl_req_unpack(req, &idunno__query_run__descriptor, body, len,
+                                           w->stopping);
     if (!run)
         return;
     if (!run->model || !run->model->name[0] || run->n_images == 0 || run->n_images > 1024) {
@@ -736,11 +741,16 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
     if (cfg->sched_batch)
         LOG_INFO("worker", "model runs are scheduled as SCHED_BATCH (--infer-sched batch)");
     if (cfg->gate_slots > 0)
-        LOG_INFO("worker", "at most %d model runs at once on this host (--infer-slots)", cfg->gate_slots);
-    struct infer_procs_config pc = {.loop = w->loop, .node = cfg->name, .log_path = cfg->log_path,
+        LOG_INFO("worker", "at most %d model runs at once on this host (--infer-slots)",
+                 cfg->gate_slots);
+    struct infer_procs_config pc = {.loop = w->loop,
+                                    .node = cfg->name,
+                                    .log_path = cfg->log_path,
                                     .threads = cfg->threads ? cfg->threads : 1,
-                                    .gate_slots = cfg->gate_slots, .gate_dir = cfg->gate_dir,
-                                    .sched_batch = cfg->sched_batch, .test_hooks = cfg->test_hooks,
+                                    .gate_slots = cfg->gate_slots,
+                                    .gate_dir = cfg->gate_dir,
+                                    .sched_batch = cfg->sched_batch,
+                                    .test_hooks = cfg->test_hooks,
                                     .max_idle = WORKER_CACHE_MODELS,
                                     .run_timeout_ms = cfg->run_timeout_ms};
     int rc = infer_procs_create(&pc, &w->procs);

@@ -35,13 +35,14 @@ struct worker_config {
     struct sdfs *sdfs;
     const char *name;
     const char *addr;
-    int threads; /* ONNX Runtime intra-op threads (0: 1) */
+    int threads;          /* ONNX Runtime intra-op threads (0: 1) */
     int gate_slots;       /* model runs at once on this host (infer/gate.h); 0: no gate */
     const char *gate_dir; /* NULL or "": infer_gate_default_dir */
     int sched_batch;      /* run batches as SCHED_BATCH (see worker.c) */
     const char *log_path; /* the node's log, where its inference processes log too */
     int test_hooks;       /* inference processes honour idunno.test.crash (tests only) */
-    uint32_t run_timeout_ms; /* a run longer than this kills its process (infer/child.h; 0: never) */
+    uint32_t
+        run_timeout_ms; /* a run longer than this kills its process (infer/child.h; 0: never) */
 };
 
 int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len);

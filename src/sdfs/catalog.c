@@ -110,7 +110,10 @@ const struct sdfs_file *catalog_find(const struct catalog *c, const char *name)
     return found ? &c->files[i] : NULL;
 }
 
-size_t catalog_count(const struct catalog *c) { return c->n; }
+size_t catalog_count(const struct catalog *c)
+{
+    return c->n;
+}
 
 const struct sdfs_file *catalog_at(const struct catalog *c, size_t i)
 {
@@ -179,8 +182,8 @@ uint64_t catalog_node_load(const struct catalog *c, const char *node)
 static int version_from_pb(const Idunno__SdfsVersion *m, struct sdfs_version *v,
                            int version_required)
 {
-    if (!sdfs_blob_ok(m->blob) || m->sha256.len != 32 || (m->crc32c.len != 0 && m->crc32c.len != 4) ||
-        m->n_replicas < 1 ||
+    if (!sdfs_blob_ok(m->blob) || m->sha256.len != 32 ||
+        (m->crc32c.len != 0 && m->crc32c.len != 4) || m->n_replicas < 1 ||
         m->n_replicas > SDFS_REPLICAS || (version_required && m->version == 0))
         return ID_EINVAL;
     memset(v, 0, sizeof *v);
@@ -206,7 +209,7 @@ static int version_from_pb(const Idunno__SdfsVersion *m, struct sdfs_version *v,
 }
 
 void catalog_version_to_pb(const char *name, const struct sdfs_version *v, Idunno__SdfsVersion *m,
-                          char **ptrs)
+                           char **ptrs)
 {
     idunno__sdfs_version__init(m);
     m->name = (char *)name;
@@ -390,10 +393,10 @@ out:
  * before the first one is applied, so a batch changes all its names or none. */
 struct commit_batch {
     Idunno__SdfsCommitBatch *m;
-    struct sdfs_version *in;       /* parsed request, request order */
-    struct sdfs_version *out;      /* as committed */
+    struct sdfs_version *in;  /* parsed request, request order */
+    struct sdfs_version *out; /* as committed */
     char (*dropped)[SDFS_BLOB_LEN + 1];
-    char **new_names;              /* strdup'ed names not yet in the catalog */
+    char **new_names; /* strdup'ed names not yet in the catalog */
     size_t n_new;
 };
 
@@ -545,7 +548,9 @@ static void catalog_apply(void *self, const struct sm_cmd *cmd, struct sm_result
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT: apply_commit(c, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_DELETE: apply_delete(c, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_REPLICA: apply_replica(c, cmd, res); break;
-    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT_BATCH: apply_commit_batch(c, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT_BATCH:
+        apply_commit_batch(c, cmd, res);
+        break;
     default: res->status = ID_EUNKNOWNTYPE; break;
     }
 }
@@ -585,7 +590,10 @@ static int catalog_build(void *self, const ProtobufCMessage *msg)
     return rc == 0 || rc == ID_ENOMEM ? rc : ID_EPROTO;
 }
 
-static void catalog_clear_any(void *self) { catalog_clear(self); }
+static void catalog_clear_any(void *self)
+{
+    catalog_clear(self);
+}
 
 static const struct sm_section catalog_section = {
     .desc = &idunno__sdfs_catalog_state__descriptor,
@@ -736,8 +744,8 @@ static int node_alive(const struct sdfs_node *alive, size_t n, const char *name)
     return 0;
 }
 
-size_t catalog_plan_repairs(const struct catalog *c, const struct sdfs_node *alive,
-                            size_t n_alive, int (*skip)(void *ud, const char *blob), void *ud,
+size_t catalog_plan_repairs(const struct catalog *c, const struct sdfs_node *alive, size_t n_alive,
+                            int (*skip)(void *ud, const char *blob), void *ud,
                             struct sdfs_repair *out, size_t max)
 {
     size_t want = n_alive < SDFS_REPLICAS ? n_alive : SDFS_REPLICAS;

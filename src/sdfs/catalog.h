@@ -141,8 +141,8 @@ struct sdfs_repair {
  * planned target is a listed, unsuspected node that does not hold the
  * version, least loaded first (counting earlier plans). Returns how many were
  * written to out. */
-size_t catalog_plan_repairs(const struct catalog *c, const struct sdfs_node *alive,
-                            size_t n_alive, int (*skip)(void *ud, const char *blob), void *ud,
+size_t catalog_plan_repairs(const struct catalog *c, const struct sdfs_node *alive, size_t n_alive,
+                            int (*skip)(void *ud, const char *blob), void *ud,
                             struct sdfs_repair *out, size_t max);
 
 #endif

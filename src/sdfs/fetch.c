@@ -41,7 +41,10 @@ void fetcher_stop(struct fetcher *fe)
     fe->store = NULL;
 }
 
-void fetcher_destroy(struct fetcher *fe) { free(fe); }
+void fetcher_destroy(struct fetcher *fe)
+{
+    free(fe);
+}
 
 struct fetch_waiter {
     struct net_request *req; /* a BLOB_FETCH to answer, or */
@@ -201,8 +204,9 @@ static void fetch_next(struct fetch *f)
     r.blob = f->blob;
     r.offset = f->offset;
     r.length = SDFS_CHUNK;
-    int rc = net_call_pb(f->fe->net, f->sources[f->source], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ,
-                         &r.base, FETCH_READ_MS, on_fetch_read, f);
+    int rc = net_call_pb(f->fe->net, f->sources[f->source],
+                         IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_READ_REQ, &r.base, FETCH_READ_MS,
+                         on_fetch_read, f);
     if (rc < 0)
         fetch_fail(f, rc, id_strerror(rc));
 }
@@ -255,4 +259,3 @@ int fetcher_get(struct fetcher *fe, const char *blob, uint64_t size, const uint8
     fetch_next(f); /* the first chunk starts a fresh copy (offset 0) */
     return 0;
 }
-

@@ -168,8 +168,8 @@ static int check_listed(const struct catalog *c, const struct reconcile_report *
 /* Held copies the catalog does not name on the node: deletable once unlisted
  * for the grace period. */
 static int check_unlisted(const struct reconcile_report *rep, const struct rnode *n,
-                          const uint8_t *kept, uint64_t grace_ms, uint64_t now_ms, struct unlisted **unl,
-                          size_t *n_unl, struct reconcile_actions *out)
+                          const uint8_t *kept, uint64_t grace_ms, uint64_t now_ms,
+                          struct unlisted **unl, size_t *n_unl, struct reconcile_actions *out)
 {
     *unl = calloc(rep->n_blobs ? rep->n_blobs : 1, sizeof **unl);
     out->del = calloc(rep->n_blobs ? rep->n_blobs : 1, sizeof *out->del);

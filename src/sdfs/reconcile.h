@@ -58,7 +58,7 @@ struct reconcile_report {
     uint64_t held;         /* sealed blobs the node holds in all */
     char **blobs;          /* held, sealed a while ago */
     size_t n_blobs;
-    char **young;          /* held, sealed or used moments ago: never deleted */
+    char **young; /* held, sealed or used moments ago: never deleted */
     size_t n_young;
 };
 
@@ -69,8 +69,8 @@ struct reconcile_missing {
 };
 
 struct reconcile_actions {
-    int ignored;  /* 1: incomplete or stale, nothing decided */
-    char **del;   /* blobs the node may delete (pointers into the report's lists) */
+    int ignored; /* 1: incomplete or stale, nothing decided */
+    char **del;  /* blobs the node may delete (pointers into the report's lists) */
     size_t n_del;
     struct reconcile_missing missing[RECONCILE_MAX_MISSING];
     size_t n_missing;

@@ -57,8 +57,8 @@ const char *sdfs_addr_of(const struct member_view *alive, size_t n, const char *
 /* Calls a coordinator request through this node itself: its handler serves it
  * here if this node leads, or forwards it to the leader with every retry of
  * ctl/forward.h. */
-int sdfs_call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *msg,
-                       net_response_fn fn, void *ud)
+int sdfs_call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *msg, net_response_fn fn,
+                     void *ud)
 {
     return net_call_pb(s->net, s->addr, type, msg, SDFS_CALL_MS, fn, ud);
 }
@@ -77,15 +77,17 @@ static void on_blob_written(void *ud, int status)
 static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsChunk *m =
-        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    Idunno__SdfsChunk *m = ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len,
+                                          s->stopping);
     if (!m)
         return;
     int rc = store_write(s->store, m->blob, m->offset, m->data.data, m->data.len, on_blob_written,
                          req);
     if (rc == ID_EEXIST)
-        net_reply_errorf(req, rc, "replica %s holds blob %s sealed; sealed copies are never "
-                                  "replaced", s->name, m->blob);
+        net_reply_errorf(req, rc,
+                         "replica %s holds blob %s sealed; sealed copies are never "
+                         "replaced",
+                         s->name, m->blob);
     else if (rc < 0)
         net_reply_errorf(req, rc, "replica %s cannot write blob %s at %llu: %s", s->name, m->blob,
                          (unsigned long long)m->offset, id_strerror(rc));
@@ -113,8 +115,9 @@ static void on_blob_resealed(void *ud, int status)
 {
     struct net_request *req = ud;
     if (status == ID_ECRC)
-        net_reply_errorf(req, ID_EEXIST, "a different copy of this blob is sealed here; sealed "
-                                         "copies are never replaced");
+        net_reply_errorf(req, ID_EEXIST,
+                         "a different copy of this blob is sealed here; sealed "
+                         "copies are never replaced");
     else if (status < 0)
         net_reply_errorf(req, status, "replica seal failed: %s", id_strerror(status));
     else
@@ -178,8 +181,8 @@ static void on_blob_read_done(void *ud, int status, const uint8_t *data, size_t 
 static void on_blob_read(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsRead *m =
-        ctl_req_unpack(req, &idunno__sdfs_read__descriptor, body, len, s->stopping);
+    Idunno__SdfsRead *m = ctl_req_unpack(req, &idunno__sdfs_read__descriptor, body, len,
+                                         s->stopping);
     if (!m)
         return;
     struct read_op *op = calloc(1, sizeof *op);
@@ -210,8 +213,8 @@ static void on_blob_locate(void *ud, struct net_request *req, const uint8_t *bod
     if (store_path(s->store, m->blob, path, sizeof path) < 0) {
         net_reply_errorf(req, ID_ENOTFOUND, "replica %s holds no blob %s", s->name, m->blob);
     } else if (!realpath(path, abs)) {
-        net_reply_errorf(req, id_from_errno(errno), "replica %s cannot resolve blob %s: %s", s->name,
-                         m->blob, strerror(errno));
+        net_reply_errorf(req, id_from_errno(errno), "replica %s cannot resolve blob %s: %s",
+                         s->name, m->blob, strerror(errno));
     } else {
         Idunno__SdfsBlobFile f = IDUNNO__SDFS_BLOB_FILE__INIT;
         f.path = abs;
@@ -223,8 +226,8 @@ static void on_blob_locate(void *ud, struct net_request *req, const uint8_t *bod
 static void on_blob_delete(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsBlobList *m =
-        ctl_req_unpack(req, &idunno__sdfs_blob_list__descriptor, body, len, s->stopping);
+    Idunno__SdfsBlobList *m = ctl_req_unpack(req, &idunno__sdfs_blob_list__descriptor, body, len,
+                                             s->stopping);
     if (!m)
         return;
     for (size_t i = 0; i < m->n_blobs; i++) {
@@ -335,8 +338,8 @@ static void get_try(struct get_op *g)
 static void on_get(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsRead *m =
-        ctl_req_unpack(req, &idunno__sdfs_read__descriptor, body, len, s->stopping);
+    Idunno__SdfsRead *m = ctl_req_unpack(req, &idunno__sdfs_read__descriptor, body, len,
+                                         s->stopping);
     if (!m)
         return;
     if (!sdfs_blob_ok(m->blob)) {
@@ -480,7 +483,10 @@ void sdfs_stop(struct sdfs *s)
     uv_close((uv_handle_t *)&s->tick, on_tick_closed);
 }
 
-struct store *sdfs_store(struct sdfs *s) { return s->store; }
+struct store *sdfs_store(struct sdfs *s)
+{
+    return s->store;
+}
 
 void sdfs_get_stats(struct sdfs *s, struct sdfs_stats *out)
 {
@@ -511,4 +517,3 @@ void sdfs_destroy(struct sdfs *s)
     else
         s->destroy_pending = 1;
 }
-

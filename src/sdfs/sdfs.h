@@ -55,7 +55,7 @@ struct sdfs_config {
     struct catalog *catalog; /* registered with ctl by the caller */
     const char *name;
     const char *addr;
-    const char *data_dir; /* the store goes in DATA/sdfs */
+    const char *data_dir;     /* the store goes in DATA/sdfs */
     uint64_t delete_grace_ms; /* unnamed copies live this long; 0: RECONCILE_DELETE_GRACE_MS */
 };
 
@@ -91,7 +91,7 @@ int sdfs_put_bytes(struct sdfs *s, const char *name, const uint8_t *data, size_t
                    sdfs_done_fn cb, void *ud);
 
 struct sdfs_stats {
-    uint64_t files_held, bytes_held;     /* sealed blobs in the local store */
+    uint64_t files_held, bytes_held; /* sealed blobs in the local store */
     uint64_t puts, gets, repairs_done, repairs_failed;
     uint64_t bad_copies_reported;
 };

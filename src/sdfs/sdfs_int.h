@@ -43,10 +43,10 @@ struct put_chunk {
     uint64_t offset;
     uint8_t *data; /* the packed BLOB_WRITE body */
     size_t len;
-    size_t size;   /* file bytes in it */
+    size_t size; /* file bytes in it */
     unsigned acks;
-    unsigned refs;            /* targets that still hold it, plus the session */
-    struct net_request *req;  /* the client's request, answered at the last ack */
+    unsigned refs;           /* targets that still hold it, plus the session */
+    struct net_request *req; /* the client's request, answered at the last ack */
 };
 
 struct put_session {
@@ -58,7 +58,7 @@ struct put_session {
     uint64_t next_offset;
     size_t n_targets;
     struct put_target targets[SDFS_REPLICAS];
-    int failed;                  /* an ID_E* once a replica failed */
+    int failed; /* an ID_E* once a replica failed */
     char failed_node[SDFS_NODE_MAX];
     char failed_msg[200];
     struct net_request *close_req;

@@ -284,7 +284,8 @@ static void verify_copy(struct sdfs *s, const struct sdfs_version *v, const char
     char *sources[SDFS_REPLICAS];
     size_t n_src = 0;
     for (size_t r = 0; r < v->n_replicas; r++) {
-        const char *a = strcmp(v->replicas[r], node) ? sdfs_addr_of(alive, n_alive, v->replicas[r]) : NULL;
+        const char *a = strcmp(v->replicas[r], node) ? sdfs_addr_of(alive, n_alive, v->replicas[r])
+                                                     : NULL;
         if (a)
             sources[n_src++] = (char *)a;
     }
@@ -331,7 +332,7 @@ static void lead_report(struct ctl_op *op)
     struct sdfs *s = op->ud;
     const Idunno__SdfsStoreReport *m = op->msg;
     struct net_request *req = op->req;
-    struct reconcile_report rep = {m->node,   m->boot,   m->seq,   m->answered_seq, m->held,
+    struct reconcile_report rep = {m->node,  m->boot,    m->seq,   m->answered_seq, m->held,
                                    m->blobs, m->n_blobs, m->young, m->n_young};
     struct reconcile_actions a;
     int rc = reconcile_report(s->reconcile, s->catalog, &rep, id_now_ms(), &a);
@@ -344,11 +345,12 @@ static void lead_report(struct ctl_op *op)
                  (unsigned long long)m->seq, m->node);
     for (size_t i = 0; i < a.n_missing; i++) {
         const struct sdfs_version *v = a.missing[i].version;
-        LOG_WARN("sdfs", "%s lacks its copy of %s version %llu (blob %s) on two reports: "
-                 "replacing it", m->node, a.missing[i].file->name,
-                 (unsigned long long)v->version, v->blob);
-        propose_replica_change(s, a.missing[i].file->name, v->blob, m->node, "",
-                               on_missing_dropped, NULL);
+        LOG_WARN("sdfs",
+                 "%s lacks its copy of %s version %llu (blob %s) on two reports: "
+                 "replacing it",
+                 m->node, a.missing[i].file->name, (unsigned long long)v->version, v->blob);
+        propose_replica_change(s, a.missing[i].file->name, v->blob, m->node, "", on_missing_dropped,
+                               NULL);
     }
     Idunno__SdfsBlobList out = IDUNNO__SDFS_BLOB_LIST__INIT;
     out.n_blobs = a.n_del;
@@ -514,7 +516,8 @@ void sdfs_report_send(struct sdfs *s)
             else
                 old[r.n_blobs++] = ids[i];
         }
-        if (sdfs_call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_REQ, &r.base, on_report_answer, s) == 0)
+        if (sdfs_call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_REPORT_REQ, &r.base, on_report_answer,
+                             s) == 0)
             s->report_busy = 1;
     }
     free(ids);
@@ -522,8 +525,10 @@ void sdfs_report_send(struct sdfs *s)
     free(young);
 }
 
-#define SDFS_OP(t, d, start, done, flags) \
-    {IDUNNO__MSG_TYPE__MSG_SDFS_##t##_REQ, d, start, done, NULL, flags, NULL}
+#define SDFS_OP(t, d, start, done, flags)                                       \
+    {                                                                           \
+        IDUNNO__MSG_TYPE__MSG_SDFS_##t##_REQ, d, start, done, NULL, flags, NULL \
+    }
 
 const struct ctl_svc_op sdfs_lead_ops[] = {
     SDFS_OP(PLACE, &idunno__sdfs_place__descriptor, lead_place, NULL, 0),
@@ -536,4 +541,3 @@ const struct ctl_svc_op sdfs_lead_ops[] = {
     SDFS_OP(LIST, &idunno__sdfs_list__descriptor, ctl_op_read, lead_list_read, CTL_OP_NO_NET),
 };
 const size_t sdfs_lead_n_ops = sizeof sdfs_lead_ops / sizeof sdfs_lead_ops[0];
-

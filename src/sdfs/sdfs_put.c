@@ -145,7 +145,8 @@ static void on_target_written(void *ud, const struct net_result *res)
     t->sending--;
     if (res->status < 0) {
         sdfs_put_fail(ps, res->status == ID_ENOSPC ? ID_ENOSPC : ID_EUNAVAIL, t->name,
-                 "replica %s failed: %s", t->name, res->errmsg ? res->errmsg : id_strerror(res->status));
+                      "replica %s failed: %s", t->name,
+                      res->errmsg ? res->errmsg : id_strerror(res->status));
         chunk_unref(c);
         free(tc);
         return;
@@ -183,7 +184,7 @@ static int target_send_one(struct put_target *t)
         free(tc);
         chunk_unref(c);
         sdfs_put_fail(ps, ID_EUNAVAIL, t->name, "cannot send to replica %s: %s", t->name,
-                 id_strerror(rc));
+                      id_strerror(rc));
         return 0;
     }
     return 1;
@@ -226,8 +227,9 @@ static void on_placed(void *ud, const struct net_result *res)
 {
     struct put_open *po = ud;
     struct sdfs *s = po->s;
-    Idunno__SdfsPlacement *pl =
-        res->status == 0 ? idunno__sdfs_placement__unpack(NULL, res->len, res->body) : NULL;
+    Idunno__SdfsPlacement *pl = res->status == 0
+                                    ? idunno__sdfs_placement__unpack(NULL, res->len, res->body)
+                                    : NULL;
     if (!pl || pl->n_replicas == 0 || pl->n_replicas != pl->n_addrs) {
         int code = res->status < 0 ? res->status : ID_EPROTO;
         net_reply_errorf(po->req, code, "cannot place %s: %s", po->name,
@@ -274,8 +276,8 @@ static void on_placed(void *ud, const struct net_result *res)
 void sdfs_on_put_open(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsPutOpen *m =
-        ctl_req_unpack(req, &idunno__sdfs_put_open__descriptor, body, len, s->stopping);
+    Idunno__SdfsPutOpen *m = ctl_req_unpack(req, &idunno__sdfs_put_open__descriptor, body, len,
+                                            s->stopping);
     if (!m)
         return;
     if (!sdfs_name_ok(m->name)) {
@@ -334,8 +336,8 @@ static struct put_session *put_session_for(struct sdfs *s, struct net_request *r
 void sdfs_on_put_data(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsChunk *m =
-        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    Idunno__SdfsChunk *m = ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len,
+                                          s->stopping);
     if (!m)
         return;
     struct put_session *ps = put_session_for(s, req, m);
@@ -436,7 +438,8 @@ static void put_commit(struct put_session *ps)
     int rc = cc ? 0 : ID_ENOMEM;
     if (cc) {
         *cc = (struct commit_call){ps->s, ps->id};
-        rc = sdfs_call_leader(ps->s, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, &v.base, on_put_committed, cc);
+        rc = sdfs_call_leader(ps->s, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, &v.base,
+                              on_put_committed, cc);
     }
     if (rc < 0) {
         free(cc);
@@ -457,8 +460,8 @@ static void on_target_sealed(void *ud, const struct net_result *res)
         return;
     if (res->status < 0) {
         sdfs_put_fail(ps, res->status == ID_ECRC ? ID_ECRC : ID_EUNAVAIL, t->name,
-                 "replica %s could not seal the copy: %s", t->name,
-                 res->errmsg ? res->errmsg : id_strerror(res->status));
+                      "replica %s could not seal the copy: %s", t->name,
+                      res->errmsg ? res->errmsg : id_strerror(res->status));
         return;
     }
     t->sealed = 1;
@@ -481,8 +484,8 @@ static void on_target_sealed(void *ud, const struct net_result *res)
 void sdfs_on_put_close(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct sdfs *s = ud;
-    Idunno__SdfsChunk *m =
-        ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len, s->stopping);
+    Idunno__SdfsChunk *m = ctl_req_unpack(req, &idunno__sdfs_chunk__descriptor, body, len,
+                                          s->stopping);
     if (!m)
         return;
     struct put_session *ps = put_session_for(s, req, m);
@@ -508,12 +511,13 @@ void sdfs_on_put_close(void *ud, struct net_request *req, const uint8_t *body, s
             seal.size = ps->size;
             seal.sha256.data = ps->sha;
             seal.sha256.len = 32;
-            int rc = net_call_pb(s->net, ps->targets[i].addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ,
-                                 &seal.base, SDFS_FETCH_MS, on_target_sealed, tc);
+            int rc = net_call_pb(s->net, ps->targets[i].addr,
+                                 IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ, &seal.base,
+                                 SDFS_FETCH_MS, on_target_sealed, tc);
             if (rc < 0) {
                 free(tc);
                 sdfs_put_fail(ps, ID_EUNAVAIL, ps->targets[i].name, "cannot reach replica %s",
-                         ps->targets[i].name);
+                              ps->targets[i].name);
             }
         }
     }
@@ -560,8 +564,8 @@ static void small_put_end(struct small_put *p, int status)
         bl.n_blobs = 1;
         bl.blobs = &b;
         for (size_t i = 0; i < p->n && !p->s->stopping; i++)
-            net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ, &bl.base,
-                        SDFS_CALL_MS, NULL, NULL);
+            net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_DELETE_REQ,
+                        &bl.base, SDFS_CALL_MS, NULL, NULL);
     }
     p->cb(p->ud, status);
     free(p->data);
@@ -599,7 +603,8 @@ static void on_small_sealed(void *ud, const struct net_result *res)
     v.crc32c.len = 4;
     v.n_replicas = p->n;
     v.replicas = names;
-    int rc = sdfs_call_leader(p->s, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, &v.base, on_small_committed, p);
+    int rc = sdfs_call_leader(p->s, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_REQ, &v.base,
+                              on_small_committed, p);
     if (rc < 0)
         small_put_end(p, rc);
 }
@@ -616,8 +621,9 @@ static void on_small_written(void *ud, const struct net_result *res)
 static void on_small_placed(void *ud, const struct net_result *res)
 {
     struct small_put *p = ud;
-    Idunno__SdfsPlacement *pl =
-        res->status == 0 ? idunno__sdfs_placement__unpack(NULL, res->len, res->body) : NULL;
+    Idunno__SdfsPlacement *pl = res->status == 0
+                                    ? idunno__sdfs_placement__unpack(NULL, res->len, res->body)
+                                    : NULL;
     if (!pl || pl->n_replicas == 0 || pl->n_replicas != pl->n_addrs || p->s->stopping) {
         if (pl)
             idunno__sdfs_placement__free_unpacked(pl, NULL);
@@ -647,8 +653,8 @@ static void on_small_placed(void *ud, const struct net_result *res)
         seal.size = p->len;
         seal.sha256.data = p->sha;
         seal.sha256.len = 32;
-        if (net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ, &seal.base,
-                        SDFS_CALL_MS, on_small_sealed, p) < 0) {
+        if (net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ,
+                        &seal.base, SDFS_CALL_MS, on_small_sealed, p) < 0) {
             p->failed = ID_EUNAVAIL;
             p->pending--;
         }
@@ -689,7 +695,8 @@ int sdfs_put_bytes(struct sdfs *s, const char *name, const uint8_t *data, size_t
     Idunno__SdfsPlace pl = IDUNNO__SDFS_PLACE__INIT;
     pl.name = p->name;
     pl.size = len;
-    int rc = sdfs_call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_REQ, &pl.base, on_small_placed, p);
+    int rc = sdfs_call_leader(s, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_REQ, &pl.base, on_small_placed,
+                              p);
     if (rc < 0) {
         free(copy);
         free(p);

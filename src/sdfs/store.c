@@ -50,7 +50,7 @@ struct op {
     uint32_t crc32c; /* seals: of the sealed copy; verifies: the known one */
     int has_sums;    /* verifies: sha and crc32c hold the blob's recorded sums */
     uint8_t want_sha[32];
-    int quarantine;  /* verifies: move a bad copy to bad/ */
+    int quarantine; /* verifies: move a bad copy to bad/ */
     store_cb cb;
     store_seal_cb seal_cb;
     store_read_cb read_cb;
@@ -154,8 +154,14 @@ int store_has(const struct store *s, const char *blob, uint64_t *size)
     return found;
 }
 
-size_t store_count(const struct store *s) { return s->n; }
-uint64_t store_bytes(const struct store *s) { return s->bytes; }
+size_t store_count(const struct store *s)
+{
+    return s->n;
+}
+uint64_t store_bytes(const struct store *s)
+{
+    return s->bytes;
+}
 
 size_t store_list(const struct store *s, char (*out)[SDFS_BLOB_LEN + 1], size_t max)
 {
@@ -244,7 +250,8 @@ int store_create(uv_loop_t *loop, const char *dir, struct store **out, char *err
             break;
         /* Its age is the file's: a copy sealed long ago is not young again
          * just because this node restarted. */
-        uint64_t mtime_ms = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+        uint64_t mtime_ms = (uint64_t)st.st_mtim.tv_sec * 1000 +
+                            (uint64_t)st.st_mtim.tv_nsec / 1000000;
         uint64_t wall = id_wall_ms(), now = id_now_ms();
         uint64_t age = wall > mtime_ms ? wall - mtime_ms : 0;
         int found;
@@ -420,7 +427,9 @@ static void work_seal(struct op *o)
     /* A sealed blob is immutable: never renamed over, whoever asks. */
     if (fsync(c->fd) < 0 || renameat2(AT_FDCWD, c->path, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 ||
         fsync(o->s->blobs_fd) < 0) {
-        o->status = errno == ENOSPC ? ID_ENOSPC : errno == EEXIST ? ID_EEXIST : id_from_errno(errno);
+        o->status = errno == ENOSPC   ? ID_ENOSPC
+                    : errno == EEXIST ? ID_EEXIST
+                                      : id_from_errno(errno);
         return;
     }
     close(c->fd);
@@ -570,7 +579,8 @@ static void on_work_done(uv_work_t *w, int status)
     }
     if (o->kind == OP_VERIFY && o->status == 0 && !o->has_sums)
         index_set_sums(s, o->blob, o->sha, o->crc32c);
-    else if (o->kind == OP_VERIFY && (o->status == ID_ENOTFOUND || (o->status == ID_ECRC && o->quarantine)))
+    else if (o->kind == OP_VERIFY &&
+             (o->status == ID_ENOTFOUND || (o->status == ID_ECRC && o->quarantine)))
         index_remove(s, o->blob); /* gone, or moved to bad/ */
     if (!s->closing) {
         if (o->kind == OP_READ && o->read_cb)
@@ -630,8 +640,8 @@ static void copy_append(struct store *s, struct tmp_copy *c, struct op *o)
 
 /* ---- the API -------------------------------------------------------------------------------- */
 
-int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data,
-                size_t len, store_cb cb, void *ud)
+int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data, size_t len,
+                store_cb cb, void *ud)
 {
     if (s->closing)
         return ID_ESHUTDOWN;

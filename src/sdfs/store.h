@@ -50,8 +50,8 @@ typedef void (*store_read_cb)(void *ud, int status, const uint8_t *data, size_t 
  * be where the copy ends, after earlier writes (ID_EINVAL otherwise). A blob
  * already sealed here gives ID_EEXIST. cb runs with 0, ID_ENOSPC (disk full),
  * ID_EIO or ID_EINVAL. */
-int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data,
-                size_t len, store_cb cb, void *ud);
+int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data, size_t len,
+                store_cb cb, void *ud);
 
 /* Seals the temporary copy: its size must be `size` and its SHA-256 `sha`
  * (ID_ECRC otherwise, and the copy is dropped). cb runs once it is durable in

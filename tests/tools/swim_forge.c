@@ -23,12 +23,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "idunno.pb-c.h"
 #include "member/swim_codec.h"
 #include "net/frame.h"
 #include "net/net.h"
 #include "net/seal.h"
-#include "base/clock.h"
 
 static void unescape(const char *in, char *out, size_t cap)
 {
@@ -39,8 +39,12 @@ static void unescape(const char *in, char *out, size_t cap)
             continue;
         }
         in++;
-        out[k++] = *in == 'e' ? '\033' : *in == 'r' ? '\r' : *in == 'n' ? '\n' : *in == 't' ? '\t'
-                 : *in == 'a' ? '\a' : *in;
+        out[k++] = *in == 'e'   ? '\033'
+                   : *in == 'r' ? '\r'
+                   : *in == 'n' ? '\n'
+                   : *in == 't' ? '\t'
+                   : *in == 'a' ? '\a'
+                                : *in;
     }
     out[k] = 0;
 }
@@ -104,7 +108,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "swim_forge: cannot encode\n");
         return 1;
     }
-    frame_encode_header(dgram, IDUNNO__MSG_TYPE__MSG_SWIM, 0, 0, dgram + FRAME_HEADER_LEN, (uint32_t)len);
+    frame_encode_header(dgram, IDUNNO__MSG_TYPE__MSG_SWIM, 0, 0, dgram + FRAME_HEADER_LEN,
+                        (uint32_t)len);
     struct sockaddr_storage to;
     if (net_parse_addr(argv[1], &to) < 0) {
         fprintf(stderr, "swim_forge: bad address %s\n", argv[1]);

@@ -32,7 +32,10 @@ static void replica_init(struct replica *r)
     assert_int_equal(sm_register(&r->sm, &catalog_sm_ops, r->cat), 0);
 }
 
-static void replica_free(struct replica *r) { catalog_destroy(r->cat); }
+static void replica_free(struct replica *r)
+{
+    catalog_destroy(r->cat);
+}
 
 /* Applies one command; returns its status and, if out is given, its result. */
 static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body, uint64_t time_ms,
@@ -40,8 +43,13 @@ static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body,
 {
     uint8_t buf[4096];
     size_t n = protobuf_c_message_pack(body, buf);
-    struct sm_cmd cmd = {.type = type, .version = 1, .body = buf, .len = n, .origin = 1,
-                         .seq = r->sm.applied + 1, .time_ms = time_ms};
+    struct sm_cmd cmd = {.type = type,
+                         .version = 1,
+                         .body = buf,
+                         .len = n,
+                         .origin = 1,
+                         .seq = r->sm.applied + 1,
+                         .time_ms = time_ms};
     void *entry;
     size_t len;
     assert_int_equal(sm_encode(&cmd, NULL, &entry, &len), 0);
@@ -63,7 +71,8 @@ static uint64_t commit_crc(struct replica *r, const char *name, const char *blob
     char copy[256], *names[SDFS_REPLICAS], *save = NULL;
     size_t n = 0;
     snprintf(copy, sizeof copy, "%s", reps);
-    for (char *t = strtok_r(copy, ",", &save); t && n < SDFS_REPLICAS; t = strtok_r(NULL, ",", &save))
+    for (char *t = strtok_r(copy, ",", &save); t && n < SDFS_REPLICAS;
+         t = strtok_r(NULL, ",", &save))
         names[n++] = t;
     uint8_t sha[32] = {1, 2, 3};
     Idunno__SdfsVersion v = IDUNNO__SDFS_VERSION__INIT;
@@ -128,8 +137,8 @@ static void test_names(void **state)
 {
     (void)state;
     const char *good[] = {"a", "flowers/rose1.jpg", "x.y", "a/b/c", "..a", "a..", "a.b/c..d"};
-    const char *bad[] = {"", "/abs", "..", ".", "a/../b", "a/./b", "a//b", "a/", "sp ace",
-                         "back\\slash", "tab\tname", "\x7f"};
+    const char *bad[] = {"",     "/abs", "..",     ".",           "a/../b",    "a/./b",
+                         "a//b", "a/",   "sp ace", "back\\slash", "tab\tname", "\x7f"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         assert_true(sdfs_name_ok(good[i]));
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -204,8 +213,10 @@ static void test_commit_rejects_bad_input(void **state)
     assert_int_equal(catalog_count(r.cat), 0);
     /* A garbage body is rejected, the state unchanged, and counted as applied. */
     uint8_t junk[] = {0xff, 0xff, 0xff};
-    struct sm_cmd cmd = {.type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT, .version = 1,
-                         .body = junk, .len = sizeof junk};
+    struct sm_cmd cmd = {.type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT,
+                         .version = 1,
+                         .body = junk,
+                         .len = sizeof junk};
     struct sm_result res = {0};
     sm_apply(&r.sm, &cmd, &res);
     assert_int_equal(res.status, ID_EPROTO);
@@ -336,7 +347,8 @@ static void test_snapshot_round_trip(void **state)
         assert_int_equal(catalog_node_load(b.cat, n), catalog_node_load(a.cat, n));
     /* Both go on the same way after the restore. */
     blob_id(99, blob);
-    assert_int_equal(commit(&a, "set/f3", blob, "n1", NULL), commit(&b, "set/f3", blob, "n1", NULL));
+    assert_int_equal(commit(&a, "set/f3", blob, "n1", NULL),
+                     commit(&b, "set/f3", blob, "n1", NULL));
     sm_digest_hex(&a.sm, da);
     sm_digest_hex(&b.sm, db);
     assert_string_equal(da, db);
@@ -391,7 +403,8 @@ static void test_restore_rejects_bad_sections(void **state)
     assert_int_equal(commit(&r, "a", "00000000000000cc", "n1", NULL), 4);
     /* Unknown layout version and garbage. */
     assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 2, buf, n), ID_EVERSION);
-    assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 1, (const uint8_t *)"\xff\xff", 2), ID_EPROTO);
+    assert_int_equal(sm_ops_restore(&catalog_sm_ops, r.cat, 1, (const uint8_t *)"\xff\xff", 2),
+                     ID_EPROTO);
     assert_non_null(catalog_find(r.cat, "a"));
     replica_free(&r);
 }
@@ -484,8 +497,9 @@ static void test_repair_plans(void **state)
     for (int round = 0; round < 10; round++) {
         n = catalog_plan_repairs(r.cat, alive, 5, NULL, NULL, plan, 16);
         for (size_t i = 0; i < n; i++)
-            assert_int_equal(change(&r, plan[i].file->name, plan[i].version->blob, plan[i].dead,
-                                    plan[i].target), 0);
+            assert_int_equal(
+                change(&r, plan[i].file->name, plan[i].version->blob, plan[i].dead, plan[i].target),
+                0);
     }
     assert_int_equal(catalog_plan_repairs(r.cat, alive, 5, NULL, NULL, plan, 16), 0);
     for (size_t i = 0; i < catalog_count(r.cat); i++) {

@@ -37,8 +37,13 @@ static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body,
     uint8_t *buf = malloc(n ? n : 1);
     assert_non_null(buf);
     protobuf_c_message_pack(body, buf);
-    struct sm_cmd cmd = {.type = type, .version = 1, .body = buf, .len = n, .origin = 1,
-                         .seq = r->sm.applied + 1, .time_ms = 7000};
+    struct sm_cmd cmd = {.type = type,
+                         .version = 1,
+                         .body = buf,
+                         .len = n,
+                         .origin = 1,
+                         .seq = r->sm.applied + 1,
+                         .time_ms = 7000};
     void *entry;
     size_t len;
     assert_int_equal(sm_encode(&cmd, NULL, &entry, &len), 0);

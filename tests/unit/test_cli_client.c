@@ -48,7 +48,8 @@ static void *fake_main(void *arg)
     int fd = accept(fn->listen_fd, NULL, NULL);
     uint8_t hdr[FRAME_HEADER_LEN];
     struct frame_header h;
-    if (fd < 0 || read_all(fd, hdr, sizeof hdr) < 0 || frame_decode_header(hdr, FRAME_MAX_BODY, &h, NULL) < 0)
+    if (fd < 0 || read_all(fd, hdr, sizeof hdr) < 0 ||
+        frame_decode_header(hdr, FRAME_MAX_BODY, &h, NULL) < 0)
         return NULL;
     uint8_t *req = malloc(h.length + 1);
     read_all(fd, req, h.length);
@@ -67,8 +68,8 @@ static void *fake_main(void *arg)
         er.code = ID_ETOOBIG;
         er.message = "grep result";
         size_t blen = idunno__error_reply__pack(&er, out + FRAME_HEADER_LEN);
-        frame_encode_header(out, h.type, FRAME_F_RESPONSE | FRAME_F_ERROR, h.req_id, out + FRAME_HEADER_LEN,
-                            (uint32_t)blen);
+        frame_encode_header(out, h.type, FRAME_F_RESPONSE | FRAME_F_ERROR, h.req_id,
+                            out + FRAME_HEADER_LEN, (uint32_t)blen);
         len += blen;
     }
     if (write(fd, out, len) != (ssize_t)len)

@@ -47,11 +47,10 @@ static void test_json_escapes(void **state)
     cli_json_str("null_value", NULL);
     cli_json_end_object();
     cli_json_done();
-    assert_string_equal(capture_end(),
-                        "{\"quote\\\"key\":\"a \\\"b\\\" \\\\ c\","
-                        "\"ctl\":\"tab\\there\\nnl\\r\\u0001\\u001f\\b\\f\","
-                        "\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\","
-                        "\"null_value\":\"\"}\n");
+    assert_string_equal(capture_end(), "{\"quote\\\"key\":\"a \\\"b\\\" \\\\ c\","
+                                       "\"ctl\":\"tab\\there\\nnl\\r\\u0001\\u001f\\b\\f\","
+                                       "\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\","
+                                       "\"null_value\":\"\"}\n");
 }
 
 static void test_json_invalid_utf8_becomes_replacement(void **state)
@@ -59,12 +58,12 @@ static void test_json_invalid_utf8_becomes_replacement(void **state)
     (void)state;
     capture_begin();
     cli_json_begin_array(NULL);
-    cli_json_str(NULL, "\xff");              /* never valid */
-    cli_json_str(NULL, "a\xc3");             /* truncated sequence at the end */
-    cli_json_str(NULL, "\xc0\xaf");          /* overlong '/' */
-    cli_json_str(NULL, "\xed\xa0\x80");      /* a UTF-16 surrogate */
-    cli_json_str(NULL, "\xf4\x90\x80\x80");  /* above U+10FFFF */
-    cli_json_str(NULL, "\xe2\x82x");         /* broken in the middle */
+    cli_json_str(NULL, "\xff");             /* never valid */
+    cli_json_str(NULL, "a\xc3");            /* truncated sequence at the end */
+    cli_json_str(NULL, "\xc0\xaf");         /* overlong '/' */
+    cli_json_str(NULL, "\xed\xa0\x80");     /* a UTF-16 surrogate */
+    cli_json_str(NULL, "\xf4\x90\x80\x80"); /* above U+10FFFF */
+    cli_json_str(NULL, "\xe2\x82x");        /* broken in the middle */
     cli_json_end_array();
     cli_json_done();
     assert_string_equal(capture_end(), "[\"\\ufffd\",\"a\\ufffd\",\"\\ufffd\\ufffd\","

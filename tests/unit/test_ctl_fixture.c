@@ -67,9 +67,12 @@ static struct fx *fx_new(unsigned n, unsigned threshold, unsigned trailing, unsi
     for (unsigned i = 0; i < n; i++) {
         char name[16];
         snprintf(name, sizeof name, "n%u", i + 1);
-        struct ctl_config cfg = {.name = name, .snapshot_threshold = threshold,
-                                 .snapshot_trailing = trailing, .propose_timeout_ms = propose_ms,
-                                 .clock_ms = fx_clock, .clock_ud = &x->f,
+        struct ctl_config cfg = {.name = name,
+                                 .snapshot_threshold = threshold,
+                                 .snapshot_trailing = trailing,
+                                 .propose_timeout_ms = propose_ms,
+                                 .clock_ms = fx_clock,
+                                 .clock_ud = &x->f,
                                  .seq_base = 1000 * (i + 1)};
         assert_int_equal(ctl_create_detached(&cfg, &x->c[i]), 0);
         assert_int_equal(raft_fixture_grow(&x->f, ctl_fsm(x->c[i])), 0);
@@ -186,9 +189,8 @@ static bool fx_converged(struct raft_fixture *f, void *arg)
             max = a;
     }
     for (unsigned i = 0; i < g_fx->n; i++)
-        if (raft_fixture_alive(f, i) &&
-            (raft_last_applied(raft_fixture_get(f, i)) != max ||
-             raft_commit_index(raft_fixture_get(f, i)) != max))
+        if (raft_fixture_alive(f, i) && (raft_last_applied(raft_fixture_get(f, i)) != max ||
+                                         raft_commit_index(raft_fixture_get(f, i)) != max))
             return false;
     return true;
 }
@@ -525,8 +527,8 @@ static void test_replace_a_dead_voter(void **state)
     raft_fixture_kill(&x->f, 2); /* voter 3 is gone for good */
 
     /* A fourth, empty server joins the fixture (raft id 4, address "4"). */
-    struct ctl_config cfg = {.name = "n4", .clock_ms = fx_clock, .clock_ud = &x->f,
-                             .seq_base = 4000};
+    struct ctl_config cfg = {
+        .name = "n4", .clock_ms = fx_clock, .clock_ud = &x->f, .seq_base = 4000};
     assert_int_equal(ctl_create_detached(&cfg, &x->c[3]), 0);
     assert_int_equal(raft_fixture_grow(&x->f, ctl_fsm(x->c[3])), 0);
     struct raft *r4 = raft_fixture_get(&x->f, 3);

@@ -41,8 +41,8 @@ static void test_notfound_is_a_choice(void **state)
 static void test_other_errors_fail(void **state)
 {
     (void)state;
-    const int codes[] = {ID_EINVAL, ID_EEXIST, ID_ETIMEDOUT, ID_ESHUTDOWN, ID_ENOMEM,
-                         ID_ENOLEADER, ID_ETOOBIG, ID_EVERSION};
+    const int codes[] = {ID_EINVAL, ID_EEXIST,    ID_ETIMEDOUT, ID_ESHUTDOWN,
+                         ID_ENOMEM, ID_ENOLEADER, ID_ETOOBIG,   ID_EVERSION};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_int_equal(ctl_op_verdict(codes[i], 0), CTL_VERDICT_FAIL);
         assert_int_equal(ctl_op_verdict(codes[i], CTL_OP_NOTFOUND_TO_DONE), CTL_VERDICT_FAIL);
@@ -64,10 +64,8 @@ static void test_bad_message_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_notleader_forwards),
-        cmocka_unit_test(test_success_reaches_done),
-        cmocka_unit_test(test_notfound_is_a_choice),
-        cmocka_unit_test(test_other_errors_fail),
+        cmocka_unit_test(test_notleader_forwards),   cmocka_unit_test(test_success_reaches_done),
+        cmocka_unit_test(test_notfound_is_a_choice), cmocka_unit_test(test_other_errors_fail),
         cmocka_unit_test(test_bad_message_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,8 +46,13 @@ static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body)
     size_t n = protobuf_c_message_get_packed_size(body);
     uint8_t *buf = malloc(n ? n : 1);
     protobuf_c_message_pack(body, buf);
-    struct sm_cmd cmd = {.type = type, .version = 1, .body = buf, .len = n, .origin = 1,
-                         .seq = r->sm.applied + 1, .time_ms = 1000 + r->sm.applied};
+    struct sm_cmd cmd = {.type = type,
+                         .version = 1,
+                         .body = buf,
+                         .len = n,
+                         .origin = 1,
+                         .seq = r->sm.applied + 1,
+                         .time_ms = 1000 + r->sm.applied};
     void *entry;
     size_t len;
     assert_int_equal(sm_encode(&cmd, NULL, &entry, &len), 0);
@@ -507,7 +512,7 @@ static void test_adoption_after_failover(void **state)
         dispatch_asked(w.d);
     }
     assert_int_equal(dispatch_answered(w.d), 0); /* the hold while asking */
-    no_next(&w); /* nothing goes out while adopting */
+    no_next(&w);                                 /* nothing goes out while adopting */
     /* q3's result reaches the new leader before w3's answer. */
     done(&w, job, q3, "w3");
     /* w1 still reports q1 (its answer raced the commit): all done, not adopted. */

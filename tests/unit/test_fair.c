@@ -34,12 +34,12 @@ struct sim {
     uint64_t now;
     struct sim_ev ev[SIM_MAX_FLIGHT];
     size_t nev;
-    unsigned cost[SIM_JOBS];     /* time units per query */
-    int feed[SIM_JOBS];          /* keep the queue topped up */
-    uint64_t next_q[SIM_JOBS];   /* next query id per job */
+    unsigned cost[SIM_JOBS];   /* time units per query */
+    int feed[SIM_JOBS];        /* keep the queue topped up */
+    uint64_t next_q[SIM_JOBS]; /* next query id per job */
     uint64_t completed[SIM_JOBS];
-    uint64_t busy;               /* slot-time units spent running queries */
-    uint32_t log[SIM_LOG_MAX];   /* jobs in dispatch order, while logging */
+    uint64_t busy;             /* slot-time units spent running queries */
+    uint32_t log[SIM_LOG_MAX]; /* jobs in dispatch order, while logging */
     size_t nlog;
     int logging;
 };
@@ -363,7 +363,8 @@ static void test_spare_slot(void **state)
     assert_true(d.job == 2 || d.job == 4);
     assert_string_equal(d.worker, spare_host);
     assert_int_equal(fair_worker_remove(f, spare_host), 2); /* its job-1 query and the spare one */
-    assert_int_equal(fair_inflight(f, 1) + fair_inflight(f, 2) + fair_inflight(f, 3) + fair_inflight(f, 4), 2);
+    assert_int_equal(
+        fair_inflight(f, 1) + fair_inflight(f, 2) + fair_inflight(f, 3) + fair_inflight(f, 4), 2);
     fair_destroy(f);
 }
 
@@ -671,8 +672,8 @@ static void test_adopt(void **state)
     assert_int_equal(fair_adopt(f, 1, 3, "a"), 0);
     assert_int_equal(fair_adopt(f, 1, 4, "a"), 0);
     assert_int_equal(fair_adopt(f, 1, 9, "b"), 0);
-    assert_int_equal(fair_adopt(f, 1, 3, "a"), 0);           /* reported again */
-    assert_int_equal(fair_adopt(f, 1, 3, "b"), ID_EEXIST);   /* two claim it */
+    assert_int_equal(fair_adopt(f, 1, 3, "a"), 0);         /* reported again */
+    assert_int_equal(fair_adopt(f, 1, 3, "b"), ID_EEXIST); /* two claim it */
     assert_int_equal(fair_adopt(f, 1, 6, "zz"), ID_ENOTFOUND);
     assert_int_equal(fair_adopt(f, 2, 6, "a"), ID_ENOTFOUND);
     assert_int_equal(fair_queued(f, 1), 3);

@@ -34,7 +34,8 @@ static void test_crc32c_fast_equals_portable(void **state)
         x = x * 1103515245u + 12345u;
         buf[i] = (unsigned char)(x >> 16);
     }
-    const size_t lens[] = {0, 1, 7, 8, 4095, 3 * 4096 - 1, 3 * 4096, 3 * 4096 + 1, 6 * 4096 + 13, N - 8};
+    const size_t lens[] = {0,    1, 7, 8, 4095, 3 * 4096 - 1, 3 * 4096, 3 * 4096 + 1, 6 * 4096 + 13,
+                           N - 8};
     for (size_t off = 0; off < 8; off++)
         for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
             size_t len = lens[k];
@@ -69,7 +70,8 @@ static void test_frame_roundtrip(void **state)
     (void)state;
     uint8_t dgram[FRAME_HEADER_LEN + 5];
     memcpy(dgram + FRAME_HEADER_LEN, "hello", 5);
-    frame_encode_header(dgram, 42, FRAME_F_RESPONSE, 0x0102030405060708ull, dgram + FRAME_HEADER_LEN, 5);
+    frame_encode_header(dgram, 42, FRAME_F_RESPONSE, 0x0102030405060708ull,
+                        dgram + FRAME_HEADER_LEN, 5);
     /* Big-endian on the wire, whatever the host. */
     assert_memory_equal(dgram, "IDNO", 4);
     assert_int_equal(dgram[7], 42);

@@ -1,17 +1,17 @@
 /* test_gate.c — the host-wide limit on model runs (infer/gate.c): slots are
  * exclusive across open gates, a freed slot is taken again, several slots
  * admit that many runs, and a process that dies holding a slot frees it. */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/file.h>
-#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,7 +44,8 @@ static void test_bad_slot_counts(void **state)
     char err[200];
     assert_int_equal(infer_gate_open(dir, 0, &g, err, sizeof err), ID_EINVAL);
     assert_null(g);
-    assert_int_equal(infer_gate_open(dir, INFER_GATE_MAX_SLOTS + 1, &g, err, sizeof err), ID_EINVAL);
+    assert_int_equal(infer_gate_open(dir, INFER_GATE_MAX_SLOTS + 1, &g, err, sizeof err),
+                     ID_EINVAL);
     assert_int_equal(infer_gate_open("/proc/no/such/dir", 1, &g, err, sizeof err) < 0, 1);
     assert_non_null(strstr(err, "cannot create"));
 }
@@ -156,7 +157,8 @@ static void test_unsafe_dirs_refused(void **state)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "%s/idunno-test-gate.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof dir, "%s/idunno-test-gate.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir))
         return 1;
     const struct CMUnitTest tests[] = {

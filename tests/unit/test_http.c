@@ -40,7 +40,8 @@ static void request_auth(int port, const char *method, const char *path, const c
     assert_true(fd >= 0);
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     char req[512], auth[200] = "";
@@ -157,8 +158,11 @@ static const uint8_t token[1][HTTP_TOKEN_LEN] = {{[0 ... HTTP_TOKEN_LEN - 1] = 0
 
 static struct http *start(unsigned publish_ms, unsigned stale_ms)
 {
-    struct http_config cfg = {.addr = "127.0.0.1:0", .publish_ms = publish_ms, .stale_ms = stale_ms,
-                              .tokens = token, .n_tokens = 1};
+    struct http_config cfg = {.addr = "127.0.0.1:0",
+                              .publish_ms = publish_ms,
+                              .stale_ms = stale_ms,
+                              .tokens = token,
+                              .n_tokens = 1};
     struct http *h;
     assert_int_equal(http_create(&loop, &cfg, &h), 0);
     assert_int_equal(http_port(h), 0);
@@ -190,7 +194,8 @@ static void test_endpoints_and_providers(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.head, "Content-Type: application/json"));
     assert_non_null(strstr(r.body, "\"schema_version\":1,"));
-    assert_non_null(strstr(r.body, "\"ready\":{\"ok\":false,\"reason\":\"waiting for \\\"x\\\"\"}"));
+    assert_non_null(
+        strstr(r.body, "\"ready\":{\"ok\":false,\"reason\":\"waiting for \\\"x\\\"\"}"));
     /* Sections in the order added; "empty" left out, "two" null, "open" closed. */
     assert_non_null(strstr(r.body, ",\"alpha\":{\"who\":\"alpha\"},\"beta\":[1],\"two\":null,"
                                    "\"open\":{\"xs\":[7]}}"));
@@ -199,7 +204,8 @@ static void test_endpoints_and_providers(void **state)
     request(port, "GET", "/metrics", &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.head, "Content-Type: text/plain; version=0.0.4"));
-    assert_non_null(strstr(r.body, "# TYPE test_alpha_renders_total counter\ntest_alpha_renders_total 1\n"));
+    assert_non_null(
+        strstr(r.body, "# TYPE test_alpha_renders_total counter\ntest_alpha_renders_total 1\n"));
     assert_non_null(strstr(r.body, "idunno_http_provider_render_seconds{section=\"beta\"} "));
     assert_non_null(strstr(r.body, "\nidunno_http_publish_age_seconds "));
 
@@ -237,7 +243,8 @@ static void test_endpoints_and_providers(void **state)
     assert_int_equal(r.status, 401);
     assert_non_null(strstr(r.head, "WWW-Authenticate: Bearer"));
     assert_non_null(strstr(r.head, "Content-Type: application/json"));
-    assert_non_null(strstr(r.body, "{\"error\":\"a state-changing request needs Authorization: Bearer"));
+    assert_non_null(
+        strstr(r.body, "{\"error\":\"a state-changing request needs Authorization: Bearer"));
     request_auth(port, "POST", "/metrics", BEARER "00", &r);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr(r.body, "{\"error\":\"invalid bearer token\"}"));
@@ -261,13 +268,17 @@ static void test_endpoints_and_providers(void **state)
     assert_non_null(strstr(r.body, "\ntest_alpha2 2\n"));
     assert_null(strstr(r.body, "test_alpha_renders_total"));
     /* Requests are counted by endpoint and code (as of the last publish). */
-    assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"none\",code=\"404\"} 2\n"));
-    assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"metrics\",code=\"405\"} 1\n"));
-    assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"metrics\",code=\"401\"} 2\n"));
+    assert_non_null(
+        strstr(r.body, "idunno_http_requests_total{endpoint=\"none\",code=\"404\"} 2\n"));
+    assert_non_null(
+        strstr(r.body, "idunno_http_requests_total{endpoint=\"metrics\",code=\"405\"} 1\n"));
+    assert_non_null(
+        strstr(r.body, "idunno_http_requests_total{endpoint=\"metrics\",code=\"401\"} 2\n"));
     assert_non_null(strstr(r.body, "idunno_http_auth_refused_total{reason=\"missing\"} 1\n"));
     assert_non_null(strstr(r.body, "idunno_http_auth_refused_total{reason=\"bad\"} 1\n"));
     assert_non_null(strstr(r.body, "idunno_http_auth_refused_total{reason=\"no_key\"} 0\n"));
-    assert_non_null(strstr(r.body, "idunno_http_requests_total{endpoint=\"readyz\",code=\"503\"} 1\n"));
+    assert_non_null(
+        strstr(r.body, "idunno_http_requests_total{endpoint=\"readyz\",code=\"503\"} 1\n"));
 
     /* No HTTP (the node's --no-http): providers can still be added. */
     assert_int_equal(http_add_provider(NULL, "x", render_nothing, NULL), 0);
@@ -359,7 +370,8 @@ static void test_no_key_refuses_state_changes(void **state)
     destroy(h);
 
     static const uint8_t many[HTTP_MAX_TOKENS + 1][HTTP_TOKEN_LEN];
-    struct http_config over = {.addr = "127.0.0.1:0", .tokens = many, .n_tokens = HTTP_MAX_TOKENS + 1};
+    struct http_config over = {
+        .addr = "127.0.0.1:0", .tokens = many, .n_tokens = HTTP_MAX_TOKENS + 1};
     assert_int_equal(http_create(&loop, &over, &h), ID_EINVAL);
 }
 

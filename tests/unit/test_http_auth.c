@@ -37,7 +37,7 @@ static int setup(void **state)
 
 static enum http_auth check(const char *method, const char *authz)
 {
-    return http_auth_check(method, authz, (const uint8_t (*)[HTTP_TOKEN_LEN])tokens, 2);
+    return http_auth_check(method, authz, (const uint8_t(*)[HTTP_TOKEN_LEN])tokens, 2);
 }
 
 /* Each key its own token, and none of them the key itself. */

@@ -39,8 +39,8 @@ static void test_strbuf_grows_and_resets(void **state)
     size_t cap = sb.cap;
     strbuf_reset(&sb);
     assert_string_equal(strbuf_str(&sb), "");
-    assert_int_equal(sb.cap, cap); /* memory kept for reuse */
-    strbuf_append(&sb, "ab\0cd", 5);   /* bytes, NULs included */
+    assert_int_equal(sb.cap, cap);   /* memory kept for reuse */
+    strbuf_append(&sb, "ab\0cd", 5); /* bytes, NULs included */
     assert_int_equal(sb.len, 5);
     assert_memory_equal(sb.data, "ab\0cd", 6);
     strbuf_free(&sb);
@@ -63,18 +63,19 @@ static void test_prom_counter_gauge_and_escaping(void **state)
     prom_sample(&p, PROM_LABELS({"member", NULL}), 2.5);
     prom_gauge(&p, "idunno_test_temperature_celsius", "", -3.25);
     assert_int_equal(strbuf_failed(&sb), 0);
-    assert_string_equal(strbuf_str(&sb),
-                        "# HELP idunno_test_events_total Events seen.\n"
-                        "# TYPE idunno_test_events_total counter\n"
-                        "idunno_test_events_total 7\n"
-                        "# HELP idunno_test_state A help text with \\\\ and\\na newline.\n"
-                        "# TYPE idunno_test_state gauge\n"
-                        "idunno_test_state{member=\"node\\\"1\\\"\",note=\"back\\\\slash\\nnewline\"} 1\n"
-                        "idunno_test_state{member=\"caf\xc3\xa9\",note=\"bad \xef\xbf\xbd byte\"} 0\n"
-                        "idunno_test_state{member=\"\"} 2.5\n"
-                        "# HELP idunno_test_temperature_celsius \n"
-                        "# TYPE idunno_test_temperature_celsius gauge\n"
-                        "idunno_test_temperature_celsius -3.25\n");
+    assert_string_equal(
+        strbuf_str(&sb),
+        "# HELP idunno_test_events_total Events seen.\n"
+        "# TYPE idunno_test_events_total counter\n"
+        "idunno_test_events_total 7\n"
+        "# HELP idunno_test_state A help text with \\\\ and\\na newline.\n"
+        "# TYPE idunno_test_state gauge\n"
+        "idunno_test_state{member=\"node\\\"1\\\"\",note=\"back\\\\slash\\nnewline\"} 1\n"
+        "idunno_test_state{member=\"caf\xc3\xa9\",note=\"bad \xef\xbf\xbd byte\"} 0\n"
+        "idunno_test_state{member=\"\"} 2.5\n"
+        "# HELP idunno_test_temperature_celsius \n"
+        "# TYPE idunno_test_temperature_celsius gauge\n"
+        "idunno_test_temperature_celsius -3.25\n");
     strbuf_free(&sb);
 }
 
@@ -89,13 +90,12 @@ static void test_prom_names_are_sanitised(void **state)
     prom_sample(&p, PROM_LABELS({"le:x-1", "v"}, {"2", "w"}, {"", "z"}), 1);
     prom_family(&p, "", PROM_GAUGE, "h");
     prom_sample(&p, PROM_NO_LABELS, 0);
-    assert_string_equal(strbuf_str(&sb),
-                        "# HELP _bad_name_x:ok h\n"
-                        "# TYPE _bad_name_x:ok untyped\n"
-                        "_bad_name_x:ok{le_x_1=\"v\",_=\"w\",_=\"z\"} 1\n"
-                        "# HELP _ h\n"
-                        "# TYPE _ gauge\n"
-                        "_ 0\n");
+    assert_string_equal(strbuf_str(&sb), "# HELP _bad_name_x:ok h\n"
+                                         "# TYPE _bad_name_x:ok untyped\n"
+                                         "_bad_name_x:ok{le_x_1=\"v\",_=\"w\",_=\"z\"} 1\n"
+                                         "# HELP _ h\n"
+                                         "# TYPE _ gauge\n"
+                                         "_ 0\n");
     strbuf_free(&sb);
 }
 
@@ -128,8 +128,9 @@ static void test_prom_numbers(void **state)
     prom_sample(&p, PROM_NO_LABELS, 5);
     assert_string_equal(strbuf_str(&sb), "");
     prom_counter(&p, "big_total", "h", UINT64_MAX);
-    assert_string_equal(strbuf_str(&sb),
-                        "# HELP big_total h\n# TYPE big_total counter\nbig_total 18446744073709551615\n");
+    assert_string_equal(
+        strbuf_str(&sb),
+        "# HELP big_total h\n# TYPE big_total counter\nbig_total 18446744073709551615\n");
     strbuf_free(&sb);
 }
 
@@ -201,10 +202,11 @@ static void test_json_document(void **state)
     json_out_end(&j); /* nothing left to close: ignored */
     assert_int_equal(json_out_top_count(&j), 1);
     assert_int_equal(strbuf_failed(&sb), 0);
-    assert_string_equal(strbuf_str(&sb),
-                        "{\"name\":\"node\\\"1\\\"\\n\\u0001\",\"big\":18446744073709551615,"
-                        "\"neg\":-3,\"rate\":4.25,\"nan\":null,\"ok\":false,\"none\":null,"
-                        "\"members\":[{\"state\":\"alive\"},\"\\ufffd\",[]],\"raw\":{\"a\":[1,2]}}");
+    assert_string_equal(
+        strbuf_str(&sb),
+        "{\"name\":\"node\\\"1\\\"\\n\\u0001\",\"big\":18446744073709551615,"
+        "\"neg\":-3,\"rate\":4.25,\"nan\":null,\"ok\":false,\"none\":null,"
+        "\"members\":[{\"state\":\"alive\"},\"\\ufffd\",[]],\"raw\":{\"a\":[1,2]}}");
     strbuf_free(&sb);
 }
 

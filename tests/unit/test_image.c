@@ -45,8 +45,8 @@ static uint8_t *make_jpeg(const uint8_t *rgb, int w, int h, size_t *len)
     return copy;
 }
 
-static const struct image_prep unit_prep = {.resize = 8, .crop = 8, .mean = {0.5f, 0.4f, 0.3f},
-                                            .std = {0.2f, 0.25f, 0.5f}};
+static const struct image_prep unit_prep = {
+    .resize = 8, .crop = 8, .mean = {0.5f, 0.4f, 0.3f}, .std = {0.2f, 0.25f, 0.5f}};
 
 static void test_solid_png_normalises_exactly(void **state)
 {
@@ -93,7 +93,8 @@ static void test_crop_takes_the_centre(void **state)
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < 2; y++)
             for (int x = 0; x < 2; x++)
-                assert_float_equal(out[c * 4 + y * 2 + x] * 255.0f, 10 * (x + 1) + 100 * y + c, 1e-3);
+                assert_float_equal(out[c * 4 + y * 2 + x] * 255.0f, 10 * (x + 1) + 100 * y + c,
+                                   1e-3);
 }
 
 static void test_downscale_is_bilinear(void **state)
@@ -166,7 +167,8 @@ static void test_bad_inputs(void **state)
     free(png);
 
     float out[3 * 8 * 8];
-    assert_int_equal(image_load_tensor("/nonexistent/x.png", &unit_prep, out, err, sizeof err), ID_ENOTFOUND);
+    assert_int_equal(image_load_tensor("/nonexistent/x.png", &unit_prep, out, err, sizeof err),
+                     ID_ENOTFOUND);
 }
 
 /* CRC-32 of PNG chunks (bitwise: a test needs no table). */

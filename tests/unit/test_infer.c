@@ -1,13 +1,13 @@
 /* test_infer.c — the inference engine on the generated tiny CNN: logits against
  * an independent numpy forward pass, top-5, batches mixing good and bad images,
  * models that must be refused, and the session cache. */
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,7 +114,8 @@ static void test_batches_with_bad_images(void **state)
     char dir[] = "/tmp/idunno-infer-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char paths[7][300];
-    const char *names[7] = {"a.png", "b.png", "missing.png", "c.png", "text.png", "trunc.png", "d.png"};
+    const char *names[7] = {"a.png",    "b.png",     "missing.png", "c.png",
+                            "text.png", "trunc.png", "d.png"};
     for (int i = 0; i < 7; i++)
         snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
     write_png(paths[0], 250, 10, 10, 40, 30);
@@ -177,10 +178,12 @@ static void test_refuses_bad_models(void **state)
     assert_true(err[0] != 0);
     unlink(path);
     /* missing */
-    assert_int_equal(infer_model_open("/nonexistent/model.onnx", &opt, &m, err, sizeof err), ID_ENOTFOUND);
+    assert_int_equal(infer_model_open("/nonexistent/model.onnx", &opt, &m, err, sizeof err),
+                     ID_ENOTFOUND);
     /* a real model whose input is not N x 3 x H x W */
     err[0] = 0;
-    assert_int_equal(infer_model_open(model_path("tiny_gray.onnx"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_int_equal(infer_model_open(model_path("tiny_gray.onnx"), &opt, &m, err, sizeof err),
+                     ID_EMODEL);
     assert_non_null(strstr(err, "N x 3 x H x W"));
 }
 
@@ -206,7 +209,8 @@ static int make_bad_models(void **state)
     char cmd[400];
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 tools/gen_models.py --out %s --only "
-             "bad_huge_classes,bad_declares_more,bad_declares_fewer,bad_rank3_declared,bad_rank3_returned "
+             "bad_huge_classes,bad_declares_more,bad_declares_fewer,bad_rank3_declared,bad_rank3_"
+             "returned "
              ">/dev/null",
              bad_dir);
     return system(cmd) == 0 ? 0 : -1;
@@ -226,7 +230,8 @@ static void test_refuses_huge_declared_class_count(void **state)
     struct infer_model *m = NULL;
     char err[256] = "";
     struct infer_options opt = {.threads = 1};
-    assert_int_equal(infer_model_open(bad_path("bad_huge_classes"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_int_equal(infer_model_open(bad_path("bad_huge_classes"), &opt, &m, err, sizeof err),
+                     ID_EMODEL);
     assert_null(m);
     assert_non_null(strstr(err, "4294967306 classes"));
 }
@@ -237,7 +242,8 @@ static void test_refuses_declared_wrong_rank(void **state)
     struct infer_model *m = NULL;
     char err[256] = "";
     struct infer_options opt = {.threads = 1};
-    assert_int_equal(infer_model_open(bad_path("bad_rank3_declared"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_int_equal(infer_model_open(bad_path("bad_rank3_declared"), &opt, &m, err, sizeof err),
+                     ID_EMODEL);
     assert_non_null(strstr(err, "rank 2"));
 }
 
@@ -270,13 +276,15 @@ static void run_lying_model(const char *name, int declared, const char *want_err
 static void test_output_smaller_than_declared(void **state)
 {
     (void)state;
-    run_lying_model("bad_declares_more", 1000, "returned a 2 x 10 tensor for 2 images; it declares 2 x 1000");
+    run_lying_model("bad_declares_more", 1000,
+                    "returned a 2 x 10 tensor for 2 images; it declares 2 x 1000");
 }
 
 static void test_output_larger_than_declared(void **state)
 {
     (void)state;
-    run_lying_model("bad_declares_fewer", 4, "returned a 2 x 10 tensor for 2 images; it declares 2 x 4");
+    run_lying_model("bad_declares_fewer", 4,
+                    "returned a 2 x 10 tensor for 2 images; it declares 2 x 4");
 }
 
 static void test_output_of_wrong_rank(void **state)
@@ -311,7 +319,8 @@ static void test_cache(void **state)
     assert_int_equal(infer_cache_get(c, "tiny", 1, tiny, &a2, err, sizeof err), 0);
     assert_ptr_equal(a, a2);
     infer_cache_release(c, a2);
-    assert_int_equal(infer_cache_get(c, "bad", 1, "/nonexistent.onnx", &cm, err, sizeof err), ID_ENOTFOUND);
+    assert_int_equal(infer_cache_get(c, "bad", 1, "/nonexistent.onnx", &cm, err, sizeof err),
+                     ID_ENOTFOUND);
     infer_cache_destroy(c);
 }
 
@@ -320,7 +329,8 @@ static int run_zeros(struct infer_model *m, char *err, size_t errlen)
 {
     const struct infer_model_info *info = infer_model_info(m);
     size_t in = 3u * (size_t)info->input_size * (size_t)info->input_size;
-    float *input = calloc(in, sizeof *input), *logits = calloc((size_t)info->classes, sizeof *logits);
+    float *input = calloc(in, sizeof *input),
+          *logits = calloc((size_t)info->classes, sizeof *logits);
     int rc = input && logits ? infer_run_tensor(m, input, 1, logits, err, errlen) : ID_ENOMEM;
     free(input);
     free(logits);
@@ -343,7 +353,8 @@ static void test_cache_pins(void **state)
     /* a still runs: it was not closed */
     assert_int_equal(run_zeros(a, err, sizeof err), 0);
     infer_cache_release(c, a);
-    assert_int_equal(infer_cache_get(c, "c", 1, tiny, &x, err, sizeof err), 0); /* evicts a, not b */
+    assert_int_equal(infer_cache_get(c, "c", 1, tiny, &x, err, sizeof err),
+                     0); /* evicts a, not b */
     assert_int_equal(infer_cache_size(c), 2);
     assert_int_equal(run_zeros(b, err, sizeof err), 0);
     infer_cache_release(c, b);
@@ -423,5 +434,6 @@ int main(void)
         cmocka_unit_test(test_output_of_wrong_rank),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    return failed + cmocka_run_group_tests_name("lying models", lying, make_bad_models, remove_bad_models);
+    return failed +
+           cmocka_run_group_tests_name("lying models", lying, make_bad_models, remove_bad_models);
 }

@@ -144,7 +144,9 @@ static void test_clean_text(void **state)
 {
     (void)state;
     char out[8];
-    infer_child_clean_text(out, sizeof out, "a\nb\x1b" "cdefghij");
+    infer_child_clean_text(out, sizeof out,
+                           "a\nb\x1b"
+                           "cdefghij");
     assert_string_equal(out, "a?b?cde");
 }
 
@@ -159,7 +161,8 @@ static void test_crash_accounting(void **state)
     assert_int_equal(infer_crashes_note(&c, "bad@1", "killed by signal 11"), 2);
     assert_int_equal(infer_crashes_note(&c, "bad@1", "a run took longer than 60 s and was killed"),
                      INFER_MAX_CRASHES);
-    assert_string_equal(infer_crashes_last(&c, "bad@1"), "a run took longer than 60 s and was killed");
+    assert_string_equal(infer_crashes_last(&c, "bad@1"),
+                        "a run took longer than 60 s and was killed");
     assert_string_equal(infer_crashes_last(&c, "bad@2"), "");
     assert_int_equal(infer_crashes_of(&c, "good@1"), 1);
     assert_int_equal(infer_crashes_of(&c, "bad@2"), 0); /* a re-trained version starts clean */

@@ -31,15 +31,23 @@ static void replica_init(struct replica *r)
     assert_int_equal(sm_register(&r->sm, &jobs_sm_ops, r->jobs), 0);
 }
 
-static void replica_free(struct replica *r) { jobs_destroy(r->jobs); }
+static void replica_free(struct replica *r)
+{
+    jobs_destroy(r->jobs);
+}
 
 static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body, uint64_t time_ms)
 {
     size_t n = protobuf_c_message_get_packed_size(body);
     uint8_t *buf = malloc(n ? n : 1);
     protobuf_c_message_pack(body, buf);
-    struct sm_cmd cmd = {.type = type, .version = 1, .body = buf, .len = n, .origin = 1,
-                         .seq = r->sm.applied + 1, .time_ms = time_ms};
+    struct sm_cmd cmd = {.type = type,
+                         .version = 1,
+                         .body = buf,
+                         .len = n,
+                         .origin = 1,
+                         .seq = r->sm.applied + 1,
+                         .time_ms = time_ms};
     void *entry;
     size_t len;
     assert_int_equal(sm_encode(&cmd, NULL, &entry, &len), 0);
@@ -181,7 +189,8 @@ static void test_launch_stop_relaunch(void **state)
     q.model = "tiny";
     q.n_images = 2;
     q.images = names;
-    assert_int_equal(apply(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, &q.base, 1), ID_EINVAL);
+    assert_int_equal(apply(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, &q.base, 1),
+                     ID_EINVAL);
     assert_int_equal(job->n_images, 0);
     replica_free(&r);
 }
@@ -220,8 +229,7 @@ static void test_results_exactly_once(void **state)
     replica_free(&r);
 }
 
-static int flushed_as(struct replica *r, uint32_t job, uint64_t part, uint32_t n,
-                      const char *file)
+static int flushed_as(struct replica *r, uint32_t job, uint64_t part, uint32_t n, const char *file)
 {
     Idunno__JobFlushed f = IDUNNO__JOB_FLUSHED__INIT;
     f.job = job;
@@ -364,7 +372,8 @@ static void test_snapshot_round_trip(void **state)
     sm_digest_hex(&b.sm, db);
     assert_string_equal(da, db);
     /* Garbage and unknown layouts leave the state alone. */
-    assert_int_equal(sm_ops_restore(&jobs_sm_ops, b.jobs, 1, (const uint8_t *)"\x0a\xff\xff", 3), ID_EPROTO);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, b.jobs, 1, (const uint8_t *)"\x0a\xff\xff", 3),
+                     ID_EPROTO);
     assert_int_equal(sm_ops_restore(&jobs_sm_ops, b.jobs, 7, (const uint8_t *)"", 0), ID_EVERSION);
     assert_int_equal(jobs_of_model(b.jobs, "tiny")->n_done, 8);
     replica_free(&a);

@@ -4,6 +4,8 @@
  * following its file (growth, truncation, replacement, SIGBUS, concurrent
  * searches), the merge of per-node answers, and one fan-out over loopback with a
  * dead peer and a silent one. Ports: IDUNNO_TEST_PORT_BASE + 20..29. */
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,7 +30,8 @@
 
 static struct grep_matcher compile(const char *pattern, int icase, int ere)
 {
-    struct grep_query q = {.pattern = pattern, .ignore_case = icase, .extended = ere, .max_lines = 1000};
+    struct grep_query q = {
+        .pattern = pattern, .ignore_case = icase, .extended = ere, .max_lines = 1000};
     struct grep_matcher m;
     char err[256];
     if (grep_compile(&m, &q, err, sizeof err) != 0)
@@ -98,8 +99,8 @@ static void test_compile_rejects(void **state)
     /* Patterns that would take every node seconds or gigabytes to compile. */
     q.extended = 1;
     static const char *const costly[] = {
-        "x++++++++++++++++++++++++++++++", "(x?|y*)+++++++++", "a*{2}", "a?*",
-        "((x?|y*){30}){30}", "(((((((x?|y*)+)+)+)+)+)+)+", "x{1000}",
+        "x++++++++++++++++++++++++++++++", "(x?|y*)+++++++++", "a*{2}", "a?*", "((x?|y*){30}){30}",
+        "(((((((x?|y*)+)+)+)+)+)+)+",      "x{1000}",
     };
     for (size_t i = 0; i < sizeof costly / sizeof costly[0]; i++) {
         q.pattern = costly[i];
@@ -117,7 +118,8 @@ static void test_compile_rejects(void **state)
     assert_int_equal(grep_compile(&m, &q, err, sizeof err), ID_EINVAL);
     assert_non_null(strstr(err, "nested"));
     /* Back-references backtrack exponentially: refused with their name. */
-    static const char *const backrefs[] = {"(a)\\1", "(x*)(y*)\\2\\1", "((a|b)+)\\1\\1\\1\\1", "(.)\\9"};
+    static const char *const backrefs[] = {"(a)\\1", "(x*)(y*)\\2\\1", "((a|b)+)\\1\\1\\1\\1",
+                                           "(.)\\9"};
     for (size_t i = 0; i < sizeof backrefs / sizeof backrefs[0]; i++) {
         q.pattern = backrefs[i];
         if (grep_compile(&m, &q, err, sizeof err) != ID_EINVAL)
@@ -126,9 +128,18 @@ static void test_compile_rejects(void **state)
     }
     /* Ordinary log patterns stay accepted, brackets and escapes included. */
     static const char *const fine[] = {
-        "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", "(error|warn|fail)+ in [a-z_]+",
-        "member node[0-9]+#[0-9]+ .* is (suspect|failed)", "[]+*?{]+x", "a\\+\\+\\+\\+", "x{2}y{3}z*",
-        "[[:digit:]]+ ms", "^2026-1[12]-[0-3][0-9]T", "[\\1]x", "a\\\\1", "\\0", "x\\.1",
+        "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+        "(error|warn|fail)+ in [a-z_]+",
+        "member node[0-9]+#[0-9]+ .* is (suspect|failed)",
+        "[]+*?{]+x",
+        "a\\+\\+\\+\\+",
+        "x{2}y{3}z*",
+        "[[:digit:]]+ ms",
+        "^2026-1[12]-[0-3][0-9]T",
+        "[\\1]x",
+        "a\\\\1",
+        "\\0",
+        "x\\.1",
     };
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
         q.pattern = fine[i];
@@ -218,9 +229,11 @@ static void test_block_agrees_with_line_by_line(void **state)
 {
     (void)state;
     uint64_t seed = 0x1d0ffee5ull;
-#define RND() (seed = seed * 6364136223846793005ull + 1442695040888963407ull, (unsigned)(seed >> 33))
+#define RND() \
+    (seed = seed * 6364136223846793005ull + 1442695040888963407ull, (unsigned)(seed >> 33))
     static const char alphabet[] = "abAB.x \t";
-    static const char *const ere[] = {"a+b", "^A", "b$", "(ab|BA)x", "[aA][bB]", "x.a", "^$", "a b", ".", "\\."};
+    static const char *const ere[] = {"a+b", "^A", "b$",  "(ab|BA)x", "[aA][bB]",
+                                      "x.a", "^$", "a b", ".",        "\\."};
     char buf[4096];
     for (int round = 0; round < 300; round++) {
         size_t len = RND() % sizeof buf;
@@ -251,8 +264,8 @@ static void test_block_agrees_with_line_by_line(void **state)
         }
         grep_matcher_free(&m);
         if (block != ref)
-            fail_msg("round %d pattern '%s' icase %d ere %d: block %zu, line by line %zu", round, pat, icase,
-                     ere_mode, block, ref);
+            fail_msg("round %d pattern '%s' icase %d ere %d: block %zu, line by line %zu", round,
+                     pat, icase, ere_mode, block, ref);
     }
 #undef RND
 }
@@ -384,14 +397,18 @@ static void test_search_stops_when_asked(void **state)
     for (size_t i = 0; len + 64 < cap; i++) {
         int hit = i % 1000 == 0;
         needles += (size_t)hit;
-        len += (size_t)sprintf(content + len, "line %09zu %s and hay\n", i, hit ? "needle" : "straw");
+        len += (size_t)sprintf(content + len, "line %09zu %s and hay\n", i,
+                               hit ? "needle" : "straw");
     }
     const char *path = write_tmp("stop.log", content, len);
     free(content);
     for (int extended = 0; extended <= 1; extended++) {
         struct stop_after s = {.limit = 1};
-        struct grep_query q = {.pattern = "needle", .extended = extended, .max_lines = 10,
-                               .stop = stop_after_calls, .stop_ud = &s};
+        struct grep_query q = {.pattern = "needle",
+                               .extended = extended,
+                               .max_lines = 10,
+                               .stop = stop_after_calls,
+                               .stop_ud = &s};
         struct grep_matcher m;
         char err[256];
         assert_int_equal(grep_compile(&m, &q, err, sizeof err), 0);
@@ -436,8 +453,9 @@ static void test_strfind_agrees_with_naive(void **state)
         const char *fast = strfind(hay, hlen, needle, nlen, fold);
         const char *portable = strfind_portable(hay, hlen, needle, nlen, fold);
         if (fast != want || portable != want)
-            fail_msg("round %d (hlen %zu nlen %zu fold %d): want %td, fast %td, portable %td", round, hlen, nlen,
-                     fold, want ? want - hay : -1, fast ? fast - hay : -1, portable ? portable - hay : -1);
+            fail_msg("round %d (hlen %zu nlen %zu fold %d): want %td, fast %td, portable %td",
+                     round, hlen, nlen, fold, want ? want - hay : -1, fast ? fast - hay : -1,
+                     portable ? portable - hay : -1);
     }
 #undef RND
     assert_null(strfind("abc", 3, "", 0, 0));
@@ -609,8 +627,8 @@ static void test_map_concurrent_searches(void **state)
 
 /* ---- merge ---------------------------------------------------------------------- */
 
-static Idunno__GrepNodeResult *node_result(const char *name, uint64_t count, size_t n_lines, size_t line_len,
-                                           const char *error)
+static Idunno__GrepNodeResult *node_result(const char *name, uint64_t count, size_t n_lines,
+                                           size_t line_len, const char *error)
 {
     Idunno__GrepNodeResult *r = malloc(sizeof *r);
     idunno__grep_node_result__init(r);
@@ -719,8 +737,9 @@ static void test_fanout_names_dead_and_silent_peers(void **state)
     (void)state;
     struct fan f;
     snprintf(f.self, sizeof f.self, "127.0.0.1:%d", port_base());
-    snprintf(f.dead, sizeof f.dead, "127.0.0.1:%d", port_base() + 1);   /* nobody listens */
-    snprintf(f.silent, sizeof f.silent, "127.0.0.1:%d", port_base() + 2); /* accepts, never answers */
+    snprintf(f.dead, sizeof f.dead, "127.0.0.1:%d", port_base() + 1); /* nobody listens */
+    snprintf(f.silent, sizeof f.silent, "127.0.0.1:%d",
+             port_base() + 2); /* accepts, never answers */
     char log[] = "a needle\nno\nneedle two\n";
     const char *path = write_tmp("self.log", log, sizeof log - 1);
     char log_path[128];
@@ -749,7 +768,9 @@ static void test_fanout_names_dead_and_silent_peers(void **state)
     g.timeout_ms = 300;
     fan_done = 0;
     uint64_t t0 = id_now_ms();
-    assert_int_equal(net_call_pb(net, f.self, IDUNNO__MSG_TYPE__MSG_GREP_REQ, &g.base, 5000, on_grep_result, NULL), 0);
+    assert_int_equal(net_call_pb(net, f.self, IDUNNO__MSG_TYPE__MSG_GREP_REQ, &g.base, 5000,
+                                 on_grep_result, NULL),
+                     0);
     while (!fan_done && id_now_ms() - t0 < 5000)
         uv_run(&loop, UV_RUN_ONCE);
     uint64_t took = id_now_ms() - t0;

@@ -26,7 +26,8 @@ static int has_control(const char *s, size_t len)
         unsigned char c = (unsigned char)s[i];
         if ((c < 0x20 && c != '\n') || c == 0x7f)
             return 1;
-        if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f)
+        if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+            (unsigned char)s[i + 1] <= 0x9f)
             return 1;
     }
     return 0;
@@ -39,9 +40,9 @@ static void test_name_rule(void **state)
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (!id_name_ok(good[i], 64))
             fail_msg("'%s' refused", good[i]);
-    static const char *const bad[] = {"",           "node\x1b[2J", "a\rb",      "tab\there", "with space",
-                                      "del\x7f",    "c1\xc2\x9b",  "\xff\xfe", "bad\xc3",   "over\xe0\x80\xafx",
-                                      "sur\xed\xa0\x80"};
+    static const char *const bad[] = {
+        "",           "node\x1b[2J", "a\rb",    "tab\there",         "with space",     "del\x7f",
+        "c1\xc2\x9b", "\xff\xfe",    "bad\xc3", "over\xe0\x80\xafx", "sur\xed\xa0\x80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (id_name_ok(bad[i], 64))
             fail_msg("bad name %zu accepted", i);
@@ -57,7 +58,10 @@ static void test_escape(void **state)
     assert_string_equal(id_escape("plain Zürich", out, sizeof out), "plain Zürich");
     assert_string_equal(id_escape("a\x1b[2Jb", out, sizeof out), "a\\x1b[2Jb");
     assert_string_equal(id_escape("back\\slash\r\n", out, sizeof out), "back\\\\slash\\x0d\\x0a");
-    assert_string_equal(id_escape("c1\xc2\x9b" "end", out, sizeof out), "c1\\xc2\\x9bend");
+    assert_string_equal(id_escape("c1\xc2\x9b"
+                                  "end",
+                                  out, sizeof out),
+                        "c1\\xc2\\x9bend");
     assert_string_equal(id_escape("\xff", out, sizeof out), "\\xff");
     /* Truncated between characters, never inside an escape or a sequence. */
     assert_string_equal(id_escape("ab\x1b", out, 5), "ab");

@@ -3,6 +3,8 @@
  * dropped connections, pooling and idle close, datagrams, garbage on the wire;
  * and the frame reader on its own. Ports: IDUNNO_TEST_PORT_BASE (default 7100)
  * up to +9. */
+#include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -98,7 +98,8 @@ static void on_result(void *ud, const struct net_result *r)
 {
     struct fixture *f = ud;
     f->last = *r;
-    snprintf(f->last_body, sizeof f->last_body, "%.*s", (int)r->len, r->body ? (const char *)r->body : "");
+    snprintf(f->last_body, sizeof f->last_body, "%.*s", (int)r->len,
+             r->body ? (const char *)r->body : "");
     snprintf(f->last_err, sizeof f->last_err, "%s", r->errmsg ? r->errmsg : "");
     f->calls_done++;
 }
@@ -109,8 +110,10 @@ static int setup_with(void **state, uint32_t idle_close_ms)
     uv_loop_init(&f->loop);
     snprintf(f->addr_a, sizeof f->addr_a, "127.0.0.1:%d", port_base());
     snprintf(f->addr_b, sizeof f->addr_b, "127.0.0.1:%d", port_base() + 1);
-    struct net_config ca = {.addr = f->addr_a, .call_timeout_ms = 2000, .idle_close_ms = idle_close_ms};
-    struct net_config cb = {.addr = f->addr_b, .call_timeout_ms = 2000, .idle_close_ms = idle_close_ms};
+    struct net_config ca = {
+        .addr = f->addr_a, .call_timeout_ms = 2000, .idle_close_ms = idle_close_ms};
+    struct net_config cb = {
+        .addr = f->addr_b, .call_timeout_ms = 2000, .idle_close_ms = idle_close_ms};
     assert_int_equal(net_create(&f->loop, &ca, &f->a), 0);
     assert_int_equal(net_create(&f->loop, &cb, &f->b), 0);
     assert_int_equal(net_start(f->a), 0);
@@ -125,8 +128,14 @@ static int setup_with(void **state, uint32_t idle_close_ms)
     return 0;
 }
 
-static int setup(void **state) { return setup_with(state, 0); }
-static int setup_fast_idle(void **state) { return setup_with(state, 60); }
+static int setup(void **state)
+{
+    return setup_with(state, 0);
+}
+static int setup_fast_idle(void **state)
+{
+    return setup_with(state, 60);
+}
 
 static int closed_count;
 static void on_closed(void *ud)
@@ -156,8 +165,9 @@ static void test_call_and_reply(void **state)
     for (int i = 0; i < 50; i++) {
         char msg[32];
         snprintf(msg, sizeof msg, "hello %d", i);
-        assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, msg, strlen(msg), 0,
-                                  on_result, f), 0);
+        assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, msg, strlen(msg),
+                                  0, on_result, f),
+                         0);
         /* never called from inside net_call */
         assert_int_equal(f->calls_done, i);
         run_until(f, &f->calls_done, i + 1, 2000);
@@ -218,7 +228,8 @@ static void test_refused(void **state)
     struct fixture *f = *state;
     char nobody[32];
     snprintf(nobody, sizeof nobody, "127.0.0.1:%d", port_base() + 7);
-    assert_int_equal(net_call(f->a, nobody, IDUNNO__MSG_TYPE__MSG_PING_REQ, NULL, 0, 0, on_result, f), 0);
+    assert_int_equal(
+        net_call(f->a, nobody, IDUNNO__MSG_TYPE__MSG_PING_REQ, NULL, 0, 0, on_result, f), 0);
     run_until(f, &f->calls_done, 1, 3000);
     assert_int_equal(f->last.status, ID_ECONNREFUSED);
     assert_int_equal(net_call(f->a, "not-an-address", 2, NULL, 0, 0, on_result, f), ID_EINVAL);
@@ -251,13 +262,15 @@ static void test_peer_dies_with_calls_pending(void **state)
 static void test_datagram(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(net_send_datagram(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_SWIM, "gossip", 6), 0);
+    assert_int_equal(net_send_datagram(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_SWIM, "gossip", 6),
+                     0);
     run_until(f, &f->datagrams, 1, 2000);
     assert_string_equal(f->dgram_body, "gossip");
     char big[FRAME_MAX_DATAGRAM];
     memset(big, 'x', sizeof big);
-    assert_int_equal(net_send_datagram(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_SWIM, big, sizeof big),
-                     ID_ETOOBIG);
+    assert_int_equal(
+        net_send_datagram(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_SWIM, big, sizeof big),
+        ID_ETOOBIG);
 }
 
 static void test_garbage_is_counted_and_dropped(void **state)
@@ -277,7 +290,8 @@ static void test_garbage_is_counted_and_dropped(void **state)
     close(fd);
     /* UDP garbage */
     int u = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(sendto(u, junk, sizeof junk, 0, (struct sockaddr *)&sa, sizeof(struct sockaddr_in)) > 0);
+    assert_true(
+        sendto(u, junk, sizeof junk, 0, (struct sockaddr *)&sa, sizeof(struct sockaddr_in)) > 0);
     close(u);
     deadline = id_now_ms() + 2000;
     while (net_frame_stats(f->b)->bad_magic < 2 && id_now_ms() < deadline)
@@ -290,7 +304,6 @@ static void test_garbage_is_counted_and_dropped(void **state)
     assert_int_equal(f->last.status, 0);
 }
 
-
 /* ---- more transport behaviour ------------------------------------------------ */
 
 static void test_connection_is_pooled(void **state)
@@ -298,7 +311,8 @@ static void test_connection_is_pooled(void **state)
     struct fixture *f = *state;
     /* 20 calls in flight at once, then 20 one after another: one connection. */
     for (int i = 0; i < 20; i++)
-        assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, "p", 1, 0, on_result, f), 0);
+        assert_int_equal(
+            net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, "p", 1, 0, on_result, f), 0);
     run_until(f, &f->calls_done, 20, 3000);
     assert_int_equal(f->calls_done, 20);
     for (int i = 0; i < 20; i++) {
@@ -337,7 +351,8 @@ static void test_replies_in_any_order(void **state)
     struct tagged tags[N];
     for (int i = 0; i < N; i++) {
         tags[i] = (struct tagged){.f = f, .expect = i};
-        net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_tagged, &tags[i]);
+        net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_tagged,
+                 &tags[i]);
     }
     uint64_t deadline = id_now_ms() + 3000;
     while (f->n_held < N && id_now_ms() < deadline)
@@ -348,7 +363,9 @@ static void test_replies_in_any_order(void **state)
     for (int i = N - 1; i >= 0; i--) {
         char body[16];
         snprintf(body, sizeof body, "m%d", i);
-        assert_int_equal(net_reply(f->held_many[i], IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, body, strlen(body)), 0);
+        assert_int_equal(
+            net_reply(f->held_many[i], IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, body, strlen(body)),
+            0);
     }
     run_until(f, &f->calls_done, N, 3000);
     for (int i = 0; i < N; i++) {
@@ -371,7 +388,8 @@ static void test_idle_connection_closes_and_reconnects(void **state)
     /* Nothing in flight: the caller closes its idle connection, and the callee
      * then sees it go. */
     uint64_t deadline = id_now_ms() + 3000;
-    while ((net_open_connections(f->a, NULL) || net_open_connections(f->b, NULL)) && id_now_ms() < deadline)
+    while ((net_open_connections(f->a, NULL) || net_open_connections(f->b, NULL)) &&
+           id_now_ms() < deadline)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(net_open_connections(f->a, NULL), 0);
     assert_int_equal(net_open_connections(f->b, NULL), 0);
@@ -455,7 +473,8 @@ static void test_bad_headers_are_counted_and_closed(void **state)
     assert_int_equal(net_frame_stats(f->b)->bad_version, 1);
 
     /* A response nobody asked for, on a connection we accepted. */
-    frame_encode_header(frame, IDUNNO__MSG_TYPE__MSG_PING_RESP, FRAME_F_RESPONSE, 5, frame + FRAME_HEADER_LEN, 4);
+    frame_encode_header(frame, IDUNNO__MSG_TYPE__MSG_PING_RESP, FRAME_F_RESPONSE, 5,
+                        frame + FRAME_HEADER_LEN, 4);
     uint64_t before = net_frame_stats(f->b)->bad_body;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_storage sa;
@@ -476,7 +495,8 @@ static void test_frame_split_into_single_bytes(void **state)
     uint8_t two[2][FRAME_HEADER_LEN + 3];
     for (int k = 0; k < 2; k++) {
         memcpy(two[k] + FRAME_HEADER_LEN, k ? "bbb" : "aaa", 3);
-        frame_encode_header(two[k], IDUNNO__MSG_TYPE__MSG_PING_REQ, 0, (uint64_t)(k + 1), two[k] + FRAME_HEADER_LEN, 3);
+        frame_encode_header(two[k], IDUNNO__MSG_TYPE__MSG_PING_REQ, 0, (uint64_t)(k + 1),
+                            two[k] + FRAME_HEADER_LEN, 3);
     }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_storage sa;
@@ -603,9 +623,9 @@ static void test_corked_frames_whole_and_in_order(void **state)
     for (int i = 0; i < 10; i++) {
         char body[8];
         snprintf(body, sizeof body, "%d", i);
-        assert_int_equal(net_reply(f->held_many[i], IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, body,
-                                   strlen(body)),
-                         0);
+        assert_int_equal(
+            net_reply(f->held_many[i], IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, body, strlen(body)),
+            0);
     }
     run_until(f, &f->calls_done, N + 10, 3000);
     assert_int_equal(f->calls_done, N + 10);
@@ -737,8 +757,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_is_counted_and_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_is_pooled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replies_in_any_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_connection_closes_and_reconnects, setup_fast_idle, teardown),
-        cmocka_unit_test_setup_teardown(test_incoming_half_frame_is_closed_when_idle, setup_fast_idle, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connection_closes_and_reconnects, setup_fast_idle,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_incoming_half_frame_is_closed_when_idle,
+                                        setup_fast_idle, teardown),
         cmocka_unit_test_setup_teardown(test_bad_headers_are_counted_and_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_split_into_single_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undecodable_body_is_counted, setup, teardown),

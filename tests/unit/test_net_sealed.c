@@ -4,6 +4,7 @@
  * bounds: an unfinished handshake, a frame trickled in forever, too many
  * connections from one address, read buffers over budget, and an answer over
  * the frame limit. Ports: IDUNNO_TEST_PORT_BASE (default 7100) + 60..61. */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,7 +72,8 @@ static void on_result(void *ud, const struct net_result *r)
 {
     struct fixture *f = ud;
     f->last = *r;
-    snprintf(f->last_body, sizeof f->last_body, "%.*s", (int)r->len, r->body ? (const char *)r->body : "");
+    snprintf(f->last_body, sizeof f->last_body, "%.*s", (int)r->len,
+             r->body ? (const char *)r->body : "");
     snprintf(f->last_err, sizeof f->last_err, "%s", r->errmsg ? r->errmsg : "");
     f->calls_done++;
 }
@@ -140,7 +141,8 @@ static void ping(struct fixture *f, const char *msg)
 {
     int before = f->calls_done;
     assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, msg, strlen(msg), 0,
-                              on_result, f), 0);
+                              on_result, f),
+                     0);
     run_until(f, &f->calls_done, before + 1, 3000);
     assert_int_equal(f->calls_done, before + 1);
 }
@@ -232,8 +234,8 @@ static int raw_connect(struct fixture *f)
 
 /* Runs the loop (calling tick every ~50 ms, if set) until b holds `want`
  * incoming connections or limit_ms passed; returns what it holds. */
-static size_t run_until_incoming(struct fixture *f, size_t want, uint64_t limit_ms, void (*tick)(int),
-                                 int fd)
+static size_t run_until_incoming(struct fixture *f, size_t want, uint64_t limit_ms,
+                                 void (*tick)(int), int fd)
 {
     uint64_t deadline = id_now_ms() + limit_ms, next_tick = 0;
     size_t in = 0;
@@ -318,7 +320,8 @@ static void test_read_budget(void **state)
     size_t n = 1 << 20;
     char *big = calloc(1, n);
     int before = f->calls_done;
-    assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, big, n, 0, on_result, f), 0);
+    assert_int_equal(
+        net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, big, n, 0, on_result, f), 0);
     run_until(f, &f->calls_done, before + 1, 3000);
     assert_true(f->last.status < 0);
     assert_true(net_frame_stats(f->b)->over_limit >= 1);
@@ -334,7 +337,8 @@ static void test_answer_over_limit_is_an_error(void **state)
     (void)state;
     struct fixture *f = make(KEY_A, KEY_A, NULL);
     int before = f->calls_done;
-    assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_result, f), 0);
+    assert_int_equal(
+        net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_result, f), 0);
     run_until(f, &f->calls_done, before + 1, 3000);
     assert_int_equal(f->last.status, ID_ETOOBIG);
     assert_non_null(strstr(f->last_err, "frame limit"));

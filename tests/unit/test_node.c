@@ -14,8 +14,8 @@
 #include "node/node.h"
 
 /* ARGS("--name", "x") expands to an argv (with the program name) and its argc. */
-#define ARGS(...)                                    \
-    (char *[]){"idunnod", __VA_ARGS__, NULL},        \
+#define ARGS(...)                             \
+    (char *[]){"idunnod", __VA_ARGS__, NULL}, \
         (int)(sizeof((char *[]){"idunnod", __VA_ARGS__}) / sizeof(char *))
 
 static int parse(char **argv, int argc, struct node_config *cfg, char *err)
@@ -30,8 +30,8 @@ static void test_defaults_and_join_list(void **state)
     struct node_config cfg;
     char err[256];
     assert_int_equal(parse(ARGS("--name", "node3", "--addr", "127.0.0.1:7120", "--join",
-                                "127.0.0.1:7100,127.0.0.1:7110", "--join", "[::1]:7130", "--coordinators",
-                                "node1,node2,node3", "--log-level", "debug"),
+                                "127.0.0.1:7100,127.0.0.1:7110", "--join", "[::1]:7130",
+                                "--coordinators", "node1,node2,node3", "--log-level", "debug"),
                            &cfg, err),
                      0);
     assert_string_equal(cfg.name, "node3");
@@ -46,19 +46,24 @@ static void test_defaults_and_join_list(void **state)
     node_config_free(&cfg);
     assert_null(cfg.join[0]);
 
-    assert_int_equal(parse(ARGS("--addr", "127.0.0.1:7100", "--name", "a_b-c.d", "--data", "/tmp/x"), &cfg, err), 0);
+    assert_int_equal(
+        parse(ARGS("--addr", "127.0.0.1:7100", "--name", "a_b-c.d", "--data", "/tmp/x"), &cfg, err),
+        0);
     assert_string_equal(cfg.data_dir, "/tmp/x");
     assert_null(cfg.join[0]);
     assert_int_equal(cfg.log_level, LOG_LEVEL_INFO);
     assert_int_equal(cfg.no_http, 0); /* HTTP on PORT+2 unless --no-http */
     node_config_free(&cfg);
 
-    assert_int_equal(parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--no-http"), &cfg, err), 0);
+    assert_int_equal(parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--no-http"), &cfg, err),
+                     0);
     assert_int_equal(cfg.no_http, 1);
     assert_int_equal(cfg.infer_sched_batch, 0); /* normal scheduling unless asked */
     node_config_free(&cfg);
 
-    assert_int_equal(parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "batch"), &cfg, err), 0);
+    assert_int_equal(
+        parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "batch"), &cfg, err),
+        0);
     assert_int_equal(cfg.infer_sched_batch, 1);
     node_config_free(&cfg);
 }
@@ -79,14 +84,18 @@ static void test_rejections_say_what_to_fix(void **state)
     expect_reject(ARGS("--name", "x"), "--addr");
     expect_reject(ARGS("--addr", "127.0.0.1:7100"), "--name");
     expect_reject(ARGS("--name", "x", "--addr", "somehost:7100"), "HOST:PORT");
-    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "fast"), "batch or normal");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "fast"),
+                  "batch or normal");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1"), "HOST:PORT");
     expect_reject(ARGS("--name", "bad name", "--addr", "127.0.0.1:7100"), "letters");
-    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--join", "127.0.0.1:7110,nope"), "nope");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--join", "127.0.0.1:7110,nope"),
+                  "nope");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--log-level", "loud"), "debug");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "extra"), "extra");
-    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--probe-interval", "-5"), "milliseconds");
-    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--no-such-option"), "'--no-such-option'");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--probe-interval", "-5"),
+                  "milliseconds");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--no-such-option"),
+                  "'--no-such-option'");
     expect_reject(ARGS("--name", "x", "--addr"), "--addr needs a value");
 }
 

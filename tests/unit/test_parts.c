@@ -68,8 +68,13 @@ static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body)
     size_t n = protobuf_c_message_get_packed_size(body);
     uint8_t *buf = malloc(n ? n : 1);
     protobuf_c_message_pack(body, buf);
-    struct sm_cmd cmd = {.type = type, .version = 1, .body = buf, .len = n, .origin = 1,
-                         .seq = r->sm.applied + 1, .time_ms = 1000 + r->sm.applied};
+    struct sm_cmd cmd = {.type = type,
+                         .version = 1,
+                         .body = buf,
+                         .len = n,
+                         .origin = 1,
+                         .seq = r->sm.applied + 1,
+                         .time_ms = 1000 + r->sm.applied};
     void *entry;
     size_t len;
     assert_int_equal(sm_encode(&cmd, NULL, &entry, &len), 0);
@@ -344,9 +349,11 @@ static void test_deposed_write_lands_last(void **state)
     assert_int_equal(parts_sweep(b, 10000, committed.cat, committed.jobs, garbage, 8), 1);
     assert_string_equal(garbage[0], wa.a.file);
     sdfs_delete(&committed, garbage[0]);
-    assert_int_equal(parts_sweep(b, 10000 + SWEEP_MS - 1, committed.cat, committed.jobs, garbage, 8),
-                     0); /* not due yet */
-    assert_int_equal(parts_sweep(b, 10000 + SWEEP_MS, committed.cat, committed.jobs, garbage, 8), 0);
+    assert_int_equal(
+        parts_sweep(b, 10000 + SWEEP_MS - 1, committed.cat, committed.jobs, garbage, 8),
+        0); /* not due yet */
+    assert_int_equal(parts_sweep(b, 10000 + SWEEP_MS, committed.cat, committed.jobs, garbage, 8),
+                     0);
     assert_int_equal(sdfs_count_under(&committed, "results/"), 1);
 
     /* The rest of the job goes into part 2, after the flush interval. */
@@ -430,8 +437,8 @@ static void test_deposed_write_committed_first(void **state)
     assert_string_not_equal(wb2.a.file, wb.a.file);
     sdfs_put(&committed, wb2.a.file, strbuf_str(&wb2.text), wb2.text.len);
     parts_stored(b, wb2.a.write, 0, wb2.a.results, 5, &next);
-    assert_int_equal(propose(&committed, &wb), 0);              /* the first lands first */
-    assert_int_equal(propose(&committed, &wb2), ID_EEXIST);     /* the second is rejected */
+    assert_int_equal(propose(&committed, &wb), 0);          /* the first lands first */
+    assert_int_equal(propose(&committed, &wb2), ID_EEXIST); /* the second is rejected */
     assert_int_equal(parts_applied(b, wb2.a.write, ID_EEXIST, &next), 1);
     assert_int_equal(next.op, PARTS_DELETE);
     assert_string_equal(next.file, wb2.a.file);
@@ -464,12 +471,12 @@ static void test_sweep_spares(void **state)
     struct written w;
     tick_one(p, 5000, &r, &w); /* in progress */
     sdfs_put(&r, w.a.file, strbuf_str(&w.text), w.text.len);
-    sdfs_put(&r, "results/tiny/job1/part-000001.jsonl", "x\n", 2);         /* legacy */
-    sdfs_put(&r, "results/tiny/job1/part-000002-t7-99.jsonl", "x\n", 2);   /* this term, later */
-    sdfs_put(&r, "results/tiny/job9/part-000001-t3-1.jsonl", "x\n", 2);    /* unknown job */
-    sdfs_put(&r, "results/other/job1/part-000001-t3-1.jsonl", "x\n", 2);   /* another model */
-    sdfs_put(&r, "results/tiny/job1/part-000002-t6-1.jsonl", "x\n", 2);    /* earlier term: garbage */
-    sdfs_put(&r, "resultsx/tiny/job1/part-000001-t3-1.jsonl", "x\n", 2);   /* not under results/ */
+    sdfs_put(&r, "results/tiny/job1/part-000001.jsonl", "x\n", 2);       /* legacy */
+    sdfs_put(&r, "results/tiny/job1/part-000002-t7-99.jsonl", "x\n", 2); /* this term, later */
+    sdfs_put(&r, "results/tiny/job9/part-000001-t3-1.jsonl", "x\n", 2);  /* unknown job */
+    sdfs_put(&r, "results/other/job1/part-000001-t3-1.jsonl", "x\n", 2); /* another model */
+    sdfs_put(&r, "results/tiny/job1/part-000002-t6-1.jsonl", "x\n", 2);  /* earlier term: garbage */
+    sdfs_put(&r, "resultsx/tiny/job1/part-000001-t3-1.jsonl", "x\n", 2); /* not under results/ */
     char garbage[8][PARTS_FILE_MAX];
     assert_int_equal(parts_sweep(p, 5000, r.cat, r.jobs, garbage, 8), 1);
     assert_string_equal(garbage[0], "results/tiny/job1/part-000002-t6-1.jsonl");
@@ -593,10 +600,10 @@ static void test_names(void **state)
     assert_int_equal(parts_name_format(buf, 20, "m", 1, 1, 1, 1), ID_EINVAL);
     /* Only exactly what format writes parses: one spelling per name. */
     const char *bad[] = {
-        "results/tiny/job1/part-000001.jsonl",          /* the legacy scheme */
-        "results/tiny/job01/part-000001-t2-1.jsonl",    /* leading zero */
-        "results/tiny/job1/part-00001-t2-1.jsonl",      /* too few digits */
-        "results/tiny/job1/part-0000001-t2-1.jsonl",    /* padded beyond six */
+        "results/tiny/job1/part-000001.jsonl",       /* the legacy scheme */
+        "results/tiny/job01/part-000001-t2-1.jsonl", /* leading zero */
+        "results/tiny/job1/part-00001-t2-1.jsonl",   /* too few digits */
+        "results/tiny/job1/part-0000001-t2-1.jsonl", /* padded beyond six */
         "results/tiny/job1/part-000001-t02-1.jsonl",
         "results/tiny/job1/part-000001-t2-0.jsonl",
         "results/tiny/job1/part-000000-t2-1.jsonl",

@@ -463,7 +463,12 @@ static void test_restore_rejects_damage(void **state)
     uint8_t *tb;
     size_t tn;
     serialize(two, &tb, &tn);
-    uint8_t *nb = memmem(tb, tn, "\x01" "a" "\x01" "b", 4);
+    uint8_t *nb = memmem(tb, tn,
+                         "\x01"
+                         "a"
+                         "\x01"
+                         "b",
+                         4);
     assert_non_null(nb);
     nb[3] = 'a';
     assert_rejected(t, tb, tn);

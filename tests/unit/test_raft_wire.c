@@ -92,7 +92,7 @@ static void test_hello_refuses_garbage(void **state)
     memcpy(b + 24, "ab\ncd", 5); /* control character */
     assert_int_equal(raft_wire_hello_decode(b, 40, &h), ID_EPROTO);
     assert_int_equal(raft_wire_hello_decode(b, 27, &h), ID_EPROTO); /* refused early */
-    memcpy(b + 24, "abcdefghijklmnop", 16); /* no NUL */
+    memcpy(b + 24, "abcdefghijklmnop", 16);                         /* no NUL */
     assert_int_equal(raft_wire_hello_decode(b, 40, &h), ID_EPROTO);
     memset(b + 24, 0, 16);
     b[24] = 'a';

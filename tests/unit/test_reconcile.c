@@ -47,8 +47,13 @@ static int apply(struct fixture *f, uint32_t type, const ProtobufCMessage *body)
 {
     uint8_t buf[4096];
     size_t n = protobuf_c_message_pack(body, buf);
-    struct sm_cmd cmd = {.type = type, .version = 1, .body = buf, .len = n, .origin = 1,
-                         .seq = f->sm.applied + 1, .time_ms = 5000};
+    struct sm_cmd cmd = {.type = type,
+                         .version = 1,
+                         .body = buf,
+                         .len = n,
+                         .origin = 1,
+                         .seq = f->sm.applied + 1,
+                         .time_ms = 5000};
     void *entry;
     size_t len;
     assert_int_equal(sm_encode(&cmd, NULL, &entry, &len), 0);
@@ -65,7 +70,8 @@ static void commit(struct fixture *f, const char *name, const char *blob, const 
     char copy[256], *names[SDFS_REPLICAS], *save = NULL;
     size_t n = 0;
     snprintf(copy, sizeof copy, "%s", reps);
-    for (char *t = strtok_r(copy, ",", &save); t && n < SDFS_REPLICAS; t = strtok_r(NULL, ",", &save))
+    for (char *t = strtok_r(copy, ",", &save); t && n < SDFS_REPLICAS;
+         t = strtok_r(NULL, ",", &save))
         names[n++] = t;
     uint8_t sha[32] = {1, 2, 3};
     Idunno__SdfsVersion v = IDUNNO__SDFS_VERSION__INIT;
@@ -117,9 +123,9 @@ static struct reconcile_report *report(struct report *rp, const char *node, uint
     save = NULL;
     for (char *t = strtok_r(bar + 1, ",", &save); t; t = strtok_r(NULL, ",", &save))
         rp->young[n_young++] = t;
-    rp->r = (struct reconcile_report){node, 77, seq, answered,
-                                      held < 0 ? n_old + n_young : (uint64_t)held,
-                                      rp->old, n_old, rp->young, n_young};
+    rp->r = (struct reconcile_report){
+        node,    77,    seq,       answered, held < 0 ? n_old + n_young : (uint64_t)held,
+        rp->old, n_old, rp->young, n_young};
     return &rp->r;
 }
 
@@ -146,8 +152,8 @@ static void test_incomplete_report_decides_nothing(void **state)
     uint64_t now = 1000000;
     for (uint64_t seq = 1; seq <= 5; seq++) {
         /* n1 holds A and X but the report lost A (held says 2, one listed). */
-        assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", seq, seq - 1, X, "", 2),
-                                          now, &a), 0);
+        assert_int_equal(
+            reconcile_report(f.rec, f.cat, report(&rp, "n1", seq, seq - 1, X, "", 2), now, &a), 0);
         assert_true(a.ignored);
         assert_int_equal(a.n_missing, 0);
         assert_int_equal(a.n_del, 0);
@@ -155,19 +161,22 @@ static void test_incomplete_report_decides_nothing(void **state)
         now += 2 * RECONCILE_DELETE_GRACE_MS;
     }
     /* An unnumbered report (an old sender) is no better. */
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 0, 0, X, "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 0, 0, X, "", -1), now, &a),
+                     0);
     assert_true(a.ignored);
     assert_int_equal(a.n_missing + a.n_del, 0);
     reconcile_actions_free(&a);
     /* The same situation on complete reports does act: A is declared missing
      * on the second, X deleted after the grace. */
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 6, 5, X, "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 6, 5, X, "", -1), now, &a),
+                     0);
     assert_false(a.ignored);
     assert_int_equal(a.n_missing, 0);
     assert_int_equal(a.suspected, 1);
     reconcile_actions_free(&a);
     now += RECONCILE_DELETE_GRACE_MS;
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 7, 6, X, "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 7, 6, X, "", -1), now, &a),
+                     0);
     assert_int_equal(a.n_missing, 1);
     assert_string_equal(a.missing[0].version->blob, A);
     assert_true(deletes(&a, X));
@@ -191,29 +200,35 @@ static void test_stale_report_accuses_nobody(void **state)
     /* n5 builds report 1 (empty); meanwhile the repair copies A to n5 and
      * commits; then report 1 arrives. */
     assert_int_equal(change(&f, "a", A, "n4", "n5"), 0);
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 1, 0, "", "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 1, 0, "", "", -1), now, &a),
+                     0);
     assert_int_equal(a.n_missing, 0);
     assert_int_equal(a.suspected, 1);
     reconcile_actions_free(&a);
     /* Report 2 was built before n5 had the answer to 1 (answered 0): still
      * nothing. */
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 2, 0, "", "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 2, 0, "", "", -1), now, &a),
+                     0);
     assert_int_equal(a.n_missing, 0);
     reconcile_actions_free(&a);
     /* A duplicate or reordered report is stale. */
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 2, 1, "", "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 2, 1, "", "", -1), now, &a),
+                     0);
     assert_true(a.ignored);
     assert_int_equal(a.n_missing, 0);
     reconcile_actions_free(&a);
     /* Report 3, built after the answer to 1, lists the copy: cleared. */
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 3, 2, "", A, -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 3, 2, "", A, -1), now, &a),
+                     0);
     assert_int_equal(a.n_missing + a.suspected, 0);
     reconcile_actions_free(&a);
     /* A later loss is suspected afresh, not declared at once. */
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 4, 3, "", "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 4, 3, "", "", -1), now, &a),
+                     0);
     assert_int_equal(a.n_missing, 0);
     reconcile_actions_free(&a);
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 5, 4, "", "", -1), now, &a), 0);
+    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n5", 5, 4, "", "", -1), now, &a),
+                     0);
     assert_int_equal(a.n_missing, 1);
     reconcile_actions_free(&a);
     /* A restarted node (new boot) numbers from 1 again: its memory starts over. */
@@ -240,26 +255,29 @@ static void test_grace_period_before_delete(void **state)
     struct reconcile_actions a;
     uint64_t t0 = 1000000;
     /* n1 holds A (listed) and B (a worker's cached copy: not listed on n1). */
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 1, 0, A "," B, "", -1),
-                                      t0, &a), 0);
+    assert_int_equal(
+        reconcile_report(f.rec, f.cat, report(&rp, "n1", 1, 0, A "," B, "", -1), t0, &a), 0);
     assert_int_equal(a.n_del, 0);
     reconcile_actions_free(&a);
     assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 2, 1, A "," B, "", -1),
-                                      t0 + RECONCILE_DELETE_GRACE_MS - 1, &a), 0);
+                                      t0 + RECONCILE_DELETE_GRACE_MS - 1, &a),
+                     0);
     assert_int_equal(a.n_del, 0);
     reconcile_actions_free(&a);
     /* Used again: young on this report, so the clock restarts. */
     assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 3, 2, A, B, -1),
-                                      t0 + RECONCILE_DELETE_GRACE_MS, &a), 0);
+                                      t0 + RECONCILE_DELETE_GRACE_MS, &a),
+                     0);
     assert_int_equal(a.n_del, 0);
     reconcile_actions_free(&a);
     uint64_t t1 = t0 + RECONCILE_DELETE_GRACE_MS + 10000;
-    assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 4, 3, A "," B, "", -1),
-                                      t1, &a), 0);
+    assert_int_equal(
+        reconcile_report(f.rec, f.cat, report(&rp, "n1", 4, 3, A "," B, "", -1), t1, &a), 0);
     assert_int_equal(a.n_del, 0);
     reconcile_actions_free(&a);
     assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 5, 4, A "," B, "", -1),
-                                      t1 + RECONCILE_DELETE_GRACE_MS, &a), 0);
+                                      t1 + RECONCILE_DELETE_GRACE_MS, &a),
+                     0);
     assert_int_equal(a.n_del, 1);
     assert_true(deletes(&a, B));
     assert_false(deletes(&a, A));
@@ -267,7 +285,8 @@ static void test_grace_period_before_delete(void **state)
     /* Once the catalog names n1 for B again (a repair chose it), B stays. */
     assert_int_equal(change(&f, "b", B, "n5", "n1"), 0);
     assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", 6, 5, A "," B, "", -1),
-                                      t1 + 10 * RECONCILE_DELETE_GRACE_MS, &a), 0);
+                                      t1 + 10 * RECONCILE_DELETE_GRACE_MS, &a),
+                     0);
     assert_int_equal(a.n_del, 0);
     reconcile_actions_free(&a);
     fixture_free(&f);
@@ -285,7 +304,8 @@ static void test_last_copy_is_never_deleted(void **state)
     struct reconcile_actions a;
     for (uint64_t seq = 1; seq <= 3; seq++) {
         assert_int_equal(reconcile_report(f.rec, f.cat, report(&rp, "n1", seq, seq - 1, A, "", -1),
-                                          seq * 10 * RECONCILE_DELETE_GRACE_MS, &a), 0);
+                                          seq * 10 * RECONCILE_DELETE_GRACE_MS, &a),
+                         0);
         assert_int_equal(a.n_del + a.n_missing, 0);
         reconcile_actions_free(&a);
     }

@@ -45,9 +45,11 @@ static void test_keyring_parse(void **state)
     assert_int_equal(kr.key[1][0], 0xff);
     assert_memory_not_equal(kr.id[0], kr.id[1], SEAL_KEY_ID_LEN);
 
-    const char *bad[] = {"", "# only a comment\n", "0011\n", "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"};
+    const char *bad[] = {"", "# only a comment\n", "0011\n",
+                         "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(seal_keyring_parse(bad[i], strlen(bad[i]), &kr, err, sizeof err), ID_EINVAL);
+        assert_int_equal(seal_keyring_parse(bad[i], strlen(bad[i]), &kr, err, sizeof err),
+                         ID_EINVAL);
     snprintf(text, sizeof text, "%s\n%s\n", KEY_A, KEY_A);
     assert_int_equal(seal_keyring_parse(text, strlen(text), &kr, err, sizeof err), ID_EINVAL);
     assert_non_null(strstr(err, "repeats"));
@@ -345,8 +347,8 @@ static void test_records_match_libsodium(void **state)
     (void)state;
     /* Lengths around ChaCha20's 64-byte blocks and the vector widths, and one
      * record of an SDFS chunk's size. */
-    const uint32_t lens[] = {0, 1, 15, 16, 63, 64, 65, 255, 256, 257, 1000, 4096, 65536 + 7,
-                             1u << 20};
+    const uint32_t lens[] = {0,   1,   15,  16,   63,   64,        65,
+                             255, 256, 257, 1000, 4096, 65536 + 7, 1u << 20};
     struct seal_keyring a;
     ring(&a, KEY_A);
     struct seal_session c, s;
@@ -371,9 +373,10 @@ static void test_records_match_libsodium(void **state)
         memcpy(copy, rec, len + SEAL_RECORD_OVERHEAD);
         wire_nonce(seq, nonce);
         uint8_t *ct = copy + SEAL_RECORD_LEN_BYTES;
-        assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt_detached(
-                             ct, NULL, ct, len, ct + len, copy, SEAL_RECORD_LEN_BYTES, nonce, s.rx.key),
-                         0);
+        assert_int_equal(
+            crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+                ct, NULL, ct, len, ct + len, copy, SEAL_RECORD_LEN_BYTES, nonce, s.rx.key),
+            0);
         if (len > 0)
             assert_memory_equal(ct, plain, len);
         /* And opened here, in step with the sender. */
@@ -389,9 +392,8 @@ static void test_records_match_libsodium(void **state)
         rec[3] = (uint8_t)len;
         uint8_t *m = rec + SEAL_RECORD_LEN_BYTES;
         memcpy(m, plain + 1, len);
-        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, len, rec,
-                                                           SEAL_RECORD_LEN_BYTES, NULL, nonce,
-                                                           s.tx.key);
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+            m, m + len, NULL, m, len, rec, SEAL_RECORD_LEN_BYTES, NULL, nonce, s.tx.key);
         s.tx.seq++;
         assert_int_equal(seal_open_record(&c.rx, rec, len), 0);
         if (len > 0)
@@ -476,7 +478,7 @@ static void test_datagram_replay_window(void **state)
     uint8_t copy[128];
     const uint8_t *frame;
     size_t flen;
-#define OPEN(i, t)                                                                                  \
+#define OPEN(i, t) \
     (memcpy(copy, dg[i], len[i]), seal_open_datagram(&a, &rp, (t), copy, len[i], &frame, &flen))
     assert_int_equal(OPEN(5, now), 0);
     assert_int_equal(OPEN(5, now), ID_EEXIST); /* replayed */

@@ -50,8 +50,13 @@ static void *entry_of(uint32_t type, uint32_t version, const ProtobufCMessage *b
 {
     uint8_t buf[70000];
     size_t n = body ? protobuf_c_message_pack(body, buf) : 0;
-    struct sm_cmd cmd = {.type = type, .version = version, .body = buf, .len = n,
-                         .origin = 7, .seq = seq, .time_ms = 1000 + seq};
+    struct sm_cmd cmd = {.type = type,
+                         .version = version,
+                         .body = buf,
+                         .len = n,
+                         .origin = 7,
+                         .seq = seq,
+                         .time_ms = 1000 + seq};
     void *out;
     assert_int_equal(sm_encode(&cmd, NULL, &out, len), 0);
     return out;
@@ -167,8 +172,13 @@ static void test_entry_roundtrip_and_padding(void **state)
     for (size_t i = 0; i < sizeof body; i++)
         body[i] = (uint8_t)(i * 7 + 1);
     for (size_t n = 0; n <= sizeof body; n++) {
-        struct sm_cmd cmd = {.type = 900, .version = 3, .body = body, .len = n,
-                             .origin = 0x1122334455667788ull, .seq = n + 1, .time_ms = 42};
+        struct sm_cmd cmd = {.type = 900,
+                             .version = 3,
+                             .body = body,
+                             .len = n,
+                             .origin = 0x1122334455667788ull,
+                             .seq = n + 1,
+                             .time_ms = 42};
         void *e;
         size_t len;
         assert_int_equal(sm_encode(&cmd, NULL, &e, &len), 0);
@@ -328,14 +338,17 @@ static void test_unknown_types_versions_and_bad_bodies(void **state)
     p.key = "k";
     p.value.data = (uint8_t *)"new";
     p.value.len = 3;
-    e = entry_of(IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_KV_PUT, 2, &p.base, 3, &len); /* future version */
+    e = entry_of(IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_KV_PUT, 2, &p.base, 3,
+                 &len); /* future version */
     assert_int_equal(apply(&r, e, len), ID_EVERSION);
     p.key = ""; /* invalid key */
     e = entry_of(IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_KV_PUT, 1, &p.base, 4, &len);
     assert_int_equal(apply(&r, e, len), ID_EINVAL);
     /* A body that is not a CtlKvPut. */
-    struct sm_cmd cmd = {.type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_KV_PUT, .version = 1,
-                         .body = (const uint8_t *)"\xff\xff\xff", .len = 3};
+    struct sm_cmd cmd = {.type = IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_KV_PUT,
+                         .version = 1,
+                         .body = (const uint8_t *)"\xff\xff\xff",
+                         .len = 3};
     assert_int_equal(sm_encode(&cmd, NULL, &e, &len), 0);
     assert_int_equal(apply(&r, e, len), ID_EPROTO);
 
@@ -551,7 +564,7 @@ static void test_scratch(void **state)
     size_t before = out.len;
     assert_null(sm_scratch_calloc(&sc, SIZE_MAX / 2, 4)); /* overflows: refused */
     assert_true(sc.failed);
-    assert_non_null(sm_scratch_calloc(&sc, 1, 8)); /* later ones still work... */
+    assert_non_null(sm_scratch_calloc(&sc, 1, 8));                    /* later ones still work... */
     assert_int_equal(sm_scratch_pack(&sc, &out, &e.base), ID_ENOMEM); /* ...but it failed */
     assert_int_equal(out.len, before);
     assert_false(sc.failed);

@@ -93,7 +93,8 @@ static void put(struct env *e, const char *blob, const char *data)
 {
     uint8_t sha[32];
     sha_of(data, strlen(data), sha);
-    assert_int_equal(store_write(e->s, blob, 0, (const uint8_t *)data, strlen(data), on_done, NULL), 0);
+    assert_int_equal(store_write(e->s, blob, 0, (const uint8_t *)data, strlen(data), on_done, NULL),
+                     0);
     assert_int_equal(settle(e), 0);
     assert_int_equal(store_seal(e->s, blob, strlen(data), sha, on_sealed, NULL), 0);
     assert_int_equal(settle(e), 0);
@@ -215,7 +216,8 @@ static void test_sealed_blob_is_immutable(void **state)
     assert_string_equal(text, GOOD);
     /* B is being written when a file appears in its place: the seal refuses
      * to rename over it. */
-    assert_int_equal(store_write(e->s, B, 0, (const uint8_t *)other, strlen(other), on_done, NULL), 0);
+    assert_int_equal(store_write(e->s, B, 0, (const uint8_t *)other, strlen(other), on_done, NULL),
+                     0);
     assert_int_equal(settle(e), 0);
     path_of(e, "blobs", B, blob_path, sizeof blob_path);
     FILE *f = fopen(blob_path, "wb");

@@ -31,17 +31,17 @@ struct sim;
 struct sim_node {
     struct sim *sim;
     int index;
-    int up;          /* process running */
-    int cut_off;     /* network isolated */
-    int loss_pct;    /* extra loss on every packet to or from it (a flaky node) */
+    int up;                 /* process running */
+    int cut_off;            /* network isolated */
+    int loss_pct;           /* extra loss on every packet to or from it (a flaky node) */
     uint64_t stalled_until; /* loop frozen: no ticks, packets wait unread */
-    int resumed;     /* tick before reading, as a libuv loop does after a stall */
+    int resumed;            /* tick before reading, as a libuv loop does after a stall */
     char name[MEMBER_NAME_MAX], addr[MEMBER_ADDR_MAX];
     uint64_t incarnation;
     struct swim *swim;
     uint64_t saw_failed_at[SIM_MAX_NODES]; /* when it first saw each node failed */
     uint64_t saw_joined_at[SIM_MAX_NODES];
-    int false_failures;                    /* failures of members that were fine */
+    int false_failures; /* failures of members that were fine */
     char last_failed_by[MEMBER_NAME_MAX];
 };
 
@@ -205,12 +205,11 @@ static void sim_start_node(struct sim *s, int i, uint64_t incarnation, const cha
                               .incarnation = incarnation,
                               .seed = 1234 + (uint64_t)i * 77 + incarnation,
                               .join = seeds};
-    struct swim_env env = {
-        .ud = nd,
-        .send = sim_send,
-        .event = sim_event,
-        .new_incarnation = sim_new_incarnation,
-        .wall_ms = sim_wall_ms};
+    struct swim_env env = {.ud = nd,
+                           .send = sim_send,
+                           .event = sim_event,
+                           .new_incarnation = sim_new_incarnation,
+                           .wall_ms = sim_wall_ms};
     nd->swim = swim_create(&cfg, &env, s->now);
     assert_non_null(nd->swim);
 }
@@ -226,7 +225,8 @@ static struct sim *sim_alloc(int n, int loss_pct, uint64_t seed, int long_names)
     s->now = 1000;
     s->long_names = long_names;
     for (int i = 0; i < n; i++)
-        snprintf(s->nodes[i].addr, sizeof s->nodes[i].addr, "10.0.%d.%d:7000", i / 200, i % 200 + 1);
+        snprintf(s->nodes[i].addr, sizeof s->nodes[i].addr, "10.0.%d.%d:7000", i / 200,
+                 i % 200 + 1);
     return s;
 }
 
@@ -318,7 +318,7 @@ static enum member_state state_seen(struct sim *s, int observer, int target)
         if (strcmp(v[i].name, s->nodes[target].name) == 0 &&
             v[i].incarnation == s->nodes[target].incarnation)
             return v[i].state;
-    return (enum member_state)-1;
+    return (enum member_state) - 1;
 }
 
 static int count_alive_seen(struct sim *s, int observer)
@@ -445,8 +445,9 @@ static void measure_detection(struct sim *s, int trials, uint64_t *all_ms)
                 struct member_view v[SIM_MAX_NODES];
                 size_t n = swim_snapshot(s->nodes[i].swim, s->now, v, SIM_MAX_NODES);
                 for (size_t k = 0; k < n; k++)
-                    print_message("trial %d victim %d: n%d sees %s#%llu %s\n", trial, victim, i, v[k].name,
-                                  (unsigned long long)v[k].incarnation, member_state_name(v[k].state));
+                    print_message("trial %d victim %d: n%d sees %s#%llu %s\n", trial, victim, i,
+                                  v[k].name, (unsigned long long)v[k].incarnation,
+                                  member_state_name(v[k].state));
             }
         }
         assert_true(sim_converged(s));
@@ -480,8 +481,9 @@ static void test_crash_detected_under_loss(void **state)
     uint64_t t[40];
     measure_detection(s, 40, t);
     qsort(t, 40, sizeof t[0], cmp_u64);
-    print_message("kill detected by all (10%% loss, 40 trials): min %llu, median %llu, max %llu ms\n",
-                  (unsigned long long)t[0], (unsigned long long)t[20], (unsigned long long)t[39]);
+    print_message(
+        "kill detected by all (10%% loss, 40 trials): min %llu, median %llu, max %llu ms\n",
+        (unsigned long long)t[0], (unsigned long long)t[20], (unsigned long long)t[39]);
     assert_true(t[20] <= 1000);
     assert_true(t[39] <= 2000);
     assert_int_equal(total_false_failures(s), 0);
@@ -501,9 +503,10 @@ static void test_no_false_positive_under_loss(void **state)
         suspicions += swim_stats(s->nodes[i].swim)->suspicions;
         refutations += swim_stats(s->nodes[i].swim)->refutations;
     }
-    print_message("10%% loss, 10 min: %llu packets, %llu dropped, %llu suspicions, %llu refutations\n",
-                  (unsigned long long)s->packets, (unsigned long long)s->dropped,
-                  (unsigned long long)suspicions, (unsigned long long)refutations);
+    print_message(
+        "10%% loss, 10 min: %llu packets, %llu dropped, %llu suspicions, %llu refutations\n",
+        (unsigned long long)s->packets, (unsigned long long)s->dropped,
+        (unsigned long long)suspicions, (unsigned long long)refutations);
     /* The loss really bit: suspicions were raised, and every one was refuted. */
     assert_true(s->dropped > s->packets / 20);
     assert_true(suspicions > 0);
@@ -553,7 +556,8 @@ static void test_several_crashes_at_once(void **state)
         size_t k = kill_several(s, 3, t);
         assert_int_equal(k, 6);
         print_message("3 of 5 killed (seed %llu): detected by both survivors after %llu..%llu ms\n",
-                      (unsigned long long)seed, (unsigned long long)t[0], (unsigned long long)t[k - 1]);
+                      (unsigned long long)seed, (unsigned long long)t[0],
+                      (unsigned long long)t[k - 1]);
         assert_true(t[k - 1] <= 2000);
         assert_int_equal(total_false_failures(s), 0);
         sim_free(s);
@@ -565,8 +569,9 @@ static void test_several_crashes_at_once(void **state)
         uint64_t t[21];
         size_t k = kill_several(s, 3, t);
         assert_int_equal(k, 21);
-        print_message("3 of 10 killed (seed %llu): median %llu, max %llu ms\n", (unsigned long long)seed,
-                      (unsigned long long)t[k / 2], (unsigned long long)t[k - 1]);
+        print_message("3 of 10 killed (seed %llu): median %llu, max %llu ms\n",
+                      (unsigned long long)seed, (unsigned long long)t[k / 2],
+                      (unsigned long long)t[k - 1]);
         assert_true(t[k / 2] <= 1000);
         assert_true(t[k - 1] <= 2000);
         assert_int_equal(total_false_failures(s), 0);
@@ -825,7 +830,8 @@ static void test_codec_roundtrip_and_rejects(void **state)
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (uint8_t)(i * 37 + 11);
     assert_true(swim_decode(junk, sizeof junk, &p) < 0);
-    struct swim_packet ok = {.kind = SWIM_NACK, .from_name = "a", .from_addr = "1.2.3.4:5", .seq = 9};
+    struct swim_packet ok = {
+        .kind = SWIM_NACK, .from_name = "a", .from_addr = "1.2.3.4:5", .seq = 9};
     ok.n_updates = 1;
     snprintf(ok.updates[0].name, sizeof ok.updates[0].name, "b");
     snprintf(ok.updates[0].addr, sizeof ok.updates[0].addr, "1.2.3.4:6");
@@ -864,7 +870,8 @@ static void test_codec_roundtrip_and_rejects(void **state)
 
 /* A packet as a forger would send it: claiming to come from node `as`
  * (its name, incarnation and address), carrying one record. */
-static struct swim_packet forged(struct sim *s, int as, enum swim_kind kind, const struct swim_record *r)
+static struct swim_packet forged(struct sim *s, int as, enum swim_kind kind,
+                                 const struct swim_record *r)
 {
     struct swim_packet p;
     memset(&p, 0, sizeof p);
@@ -880,7 +887,8 @@ static struct swim_packet forged(struct sim *s, int as, enum swim_kind kind, con
     return p;
 }
 
-static struct swim_record record_of(struct sim *s, int who, uint64_t incarnation, enum member_state st)
+static struct swim_record record_of(struct sim *s, int who, uint64_t incarnation,
+                                    enum member_state st)
 {
     struct swim_record r;
     memset(&r, 0, sizeof r);
@@ -931,7 +939,8 @@ static void test_forged_huge_incarnation_refused(void **state)
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < s->n; i++)
             if (i != 2) {
-                struct swim_packet p = forged(s, (i + 1) % s->n == 2 ? 3 : (i + 1) % s->n, SWIM_NOTICE, &bad[k]);
+                struct swim_packet p = forged(s, (i + 1) % s->n == 2 ? 3 : (i + 1) % s->n,
+                                              SWIM_NOTICE, &bad[k]);
                 inject(s, i, p.from_addr, &p);
             }
     assert_true(refused_total(s) >= 12);
@@ -1084,7 +1093,9 @@ static void test_names_with_control_characters_refused(void **state)
     assert_true(len > 0);
     assert_true(swim_decode(buf, (size_t)len, &d) < 0);
     snprintf(p.updates[0].name, sizeof p.updates[0].name, "ok");
-    snprintf(p.from_name, sizeof p.from_name, "\a" "bell");
+    snprintf(p.from_name, sizeof p.from_name,
+             "\a"
+             "bell");
     len = swim_encode(&p, buf, sizeof buf);
     assert_true(swim_decode(buf, (size_t)len, &d) < 0);
     /* ...and the core, handed one directly, applies none of it. */
