@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole suite (what `make test` runs): unit tests, the same under ASan+UBSan,
-# cluster tests with real daemons, network-namespace fault tests. Every tier runs
+# The whole suite (what `make test` runs): static checks (layers, format), unit
+# tests (with the simulated cluster), the same under ASan+UBSan, cluster tests
+# with real daemons, network-namespace fault tests. Every tier runs
 # even when an earlier one failed; the last line sums them all.
 set -u
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ export TEST_TALLY
 TEST_TALLY=$(mktemp)
 trap 'rm -f "$TEST_TALLY"' EXIT
 status=0
+tests/run-static.sh || status=1
 make --no-print-directory unit || status=1
 make --no-print-directory unit-asan || status=1
 make --no-print-directory fuzz-run FUZZ_SECONDS=${FUZZ_SECONDS:-10} || status=1
