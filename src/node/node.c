@@ -78,6 +78,10 @@ static const char usage[] =
     "  --sdfs-delete-grace MS a copy that the catalog no longer names here (deleted, dropped\n"
     "                         or moved) is removed after MS (default 60000: longer than\n"
     "                         any read in flight; tests use less)\n"
+    "  --infer-threads N      ONNX Runtime threads per model run, in the model's own\n"
+    "                         process (default 1: the nodes of a local cluster share the\n"
+    "                         machine's cores; on a machine of its own a node may use up\n"
+    "                         to the number of cores, which is also the most)\n"
     "  --infer-timeout SECS   a model run (a batch) still unfinished in its inference\n"
     "                         process after SECS seconds gets the process killed; that\n"
     "                         counts as a crash of the model (default 300; 1 to 86400)\n"
@@ -133,6 +137,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"sdfs-delete-grace", required_argument, NULL, 'D'},
         {"test-hooks", no_argument, NULL, 'Z'},
         {"infer-timeout", required_argument, NULL, 'W'},
+        {"infer-threads", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -179,6 +184,17 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
                 return ID_EINVAL;
             }
             cfg->infer_timeout_s = (uint32_t)v;
+            break;
+        }
+        case 'N': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            long cores = (long)uv_available_parallelism();
+            if (*end || end == optarg || v < 1 || v > cores) {
+                snprintf(errmsg, len, "--infer-threads takes 1 to %ld (the cores here)", cores);
+                return ID_EINVAL;
+            }
+            cfg->infer_threads = (int)v;
             break;
         }
         case 'G': snprintf(cfg->infer_gate_dir, sizeof cfg->infer_gate_dir, "%s", optarg); break;
@@ -557,7 +573,8 @@ static int node_start_layers(struct node *node)
                                .sched_batch = cfg->infer_sched_batch,
                                .log_path = node->log_path,
                                .test_hooks = cfg->test_hooks,
-                               .run_timeout_ms = cfg->infer_timeout_s * 1000};
+                               .run_timeout_ms = cfg->infer_timeout_s * 1000,
+                               .threads = cfg->infer_threads};
     rc = worker_create(&wc, &node->worker, node->errmsg, sizeof node->errmsg);
     if (rc < 0)
         return rc;

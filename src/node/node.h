@@ -37,6 +37,7 @@ struct node_config {
     int no_http;                   /* --no-http: no HTTP endpoint on PORT+2 */
     char http_host[64];            /* --http-addr: the HTTP endpoint's host ("": --addr's) */
     int test_hooks;                /* --test-hooks: inference processes honour test metadata */
+    int infer_threads;             /* --infer-threads: ONNX Runtime threads per run (0: 1) */
     uint32_t infer_timeout_s;      /* --infer-timeout: a model run's deadline (infer/child.h) */
     char key_file[512];            /* --key-file: the cluster keyring ("": none) */
 };

@@ -15,8 +15,9 @@
  * Images that cannot be fetched or decoded come back as per-image errors; a
  * model that cannot be loaded fails every image of the batch with its reason.
  *
- * Threading: loop thread, plus up to three pool threads at a time running
- * ONNX Runtime (the session cache is locked and pins the models in use).
+ * Threading: loop thread only. Models run in their own processes
+ * (infer/child.h), up to four runs at once each, with cfg->threads ONNX
+ * Runtime threads per run (idunnod --infer-threads).
  */
 #ifndef IDUNNO_SCHED_WORKER_H
 #define IDUNNO_SCHED_WORKER_H

@@ -65,6 +65,13 @@ static void test_defaults_and_join_list(void **state)
         parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "batch"), &cfg, err),
         0);
     assert_int_equal(cfg.infer_sched_batch, 1);
+    assert_int_equal(cfg.infer_threads, 0); /* one ONNX Runtime thread unless asked */
+    node_config_free(&cfg);
+
+    assert_int_equal(
+        parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-threads", "1"), &cfg, err),
+        0);
+    assert_int_equal(cfg.infer_threads, 1);
     node_config_free(&cfg);
 }
 
@@ -87,6 +94,10 @@ static void test_rejections_say_what_to_fix(void **state)
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-sched", "fast"),
                   "batch or normal");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1"), "HOST:PORT");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-threads", "0"),
+                  "the cores here");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-threads", "100000"),
+                  "the cores here");
     expect_reject(ARGS("--name", "bad name", "--addr", "127.0.0.1:7100"), "letters");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--join", "127.0.0.1:7110,nope"),
                   "nope");
