@@ -4,14 +4,19 @@
 # timeout: 60
 . "$(dirname "$0")/lib.sh"
 
-"$IDUNNO" --help | grep -q list_mem || fail "--help lists commands"
+# Outputs are captured before they are searched: `prog | grep -q` under
+# pipefail fails whenever grep exits before prog has written everything.
+overview=$("$IDUNNO" --help)
+grep -q list_mem <<<"$overview" || fail "--help lists commands"
 # Every command the overview lists answers --help with its own usage line.
-cmds=$("$IDUNNO" --help | awk '/^  [a-z]/ { print $1 }')
+cmds=$(awk '/^  [a-z]/ { print $1 }' <<<"$overview")
 [ "$(echo "$cmds" | wc -l)" -ge 30 ] || fail "--help lists $(echo "$cmds" | wc -l) commands"
 for c in $cmds; do
-  "$IDUNNO" "$c" --help | grep -q -E "^usage: idunno $c( |$)" || fail "$c --help"
+  usage=$("$IDUNNO" "$c" --help)
+  grep -q -E "^usage: idunno $c( |$)" <<<"$usage" || fail "$c --help"
 done
-"$ROOT/bin/idunnod" --help | grep -q -- --join || fail "idunnod --help"
+daemon_usage=$("$ROOT/bin/idunnod" --help)
+grep -q -- --join <<<"$daemon_usage" || fail "idunnod --help"
 
 set +e
 "$IDUNNO" no_such_command 2>/dev/null; rc_unknown=$?

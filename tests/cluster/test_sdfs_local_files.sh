@@ -34,7 +34,7 @@ assert_contains "$err" "'b c.txt': contains a space"
 assert_contains "$err" 'bad\\x1b\[2Jname'
 assert_contains "$err" "'out-link': a link to a file outside the directory"
 assert_contains "$err" "3 entries"
-printf '%s' "$err" | grep -q $'\033' && fail "a control character reached the terminal"
+grep -q $'\033' <<<"$err" && fail "a control character reached the terminal"
 assert_eq "$(count_prefix ds/)" 0 "nothing stored after bad entries"
 
 # Fix the names; the link out of the directory still needs --follow-links.
