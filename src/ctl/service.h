@@ -31,12 +31,29 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "ctl/forward.h"
 
 struct ctl;
 struct ctl_svc;
+struct member;
+struct net;
 struct net_request;
+
+/* What every leader service of a node (sdfs, coord) is built on: the node's
+ * loop, transport, control plane, forwarder and membership, and the node's
+ * own identity. The node fills one and hands it to each service's create; the
+ * pointers are borrowed and the strings copied by the service. */
+struct ctl_svc_env {
+    uv_loop_t *loop;
+    struct net *net;
+    struct ctl *ctl;
+    struct ctl_fwd *fwd; /* the node's forwarder: leader ops are served over it */
+    struct member *member;
+    const char *name;
+    const char *addr;
+};
 
 /* ID_ENOTFOUND from the proposal reaches done() instead of being answered. */
 #define CTL_OP_NOTFOUND_TO_DONE 1u

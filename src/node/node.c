@@ -543,17 +543,22 @@ static int node_start_layers(struct node *node)
     if (rc < 0)
         return rc;
 
-    /* -- SDFS (src/sdfs): replica store under DATA/sdfs, gateway, and the
-     * coordinator's part (served on the leader) -- */
-    struct sdfs_config sc = {
+    /* What both leader services (SDFS and the coordinator) are built on. */
+    struct ctl_svc_env env = {
         .loop = node->loop,
         .net = node->net,
         .ctl = node->ctl,
         .fwd = node->nc.fwd,
         .member = node->member,
-        .catalog = node->catalog,
         .name = cfg->name,
         .addr = cfg->addr,
+    };
+
+    /* -- SDFS (src/sdfs): replica store under DATA/sdfs, gateway, and the
+     * coordinator's part (served on the leader) -- */
+    struct sdfs_config sc = {
+        .env = env,
+        .catalog = node->catalog,
         .data_dir = cfg->data_dir,
         .delete_grace_ms = cfg->sdfs_delete_grace_ms,
     };
@@ -582,16 +587,10 @@ static int node_start_layers(struct node *node)
     /* -- IDunno coordinator (src/sched/coord.c): job requests and dispatch,
      * active while this node is the serving leader -- */
     struct coord_config oc = {
-        .loop = node->loop,
-        .net = node->net,
-        .ctl = node->ctl,
-        .fwd = node->nc.fwd,
-        .member = node->member,
+        .env = env,
         .jobs = node->jobs,
         .catalog = node->catalog,
         .sdfs = node->sdfs,
-        .name = cfg->name,
-        .addr = cfg->addr,
     };
     rc = coord_create(&oc, &node->coord, node->errmsg, sizeof node->errmsg);
     if (rc < 0)

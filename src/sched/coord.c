@@ -809,10 +809,10 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     struct coord *c = calloc(1, sizeof *c);
     if (!c)
         return ID_ENOMEM;
-    c->loop = cfg->loop;
-    c->net = cfg->net;
-    c->ctl = cfg->ctl;
-    c->member = cfg->member;
+    c->loop = cfg->env.loop;
+    c->net = cfg->env.net;
+    c->ctl = cfg->env.ctl;
+    c->member = cfg->env.member;
     c->jobs = cfg->jobs;
     c->catalog = cfg->catalog;
     c->sdfs = cfg->sdfs;
@@ -827,9 +827,9 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
         free(c);
         return ID_ENOMEM;
     }
-    snprintf(c->name, sizeof c->name, "%s", cfg->name);
-    snprintf(c->addr, sizeof c->addr, "%s", cfg->addr);
-    int rc = ctl_svc_create(cfg->fwd, c->ctl, c, &c->svc);
+    snprintf(c->name, sizeof c->name, "%s", cfg->env.name);
+    snprintf(c->addr, sizeof c->addr, "%s", cfg->env.addr);
+    int rc = ctl_svc_create(cfg->env.fwd, c->ctl, c, &c->svc);
     if (rc == 0)
         rc = ctl_svc_register(c->svc, coord_ops, sizeof coord_ops / sizeof coord_ops[0]);
     if (rc == 0)

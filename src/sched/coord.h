@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ctl/service.h"
+
 struct catalog;
 struct coord;
 struct ctl;
@@ -62,16 +64,10 @@ struct sdfs;
 #define COORD_PART_BYTES (3u << 20)
 
 struct coord_config {
-    uv_loop_t *loop;
-    struct net *net;
-    struct ctl *ctl;
-    struct ctl_fwd *fwd; /* the node's forwarder (ctl/forward.h) */
-    struct member *member;
+    struct ctl_svc_env env;
     struct jobs *jobs;
     struct catalog *catalog;
     struct sdfs *sdfs;
-    const char *name;
-    const char *addr;
 };
 
 /* Makes the coordinator service: registers its requests as ops of a

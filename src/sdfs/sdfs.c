@@ -386,13 +386,13 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     struct sdfs *s = calloc(1, sizeof *s);
     if (!s)
         return ID_ENOMEM;
-    s->loop = cfg->loop;
-    s->net = cfg->net;
-    s->ctl = cfg->ctl;
-    s->member = cfg->member;
+    s->loop = cfg->env.loop;
+    s->net = cfg->env.net;
+    s->ctl = cfg->env.ctl;
+    s->member = cfg->env.member;
     s->catalog = cfg->catalog;
-    snprintf(s->name, sizeof s->name, "%s", cfg->name);
-    snprintf(s->addr, sizeof s->addr, "%s", cfg->addr);
+    snprintf(s->name, sizeof s->name, "%s", cfg->env.name);
+    snprintf(s->addr, sizeof s->addr, "%s", cfg->env.addr);
     s->boot = id_wall_ms();
     s->reconcile = reconcile_create(cfg->delete_grace_ms ? cfg->delete_grace_ms
                                                          : RECONCILE_DELETE_GRACE_MS);
@@ -402,7 +402,7 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     }
     char dir[600];
     snprintf(dir, sizeof dir, "%s/sdfs", cfg->data_dir);
-    int rc = store_create(cfg->loop, dir, &s->store, errmsg, len);
+    int rc = store_create(s->loop, dir, &s->store, errmsg, len);
     if (rc == 0 && !(s->fetcher = fetcher_create(s->net, s->store))) {
         store_destroy(s->store);
         rc = ID_ENOMEM;
@@ -434,7 +434,7 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     for (size_t i = 0; rc == 0 && i < sizeof local / sizeof local[0]; i++)
         rc = net_on_request(n, local[i].type, local[i].fn, s);
     if (rc == 0)
-        rc = ctl_svc_create(cfg->fwd, s->ctl, s, &s->svc);
+        rc = ctl_svc_create(cfg->env.fwd, s->ctl, s, &s->svc);
     if (rc == 0)
         rc = ctl_svc_register(s->svc, sdfs_lead_ops, sdfs_lead_n_ops);
     if (rc < 0) {

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ctl/service.h"
+
 struct catalog;
 struct ctl;
 struct ctl_fwd;
@@ -47,14 +49,8 @@ struct store;
 #define SDFS_YOUNG_MS 30000
 
 struct sdfs_config {
-    uv_loop_t *loop;
-    struct net *net;
-    struct ctl *ctl;
-    struct ctl_fwd *fwd; /* the node's forwarder: its leader ops are served over it */
-    struct member *member;
-    struct catalog *catalog; /* registered with ctl by the caller */
-    const char *name;
-    const char *addr;
+    struct ctl_svc_env env;
+    struct catalog *catalog;  /* registered with ctl by the caller */
     const char *data_dir;     /* the store goes in DATA/sdfs */
     uint64_t delete_grace_ms; /* unnamed copies live this long; 0: RECONCILE_DELETE_GRACE_MS */
 };
