@@ -45,8 +45,8 @@ static uint32_t frame_crc(const uint8_t raw[FRAME_HEADER_LEN], const void *body,
     return len ? crc32c_update(c, body, len) : c;
 }
 
-void frame_encode_header(uint8_t out[FRAME_HEADER_LEN], uint16_t type, uint8_t flags,
-                         uint64_t req_id, const void *body, uint32_t len)
+void frame_encode_header_sealed(uint8_t out[FRAME_HEADER_LEN], uint16_t type, uint8_t flags,
+                                uint64_t req_id, uint32_t len)
 {
     put_u32(out, FRAME_MAGIC);
     out[4] = FRAME_VERSION;
@@ -54,6 +54,13 @@ void frame_encode_header(uint8_t out[FRAME_HEADER_LEN], uint16_t type, uint8_t f
     put_u16(out + 6, type);
     put_u64(out + 8, req_id);
     put_u32(out + 16, len);
+    put_u32(out + 20, 0);
+}
+
+void frame_encode_header(uint8_t out[FRAME_HEADER_LEN], uint16_t type, uint8_t flags,
+                         uint64_t req_id, const void *body, uint32_t len)
+{
+    frame_encode_header_sealed(out, type, flags, req_id, len);
     put_u32(out + 20, frame_crc(out, body, len));
 }
 

@@ -20,9 +20,10 @@
 /* ---- writes ----------------------------------------------------------------- */
 
 /* One malloc holding the write request, header and body (with room to seal
- * them), freed on completion. */
-struct pending_write *net__frame_build(uint16_t type, uint8_t flags, uint64_t req_id,
-                                       const void *body, size_t len)
+ * them), freed on completion. On a sealed transport the header has no CRC
+ * (frame.h): every connection of the node is sealed before a frame leaves. */
+struct pending_write *net__frame_build(const struct net *net, uint16_t type, uint8_t flags,
+                                       uint64_t req_id, const void *body, size_t len)
 {
     struct pending_write *w = malloc(sizeof *w + SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + len);
     if (!w)
@@ -30,7 +31,10 @@ struct pending_write *net__frame_build(uint16_t type, uint8_t flags, uint64_t re
     uint8_t *p = (uint8_t *)(w + 1) + SEAL_RECORD_LEN_BYTES;
     if (len)
         memcpy(p + FRAME_HEADER_LEN, body, len);
-    frame_encode_header(p, type, flags, req_id, p + FRAME_HEADER_LEN, (uint32_t)len);
+    if (net->sealed)
+        frame_encode_header_sealed(p, type, flags, req_id, (uint32_t)len);
+    else
+        frame_encode_header(p, type, flags, req_id, p + FRAME_HEADER_LEN, (uint32_t)len);
     w->buf = uv_buf_init((char *)p, (unsigned)(FRAME_HEADER_LEN + len));
     w->next = NULL;
     w->frame_len = (uint32_t)(FRAME_HEADER_LEN + len);

@@ -175,8 +175,8 @@ void net__handle_released(struct net *net);
 /* ---- net_conn.c ---- */
 
 /* A frame in one malloc, ready for net__conn_write (NULL: out of memory). */
-struct pending_write *net__frame_build(uint16_t type, uint8_t flags, uint64_t req_id,
-                                       const void *body, size_t len);
+struct pending_write *net__frame_build(const struct net *net, uint16_t type, uint8_t flags,
+                                       uint64_t req_id, const void *body, size_t len);
 /* Queues w on c (which takes it, also on failure); 0 or ID_ECLOSED. */
 int net__conn_write(struct net_conn *c, struct pending_write *w);
 /* Closes c, failing its calls with `reason` (0: ID_ECLOSED); idempotent. */

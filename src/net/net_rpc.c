@@ -228,8 +228,8 @@ static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags
         return ID_ETOOBIG;
     }
     if (c) {
-        struct pending_write *w = net__frame_build(type, flags | FRAME_F_RESPONSE, req->req_id,
-                                                   body, len);
+        struct pending_write *w = net__frame_build(c->net, type, flags | FRAME_F_RESPONSE,
+                                                   req->req_id, body, len);
         rc = w ? net__conn_write(c, w) : ID_ENOMEM;
         c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
     }
@@ -322,7 +322,7 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     uv_timer_start(&call->timer, on_call_timeout,
                    timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
     c->last_used_ms = id_now_ms();
-    struct pending_write *w = net__frame_build(type, 0, call->req_id, body, len);
+    struct pending_write *w = net__frame_build(net, type, 0, call->req_id, body, len);
     if (!w) {
         net__call_fail_later(call, ID_ENOMEM, "out of memory");
         return 0;

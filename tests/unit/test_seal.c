@@ -174,13 +174,14 @@ static void test_rotation_old_key_still_opens(void **state)
     assert_memory_equal(frame, "ping", 4);
 }
 
-/* One frame sealed into a record appended to out; returns its size. */
+/* One frame sealed into a record appended to out, as the transport seals it
+ * (no CRC in the frame: the record's tag covers it); returns its size. */
 static size_t sealed_frame(struct seal_dir *tx, uint64_t id, const char *body, uint8_t *out)
 {
     size_t len = strlen(body);
     uint8_t *fr = out + SEAL_RECORD_LEN_BYTES;
     memcpy(fr + FRAME_HEADER_LEN, body, len);
-    frame_encode_header(fr, 7, 0, id, fr + FRAME_HEADER_LEN, (uint32_t)len);
+    frame_encode_header_sealed(fr, 7, 0, id, (uint32_t)len);
     seal_record(tx, out, (uint32_t)(FRAME_HEADER_LEN + len));
     return SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + len;
 }
@@ -252,7 +253,9 @@ static void test_tampered_record_fails(void **state)
     pair_init(&p);
     size_t n = sealed_frame(&p.c.tx, 1, "payload", rec);
     frame_reader_free(&p.r);
-    /* Every byte after the length: flipping it fails authentication. */
+    /* Every byte after the length, the frame's header (crc field included)
+     * and body among them: flipping it fails authentication. This is what
+     * lets a frame inside a record go without its own CRC. */
     for (size_t i = SEAL_RECORD_LEN_BYTES; i < n; i++) {
         pair_init(&p);
         size_t m = sealed_frame(&p.c.tx, 1, "payload", rec);
