@@ -31,7 +31,7 @@ Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|putdir|keyco
 [--nodes 10] [--trials 5] [--size-mb 256] [--get-rounds 5] [--files 10000]
 [--images 20000] [--rounds 10] [--base-port 7600]
 """
-import argparse, glob, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, glob, json, os, resource, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER = os.path.join(ROOT, "scripts", "cluster")
@@ -93,6 +93,15 @@ class Cluster:
     def pid(self, node):
         with open(os.path.join(self.dir, node, "pid")) as f:
             return int(f.read())
+
+    def cpu_seconds(self):
+        """CPU time (user + system) the nodes' daemons have used so far."""
+        tick, total = os.sysconf("SC_CLK_TCK"), 0
+        for k in range(1, self.n + 1):
+            with open(f"/proc/{self.pid(f'node{k}')}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
 
 
 def drop_cache(path):
@@ -291,6 +300,12 @@ def bench_put(args):
 
 # ---- keycost ---------------------------------------------------------------------------------
 
+def children_cpu_seconds():
+    """CPU time of this script's finished children (the client processes)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def bench_keycost(args):
     """The cluster key's cost on puts and gets: a plaintext and a keyed cluster
     run side by side and take the same file in turns (the order flips every
@@ -311,15 +326,19 @@ def bench_keycost(args):
         gw = f"node{args.nodes // 2 + 1}"
         put = {"plain": [], "keyed": []}
         get = {"plain": [], "keyed": []}
+        # CPU ms per put, the daemons' and the client's: the cost of the
+        # work itself, which the host's other load moves far less than time.
+        put_cpu = {"plain": [], "keyed": []}
         for r in range(args.rounds):
             order = ("plain", "keyed") if r % 2 == 0 else ("keyed", "plain")
             for kind in order:
                 c = clusters[kind]
                 drop_cache(src)
                 os.sync()  # the other put's writeback must not fall on this one
-                t0 = now_ms()
+                t0, cpu0 = now_ms(), c.cpu_seconds() + children_cpu_seconds()
                 c.cli(gw, "put", src, "bench/key", timeout_ms=60000, check=True)
                 put[kind].append(now_ms() - t0)
+                put_cpu[kind].append(1000 * (c.cpu_seconds() + children_cpu_seconds() - cpu0))
             for kind in order:
                 c = clusters[kind]
                 for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
@@ -332,7 +351,8 @@ def bench_keycost(args):
                     raise SystemExit(f"round {r}: the {kind} cluster gave back other bytes")
                 os.unlink(out)
                 c.cli(gw, "delete", "bench/key", check=True)
-            print(f"round {r + 1}: put plain {put['plain'][-1]:.0f} ms, keyed {put['keyed'][-1]:.0f} ms; "
+            print(f"round {r + 1}: put plain {put['plain'][-1]:.0f} ms ({put_cpu['plain'][-1]:.0f} ms CPU), "
+                  f"keyed {put['keyed'][-1]:.0f} ms ({put_cpu['keyed'][-1]:.0f} ms CPU); "
                   f"get plain {get['plain'][-1]:.0f} ms, keyed {get['keyed'][-1]:.0f} ms", file=sys.stderr)
         def ratios(d):
             return [k / p for k, p in zip(d["keyed"], d["plain"])]
@@ -346,6 +366,9 @@ def bench_keycost(args):
                 "put_keyed_over_plain": {"median_of_rounds": round(statistics.median(ratios(put)), 3),
                                          "of_medians": round(statistics.median(put["keyed"]) /
                                                              statistics.median(put["plain"]), 3)},
+                "put_cpu_ms": {k: summary(v) for k, v in put_cpu.items()},
+                "put_cpu_keyed_over_plain": round(statistics.median(put_cpu["keyed"]) /
+                                                  statistics.median(put_cpu["plain"]), 3),
                 "put_first_in_round_ms": {k: summary(v) for k, v in first.items()},
                 "put_second_in_round_ms": {k: summary(v) for k, v in second.items()},
                 "get_keyed_over_plain": {"median_of_rounds": round(statistics.median(ratios(get)), 3),
