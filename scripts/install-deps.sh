@@ -135,16 +135,37 @@ install_ort_library() {
   rm -rf "$tmp"
 }
 
+# promtool, the Prometheus metrics linter the cluster tests run on /metrics:
+# only its binary, taken out of bookworm's prometheus package into
+# .deps/promtool, so that no Prometheus server is installed or started.
+promtool_dir="$deps/promtool"
+install_promtool() {
+  [ -x "$promtool_dir/bin/promtool" ] && return 0
+  log "fetching promtool (from Debian's prometheus package)"
+  apt_update_once
+  local tmp
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp" # apt's download user writes there
+  (cd "$tmp" && apt-get download -qq prometheus)
+  dpkg -x "$tmp"/prometheus_*.deb "$tmp/x"
+  [ -x "$tmp/x/usr/bin/promtool" ] || { log "the prometheus package has no usr/bin/promtool"; exit 1; }
+  mkdir -p "$promtool_dir/bin"
+  cp "$tmp/x/usr/bin/promtool" "$promtool_dir/bin/promtool"
+  rm -rf "$tmp"
+}
+
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
 if [ "$check_only" -eq 1 ]; then
   [ -z "$(missing_apt)" ] || exit 1
   [ -f "$ort_dir/lib/libonnxruntime.so.1" ] || [ -n "${ORT_ROOT:-}" ] || [ -f /usr/include/onnxruntime/onnxruntime_c_api.h ] || exit 1
+  [ -x "$promtool_dir/bin/promtool" ] || exit 1
   exit 0
 fi
 
 install_apt
 install_ort_header
 install_ort_library
+install_promtool
 log "all dependencies present"

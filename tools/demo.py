@@ -218,11 +218,12 @@ class Demo:
             return {}
         hist = {}
         for line in text.decode().splitlines():
-            if line.startswith("idunno_job_processing_ms_bucket{"):
-                labels, value = line[len("idunno_job_processing_ms_bucket{"):].rsplit("} ", 1)
+            if line.startswith("idunno_job_processing_seconds_bucket{"):
+                labels, value = line[len("idunno_job_processing_seconds_bucket{"):].rsplit("} ", 1)
                 kv = dict(p.split("=", 1) for p in labels.split(","))
                 model, le = kv["model"].strip('"'), kv["le"].strip('"')
-                hist.setdefault(model, []).append((float("inf") if le == "+Inf" else float(le),
+                # Bounds are in seconds; the plot is in ms.
+                hist.setdefault(model, []).append((float("inf") if le == "+Inf" else float(le) * 1000,
                                                    float(value)))
         return hist
 

@@ -314,9 +314,9 @@ static void node_http_render_worker(void *ud, struct prom_out *m, struct json_ou
     prom_counter(m, "idunno_worker_images_total", "Images this worker ran", st.images);
     prom_counter(m, "idunno_worker_failed_images_total",
                  "Images that could not be read, decoded or run", st.failed_images);
-    prom_gauge(m, "idunno_worker_inference_seconds_total",
-               "Time this worker spent running batches (a counter, in seconds)",
-               (double)st.infer_ms_total / 1000.0);
+    prom_family(m, "idunno_worker_inference_seconds_total", PROM_COUNTER,
+                "Time this worker spent running batches, in seconds");
+    prom_sample(m, PROM_NO_LABELS, (double)st.infer_ms_total / 1000.0);
     prom_gauge(m, "idunno_worker_holding", "Queries accepted and not yet acknowledged",
                (double)st.holding);
     json_out_begin_object(j, NULL);
@@ -338,8 +338,12 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
     int leader = node->ctl && ctl_is_serving(node->ctl);
     uint64_t now = id_wall_ms();
     size_t n = node->jobs ? jobs_count(node->jobs) : 0;
-    static const double bounds[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
-    const size_t nb = sizeof bounds / sizeof bounds[0];
+    /* Latency buckets: counted in ms (qstats keeps ms), exported in seconds
+     * as Prometheus' conventions want for a duration. */
+    static const uint32_t bounds_ms[] = {5,   10,   25,   50,   100,   250,
+                                         500, 1000, 2500, 5000, 10000, 30000};
+    static const double bounds_s[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    const size_t nb = sizeof bounds_ms / sizeof bounds_ms[0];
     if (leader) {
         prom_gauge(m, "idunno_coordinator_active", "1 while this node dispatches queries",
                    cs.active);
@@ -369,18 +373,19 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
                 prom_sample(m, PROM_LABELS({"model", job->model}), v);
             }
         }
-        prom_family(m, "idunno_job_processing_ms", PROM_HISTOGRAM,
-                    "Query processing time, dispatch to result, in milliseconds");
+        prom_family(m, "idunno_job_processing_seconds", PROM_HISTOGRAM,
+                    "Query processing time, dispatch to result, in seconds");
         for (size_t i = 0; i < n; i++) {
             struct job_rec *job = jobs_at(node->jobs, i);
-            uint64_t counts[sizeof bounds / sizeof bounds[0] + 1], below = 0;
+            uint64_t counts[sizeof bounds_ms / sizeof bounds_ms[0] + 1], below = 0;
             for (size_t b = 0; b < nb; b++) {
-                uint64_t le = qstats_count_le(job->stats, (uint32_t)bounds[b]);
+                uint64_t le = qstats_count_le(job->stats, bounds_ms[b]);
                 counts[b] = le - below;
                 below = le;
             }
             counts[nb] = qstats_total(job->stats) - below;
-            struct prom_histogram h = {bounds, nb, counts, (double)qstats_sum_ms(job->stats)};
+            struct prom_histogram h = {bounds_s, nb, counts,
+                                       (double)qstats_sum_ms(job->stats) / 1000.0};
             prom_histogram_sample(m, PROM_LABELS({"model", job->model}), &h);
         }
     }

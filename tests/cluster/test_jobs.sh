@@ -61,8 +61,16 @@ assert len(j["shares"]) >= 3, j   # the work was spread'
 # The coordinator exports the job in Prometheus format (parsed by prometheus_client).
 L=$(cli node1 --json status | json 'd["leader"]')
 assert_eq "$(metric "$L" idunno_job_queries_total model=tiny_cnn)" 24 "job metric"
-assert_eq "$(metric "$L" idunno_job_processing_ms_count model=tiny_cnn)" 24 "latency histogram count"
-assert_eq "$(metric "$L" idunno_job_processing_ms_bucket model=tiny_cnn le=+Inf)" 24 "histogram +Inf bucket"
+assert_eq "$(metric "$L" idunno_job_processing_seconds_count model=tiny_cnn)" 24 "latency histogram count"
+assert_eq "$(metric "$L" idunno_job_processing_seconds_bucket model=tiny_cnn le=+Inf)" 24 "histogram +Inf bucket"
+# Every node's /metrics follows Prometheus' naming and format rules, the
+# coordinator's (with the job's families) included.
+for k in 1 2 3 4 5; do
+  page=$(http_get "node$k" /metrics)
+  assert_eq "$(sed -n 1p <<<"$page")" 200 "node$k /metrics"
+  lint=$(tail -n +3 <<<"$page" | "$ROOT/.deps/promtool/bin/promtool" check metrics 2>&1) ||
+    fail "promtool on node$k: $lint"
+done
 # Every image has exactly one result, read back from SDFS.
 wait_until 20 sh -c "'$IDUNNO' -s $(addr node4) --json results tiny_cnn | grep -q '\"pending_results\":0'" ||
   fail "results not written to SDFS"
