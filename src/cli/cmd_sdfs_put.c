@@ -304,20 +304,6 @@ static int open_entry(int dfd, const struct dir_entry *e)
 
 /* ---- put-dir's batches ------------------------------------------------------------------------ */
 
-size_t cli_sdfs__batch_take(const uint64_t *sizes, const size_t *queue, size_t n)
-{
-    size_t k = 0;
-    uint64_t bytes = 0;
-    while (k < n && k < SDFS_BATCH_MAX) {
-        uint64_t b = sizes[queue[k]];
-        if (k > 0 && bytes + b > SDFS_BATCH_BYTES_MAX)
-            break;
-        bytes += b;
-        k++;
-    }
-    return k;
-}
-
 /* put-dir's state: small files go in batch requests over one connection,
  * CLI_SDFS_BATCH_WINDOW of them in flight; a file that failed for a reason
  * worth retrying goes back in the queue (up to CLI_SDFS_ATTEMPTS tries),
