@@ -510,6 +510,7 @@ void sdfs_on_put_batch(void *ud, struct net_request *req, const uint8_t *body, s
     p.near = s->name;
     b->next = s->batches;
     s->batches = b;
+    LOG_INFO("sdfs", "putting a batch of %zu files (%llu bytes)", b->n, (unsigned long long)bytes);
     int rc = 0;
     if (p.n_files) {
         b->calls++;
