@@ -192,8 +192,8 @@ int cli_sdfs__cmd_put(struct cli_ctx *ctx, int argc, char **argv)
 
 /* One file of the directory to store. */
 struct dir_entry {
-    char *name;   /* in the directory */
-    char *target; /* a link's resolved path; NULL: a regular file, opened without following */
+    char *name;    /* in the directory */
+    char *target;  /* a link's resolved path; NULL: a regular file, opened without following */
     uint64_t size; /* at the scan */
 };
 
@@ -392,7 +392,7 @@ static int bulk_send(struct bulk *bk, struct cli_conn *conn, struct bulk_req *r)
     r->files = malloc((k ? k : 1) * sizeof *r->files);
     Idunno__SdfsBatchFile *rows = calloc(k ? k : 1, sizeof *rows);
     Idunno__SdfsBatchFile **rp = calloc(k ? k : 1, sizeof *rp);
-    char (*names)[2048] = calloc(k ? k : 1, sizeof *names);
+    char(*names)[2048] = calloc(k ? k : 1, sizeof *names);
     uint8_t(*shas)[32] = calloc(k ? k : 1, sizeof *shas);
     if (!r->files || !rows || !rp || !names || !shas)
         abort(); /* a CLI out of memory has nothing better to do */
@@ -404,8 +404,7 @@ static int bulk_send(struct bulk *bk, struct cli_conn *conn, struct bulk_req *r)
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) {
             char why[600];
-            snprintf(why, sizeof why, "cannot read '%s/%s': %s", bk->dir, e->name,
-                     strerror(errno));
+            snprintf(why, sizeof why, "cannot read '%s/%s': %s", bk->dir, e->name, strerror(errno));
             if (fd >= 0)
                 close(fd);
             bulk_file_failed(bk, names[r->n], ID_EINVAL, why);
@@ -468,7 +467,7 @@ static int bulk_send(struct bulk *bk, struct cli_conn *conn, struct bulk_req *r)
 static void bulk_answer(struct bulk *bk, struct bulk_req *r, const struct cli_reply *reply)
 {
     Idunno__SdfsPutBatchResult *res = idunno__sdfs_put_batch_result__unpack(NULL, reply->len,
-                                                                           reply->body);
+                                                                            reply->body);
     for (size_t j = 0; j < r->n; j++) {
         size_t i = r->files[j];
         const Idunno__SdfsBatchOutcome *o = res && res->n_files == r->n ? res->files[j] : NULL;
@@ -516,7 +515,8 @@ static int bulk_small(struct bulk *bk)
         if (!conn) {
             rc = cli_conn_open(bk->ctx->server, cli_sdfs__timeout_of(bk->ctx), &conn);
             if (rc < 0) {
-                fprintf(stderr, "idunno: put-dir: cannot reach %s: %s (is idunnod running there?)\n",
+                fprintf(stderr,
+                        "idunno: put-dir: cannot reach %s: %s (is idunnod running there?)\n",
                         bk->ctx->server, id_strerror(rc));
                 break;
             }
@@ -678,8 +678,8 @@ int cli_sdfs__cmd_put_dir(struct cli_ctx *ctx, int argc, char **argv)
     if (rc < 0) {
         if (tty && done)
             fputc('\n', stderr);
-        cli_fail(cli_status_of(rc), "put-dir %s: %zu of %zu files stored, %zu failed", dir, done,
-                 n, bk.failed ? bk.failed : 1);
+        cli_fail(cli_status_of(rc), "put-dir %s: %zu of %zu files stored, %zu failed", dir, done, n,
+                 bk.failed ? bk.failed : 1);
         done = 0; /* the line is ended */
     }
     if (tty && done)

@@ -289,8 +289,9 @@ static void on_replica_sealed(void *ud, const struct net_result *res)
     if (!batch_call_ended(b))
         return;
     const struct batch_node *nd = &b->nodes[k];
-    Idunno__SdfsBlobBatchResult *r =
-        res->status == 0 ? idunno__sdfs_blob_batch_result__unpack(NULL, res->len, res->body) : NULL;
+    Idunno__SdfsBlobBatchResult *r = res->status == 0 ? idunno__sdfs_blob_batch_result__unpack(
+                                                            NULL, res->len, res->body)
+                                                      : NULL;
     size_t j = 0; /* the answer lists this replica's files in the order they were sent */
     for (size_t i = 0; i < b->n; i++) {
         struct batch_file *f = &b->files[i];
@@ -385,8 +386,7 @@ static void batch_send(struct put_batch *b)
                 for (size_t r = 0; r < b->files[i].n_replicas; r++)
                     if (b->files[i].replica[r] == k)
                         file_fail(&b->files[i], ID_EUNAVAIL, b->nodes[k].name,
-                                  "cannot reach replica %s: %s", b->nodes[k].name,
-                                  id_strerror(st));
+                                  "cannot reach replica %s: %s", b->nodes[k].name, id_strerror(st));
     }
     free(chunks);
     free(cp);
@@ -399,8 +399,9 @@ static void on_batch_placed(void *ud, const struct net_result *res)
     struct put_batch *b = ud;
     if (!batch_call_ended(b))
         return;
-    Idunno__SdfsPlacementBatch *pl =
-        res->status == 0 ? idunno__sdfs_placement_batch__unpack(NULL, res->len, res->body) : NULL;
+    Idunno__SdfsPlacementBatch *pl = res->status == 0 ? idunno__sdfs_placement_batch__unpack(
+                                                            NULL, res->len, res->body)
+                                                      : NULL;
     size_t asked = 0;
     for (size_t i = 0; i < b->n; i++)
         asked += !b->files[i].code;
@@ -519,8 +520,7 @@ void sdfs_on_put_batch(void *ud, struct net_request *req, const uint8_t *body, s
         if (rc < 0) {
             b->calls--;
             for (size_t i = 0; i < b->n; i++)
-                file_fail(&files[i], rc, NULL, "cannot reach the coordinator: %s",
-                          id_strerror(rc));
+                file_fail(&files[i], rc, NULL, "cannot reach the coordinator: %s", id_strerror(rc));
         }
     }
     free(rows);

@@ -117,8 +117,7 @@ static void lead_place_batch(struct ctl_op *op)
     free(strs);
 }
 
-static void lead_commit_batch_done(struct ctl_op *op, int status, const uint8_t *result,
-                                   size_t len)
+static void lead_commit_batch_done(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
     (void)status;
     Idunno__SdfsCommitBatch *b = idunno__sdfs_commit_batch__unpack(NULL, len, result);

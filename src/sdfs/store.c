@@ -78,7 +78,6 @@ struct tmp_copy {
     struct tmp_copy *next;
 };
 
-
 /* ---- index ---------------------------------------------------------------------------------- */
 
 static int blob_cmp(const void *blob, const void *elem)

@@ -85,8 +85,8 @@ typedef void (*store_batch_cb)(void *ud, struct store_batch_file *files, size_t 
  * over SDFS_BATCH_MAX, ID_ENOMEM); a store destroyed meanwhile gives the
  * unfinished copies ID_ESHUTDOWN, from inside store_destroy. */
 #define STORE_BATCH_THREADS 16
-int store_write_batch(struct store *s, struct store_batch_file *files, size_t n,
-                      store_batch_cb cb, void *ud);
+int store_write_batch(struct store *s, struct store_batch_file *files, size_t n, store_batch_cb cb,
+                      void *ud);
 
 /* Drops the temporary copy of blob, if any. */
 void store_abort(struct store *s, const char *blob);

@@ -211,8 +211,8 @@ static void part_done(struct workpool_job *job, int status)
         batch_finish(b, ID_ESHUTDOWN);
 }
 
-int store_write_batch(struct store *s, struct store_batch_file *files, size_t n,
-                      store_batch_cb cb, void *ud)
+int store_write_batch(struct store *s, struct store_batch_file *files, size_t n, store_batch_cb cb,
+                      void *ud)
 {
     if (s->closing)
         return ID_ESHUTDOWN;

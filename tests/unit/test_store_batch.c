@@ -193,7 +193,7 @@ static void test_bad_entries_fail_alone(void **state)
     run_batch(e, &first);
     struct batch b;
     batch_make(&b, 40, 0x3000);
-    b.files[5].sha[0] ^= 1;                                         /* not the bytes sent */
+    b.files[5].sha[0] ^= 1; /* not the bytes sent */
     snprintf(b.files[6].blob, sizeof b.files[6].blob, "%s", first.files[1].blob); /* sealed */
     snprintf(b.files[7].blob, sizeof b.files[7].blob, "../escape");
     b.files[8].status = ID_EINVAL; /* refused by the caller: left alone */
