@@ -17,6 +17,9 @@
 #define CLI_SDFS_WINDOW 8
 #define CLI_SDFS_ATTEMPTS 3
 #define CLI_SDFS_TIMEOUT_MS 30000
+/* put-dir's batch requests in flight: one being stored while the next is
+ * read and sent keeps the gateway and the replicas busy. */
+#define CLI_SDFS_BATCH_WINDOW 2
 
 /* The commands of cli_sdfs_commands that live in the other files. */
 int cli_sdfs__cmd_put(struct cli_ctx *ctx, int argc, char **argv);
@@ -44,6 +47,12 @@ int cli_sdfs__lookup(const struct cli_ctx *ctx, struct cli_conn *conn, const cha
  * the network); NULL for a put. */
 void cli_sdfs__print_version(const struct cli_ctx *ctx, const char *verb,
                              const Idunno__SdfsVersion *v, uint64_t ms, const char *local_from);
+
+/* put-dir's grouping: how many files from the head of `queue` (indices
+ * into sizes, n of them) make the next batch request: at most
+ * SDFS_BATCH_MAX files and SDFS_BATCH_BYTES_MAX bytes, and at least one
+ * (each file is at most SDFS_BATCH_FILE_MAX bytes). 0 when n is 0. */
+size_t cli_sdfs__batch_take(const uint64_t *sizes, const size_t *queue, size_t n);
 
 /* Progress on a terminal for transfers that take a while. */
 struct progress {

@@ -711,18 +711,27 @@ static int place_excluded(void *ud, size_t i)
     return p->alive[i].suspect || name_in(p->alive[i].name, p->avoid, p->n_avoid);
 }
 
-size_t catalog_place(const struct catalog *c, const char *name, const struct sdfs_node *alive,
-                     size_t n_alive, const char *const *avoid, size_t n_avoid, size_t want,
-                     size_t *out)
+size_t catalog_place_more(const struct catalog *c, const char *name, const struct sdfs_node *alive,
+                          size_t n_alive, const char *const *avoid, size_t n_avoid, size_t want,
+                          uint64_t *extra, size_t *out)
 {
     struct place_ctx p = {alive, avoid, n_avoid, out, 0};
     while (p.n_chosen < want) {
-        long i = pick_node(c, name, alive, n_alive, place_excluded, &p, NULL);
+        long i = pick_node(c, name, alive, n_alive, place_excluded, &p, extra);
         if (i < 0)
             break;
         out[p.n_chosen++] = (size_t)i;
     }
+    for (size_t k = 0; extra && k < p.n_chosen; k++)
+        extra[out[k]]++;
     return p.n_chosen;
+}
+
+size_t catalog_place(const struct catalog *c, const char *name, const struct sdfs_node *alive,
+                     size_t n_alive, const char *const *avoid, size_t n_avoid, size_t want,
+                     size_t *out)
+{
+    return catalog_place_more(c, name, alive, n_alive, avoid, n_avoid, want, NULL, out);
 }
 
 struct repair_ctx {

@@ -39,7 +39,14 @@
 #define SDFS_NODE_MAX 64
 #define SDFS_BLOB_LEN 16
 #define SDFS_MAX_FILES 1000000
-#define SDFS_BATCH_MAX 4096 /* versions in one COMMIT_BATCH */
+#define SDFS_BATCH_MAX 4096 /* versions in one COMMIT_BATCH, files in one bulk-put request */
+/* A bulk put (put-dir, docs/sdfs.md "Batched writes") sends files of at most
+ * SDFS_BATCH_FILE_MAX bytes whole, up to SDFS_BATCH_MAX of them and
+ * SDFS_BATCH_BYTES_MAX bytes of data per request (which keeps a request and
+ * each replica's share of it under the 16 MiB frame limit); larger files
+ * take the streaming single put. */
+#define SDFS_BATCH_FILE_MAX (1u << 20)
+#define SDFS_BATCH_BYTES_MAX (8u << 20)
 
 struct catalog;
 
@@ -123,6 +130,12 @@ struct sdfs_node {
 size_t catalog_place(const struct catalog *c, const char *name, const struct sdfs_node *alive,
                      size_t n_alive, const char *const *avoid, size_t n_avoid, size_t want,
                      size_t *out);
+/* catalog_place for one file of a batch: extra[i] (n_alive entries) counts the
+ * copies already given to alive[i] by earlier files of the batch, which the
+ * catalog does not hold yet; the chosen nodes' counts are incremented. */
+size_t catalog_place_more(const struct catalog *c, const char *name, const struct sdfs_node *alive,
+                          size_t n_alive, const char *const *avoid, size_t n_avoid, size_t want,
+                          uint64_t *extra, size_t *out);
 
 /* One repair: version `blob` of `name` should move a copy from `dead` (not
  * alive; "" when the set is just short) to `target`, copying from one of the

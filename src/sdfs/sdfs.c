@@ -428,6 +428,8 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
         {IDUNNO__MSG_TYPE__MSG_SDFS_PUT_OPEN_REQ, sdfs_on_put_open},
         {IDUNNO__MSG_TYPE__MSG_SDFS_PUT_DATA_REQ, sdfs_on_put_data},
         {IDUNNO__MSG_TYPE__MSG_SDFS_PUT_CLOSE_REQ, sdfs_on_put_close},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_PUT_BATCH_REQ, sdfs_on_put_batch},
+        {IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_BATCH_REQ, sdfs_on_blob_batch},
         {IDUNNO__MSG_TYPE__MSG_SDFS_GET_REQ, on_get},
         {IDUNNO__MSG_TYPE__MSG_SDFS_LIST_REQ, sdfs_on_list},
     };
@@ -476,6 +478,7 @@ void sdfs_stop(struct sdfs *s)
             sdfs_put_fail(p, ID_ESHUTDOWN, NULL, "node shutting down");
         sdfs_put_free(p);
     }
+    sdfs_batches_stop(s);
     fetcher_stop(s->fetcher);
     store_destroy(s->store);
     s->store = NULL;

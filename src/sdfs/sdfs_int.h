@@ -1,6 +1,7 @@
 /* sdfs_int.h — what the files of SDFS on a node share (sdfs.c: replica
  * handlers, gets, life cycle; sdfs_put.c: the put path, client and internal;
- * sdfs_lead.c: the coordinator's requests, repairs and store reports). Not
+ * sdfs_batch.c: the bulk put, gateway and replica; sdfs_lead.c: the
+ * coordinator's requests, repairs and store reports). Not
  * for use outside src/sdfs.
  *
  * Threading: loop thread only.
@@ -27,6 +28,7 @@
 
 struct put_chunk;
 struct put_session;
+struct put_batch;
 
 /* One replica of a put: its chunks go out one at a time, in order. */
 struct put_target {
@@ -93,6 +95,7 @@ struct sdfs {
     char name[SDFS_NODE_MAX];
     char addr[64];
     struct put_session *puts;
+    struct put_batch *batches; /* bulk puts this gateway is serving */
     uint64_t next_session;
     struct {
         uint64_t session;
@@ -127,6 +130,12 @@ void sdfs_puts_expire(struct sdfs *s, uint64_t now);
 void sdfs_on_put_open(void *ud, struct net_request *req, const uint8_t *body, size_t len);
 void sdfs_on_put_data(void *ud, struct net_request *req, const uint8_t *body, size_t len);
 void sdfs_on_put_close(void *ud, struct net_request *req, const uint8_t *body, size_t len);
+
+/* sdfs_batch.c */
+void sdfs_on_put_batch(void *ud, struct net_request *req, const uint8_t *body, size_t len);
+void sdfs_on_blob_batch(void *ud, struct net_request *req, const uint8_t *body, size_t len);
+/* Answers every bulk put in progress with ID_ESHUTDOWN. */
+void sdfs_batches_stop(struct sdfs *s);
 
 /* sdfs_lead.c */
 extern const struct ctl_svc_op sdfs_lead_ops[];

@@ -1,6 +1,7 @@
 /* sdfs_lead.c — SDFS on the coordinator (see sdfs.h): the leader operations
  * (placement, commit, lookup, delete, list, bad copies, store reports) as
- * ops of the leader-service layer (ctl/service.h), the repair loop, and
+ * ops of the leader-service layer (ctl/service.h; with the batch
+ * placement and commit of bulk puts), the repair loop, and
  * every node's store report to the leader.
  *
  * Threading: loop thread only. */
@@ -64,6 +65,73 @@ static void lead_place(struct ctl_op *op)
         out.addrs = addrs;
         net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_RESP, &out.base);
     }
+}
+
+/* A bulk put's placement: each file as lead_place would place it, counting
+ * the copies given to the batch's earlier files (not in the catalog yet) as
+ * load, so that a batch spreads over the nodes as single puts would. */
+static void lead_place_batch(struct ctl_op *op)
+{
+    struct sdfs *s = op->ud;
+    const Idunno__SdfsPlaceBatch *m = op->msg;
+    if (m->n_files == 0 || m->n_files > SDFS_BATCH_MAX) {
+        net_reply_errorf(op->req, ID_EINVAL, "a batch places 1 to %d files, not %zu",
+                         SDFS_BATCH_MAX, m->n_files);
+        return;
+    }
+    struct member_view alive[SDFS_MAX_ALIVE];
+    size_t n_alive = member_alive(s->member, alive, SDFS_MAX_ALIVE);
+    struct sdfs_node nodes[SDFS_MAX_ALIVE];
+    uint64_t extra[SDFS_MAX_ALIVE] = {0};
+    for (size_t i = 0; i < n_alive; i++)
+        nodes[i] = (struct sdfs_node){.name = alive[i].name};
+    Idunno__SdfsPlacement *rows = calloc(m->n_files, sizeof *rows);
+    Idunno__SdfsPlacement **rp = calloc(m->n_files, sizeof *rp);
+    char **strs = calloc(m->n_files * 2 * SDFS_REPLICAS, sizeof *strs);
+    if (!rows || !rp || !strs) {
+        net_reply_error(op->req, ID_ENOMEM, NULL, NULL);
+    } else {
+        for (size_t f = 0; f < m->n_files; f++) {
+            size_t chosen[SDFS_REPLICAS];
+            size_t n = catalog_place_more(s->catalog, m->files[f]->name, nodes, n_alive,
+                                          (const char *const *)m->avoid, m->n_avoid, SDFS_REPLICAS,
+                                          extra, chosen);
+            char **names = &strs[f * 2 * SDFS_REPLICAS], **addrs = names + SDFS_REPLICAS;
+            for (size_t i = 0; i < n; i++) {
+                names[i] = alive[chosen[i]].name;
+                addrs[i] = alive[chosen[i]].addr;
+            }
+            idunno__sdfs_placement__init(&rows[f]);
+            rows[f].n_replicas = rows[f].n_addrs = n;
+            rows[f].replicas = names;
+            rows[f].addrs = addrs;
+            rp[f] = &rows[f];
+        }
+        Idunno__SdfsPlacementBatch out = IDUNNO__SDFS_PLACEMENT_BATCH__INIT;
+        out.n_files = m->n_files;
+        out.files = rp;
+        net_reply_pb(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_PLACE_BATCH_RESP, &out.base);
+    }
+    free(rows);
+    free(rp);
+    free(strs);
+}
+
+static void lead_commit_batch_done(struct ctl_op *op, int status, const uint8_t *result, size_t len)
+{
+    (void)status;
+    Idunno__SdfsCommitBatch *b = idunno__sdfs_commit_batch__unpack(NULL, len, result);
+    if (b) {
+        LOG_INFO("sdfs", "committed a batch of %zu versions", b->n_versions);
+        idunno__sdfs_commit_batch__free_unpacked(b, NULL);
+    }
+    net_reply(op->req, IDUNNO__MSG_TYPE__MSG_SDFS_COMMIT_BATCH_RESP, result, len);
+}
+
+/* As lead_commit: the state machine validates the batch, all or none. */
+static void lead_commit_batch(struct ctl_op *op)
+{
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_SDFS_COMMIT_BATCH, op->body, op->len);
 }
 
 static void lead_commit_done(struct ctl_op *op, int status, const uint8_t *result, size_t len)
@@ -533,6 +601,8 @@ void sdfs_report_send(struct sdfs *s)
 const struct ctl_svc_op sdfs_lead_ops[] = {
     SDFS_OP(PLACE, &idunno__sdfs_place__descriptor, lead_place, NULL, 0),
     SDFS_OP(COMMIT, NULL, lead_commit, lead_commit_done, 0),
+    SDFS_OP(PLACE_BATCH, &idunno__sdfs_place_batch__descriptor, lead_place_batch, NULL, 0),
+    SDFS_OP(COMMIT_BATCH, NULL, lead_commit_batch, lead_commit_batch_done, 0),
     SDFS_OP(LOOKUP, &idunno__sdfs_lookup__descriptor, ctl_op_read, lead_lookup_read, 0),
     SDFS_OP(DELETE, NULL, lead_delete, lead_delete_done, CTL_OP_NOTFOUND_TO_DONE),
     SDFS_OP(REPORT, &idunno__sdfs_store_report__descriptor, lead_report, NULL, 0),

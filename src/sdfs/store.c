@@ -1,6 +1,7 @@
 /* store.c — the replica store (see store.h): a sorted index of sealed blobs in
  * memory, temporary copies with a queue of disk operations each, and the disk
- * work itself on libuv's thread pool. */
+ * work itself on libuv's thread pool. Batches of whole copies are
+ * store_batch.c's. */
 #include "sdfs/store.h"
 
 #include <dirent.h>
@@ -18,6 +19,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/sha256.h"
+#include "base/workpool.h"
+#include "sdfs/store_int.h"
 
 struct blob_entry {
     char id[SDFS_BLOB_LEN + 1];
@@ -75,21 +78,6 @@ struct tmp_copy {
     struct tmp_copy *next;
 };
 
-struct store {
-    uv_loop_t *loop;
-    char dir[512];
-    int blobs_fd; /* blobs/, for fsync after renames */
-    struct blob_entry *e;
-    size_t n, cap;
-    uint64_t bytes;
-    struct tmp_copy *copies;
-    uint64_t tmp_seq;
-    uv_timer_t idle_timer;
-    unsigned pending; /* queued pool work */
-    int closing;
-    int timer_closed;
-};
-
 /* ---- index ---------------------------------------------------------------------------------- */
 
 static int blob_cmp(const void *blob, const void *elem)
@@ -103,7 +91,7 @@ static size_t index_find(const struct store *s, const char *blob, int *found)
     return array_search(s->e, s->n, sizeof *s->e, blob, blob_cmp, found);
 }
 
-static int index_add(struct store *s, const char *blob, uint64_t size)
+int store_index_add(struct store *s, const char *blob, uint64_t size)
 {
     int found;
     size_t i = index_find(s, blob, &found);
@@ -123,7 +111,7 @@ static int index_add(struct store *s, const char *blob, uint64_t size)
     return 0;
 }
 
-static void index_set_sums(struct store *s, const char *blob, const uint8_t sha[32], uint32_t crc)
+void store_index_set_sums(struct store *s, const char *blob, const uint8_t sha[32], uint32_t crc)
 {
     int found;
     size_t i = index_find(s, blob, &found);
@@ -246,7 +234,7 @@ int store_create(uv_loop_t *loop, const char *dir, struct store **out, char *err
         struct stat st;
         if (fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
             continue;
-        if (index_add(s, de->d_name, (uint64_t)st.st_size) < 0)
+        if (store_index_add(s, de->d_name, (uint64_t)st.st_size) < 0)
             break;
         /* Its age is the file's: a copy sealed long ago is not young again
          * just because this node restarted. */
@@ -312,6 +300,9 @@ void store_destroy(struct store *s)
     if (!s)
         return;
     s->closing = 1;
+    /* Joins the batch threads: every batch's callback runs from in here. */
+    workpool_destroy(s->batch_pool);
+    s->batch_pool = NULL;
     uv_close((uv_handle_t *)&s->idle_timer, on_timer_closed);
 }
 
@@ -569,8 +560,8 @@ static void on_work_done(uv_work_t *w, int status)
         c->busy = 0;
         c->last_ms = id_now_ms();
         if (o->kind == OP_SEAL && o->status == 0) {
-            index_add(s, o->blob, o->size);
-            index_set_sums(s, o->blob, o->sha, o->crc32c);
+            store_index_add(s, o->blob, o->size);
+            store_index_set_sums(s, o->blob, o->sha, o->crc32c);
             c->dropped = 1;
         } else if (o->status < 0 && !c->dropped) {
             /* A copy that failed once is useless: later writes would leave a hole. */
@@ -578,7 +569,7 @@ static void on_work_done(uv_work_t *w, int status)
         }
     }
     if (o->kind == OP_VERIFY && o->status == 0 && !o->has_sums)
-        index_set_sums(s, o->blob, o->sha, o->crc32c);
+        store_index_set_sums(s, o->blob, o->sha, o->crc32c);
     else if (o->kind == OP_VERIFY &&
              (o->status == ID_ENOTFOUND || (o->status == ID_ECRC && o->quarantine)))
         index_remove(s, o->blob); /* gone, or moved to bad/ */

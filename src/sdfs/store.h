@@ -61,6 +61,33 @@ int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_
 int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],
                store_seal_cb cb, void *ud);
 
+/* One copy of a batch (store_write_batch). The caller fills blob, data, len
+ * and sha; the store sets status and crc32c. */
+struct store_batch_file {
+    char blob[SDFS_BLOB_LEN + 1];
+    const uint8_t *data; /* the whole copy; the caller's, valid until the callback */
+    size_t len;
+    uint8_t sha[32]; /* of data, as the writer computed it */
+    int status;      /* 0: durable in blobs/; else ID_E* */
+    uint32_t crc32c; /* of the copy, when status is 0 */
+};
+typedef void (*store_batch_cb)(void *ud, struct store_batch_file *files, size_t n);
+
+/* Writes n whole copies (a bulk put's share of this replica) and seals them
+ * together: each is written to tmp/ and checked (its SHA-256 must be `sha`:
+ * ID_ECRC otherwise), the data of all is fsynced by STORE_BATCH_THREADS
+ * threads at once, the good ones are renamed into blobs/ (never over a
+ * sealed copy: ID_EEXIST) and the directory is fsynced ONCE; then cb runs
+ * with every file's status. A copy whose status is 0 is as durable as one
+ * sealed by store_seal. Entries whose status is already set (< 0) are
+ * skipped and keep it. files must stay valid until cb, which runs exactly
+ * once unless an error is returned (ID_ESHUTDOWN, ID_EINVAL: n is 0 or
+ * over SDFS_BATCH_MAX, ID_ENOMEM); a store destroyed meanwhile gives the
+ * unfinished copies ID_ESHUTDOWN, from inside store_destroy. */
+#define STORE_BATCH_THREADS 16
+int store_write_batch(struct store *s, struct store_batch_file *files, size_t n, store_batch_cb cb,
+                      void *ud);
+
 /* Drops the temporary copy of blob, if any. */
 void store_abort(struct store *s, const char *blob);
 
