@@ -137,13 +137,14 @@ static int ctl_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], un
 static int ctl_fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct ctl *c = fsm->data;
+    uint64_t t0 = id_now_us();
     int rc = sm_restore(&c->sm, buf->base, buf->len);
     if (rc < 0) {
         LOG_ERROR("ctl", "cannot restore a snapshot of %zu bytes: %s", buf->len, id_strerror(rc));
         return RAFT_MALFORMED;
     }
-    LOG_INFO("ctl", "restored a snapshot of %zu bytes (%llu commands)", buf->len,
-             (unsigned long long)c->sm.applied);
+    LOG_INFO("ctl", "restored a snapshot of %zu bytes (%llu commands) in %.1f ms", buf->len,
+             (unsigned long long)c->sm.applied, (double)(id_now_us() - t0) / 1000.0);
     raft_free(buf->base);
     return 0;
 }

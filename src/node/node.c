@@ -65,6 +65,8 @@ static const char usage[] =
     "  --heartbeat MS         Raft heartbeat interval (default 50)\n"
     "  --raft-rto-min MS      minimum TCP retransmission timeout of the Raft connections\n"
     "                         (default 20; 0: the kernel's own, 200)\n"
+    "  --snapshot-every N     control-plane entries between snapshots (default 1024;\n"
+    "                         16 to 1000000; half as many are kept after one)\n"
     "  --infer-slots N        at most N model runs at once across the nodes on this host,\n"
     "                         shared through lock files (default 0: no limit; see\n"
     "                         docs/inference.md for when it helps and what it costs)\n"
@@ -127,6 +129,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"election-timeout", required_argument, NULL, 'E'},
         {"heartbeat", required_argument, NULL, 'K'},
         {"raft-rto-min", required_argument, NULL, 'O'},
+        {"snapshot-every", required_argument, NULL, 'Y'},
         {"no-http", no_argument, NULL, 'H'},
         {"http-addr", required_argument, NULL, 'A'},
         {"key-file", required_argument, NULL, 'k'},
@@ -251,6 +254,16 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
                 return ID_EINVAL;
             }
             cfg->raft_rto_min_ms = (int)v;
+            break;
+        }
+        case 'Y': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 16 || v > 1000000) {
+                snprintf(errmsg, len, "--snapshot-every takes 16 to 1000000 (entries)");
+                return ID_EINVAL;
+            }
+            cfg->snapshot_every = (unsigned)v;
             break;
         }
         case 'D':

@@ -30,6 +30,7 @@ struct node_config {
      * 0: the kernel's own retransmission timeout. */
     uint32_t election_timeout_ms, heartbeat_ms;
     int raft_rto_min_ms;
+    unsigned snapshot_every;       /* entries between snapshots (0: ctl.h's default) */
     int infer_slots;               /* model runs at once on this host (0: no gate) */
     uint32_t sdfs_delete_grace_ms; /* 0: SDFS's default (--sdfs-delete-grace) */
     int infer_sched_batch;         /* model runs as SCHED_BATCH (--infer-sched batch) */

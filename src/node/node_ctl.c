@@ -513,6 +513,8 @@ int node_ctl_start(struct node *node)
                             .dir = dir,
                             .election_timeout_ms = cfg->election_timeout_ms,
                             .heartbeat_ms = cfg->heartbeat_ms,
+                            .snapshot_threshold = cfg->snapshot_every,
+                            .snapshot_trailing = cfg->snapshot_every / 2,
                             /* 0 in ctl_config means the default; "the kernel's" is < 0 */
                             .tcp_rto_min_ms = cfg->raft_rto_min_ms == 0  ? -1
                                               : cfg->raft_rto_min_ms < 0 ? 0

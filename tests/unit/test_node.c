@@ -72,6 +72,13 @@ static void test_defaults_and_join_list(void **state)
         parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-threads", "1"), &cfg, err),
         0);
     assert_int_equal(cfg.infer_threads, 1);
+    assert_int_equal(cfg.snapshot_every, 0); /* ctl's default unless asked */
+    node_config_free(&cfg);
+
+    assert_int_equal(
+        parse(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--snapshot-every", "64"), &cfg, err),
+        0);
+    assert_int_equal(cfg.snapshot_every, 64);
     node_config_free(&cfg);
 }
 
@@ -98,6 +105,10 @@ static void test_rejections_say_what_to_fix(void **state)
                   "the cores here");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--infer-threads", "100000"),
                   "the cores here");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--snapshot-every", "8"),
+                  "16 to 1000000");
+    expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--snapshot-every", "many"),
+                  "16 to 1000000");
     expect_reject(ARGS("--name", "bad name", "--addr", "127.0.0.1:7100"), "letters");
     expect_reject(ARGS("--name", "x", "--addr", "127.0.0.1:7100", "--join", "127.0.0.1:7110,nope"),
                   "nope");
