@@ -7,7 +7,7 @@
           losing 3 (--kill sets how many); for every survivor and victim, the time
           from the kills until that survivor logged that victim failed.
   join    time from starting a new node until every member has logged its join.
-  gossip  UDP bytes/s sent per node at steady state, for several cluster sizes.
+  gossip  UDP bytes/s sent per node at steady state, for 5, 10, 20 and --nodes nodes.
 
 Prints one JSON document. Usage: bench/member_bench.py [detect|multi|join|gossip|all]
 [--nodes 10] [--trials 20] [--kill 3] [--base-port 7800]
@@ -229,7 +229,7 @@ def main():
     if a.what in ("join", "all"):
         res["join"] = bench_join(a.nodes, min(a.trials, 10), a.base_port)
     if a.what in ("gossip", "all"):
-        res["gossip"] = bench_gossip([5, 10, 20], a.base_port)
+        res["gossip"] = bench_gossip(sorted({5, 10, 20, a.nodes}), a.base_port)
     json.dump(res, sys.stdout, indent=2)
     print()
 
