@@ -30,7 +30,7 @@ CPPFLAGS += -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -I$(ORT_INC)
 CFLAGS   += -std=gnu11 $(OPT) -g -fno-omit-frame-pointer $(WARN) -MMD -MP -pthread $(EXTRA_CFLAGS)
 comma    := ,
 LDFLAGS  += -pthread $(if $(ORT_LIB),-L$(ORT_LIB) -Wl$(comma)-rpath$(comma)$(ORT_LIB))
-LDLIBS   += -lraft -luv -lsodium -lcrypto -lprotobuf-c -lmicrohttpd -lturbojpeg -lpng -lonnxruntime -lm
+LDLIBS   += -lraft -luv -lsodium -lcrypto -lprotobuf-c -lmicrohttpd -lturbojpeg -lpng -ljansson -lonnxruntime -lm
 
 ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all
