@@ -247,8 +247,7 @@ static int parse_floats(const char *s, float out[3], int *n)
     return 0;
 }
 
-static int check_stats(const char *field, const float *v, int n, int positive, char *err,
-                       size_t el)
+static int check_stats(const char *field, const float *v, int n, int positive, char *err, size_t el)
 {
     for (int i = 0; i < n; i++)
         if (positive && !(v[i] > 0))
@@ -381,8 +380,7 @@ int card_set(struct model_card *c, const char *name, const char *v, char *err, s
         c->given |= CARD_F_OUTPUT;
     } else if (strcmp(name, "output-name") == 0 || strcmp(name, "output_name") == 0) {
         if (!v[0] || strlen(v) >= sizeof c->output_name)
-            return fail(err, el, "output_name: must be 1 to %zu bytes",
-                        sizeof c->output_name - 1);
+            return fail(err, el, "output_name: must be 1 to %zu bytes", sizeof c->output_name - 1);
         snprintf(c->output_name, sizeof c->output_name, "%s", v);
         c->given |= CARD_F_OUTPUT_NAME;
     } else if (strcmp(name, "top-k") == 0 || strcmp(name, "top_k") == 0) {
@@ -464,9 +462,9 @@ static int json_labels(struct model_card *c, json_t *v, char *err, size_t el)
         return ID_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(v, i);
-        int rc = !json_is_string(s) ? fail(err, el, "labels: label %zu is not a string", i + 1)
-                                    : label_ok(json_string_value(s), json_string_length(s), err,
-                                               el, i + 1);
+        int rc = !json_is_string(s)
+                     ? fail(err, el, "labels: label %zu is not a string", i + 1)
+                     : label_ok(json_string_value(s), json_string_length(s), err, el, i + 1);
         /* A NUL inside a JSON string would cut the label short unseen. */
         if (!rc && strlen(json_string_value(s)) != json_string_length(s))
             rc = fail(err, el, "labels: label %zu holds a control character", i + 1);
@@ -652,7 +650,8 @@ char *card_to_json(const struct model_card *c)
 #undef SET
     /* Floats are written with the fewest digits that read back to the same
      * float, so a card survives any number of round trips unchanged. */
-    char *s = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    char *s = bad ? NULL
+                  : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     json_decref(o);
     return s;
 }
@@ -668,7 +667,8 @@ static const char *dim_text(int64_t d, char *buf, size_t len)
     return buf;
 }
 
-static int model_fail(char *err, size_t el, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int model_fail(char *err, size_t el, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int model_fail(char *err, size_t el, const char *fmt, ...)
 {
     va_list ap;
@@ -710,12 +710,12 @@ static int resolve_input(struct model_card *c, const struct infer_tensor_decl *i
                           card_layout_name(c->layout), dim_text(ch, b1, sizeof b1));
     }
     if (hd == 0 || wd == 0 || hd > INFER_MAX_SIDE || wd > INFER_MAX_SIDE)
-        return model_fail(err, el, "size: the model's input is %lldx%lld; at most %dx%d is supported",
+        return model_fail(err, el,
+                          "size: the model's input is %lldx%lld; at most %dx%d is supported",
                           (long long)hd, (long long)wd, INFER_MAX_SIDE, INFER_MAX_SIDE);
     if (c->given & CARD_F_SIZE) {
         if ((hd > 0 && hd != c->height) || (wd > 0 && wd != c->width))
-            return model_fail(err, el,
-                              "size: the card says %dx%d but the model's input is %sx%s",
+            return model_fail(err, el, "size: the card says %dx%d but the model's input is %s x %s",
                               c->height, c->width, dim_text(hd, b1, sizeof b1),
                               dim_text(wd, b2, sizeof b2));
     } else if (hd > 0 && wd > 0) {
@@ -723,7 +723,7 @@ static int resolve_input(struct model_card *c, const struct infer_tensor_decl *i
         c->width = (int)wd;
     } else {
         return model_fail(err, el,
-                          "size: the model's input is %sx%s; give the size (--size HxW, or "
+                          "size: the model's input is %s x %s; give the size (--size HxW, or "
                           "\"size\" in the card)",
                           dim_text(hd, b1, sizeof b1), dim_text(wd, b2, sizeof b2));
     }
@@ -744,7 +744,8 @@ static int resolve_input(struct model_card *c, const struct infer_tensor_decl *i
          * scaled alike. */
         *n = nch;
         for (int i = 0; i < nch; i++)
-            v[i] = k * (nch == 1 ? (s ? gray_std : gray_mean) : (s ? imagenet_std : imagenet_mean)[i]);
+            v[i] = k *
+                   (nch == 1 ? (s ? gray_std : gray_mean) : (s ? imagenet_std : imagenet_mean)[i]);
         for (int i = nch; i < 3; i++)
             v[i] = 0;
     }
@@ -773,8 +774,8 @@ static int resolve_output(struct model_card *c, const struct infer_io *io, int *
         if (o == io->n_outputs) {
             char names[256] = "";
             for (size_t i = 0; i < io->n_outputs; i++)
-                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
-                         i ? ", " : "", io->outputs[i].name);
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                         io->outputs[i].name);
             return model_fail(err, el, "output_name: the model has no output '%s' (it has %s)",
                               c->output_name, names);
         }
@@ -806,7 +807,8 @@ static int resolve_output(struct model_card *c, const struct infer_io *io, int *
         c->output = CARD_LOGITS;
     if (c->output == CARD_RAW) {
         if (c->given & CARD_F_TOP_K)
-            return model_fail(err, el, "top_k: raw output has no top-k (every value is the result)");
+            return model_fail(err, el,
+                              "top_k: raw output has no top-k (every value is the result)");
         if (w > CARD_MAX_K)
             return model_fail(err, el,
                               "output: raw output of %lld values; at most %d are supported",

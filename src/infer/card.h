@@ -56,17 +56,17 @@ struct model_card {
     int height, width;
     enum card_layout layout;
     enum card_channels channels;
-    int scale;           /* 1: a pixel v is fed as v/255 (0..1); 255: as v (0..255) */
-    int n_mean, n_std;   /* one per channel: 3, or 1 for grayscale */
+    int scale;         /* 1: a pixel v is fed as v/255 (0..1); 255: as v (0..255) */
+    int n_mean, n_std; /* one per channel: 3, or 1 for grayscale */
     float mean[3], std[3];
     enum card_resize resize;
-    int resize_side;     /* crop: the shorter side is scaled to this, then the centre cut */
-    int pad_value;       /* pad: the letterbox's pixel value, 0..255 before scaling */
+    int resize_side; /* crop: the shorter side is scaled to this, then the centre cut */
+    int pad_value;   /* pad: the letterbox's pixel value, 0..255 before scaling */
     enum card_output output;
     char output_name[64];
-    int top_k;           /* entries per result; not for raw output */
+    int top_k; /* entries per result; not for raw output */
     size_t n_labels;
-    char **labels;       /* owned; labels[i] names class i */
+    char **labels; /* owned; labels[i] names class i */
 };
 
 /* Releases the labels; the card is then empty (given = 0). */
