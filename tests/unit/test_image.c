@@ -45,8 +45,15 @@ static uint8_t *make_jpeg(const uint8_t *rgb, int w, int h, size_t *len)
     return copy;
 }
 
-static const struct image_prep unit_prep = {
-    .resize = 8, .crop = 8, .mean = {0.5f, 0.4f, 0.3f}, .std = {0.2f, 0.25f, 0.5f}};
+/* A card as the engine gets it: resolved, today's crop of a square. */
+static const struct model_card unit_prep = {.height = 8,
+                                            .width = 8,
+                                            .resize_side = 8,
+                                            .scale = 1,
+                                            .n_mean = 3,
+                                            .n_std = 3,
+                                            .mean = {0.5f, 0.4f, 0.3f},
+                                            .std = {0.2f, 0.25f, 0.5f}};
 
 static void test_solid_png_normalises_exactly(void **state)
 {
@@ -87,7 +94,8 @@ static void test_crop_takes_the_centre(void **state)
             for (int c = 0; c < 3; c++)
                 rgb[(y * 4 + x) * 3 + c] = (uint8_t)(10 * x + 100 * y + c);
     struct image_rgb img = {.width = 4, .height = 2, .pixels = rgb};
-    struct image_prep p = {.resize = 2, .crop = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    struct model_card p = {
+        .height = 2, .width = 2, .resize_side = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
     float out[3 * 4];
     image_preprocess(&img, &p, out);
     for (int c = 0; c < 3; c++)
@@ -107,7 +115,8 @@ static void test_downscale_is_bilinear(void **state)
             for (int c = 0; c < 3; c++)
                 rgb[(y * 4 + x) * 3 + c] = (uint8_t)(x * 40 + y * 8);
     struct image_rgb img = {.width = 4, .height = 4, .pixels = rgb};
-    struct image_prep p = {.resize = 2, .crop = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    struct model_card p = {
+        .height = 2, .width = 2, .resize_side = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
     float out[3 * 4];
     image_preprocess(&img, &p, out);
     /* output (0,0) samples source (0.5, 0.5): mean of pixels (0..1, 0..1) */
