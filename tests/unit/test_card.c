@@ -213,10 +213,18 @@ static void test_flags_and_their_refusals(void **state)
     struct model_card c = {0};
     char err[256];
     static const char *const good[][2] = {
-        {"size", "48x192"},  {"resize", "stretch"},    {"mean", "0.5,0.5,0.5"},
-        {"std", "0.5"},      {"output", "probabilities"}, {"layout", "nhwc"},
-        {"channels", "bgr"}, {"scale", "255"},         {"top-k", "3"},
-        {"pad-value", "0"},  {"output-name", "probs"}, {"resize-side", "64"},
+        {"size", "48x192"},
+        {"resize", "stretch"},
+        {"mean", "0.5,0.5,0.5"},
+        {"std", "0.5"},
+        {"output", "probabilities"},
+        {"layout", "nhwc"},
+        {"channels", "bgr"},
+        {"scale", "255"},
+        {"top-k", "3"},
+        {"pad-value", "0"},
+        {"output-name", "probs"},
+        {"resize-side", "64"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (card_set(&c, good[i][0], good[i][1], err, sizeof err))
@@ -224,17 +232,28 @@ static void test_flags_and_their_refusals(void **state)
     assert_int_equal(c.given, CARD_F_ALL & ~CARD_F_LABELS);
     assert_int_equal(c.n_std, 1);
     static const char *const bad[][3] = {
-        {"size", "48*192", "size"},      {"size", "x192", "size"},
-        {"size", "48x192 ", "size"},     {"size", "+48x192", "size"},
-        {"mean", "0.5,,0.5", "mean"},    {"mean", "0.5,0.5,0.5,", "mean"},
-        {"mean", "abc", "mean"},         {"mean", "nan,0,0", "mean"},
-        {"mean", "1,2", "mean"},         {"std", "0.5,0,0.5", "std"},
-        {"std", "inf", "std"},           {"scale", "2", "scale"},
-        {"scale", "", "scale"},          {"top-k", "0", "top_k"},
-        {"top-k", "3x", "top_k"},        {"pad-value", "1000", "pad_value"},
-        {"resize", "Crop", "resize"},    {"output", "", "output"},
-        {"layout", "NCHW", "layout"},    {"channels", "grey", "channels"},
-        {"labels", "/nonexistent/l.txt", "labels"}, {"colour", "red", "colour"},
+        {"size", "48*192", "size"},
+        {"size", "x192", "size"},
+        {"size", "48x192 ", "size"},
+        {"size", "+48x192", "size"},
+        {"mean", "0.5,,0.5", "mean"},
+        {"mean", "0.5,0.5,0.5,", "mean"},
+        {"mean", "abc", "mean"},
+        {"mean", "nan,0,0", "mean"},
+        {"mean", "1,2", "mean"},
+        {"std", "0.5,0,0.5", "std"},
+        {"std", "inf", "std"},
+        {"scale", "2", "scale"},
+        {"scale", "", "scale"},
+        {"top-k", "0", "top_k"},
+        {"top-k", "3x", "top_k"},
+        {"pad-value", "1000", "pad_value"},
+        {"resize", "Crop", "resize"},
+        {"output", "", "output"},
+        {"layout", "NCHW", "layout"},
+        {"channels", "grey", "channels"},
+        {"labels", "/nonexistent/l.txt", "labels"},
+        {"colour", "red", "colour"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct model_card before;
@@ -302,8 +321,7 @@ static void test_metadata_is_refused_when_malformed(void **state)
                      ID_EINVAL);
     assert_string_equal(err, "mean: the model's metadata idunno.mean '0.5;0.4;0.3' is malformed");
     assert_float_equal(c.mean[0], 0.5, 1e-7);
-    assert_int_equal(card_from_metadata(&c, "idunno.std", "0.2,0,0.2", err, sizeof err),
-                     ID_EINVAL);
+    assert_int_equal(card_from_metadata(&c, "idunno.std", "0.2,0,0.2", err, sizeof err), ID_EINVAL);
     assert_non_null(strstr(err, "std:"));
     assert_int_equal(card_from_metadata(&c, "idunno.input_size", "big", err, sizeof err),
                      ID_EINVAL);
@@ -433,32 +451,57 @@ static void test_resolve_refusals_name_the_field(void **state)
 {
     (void)state;
     static const struct model_refusal bad[] = {
-        {{{"channels", "gray"}}, {-1, 3, 32, 32}, 10,
+        {{{"channels", "gray"}},
+         {-1, 3, 32, 32},
+         10,
          "channels: the card says gray (1 channel) but the model's nchw input has 3"},
-        {{{NULL}}, {-1, 4, 32, 32}, 10,
+        {{{NULL}},
+         {-1, 4, 32, 32},
+         10,
          "channels: the model's nchw input has 4 channels; 1 or 3 are supported"},
-        {{{"size", "48x192"}}, {-1, 3, 32, 32}, 10,
+        {{{"size", "48x192"}},
+         {-1, 3, 32, 32},
+         10,
          "size: the card says 48x192 but the model's input is 32 x 32"},
         {{{"size", "48x192"}}, {-1, 3, 48, -1}, 10, NULL}, /* fits: H fixed, W dynamic */
-        {{{"size", "32x192"}}, {-1, 3, 48, -1}, 10,
+        {{{"size", "32x192"}},
+         {-1, 3, 48, -1},
+         10,
          "size: the card says 32x192 but the model's input is 48 x dynamic"},
-        {{{NULL}}, {-1, 3, -1, -1}, 2,
+        {{{NULL}},
+         {-1, 3, -1, -1},
+         2,
          "size: the model's input is dynamic x dynamic; give the size (--size HxW, or \"size\" in "
          "the card)"},
-        {{{"labels", "three"}}, {-1, 3, 32, 32}, 2, "labels: 3 labels, but the model has 2 classes"},
+        {{{"labels", "three"}},
+         {-1, 3, 32, 32},
+         2,
+         "labels: 3 labels, but the model has 2 classes"},
         {{{"top-k", "3"}}, {-1, 3, 32, 32}, 2, "top_k: 3, but the model has 2 classes"},
-        {{{"output-name", "nope"}}, {-1, 3, 32, 32}, 2,
+        {{{"output-name", "nope"}},
+         {-1, 3, 32, 32},
+         2,
          "output_name: the model has no output 'nope' (it has probs, features)"},
-        {{{"output", "raw"}, {"top-k", "1"}}, {-1, 3, 32, 32}, 2,
+        {{{"output", "raw"}, {"top-k", "1"}},
+         {-1, 3, 32, 32},
+         2,
          "top_k: raw output has no top-k (every value is the result)"},
-        {{{"output", "raw"}}, {-1, 3, 32, 32}, 1000,
+        {{{"output", "raw"}},
+         {-1, 3, 32, 32},
+         1000,
          "output: raw output of 1000 values; at most 64 are supported"},
         {{{"mean", "0.5"}}, {-1, 3, 32, 32}, 2, "mean: 1 value for a 3-channel input"},
-        {{{"channels", "gray"}, {"std", "0.5,0.5,0.5"}}, {-1, 1, 32, 32}, 2,
+        {{{"channels", "gray"}, {"std", "0.5,0.5,0.5"}},
+         {-1, 1, 32, 32},
+         2,
          "std: 3 values for a 1-channel input"},
-        {{{"layout", "nhwc"}}, {-1, 3, 32, 32}, 2,
+        {{{"layout", "nhwc"}},
+         {-1, 3, 32, 32},
+         2,
          "channels: the model's nhwc input has 32 channels; 1 or 3 are supported"},
-        {{{NULL}}, {-1, 3, 32, 32}, 1 << 21,
+        {{{NULL}},
+         {-1, 3, 32, 32},
+         1 << 21,
          "output_name: the model's output 'probs' declares 2097152 classes; at most 1048576 are "
          "supported"},
     };
@@ -596,7 +639,7 @@ static void test_dynamic_softmax_model_end_to_end(void **state)
     /* the card: 48 x 192, stretched, (v/255 - 0.5)/0.5, probabilities */
     struct model_card card = {0};
     static const char *const flags[][2] = {
-        {"size", "48x192"}, {"resize", "stretch"}, {"mean", "0.5,0.5,0.5"},
+        {"size", "48x192"},     {"resize", "stretch"},       {"mean", "0.5,0.5,0.5"},
         {"std", "0.5,0.5,0.5"}, {"output", "probabilities"},
     };
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
