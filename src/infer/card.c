@@ -599,6 +599,18 @@ int card_load_file(const char *path, struct model_card *out, char *err, size_t e
     return rc;
 }
 
+/* The fewest significant digits that read back to exactly v. */
+static int float_digits(float v)
+{
+    char buf[32];
+    for (int p = 1; p < 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
+        if (strtof(buf, NULL) == v)
+            return p;
+    }
+    return 9; /* always enough for a float */
+}
+
 char *card_to_json(const struct model_card *c)
 {
     json_t *o = json_object();
@@ -649,9 +661,18 @@ char *card_to_json(const struct model_card *c)
     }
 #undef SET
     /* Floats are written with the fewest digits that read back to the same
-     * float, so a card survives any number of round trips unchanged. */
+     * float (0.485, not 0.485000014), so a card reads as it was written and
+     * survives any number of round trips unchanged. jansson takes one
+     * precision for the whole text: the most any of them needs. */
+    int digits = 1;
+    for (int i = 0; i < 3; i++) {
+        if ((g & CARD_F_MEAN) && i < c->n_mean && float_digits(c->mean[i]) > digits)
+            digits = float_digits(c->mean[i]);
+        if ((g & CARD_F_STD) && i < c->n_std && float_digits(c->std[i]) > digits)
+            digits = float_digits(c->std[i]);
+    }
     char *s = bad ? NULL
-                  : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+                  : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
     json_decref(o);
     return s;
 }
