@@ -331,8 +331,11 @@ int card_set(struct model_card *c, const char *name, const char *v, char *err, s
 {
     int i;
     if (strcmp(name, "size") == 0) {
-        if (parse_size(v, &c->height, &c->width) < 0)
+        int h, w;
+        if (parse_size(v, &h, &w) < 0)
             return fail(err, el, "size: '%s' is not HxW (each 1 to %d)", v, INFER_MAX_SIDE);
+        c->height = h;
+        c->width = w;
         c->given |= CARD_F_SIZE;
     } else if (strcmp(name, "layout") == 0) {
         if ((i = find_name(layout_names, NAMES(layout_names), v)) < 0)

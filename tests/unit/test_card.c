@@ -235,6 +235,7 @@ static void test_flags_and_their_refusals(void **state)
         {"size", "48*192", "size"},
         {"size", "x192", "size"},
         {"size", "48x192 ", "size"},
+        {"size", "64x0", "size"},
         {"size", "+48x192", "size"},
         {"mean", "0.5,,0.5", "mean"},
         {"mean", "0.5,0.5,0.5,", "mean"},
