@@ -326,6 +326,11 @@ MODELS = {
                                mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 10, 1]),
     "bad_rank3_returned": dict(build=tiny_opaque(["N", 10, 1]), size=32, resize=32, classes=10, params=None,
                                mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 10]),
+    # The tiny CNN with a malformed mean in its metadata: refused naming the
+    # field, never run with a stand-in mean.
+    "bad_mean": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
+                     mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
+                     meta={"idunno.mean": "0.5;0.5;0.5"}),
     # The tiny CNN asking the inference process to crash on its first run
     # (honoured only by a node started with --test-hooks): the cluster test
     # of a model that brings its process down.

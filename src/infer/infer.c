@@ -18,12 +18,18 @@ struct infer_model {
     int64_t in_shape[4]; /* what each run feeds: N (ignored), then as the card's layout */
 };
 
-/* The card the model's metadata gives; a malformed value is refused. */
-static int metadata_card(struct infer_model *m, struct model_card *c, char *errmsg, size_t len)
+/* The card the model's metadata gives; a malformed value is refused,
+ * unless `over` (the user's card, NULL: none) gives that field itself:
+ * then the metadata's value would never be used. */
+static int metadata_card(struct infer_model *m, const struct model_card *over, struct model_card *c,
+                         char *errmsg, size_t len)
 {
     static const char *const keys[] = {"idunno.input_size", "idunno.resize", "idunno.mean",
                                        "idunno.std"};
+    static const unsigned fields[] = {CARD_F_SIZE, CARD_F_RESIZE_SIDE, CARD_F_MEAN, CARD_F_STD};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (over && (over->given & fields[i]))
+            continue;
         char *v = m->backend->metadata(m->session, keys[i]);
         int rc = v ? card_from_metadata(c, keys[i], v, errmsg, len) : 0;
         free(v);
@@ -56,7 +62,7 @@ int infer_model_open_card(const char *path, const struct infer_options *opt,
     }
     struct infer_model_info *in = &m->info;
     struct model_card *c = &in->card;
-    rc = metadata_card(m, c, errmsg, len);
+    rc = metadata_card(m, card, c, errmsg, len);
     if (!rc && card && card_merge(c, card) < 0)
         rc = ID_ENOMEM;
     if (!rc)

@@ -54,7 +54,8 @@ struct infer_options {
  * not fit is ID_EMODEL naming the field. */
 int infer_model_open(const char *path, const struct infer_options *opt, struct infer_model **out,
                      char *errmsg, size_t len);
-/* The same with a card (NULL: none) whose fields override the metadata's. */
+/* The same with a card (NULL: none) whose fields override the metadata's
+ * (a metadata value the card overrides is not read, so not refused). */
 int infer_model_open_card(const char *path, const struct infer_options *opt,
                           const struct model_card *card, struct infer_model **out, char *errmsg,
                           size_t len);

@@ -222,8 +222,7 @@ static int make_bad_models(void **state)
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 tools/gen_models.py --out %s --only "
              "bad_huge_classes,bad_declares_more,bad_declares_fewer,bad_rank3_declared,bad_rank3_"
-             "returned "
-             ">/dev/null",
+             "returned,bad_mean >/dev/null",
              bad_dir);
     return system(cmd) == 0 ? 0 : -1;
 }
@@ -246,6 +245,28 @@ static void test_refuses_huge_declared_class_count(void **state)
                      ID_EMODEL);
     assert_null(m);
     assert_non_null(strstr(err, "4294967306 classes"));
+}
+
+/* A malformed metadata mean once became ImageNet's without a word. */
+static void test_refuses_malformed_metadata(void **state)
+{
+    (void)state;
+    struct infer_model *m = NULL;
+    char err[256] = "";
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(bad_path("bad_mean"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_null(m);
+    assert_string_equal(err, "mean: the model's metadata idunno.mean '0.5;0.5;0.5' is malformed");
+    /* a card that gives the mean itself never uses the metadata's */
+    struct model_card card = {0};
+    assert_int_equal(card_set(&card, "mean", "0.4,0.5,0.6", err, sizeof err), 0);
+    assert_int_equal(infer_model_open_card(bad_path("bad_mean"), &opt, &card, &m, err, sizeof err),
+                     0);
+    assert_float_equal(infer_model_info(m)->card.mean[2], 0.6f, 1e-7);
+    /* the rest still comes from the metadata */
+    assert_float_equal(infer_model_info(m)->card.std[0], 0.25f, 1e-7);
+    infer_model_close(m);
+    card_free(&card);
 }
 
 static void test_refuses_declared_wrong_rank(void **state)
@@ -440,6 +461,7 @@ int main(void)
     };
     const struct CMUnitTest lying[] = {
         cmocka_unit_test(test_refuses_huge_declared_class_count),
+        cmocka_unit_test(test_refuses_malformed_metadata),
         cmocka_unit_test(test_refuses_declared_wrong_rank),
         cmocka_unit_test(test_output_smaller_than_declared),
         cmocka_unit_test(test_output_larger_than_declared),
