@@ -51,6 +51,17 @@ for im in d["images"]:
     assert top[0]["prob"] >= top[1]["prob"], im
 PY
 
+# -- raw output: the model's values in order, no top-k
+infer --json local-infer --size 48x192 --output raw "$M" >"$D/raw.json"
+python3 - "$D/raw.json" <<'PY' || fail "raw output in --json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert "top_k" not in d["card"], d["card"]
+for im in d["images"]:
+    assert "top" not in im and len(im["values"]) == 2, im
+    assert abs(sum(im["values"]) - 1) < 1e-5, im  # the model's own Softmax
+PY
+
 # -- a card file, and flags over it whatever their order
 cat >"$D/card.json" <<'CARD'
 {"size": "48x192", "resize": "pad", "pad_value": 114, "mean": [0.5, 0.5, 0.5],
