@@ -30,7 +30,7 @@ CPPFLAGS += -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -I$(ORT_INC)
 CFLAGS   += -std=gnu11 $(OPT) -g -fno-omit-frame-pointer $(WARN) -MMD -MP -pthread $(EXTRA_CFLAGS)
 comma    := ,
 LDFLAGS  += -pthread $(if $(ORT_LIB),-L$(ORT_LIB) -Wl$(comma)-rpath$(comma)$(ORT_LIB))
-LDLIBS   += -lraft -luv -lsodium -lcrypto -lprotobuf-c -lmicrohttpd -lturbojpeg -lpng -lonnxruntime -lm
+LDLIBS   += -lraft -luv -lsodium -lcrypto -lprotobuf-c -lmicrohttpd -lturbojpeg -lpng -ljansson -lonnxruntime -lm
 
 ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -116,12 +116,12 @@ $(BUILD)/tests/test_sim: $(BUILD)/obj/tests/unit/test_sim.o $(SIM_OBJ) $(UNIT_LI
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
-unit: $(UNIT_BIN) models/tiny_cnn.onnx
+unit: $(UNIT_BIN) $(TEST_MODELS)
 	tests/run-unit.sh $(BUILD)/tests
 
 unit-asan:
 	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 unit-bins
-	$(MAKE) models/tiny_cnn.onnx
+	$(MAKE) $(TEST_MODELS)
 	TIER=unit-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  tests/run-unit.sh build-asan/tests
@@ -137,7 +137,7 @@ netns-test: all
 
 # The whole suite; each tier prints its own "N passed, N failed" line and the
 # last line sums them up.
-test: all $(UNIT_BIN) models/tiny_cnn.onnx models/resnet50.onnx
+test: all $(UNIT_BIN) $(TEST_MODELS) models/resnet50.onnx
 	tests/run-all.sh
 
 # libFuzzer targets, one per decoder (clang only).
@@ -179,10 +179,12 @@ $(BUILD)/obj/bench/%.o: $(GEN_H)
 
 # Models are generated, never downloaded or committed (tools/gen_models.py).
 PY3 := /usr/bin/python3
-MODEL_FILES := models/tiny_cnn.onnx models/tiny_gray.onnx models/resnet50.onnx models/inception_v3.onnx
+MODEL_FILES := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx \
+               models/resnet50.onnx models/inception_v3.onnx
+TEST_MODELS := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx
 models: $(MODEL_FILES)
-models/tiny_cnn.onnx models/tiny_gray.onnx: tools/gen_models.py
-	$(PY3) tools/gen_models.py --out models --only tiny_cnn,tiny_gray
+$(TEST_MODELS): tools/gen_models.py
+	$(PY3) tools/gen_models.py --out models --only tiny_cnn,tiny_gray,tiny_dyn_softmax
 models/resnet50.onnx models/inception_v3.onnx: tools/gen_models.py
 	$(PY3) tools/gen_models.py --out models --only resnet50,inception_v3
 

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < 2; k++) {
             struct infer_model *m = k ? b : a;
             const struct infer_model_info *in = infer_model_info(m);
-            size_t plane = 3 * (size_t)in->input_size * in->input_size;
+            size_t plane = image_tensor_len(&in->card);
             float *x = calloc(plane, sizeof(float)), *y = calloc((size_t)in->classes, sizeof(float));
             infer_run_tensor(m, x, 1, y, err, sizeof err);
             free(x);
@@ -74,7 +74,7 @@ int main(int argc, char **argv)
     double seconds = atof(argv[5]);
     struct infer_model *m = open_or_die(argv[2], threads);
     const struct infer_model_info *in = infer_model_info(m);
-    size_t plane = 3 * (size_t)in->input_size * in->input_size;
+    size_t plane = image_tensor_len(&in->card);
     size_t images = 0;
     double elapsed = 0;
     if (!e2e) {

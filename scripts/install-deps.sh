@@ -18,7 +18,7 @@ ort_npm_version="${ORT_NPM_VERSION:-1.30.0}"
 apt_packages=(
   build-essential pkg-config clang llvm libclang-rt-dev clang-format
   libuv1-dev libcmocka-dev protobuf-c-compiler libprotobuf-c-dev
-  libmicrohttpd-dev libturbojpeg0-dev libpng-dev libedit-dev libsodium-dev libssl-dev
+  libmicrohttpd-dev libturbojpeg0-dev libpng-dev libjansson-dev libedit-dev libsodium-dev libssl-dev
   nftables iproute2 util-linux procps psmisc
   python3 python3-numpy python3-onnx python3-matplotlib python3-pil
   python3-prometheus-client chromium

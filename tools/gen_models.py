@@ -281,6 +281,30 @@ def tiny_reference(g, batch=2, size=32, seed=11):
     return x, logits.astype(np.float32)
 
 
+def tiny_dyn_softmax(seed=15):
+    """A model as users bring them, not as this tool writes them: input `x`
+    of shape [N, 3, H, W] with H and W dynamic, 2 classes, ending in a
+    Softmax, no idunno.* metadata. Its card must come from the user."""
+    g = Graph(seed)
+    x = g.relu(g.conv("x", 3, 4, 3, 1, 1, bias=True))
+    x = g.op("GlobalAveragePool", [x])
+    x = g.fc(x, 4, 2)
+    for t in g.inits:
+        if t.name.endswith(".b"):
+            arr = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array(
+                (g.rng.standard_normal(arr.shape) * 0.5).astype(np.float32), t.name))
+    g.nodes.append(helper.make_node("Softmax", [x], ["probs"], axis=1))
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, -1, -1])
+    outp = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [-1, 2])
+    graph = helper.make_graph(g.nodes, "tiny_dyn_softmax", [inp], [outp], g.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                          producer_name="idunno-gen-models", producer_version="1")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
 MODELS = {
     "tiny_cnn": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
                      mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]),
@@ -302,6 +326,11 @@ MODELS = {
                                mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 10, 1]),
     "bad_rank3_returned": dict(build=tiny_opaque(["N", 10, 1]), size=32, resize=32, classes=10, params=None,
                                mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], declared=["N", 10]),
+    # The tiny CNN with a malformed mean in its metadata: refused naming the
+    # field, never run with a stand-in mean.
+    "bad_mean": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
+                     mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
+                     meta={"idunno.mean": "0.5;0.5;0.5"}),
     # The tiny CNN asking the inference process to crash on its first run
     # (honoured only by a node started with --test-hooks): the cluster test
     # of a model that brings its process down.
@@ -313,6 +342,9 @@ MODELS = {
     "bad_hang": dict(build=tiny_cnn, size=32, resize=32, classes=10, params=None,
                      mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
                      meta={"idunno.test.crash": "hang"}),
+    # The issue-15 case for the model card's tests (written by its own
+    # builder: no metadata, no sidecar).
+    "tiny_dyn_softmax": dict(model=tiny_dyn_softmax),
     "resnet50": dict(build=resnet50, size=224, resize=256, classes=1000, params=25557032,
                      mean=IMAGENET_MEAN, std=IMAGENET_STD),
     "inception_v3": dict(build=inception_v3, size=299, resize=342, classes=1000, params=23834568,
@@ -340,6 +372,12 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     for name in a.only.split(","):
         spec = MODELS[name]
+        if "model" in spec:
+            data = spec["model"]().SerializeToString()
+            path = os.path.join(a.out, name + ".onnx")
+            changed = write_if_changed(path, data)
+            print(f"{name}: {len(data) / 1e3:.1f} kB, {'written' if changed else 'unchanged'} {path}")
+            continue
         g, out = spec["build"]()
         meta = {"idunno.name": name, "idunno.input_size": str(spec["size"]),
                 "idunno.resize": str(spec["resize"]),

@@ -1,5 +1,5 @@
 /* cmd_infer.c — `idunno local-infer`: the worker's inference path on this
- * machine alone, no cluster needed. */
+ * machine alone, no cluster needed, with a model card from a file and flags. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +14,15 @@
 static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_infer_commands[] = {
-    {"local-infer", "[--threads N] [--batch B] MODEL IMAGE...",
-     "run a model on local images, top-5 per image (MODEL: a .onnx file or a name in models/)",
+    {"local-infer",
+     "[--threads N] [--batch B] [--card FILE] [--size HxW] [--resize crop|stretch|pad]\n"
+     "       [--resize-side S] [--pad-value V] [--layout nchw|nhwc] [--channels rgb|bgr|gray]\n"
+     "       [--scale 1|255] [--mean M[,M,M]] [--std S[,S,S]] [--labels FILE]\n"
+     "       [--output logits|probabilities|raw] [--output-name NAME] [--top-k K]\n"
+     "       MODEL IMAGE...",
+     "run a model on local images, top-k per image (MODEL: a .onnx file or a name in models/);\n"
+     "the model card (docs/inference.md) comes from the flags, then --card, then the model's\n"
+     "metadata and shapes, then the defaults; the resolved card is printed first",
      cmd_local_infer},
     {NULL, NULL, NULL, NULL},
 };
@@ -32,39 +39,156 @@ static void resolve_model(const char *arg, char *out, size_t len)
     snprintf(out, len, "%s/%s.onnx", dir && dir[0] ? dir : "models", arg);
 }
 
+/* The resolved card as part of the --json answer. */
+static void json_card(const struct model_card *c)
+{
+    char size[32];
+    snprintf(size, sizeof size, "%dx%d", c->height, c->width);
+    cli_json_key_object("card");
+    cli_json_str("size", size);
+    cli_json_str("layout", card_layout_name(c->layout));
+    cli_json_str("channels", card_channels_name(c->channels));
+    cli_json_i64("scale", c->scale);
+    cli_json_begin_array("mean");
+    for (int i = 0; i < c->n_mean; i++)
+        cli_json_double(NULL, c->mean[i]);
+    cli_json_end_array();
+    cli_json_begin_array("std");
+    for (int i = 0; i < c->n_std; i++)
+        cli_json_double(NULL, c->std[i]);
+    cli_json_end_array();
+    cli_json_str("resize", card_resize_name(c->resize));
+    cli_json_i64("resize_side", c->resize_side);
+    cli_json_i64("pad_value", c->pad_value);
+    cli_json_str("output", card_output_name(c->output));
+    cli_json_str("output_name", c->output_name);
+    if (c->output != CARD_RAW)
+        cli_json_i64("top_k", c->top_k);
+    if (c->n_labels) {
+        cli_json_begin_array("labels");
+        for (size_t i = 0; i < c->n_labels; i++)
+            cli_json_str(NULL, c->labels[i]);
+        cli_json_end_array();
+    }
+    cli_json_end_object();
+}
+
+static const char *label_of(const struct model_card *c, int cls)
+{
+    return cls >= 0 && (size_t)cls < c->n_labels ? c->labels[cls] : NULL;
+}
+
+static void json_result(const struct model_card *c, const struct infer_result *r)
+{
+    if (r->raw) {
+        cli_json_begin_array("values");
+        for (int k = 0; k < r->k; k++)
+            cli_json_double(NULL, r->top_prob[k]);
+        cli_json_end_array();
+        return;
+    }
+    cli_json_begin_array("top");
+    for (int k = 0; k < r->k; k++) {
+        cli_json_begin_object();
+        cli_json_i64("class", r->top_class[k]);
+        if (label_of(c, r->top_class[k]))
+            cli_json_str("label", label_of(c, r->top_class[k]));
+        cli_json_double("prob", r->top_prob[k]);
+        cli_json_end_object();
+    }
+    cli_json_end_array();
+}
+
+static void print_result(const struct model_card *c, const struct infer_result *r)
+{
+    for (int k = 0; k < r->k; k++) {
+        const char *label = label_of(c, r->top_class[k]);
+        if (r->raw)
+            printf("  value %-5d %12.6g%s%s\n", k, (double)r->top_prob[k], label ? "  " : "",
+                   label ? label : "");
+        else
+            printf("  %d. class %-5d %6.2f%%%s%s\n", k + 1, r->top_class[k], 100.0 * r->top_prob[k],
+                   label ? "  " : "", label ? label : "");
+    }
+}
+
 static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
 {
     const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
+    /* Every card flag has val 'c': its name is the card field (card_set). */
     static const struct option opts[] = {
         {"threads", required_argument, NULL, 't'},
         {"batch", required_argument, NULL, 'b'},
+        {"card", required_argument, NULL, 'f'},
+        {"size", required_argument, NULL, 'c'},
+        {"resize", required_argument, NULL, 'c'},
+        {"resize-side", required_argument, NULL, 'c'},
+        {"pad-value", required_argument, NULL, 'c'},
+        {"layout", required_argument, NULL, 'c'},
+        {"channels", required_argument, NULL, 'c'},
+        {"scale", required_argument, NULL, 'c'},
+        {"mean", required_argument, NULL, 'c'},
+        {"std", required_argument, NULL, 'c'},
+        {"labels", required_argument, NULL, 'c'},
+        {"output", required_argument, NULL, 'c'},
+        {"output-name", required_argument, NULL, 'c'},
+        {"top-k", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
     struct infer_options opt = {.threads = 1};
     long batch = 1;
+    const char *card_file = NULL;
+    struct model_card flags = {0}, card = {0};
+    char err[512];
     optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        if (c == 't')
+    int c, li;
+    while ((c = getopt_long(argc, argv, "+", opts, &li)) != -1) {
+        if (c == 't') {
             opt.threads = atoi(optarg);
-        else if (c == 'b')
+        } else if (c == 'b') {
             batch = strtol(optarg, NULL, 10);
-        else
+        } else if (c == 'f') {
+            card_file = optarg;
+        } else if (c == 'c') {
+            if (card_set(&flags, opts[li].name, optarg, err, sizeof err) < 0) {
+                card_free(&flags);
+                return cli_fail(CLI_USER_ERROR, "local-infer: %s", err);
+            }
+        } else {
+            card_free(&flags);
             return cli_usage_error(cmd, "unknown option");
+        }
     }
-    if (opt.threads < 1 || opt.threads > 64 || batch < 1 || batch > 256)
+    /* Flags override the file, whatever their order on the line. */
+    if (card_file && card_load_file(card_file, &card, err, sizeof err) < 0) {
+        card_free(&flags);
+        return cli_fail(CLI_USER_ERROR, "local-infer: %s", err);
+    }
+    int merged = card_merge(&card, &flags);
+    card_free(&flags);
+    if (merged < 0) {
+        card_free(&card);
+        return cli_fail(CLI_CLUSTER_ERROR, "out of memory");
+    }
+    if (opt.threads < 1 || opt.threads > 64 || batch < 1 || batch > 256) {
+        card_free(&card);
         return cli_usage_error(cmd, "takes --threads 1..64 and --batch 1..256");
-    if (argc - optind < 2)
+    }
+    if (argc - optind < 2) {
+        card_free(&card);
         return cli_usage_error(cmd, "needs a MODEL and at least one IMAGE");
-    char path[1024], err[512];
+    }
+    char path[1024];
     resolve_model(argv[optind], path, sizeof path);
     struct infer_model *m;
-    int rc = infer_model_open(path, &opt, &m, err, sizeof err);
+    int rc = infer_model_open_card(path, &opt, &card, &m, err, sizeof err);
+    card_free(&card);
     if (rc)
         return cli_fail(CLI_USER_ERROR, "cannot load model %s: %s", path, err);
     const struct infer_model_info *info = infer_model_info(m);
+    const struct model_card *rc_card = &info->card;
     size_t n = (size_t)(argc - optind - 1);
     const char *const *images = (const char *const *)argv + optind + 1;
     struct infer_result *res = calloc(n, sizeof *res);
@@ -84,7 +208,12 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
     if (ctx->json) {
         cli_json_begin_object();
         cli_json_str("model", info->name);
+        json_card(rc_card);
         cli_json_begin_array("images");
+    } else {
+        char *text = card_to_json(rc_card);
+        printf("card: %s\n", text ? text : "(out of memory)");
+        free(text);
     }
     for (size_t i = 0; i < n; i++) {
         failed += res[i].status != 0;
@@ -94,14 +223,7 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
             if (res[i].status) {
                 cli_json_str("error", res[i].error);
             } else {
-                cli_json_begin_array("top5");
-                for (int k = 0; k < INFER_TOPK && res[i].top_class[k] >= 0; k++) {
-                    cli_json_begin_object();
-                    cli_json_i64("class", res[i].top_class[k]);
-                    cli_json_double("prob", res[i].top_prob[k]);
-                    cli_json_end_object();
-                }
-                cli_json_end_array();
+                json_result(rc_card, &res[i]);
             }
             cli_json_end_object();
             continue;
@@ -111,9 +233,7 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
             printf("  error: %s\n", res[i].error);
             continue;
         }
-        for (int k = 0; k < INFER_TOPK && res[i].top_class[k] >= 0; k++)
-            printf("  %d. class %-5d %6.2f%%\n", k + 1, res[i].top_class[k],
-                   100.0 * res[i].top_prob[k]);
+        print_result(rc_card, &res[i]);
     }
     if (ctx->json) {
         cli_json_end_array();
@@ -123,7 +243,7 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
         cli_json_done();
     } else {
         fprintf(stderr, "%zu images (%zu failed) through %s (%dx%d, %d classes) in %.2f s\n", n,
-                failed, info->name, info->input_size, info->input_size, info->classes, secs);
+                failed, info->name, rc_card->height, rc_card->width, info->classes, secs);
     }
     free(res);
     infer_model_close(m);

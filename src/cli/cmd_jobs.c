@@ -223,6 +223,15 @@ static int cmd_train(struct cli_ctx *ctx, int argc, char **argv)
     if (infer_model_open(path, &io, &m, err, sizeof err) < 0)
         return cli_fail(CLI_USER_ERROR, "train %s: %s is not a usable model: %s", name, path, err);
     const struct infer_model_info *info = infer_model_info(m);
+    if (info->input_size == 0 || info->card.channels != CARD_RGB) {
+        /* The cluster carries a square RGB input's size and statistics
+         * only, until model cards are stored with the model. */
+        infer_model_close(m);
+        return cli_fail(CLI_USER_ERROR,
+                        "train %s: the cluster takes square RGB inputs only for now; run this "
+                        "model with local-infer",
+                        name);
+    }
     Idunno__ModelInfo mi = IDUNNO__MODEL_INFO__INIT;
     float mean[3], std[3];
     for (int k = 0; k < 3; k++) {

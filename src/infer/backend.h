@@ -12,7 +12,7 @@ struct infer_session; /* a loaded model, owned by the backend */
 /* The largest shapes a model may declare. They bound every buffer sized from
  * a model (logits: batch x classes floats; inputs: batch x 3 x side x side),
  * so that no product of them overflows and a model cannot ask for gigabytes:
- * a model beyond them is refused when it is loaded. */
+ * a model beyond them is refused when its card is resolved (card.h). */
 #define INFER_MAX_CLASSES (1 << 20)
 #define INFER_MAX_SIDE 4096
 
@@ -21,11 +21,23 @@ struct infer_backend_options {
     int optimize;      /* 1: all graph optimisations */
 };
 
+/* What a model declares about one of its tensors. */
+struct infer_tensor_decl {
+    char name[64];
+    int rank;        /* number of dimensions */
+    int is_float;    /* 1: float32 */
+    int64_t dims[4]; /* the first min(rank, 4); -1: dynamic */
+};
+
+/* Outputs beyond this many are not listed (nor selectable by a card). */
+#define INFER_MAX_OUTPUTS 8
+
+/* The model's one input and its outputs, as declared; which output is read
+ * and how the input is shaped is the card's business (card.h). */
 struct infer_io {
-    char input_name[64];
-    char output_name[64];
-    int64_t input_shape[4]; /* N, C, H, W; N may be -1 (dynamic) */
-    int64_t classes;        /* output's second dimension */
+    struct infer_tensor_decl input;
+    size_t n_outputs;
+    struct infer_tensor_decl outputs[INFER_MAX_OUTPUTS];
 };
 
 struct infer_backend {
@@ -35,11 +47,12 @@ struct infer_backend {
                 struct infer_session **out, struct infer_io *io, char *errmsg, size_t len);
     /* A custom metadata value of the model, or NULL (caller frees). */
     char *(*metadata)(struct infer_session *s, const char *key);
-    /* Runs input[n * C * H * W] and writes logits[n * classes]: exactly what
-     * the runtime returned, which must be an n x classes float tensor (else
-     * ID_EMODEL with errmsg, and logits untouched). */
-    int (*run)(struct infer_session *s, const float *input, size_t n, float *logits, char *errmsg,
-               size_t len);
+    /* Runs n images, input[n x shape[1] x shape[2] x shape[3]] (shape[0] is
+     * ignored), and writes out[n * width]: exactly what the runtime returned
+     * for output number `output`, which must be an n x width float tensor
+     * (else ID_EMODEL with errmsg, and out untouched). */
+    int (*run)(struct infer_session *s, const int64_t shape[4], int output, int64_t width,
+               const float *input, size_t n, float *out, char *errmsg, size_t len);
     void (*free)(struct infer_session *s);
 };
 

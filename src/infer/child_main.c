@@ -106,8 +106,8 @@ static void reply_done(uint64_t id, int status, const char *error, uint64_t cpu_
     d.cpu_us = cpu_us;
     Idunno__InferChildImage *rows = calloc(n ? n : 1, sizeof *rows);
     Idunno__InferChildImage **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    int32_t(*cls)[INFER_TOPK] = calloc(n ? n : 1, sizeof *cls);
-    float(*probs)[INFER_TOPK] = calloc(n ? n : 1, sizeof *probs);
+    int32_t(*cls)[INFER_MAX_K] = calloc(n ? n : 1, sizeof *cls);
+    float(*probs)[INFER_MAX_K] = calloc(n ? n : 1, sizeof *probs);
     if (!rows || !ptrs || !cls || !probs)
         die(1, "out of memory");
     for (size_t i = 0; status == 0 && i < n; i++) {
@@ -115,11 +115,11 @@ static void reply_done(uint64_t id, int status, const char *error, uint64_t cpu_
         rows[i].status = res[i].status;
         rows[i].error = (char *)res[i].error;
         if (res[i].status == 0) {
-            for (int k = 0; k < INFER_TOPK; k++) {
+            for (int k = 0; k < res[i].k; k++) {
                 cls[i][k] = res[i].top_class[k];
                 probs[i][k] = res[i].top_prob[k];
             }
-            rows[i].n_classes = rows[i].n_probs = INFER_TOPK;
+            rows[i].n_classes = rows[i].n_probs = (size_t)res[i].k;
             rows[i].classes = cls[i];
             rows[i].probs = probs[i];
         }

@@ -100,16 +100,22 @@ static int image_from_pb(const Idunno__InferChildImage *im, int classes, struct 
     infer_child_clean_text(r->error, sizeof r->error, im->error);
     if (im->status < 0)
         return im->n_classes == 0 && im->n_probs == 0 ? 0 : ID_EPROTO;
-    if (im->n_classes != INFER_TOPK || im->n_probs != INFER_TOPK)
+    /* top-k of a model without a card: 1 to min(5, classes) entries
+     * (never padding), each a real class with a probability. */
+    size_t k_max = classes < INFER_TOPK ? (size_t)classes : INFER_TOPK;
+    if (im->n_classes != im->n_probs || im->n_classes < 1 || im->n_classes > k_max)
         return ID_EPROTO;
-    for (int k = 0; k < INFER_TOPK; k++) {
+    for (int k = 0; k < INFER_MAX_K; k++)
+        r->top_class[k] = -1;
+    for (size_t k = 0; k < im->n_classes; k++) {
         int32_t c = im->classes[k];
         float p = im->probs[k];
-        if (c < -1 || c >= classes || !isfinite(p) || p < 0 || p > 1.0001f)
+        if (c < 0 || c >= classes || !isfinite(p) || p < 0 || p > 1.0001f)
             return ID_EPROTO;
         r->top_class[k] = c;
         r->top_prob[k] = p;
     }
+    r->k = (int)im->n_classes;
     return 0;
 }
 

@@ -125,27 +125,67 @@ void image_free(struct image_rgb *img)
     img->pixels = NULL;
 }
 
-/* One pass: each output pixel of the crop maps to a point of the resized image,
- * which maps back to the source with half-pixel centres; bilinear there. */
-void image_preprocess(const struct image_rgb *img, const struct image_prep *p, float *out)
+size_t image_tensor_len(const struct model_card *c)
 {
-    int w = img->width, h = img->height;
-    double scale = (double)p->resize / (w < h ? w : h);
-    int rw = (int)lround(w * scale), rh = (int)lround(h * scale);
-    if (rw < p->crop)
-        rw = p->crop;
-    if (rh < p->crop)
-        rh = p->crop;
-    int left = (rw - p->crop) / 2, top = (rh - p->crop) / 2;
-    double sx = (double)w / rw, sy = (double)h / rh;
-    size_t plane = (size_t)p->crop * (size_t)p->crop;
-    float inv[3], sub[3];
-    for (int c = 0; c < 3; c++) {
-        inv[c] = 1.0f / (255.0f * p->std[c]);
-        sub[c] = p->mean[c] / p->std[c];
+    return (size_t)c->height * (size_t)c->width * (c->channels == CARD_GRAY ? 1u : 3u);
+}
+
+/* Where the source image lands in the H x W output: scaled to rw x rh, its
+ * top-left corner at (ox, oy) (negative when a crop cuts it). */
+struct placement {
+    int rw, rh, ox, oy;
+};
+
+static struct placement place(int w, int h, const struct model_card *c)
+{
+    struct placement p = {c->width, c->height, 0, 0};
+    if (c->resize == CARD_STRETCH)
+        return p;
+    if (c->resize == CARD_PAD) {
+        double s = fmin((double)c->width / w, (double)c->height / h);
+        p.rw = (int)lround(w * s);
+        p.rh = (int)lround(h * s);
+        p.rw = p.rw < 1 ? 1 : p.rw > c->width ? c->width : p.rw;
+        p.rh = p.rh < 1 ? 1 : p.rh > c->height ? c->height : p.rh;
+        p.ox = (c->width - p.rw) / 2;
+        p.oy = (c->height - p.rh) / 2;
+        return p;
     }
-    for (int y = 0; y < p->crop; y++) {
-        double fy = (y + top + 0.5) * sy - 0.5;
+    /* crop: the shorter side to resize_side, but never smaller than the
+     * output in either direction (the aspect ratio is kept). */
+    double s = (double)c->resize_side / (w < h ? w : h);
+    s = fmax(s, fmax((double)c->width / w, (double)c->height / h));
+    p.rw = (int)lround(w * s);
+    p.rh = (int)lround(h * s);
+    if (p.rw < c->width)
+        p.rw = c->width;
+    if (p.rh < c->height)
+        p.rh = c->height;
+    p.ox = -((p.rw - c->width) / 2);
+    p.oy = -((p.rh - c->height) / 2);
+    return p;
+}
+
+/* One pass: each output pixel maps to a point of the placed, scaled image,
+ * which maps back to the source with half-pixel centres; bilinear there.
+ * Output pixels outside the placed image (pad) take the pad value. */
+void image_preprocess(const struct image_rgb *img, const struct model_card *c, float *out)
+{
+    int w = img->width, h = img->height, ow = c->width, oh = c->height;
+    struct placement p = place(w, h, c);
+    double sx = (double)w / p.rw, sy = (double)h / p.rh;
+    int nch = c->channels == CARD_GRAY ? 1 : 3;
+    size_t plane = (size_t)ow * (size_t)oh;
+    float k = c->scale == 255 ? 1.0f : 255.0f;
+    float inv[3], sub[3];
+    for (int ch = 0; ch < nch; ch++) {
+        inv[ch] = 1.0f / (k * c->std[ch]);
+        sub[ch] = c->mean[ch] / c->std[ch];
+    }
+    for (int y = 0; y < oh; y++) {
+        int yr = y - p.oy;
+        int y_out = yr < 0 || yr >= p.rh;
+        double fy = (yr + 0.5) * sy - 0.5;
         if (fy < 0)
             fy = 0;
         int y0 = (int)fy;
@@ -155,26 +195,48 @@ void image_preprocess(const struct image_rgb *img, const struct image_prep *p, f
         float wy = (float)(fy - y0);
         const uint8_t *r0 = img->pixels + (size_t)y0 * w * 3,
                       *r1 = img->pixels + (size_t)y1 * w * 3;
-        for (int x = 0; x < p->crop; x++) {
-            double fx = (x + left + 0.5) * sx - 0.5;
-            if (fx < 0)
-                fx = 0;
-            int x0 = (int)fx;
-            if (x0 > w - 1)
-                x0 = w - 1;
-            int x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-            float wx = (float)(fx - x0);
-            for (int c = 0; c < 3; c++) {
-                float a = r0[x0 * 3 + c] + (r0[x1 * 3 + c] - r0[x0 * 3 + c]) * wx;
-                float b = r1[x0 * 3 + c] + (r1[x1 * 3 + c] - r1[x0 * 3 + c]) * wx;
-                float v = a + (b - a) * wy;
-                out[c * plane + (size_t)y * p->crop + x] = v * inv[c] - sub[c];
+        for (int x = 0; x < ow; x++) {
+            int xr = x - p.ox;
+            float rgb[3];
+            if (y_out || xr < 0 || xr >= p.rw) {
+                rgb[0] = rgb[1] = rgb[2] = (float)c->pad_value;
+            } else {
+                double fx = (xr + 0.5) * sx - 0.5;
+                if (fx < 0)
+                    fx = 0;
+                int x0 = (int)fx;
+                if (x0 > w - 1)
+                    x0 = w - 1;
+                int x1 = x0 + 1 < w ? x0 + 1 : w - 1;
+                float wx = (float)(fx - x0);
+                for (int ch = 0; ch < 3; ch++) {
+                    float a = r0[x0 * 3 + ch] + (r0[x1 * 3 + ch] - r0[x0 * 3 + ch]) * wx;
+                    float b = r1[x0 * 3 + ch] + (r1[x1 * 3 + ch] - r1[x0 * 3 + ch]) * wx;
+                    rgb[ch] = a + (b - a) * wy;
+                }
+            }
+            float v[3];
+            if (c->channels == CARD_GRAY) {
+                /* ITU-R BT.601 luma, what PIL's convert("L") computes. */
+                v[0] = 0.299f * rgb[0] + 0.587f * rgb[1] + 0.114f * rgb[2];
+            } else {
+                int bgr = c->channels == CARD_BGR;
+                for (int ch = 0; ch < 3; ch++)
+                    v[ch] = rgb[bgr ? 2 - ch : ch];
+            }
+            size_t px = (size_t)y * ow + x;
+            for (int ch = 0; ch < nch; ch++) {
+                float o = v[ch] * inv[ch] - sub[ch];
+                if (c->layout == CARD_NHWC)
+                    out[px * nch + ch] = o;
+                else
+                    out[ch * plane + px] = o;
             }
         }
     }
 }
 
-int image_load_tensor(const char *path, const struct image_prep *prep, float *out, char *errmsg,
+int image_load_tensor(const char *path, const struct model_card *prep, float *out, char *errmsg,
                       size_t errlen)
 {
     FILE *f = fopen(path, "rb");

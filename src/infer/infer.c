@@ -10,42 +10,44 @@
 
 #include "base/err.h"
 
-static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
-static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
-
 struct infer_model {
     const struct infer_backend *backend;
     struct infer_session *session;
     struct infer_model_info info;
     struct infer_gate *gate;
+    int64_t in_shape[4]; /* what each run feeds: N (ignored), then as the card's layout */
 };
 
-static int parse_floats3(const char *s, float out[3])
+/* The card the model's metadata gives; a malformed value is refused,
+ * unless `over` (the user's card, NULL: none) gives that field itself:
+ * then the metadata's value would never be used. */
+static int metadata_card(struct infer_model *m, const struct model_card *over, struct model_card *c,
+                         char *errmsg, size_t len)
 {
-    if (!s)
-        return -1;
-    char *end;
-    for (int i = 0; i < 3; i++) {
-        out[i] = strtof(s, &end);
-        if (end == s || (i < 2 && *end != ',') || (i == 2 && *end))
-            return -1;
-        s = end + 1;
+    static const char *const keys[] = {"idunno.input_size", "idunno.resize", "idunno.mean",
+                                       "idunno.std"};
+    static const unsigned fields[] = {CARD_F_SIZE, CARD_F_RESIZE_SIDE, CARD_F_MEAN, CARD_F_STD};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (over && (over->given & fields[i]))
+            continue;
+        char *v = m->backend->metadata(m->session, keys[i]);
+        int rc = v ? card_from_metadata(c, keys[i], v, errmsg, len) : 0;
+        free(v);
+        if (rc)
+            return ID_EMODEL;
     }
     return 0;
 }
 
-static int meta_int(struct infer_model *m, const char *key, int fallback)
-{
-    char *v = m->backend->metadata(m->session, key);
-    int r = fallback;
-    if (v && atoi(v) > 0)
-        r = atoi(v);
-    free(v);
-    return r;
-}
-
 int infer_model_open(const char *path, const struct infer_options *opt, struct infer_model **out,
                      char *errmsg, size_t len)
+{
+    return infer_model_open_card(path, opt, NULL, out, errmsg, len);
+}
+
+int infer_model_open_card(const char *path, const struct infer_options *opt,
+                          const struct model_card *card, struct infer_model **out, char *errmsg,
+                          size_t len)
 {
     struct infer_model *m = calloc(1, sizeof *m);
     if (!m)
@@ -53,31 +55,21 @@ int infer_model_open(const char *path, const struct infer_options *opt, struct i
     m->backend = &infer_backend_ort;
     m->gate = opt ? opt->gate : NULL;
     struct infer_backend_options bo = {.intra_threads = opt ? opt->threads : 1, .optimize = 1};
-    struct infer_io io;
-    int rc = m->backend->load(path, &bo, &m->session, &io, errmsg, len);
+    int rc = m->backend->load(path, &bo, &m->session, &m->info.io, errmsg, len);
     if (rc) {
         free(m);
         return rc;
     }
     struct infer_model_info *in = &m->info;
-    in->io = io;
-    /* The backend refuses larger shapes; checked again here because the
-     * int fields below and every buffer size are derived from them. */
-    if (io.classes <= 0 || io.classes > INFER_MAX_CLASSES || io.input_shape[2] <= 0 ||
-        io.input_shape[2] > INFER_MAX_SIDE) {
-        snprintf(errmsg, len,
-                 "the model declares %lld classes and %lld-pixel inputs; 1 to %d and 1 to %d are "
-                 "supported",
-                 (long long)io.classes, (long long)io.input_shape[2], INFER_MAX_CLASSES,
-                 INFER_MAX_SIDE);
+    struct model_card *c = &in->card;
+    rc = metadata_card(m, card, c, errmsg, len);
+    if (!rc && card && card_merge(c, card) < 0)
+        rc = ID_ENOMEM;
+    if (!rc)
+        rc = card_resolve(c, &in->io, &in->output, &in->classes, errmsg, len);
+    if (rc) {
         infer_model_close(m);
-        return ID_EMODEL;
-    }
-    if (io.input_shape[2] != io.input_shape[3]) {
-        snprintf(errmsg, len, "the model's input is %lldx%lld; square inputs only",
-                 (long long)io.input_shape[2], (long long)io.input_shape[3]);
-        infer_model_close(m);
-        return ID_EMODEL;
+        return rc;
     }
     char *name = m->backend->metadata(m->session, "idunno.name");
     if (name)
@@ -87,24 +79,20 @@ int infer_model_open(const char *path, const struct infer_options *opt, struct i
         snprintf(in->name, sizeof in->name, "%s", base ? base + 1 : path);
     }
     free(name);
-    in->input_size = (int)io.input_shape[2];
-    int declared = meta_int(m, "idunno.input_size", in->input_size);
-    if (declared != in->input_size) {
-        snprintf(errmsg, len, "metadata says input %d but the graph takes %d", declared,
-                 in->input_size);
-        infer_model_close(m);
-        return ID_EMODEL;
+    in->input_size = c->height == c->width ? c->height : 0;
+    in->resize = c->resize_side;
+    for (int k = 0; k < 3; k++) {
+        in->mean[k] = c->mean[k < c->n_mean ? k : 0];
+        in->std[k] = c->std[k < c->n_std ? k : 0];
     }
-    in->resize = meta_int(m, "idunno.resize", (in->input_size * 8 + 6) / 7);
-    in->classes = (int)io.classes;
-    char *mean = m->backend->metadata(m->session, "idunno.mean");
-    char *std = m->backend->metadata(m->session, "idunno.std");
-    if (parse_floats3(mean, in->mean) < 0)
-        memcpy(in->mean, imagenet_mean, sizeof in->mean);
-    if (parse_floats3(std, in->std) < 0 || in->std[0] <= 0 || in->std[1] <= 0 || in->std[2] <= 0)
-        memcpy(in->std, imagenet_std, sizeof in->std);
-    free(mean);
-    free(std);
+    int nch = c->channels == CARD_GRAY ? 1 : 3;
+    int64_t shape[4] = {1, nch, c->height, c->width};
+    if (c->layout == CARD_NHWC) {
+        shape[1] = c->height;
+        shape[2] = c->width;
+        shape[3] = nch;
+    }
+    memcpy(m->in_shape, shape, sizeof shape);
     *out = m;
     return 0;
 }
@@ -114,6 +102,7 @@ void infer_model_close(struct infer_model *m)
     if (!m)
         return;
     m->backend->free(m->session);
+    card_free(&m->info.card);
     free(m);
 }
 
@@ -127,45 +116,74 @@ char *infer_model_metadata(struct infer_model *m, const char *key)
     return m->backend->metadata(m->session, key);
 }
 
-int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits,
-                     char *errmsg, size_t len)
+int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *out, char *errmsg,
+                     size_t len)
 {
+    const struct infer_model_info *in = &m->info;
     if (!m->gate)
-        return m->backend->run(m->session, input, n, logits, errmsg, len);
+        return m->backend->run(m->session, m->in_shape, in->output, in->classes, input, n, out,
+                               errmsg, len);
     int slot = infer_gate_enter(m->gate);
-    int rc = m->backend->run(m->session, input, n, logits, errmsg, len);
+    int rc = m->backend->run(m->session, m->in_shape, in->output, in->classes, input, n, out,
+                             errmsg, len);
     infer_gate_exit(m->gate, slot);
     return rc;
 }
 
-void infer_top5(const float *logits, int classes, struct infer_result *r)
+void infer_postprocess(const float *values, int classes, enum card_output output, int top_k,
+                       struct infer_result *r)
 {
-    float mx = -INFINITY;
-    for (int i = 0; i < classes; i++)
-        if (logits[i] > mx)
-            mx = logits[i];
-    double sum = 0;
-    for (int i = 0; i < classes; i++)
-        sum += exp((double)logits[i] - mx);
-    for (int k = 0; k < INFER_TOPK; k++) {
+    for (int k = 0; k < INFER_MAX_K; k++) {
         r->top_class[k] = -1;
         r->top_prob[k] = 0;
     }
-    for (int i = 0; i < classes; i++) {
-        float v = logits[i];
-        int k = INFER_TOPK;
-        while (k > 0 && (r->top_class[k - 1] < 0 || v > logits[r->top_class[k - 1]]))
-            k--;
-        if (k == INFER_TOPK)
-            continue;
-        memmove(&r->top_class[k + 1], &r->top_class[k], (INFER_TOPK - 1 - k) * sizeof(int));
-        r->top_class[k] = i;
-    }
-    for (int k = 0; k < INFER_TOPK; k++)
-        if (r->top_class[k] >= 0)
-            r->top_prob[k] = (float)(exp((double)logits[r->top_class[k]] - mx) / sum);
     r->status = 0;
     r->error[0] = 0;
+    r->raw = output == CARD_RAW;
+    if (r->raw) {
+        r->k = classes < INFER_MAX_K ? classes : INFER_MAX_K;
+        for (int i = 0; i < r->k; i++) {
+            r->top_class[i] = i;
+            r->top_prob[i] = values[i];
+        }
+        return;
+    }
+    int want = top_k < 1 ? 1 : top_k;
+    if (want > classes)
+        want = classes;
+    if (want > INFER_MAX_K)
+        want = INFER_MAX_K;
+    /* Insertion into the top `want`, kept sorted: a later class goes in
+     * only if strictly larger, so ties keep the lower index first. */
+    int n = 0;
+    for (int i = 0; i < classes; i++) {
+        float v = values[i];
+        int k = n;
+        while (k > 0 && v > values[r->top_class[k - 1]])
+            k--;
+        if (k == want)
+            continue;
+        int moved = (n < want ? n : want - 1) - k;
+        memmove(&r->top_class[k + 1], &r->top_class[k], (size_t)moved * sizeof(int));
+        r->top_class[k] = i;
+        if (n < want)
+            n++;
+    }
+    r->k = n;
+    if (output == CARD_PROBABILITIES) {
+        for (int k = 0; k < n; k++)
+            r->top_prob[k] = values[r->top_class[k]];
+        return;
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < classes; i++)
+        if (values[i] > mx)
+            mx = values[i];
+    double sum = 0;
+    for (int i = 0; i < classes; i++)
+        sum += exp((double)values[i] - mx);
+    for (int k = 0; k < n; k++)
+        r->top_prob[k] = (float)(exp((double)values[r->top_class[k]] - mx) / sum);
 }
 
 /* ---- batches with decoding overlapped ---------------------------------------------- */
@@ -173,11 +191,11 @@ void infer_top5(const float *logits, int classes, struct infer_result *r)
 struct batch {
     const char *const *paths;
     size_t n;
-    float *tensor; /* n x 3 x S x S, packed: failed images leave no gap */
+    float *tensor; /* n x plane, packed: failed images leave no gap */
     size_t n_ok;
     size_t *slot; /* slot[i]: row of image i in tensor, or SIZE_MAX */
     struct infer_result *results;
-    const struct image_prep *prep;
+    const struct model_card *prep;
     size_t plane;
 };
 
@@ -200,10 +218,7 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
     if (batch == 0)
         batch = 1;
     const struct infer_model_info *in = &m->info;
-    struct image_prep prep = {.resize = in->resize, .crop = in->input_size};
-    memcpy(prep.mean, in->mean, sizeof prep.mean);
-    memcpy(prep.std, in->std, sizeof prep.std);
-    size_t plane = 3 * (size_t)in->input_size * (size_t)in->input_size;
+    size_t plane = image_tensor_len(&in->card);
     struct batch b[2] = {0};
     size_t logit_bytes, tensor_bytes;
     if (__builtin_mul_overflow(batch, (size_t)in->classes * sizeof(float), &logit_bytes) ||
@@ -216,7 +231,7 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
     for (int k = 0; k < 2; k++) {
         b[k].tensor = malloc(tensor_bytes);
         b[k].slot = malloc(batch * sizeof(size_t));
-        b[k].prep = &prep;
+        b[k].prep = &in->card;
         b[k].plane = plane;
         if (!b[k].tensor || !b[k].slot)
             rc = ID_ENOMEM;
@@ -251,8 +266,8 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
         if (!rc)
             for (size_t j = 0; j < cur->n; j++)
                 if (cur->slot[j] != SIZE_MAX)
-                    infer_top5(logits + cur->slot[j] * (size_t)in->classes, in->classes,
-                               &cur->results[j]);
+                    infer_postprocess(logits + cur->slot[j] * (size_t)in->classes, in->classes,
+                                      in->card.output, in->card.top_k, &cur->results[j]);
         if (have_next == 1)
             pthread_join(th, NULL);
     }

@@ -1,6 +1,6 @@
 /* infer.h — the worker's inference engine: a model loaded through a backend
- * (backend.h), its preprocessing, batches of image files in, top-5 classes with
- * probabilities out. Image decoding of the next batch overlaps the current
+ * (backend.h) with its resolved card (card.h), batches of image files in,
+ * top-k classes with probabilities (or a raw output's values) out. Image decoding of the next batch overlaps the current
  * batch's inference. All functions block: call them from worker threads. A
  * model may be used by one thread at a time. */
 #ifndef IDUNNO_INFER_INFER_H
@@ -10,24 +10,32 @@
 #include <stdint.h>
 
 #include "infer/backend.h"
+#include "infer/card.h"
 #include "infer/image.h"
 
+/* Entries a cluster result carries (sched/jobs.h's JOBS_TOPK), and the
+ * default top-k when the model has that many classes. */
 #define INFER_TOPK 5
+#define INFER_MAX_K CARD_MAX_K
 
 struct infer_model_info {
     char name[64];
-    int input_size; /* H = W */
-    int resize;     /* shorter side before the centre crop */
+    int input_size; /* H when H = W; 0 for a non-square input */
+    int resize;     /* crop: shorter side before the centre crop */
     float mean[3], std[3];
-    int classes;
+    int classes;            /* the output's width */
+    int output;             /* index of the output tensor read */
+    struct model_card card; /* resolved: every field given */
     struct infer_io io;
 };
 
 struct infer_result {
     int status; /* 0, or ID_EIMAGE / ID_ENOTFOUND / ID_EIO for this image */
     char error[160];
-    int top_class[INFER_TOPK];
-    float top_prob[INFER_TOPK];
+    int k;   /* entries in top_class/top_prob; the rest hold -1 and 0 */
+    int raw; /* 1: top_prob[i] is the output's value i and top_class[i] = i */
+    int top_class[INFER_MAX_K];
+    float top_prob[INFER_MAX_K];
 };
 
 struct infer_model;
@@ -39,22 +47,34 @@ struct infer_options {
     struct infer_gate *gate; /* held around every model run (gate.h); NULL: none */
 };
 
-/* Loads a model file. Preprocessing comes from the model's metadata
- * (idunno.input_size, idunno.resize, idunno.mean, idunno.std), else from its
- * input shape with ImageNet statistics. Returns 0 or ID_E* with errmsg. */
+/* Loads a model file with no card of its own: its card comes from the
+ * model's metadata (idunno.input_size, idunno.resize, idunno.mean,
+ * idunno.std), then its shapes, then the defaults (card_resolve). Returns 0
+ * or ID_E* with errmsg; a malformed metadata value or a model the card does
+ * not fit is ID_EMODEL naming the field. */
 int infer_model_open(const char *path, const struct infer_options *opt, struct infer_model **out,
                      char *errmsg, size_t len);
+/* The same with a card (NULL: none) whose fields override the metadata's
+ * (a metadata value the card overrides is not read, so not refused). */
+int infer_model_open_card(const char *path, const struct infer_options *opt,
+                          const struct model_card *card, struct infer_model **out, char *errmsg,
+                          size_t len);
 void infer_model_close(struct infer_model *m);
 const struct infer_model_info *infer_model_info(const struct infer_model *m);
 /* A custom metadata value of the model, or NULL (caller frees). */
 char *infer_model_metadata(struct infer_model *m, const char *key);
 
-/* Runs n preprocessed inputs (n x 3 x S x S floats); logits is n x classes. */
-int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *logits,
-                     char *errmsg, size_t len);
+/* Runs n preprocessed inputs (n x image_tensor_len(card) floats); out is
+ * n x classes: the selected output exactly as the model returned it. */
+int infer_run_tensor(struct infer_model *m, const float *input, size_t n, float *out, char *errmsg,
+                     size_t len);
 
-/* Softmax over logits[classes] and the INFER_TOPK most probable classes. Pure. */
-void infer_top5(const float *logits, int classes, struct infer_result *r);
+/* One image's result from the output's values[classes], as the card's
+ * output says: logits get a softmax, probabilities are taken as they are
+ * (both then the top_k largest, 1 <= top_k <= classes, ties to the lower
+ * index); raw keeps every value in order (classes <= INFER_MAX_K). Pure. */
+void infer_postprocess(const float *values, int classes, enum card_output output, int top_k,
+                       struct infer_result *r);
 
 /* Runs every file through the model, `batch` images at a time, decoding the
  * next batch on a second thread while the current one runs. Images that cannot

@@ -61,12 +61,36 @@ static void ort_free(struct infer_session *s)
     free(s);
 }
 
-static int check_declared(const struct infer_io *io, int64_t output_batch, char *errmsg,
-                          size_t len);
+/* What the model declares about one tensor; a non-tensor (a sequence, a
+ * map) is recorded with rank 0, so that a card can never select it. */
+static int read_decl(OrtTypeInfo *ti, const char *name, struct infer_tensor_decl *d, char *errmsg,
+                     size_t len)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    const OrtTensorTypeAndShapeInfo *tsi = NULL;
+    int rc = check(ort->CastTypeInfoToTensorInfo(ti, &tsi), errmsg, len);
+    if (rc || !tsi)
+        return rc;
+    size_t nd = 0;
+    ONNXTensorElementDataType et = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    rc = check(ort->GetDimensionsCount(tsi, &nd), errmsg, len);
+    if (!rc)
+        rc = check(ort->GetTensorElementType(tsi, &et), errmsg, len);
+    int64_t dims[16];
+    if (!rc && nd <= 16)
+        rc = check(ort->GetDimensions(tsi, dims, nd), errmsg, len);
+    if (rc)
+        return rc;
+    d->rank = (int)nd;
+    d->is_float = et == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    for (size_t i = 0; i < nd && i < 4 && nd <= 16; i++)
+        d->dims[i] = dims[i] < 0 ? -1 : dims[i];
+    return 0;
+}
 
 static int read_io(struct infer_session *s, char *errmsg, size_t len)
 {
-    int64_t output_batch = -1;
     OrtAllocator *alloc;
     int rc = check(ort->GetAllocatorWithDefaultOptions(&alloc), errmsg, len);
     size_t nin = 0, nout = 0;
@@ -78,87 +102,34 @@ static int read_io(struct infer_session *s, char *errmsg, size_t len)
         return rc;
     if (nin != 1 || nout < 1) {
         snprintf(errmsg, len,
-                 "the model has %zu inputs and %zu outputs; one image input and a logits output "
-                 "are needed",
+                 "the model has %zu inputs and %zu outputs; one image input and at least one "
+                 "output are needed",
                  nin, nout);
         return ID_EMODEL;
     }
-    char *name = NULL;
-    if ((rc = check(ort->SessionGetInputName(s->session, 0, alloc, &name), errmsg, len)))
-        return rc;
-    snprintf(s->io.input_name, sizeof s->io.input_name, "%s", name);
-    alloc->Free(alloc, name);
-    if ((rc = check(ort->SessionGetOutputName(s->session, 0, alloc, &name), errmsg, len)))
-        return rc;
-    snprintf(s->io.output_name, sizeof s->io.output_name, "%s", name);
-    alloc->Free(alloc, name);
-
-    for (int which = 0; which < 2; which++) {
+    s->io.n_outputs = nout < INFER_MAX_OUTPUTS ? nout : INFER_MAX_OUTPUTS;
+    for (size_t i = 0; i <= s->io.n_outputs && !rc; i++) {
+        /* i == 0 is the input; i >= 1 is output i - 1. */
+        int is_in = i == 0;
+        size_t k = is_in ? 0 : i - 1;
+        struct infer_tensor_decl *d = is_in ? &s->io.input : &s->io.outputs[k];
+        char *name = NULL;
         OrtTypeInfo *ti = NULL;
-        const OrtTensorTypeAndShapeInfo *tsi = NULL;
-        rc = check(which ? ort->SessionGetOutputTypeInfo(s->session, 0, &ti)
-                         : ort->SessionGetInputTypeInfo(s->session, 0, &ti),
+        rc = check(is_in ? ort->SessionGetInputName(s->session, 0, alloc, &name)
+                         : ort->SessionGetOutputName(s->session, k, alloc, &name),
                    errmsg, len);
         if (!rc)
-            rc = check(ort->CastTypeInfoToTensorInfo(ti, &tsi), errmsg, len);
-        size_t nd = 0;
-        ONNXTensorElementDataType et = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-        if (!rc && tsi)
-            rc = check(ort->GetDimensionsCount(tsi, &nd), errmsg, len);
-        if (!rc && tsi)
-            rc = check(ort->GetTensorElementType(tsi, &et), errmsg, len);
-        int64_t dims[8] = {0};
-        if (!rc && (!tsi || et != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || nd != (which ? 2u : 4u))) {
-            snprintf(errmsg, len, "the model's %s is not a float tensor of rank %d",
-                     which ? "output" : "input", which ? 2 : 4);
-            rc = ID_EMODEL;
-        }
+            rc = check(is_in ? ort->SessionGetInputTypeInfo(s->session, 0, &ti)
+                             : ort->SessionGetOutputTypeInfo(s->session, k, &ti),
+                       errmsg, len);
         if (!rc)
-            rc = check(ort->GetDimensions(tsi, dims, nd), errmsg, len);
+            rc = read_decl(ti, name, d, errmsg, len);
         if (ti)
             ort->ReleaseTypeInfo(ti);
-        if (rc)
-            return rc;
-        if (which) {
-            s->io.classes = dims[1];
-            output_batch = dims[0];
-        } else {
-            memcpy(s->io.input_shape, dims, sizeof s->io.input_shape);
-            if (dims[1] != 3 || dims[2] <= 0 || dims[3] <= 0) {
-                snprintf(errmsg, len, "the model's input is not N x 3 x H x W");
-                return ID_EMODEL;
-            }
-        }
+        if (name)
+            alloc->Free(alloc, name);
     }
-    return check_declared(&s->io, output_batch, errmsg, len);
-}
-
-/* Refuses declared shapes no buffer should be sized from: every size product
- * the worker computes from them (batch x classes, batch x 3 x H x W) then
- * fits comfortably in a size_t. */
-static int check_declared(const struct infer_io *io, int64_t output_batch, char *errmsg, size_t len)
-{
-    if (io->classes <= 0) {
-        snprintf(errmsg, len, "the model's output has no fixed class count");
-        return ID_EMODEL;
-    }
-    if (io->classes > INFER_MAX_CLASSES) {
-        snprintf(errmsg, len, "the model's output declares %lld classes; at most %d are supported",
-                 (long long)io->classes, INFER_MAX_CLASSES);
-        return ID_EMODEL;
-    }
-    if (io->input_shape[2] > INFER_MAX_SIDE || io->input_shape[3] > INFER_MAX_SIDE) {
-        snprintf(errmsg, len, "the model's input is %lldx%lld; at most %dx%d is supported",
-                 (long long)io->input_shape[2], (long long)io->input_shape[3], INFER_MAX_SIDE,
-                 INFER_MAX_SIDE);
-        return ID_EMODEL;
-    }
-    if (output_batch > 0 && io->input_shape[0] > 0 && output_batch != io->input_shape[0]) {
-        snprintf(errmsg, len, "the model takes batches of %lld images but returns %lld rows",
-                 (long long)io->input_shape[0], (long long)output_batch);
-        return ID_EMODEL;
-    }
-    return 0;
+    return rc;
 }
 
 static int ort_load(const char *path, const struct infer_backend_options *opt,
@@ -229,8 +200,8 @@ static char *ort_metadata(struct infer_session *s, const char *key)
  * float tensor it declared, and writes its element count to *count. A model
  * whose graph computes its output shape from the data can declare one shape
  * and return another: only the returned one may be trusted. */
-static int check_returned(const struct infer_session *s, const OrtValue *out, size_t n,
-                          size_t *count, char *errmsg, size_t len)
+static int check_returned(int64_t width, const OrtValue *out, size_t n, size_t *count, char *errmsg,
+                          size_t len)
 {
     OrtTensorTypeAndShapeInfo *info = NULL;
     int rc = check(ort->GetTensorTypeAndShape(out, &info), errmsg, len);
@@ -251,29 +222,32 @@ static int check_returned(const struct infer_session *s, const OrtValue *out, si
         return rc;
     size_t want;
     if (et != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || nd != 2 || dims[0] != (int64_t)n ||
-        dims[1] != s->io.classes || __builtin_mul_overflow(n, (size_t)s->io.classes, &want) ||
-        *count != want) {
+        dims[1] != width || __builtin_mul_overflow(n, (size_t)width, &want) || *count != want) {
         if (nd == 2)
             snprintf(errmsg, len,
                      "the model returned a %lld x %lld tensor for %zu images; it declares %zu x "
                      "%lld floats",
-                     (long long)dims[0], (long long)dims[1], n, n, (long long)s->io.classes);
+                     (long long)dims[0], (long long)dims[1], n, n, (long long)width);
         else
             snprintf(errmsg, len,
                      "the model returned a tensor of rank %zu for %zu images; it declares %zu x "
                      "%lld floats",
-                     nd, n, n, (long long)s->io.classes);
+                     nd, n, n, (long long)width);
         return ID_EMODEL;
     }
     return 0;
 }
 
-static int ort_run(struct infer_session *s, const float *input, size_t n, float *logits,
-                   char *errmsg, size_t len)
+static int ort_run(struct infer_session *s, const int64_t in_shape[4], int output, int64_t width,
+                   const float *input, size_t n, float *logits, char *errmsg, size_t len)
 {
-    int64_t shape[4] = {(int64_t)n, 3, s->io.input_shape[2], s->io.input_shape[3]};
+    int64_t shape[4] = {(int64_t)n, in_shape[1], in_shape[2], in_shape[3]};
+    if (output < 0 || (size_t)output >= s->io.n_outputs) {
+        snprintf(errmsg, len, "the model has no output %d", output);
+        return ID_EINVAL;
+    }
     size_t count, bytes;
-    if (__builtin_mul_overflow(n, 3 * (size_t)shape[2] * (size_t)shape[3], &count) ||
+    if (__builtin_mul_overflow(n, (size_t)shape[1] * (size_t)shape[2] * (size_t)shape[3], &count) ||
         __builtin_mul_overflow(count, sizeof(float), &bytes) || n > INT64_MAX) {
         snprintf(errmsg, len, "a batch of %zu images is too large for the model", n);
         return ID_EINVAL;
@@ -282,8 +256,8 @@ static int ort_run(struct infer_session *s, const float *input, size_t n, float 
     int rc = check(ort->CreateTensorWithDataAsOrtValue(s->mem, (void *)input, bytes, shape, 4,
                                                        ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in),
                    errmsg, len);
-    const char *in_names[] = {s->io.input_name};
-    const char *out_names[] = {s->io.output_name};
+    const char *in_names[] = {s->io.input.name};
+    const char *out_names[] = {s->io.outputs[output].name};
     if (!rc)
         rc = check(ort->Run(s->session, NULL, in_names, (const OrtValue *const *)&in, 1, out_names,
                             1, &out),
@@ -291,7 +265,7 @@ static int ort_run(struct infer_session *s, const float *input, size_t n, float 
     float *data = NULL;
     size_t returned = 0;
     if (!rc)
-        rc = check_returned(s, out, n, &returned, errmsg, len);
+        rc = check_returned(width, out, n, &returned, errmsg, len);
     if (!rc)
         rc = check(ort->GetTensorMutableData(out, (void **)&data), errmsg, len);
     if (!rc)

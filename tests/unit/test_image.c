@@ -45,8 +45,15 @@ static uint8_t *make_jpeg(const uint8_t *rgb, int w, int h, size_t *len)
     return copy;
 }
 
-static const struct image_prep unit_prep = {
-    .resize = 8, .crop = 8, .mean = {0.5f, 0.4f, 0.3f}, .std = {0.2f, 0.25f, 0.5f}};
+/* A card as the engine gets it: resolved, today's crop of a square. */
+static const struct model_card unit_prep = {.height = 8,
+                                            .width = 8,
+                                            .resize_side = 8,
+                                            .scale = 1,
+                                            .n_mean = 3,
+                                            .n_std = 3,
+                                            .mean = {0.5f, 0.4f, 0.3f},
+                                            .std = {0.2f, 0.25f, 0.5f}};
 
 static void test_solid_png_normalises_exactly(void **state)
 {
@@ -87,7 +94,8 @@ static void test_crop_takes_the_centre(void **state)
             for (int c = 0; c < 3; c++)
                 rgb[(y * 4 + x) * 3 + c] = (uint8_t)(10 * x + 100 * y + c);
     struct image_rgb img = {.width = 4, .height = 2, .pixels = rgb};
-    struct image_prep p = {.resize = 2, .crop = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    struct model_card p = {
+        .height = 2, .width = 2, .resize_side = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
     float out[3 * 4];
     image_preprocess(&img, &p, out);
     for (int c = 0; c < 3; c++)
@@ -107,7 +115,8 @@ static void test_downscale_is_bilinear(void **state)
             for (int c = 0; c < 3; c++)
                 rgb[(y * 4 + x) * 3 + c] = (uint8_t)(x * 40 + y * 8);
     struct image_rgb img = {.width = 4, .height = 4, .pixels = rgb};
-    struct image_prep p = {.resize = 2, .crop = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    struct model_card p = {
+        .height = 2, .width = 2, .resize_side = 2, .mean = {0, 0, 0}, .std = {1, 1, 1}};
     float out[3 * 4];
     image_preprocess(&img, &p, out);
     /* output (0,0) samples source (0.5, 0.5): mean of pixels (0..1, 0..1) */
@@ -243,6 +252,160 @@ static void test_pixel_limit(void **state)
     free(jpg);
 }
 
+/* ---- the card's resize modes, layouts and channel orders, on fixed pixels -------------- */
+
+/* A card that feeds pixel values through unchanged (scale 255, mean 0,
+ * std 1), so the expected values below are plain pixel arithmetic. */
+static struct model_card identity_card(int h, int w, enum card_resize mode)
+{
+    struct model_card c = {.height = h,
+                           .width = w,
+                           .resize = mode,
+                           .resize_side = h < w ? h : w,
+                           .scale = 255,
+                           .n_mean = 3,
+                           .n_std = 3,
+                           .std = {1, 1, 1}};
+    return c;
+}
+
+static void test_stretch_to_non_square(void **state)
+{
+    (void)state;
+    /* 2x2 to 2 rows x 4 columns: rows exact, columns sampled at source x =
+     * 0 (clamped from -0.25), 0.25, 0.75 and 1 (clamped from 1.25). */
+    uint8_t rgb[2 * 2 * 3];
+    for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 2; x++)
+            for (int c = 0; c < 3; c++)
+                rgb[(y * 2 + x) * 3 + c] = (uint8_t)(100 * x + 10 * y + c);
+    struct image_rgb img = {.width = 2, .height = 2, .pixels = rgb};
+    struct model_card card = identity_card(2, 4, CARD_STRETCH);
+    float out[3 * 2 * 4];
+    image_preprocess(&img, &card, out);
+    const float col[4] = {0, 25, 75, 100};
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 2; y++)
+            for (int x = 0; x < 4; x++)
+                assert_float_equal(out[c * 8 + y * 4 + x], col[x] + 10 * y + c, 1e-4);
+}
+
+static void test_pad_letterboxes(void **state)
+{
+    (void)state;
+    /* 4 wide x 2 high into 4 x 4: scale 1, one pad row above and below */
+    uint8_t rgb[4 * 2 * 3];
+    for (int i = 0; i < 8; i++)
+        for (int c = 0; c < 3; c++)
+            rgb[i * 3 + c] = (uint8_t)(20 * i + c);
+    struct image_rgb img = {.width = 4, .height = 2, .pixels = rgb};
+    struct model_card card = identity_card(4, 4, CARD_PAD);
+    card.pad_value = 7;
+    float out[3 * 16];
+    image_preprocess(&img, &card, out);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 4; x++) {
+                float want = y == 0 || y == 3 ? 7 : 20 * ((y - 1) * 4 + x) + c;
+                assert_float_equal(out[c * 16 + y * 4 + x], want, 1e-4);
+            }
+    /* the same picture on its side, 2 wide x 4 high: pad columns left and right */
+    struct image_rgb tall = {.width = 2, .height = 4, .pixels = rgb};
+    image_preprocess(&tall, &card, out);
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++) {
+            float want = x == 0 || x == 3 ? 7 : 20 * (y * 2 + x - 1);
+            assert_float_equal(out[y * 4 + x], want, 1e-4);
+        }
+    /* 2x smaller: scaled up by 2 into the middle; the pad value is a pixel,
+     * normalised like every other */
+    uint8_t one[3] = {50, 60, 70};
+    struct image_rgb dot = {.width = 1, .height = 1, .pixels = one};
+    struct model_card norm = card;
+    norm.scale = 1;
+    norm.mean[0] = 0.5f;
+    norm.std[0] = 0.25f;
+    struct model_card wide = norm;
+    wide.height = 2;
+    image_preprocess(&dot, &wide, out);
+    /* 1x1 into 2 rows x 4: scale 2, columns 1-2 are the picture */
+    for (int x = 0; x < 4; x++) {
+        float v = x == 0 || x == 3 ? 7 : 50;
+        assert_float_equal(out[x], (v / 255.0f - 0.5f) / 0.25f, 1e-5);
+    }
+}
+
+static void test_crop_non_square(void **state)
+{
+    (void)state;
+    /* 6x6 into 2 rows x 4 columns with the shorter side to 4: scaled by 2/3
+     * to 4x4, then rows 1-2 kept. Output (y, x) samples source
+     * (1.5 x + 0.25, 1.5 (y + 1) + 0.25); the picture is linear in x and y,
+     * so bilinear sampling gives it exactly. */
+    uint8_t rgb[6 * 6 * 3];
+    for (int y = 0; y < 6; y++)
+        for (int x = 0; x < 6; x++)
+            for (int c = 0; c < 3; c++)
+                rgb[(y * 6 + x) * 3 + c] = (uint8_t)(10 * x + 20 * y + c);
+    struct image_rgb img = {.width = 6, .height = 6, .pixels = rgb};
+    struct model_card card = identity_card(2, 4, CARD_CROP);
+    card.resize_side = 4;
+    float out[3 * 8];
+    image_preprocess(&img, &card, out);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 2; y++)
+            for (int x = 0; x < 4; x++) {
+                double fx = 1.5 * x + 0.25, fy = 1.5 * (y + 1) + 0.25;
+                assert_float_equal(out[c * 8 + y * 4 + x], 10 * fx + 20 * fy + c, 1e-3);
+            }
+}
+
+static void test_layouts_and_channel_orders(void **state)
+{
+    (void)state;
+    uint8_t rgb[2 * 3] = {10, 20, 30, 40, 50, 60};
+    struct image_rgb img = {.width = 2, .height = 1, .pixels = rgb};
+    struct {
+        enum card_layout layout;
+        enum card_channels channels;
+        float want[6];
+    } cases[] = {
+        {CARD_NCHW, CARD_RGB, {10, 40, 20, 50, 30, 60}},
+        {CARD_NHWC, CARD_RGB, {10, 20, 30, 40, 50, 60}},
+        {CARD_NCHW, CARD_BGR, {30, 60, 20, 50, 10, 40}},
+        {CARD_NHWC, CARD_BGR, {30, 20, 10, 60, 50, 40}},
+    };
+    float out[6];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct model_card card = identity_card(1, 2, CARD_STRETCH);
+        card.layout = cases[i].layout;
+        card.channels = cases[i].channels;
+        image_preprocess(&img, &card, out);
+        for (int k = 0; k < 6; k++)
+            assert_float_equal(out[k], cases[i].want[k], 1e-4);
+    }
+    /* gray: BT.601 luma, one value per pixel, either layout */
+    for (int l = 0; l < 2; l++) {
+        struct model_card card = identity_card(1, 2, CARD_STRETCH);
+        card.channels = CARD_GRAY;
+        card.layout = l ? CARD_NHWC : CARD_NCHW;
+        card.n_mean = card.n_std = 1;
+        assert_int_equal(image_tensor_len(&card), 2);
+        image_preprocess(&img, &card, out);
+        assert_float_equal(out[0], 0.299 * 10 + 0.587 * 20 + 0.114 * 30, 1e-3);
+        assert_float_equal(out[1], 0.299 * 40 + 0.587 * 50 + 0.114 * 60, 1e-3);
+    }
+    /* scale 255 with its own statistics: (v - 127.5) / 127.5 */
+    struct model_card card = identity_card(1, 2, CARD_STRETCH);
+    for (int c = 0; c < 3; c++) {
+        card.mean[c] = 127.5f;
+        card.std[c] = 127.5f;
+    }
+    image_preprocess(&img, &card, out);
+    assert_float_equal(out[0], (10 - 127.5) / 127.5, 1e-5);
+    assert_float_equal(out[5], (60 - 127.5) / 127.5, 1e-5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +415,10 @@ int main(void)
         cmocka_unit_test(test_jpeg_roundtrip),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_pixel_limit),
+        cmocka_unit_test(test_stretch_to_non_square),
+        cmocka_unit_test(test_pad_letterboxes),
+        cmocka_unit_test(test_crop_non_square),
+        cmocka_unit_test(test_layouts_and_channel_orders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,7 +73,8 @@ static void test_top5(void **state)
     (void)state;
     float logits[8] = {0.1f, 3.0f, -1.0f, 2.0f, 2.5f, 0.0f, 1.0f, -5.0f};
     struct infer_result r;
-    infer_top5(logits, 8, &r);
+    infer_postprocess(logits, 8, CARD_LOGITS, 5, &r);
+    assert_int_equal(r.k, 5);
     int want[5] = {1, 4, 3, 6, 0};
     for (int k = 0; k < 5; k++)
         assert_int_equal(r.top_class[k], want[k]);
@@ -85,8 +86,10 @@ static void test_top5(void **state)
         assert_true(r.top_prob[k] <= r.top_prob[k - 1]);
     /* fewer classes than five */
     float three[3] = {1, 2, 3};
-    infer_top5(three, 3, &r);
+    infer_postprocess(three, 3, CARD_LOGITS, 5, &r);
+    assert_int_equal(r.k, 3);
     assert_int_equal(r.top_class[0], 2);
+    assert_int_equal(r.top_class[2], 0);
     assert_int_equal(r.top_class[3], -1);
 }
 
@@ -180,11 +183,20 @@ static void test_refuses_bad_models(void **state)
     /* missing */
     assert_int_equal(infer_model_open("/nonexistent/model.onnx", &opt, &m, err, sizeof err),
                      ID_ENOTFOUND);
-    /* a real model whose input is not N x 3 x H x W */
+    /* a one-channel model whose metadata gives three means: refused, naming
+     * the field, never fed a made-up mean */
     err[0] = 0;
     assert_int_equal(infer_model_open(model_path("tiny_gray.onnx"), &opt, &m, err, sizeof err),
                      ID_EMODEL);
-    assert_non_null(strstr(err, "N x 3 x H x W"));
+    assert_string_equal(err, "mean: 3 values for a 1-channel input");
+    /* ... and with a card that fits it, it runs */
+    struct model_card card = {0};
+    assert_int_equal(card_set(&card, "mean", "0.5", err, sizeof err), 0);
+    assert_int_equal(card_set(&card, "std", "0.25", err, sizeof err), 0);
+    assert_int_equal(
+        infer_model_open_card(model_path("tiny_gray.onnx"), &opt, &card, &m, err, sizeof err), 0);
+    assert_int_equal(infer_model_info(m)->card.channels, CARD_GRAY);
+    infer_model_close(m);
 }
 
 /* ---- models whose declared output lies (tools/gen_models.py bad_*) ------------------------ */
@@ -210,8 +222,7 @@ static int make_bad_models(void **state)
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 tools/gen_models.py --out %s --only "
              "bad_huge_classes,bad_declares_more,bad_declares_fewer,bad_rank3_declared,bad_rank3_"
-             "returned "
-             ">/dev/null",
+             "returned,bad_mean >/dev/null",
              bad_dir);
     return system(cmd) == 0 ? 0 : -1;
 }
@@ -234,6 +245,28 @@ static void test_refuses_huge_declared_class_count(void **state)
                      ID_EMODEL);
     assert_null(m);
     assert_non_null(strstr(err, "4294967306 classes"));
+}
+
+/* A malformed metadata mean once became ImageNet's without a word. */
+static void test_refuses_malformed_metadata(void **state)
+{
+    (void)state;
+    struct infer_model *m = NULL;
+    char err[256] = "";
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(bad_path("bad_mean"), &opt, &m, err, sizeof err), ID_EMODEL);
+    assert_null(m);
+    assert_string_equal(err, "mean: the model's metadata idunno.mean '0.5;0.5;0.5' is malformed");
+    /* a card that gives the mean itself never uses the metadata's */
+    struct model_card card = {0};
+    assert_int_equal(card_set(&card, "mean", "0.4,0.5,0.6", err, sizeof err), 0);
+    assert_int_equal(infer_model_open_card(bad_path("bad_mean"), &opt, &card, &m, err, sizeof err),
+                     0);
+    assert_float_equal(infer_model_info(m)->card.mean[2], 0.6f, 1e-7);
+    /* the rest still comes from the metadata */
+    assert_float_equal(infer_model_info(m)->card.std[0], 0.25f, 1e-7);
+    infer_model_close(m);
+    card_free(&card);
 }
 
 static void test_refuses_declared_wrong_rank(void **state)
@@ -428,6 +461,7 @@ int main(void)
     };
     const struct CMUnitTest lying[] = {
         cmocka_unit_test(test_refuses_huge_declared_class_count),
+        cmocka_unit_test(test_refuses_malformed_metadata),
         cmocka_unit_test(test_refuses_declared_wrong_rank),
         cmocka_unit_test(test_output_smaller_than_declared),
         cmocka_unit_test(test_output_larger_than_declared),

@@ -61,8 +61,10 @@ static void test_run_roundtrip_and_bad_paths(void **state)
     assert_int_equal(infer_child_decode_run((const uint8_t *)"\xff\xff\xff", 3, &got), ID_EPROTO);
 }
 
-/* A DONE for `n` images, each with the given class indices and probabilities. */
-static size_t make_done(uint8_t *body, int status, size_t n_images, int32_t cls0, float p0)
+/* A DONE for `n` images, each with the first k of the given class indices
+ * and probabilities. */
+static size_t make_done_k(uint8_t *body, int status, size_t n_images, int32_t cls0, float p0,
+                          size_t k)
 {
     Idunno__InferChildDone d = IDUNNO__INFER_CHILD_DONE__INIT;
     Idunno__InferChildImage rows[3], *ptrs[3];
@@ -70,7 +72,7 @@ static size_t make_done(uint8_t *body, int status, size_t n_images, int32_t cls0
     float probs[INFER_TOPK] = {p0, 0.2f, 0.1f, 0.05f, 0};
     for (size_t i = 0; i < n_images; i++) {
         idunno__infer_child_image__init(&rows[i]);
-        rows[i].n_classes = rows[i].n_probs = INFER_TOPK;
+        rows[i].n_classes = rows[i].n_probs = k;
         rows[i].classes = cls;
         rows[i].probs = probs;
         ptrs[i] = &rows[i];
@@ -81,6 +83,11 @@ static size_t make_done(uint8_t *body, int status, size_t n_images, int32_t cls0
     d.n_images = n_images;
     d.images = ptrs;
     return roundtrip(INFER_CHILD_DONE, 5, &d.base, body);
+}
+
+static size_t make_done(uint8_t *body, int status, size_t n_images, int32_t cls0, float p0)
+{
+    return make_done_k(body, status, n_images, cls0, p0, 4);
 }
 
 static void test_done_checked_against_the_run(void **state)
@@ -94,7 +101,17 @@ static void test_done_checked_against_the_run(void **state)
     assert_int_equal(o.status, 0);
     assert_int_equal(o.cpu_us, 1234);
     assert_int_equal(res[1].top_class[0], 7);
+    assert_int_equal(res[1].k, 4);
     assert_int_equal(res[1].top_class[4], -1);
+    /* more entries than the model has classes, or than a top-5 holds */
+    assert_int_equal(infer_child_decode_done(body, n, 2, 3, &o, res), ID_EPROTO);
+    /* a -1 (no class) entry is never sent: a result has exactly k real ones */
+    n = make_done_k(body, 0, 1, 7, 0.6f, 5);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    n = make_done_k(body, 0, 1, 7, 0.6f, 0);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    n = make_done(body, 0, 2, 7, 0.6f);
+    assert_int_equal(infer_child_decode_done(body, n, 2, 10, &o, res), 0);
     assert_float_equal(res[0].top_prob[0], 0.6f, 1e-6);
     /* fewer or more results than images asked for */
     assert_int_equal(infer_child_decode_done(body, n, 3, 10, &o, res), ID_EPROTO);
