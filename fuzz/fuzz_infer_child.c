@@ -10,18 +10,22 @@
 #include "infer/child_proto.h"
 #include "net/reader.h"
 
-static void check_done(const uint8_t *body, size_t len, size_t n, int classes)
+static void check_done(const uint8_t *body, size_t len, size_t n, int classes, int raw)
 {
     struct infer_result res[16];
     struct infer_child_outcome o;
-    if (infer_child_decode_done(body, len, n, classes, &o, res) != 0)
+    int top_k = raw ? classes : (classes < INFER_TOPK ? classes : INFER_TOPK);
+    if (infer_child_decode_done(body, len, n, classes, top_k, raw, &o, res) != 0)
         return;
     if (o.status > 0)
         __builtin_trap();
-    for (size_t i = 0; o.status == 0 && i < n; i++)
-        for (int k = 0; k < INFER_TOPK; k++)
+    for (size_t i = 0; o.status == 0 && i < n; i++) {
+        if (res[i].status == 0 && res[i].k != top_k)
+            __builtin_trap();
+        for (int k = 0; k < INFER_MAX_K; k++)
             if (res[i].status == 0 && (res[i].top_class[k] < -1 || res[i].top_class[k] >= classes))
                 __builtin_trap();
+    }
 }
 
 static void decode_as(uint8_t sel, const uint8_t *body, size_t len)
@@ -48,7 +52,7 @@ static void decode_as(uint8_t sel, const uint8_t *body, size_t len)
             idunno__infer_child_loaded__free_unpacked(m, NULL);
         break;
     }
-    default: check_done(body, len, (sel >> 2) & 15, 1 + (sel >> 6) * 3); break;
+    default: check_done(body, len, (sel >> 2) & 15, 1 + (sel >> 6) * 3, (sel >> 7) & 1); break;
     }
 }
 

@@ -121,6 +121,8 @@ void cli_json_u64(const char *key, uint64_t value);
 void cli_json_i64(const char *key, int64_t value);
 void cli_json_double(const char *key, double value);
 void cli_json_bool(const char *key, int value);
+/* json: one complete JSON value, written as it is (a stored card). */
+void cli_json_raw(const char *key, const char *json);
 void cli_json_done(void); /* newline; resets state */
 /* Members of the open object from the singular scalar fields of m named in
  * `names` (separated by spaces), each under its field name, with the writer
@@ -139,6 +141,7 @@ extern const struct cli_command cli_logq_commands[];
 extern const struct cli_command cli_infer_commands[];
 extern const struct cli_command cli_ctl_commands[];
 extern const struct cli_command cli_sdfs_commands[];
+extern const struct cli_command cli_model_commands[];
 extern const struct cli_command cli_job_commands[];
 
 /* Puts the local file as SDFS `name` through ctx->server, reusing *conn (opened

@@ -8,8 +8,11 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/json_out.h"
+#include "base/strbuf.h"
 #include "cli/cli.h"
 #include "infer/infer.h"
+#include "infer/result.h"
 
 static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv);
 
@@ -78,25 +81,33 @@ static const char *label_of(const struct model_card *c, int cls)
     return cls >= 0 && (size_t)cls < c->n_labels ? c->labels[cls] : NULL;
 }
 
-static void json_result(const struct model_card *c, const struct infer_result *r)
+/* One image in the shape of the cluster's result lines (infer/result.h);
+ * a local file has no model version: 0. */
+static void json_result(const char *model, const char *image, const struct model_card *c,
+                        const struct infer_result *r)
 {
-    if (r->raw) {
-        cli_json_begin_array("values");
-        for (int k = 0; k < r->k; k++)
-            cli_json_double(NULL, r->top_prob[k]);
-        cli_json_end_array();
-        return;
-    }
-    cli_json_begin_array("top");
-    for (int k = 0; k < r->k; k++) {
-        cli_json_begin_object();
-        cli_json_i64("class", r->top_class[k]);
-        if (label_of(c, r->top_class[k]))
-            cli_json_str("label", label_of(c, r->top_class[k]));
-        cli_json_double("prob", r->top_prob[k]);
-        cli_json_end_object();
-    }
-    cli_json_end_array();
+    uint32_t index[INFER_MAX_K];
+    for (int k = 0; k < r->k && k < INFER_MAX_K; k++)
+        index[k] = (uint32_t)r->top_class[k];
+    struct result_view v = {
+        .image = image,
+        .model = model,
+        .error = r->status ? r->error : NULL,
+        .raw = r->raw,
+        .k = r->k > 0 ? (size_t)r->k : 0,
+        .index = index,
+        .values = r->top_prob,
+        .labels = c->n_labels ? c->labels : NULL,
+        .n_labels = c->n_labels,
+    };
+    struct strbuf sb = STRBUF_INIT;
+    struct json_out j;
+    json_out_init(&j, &sb);
+    result_json(&j, NULL, &v);
+    if (strbuf_failed(&sb))
+        abort(); /* a CLI out of memory has nothing better to do */
+    cli_json_raw(NULL, strbuf_str(&sb));
+    strbuf_free(&sb);
 }
 
 static void print_result(const struct model_card *c, const struct infer_result *r)
@@ -218,14 +229,7 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         failed += res[i].status != 0;
         if (ctx->json) {
-            cli_json_begin_object();
-            cli_json_str("image", images[i]);
-            if (res[i].status) {
-                cli_json_str("error", res[i].error);
-            } else {
-                json_result(rc_card, &res[i]);
-            }
-            cli_json_end_object();
+            json_result(info->name, images[i], rc_card, &res[i]);
             continue;
         }
         printf("%s\n", images[i]);

@@ -1,4 +1,4 @@
-/* cmd_jobs.c — IDunno's commands: models (train, models), jobs (launch,
+/* cmd_jobs.c — IDunno's commands: jobs (launch,
  * inference, set-batch, stop, jobs) and what the seed report calls C1–C5:
  * qinfo (queries done and rate over the last 10 s), qjob (processing-time
  * statistics), set-batch, results, assign (workers per job and their share).
@@ -19,8 +19,6 @@
 #include "idunno.pb-c.h"
 #include "infer/infer.h"
 
-static int cmd_train(struct cli_ctx *ctx, int argc, char **argv);
-static int cmd_models(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_qinfo(struct cli_ctx *ctx, int argc, char **argv);
@@ -32,10 +30,6 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_job_commands[] = {
-    {"train", "MODEL [--file model.onnx]",
-     "register a model: its file goes to SDFS (models/MODEL.onnx) and workers preload it",
-     cmd_train},
-    {"models", "", "the registered models", cmd_models},
     {"launch", "MODEL BATCH [--weight W]", "start a job running MODEL, BATCH images per query",
      cmd_launch},
     {"inference", "MODEL DATASET",
@@ -179,150 +173,6 @@ static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, ui
                (unsigned long long)j->images);
     }
     idunno__job_info__free_unpacked(j, NULL);
-    return 0;
-}
-
-/* ---- train and models ----------------------------------------------------------------------- */
-
-static void model_path_of(const char *name, char *out, size_t len)
-{
-    const char *dir = getenv("IDUNNO_MODELS");
-    snprintf(out, len, "%s/%s.onnx", dir && dir[0] ? dir : "models", name);
-}
-
-static int cmd_train(struct cli_ctx *ctx, int argc, char **argv)
-{
-    const struct cli_command *cmd = ctx->cmd;
-    if (cli_wants_help(cmd, argc, argv))
-        return 0;
-    const char *name = NULL, *file = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
-            file = argv[++i];
-        else if (!name)
-            name = argv[i];
-        else
-            return cli_usage_error(cmd, "takes a model name and --file FILE");
-    }
-    if (!name)
-        return cli_usage_error(cmd, "needs a model name");
-    char path[1024];
-    if (file)
-        snprintf(path, sizeof path, "%s", file);
-    else
-        model_path_of(name, path, sizeof path);
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return cli_fail(CLI_USER_ERROR, "train %s: cannot read %s: %s%s", name, path,
-                        strerror(errno), file ? "" : " (run `make models`, or give --file)");
-    /* Open it here first: a file that is not a usable model never reaches
-     * the cluster, and its input size and normalisation are read from it. */
-    struct infer_model *m;
-    char err[400];
-    struct infer_options io = {.threads = 1};
-    if (infer_model_open(path, &io, &m, err, sizeof err) < 0)
-        return cli_fail(CLI_USER_ERROR, "train %s: %s is not a usable model: %s", name, path, err);
-    const struct infer_model_info *info = infer_model_info(m);
-    if (info->input_size == 0 || info->card.channels != CARD_RGB) {
-        /* The cluster carries a square RGB input's size and statistics
-         * only, until model cards are stored with the model. */
-        infer_model_close(m);
-        return cli_fail(CLI_USER_ERROR,
-                        "train %s: the cluster takes square RGB inputs only for now; run this "
-                        "model with local-infer",
-                        name);
-    }
-    Idunno__ModelInfo mi = IDUNNO__MODEL_INFO__INIT;
-    float mean[3], std[3];
-    for (int k = 0; k < 3; k++) {
-        mean[k] = info->mean[k];
-        std[k] = info->std[k];
-    }
-    mi.input_size = (uint32_t)info->input_size;
-    mi.resize = (uint32_t)info->resize;
-    mi.classes = (uint32_t)info->classes;
-    infer_model_close(m);
-    char sdfs_name[300];
-    snprintf(sdfs_name, sizeof sdfs_name, "models/%s.onnx", name);
-    uint64_t t0 = id_now_ms();
-    struct cli_conn *conn = NULL;
-    Idunno__SdfsVersion *v = NULL;
-    int rc = cli_sdfs_put(ctx, &conn, path, sdfs_name, &v, err, sizeof err);
-    cli_conn_close(conn);
-    if (rc < 0)
-        return cli_fail(cli_status_of(rc), "train %s: storing the model: %s", name, err);
-    mi.name = (char *)name;
-    mi.file = sdfs_name;
-    mi.blob = v->blob;
-    mi.size = v->size;
-    mi.sha256 = v->sha256;
-    mi.n_mean = mi.n_std = 3;
-    mi.mean = mean;
-    mi.std = std;
-    struct cli_reply r;
-    rc = cli_call(ctx, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_REQ, &mi.base, &r);
-    if (rc == 0) {
-        free(r.body);
-        if (ctx->json) {
-            cli_json_begin_object();
-            cli_json_str("model", name);
-            cli_json_str("file", sdfs_name);
-            cli_json_u64("version", v->version);
-            cli_json_u64("size", v->size);
-            cli_json_u64("input_size", mi.input_size);
-            cli_json_u64("classes", mi.classes);
-            cli_json_u64("elapsed_ms", id_now_ms() - t0);
-            cli_json_end_object();
-            cli_json_done();
-        } else {
-            printf("trained %s: %s version %llu (%.1f MB), input %ux%u, %u classes, in %llu ms; "
-                   "workers are loading it\n",
-                   name, sdfs_name, (unsigned long long)v->version, (double)v->size / 1e6,
-                   mi.input_size, mi.input_size, mi.classes,
-                   (unsigned long long)(id_now_ms() - t0));
-        }
-    }
-    idunno__sdfs_version__free_unpacked(v, NULL);
-    return rc;
-}
-
-static int cmd_models(struct cli_ctx *ctx, int argc, char **argv)
-{
-    const struct cli_command *cmd = ctx->cmd;
-    if (cli_wants_help(cmd, argc, argv))
-        return 0;
-    if (argc != 1)
-        return cli_usage_error(cmd, "takes no arguments");
-    Idunno__Empty e = IDUNNO__EMPTY__INIT;
-    Idunno__ModelList *l;
-    int rc = cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_REQ, &e.base,
-                             &idunno__model_list__descriptor, &l);
-    if (rc)
-        return rc;
-    if (ctx->json) {
-        cli_json_begin_object();
-        cli_json_begin_array("models");
-        for (size_t i = 0; i < l->n_models; i++) {
-            cli_json_begin_object();
-            cli_json_fields(&l->models[i]->base, "name file size input_size resize classes");
-            cli_json_end_object();
-        }
-        cli_json_end_array();
-        cli_json_end_object();
-        cli_json_done();
-    } else {
-        struct cli_table *t = cli_table_new(5, "MODEL", "FILE", "SIZE", "INPUT", "CLASSES");
-        for (size_t i = 0; i < l->n_models; i++) {
-            const Idunno__ModelInfo *m = l->models[i];
-            char size[32], input[32], classes[16];
-            snprintf(size, sizeof size, "%.1f MB", (double)m->size / 1e6);
-            snprintf(input, sizeof input, "%ux%u", m->input_size, m->input_size);
-            snprintf(classes, sizeof classes, "%u", m->classes);
-            cli_table_row(t, m->name, m->file, size, input, classes);
-        }
-        cli_table_print(t);
-    }
-    idunno__model_list__free_unpacked(l, NULL);
     return 0;
 }
 
@@ -704,20 +554,10 @@ static int write_results(const struct cli_ctx *ctx, const Idunno__JobResults *re
             *written += buf[k] == '\n';
         free(buf);
     }
-    for (size_t i = 0; rc == 0 && i < res->n_pending; i++, ++*written) {
-        const Idunno__JobResult *p = res->pending[i];
-        if (p->error && p->error[0]) {
-            fprintf(f, "{\"image\":\"%s\",\"error\":\"", p->image);
-            for (const char *c = p->error; *c; c++)
-                fprintf(f, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
-            fprintf(f, "\"}\n");
-            continue;
-        }
-        fprintf(f, "{\"image\":\"%s\",\"top\":[", p->image);
-        for (size_t k = 0; k < p->n_classes && k < p->n_probs; k++)
-            fprintf(f, "%s[%u,%.6f]", k ? "," : "", p->classes[k], (double)p->probs[k]);
-        fprintf(f, "]}\n");
-    }
+    /* The pending ones come rendered by the coordinator as the lines a part
+     * holds, so the file has one shape throughout. */
+    for (size_t i = 0; rc == 0 && i < res->n_lines; i++, ++*written)
+        fprintf(f, "%s\n", res->lines[i]);
     if (fclose(f) != 0 && rc == 0)
         rc = cli_fail(CLI_CLUSTER_ERROR, "cannot write '%s'", path);
     if (rc == 0 && rename(tmp, path) < 0)
@@ -727,11 +567,11 @@ static int write_results(const struct cli_ctx *ctx, const Idunno__JobResults *re
     return rc;
 }
 
-/* One result of the preview: the image and its top class and probability,
- * or the error. */
+/* One result of the preview: the image, its model version, and its top
+ * entry (index, label, probability) or first raw values, or the error. */
 struct result_row {
     char image[256];
-    char cls[24], p[96];
+    char version[16], top[160], p[96];
 };
 
 /* Reads the JSON string at s (after its opening quote) into out. */
@@ -747,22 +587,40 @@ static void json_string_at(const char *s, char *out, size_t len)
     out[n] = '\0';
 }
 
-/* A line of a part, as the coordinator writes them (jobs_render_results). */
+/* Where key ("\"name\":") is in the line starting at line, or NULL. */
+static const char *field_at(const char *line, const char *key)
+{
+    const char *nl = strchr(line, '\n'), *f = strstr(line, key);
+    return f && (!nl || f < nl) ? f + strlen(key) : NULL;
+}
+
+/* A result line (infer/result.h's shape) as a preview row. */
 static void row_of_line(const char *line, struct result_row *r)
 {
-    const char *im = strstr(line, "\"image\":\""), *top = strstr(line, "\"top\":[["),
-               *er = strstr(line, "\"error\":\""), *nl = strchr(line, '\n');
-    unsigned cls;
-    double p;
-    json_string_at(im && (!nl || im < nl) ? im + 9 : "?", r->image, sizeof r->image);
-    if (top && (!nl || top < nl) && sscanf(top + 8, "%u,%lf", &cls, &p) == 2) {
-        snprintf(r->cls, sizeof r->cls, "%u", cls);
-        snprintf(r->p, sizeof r->p, "%.3f", p);
+    const char *im = field_at(line, "\"image\":\""), *ver = field_at(line, "\"version\":"),
+               *idx = field_at(line, "\"top\":[{\"index\":"),
+               *vals = field_at(line, "\"values\":["), *er = field_at(line, "\"error\":\"");
+    json_string_at(im ? im : "?", r->image, sizeof r->image);
+    snprintf(r->version, sizeof r->version, "%u", ver ? (unsigned)strtoul(ver, NULL, 10) : 0);
+    const char *label = idx ? field_at(idx, "\"label\":") : NULL,
+               *prob = idx ? field_at(idx, "\"probability\":") : NULL;
+    if (idx && prob) {
+        char name[96] = "";
+        if (label && *label == '"')
+            json_string_at(label + 1, name, sizeof name);
+        snprintf(r->top, sizeof r->top, "%lu%s%s", strtoul(idx, NULL, 10), name[0] ? " " : "",
+                 name);
+        snprintf(r->p, sizeof r->p, "%.3f", strtod(prob, NULL));
+    } else if (vals) {
+        const char *end = strchr(vals, ']');
+        int n = end ? (int)(end - vals) : 0;
+        snprintf(r->top, sizeof r->top, "values");
+        snprintf(r->p, sizeof r->p, "%.*s%s", n < 60 ? n : 60, vals, n > 60 ? "..." : "");
     } else {
         char text[64] = "?";
-        if (er && (!nl || er < nl))
-            json_string_at(er + 9, text, sizeof text);
-        snprintf(r->cls, sizeof r->cls, "-");
+        if (er)
+            json_string_at(er, text, sizeof text);
+        snprintf(r->top, sizeof r->top, "-");
         snprintf(r->p, sizeof r->p, "error: %s", text);
     }
 }
@@ -786,18 +644,8 @@ static int preview(const struct cli_ctx *ctx, const Idunno__JobResults *res,
         }
         free(buf);
     }
-    for (size_t i = 0; i < res->n_pending && *n < RESULTS_PREVIEW; i++) {
-        const Idunno__JobResult *p = res->pending[i];
-        struct result_row *r = &rows[(*n)++];
-        snprintf(r->image, sizeof r->image, "%s", p->image);
-        if (p->n_classes && p->n_probs) {
-            snprintf(r->cls, sizeof r->cls, "%u", p->classes[0]);
-            snprintf(r->p, sizeof r->p, "%.3f", (double)p->probs[0]);
-        } else {
-            snprintf(r->cls, sizeof r->cls, "-");
-            snprintf(r->p, sizeof r->p, "error: %.60s", p->error);
-        }
-    }
+    for (size_t i = 0; i < res->n_lines && *n < RESULTS_PREVIEW; i++)
+        row_of_line(res->lines[i], &rows[(*n)++]);
     return 0;
 }
 
@@ -826,7 +674,8 @@ static void print_results(const struct cli_ctx *ctx, const Idunno__JobResults *r
             for (size_t i = 0; i < n; i++) {
                 cli_json_begin_object();
                 cli_json_str("image", rows[i].image);
-                cli_json_str("top_class", rows[i].cls);
+                cli_json_str("version", rows[i].version);
+                cli_json_str("top", rows[i].top);
                 cli_json_str("p", rows[i].p);
                 cli_json_end_object();
             }
@@ -847,9 +696,9 @@ static void print_results(const struct cli_ctx *ctx, const Idunno__JobResults *r
         return;
     }
     if (n) {
-        struct cli_table *t = cli_table_new(3, "IMAGE", "TOP CLASS", "P");
+        struct cli_table *t = cli_table_new(4, "IMAGE", "VERSION", "TOP", "P");
         for (size_t i = 0; i < n; i++)
-            cli_table_row(t, rows[i].image, rows[i].cls, rows[i].p);
+            cli_table_row(t, rows[i].image, rows[i].version, rows[i].top, rows[i].p);
         printf("first results:\n");
         cli_table_print(t);
     } else {

@@ -11,9 +11,11 @@
 
 /* One line per area: its table of commands (cmd_<area>.c). */
 static const struct cli_command *const command_tables[] = {
-    cli_node_commands,  cli_member_commands, cli_ctl_commands,
-    cli_sdfs_commands,  cli_job_commands,    cli_logq_commands,
-    cli_infer_commands, cli_key_commands,    NULL,
+    cli_node_commands,  cli_member_commands,
+    cli_ctl_commands,   cli_sdfs_commands,
+    cli_model_commands, cli_job_commands,
+    cli_logq_commands,  cli_infer_commands,
+    cli_key_commands,   NULL,
 };
 
 static const struct cli_command *find_command(const char *name)

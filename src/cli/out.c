@@ -180,6 +180,12 @@ void cli_json_bool(const char *key, int v)
     json_flush();
 }
 
+void cli_json_raw(const char *key, const char *json)
+{
+    json_out_raw(&cli_json, key, json, strlen(json));
+    json_flush();
+}
+
 /* One field of m as a member under its own name. */
 static void json_field(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {

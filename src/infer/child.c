@@ -92,6 +92,7 @@ struct mproc {
     uv_timer_t deadline; /* checks its runs against cfg.run_timeout_ms */
     int pid;
     int loaded, classes;
+    int top_k, raw; /* what each image's result holds (LOADED) */
     int exited, eof, dead;
     int retiring;  /* stopped on purpose: its end is no crash */
     int violated;  /* it sent something malformed and was killed */
@@ -333,6 +334,8 @@ static void on_loaded(struct mproc *mp, const uint8_t *body, size_t len)
     } else {
         mp->loaded = 1;
         mp->classes = (int)m->classes;
+        mp->top_k = (int)m->top_k;
+        mp->raw = m->raw;
         for (struct prun *r = mp->runs; r; r = r->next)
             send_run(mp, r);
     }
@@ -351,7 +354,8 @@ static void on_done(struct mproc *mp, uint64_t id, const uint8_t *body, size_t l
     }
     struct infer_result *res = calloc(r->n ? r->n : 1, sizeof *res);
     struct infer_child_outcome o;
-    if (!res || infer_child_decode_done(body, len, r->n, mp->classes, &o, res) < 0) {
+    if (!res ||
+        infer_child_decode_done(body, len, r->n, mp->classes, mp->top_k, mp->raw, &o, res) < 0) {
         free(res);
         violation(mp, "malformed DONE");
         return;
@@ -431,8 +435,8 @@ static void retire_idle(struct infer_procs *p)
     }
 }
 
-static int spawn(struct infer_procs *p, const char *key, const char *path, struct mproc **out,
-                 char *errmsg, size_t len)
+static int spawn(struct infer_procs *p, const char *key, const char *path, const char *card,
+                 struct mproc **out, char *errmsg, size_t len)
 {
     struct mproc *mp = calloc(1, sizeof *mp);
     if (!mp)
@@ -509,6 +513,7 @@ static int spawn(struct infer_procs *p, const char *key, const char *path, struc
     }
     Idunno__InferChildLoad l = IDUNNO__INFER_CHILD_LOAD__INIT;
     l.path = (char *)path;
+    l.card = (char *)(card ? card : "");
     uint8_t *buf;
     size_t blen;
     if (infer_child_pack(INFER_CHILD_LOAD, 0, &l.base, &buf, &blen) == 0)
@@ -543,7 +548,7 @@ int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs 
     return 0;
 }
 
-int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
+int infer_procs_run(struct infer_procs *p, const char *key, const char *path, const char *card,
                     const char *const *paths, size_t n, infer_procs_cb cb, void *ud, char *errmsg,
                     size_t len)
 {
@@ -582,7 +587,7 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
     struct mproc *mp = p->procs;
     while (mp && (mp->dead || mp->retiring || strcmp(mp->key, key) != 0))
         mp = mp->next;
-    if (!mp && (rc = spawn(p, key, path, &mp, errmsg, len)) < 0) {
+    if (!mp && (rc = spawn(p, key, path, card, &mp, errmsg, len)) < 0) {
         run_free(r);
         return rc;
     }

@@ -107,10 +107,12 @@ typedef void (*infer_procs_cb)(void *ud, const struct infer_procs_done *d);
 int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs **out);
 
 /* Runs paths[n] (n may be 0: load only) through the model `key` (name@version)
- * whose file is `path`, in its process (started if need be). cb runs once, on
+ * whose file is `path` and whose stored card is `card` (JSON, card.h; NULL or
+ * "": the model's metadata and shapes), in its process (started if need be;
+ * the key names the version, so one key always comes with one card). cb runs once, on
  * the loop, never inside this call. Returns 0, or ID_EMODEL with errmsg for a
  * model given up, ID_ENOMEM, ID_EIO (cannot start a process). */
-int infer_procs_run(struct infer_procs *p, const char *key, const char *path,
+int infer_procs_run(struct infer_procs *p, const char *key, const char *path, const char *card,
                     const char *const *paths, size_t n, infer_procs_cb cb, void *ud, char *errmsg,
                     size_t len);
 

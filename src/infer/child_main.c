@@ -207,12 +207,22 @@ static void load(const Idunno__InferChildLoad *msg)
     Idunno__InferChildLoaded l = IDUNNO__INFER_CHILD_LOADED__INIT;
     char err[300] = "";
     struct infer_options opt = {.threads = child.a.threads, .gate = child.gate};
-    l.status = infer_model_open(msg->path, &opt, &child.model, err, sizeof err);
+    /* The stored card was resolved against this very file at train time;
+     * resolving it again here checks it still fits the bytes fetched. */
+    struct model_card card = {0};
+    l.status = 0;
+    if (msg->card[0])
+        l.status = card_parse_json(msg->card, strlen(msg->card), NULL, &card, err, sizeof err);
+    if (l.status == 0)
+        l.status = infer_model_open_card(msg->path, &opt, &card, &child.model, err, sizeof err);
+    card_free(&card);
     l.error = err;
     if (l.status == 0) {
         const struct infer_model_info *in = infer_model_info(child.model);
         l.classes = (uint32_t)in->classes;
         l.input_size = (uint32_t)in->input_size;
+        l.raw = in->card.output == CARD_RAW;
+        l.top_k = (uint32_t)(l.raw ? in->classes : in->card.top_k);
         char *hook = child.a.test_hooks ? infer_model_metadata(child.model, "idunno.test.crash")
                                         : NULL;
         child.crash_hook = hook; /* kept for the process's life */

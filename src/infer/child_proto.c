@@ -79,9 +79,13 @@ int infer_child_decode_loaded(const uint8_t *body, size_t len, Idunno__InferChil
     if (!m)
         return ID_EPROTO;
     int ok = m->status <= 0 && m->status > STATUS_MIN;
+    /* A result's entries: a top-k of at most the classes, or, raw, every
+     * value of an output no wider than a result holds. input_size is 0 for a
+     * non-square input. */
     if (ok && m->status == 0)
-        ok = m->classes >= 1 && m->classes <= INFER_MAX_CLASSES && m->input_size >= 1 &&
-             m->input_size <= INFER_MAX_SIDE;
+        ok = m->classes >= 1 && m->classes <= INFER_MAX_CLASSES &&
+             m->input_size <= INFER_MAX_SIDE && m->top_k >= 1 && m->top_k <= INFER_MAX_K &&
+             m->top_k <= m->classes && (!m->raw || m->top_k == m->classes);
     if (!ok) {
         idunno__infer_child_loaded__free_unpacked(m, NULL);
         return ID_EPROTO;
@@ -90,8 +94,11 @@ int infer_child_decode_loaded(const uint8_t *body, size_t len, Idunno__InferChil
     return 0;
 }
 
-/* One image's result, checked against the model's class count. */
-static int image_from_pb(const Idunno__InferChildImage *im, int classes, struct infer_result *r)
+/* One image's result, checked against what the model's card makes of it:
+ * exactly top_k entries (never padding), each a real class with a
+ * probability, or, raw, the output's top_k values in order. */
+static int image_from_pb(const Idunno__InferChildImage *im, int classes, int top_k, int raw,
+                         struct infer_result *r)
 {
     memset(r, 0, sizeof *r);
     if (im->status > 0 || im->status <= STATUS_MIN)
@@ -100,27 +107,27 @@ static int image_from_pb(const Idunno__InferChildImage *im, int classes, struct 
     infer_child_clean_text(r->error, sizeof r->error, im->error);
     if (im->status < 0)
         return im->n_classes == 0 && im->n_probs == 0 ? 0 : ID_EPROTO;
-    /* top-k of a model without a card: 1 to min(5, classes) entries
-     * (never padding), each a real class with a probability. */
-    size_t k_max = classes < INFER_TOPK ? (size_t)classes : INFER_TOPK;
-    if (im->n_classes != im->n_probs || im->n_classes < 1 || im->n_classes > k_max)
+    if (top_k < 1 || top_k > INFER_MAX_K || im->n_classes != im->n_probs ||
+        im->n_classes != (size_t)top_k)
         return ID_EPROTO;
     for (int k = 0; k < INFER_MAX_K; k++)
         r->top_class[k] = -1;
     for (size_t k = 0; k < im->n_classes; k++) {
         int32_t c = im->classes[k];
         float p = im->probs[k];
-        if (c < 0 || c >= classes || !isfinite(p) || p < 0 || p > 1.0001f)
+        if (raw ? c != (int32_t)k || !isfinite(p)
+                : c < 0 || c >= classes || !isfinite(p) || p < 0 || p > 1.0001f)
             return ID_EPROTO;
         r->top_class[k] = c;
         r->top_prob[k] = p;
     }
     r->k = (int)im->n_classes;
+    r->raw = raw != 0;
     return 0;
 }
 
-int infer_child_decode_done(const uint8_t *body, size_t len, size_t n, int classes,
-                            struct infer_child_outcome *o, struct infer_result *results)
+int infer_child_decode_done(const uint8_t *body, size_t len, size_t n, int classes, int top_k,
+                            int raw, struct infer_child_outcome *o, struct infer_result *results)
 {
     Idunno__InferChildDone *m = idunno__infer_child_done__unpack(NULL, len, body);
     if (!m)
@@ -130,7 +137,7 @@ int infer_child_decode_done(const uint8_t *body, size_t len, size_t n, int class
         (m->status < 0 && m->n_images != 0))
         rc = ID_EPROTO;
     for (size_t i = 0; !rc && m->status == 0 && i < n; i++)
-        rc = image_from_pb(m->images[i], classes, &results[i]);
+        rc = image_from_pb(m->images[i], classes, top_k, raw, &results[i]);
     if (!rc) {
         o->status = m->status;
         infer_child_clean_text(o->error, sizeof o->error, m->error);

@@ -54,10 +54,12 @@ struct infer_child_outcome {
 };
 
 /* Decodes the DONE of a run of n images through a model of `classes`
- * classes: *o, and when o->status is 0 results[0..n). Returns 0 or
- * ID_EPROTO (then results may be partly written and must be ignored). */
-int infer_child_decode_done(const uint8_t *body, size_t len, size_t n, int classes,
-                            struct infer_child_outcome *o, struct infer_result *results);
+ * classes whose results hold top_k entries each (raw: its top_k = classes
+ * values in order), as its LOADED said: *o, and when o->status is 0
+ * results[0..n). Returns 0 or ID_EPROTO (then results may be partly written
+ * and must be ignored). */
+int infer_child_decode_done(const uint8_t *body, size_t len, size_t n, int classes, int top_k,
+                            int raw, struct infer_child_outcome *o, struct infer_result *results);
 
 /* Copies src into dst[len] with bytes outside printable ASCII replaced by
  * '?': a child's text goes into logs and results. */

@@ -721,8 +721,8 @@ static void lead_inference(struct ctl_op *op)
 static const char *model_add_why(struct ctl_op *op, int status)
 {
     (void)op;
-    return status == ID_EINVAL ? "invalid model: name, file, input size or normalisation out of "
-                                 "range"
+    return status == ID_EINVAL ? "invalid model: name, file, card, input size or normalisation "
+                                 "out of range"
                                : NULL;
 }
 

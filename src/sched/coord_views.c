@@ -4,12 +4,14 @@
  * the dispatch core (dispatch.h); they change nothing.
  *
  * Threading: loop thread only. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/strbuf.h"
 #include "idunno.pb-c.h"
 #include "net/net.h"
 #include "sched/coord_int.h"
@@ -195,11 +197,14 @@ void coord_read_results(struct coord *c, struct net_request *req, const uint8_t 
     char **part_ptrs = calloc(job->parts + 1, sizeof *part_ptrs);
     Idunno__JobPart *parts = calloc(job->parts + 1, sizeof *parts);
     Idunno__JobPart **part_info = calloc(job->parts + 1, sizeof *part_info);
-    Idunno__JobResult *rows = calloc(np + 1, sizeof *rows);
-    Idunno__JobResult **rp = calloc(np + 1, sizeof *rp);
-    uint32_t(*cls)[JOBS_TOPK] = calloc(np + 1, sizeof *cls);
-    float(*probs)[JOBS_TOPK] = calloc(np + 1, sizeof *probs);
-    if (!v || !parts || !part_ptrs || !part_info || !rows || !rp || !cls || !probs) {
+    char **lines = calloc(np + 1, sizeof *lines);
+    /* The pending results as the lines a part will hold: one format,
+     * rendered in one place. */
+    struct strbuf text = STRBUF_INIT;
+    size_t rendered = 0;
+    int rc = jobs_render_results(job, jobs_model(c->jobs, job->model), np, SIZE_MAX, &text,
+                                 &rendered);
+    if (!v || !parts || !part_ptrs || !part_info || !lines || rc < 0) {
         net_reply_error(req, ID_ENOMEM, NULL, NULL);
     } else {
         job_view_fill(c, job, id_wall_ms(), v);
@@ -208,22 +213,16 @@ void coord_read_results(struct coord *c, struct net_request *req, const uint8_t 
             part_info[p] = &parts[p];
             part_ptrs[p] = parts[p].file;
         }
-        for (size_t i = 0; i < np; i++) {
-            const struct pending_result *pr = &job->pending[i];
-            idunno__job_result__init(&rows[i]);
-            rows[i].image = pr->image < job->n_images ? job->images[pr->image] : "";
-            if (pr->error) {
-                rows[i].error = pr->error;
-            } else {
-                for (int k = 0; k < JOBS_TOPK; k++) {
-                    cls[i][k] = pr->classes[k];
-                    probs[i][k] = pr->probs[k];
-                }
-                rows[i].n_classes = rows[i].n_probs = JOBS_TOPK;
-                rows[i].classes = cls[i];
-                rows[i].probs = probs[i];
-            }
-            rp[i] = &rows[i];
+        char *buf = (char *)strbuf_str(&text);
+        size_t nl = 0;
+        for (char *l = buf; nl < rendered && *l;) {
+            char *end = strchr(l, '\n');
+            if (end)
+                *end = '\0';
+            lines[nl++] = l;
+            if (!end)
+                break;
+            l = end + 1;
         }
         Idunno__JobResults r = IDUNNO__JOB_RESULTS__INIT;
         r.job = &v->info;
@@ -231,17 +230,15 @@ void coord_read_results(struct coord *c, struct net_request *req, const uint8_t 
         r.parts = part_ptrs;
         r.n_part_info = job->parts;
         r.part_info = part_info;
-        r.n_pending = np;
-        r.pending = rp;
+        r.n_lines = nl;
+        r.lines = lines;
         net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_JOB_RESULTS_RESP, &r.base);
     }
+    strbuf_free(&text);
     free(v);
     free(parts);
     free(part_ptrs);
     free(part_info);
-    free(rows);
-    free(rp);
-    free(cls);
-    free(probs);
+    free(lines);
     idunno__job_query__free_unpacked(q, NULL);
 }

@@ -11,9 +11,13 @@
 #include "base/json_out.h"
 #include "base/strbuf.h"
 #include "idunno.pb-c.h"
+#include "infer/result.h"
 #include "sched/parts.h"
 #include "sched/qstats.h"
 
+/* Still 1 with cards and versions: they are new protobuf fields, so a
+ * snapshot written before them restores (models without a card, version 1,
+ * results without a version) and the layout is otherwise unchanged. */
 #define JOBS_SNAPSHOT_VERSION 1
 
 struct jobs {
@@ -34,6 +38,22 @@ struct jobs *jobs_create(void)
     return j;
 }
 
+static void model_rec_free(struct model_rec *r)
+{
+    free(r->card_json);
+    r->card_json = NULL;
+    card_free(&r->card);
+}
+
+static void pending_free(struct pending_result *p)
+{
+    free(p->classes ? (void *)p->classes : (void *)p->probs);
+    free(p->error);
+    p->classes = NULL;
+    p->probs = NULL;
+    p->error = NULL;
+}
+
 static void job_free(struct job_rec *job)
 {
     if (!job)
@@ -43,7 +63,7 @@ static void job_free(struct job_rec *job)
     free(job->images);
     free(job->done);
     for (size_t i = 0; i < job->n_pending; i++)
-        free(job->pending[i].error);
+        pending_free(&job->pending[i]);
     free(job->pending);
     free(job->part_list);
     qstats_destroy(job->stats);
@@ -57,6 +77,8 @@ static void jobs_clear(struct jobs *j)
     free(j->jobs);
     j->jobs = NULL;
     j->n_jobs = j->cap_jobs = 0;
+    for (size_t i = 0; i < j->n_models; i++)
+        model_rec_free(&j->models[i]);
     j->n_models = 0;
     j->next_job = 0;
 }
@@ -134,28 +156,32 @@ void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t 
     snprintf(out, len, "%s", p ? p->file : "");
 }
 
-int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes, struct strbuf *out,
-                        size_t *n)
+int jobs_render_results(const struct job_rec *job, const struct model_rec *model, size_t max,
+                        size_t max_bytes, struct strbuf *out, size_t *n)
 {
     size_t k = 0;
     for (; k < max && k < job->n_pending && out->len < max_bytes; k++) {
         const struct pending_result *p = &job->pending[k];
+        /* Labels belong to the card of the version that ran the image; a
+         * result of an earlier version gets none rather than another's. */
+        const struct model_card *card = model && (p->version == model->version || !p->version)
+                                            ? &model->card
+                                            : NULL;
+        struct result_view v = {
+            .image = p->image < job->n_images ? job->images[p->image] : "?",
+            .model = job->model,
+            .version = p->version,
+            .error = p->error,
+            .raw = p->raw,
+            .k = p->k,
+            .index = p->classes,
+            .values = p->probs,
+            .labels = card && card->n_labels ? card->labels : NULL,
+            .n_labels = card ? card->n_labels : 0,
+        };
         struct json_out j;
         json_out_init(&j, out);
-        json_out_begin_object(&j, NULL);
-        json_out_str(&j, "image", p->image < job->n_images ? job->images[p->image] : "?");
-        if (p->error) {
-            json_out_str(&j, "error", p->error);
-        } else {
-            json_out_begin_array(&j, "top");
-            for (int c = 0; c < JOBS_TOPK; c++) {
-                json_out_begin_array(&j, NULL);
-                json_out_u64(&j, NULL, p->classes[c]);
-                json_out_double(&j, NULL, p->probs[c]);
-                json_out_end(&j);
-            }
-        }
-        json_out_end_all(&j);
+        result_json(&j, NULL, &v);
         strbuf_putc(out, '\n');
     }
     *n = k;
@@ -242,14 +268,31 @@ static int job_add_pending(struct job_rec *job, const Idunno__QueryResult *r)
     struct pending_result *p = &job->pending[job->n_pending];
     memset(p, 0, sizeof *p);
     p->image = r->image;
-    for (size_t k = 0; k < JOBS_TOPK && k < r->n_classes; k++)
-        p->classes[k] = r->classes[k];
-    for (size_t k = 0; k < JOBS_TOPK && k < r->n_probs; k++)
-        p->probs[k] = r->probs[k];
+    p->version = r->version;
     if (r->error && r->error[0]) {
         p->error = strndup(r->error, 200);
         if (!p->error)
             return ID_ENOMEM;
+        job->n_pending++;
+        return 0;
+    }
+    /* A result holds what the card asked for, bounded as the engine bounds
+     * it: at most CARD_MAX_K entries or values. */
+    p->raw = r->n_values > 0;
+    size_t k = p->raw ? r->n_values : (r->n_classes < r->n_probs ? r->n_classes : r->n_probs);
+    p->k = (uint16_t)(k < CARD_MAX_K ? k : CARD_MAX_K);
+    size_t each = p->raw ? sizeof(float) : sizeof(float) + sizeof(uint32_t);
+    void *mem = malloc((p->k ? p->k : 1) * each);
+    if (!mem)
+        return ID_ENOMEM;
+    if (p->raw) {
+        p->probs = mem;
+        memcpy(p->probs, r->values, p->k * sizeof(float));
+    } else {
+        p->classes = mem;
+        p->probs = (float *)(p->classes + p->k);
+        memcpy(p->classes, r->classes, p->k * sizeof(uint32_t));
+        memcpy(p->probs, r->probs, p->k * sizeof(float));
     }
     job->n_pending++;
     return 0;
@@ -304,30 +347,65 @@ static void result_job(struct sm_result *res, const struct job_rec *job)
 
 /* ---- commands ------------------------------------------------------------------------------- */
 
+/* The stored card of a model record: parsed from its JSON and checked
+ * against the record's classes; the record's legacy fields (a square size,
+ * three means) then come from it, so they never disagree. */
+static int model_card_from_pb(const Idunno__ModelInfo *m, struct model_rec *out)
+{
+    size_t len = strnlen(m->card, JOBS_MAX_CARD + 1);
+    char err[200];
+    if (len > JOBS_MAX_CARD || card_parse_json(m->card, len, NULL, &out->card, err, sizeof err) < 0)
+        return ID_EINVAL;
+    const struct model_card *c = &out->card;
+    int raw = c->output == CARD_RAW;
+    if (!(c->given & CARD_F_SIZE) || (c->n_labels && c->n_labels != m->classes) ||
+        (raw ? m->classes > CARD_MAX_K
+             : c->top_k < 1 || c->top_k > CARD_MAX_K || (uint32_t)c->top_k > m->classes))
+        return ID_EINVAL;
+    if (!(out->card_json = strndup(m->card, len)))
+        return ID_ENOMEM;
+    out->input_size = c->height == c->width ? (uint32_t)c->height : 0;
+    out->resize = (uint32_t)c->resize_side;
+    for (int k = 0; k < 3; k++) {
+        out->mean[k] = c->mean[k < c->n_mean ? k : 0];
+        out->std[k] = c->std[k < c->n_std ? k : 0];
+    }
+    return 0;
+}
+
 static int model_from_pb(const Idunno__ModelInfo *m, struct model_rec *out)
 {
-    if (!jobs_model_name_ok(m->name) || !sdfs_name_ok(m->file) || !sdfs_blob_ok(m->blob) ||
-        m->sha256.len != 32 || m->input_size == 0 || m->input_size > 4096 ||
-        m->resize < m->input_size || m->resize > 8192 || m->n_mean != 3 || m->n_std != 3 ||
-        m->classes == 0 || m->classes > 1000000)
-        return ID_EINVAL;
-    for (int k = 0; k < 3; k++)
-        if (!isfinite(m->mean[k]) || !isfinite(m->std[k]) || m->std[k] <= 0)
-            return ID_EINVAL;
     memset(out, 0, sizeof *out);
+    if (!jobs_model_name_ok(m->name) || !sdfs_name_ok(m->file) || !sdfs_blob_ok(m->blob) ||
+        m->sha256.len != 32 || m->classes == 0 || m->classes > 1000000)
+        return ID_EINVAL;
     snprintf(out->name, sizeof out->name, "%s", m->name);
     snprintf(out->file, sizeof out->file, "%s", m->file);
     memcpy(out->blob, m->blob, SDFS_BLOB_LEN + 1);
     out->size = m->size;
     memcpy(out->sha256, m->sha256.data, 32);
+    out->classes = m->classes;
+    out->time_ms = m->time_ms;
+    out->version = m->version ? m->version : 1;
+    if (m->card[0]) {
+        int rc = model_card_from_pb(m, out);
+        if (rc < 0)
+            model_rec_free(out);
+        return rc;
+    }
+    /* A model registered before cards: a square input and its statistics. */
+    if (m->input_size == 0 || m->input_size > 4096 || m->resize < m->input_size ||
+        m->resize > 8192 || m->n_mean != 3 || m->n_std != 3)
+        return ID_EINVAL;
+    for (int k = 0; k < 3; k++)
+        if (!isfinite(m->mean[k]) || !isfinite(m->std[k]) || m->std[k] <= 0)
+            return ID_EINVAL;
     out->input_size = m->input_size;
     out->resize = m->resize;
-    out->classes = m->classes;
     for (int k = 0; k < 3; k++) {
         out->mean[k] = m->mean[k];
         out->std[k] = m->std[k];
     }
-    out->time_ms = m->time_ms;
     return 0;
 }
 
@@ -351,6 +429,8 @@ void jobs_model_to_pb(const struct model_rec *r, Idunno__ModelInfo *m, float *me
     m->mean = mean;
     m->std = std;
     m->time_ms = r->time_ms;
+    m->card = r->card_json ? r->card_json : "";
+    m->version = r->version;
 }
 
 static void apply_model_add(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
@@ -365,12 +445,19 @@ static void apply_model_add(struct jobs *j, const struct sm_cmd *cmd, struct sm_
     if (res->status == 0) {
         rec.time_ms = cmd->time_ms;
         struct model_rec *slot = (struct model_rec *)jobs_model(j, rec.name);
-        if (!slot && j->n_models == JOBS_MAX_MODELS)
+        if (!slot && j->n_models == JOBS_MAX_MODELS) {
             res->status = ID_ENOSPC;
-        else {
-            if (!slot)
+            model_rec_free(&rec);
+        } else {
+            /* The version is the state machine's to give, never the caller's. */
+            rec.version = slot ? slot->version + 1 : 1;
+            if (slot)
+                model_rec_free(slot);
+            else
                 slot = &j->models[j->n_models++];
             *slot = rec;
+            m->version = rec.version;
+            m->time_ms = rec.time_ms;
             result_pb(res, &m->base);
         }
     }
@@ -553,7 +640,7 @@ static void apply_flushed(struct jobs *j, const struct sm_cmd *cmd, struct sm_re
     } else if ((res->status = job_add_part(job, file, m->results, m->sha256.data, m->sha256.len)) ==
                0) {
         for (size_t i = 0; i < m->results; i++)
-            free(job->pending[i].error);
+            pending_free(&job->pending[i]);
         memmove(job->pending, job->pending + m->results,
                 (job->n_pending - m->results) * sizeof *job->pending);
         job->n_pending -= m->results;
@@ -582,19 +669,23 @@ static void jobs_apply(void *self, const struct sm_cmd *cmd, struct sm_result *r
 
 /* ---- snapshots ------------------------------------------------------------------------------ */
 
-static void pending_to_pb(const struct pending_result *p, Idunno__QueryResult *r, uint32_t *cls,
-                          float *probs)
+/* Fills r from p (r points into p). */
+static void pending_to_pb(const struct pending_result *p, Idunno__QueryResult *r)
 {
     idunno__query_result__init(r);
     r->image = p->image;
-    for (int k = 0; k < JOBS_TOPK; k++) {
-        cls[k] = p->classes[k];
-        probs[k] = p->probs[k];
-    }
-    r->n_classes = r->n_probs = p->error ? 0 : JOBS_TOPK;
-    r->classes = cls;
-    r->probs = probs;
+    r->version = p->version;
     r->error = p->error ? p->error : "";
+    if (p->error)
+        return;
+    if (p->raw) {
+        r->n_values = p->k;
+        r->values = p->probs;
+    } else {
+        r->n_classes = r->n_probs = p->k;
+        r->classes = p->classes;
+        r->probs = p->probs;
+    }
 }
 
 /* Fills m from p (m points into p). */
@@ -642,8 +733,8 @@ static int jobs_build(void *self, const ProtobufCMessage *msg)
     if (st->n_models > JOBS_MAX_MODELS)
         rc = ID_EPROTO;
     for (size_t i = 0; rc == 0 && i < st->n_models; i++) {
-        if (model_from_pb(st->models[i], &fresh->models[i]) < 0 ||
-            jobs_model(fresh, st->models[i]->name))
+        if (jobs_model(fresh, st->models[i]->name) ||
+            model_from_pb(st->models[i], &fresh->models[i]) < 0)
             rc = ID_EPROTO;
         else
             fresh->n_models++;
@@ -737,8 +828,6 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         np += j->jobs[i]->n_pending;
     Idunno__QueryResult *pr = sm_scratch_calloc(&sc, np + 1, sizeof *pr);
     Idunno__QueryResult **pp = sm_scratch_calloc(&sc, np + 1, sizeof *pp);
-    uint32_t *cls = sm_scratch_calloc(&sc, (np + 1) * JOBS_TOPK, sizeof *cls);
-    float *probs = sm_scratch_calloc(&sc, (np + 1) * JOBS_TOPK, sizeof *probs);
     size_t nparts = 0;
     for (size_t i = 0; i < j->n_jobs; i++)
         nparts += j->jobs[i]->parts;
@@ -787,7 +876,7 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         s->pending = &pp[k];
         s->n_pending = job->n_pending;
         for (size_t p = 0; p < job->n_pending; p++, k++) {
-            pending_to_pb(&job->pending[p], &pr[k], &cls[k * JOBS_TOPK], &probs[k * JOBS_TOPK]);
+            pending_to_pb(&job->pending[p], &pr[k]);
             pp[k] = &pr[k];
         }
         jp[i] = s;

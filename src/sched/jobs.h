@@ -16,7 +16,8 @@
  * (requeued after a failure that was not one) is stored once.
  *
  * Commands (CTL_CMD_MODEL_ADD .. CTL_CMD_JOB_FLUSHED in proto/idunno.proto):
- * MODEL_ADD (upsert), JOB_LAUNCH (one running job per model), JOB_INFERENCE
+ * MODEL_ADD (upsert: a train of an existing name replaces its record with the
+ * next version), JOB_LAUNCH (one running job per model), JOB_INFERENCE
  * (append images), JOB_SET_BATCH, JOB_STOP, JOB_DONE (a batch of completed
  * queries), JOB_FLUSHED (the oldest N pending results were written as part P,
  * in file F with SHA-256 H: the first JOB_FLUSHED for P commits F as part P,
@@ -32,13 +33,16 @@
 #include <stdint.h>
 
 #include "ctl/sm.h"
+#include "infer/card.h"
 #include "sdfs/catalog.h"
 
 #define JOBS_NAME_MAX 64
 #define JOBS_MAX_BATCH 256
 #define JOBS_MAX_IMAGES 1000000
 #define JOBS_MAX_MODELS 256
-#define JOBS_TOPK 5
+/* A stored card's JSON is at most this long: it travels in every query's
+ * ModelInfo and in Raft entries. Room for a thousand long labels. */
+#define JOBS_MAX_CARD (256 * 1024)
 
 struct qstats;
 
@@ -48,16 +52,27 @@ struct model_rec {
     char blob[SDFS_BLOB_LEN + 1];
     uint64_t size;
     uint8_t sha256[32];
-    uint32_t input_size, resize, classes;
+    uint32_t input_size, resize, classes; /* input_size: H when H = W, else 0 */
     float mean[3], std[3];
     uint64_t time_ms;
+    uint32_t version; /* 1 at the first train of the name, +1 at each later one */
+    /* The card resolved at train time (infer/card.h), as stored (owned; NULL
+     * for a model registered before cards) and parsed (given = 0 without). */
+    char *card_json;
+    struct model_card card;
 };
 
+/* One image's result, waiting to be written to a part: k class indices with
+ * their probabilities (the card's top_k), or a raw output's k values, or an
+ * error. */
 struct pending_result {
     uint32_t image;
-    uint32_t classes[JOBS_TOPK];
-    float probs[JOBS_TOPK];
-    char *error; /* NULL if the image was classified */
+    uint32_t version; /* the model version that ran it (0: not recorded) */
+    uint16_t k;
+    uint8_t raw;
+    uint32_t *classes; /* k; NULL when raw (one allocation with probs) */
+    float *probs;      /* k probabilities, or the raw values */
+    char *error;       /* NULL if the image was classified */
 };
 
 /* A committed result part. */
@@ -126,12 +141,13 @@ void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t 
 struct Idunno__JobPart;
 void jobs_part_to_pb(const struct job_part *p, struct Idunno__JobPart *m);
 /* Appends the oldest pending results of a job (at most max, and no more once
- * out holds max_bytes) to out as JSON lines, a part's contents: {"image":
- * NAME, "top": [[CLASS, P] x5]} or {"image": NAME, "error": TEXT}. *n: how
- * many. Returns 0 or ID_ENOMEM. */
+ * out holds max_bytes) to out as JSON lines, a part's contents, in the shape
+ * of infer/result.h; labels come from `model` (the job's model record, NULL:
+ * none) for results of its current version. *n: how many. Returns 0 or
+ * ID_ENOMEM. */
 struct strbuf;
-int jobs_render_results(const struct job_rec *job, size_t max, size_t max_bytes, struct strbuf *out,
-                        size_t *n);
+int jobs_render_results(const struct job_rec *job, const struct model_rec *model, size_t max,
+                        size_t max_bytes, struct strbuf *out, size_t *n);
 /* Committed part `part` (1..parts), or NULL. */
 const struct job_part *jobs_part(const struct job_rec *job, uint64_t part);
 

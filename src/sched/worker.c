@@ -261,12 +261,13 @@ static void run_chain(struct worker *w, struct wquery *head)
         for (size_t i = 0; i < q->run->n_images; i++)
             if (q->paths[i])
                 paths[k++] = q->paths[i];
-    /* A process per model version: a re-trained model starts afresh. */
+    /* A process per model version: a re-trained model starts afresh, even
+     * when only its card changed (the same file, another version). */
     char key[INFER_KEY_MAX];
-    snprintf(key, sizeof key, "%s@%llx", run->model->name,
-             (unsigned long long)strtoull(run->model->blob, NULL, 16));
-    int rc = infer_procs_run(w->procs, key, head->model_path, paths, k, on_chain_ran, head, err,
-                             sizeof err);
+    snprintf(key, sizeof key, "%s@%llx.%u", run->model->name,
+             (unsigned long long)strtoull(run->model->blob, NULL, 16), run->model->version);
+    int rc = infer_procs_run(w->procs, key, head->model_path, run->model->card, paths, k,
+                             on_chain_ran, head, err, sizeof err);
     free(paths);
     if (rc < 0) {
         /* ID_EMODEL: the model was given up after crashing its processes. */
@@ -282,8 +283,8 @@ static void pack_done(struct wquery *q)
     size_t n = run->n_images;
     Idunno__QueryResult *rows = calloc(n ? n : 1, sizeof *rows);
     Idunno__QueryResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    uint32_t(*cls)[INFER_TOPK] = calloc(n ? n : 1, sizeof *cls);
-    float(*probs)[INFER_TOPK] = calloc(n ? n : 1, sizeof *probs);
+    uint32_t(*cls)[INFER_MAX_K] = calloc(n ? n : 1, sizeof *cls);
+    float(*probs)[INFER_MAX_K] = calloc(n ? n : 1, sizeof *probs);
     char(*errs)[200] = calloc(n ? n : 1, sizeof *errs);
     if (!rows || !ptrs || !cls || !probs || !errs)
         goto out;
@@ -291,6 +292,7 @@ static void pack_done(struct wquery *q)
         Idunno__QueryResult *r = &rows[i];
         idunno__query_result__init(r);
         r->image = run->images[i]->index;
+        r->version = run->model->version;
         const struct infer_result *ir = &q->results[i];
         if (q->model_err[0])
             snprintf(errs[i], sizeof errs[i], "%s", q->model_err);
@@ -304,13 +306,21 @@ static void pack_done(struct wquery *q)
             r->error = errs[i];
             q->w->stats.failed_images++;
         } else {
-            for (int k = 0; k < INFER_TOPK; k++) {
-                cls[i][k] = (uint32_t)ir->top_class[k];
-                probs[i][k] = ir->top_prob[k];
+            /* Exactly the card's k entries (the process was held to them),
+             * or the raw output's values. */
+            size_t k = ir->k > 0 && ir->k <= INFER_MAX_K ? (size_t)ir->k : 0;
+            for (size_t e = 0; e < k; e++) {
+                cls[i][e] = (uint32_t)ir->top_class[e];
+                probs[i][e] = ir->top_prob[e];
             }
-            r->n_classes = r->n_probs = INFER_TOPK;
-            r->classes = cls[i];
-            r->probs = probs[i];
+            if (ir->raw) {
+                r->n_values = k;
+                r->values = probs[i];
+            } else {
+                r->n_classes = r->n_probs = k;
+                r->classes = cls[i];
+                r->probs = probs[i];
+            }
         }
         ptrs[i] = r;
     }
@@ -410,11 +420,13 @@ static int prepare_run(struct worker *w, struct wquery *q)
     return 0;
 }
 
-/* Can q join a chain headed by head? Same model file, both have it. */
+/* Can q join a chain headed by head? Same model file and version (so the
+ * same card), both have it. */
 static int chains_with(const struct wquery *head, const struct wquery *q)
 {
     return !q->preload && !head->preload && q->state == WQ_READY && q->model_status == 0 &&
-           head->model_status == 0 && strcmp(q->run->model->blob, head->run->model->blob) == 0;
+           head->model_status == 0 && strcmp(q->run->model->blob, head->run->model->blob) == 0 &&
+           q->run->model->version == head->run->model->version;
 }
 
 /* Hands the ready query q to its model's process, with the ready queries

@@ -83,9 +83,11 @@ assert len(names) == 120 and len(set(names)) == 120, (len(names), len(set(names)
 assert all(n.startswith("set/img") for n in names)
 for r in rows:
     assert "error" not in r, r
+    # the shared result shape (docs/protocol.md): model, version, top-k objects
+    assert r["model"] == "tiny_cnn" and r["version"] == 1, r
     top = r["top"]
-    assert len(top) == 5 and all(0 <= c < 10 for c, _ in top), r
-    probs = [p for _, p in top]
+    assert len(top) == 5 and all(0 <= e["index"] < 10 and e["label"] is None for e in top), r
+    probs = [e["probability"] for e in top]
     assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1, r
 PY
 

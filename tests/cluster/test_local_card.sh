@@ -43,12 +43,14 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 labels = ["negative", "positive"]
 for im in d["images"]:
+    # the shape of the cluster's result lines (docs/protocol.md); a local file has version 0
+    assert im["model"].startswith("tiny_dyn_softmax") and im["version"] == 0, im
     top = im["top"]
     assert len(top) == 2, im
-    assert sorted(t["class"] for t in top) == [0, 1], im
-    assert all(t["label"] == labels[t["class"]] for t in top), im
-    assert abs(sum(t["prob"] for t in top) - 1) < 1e-5, im
-    assert top[0]["prob"] >= top[1]["prob"], im
+    assert sorted(t["index"] for t in top) == [0, 1], im
+    assert all(t["label"] == labels[t["index"]] for t in top), im
+    assert abs(sum(t["probability"] for t in top) - 1) < 1e-5, im
+    assert top[0]["probability"] >= top[1]["probability"], im
 PY
 
 # -- raw output: the model's values in order, no top-k

@@ -534,8 +534,8 @@ static void batch_flush(struct leader *ld)
     static Idunno__QueryResult rr[DISPATCH_BATCH_MAX][MAX_BATCH],
         *rp[DISPATCH_BATCH_MAX][MAX_BATCH];
     static char names[DISPATCH_BATCH_MAX][8];
-    uint32_t cls[JOBS_TOPK] = {1, 2, 3, 4, 5};
-    float probs[JOBS_TOPK] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
+    uint32_t cls[5] = {1, 2, 3, 4, 5};
+    float probs[5] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
     for (size_t k = 0; k < b->n; k++) {
         const struct m_done *m = b->h[k].done;
         idunno__query_done__init(&qd[k]);
@@ -547,7 +547,7 @@ static void batch_flush(struct leader *ld)
         for (uint32_t x = 0; x < m->q.n; x++) {
             idunno__query_result__init(&rr[k][x]);
             rr[k][x].image = m->q.images[x];
-            rr[k][x].n_classes = rr[k][x].n_probs = JOBS_TOPK;
+            rr[k][x].n_classes = rr[k][x].n_probs = 5;
             rr[k][x].classes = cls;
             rr[k][x].probs = probs;
             rp[k][x] = &rr[k][x];
@@ -694,7 +694,7 @@ static void part_write(struct leader *ld, const struct parts_action *a)
     struct strbuf text = STRBUF_INIT;
     size_t n = 0;
     int rc = job && wr && w->n_files < MAX_FILES
-                 ? jobs_render_results(job, a->results, 1u << 20, &text, &n)
+                 ? jobs_render_results(job, NULL, a->results, 1u << 20, &text, &n)
                  : ID_ENOMEM;
     if (rc == 0) {
         *wr = (struct write){.used = 1, .a = *a};

@@ -119,12 +119,12 @@ static void commit(struct replica *r, uint32_t job, uint64_t query, const uint32
                    size_t n)
 {
     Idunno__QueryResult *rows = calloc(n + 1, sizeof *rows), **ptrs = calloc(n + 1, sizeof *ptrs);
-    uint32_t cls[JOBS_TOPK] = {1, 2, 3, 4, 5};
-    float probs[JOBS_TOPK] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
+    uint32_t cls[5] = {1, 2, 3, 4, 5};
+    float probs[5] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
     for (size_t i = 0; i < n; i++) {
         idunno__query_result__init(&rows[i]);
         rows[i].image = images[i];
-        rows[i].n_classes = rows[i].n_probs = JOBS_TOPK;
+        rows[i].n_classes = rows[i].n_probs = 5;
         rows[i].classes = cls;
         rows[i].probs = probs;
         ptrs[i] = &rows[i];

@@ -1,6 +1,7 @@
 /* test_infer_child.c — the node <-> inference process messages
  * (infer/child_proto.h): round trips, and every bound the decoders enforce
  * on what a broken process might send; the crash accounting of child.h. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,44 +98,44 @@ static void test_done_checked_against_the_run(void **state)
     struct infer_result res[3];
     struct infer_child_outcome o;
     size_t n = make_done(body, 0, 2, 7, 0.6f);
-    assert_int_equal(infer_child_decode_done(body, n, 2, 10, &o, res), 0);
+    assert_int_equal(infer_child_decode_done(body, n, 2, 10, 4, 0, &o, res), 0);
     assert_int_equal(o.status, 0);
     assert_int_equal(o.cpu_us, 1234);
     assert_int_equal(res[1].top_class[0], 7);
     assert_int_equal(res[1].k, 4);
     assert_int_equal(res[1].top_class[4], -1);
     /* more entries than the model has classes, or than a top-5 holds */
-    assert_int_equal(infer_child_decode_done(body, n, 2, 3, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 2, 3, 4, 0, &o, res), ID_EPROTO);
     /* a -1 (no class) entry is never sent: a result has exactly k real ones */
     n = make_done_k(body, 0, 1, 7, 0.6f, 5);
-    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, 4, 0, &o, res), ID_EPROTO);
     n = make_done_k(body, 0, 1, 7, 0.6f, 0);
-    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, 4, 0, &o, res), ID_EPROTO);
     n = make_done(body, 0, 2, 7, 0.6f);
-    assert_int_equal(infer_child_decode_done(body, n, 2, 10, &o, res), 0);
+    assert_int_equal(infer_child_decode_done(body, n, 2, 10, 4, 0, &o, res), 0);
     assert_float_equal(res[0].top_prob[0], 0.6f, 1e-6);
     /* fewer or more results than images asked for */
-    assert_int_equal(infer_child_decode_done(body, n, 3, 10, &o, res), ID_EPROTO);
-    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 3, 10, 4, 0, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, 4, 0, &o, res), ID_EPROTO);
     /* a class index beyond the model's classes */
-    assert_int_equal(infer_child_decode_done(body, n, 2, 5, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 2, 5, 4, 0, &o, res), ID_EPROTO);
     n = make_done(body, 0, 2, -2, 0.6f);
-    assert_int_equal(infer_child_decode_done(body, n, 2, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 2, 10, 4, 0, &o, res), ID_EPROTO);
     /* a probability that is no probability */
     n = make_done(body, 0, 1, 3, 7.5f);
-    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, 4, 0, &o, res), ID_EPROTO);
     n = make_done(body, 0, 1, 3, -0.5f);
-    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, 4, 0, &o, res), ID_EPROTO);
     /* a failed run carries its error and no images */
     n = make_done(body, ID_EMODEL, 0, 0, 0);
-    assert_int_equal(infer_child_decode_done(body, n, 4, 10, &o, res), 0);
+    assert_int_equal(infer_child_decode_done(body, n, 4, 10, 4, 0, &o, res), 0);
     assert_int_equal(o.status, ID_EMODEL);
     assert_string_equal(o.error, "model failed");
     n = make_done(body, ID_EMODEL, 1, 0, 0.5f);
-    assert_int_equal(infer_child_decode_done(body, n, 1, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 10, 4, 0, &o, res), ID_EPROTO);
     /* a positive status is not one of ours */
     n = make_done(body, 3, 0, 0, 0);
-    assert_int_equal(infer_child_decode_done(body, n, 0, 10, &o, res), ID_EPROTO);
+    assert_int_equal(infer_child_decode_done(body, n, 0, 10, 4, 0, &o, res), ID_EPROTO);
 }
 
 static void test_loaded_bounds(void **state)
@@ -144,6 +145,7 @@ static void test_loaded_bounds(void **state)
     Idunno__InferChildLoaded l = IDUNNO__INFER_CHILD_LOADED__INIT;
     l.classes = 10;
     l.input_size = 32;
+    l.top_k = 5;
     Idunno__InferChildLoaded *got;
     size_t n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
     assert_int_equal(infer_child_decode_loaded(body, n, &got), 0);
@@ -155,6 +157,66 @@ static void test_loaded_bounds(void **state)
     l.classes = 0;
     n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
     assert_int_equal(infer_child_decode_loaded(body, n, &got), ID_EPROTO);
+    /* a non-square input reports no input_size */
+    l.classes = 2;
+    l.top_k = 2;
+    l.input_size = 0;
+    n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
+    assert_int_equal(infer_child_decode_loaded(body, n, &got), 0);
+    idunno__infer_child_loaded__free_unpacked(got, NULL);
+    /* a top-k wider than the classes, or none */
+    l.top_k = 3;
+    n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
+    assert_int_equal(infer_child_decode_loaded(body, n, &got), ID_EPROTO);
+    l.top_k = 0;
+    n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
+    assert_int_equal(infer_child_decode_loaded(body, n, &got), ID_EPROTO);
+    /* raw: every value of an output no wider than a result */
+    l.raw = 1;
+    l.classes = 8;
+    l.top_k = 8;
+    n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
+    assert_int_equal(infer_child_decode_loaded(body, n, &got), 0);
+    idunno__infer_child_loaded__free_unpacked(got, NULL);
+    l.top_k = 5;
+    n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
+    assert_int_equal(infer_child_decode_loaded(body, n, &got), ID_EPROTO);
+    l.classes = l.top_k = INFER_MAX_K + 1;
+    n = roundtrip(INFER_CHILD_LOADED, 0, &l.base, body);
+    assert_int_equal(infer_child_decode_loaded(body, n, &got), ID_EPROTO);
+}
+
+/* Raw results: the values in order, indices 0..k-1, any finite value. */
+static void test_done_raw(void **state)
+{
+    (void)state;
+    uint8_t body[4096];
+    struct infer_result res[2];
+    struct infer_child_outcome o;
+    Idunno__InferChildDone d = IDUNNO__INFER_CHILD_DONE__INIT;
+    Idunno__InferChildImage row = IDUNNO__INFER_CHILD_IMAGE__INIT, *ptr = &row;
+    int32_t idx[3] = {0, 1, 2};
+    float vals[3] = {-3.5f, 12.0f, 0.25f};
+    row.n_classes = row.n_probs = 3;
+    row.classes = idx;
+    row.probs = vals;
+    d.n_images = 1;
+    d.images = &ptr;
+    size_t n = roundtrip(INFER_CHILD_DONE, 5, &d.base, body);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 3, 3, 1, &o, res), 0);
+    assert_int_equal(res[0].raw, 1);
+    assert_int_equal(res[0].k, 3);
+    assert_float_equal(res[0].top_prob[1], 12.0f, 1e-6);
+    /* the same values are no probabilities for a top-k */
+    assert_int_equal(infer_child_decode_done(body, n, 1, 3, 3, 0, &o, res), ID_EPROTO);
+    /* out of order, or not finite */
+    idx[1] = 2;
+    n = roundtrip(INFER_CHILD_DONE, 5, &d.base, body);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 3, 3, 1, &o, res), ID_EPROTO);
+    idx[1] = 1;
+    vals[2] = (float)NAN;
+    n = roundtrip(INFER_CHILD_DONE, 5, &d.base, body);
+    assert_int_equal(infer_child_decode_done(body, n, 1, 3, 3, 1, &o, res), ID_EPROTO);
 }
 
 static void test_clean_text(void **state)
@@ -210,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_run_roundtrip_and_bad_paths),
         cmocka_unit_test(test_done_checked_against_the_run),
         cmocka_unit_test(test_loaded_bounds),
+        cmocka_unit_test(test_done_raw),
         cmocka_unit_test(test_clean_text),
         cmocka_unit_test(test_crash_accounting),
         cmocka_unit_test(test_run_deadline),

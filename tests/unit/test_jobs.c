@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "base/err.h"
+#include "base/strbuf.h"
 #include "ctl/sm.h"
 #include "idunno.pb-c.h"
 #include "sched/jobs.h"
@@ -421,6 +422,152 @@ static void test_snapshot_without_part_list(void **state)
     replica_free(&b);
 }
 
+/* ---- cards, versions and result shapes -------------------------------------------------------- */
+
+#define CARD2                                                                                 \
+    "{\"size\":\"48x192\",\"layout\":\"nchw\",\"channels\":\"rgb\",\"scale\":1,"              \
+    "\"mean\":[0.5,0.5,0.5],\"std\":[0.5,0.5,0.5],\"resize\":\"stretch\",\"resize_side\":55," \
+    "\"pad_value\":0,\"output\":\"probabilities\",\"output_name\":\"probs\",\"top_k\":2,"     \
+    "\"labels\":[\"cat\",\"dog\"]}"
+
+static int add_card_model(struct replica *r, const char *name, uint32_t classes, const char *card)
+{
+    uint8_t sha[32] = {9};
+    Idunno__ModelInfo m = IDUNNO__MODEL_INFO__INIT;
+    m.name = (char *)name;
+    m.file = "models/x.onnx";
+    m.blob = "00000000000000aa";
+    m.sha256.data = sha;
+    m.sha256.len = 32;
+    m.classes = classes;
+    m.card = (char *)card;
+    m.version = 77; /* the caller's version is never taken */
+    return apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, &m.base, 1000);
+}
+
+/* One query of three images: a 2-entry top-k, a raw result of three values,
+ * an error; each from model version `version`. */
+static int complete_shapes(struct replica *r, uint32_t job, uint32_t version)
+{
+    Idunno__QueryResult rows[3], *ptrs[3];
+    uint32_t cls[2] = {1, 0};
+    float probs[2] = {0.75f, 0.25f}, values[3] = {-1.5f, 2.0f, 1000.0f};
+    for (int i = 0; i < 3; i++) {
+        idunno__query_result__init(&rows[i]);
+        rows[i].image = (uint32_t)i;
+        rows[i].version = version;
+        ptrs[i] = &rows[i];
+    }
+    rows[0].n_classes = rows[0].n_probs = 2;
+    rows[0].classes = cls;
+    rows[0].probs = probs;
+    rows[1].n_values = 3;
+    rows[1].values = values;
+    rows[2].error = "cannot decode";
+    Idunno__QueryDone d = IDUNNO__QUERY_DONE__INIT, *dp = &d;
+    d.job = job;
+    d.query = 1;
+    d.worker = "w1";
+    d.n_results = 3;
+    d.results = ptrs;
+    Idunno__QueryDoneBatch b = IDUNNO__QUERY_DONE_BATCH__INIT;
+    b.n_done = 1;
+    b.done = &dp;
+    return apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, &b.base, 5000);
+}
+
+static void test_card_stored(void **state)
+{
+    (void)state;
+    struct replica a, b;
+    replica_init(&a);
+    replica_init(&b);
+    assert_int_equal(add_card_model(&a, "dyn", 2, CARD2), 0);
+    const struct model_rec *m = jobs_model(a.jobs, "dyn");
+    assert_int_equal(m->version, 1);
+    assert_int_equal(m->card.height, 48);
+    assert_int_equal(m->card.width, 192);
+    assert_int_equal(m->card.n_labels, 2);
+    assert_string_equal(m->card.labels[1], "dog");
+    assert_int_equal(m->input_size, 0); /* not square */
+    /* Training the name again makes the next version. */
+    assert_int_equal(add_card_model(&a, "dyn", 2, CARD2), 0);
+    assert_int_equal(jobs_model(a.jobs, "dyn")->version, 2);
+    /* Cards that do not fit the record, or are no card, are refused. */
+    assert_int_equal(add_card_model(&a, "x", 3, CARD2), ID_EINVAL); /* 2 labels, 3 classes */
+    assert_int_equal(add_card_model(&a, "x", 1, CARD2), ID_EINVAL); /* top_k 2 > 1 class */
+    assert_int_equal(add_card_model(&a, "x", 2, "{\"size\":"), ID_EINVAL);
+    assert_int_equal(add_card_model(&a, "x", 2, "{\"colour\":\"red\"}"), ID_EINVAL);
+    assert_int_equal(add_card_model(&a, "x", 100, "{\"size\":\"8x8\",\"output\":\"raw\"}"),
+                     ID_EINVAL); /* raw output wider than a result */
+    assert_null(jobs_model(a.jobs, "x"));
+    /* The card and the version survive a snapshot. */
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&a.sm, NULL, &snap, &len), 0);
+    assert_int_equal(sm_restore(&b.sm, snap, len), 0);
+    free(snap);
+    const struct model_rec *mb = jobs_model(b.jobs, "dyn");
+    assert_non_null(mb);
+    assert_int_equal(mb->version, 2);
+    assert_string_equal(mb->card_json, jobs_model(a.jobs, "dyn")->card_json);
+    assert_true(card_equal(&mb->card, &jobs_model(a.jobs, "dyn")->card));
+    char da[65], db[65];
+    sm_digest_hex(&a.sm, da);
+    sm_digest_hex(&b.sm, db);
+    assert_string_equal(da, db);
+    replica_free(&a);
+    replica_free(&b);
+}
+
+static void test_result_shapes(void **state)
+{
+    (void)state;
+    struct replica a, b;
+    replica_init(&a);
+    replica_init(&b);
+    assert_int_equal(add_card_model(&a, "dyn", 2, CARD2), 0);
+    job_cmd(&a, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, "dyn", 4, 1);
+    queue_images(&a, "dyn", 3, "s");
+    struct job_rec *job = jobs_of_model(a.jobs, "dyn");
+    assert_int_equal(complete_shapes(&a, job->id, 1), 0);
+    assert_int_equal(job->n_pending, 3);
+    assert_int_equal(job->pending[0].k, 2);
+    assert_int_equal(job->pending[1].raw, 1);
+    struct strbuf out = STRBUF_INIT;
+    size_t n;
+    assert_int_equal(jobs_render_results(job, jobs_model(a.jobs, "dyn"), 10, 1u << 20, &out, &n),
+                     0);
+    assert_int_equal(n, 3);
+    assert_string_equal(
+        strbuf_str(&out),
+        "{\"image\":\"s/img0.jpg\",\"model\":\"dyn\",\"version\":1,\"top\":["
+        "{\"index\":1,\"label\":\"dog\",\"probability\":0.75},"
+        "{\"index\":0,\"label\":\"cat\",\"probability\":0.25}]}\n"
+        "{\"image\":\"s/img1.jpg\",\"model\":\"dyn\",\"version\":1,\"values\":[-1.5,2,1000]}\n"
+        "{\"image\":\"s/img2.jpg\",\"model\":\"dyn\",\"version\":1,\"error\":\"cannot decode\"}\n");
+    /* The pending results, their k and raw values survive a snapshot. */
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&a.sm, NULL, &snap, &len), 0);
+    assert_int_equal(sm_restore(&b.sm, snap, len), 0);
+    free(snap);
+    struct strbuf out_b = STRBUF_INIT;
+    assert_int_equal(jobs_render_results(jobs_of_model(b.jobs, "dyn"), jobs_model(b.jobs, "dyn"),
+                                         10, 1u << 20, &out_b, &n),
+                     0);
+    assert_string_equal(strbuf_str(&out_b), strbuf_str(&out));
+    /* A later version's card does not label an earlier version's results. */
+    assert_int_equal(add_card_model(&a, "dyn", 2, CARD2), 0);
+    strbuf_reset(&out);
+    assert_int_equal(jobs_render_results(job, jobs_model(a.jobs, "dyn"), 1, 1u << 20, &out, &n), 0);
+    assert_non_null(strstr(strbuf_str(&out), "{\"index\":1,\"label\":null,\"probability\":0.75}"));
+    strbuf_free(&out);
+    strbuf_free(&out_b);
+    replica_free(&a);
+    replica_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +578,8 @@ int main(void)
         cmocka_unit_test(test_deposed_part_never_named),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_without_part_list),
+        cmocka_unit_test(test_card_stored),
+        cmocka_unit_test(test_result_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

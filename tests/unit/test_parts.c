@@ -126,11 +126,11 @@ static struct job_rec *launch(struct replica *r)
 static void complete(struct replica *r, uint32_t job, uint32_t first, uint32_t n)
 {
     for (uint32_t i = first; i < first + n; i++) {
-        uint32_t cls[JOBS_TOPK] = {i % 10, 1, 2, 3, 4};
-        float probs[JOBS_TOPK] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
+        uint32_t cls[5] = {i % 10, 1, 2, 3, 4};
+        float probs[5] = {0.5f, 0.2f, 0.1f, 0.1f, 0.1f};
         Idunno__QueryResult res = IDUNNO__QUERY_RESULT__INIT;
         res.image = i;
-        res.n_classes = res.n_probs = JOBS_TOPK;
+        res.n_classes = res.n_probs = 5;
         res.classes = cls;
         res.probs = probs;
         Idunno__QueryResult *rp[] = {&res};
@@ -220,7 +220,7 @@ static void render(struct replica *view, const struct parts_action *a, struct wr
     size_t n;
     w->a = *a;
     w->text = (struct strbuf)STRBUF_INIT;
-    assert_int_equal(jobs_render_results(job, a->results, 3u << 20, &w->text, &n), 0);
+    assert_int_equal(jobs_render_results(job, NULL, a->results, 3u << 20, &w->text, &n), 0);
     w->a.results = (uint32_t)n;
     struct sha256 h;
     sha256_init(&h);
