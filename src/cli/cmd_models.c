@@ -24,7 +24,8 @@ const struct cli_command cli_model_commands[] = {
      "       [--resize-side S] [--pad-value V] [--layout nchw|nhwc] [--channels rgb|bgr|gray]\n"
      "       [--scale 1|255] [--mean M[,M,M]] [--std S[,S,S]] [--labels FILE]\n"
      "       [--output logits|probabilities|raw] [--output-name NAME] [--top-k K]",
-     "register a model: its file goes to SDFS (models/MODEL.onnx) and its card (docs/inference.md:\n"
+     "register a model: its file goes to SDFS (models/MODEL.onnx) and its card "
+     "(docs/inference.md:\n"
      "the flags, then --card, then the model's metadata and shapes), resolved against the model\n"
      "here, is stored with it and printed; training a name again makes a new version",
      cmd_train},
@@ -42,8 +43,8 @@ static void model_path_of(const char *name, char *out, size_t len)
 /* The card train registers: --card's file, then every card flag over it
  * (whatever their order on the line), as local-infer does. *file and *name
  * get the other arguments. Returns 0 or a CLI status (already reported). */
-static int parse_train_args(const struct cli_command *cmd, int argc, char **argv,
-                            const char **name, const char **file, struct model_card *card)
+static int parse_train_args(const struct cli_command *cmd, int argc, char **argv, const char **name,
+                            const char **file, struct model_card *card)
 {
     struct model_card flags = {0};
     const char *card_file = NULL;
@@ -209,8 +210,8 @@ static void card_text_of(const Idunno__ModelInfo *m, struct model_card *c, struc
         if (c->output == CARD_RAW)
             snprintf(t->output, sizeof t->output, "raw (%u values)", m->classes);
         else
-            snprintf(t->output, sizeof t->output, "%s, top %d of %u",
-                     card_output_name(c->output), c->top_k, m->classes);
+            snprintf(t->output, sizeof t->output, "%s, top %d of %u", card_output_name(c->output),
+                     c->top_k, m->classes);
         snprintf(t->labels, sizeof t->labels, "%zu", c->n_labels);
         return;
     }
@@ -246,8 +247,8 @@ static void print_model(const Idunno__ModelInfo *m)
     card_text_of(m, &c, &t);
     printf("model %s version %u: %s (%.1f MB), %u classes\n", m->name, m->version, m->file,
            (double)m->size / 1e6, m->classes);
-    printf("  input:   %s\n  prepare: %s\n  output:  %s\n  labels:  %s", t.input, t.prep,
-           t.output, t.labels);
+    printf("  input:   %s\n  prepare: %s\n  output:  %s\n  labels:  %s", t.input, t.prep, t.output,
+           t.labels);
     for (size_t i = 0; i < c.n_labels && i < 10; i++)
         printf("%s%s", i ? ", " : " (", c.labels[i]);
     printf("%s\n", c.n_labels > 10 ? ", ...)" : c.n_labels ? ")" : "");
