@@ -143,7 +143,10 @@ test: all $(UNIT_BIN) $(TEST_MODELS) models/resnet50.onnx
 # libFuzzer targets, one per decoder (clang only).
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
-fuzz: $(FUZZ_BIN)
+# One target after another: each one's rule runs a sub-make of the shared
+# library, and two of those at once would race on the same files.
+fuzz:
+	$(MAKE) -j1 $(FUZZ_BIN)
 # The library is built by a sub-make this make cannot see into, so the link step
 # always runs (FORCE): a target must never be fuzzed against a stale library.
 build-fuzz/%: fuzz/%.c FORCE
