@@ -1,5 +1,5 @@
 /* cmd_jobs.c — IDunno's commands: jobs (launch,
- * inference, set-batch, stop, jobs) and what the seed report calls C1–C5:
+ * inference, set-batch, set-model-version, stop, jobs) and what the seed report calls C1–C5:
  * qinfo (queries done and rate over the last 10 s), qjob (processing-time
  * statistics), set-batch, results, assign (workers per job and their share).
  * All of them go to the coordinator through the node given by -s. */
@@ -24,13 +24,15 @@ static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_qinfo(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_set_model_version(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_results(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_assign(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_job_commands[] = {
-    {"launch", "MODEL BATCH [--weight W]", "start a job running MODEL, BATCH images per query",
+    {"launch", "MODEL BATCH [--weight W] [--version N]",
+     "start a job running MODEL (its latest version, or version N), BATCH images per query",
      cmd_launch},
     {"inference", "MODEL DATASET",
      "queue every image under the SDFS prefix DATASET for MODEL's job", cmd_inference},
@@ -40,6 +42,10 @@ const struct cli_command cli_job_commands[] = {
      "C2: processing time (dispatch to result): mean, std dev, median, p90/95/99", cmd_qjob},
     {"set-batch", "MODEL N", "C3: N images per query for queries not yet dispatched",
      cmd_set_batch},
+    {"set-model-version", "MODEL N",
+     "run version N of MODEL in its job: queries dispatched from now on use it, those\n"
+     "already running finish on theirs (idunno models MODEL lists the versions)",
+     cmd_set_model_version},
     {"results", "MODEL [LOCAL]", "C4: the job's results; with LOCAL, all of them as JSON lines",
      cmd_results},
     {"assign", "[--watch]", "C5: the workers serving each job now and their share over 10 s",
@@ -77,6 +83,7 @@ static void json_job(const Idunno__JobInfo *j)
     cli_json_u64("id", j->id);
     cli_json_str("model", j->model);
     cli_json_str("state", j->state);
+    cli_json_u64("version", j->version);
     if (j->error[0])
         cli_json_str("error", j->error);
     cli_json_u64("batch", j->batch);
@@ -154,12 +161,13 @@ static int parse_watch(int argc, char **argv, const char **arg)
 }
 
 static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, uint32_t batch,
-                       double weight, const char *verb)
+                       double weight, uint32_t version, const char *verb)
 {
     Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
     l.model = (char *)model;
     l.batch = batch;
     l.weight = weight;
+    l.version = version;
     Idunno__JobInfo *j;
     int rc = cli_call_decode(ctx, type, &l.base, &idunno__job_info__descriptor, &j);
     if (rc)
@@ -168,9 +176,9 @@ static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, ui
         json_job(j);
         cli_json_done();
     } else {
-        printf("%s job %u of %s: batch %u, weight %g, %s, %llu of %llu images done\n", verb, j->id,
-               j->model, j->batch, j->weight, j->state, (unsigned long long)j->images_done,
-               (unsigned long long)j->images);
+        printf("%s job %u of %s: version %u, batch %u, weight %g, %s, %llu of %llu images done\n",
+               verb, j->id, j->model, j->version, j->batch, j->weight, j->state,
+               (unsigned long long)j->images_done, (unsigned long long)j->images);
     }
     idunno__job_info__free_unpacked(j, NULL);
     return 0;
@@ -196,8 +204,12 @@ static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
     const char *pos[2];
     int npos = 0;
     double weight = 1.0;
+    uint32_t version = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--weight") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--version") == 0 && i + 1 < argc) {
+            if (parse_u32(argv[++i], &version) < 0)
+                return cli_usage_error(cmd, "--version takes a version number (1, 2, ...)");
+        } else if (strcmp(argv[i], "--weight") == 0 && i + 1 < argc) {
             char *end;
             weight = strtod(argv[++i], &end);
             if (*end || !(weight > 0))
@@ -211,7 +223,7 @@ static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
     uint32_t batch;
     if (npos != 2 || parse_u32(pos[1], &batch) < 0)
         return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, pos[0], batch, weight,
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, pos[0], batch, weight, version,
                        "launched");
 }
 
@@ -223,7 +235,20 @@ static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
     uint32_t batch;
     if (argc != 3 || parse_u32(argv[2], &batch) < 0)
         return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, argv[1], batch, 0, "updated");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, argv[1], batch, 0, 0,
+                       "updated");
+}
+
+static int cmd_set_model_version(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = ctx->cmd;
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    uint32_t version;
+    if (argc != 3 || parse_u32(argv[2], &version) < 0)
+        return cli_usage_error(cmd, "takes a model and a version number (1, 2, ...)");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_VERSION_REQ, argv[1], 0, 0, version,
+                       "updated");
 }
 
 static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
@@ -233,7 +258,7 @@ static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
         return 0;
     if (argc != 2)
         return cli_usage_error(cmd, "takes a model");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, argv[1], 0, 0, "stopped");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, argv[1], 0, 0, 0, "stopped");
 }
 
 static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv)
@@ -452,12 +477,14 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
     if (ctx->json) {
         json_jobs(l);
     } else {
-        struct cli_table *t = cli_table_new(9, "ID", "MODEL", "STATE", "BATCH", "WEIGHT", "IMAGES",
-                                            "QUERIES", "RATE", "QUEUED/RUNNING");
+        struct cli_table *t = cli_table_new(10, "ID", "MODEL", "VERSION", "STATE", "BATCH",
+                                            "WEIGHT", "IMAGES", "QUERIES", "RATE",
+                                            "QUEUED/RUNNING");
         for (size_t i = 0; i < l->n_jobs; i++) {
             const Idunno__JobInfo *j = l->jobs[i];
-            char id[16], b[16], w[24], im[48], q[24], rate[24], qr[32];
+            char id[16], ver[16], b[16], w[24], im[48], q[24], rate[24], qr[32];
             snprintf(id, sizeof id, "%u", j->id);
+            snprintf(ver, sizeof ver, "%u", j->version);
             snprintf(b, sizeof b, "%u", j->batch);
             snprintf(w, sizeof w, "%g", j->weight);
             snprintf(im, sizeof im, "%llu/%llu", (unsigned long long)j->images_done,
@@ -466,7 +493,7 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
             snprintf(rate, sizeof rate, "%.2f/s", j->rate);
             snprintf(qr, sizeof qr, "%llu/%llu", (unsigned long long)j->queued,
                      (unsigned long long)j->inflight);
-            cli_table_row(t, id, j->model, j->state, b, w, im, q, rate, qr);
+            cli_table_row(t, id, j->model, ver, j->state, b, w, im, q, rate, qr);
         }
         cli_table_print(t);
         for (size_t i = 0; i < l->n_jobs; i++)

@@ -2,18 +2,21 @@
  * model card (docs/inference.md) against the model here, where the file is,
  * so a card that does not fit the model never reaches the cluster; the file
  * goes to SDFS and the resolved card, labels included, into the replicated
- * model record with it. models shows the records and their cards. */
+ * model record with it. models shows the records and their cards; with a
+ * name, every kept version of it and the job pinned to each. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "base/err.h"
 #include "cli/cli.h"
 #include "idunno.pb-c.h"
 #include "infer/infer.h"
+#include "sched/jobs.h"
 
 static int cmd_train(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_models(struct cli_ctx *ctx, int argc, char **argv);
@@ -29,7 +32,9 @@ const struct cli_command cli_model_commands[] = {
      "the flags, then --card, then the model's metadata and shapes), resolved against the model\n"
      "here, is stored with it and printed; training a name again makes a new version",
      cmd_train},
-    {"models", "[MODEL]", "the registered models and their cards; with MODEL, its whole card",
+    {"models", "[MODEL]",
+     "the registered models and their cards; with MODEL, its whole card and every kept\n"
+     "version (file, size, SHA-256, card, time, the job running it)",
      cmd_models},
     {NULL, NULL, NULL, NULL},
 };
@@ -224,20 +229,81 @@ static void card_text_of(const Idunno__ModelInfo *m, struct model_card *c, struc
     snprintf(t->labels, sizeof t->labels, "0");
 }
 
-static void json_model(const Idunno__ModelInfo *m)
+static void json_card(const Idunno__ModelInfo *m)
+{
+    if (m->card[0])
+        cli_json_raw("card", m->card);
+    else
+        cli_json_raw("card", "null");
+}
+
+/* The kept versions of model `name` in l, oldest first. */
+static void json_versions(const Idunno__ModelList *l, const char *name)
+{
+    cli_json_begin_array("versions");
+    for (size_t i = 0; i < l->n_versions; i++) {
+        const Idunno__ModelInfo *v = l->versions[i];
+        if (strcmp(v->name, name) != 0)
+            continue;
+        char sha[65] = "";
+        for (size_t k = 0; k < v->sha256.len && k < 32; k++)
+            snprintf(sha + 2 * k, 3, "%02x", v->sha256.data[k]);
+        cli_json_begin_object();
+        cli_json_fields(&v->base, "version file blob size classes time_ms job");
+        cli_json_str("sha256", sha);
+        json_card(v);
+        cli_json_end_object();
+    }
+    cli_json_end_array();
+}
+
+static void json_model(const Idunno__ModelList *l, const Idunno__ModelInfo *m)
 {
     struct model_card c = {0};
     struct card_text t;
     card_text_of(m, &c, &t);
     cli_json_begin_object();
     cli_json_fields(&m->base, "name version file size input_size resize classes");
-    if (m->card[0])
-        cli_json_raw("card", m->card);
-    else
-        cli_json_raw("card", "null");
+    json_card(m);
     cli_json_u64("labels", c.n_labels);
+    json_versions(l, m->name);
     cli_json_end_object();
     card_free(&c);
+}
+
+/* The kept versions of a model, as a table: when each was trained, its file
+ * and labels, and which one the model's job runs. */
+static void print_versions(const Idunno__ModelList *l, const char *name)
+{
+    struct cli_table *t = cli_table_new(6, "VERSION", "TRAINED (UTC)", "FILE (BLOB)", "SIZE",
+                                        "LABELS", "JOB");
+    for (size_t i = 0; i < l->n_versions; i++) {
+        const Idunno__ModelInfo *v = l->versions[i];
+        if (strcmp(v->name, name) != 0)
+            continue;
+        struct model_card c = {0};
+        struct card_text ct;
+        card_text_of(v, &c, &ct);
+        char ver[16], when[32] = "?", file[320], size[32], labels[96], job[32] = "-";
+        time_t secs = (time_t)(v->time_ms / 1000);
+        struct tm tm;
+        if (gmtime_r(&secs, &tm))
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(ver, sizeof ver, "%u", v->version);
+        snprintf(file, sizeof file, "%s (%s)", v->file, v->blob);
+        snprintf(size, sizeof size, "%.1f MB", (double)v->size / 1e6);
+        size_t o = (size_t)snprintf(labels, sizeof labels, "%zu", c.n_labels);
+        for (size_t k = 0; k < c.n_labels && k < 3 && o < sizeof labels; k++)
+            o += (size_t)snprintf(labels + o, sizeof labels - o, "%s%s", k ? ", " : ": ",
+                                  c.labels[k]);
+        if (c.n_labels > 3 && o < sizeof labels)
+            snprintf(labels + o, sizeof labels - o, ", ...");
+        if (v->job)
+            snprintf(job, sizeof job, "job %u runs it", v->job);
+        cli_table_row(t, ver, when, file, size, labels, job);
+        card_free(&c);
+    }
+    cli_table_print(t);
 }
 
 static void print_model(const Idunno__ModelInfo *m)
@@ -279,15 +345,17 @@ static int cmd_models(struct cli_ctx *ctx, int argc, char **argv)
         return cli_fail(CLI_USER_ERROR, "no model '%s' (idunno models lists them)", only);
     }
     if (one && ctx->json) {
-        json_model(one);
+        json_model(l, one);
         cli_json_done();
     } else if (one) {
         print_model(one);
+        printf("versions (the latest %d are kept):\n", JOBS_MAX_VERSIONS);
+        print_versions(l, one->name);
     } else if (ctx->json) {
         cli_json_begin_object();
         cli_json_begin_array("models");
         for (size_t i = 0; i < l->n_models; i++)
-            json_model(l->models[i]);
+            json_model(l, l->models[i]);
         cli_json_end_array();
         cli_json_end_object();
         cli_json_done();

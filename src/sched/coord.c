@@ -117,7 +117,10 @@ static int model_msg(struct coord *c, const struct model_rec *m, const struct al
 static void send_run(struct coord *c, const struct dispatch_run *q, const struct alive *a)
 {
     struct job_rec *job = jobs_by_id(c->jobs, q->job);
-    const struct model_rec *m = job ? jobs_model(c->jobs, job->model) : NULL;
+    /* The version the job is pinned to now: a re-pin reaches every query
+     * sent after it (requeued ones too), while those already sent finish on
+     * the version their RUN named. */
+    const struct model_rec *m = job ? jobs_model_version(c->jobs, job->model, job->version) : NULL;
     const char *addr = alive_addr(a, q->worker);
     if (!job || !m || !addr) {
         dispatch_requeue(c->d, q->query);
@@ -596,12 +599,32 @@ static uint16_t resp_type_of(uint16_t req_type)
     return (uint16_t)(req_type + 1);
 }
 
-static const char *command_error(uint16_t type, int status, const char *model)
+/* The kept versions of a model, as "1, 2, 3". */
+static void kept_versions(const struct jobs *j, const char *model, char *out, size_t len)
+{
+    size_t n, used = 0;
+    const struct model_rec *v = jobs_model_versions(j, model, &n);
+    out[0] = 0;
+    for (size_t i = 0; i < n && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%u", i ? ", " : "", v[i].version);
+}
+
+static const char *command_error(const struct coord *c, uint16_t type, int status,
+                                 const char *model, uint32_t version)
 {
     static char msg[300];
+    char kept[80];
+    const struct job_rec *job;
     switch (status) {
     case ID_ENOTFOUND:
-        if (type == IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ)
+        job = jobs_of_model(c->jobs, model);
+        if ((version || type == IDUNNO__MSG_TYPE__MSG_JOB_SET_VERSION_REQ) &&
+            jobs_model(c->jobs, model) && !jobs_model_version(c->jobs, model, version) &&
+            (type != IDUNNO__MSG_TYPE__MSG_JOB_SET_VERSION_REQ || (job && !job->stopped))) {
+            kept_versions(c->jobs, model, kept, sizeof kept);
+            snprintf(msg, sizeof msg, "model '%s' has no version %u (kept: %s; idunno models %s)",
+                     model, version, kept, model);
+        } else if (type == IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ)
             snprintf(msg, sizeof msg, "no model '%s': register it first (idunno train %s)", model,
                      model);
         else
@@ -631,7 +654,10 @@ static const char *command_model(const struct ctl_op *op)
 
 static const char *job_command_why(struct ctl_op *op, int status)
 {
-    return command_error(op->type, status, command_model(op));
+    uint32_t version = op->type == IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ
+                           ? 0
+                           : ((const Idunno__JobLaunch *)op->msg)->version;
+    return command_error(op->ud, op->type, status, command_model(op), version);
 }
 
 static void on_job_command(struct ctl_op *op, int status, const uint8_t *result, size_t len)
@@ -658,6 +684,11 @@ static void lead_launch(struct ctl_op *op)
 static void lead_set_batch(struct ctl_op *op)
 {
     ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH, op->body, op->len);
+}
+
+static void lead_set_version(struct ctl_op *op)
+{
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_VERSION, op->body, op->len);
 }
 
 static void lead_stop(struct ctl_op *op)
@@ -796,6 +827,8 @@ static const struct ctl_svc_op coord_ops[] = {
     JOB_OP(SET_BATCH, &idunno__job_launch__descriptor, lead_set_batch, on_job_command,
            job_command_why),
     JOB_OP(STOP, &idunno__job_launch__descriptor, lead_stop, on_job_command, job_command_why),
+    JOB_OP(SET_VERSION, &idunno__job_launch__descriptor, lead_set_version, on_job_command,
+           job_command_why),
     JOB_OP(LIST, NULL, ctl_op_read, on_read_ready, NULL),
     JOB_OP(RESULTS, NULL, ctl_op_read, on_read_ready, NULL),
     /* Kept by the batch until its JOB_DONE command commits: not an op. */

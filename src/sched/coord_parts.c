@@ -98,8 +98,7 @@ static void part_write(struct coord *c, const struct parts_action *a)
     struct part_call *pc = calloc(1, sizeof *pc);
     struct strbuf text = STRBUF_INIT;
     size_t n = 0;
-    int rc = job && pc ? jobs_render_results(job, jobs_model(c->jobs, job->model), a->results,
-                                             COORD_PART_BYTES, &text, &n)
+    int rc = job && pc ? jobs_render_results(c->jobs, job, a->results, COORD_PART_BYTES, &text, &n)
                        : ID_ENOMEM;
     if (rc == 0) {
         *pc = (struct part_call){c, *a, {0}};

@@ -52,6 +52,7 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
     info->weight = job->weight;
     info->state = job->stopped ? "stopped" : "running";
     info->error = (char *)job->error;
+    info->version = job->version;
     info->images = job->n_images;
     info->images_done = job->n_done;
     info->queries_done = job->queries_done;
@@ -117,23 +118,42 @@ void coord_reply_job(struct coord *c, struct net_request *req, uint16_t type, co
     free(v);
 }
 
+/* The latest version of each model, and every kept version with the job
+ * pinned to it. */
 void coord_read_models(struct coord *c, struct net_request *req)
 {
     struct jobs *j = c->jobs;
-    size_t n = jobs_model_count(j);
-    Idunno__ModelInfo *rows = calloc(n + 1, sizeof *rows);
-    Idunno__ModelInfo **ptrs = calloc(n + 1, sizeof *ptrs);
-    float(*mean)[3] = calloc(n + 1, sizeof *mean), (*std)[3] = calloc(n + 1, sizeof *std);
+    size_t n = jobs_model_count(j), total = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t nv;
+        jobs_model_versions(j, jobs_model_at(j, i)->name, &nv);
+        total += nv;
+    }
+    Idunno__ModelInfo *rows = calloc(total + 1, sizeof *rows);
+    Idunno__ModelInfo **ptrs = calloc(total + 1, sizeof *ptrs);
+    float(*mean)[3] = calloc(total + 1, sizeof *mean), (*std)[3] = calloc(total + 1, sizeof *std);
     if (!rows || !ptrs || !mean || !std) {
         net_reply_error(req, ID_ENOMEM, NULL, NULL);
     } else {
+        size_t k = n;
         for (size_t i = 0; i < n; i++) {
-            jobs_model_to_pb(jobs_model_at(j, i), &rows[i], mean[i], std[i]);
+            const struct model_rec *latest = jobs_model_at(j, i);
+            const struct job_rec *job = jobs_of_model(j, latest->name);
+            jobs_model_to_pb(latest, &rows[i], mean[i], std[i]);
             ptrs[i] = &rows[i];
+            size_t nv;
+            const struct model_rec *v = jobs_model_versions(j, latest->name, &nv);
+            for (size_t x = 0; x < nv; x++, k++) {
+                jobs_model_to_pb(&v[x], &rows[k], mean[k], std[k]);
+                rows[k].job = job && job->version == v[x].version ? job->id : 0;
+                ptrs[k] = &rows[k];
+            }
         }
         Idunno__ModelList l = IDUNNO__MODEL_LIST__INIT;
         l.n_models = n;
         l.models = ptrs;
+        l.n_versions = total - n;
+        l.versions = ptrs + n;
         net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_JOB_MODELS_RESP, &l.base);
     }
     free(rows);
@@ -202,8 +222,7 @@ void coord_read_results(struct coord *c, struct net_request *req, const uint8_t 
      * rendered in one place. */
     struct strbuf text = STRBUF_INIT;
     size_t rendered = 0;
-    int rc = jobs_render_results(job, jobs_model(c->jobs, job->model), np, SIZE_MAX, &text,
-                                 &rendered);
+    int rc = jobs_render_results(c->jobs, job, np, SIZE_MAX, &text, &rendered);
     if (!v || !parts || !part_ptrs || !part_info || !lines || rc < 0) {
         net_reply_error(req, ID_ENOMEM, NULL, NULL);
     } else {

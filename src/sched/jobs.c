@@ -1,4 +1,6 @@
-/* jobs.c — models and jobs as a sub-state machine (see jobs.h). */
+/* jobs.c — jobs as a sub-state machine (see jobs.h): job records, the
+ * commands on them, the snapshot section; the model records and their
+ * versions are jobs_models.c's. */
 #include "sched/jobs.h"
 
 #include <math.h>
@@ -12,21 +14,15 @@
 #include "base/strbuf.h"
 #include "idunno.pb-c.h"
 #include "infer/result.h"
+#include "sched/jobs_int.h"
 #include "sched/parts.h"
 #include "sched/qstats.h"
 
-/* Still 1 with cards and versions: they are new protobuf fields, so a
- * snapshot written before them restores (models without a card, version 1,
- * results without a version) and the layout is otherwise unchanged. */
+/* Still 1 with cards, versions and pins: they are new protobuf fields, so a
+ * snapshot written before them restores (models without a card, one version
+ * each, jobs pinned to it, results without a version) and the layout is
+ * otherwise unchanged. */
 #define JOBS_SNAPSHOT_VERSION 1
-
-struct jobs {
-    struct model_rec *models;
-    size_t n_models;
-    struct job_rec **jobs; /* by id, increasing */
-    size_t n_jobs, cap_jobs;
-    uint32_t next_job;
-};
 
 struct jobs *jobs_create(void)
 {
@@ -38,11 +34,9 @@ struct jobs *jobs_create(void)
     return j;
 }
 
-static void model_rec_free(struct model_rec *r)
+size_t jobs_count(const struct jobs *j)
 {
-    free(r->card_json);
-    r->card_json = NULL;
-    card_free(&r->card);
+    return j->n_jobs;
 }
 
 static void pending_free(struct pending_result *p)
@@ -77,9 +71,7 @@ static void jobs_clear(struct jobs *j)
     free(j->jobs);
     j->jobs = NULL;
     j->n_jobs = j->cap_jobs = 0;
-    for (size_t i = 0; i < j->n_models; i++)
-        model_rec_free(&j->models[i]);
-    j->n_models = 0;
+    jobs_models_clear(j);
     j->next_job = 0;
 }
 
@@ -92,38 +84,6 @@ void jobs_destroy(struct jobs *j)
     free(j);
 }
 
-int jobs_model_name_ok(const char *name)
-{
-    if (!name || !name[0] || strlen(name) >= JOBS_NAME_MAX)
-        return 0;
-    for (const char *p = name; *p; p++)
-        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
-              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-            return 0;
-    return 1;
-}
-
-size_t jobs_model_count(const struct jobs *j)
-{
-    return j->n_models;
-}
-const struct model_rec *jobs_model_at(const struct jobs *j, size_t i)
-{
-    return i < j->n_models ? &j->models[i] : NULL;
-}
-
-const struct model_rec *jobs_model(const struct jobs *j, const char *name)
-{
-    for (size_t i = 0; i < j->n_models; i++)
-        if (strcmp(j->models[i].name, name) == 0)
-            return &j->models[i];
-    return NULL;
-}
-
-size_t jobs_count(const struct jobs *j)
-{
-    return j->n_jobs;
-}
 struct job_rec *jobs_at(const struct jobs *j, size_t i)
 {
     return i < j->n_jobs ? j->jobs[i] : NULL;
@@ -156,17 +116,18 @@ void jobs_part_name(const struct job_rec *job, uint64_t part, char *out, size_t 
     snprintf(out, len, "%s", p ? p->file : "");
 }
 
-int jobs_render_results(const struct job_rec *job, const struct model_rec *model, size_t max,
+int jobs_render_results(const struct jobs *j, const struct job_rec *job, size_t max,
                         size_t max_bytes, struct strbuf *out, size_t *n)
 {
     size_t k = 0;
     for (; k < max && k < job->n_pending && out->len < max_bytes; k++) {
         const struct pending_result *p = &job->pending[k];
-        /* Labels belong to the card of the version that ran the image; a
-         * result of an earlier version gets none rather than another's. */
-        const struct model_card *card = model && (p->version == model->version || !p->version)
-                                            ? &model->card
-                                            : NULL;
+        /* Labels belong to the card of the version that ran the image (a
+         * result of a worker before versions: the job's); a result of a
+         * version no longer kept gets none rather than another's. */
+        const struct model_rec *model = jobs_model_version(j, job->model,
+                                                           p->version ? p->version : job->version);
+        const struct model_card *card = model ? &model->card : NULL;
         struct result_view v = {
             .image = p->image < job->n_images ? job->images[p->image] : "?",
             .model = job->model,
@@ -179,9 +140,9 @@ int jobs_render_results(const struct job_rec *job, const struct model_rec *model
             .labels = card && card->n_labels ? card->labels : NULL,
             .n_labels = card ? card->n_labels : 0,
         };
-        struct json_out j;
-        json_out_init(&j, out);
-        result_json(&j, NULL, &v);
+        struct json_out jo;
+        json_out_init(&jo, out);
+        result_json(&jo, NULL, &v);
         strbuf_putc(out, '\n');
     }
     *n = k;
@@ -319,7 +280,7 @@ static void jobs_remove(struct jobs *j, struct job_rec *job)
 
 /* ---- results of apply ----------------------------------------------------------------------- */
 
-static void result_pb(struct sm_result *res, const ProtobufCMessage *m)
+void jobs_result_pb(struct sm_result *res, const ProtobufCMessage *m)
 {
     if (!res->want_body)
         return;
@@ -338,131 +299,15 @@ static void result_job(struct sm_result *res, const struct job_rec *job)
     info.weight = job->weight;
     info.state = job->stopped ? "stopped" : "running";
     info.error = (char *)job->error;
+    info.version = job->version;
     info.images = job->n_images;
     info.images_done = job->n_done;
     info.queries_done = job->queries_done;
     info.created_ms = job->created_ms;
-    result_pb(res, &info.base);
+    jobs_result_pb(res, &info.base);
 }
 
 /* ---- commands ------------------------------------------------------------------------------- */
-
-/* The stored card of a model record: parsed from its JSON and checked
- * against the record's classes; the record's legacy fields (a square size,
- * three means) then come from it, so they never disagree. */
-static int model_card_from_pb(const Idunno__ModelInfo *m, struct model_rec *out)
-{
-    size_t len = strnlen(m->card, JOBS_MAX_CARD + 1);
-    char err[200];
-    if (len > JOBS_MAX_CARD || card_parse_json(m->card, len, NULL, &out->card, err, sizeof err) < 0)
-        return ID_EINVAL;
-    const struct model_card *c = &out->card;
-    int raw = c->output == CARD_RAW;
-    if (!(c->given & CARD_F_SIZE) || (c->n_labels && c->n_labels != m->classes) ||
-        (raw ? m->classes > CARD_MAX_K
-             : c->top_k < 1 || c->top_k > CARD_MAX_K || (uint32_t)c->top_k > m->classes))
-        return ID_EINVAL;
-    if (!(out->card_json = strndup(m->card, len)))
-        return ID_ENOMEM;
-    out->input_size = c->height == c->width ? (uint32_t)c->height : 0;
-    out->resize = (uint32_t)c->resize_side;
-    for (int k = 0; k < 3; k++) {
-        out->mean[k] = c->mean[k < c->n_mean ? k : 0];
-        out->std[k] = c->std[k < c->n_std ? k : 0];
-    }
-    return 0;
-}
-
-static int model_from_pb(const Idunno__ModelInfo *m, struct model_rec *out)
-{
-    memset(out, 0, sizeof *out);
-    if (!jobs_model_name_ok(m->name) || !sdfs_name_ok(m->file) || !sdfs_blob_ok(m->blob) ||
-        m->sha256.len != 32 || m->classes == 0 || m->classes > 1000000)
-        return ID_EINVAL;
-    snprintf(out->name, sizeof out->name, "%s", m->name);
-    snprintf(out->file, sizeof out->file, "%s", m->file);
-    memcpy(out->blob, m->blob, SDFS_BLOB_LEN + 1);
-    out->size = m->size;
-    memcpy(out->sha256, m->sha256.data, 32);
-    out->classes = m->classes;
-    out->time_ms = m->time_ms;
-    out->version = m->version ? m->version : 1;
-    if (m->card[0]) {
-        int rc = model_card_from_pb(m, out);
-        if (rc < 0)
-            model_rec_free(out);
-        return rc;
-    }
-    /* A model registered before cards: a square input and its statistics. */
-    if (m->input_size == 0 || m->input_size > 4096 || m->resize < m->input_size ||
-        m->resize > 8192 || m->n_mean != 3 || m->n_std != 3)
-        return ID_EINVAL;
-    for (int k = 0; k < 3; k++)
-        if (!isfinite(m->mean[k]) || !isfinite(m->std[k]) || m->std[k] <= 0)
-            return ID_EINVAL;
-    out->input_size = m->input_size;
-    out->resize = m->resize;
-    for (int k = 0; k < 3; k++) {
-        out->mean[k] = m->mean[k];
-        out->std[k] = m->std[k];
-    }
-    return 0;
-}
-
-void jobs_model_to_pb(const struct model_rec *r, Idunno__ModelInfo *m, float *mean, float *std)
-{
-    idunno__model_info__init(m);
-    m->name = (char *)r->name;
-    m->file = (char *)r->file;
-    m->blob = (char *)r->blob;
-    m->size = r->size;
-    m->sha256.data = (uint8_t *)r->sha256;
-    m->sha256.len = 32;
-    m->input_size = r->input_size;
-    m->resize = r->resize;
-    m->classes = r->classes;
-    for (int k = 0; k < 3; k++) {
-        mean[k] = r->mean[k];
-        std[k] = r->std[k];
-    }
-    m->n_mean = m->n_std = 3;
-    m->mean = mean;
-    m->std = std;
-    m->time_ms = r->time_ms;
-    m->card = r->card_json ? r->card_json : "";
-    m->version = r->version;
-}
-
-static void apply_model_add(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
-{
-    Idunno__ModelInfo *m = idunno__model_info__unpack(NULL, cmd->len, cmd->body);
-    if (!m) {
-        res->status = ID_EPROTO;
-        return;
-    }
-    struct model_rec rec;
-    res->status = model_from_pb(m, &rec);
-    if (res->status == 0) {
-        rec.time_ms = cmd->time_ms;
-        struct model_rec *slot = (struct model_rec *)jobs_model(j, rec.name);
-        if (!slot && j->n_models == JOBS_MAX_MODELS) {
-            res->status = ID_ENOSPC;
-            model_rec_free(&rec);
-        } else {
-            /* The version is the state machine's to give, never the caller's. */
-            rec.version = slot ? slot->version + 1 : 1;
-            if (slot)
-                model_rec_free(slot);
-            else
-                slot = &j->models[j->n_models++];
-            *slot = rec;
-            m->version = rec.version;
-            m->time_ms = rec.time_ms;
-            result_pb(res, &m->base);
-        }
-    }
-    idunno__model_info__free_unpacked(m, NULL);
-}
 
 static int batch_ok(uint32_t b)
 {
@@ -478,9 +323,13 @@ static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_res
     }
     double w = m->weight == 0 ? 1.0 : m->weight;
     struct job_rec *old = jobs_model_name_ok(m->model) ? jobs_of_model(j, m->model) : NULL;
+    /* The job is pinned to the version asked for, or to the latest. */
+    const struct model_rec *pin = jobs_model_name_ok(m->model)
+                                      ? jobs_model_version(j, m->model, m->version)
+                                      : NULL;
     if (!jobs_model_name_ok(m->model) || !batch_ok(m->batch) || !(w >= 1e-6 && w <= 1e6)) {
         res->status = ID_EINVAL;
-    } else if (!jobs_model(j, m->model)) {
+    } else if (!pin) {
         res->status = ID_ENOTFOUND;
     } else if (old && !old->stopped) {
         res->status = ID_EEXIST;
@@ -491,6 +340,7 @@ static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_res
             res->status = ID_ENOMEM;
         } else {
             j->next_job++;
+            job->version = pin->version;
             if (old)
                 jobs_remove(j, old); /* a relaunch replaces the stopped job */
             result_job(res, job);
@@ -559,6 +409,25 @@ static void apply_set_batch(struct jobs *j, const struct sm_cmd *cmd, struct sm_
         res->status = ID_EINVAL;
     } else if (job) {
         job->batch = m->batch;
+        result_job(res, job);
+    }
+    idunno__job_launch__free_unpacked(m, NULL);
+}
+
+/* JOB_SET_VERSION: queries dispatched from now on run the version given;
+ * those in flight finish on theirs (each result records its version). */
+static void apply_set_version(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__JobLaunch *m = idunno__job_launch__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    struct job_rec *job = running_job(j, m->model, &res->status);
+    if (job && (m->version == 0 || !jobs_model_version(j, m->model, m->version))) {
+        res->status = ID_ENOTFOUND;
+    } else if (job) {
+        job->version = m->version;
         result_job(res, job);
     }
     idunno__job_launch__free_unpacked(m, NULL);
@@ -656,7 +525,8 @@ static void jobs_apply(void *self, const struct sm_cmd *cmd, struct sm_result *r
         return;
     }
     switch (cmd->type) {
-    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD: apply_model_add(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD: jobs_apply_model_add(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_VERSION: apply_set_version(j, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH: apply_launch(j, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE: apply_inference(j, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH: apply_set_batch(j, cmd, res); break;
@@ -729,16 +599,7 @@ static int jobs_build(void *self, const ProtobufCMessage *msg)
     struct jobs *fresh = self;
     const Idunno__JobsState *st = (const Idunno__JobsState *)msg;
     fresh->models = calloc(JOBS_MAX_MODELS, sizeof *fresh->models);
-    int rc = fresh->models ? 0 : ID_ENOMEM;
-    if (st->n_models > JOBS_MAX_MODELS)
-        rc = ID_EPROTO;
-    for (size_t i = 0; rc == 0 && i < st->n_models; i++) {
-        if (jobs_model(fresh, st->models[i]->name) ||
-            model_from_pb(st->models[i], &fresh->models[i]) < 0)
-            rc = ID_EPROTO;
-        else
-            fresh->n_models++;
-    }
+    int rc = fresh->models ? jobs_models_restore(fresh, st) : ID_ENOMEM;
     fresh->next_job = st->next_job;
     for (size_t i = 0; rc == 0 && i < st->n_jobs; i++) {
         const Idunno__JobState *s = st->jobs[i];
@@ -758,6 +619,13 @@ static int jobs_build(void *self, const ProtobufCMessage *msg)
         }
         job->stopped = s->stopped;
         snprintf(job->error, sizeof job->error, "%s", s->error);
+        /* A job of an older snapshot ran its model's latest version. */
+        const struct model_rec *pin = jobs_model_version(fresh, s->model, s->version);
+        if (!pin) {
+            rc = ID_EPROTO;
+            break;
+        }
+        job->version = pin->version;
         job->queries_done = s->queries_done;
         job->duplicates = s->duplicates;
         if ((rc = restore_parts(job, s)) < 0 || (rc = job_reserve_images(job, s->n_images)) < 0)
@@ -817,10 +685,8 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
 {
     struct jobs *j = self;
     struct sm_scratch sc = {0};
-    Idunno__ModelInfo *models = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *models);
-    Idunno__ModelInfo **mp = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *mp);
-    float(*mean)[3] = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *mean);
-    float(*std)[3] = sm_scratch_calloc(&sc, j->n_models + 1, sizeof *std);
+    Idunno__JobsState st = IDUNNO__JOBS_STATE__INIT;
+    jobs_models_snapshot(j, &sc, &st);
     Idunno__JobState *js = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *js);
     Idunno__JobState **jp = sm_scratch_calloc(&sc, j->n_jobs + 1, sizeof *jp);
     size_t np = 0;
@@ -835,10 +701,6 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
     Idunno__JobPart **partp = sm_scratch_calloc(&sc, nparts + 1, sizeof *partp);
     if (sc.failed)
         goto out;
-    for (size_t i = 0; i < j->n_models; i++) {
-        jobs_model_to_pb(&j->models[i], &models[i], mean[i], std[i]);
-        mp[i] = &models[i];
-    }
     size_t k = 0, kp = 0;
     for (size_t i = 0; i < j->n_jobs; i++) {
         const struct job_rec *job = j->jobs[i];
@@ -850,6 +712,7 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         s->weight = job->weight;
         s->stopped = job->stopped;
         s->error = (char *)job->error;
+        s->version = job->version;
         s->created_ms = job->created_ms;
         s->n_images = job->n_images;
         s->images = job->images;
@@ -881,9 +744,6 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         }
         jp[i] = s;
     }
-    Idunno__JobsState st = IDUNNO__JOBS_STATE__INIT;
-    st.n_models = j->n_models;
-    st.models = mp;
     st.n_jobs = j->n_jobs;
     st.jobs = jp;
     st.next_job = j->next_job;

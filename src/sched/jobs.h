@@ -15,9 +15,15 @@
  * counted as a duplicate and its result dropped, so a query that ran twice
  * (requeued after a failure that was not one) is stored once.
  *
- * Commands (CTL_CMD_MODEL_ADD .. CTL_CMD_JOB_FLUSHED in proto/idunno.proto):
- * MODEL_ADD (upsert: a train of an existing name replaces its record with the
- * next version), JOB_LAUNCH (one running job per model), JOB_INFERENCE
+ * Models and versions: each train of a name adds its next version (1, 2, ...)
+ * and keeps the earlier ones, at most JOBS_MAX_VERSIONS per model: a new one
+ * drops the oldest version the model's job is not pinned to (jobs_models.c).
+ * A job is pinned to one version, the one the queries dispatched now run.
+ *
+ * Commands (CTL_CMD_MODEL_ADD .. CTL_CMD_JOB_SET_VERSION in proto/idunno.proto):
+ * MODEL_ADD (a new version of the name), JOB_LAUNCH (one running job per
+ * model, pinned to the version asked for or the latest), JOB_SET_VERSION
+ * (re-pin a running job to a kept version), JOB_INFERENCE
  * (append images), JOB_SET_BATCH, JOB_STOP, JOB_DONE (a batch of completed
  * queries), JOB_FLUSHED (the oldest N pending results were written as part P,
  * in file F with SHA-256 H: the first JOB_FLUSHED for P commits F as part P,
@@ -40,6 +46,8 @@
 #define JOBS_MAX_BATCH 256
 #define JOBS_MAX_IMAGES 1000000
 #define JOBS_MAX_MODELS 256
+/* Versions kept per model (as SDFS keeps a file's last versions). */
+#define JOBS_MAX_VERSIONS 5
 /* A stored card's JSON is at most this long: it travels in every query's
  * ModelInfo and in Raft entries. Room for a thousand long labels. */
 #define JOBS_MAX_CARD (256 * 1024)
@@ -89,7 +97,8 @@ struct job_rec {
     uint32_t batch;
     double weight;
     int stopped;
-    char error[200]; /* why the cluster stopped it ("": running, or a user's stop) */
+    char error[200];  /* why the cluster stopped it ("": running, or a user's stop) */
+    uint32_t version; /* the model version it is pinned to: queries dispatched now run it */
     uint64_t created_ms;
     char **images;
     size_t n_images, cap_images;
@@ -114,9 +123,15 @@ void jobs_destroy(struct jobs *j);
 /* Names of models: 1..63 of [A-Za-z0-9_.-]. */
 int jobs_model_name_ok(const char *name);
 
+/* Models, each by its latest version. */
 size_t jobs_model_count(const struct jobs *j);
 const struct model_rec *jobs_model_at(const struct jobs *j, size_t i);
 const struct model_rec *jobs_model(const struct jobs *j, const char *name);
+/* A kept version of a model (0: the latest), or NULL. */
+const struct model_rec *jobs_model_version(const struct jobs *j, const char *name,
+                                           uint32_t version);
+/* The kept versions of a model, oldest first (*n of them; NULL, 0: none). */
+const struct model_rec *jobs_model_versions(const struct jobs *j, const char *name, size_t *n);
 
 size_t jobs_count(const struct jobs *j);
 struct job_rec *jobs_at(const struct jobs *j, size_t i);
@@ -142,11 +157,10 @@ struct Idunno__JobPart;
 void jobs_part_to_pb(const struct job_part *p, struct Idunno__JobPart *m);
 /* Appends the oldest pending results of a job (at most max, and no more once
  * out holds max_bytes) to out as JSON lines, a part's contents, in the shape
- * of infer/result.h; labels come from `model` (the job's model record, NULL:
- * none) for results of its current version. *n: how many. Returns 0 or
- * ID_ENOMEM. */
+ * of infer/result.h; each result's labels come from the card of the version
+ * that ran it. *n: how many. Returns 0 or ID_ENOMEM. */
 struct strbuf;
-int jobs_render_results(const struct job_rec *job, const struct model_rec *model, size_t max,
+int jobs_render_results(const struct jobs *j, const struct job_rec *job, size_t max,
                         size_t max_bytes, struct strbuf *out, size_t *n);
 /* Committed part `part` (1..parts), or NULL. */
 const struct job_part *jobs_part(const struct job_rec *job, uint64_t part);

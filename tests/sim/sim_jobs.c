@@ -694,7 +694,7 @@ static void part_write(struct leader *ld, const struct parts_action *a)
     struct strbuf text = STRBUF_INIT;
     size_t n = 0;
     int rc = job && wr && w->n_files < MAX_FILES
-                 ? jobs_render_results(job, NULL, a->results, 1u << 20, &text, &n)
+                 ? jobs_render_results(sim_jobs(w->s, ld->i), job, a->results, 1u << 20, &text, &n)
                  : ID_ENOMEM;
     if (rc == 0) {
         *wr = (struct write){.used = 1, .a = *a};

@@ -220,7 +220,7 @@ static void render(struct replica *view, const struct parts_action *a, struct wr
     size_t n;
     w->a = *a;
     w->text = (struct strbuf)STRBUF_INIT;
-    assert_int_equal(jobs_render_results(job, NULL, a->results, 3u << 20, &w->text, &n), 0);
+    assert_int_equal(jobs_render_results(view->jobs, job, a->results, 3u << 20, &w->text, &n), 0);
     w->a.results = (uint32_t)n;
     struct sha256 h;
     sha256_init(&h);
