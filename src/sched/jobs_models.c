@@ -69,8 +69,7 @@ const struct model_rec *jobs_model(const struct jobs *j, const char *name)
     return jobs_model_version(j, name, 0);
 }
 
-const struct model_rec *jobs_model_version(const struct jobs *j, const char *name,
-                                           uint32_t version)
+const struct model_rec *jobs_model_version(const struct jobs *j, const char *name, uint32_t version)
 {
     const struct model_hist *h = hist_of(j, name);
     if (!h)

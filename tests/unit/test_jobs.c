@@ -1,5 +1,5 @@
-/* test_jobs.c — the replicated job state without I/O: model registration,
- * launch/stop/relaunch, queued images, completions stored exactly once
+/* test_jobs.c — the replicated job state without I/O: model registration
+ * and versions, launch/stop/relaunch, pins to versions, queued images, completions stored exactly once
  * (duplicates dropped and counted), statistics from the proposer's clock,
  * result parts, snapshots and restore. */
 #include <setjmp.h>
@@ -149,10 +149,11 @@ static void test_models(void **state)
     assert_int_equal(add_model(&r, "bad name", 224), ID_EINVAL);
     assert_int_equal(add_model(&r, "tiny", 0), ID_EINVAL);
     assert_int_equal(jobs_model_count(r.jobs), 1);
-    /* A second registration replaces the first. */
+    /* A second registration is the model's next version; the first stays. */
     assert_int_equal(add_model(&r, "resnet50", 299), 0);
     assert_int_equal(jobs_model_count(r.jobs), 1);
     assert_int_equal(jobs_model(r.jobs, "resnet50")->input_size, 299);
+    assert_int_equal(jobs_model_version(r.jobs, "resnet50", 1)->input_size, 224);
     replica_free(&r);
 }
 
@@ -520,6 +521,231 @@ static void test_card_stored(void **state)
     replica_free(&b);
 }
 
+#define CARD2B                                                                              \
+    "{\"size\":\"48x192\",\"resize\":\"stretch\",\"output\":\"probabilities\",\"top_k\":2," \
+    "\"labels\":[\"ant\",\"bee\"]}"
+
+/* JOB_LAUNCH (version: 0, the latest) or JOB_SET_VERSION. */
+static int version_cmd(struct replica *r, uint32_t type, const char *model, uint32_t version)
+{
+    Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
+    l.model = (char *)model;
+    l.batch = 4;
+    l.version = version;
+    return apply(r, type, &l.base, 2000);
+}
+
+#define LAUNCH IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH
+#define SET_VERSION IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_VERSION
+
+/* The kept versions of a model, as "1,2,3". */
+static const char *kept(const struct replica *r, const char *model)
+{
+    static char out[64];
+    size_t n, o = 0;
+    const struct model_rec *v = jobs_model_versions(r->jobs, model, &n);
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(out + o, sizeof out - o, "%s%u", i ? "," : "", v[i].version);
+    return out;
+}
+
+static void test_versions_kept_and_bounded(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2B), 0);
+    assert_string_equal(kept(&r, "dyn"), "1,2");
+    /* Each version keeps its own card. */
+    assert_string_equal(jobs_model_version(r.jobs, "dyn", 1)->card.labels[0], "cat");
+    assert_string_equal(jobs_model_version(r.jobs, "dyn", 2)->card.labels[0], "ant");
+    assert_int_equal(jobs_model(r.jobs, "dyn")->version, 2);
+    assert_null(jobs_model_version(r.jobs, "dyn", 3));
+    /* No job: the oldest go first, JOBS_MAX_VERSIONS stay. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_int_equal(JOBS_MAX_VERSIONS, 5);
+    assert_string_equal(kept(&r, "dyn"), "3,4,5,6,7");
+    /* A job pinned to the oldest keeps it: the next oldest goes instead. */
+    assert_int_equal(version_cmd(&r, LAUNCH, "dyn", 3), 0);
+    assert_int_equal(jobs_of_model(r.jobs, "dyn")->version, 3);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_string_equal(kept(&r, "dyn"), "3,5,6,7,8");
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_string_equal(kept(&r, "dyn"), "3,6,7,8,9");
+    /* A pin in the middle is kept too; a stopped job still pins (its
+     * pending results are labelled by its version's card). */
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 7), 0);
+    assert_int_equal(job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, "dyn", 0, 0), 0);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_string_equal(kept(&r, "dyn"), "6,7,8,9,10");
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_string_equal(kept(&r, "dyn"), "7,9,10,11,12");
+    replica_free(&r);
+}
+
+static void test_pins_and_set_version(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    /* launch pins the latest version; a later train does not move it. */
+    assert_int_equal(version_cmd(&r, LAUNCH, "dyn", 0), 0);
+    struct job_rec *job = jobs_of_model(r.jobs, "dyn");
+    assert_int_equal(job->version, 1);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2B), 0);
+    assert_int_equal(job->version, 1);
+    queue_images(&r, "dyn", 6, "s");
+    /* Images 0..2 run on version 1, then the job is re-pinned; version 1's
+     * answers are still labelled with its card, and version 2's with its. */
+    assert_int_equal(complete_shapes(&r, job->id, 1), 0);
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 2), 0);
+    assert_int_equal(job->version, 2);
+    assert_int_equal(complete_shapes(&r, job->id, 2), 0); /* the same images again */
+    assert_int_equal(job->duplicates, 3);                 /* dropped: exactly once */
+    Idunno__QueryResult row = IDUNNO__QUERY_RESULT__INIT, *rp = &row;
+    uint32_t cls[2] = {0, 1};
+    float probs[2] = {0.9f, 0.1f};
+    row.image = 3;
+    row.version = 2;
+    row.n_classes = row.n_probs = 2;
+    row.classes = cls;
+    row.probs = probs;
+    Idunno__QueryDone d = IDUNNO__QUERY_DONE__INIT, *dp = &d;
+    d.job = job->id;
+    d.query = 2;
+    d.worker = "w1";
+    d.n_results = 1;
+    d.results = &rp;
+    Idunno__QueryDoneBatch b = IDUNNO__QUERY_DONE_BATCH__INIT;
+    b.n_done = 1;
+    b.done = &dp;
+    assert_int_equal(apply(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, &b.base, 6000), 0);
+    struct strbuf out = STRBUF_INIT;
+    size_t n;
+    assert_int_equal(jobs_render_results(r.jobs, job, 10, 1u << 20, &out, &n), 0);
+    assert_int_equal(n, 4);
+    const char *text = strbuf_str(&out);
+    assert_non_null(strstr(text, "\"image\":\"s/img0.jpg\",\"model\":\"dyn\",\"version\":1,"
+                                 "\"top\":[{\"index\":1,\"label\":\"dog\""));
+    assert_non_null(strstr(text, "\"image\":\"s/img3.jpg\",\"model\":\"dyn\",\"version\":2,"
+                                 "\"top\":[{\"index\":0,\"label\":\"ant\""));
+    strbuf_free(&out);
+    /* Back to version 1 is allowed: any kept version. */
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 1), 0);
+    assert_int_equal(job->version, 1);
+    /* A relaunch pins what it is asked for. */
+    assert_int_equal(job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, "dyn", 0, 0), 0);
+    assert_int_equal(version_cmd(&r, LAUNCH, "dyn", 2), 0);
+    assert_int_equal(jobs_of_model(r.jobs, "dyn")->version, 2);
+    replica_free(&r);
+}
+
+static void test_version_refusals(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_int_equal(add_card_model(&r, "dyn", 2, CARD2B), 0);
+    /* launch of a version never made, or of no model */
+    assert_int_equal(version_cmd(&r, LAUNCH, "dyn", 3), ID_ENOTFOUND);
+    assert_int_equal(version_cmd(&r, LAUNCH, "none", 1), ID_ENOTFOUND);
+    assert_null(jobs_of_model(r.jobs, "dyn"));
+    /* set-model-version of a model without a job, or a stopped one */
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 1), ID_ENOTFOUND);
+    assert_int_equal(version_cmd(&r, SET_VERSION, "none", 1), ID_ENOTFOUND);
+    assert_int_equal(version_cmd(&r, LAUNCH, "dyn", 1), 0);
+    /* of an unknown version, of 0, of a dropped one */
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 3), ID_ENOTFOUND);
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 0), ID_ENOTFOUND);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(add_card_model(&r, "dyn", 2, CARD2), 0);
+    assert_string_equal(kept(&r, "dyn"), "1,4,5,6,7");
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 2), ID_ENOTFOUND);
+    assert_int_equal(jobs_of_model(r.jobs, "dyn")->version, 1); /* unchanged by a refusal */
+    assert_int_equal(job_cmd(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_STOP, "dyn", 0, 0), 0);
+    assert_int_equal(version_cmd(&r, SET_VERSION, "dyn", 4), ID_ENOTFOUND);
+    replica_free(&r);
+}
+
+/* Versions and pins survive a snapshot; a snapshot written before versions
+ * (one record per model, no pins) restores with each job on its model's
+ * only version; an inconsistent one is refused. */
+static void test_versions_snapshot(void **state)
+{
+    (void)state;
+    struct replica a, b;
+    replica_init(&a);
+    replica_init(&b);
+    assert_int_equal(add_card_model(&a, "dyn", 2, CARD2), 0);
+    assert_int_equal(add_card_model(&a, "dyn", 2, CARD2B), 0);
+    assert_int_equal(add_card_model(&a, "dyn", 2, CARD2), 0);
+    assert_int_equal(add_model(&a, "tiny", 32), 0);
+    assert_int_equal(version_cmd(&a, LAUNCH, "dyn", 2), 0);
+    assert_int_equal(version_cmd(&a, LAUNCH, "tiny", 0), 0);
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&a.sm, NULL, &snap, &len), 0);
+    assert_int_equal(sm_restore(&b.sm, snap, len), 0);
+    free(snap);
+    assert_string_equal(kept(&b, "dyn"), "1,2,3");
+    assert_string_equal(kept(&b, "tiny"), "1");
+    assert_int_equal(jobs_of_model(b.jobs, "dyn")->version, 2);
+    assert_string_equal(jobs_model_version(b.jobs, "dyn", 2)->card.labels[1], "bee");
+    char da[65], db[65];
+    sm_digest_hex(&a.sm, da);
+    sm_digest_hex(&b.sm, db);
+    assert_string_equal(da, db);
+
+    struct sm_buf buf = {0};
+    assert_int_equal(jobs_sm_ops.snapshot(a.jobs, &buf), 0);
+    Idunno__JobsState *st = idunno__jobs_state__unpack(NULL, buf.len, buf.data);
+    assert_non_null(st);
+    assert_int_equal(st->n_models, 2);
+    assert_int_equal(st->n_earlier, 2);
+    uint8_t packed[8192];
+    struct replica c;
+    replica_init(&c);
+    /* A pin to a version not kept is refused. */
+    uint32_t pin = st->jobs[0]->version;
+    st->jobs[0]->version = 9;
+    size_t n = idunno__jobs_state__pack(st, packed);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, c.jobs, 1, packed, n), ID_EPROTO);
+    st->jobs[0]->version = pin;
+    /* An earlier version of no model, or newer than the latest, is refused. */
+    char *name = st->earlier[0]->name;
+    st->earlier[0]->name = "nobody";
+    n = idunno__jobs_state__pack(st, packed);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, c.jobs, 1, packed, n), ID_EPROTO);
+    st->earlier[0]->name = name;
+    uint32_t v0 = st->earlier[0]->version;
+    st->earlier[0]->version = 4;
+    n = idunno__jobs_state__pack(st, packed);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, c.jobs, 1, packed, n), ID_EPROTO);
+    st->earlier[0]->version = v0;
+    /* As written before versions: no earlier versions, no pins. */
+    size_t n_earlier = st->n_earlier;
+    st->n_earlier = 0;
+    for (size_t i = 0; i < st->n_jobs; i++)
+        st->jobs[i]->version = 0;
+    n = idunno__jobs_state__pack(st, packed);
+    assert_int_equal(sm_ops_restore(&jobs_sm_ops, c.jobs, 1, packed, n), 0);
+    assert_string_equal(kept(&c, "dyn"), "3");
+    assert_int_equal(jobs_of_model(c.jobs, "dyn")->version, 3);
+    assert_int_equal(jobs_of_model(c.jobs, "tiny")->version, 1);
+    st->n_earlier = n_earlier;
+    idunno__jobs_state__free_unpacked(st, NULL);
+    free(buf.data);
+    replica_free(&a);
+    replica_free(&b);
+    replica_free(&c);
+}
+
 static void test_result_shapes(void **state)
 {
     (void)state;
@@ -580,6 +806,10 @@ int main(void)
         cmocka_unit_test(test_snapshot_without_part_list),
         cmocka_unit_test(test_card_stored),
         cmocka_unit_test(test_result_shapes),
+        cmocka_unit_test(test_versions_kept_and_bounded),
+        cmocka_unit_test(test_pins_and_set_version),
+        cmocka_unit_test(test_version_refusals),
+        cmocka_unit_test(test_versions_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
