@@ -43,8 +43,7 @@ const struct cli_command cli_job_commands[] = {
     {"set-batch", "MODEL N", "C3: N images per query for queries not yet dispatched",
      cmd_set_batch},
     {"set-model-version", "MODEL N",
-     "run version N of MODEL in its job: queries dispatched from now on use it, those\n"
-     "already running finish on theirs (idunno models MODEL lists the versions)",
+     "MODEL's job runs version N for the queries dispatched from now on (models MODEL lists them)",
      cmd_set_model_version},
     {"results", "MODEL [LOCAL]", "C4: the job's results; with LOCAL, all of them as JSON lines",
      cmd_results},

@@ -33,8 +33,7 @@ const struct cli_command cli_model_commands[] = {
      "here, is stored with it and printed; training a name again makes a new version",
      cmd_train},
     {"models", "[MODEL]",
-     "the registered models and their cards; with MODEL, its whole card and every kept\n"
-     "version (file, size, SHA-256, card, time, the job running it)",
+     "the registered models and their cards; with MODEL, its card and every kept version",
      cmd_models},
     {NULL, NULL, NULL, NULL},
 };

@@ -50,10 +50,15 @@ void cli_print_help(void)
            "  --key-file F   the cluster keyring (default $IDUNNO_KEY_FILE; none: plaintext,\n"
            "                 for a cluster started without a key)\n\n"
            "commands:\n");
+    int w = 12; /* the names' column: as wide as the longest name */
     for (size_t t = 0; command_tables[t]; t++)
         for (const struct cli_command *c = command_tables[t]; c->name; c++)
-            printf("  %-12s %s\n", c->name, c->summary);
-    printf("  %-12s %s\n", "shell", "the same commands at a prompt, with history");
+            if ((int)strlen(c->name) > w)
+                w = (int)strlen(c->name);
+    for (size_t t = 0; command_tables[t]; t++)
+        for (const struct cli_command *c = command_tables[t]; c->name; c++)
+            printf("  %-*s %s\n", w, c->name, c->summary);
+    printf("  %-*s %s\n", w, "shell", "the same commands at a prompt, with history");
     printf("\n'idunno COMMAND --help' describes one command. Exit status: 0 ok, 1 user error,\n"
            "2 cluster error (unreachable, no coordinator, timeout).\n");
 }
