@@ -23,8 +23,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "base/sha256.h"
 #include "base/workpool.h"
 #include "sdfs/store.h"
@@ -38,6 +40,7 @@ struct batch_part {
     struct workpool_job job;
     struct store_batch *b;
     size_t from, to;
+    uint64_t write_us, sync_us; /* this part's time writing, then fsyncing */
 };
 
 struct store_batch {
@@ -51,6 +54,7 @@ struct store_batch {
     uint8_t *renamed; /* per file: now in blobs/ (whether acknowledged or not) */
     store_batch_cb cb;
     void *ud;
+    uint64_t start_us, written_us, seal_us; /* when submitted; parts done; seal job's time */
 };
 
 static void tmp_path(const struct store_batch *b, size_t i, char out[700])
@@ -116,6 +120,7 @@ static void part_work(struct workpool_job *job)
     }
     /* Everything written first, then the fsyncs: the data of later files is
      * already in the page cache when the first fsync commits the journal. */
+    uint64_t t0 = id_now_us();
     for (size_t k = 0; k < n; k++) {
         struct store_batch_file *f = &b->files[p->from + k];
         fds[k] = -1;
@@ -126,6 +131,8 @@ static void part_work(struct workpool_job *job)
         else
             fds[k] = write_one(b, p->from + k);
     }
+    uint64_t t1 = id_now_us();
+    p->write_us = t1 - t0;
     for (size_t k = 0; k < n; k++) {
         if (fds[k] < 0)
             continue;
@@ -137,12 +144,14 @@ static void part_work(struct workpool_job *job)
         }
         close(fds[k]);
     }
+    p->sync_us = id_now_us() - t1;
     free(fds);
 }
 
 static void seal_work(struct workpool_job *job)
 {
     struct store_batch *b = (struct store_batch *)job;
+    uint64_t t0 = id_now_us();
     int any = 0;
     for (size_t i = 0; i < b->n; i++) {
         struct store_batch_file *f = &b->files[i];
@@ -168,6 +177,7 @@ static void seal_work(struct workpool_job *job)
             if (b->renamed[i])
                 b->files[i].status = code;
     }
+    b->seal_us = id_now_us() - t0;
 }
 
 /* Ends the batch: the index learns what reached blobs/, the caller every
@@ -175,6 +185,19 @@ static void seal_work(struct workpool_job *job)
 static void batch_finish(struct store_batch *b, int unfinished)
 {
     struct store *s = b->s;
+    uint64_t wr = 0, sy = 0;
+    for (size_t k = 0; k < b->n_parts; k++) {
+        wr = b->parts[k].write_us > wr ? b->parts[k].write_us : wr;
+        sy = b->parts[k].sync_us > sy ? b->parts[k].sync_us : sy;
+    }
+    LOG_INFO("sdfs",
+             "batch of %zu copies: %llu ms in all, parts done at %llu ms; parts' longest write "
+             "%llu ms, fsync %llu ms; "
+             "rename and directory fsync %llu ms",
+             b->n, (unsigned long long)(id_now_us() - b->start_us) / 1000,
+             (unsigned long long)(b->written_us - b->start_us) / 1000,
+             (unsigned long long)wr / 1000, (unsigned long long)sy / 1000,
+             (unsigned long long)b->seal_us / 1000);
     for (size_t i = 0; i < b->n; i++) {
         struct store_batch_file *f = &b->files[i];
         if (b->renamed[i]) {
@@ -206,6 +229,7 @@ static void part_done(struct workpool_job *job, int status)
                 b->files[i].status = ID_ESHUTDOWN;
     if (--b->parts_left)
         return;
+    b->written_us = id_now_us();
     if (b->s->closing || !b->s->batch_pool ||
         workpool_submit(b->s->batch_pool, &b->seal_job, seal_work, seal_done) < 0)
         batch_finish(b, ID_ESHUTDOWN);
@@ -240,6 +264,7 @@ int store_write_batch(struct store *s, struct store_batch_file *files, size_t n,
     b->renamed = mem + flags_at;
     b->cb = cb;
     b->ud = ud;
+    b->start_us = id_now_us();
     for (size_t i = 0; i < n; i++) {
         struct store_batch_file *f = &files[i];
         f->crc32c = 0;
