@@ -11,7 +11,7 @@ size_t cli_sdfs__batch_take(const uint64_t *sizes, const size_t *queue, size_t n
 {
     size_t k = 0;
     uint64_t bytes = 0;
-    while (k < n && k < SDFS_BATCH_MAX) {
+    while (k < n && k < CLI_SDFS_BATCH_FILES) {
         uint64_t b = sizes[queue[k]];
         if (k > 0 && bytes + b > SDFS_BATCH_BYTES_MAX)
             break;

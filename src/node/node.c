@@ -80,6 +80,8 @@ static const char usage[] =
     "  --sdfs-delete-grace MS a copy that the catalog no longer names here (deleted, dropped\n"
     "                         or moved) is removed after MS (default 60000: longer than\n"
     "                         any read in flight; tests use less)\n"
+    "  --sdfs-young MS        a copy sealed less than MS ago is never deleted as unnamed: its\n"
+    "                         commit may be on its way (default 30000; tests use less)\n"
     "  --infer-threads N      ONNX Runtime threads per model run, in the model's own\n"
     "                         process (default 1: the nodes of a local cluster share the\n"
     "                         machine's cores; on a machine of its own a node may use up\n"
@@ -138,6 +140,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"infer-sched", required_argument, NULL, 'B'},
         {"max-image-pixels", required_argument, NULL, 'X'},
         {"sdfs-delete-grace", required_argument, NULL, 'D'},
+        {"sdfs-young", required_argument, NULL, 'Y'},
         {"test-hooks", no_argument, NULL, 'Z'},
         {"infer-timeout", required_argument, NULL, 'W'},
         {"infer-threads", required_argument, NULL, 'N'},
@@ -269,6 +272,12 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         case 'D':
             if (parse_ms(optarg, &cfg->sdfs_delete_grace_ms) < 0) {
                 snprintf(errmsg, len, "--sdfs-delete-grace takes 1 to 600000 (ms)");
+                return ID_EINVAL;
+            }
+            break;
+        case 'Y':
+            if (parse_ms(optarg, &cfg->sdfs_young_ms) < 0) {
+                snprintf(errmsg, len, "--sdfs-young takes 1 to 600000 (ms)");
                 return ID_EINVAL;
             }
             break;
@@ -574,6 +583,7 @@ static int node_start_layers(struct node *node)
         .catalog = node->catalog,
         .data_dir = cfg->data_dir,
         .delete_grace_ms = cfg->sdfs_delete_grace_ms,
+        .young_ms = cfg->sdfs_young_ms,
     };
     rc = sdfs_create(&sc, &node->sdfs, node->errmsg, sizeof node->errmsg);
     if (rc < 0)

@@ -33,6 +33,7 @@ struct node_config {
     unsigned snapshot_every;       /* entries between snapshots (0: ctl.h's default) */
     int infer_slots;               /* model runs at once on this host (0: no gate) */
     uint32_t sdfs_delete_grace_ms; /* 0: SDFS's default (--sdfs-delete-grace) */
+    uint32_t sdfs_young_ms;        /* 0: SDFS_YOUNG_MS (--sdfs-young) */
     int infer_sched_batch;         /* model runs as SCHED_BATCH (--infer-sched batch) */
     char infer_gate_dir[256];      /* the gate's lock files ("" : infer_gate_default_dir) */
     int no_http;                   /* --no-http: no HTTP endpoint on PORT+2 */

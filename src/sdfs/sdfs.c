@@ -394,6 +394,7 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     snprintf(s->name, sizeof s->name, "%s", cfg->env.name);
     snprintf(s->addr, sizeof s->addr, "%s", cfg->env.addr);
     s->boot = id_wall_ms();
+    s->young_ms = cfg->young_ms ? cfg->young_ms : SDFS_YOUNG_MS;
     s->reconcile = reconcile_create(cfg->delete_grace_ms ? cfg->delete_grace_ms
                                                          : RECONCILE_DELETE_GRACE_MS);
     if (!s->reconcile) {

@@ -45,7 +45,8 @@ struct store;
 #define SDFS_REPAIR_TICK_MS 250
 #define SDFS_MAX_REPAIRS 16
 /* A blob sealed this recently is not deleted by a store report: its commit may
- * be on its way. */
+ * be on its way (a bulk put's commit follows the seal of its last copy, a
+ * batch call of up to 30 s later). sdfs_config.young_ms overrides it. */
 #define SDFS_YOUNG_MS 30000
 
 struct sdfs_config {
@@ -53,6 +54,7 @@ struct sdfs_config {
     struct catalog *catalog;  /* registered with ctl by the caller */
     const char *data_dir;     /* the store goes in DATA/sdfs */
     uint64_t delete_grace_ms; /* unnamed copies live this long; 0: RECONCILE_DELETE_GRACE_MS */
+    uint64_t young_ms;        /* copies sealed this recently are kept; 0: SDFS_YOUNG_MS */
 };
 
 int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, size_t len);

@@ -73,6 +73,7 @@ struct put_batch {
      * may be gone; the last pending call frees the batch. */
     int abandoned;
     uint64_t started_ms;
+    uint64_t placed_ms, sealed_ms, committed_ms; /* when each phase ended (0: did not) */
     struct put_batch *next;
 };
 
@@ -138,8 +139,15 @@ static void batch_answer(struct put_batch *b)
         net_reply_pb(b->req, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_BATCH_RESP, &out.base);
     }
     b->s->stats.puts += ok;
-    LOG_INFO("sdfs", "batch of %zu files on %zu replicas: %zu committed, %zu failed, %llu ms", b->n,
-             b->n_nodes, ok, b->n - ok, (unsigned long long)(id_now_ms() - b->started_ms));
+    uint64_t t = b->started_ms;
+#define PHASE_MS(x) (unsigned long long)((x) ? (x)-t : 0)
+    LOG_INFO(
+        "sdfs",
+        "batch of %zu files on %zu replicas: %zu committed, %zu failed, %llu ms (placed at %llu, "
+        "sealed at %llu, committed at %llu)",
+        b->n, b->n_nodes, ok, b->n - ok, (unsigned long long)(id_now_ms() - t),
+        PHASE_MS(b->placed_ms), PHASE_MS(b->sealed_ms), PHASE_MS(b->committed_ms));
+#undef PHASE_MS
     free(rows);
     free(rp);
     batch_unlink(b);
@@ -188,6 +196,7 @@ static void on_batch_committed(void *ud, const struct net_result *res)
     struct put_batch *b = ud;
     if (!batch_call_ended(b))
         return;
+    b->committed_ms = id_now_ms();
     Idunno__SdfsCommitBatch *c = res->status == 0
                                      ? idunno__sdfs_commit_batch__unpack(NULL, res->len, res->body)
                                      : NULL;
@@ -217,6 +226,7 @@ static void on_batch_committed(void *ud, const struct net_result *res)
 /* Every replica answered: commit the files all of theirs sealed. */
 static void batch_commit(struct put_batch *b)
 {
+    b->sealed_ms = id_now_ms();
     size_t n = 0;
     for (size_t i = 0; i < b->n; i++)
         if (!b->files[i].code && b->files[i].sealed != b->files[i].n_replicas)
@@ -399,6 +409,7 @@ static void on_batch_placed(void *ud, const struct net_result *res)
     struct put_batch *b = ud;
     if (!batch_call_ended(b))
         return;
+    b->placed_ms = id_now_ms();
     Idunno__SdfsPlacementBatch *pl = res->status == 0 ? idunno__sdfs_placement_batch__unpack(
                                                             NULL, res->len, res->body)
                                                       : NULL;

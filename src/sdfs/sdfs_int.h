@@ -96,6 +96,7 @@ struct sdfs {
     char addr[64];
     struct put_session *puts;
     struct put_batch *batches; /* bulk puts this gateway is serving */
+    uint64_t young_ms;         /* sdfs_config.young_ms, or SDFS_YOUNG_MS */
     uint64_t next_session;
     struct {
         uint64_t session;

@@ -554,7 +554,7 @@ static void on_report_answer(void *ud, const struct net_result *res)
         return;
     for (size_t i = 0; i < m->n_blobs; i++) {
         /* Re-check the age: it may have been sealed again meanwhile. */
-        if (store_age_ms(s->store, m->blobs[i]) < SDFS_YOUNG_MS)
+        if (store_age_ms(s->store, m->blobs[i]) < s->young_ms)
             continue;
         LOG_INFO("sdfs", "deleting stale blob %s (no kept version lists it here)", m->blobs[i]);
         store_delete(s->store, m->blobs[i]);
@@ -579,7 +579,7 @@ void sdfs_report_send(struct sdfs *s)
         r.blobs = old;
         r.young = young;
         for (size_t i = 0; i < n; i++) {
-            if (store_age_ms(s->store, ids[i]) < SDFS_YOUNG_MS)
+            if (store_age_ms(s->store, ids[i]) < s->young_ms)
                 young[r.n_young++] = ids[i];
             else
                 old[r.n_blobs++] = ids[i];

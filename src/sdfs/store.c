@@ -300,9 +300,12 @@ void store_destroy(struct store *s)
     if (!s)
         return;
     s->closing = 1;
-    /* Joins the batch threads: every batch's callback runs from in here. */
+    /* Joins the batch threads: every batch's callback runs from in here (the
+     * writers first: a batch whose writes end here is not sealed). */
     workpool_destroy(s->batch_pool);
     s->batch_pool = NULL;
+    workpool_destroy(s->seal_pool);
+    s->seal_pool = NULL;
     uv_close((uv_handle_t *)&s->idle_timer, on_timer_closed);
 }
 

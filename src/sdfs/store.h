@@ -74,17 +74,23 @@ struct store_batch_file {
 typedef void (*store_batch_cb)(void *ud, struct store_batch_file *files, size_t n);
 
 /* Writes n whole copies (a bulk put's share of this replica) and seals them
- * together: each is written to tmp/ and checked (its SHA-256 must be `sha`:
- * ID_ECRC otherwise), the data of all is fsynced by STORE_BATCH_THREADS
- * threads at once, the good ones are renamed into blobs/ (never over a
- * sealed copy: ID_EEXIST) and the directory is fsynced ONCE; then cb runs
+ * together: each is written to tmp/ by one of STORE_BATCH_THREADS threads
+ * and checked (its SHA-256 must be `sha`: ID_ECRC otherwise), the data of
+ * all is made durable by ONE syncfs (an error fails every copy; see
+ * store_batch.c for why this is as durable as an fsync per copy), the good
+ * ones are renamed into blobs/ (never over a sealed copy: ID_EEXIST) and the
+ * directory is fsynced ONCE; then cb runs
  * with every file's status. A copy whose status is 0 is as durable as one
  * sealed by store_seal. Entries whose status is already set (< 0) are
  * skipped and keep it. files must stay valid until cb, which runs exactly
  * once unless an error is returned (ID_ESHUTDOWN, ID_EINVAL: n is 0 or
  * over SDFS_BATCH_MAX, ID_ENOMEM); a store destroyed meanwhile gives the
  * unfinished copies ID_ESHUTDOWN, from inside store_destroy. */
-#define STORE_BATCH_THREADS 16
+/* The writes are page-cache copies and checksums (the durability is one
+ * syncfs), so a few threads suffice; more only contend for the tmp/
+ * directory's lock while creating files (perf: 16 threads per replica spent
+ * a third of the machine's CPU spinning on it). */
+#define STORE_BATCH_THREADS 4
 int store_write_batch(struct store *s, struct store_batch_file *files, size_t n, store_batch_cb cb,
                       void *ud);
 

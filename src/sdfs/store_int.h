@@ -25,7 +25,9 @@ struct store {
     uint64_t bytes;
     struct tmp_copy *copies;
     uint64_t tmp_seq;
-    struct workpool *batch_pool; /* store_batch.c's threads, made at the first batch */
+    struct workpool *batch_pool; /* store_batch.c's writers, made at the first batch */
+    struct workpool *seal_pool;  /* and its seals (syncfs, renames, directory fsync) */
+    int batch_syncfs;            /* 1: a batch is made durable by one syncfs */
     uint64_t batch_seq;
     uv_timer_t idle_timer;
     unsigned pending; /* queued pool work */

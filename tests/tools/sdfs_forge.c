@@ -4,6 +4,11 @@
  *   sdfs_forge HOST:PORT bad NAME BLOB NODE   claim NODE's copy of BLOB is bad
  *   sdfs_forge HOST:PORT overwrite BLOB FILE  write FILE as BLOB and seal it
  *                                             (on a replica that sealed BLOB)
+ *   sdfs_forge HOST:PORT batch BLOB FILE      a bulk put's replica part alone:
+ *                                             FILE sealed as BLOB by one raw
+ *                                             BLOB_BATCH, never committed (what a
+ *                                             gateway that died before its
+ *                                             COMMIT_BATCH leaves behind)
  *
  * Prints each request's outcome ("STEP: ok" or "STEP: error: MESSAGE") and
  * exits 0 if every request was answered (accepted or refused), 2 if a node
@@ -47,16 +52,22 @@ static int forge_bad(struct cli_conn *c, char **argv)
     return call(c, "bad", IDUNNO__MSG_TYPE__MSG_SDFS_BAD_REQ, &b.base);
 }
 
+static size_t read_file(const char *path, uint8_t *data, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    size_t n = fread(data, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
 static int forge_overwrite(struct cli_conn *c, char **argv)
 {
-    FILE *f = fopen(argv[1], "rb");
-    if (!f) {
-        perror(argv[1]);
-        return 1;
-    }
     static uint8_t data[1 << 20];
-    size_t n = fread(data, 1, sizeof data, f);
-    fclose(f);
+    size_t n = read_file(argv[1], data, sizeof data);
     Idunno__SdfsChunk w = IDUNNO__SDFS_CHUNK__INIT;
     w.blob = argv[0];
     w.data.data = data;
@@ -77,13 +88,64 @@ static int forge_overwrite(struct cli_conn *c, char **argv)
     return call(c, "seal", IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ, &s.base);
 }
 
+static int forge_batch(struct cli_conn *c, char **argv)
+{
+    static uint8_t data[1 << 20];
+    size_t n = read_file(argv[1], data, sizeof data);
+    uint8_t sha[32];
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, data, n);
+    sha256_final(&h, sha);
+    Idunno__SdfsChunk copy = IDUNNO__SDFS_CHUNK__INIT;
+    copy.blob = argv[0];
+    copy.size = n;
+    copy.data.data = data;
+    copy.data.len = n;
+    copy.sha256.data = sha;
+    copy.sha256.len = 32;
+    Idunno__SdfsChunk *copies[1] = {&copy};
+    Idunno__SdfsBlobBatch b = IDUNNO__SDFS_BLOB_BATCH__INIT;
+    b.n_blobs = 1;
+    b.blobs = copies;
+    struct cli_reply r = {0};
+    uint64_t id;
+    char err[300] = "";
+    int rc = cli_conn_send(c, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_BATCH_REQ, &b.base, &id);
+    if (rc == 0)
+        rc = cli_conn_recv(c, &r, &id, err, sizeof err);
+    if (rc == ID_ECLOSED || rc == ID_ECONNREFUSED || rc == ID_ETIMEDOUT) {
+        fprintf(stderr, "sdfs_forge: batch: %s\n", id_strerror(rc));
+        free(r.body);
+        return 2;
+    }
+    /* The request is answered as a whole; the copy's own outcome is inside. */
+    Idunno__SdfsBlobBatchResult *res = rc == 0 ? idunno__sdfs_blob_batch_result__unpack(NULL, r.len,
+                                                                                        r.body)
+                                               : NULL;
+    if (rc < 0)
+        printf("batch: error: %s\n", err[0] ? err : id_strerror(rc));
+    else if (!res || res->n_blobs != 1)
+        printf("batch: error: malformed answer\n");
+    else if (res->blobs[0]->code < 0)
+        printf("batch: error: %s\n", id_strerror(res->blobs[0]->code));
+    else
+        printf("batch: ok\n");
+    if (res)
+        idunno__sdfs_blob_batch_result__free_unpacked(res, NULL);
+    free(r.body);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int bad = argc == 6 && strcmp(argv[2], "bad") == 0;
     int over = argc == 5 && strcmp(argv[2], "overwrite") == 0;
-    if (!bad && !over) {
+    int batch = argc == 5 && strcmp(argv[2], "batch") == 0;
+    if (!bad && !over && !batch) {
         fprintf(stderr, "usage: sdfs_forge HOST:PORT bad NAME BLOB NODE\n"
-                        "       sdfs_forge HOST:PORT overwrite BLOB FILE\n");
+                        "       sdfs_forge HOST:PORT overwrite BLOB FILE\n"
+                        "       sdfs_forge HOST:PORT batch BLOB FILE\n");
         return 1;
     }
     /* With the cluster's key the forger is an insider: SDFS itself must refuse. */
@@ -94,7 +156,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "sdfs_forge: cannot connect to %s: %s\n", argv[1], id_strerror(rc));
         return 2;
     }
-    rc = bad ? forge_bad(c, argv + 3) : forge_overwrite(c, argv + 3);
+    rc = bad    ? forge_bad(c, argv + 3)
+         : over ? forge_overwrite(c, argv + 3)
+                : forge_batch(c, argv + 3);
     cli_conn_close(c);
     return rc;
 }

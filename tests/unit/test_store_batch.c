@@ -256,7 +256,7 @@ static void test_grouping(void **state)
     assert_int_equal(cli_sdfs__batch_take(sizes, queue, 0), 0);
     assert_int_equal(cli_sdfs__batch_take(sizes, queue, 3), 3);
     /* Small files: the count is the limit. */
-    assert_int_equal(cli_sdfs__batch_take(sizes, queue, N), SDFS_BATCH_MAX);
+    assert_int_equal(cli_sdfs__batch_take(sizes, queue, N), CLI_SDFS_BATCH_FILES);
     /* Files of the largest batchable size: the bytes are. */
     for (size_t i = 0; i < N; i++)
         sizes[i] = SDFS_BATCH_FILE_MAX;
@@ -272,13 +272,14 @@ static void test_grouping(void **state)
     size_t at = 0;
     while (at < N) {
         size_t k = cli_sdfs__batch_take(sizes, queue + at, N - at);
-        assert_true(k >= 1 && k <= SDFS_BATCH_MAX);
+        assert_true(k >= 1 && k <= CLI_SDFS_BATCH_FILES);
         uint64_t bytes = 0;
         for (size_t j = 0; j < k; j++)
             bytes += sizes[queue[at + j]];
         assert_true(bytes <= SDFS_BATCH_BYTES_MAX);
         if (at + k < N) /* it stopped only because the next file would not fit */
-            assert_true(k == SDFS_BATCH_MAX || bytes + sizes[queue[at + k]] > SDFS_BATCH_BYTES_MAX);
+            assert_true(k == CLI_SDFS_BATCH_FILES ||
+                        bytes + sizes[queue[at + k]] > SDFS_BATCH_BYTES_MAX);
         at += k;
     }
     assert_int_equal(at, N);
