@@ -131,7 +131,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
         {"election-timeout", required_argument, NULL, 'E'},
         {"heartbeat", required_argument, NULL, 'K'},
         {"raft-rto-min", required_argument, NULL, 'O'},
-        {"snapshot-every", required_argument, NULL, 'Y'},
+        {"snapshot-every", required_argument, NULL, 'V'},
         {"no-http", no_argument, NULL, 'H'},
         {"http-addr", required_argument, NULL, 'A'},
         {"key-file", required_argument, NULL, 'k'},
@@ -259,7 +259,7 @@ int node_parse_args(int argc, char **argv, struct node_config *cfg, char *errmsg
             cfg->raft_rto_min_ms = (int)v;
             break;
         }
-        case 'Y': {
+        case 'V': {
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*end || end == optarg || v < 16 || v > 1000000) {
