@@ -161,8 +161,9 @@ fuzz-run: fuzz
 	tests/run-fuzz.sh $(FUZZ_SECONDS)
 
 # Test tools (tests/tools/<x>.c → $(BUILD)/tests/tools/<x>): programs the
-# cluster tests use to send what no well-behaved client sends, linked like the
-# daemon.
+# cluster tests use to send what no well-behaved client sends, and the bare
+# ONNX Runtime reference a cluster's answers are compared with; linked like
+# the daemon.
 .PHONY: test-tools
 test-tools: $(TOOL_BIN)
 cluster-test netns-test: test-tools
