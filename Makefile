@@ -129,7 +129,7 @@ unit-asan:
 .PHONY: unit-bins
 unit-bins: $(UNIT_BIN)
 
-cluster-test: all
+cluster-test: all models/text_direction.onnx
 	tests/run-scripts.sh tests/cluster
 
 netns-test: all
