@@ -17,14 +17,14 @@ nodes (voters node1..node3):
   6. fetches the results and checks that every image has exactly one;
   7. reports every node's resident memory (daemon and its model process) and
      the control-plane snapshot: size on disk, the time to take one (log) and
-     to install one on node3 (log, when it was sent one). Nodes snapshot every
-     --snapshot-every entries (default 32, so that there are snapshots at all).
+     to install one on node3 (log, when it was sent one). --snapshot-every N
+     makes the nodes snapshot every N entries instead of their default 1024.
 
 Images are made once for the largest N (scripts/make-data.sh --synthetic, at
 most 48 px) and hard-linked for the smaller ones. Prints one JSON document.
 
 Usage: bench/scale_bench.py [--images 10000,30000,100000] [--nodes 5]
-       [--base-port 27500] [--snapshot-every 32] [--keep-images DIR]
+       [--base-port 27500] [--snapshot-every N] [--keep-images DIR]
 """
 import argparse, glob, json, os, re, statistics, subprocess, sys, time
 
@@ -160,6 +160,12 @@ def one_size(args, n, images_root, port):
             takeover = {"ms": round((lines[0] - mark) * 1000) if lines else None,
                         "killed": old, "new": new,
                         "images_pending": pending["images"] - pending["images_done"]}
+            if lines:
+                # The new coordinator's control-plane and coordinator lines
+                # from the kill to its first dispatch: where the time went.
+                takeover["log"] = [f"+{round((t - mark) * 1000)} ms {l[24:]}"
+                                   for t, l in c.log_lines(new, r" (ctl|coord): ")
+                                   if mark <= t <= lines[0]]
             c.start(old)
         out["coordinator_takeover"] = takeover
         done = wait(lambda: (j := jobs_of(c, gw).get("tiny_cnn")) and
@@ -202,17 +208,18 @@ def main():
                     help="comma-separated data set sizes (default 10000,30000,100000)")
     ap.add_argument("--nodes", type=int, default=5)
     ap.add_argument("--base-port", type=int, default=27500)
-    ap.add_argument("--snapshot-every", type=int, default=32,
+    ap.add_argument("--snapshot-every", type=int, default=0,
                     help="control-plane entries between snapshots (idunnod --snapshot-every; "
-                         "default 32: a batched put-dir of 100,000 files is only ~50 entries, "
-                         "and the default of 1024 would never take a snapshot here)")
+                         "default: the node's, 1024; a smaller value makes the far-behind "
+                         "voter catch up through a snapshot install)")
     ap.add_argument("--keep-images", default="",
                     help="where the generated images live between runs (default: a temporary "
                          "directory, removed at the end)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.images.split(",")]
-    os.environ["IDUNNOD_ARGS"] = (os.environ.get("IDUNNOD_ARGS", "") +
-                                  f" --snapshot-every {args.snapshot_every}").strip()
+    if args.snapshot_every:
+        os.environ["IDUNNOD_ARGS"] = (os.environ.get("IDUNNOD_ARGS", "") +
+                                      f" --snapshot-every {args.snapshot_every}").strip()
     images_root = args.keep_images or os.path.join("/tmp", f"idunno-scale-images.{os.getpid()}")
     os.makedirs(images_root, exist_ok=True)
     results = []
