@@ -105,7 +105,8 @@ for name, r in after.items():
     assert "error" not in r, r
     b = before[name]
     assert "error" not in b, b
-    assert [c for c, _ in r["top"]] == [c for c, _ in b["top"]], (name, r["top"], b["top"])
-    assert all(abs(p - q) < 1e-4 for (_, p), (_, q) in zip(r["top"], b["top"])), (name, r, b)
+    assert [e["index"] for e in r["top"]] == [e["index"] for e in b["top"]], (name, r["top"], b["top"])
+    assert all(abs(e["probability"] - f["probability"]) < 1e-4
+               for e, f in zip(r["top"], b["top"])), (name, r, b)
 PY
 echo ok
