@@ -52,6 +52,10 @@ TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 DAEMON     := $(BUILD)/bin/idunnod
 CLIENT     := $(BUILD)/bin/idunno
+# The generated models the unit tests load (made by the models section below;
+# defined here because the test targets name them as prerequisites, which
+# make expands as it reads them).
+TEST_MODELS := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx
 
 .PHONY: all deps test unit unit-asan cluster-test netns-test fuzz fuzz-run models data demo \
         bench-bin clean format
@@ -188,11 +192,10 @@ $(BUILD)/obj/bench/%.o: $(GEN_H)
 PY3 := /usr/bin/python3
 MODEL_FILES := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx \
                models/resnet50.onnx models/inception_v3.onnx models/text_direction.onnx
-TEST_MODELS := models/tiny_cnn.onnx models/tiny_gray.onnx models/tiny_dyn_softmax.onnx
 models: $(MODEL_FILES)
-$(TEST_MODELS): tools/gen_models.py
+$(TEST_MODELS) &: tools/gen_models.py
 	$(PY3) tools/gen_models.py --out models --only tiny_cnn,tiny_gray,tiny_dyn_softmax
-models/resnet50.onnx models/inception_v3.onnx: tools/gen_models.py
+models/resnet50.onnx models/inception_v3.onnx &: tools/gen_models.py
 	$(PY3) tools/gen_models.py --out models --only resnet50,inception_v3
 models/text_direction.onnx: scripts/fetch-models.sh
 	scripts/fetch-models.sh --out models
