@@ -9,6 +9,18 @@ IDUNNO = os.path.join(ROOT, "bin", "idunno")
 VOTERS = {"node1", "node2", "node3"}
 
 
+def wait(pred, timeout, step=0.05):
+    """Polls pred every `step` s until it returns something true (returned)
+    or `timeout` s have passed (None)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
 class Cluster:
     def __init__(self, n, base_port, prefix="idunno-bench."):
         self.n = n

@@ -29,7 +29,7 @@ Usage: bench/scale_bench.py [--images 10000,30000,100000] [--nodes 5]
 import argparse, glob, json, os, re, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clusterlib import Cluster, ROOT  # noqa: E402
+from clusterlib import Cluster, ROOT, wait  # noqa: E402
 
 MODEL = os.path.join(ROOT, "models", "tiny_cnn.onnx")
 
@@ -46,16 +46,6 @@ def timed(fn):
     t = now_ms()
     out = fn()
     return now_ms() - t, out
-
-
-def wait(pred, timeout, step=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def make_images(root, n):

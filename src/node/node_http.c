@@ -342,8 +342,10 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
      * as Prometheus' conventions want for a duration. */
     static const uint32_t bounds_ms[] = {5,   10,   25,   50,   100,   250,
                                          500, 1000, 2500, 5000, 10000, 30000};
-    static const double bounds_s[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
-    const size_t nb = sizeof bounds_ms / sizeof bounds_ms[0];
+    enum { nb = sizeof bounds_ms / sizeof bounds_ms[0] };
+    double bounds_s[nb];
+    for (size_t b = 0; b < nb; b++)
+        bounds_s[b] = bounds_ms[b] / 1000.0;
     if (leader) {
         prom_gauge(m, "idunno_coordinator_active", "1 while this node dispatches queries",
                    cs.active);
@@ -377,7 +379,7 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
                     "Query processing time, dispatch to result, in seconds");
         for (size_t i = 0; i < n; i++) {
             struct job_rec *job = jobs_at(node->jobs, i);
-            uint64_t counts[sizeof bounds_ms / sizeof bounds_ms[0] + 1], below = 0;
+            uint64_t counts[nb + 1], below = 0;
             for (size_t b = 0; b < nb; b++) {
                 uint64_t le = qstats_count_le(job->stats, bounds_ms[b]);
                 counts[b] = le - below;
