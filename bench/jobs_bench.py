@@ -25,15 +25,19 @@ Runtime, the generated ResNet50 and InceptionV3, synthetic JPEG/PNG images).
             two cores (build/bin/infer_bench model, 2 threads, batch 8, run
             with the cluster down, before and after it: the ratio is to the
             mean of the two).
+  coldstart The demo's two generated models trained on a fresh cluster, both
+            jobs launched right after the last train: each job's time from
+            launch to its first result, and until every worker has its model
+            loaded; --cold-trials fresh clusters.
 
 Prints one JSON document. Usage:
-bench/jobs_bench.py [fair|newjob|worker|coord|capacity|throughput|all]
+bench/jobs_bench.py [fair|newjob|worker|coord|capacity|throughput|coldstart|all]
 [--nodes 10] [--seconds 60] [--trials 10] [--base-port 7700]
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clusterlib import ROOT, VOTERS, Cluster  # noqa: E402
+from clusterlib import ROOT, VOTERS, Cluster, wait  # noqa: E402
 
 MODELS = os.path.join(ROOT, "models")
 
@@ -52,16 +56,29 @@ def setup(c, images, models, max_side=0):
               timeout_ms=120000, check=True)
 
 
-def wait_preloaded(c, model_files, timeout=120):
-    """Waits until every worker has logged loading each model."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ok = all(len(c.log_lines(n, rf"model {m} loaded")) >= 1
-                 for n in c.addrs for m in model_files)
-        if ok:
-            return
-        time.sleep(0.5)
-    log("warning: not every worker preloaded every model")
+def warm(c, models, timeout=180):
+    """Loads each model on every worker before a measurement: models load
+    where jobs need them (docs/scheduler.md, "Cold start"), so a job per
+    model goes over the set until `jobs` says every worker has its model,
+    and is stopped. Later jobs of the same model version find it loaded."""
+    for m in models:
+        c.cli("node10", "stop", m)
+        c.cli("node10", "launch", m, "1", check=True)
+
+    def all_loaded():
+        st = jobs_state(c)
+        for m in models:
+            j = st.get(m, {})
+            if j.get("workers_loaded", 0) >= len(c.addrs):
+                continue
+            if j.get("images_done", 0) >= j.get("images", 0):
+                c.cli("node10", "inference", m, "set")
+            return False
+        return True
+    if not wait(all_loaded, timeout, 0.5):
+        log("warning: not every worker loaded every model")
+    for m in models:
+        c.cli("node10", "stop", m)
 
 
 def jobs_state(c, via="node10"):
@@ -115,7 +132,7 @@ def bench_fair(args):
     c.up()
     try:
         setup(c, 200, ["resnet50", "inception_v3", "tiny_cnn"])
-        wait_preloaded(c, ["resnet50", "inception_v3"])
+        warm(c, ["resnet50", "inception_v3"])
         runs = {"two": [("resnet50", 1, 1), ("inception_v3", 1, 1)],
                 "three": [("resnet50", 1, 1), ("inception_v3", 1, 1), ("tiny_cnn", 1, 1)],
                 "weighted": [("resnet50", 1, 2), ("inception_v3", 1, 1)]}
@@ -134,7 +151,7 @@ def bench_newjob(args):
     c.up()
     try:
         setup(c, 200, ["resnet50", "tiny_cnn"])
-        wait_preloaded(c, ["resnet50", "tiny_cnn"])
+        warm(c, ["resnet50", "tiny_cnn"])
         start_jobs(c, [("resnet50", 1, 1)], 20)
         time.sleep(5)
         res = []
@@ -308,7 +325,7 @@ def bench_capacity(args):
         # Small photos (at most 48 px, for the model's 32x32 input): the
         # figure is the dispatch path's, not JPEG decoding's.
         setup(c, CAPACITY_IMAGES, ["tiny_cnn"], max_side=48)
-        wait_preloaded(c, ["tiny_cnn"])
+        warm(c, ["tiny_cnn"])
         # The figure moves by ±15% between runs on a shared 2-core machine:
         # several measurements on one cluster, each a fresh job, and their median.
         rates, cpu_us, drained = [], [], 0
@@ -359,7 +376,7 @@ def bench_throughput(args):
     c.up()
     try:
         setup(c, 200, ["resnet50"])
-        wait_preloaded(c, ["resnet50"])
+        warm(c, ["resnet50"])
         start_jobs(c, [("resnet50", 8, 1)], 30)
         ips = steady_rate(c, "resnet50", "images_done", 10, args.seconds)
     finally:
@@ -370,17 +387,72 @@ def bench_throughput(args):
             "bare_before": round(bare_before, 2), "bare_after": round(bare_after, 2),
             "ratio": round(ips / bare_ips, 3), "nodes": args.nodes, "seconds": args.seconds}
 
+COLD_MODELS = ["resnet50", "inception_v3"]
+COLD_REPEAT = 5  # the set queued this often per job: work for every worker to load the model
+
+
+def bench_coldstart(args):
+    """Each trial on a fresh cluster: the demo's two generated models are
+    trained, and right after the last `train` both jobs are launched and given
+    the set. Per job: from `launch` to its first result (the coordinator's
+    first_result_ms, from the images' queueing, plus the launch-to-queue time
+    the bench measures; `jobs` is polled only every 250 ms, so the polling
+    costs the cores little), and until every worker has logged loading its
+    model."""
+    trials = []
+    for trial in range(args.cold_trials):
+        c = Cluster(args.nodes, args.base_port)
+        c.up()
+        try:
+            setup(c, 200, COLD_MODELS)
+            t0, launch_to_queue = time.time(), {}
+            for m in COLD_MODELS:
+                t = time.time()
+                c.cli("node10", "launch", m, "1", check=True)
+                c.cli("node10", "inference", m, "set", check=True)
+                launch_to_queue[m] = (time.time() - t) * 1000
+            for _ in range(COLD_REPEAT - 1):
+                for m in COLD_MODELS:
+                    c.cli("node10", "inference", m, "set", check=True)
+            first, warm = {}, {}
+
+            def progress():
+                st = jobs_state(c)
+                for m in COLD_MODELS:
+                    j = st.get(m, {})
+                    if m not in first and j.get("first_result_ms", -1) >= 0:
+                        first[m] = round(launch_to_queue[m] + j["first_result_ms"])
+                    # Every worker logs the load (the same before and after
+                    # loading followed demand, so both are timed alike).
+                    if m not in warm and all(c.log_lines(n, rf"worker: model {m} loaded")
+                                             for n in c.addrs):
+                        warm[m] = round(time.time() - t0, 1)
+                return len(first) == len(warm) == len(COLD_MODELS)
+            wait(progress, 180, 0.25)
+            trials.append({"first_result_ms": first, "all_workers_loaded_s": warm})
+            log("cold start:", trials[-1])
+            for m in COLD_MODELS:
+                c.cli("node10", "stop", m)
+        finally:
+            c.down()
+    worst = [max(t["first_result_ms"].values()) for t in trials
+             if len(t["first_result_ms"]) == len(COLD_MODELS)]
+    return {"nodes": args.nodes, "models": COLD_MODELS, "trials": trials,
+            "slowest_job_first_result_ms_median": statistics.median(worst) if worst else None}
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["fair", "newjob", "worker", "coord", "capacity", "throughput", "all"])
+                    choices=["fair", "newjob", "worker", "coord", "capacity", "throughput", "coldstart",
+                             "all"])
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--capacity-seconds", type=float, default=10)
     ap.add_argument("--capacity-runs", type=int, default=3)
     ap.add_argument("--coord-trials", type=int, default=3)
+    ap.add_argument("--cold-trials", type=int, default=3)
     ap.add_argument("--base-port", type=int, default=7700)
     ap.add_argument("--quick", action="store_true", help="fair: only the two-job run")
     ap.add_argument("--only", choices=["two", "three", "weighted"], help="fair: only this run")
@@ -388,7 +460,7 @@ def main():
     out = {}
     for what, fn in (("fair", bench_fair), ("newjob", bench_newjob), ("worker", bench_worker),
                      ("coord", bench_coord), ("capacity", bench_capacity),
-                     ("throughput", bench_throughput)):
+                     ("throughput", bench_throughput), ("coldstart", bench_coldstart)):
         if args.what in (what, "all"):
             out[what] = fn(args)
     print(json.dumps(out, indent=1))

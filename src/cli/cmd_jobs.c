@@ -100,6 +100,8 @@ static void json_job(const Idunno__JobInfo *j)
     cli_json_double("first_dispatch_ms", j->first_dispatch_ms);
     cli_json_double("first_result_ms", j->first_result_ms);
     cli_json_double("first_start_ms", j->first_start_ms);
+    cli_json_u64("workers_loaded", j->workers_loaded);
+    cli_json_u64("workers_loading", j->workers_loading);
     json_stats("all", j->all);
     json_stats("window", j->window);
     cli_json_begin_array("shares");
@@ -476,12 +478,12 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
     if (ctx->json) {
         json_jobs(l);
     } else {
-        struct cli_table *t = cli_table_new(10, "ID", "MODEL", "VERSION", "STATE", "BATCH",
+        struct cli_table *t = cli_table_new(11, "ID", "MODEL", "VERSION", "STATE", "BATCH",
                                             "WEIGHT", "IMAGES", "QUERIES", "RATE",
-                                            "QUEUED/RUNNING");
+                                            "QUEUED/RUNNING", "LOADED");
         for (size_t i = 0; i < l->n_jobs; i++) {
             const Idunno__JobInfo *j = l->jobs[i];
-            char id[16], ver[16], b[16], w[24], im[48], q[24], rate[24], qr[32];
+            char id[16], ver[16], b[16], w[24], im[48], q[24], rate[24], qr[32], ld[32];
             snprintf(id, sizeof id, "%u", j->id);
             snprintf(ver, sizeof ver, "%u", j->version);
             snprintf(b, sizeof b, "%u", j->batch);
@@ -492,7 +494,12 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
             snprintf(rate, sizeof rate, "%.2f/s", j->rate);
             snprintf(qr, sizeof qr, "%llu/%llu", (unsigned long long)j->queued,
                      (unsigned long long)j->inflight);
-            cli_table_row(t, id, j->model, ver, j->state, b, w, im, q, rate, qr);
+            /* Workers with the job's model version loaded (+ loading now). */
+            if (j->workers_loading)
+                snprintf(ld, sizeof ld, "%u+%u", j->workers_loaded, j->workers_loading);
+            else
+                snprintf(ld, sizeof ld, "%u", j->workers_loaded);
+            cli_table_row(t, id, j->model, ver, j->state, b, w, im, q, rate, qr, ld);
         }
         cli_table_print(t);
         for (size_t i = 0; i < l->n_jobs; i++)

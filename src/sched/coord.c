@@ -63,6 +63,7 @@ static int is_active(const struct coord *c)
 /* ---- dispatching -------------------------------------------------------------------------------- */
 
 static void pump(struct coord *c);
+static void load_models(struct coord *c);
 
 struct run_call {
     struct coord *c;
@@ -202,6 +203,78 @@ static void pump(struct coord *c)
                      q.job, q.worker, q.first_ms);
         send_run(c, &q, &a);
     }
+    load_models(c);
+}
+
+/* ---- loading models where jobs need them (dispatch.h, "Loaded models") ------------------------- */
+
+struct load_call {
+    struct coord *c;
+    uint64_t epoch;
+    uint64_t sent_us;
+    char worker[DISPATCH_NAME_MAX];
+    char key[DISPATCH_MODEL_KEY_MAX];
+};
+
+/* A worker answered a PRELOAD: once the model is loaded, or why not. */
+static void on_loaded(void *ud, const struct net_result *res)
+{
+    struct load_call *lc = ud;
+    struct coord *c = lc->c;
+    if (c->epoch == lc->epoch && !c->stopping && is_active(c)) {
+        uint64_t now = id_now_us();
+        int takes = dispatch_load_done(c->d, lc->worker, lc->key, res->status, now);
+        if (res->status == 0)
+            LOG_INFO("coord", "model %s loaded on %s in %.0f ms", lc->key, lc->worker,
+                     (double)(now - lc->sent_us) / 1000.0);
+        else
+            LOG_WARN("coord", "model %s could not be loaded on %s: %s%s", lc->key, lc->worker,
+                     res->errmsg ? res->errmsg : id_strerror(res->status),
+                     takes ? " (its queries go there to report it)" : " (tried again later)");
+        if (takes)
+            pump(c);
+        else
+            load_models(c);
+    }
+    free(lc);
+}
+
+/* Starts the model loads the dispatcher asks for. */
+static void load_models(struct coord *c)
+{
+    if (c->stopping || !is_active(c))
+        return;
+    struct dispatch_load loads[COORD_LOADS_MAX];
+    size_t n = dispatch_loads(c->d, id_now_us(), loads, COORD_LOADS_MAX);
+    if (!n)
+        return;
+    struct alive a;
+    alive_load(c, &a);
+    for (size_t i = 0; i < n; i++) {
+        struct job_rec *job = jobs_by_id(c->jobs, loads[i].job);
+        const struct model_rec *m =
+            job ? jobs_model_version(c->jobs, job->model, job->version) : NULL;
+        const char *addr = alive_addr(&a, loads[i].worker);
+        struct load_call *lc = m && addr ? malloc(sizeof *lc) : NULL;
+        if (!lc) {
+            dispatch_load_done(c->d, loads[i].worker, loads[i].key, ID_ENOTFOUND, id_now_us());
+            continue;
+        }
+        *lc = (struct load_call){c, c->epoch, id_now_us(), "", ""};
+        snprintf(lc->worker, sizeof lc->worker, "%s", loads[i].worker);
+        snprintf(lc->key, sizeof lc->key, "%s", loads[i].key);
+        Idunno__ModelInfo mi;
+        float mean[3], std[3];
+        char *src[SDFS_REPLICAS];
+        model_msg(c, m, &a, &mi, mean, std, src);
+        LOG_INFO("coord", "job %u: loading model %s on %s", loads[i].job, loads[i].key,
+                 loads[i].worker);
+        if (net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, &mi.base,
+                        DISPATCH_LOAD_TIMEOUT_MS, on_loaded, lc) < 0) {
+            dispatch_load_done(c->d, lc->worker, lc->key, ID_EIO, id_now_us());
+            free(lc);
+        }
+    }
 }
 
 /* ---- keeping the dispatcher in step with jobs and members ---------------------------------- */
@@ -279,6 +352,8 @@ static void on_worker_state(void *ud, const struct net_result *res)
                                wq->n_images, now) == ID_ENOMEM)
                 break;
         }
+        if (st)
+            dispatch_worker_models(c->d, sc->worker, st->models, st->n_models);
         if (st)
             idunno__worker_state__free_unpacked(st, NULL);
         if (dispatch_answered(c->d))
@@ -539,7 +614,8 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
         return;
     }
     struct dispatch_done ev = {m->job,    m->query,   m->worker,
-                               m->run_us, m->wait_ms, m->stop_job[0] != 0};
+                               m->run_us, m->wait_ms, m->stop_job[0] != 0,
+                               m->n_results ? m->results[0]->version : 0};
     struct dispatch_done_out out;
     dispatch_done(c->d, c->jobs, &ev, id_now_us(), &out);
     if (out.log_burst)
@@ -760,23 +836,9 @@ static const char *model_add_why(struct ctl_op *op, int status)
 static void on_model_added(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
     (void)status;
-    struct coord *c = op->ud;
     net_reply(op->req, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_RESP, result, len);
-    /* Workers preload it now, so the first query does not wait for it. */
-    const struct model_rec *m = jobs_model(c->jobs, ((Idunno__ModelInfo *)op->msg)->name);
-    if (m) {
-        struct alive a;
-        alive_load(c, &a);
-        Idunno__ModelInfo mi;
-        float mean[3], std[3];
-        char *src[SDFS_REPLICAS];
-        model_msg(c, m, &a, &mi, mean, std, src);
-        for (size_t i = 0; i < a.n; i++)
-            net_call_pb(c->net, a.v[i].addr, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, &mi.base,
-                        COORD_RUN_TIMEOUT_MS, NULL, NULL);
-        LOG_INFO("coord", "model %s registered (%s, blob %s); %zu workers preload it", m->name,
-                 m->file, m->blob, a.n);
-    }
+    /* Nothing is loaded yet: a job's queries load it where they need it
+     * (load_models), rather than every worker loading every model at once. */
 }
 
 static void lead_model_add(struct ctl_op *op)
@@ -852,7 +914,7 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     c->parts = parts_create(
         &(struct parts_config){COORD_FLUSH_MS, COORD_FLUSH_AT, COORD_PART_MAX, COORD_SWEEP_MS});
     struct dispatch_config dc = {COORD_SLOTS, COORD_SPARE, COORD_QUERY_TIMEOUT_MS,
-                                 COORD_ADOPT_WAIT_MS, COORD_BATCHES_IN_FLIGHT};
+                                 COORD_ADOPT_WAIT_MS, COORD_BATCHES_IN_FLIGHT, 1};
     c->d = dispatch_create(&dc);
     if (!c->parts || !c->d) {
         parts_destroy(c->parts);

@@ -16,6 +16,9 @@
 
 /* A RUN, a preload or a delete not answered in this time has failed. */
 #define COORD_RUN_TIMEOUT_MS 5000
+/* Model loads started per call of load_models at most (more follow on the
+ * next answer or tick). */
+#define COORD_LOADS_MAX 16
 /* Result files that no commit can name are looked for this often, and at
  * most this many deleted per look (parts.h). */
 #define COORD_SWEEP_MS 5000

@@ -89,6 +89,8 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
         info->first_dispatch_ms = d->first_dispatch_ms;
         info->first_result_ms = d->first_result_ms;
         info->first_start_ms = d->first_start_ms;
+        info->workers_loaded = (uint32_t)d->workers_loaded;
+        info->workers_loading = (uint32_t)d->workers_loading;
     }
     if (d->active && !job->stopped) {
         info->queued = d->queued;

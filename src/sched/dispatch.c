@@ -32,6 +32,17 @@ struct cquery {
 struct cworker {
     char name[DISPATCH_NAME_MAX];
     uint64_t benched_until; /* ms; 0: in the dispatcher */
+    struct wmodel *models;  /* the model versions it has or is loading */
+    size_t n_models;
+};
+
+/* A model version on a worker. LOADED and FAILED make the worker take the
+ * queries of jobs running that version; RETRY waits until `until`. */
+enum wm_state { WM_LOADING, WM_LOADED, WM_FAILED, WM_RETRY };
+struct wmodel {
+    char key[DISPATCH_MODEL_KEY_MAX];
+    enum wm_state state;
+    uint64_t until_ms; /* LOADING: given up then; RETRY: tried again then */
 };
 
 /* What the leader keeps per job besides the replicated record. */
@@ -58,6 +69,10 @@ struct cjob {
     unsigned burst;         /* as given to the dispatcher (1: none) */
     uint64_t burst_logged_ms;
     int stop_proposed; /* a worker asked to stop it (QueryDone.stop_job): proposed once */
+    /* The model version its queries run now ("": the model is unknown). */
+    char model_key[DISPATCH_MODEL_KEY_MAX];
+    uint32_t model_version;
+    int model_synced; /* model_key has been set once */
 };
 
 struct dispatch {
@@ -116,6 +131,205 @@ void dispatch_get_stats(const struct dispatch *d, struct dispatch_stats *out)
     *out = d->stats;
 }
 
+static struct cworker *worker_find(const struct dispatch *d, const char *name);
+
+/* ---- loaded models --------------------------------------------------------------------------- */
+
+void dispatch_model_key(char *out, size_t len, const char *name, const char *blob,
+                        uint32_t version)
+{
+    snprintf(out, len, "%s@%s.%u", name, blob, version);
+}
+
+static struct wmodel *wm_find(const struct cworker *w, const char *key)
+{
+    for (size_t i = 0; i < w->n_models; i++)
+        if (strcmp(w->models[i].key, key) == 0)
+            return &w->models[i];
+    return NULL;
+}
+
+static int wm_takes(const struct wmodel *m)
+{
+    return m && (m->state == WM_LOADED || m->state == WM_FAILED);
+}
+
+static int key_in_use(const struct dispatch *d, const char *key)
+{
+    for (size_t i = 0; i < d->n_cjobs; i++)
+        if (strcmp(d->cjobs[i].model_key, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Records key's state on w: updated, or added (at the bound, an entry that
+ * no job runs makes room, else the oldest). NULL if out of memory. */
+static struct wmodel *wm_set(struct dispatch *d, struct cworker *w, const char *key,
+                             enum wm_state state, uint64_t until_ms)
+{
+    struct wmodel *m = wm_find(w, key);
+    if (!m) {
+        if (w->n_models >= DISPATCH_WORKER_MODELS) {
+            size_t drop = 0;
+            for (size_t i = 0; i < w->n_models; i++)
+                if (!key_in_use(d, w->models[i].key)) {
+                    drop = i;
+                    break;
+                }
+            memmove(&w->models[drop], &w->models[drop + 1],
+                    (w->n_models - drop - 1) * sizeof *w->models);
+            w->n_models--;
+        } else {
+            struct wmodel *a = realloc(w->models, (w->n_models + 1) * sizeof *a);
+            if (!a)
+                return NULL;
+            w->models = a;
+        }
+        m = &w->models[w->n_models++];
+        snprintf(m->key, sizeof m->key, "%s", key);
+    }
+    m->state = state;
+    m->until_ms = until_ms;
+    return m;
+}
+
+/* The worker takes the queries of every job running key (if it is in the
+ * dispatcher; a benched one gets them back when it returns). */
+static void holder_apply(struct dispatch *d, const struct cworker *w, const char *key)
+{
+    for (size_t i = 0; i < d->n_cjobs; i++)
+        if (strcmp(d->cjobs[i].model_key, key) == 0)
+            fair_worker_set_model(d->fair, w->name, d->cjobs[i].id, 1);
+}
+
+/* The job's model version, as the replicated state has it now: when it
+ * changed (a new version pinned), no worker counts as holding it until it
+ * has that version too. */
+static void cjob_model_sync(struct dispatch *d, const struct jobs *jobs, struct cjob *cj,
+                            const struct job_rec *job)
+{
+    const struct model_rec *m = jobs_model_version(jobs, job->model, job->version);
+    char key[DISPATCH_MODEL_KEY_MAX] = "";
+    if (m)
+        dispatch_model_key(key, sizeof key, m->name, m->blob, m->version);
+    if (strcmp(key, cj->model_key) == 0 && cj->model_synced)
+        return;
+    cj->model_synced = 1;
+    snprintf(cj->model_key, sizeof cj->model_key, "%s", key);
+    /* A model not in the state (deleted) gates nothing: its queries report it. */
+    fair_job_needs_model(d->fair, cj->id, d->cfg.load_models && key[0]);
+    cj->model_version = m ? m->version : 0;
+    fair_job_forget_models(d->fair, cj->id);
+    for (size_t i = 0; key[0] && i < d->n_workers; i++)
+        if (wm_takes(wm_find(&d->workers[i], key)))
+            fair_worker_set_model(d->fair, d->workers[i].name, cj->id, 1);
+}
+
+/* The candidate to load key next: a worker that has no state for it (or
+ * whose retry time came), not benched, with the fewest loads under way,
+ * then the fewest models, then the first. */
+static struct cworker *load_candidate(struct dispatch *d, const char *key, uint64_t now_ms)
+{
+    struct cworker *best = NULL;
+    size_t best_loading = 0, best_models = 0;
+    for (size_t i = 0; i < d->n_workers; i++) {
+        struct cworker *w = &d->workers[i];
+        const struct wmodel *m = wm_find(w, key);
+        if (w->benched_until || (m && !(m->state == WM_RETRY && now_ms >= m->until_ms)))
+            continue;
+        size_t loading = 0, models = 0;
+        for (size_t k = 0; k < w->n_models; k++) {
+            loading += w->models[k].state == WM_LOADING;
+            models += wm_takes(&w->models[k]);
+        }
+        if (!best || loading < best_loading || (loading == best_loading && models < best_models)) {
+            best = w;
+            best_loading = loading;
+            best_models = models;
+        }
+    }
+    return best;
+}
+
+static void key_counts(const struct dispatch *d, const char *key, size_t *loaded, size_t *loading,
+                       size_t *takes)
+{
+    *loaded = *loading = *takes = 0;
+    for (size_t i = 0; i < d->n_workers; i++) {
+        const struct wmodel *m = wm_find(&d->workers[i], key);
+        if (!m)
+            continue;
+        *loaded += m->state == WM_LOADED;
+        *loading += m->state == WM_LOADING;
+        *takes += wm_takes(m);
+    }
+}
+
+size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load *out, size_t max)
+{
+    if (d->phase != DISPATCH_ACTIVE || !d->cfg.load_models)
+        return 0;
+    uint64_t now = now_us / 1000;
+    /* Loads given up: tried again later, elsewhere first. */
+    for (size_t i = 0; i < d->n_workers; i++)
+        for (size_t k = 0; k < d->workers[i].n_models; k++) {
+            struct wmodel *m = &d->workers[i].models[k];
+            if (m->state == WM_LOADING && now >= m->until_ms) {
+                m->state = WM_RETRY;
+                m->until_ms = now + DISPATCH_LOAD_RETRY_MS;
+            }
+        }
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_cjobs && n < max; i++) {
+        struct cjob *cj = &d->cjobs[i];
+        if (!cj->model_key[0] ||
+            fair_queued(d->fair, cj->id) + fair_inflight(d->fair, cj->id) == 0)
+            continue;
+        /* A job with two runs of one key (a stopped job relaunched) counts
+         * the key's loads once: the loop sees the same state both times. */
+        size_t loaded, loading, takes;
+        key_counts(d, cj->model_key, &loaded, &loading, &takes);
+        size_t allow = takes > 0 ? takes : 1;
+        while (loading < allow && n < max) {
+            struct cworker *w = load_candidate(d, cj->model_key, now);
+            if (!w || !wm_set(d, w, cj->model_key, WM_LOADING, now + DISPATCH_LOAD_TIMEOUT_MS))
+                break;
+            struct dispatch_load *l = &out[n++];
+            l->job = cj->id;
+            snprintf(l->worker, sizeof l->worker, "%s", w->name);
+            snprintf(l->key, sizeof l->key, "%s", cj->model_key);
+            loading++;
+        }
+    }
+    return n;
+}
+
+int dispatch_load_done(struct dispatch *d, const char *worker, const char *key, int status,
+                       uint64_t now_us)
+{
+    struct cworker *w = d->phase == DISPATCH_IDLE ? NULL : worker_find(d, worker);
+    struct wmodel *m = w ? wm_find(w, key) : NULL;
+    if (!m || m->state != WM_LOADING)
+        return 0;
+    if (status == 0 || status == ID_EMODEL) {
+        m->state = status == 0 ? WM_LOADED : WM_FAILED;
+        holder_apply(d, w, key);
+        return 1;
+    }
+    m->state = WM_RETRY;
+    m->until_ms = now_us / 1000 + DISPATCH_LOAD_RETRY_MS;
+    return 0;
+}
+
+void dispatch_worker_models(struct dispatch *d, const char *worker, char *const *keys, size_t n)
+{
+    struct cworker *w = d->phase == DISPATCH_IDLE ? NULL : worker_find(d, worker);
+    for (size_t i = 0; w && i < n && i < DISPATCH_WORKER_MODELS; i++)
+        if (keys[i] && strlen(keys[i]) < DISPATCH_MODEL_KEY_MAX &&
+            wm_set(d, w, keys[i], WM_LOADED, 0))
+            holder_apply(d, w, keys[i]);
+}
+
 /* ---- claims --------------------------------------------------------------------------------- */
 
 static struct cjob *cjob_find(const struct dispatch *d, uint32_t id)
@@ -129,7 +343,8 @@ static struct cjob *cjob_find(const struct dispatch *d, uint32_t id)
 /* Adds the dispatcher's record of a job (and the job to the fair core).
  * Returns it, or NULL with *rc: ID_ENOMEM when the table cannot grow, else
  * the fair core's refusal (the job is then left out). */
-static struct cjob *cjob_add(struct dispatch *d, const struct job_rec *job, int *rc)
+static struct cjob *cjob_add(struct dispatch *d, const struct jobs *jobs, const struct job_rec *job,
+                             int *rc)
 {
     struct cjob *a = realloc(d->cjobs, (d->n_cjobs + 1) * sizeof *a);
     if (!a) {
@@ -146,6 +361,7 @@ static struct cjob *cjob_add(struct dispatch *d, const struct job_rec *job, int 
     if (*rc < 0)
         return NULL;
     d->n_cjobs++;
+    cjob_model_sync(d, jobs, cj, job);
     return cj;
 }
 
@@ -416,8 +632,8 @@ int dispatch_worker_join(struct dispatch *d, const char *name)
     if (rc < 0)
         return rc;
     w = &d->workers[d->n_workers++];
+    memset(w, 0, sizeof *w);
     snprintf(w->name, sizeof w->name, "%s", name);
-    w->benched_until = 0;
     return 0;
 }
 
@@ -429,6 +645,7 @@ int dispatch_worker_gone(struct dispatch *d, const char *name, uint64_t now_us)
     /* A benched worker is out of the dispatcher already. */
     size_t k = w->benched_until ? 0 : worker_unplug(d, name, 1, now_us);
     size_t i = (size_t)(w - d->workers);
+    free(w->models);
     memmove(&d->workers[i], &d->workers[i + 1], (d->n_workers - i - 1) * sizeof *d->workers);
     d->n_workers--;
     return (int)k;
@@ -440,8 +657,13 @@ void dispatch_unbench(struct dispatch *d, uint64_t now_us)
     for (size_t i = 0; i < d->n_workers; i++) {
         struct cworker *w = &d->workers[i];
         if (w->benched_until && now >= w->benched_until &&
-            fair_worker_add(d->fair, w->name, d->cfg.slots) == 0)
+            fair_worker_add(d->fair, w->name, d->cfg.slots) == 0) {
             w->benched_until = 0;
+            /* Back in the dispatcher: with the models it has. */
+            for (size_t k = 0; k < w->n_models; k++)
+                if (wm_takes(&w->models[k]))
+                    holder_apply(d, w, w->models[k].key);
+        }
     }
 }
 
@@ -477,11 +699,12 @@ int dispatch_sync_jobs(struct dispatch *d, const struct jobs *jobs)
             continue;
         struct cjob *cj = cjob_find(d, job->id);
         int rc = 0;
-        if (!cj && !(cj = cjob_add(d, job, &rc))) {
+        if (!cj && !(cj = cjob_add(d, jobs, job, &rc))) {
             if (rc == ID_ENOMEM)
                 return rc;
             continue;
         }
+        cjob_model_sync(d, jobs, cj, job);
         cut_ahead(d, jobs, cj);
     }
     return 0;
@@ -506,6 +729,9 @@ int dispatch_job_view(const struct dispatch *d, uint32_t job, struct dispatch_jo
         out->first_dispatch_ms = cj->first_dispatch_ms;
         out->first_result_ms = cj->first_result_ms;
         out->first_start_ms = cj->first_start_ms;
+        size_t takes;
+        if (cj->model_key[0])
+            key_counts(d, cj->model_key, &out->workers_loaded, &out->workers_loading, &takes);
     }
     out->active = 1;
     out->queued = fair_queued(d->fair, job);
@@ -544,7 +770,7 @@ int dispatch_lead(struct dispatch *d, uint64_t term, const struct jobs *jobs, ui
         if (job->stopped)
             continue;
         int add_rc;
-        if (!cjob_add(d, job, &add_rc) && add_rc == ID_ENOMEM)
+        if (!cjob_add(d, jobs, job, &add_rc) && add_rc == ID_ENOMEM)
             break;
     }
     d->adopt_pending = 1; /* held while the calls go out */
@@ -637,6 +863,8 @@ void dispatch_unlead(struct dispatch *d)
     free(d->cjobs);
     d->cjobs = NULL;
     d->n_cjobs = 0;
+    for (size_t i = 0; i < d->n_workers; i++)
+        free(d->workers[i].models);
     free(d->workers);
     d->workers = NULL;
     d->n_workers = 0;
@@ -793,8 +1021,12 @@ void dispatch_done(struct dispatch *d, const struct jobs *jobs, const struct dis
                 job_run_time(d, cj, ev->run_us, now_us, out);
             cq_free(d, q, 0); /* its images stay claimed: they are done once committed */
         }
-        if (ev->worker && ev->worker[0])
-            fair_worker_set_model(d->fair, ev->worker, ev->job, 1);
+        /* A result of the job's current version shows its worker has it. */
+        struct cjob *mj = cjob_find(d, ev->job);
+        struct cworker *w = ev->worker && ev->worker[0] ? worker_find(d, ev->worker) : NULL;
+        if (mj && w && mj->model_key[0] && ev->version == mj->model_version &&
+            !wm_takes(wm_find(w, mj->model_key)) && wm_set(d, w, mj->model_key, WM_LOADED, 0))
+            holder_apply(d, w, mj->model_key);
         if (ev->stop_job) {
             /* Once per job and leader; a repeat (another worker, a new
              * coordinator) finds the job stopped already. */

@@ -28,6 +28,16 @@
  *   - Group commit. Completions wait in a batch for one JOB_DONE command; a
  *     batch goes 1 ms after its first completion with at most
  *     `batches_in_flight` commands uncommitted, else once one commits.
+ *   - Loaded models. A job's queries go only to workers that have its model
+ *     version loaded (or failed to load it: its queries then report the
+ *     error). Loading is driven by demand: while a job has queries, its
+ *     model is loaded on more workers in a slow start, as many loads at once
+ *     as workers have it already (one at first), each on the worker with the
+ *     fewest loads under way. So a job launched right after `train` gets its
+ *     first result after one load instead of after every worker loaded every
+ *     model at once on shared cores. What a worker has loaded is known from
+ *     its PRELOAD answers, its results and, after a failover, its
+ *     WORKER_STATE answer (docs/scheduler.md, "Cold start").
  *
  * Threading: none (the coordinator calls it on the loop thread).
  */
@@ -55,6 +65,18 @@
 #define DISPATCH_BURST_BUDGET_US 4000.0
 #define DISPATCH_RUN_AVG_WEIGHT 0.02 /* of each new run time in the job's mean */
 #define DISPATCH_BURST_LOG_MS 10000  /* a job's burst changes are logged this seldom */
+/* A model load unanswered this long is given up (the call's own timeout
+ * normally says so first); a load that failed for a reason other than the
+ * model is tried again after the retry time. */
+#define DISPATCH_LOAD_TIMEOUT_MS 120000
+#define DISPATCH_LOAD_RETRY_MS 1000
+/* Model versions remembered per worker (loaded, loading or failed); beyond,
+ * those no job runs are forgotten first. */
+#define DISPATCH_WORKER_MODELS 16
+/* "name@blob.version": one model version, as workers report what they hold. */
+#define DISPATCH_MODEL_KEY_MAX 160
+void dispatch_model_key(char *out, size_t len, const char *name, const char *blob,
+                        uint32_t version);
 
 struct dispatch;
 struct jobs;
@@ -65,6 +87,10 @@ struct dispatch_config {
     uint64_t query_timeout_ms;  /* a query in flight longer is requeued */
     uint64_t adopt_wait_ms;     /* how long a new leader waits for WORKER_STATE answers */
     unsigned batches_in_flight; /* JOB_DONE commands uncommitted at most */
+    /* 1: a job's queries go only to workers with its model loaded, and
+     * dispatch_loads says where to load it ("Loaded models" above); 0: to
+     * any free worker, preferring those that ran the job (tests of the rest). */
+    int load_models;
 };
 
 enum dispatch_phase {
@@ -92,6 +118,7 @@ struct dispatch_done {
     uint32_t run_us;    /* CPU time of its run (0: unknown) */
     uint32_t wait_ms;   /* from its arrival at the worker to its batch starting */
     int stop_job;       /* the worker asks that the job be stopped */
+    uint32_t version;   /* the model version it ran (0: unknown) */
 };
 
 /* What follows a JOB_DONE. */
@@ -131,6 +158,7 @@ struct dispatch_job_view {
     uint64_t dispatched;
     size_t n_workers; /* workers running its queries now */
     char workers[64][DISPATCH_NAME_MAX];
+    size_t workers_loaded, workers_loading; /* its model version (see above) */
 };
 
 struct dispatch_stats {
@@ -233,6 +261,27 @@ void dispatch_unclaim(struct dispatch *d, uint32_t job, uint32_t image);
 /* Requeues the queries in flight longer than the timeout at `now`, listing
  * the first max of them. Returns how many there were. */
 size_t dispatch_tick(struct dispatch *d, uint64_t now_us, struct dispatch_timeout *out, size_t max);
+
+/* ---- loading models ---- */
+
+/* A model load to ask of a worker (JOB_PRELOAD with the job's model). */
+struct dispatch_load {
+    uint32_t job;
+    char worker[DISPATCH_NAME_MAX];
+    char key[DISPATCH_MODEL_KEY_MAX];
+};
+
+/* The loads to start now (ACTIVE only), at most max; each is then under way
+ * until dispatch_load_done. Returns how many. */
+size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load *out, size_t max);
+/* A load's answer: 0 loaded; ID_EMODEL the model cannot be loaded (the
+ * worker then takes its queries, which report why); anything else (a
+ * timeout, a fetch that failed, a stale key) is tried again later. Returns 1
+ * when the worker can now take the job's queries. */
+int dispatch_load_done(struct dispatch *d, const char *worker, const char *key, int status,
+                       uint64_t now_us);
+/* A worker says it has these model versions loaded (its WORKER_STATE). */
+void dispatch_worker_models(struct dispatch *d, const char *worker, char *const *keys, size_t n);
 
 /* ---- the group commit of completions ---- */
 

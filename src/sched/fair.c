@@ -131,6 +131,8 @@ struct fair_job {
     uint64_t dispatched; /* fair_next dispatches, re-dispatches included */
     size_t inflight;
     unsigned burst; /* fair_job_set_burst; 0 and 1 both mean none */
+    int needs_model; /* fair_job_needs_model: only workers holding its model take it */
+    uint64_t passed; /* the fair_next call that last passed it over (see there) */
     struct fair_ring queue;
 };
 
@@ -169,6 +171,7 @@ struct fair {
     double vclock;      /* vt of the last dispatch: the floor when nothing is runnable */
     unsigned spare;     /* fair_set_spare: extra slots per worker for idle jobs */
     unsigned burst_cap; /* the largest burst any job was given: the table's room */
+    uint64_t next_calls; /* fair_next calls so far: marks the jobs one call passed over */
 };
 
 struct fair *fair_create(void)
@@ -267,6 +270,19 @@ static int worker_holds(const struct fair_worker *w, uint32_t job)
     int found;
     model_find(w, job, &found);
     return found;
+}
+
+static void forget_models(struct fair *f, uint32_t job)
+{
+    for (size_t i = 0; i < f->nworkers; i++) {
+        struct fair_worker *w = f->workers[i];
+        int found;
+        size_t m = model_find(w, job, &found);
+        if (found) {
+            memmove(&w->models[m], &w->models[m + 1], (w->nmodels - m - 1) * sizeof *w->models);
+            w->nmodels--;
+        }
+    }
 }
 
 /* ---- the in-flight table -------------------------------------------------------------------- */
@@ -464,15 +480,7 @@ int fair_job_remove(struct fair *f, uint32_t job)
     }
     /* And every worker's note that it holds the job's model, so a later job with
      * the same id starts clean. */
-    for (size_t i = 0; i < f->nworkers; i++) {
-        struct fair_worker *w = f->workers[i];
-        int found;
-        size_t m = model_find(w, job, &found);
-        if (found) {
-            memmove(&w->models[m], &w->models[m + 1], (w->nmodels - m - 1) * sizeof *w->models);
-            w->nmodels--;
-        }
-    }
+    forget_models(f, job);
     free(j->queue.q);
     memmove(&f->jobs[pos], &f->jobs[pos + 1], (f->njobs - pos - 1) * sizeof *f->jobs);
     f->njobs--;
@@ -662,6 +670,31 @@ int fair_worker_set_model(struct fair *f, const char *worker, uint32_t job, int 
     return 0;
 }
 
+int fair_job_needs_model(struct fair *f, uint32_t job, int on)
+{
+    struct fair_job *j = job_find(f, job, NULL);
+    if (!j)
+        return ID_ENOTFOUND;
+    j->needs_model = on != 0;
+    return 0;
+}
+
+int fair_job_forget_models(struct fair *f, uint32_t job)
+{
+    if (!job_find(f, job, NULL))
+        return ID_ENOTFOUND;
+    forget_models(f, job);
+    return 0;
+}
+
+size_t fair_model_holders(const struct fair *f, uint32_t job)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->nworkers; i++)
+        n += worker_holds(f->workers[i], job);
+    return n;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 /* Is a (load a, slots sa) less loaded than b? Fractions compared exactly. */
@@ -676,9 +709,11 @@ static int less_loaded(const struct fair_worker *a, const struct fair_worker *b)
 /* The free worker for job j: holding its model, then least loaded, then first
  * by name (the array order, kept by strict comparisons). With extra > 0, a
  * worker counts as free up to that many queries beyond its slots; one running
- * j alone, up to j's burst. */
+ * j alone, up to j's burst. A job that needs its model loaded takes only a
+ * worker holding it; *passed (if not NULL) then says whether a free worker
+ * was passed over for not holding it. */
 static struct fair_worker *pick_worker(const struct fair *f, const struct fair_job *j,
-                                       unsigned extra)
+                                       unsigned extra, int *passed)
 {
     uint32_t job = j->id;
     struct fair_worker *best = NULL;
@@ -689,6 +724,11 @@ static struct fair_worker *pick_worker(const struct fair *f, const struct fair_j
         if (w->load >= w->slots + extra && !(alone && w->load < j->burst))
             continue;
         int holds = worker_holds(w, job);
+        if (j->needs_model && !holds) {
+            if (passed)
+                *passed = 1;
+            continue;
+        }
         if (!best || holds > best_holds || (holds == best_holds && less_loaded(w, best))) {
             best = w;
             best_holds = holds;
@@ -720,23 +760,37 @@ static void flight_insert(struct fair *f, struct fair_job *j, uint64_t query, st
 
 int fair_next(struct fair *f, struct fair_dispatch *out)
 {
+    uint64_t call = ++f->next_calls;
     for (;;) {
         /* Smallest vt; on a tie the job with fewer queries running, which is how
-         * a job just woken at the floor gets the very next slot; then the id. */
+         * a job just woken at the floor gets the very next slot; then the id.
+         * Jobs this call passed over (no free worker holds their model) are
+         * left out. */
         struct fair_job *best = NULL;
         for (size_t i = 0; i < f->njobs; i++) {
             struct fair_job *j = &f->jobs[i];
-            if (!j->queue.len)
+            if (!j->queue.len || j->passed == call)
                 continue;
             if (!best || j->vt < best->vt || (j->vt == best->vt && j->inflight < best->inflight))
                 best = j;
         }
         if (!best)
             return 0;
-        struct fair_worker *w = pick_worker(f, best, 0);
+        int passed = 0;
+        struct fair_worker *w = pick_worker(f, best, 0, &passed);
         /* No free slot: a job with nothing running may take a spare one. */
         if (!w && f->spare && best->inflight == 0)
-            w = pick_worker(f, best, f->spare);
+            w = pick_worker(f, best, f->spare, &passed);
+        if (!w && passed) {
+            /* Free workers exist, but none holds its model yet: the next job
+             * goes first. Waiting banks no credit (its vt is raised to the
+             * floor), or once its model loads it would hold every worker
+             * until it caught up. */
+            best->passed = call;
+            if (best->vt < f->vclock)
+                best->vt = f->vclock;
+            continue;
+        }
         /* The room check is a guard: worker_add reserved for every slot. */
         if (!w || f->nfl + 1 > f->fl_cap / 2)
             return 0;

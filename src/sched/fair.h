@@ -26,7 +26,11 @@
  *     together. A worker running anything of another job is not used for a
  *     burst, so a costly job's share is never held up behind one.
  *   - Among free workers the dispatcher prefers one that holds the job's model
- *     (fair_worker_set_model), then the least loaded, then the name order.
+ *     (fair_worker_set_model), then the least loaded, then the name order. A
+ *     job that needs its model loaded (fair_job_needs_model) goes only to
+ *     workers holding it; while free workers hold none, the next job goes
+ *     first, and the waiting job's vt is raised to the floor (waiting for a
+ *     model banks no credit).
  *   - Failures: removing a worker puts its in-flight queries back at the head of
  *     their jobs' queues, in their original order.
  */
@@ -89,6 +93,13 @@ int fair_worker_add(struct fair *f, const char *worker, unsigned slots);
 int fair_worker_remove(struct fair *f, const char *worker);
 /* Marks that the worker holds (1) or no longer holds (0) the job's model. */
 int fair_worker_set_model(struct fair *f, const char *worker, uint32_t job, int holds);
+/* on: the job's queries go only to workers holding its model (0 by default:
+ * to any free worker, preferring those). ID_ENOTFOUND for an unknown job. */
+int fair_job_needs_model(struct fair *f, uint32_t job, int on);
+/* No worker holds the job's model any more (a new model version). */
+int fair_job_forget_models(struct fair *f, uint32_t job);
+/* How many workers hold the job's model. */
+size_t fair_model_holders(const struct fair *f, uint32_t job);
 
 /* Picks the next dispatch: a query of the job furthest behind and a free worker.
  * Returns 1 and fills *out (the query is then in flight on that worker), or 0

@@ -20,6 +20,7 @@
 #include "sdfs/catalog.h"
 #include "sdfs/sdfs.h"
 #include "sdfs/store.h"
+#include "sched/dispatch.h"
 
 #define WORKER_TICK_MS 100
 #define WORKER_RETRY_MS 200
@@ -38,6 +39,10 @@
  * threads at once, so two batches of one model may run side by side in its
  * process. */
 #define WORKER_MAX_RUNNING 3
+/* Model versions this worker reports as loaded to a new coordinator (its
+ * WORKER_STATE answer), the latest used first. A process stopped for being
+ * idle may have left: the coordinator then sends a query that loads it. */
+#define WORKER_LOADED_KEYS 8
 #define WORKER_SLOW_START_MS 50
 /* Ready queries of one model run as one chain: one pool job and one model
  * run over all their images. A worker holds several queries of one job only
@@ -53,6 +58,7 @@ struct wquery {
     struct worker *w;
     Idunno__QueryRun *run; /* as received (owned) */
     int preload;           /* load the model only; nothing to report */
+    struct net_request *preload_req; /* answered once the model is loaded (or not) */
     enum wq_state state;
     unsigned fetching; /* fetches not yet finished (+1 while starting them) */
     int model_status;
@@ -95,6 +101,7 @@ struct worker {
     int tick_closed;     /* its close callback ran */
     int destroy_pending; /* worker_destroy ran: the tick's close callback frees */
     struct worker_stats stats;
+    char loaded[WORKER_LOADED_KEYS][DISPATCH_MODEL_KEY_MAX]; /* model versions run lately */
 };
 
 /* ---- queries -------------------------------------------------------------------------------- */
@@ -162,6 +169,49 @@ static void chain_fail(struct wquery *head, const char *msg, int stop_job)
     }
 }
 
+/* The model version ran here: it goes to the front of the list a new
+ * coordinator is given. */
+static void note_loaded(struct worker *w, const Idunno__ModelInfo *m)
+{
+    char key[DISPATCH_MODEL_KEY_MAX];
+    dispatch_model_key(key, sizeof key, m->name, m->blob, m->version);
+    size_t at = WORKER_LOADED_KEYS - 1;
+    for (size_t i = 0; i < WORKER_LOADED_KEYS; i++)
+        if (strcmp(w->loaded[i], key) == 0) {
+            at = i;
+            break;
+        }
+    memmove(&w->loaded[1], &w->loaded[0], at * sizeof w->loaded[0]);
+    snprintf(w->loaded[0], sizeof w->loaded[0], "%s", key);
+}
+
+static int is_loaded(const struct worker *w, const Idunno__ModelInfo *m)
+{
+    char key[DISPATCH_MODEL_KEY_MAX];
+    dispatch_model_key(key, sizeof key, m->name, m->blob, m->version);
+    for (size_t i = 0; i < WORKER_LOADED_KEYS; i++)
+        if (strcmp(w->loaded[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+/* A preload's answer, once it is over: the coordinator sends the model's
+ * queries here only after it (dispatch.h, "Loaded models"). A model that
+ * cannot be loaded is ID_EMODEL; a file that cannot be fetched, its error
+ * (the coordinator tries again). */
+static void answer_preload(struct wquery *q)
+{
+    struct net_request *req = q->preload_req;
+    q->preload_req = NULL;
+    if (!req)
+        return;
+    if (!q->model_err[0])
+        net_reply(req, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_RESP, NULL, 0);
+    else
+        net_reply_error(req, q->model_status < 0 ? q->model_status : ID_EMODEL, q->model_err,
+                        NULL);
+}
+
 /* The chain's run is over (results or model_err set): each query's result
  * goes to the coordinator. */
 static void finish_chain(struct wquery *head)
@@ -172,11 +222,14 @@ static void finish_chain(struct wquery *head)
         next = q->chain;
         q->chain = NULL;
         w->stats.infer_ms_total += q->infer_ms;
+        if (!q->model_err[0])
+            note_loaded(w, q->run->model);
         if (q->preload) {
             if (q->model_err[0])
                 LOG_WARN("worker", "preload failed: %s", q->model_err);
             else
                 LOG_INFO("worker", "model %s loaded", q->run->model->name);
+            answer_preload(q);
             wq_unlink(w, q);
             wq_free(q);
             continue;
@@ -653,6 +706,13 @@ static void on_run(void *ud, struct net_request *req, const uint8_t *body, size_
     }
     if (run->coordinator[0] && strlen(run->coordinator) < sizeof w->coord_addr)
         snprintf(w->coord_addr, sizeof w->coord_addr, "%s", run->coordinator);
+    /* The coordinator sends a model's queries only where it is loaded
+     * (dispatch.h): this says when that did not hold (a model that cannot be
+     * loaded, whose queries come to report it, or more versions in use than
+     * this worker lists). Tests count these lines. */
+    if (!is_loaded(w, run->model))
+        LOG_INFO("worker", "query %llu of job %u: model %s version %u was not loaded here",
+                 (unsigned long long)run->query, run->job, run->model->name, run->model->version);
     wq_append(w, q);
     w->stats.accepted++;
     net_reply(req, IDUNNO__MSG_TYPE__MSG_JOB_RUN_RESP, NULL, 0);
@@ -695,6 +755,10 @@ static void on_state(void *ud, struct net_request *req, const uint8_t *body, siz
     st.worker = w->name;
     st.n_queries = k;
     st.queries = ptrs;
+    char *models[WORKER_LOADED_KEYS];
+    for (size_t i = 0; i < WORKER_LOADED_KEYS && w->loaded[i][0]; i++)
+        models[st.n_models++] = w->loaded[i];
+    st.models = models;
     net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_JOB_WORKER_STATE_RESP, &st.base);
 out:
     if (idx)
@@ -733,8 +797,8 @@ static void on_preload(void *ud, struct net_request *req, const uint8_t *body, s
         return;
     }
     q->preload = 1;
+    q->preload_req = req;
     wq_append(w, q);
-    net_reply(req, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_RESP, NULL, 0);
     wq_start(q);
 }
 
@@ -809,6 +873,11 @@ void worker_stop(struct worker *w)
         return;
     w->stopping = 1;
     uv_close((uv_handle_t *)&w->tick, on_tick_closed);
+    for (struct wquery *q = w->queries; q; q = q->next)
+        if (q->preload_req) {
+            net_reply_error(q->preload_req, ID_ESHUTDOWN, "the node is stopping", NULL);
+            q->preload_req = NULL;
+        }
     /* The model processes are killed: results not yet delivered are lost
      * with the node, as a pool thread's were, and requeued by the
      * coordinator when the node leaves. */

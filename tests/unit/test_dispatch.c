@@ -841,6 +841,167 @@ static void test_random_run(void **state)
     world_free(&w);
 }
 
+/* ---- loaded models ---- */
+
+static size_t loads(struct world *w, struct dispatch_load *out)
+{
+    return dispatch_loads(w->d, w->now, out, 16);
+}
+
+/* The model loads in a slow start where its job needs it, its queries go only
+ * to workers that have it, a failed load is retried or (a bad model) lets the
+ * queries report it, a benched worker keeps its models, a new version starts
+ * over, and a new leader learns what workers hold from them. */
+static void test_model_loads(void **state)
+{
+    (void)state;
+    struct dispatch_config c = cfg;
+    c.load_models = 1;
+    struct world w;
+    world_init(&w, &c);
+    uint32_t job = launch(&w.r, "m", 1, 40);
+    lead(&w, 3, (const char *const[]){"w1", "w2", "w3", "w4", NULL});
+    char key[DISPATCH_MODEL_KEY_MAX];
+    dispatch_model_key(key, sizeof key, "m", "00000000000000aa", 1);
+    /* Nobody has it: nothing runs; one load starts. */
+    no_next(&w);
+    struct dispatch_load l[16];
+    assert_int_equal(loads(&w, l), 1);
+    assert_int_equal(l[0].job, job);
+    assert_string_equal(l[0].key, key);
+    assert_string_equal(l[0].worker, "w1");
+    assert_int_equal(loads(&w, l), 0); /* one at a time until one has it */
+    assert_int_equal(view(&w, job).workers_loading, 1);
+    assert_int_equal(view(&w, job).workers_loaded, 0);
+    /* A stale answer (another key, another worker) changes nothing. */
+    assert_int_equal(dispatch_load_done(w.d, "w1", "m@00000000000000aa.9", 0, w.now), 0);
+    assert_int_equal(dispatch_load_done(w.d, "w2", key, 0, w.now), 0);
+    no_next(&w);
+    /* Loaded: its queries go there, and only there (one slot each). */
+    assert_int_equal(dispatch_load_done(w.d, "w1", key, 0, w.now), 1);
+    struct dispatch_run r1 = next(&w, NULL);
+    assert_string_equal(r1.worker, "w1");
+    no_next(&w);
+    /* Then as many loads at once as workers have it: 1, then 2. */
+    assert_int_equal(loads(&w, l), 1);
+    assert_string_equal(l[0].worker, "w2");
+    assert_int_equal(dispatch_load_done(w.d, "w2", key, 0, w.now), 1);
+    assert_string_equal(next(&w, NULL).worker, "w2");
+    assert_int_equal(loads(&w, l), 2);
+    assert_string_equal(l[0].worker, "w3");
+    assert_string_equal(l[1].worker, "w4");
+    assert_int_equal(view(&w, job).workers_loaded, 2);
+    assert_int_equal(view(&w, job).workers_loading, 2);
+    /* w3 could not fetch it: tried again, but only after the retry time. */
+    assert_int_equal(dispatch_load_done(w.d, "w3", key, ID_ENOTFOUND, w.now), 0);
+    no_next(&w);
+    assert_int_equal(loads(&w, l), 0);
+    w.now += DISPATCH_LOAD_RETRY_MS * MS;
+    assert_int_equal(loads(&w, l), 1);
+    assert_string_equal(l[0].worker, "w3");
+    /* On w4 the model cannot be loaded: w4 takes its queries to report that,
+     * but does not count as having it. */
+    assert_int_equal(dispatch_load_done(w.d, "w4", key, ID_EMODEL, w.now), 1);
+    assert_string_equal(next(&w, NULL).worker, "w4");
+    assert_int_equal(view(&w, job).workers_loaded, 2);
+    /* A load never answered is given up after its timeout. */
+    w.now += DISPATCH_LOAD_TIMEOUT_MS * MS;
+    assert_int_equal(loads(&w, l), 0); /* w3: given up now, retried after the retry time */
+    w.now += DISPATCH_LOAD_RETRY_MS * MS;
+    assert_int_equal(loads(&w, l), 1);
+    assert_string_equal(l[0].worker, "w3");
+    /* Benched for a moment (it was full), w1 keeps what it has: its query
+     * comes back to it. */
+    assert_int_equal(view(&w, job).inflight, 3);
+    struct dispatch_bench bench;
+    assert_int_equal(dispatch_run_failed(w.d, r1.query, "w1", ID_EBUSY, w.now, &bench), 1);
+    no_next(&w);
+    w.now += DISPATCH_BENCH_BUSY_MS * MS;
+    dispatch_unbench(w.d, w.now);
+    assert_string_equal(next(&w, NULL).worker, "w1");
+    /* A worker gone and back must load it again. */
+    assert_int_equal(dispatch_worker_gone(w.d, "w2", w.now), 1);
+    assert_int_equal(dispatch_worker_join(w.d, "w2"), 0);
+    no_next(&w);
+    assert_int_equal(loads(&w, l), 1); /* w1 has it, w4 failed it, w3 loads: one more */
+    assert_string_equal(l[0].worker, "w2");
+    /* A new version pinned: nobody has it; a slow start again. */
+    Idunno__ModelInfo m = IDUNNO__MODEL_INFO__INIT;
+    uint8_t sha[32] = {7};
+    float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
+    m.name = "m";
+    m.file = "models/x.onnx";
+    m.blob = "00000000000000bb";
+    m.sha256 = (ProtobufCBinaryData){32, sha};
+    m.input_size = 32;
+    m.resize = 64;
+    m.classes = 10;
+    m.n_mean = m.n_std = 3;
+    m.mean = mean;
+    m.std = std;
+    assert_int_equal(apply(&w.r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, &m.base), 0);
+    Idunno__JobLaunch sv = IDUNNO__JOB_LAUNCH__INIT;
+    sv.model = "m";
+    sv.version = 2;
+    assert_int_equal(apply(&w.r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_VERSION, &sv.base), 0);
+    assert_int_equal(dispatch_sync_jobs(w.d, w.r.jobs), 0);
+    char key2[DISPATCH_MODEL_KEY_MAX];
+    dispatch_model_key(key2, sizeof key2, "m", "00000000000000bb", 2);
+    assert_int_equal(view(&w, job).workers_loaded, 0);
+    assert_int_equal(loads(&w, l), 1);
+    assert_string_equal(l[0].key, key2);
+    /* The result of a query of version 1 does not say a worker has 2. */
+    struct dispatch_done ev = {job, 1, "w1", 0, 0, 0, 1};
+    struct dispatch_done_out out;
+    dispatch_done(w.d, w.r.jobs, &ev, w.now, &out);
+    assert_int_equal(view(&w, job).workers_loaded, 0);
+    /* One of version 2 does. */
+    ev.version = 2;
+    dispatch_done(w.d, w.r.jobs, &ev, w.now, &out);
+    assert_int_equal(view(&w, job).workers_loaded, 1);
+    /* A new leader knows nothing until the workers say what they hold. */
+    dispatch_unlead(w.d);
+    assert_int_equal(dispatch_lead(w.d, 4, w.r.jobs, w.now), 0);
+    assert_int_equal(dispatch_worker_join(w.d, "w1"), 0);
+    assert_int_equal(dispatch_worker_join(w.d, "w2"), 0);
+    char *held[] = {key, key2};
+    dispatch_worker_models(w.d, "w2", held, 2);
+    assert_int_equal(dispatch_answered(w.d), 1);
+    dispatch_start(w.d);
+    assert_int_equal(dispatch_sync_jobs(w.d, w.r.jobs), 0);
+    assert_int_equal(view(&w, job).workers_loaded, 1);
+    assert_string_equal(next(&w, NULL).worker, "w2");
+    no_next(&w);
+    world_free(&w);
+}
+
+/* Two jobs' first loads go to two workers, not both to the first. */
+static void test_model_loads_spread(void **state)
+{
+    (void)state;
+    struct dispatch_config c = cfg;
+    c.load_models = 1;
+    struct world w;
+    world_init(&w, &c);
+    launch(&w.r, "a", 1, 10);
+    launch(&w.r, "b", 1, 10);
+    uint32_t idle = launch(&w.r, "c", 1, 0); /* nothing queued: nothing loaded */
+    lead(&w, 1, (const char *const[]){"w1", "w2", "w3", NULL});
+    struct dispatch_load l[16];
+    assert_int_equal(loads(&w, l), 2);
+    assert_string_not_equal(l[0].worker, l[1].worker);
+    assert_int_not_equal(l[0].job, idle);
+    assert_int_not_equal(l[1].job, idle);
+    /* Without load_models nothing is loaded by the core. */
+    world_free(&w);
+    world_init(&w, &cfg);
+    launch(&w.r, "a", 1, 10);
+    lead(&w, 1, (const char *const[]){"w1", NULL});
+    assert_int_equal(loads(&w, l), 0);
+    next(&w, NULL);
+    world_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -859,6 +1020,8 @@ int main(void)
         cmocka_unit_test(test_first_query_timed),
         cmocka_unit_test(test_flush_batching),
         cmocka_unit_test(test_random_run),
+        cmocka_unit_test(test_model_loads),
+        cmocka_unit_test(test_model_loads_spread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -769,6 +769,77 @@ static void test_model_preference(void **state)
     fair_destroy(f);
 }
 
+/* A job that needs its model goes only to workers holding it; while none of
+ * the free ones does, the next job goes first, and the wait banks no credit. */
+static void test_needs_model(void **state)
+{
+    (void)state;
+    struct fair *f = fair_create();
+    struct fair_dispatch d;
+    assert_int_equal(fair_worker_add(f, "a", 1), 0);
+    assert_int_equal(fair_worker_add(f, "b", 1), 0);
+    assert_int_equal(fair_job_add(f, 1, 1), 0);
+    assert_int_equal(fair_job_add(f, 2, 1), 0);
+    assert_int_equal(fair_job_needs_model(f, 1, 1), 0);
+    assert_int_equal(fair_job_needs_model(f, 99, 1), ID_ENOTFOUND);
+    for (uint64_t q = 0; q < 20; q++) {
+        assert_int_equal(fair_enqueue(f, 1, q, 0), 0);
+        assert_int_equal(fair_enqueue(f, 2, 100 + q, 0), 0);
+    }
+    /* Nobody holds job 1's model: job 2 has both workers, 8 queries long. */
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        assert_int_equal(d.job, 2);
+        assert_int_equal(fair_complete(f, 2, d.query), 0);
+    }
+    assert_int_equal(fair_queued(f, 1), 20);
+    assert_int_equal(fair_model_holders(f, 1), 0);
+    /* b has it now: job 1 goes to b only; a stays job 2's. */
+    assert_int_equal(fair_worker_set_model(f, "b", 1, 1), 0);
+    assert_int_equal(fair_model_holders(f, 1), 1);
+    struct fair_dispatch x, y;
+    assert_int_equal(fair_next(f, &x), 1);
+    assert_int_equal(fair_next(f, &y), 1);
+    assert_int_equal(fair_next(f, &d), 0);
+    if (x.job == 2) {
+        struct fair_dispatch t = x;
+        x = y;
+        y = t;
+    }
+    assert_int_equal(x.job, 1);
+    assert_string_equal(x.worker, "b");
+    assert_int_equal(y.job, 2);
+    assert_string_equal(y.worker, "a");
+    assert_int_equal(fair_complete(f, 1, x.query), 0);
+    assert_int_equal(fair_complete(f, 2, y.query), 0);
+    /* Waiting banked nothing: with the model everywhere job 2 keeps about
+     * half the dispatches, rather than job 1 taking all of them until it has
+     * caught up on the 8 it missed. */
+    assert_int_equal(fair_worker_set_model(f, "a", 1, 1), 0);
+    int of2 = 0;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        of2 += d.job == 2;
+        assert_int_equal(fair_complete(f, d.job, d.query), 0);
+    }
+    assert_true(of2 >= 3);
+    /* A new version: nobody holds it until told. */
+    assert_int_equal(fair_job_forget_models(f, 1), 0);
+    assert_int_equal(fair_model_holders(f, 1), 0);
+    assert_int_equal(fair_job_forget_models(f, 99), ID_ENOTFOUND);
+    /* Only job 1 queued, nobody holds it: nothing to dispatch, no spin. */
+    while (fair_queued(f, 2)) {
+        assert_int_equal(fair_next(f, &d), 1);
+        assert_int_equal(fair_complete(f, d.job, d.query), 0);
+    }
+    assert_int_equal(fair_next(f, &d), 0);
+    /* Turned off, any free worker takes it again. */
+    assert_int_equal(fair_job_needs_model(f, 1, 0), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    assert_int_equal(d.job, 1);
+    fair_destroy(f);
+}
+
 static void test_job_remove(void **state)
 {
     (void)state;
@@ -948,6 +1019,7 @@ int main(void)
         cmocka_unit_test(test_requeue_and_complete),
         cmocka_unit_test(test_adopt),
         cmocka_unit_test(test_model_preference),
+        cmocka_unit_test(test_needs_model),
         cmocka_unit_test(test_job_remove),
         cmocka_unit_test(test_bookkeeping_under_churn),
         cmocka_unit_test(test_errors),
