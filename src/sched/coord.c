@@ -239,6 +239,35 @@ static void on_loaded(void *ud, const struct net_result *res)
     free(lc);
 }
 
+/* Sends one PRELOAD of model version m (the dispatcher's load l); a load
+ * that cannot be sent is answered at once as failed (tried again later). */
+static void send_load(struct coord *c, const struct model_rec *m, const struct dispatch_load *l,
+                      const struct alive *a)
+{
+    const char *addr = alive_addr(a, l->worker);
+    struct load_call *lc = m && addr ? malloc(sizeof *lc) : NULL;
+    if (!lc) {
+        dispatch_load_done(c->d, l->worker, l->key, ID_ENOTFOUND, id_now_us());
+        return;
+    }
+    *lc = (struct load_call){c, c->epoch, id_now_us(), "", ""};
+    snprintf(lc->worker, sizeof lc->worker, "%s", l->worker);
+    snprintf(lc->key, sizeof lc->key, "%s", l->key);
+    Idunno__ModelInfo mi;
+    float mean[3], std[3];
+    char *src[SDFS_REPLICAS];
+    model_msg(c, m, a, &mi, mean, std, src);
+    if (l->job)
+        LOG_INFO("coord", "job %u: loading model %s on %s", l->job, l->key, l->worker);
+    else
+        LOG_INFO("coord", "loading model %s on %s, ahead of its job", l->key, l->worker);
+    if (net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, &mi.base,
+                    DISPATCH_LOAD_TIMEOUT_MS, on_loaded, lc) < 0) {
+        dispatch_load_done(c->d, lc->worker, lc->key, ID_EIO, id_now_us());
+        free(lc);
+    }
+}
+
 /* Starts the model loads the dispatcher asks for. */
 static void load_models(struct coord *c)
 {
@@ -252,28 +281,8 @@ static void load_models(struct coord *c)
     alive_load(c, &a);
     for (size_t i = 0; i < n; i++) {
         struct job_rec *job = jobs_by_id(c->jobs, loads[i].job);
-        const struct model_rec *m =
-            job ? jobs_model_version(c->jobs, job->model, job->version) : NULL;
-        const char *addr = alive_addr(&a, loads[i].worker);
-        struct load_call *lc = m && addr ? malloc(sizeof *lc) : NULL;
-        if (!lc) {
-            dispatch_load_done(c->d, loads[i].worker, loads[i].key, ID_ENOTFOUND, id_now_us());
-            continue;
-        }
-        *lc = (struct load_call){c, c->epoch, id_now_us(), "", ""};
-        snprintf(lc->worker, sizeof lc->worker, "%s", loads[i].worker);
-        snprintf(lc->key, sizeof lc->key, "%s", loads[i].key);
-        Idunno__ModelInfo mi;
-        float mean[3], std[3];
-        char *src[SDFS_REPLICAS];
-        model_msg(c, m, &a, &mi, mean, std, src);
-        LOG_INFO("coord", "job %u: loading model %s on %s", loads[i].job, loads[i].key,
-                 loads[i].worker);
-        if (net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, &mi.base,
-                        DISPATCH_LOAD_TIMEOUT_MS, on_loaded, lc) < 0) {
-            dispatch_load_done(c->d, lc->worker, lc->key, ID_EIO, id_now_us());
-            free(lc);
-        }
+        send_load(c, job ? jobs_model_version(c->jobs, job->model, job->version) : NULL,
+                  &loads[i], &a);
     }
 }
 
@@ -835,10 +844,23 @@ static const char *model_add_why(struct ctl_op *op, int status)
 
 static void on_model_added(struct ctl_op *op, int status, const uint8_t *result, size_t len)
 {
-    (void)status;
+    struct coord *c = op->ud;
     net_reply(op->req, IDUNNO__MSG_TYPE__MSG_JOB_MODEL_ADD_RESP, result, len);
-    /* Nothing is loaded yet: a job's queries load it where they need it
-     * (load_models), rather than every worker loading every model at once. */
+    /* A job is likely launched next: one worker loads the new version now
+     * (its job's queries then load it further where they need it, in
+     * load_models), rather than every worker loading every model at once. */
+    const Idunno__ModelInfo *req = op->msg;
+    const struct model_rec *m = status == 0 && is_active(c) ? jobs_model(c->jobs, req->name) : NULL;
+    struct dispatch_load l;
+    char key[DISPATCH_MODEL_KEY_MAX];
+    if (m) {
+        dispatch_model_key(key, sizeof key, m->name, m->blob, m->version);
+        if (dispatch_load_new_model(c->d, key, id_now_us(), &l)) {
+            struct alive a;
+            alive_load(c, &a);
+            send_load(c, m, &l, &a);
+        }
+    }
 }
 
 static void lead_model_add(struct ctl_op *op)

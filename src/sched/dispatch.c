@@ -304,6 +304,24 @@ size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load 
     return n;
 }
 
+int dispatch_load_new_model(struct dispatch *d, const char *key, uint64_t now_us,
+                            struct dispatch_load *out)
+{
+    if (d->phase != DISPATCH_ACTIVE || !d->cfg.load_models || !key[0] ||
+        strlen(key) >= DISPATCH_MODEL_KEY_MAX)
+        return 0;
+    uint64_t now = now_us / 1000;
+    size_t loaded, loading, takes;
+    key_counts(d, key, &loaded, &loading, &takes);
+    struct cworker *w = loading || takes ? NULL : load_candidate(d, key, now);
+    if (!w || !wm_set(d, w, key, WM_LOADING, now + DISPATCH_LOAD_TIMEOUT_MS))
+        return 0;
+    out->job = 0;
+    snprintf(out->worker, sizeof out->worker, "%s", w->name);
+    snprintf(out->key, sizeof out->key, "%s", key);
+    return 1;
+}
+
 int dispatch_load_done(struct dispatch *d, const char *worker, const char *key, int status,
                        uint64_t now_us)
 {

@@ -33,7 +33,8 @@
  *     error). Loading is driven by demand: while a job has queries, its
  *     model is loaded on more workers in a slow start, as many loads at once
  *     as workers have it already (one at first), each on the worker with the
- *     fewest loads under way. So a job launched right after `train` gets its
+ *     fewest loads under way; a version just trained is loaded on one
+ *     worker at once, ahead of its job. So a job launched right after `train` gets its
  *     first result after one load instead of after every worker loaded every
  *     model at once on shared cores. What a worker has loaded is known from
  *     its PRELOAD answers, its results and, after a failover, its
@@ -274,6 +275,12 @@ struct dispatch_load {
 /* The loads to start now (ACTIVE only), at most max; each is then under way
  * until dispatch_load_done. Returns how many. */
 size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load *out, size_t max);
+/* A model version was just registered (`train`): one load of it now, on the
+ * worker with the fewest loads under way, since a job is likely launched
+ * next; that job's slow start then counts this load. Returns 1 with *out
+ * (job 0), or 0 (not dispatching, or every worker has it or is loading it). */
+int dispatch_load_new_model(struct dispatch *d, const char *key, uint64_t now_us,
+                            struct dispatch_load *out);
 /* A load's answer: 0 loaded; ID_EMODEL the model cannot be loaded (the
  * worker then takes its queries, which report why); anything else (a
  * timeout, a fetch that failed, a stale key) is tried again later. Returns 1

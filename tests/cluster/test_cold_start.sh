@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cold start (docs/scheduler.md, "Cold start"): `train` loads the model
-# nowhere; a launched job loads it where its queries need it, one worker
-# first, and its queries go only to workers that have it loaded: no worker
+# on one worker; a launched job loads it further where its queries need it,
+# in a slow start, and its queries go only to workers that have it loaded: no worker
 # ever receives a query of a model version it has not loaded (each worker
 # logs it if one does). `jobs` counts the workers with the job's version
 # loaded. A new version pinned under load starts over the same way, and a
@@ -23,8 +23,13 @@ cli node2 put-dir "$D/set" set >/dev/null
 M=$ROOT/models/tiny_cnn.onnx
 
 cli node1 train tiny --file "$M" >/dev/null
-# Nothing loads at train time: no job needs the model yet.
-if logs | grep -q "worker: model tiny loaded"; then fail "a worker loaded the model at train time"; fi
+# At train time one worker loads it, ahead of a job; no other does until a
+# job needs it.
+loaded_here() { [ "$(logs | grep -c "worker: model tiny loaded")" -ge 1 ]; }
+wait_until 20 loaded_here || fail "no worker loaded the new model ahead of its job"
+assert_eq "$(logs | grep -c "worker: model tiny loaded")" 1 "workers that loaded the model at train time"
+assert_eq "$(logs | grep -c "loading model tiny@[0-9a-f]*\.1 on node[0-9], ahead of its job")" 1 \
+  "loads at train time"
 assert_eq "$(cli node3 --json models | json 'len(d["models"])')" 1 "models after train"
 
 cli node1 launch tiny 1 >/dev/null

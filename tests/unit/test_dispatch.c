@@ -992,12 +992,30 @@ static void test_model_loads_spread(void **state)
     assert_string_not_equal(l[0].worker, l[1].worker);
     assert_int_not_equal(l[0].job, idle);
     assert_int_not_equal(l[1].job, idle);
+    /* A version just trained loads once, ahead of its job; its job's slow
+     * start counts that load. */
+    char key[DISPATCH_MODEL_KEY_MAX];
+    dispatch_model_key(key, sizeof key, "d", "00000000000000aa", 1);
+    struct dispatch_load one;
+    assert_int_equal(dispatch_load_new_model(w.d, key, w.now, &one), 1);
+    assert_int_equal(one.job, 0);
+    assert_string_equal(one.worker, "w3"); /* w1, w2 load a and b */
+    assert_int_equal(dispatch_load_new_model(w.d, key, w.now, &one), 0); /* loading already */
+    uint32_t dj = launch(&w.r, "d", 1, 5);
+    assert_int_equal(dispatch_sync_jobs(w.d, w.r.jobs), 0);
+    size_t n = loads(&w, l);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(l[i].job, dj);
+    assert_int_equal(view(&w, dj).workers_loading, 1);
+    assert_int_equal(dispatch_load_done(w.d, "w3", key, 0, w.now), 1);
+    assert_int_equal(view(&w, dj).workers_loaded, 1);
     /* Without load_models nothing is loaded by the core. */
     world_free(&w);
     world_init(&w, &cfg);
     launch(&w.r, "a", 1, 10);
     lead(&w, 1, (const char *const[]){"w1", NULL});
     assert_int_equal(loads(&w, l), 0);
+    assert_int_equal(dispatch_load_new_model(w.d, key, w.now, &one), 0);
     next(&w, NULL);
     world_free(&w);
 }
