@@ -26,8 +26,13 @@
   keycost A plaintext and a keyed cluster side by side, --rounds rounds of a
           cold put of --size-mb into each (order flipped every round) and a
           cold get from each: the cluster key's cost, per round and overall.
+  keyrate The same two clusters, sustained: --rounds blocks, each cluster in
+          turn (the order flipped every block) putting --files-per-block
+          different files of --size-mb back to back, then getting them back
+          (replicas' page cache dropped first): each block's MB/s, and the
+          keyed/plain ratio of the medians and of each block's own pair.
 
-Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|putdir|keycost|all]
+Prints one JSON document. Usage: bench/sdfs_bench.py [repair|put|ls|putdir|keycost|keyrate|all]
 [--nodes 10] [--trials 5] [--size-mb 256] [--get-rounds 5] [--files 10000]
 [--images 20000] [--rounds 10] [--base-port 7600]
 """
@@ -381,6 +386,64 @@ def bench_keycost(args):
             c.down()
 
 
+def bench_keyrate(args):
+    """The key's cost on sustained SDFS throughput (see the docstring)."""
+    plain = Cluster(args.nodes, args.base_port, keyed=False)
+    keyed = Cluster(args.nodes, args.base_port + 100, keyed=True)
+    clusters = {"plain": plain, "keyed": keyed}
+    try:
+        for c in clusters.values():
+            c.up()
+        tmp = tempfile.mkdtemp(prefix="sdfsbench-rate.", dir=plain.dir)
+        src = os.path.join(tmp, "src")
+        with open(src, "wb") as f:
+            for _ in range(args.size_mb):
+                f.write(os.urandom(1 << 20))
+        gw = f"node{args.nodes // 2 + 1}"
+        k = args.files_per_block
+        mb = args.size_mb * k
+        put = {"plain": [], "keyed": []}
+        get = {"plain": [], "keyed": []}
+        for r in range(args.rounds):
+            order = ("plain", "keyed") if r % 2 == 0 else ("keyed", "plain")
+            for kind in order:
+                c = clusters[kind]
+                os.sync()  # the other cluster's writeback must not fall on this block
+                t0 = now_ms()
+                for i in range(k):
+                    c.cli(gw, "put", src, f"bench/rate{i}", timeout_ms=120000, check=True)
+                put[kind].append(mb / ((now_ms() - t0) / 1000))
+                for b in glob.glob(os.path.join(c.dir, "node*", "sdfs", "blobs", "*")):
+                    drop_cache(b)
+                t0 = now_ms()
+                for i in range(k):
+                    out = os.path.join(tmp, f"out-{kind}-{i}")
+                    c.cli(gw, "get", f"bench/rate{i}", out, timeout_ms=120000, check=True)
+                get[kind].append(mb / ((now_ms() - t0) / 1000))
+                for i in range(k):
+                    out = os.path.join(tmp, f"out-{kind}-{i}")
+                    if subprocess.run(["cmp", "-s", src, out]).returncode != 0:
+                        raise SystemExit(f"block {r}: the {kind} cluster gave back other bytes")
+                    os.unlink(out)
+                    c.cli(gw, "delete", f"bench/rate{i}", check=True)
+            print(f"block {r + 1}: put plain {put['plain'][-1]:.0f} MB/s, keyed {put['keyed'][-1]:.0f}"
+                  f" MB/s; get plain {get['plain'][-1]:.0f} MB/s, keyed {get['keyed'][-1]:.0f} MB/s",
+                  file=sys.stderr)
+
+        def cmp(d):
+            return {"plain_mb_s": [round(x) for x in d["plain"]],
+                    "keyed_mb_s": [round(x) for x in d["keyed"]],
+                    "keyed_over_plain_of_medians": round(statistics.median(d["keyed"]) /
+                                                         statistics.median(d["plain"]), 3),
+                    "keyed_over_plain_median_of_blocks": round(statistics.median(
+                        [kk / p for kk, p in zip(d["keyed"], d["plain"])]), 3)}
+        return {"size_mb": args.size_mb, "files_per_block": k, "blocks": args.rounds,
+                "put": cmp(put), "get": cmp(get)}
+    finally:
+        for c in clusters.values():
+            c.down()
+
+
 # ---- ls -------------------------------------------------------------------------------------
 
 def bench_ls(args):
@@ -462,7 +525,8 @@ def bench_putdir(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["repair", "put", "ls", "putdir", "keycost", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["repair", "put", "ls", "putdir", "keycost", "keyrate",
+                                                          "all"])
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--repair-files", type=int, default=30)
@@ -473,6 +537,7 @@ def main():
                     help="put: rounds of (local read, local copy, get), alternating")
     ap.add_argument("--images", type=int, default=20000, help="putdir: images to store")
     ap.add_argument("--rounds", type=int, default=10, help="keycost: rounds of a put and a get each way")
+    ap.add_argument("--files-per-block", type=int, default=6, help="keyrate: files put per block")
     ap.add_argument("--base-port", type=int, default=7600,
                     help="the first node's port (keycost: the plaintext cluster; the keyed one is 100 above)")
     args = ap.parse_args()
@@ -487,6 +552,8 @@ def main():
         out["putdir"] = bench_putdir(args)
     if args.what == "keycost":  # not in "all": two clusters at once
         out["keycost"] = bench_keycost(args)
+    if args.what == "keyrate":  # not in "all": two clusters at once
+        out["keyrate"] = bench_keyrate(args)
     print(json.dumps(out, indent=1))
 
 

@@ -141,7 +141,7 @@ class Demo:
             out.append(f"  {BOLD}{m:14s}{RESET} [{bar:30s}] {j['images_done']:5d}/{j['images']:<5d} "
                        f"{j['rate']:5.2f} q/s  p50 {w.get('median_ms', 0):6.0f} ms  "
                        f"p99 {w.get('p99_ms', 0):6.0f} ms  batch {j['batch']}  "
-                       f"workers {len(j['shares'])}\n")
+                       f"workers {len(j['shares'])}  loaded {j.get('workers_loaded', 0)}\n")
         states = []
         for mb in sorted(members, key=lambda x: int(x["name"][4:]) if x["name"][4:].isdigit() else 0):
             if mb["state"] == "left":

@@ -49,7 +49,8 @@ const struct cli_command cli_job_commands[] = {
      cmd_results},
     {"assign", "[--watch]", "C5: the workers serving each job now and their share over 10 s",
      cmd_assign},
-    {"jobs", "", "every job: state, progress, rate, batch, weight", cmd_jobs},
+    {"jobs", "", "every job: state, progress, rate, batch, weight, workers with its model loaded",
+     cmd_jobs},
     {"stop", "MODEL", "stop MODEL's job (its results stay)", cmd_stop},
     {NULL, NULL, NULL, NULL},
 };
@@ -479,8 +480,8 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
         json_jobs(l);
     } else {
         struct cli_table *t = cli_table_new(11, "ID", "MODEL", "VERSION", "STATE", "BATCH",
-                                            "WEIGHT", "IMAGES", "QUERIES", "RATE",
-                                            "QUEUED/RUNNING", "LOADED");
+                                            "WEIGHT", "IMAGES", "QUERIES", "RATE", "QUEUED/RUNNING",
+                                            "LOADED");
         for (size_t i = 0; i < l->n_jobs; i++) {
             const Idunno__JobInfo *j = l->jobs[i];
             char id[16], ver[16], b[16], w[24], im[48], q[24], rate[24], qr[32], ld[32];

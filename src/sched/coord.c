@@ -281,8 +281,8 @@ static void load_models(struct coord *c)
     alive_load(c, &a);
     for (size_t i = 0; i < n; i++) {
         struct job_rec *job = jobs_by_id(c->jobs, loads[i].job);
-        send_load(c, job ? jobs_model_version(c->jobs, job->model, job->version) : NULL,
-                  &loads[i], &a);
+        send_load(c, job ? jobs_model_version(c->jobs, job->model, job->version) : NULL, &loads[i],
+                  &a);
     }
 }
 
@@ -622,8 +622,12 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
         net_reply_error(req, ID_EPROTO, "bad QueryDone", NULL);
         return;
     }
-    struct dispatch_done ev = {m->job,    m->query,   m->worker,
-                               m->run_us, m->wait_ms, m->stop_job[0] != 0,
+    struct dispatch_done ev = {m->job,
+                               m->query,
+                               m->worker,
+                               m->run_us,
+                               m->wait_ms,
+                               m->stop_job[0] != 0,
                                m->n_results ? m->results[0]->version : 0};
     struct dispatch_done_out out;
     dispatch_done(c->d, c->jobs, &ev, id_now_us(), &out);
@@ -935,8 +939,12 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     c->sdfs = cfg->sdfs;
     c->parts = parts_create(
         &(struct parts_config){COORD_FLUSH_MS, COORD_FLUSH_AT, COORD_PART_MAX, COORD_SWEEP_MS});
-    struct dispatch_config dc = {COORD_SLOTS, COORD_SPARE, COORD_QUERY_TIMEOUT_MS,
-                                 COORD_ADOPT_WAIT_MS, COORD_BATCHES_IN_FLIGHT, 1};
+    struct dispatch_config dc = {COORD_SLOTS,
+                                 COORD_SPARE,
+                                 COORD_QUERY_TIMEOUT_MS,
+                                 COORD_ADOPT_WAIT_MS,
+                                 COORD_BATCHES_IN_FLIGHT,
+                                 1};
     c->d = dispatch_create(&dc);
     if (!c->parts || !c->d) {
         parts_destroy(c->parts);

@@ -135,8 +135,7 @@ static struct cworker *worker_find(const struct dispatch *d, const char *name);
 
 /* ---- loaded models --------------------------------------------------------------------------- */
 
-void dispatch_model_key(char *out, size_t len, const char *name, const char *blob,
-                        uint32_t version)
+void dispatch_model_key(char *out, size_t len, const char *name, const char *blob, uint32_t version)
 {
     snprintf(out, len, "%s@%s.%u", name, blob, version);
 }
@@ -282,8 +281,7 @@ size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load 
     size_t n = 0;
     for (size_t i = 0; i < d->n_cjobs && n < max; i++) {
         struct cjob *cj = &d->cjobs[i];
-        if (!cj->model_key[0] ||
-            fair_queued(d->fair, cj->id) + fair_inflight(d->fair, cj->id) == 0)
+        if (!cj->model_key[0] || fair_queued(d->fair, cj->id) + fair_inflight(d->fair, cj->id) == 0)
             continue;
         /* A job with two runs of one key (a stopped job relaunched) counts
          * the key's loads once: the loop sees the same state both times. */

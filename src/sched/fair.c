@@ -130,7 +130,7 @@ struct fair_job {
     double vt;           /* charged dispatches / weight, raised to the floor on wake-up */
     uint64_t dispatched; /* fair_next dispatches, re-dispatches included */
     size_t inflight;
-    unsigned burst; /* fair_job_set_burst; 0 and 1 both mean none */
+    unsigned burst;  /* fair_job_set_burst; 0 and 1 both mean none */
     int needs_model; /* fair_job_needs_model: only workers holding its model take it */
     uint64_t passed; /* the fair_next call that last passed it over (see there) */
     struct fair_ring queue;
@@ -168,9 +168,9 @@ struct fair {
     struct fair_flight *fl; /* open addressing, linear probing; cap a power of two */
     size_t nfl, fl_cap;
     uint64_t seq;
-    double vclock;      /* vt of the last dispatch: the floor when nothing is runnable */
-    unsigned spare;     /* fair_set_spare: extra slots per worker for idle jobs */
-    unsigned burst_cap; /* the largest burst any job was given: the table's room */
+    double vclock;       /* vt of the last dispatch: the floor when nothing is runnable */
+    unsigned spare;      /* fair_set_spare: extra slots per worker for idle jobs */
+    unsigned burst_cap;  /* the largest burst any job was given: the table's room */
     uint64_t next_calls; /* fair_next calls so far: marks the jobs one call passed over */
 };
 

@@ -17,10 +17,10 @@
 #include "infer/child.h"
 #include "infer/infer.h"
 #include "net/net.h"
+#include "sched/dispatch.h"
 #include "sdfs/catalog.h"
 #include "sdfs/sdfs.h"
 #include "sdfs/store.h"
-#include "sched/dispatch.h"
 
 #define WORKER_TICK_MS 100
 #define WORKER_RETRY_MS 200
@@ -56,8 +56,8 @@ enum wq_state { WQ_FETCHING, WQ_READY, WQ_RUNNING, WQ_DONE };
 
 struct wquery {
     struct worker *w;
-    Idunno__QueryRun *run; /* as received (owned) */
-    int preload;           /* load the model only; nothing to report */
+    Idunno__QueryRun *run;           /* as received (owned) */
+    int preload;                     /* load the model only; nothing to report */
     struct net_request *preload_req; /* answered once the model is loaded (or not) */
     enum wq_state state;
     unsigned fetching; /* fetches not yet finished (+1 while starting them) */
@@ -208,8 +208,7 @@ static void answer_preload(struct wquery *q)
     if (!q->model_err[0])
         net_reply(req, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_RESP, NULL, 0);
     else
-        net_reply_error(req, q->model_status < 0 ? q->model_status : ID_EMODEL, q->model_err,
-                        NULL);
+        net_reply_error(req, q->model_status < 0 ? q->model_status : ID_EMODEL, q->model_err, NULL);
 }
 
 /* The chain's run is over (results or model_err set): each query's result

@@ -999,7 +999,7 @@ static void test_model_loads_spread(void **state)
     struct dispatch_load one;
     assert_int_equal(dispatch_load_new_model(w.d, key, w.now, &one), 1);
     assert_int_equal(one.job, 0);
-    assert_string_equal(one.worker, "w3"); /* w1, w2 load a and b */
+    assert_string_equal(one.worker, "w3");                               /* w1, w2 load a and b */
     assert_int_equal(dispatch_load_new_model(w.d, key, w.now, &one), 0); /* loading already */
     uint32_t dj = launch(&w.r, "d", 1, 5);
     assert_int_equal(dispatch_sync_jobs(w.d, w.r.jobs), 0);
