@@ -278,26 +278,42 @@ size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load 
                 m->until_ms = now + DISPATCH_LOAD_RETRY_MS;
             }
         }
+    /* First loads first: a job whose model no worker has gets its first load
+     * before any job grows, and no job grows while a first load is under
+     * way, so that every job's first result waits for one load only, not
+     * for that load sharing the cores with others' growth. */
     size_t n = 0;
-    for (size_t i = 0; i < d->n_cjobs && n < max; i++) {
-        struct cjob *cj = &d->cjobs[i];
-        if (!cj->model_key[0] || fair_queued(d->fair, cj->id) + fair_inflight(d->fair, cj->id) == 0)
-            continue;
-        /* A job with two runs of one key (a stopped job relaunched) counts
-         * the key's loads once: the loop sees the same state both times. */
-        size_t loaded, loading, takes;
-        key_counts(d, cj->model_key, &loaded, &loading, &takes);
-        size_t allow = takes > 0 ? takes : 1;
-        while (loading < allow && n < max) {
-            struct cworker *w = load_candidate(d, cj->model_key, now);
-            if (!w || !wm_set(d, w, cj->model_key, WM_LOADING, now + DISPATCH_LOAD_TIMEOUT_MS))
-                break;
-            struct dispatch_load *l = &out[n++];
-            l->job = cj->id;
-            snprintf(l->worker, sizeof l->worker, "%s", w->name);
-            snprintf(l->key, sizeof l->key, "%s", cj->model_key);
-            loading++;
+    int first_pending = 0;
+    for (int growth = 0; growth < 2; growth++) {
+        for (size_t i = 0; i < d->n_cjobs && n < max; i++) {
+            struct cjob *cj = &d->cjobs[i];
+            if (!cj->model_key[0] ||
+                fair_queued(d->fair, cj->id) + fair_inflight(d->fair, cj->id) == 0)
+                continue;
+            /* A job with two runs of one key (a stopped job relaunched)
+             * counts the key's loads once: the loop sees the same state both
+             * times. */
+            size_t loaded, loading, takes;
+            key_counts(d, cj->model_key, &loaded, &loading, &takes);
+            if ((takes > 0) != growth)
+                continue;
+            size_t allow = takes > 0 ? takes * DISPATCH_LOAD_GROWTH : 1;
+            while (loading < allow && n < max) {
+                struct cworker *w = load_candidate(d, cj->model_key, now);
+                if (!w ||
+                    !wm_set(d, w, cj->model_key, WM_LOADING, now + DISPATCH_LOAD_TIMEOUT_MS))
+                    break;
+                struct dispatch_load *l = &out[n++];
+                l->job = cj->id;
+                snprintf(l->worker, sizeof l->worker, "%s", w->name);
+                snprintf(l->key, sizeof l->key, "%s", cj->model_key);
+                loading++;
+            }
+            if (!takes && loading)
+                first_pending = 1;
         }
+        if (first_pending)
+            break;
     }
     return n;
 }

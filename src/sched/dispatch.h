@@ -31,9 +31,9 @@
  *   - Loaded models. A job's queries go only to workers that have its model
  *     version loaded (or failed to load it: its queries then report the
  *     error). Loading is driven by demand: while a job has queries, its
- *     model is loaded on more workers in a slow start, as many loads at once
- *     as workers have it already (one at first), each on the worker with the
- *     fewest loads under way; a version just trained is loaded on one
+ *     model is loaded on more workers in a slow start, one load first, then
+ *     up to DISPATCH_LOAD_GROWTH times as many at once as workers have it,
+ *     each on the worker with the fewest loads under way; a version just trained is loaded on one
  *     worker at once, ahead of its job. So a job launched right after `train` gets its
  *     first result after one load instead of after every worker loaded every
  *     model at once on shared cores. What a worker has loaded is known from
@@ -70,6 +70,11 @@
  * normally says so first); a load that failed for a reason other than the
  * model is tried again after the retry time. */
 #define DISPATCH_LOAD_TIMEOUT_MS 120000
+/* The slow start: one load of a job's model first, then up to this many
+ * times as many at once as workers have it (1, 4, 20, ...): the first load
+ * has the cores to itself, the others follow quickly (a job whose model few
+ * workers have runs at their rate only). */
+#define DISPATCH_LOAD_GROWTH 4
 #define DISPATCH_LOAD_RETRY_MS 1000
 /* Model versions remembered per worker (loaded, loading or failed); beyond,
  * those no job runs are forgotten first. */

@@ -758,6 +758,14 @@ static void flight_insert(struct fair *f, struct fair_job *j, uint64_t query, st
     j->vt += e.charge;
 }
 
+static unsigned total_slots(const struct fair *f)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < f->nworkers; i++)
+        n += f->workers[i]->slots;
+    return n;
+}
+
 int fair_next(struct fair *f, struct fair_dispatch *out)
 {
     uint64_t call = ++f->next_calls;
@@ -783,12 +791,16 @@ int fair_next(struct fair *f, struct fair_dispatch *out)
             w = pick_worker(f, best, f->spare, &passed);
         if (!w && passed) {
             /* Free workers exist, but none holds its model yet: the next job
-             * goes first. Waiting banks no credit (its vt is raised to the
-             * floor), or once its model loads it would hold every worker
-             * until it caught up. */
+             * goes first. The wait banks at most one round of the cluster
+             * (every slot once, at its weight): enough that the workers that
+             * do hold its model serve it before the others' jobs (max-min:
+             * what holds its rate back is how few have its model), not so much
+             * that once its model is everywhere it holds every worker for
+             * long while it catches up. */
             best->passed = call;
-            if (best->vt < f->vclock)
-                best->vt = f->vclock;
+            double floor = f->vclock - (double)total_slots(f) / best->weight;
+            if (best->vt < floor)
+                best->vt = floor;
             continue;
         }
         /* The room check is a guard: worker_add reserved for every slot. */

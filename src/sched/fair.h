@@ -29,8 +29,9 @@
  *     (fair_worker_set_model), then the least loaded, then the name order. A
  *     job that needs its model loaded (fair_job_needs_model) goes only to
  *     workers holding it; while free workers hold none, the next job goes
- *     first, and the waiting job's vt is raised to the floor (waiting for a
- *     model banks no credit).
+ *     first, and the waiting job's vt is raised to at most one round of the
+ *     cluster (all slots, at its weight) below the last dispatch's: waiting
+ *     for a model banks that much credit and no more.
  *   - Failures: removing a worker puts its in-flight queries back at the head of
  *     their jobs' queues, in their original order.
  */

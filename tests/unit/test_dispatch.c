@@ -882,14 +882,14 @@ static void test_model_loads(void **state)
     struct dispatch_run r1 = next(&w, NULL);
     assert_string_equal(r1.worker, "w1");
     no_next(&w);
-    /* Then as many loads at once as workers have it: 1, then 2. */
-    assert_int_equal(loads(&w, l), 1);
+    /* Then up to DISPATCH_LOAD_GROWTH times as many at once as have it:
+     * here every other worker. */
+    assert_int_equal(loads(&w, l), 3);
     assert_string_equal(l[0].worker, "w2");
+    assert_string_equal(l[1].worker, "w3");
+    assert_string_equal(l[2].worker, "w4");
     assert_int_equal(dispatch_load_done(w.d, "w2", key, 0, w.now), 1);
     assert_string_equal(next(&w, NULL).worker, "w2");
-    assert_int_equal(loads(&w, l), 2);
-    assert_string_equal(l[0].worker, "w3");
-    assert_string_equal(l[1].worker, "w4");
     assert_int_equal(view(&w, job).workers_loaded, 2);
     assert_int_equal(view(&w, job).workers_loading, 2);
     /* w3 could not fetch it: tried again, but only after the retry time. */
@@ -1009,6 +1009,24 @@ static void test_model_loads_spread(void **state)
     assert_int_equal(view(&w, dj).workers_loading, 1);
     assert_int_equal(dispatch_load_done(w.d, "w3", key, 0, w.now), 1);
     assert_int_equal(view(&w, dj).workers_loaded, 1);
+    /* First loads first: while b's first load is under way, neither a nor d
+     * grows (their loads would slow it down); then they do. */
+    char ka[DISPATCH_MODEL_KEY_MAX], kb[DISPATCH_MODEL_KEY_MAX];
+    dispatch_model_key(ka, sizeof ka, "a", "00000000000000aa", 1);
+    dispatch_model_key(kb, sizeof kb, "b", "00000000000000aa", 1);
+    const char *wa = strcmp(l[0].key, ka) == 0 ? "w1" : "w2";
+    const char *wb = strcmp(wa, "w1") == 0 ? "w2" : "w1";
+    assert_int_equal(dispatch_load_done(w.d, wa, ka, 0, w.now), 1);
+    assert_int_equal(loads(&w, l), 0);
+    assert_int_equal(dispatch_load_done(w.d, wb, kb, 0, w.now), 1);
+    n = loads(&w, l);
+    int grew_a = 0, grew_d = 0;
+    for (size_t i = 0; i < n; i++) {
+        grew_a += strcmp(l[i].key, ka) == 0;
+        grew_d += l[i].job == dj;
+    }
+    assert_int_equal(grew_a, 2); /* the two workers without it */
+    assert_int_equal(grew_d, 2);
     /* Without load_models nothing is loaded by the core. */
     world_free(&w);
     world_init(&w, &cfg);
