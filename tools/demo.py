@@ -20,7 +20,7 @@ each node's HTTP endpoint (/metrics). Timeline (--seconds S, default 150):
   2S/3     kill -9 of the coordinator (restarted 15 s later)
   S        jobs stopped; C1-C5; report
 """
-import argparse, json, os, shutil, signal, subprocess, sys, time, urllib.request
+import argparse, json, os, shutil, signal, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDUNNO = os.path.join(ROOT, "bin", "idunno")
@@ -208,7 +208,7 @@ class Demo:
     # -- the end --
     def finish(self):
         print(f"{BOLD}== stopping the jobs; C1-C5{RESET}")
-        metrics = self.scrape_histograms()
+        metrics = self.latency_histograms()
         for m, _, _ in JOBS:
             self.cli("stop", m)
         print(f"{BOLD}C1 (queries done, rate over the last 10 s){RESET}")
@@ -232,26 +232,12 @@ class Demo:
               f"not meaningful and are not scored){RESET}")
         self.report(metrics)
 
-    def scrape_histograms(self):
-        """The coordinator's latency histograms, from its /metrics."""
-        leader = (self.cli("status") or {}).get("leader", "")
-        if not leader:
-            return {}
-        host, port = self.addr[leader].rsplit(":", 1)
-        try:
-            text = urllib.request.urlopen(f"http://{host}:{int(port) + 2}/metrics", timeout=3).read()
-        except OSError:
-            return {}
-        hist = {}
-        for line in text.decode().splitlines():
-            if line.startswith("idunno_job_processing_seconds_bucket{"):
-                labels, value = line[len("idunno_job_processing_seconds_bucket{"):].rsplit("} ", 1)
-                kv = dict(p.split("=", 1) for p in labels.split(","))
-                model, le = kv["model"].strip('"'), kv["le"].strip('"')
-                # Bounds are in seconds; the plot is in ms.
-                hist.setdefault(model, []).append((float("inf") if le == "+Inf" else float(le) * 1000,
-                                                   float(value)))
-        return hist
+    def latency_histograms(self):
+        """Each job's latency distribution as the coordinator keeps it (`jobs
+        --histogram`: every query in a bucket at most 1/64 wide, one per ms
+        below 128 ms), as {model: [(lo_ms, hi_ms, count)]}."""
+        d = self.cli("jobs", "--histogram", timeout_ms=5000) or {}
+        return {j["model"]: [tuple(b) for b in j.get("histogram", [])] for j in d.get("jobs", [])}
 
     def report(self, hist):
         import matplotlib
@@ -295,14 +281,21 @@ class Demo:
         ax.legend()
         fig.tight_layout()
         fig.savefig(os.path.join(rep, "workers.png"), dpi=110)
-        # Latency distribution (cumulative, from the coordinator's histogram).
+        # Latency distribution: the cumulative fraction of queries, from the
+        # coordinator's fine histogram (each bucket's queries spread evenly
+        # over its at most 1/64-wide range, so the curve is not a staircase).
         fig, ax = plt.subplots(figsize=(9, 3.5))
         for m in models:
             b = sorted(hist.get(m, []))
-            if b and b[-1][1] > 0:
-                fin = [(le, c) for le, c in b if le != float("inf")]
-                ax.step([le for le, _ in fin], [c / b[-1][1] for _, c in fin], where="post",
-                        label=m)
+            total = sum(c for _, _, c in b)
+            if not total:
+                continue
+            xs, ys, seen = [], [], 0
+            for lo, hi, c in b:
+                xs += [max(lo, 0.5), hi + 1]
+                ys += [seen / total, (seen + c) / total]
+                seen += c
+            ax.plot(xs, ys, label=m)
         ax.set_xscale("log")
         ax.set_xlabel("processing time, dispatch to result (ms)")
         ax.set_ylabel("fraction of queries")

@@ -49,7 +49,9 @@ const struct cli_command cli_job_commands[] = {
      cmd_results},
     {"assign", "[--watch]", "C5: the workers serving each job now and their share over 10 s",
      cmd_assign},
-    {"jobs", "", "every job: state, progress, rate, batch, weight, workers with its model loaded",
+    {"jobs", "[--histogram]",
+     "every job: state, progress, rate, batch, weight, workers with its model loaded "
+     "(--json --histogram: each job's latency histogram too)",
      cmd_jobs},
     {"stop", "MODEL", "stop MODEL's job (its results stay)", cmd_stop},
     {NULL, NULL, NULL, NULL},
@@ -118,14 +120,28 @@ static void json_job(const Idunno__JobInfo *j)
     for (size_t i = 0; i < j->n_workers; i++)
         cli_json_str(NULL, j->workers[i]);
     cli_json_end_array();
+    if (j->n_histogram) {
+        /* [lo_ms, hi_ms, count] per non-empty bucket (jobs --histogram) */
+        cli_json_begin_array("histogram");
+        for (size_t i = 0; i < j->n_histogram; i++) {
+            cli_json_begin_array(NULL);
+            cli_json_u64(NULL, j->histogram[i]->lo_ms);
+            cli_json_u64(NULL, j->histogram[i]->hi_ms);
+            cli_json_u64(NULL, j->histogram[i]->count);
+            cli_json_end_array();
+        }
+        cli_json_end_array();
+    }
     cli_json_end_object();
 }
 
 /* Asks for the jobs (all, or MODEL's); *out is freed by the caller. */
-static int fetch_jobs(const struct cli_ctx *ctx, const char *model, Idunno__JobList **out)
+static int fetch_jobs(const struct cli_ctx *ctx, const char *model, int histogram,
+                      Idunno__JobList **out)
 {
     Idunno__JobQuery q = IDUNNO__JOB_QUERY__INIT;
     q.model = (char *)(model ? model : "");
+    q.histogram = histogram != 0;
     return cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LIST_REQ, &q.base,
                            &idunno__job_list__descriptor, out);
 }
@@ -306,7 +322,7 @@ static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv)
 static int qinfo_once(struct cli_ctx *ctx, const char *model)
 {
     Idunno__JobList *l;
-    int rc = fetch_jobs(ctx, model, &l);
+    int rc = fetch_jobs(ctx, model, 0, &l);
     if (rc)
         return rc;
     if (ctx->json) {
@@ -378,7 +394,7 @@ static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv)
     if (argc > 2)
         return cli_usage_error(cmd, "takes at most one model");
     Idunno__JobList *l;
-    int rc = fetch_jobs(ctx, argc == 2 ? argv[1] : NULL, &l);
+    int rc = fetch_jobs(ctx, argc == 2 ? argv[1] : NULL, 0, &l);
     if (rc)
         return rc;
     if (ctx->json) {
@@ -423,7 +439,7 @@ static int assign_once(struct cli_ctx *ctx, const char *unused)
 {
     (void)unused;
     Idunno__JobList *l;
-    int rc = fetch_jobs(ctx, NULL, &l);
+    int rc = fetch_jobs(ctx, NULL, 0, &l);
     if (rc)
         return rc;
     if (ctx->json) {
@@ -470,10 +486,14 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
     const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
-    if (argc != 1)
-        return cli_usage_error(cmd, "takes no arguments");
+    int histogram = argc == 2 && strcmp(argv[1], "--histogram") == 0;
+    if (argc != 1 && !histogram)
+        return cli_usage_error(cmd, "takes only --histogram");
+    if (histogram && !ctx->json)
+        return cli_usage_error(cmd,
+                               "--histogram goes with --json (idunno --json jobs --histogram)");
     Idunno__JobList *l;
-    int rc = fetch_jobs(ctx, NULL, &l);
+    int rc = fetch_jobs(ctx, NULL, histogram, &l);
     if (rc)
         return rc;
     if (ctx->json) {

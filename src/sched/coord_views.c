@@ -39,7 +39,39 @@ struct job_view {
     Idunno__WorkerShare share_rows[64], *share_ptrs[64];
     struct dispatch_job_view dispatch; /* the leader's view: queued, in flight, workers */
     char *worker_ptrs[64];
+    /* The latency histogram, when asked for (job_view_histogram). */
+    struct qstats_bucket *buckets;
+    Idunno__LatencyBucket *bucket_rows, **bucket_ptrs;
 };
+
+/* Adds the job's all-time histogram to v's JobInfo; 0 or ID_ENOMEM. */
+static int job_view_histogram(const struct job_rec *job, struct job_view *v)
+{
+    v->buckets = calloc(QSTATS_BUCKETS_MAX, sizeof *v->buckets);
+    v->bucket_rows = calloc(QSTATS_BUCKETS_MAX, sizeof *v->bucket_rows);
+    v->bucket_ptrs = calloc(QSTATS_BUCKETS_MAX, sizeof *v->bucket_ptrs);
+    if (!v->buckets || !v->bucket_rows || !v->bucket_ptrs)
+        return ID_ENOMEM;
+    size_t n = qstats_buckets(job->stats, v->buckets, QSTATS_BUCKETS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        Idunno__LatencyBucket *b = &v->bucket_rows[i];
+        idunno__latency_bucket__init(b);
+        b->lo_ms = v->buckets[i].lo_ms;
+        b->hi_ms = v->buckets[i].hi_ms;
+        b->count = v->buckets[i].count;
+        v->bucket_ptrs[i] = b;
+    }
+    v->info.n_histogram = n;
+    v->info.histogram = v->bucket_ptrs;
+    return 0;
+}
+
+static void job_view_free(struct job_view *v)
+{
+    free(v->buckets);
+    free(v->bucket_rows);
+    free(v->bucket_ptrs);
+}
 
 static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t now,
                           struct job_view *v)
@@ -180,6 +212,10 @@ void coord_read_jobs(struct coord *c, struct net_request *req, const uint8_t *bo
             if (q->model[0] && strcmp(q->model, job->model) != 0)
                 continue;
             job_view_fill(c, job, now, &views[k]);
+            if (q->histogram && job_view_histogram(job, &views[k]) < 0) {
+                net_reply_error(req, ID_ENOMEM, NULL, NULL);
+                goto out;
+            }
             ptrs[k] = &views[k].info;
             k++;
         }
@@ -194,8 +230,11 @@ void coord_read_jobs(struct coord *c, struct net_request *req, const uint8_t *bo
             net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_JOB_LIST_RESP, &l.base);
         }
     }
+out:
     if (q)
         idunno__job_query__free_unpacked(q, NULL);
+    for (size_t i = 0; views && i < n; i++)
+        job_view_free(&views[i]);
     free(views);
     free(ptrs);
 }

@@ -300,8 +300,7 @@ size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load 
             size_t allow = takes > 0 ? takes * DISPATCH_LOAD_GROWTH : 1;
             while (loading < allow && n < max) {
                 struct cworker *w = load_candidate(d, cj->model_key, now);
-                if (!w ||
-                    !wm_set(d, w, cj->model_key, WM_LOADING, now + DISPATCH_LOAD_TIMEOUT_MS))
+                if (!w || !wm_set(d, w, cj->model_key, WM_LOADING, now + DISPATCH_LOAD_TIMEOUT_MS))
                     break;
                 struct dispatch_load *l = &out[n++];
                 l->job = cj->id;

@@ -592,6 +592,24 @@ int qstats_restore(struct qstats *q, const uint8_t *data, size_t len)
     return 0;
 }
 
+_Static_assert(QSTATS_BUCKETS_MAX == QS_BUCKETS, "qstats.h says how many buckets there are");
+
+size_t qstats_buckets(const struct qstats *q, struct qstats_bucket *out, size_t max)
+{
+    size_t n = 0;
+    for (unsigned b = 0; b < QS_BUCKETS; b++) {
+        if (!q->hist[b])
+            continue;
+        if (n < max) {
+            uint64_t lo, hi;
+            bucket_range(b, &lo, &hi);
+            out[n] = (struct qstats_bucket){(uint32_t)lo, (uint32_t)hi, q->hist[b]};
+        }
+        n++;
+    }
+    return n;
+}
+
 uint64_t qstats_count_le(const struct qstats *q, uint32_t bound_ms)
 {
     /* Whole buckets up to the one holding bound_ms; a bucket that straddles

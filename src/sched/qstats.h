@@ -49,6 +49,15 @@ uint64_t qstats_total(const struct qstats *q);
  * durations: a cumulative histogram for metrics. */
 uint64_t qstats_count_le(const struct qstats *q, uint32_t bound_ms);
 uint64_t qstats_sum_ms(const struct qstats *q);
+/* The all-time histogram's non-empty buckets, in order: each holds count
+ * durations in [lo_ms, hi_ms] (one value each below 128 ms, at most 1/64 of
+ * lo wide above). Returns how many there are (fills at most max). */
+struct qstats_bucket {
+    uint32_t lo_ms, hi_ms;
+    uint64_t count;
+};
+size_t qstats_buckets(const struct qstats *q, struct qstats_bucket *out, size_t max);
+#define QSTATS_BUCKETS_MAX 1728
 /* Completions per second over the window ending at now_ms (count in
  * (now-W, now] divided by W seconds, or by the time since the first completion
  * if the job is younger than W). */

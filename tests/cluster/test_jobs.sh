@@ -58,6 +58,17 @@ import json, sys
 j = json.load(sys.stdin)["jobs"][0]
 assert abs(sum(s["fraction"] for s in j["shares"]) - 1) < 1e-5, j  # printed with 6 digits
 assert len(j["shares"]) >= 3, j   # the work was spread'
+# The whole latency distribution (jobs --histogram): every query once, in
+# ordered buckets, consistent with the percentiles qjob gives.
+cli node1 --json jobs --histogram | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+h = j["histogram"]
+assert sum(c for _, _, c in h) == 24, h
+assert all(lo <= hi for lo, hi, _ in h) and all(a[1] < b[0] for a, b in zip(h, h[1:])), h
+assert all(c > 0 for _, _, c in h), h
+assert h[0][0] <= j["all"]["median_ms"] <= h[-1][1], (h, j["all"])'
+if cli node1 jobs --histogram 2>/dev/null; then fail "jobs --histogram without --json accepted"; fi
 # The coordinator exports the job in Prometheus format (parsed by prometheus_client).
 L=$(cli node1 --json status | json 'd["leader"]')
 assert_eq "$(metric "$L" idunno_job_queries_total model=tiny_cnn)" 24 "job metric"

@@ -535,6 +535,45 @@ static void test_restore_rejects_damage(void **state)
     qstats_destroy(q);
 }
 
+/* The exported histogram: non-empty buckets in order, every value in its
+ * bucket's range, exact below 128 ms, at most 1/64 of lo wide above, and the
+ * counts adding up to the total. */
+static void test_buckets_export(void **state)
+{
+    (void)state;
+    struct qstats *q = qstats_create();
+    assert_non_null(q);
+    struct qstats_bucket b[QSTATS_BUCKETS_MAX];
+    assert_int_equal(qstats_buckets(q, b, QSTATS_BUCKETS_MAX), 0);
+    uint32_t v[] = {5, 5, 127, 128, 1000, 1007, 4000000000u};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        assert_int_equal(qstats_record(q, 1000 + i, v[i], "w"), 0);
+    size_t n = qstats_buckets(q, b, QSTATS_BUCKETS_MAX);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(b[i].lo_ms <= b[i].hi_ms);
+        assert_true(b[i].count > 0);
+        if (i)
+            assert_true(b[i - 1].hi_ms < b[i].lo_ms);
+        if (b[i].lo_ms >= 128)
+            assert_true((uint64_t)(b[i].hi_ms - b[i].lo_ms + 1) * 64 <= b[i].lo_ms);
+        total += b[i].count;
+    }
+    assert_int_equal(total, qstats_total(q));
+    /* 5 twice, exact; 1000 and 1007 share a bucket 8 wide; the largest is last */
+    assert_int_equal(b[0].lo_ms, 5);
+    assert_int_equal(b[0].hi_ms, 5);
+    assert_int_equal(b[0].count, 2);
+    assert_int_equal(n, 5);
+    assert_int_equal(b[3].count, 2);
+    assert_true(b[3].lo_ms <= 1000 && 1007 <= b[3].hi_ms);
+    assert_true(b[4].lo_ms <= 4000000000u && 4000000000u <= b[4].hi_ms);
+    /* A short array gets the first ones, and the count of all. */
+    assert_int_equal(qstats_buckets(q, b, 2), 5);
+    assert_int_equal(b[1].lo_ms, 127);
+    qstats_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -545,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_shares),
         cmocka_unit_test(test_many_workers_over_time),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_buckets_export),
         cmocka_unit_test(test_equal_states_equal_bytes),
         cmocka_unit_test(test_restore_rejects_damage),
     };
