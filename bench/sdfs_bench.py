@@ -311,24 +311,34 @@ def children_cpu_seconds():
     return ru.ru_utime + ru.ru_stime
 
 
+def two_clusters(args):
+    """A plaintext cluster on --base-port and a keyed one 100 above, not up yet."""
+    return {"plain": Cluster(args.nodes, args.base_port, keyed=False),
+            "keyed": Cluster(args.nodes, args.base_port + 100, keyed=True)}
+
+
+def key_setup(args, clusters):
+    """Starts both clusters and writes a --size-mb file of random bytes;
+    returns (scratch dir, the file, the node the client talks to)."""
+    for c in clusters.values():
+        c.up()
+    tmp = tempfile.mkdtemp(prefix="sdfsbench-key.", dir=clusters["plain"].dir)
+    src = os.path.join(tmp, "src")
+    with open(src, "wb") as f:
+        for _ in range(args.size_mb):
+            f.write(os.urandom(1 << 20))
+    return tmp, src, f"node{args.nodes // 2 + 1}"
+
+
 def bench_keycost(args):
     """The cluster key's cost on puts and gets: a plaintext and a keyed cluster
     run side by side and take the same file in turns (the order flips every
     round), so the host's drift, which is larger than the difference sought,
     falls on both alike. Each round: a cold put into each, then a cold get
     from each; the file is deleted again so the disk does not fill."""
-    plain = Cluster(args.nodes, args.base_port, keyed=False)
-    keyed = Cluster(args.nodes, args.base_port + 100, keyed=True)
-    clusters = {"plain": plain, "keyed": keyed}
+    clusters = two_clusters(args)
     try:
-        for c in clusters.values():
-            c.up()
-        tmp = tempfile.mkdtemp(prefix="sdfsbench-key.", dir=plain.dir)
-        src = os.path.join(tmp, "src")
-        with open(src, "wb") as f:
-            for _ in range(args.size_mb):
-                f.write(os.urandom(1 << 20))
-        gw = f"node{args.nodes // 2 + 1}"
+        tmp, src, gw = key_setup(args, clusters)
         put = {"plain": [], "keyed": []}
         get = {"plain": [], "keyed": []}
         # CPU ms per put, the daemons' and the client's: the cost of the
@@ -388,18 +398,9 @@ def bench_keycost(args):
 
 def bench_keyrate(args):
     """The key's cost on sustained SDFS throughput (see the docstring)."""
-    plain = Cluster(args.nodes, args.base_port, keyed=False)
-    keyed = Cluster(args.nodes, args.base_port + 100, keyed=True)
-    clusters = {"plain": plain, "keyed": keyed}
+    clusters = two_clusters(args)
     try:
-        for c in clusters.values():
-            c.up()
-        tmp = tempfile.mkdtemp(prefix="sdfsbench-rate.", dir=plain.dir)
-        src = os.path.join(tmp, "src")
-        with open(src, "wb") as f:
-            for _ in range(args.size_mb):
-                f.write(os.urandom(1 << 20))
-        gw = f"node{args.nodes // 2 + 1}"
+        tmp, src, gw = key_setup(args, clusters)
         k = args.files_per_block
         mb = args.size_mb * k
         put = {"plain": [], "keyed": []}
