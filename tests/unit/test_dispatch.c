@@ -92,14 +92,15 @@ static void queue_images(struct replica *r, const char *model, size_t n)
 }
 
 /* A model, its job with `batch` and n images; returns the job's id. */
-static uint32_t launch(struct replica *r, const char *model, uint32_t batch, size_t n)
+/* Registers a version of model (MODEL_ADD) whose file is the SDFS blob given. */
+static void add_model(struct replica *r, const char *model, const char *blob)
 {
     uint8_t sha[32] = {9};
     float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
     Idunno__ModelInfo m = IDUNNO__MODEL_INFO__INIT;
     m.name = (char *)model;
     m.file = "models/x.onnx";
-    m.blob = "00000000000000aa";
+    m.blob = (char *)blob;
     m.sha256 = (ProtobufCBinaryData){32, sha};
     m.input_size = 32;
     m.resize = 64;
@@ -108,6 +109,11 @@ static uint32_t launch(struct replica *r, const char *model, uint32_t batch, siz
     m.mean = mean;
     m.std = std;
     assert_int_equal(apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, &m.base), 0);
+}
+
+static uint32_t launch(struct replica *r, const char *model, uint32_t batch, size_t n)
+{
+    add_model(r, model, "00000000000000aa");
     assert_int_equal(job_cmd(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, model, batch), 0);
     if (n)
         queue_images(r, model, n);
@@ -926,20 +932,7 @@ static void test_model_loads(void **state)
     assert_int_equal(loads(&w, l), 1); /* w1 has it, w4 failed it, w3 loads: one more */
     assert_string_equal(l[0].worker, "w2");
     /* A new version pinned: nobody has it; a slow start again. */
-    Idunno__ModelInfo m = IDUNNO__MODEL_INFO__INIT;
-    uint8_t sha[32] = {7};
-    float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
-    m.name = "m";
-    m.file = "models/x.onnx";
-    m.blob = "00000000000000bb";
-    m.sha256 = (ProtobufCBinaryData){32, sha};
-    m.input_size = 32;
-    m.resize = 64;
-    m.classes = 10;
-    m.n_mean = m.n_std = 3;
-    m.mean = mean;
-    m.std = std;
-    assert_int_equal(apply(&w.r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD, &m.base), 0);
+    add_model(&w.r, "m", "00000000000000bb");
     Idunno__JobLaunch sv = IDUNNO__JOB_LAUNCH__INIT;
     sv.model = "m";
     sv.version = 2;
