@@ -136,23 +136,27 @@ install_ort_library() {
   rm -rf "$tmp"
 }
 
-# promtool, the Prometheus metrics linter the cluster tests run on /metrics:
-# only its binary, taken out of bookworm's prometheus package into
-# .deps/promtool, so that no Prometheus server is installed or started.
-promtool_dir="$deps/promtool"
-install_promtool() {
-  [ -x "$promtool_dir/bin/promtool" ] && return 0
-  log "fetching promtool (from Debian's prometheus package)"
+# Prometheus, from bookworm's prometheus package: its linter (promtool), which
+# the cluster tests run on every /metrics page, and the server itself, which
+# test_prometheus starts for a moment to scrape a cluster. Only the two
+# binaries, into .deps/prometheus: nothing is installed system-wide, no
+# service is started.
+prometheus_dir="$deps/prometheus"
+install_prometheus() {
+  [ -x "$prometheus_dir/bin/promtool" ] && [ -x "$prometheus_dir/bin/prometheus" ] && return 0
+  log "fetching prometheus and promtool (from Debian's prometheus package)"
   apt_update_once
-  local tmp
+  local tmp b
   tmp=$(mktemp -d)
   chmod 755 "$tmp" # apt's download user writes there
   (cd "$tmp" && apt-get download -qq prometheus)
   dpkg -x "$tmp"/prometheus_*.deb "$tmp/x"
-  [ -x "$tmp/x/usr/bin/promtool" ] || { log "the prometheus package has no usr/bin/promtool"; exit 1; }
-  mkdir -p "$promtool_dir/bin"
-  cp "$tmp/x/usr/bin/promtool" "$promtool_dir/bin/promtool"
-  rm -rf "$tmp"
+  mkdir -p "$prometheus_dir/bin"
+  for b in promtool prometheus; do
+    [ -x "$tmp/x/usr/bin/$b" ] || { log "the prometheus package has no usr/bin/$b"; exit 1; }
+    cp "$tmp/x/usr/bin/$b" "$prometheus_dir/bin/$b"
+  done
+  rm -rf "$tmp" "$deps/promtool" # where promtool alone used to go
 }
 
 check_only=0
@@ -161,12 +165,12 @@ check_only=0
 if [ "$check_only" -eq 1 ]; then
   [ -z "$(missing_apt)" ] || exit 1
   [ -f "$ort_dir/lib/libonnxruntime.so.1" ] || [ -n "${ORT_ROOT:-}" ] || [ -f /usr/include/onnxruntime/onnxruntime_c_api.h ] || exit 1
-  [ -x "$promtool_dir/bin/promtool" ] || exit 1
+  [ -x "$prometheus_dir/bin/promtool" ] && [ -x "$prometheus_dir/bin/prometheus" ] || exit 1
   exit 0
 fi
 
 install_apt
 install_ort_header
 install_ort_library
-install_promtool
+install_prometheus
 log "all dependencies present"

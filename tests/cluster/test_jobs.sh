@@ -79,7 +79,7 @@ assert_eq "$(metric "$L" idunno_job_processing_seconds_bucket model=tiny_cnn le=
 for k in 1 2 3 4 5; do
   page=$(http_get "node$k" /metrics)
   assert_eq "$(sed -n 1p <<<"$page")" 200 "node$k /metrics"
-  lint=$(tail -n +3 <<<"$page" | "$ROOT/.deps/promtool/bin/promtool" check metrics 2>&1) ||
+  lint=$(tail -n +3 <<<"$page" | "$ROOT/.deps/prometheus/bin/promtool" check metrics 2>&1) ||
     fail "promtool on node$k: $lint"
 done
 # Every image has exactly one result, read back from SDFS.
