@@ -63,7 +63,7 @@ static int is_active(const struct coord *c)
 /* ---- dispatching -------------------------------------------------------------------------------- */
 
 static void pump(struct coord *c);
-static void load_models(struct coord *c);
+static void load_models(struct coord *c, int now_anyway);
 
 struct run_call {
     struct coord *c;
@@ -203,7 +203,7 @@ static void pump(struct coord *c)
                      q.job, q.worker, q.first_ms);
         send_run(c, &q, &a);
     }
-    load_models(c);
+    load_models(c, 0);
 }
 
 /* ---- loading models where jobs need them (dispatch.h, "Loaded models") ------------------------- */
@@ -233,8 +233,7 @@ static void on_loaded(void *ud, const struct net_result *res)
                      takes ? " (its queries go there to report it)" : " (tried again later)");
         if (takes)
             pump(c);
-        else
-            load_models(c);
+        load_models(c, 1);
     }
     free(lc);
 }
@@ -268,13 +267,18 @@ static void send_load(struct coord *c, const struct model_rec *m, const struct d
     }
 }
 
-/* Starts the model loads the dispatcher asks for. */
-static void load_models(struct coord *c)
+/* Starts the model loads the dispatcher asks for; unless now_anyway, only
+ * if it was last asked COORD_LOADS_EVERY_US ago or more. */
+static void load_models(struct coord *c, int now_anyway)
 {
     if (c->stopping || !is_active(c))
         return;
+    uint64_t now = id_now_us();
+    if (!now_anyway && now - c->loads_checked_us < COORD_LOADS_EVERY_US)
+        return;
+    c->loads_checked_us = now;
     struct dispatch_load loads[COORD_LOADS_MAX];
-    size_t n = dispatch_loads(c->d, id_now_us(), loads, COORD_LOADS_MAX);
+    size_t n = dispatch_loads(c->d, now, loads, COORD_LOADS_MAX);
     if (!n)
         return;
     struct alive a;

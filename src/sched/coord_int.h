@@ -19,6 +19,10 @@
 /* Model loads started per call of load_models at most (more follow on the
  * next answer or tick). */
 #define COORD_LOADS_MAX 16
+/* pump() asks which models to load at most this often: the question walks
+ * every job's and worker's model state, and pump runs at each completion
+ * (thousands a second). A load's answer and a new model ask at once. */
+#define COORD_LOADS_EVERY_US 10000
 /* Result files that no commit can name are looked for this often, and at
  * most this many deleted per look (parts.h). */
 #define COORD_SWEEP_MS 5000
@@ -42,6 +46,7 @@ struct coord {
     struct dispatch *d;  /* the dispatch decisions (dispatch.h); lead while this node leads */
     struct parts *parts; /* writing results to SDFS (parts.h); leads while dispatching */
     uint64_t epoch;      /* bumped at each (de)activation: stale callbacks check it */
+    uint64_t loads_checked_us; /* the dispatcher last asked which models to load */
     uv_timer_t tick, batch_timer;
     int stopping;
     int timers_closed;        /* close callbacks run, of COORD_TIMERS */
