@@ -264,6 +264,23 @@ static void key_counts(const struct dispatch *d, const char *key, size_t *loaded
     }
 }
 
+/* Whether some model version is being loaded where no worker has it yet: a
+ * job's first load, or one ahead of its job (dispatch_load_new_model). */
+static int first_load_under_way(const struct dispatch *d)
+{
+    for (size_t i = 0; i < d->n_workers; i++)
+        for (size_t k = 0; k < d->workers[i].n_models; k++) {
+            const struct wmodel *m = &d->workers[i].models[k];
+            size_t loaded, loading, takes;
+            if (m->state != WM_LOADING)
+                continue;
+            key_counts(d, m->key, &loaded, &loading, &takes);
+            if (!takes)
+                return 1;
+        }
+    return 0;
+}
+
 size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load *out, size_t max)
 {
     if (d->phase != DISPATCH_ACTIVE || !d->cfg.load_models)
@@ -280,10 +297,11 @@ size_t dispatch_loads(struct dispatch *d, uint64_t now_us, struct dispatch_load 
         }
     /* First loads first: a job whose model no worker has gets its first load
      * before any job grows, and no job grows while a first load is under
-     * way, so that every job's first result waits for one load only, not
-     * for that load sharing the cores with others' growth. */
+     * way (a job's, or one ahead of its job), so that every job's first
+     * result waits for one load only, not for that load sharing the cores
+     * with others' growth. */
     size_t n = 0;
-    int first_pending = 0;
+    int first_pending = first_load_under_way(d);
     for (int growth = 0; growth < 2; growth++) {
         for (size_t i = 0; i < d->n_cjobs && n < max; i++) {
             struct cjob *cj = &d->cjobs[i];

@@ -1020,6 +1020,18 @@ static void test_model_loads_spread(void **state)
     }
     assert_int_equal(grew_a, 2); /* the two workers without it */
     assert_int_equal(grew_d, 2);
+    /* A version trained now, its job not launched yet: while its load ahead
+     * of the job runs, nothing grows either. */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(dispatch_load_done(w.d, l[i].worker, l[i].key, 0, w.now), 1);
+    char ke[DISPATCH_MODEL_KEY_MAX];
+    dispatch_model_key(ke, sizeof ke, "e", "00000000000000aa", 1);
+    assert_int_equal(dispatch_load_new_model(w.d, ke, w.now, &one), 1);
+    launch(&w.r, "f", 1, 10); /* a job whose model nobody has: its first load still goes */
+    assert_int_equal(dispatch_sync_jobs(w.d, w.r.jobs), 0);
+    n = loads(&w, l);
+    assert_int_equal(n, 1);
+    assert_int_equal(l[0].job, jobs_of_model(w.r.jobs, "f")->id);
     /* Without load_models nothing is loaded by the core. */
     world_free(&w);
     world_init(&w, &cfg);
