@@ -43,9 +43,9 @@ struct coord {
     struct sdfs *sdfs;
     char name[64];
     char addr[64];
-    struct dispatch *d;  /* the dispatch decisions (dispatch.h); lead while this node leads */
-    struct parts *parts; /* writing results to SDFS (parts.h); leads while dispatching */
-    uint64_t epoch;      /* bumped at each (de)activation: stale callbacks check it */
+    struct dispatch *d;        /* the dispatch decisions (dispatch.h); lead while this node leads */
+    struct parts *parts;       /* writing results to SDFS (parts.h); leads while dispatching */
+    uint64_t epoch;            /* bumped at each (de)activation: stale callbacks check it */
     uint64_t loads_checked_us; /* the dispatcher last asked which models to load */
     uv_timer_t tick, batch_timer;
     int stopping;
