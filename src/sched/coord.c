@@ -231,9 +231,11 @@ static void on_loaded(void *ud, const struct net_result *res)
             LOG_WARN("coord", "model %s could not be loaded on %s: %s%s", lc->key, lc->worker,
                      res->errmsg ? res->errmsg : id_strerror(res->status),
                      takes ? " (its queries go there to report it)" : " (tried again later)");
+        /* The loads first: pump's own question then comes within the
+         * interval and is skipped, not asked twice. */
+        load_models(c, 1);
         if (takes)
             pump(c);
-        load_models(c, 1);
     }
     free(lc);
 }

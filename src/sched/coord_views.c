@@ -47,12 +47,13 @@ struct job_view {
 /* Adds the job's all-time histogram to v's JobInfo; 0 or ID_ENOMEM. */
 static int job_view_histogram(const struct job_rec *job, struct job_view *v)
 {
-    v->buckets = calloc(QSTATS_BUCKETS_MAX, sizeof *v->buckets);
-    v->bucket_rows = calloc(QSTATS_BUCKETS_MAX, sizeof *v->bucket_rows);
-    v->bucket_ptrs = calloc(QSTATS_BUCKETS_MAX, sizeof *v->bucket_ptrs);
+    size_t n = qstats_buckets(job->stats, NULL, 0); /* how many are not empty */
+    v->buckets = calloc(n + 1, sizeof *v->buckets);
+    v->bucket_rows = calloc(n + 1, sizeof *v->bucket_rows);
+    v->bucket_ptrs = calloc(n + 1, sizeof *v->bucket_ptrs);
     if (!v->buckets || !v->bucket_rows || !v->bucket_ptrs)
         return ID_ENOMEM;
-    size_t n = qstats_buckets(job->stats, v->buckets, QSTATS_BUCKETS_MAX);
+    n = qstats_buckets(job->stats, v->buckets, n);
     for (size_t i = 0; i < n; i++) {
         Idunno__LatencyBucket *b = &v->bucket_rows[i];
         idunno__latency_bucket__init(b);

@@ -51,7 +51,8 @@ uint64_t qstats_count_le(const struct qstats *q, uint32_t bound_ms);
 uint64_t qstats_sum_ms(const struct qstats *q);
 /* The all-time histogram's non-empty buckets, in order: each holds count
  * durations in [lo_ms, hi_ms] (one value each below 128 ms, at most 1/64 of
- * lo wide above). Returns how many there are (fills at most max). */
+ * lo wide above). Returns how many there are (fills at most max; out may be
+ * NULL with max 0, to count them). */
 struct qstats_bucket {
     uint32_t lo_ms, hi_ms;
     uint64_t count;

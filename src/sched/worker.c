@@ -169,18 +169,26 @@ static void chain_fail(struct wquery *head, const char *msg, int stop_job)
     }
 }
 
+/* Where model version m is in the worker's list of versions run lately, or
+ * WORKER_LOADED_KEYS; *key gets its key. */
+static size_t loaded_index(const struct worker *w, const Idunno__ModelInfo *m,
+                           char key[DISPATCH_MODEL_KEY_MAX])
+{
+    dispatch_model_key(key, DISPATCH_MODEL_KEY_MAX, m->name, m->blob, m->version);
+    size_t i = 0;
+    while (i < WORKER_LOADED_KEYS && strcmp(w->loaded[i], key) != 0)
+        i++;
+    return i;
+}
+
 /* The model version ran here: it goes to the front of the list a new
- * coordinator is given. */
+ * coordinator is given (the last one drops out when it is new). */
 static void note_loaded(struct worker *w, const Idunno__ModelInfo *m)
 {
     char key[DISPATCH_MODEL_KEY_MAX];
-    dispatch_model_key(key, sizeof key, m->name, m->blob, m->version);
-    size_t at = WORKER_LOADED_KEYS - 1;
-    for (size_t i = 0; i < WORKER_LOADED_KEYS; i++)
-        if (strcmp(w->loaded[i], key) == 0) {
-            at = i;
-            break;
-        }
+    size_t at = loaded_index(w, m, key);
+    if (at == WORKER_LOADED_KEYS)
+        at = WORKER_LOADED_KEYS - 1;
     memmove(&w->loaded[1], &w->loaded[0], at * sizeof w->loaded[0]);
     snprintf(w->loaded[0], sizeof w->loaded[0], "%s", key);
 }
@@ -188,11 +196,7 @@ static void note_loaded(struct worker *w, const Idunno__ModelInfo *m)
 static int is_loaded(const struct worker *w, const Idunno__ModelInfo *m)
 {
     char key[DISPATCH_MODEL_KEY_MAX];
-    dispatch_model_key(key, sizeof key, m->name, m->blob, m->version);
-    for (size_t i = 0; i < WORKER_LOADED_KEYS; i++)
-        if (strcmp(w->loaded[i], key) == 0)
-            return 1;
-    return 0;
+    return loaded_index(w, m, key) < WORKER_LOADED_KEYS;
 }
 
 /* A preload's answer, once it is over: the coordinator sends the model's
