@@ -38,6 +38,12 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# wait_leader NODE: returns once NODE's status names a coordinator (20 s at
+# most, else the test fails).
+wait_leader() {
+  wait_until 20 sh -c "'$IDUNNO' -s $(addr "$1") --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
+    fail "no leader"
+}
 assert_eq() { [ "$1" = "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"; }
 assert_contains() { grep -q -- "$2" <<<"$1" || fail "${3:-missing text}: '$2' not in: $1"; }
 

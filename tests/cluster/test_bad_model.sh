@@ -13,8 +13,7 @@
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 IDUNNOD_ARGS="--test-hooks" cluster up 4 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 pids() { for i in 1 2 3 4; do cat "$IDUNNO_RUN_DIR/node$i/pid"; done; }
 PIDS_BEFORE=$(pids)
 

@@ -14,8 +14,7 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 logs() { cat "$IDUNNO_RUN_DIR"/node*/idunnod.log; }
 leader() { cli node5 --json status | json 'd["leader"]'; }
 cluster up 5 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 
 D=$IDUNNO_RUN_DIR/data
 "$ROOT/scripts/make-data.sh" --synthetic 200 "$D/set" >/dev/null
@@ -63,8 +62,12 @@ logs | grep -q "loading model tiny@[0-9a-f]*\.2 on" || fail "version 2 was never
 old=$(leader)
 before=$(logs | grep -c "loading model tiny@[0-9a-f]*\.2 on")
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$old/pid")"
-wait_until 30 sh -c "[ \"\$('$IDUNNO' -s $(addr node5) --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(\"leader\",\"\"))')\" != '$old' ] && [ \"\$('$IDUNNO' -s $(addr node5) --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(\"leader\",\"\"))')\" != '' ]" ||
-  fail "no new coordinator"
+new_leader() {
+  local l
+  l=$(cli node5 --json status 2>/dev/null | json 'd.get("leader", "")') || return 1
+  [ -n "$l" ] && [ "$l" != "$old" ]
+}
+wait_until 30 new_leader || fail "no new coordinator"
 new=$(leader)
 cli node5 inference tiny set >/dev/null
 wait_until 60 drained node5 1000 || fail "the set was not answered after the coordinator change"

@@ -9,8 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 cluster up 4 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 
 set +e
 cli node1 grep -E '(a)\1' >/dev/null 2>"$IDUNNO_RUN_DIR/err"; rc=$?

@@ -12,8 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 
 IDUNNOD_ARGS="--test-hooks --infer-timeout 3" cluster up 3 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 pids() { for i in 1 2 3; do cat "$IDUNNO_RUN_DIR/node$i/pid"; done; }
 PIDS_BEFORE=$(pids)
 

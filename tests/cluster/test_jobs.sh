@@ -10,8 +10,7 @@
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 5 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 
 D=$IDUNNO_RUN_DIR/data
 "$ROOT/scripts/make-data.sh" --synthetic 120 "$D/set" >/dev/null

@@ -15,8 +15,7 @@ BIN=$ROOT/.deps/prometheus/bin
 [ -x "$BIN/prometheus" ] && [ -x "$BIN/promtool" ] ||
   fail "no prometheus in $BIN (scripts/install-deps.sh installs it)"
 cluster up 3 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 
 # A job's families on the coordinator: 40 images, one per query.
 D=$IDUNNO_RUN_DIR/data

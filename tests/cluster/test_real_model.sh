@@ -61,8 +61,7 @@ check "$D/local.json" local-infer || fail "local-infer"
 
 # -- on a cluster
 cluster up 3 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 out=$(cli node1 train text_direction --file "$M" --card "$CARD")
 assert_contains "$out" "trained text_direction version 1"
 assert_contains "$out" '"labels":\["0","180"\]'

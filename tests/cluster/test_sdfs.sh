@@ -12,8 +12,7 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 export IDUNNOD_ARGS="--sdfs-delete-grace 1000"
 cluster up 6 >/dev/null
 wait_until 20 cli node1 status >/dev/null 2>&1 || fail "no coordinator"
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 
 T=$IDUNNO_RUN_DIR/files
 mkdir -p "$T"

@@ -18,8 +18,7 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # Stray copies become deletable 2 s after their seal instead of 30 s.
 export IDUNNOD_ARGS="--sdfs-delete-grace 1000 --sdfs-young 2000"
 cluster up 5 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 
 T=$IDUNNO_RUN_DIR/files
 mkdir -p "$T/d1" "$T/d2"

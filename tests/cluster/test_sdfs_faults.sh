@@ -15,8 +15,7 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 FORGE=$ROOT/build/tests/tools/sdfs_forge
 [ -x "$FORGE" ] || make -s -C "$ROOT" test-tools >/dev/null
 cluster up 5 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status 2>/dev/null | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 
 T=$IDUNNO_RUN_DIR/files
 mkdir -p "$T"

@@ -11,8 +11,7 @@
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 4 >/dev/null
-wait_until 20 sh -c "'$IDUNNO' -s $(addr node1) --json status | grep -q '\"leader\":\"node'" ||
-  fail "no leader"
+wait_leader node1
 count_prefix() { cli node2 --json ls --prefix "$1" | json 'd["count"]'; }
 
 T=$IDUNNO_RUN_DIR/files
