@@ -20,13 +20,28 @@ static const char KEYS[] = "00112233445566778899aabbccddeeff00112233445566778899
 
 static struct seal_keyring ring;
 
+/* A frame handed out with a sealed tail: the tail lies inside the body, and
+ * opening it as a payload (what a replica does) is safe whatever it holds. */
+static void check_tail(const struct frame_header *h, const uint8_t *body)
+{
+    if (!h->sealed_tail)
+        return;
+    if (h->sealed_tail > h->length || h->sealed_tail < SEAL_PAYLOAD_OVERHEAD)
+        __builtin_trap();
+    uint8_t *out = malloc(h->sealed_tail);
+    (void)seal_open_payload(&ring, 0, body + h->length - h->sealed_tail, h->sealed_tail, out);
+    free(out);
+}
+
 static void drain(struct frame_reader *r)
 {
     struct frame_header h;
     const uint8_t *body;
-    while (frame_reader_next(r, &h, &body) == 1)
+    while (frame_reader_next(r, &h, &body) == 1) {
         if (h.length > r->max_body)
             __builtin_trap();
+        check_tail(&h, body);
+    }
 }
 
 /* A hello, then sealed records, as an accepting node reads them. */
@@ -61,22 +76,33 @@ static void as_datagram(const uint8_t *data, size_t size)
 }
 
 /* Records of the input's bytes sealed with the right key: each record takes
- * a length byte and that many bytes as its "frame". */
+ * a length byte (its low 7 bits) and that many bytes as its "frame"; with
+ * the top bit set, the next byte is the length of a tail (seal.h), and the
+ * record is a tail record if that tail can be a payload of the frame. */
 static void sealed_stream(const uint8_t *data, size_t size)
 {
     struct seal_dir tx = {.seq = 0}, rx = {.seq = 0};
     memset(tx.key, 7, sizeof tx.key);
     memcpy(rx.key, tx.key, sizeof rx.key);
-    uint8_t *stream = malloc(size * (1 + SEAL_RECORD_OVERHEAD) +
+    uint8_t *stream = malloc(size * (1 + SEAL_RECORD_TAIL_OVERHEAD) +
                              64); /* one record per byte at most */
     size_t n = 0, pos = 0;
     while (pos < size) {
-        size_t len = data[pos++];
+        uint8_t b = data[pos++];
+        size_t len = b & 0x7f, tail = 0;
+        if ((b & 0x80) && pos < size)
+            tail = data[pos++];
         if (len > size - pos)
             len = size - pos;
-        memcpy(stream + n + SEAL_RECORD_LEN_BYTES, data + pos, len);
-        seal_record(&tx, stream + n, (uint32_t)len);
-        n += len + SEAL_RECORD_OVERHEAD;
+        if (tail >= SEAL_PAYLOAD_OVERHEAD && tail <= len) {
+            memcpy(stream + n + SEAL_RECORD_TAIL_PREFIX, data + pos, len);
+            seal_record_tail(&tx, stream + n, (uint32_t)len, (uint32_t)tail);
+            n += len + SEAL_RECORD_TAIL_OVERHEAD;
+        } else {
+            memcpy(stream + n + SEAL_RECORD_LEN_BYTES, data + pos, len);
+            seal_record(&tx, stream + n, (uint32_t)len);
+            n += len + SEAL_RECORD_OVERHEAD;
+        }
         pos += len;
     }
     struct frame_stats st = {0};
@@ -91,7 +117,7 @@ static void sealed_stream(const uint8_t *data, size_t size)
         const uint8_t *body;
         int rc;
         while ((rc = frame_reader_next(&r, &h, &body)) == 1)
-            ;
+            check_tail(&h, body);
         if (rc < 0)
             break;
     }

@@ -83,6 +83,19 @@ int cli_conn_open(const char *server, uint32_t timeout_ms, struct cli_conn **out
 void cli_conn_close(struct cli_conn *c);
 /* Sends one request; *req_id (may be NULL) gets its id. Returns 0 or ID_E*. */
 int cli_conn_send(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg, uint64_t *req_id);
+/* Sends an SDFS chunk write (PUT_DATA, or BLOB_WRITE by a test's forger)
+ * whose data are the n bytes at buf + SEAL_PAYLOAD_HEAD (buf has n +
+ * SEAL_PAYLOAD_OVERHEAD bytes: net/seal.h). On a connection sealed with the
+ * cluster key the data is first sealed in place as a payload that only the
+ * replicas open (docs/security.md); msg->data is set either way, and no
+ * field numbered after data may be set. Returns 0 or ID_E*. */
+struct Idunno__SdfsChunk;
+int cli_conn_send_chunk(struct cli_conn *c, uint16_t type, struct Idunno__SdfsChunk *msg,
+                        uint8_t *buf, size_t n, uint64_t *req_id);
+/* cli_conn_send of a message whose last `tail` bytes packed are a payload
+ * the caller sealed (net/seal.h); ID_EINVAL on a connection without the key. */
+int cli_conn_send_tail(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg,
+                       uint32_t tail, uint64_t *req_id);
 /* Waits for the next answer. Returns 0 with the answer in reply (owned) and its
  * request id in *req_id; or the remote's error code with its message in errmsg;
  * or a local ID_E* (then the connection is unusable). */

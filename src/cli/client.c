@@ -206,27 +206,37 @@ static void chan_close(struct chan *ch)
     sodium_memzero(&ch->seal, sizeof ch->seal);
 }
 
-/* Sends one request frame, sealed if the channel is. */
+/* Sends one request frame, sealed if the channel is. On a sealed channel
+ * `tail` (> 0) says the body's last tail bytes are a sealed payload: the
+ * record then encrypts only the rest (seal.h). */
 static int chan_send(struct chan *ch, uint16_t type, uint64_t req_id, const ProtobufCMessage *msg,
-                     uint64_t deadline)
+                     uint32_t tail, uint64_t deadline)
 {
     size_t blen = msg ? protobuf_c_message_get_packed_size(msg) : 0;
     if (blen > FRAME_MAX_BODY)
         return ID_ETOOBIG;
-    uint8_t *buf = malloc(SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + blen);
+    if (tail && (!ch->sealed || tail > blen))
+        return ID_EINVAL;
+    uint8_t *buf = malloc(SEAL_RECORD_TAIL_OVERHEAD + FRAME_HEADER_LEN + blen);
     if (!buf)
         return ID_ENOMEM;
-    uint8_t *frame = buf + SEAL_RECORD_LEN_BYTES;
+    uint8_t *frame = buf + SEAL_RECORD_TAIL_PREFIX;
+    uint32_t flen = (uint32_t)(FRAME_HEADER_LEN + blen);
     if (msg)
         protobuf_c_message_pack(msg, frame + FRAME_HEADER_LEN);
     int rc;
-    if (ch->sealed) {
+    if (ch->sealed && tail) {
         frame_encode_header_sealed(frame, type, 0, req_id, (uint32_t)blen);
-        seal_record(&ch->seal.tx, buf, (uint32_t)(FRAME_HEADER_LEN + blen));
-        rc = io_all(ch->fd, buf, SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + blen, 1, deadline);
+        seal_record_tail(&ch->seal.tx, buf, flen, tail);
+        rc = io_all(ch->fd, buf, SEAL_RECORD_TAIL_OVERHEAD + (size_t)flen, 1, deadline);
+    } else if (ch->sealed) {
+        uint8_t *rec = frame - SEAL_RECORD_LEN_BYTES;
+        frame_encode_header_sealed(frame, type, 0, req_id, (uint32_t)blen);
+        seal_record(&ch->seal.tx, rec, flen);
+        rc = io_all(ch->fd, rec, SEAL_RECORD_OVERHEAD + (size_t)flen, 1, deadline);
     } else {
         frame_encode_header(frame, type, 0, req_id, frame + FRAME_HEADER_LEN, (uint32_t)blen);
-        rc = io_all(ch->fd, frame, FRAME_HEADER_LEN + blen, 1, deadline);
+        rc = io_all(ch->fd, frame, flen, 1, deadline);
     }
     free(buf);
     return rc;
@@ -318,7 +328,7 @@ int cli_call(const struct cli_ctx *ctx, uint16_t type, const ProtobufCMessage *r
     uint64_t req_id = ((uint64_t)getpid() << 32) | (id_now_us() & 0xffffffffu);
     if (!req_id)
         req_id = 1;
-    rc = chan_send(&ch, type, req_id, req, deadline);
+    rc = chan_send(&ch, type, req_id, req, 0, deadline);
     struct frame_header h;
     uint8_t *body = NULL;
     if (rc == 0)
@@ -418,7 +428,36 @@ void cli_conn_close(struct cli_conn *c)
 int cli_conn_send(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg, uint64_t *req_id)
 {
     uint64_t id = c->next_id++;
-    int rc = chan_send(&c->ch, type, id, msg, id_now_ms() + c->timeout_ms);
+    int rc = chan_send(&c->ch, type, id, msg, 0, id_now_ms() + c->timeout_ms);
+    if (rc == 0 && req_id)
+        *req_id = id;
+    return rc;
+}
+
+int cli_conn_send_chunk(struct cli_conn *c, uint16_t type, Idunno__SdfsChunk *msg, uint8_t *buf,
+                        size_t n, uint64_t *req_id)
+{
+    uint32_t tail = 0;
+    msg->data.data = buf + SEAL_PAYLOAD_HEAD;
+    msg->data.len = n;
+    if (c->ch.sealed) {
+        int err;
+        const struct seal_keyring *kr = cli_keys(&err);
+        if (!kr)
+            return err < 0 ? err : ID_EAUTH;
+        seal_payload(kr, msg->offset, buf, n);
+        msg->data.data = buf;
+        msg->data.len = n + SEAL_PAYLOAD_OVERHEAD;
+        tail = (uint32_t)msg->data.len; /* data (field 4) is the last field packed */
+    }
+    return cli_conn_send_tail(c, type, &msg->base, tail, req_id);
+}
+
+int cli_conn_send_tail(struct cli_conn *c, uint16_t type, const ProtobufCMessage *msg,
+                       uint32_t tail, uint64_t *req_id)
+{
+    uint64_t id = c->next_id++;
+    int rc = chan_send(&c->ch, type, id, msg, tail, id_now_ms() + c->timeout_ms);
     if (rc == 0 && req_id)
         *req_id = id;
     return rc;

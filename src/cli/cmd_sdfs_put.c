@@ -26,6 +26,7 @@
 #include "base/err.h"
 #include "base/names.h"
 #include "base/sha256.h"
+#include "net/seal.h"
 #include "sdfs/catalog.h"
 
 /* ---- put -------------------------------------------------------------------------------------- */
@@ -57,9 +58,11 @@ static int put_attempt(struct cli_conn *conn, int fd, uint64_t size, const char 
     *retry_of = session;
     size_t chunk = ss->chunk_size;
     idunno__sdfs_session__free_unpacked(ss, NULL);
-    uint8_t *buf = malloc(chunk);
+    /* Room to seal each chunk in place (cli_conn_send_chunk). */
+    uint8_t *buf = malloc(chunk + SEAL_PAYLOAD_OVERHEAD);
     if (!buf)
         return ID_ENOMEM;
+    uint8_t *data = buf + SEAL_PAYLOAD_HEAD;
     struct sha256 sha;
     sha256_init(&sha);
     uint64_t offset = 0, acked = 0;
@@ -68,20 +71,19 @@ static int put_attempt(struct cli_conn *conn, int fd, uint64_t size, const char 
     while (rc == 0 && (offset < size || inflight)) {
         while (rc == 0 && inflight < CLI_SDFS_WINDOW && offset < size) {
             size_t n = size - offset < chunk ? (size_t)(size - offset) : chunk;
-            ssize_t got = pread(fd, buf, n, (off_t)offset);
+            ssize_t got = pread(fd, data, n, (off_t)offset);
             if (got != (ssize_t)n) {
                 snprintf(err, errlen, "cannot read the local file at %llu: %s",
                          (unsigned long long)offset, got < 0 ? strerror(errno) : "it shrank");
                 rc = ID_EIO;
                 break;
             }
-            sha256_update(&sha, buf, n);
+            sha256_update(&sha, data, n);
             Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
             c.session = session;
             c.offset = offset;
-            c.data.data = buf;
-            c.data.len = n;
-            rc = cli_conn_send(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_DATA_REQ, &c.base, NULL);
+            rc = cli_conn_send_chunk(conn, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_DATA_REQ, &c, buf, n,
+                                     NULL);
             if (rc < 0)
                 snprintf(err, errlen, "sending a chunk: %s", id_strerror(rc));
             offset += n;

@@ -89,6 +89,7 @@ int frame_decode_header(const uint8_t *buf, uint32_t max_body, struct frame_head
     h->req_id = get_u64(buf + 8);
     h->length = len;
     h->crc = get_u32(buf + 20);
+    h->sealed_tail = 0;
     return 0;
 }
 

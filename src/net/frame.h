@@ -42,6 +42,10 @@ struct frame_header {
     uint64_t req_id;
     uint32_t length;
     uint32_t crc;
+    /* Not on the wire: set by the reader (reader.h) when the frame came in a
+     * tail record (seal.h), whose last sealed_tail body bytes are a payload
+     * sealed end to end and not yet authenticated; 0 otherwise. */
+    uint32_t sealed_tail;
 };
 
 /* Counters of frames that were rejected, by reason. Owned by whoever decodes. */

@@ -281,6 +281,19 @@ int net_on_request(struct net *net, uint16_t type, net_request_fn fn, void *ud)
     return 0;
 }
 
+int net_accept_tail(struct net *net, uint16_t type)
+{
+    if (type >= NET_MAX_TYPES || !net->handlers[type].req_fn)
+        return ID_EINVAL;
+    net->handlers[type].takes_tail = 1;
+    return 0;
+}
+
+const struct seal_keyring *net_keys(const struct net *net)
+{
+    return net->sealed ? &net->keys : NULL;
+}
+
 int net_on_datagram(struct net *net, uint16_t type, net_datagram_fn fn, void *ud)
 {
     if (type >= NET_MAX_TYPES)

@@ -100,6 +100,18 @@ int net_reply_errorf(struct net_request *req, int code, const char *fmt, ...)
 /* The peer's address as "HOST:PORT" of its connection (not its --addr). */
 const char *net_request_peer(const struct net_request *req);
 
+/* Payloads sealed end to end (seal.h). On a node with a key, a put's chunk
+ * travels from the client to the replicas sealed once, inside records that
+ * encrypt only the rest of the frame. A type whose handler opens such a
+ * payload itself says so with net_accept_tail (after net_on_request); the
+ * frame of any other type that ends in one is refused. In a handler,
+ * net_request_sealed_tail() is the number of the body's last bytes that are
+ * such a payload, not yet authenticated (0: none). net_keys() is the node's
+ * keyring, NULL without a key. */
+int net_accept_tail(struct net *net, uint16_t type);
+uint32_t net_request_sealed_tail(const struct net_request *req);
+const struct seal_keyring *net_keys(const struct net *net);
+
 /* ---- calling ------------------------------------------------------------- */
 
 /* The outcome of a call. status 0: `type`/`body` are the response. Otherwise a
@@ -127,6 +139,11 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
              uint32_t timeout_ms, net_response_fn fn, void *ud);
 int net_call_pb(struct net *net, const char *addr, uint16_t type, const ProtobufCMessage *msg,
                 uint32_t timeout_ms, net_response_fn fn, void *ud);
+/* net_call whose body ends in a sealed payload of `tail` bytes (see
+ * net_accept_tail): the record around it encrypts only the rest. Only on a
+ * node with a key; ID_EINVAL otherwise, or for a tail that cannot be one. */
+int net_call_tail(struct net *net, const char *addr, uint16_t type, const void *body, size_t len,
+                  uint32_t tail, uint32_t timeout_ms, net_response_fn fn, void *ud);
 
 /* ---- datagrams (gossip) -------------------------------------------------- */
 

@@ -21,14 +21,17 @@
 
 /* One malloc holding the write request, header and body (with room to seal
  * them), freed on completion. On a sealed transport the header has no CRC
- * (frame.h): every connection of the node is sealed before a frame leaves. */
+ * (frame.h): every connection of the node is sealed before a frame leaves.
+ * The frame sits after room for the longer, tail record's prefix; a plain
+ * record starts 4 bytes later. */
 struct pending_write *net__frame_build(const struct net *net, uint16_t type, uint8_t flags,
-                                       uint64_t req_id, const void *body, size_t len)
+                                       uint64_t req_id, const void *body, size_t len, uint32_t tail)
 {
-    struct pending_write *w = malloc(sizeof *w + SEAL_RECORD_OVERHEAD + FRAME_HEADER_LEN + len);
+    struct pending_write *w = malloc(sizeof *w + SEAL_RECORD_TAIL_OVERHEAD + FRAME_HEADER_LEN +
+                                     len);
     if (!w)
         return NULL;
-    uint8_t *p = (uint8_t *)(w + 1) + SEAL_RECORD_LEN_BYTES;
+    uint8_t *p = (uint8_t *)(w + 1) + SEAL_RECORD_TAIL_PREFIX;
     if (len)
         memcpy(p + FRAME_HEADER_LEN, body, len);
     if (net->sealed)
@@ -38,6 +41,7 @@ struct pending_write *net__frame_build(const struct net *net, uint16_t type, uin
     w->buf = uv_buf_init((char *)p, (unsigned)(FRAME_HEADER_LEN + len));
     w->next = NULL;
     w->frame_len = (uint32_t)(FRAME_HEADER_LEN + len);
+    w->tail = net->sealed ? tail : 0;
     return w;
 }
 
@@ -51,6 +55,7 @@ static struct pending_write *raw_build(const void *data, size_t len)
     w->buf = uv_buf_init((char *)(w + 1), (unsigned)len);
     w->next = NULL;
     w->frame_len = 0;
+    w->tail = 0;
     return w;
 }
 
@@ -58,6 +63,12 @@ static struct pending_write *raw_build(const void *data, size_t len)
 static void pending_seal(struct net_conn *c, struct pending_write *w)
 {
     uint8_t *rec = (uint8_t *)(w + 1);
+    if (w->tail) {
+        seal_record_tail(&c->seal.tx, rec, w->frame_len, w->tail);
+        w->buf = uv_buf_init((char *)rec, (unsigned)(w->frame_len + SEAL_RECORD_TAIL_OVERHEAD));
+        return;
+    }
+    rec += SEAL_RECORD_TAIL_PREFIX - SEAL_RECORD_LEN_BYTES;
     seal_record(&c->seal.tx, rec, w->frame_len);
     w->buf = uv_buf_init((char *)rec, (unsigned)(w->frame_len + SEAL_RECORD_OVERHEAD));
 }

@@ -87,12 +87,14 @@ struct net_conn {
 };
 
 /* An outgoing frame in one malloc: the write request, then room for a record
- * around the frame (seal.h), so it is sealed in place when written. */
+ * around the frame (seal.h; a tail record's longer prefix fits too), so it is
+ * sealed in place when written. */
 struct pending_write {
     uv_write_t req;
     uv_buf_t buf;
     struct pending_write *next;
     uint32_t frame_len; /* 0: raw bytes (a handshake message), never sealed */
+    uint32_t tail;      /* the frame ends in a sealed payload of this many bytes */
 };
 
 struct net_call {
@@ -115,6 +117,7 @@ struct net_request {
     struct net_conn *conn; /* NULL once the connection closed */
     uint64_t req_id;
     uint16_t type;
+    uint32_t sealed_tail; /* frame_header.sealed_tail of the request */
     char peer[NET_ADDR_LEN];
 };
 
@@ -123,6 +126,7 @@ struct handler {
     void *req_ud;
     net_datagram_fn dg_fn;
     void *dg_ud;
+    int takes_tail; /* its requests may end in a sealed payload (net_accept_tail) */
 };
 
 struct net {
@@ -174,9 +178,11 @@ void net__handle_released(struct net *net);
 
 /* ---- net_conn.c ---- */
 
-/* A frame in one malloc, ready for net__conn_write (NULL: out of memory). */
+/* A frame in one malloc, ready for net__conn_write (NULL: out of memory).
+ * tail: the body's last `tail` bytes are a sealed payload (net_call_tail). */
 struct pending_write *net__frame_build(const struct net *net, uint16_t type, uint8_t flags,
-                                       uint64_t req_id, const void *body, size_t len);
+                                       uint64_t req_id, const void *body, size_t len,
+                                       uint32_t tail);
 /* Queues w on c (which takes it, also on failure); 0 or ID_ECLOSED. */
 int net__conn_write(struct net_conn *c, struct pending_write *w);
 /* Closes c, failing its calls with `reason` (0: ID_ECLOSED); idempotent. */

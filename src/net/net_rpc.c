@@ -192,6 +192,7 @@ void net__dispatch_request(struct net_conn *c, const struct frame_header *h, con
     req->req_id = h->req_id;
     req->type = h->type;
     snprintf(req->peer, sizeof req->peer, "%s", c->peer);
+    req->sealed_tail = h->sealed_tail;
     net_link_push(&c->requests, &req->link);
     if (h->type >= NET_MAX_TYPES || !net->handlers[h->type].req_fn) {
         net->stats.unknown_type++;
@@ -199,12 +200,24 @@ void net__dispatch_request(struct net_conn *c, const struct frame_header *h, con
         return;
     }
     struct handler *hd = &net->handlers[h->type];
+    if (h->sealed_tail && !hd->takes_tail) {
+        /* Only a handler that opens the payload itself may get one: anyone
+         * else would use bytes that nothing has authenticated yet. */
+        net->stats.bad_body++;
+        net_reply_error(req, ID_EPROTO, "this message type cannot carry a sealed payload", NULL);
+        return;
+    }
     hd->req_fn(hd->req_ud, req, body, h->length);
 }
 
 const char *net_request_peer(const struct net_request *req)
 {
     return req->peer;
+}
+
+uint32_t net_request_sealed_tail(const struct net_request *req)
+{
+    return req->sealed_tail;
 }
 
 static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
@@ -229,7 +242,7 @@ static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags
     }
     if (c) {
         struct pending_write *w = net__frame_build(c->net, type, flags | FRAME_F_RESPONSE,
-                                                   req->req_id, body, len);
+                                                   req->req_id, body, len, 0);
         rc = w ? net__conn_write(c, w) : ID_ENOMEM;
         c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
     }
@@ -289,10 +302,18 @@ int net_reply_error(struct net_request *req, int code, const char *message, cons
 int net_call(struct net *net, const char *addr, uint16_t type, const void *body, size_t len,
              uint32_t timeout_ms, net_response_fn fn, void *ud)
 {
+    return net_call_tail(net, addr, type, body, len, 0, timeout_ms, fn, ud);
+}
+
+int net_call_tail(struct net *net, const char *addr, uint16_t type, const void *body, size_t len,
+                  uint32_t tail, uint32_t timeout_ms, net_response_fn fn, void *ud)
+{
     if (net->closing)
         return ID_ESHUTDOWN;
     if (len > FRAME_MAX_BODY)
         return ID_ETOOBIG;
+    if (tail && (!net->sealed || tail > len || tail < SEAL_PAYLOAD_OVERHEAD))
+        return ID_EINVAL;
     int err = 0;
     struct net_conn *c = net__conn_get(net, addr, &err);
     if (!c)
@@ -322,7 +343,7 @@ int net_call(struct net *net, const char *addr, uint16_t type, const void *body,
     uv_timer_start(&call->timer, on_call_timeout,
                    timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
     c->last_used_ms = id_now_ms();
-    struct pending_write *w = net__frame_build(net, type, 0, call->req_id, body, len);
+    struct pending_write *w = net__frame_build(net, type, 0, call->req_id, body, len, tail);
     if (!w) {
         net__call_fail_later(call, ID_ENOMEM, "out of memory");
         return 0;

@@ -71,30 +71,43 @@ static int check_frame(struct frame_reader *r, const uint8_t *raw, size_t avail,
     return 1;
 }
 
+/* The frame inside a record of flen frame bytes whose prefix (4 bytes, or 8
+ * for a tail record) is at rec, its tag after the frame. */
 static int next_sealed(struct frame_reader *r, struct frame_header *h, const uint8_t **body)
 {
     size_t avail = r->len - r->consumed;
     if (avail < SEAL_RECORD_LEN_BYTES)
         return 0;
     uint8_t *rec = r->buf + r->consumed;
-    uint32_t flen = seal_record_frame_len(rec);
-    if (flen < FRAME_HEADER_LEN || flen - FRAME_HEADER_LEN > r->max_body) {
+    int has_tail = seal_record_is_tail(rec);
+    size_t prefix = has_tail ? SEAL_RECORD_TAIL_PREFIX : SEAL_RECORD_LEN_BYTES;
+    if (avail < prefix)
+        return 0;
+    uint32_t flen = seal_record_frame_len(rec), tail = 0;
+    if (has_tail && seal_record_tail_check(rec, &flen, &tail) < 0) {
+        if (r->stats)
+            r->stats->bad_body++;
+        return ID_EPROTO;
+    }
+    if (flen < FRAME_HEADER_LEN + tail || flen - FRAME_HEADER_LEN > r->max_body) {
         if (r->stats) {
-            if (flen < FRAME_HEADER_LEN)
+            if (flen < FRAME_HEADER_LEN + tail)
                 r->stats->bad_body++;
             else
                 r->stats->too_big++;
         }
-        return flen < FRAME_HEADER_LEN ? ID_EPROTO : ID_ETOOBIG;
+        return flen < FRAME_HEADER_LEN + tail ? ID_EPROTO : ID_ETOOBIG;
     }
-    if (avail < SEAL_RECORD_OVERHEAD + (size_t)flen)
+    if (avail < prefix + SEAL_TAG_LEN + (size_t)flen)
         return 0;
-    if (seal_open_record(r->rx, rec, flen) < 0) {
+    int opened = has_tail ? seal_open_record_tail(r->rx, rec, flen, tail)
+                          : seal_open_record(r->rx, rec, flen);
+    if (opened < 0) {
         if (r->stats)
             r->stats->bad_auth++;
         return ID_EAUTH;
     }
-    const uint8_t *raw = rec + SEAL_RECORD_LEN_BYTES;
+    const uint8_t *raw = rec + prefix;
     int rc = check_frame(r, raw, flen, h);
     if (rc == 0 || (rc == 1 && h->length != flen - FRAME_HEADER_LEN)) {
         if (r->stats)
@@ -103,8 +116,9 @@ static int next_sealed(struct frame_reader *r, struct frame_header *h, const uin
     }
     if (rc < 0)
         return rc;
+    h->sealed_tail = tail;
     *body = raw + FRAME_HEADER_LEN;
-    consume(r, SEAL_RECORD_OVERHEAD + (size_t)flen);
+    consume(r, prefix + SEAL_TAG_LEN + (size_t)flen);
     return 1;
 }
 
@@ -119,6 +133,7 @@ int frame_reader_next(struct frame_reader *r, struct frame_header *h, const uint
     int rc = check_frame(r, raw, avail, h);
     if (rc <= 0)
         return rc;
+    h->sealed_tail = 0;
     *body = raw + FRAME_HEADER_LEN;
     consume(r, FRAME_HEADER_LEN + h->length);
     return 1;

@@ -23,7 +23,15 @@
 #define KDF_CTX_KEY "idn-key1"  /* key id, datagram key */
 #define KDF_CTX_TCP "idn-tcp1"  /* session keys and proof */
 #define KDF_CTX_HTTP "idn-http" /* HTTP bearer tokens */
-enum { SUB_KEY_ID = 1, SUB_UDP = 2, SUB_C2S = 1, SUB_S2C = 2, SUB_PROOF = 3, SUB_HTTP_TOKEN = 1 };
+enum {
+    SUB_KEY_ID = 1,
+    SUB_UDP = 2,
+    SUB_PAYLOAD = 3,
+    SUB_C2S = 1,
+    SUB_S2C = 2,
+    SUB_PROOF = 3,
+    SUB_HTTP_TOKEN = 1
+};
 
 #define KEYRING_MAX_FILE 4096
 
@@ -83,6 +91,7 @@ static int keyring_add(struct seal_keyring *kr, const uint8_t key[SEAL_KEY_LEN],
     memcpy(kr->key[kr->n], key, SEAL_KEY_LEN);
     memcpy(kr->id[kr->n], sub, SEAL_KEY_ID_LEN);
     crypto_kdf_derive_from_key(kr->udp_key[kr->n], SEAL_KEY_LEN, SUB_UDP, KDF_CTX_KEY, key);
+    crypto_kdf_derive_from_key(kr->payload_key[kr->n], SEAL_KEY_LEN, SUB_PAYLOAD, KDF_CTX_KEY, key);
     kr->n++;
     sodium_memzero(sub, sizeof sub);
     return 0;
@@ -412,11 +421,13 @@ static int evp_seal(const uint8_t key[SEAL_KEY_LEN], const uint8_t *nonce, const
     return 0;
 }
 
-/* Decrypts c[0..len) in place if the tag verifies. 0, ID_EAUTH (forged: the
- * buffer is wiped, no unverified byte is left in it), or EVP_UNUSABLE (c is
- * untouched: the caller opens it with libsodium). */
+/* Decrypts in[0..len) into out[0..len) (the same buffer, or one not
+ * overlapping it) if the tag verifies. 0, ID_EAUTH (forged: out is wiped, no
+ * unverified byte is left in it), or EVP_UNUSABLE (nothing written: the
+ * caller opens it with libsodium). */
 static int evp_open(const uint8_t key[SEAL_KEY_LEN], const uint8_t *nonce, const uint8_t *ad,
-                    size_t ad_len, uint8_t *c, uint32_t len, const uint8_t tag[SEAL_TAG_LEN])
+                    size_t ad_len, const uint8_t *in, uint8_t *out, uint32_t len,
+                    const uint8_t tag[SEAL_TAG_LEN])
 {
     EVP_CIPHER_CTX *x = aead_ctx();
     int n;
@@ -425,11 +436,12 @@ static int evp_open(const uint8_t key[SEAL_KEY_LEN], const uint8_t *nonce, const
     if (EVP_CipherInit_ex(x, NULL, NULL, key, nonce, 0) != 1 ||
         EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, SEAL_TAG_LEN, (void *)tag) != 1 ||
         EVP_CipherUpdate(x, NULL, &n, ad, (int)ad_len) != 1)
-        return EVP_UNUSABLE; /* before any byte of c was touched */
-    int ok = EVP_CipherUpdate(x, c, &n, c, (int)len) == 1 && EVP_CipherFinal_ex(x, c + n, &n) == 1;
+        return EVP_UNUSABLE; /* before any byte of out was touched */
+    int ok = EVP_CipherUpdate(x, out, &n, in, (int)len) == 1 &&
+             EVP_CipherFinal_ex(x, out + n, &n) == 1;
     clear_upper_vector_state();
     if (!ok) {
-        sodium_memzero(c, len);
+        sodium_memzero(out, len);
         return ID_EAUTH;
     }
     return 0;
@@ -462,7 +474,7 @@ int seal_open_record(struct seal_dir *rx, uint8_t *rec, uint32_t len)
     uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
     record_nonce(rx->seq, nonce);
     uint8_t *c = rec + SEAL_RECORD_LEN_BYTES;
-    int rc = evp_open(rx->key, nonce, rec, SEAL_RECORD_LEN_BYTES, c, len, c + len);
+    int rc = evp_open(rx->key, nonce, rec, SEAL_RECORD_LEN_BYTES, c, c, len, c + len);
     if (rc == EVP_UNUSABLE)
         rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(
                  c, NULL, c, len, c + len, rec, SEAL_RECORD_LEN_BYTES, nonce, rx->key) == 0
@@ -472,6 +484,126 @@ int seal_open_record(struct seal_dir *rx, uint8_t *rec, uint32_t len)
         return ID_EAUTH;
     rx->seq++;
     return 0;
+}
+
+/* A record whose frame ends in a payload sealed end to end (seal.h): the
+ * frame's head is encrypted, the payload is not touched, and the associated
+ * data binds both lengths and the payload's own tag, so the payload can be
+ * neither changed (its tag fails where it is opened) nor swapped for another
+ * (this record's tag fails). */
+static void tail_ad(const uint8_t *rec, uint32_t len,
+                    uint8_t ad[SEAL_RECORD_TAIL_PREFIX + SEAL_TAG_LEN])
+{
+    memcpy(ad, rec, SEAL_RECORD_TAIL_PREFIX);
+    memcpy(ad + SEAL_RECORD_TAIL_PREFIX, rec + SEAL_RECORD_TAIL_PREFIX + len - SEAL_TAG_LEN,
+           SEAL_TAG_LEN);
+}
+
+void seal_record_tail(struct seal_dir *tx, uint8_t *rec, uint32_t len, uint32_t tail)
+{
+    uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+    record_nonce(tx->seq++, nonce);
+    put_u32(rec, len | SEAL_RECORD_F_TAIL);
+    put_u32(rec + SEAL_RECORD_LEN_BYTES, tail);
+    uint8_t ad[SEAL_RECORD_TAIL_PREFIX + SEAL_TAG_LEN];
+    tail_ad(rec, len, ad);
+    uint8_t *m = rec + SEAL_RECORD_TAIL_PREFIX;
+    uint32_t head = len - tail;
+    if (evp_seal(tx->key, nonce, ad, sizeof ad, m, head, m + len) != 0)
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, head, ad, sizeof ad,
+                                                           NULL, nonce, tx->key);
+}
+
+int seal_record_is_tail(const uint8_t rec[SEAL_RECORD_LEN_BYTES])
+{
+    return (get_u32(rec) & SEAL_RECORD_F_TAIL) != 0;
+}
+
+int seal_record_tail_check(const uint8_t rec[SEAL_RECORD_TAIL_PREFIX], uint32_t *len,
+                           uint32_t *tail)
+{
+    *len = get_u32(rec) & ~SEAL_RECORD_F_TAIL;
+    *tail = get_u32(rec + SEAL_RECORD_LEN_BYTES);
+    return *tail >= SEAL_PAYLOAD_OVERHEAD && *tail <= *len ? 0 : ID_EPROTO;
+}
+
+int seal_open_record_tail(struct seal_dir *rx, uint8_t *rec, uint32_t len, uint32_t tail)
+{
+    uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+    record_nonce(rx->seq, nonce);
+    uint8_t ad[SEAL_RECORD_TAIL_PREFIX + SEAL_TAG_LEN];
+    tail_ad(rec, len, ad);
+    uint8_t *c = rec + SEAL_RECORD_TAIL_PREFIX;
+    uint32_t head = len - tail;
+    int rc = evp_open(rx->key, nonce, ad, sizeof ad, c, c, head, c + len);
+    if (rc == EVP_UNUSABLE)
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, NULL, c, head, c + len, ad,
+                                                                sizeof ad, nonce, rx->key) == 0
+                 ? 0
+                 : ID_EAUTH;
+    if (rc != 0)
+        return ID_EAUTH;
+    rx->seq++;
+    return 0;
+}
+
+/* ---- payloads sealed end to end ----------------------------------------- */
+
+/* The payload's own key: the ring's payload subkey hashed with the salt, so
+ * every payload has a key used once (the nonce can then be fixed) and no
+ * counter has to be kept between the client and the replicas. */
+static void payload_key(const uint8_t master[SEAL_KEY_LEN], const uint8_t *salt,
+                        uint8_t key[SEAL_KEY_LEN])
+{
+    crypto_generichash(key, SEAL_KEY_LEN, salt, SEAL_PAYLOAD_SALT, master, SEAL_KEY_LEN);
+}
+
+static void payload_ad(const uint8_t *p, uint64_t offset, uint8_t ad[SEAL_PAYLOAD_HEAD + 8])
+{
+    memcpy(ad, p, SEAL_PAYLOAD_HEAD);
+    put_u64(ad + SEAL_PAYLOAD_HEAD, offset);
+}
+
+static const uint8_t payload_nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+
+void seal_payload(const struct seal_keyring *kr, uint64_t offset, uint8_t *p, size_t len)
+{
+    memcpy(p, kr->id[0], SEAL_KEY_ID_LEN);
+    randombytes_buf(p + SEAL_KEY_ID_LEN, SEAL_PAYLOAD_SALT);
+    uint8_t key[SEAL_KEY_LEN], ad[SEAL_PAYLOAD_HEAD + 8];
+    payload_key(kr->payload_key[0], p + SEAL_KEY_ID_LEN, key);
+    payload_ad(p, offset, ad);
+    uint8_t *m = p + SEAL_PAYLOAD_HEAD;
+    if (len > UINT32_MAX ||
+        evp_seal(key, payload_nonce, ad, sizeof ad, m, (uint32_t)len, m + len) != 0)
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, len, ad, sizeof ad,
+                                                           NULL, payload_nonce, key);
+    sodium_memzero(key, sizeof key);
+}
+
+int seal_open_payload(const struct seal_keyring *kr, uint64_t offset, const uint8_t *p, size_t n,
+                      uint8_t *out)
+{
+    if (n < SEAL_PAYLOAD_OVERHEAD)
+        return ID_EPROTO;
+    int k = key_index(kr, p);
+    if (k < 0)
+        return ID_EAUTH;
+    size_t len = n - SEAL_PAYLOAD_OVERHEAD;
+    uint8_t key[SEAL_KEY_LEN], ad[SEAL_PAYLOAD_HEAD + 8];
+    payload_key(kr->payload_key[k], p + SEAL_KEY_ID_LEN, key);
+    payload_ad(p, offset, ad);
+    const uint8_t *c = p + SEAL_PAYLOAD_HEAD;
+    int rc = len > UINT32_MAX
+                 ? EVP_UNUSABLE
+                 : evp_open(key, payload_nonce, ad, sizeof ad, c, out, (uint32_t)len, c + len);
+    if (rc == EVP_UNUSABLE)
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, NULL, c, len, c + len, ad,
+                                                                sizeof ad, payload_nonce, key) == 0
+                 ? 0
+                 : ID_EAUTH;
+    sodium_memzero(key, sizeof key);
+    return rc == 0 ? 0 : ID_EAUTH;
 }
 
 /* ---- UDP datagrams ------------------------------------------------------- */

@@ -40,10 +40,10 @@
 #define SEAL_TAG_LEN 16
 
 /* The handshake: hello from the connecting side, reply from the accepting one.
- *   hello: magic "IDNH" | version 1 | 3 zero bytes | key id 4 | nonce 32
+ *   hello: magic "IDNH" | version 2 | 3 zero bytes | key id 4 | nonce 32
  *   reply: the same 44 bytes of the acceptor (its nonce) | proof 32 */
 #define SEAL_HELLO_MAGIC 0x49444E48u
-#define SEAL_VERSION 1
+#define SEAL_VERSION 2
 #define SEAL_HELLO_LEN 44
 #define SEAL_REPLY_LEN (SEAL_HELLO_LEN + 32)
 
@@ -66,7 +66,8 @@ struct seal_keyring {
     size_t n;
     uint8_t key[SEAL_MAX_KEYS][SEAL_KEY_LEN];
     uint8_t id[SEAL_MAX_KEYS][SEAL_KEY_ID_LEN];
-    uint8_t udp_key[SEAL_MAX_KEYS][SEAL_KEY_LEN]; /* derived: datagrams only */
+    uint8_t udp_key[SEAL_MAX_KEYS][SEAL_KEY_LEN];     /* derived: datagrams only */
+    uint8_t payload_key[SEAL_MAX_KEYS][SEAL_KEY_LEN]; /* derived: payloads only */
 };
 
 /* One direction of a connection: its key and the number of the next record. */
@@ -134,6 +135,63 @@ uint32_t seal_record_frame_len(const uint8_t rec[SEAL_RECORD_LEN_BYTES]);
 /* Opens, in place, a whole record of `len` frame bytes (as announced): the
  * frame is then at rec + SEAL_RECORD_LEN_BYTES. Returns 0 or ID_EAUTH. */
 int seal_open_record(struct seal_dir *rx, uint8_t *rec, uint32_t len);
+
+/* ---- records whose frame ends in a sealed payload ------------------------ */
+
+/* A put's chunk is sealed once, by the client, as a payload (below), and
+ * opened only by the replicas that store it: the gateway between them
+ * forwards it without touching it. The frame carrying it travels in a record
+ * that encrypts only the frame's head and binds the payload by its tag:
+ *
+ *   len u32 BE | F_TAIL | tail u32 BE | head (len - tail bytes) encrypted |
+ *   tail (the payload, as it is) | tag 16
+ *
+ * with associated data the 8 length bytes and the payload's last 16 bytes
+ * (its own tag). Bit 31 of a record's length is F_TAIL; a reader that does
+ * not expect such records sees a length over any limit and refuses it. */
+#define SEAL_RECORD_F_TAIL 0x80000000u
+#define SEAL_RECORD_TAIL_PREFIX (SEAL_RECORD_LEN_BYTES + 4)
+#define SEAL_RECORD_TAIL_OVERHEAD (SEAL_RECORD_TAIL_PREFIX + SEAL_TAG_LEN)
+
+/* Seals, in place, the frame of `len` bytes at rec + SEAL_RECORD_TAIL_PREFIX
+ * whose last `tail` bytes are a sealed payload (SEAL_PAYLOAD_OVERHEAD <= tail
+ * <= len); rec has len + SEAL_RECORD_TAIL_OVERHEAD bytes. */
+void seal_record_tail(struct seal_dir *tx, uint8_t *rec, uint32_t len, uint32_t tail);
+
+/* Whether the record starting at rec (its first 4 bytes) has a tail. */
+int seal_record_is_tail(const uint8_t rec[SEAL_RECORD_LEN_BYTES]);
+
+/* The frame and tail lengths a tail record announces (its first 8 bytes).
+ * Returns 0, or ID_EPROTO if the tail cannot be a payload of that frame. */
+int seal_record_tail_check(const uint8_t rec[SEAL_RECORD_TAIL_PREFIX], uint32_t *len,
+                           uint32_t *tail);
+
+/* Opens, in place, a whole tail record: the frame is then at
+ * rec + SEAL_RECORD_TAIL_PREFIX, its head decrypted and its tail still the
+ * sealed payload. Returns 0 or ID_EAUTH. */
+int seal_open_record_tail(struct seal_dir *rx, uint8_t *rec, uint32_t len, uint32_t tail);
+
+/* ---- payloads sealed end to end ------------------------------------------ */
+
+/* A payload: key id 4 | salt 16 | ciphertext | tag 16. The cipher is
+ * ChaCha20-Poly1305 under a key used for this payload only (BLAKE2b of the
+ * key's payload subkey and the random salt), the associated data the key id,
+ * the salt and the payload's offset in its file, 8 bytes big-endian (so a
+ * chunk cannot be moved to another place of the file). */
+#define SEAL_PAYLOAD_SALT 16
+#define SEAL_PAYLOAD_HEAD (SEAL_KEY_ID_LEN + SEAL_PAYLOAD_SALT)
+#define SEAL_PAYLOAD_OVERHEAD (SEAL_PAYLOAD_HEAD + SEAL_TAG_LEN)
+
+/* Seals, in place, the len plaintext bytes at p + SEAL_PAYLOAD_HEAD with the
+ * first key of the ring (p has len + SEAL_PAYLOAD_OVERHEAD bytes). */
+void seal_payload(const struct seal_keyring *kr, uint64_t offset, uint8_t *p, size_t len);
+
+/* Opens the payload p[0..n) into out (n - SEAL_PAYLOAD_OVERHEAD bytes; out
+ * may be p + SEAL_PAYLOAD_HEAD, or not overlap p). Returns 0, ID_EPROTO (too
+ * short) or ID_EAUTH (forged, moved, or a key this ring does not hold: out
+ * is then wiped). */
+int seal_open_payload(const struct seal_keyring *kr, uint64_t offset, const uint8_t *p, size_t n,
+                      uint8_t *out);
 
 /* ---- UDP datagrams ------------------------------------------------------- */
 

@@ -63,6 +63,23 @@ int sdfs_call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *msg,
     return net_call_pb(s->net, s->addr, type, msg, SDFS_CALL_MS, fn, ud);
 }
 
+int sdfs_chunk_payload(const struct sdfs *s, const struct net_request *req,
+                       const Idunno__SdfsChunk *m, const uint8_t *body, size_t len,
+                       const uint8_t **payload, size_t *plain)
+{
+    if (!net_keys(s->net)) {
+        *payload = m->data.data;
+        *plain = m->data.len;
+        return 0;
+    }
+    uint32_t tail = net_request_sealed_tail(req);
+    if (tail != m->data.len || tail < SEAL_PAYLOAD_OVERHEAD || tail > len)
+        return ID_EPROTO;
+    *payload = body + len - tail;
+    *plain = tail - SEAL_PAYLOAD_OVERHEAD;
+    return 0;
+}
+
 /* ==== replica ================================================================================ */
 
 static void on_blob_written(void *ud, int status)
@@ -81,8 +98,26 @@ static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body
                                           s->stopping);
     if (!m)
         return;
-    int rc = store_write(s->store, m->blob, m->offset, m->data.data, m->data.len, on_blob_written,
-                         req);
+    const uint8_t *payload;
+    size_t plain;
+    int rc = sdfs_chunk_payload(s, req, m, body, len, &payload, &plain);
+    if (rc < 0) {
+        net_reply_error(req, rc, "a chunk's data must be a sealed payload on a cluster with a key",
+                        NULL);
+        idunno__sdfs_chunk__free_unpacked(m, NULL);
+        return;
+    }
+    /* With a key the payload is opened here, where it is stored: the gateway
+     * that forwarded it never had it in clear (net.h). Into the unpacked
+     * copy of the data field, which has room. */
+    if (payload != m->data.data && (rc = seal_open_payload(net_keys(s->net), m->offset, payload,
+                                                           m->data.len, m->data.data)) < 0) {
+        net_reply_errorf(req, rc, "replica %s: the chunk of blob %s at %llu fails authentication",
+                         s->name, m->blob, (unsigned long long)m->offset);
+        idunno__sdfs_chunk__free_unpacked(m, NULL);
+        return;
+    }
+    rc = store_write(s->store, m->blob, m->offset, m->data.data, plain, on_blob_written, req);
     if (rc == ID_EEXIST)
         net_reply_errorf(req, rc,
                          "replica %s holds blob %s sealed; sealed copies are never "
@@ -436,6 +471,10 @@ int sdfs_create(const struct sdfs_config *cfg, struct sdfs **out, char *errmsg, 
     };
     for (size_t i = 0; rc == 0 && i < sizeof local / sizeof local[0]; i++)
         rc = net_on_request(n, local[i].type, local[i].fn, s);
+    if (rc == 0)
+        rc = net_accept_tail(n, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ);
+    if (rc == 0)
+        rc = net_accept_tail(n, IDUNNO__MSG_TYPE__MSG_SDFS_PUT_DATA_REQ);
     if (rc == 0)
         rc = ctl_svc_create(cfg->env.fwd, s->ctl, s, &s->svc);
     if (rc == 0)

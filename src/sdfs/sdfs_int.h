@@ -45,7 +45,8 @@ struct put_chunk {
     uint64_t offset;
     uint8_t *data; /* the packed BLOB_WRITE body */
     size_t len;
-    size_t size; /* file bytes in it */
+    size_t size;   /* file bytes in it */
+    uint32_t tail; /* with a key: the sealed payload data ends in (net_call_tail) */
     unsigned acks;
     unsigned refs;           /* targets that still hold it, plus the session */
     struct net_request *req; /* the client's request, answered at the last ack */
@@ -119,6 +120,15 @@ struct sdfs {
 
 /* sdfs.c */
 void sdfs_random_blob(char out[SDFS_BLOB_LEN + 1]);
+
+/* A chunk's data on a node with a key (PUT_DATA, BLOB_WRITE) is a payload
+ * sealed end to end by whoever wrote the chunk (seal.h): the frame's sealed
+ * tail, exactly the data field. Returns the payload's bytes in the body
+ * (*payload) and the plaintext length (*plain), or ID_EPROTO if the request
+ * does not carry its data so. Without a key: the data field as it is. */
+int sdfs_chunk_payload(const struct sdfs *s, const struct net_request *req,
+                       const Idunno__SdfsChunk *m, const uint8_t *body, size_t len,
+                       const uint8_t **payload, size_t *plain);
 const char *sdfs_addr_of(const struct member_view *alive, size_t n, const char *name);
 int sdfs_call_leader(struct sdfs *s, uint16_t type, const ProtobufCMessage *msg, net_response_fn fn,
                      void *ud);

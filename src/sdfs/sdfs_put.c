@@ -177,8 +177,8 @@ static int target_send_one(struct put_target *t)
     }
     *tc = (struct target_call){t, c, ps->id};
     t->sending++;
-    int rc = net_call(ps->s->net, t->addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, c->data,
-                      c->len, SDFS_CALL_MS, on_target_written, tc);
+    int rc = net_call_tail(ps->s->net, t->addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, c->data,
+                           c->len, c->tail, SDFS_CALL_MS, on_target_written, tc);
     if (rc < 0) {
         t->sending--;
         free(tc);
@@ -340,21 +340,30 @@ void sdfs_on_put_data(void *ud, struct net_request *req, const uint8_t *body, si
                                           s->stopping);
     if (!m)
         return;
-    struct put_session *ps = put_session_for(s, req, m);
+    const uint8_t *payload;
+    size_t plain = 0;
+    struct put_session *ps = NULL;
+    if (sdfs_chunk_payload(s, req, m, body, len, &payload, &plain) < 0)
+        net_reply_error(req, ID_EPROTO,
+                        "a chunk's data must be a sealed payload on a cluster with a key", NULL);
+    else
+        ps = put_session_for(s, req, m);
     if (!ps) {
         /* answered */
-    } else if (m->offset != ps->next_offset || m->data.len == 0 || m->data.len > SDFS_CHUNK ||
-               m->offset + m->data.len > ps->size) {
+    } else if (m->offset != ps->next_offset || plain == 0 || plain > SDFS_CHUNK ||
+               m->offset + plain > ps->size) {
         net_reply_errorf(req, ID_EINVAL, "chunk at %llu (+%zu) does not follow %llu of %llu bytes",
-                         (unsigned long long)m->offset, m->data.len,
-                         (unsigned long long)ps->next_offset, (unsigned long long)ps->size);
+                         (unsigned long long)m->offset, plain, (unsigned long long)ps->next_offset,
+                         (unsigned long long)ps->size);
     } else {
         /* The chunk is packed once, as the replicas' BLOB_WRITE body, and the
-         * same bytes go to every replica. */
+         * same bytes go to every replica. With a key they are the payload the
+         * client sealed, forwarded unopened: only the replicas open it. */
         Idunno__SdfsChunk w = IDUNNO__SDFS_CHUNK__INIT;
         w.blob = ps->blob;
         w.offset = m->offset;
-        w.data = m->data;
+        w.data.data = (uint8_t *)payload;
+        w.data.len = m->data.len;
         size_t packed = idunno__sdfs_chunk__get_packed_size(&w);
         struct put_chunk *c = calloc(1, sizeof *c);
         uint8_t *data = malloc(packed);
@@ -366,7 +375,9 @@ void sdfs_on_put_data(void *ud, struct net_request *req, const uint8_t *body, si
             c->offset = m->offset;
             c->data = data;
             c->len = idunno__sdfs_chunk__pack(&w, data);
-            c->size = m->data.len;
+            /* protobuf-c packs fields in number order: data (4) comes last */
+            c->tail = payload != m->data.data ? (uint32_t)m->data.len : 0;
+            c->size = plain;
             c->req = req;
             c->refs = 1;
             ps->next_offset += c->size;
@@ -618,6 +629,39 @@ static void on_small_written(void *ud, const struct net_result *res)
         p->failed = p->failed ? p->failed : res->status;
 }
 
+/* One BLOB_WRITE of a chunk this node writes itself; with a key its data is
+ * sealed as a payload here, as a client seals its chunks. */
+static int small_write_call(struct small_put *p, const char *addr, uint64_t off, size_t n)
+{
+    const struct seal_keyring *kr = net_keys(p->s->net);
+    Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
+    c.blob = p->blob;
+    c.offset = off;
+    c.data.data = p->data + off;
+    c.data.len = n;
+    if (!kr)
+        return net_call_pb(p->s->net, addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &c.base,
+                           SDFS_CALL_MS, on_small_written, p);
+    uint8_t *sealed = malloc(n + SEAL_PAYLOAD_OVERHEAD);
+    if (!sealed)
+        return ID_ENOMEM;
+    memcpy(sealed + SEAL_PAYLOAD_HEAD, p->data + off, n);
+    seal_payload(kr, off, sealed, n);
+    c.data.data = sealed;
+    c.data.len = n + SEAL_PAYLOAD_OVERHEAD;
+    size_t len = idunno__sdfs_chunk__get_packed_size(&c);
+    uint8_t *body = malloc(len);
+    int rc = ID_ENOMEM;
+    if (body) {
+        idunno__sdfs_chunk__pack(&c, body); /* data (field 4) packed last: the tail */
+        rc = net_call_tail(p->s->net, addr, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, body, len,
+                           (uint32_t)c.data.len, SDFS_CALL_MS, on_small_written, p);
+    }
+    free(body);
+    free(sealed);
+    return rc;
+}
+
 static void on_small_placed(void *ud, const struct net_result *res)
 {
     struct small_put *p = ud;
@@ -638,16 +682,10 @@ static void on_small_placed(void *ud, const struct net_result *res)
     idunno__sdfs_placement__free_unpacked(pl, NULL);
     p->pending = (unsigned)p->n;
     for (size_t i = 0; i < p->n; i++) {
-        for (size_t off = 0; off < p->len; off += SDFS_CHUNK) {
-            Idunno__SdfsChunk c = IDUNNO__SDFS_CHUNK__INIT;
-            c.blob = p->blob;
-            c.offset = off;
-            c.data.data = p->data + off;
-            c.data.len = p->len - off < SDFS_CHUNK ? p->len - off : SDFS_CHUNK;
-            if (net_call_pb(p->s->net, p->addrs[i], IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ,
-                            &c.base, SDFS_CALL_MS, on_small_written, p) < 0)
+        for (size_t off = 0; off < p->len; off += SDFS_CHUNK)
+            if (small_write_call(p, p->addrs[i], off,
+                                 p->len - off < SDFS_CHUNK ? p->len - off : SDFS_CHUNK) < 0)
                 p->failed = ID_EUNAVAIL;
-        }
         Idunno__SdfsChunk seal = IDUNNO__SDFS_CHUNK__INIT;
         seal.blob = p->blob;
         seal.size = p->len;

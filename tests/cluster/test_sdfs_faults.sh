@@ -39,6 +39,15 @@ assert_eq "$(sum "$(copy "${R[0]}" "$B")")" "$(sum "$T/f")" "the sealed copy is 
 cli node5 get f "$T/f.out" >/dev/null
 assert_eq "$(sum "$T/f.out")" "$(sum "$T/f")" "get after the forged overwrite"
 
+# -- with the key a chunk's data is sealed end to end: data in clear, or
+# sealed for another offset of the file, is refused before anything is written
+out=$("$FORGE" "$(addr "${R[0]}")" plainwrite 00000000000000aa "$T/other")
+assert_contains "$out" "write: error: .*must be a sealed payload" "a chunk in clear is refused"
+out=$("$FORGE" "$(addr "${R[0]}")" movedwrite 00000000000000bb "$T/other")
+assert_contains "$out" "write: error: .*fails authentication" "a chunk moved in its file is refused"
+ls "$IDUNNO_RUN_DIR/${R[0]}/sdfs/tmp" | grep -q "00000000000000aa\|00000000000000bb" &&
+  fail "a refused chunk left a temporary copy"
+
 # -- every replica reported bad: each verifies its copy, nothing is deleted
 for r in "${R[@]}"; do
   out=$("$FORGE" "$(addr node3)" bad f "$B" "$r")

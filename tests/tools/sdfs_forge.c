@@ -4,6 +4,10 @@
  *   sdfs_forge HOST:PORT bad NAME BLOB NODE   claim NODE's copy of BLOB is bad
  *   sdfs_forge HOST:PORT overwrite BLOB FILE  write FILE as BLOB and seal it
  *                                             (on a replica that sealed BLOB)
+ *   sdfs_forge HOST:PORT plainwrite BLOB FILE a chunk write whose data is not
+ *                                             sealed (on a cluster with a key)
+ *   sdfs_forge HOST:PORT movedwrite BLOB FILE a chunk write whose data was
+ *                                             sealed for offset 0, sent for 4096
  *   sdfs_forge HOST:PORT batch BLOB FILE      a bulk put's replica part alone:
  *                                             FILE sealed as BLOB by one raw
  *                                             BLOB_BATCH, never committed (what a
@@ -21,13 +25,14 @@
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "idunno.pb-c.h"
+#include "net/seal.h"
 
-static int call(struct cli_conn *c, const char *step, uint16_t type, const ProtobufCMessage *m)
+/* The answer to the request just sent (rc: how sending went), printed. */
+static int answer(struct cli_conn *c, const char *step, int rc)
 {
     struct cli_reply r = {0};
     uint64_t id;
     char err[300] = "";
-    int rc = cli_conn_send(c, type, m, &id);
     if (rc == 0)
         rc = cli_conn_recv(c, &r, &id, err, sizeof err);
     free(r.body);
@@ -40,6 +45,11 @@ static int call(struct cli_conn *c, const char *step, uint16_t type, const Proto
     else
         printf("%s: ok\n", step);
     return 0;
+}
+
+static int call(struct cli_conn *c, const char *step, uint16_t type, const ProtobufCMessage *m)
+{
+    return answer(c, step, cli_conn_send(c, type, m, NULL));
 }
 
 static int forge_bad(struct cli_conn *c, char **argv)
@@ -66,13 +76,15 @@ static size_t read_file(const char *path, uint8_t *data, size_t cap)
 
 static int forge_overwrite(struct cli_conn *c, char **argv)
 {
-    static uint8_t data[1 << 20];
-    size_t n = read_file(argv[1], data, sizeof data);
+    /* Sent as a client sends a chunk: sealed end to end with the key. */
+    static uint8_t buf[SEAL_PAYLOAD_OVERHEAD + (1 << 20)];
+    uint8_t *data = buf + SEAL_PAYLOAD_HEAD;
+    size_t n = read_file(argv[1], data, 1 << 20);
     Idunno__SdfsChunk w = IDUNNO__SDFS_CHUNK__INIT;
     w.blob = argv[0];
-    w.data.data = data;
-    w.data.len = n;
-    int rc = call(c, "write", IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &w.base);
+    int rc = answer(
+        c, "write",
+        cli_conn_send_chunk(c, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &w, buf, n, NULL));
     if (rc)
         return rc;
     uint8_t sha[32];
@@ -86,6 +98,35 @@ static int forge_overwrite(struct cli_conn *c, char **argv)
     s.sha256.data = sha;
     s.sha256.len = 32;
     return call(c, "seal", IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_SEAL_REQ, &s.base);
+}
+
+/* Chunk writes that a writer holding the key never sends: the data in
+ * clear, or sealed for one offset and sent for another. */
+static int forge_write(struct cli_conn *c, char **argv, int moved)
+{
+    static uint8_t buf[SEAL_PAYLOAD_OVERHEAD + (1 << 20)];
+    uint8_t *data = buf + SEAL_PAYLOAD_HEAD;
+    size_t n = read_file(argv[1], data, 1 << 20);
+    Idunno__SdfsChunk w = IDUNNO__SDFS_CHUNK__INIT;
+    w.blob = argv[0];
+    if (!moved) {
+        w.data.data = data;
+        w.data.len = n;
+        return call(c, "write", IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &w.base);
+    }
+    struct seal_keyring kr;
+    char err[200];
+    if (seal_keyring_load(getenv("IDUNNO_KEY_FILE"), &kr, err, sizeof err) < 0) {
+        fprintf(stderr, "sdfs_forge: %s\n", err);
+        return 2;
+    }
+    seal_payload(&kr, 0, buf, n);
+    w.offset = 4096;
+    w.data.data = buf;
+    w.data.len = n + SEAL_PAYLOAD_OVERHEAD;
+    return answer(c, "write",
+                  cli_conn_send_tail(c, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, &w.base,
+                                     (uint32_t)w.data.len, NULL));
 }
 
 static int forge_batch(struct cli_conn *c, char **argv)
@@ -142,9 +183,13 @@ int main(int argc, char **argv)
     int bad = argc == 6 && strcmp(argv[2], "bad") == 0;
     int over = argc == 5 && strcmp(argv[2], "overwrite") == 0;
     int batch = argc == 5 && strcmp(argv[2], "batch") == 0;
-    if (!bad && !over && !batch) {
+    int plain = argc == 5 && strcmp(argv[2], "plainwrite") == 0;
+    int moved = argc == 5 && strcmp(argv[2], "movedwrite") == 0;
+    if (!bad && !over && !batch && !plain && !moved) {
         fprintf(stderr, "usage: sdfs_forge HOST:PORT bad NAME BLOB NODE\n"
                         "       sdfs_forge HOST:PORT overwrite BLOB FILE\n"
+                        "       sdfs_forge HOST:PORT plainwrite BLOB FILE\n"
+                        "       sdfs_forge HOST:PORT movedwrite BLOB FILE\n"
                         "       sdfs_forge HOST:PORT batch BLOB FILE\n");
         return 1;
     }
@@ -156,9 +201,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "sdfs_forge: cannot connect to %s: %s\n", argv[1], id_strerror(rc));
         return 2;
     }
-    rc = bad    ? forge_bad(c, argv + 3)
-         : over ? forge_overwrite(c, argv + 3)
-                : forge_batch(c, argv + 3);
+    if (bad)
+        rc = forge_bad(c, argv + 3);
+    else if (over)
+        rc = forge_overwrite(c, argv + 3);
+    else if (plain || moved)
+        rc = forge_write(c, argv + 3, moved);
+    else
+        rc = forge_batch(c, argv + 3);
     cli_conn_close(c);
     return rc;
 }
