@@ -108,16 +108,28 @@ static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body
         return;
     }
     /* With a key the payload is opened here, where it is stored: the gateway
-     * that forwarded it never had it in clear (net.h). Into the unpacked
-     * copy of the data field, which has room. */
-    if (payload != m->data.data && (rc = seal_open_payload(net_keys(s->net), m->offset, payload,
-                                                           m->data.len, m->data.data)) < 0) {
-        net_reply_errorf(req, rc, "replica %s: the chunk of blob %s at %llu fails authentication",
-                         s->name, m->blob, (unsigned long long)m->offset);
-        idunno__sdfs_chunk__free_unpacked(m, NULL);
-        return;
+     * that forwarded it never had it in clear (net.h). It is opened straight
+     * into the buffer the store writes from. */
+    if (payload == m->data.data) {
+        rc = store_write(s->store, m->blob, m->offset, m->data.data, plain, on_blob_written, req);
+    } else {
+        uint8_t *clear = malloc(plain ? plain : 1);
+        rc = clear ? seal_open_payload(net_keys(s->net), m->offset, payload, m->data.len, clear)
+                   : ID_ENOMEM;
+        if (rc == ID_EAUTH) {
+            free(clear);
+            net_reply_errorf(req, rc,
+                             "replica %s: the chunk of blob %s at %llu fails authentication",
+                             s->name, m->blob, (unsigned long long)m->offset);
+            idunno__sdfs_chunk__free_unpacked(m, NULL);
+            return;
+        }
+        if (rc == 0)
+            rc = store_write_take(s->store, m->blob, m->offset, clear, plain, on_blob_written,
+                                  req);
+        else
+            free(clear);
     }
-    rc = store_write(s->store, m->blob, m->offset, m->data.data, plain, on_blob_written, req);
     if (rc == ID_EEXIST)
         net_reply_errorf(req, rc,
                          "replica %s holds blob %s sealed; sealed copies are never "

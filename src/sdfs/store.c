@@ -634,45 +634,50 @@ static void copy_append(struct store *s, struct tmp_copy *c, struct op *o)
 
 /* ---- the API -------------------------------------------------------------------------------- */
 
-int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data, size_t len,
-                store_cb cb, void *ud)
+int store_write_take(struct store *s, const char *blob, uint64_t offset, uint8_t *data, size_t len,
+                     store_cb cb, void *ud)
 {
+    int rc = 0;
+    struct tmp_copy *c = NULL;
+    struct op *o = NULL;
     if (s->closing)
-        return ID_ESHUTDOWN;
-    if (!sdfs_blob_ok(blob))
-        return ID_EINVAL;
-    if (store_has(s, blob, NULL))
-        return ID_EEXIST; /* sealed copies are immutable */
-    struct tmp_copy *c = copy_find(s, blob);
-    if (offset == 0) {
-        if (c)
-            copy_drop(s, c);
-        c = calloc(1, sizeof *c);
-        if (!c)
-            return ID_ENOMEM;
-        snprintf(c->blob, sizeof c->blob, "%s", blob);
-        snprintf(c->path, sizeof c->path, "%s/tmp/%s.%llu", s->dir, blob,
-                 (unsigned long long)++s->tmp_seq);
-        c->fd = -1;
-        sha256_init(&c->sha);
-        c->next = s->copies;
-        s->copies = c;
-    } else if (!c || offset != c->queued_end) {
-        return ID_EINVAL;
+        rc = ID_ESHUTDOWN;
+    else if (!sdfs_blob_ok(blob))
+        rc = ID_EINVAL;
+    else if (store_has(s, blob, NULL))
+        rc = ID_EEXIST; /* sealed copies are immutable */
+    else if (!(o = calloc(1, sizeof *o)))
+        rc = ID_ENOMEM;
+    if (rc == 0) {
+        c = copy_find(s, blob);
+        if (offset == 0) {
+            if (c)
+                copy_drop(s, c);
+            c = calloc(1, sizeof *c);
+            if (!c) {
+                rc = ID_ENOMEM;
+            } else {
+                snprintf(c->blob, sizeof c->blob, "%s", blob);
+                snprintf(c->path, sizeof c->path, "%s/tmp/%s.%llu", s->dir, blob,
+                         (unsigned long long)++s->tmp_seq);
+                c->fd = -1;
+                sha256_init(&c->sha);
+                c->next = s->copies;
+                s->copies = c;
+            }
+        } else if (!c || offset != c->queued_end) {
+            rc = ID_EINVAL;
+        }
     }
-    struct op *o = calloc(1, sizeof *o);
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!o || !copy) {
+    if (rc < 0) {
         free(o);
-        free(copy);
-        return ID_ENOMEM;
+        free(data);
+        return rc;
     }
-    if (len)
-        memcpy(copy, data, len);
     o->kind = OP_WRITE;
     snprintf(o->blob, sizeof o->blob, "%s", blob);
     o->offset = offset;
-    o->data = copy;
+    o->data = data;
     o->len = len;
     o->cb = cb;
     o->ud = ud;
@@ -680,6 +685,17 @@ int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_
     c->last_ms = id_now_ms();
     copy_append(s, c, o);
     return 0;
+}
+
+int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data, size_t len,
+                store_cb cb, void *ud)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return ID_ENOMEM;
+    if (len)
+        memcpy(copy, data, len);
+    return store_write_take(s, blob, offset, copy, len, cb, ud);
 }
 
 int store_seal(struct store *s, const char *blob, uint64_t size, const uint8_t sha[32],

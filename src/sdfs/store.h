@@ -52,6 +52,10 @@ typedef void (*store_read_cb)(void *ud, int status, const uint8_t *data, size_t 
  * ID_EIO or ID_EINVAL. */
 int store_write(struct store *s, const char *blob, uint64_t offset, const uint8_t *data, size_t len,
                 store_cb cb, void *ud);
+/* store_write of a malloc'd buffer the store takes (and frees, also when it
+ * refuses): for a replica that has just opened a sealed chunk into it. */
+int store_write_take(struct store *s, const char *blob, uint64_t offset, uint8_t *data, size_t len,
+                     store_cb cb, void *ud);
 
 /* Seals the temporary copy: its size must be `size` and its SHA-256 `sha`
  * (ID_ECRC otherwise, and the copy is dropped). cb runs once it is durable in
