@@ -110,8 +110,12 @@ class Cluster:
 
 
 def drop_cache(path):
-    # Dirty pages are not dropped: write them back first.
-    fd = os.open(path, os.O_RDONLY)
+    # Dirty pages are not dropped: write them back first. A copy may go away
+    # meanwhile: after five blocks each put drops its name's oldest version.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
     os.fsync(fd)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     os.close(fd)
