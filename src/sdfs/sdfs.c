@@ -125,8 +125,7 @@ static void on_blob_write(void *ud, struct net_request *req, const uint8_t *body
             return;
         }
         if (rc == 0)
-            rc = store_write_take(s->store, m->blob, m->offset, clear, plain, on_blob_written,
-                                  req);
+            rc = store_write_take(s->store, m->blob, m->offset, clear, plain, on_blob_written, req);
         else
             free(clear);
     }
