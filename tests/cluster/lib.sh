@@ -38,6 +38,8 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# json EXPR: EXPR of the JSON document on stdin (as d), printed.
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 # wait_leader NODE: returns once NODE's status names a coordinator (20 s at
 # most, else the test fails).
 wait_leader() {

@@ -11,7 +11,6 @@
 # timeout: 300
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 IDUNNOD_ARGS="--test-hooks" cluster up 4 >/dev/null
 wait_leader node1
 pids() { for i in 1 2 3 4; do cat "$IDUNNO_RUN_DIR/node$i/pid"; done; }

@@ -10,7 +10,6 @@
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 logs() { cat "$IDUNNO_RUN_DIR"/node*/idunnod.log; }
 leader() { cli node5 --json status | json 'd["leader"]'; }
 cluster up 5 >/dev/null

@@ -7,7 +7,6 @@
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 leader() { cli node4 --json status 2>/dev/null | json 'd["leader"]'; }
 term() { cli "$1" --json status | json 'd["term"]'; }
 has_leader_other_than() { local l; l=$(leader) && [ -n "$l" ] && [ "$l" != "$1" ]; }

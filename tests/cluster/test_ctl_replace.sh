@@ -6,7 +6,6 @@
 . "$(dirname "$0")/lib.sh"
 export IDUNNOD_ARGS="--voter-replace 3000"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 leader() { cli node4 --json status 2>/dev/null | json 'd["leader"]'; }
 has_leader() { [ -n "$(leader)" ]; }
 # Names of the voters in the leader's configuration, sorted.

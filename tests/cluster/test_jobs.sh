@@ -8,7 +8,6 @@
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 5 >/dev/null
 wait_leader node1
 

@@ -10,7 +10,6 @@
 # timeout: 300
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 6 >/dev/null
 wait_leader node6
 leader() { cli node6 --json status 2>/dev/null | json 'd["leader"]'; }

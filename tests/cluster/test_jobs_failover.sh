@@ -12,7 +12,6 @@
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 6 >/dev/null
 wait_leader node1
 leader() { cli "$1" --json status 2>/dev/null | json 'd["leader"]'; }

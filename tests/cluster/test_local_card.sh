@@ -8,7 +8,6 @@
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 D=$IDUNNO_RUN_DIR/data
 mkdir -p "$D/models"
 /usr/bin/python3 "$ROOT/tools/gen_models.py" --out "$D/models" --only tiny_dyn_softmax >/dev/null

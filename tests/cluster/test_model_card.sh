@@ -10,7 +10,6 @@
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 3 >/dev/null
 wait_leader node1
 

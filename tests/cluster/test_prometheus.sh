@@ -10,7 +10,6 @@
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 BIN=$ROOT/.deps/prometheus/bin
 [ -x "$BIN/prometheus" ] && [ -x "$BIN/promtool" ] ||
   fail "no prometheus in $BIN (scripts/install-deps.sh installs it)"

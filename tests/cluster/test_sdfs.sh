@@ -7,7 +7,6 @@
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # Unnamed copies are removed 1 s after the catalog stops naming them, not 60 s.
 export IDUNNOD_ARGS="--sdfs-delete-grace 1000"
 cluster up 6 >/dev/null

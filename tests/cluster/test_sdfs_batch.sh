@@ -11,7 +11,6 @@
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 export IDUNNOD_ARGS="--sdfs-delete-grace 1000"
 cluster up 5 >/dev/null
 wait_leader node1

@@ -14,7 +14,6 @@
 . "$(dirname "$0")/lib.sh"
 
 FORGE=$ROOT/build/tests/tools/sdfs_forge
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # Stray copies become deletable 2 s after their seal instead of 30 s.
 export IDUNNOD_ARGS="--sdfs-delete-grace 1000 --sdfs-young 2000"
 cluster up 5 >/dev/null

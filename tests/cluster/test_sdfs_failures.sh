@@ -8,7 +8,6 @@
 # timeout: 360
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 8 >/dev/null
 wait_leader node1
 leader() { cli node8 --json status | json 'd["leader"]'; }

@@ -11,7 +11,6 @@
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 FORGE=$ROOT/build/tests/tools/sdfs_forge
 [ -x "$FORGE" ] || make -s -C "$ROOT" test-tools >/dev/null
 cluster up 5 >/dev/null

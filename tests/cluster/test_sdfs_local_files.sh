@@ -9,7 +9,6 @@
 # timeout: 150
 . "$(dirname "$0")/lib.sh"
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cluster up 4 >/dev/null
 wait_leader node1
 count_prefix() { cli node2 --json ls --prefix "$1" | json 'd["count"]'; }
