@@ -1,5 +1,6 @@
 /* cmd_infer.c — `idunno local-infer`: the worker's inference path on this
  * machine alone, no cluster needed, with a model card from a file and flags. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +12,12 @@
 #include "base/json_out.h"
 #include "base/strbuf.h"
 #include "cli/cli.h"
+#include "idunno.pb-c.h"
 #include "infer/infer.h"
 #include "infer/result.h"
 
 static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_predict(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_infer_commands[] = {
     {"local-infer",
@@ -27,6 +30,10 @@ const struct cli_command cli_infer_commands[] = {
      "the model card (docs/inference.md) comes from the flags, then --card, then the model's\n"
      "metadata and shapes, then the defaults; the resolved card is printed first",
      cmd_local_infer},
+    {"predict", "[--version N] [--deadline-ms MS] [--id ID] MODEL IMAGE...",
+     "run local images through MODEL on the cluster now (an online request: a worker runs\n"
+     "them and the answer comes back; nothing is stored), top-k per image with labels",
+     cmd_predict},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -251,5 +258,170 @@ static int cmd_local_infer(struct cli_ctx *ctx, int argc, char **argv)
     }
     free(res);
     infer_model_close(m);
+    return failed == n ? CLI_USER_ERROR : 0;
+}
+
+/* ---- predict: an online request ------------------------------------------------------------- */
+
+/* Images of one request at most, as the coordinator takes them. */
+#define PREDICT_MAX_IMAGES 64
+
+static int read_image(const char *path, ProtobufCBinaryData *out, size_t room)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return cli_fail(CLI_USER_ERROR, "cannot read %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        (size_t)st.st_size > room) {
+        fclose(f);
+        return cli_fail(CLI_USER_ERROR, "%s: %s", path,
+                        st.st_size <= 0 ? "not a non-empty file"
+                                        : "too large (a request holds at most 15 MiB of images)");
+    }
+    out->len = (size_t)st.st_size;
+    out->data = malloc(out->len);
+    if (!out->data || fread(out->data, 1, out->len, f) != out->len) {
+        fclose(f);
+        return cli_fail(CLI_USER_ERROR, "cannot read %s", path);
+    }
+    fclose(f);
+    return 0;
+}
+
+static void print_online_result(const char *image, const Idunno__QueryResult *r)
+{
+    printf("%s\n", image);
+    if (r->error && r->error[0]) {
+        printf("  error: %s\n", r->error);
+        return;
+    }
+    for (size_t k = 0; k < r->n_values; k++)
+        printf("  value %-5zu %12.6g\n", k, (double)r->values[k]);
+    for (size_t k = 0; k < r->n_classes && k < r->n_probs; k++) {
+        const char *label = k < r->n_labels && r->labels[k][0] ? r->labels[k] : NULL;
+        printf("  %zu. class %-5u %6.2f%%%s%s\n", k + 1, r->classes[k], 100.0 * r->probs[k],
+               label ? "  " : "", label ? label : "");
+    }
+}
+
+static void json_online_result(const char *image, const Idunno__QueryResult *r)
+{
+    cli_json_begin_object();
+    cli_json_str("image", image);
+    if (r->error && r->error[0]) {
+        cli_json_str("error", r->error);
+    } else if (r->n_values) {
+        cli_json_begin_array("values");
+        for (size_t k = 0; k < r->n_values; k++)
+            cli_json_double(NULL, r->values[k]);
+        cli_json_end_array();
+    } else {
+        cli_json_begin_array("classes");
+        for (size_t k = 0; k < r->n_classes; k++)
+            cli_json_u64(NULL, r->classes[k]);
+        cli_json_end_array();
+        cli_json_begin_array("probs");
+        for (size_t k = 0; k < r->n_probs; k++)
+            cli_json_double(NULL, r->probs[k]);
+        cli_json_end_array();
+        if (r->n_labels) {
+            cli_json_begin_array("labels");
+            for (size_t k = 0; k < r->n_labels; k++)
+                cli_json_str(NULL, r->labels[k]);
+            cli_json_end_array();
+        }
+    }
+    cli_json_end_object();
+}
+
+static int cmd_predict(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = ctx->cmd;
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    Idunno__OnlineInfer req = IDUNNO__ONLINE_INFER__INIT;
+    const char *images[PREDICT_MAX_IMAGES];
+    size_t n = 0;
+    for (int i = 1; i < argc; i++) {
+        char *end = NULL;
+        if (strcmp(argv[i], "--version") == 0 && i + 1 < argc) {
+            unsigned long v = strtoul(argv[++i], &end, 10);
+            if (*end || v == 0 || v > UINT32_MAX)
+                return cli_usage_error(cmd, "--version takes a version number (1, 2, ...)");
+            req.version = (uint32_t)v;
+        } else if (strcmp(argv[i], "--deadline-ms") == 0 && i + 1 < argc) {
+            unsigned long v = strtoul(argv[++i], &end, 10);
+            if (*end || v == 0 || v > 600000)
+                return cli_usage_error(cmd, "--deadline-ms takes 1..600000");
+            req.deadline_ms = (uint32_t)v;
+        } else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc) {
+            req.id = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return cli_usage_error(cmd, "unknown option");
+        } else if (!req.model || !req.model[0]) {
+            req.model = argv[i];
+        } else if (n < PREDICT_MAX_IMAGES) {
+            images[n++] = argv[i];
+        } else {
+            return cli_usage_error(cmd, "a request holds at most 64 images");
+        }
+    }
+    if (!req.model || !req.model[0] || n == 0)
+        return cli_usage_error(cmd, "needs a MODEL and at least one IMAGE");
+    ProtobufCBinaryData data[PREDICT_MAX_IMAGES] = {{0}};
+    size_t room = 15u << 20;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = read_image(images[i], &data[i], room);
+        if (rc == 0)
+            room -= data[i].len;
+    }
+    Idunno__OnlineResult *res = NULL;
+    if (rc == 0) {
+        req.n_images = n;
+        req.images = data;
+        /* The deadline is the cluster's; the call waits a little longer for
+         * the answer that says it passed. */
+        uint32_t wait = (req.deadline_ms ? req.deadline_ms : 30000) + 5000;
+        if (!ctx->timeout_set && ctx->timeout_ms < wait)
+            ctx->timeout_ms = wait;
+        rc = cli_call_decode(ctx, IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_REQ, &req.base,
+                             &idunno__online_result__descriptor, &res);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(data[i].data);
+    if (rc)
+        return rc;
+    if (res->n_results != n) {
+        idunno__online_result__free_unpacked(res, NULL);
+        return cli_fail(CLI_CLUSTER_ERROR, "malformed answer: %zu results for %zu images",
+                        res->n_results, n);
+    }
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++)
+        failed += res->results[i]->error && res->results[i]->error[0];
+    if (ctx->json) {
+        cli_json_begin_object();
+        cli_json_str("model", res->model);
+        cli_json_u64("version", res->version);
+        cli_json_str("worker", res->worker);
+        cli_json_u64("attempts", res->attempts);
+        cli_json_u64("run_ms", res->run_ms);
+        if (res->id && res->id[0])
+            cli_json_str("id", res->id);
+        cli_json_begin_array("results");
+        for (size_t i = 0; i < n; i++)
+            json_online_result(images[i], res->results[i]);
+        cli_json_end_array();
+        cli_json_end_object();
+        cli_json_done();
+    } else {
+        for (size_t i = 0; i < n; i++)
+            print_online_result(images[i], res->results[i]);
+        fprintf(stderr, "%zu images (%zu failed) through %s version %u on %s in %u ms\n", n, failed,
+                res->model, res->version, res->worker, res->run_ms);
+    }
+    idunno__online_result__free_unpacked(res, NULL);
     return failed == n ? CLI_USER_ERROR : 0;
 }

@@ -600,6 +600,7 @@ static int node_start_layers(struct node *node)
                                .gate_dir = cfg->infer_gate_dir,
                                .sched_batch = cfg->infer_sched_batch,
                                .log_path = node->log_path,
+                               .data_dir = cfg->data_dir,
                                .test_hooks = cfg->test_hooks,
                                .run_timeout_ms = cfg->infer_timeout_s * 1000,
                                .threads = cfg->infer_threads};

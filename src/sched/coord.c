@@ -26,7 +26,6 @@
 #include "sched/parts.h"
 #include "sdfs/catalog.h"
 
-#define COORD_MAX_ALIVE 256
 /* Group commit: completions are proposed as one JOB_DONE command 1 ms after
  * the first arrives, with at most this many commands uncommitted; beyond, they
  * gather until one commits. Under load the batches grow to cover the commit
@@ -37,17 +36,12 @@
 
 /* ---- live members ----------------------------------------------------------------------------- */
 
-struct alive {
-    struct member_view v[COORD_MAX_ALIVE];
-    size_t n;
-};
-
-static void alive_load(struct coord *c, struct alive *a)
+void coord_alive_load(struct coord *c, struct coord_alive *a)
 {
     a->n = member_alive(c->member, a->v, COORD_MAX_ALIVE);
 }
 
-static const char *alive_addr(const struct alive *a, const char *name)
+const char *coord_alive_addr(const struct coord_alive *a, const char *name)
 {
     for (size_t i = 0; i < a->n; i++)
         if (strcmp(a->v[i].name, name) == 0)
@@ -95,16 +89,15 @@ static void on_run_ack(void *ud, const struct net_result *res)
     free(rc);
 }
 
-/* Fills the model part of a dispatch, with the replicas holding its file. */
-static int model_msg(struct coord *c, const struct model_rec *m, const struct alive *a,
-                     Idunno__ModelInfo *out, float *mean, float *std, char **sources)
+int coord_model_msg(struct coord *c, const struct model_rec *m, const struct coord_alive *a,
+                    Idunno__ModelInfo *out, float *mean, float *std, char **sources)
 {
     jobs_model_to_pb(m, out, mean, std);
     const struct sdfs_file *f = catalog_find(c->catalog, m->file);
     const struct sdfs_version *v = f ? catalog_find_blob(c->catalog, m->file, m->blob) : NULL;
     size_t n = 0;
     for (size_t r = 0; v && r < v->n_replicas; r++) {
-        const char *addr = alive_addr(a, v->replicas[r]);
+        const char *addr = coord_alive_addr(a, v->replicas[r]);
         if (addr)
             sources[n++] = (char *)addr;
     }
@@ -115,14 +108,14 @@ static int model_msg(struct coord *c, const struct model_rec *m, const struct al
 
 /* Sends RUN for a query the core put in flight; what cannot be sent goes
  * back to its queue. */
-static void send_run(struct coord *c, const struct dispatch_run *q, const struct alive *a)
+static void send_run(struct coord *c, const struct dispatch_run *q, const struct coord_alive *a)
 {
     struct job_rec *job = jobs_by_id(c->jobs, q->job);
     /* The version the job is pinned to now: a re-pin reaches every query
      * sent after it (requeued ones too), while those already sent finish on
      * the version their RUN named. */
     const struct model_rec *m = job ? jobs_model_version(c->jobs, job->model, job->version) : NULL;
-    const char *addr = alive_addr(a, q->worker);
+    const char *addr = coord_alive_addr(a, q->worker);
     if (!job || !m || !addr) {
         dispatch_requeue(c->d, q->query);
         return;
@@ -130,7 +123,7 @@ static void send_run(struct coord *c, const struct dispatch_run *q, const struct
     Idunno__ModelInfo mi;
     float mean[3], std[3];
     char *msrc[SDFS_REPLICAS];
-    model_msg(c, m, a, &mi, mean, std, msrc);
+    coord_model_msg(c, m, a, &mi, mean, std, msrc);
     Idunno__QueryImage rows[JOBS_MAX_BATCH], *ptrs[JOBS_MAX_BATCH];
     char *src[JOBS_MAX_BATCH][SDFS_REPLICAS];
     size_t n = q->n < JOBS_MAX_BATCH ? q->n : JOBS_MAX_BATCH;
@@ -147,7 +140,7 @@ static void send_run(struct coord *c, const struct dispatch_run *q, const struct
             im->sha256.data = (uint8_t *)v->sha256;
             im->sha256.len = 32;
             for (size_t r = 0; r < v->n_replicas; r++) {
-                const char *ra = alive_addr(a, v->replicas[r]);
+                const char *ra = coord_alive_addr(a, v->replicas[r]);
                 if (ra)
                     src[i][im->n_sources++] = (char *)ra;
             }
@@ -184,13 +177,13 @@ static void pump(struct coord *c)
 {
     if (c->stopping)
         return;
-    struct alive a;
+    struct coord_alive a;
     int loaded = 0;
     struct dispatch_run q;
     unsigned guard = 0;
     while (guard++ < 10000 && dispatch_next(c->d, c->jobs, id_now_us(), &q)) {
         if (!loaded) {
-            alive_load(c, &a);
+            coord_alive_load(c, &a);
             loaded = 1;
         }
         if (q.rerun_ms >= 0)
@@ -243,9 +236,9 @@ static void on_loaded(void *ud, const struct net_result *res)
 /* Sends one PRELOAD of model version m (the dispatcher's load l); a load
  * that cannot be sent is answered at once as failed (tried again later). */
 static void send_load(struct coord *c, const struct model_rec *m, const struct dispatch_load *l,
-                      const struct alive *a)
+                      const struct coord_alive *a)
 {
-    const char *addr = alive_addr(a, l->worker);
+    const char *addr = coord_alive_addr(a, l->worker);
     struct load_call *lc = m && addr ? malloc(sizeof *lc) : NULL;
     if (!lc) {
         dispatch_load_done(c->d, l->worker, l->key, ID_ENOTFOUND, id_now_us());
@@ -257,7 +250,7 @@ static void send_load(struct coord *c, const struct model_rec *m, const struct d
     Idunno__ModelInfo mi;
     float mean[3], std[3];
     char *src[SDFS_REPLICAS];
-    model_msg(c, m, a, &mi, mean, std, src);
+    coord_model_msg(c, m, a, &mi, mean, std, src);
     if (l->job)
         LOG_INFO("coord", "job %u: loading model %s on %s", l->job, l->key, l->worker);
     else
@@ -283,8 +276,8 @@ static void load_models(struct coord *c, int now_anyway)
     size_t n = dispatch_loads(c->d, now, loads, COORD_LOADS_MAX);
     if (!n)
         return;
-    struct alive a;
-    alive_load(c, &a);
+    struct coord_alive a;
+    coord_alive_load(c, &a);
     for (size_t i = 0; i < n; i++) {
         struct job_rec *job = jobs_by_id(c->jobs, loads[i].job);
         send_load(c, job ? jobs_model_version(c->jobs, job->model, job->version) : NULL, &loads[i],
@@ -303,14 +296,14 @@ static void worker_gone(struct coord *c, const char *name, const char *why)
 
 static void sync_workers(struct coord *c)
 {
-    struct alive a;
-    alive_load(c, &a);
+    struct coord_alive a;
+    coord_alive_load(c, &a);
     for (size_t i = 0; i < a.n; i++)
         dispatch_worker_join(c->d, a.v[i].name);
     for (size_t i = dispatch_worker_count(c->d); i > 0; i--) {
         char name[64];
         snprintf(name, sizeof name, "%s", dispatch_worker_name(c->d, i - 1));
-        if (!alive_addr(&a, name))
+        if (!coord_alive_addr(&a, name))
             worker_gone(c, name, "is gone");
     }
     dispatch_unbench(c->d, id_now_us());
@@ -393,11 +386,11 @@ uint64_t coord_current_term(struct coord *c)
  * COORD_ADOPT_WAIT_MS) starts dispatching. */
 static void ask_workers(struct coord *c)
 {
-    struct alive a;
-    alive_load(c, &a);
+    struct coord_alive a;
+    coord_alive_load(c, &a);
     for (size_t i = 0; i < dispatch_worker_count(c->d); i++) {
         const char *name = dispatch_worker_name(c->d, i);
-        const char *addr = alive_addr(&a, name);
+        const char *addr = coord_alive_addr(&a, name);
         struct state_call *sc = malloc(sizeof *sc);
         if (!addr || !sc) {
             free(sc);
@@ -459,9 +452,9 @@ static void on_member_event(void *ud, const struct member_view *who, enum member
         return;
     if (new_state == MEMBER_FAILED || new_state == MEMBER_LEFT) {
         /* Only if no newer incarnation of that name is alive. */
-        struct alive a;
-        alive_load(c, &a);
-        if (!alive_addr(&a, who->name)) {
+        struct coord_alive a;
+        coord_alive_load(c, &a);
+        if (!coord_alive_addr(&a, who->name)) {
             worker_gone(c, who->name, new_state == MEMBER_FAILED ? "failed" : "left");
             pump(c);
         }
@@ -866,8 +859,8 @@ static void on_model_added(struct ctl_op *op, int status, const uint8_t *result,
     if (m) {
         dispatch_model_key(key, sizeof key, m->name, m->blob, m->version);
         if (dispatch_load_new_model(c->d, key, id_now_us(), &l)) {
-            struct alive a;
-            alive_load(c, &a);
+            struct coord_alive a;
+            coord_alive_load(c, &a);
             send_load(c, m, &l, &a);
         }
     }
@@ -927,6 +920,8 @@ static const struct ctl_svc_op coord_ops[] = {
     JOB_OP(RESULTS, NULL, ctl_op_read, on_read_ready, NULL),
     /* Kept by the batch until its JOB_DONE command commits: not an op. */
     {IDUNNO__MSG_TYPE__MSG_JOB_DONE_REQ, NULL, NULL, NULL, NULL, 0, lead_done},
+    /* Kept until a worker answered: not an op (coord_online.c). */
+    {IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_REQ, NULL, NULL, NULL, NULL, 0, coord_lead_online},
 };
 
 /* ---- life cycle ----------------------------------------------------------------------------- */

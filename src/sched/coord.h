@@ -88,6 +88,9 @@ struct coord_stats {
     uint64_t dispatched, requeued, adopted, completed, run_failures;
     uint64_t activated_ms;              /* wall clock when it last started dispatching */
     double rerun_last_ms, rerun_max_ms; /* worker failure -> its queries dispatched again */
+    /* Online requests (coord_online.c): received by this leader, answered
+     * with results, failed, and attempts that moved to another worker. */
+    uint64_t online_requests, online_answered, online_failed, online_retried;
 };
 void coord_get_stats(struct coord *c, struct coord_stats *out);
 

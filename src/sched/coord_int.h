@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "member/member.h"
 #include "sched/coord.h"
 
 /* A RUN, a preload or a delete not answered in this time has failed. */
@@ -31,6 +32,16 @@
 struct dispatch;
 struct net_request;
 struct parts;
+struct model_rec;
+struct Idunno__ModelInfo;
+struct online_call;
+
+/* Live members (at most this many) with their addresses: a dispatch's view. */
+#define COORD_MAX_ALIVE 256
+struct coord_alive {
+    struct member_view v[COORD_MAX_ALIVE];
+    size_t n;
+};
 
 struct coord {
     uv_loop_t *loop;
@@ -49,10 +60,24 @@ struct coord {
     uint64_t loads_checked_us; /* the dispatcher last asked which models to load */
     uv_timer_t tick, batch_timer;
     int stopping;
-    int timers_closed;        /* close callbacks run, of COORD_TIMERS */
-    int destroy_pending;      /* coord_destroy ran: the last close callback frees */
-    struct coord_stats stats; /* what the wiring counts; the core counts the rest */
+    int timers_closed;          /* close callbacks run, of COORD_TIMERS */
+    int destroy_pending;        /* coord_destroy ran: the last close callback frees */
+    struct coord_stats stats;   /* what the wiring counts; the core counts the rest */
+    struct online_call *online; /* online requests under way (coord_online.c) */
+    unsigned online_rr;         /* where the next pick among equal workers starts */
 };
+
+void coord_alive_load(struct coord *c, struct coord_alive *a);
+/* The address of a live member, or NULL. */
+const char *coord_alive_addr(const struct coord_alive *a, const char *name);
+/* Fills the model part of a dispatch, with the live replicas holding its file
+ * (mean and std: 3 floats each; sources: SDFS_REPLICAS). ID_ENOTFOUND if the
+ * catalog has no such version of the file. */
+int coord_model_msg(struct coord *c, const struct model_rec *m, const struct coord_alive *a,
+                    struct Idunno__ModelInfo *out, float *mean, float *std, char **sources);
+
+/* coord_online.c: an ONLINE_INFER request, on the leader. */
+void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, size_t len);
 
 /* The node's Raft term now (0 if out of memory). */
 uint64_t coord_current_term(struct coord *c);

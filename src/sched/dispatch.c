@@ -630,6 +630,14 @@ const char *dispatch_worker_name(const struct dispatch *d, size_t i)
     return i < d->n_workers ? d->workers[i].name : NULL;
 }
 
+int dispatch_online_rank(const struct dispatch *d, size_t i, const char *key)
+{
+    if (d->phase == DISPATCH_IDLE || i >= d->n_workers || d->workers[i].benched_until)
+        return 0;
+    const struct wmodel *m = wm_find(&d->workers[i], key);
+    return m && m->state == WM_LOADED ? 2 : 1;
+}
+
 /* Takes the worker out of the dispatcher, which puts its queries back at the
  * front of their queues; returns how many. `failed`: they are timed until
  * they run again (the failure-to-rerun figure). */

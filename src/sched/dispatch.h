@@ -225,6 +225,10 @@ size_t dispatch_worker_count(const struct dispatch *d);
 size_t dispatch_job_count(const struct dispatch *d);
 const char *dispatch_worker_name(const struct dispatch *d, size_t i);
 int dispatch_worker_known(const struct dispatch *d, const char *name);
+/* How well worker i (dispatch_worker_name's order) suits an online request
+ * for model version `key` now: 2 it has the version loaded, 1 it is in the
+ * dispatcher without it (its first run loads it), 0 benched or not leading. */
+int dispatch_online_rank(const struct dispatch *d, size_t i, const char *key);
 /* Benched workers whose time is up at `now` go back into the dispatcher. */
 void dispatch_unbench(struct dispatch *d, uint64_t now_us);
 

@@ -1,11 +1,15 @@
 /* worker.c — the inference worker (see worker.h). */
 #include "sched/worker.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,6 +80,10 @@ struct wquery {
     uint64_t ready_ms, queued_ms; /* inputs all here; handed to the process (monotonic) */
     unsigned refetches;           /* times a fetched input vanished before its run */
     int stop_job;                 /* the model was given up: the coordinator should stop the job */
+    /* An online run (ONLINE_RUN): its images came with the request and were
+     * written to files; its results answer the request, not a job. */
+    struct net_request *online_req;
+    char **online_files;
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
     size_t done_len;
@@ -102,18 +110,25 @@ struct worker {
     int destroy_pending; /* worker_destroy ran: the tick's close callback frees */
     struct worker_stats stats;
     char loaded[WORKER_LOADED_KEYS][DISPATCH_MODEL_KEY_MAX]; /* model versions run lately */
+    char online_dir[600]; /* where online runs' images are written (DATA/online) */
+    uint64_t online_seq;
 };
 
 /* ---- queries -------------------------------------------------------------------------------- */
 
 static void wq_free(struct wquery *q)
 {
+    size_t n = q->run ? q->run->n_images : 0;
+    for (size_t i = 0; q->paths && i < n; i++)
+        free(q->paths[i]);
+    for (size_t i = 0; q->online_files && i < n; i++)
+        if (q->online_files[i]) {
+            unlink(q->online_files[i]);
+            free(q->online_files[i]);
+        }
     if (q->run)
         idunno__query_run__free_unpacked(q->run, NULL);
-    if (q->paths) {
-        for (size_t i = 0; q->run && i < q->run->n_images; i++)
-            free(q->paths[i]);
-    }
+    free(q->online_files);
     free(q->paths);
     free(q->image_status);
     free(q->results);
@@ -151,6 +166,7 @@ static size_t wq_count(const struct worker *w)
 static void kick(struct worker *w);
 static void send_done(struct wquery *q);
 static void pack_done(struct wquery *q);
+static void answer_online(struct wquery *q);
 
 /* Model runs happen in a process per model (infer/child.h): a model that
  * crashes ONNX Runtime kills that process, not this node, which is also a
@@ -227,6 +243,12 @@ static void finish_chain(struct wquery *head)
         w->stats.infer_ms_total += q->infer_ms;
         if (!q->model_err[0])
             note_loaded(w, q->run->model);
+        if (q->online_req) {
+            answer_online(q);
+            wq_unlink(w, q);
+            wq_free(q);
+            continue;
+        }
         if (q->preload) {
             if (q->model_err[0])
                 LOG_WARN("worker", "preload failed: %s", q->model_err);
@@ -333,17 +355,42 @@ static void run_chain(struct worker *w, struct wquery *head)
     }
 }
 
-static void pack_done(struct wquery *q)
+/* A query's results as QueryResult messages, in arrays of n_images each
+ * (one calloc per array: rows_free releases them). */
+struct result_rows {
+    Idunno__QueryResult *rows;
+    Idunno__QueryResult **ptrs;
+    uint32_t (*cls)[INFER_MAX_K];
+    float (*probs)[INFER_MAX_K];
+    char (*errs)[200];
+};
+
+static void rows_free(struct result_rows *r)
+{
+    free(r->rows);
+    free(r->ptrs);
+    free(r->cls);
+    free(r->probs);
+    free(r->errs);
+}
+
+static int rows_fill(struct wquery *q, struct result_rows *rr)
 {
     Idunno__QueryRun *run = q->run;
     size_t n = run->n_images;
-    Idunno__QueryResult *rows = calloc(n ? n : 1, sizeof *rows);
-    Idunno__QueryResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    uint32_t(*cls)[INFER_MAX_K] = calloc(n ? n : 1, sizeof *cls);
-    float(*probs)[INFER_MAX_K] = calloc(n ? n : 1, sizeof *probs);
-    char(*errs)[200] = calloc(n ? n : 1, sizeof *errs);
-    if (!rows || !ptrs || !cls || !probs || !errs)
-        goto out;
+    rr->rows = calloc(n ? n : 1, sizeof *rr->rows);
+    rr->ptrs = calloc(n ? n : 1, sizeof *rr->ptrs);
+    rr->cls = calloc(n ? n : 1, sizeof *rr->cls);
+    rr->probs = calloc(n ? n : 1, sizeof *rr->probs);
+    rr->errs = calloc(n ? n : 1, sizeof *rr->errs);
+    if (!rr->rows || !rr->ptrs || !rr->cls || !rr->probs || !rr->errs) {
+        rows_free(rr);
+        return ID_ENOMEM;
+    }
+    Idunno__QueryResult *rows = rr->rows, **ptrs = rr->ptrs;
+    uint32_t(*cls)[INFER_MAX_K] = rr->cls;
+    float(*probs)[INFER_MAX_K] = rr->probs;
+    char(*errs)[200] = rr->errs;
     for (size_t i = 0; i < n; i++) {
         Idunno__QueryResult *r = &rows[i];
         idunno__query_result__init(r);
@@ -380,6 +427,16 @@ static void pack_done(struct wquery *q)
         }
         ptrs[i] = r;
     }
+    return 0;
+}
+
+static void pack_done(struct wquery *q)
+{
+    Idunno__QueryRun *run = q->run;
+    size_t n = run->n_images;
+    struct result_rows rr;
+    if (rows_fill(q, &rr) < 0)
+        return;
     Idunno__QueryDone d = IDUNNO__QUERY_DONE__INIT;
     d.job = run->job;
     d.query = run->query;
@@ -401,17 +458,40 @@ static void pack_done(struct wquery *q)
                  (unsigned long long)(q->ready_ms - q->started_ms),
                  (unsigned long long)(q->queued_ms - q->ready_ms));
     d.n_results = n;
-    d.results = ptrs;
+    d.results = rr.ptrs;
     q->done_len = idunno__query_done__get_packed_size(&d);
     q->done = malloc(q->done_len ? q->done_len : 1);
     if (q->done)
         idunno__query_done__pack(&d, q->done);
-out:
-    free(rows);
-    free(ptrs);
-    free(cls);
-    free(probs);
-    free(errs);
+    rows_free(&rr);
+}
+
+/* An online run is over: its results (or why the model failed it) answer
+ * the coordinator's request. */
+static void answer_online(struct wquery *q)
+{
+    struct net_request *req = q->online_req;
+    q->online_req = NULL;
+    if (q->model_err[0]) {
+        LOG_WARN("worker", "online run of %s: %s", q->run->model->name, q->model_err);
+        net_reply_error(req, q->model_status < 0 ? q->model_status : ID_EMODEL, q->model_err, NULL);
+        return;
+    }
+    struct result_rows rr;
+    if (rows_fill(q, &rr) < 0) {
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        return;
+    }
+    Idunno__OnlineResult r = IDUNNO__ONLINE_RESULT__INIT;
+    r.n_results = q->run->n_images;
+    r.results = rr.ptrs;
+    r.worker = q->w->name;
+    r.version = q->run->model->version;
+    uint64_t ms = id_now_ms() - q->started_ms;
+    r.run_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    q->w->stats.online++;
+    net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_RESP, &r.base);
+    rows_free(&rr);
 }
 
 static void fetch_one(struct wquery *q, long image, const char *blob, uint64_t size,
@@ -437,7 +517,9 @@ static int prepare_run(struct worker *w, struct wquery *q)
         char p[700];
         free(q->paths[i]); /* resolved before a run that its process's crash undid */
         q->paths[i] = NULL;
-        if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
+        if (q->online_files && q->image_status[i] == 0)
+            q->paths[i] = strdup(q->online_files[i]);
+        else if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
             q->paths[i] = strdup(p);
         else if (q->image_status[i] == 0)
             gone++;
@@ -581,7 +663,7 @@ static void wq_start(struct wquery *q)
     q->fetching = 1; /* held while the fetches start: some may finish at once */
     Idunno__ModelInfo *m = run->model;
     fetch_one(q, -1, m->blob, m->size, &m->sha256, m->sources, m->n_sources);
-    for (size_t i = 0; i < run->n_images; i++) {
+    for (size_t i = 0; i < run->n_images && !q->online_files; i++) {
         Idunno__QueryImage *im = run->images[i];
         fetch_one(q, (long)i, im->blob, im->size, &im->sha256, im->sources, im->n_sources);
     }
@@ -599,7 +681,7 @@ struct done_call {
 static struct wquery *wq_find(struct worker *w, uint32_t job, uint64_t query)
 {
     for (struct wquery *q = w->queries; q; q = q->next)
-        if (!q->preload && q->run->job == job && q->run->query == query)
+        if (!q->preload && !q->online_req && q->run->job == job && q->run->query == query)
             return q;
     return NULL;
 }
@@ -737,7 +819,7 @@ static void on_state(void *ud, struct net_request *req, const uint8_t *body, siz
     }
     size_t k = 0;
     for (struct wquery *q = w->queries; q && k < n; q = q->next) {
-        if (q->preload)
+        if (q->preload || q->online_files)
             continue;
         Idunno__WorkerQuery *r = &rows[k];
         idunno__worker_query__init(r);
@@ -770,6 +852,108 @@ out:
     free(idx);
     free(rows);
     free(ptrs);
+}
+
+/* Writes an online image to a file of its own under the online directory
+ * (created afresh: O_EXCL, never through a link). Returns the path
+ * (malloc'd) or NULL. */
+static char *online_write(struct worker *w, const ProtobufCBinaryData *img)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%llu", w->online_dir, (unsigned long long)++w->online_seq);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    size_t off = 0;
+    while (off < img->len) {
+        ssize_t k = write(fd, img->data + off, img->len - off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        off += (size_t)k;
+    }
+    close(fd);
+    if (off < img->len) {
+        unlink(path);
+        return NULL;
+    }
+    return strdup(path);
+}
+
+/* An online run: the images of a user's request, run now on the model and
+ * answered (coord_online.c picked this worker). A query with the model, the
+ * images as files, and no job: it runs in the model's process like any
+ * query, chained with others of the same model version if they are ready. */
+static void on_online_run(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    struct worker *w = ud;
+    Idunno__OnlineRun *o = ctl_req_unpack(req, &idunno__online_run__descriptor, body, len,
+                                          w->stopping);
+    if (!o)
+        return;
+    size_t n = o->n_images;
+    if (!o->model || !o->model->name[0] || n == 0 || n > WORKER_CHAIN_IMAGES) {
+        net_reply_error(req, ID_EINVAL, "bad OnlineRun", NULL);
+        idunno__online_run__free_unpacked(o, NULL);
+        return;
+    }
+    if (wq_count(w) >= WORKER_MAX_QUERIES) {
+        net_reply_error(req, ID_EBUSY, "worker holds too many queries", NULL);
+        idunno__online_run__free_unpacked(o, NULL);
+        return;
+    }
+    /* A QueryRun made of the request's model (taken from it) and one image
+     * entry per file, freed by free_unpacked like a received one: every part
+     * comes from the default allocator. */
+    Idunno__QueryRun *run = calloc(1, sizeof *run);
+    Idunno__QueryImage **ims = calloc(n, sizeof *ims);
+    struct wquery *q = NULL;
+    int ok = run && ims;
+    if (ok) {
+        idunno__query_run__init(run);
+        run->model = o->model;
+        o->model = NULL;
+        run->images = ims;
+        for (size_t i = 0; i < n && ok; i++) {
+            ims[i] = calloc(1, sizeof **ims);
+            char label[32];
+            snprintf(label, sizeof label, "image %zu", i);
+            ok = ims[i] != NULL;
+            if (ok) {
+                idunno__query_image__init(ims[i]);
+                ims[i]->index = (uint32_t)i;
+                ims[i]->name = strdup(label);
+                ok = ims[i]->name != NULL;
+                run->n_images = i + 1;
+            }
+        }
+    }
+    if (ok)
+        q = wq_new(w, run);
+    if (q)
+        q->online_files = calloc(n, sizeof *q->online_files);
+    if (!q || !q->online_files) {
+        if (q)
+            wq_free(q);
+        else if (run)
+            idunno__query_run__free_unpacked(run, NULL);
+        else
+            free(ims);
+        idunno__online_run__free_unpacked(o, NULL);
+        net_reply_error(req, ID_ENOMEM, NULL, NULL);
+        return;
+    }
+    /* An image that cannot be stored is that image's error, as one that
+     * cannot be fetched is in a job's query. */
+    for (size_t i = 0; i < n; i++)
+        if (!(q->online_files[i] = online_write(w, &o->images[i])))
+            q->image_status[i] = ID_EIO;
+    idunno__online_run__free_unpacked(o, NULL);
+    q->online_req = req;
+    wq_append(w, q);
+    w->stats.accepted++;
+    wq_start(q);
 }
 
 /* Loads a model ahead of its first query: fetched, then loaded on the pool in
@@ -807,6 +991,25 @@ static void on_preload(void *ud, struct net_request *req, const uint8_t *body, s
 
 /* ---- life cycle ----------------------------------------------------------------------------- */
 
+/* DATA/online, emptied: what a run left there when the node died is
+ * nobody's now. */
+static int online_dir_prepare(struct worker *w, const char *data_dir)
+{
+    snprintf(w->online_dir, sizeof w->online_dir, "%s/online",
+             data_dir && data_dir[0] ? data_dir : ".");
+    if (mkdir(w->online_dir, 0700) < 0 && errno != EEXIST)
+        return ID_EIO;
+    DIR *d = opendir(w->online_dir);
+    if (!d)
+        return ID_EIO;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    return 0;
+}
+
 int worker_create(const struct worker_config *cfg, struct worker **out, char *errmsg, size_t len)
 {
     struct worker *w = calloc(1, sizeof *w);
@@ -839,6 +1042,10 @@ int worker_create(const struct worker_config *cfg, struct worker **out, char *er
         rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_WORKER_STATE_REQ, on_state, w);
     if (rc == 0)
         rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_JOB_PRELOAD_REQ, on_preload, w);
+    if (rc == 0)
+        rc = net_on_request(w->net, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_REQ, on_online_run, w);
+    if (rc == 0)
+        rc = online_dir_prepare(w, cfg->data_dir);
     if (rc < 0) {
         snprintf(errmsg, len, "cannot start the inference worker: %s", id_strerror(rc));
         infer_procs_destroy(w->procs);
@@ -876,11 +1083,16 @@ void worker_stop(struct worker *w)
         return;
     w->stopping = 1;
     uv_close((uv_handle_t *)&w->tick, on_tick_closed);
-    for (struct wquery *q = w->queries; q; q = q->next)
+    for (struct wquery *q = w->queries; q; q = q->next) {
         if (q->preload_req) {
             net_reply_error(q->preload_req, ID_ESHUTDOWN, "the node is stopping", NULL);
             q->preload_req = NULL;
         }
+        if (q->online_req) {
+            net_reply_error(q->online_req, ID_ESHUTDOWN, "the node is stopping", NULL);
+            q->online_req = NULL;
+        }
+    }
     /* The model processes are killed: results not yet delivered are lost
      * with the node, as a pool thread's were, and requeued by the
      * coordinator when the node leaves. */

@@ -41,6 +41,7 @@ struct worker_config {
     const char *gate_dir; /* NULL or "": infer_gate_default_dir */
     int sched_batch;      /* run batches as SCHED_BATCH (see worker.c) */
     const char *log_path; /* the node's log, where its inference processes log too */
+    const char *data_dir; /* the node's data: online runs' images go to DATA/online */
     int test_hooks;       /* inference processes honour idunno.test.crash (tests only) */
     uint32_t
         run_timeout_ms; /* a run longer than this kills its process (infer/child.h; 0: never) */
@@ -57,6 +58,7 @@ void worker_destroy(struct worker *w);
 
 struct worker_stats {
     uint64_t accepted, completed, images, failed_images;
+    uint64_t online;         /* online runs answered with results */
     uint64_t infer_ms_total; /* time spent running batches */
     size_t holding;          /* accepted and not yet acknowledged */
 };
