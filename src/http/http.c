@@ -43,6 +43,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "http/dashboard.h"
+#include "http/oip.h"
 #include "http/route.h"
 #include "net/net.h"
 
@@ -60,8 +61,46 @@ struct http_conn {
 };
 
 /* Status codes the endpoint answers with, for the request counters. */
-enum { HTTP_C200, HTTP_C404, HTTP_C405, HTTP_C503, HTTP_C500, HTTP_C401, HTTP_C403, HTTP_NCODES };
-static const unsigned http_codes[HTTP_NCODES] = {200, 404, 405, 503, 500, 401, 403};
+enum {
+    HTTP_C200,
+    HTTP_C404,
+    HTTP_C405,
+    HTTP_C503,
+    HTTP_C500,
+    HTTP_C401,
+    HTTP_C403,
+    HTTP_C400,
+    HTTP_C413,
+    HTTP_NCODES
+};
+static const unsigned http_codes[HTTP_NCODES] = {200, 404, 405, 503, 500, 401, 403, 400, 413};
+
+/* A request the loop answers (http.h, "Requests the loop answers"). Its
+ * life: READING its body (HTTP thread), then QUEUED with its connection
+ * suspended while the loop works on it, then ANSWERED (the loop resumed the
+ * connection), then SENT. It is freed once both sides are done with it:
+ * libmicrohttpd (the request completed or the connection closed) and the
+ * loop (it replied, or was never given the call). */
+enum http_call_state { CALL_READING, CALL_QUEUED, CALL_ANSWERED, CALL_SENT };
+
+struct http_call {
+    struct http *h; /* NULL once the endpoint is gone and only the loop holds the call */
+    struct MHD_Connection *conn;
+    struct oip_target target;
+    uint8_t *body; /* the request body (owned) */
+    size_t len, cap;
+    size_t json_len; /* Inference-Header-Content-Length, 0 when absent */
+    int too_big;     /* the body passed max_body: answered 413 once read */
+    enum http_call_state state;
+    /* The answer (guarded by calls_lock while the HTTP thread runs). */
+    unsigned status;
+    char *resp;
+    size_t resp_len;
+    char ctype[48];
+    int mhd_done, loop_done;
+    struct http_call *next; /* on the inbox or the live list */
+    struct http_call *prev; /* on the live list */
+};
 
 struct http_provider {
     char section[HTTP_SECTION_MAX];
@@ -104,10 +143,24 @@ struct http {
     uint8_t tokens[HTTP_MAX_TOKENS][HTTP_TOKEN_LEN]; /* written before the HTTP thread starts */
     size_t n_tokens;
     _Atomic uint64_t auth_refused[HTTP_AUTH_COUNT];
+    /* Requests the loop answers: the HTTP thread puts them in the inbox and
+     * wakes the loop (async); the loop keeps the ones it owes an answer on
+     * `live`. */
+    size_t max_body;
+    char server_version[32];
+    http_call_fn call_fn;
+    void *call_ud;
+    uv_async_t async;
+    int handles_open; /* timer and async: the last close frees */
+    pthread_mutex_t calls_lock;
+    struct http_call *inbox; /* newest first; guarded by calls_lock */
+    struct http_call *live;  /* loop thread only */
     char errmsg[ID_ERRMSG_LEN];
 };
 
 /* ---- configuration and providers ---------------------------------------------------------- */
+
+static void http_on_async(uv_async_t *a);
 
 int http_create(uv_loop_t *loop, const struct http_config *cfg, struct http **out)
 {
@@ -126,13 +179,20 @@ int http_create(uv_loop_t *loop, const struct http_config *cfg, struct http **ou
     h->timeout_s = cfg->timeout_s ? cfg->timeout_s : 10;
     h->header_ms = cfg->header_ms ? cfg->header_ms : 5000;
     h->listen_fd = -1;
+    h->max_body = cfg->max_body ? cfg->max_body : HTTP_DEFAULT_MAX_BODY;
+    snprintf(h->server_version, sizeof h->server_version, "%s",
+             cfg->server_version ? cfg->server_version : "");
     if (cfg->n_tokens)
         memcpy(h->tokens, cfg->tokens, cfg->n_tokens * HTTP_TOKEN_LEN);
     h->n_tokens = cfg->n_tokens;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->conns_lock, NULL);
+    pthread_mutex_init(&h->calls_lock, NULL);
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
+    uv_async_init(loop, &h->async, http_on_async);
+    h->async.data = h;
+    h->handles_open = 2;
     *out = h;
     return 0;
 }
@@ -365,12 +425,29 @@ static void http_conn_waiting(struct http *h, struct MHD_Connection *conn, uint6
 }
 
 /* An answer was sent (or the request ended): the next header's deadline runs. */
+static void http_call_free(struct http_call *c)
+{
+    free(c->body);
+    free(c->resp);
+    free(c);
+}
+
 static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)con_cls;
     (void)toe;
-    http_conn_waiting(cls, conn, id_now_ms());
+    struct http *h = cls;
+    struct http_call *c = *con_cls;
+    *con_cls = NULL;
+    if (c) {
+        pthread_mutex_lock(&h->calls_lock);
+        c->mhd_done = 1;
+        int done = c->loop_done;
+        pthread_mutex_unlock(&h->calls_lock);
+        if (done)
+            http_call_free(c);
+    }
+    http_conn_waiting(h, conn, id_now_ms());
 }
 
 /* Loop thread, every tick: cuts connections past their header deadline. */
@@ -511,21 +588,296 @@ static int http_refuse_unauthorized(struct http *h, struct MHD_Connection *conn,
     return 1;
 }
 
+/* ---- the Open Inference Protocol (oip.h): /v2 ------------------------------------------------ */
+
+static enum MHD_Result http_reply_json(struct http *h, struct MHD_Connection *conn, unsigned status,
+                                       struct strbuf *sb)
+{
+    if (strbuf_failed(sb)) {
+        strbuf_free(sb);
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        return http_reply(h, conn, HTTP_ROUTE_V2, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                          "application/json", oom, sizeof oom - 1, MHD_RESPMEM_PERSISTENT);
+    }
+    size_t len = sb->len;
+    char *body = sb->data; /* taken: freed by libmicrohttpd */
+    *sb = (struct strbuf)STRBUF_INIT;
+    if (!body)
+        return http_reply(h, conn, HTTP_ROUTE_V2, status, "application/json", "", 0,
+                          MHD_RESPMEM_PERSISTENT);
+    return http_reply(h, conn, HTTP_ROUTE_V2, status, "application/json", body, len,
+                      MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result http_reply_oip_error(struct http *h, struct MHD_Connection *conn,
+                                            unsigned status, const char *msg)
+{
+    struct strbuf sb = STRBUF_INIT;
+    oip_error(&sb, msg);
+    return http_reply_json(h, conn, status, &sb);
+}
+
+/* The readiness the loop last published, as /readyz sees it: 1 ready; else
+ * 0 with the reason. */
+static int http_published_ready(struct http *h, char *why, size_t len)
+{
+    pthread_mutex_lock(&h->lock);
+    uint64_t at = h->pub.at_ms;
+    int ready = h->pub.ready;
+    snprintf(why, len, "%s", h->pub.why);
+    pthread_mutex_unlock(&h->lock);
+    uint64_t age = id_now_ms() - at;
+    if (!at || age > h->stale_ms) {
+        snprintf(why, len, "the event loop last published %llu ms ago",
+                 (unsigned long long)(at ? age : 0));
+        return 0;
+    }
+    return ready;
+}
+
+/* A decimal header value (Inference-Header-Content-Length, Content-Length):
+ * 0 with *out, or -1 if it is not a plain number that fits. */
+static int http_header_size(const char *v, size_t *out)
+{
+    if (!v || !*v || strlen(v) > 19)
+        return -1;
+    size_t n = 0;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        n = n * 10 + (size_t)(*p - '0');
+    }
+    *out = n;
+    return 0;
+}
+
+/* The first call for a /v2 request: answered here when the HTTP thread can
+ * (health, server metadata, errors), else a call for the loop is started
+ * and its body read in the calls that follow. */
+static enum MHD_Result http_v2_start(struct http *h, struct MHD_Connection *conn,
+                                     const struct oip_target *t, const char *method, void **con_cls)
+{
+    if (t->route == OIP_NOT_FOUND)
+        return http_reply_oip_error(h, conn, MHD_HTTP_NOT_FOUND,
+                                    "no such endpoint (docs/http.md lists the /v2 ones)");
+    if (!oip_method_ok(t->route, method))
+        return http_reply_oip_error(h, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                    t->route == OIP_INFER ? "use POST" : "use GET");
+    struct strbuf sb = STRBUF_INIT;
+    char why[256];
+    switch (t->route) {
+    case OIP_LIVE: strbuf_puts(&sb, "{\"live\":true}"); return http_reply_json(h, conn, 200, &sb);
+    case OIP_READY:
+        if (http_published_ready(h, why, sizeof why)) {
+            strbuf_puts(&sb, "{\"ready\":true}");
+            return http_reply_json(h, conn, MHD_HTTP_OK, &sb);
+        } else {
+            struct json_out j;
+            json_out_init(&j, &sb);
+            json_out_begin_object(&j, NULL);
+            json_out_bool(&j, "ready", 0);
+            json_out_str(&j, "error", why);
+            json_out_end_all(&j);
+            return http_reply_json(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE, &sb);
+        }
+    case OIP_SERVER:
+        oip_server_metadata(&sb, h->server_version);
+        return http_reply_json(h, conn, 200, &sb);
+    default: break;
+    }
+    if (!h->call_fn)
+        return http_reply_oip_error(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                    "this node does not serve models");
+    size_t declared = 0, json_len = 0;
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && http_header_size(cl, &declared) == 0 && declared > h->max_body)
+        return http_reply_oip_error(h, conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                                    "the request body is over this node's limit");
+    const char *ih = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 "Inference-Header-Content-Length");
+    if (ih && http_header_size(ih, &json_len) < 0)
+        return http_reply_oip_error(h, conn, MHD_HTTP_BAD_REQUEST,
+                                    "Inference-Header-Content-Length is not a number");
+    struct http_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return http_reply_oip_error(h, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    c->h = h;
+    c->conn = conn;
+    c->target = *t;
+    c->json_len = json_len;
+    c->loop_done = 1; /* until the loop is given the call */
+    *con_cls = c;
+    return MHD_YES;
+}
+
+/* The later calls of a /v2 request the loop answers: the body's bytes, then
+ * its end (the call goes to the loop, the connection waits), then, once the
+ * loop resumed the connection, the answer. */
+static enum MHD_Result http_v2_continue(struct http *h, struct MHD_Connection *conn,
+                                        struct http_call *c, const char *data, size_t *size)
+{
+    if (c->state == CALL_READING && *size) {
+        size_t n = *size;
+        *size = 0;
+        if (c->too_big || c->len + n > h->max_body) {
+            c->too_big = 1; /* read to the end, kept no more */
+            return MHD_YES;
+        }
+        if (ARRAY_RESERVE(c->body, c->cap, c->len, n, 4096) < 0) {
+            c->too_big = 1;
+            return MHD_YES;
+        }
+        memcpy(c->body + c->len, data, n);
+        c->len += n;
+        return MHD_YES;
+    }
+    if (c->state == CALL_READING) {
+        if (c->too_big) {
+            c->state = CALL_SENT;
+            return http_reply_oip_error(h, conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                                        "the request body is over this node's limit");
+        }
+        /* Suspended before the loop can see it, and never under our lock:
+         * libmicrohttpd's own locks are taken inside. */
+        MHD_suspend_connection(conn);
+        pthread_mutex_lock(&h->calls_lock);
+        c->state = CALL_QUEUED;
+        c->loop_done = 0;
+        c->next = h->inbox;
+        h->inbox = c;
+        pthread_mutex_unlock(&h->calls_lock);
+        uv_async_send(&h->async);
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&h->calls_lock);
+    int answered = c->state == CALL_ANSWERED;
+    char *resp = answered ? c->resp : NULL;
+    if (answered) {
+        c->state = CALL_SENT;
+        c->resp = NULL;
+    }
+    pthread_mutex_unlock(&h->calls_lock);
+    if (!answered)
+        return MHD_YES;
+    if (!resp)
+        return http_reply_oip_error(h, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return http_reply(h, conn, HTTP_ROUTE_V2, c->status, c->ctype, resp, c->resp_len,
+                      MHD_RESPMEM_MUST_FREE);
+}
+
+/* ---- the loop's side of the calls ------------------------------------------------------------ */
+
+static void http_live_remove(struct http *h, struct http_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (h->live == c)
+        h->live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+/* Takes the calls the HTTP thread handed over (oldest first) and gives them
+ * to the handler. */
+static void http_on_async(uv_async_t *a)
+{
+    struct http *h = a->data;
+    pthread_mutex_lock(&h->calls_lock);
+    struct http_call *in = h->inbox;
+    h->inbox = NULL;
+    pthread_mutex_unlock(&h->calls_lock);
+    struct http_call *fifo = NULL;
+    while (in) { /* newest first: reverse */
+        struct http_call *next = in->next;
+        in->next = fifo;
+        fifo = in;
+        in = next;
+    }
+    while (fifo) {
+        struct http_call *c = fifo;
+        fifo = c->next;
+        c->prev = NULL;
+        c->next = h->live;
+        if (h->live)
+            h->live->prev = c;
+        h->live = c;
+        static const char none[] = "{\"error\":\"this node does not serve models\"}";
+        if (h->call_fn)
+            h->call_fn(h->call_ud, c);
+        else
+            http_call_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", none,
+                            sizeof none - 1);
+    }
+}
+
+void http_set_call_handler(struct http *h, http_call_fn fn, void *ud)
+{
+    if (!h)
+        return;
+    h->call_fn = fn;
+    h->call_ud = ud;
+}
+
+const struct oip_target *http_call_target(const struct http_call *c)
+{
+    return &c->target;
+}
+
+const uint8_t *http_call_body(const struct http_call *c, size_t *len, size_t *json_len)
+{
+    *len = c->len;
+    *json_len = c->json_len;
+    return c->body;
+}
+
+void http_call_reply(struct http_call *c, unsigned status, const char *content_type,
+                     const char *body, size_t len)
+{
+    struct http *h = c->h;
+    if (!h) {
+        /* The endpoint stopped meanwhile and answered the client itself. */
+        c->loop_done = 1;
+        if (c->mhd_done)
+            http_call_free(c);
+        return;
+    }
+    http_live_remove(h, c);
+    char *copy = malloc(len ? len : 1);
+    if (copy && len)
+        memcpy(copy, body, len);
+    struct MHD_Connection *conn = c->conn;
+    pthread_mutex_lock(&h->calls_lock);
+    c->status = status;
+    c->resp = copy;
+    c->resp_len = copy ? len : 0;
+    snprintf(c->ctype, sizeof c->ctype, "%s", content_type);
+    c->state = CALL_ANSWERED;
+    c->loop_done = 1;
+    pthread_mutex_unlock(&h->calls_lock);
+    /* The connection stays suspended until this, so the HTTP thread cannot
+     * complete the request and free the call before: c is not touched after. */
+    MHD_resume_connection(conn);
+}
+
 static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                        const char *method, const char *version,
                                        const char *upload_data, size_t *upload_data_size,
                                        void **con_cls)
 {
     (void)version;
-    (void)upload_data;
-    (void)upload_data_size;
-    (void)con_cls;
     struct http *h = cls;
+    if (*con_cls)
+        return http_v2_continue(h, conn, *con_cls, upload_data, upload_data_size);
     http_conn_waiting(h, conn, 0); /* its header is complete */
-    enum http_route r = http_route_match(url);
+    struct oip_target t;
+    enum http_route r = oip_parse_path(url, &t) != OIP_NONE ? HTTP_ROUTE_V2 : http_route_match(url);
     enum MHD_Result refused;
     if (http_refuse_unauthorized(h, conn, r, method, &refused))
         return refused;
+    if (r == HTTP_ROUTE_V2)
+        return http_v2_start(h, conn, &t, method, con_cls);
     if (r == HTTP_ROUTE_NONE)
         return http_reply_text(h, conn, r, MHD_HTTP_NOT_FOUND,
                                "not found: try /, /metrics, /healthz, /readyz or /api/status\n");
@@ -643,8 +995,9 @@ int http_start(struct http *h)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     h->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
-        NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+            MHD_ALLOW_SUSPEND_RESUME,
+        0, NULL, NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)h->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned int)h->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)h->timeout_s,
@@ -666,6 +1019,8 @@ int http_start(struct http *h)
 static void http_on_closed(uv_handle_t *handle)
 {
     struct http *h = handle->data;
+    if (--h->handles_open > 0)
+        return;
     strbuf_free(&h->next_metrics);
     strbuf_free(&h->next_status);
     strbuf_free(&h->scratch);
@@ -673,20 +1028,63 @@ static void http_on_closed(uv_handle_t *handle)
     strbuf_free(&h->pub.status);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->conns_lock);
+    pthread_mutex_destroy(&h->calls_lock);
     free(h->providers);
     free(h);
+}
+
+/* Before the HTTP thread stops: every request waiting for the loop is
+ * answered 503 and its connection resumed (libmicrohttpd cannot stop with
+ * suspended connections); the loop's holder of each call still replies
+ * later, to a call that no longer names the endpoint. */
+static void http_cancel_one(struct http *h, struct http_call *c, int loop_holds)
+{
+    static const char gone[] = "{\"error\":\"the node is stopping\"}";
+    char *copy = strdup(gone);
+    pthread_mutex_lock(&h->calls_lock);
+    c->status = MHD_HTTP_SERVICE_UNAVAILABLE;
+    c->resp = copy;
+    c->resp_len = copy ? sizeof gone - 1 : 0;
+    snprintf(c->ctype, sizeof c->ctype, "application/json");
+    c->state = CALL_ANSWERED;
+    c->h = NULL;
+    c->loop_done = !loop_holds; /* else its holder's reply frees it */
+    c->next = c->prev = NULL;
+    struct MHD_Connection *conn = c->conn;
+    pthread_mutex_unlock(&h->calls_lock);
+    MHD_resume_connection(conn);
+}
+
+static void http_cancel_calls(struct http *h)
+{
+    pthread_mutex_lock(&h->calls_lock);
+    struct http_call *in = h->inbox;
+    h->inbox = NULL;
+    pthread_mutex_unlock(&h->calls_lock);
+    for (struct http_call *c = in, *next; c; c = next) {
+        next = c->next;
+        http_cancel_one(h, c, 0); /* never given to the loop */
+    }
+    for (struct http_call *c = h->live, *next; c; c = next) {
+        next = c->next;
+        http_cancel_one(h, c, 1);
+    }
+    h->live = NULL;
 }
 
 void http_destroy(struct http *h)
 {
     if (!h)
         return;
-    if (h->mhd)
+    if (h->mhd) {
+        http_cancel_calls(h);
         MHD_stop_daemon(h->mhd); /* joins the HTTP thread */
+    }
     h->mhd = NULL;
     if (h->listen_fd >= 0)
         close(h->listen_fd);
     h->listen_fd = -1;
     uv_timer_stop(&h->timer);
     uv_close((uv_handle_t *)&h->timer, http_on_closed);
+    uv_close((uv_handle_t *)&h->async, http_on_closed);
 }

@@ -23,6 +23,7 @@
 #define IDUNNO_HTTP_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "base/json_out.h"
@@ -38,15 +39,19 @@ struct http_config {
     const uint8_t (*tokens)[HTTP_TOKEN_LEN];
     size_t n_tokens;
     /* Tuning; 0 picks the default in brackets. */
-    unsigned publish_ms;      /* [250] how often the loop renders and publishes */
-    unsigned stale_ms;        /* [2000] /healthz fails once the last publish is older */
-    unsigned max_connections; /* [256] open connections; more are refused */
-    unsigned max_per_ip;      /* [16] open connections from one address */
-    unsigned timeout_s;       /* [10] idle connections are closed after this */
-    unsigned header_ms;       /* [5000] a request's header must be complete this
+    unsigned publish_ms;        /* [250] how often the loop renders and publishes */
+    unsigned stale_ms;          /* [2000] /healthz fails once the last publish is older */
+    unsigned max_connections;   /* [256] open connections; more are refused */
+    unsigned max_per_ip;        /* [16] open connections from one address */
+    unsigned timeout_s;         /* [10] idle connections are closed after this */
+    unsigned header_ms;         /* [5000] a request's header must be complete this
                                  long after the connection opened or its last
                                  answer was sent; else it is cut */
+    size_t max_body;            /* [64 MiB] a request body beyond this is refused (413) */
+    const char *server_version; /* what GET /v2 says the server's version is */
 };
+
+#define HTTP_DEFAULT_MAX_BODY ((size_t)64 << 20)
 
 /* Renders one provider's part of a publish, on the loop thread.
  *
@@ -102,6 +107,28 @@ uint64_t http_slow_cut(const struct http *h);
 int http_port(const struct http *h);
 
 const char *http_errmsg(const struct http *h);
+
+/* ---- requests the loop answers --------------------------------------------------------------
+ *
+ * The /v2 endpoints that need the cluster (model metadata and readiness,
+ * infer: oip.h) cannot be answered from published documents. For those the
+ * HTTP thread reads the request's body (up to max_body), suspends its
+ * connection and hands the request to the loop as a call; the handler set
+ * here gets it on the loop thread and must answer it exactly once with
+ * http_call_reply, at once or later (after cluster calls). The HTTP thread
+ * then sends the answer. Without a handler such requests are answered 503.
+ * A call answered after http_destroy is only freed (the endpoint answered
+ * 503 for it when it stopped). */
+struct http_call;
+struct oip_target;
+typedef void (*http_call_fn)(void *ud, struct http_call *call);
+void http_set_call_handler(struct http *h, http_call_fn fn, void *ud);
+const struct oip_target *http_call_target(const struct http_call *call);
+/* The request body and its Inference-Header-Content-Length (0: absent). */
+const uint8_t *http_call_body(const struct http_call *call, size_t *len, size_t *json_len);
+/* Answers the call (body copied) and lets the HTTP thread send it. */
+void http_call_reply(struct http_call *call, unsigned status, const char *content_type,
+                     const char *body, size_t len);
 
 /* Stops serving (joins the HTTP thread; connections are closed) and closes
  * the timer; the memory is freed once libuv has closed it. h may be NULL. */

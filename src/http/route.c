@@ -13,6 +13,7 @@ static const struct {
     [HTTP_ROUTE_HEALTHZ] = {"/healthz", "healthz"},
     [HTTP_ROUTE_READYZ] = {"/readyz", "readyz"},
     [HTTP_ROUTE_STATUS] = {"/api/status", "status"},
+    [HTTP_ROUTE_V2] = {NULL, "v2"},
 };
 
 enum http_route http_route_match(const char *path)
@@ -21,7 +22,8 @@ enum http_route http_route_match(const char *path)
         return HTTP_ROUTE_NONE;
     size_t n = strcspn(path, "?");
     for (int r = HTTP_ROUTE_NONE + 1; r < HTTP_ROUTE_COUNT; r++)
-        if (strlen(http_routes[r].path) == n && memcmp(http_routes[r].path, path, n) == 0)
+        if (http_routes[r].path && strlen(http_routes[r].path) == n &&
+            memcmp(http_routes[r].path, path, n) == 0)
             return (enum http_route)r;
     return HTTP_ROUTE_NONE;
 }

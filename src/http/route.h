@@ -11,11 +11,13 @@ enum http_route {
     HTTP_ROUTE_HEALTHZ,   /* GET /healthz     */
     HTTP_ROUTE_READYZ,    /* GET /readyz      */
     HTTP_ROUTE_STATUS,    /* GET /api/status  */
+    HTTP_ROUTE_V2,        /* /v2/...: the Open Inference Protocol (oip.h), counted as one */
     HTTP_ROUTE_COUNT
 };
 
 /* The endpoint of a request path (NULL: none). Matching is exact; a query
- * string ("?...") is ignored. */
+ * string ("?...") is ignored. /v2 paths are oip.h's to parse: this returns
+ * HTTP_ROUTE_NONE for them. */
 enum http_route http_route_match(const char *path);
 
 /* True for the methods every endpoint answers: GET and HEAD (others get 405). */

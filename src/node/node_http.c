@@ -29,6 +29,7 @@
 #include "net/net.h"
 #include "node/node.h"
 #include "node/node_ctl.h"
+#include "node/node_oip.h"
 #include "sched/coord.h"
 #include "sched/jobs.h"
 #include "sched/qstats.h"
@@ -326,6 +327,36 @@ static void node_http_render_worker(void *ud, struct prom_out *m, struct json_ou
     json_out_end(j);
 }
 
+/* Online requests (coord_online.c) answered by this leader, per model. */
+static void node_http_render_online(struct node *node, struct prom_out *m,
+                                    const uint32_t *bounds_ms, const double *bounds_s, size_t nb)
+{
+    struct coord_online_view v[COORD_ONLINE_MODELS];
+    size_t n = node->coord ? coord_online_view(node->coord, v, COORD_ONLINE_MODELS) : 0;
+    prom_family(m, "idunno_online_requests_total", PROM_COUNTER,
+                "Online requests answered with results by this coordinator");
+    for (size_t i = 0; i < n; i++)
+        prom_sample(m, PROM_LABELS({"model", v[i].model}), (double)qstats_total(v[i].stats));
+    prom_family(m, "idunno_online_failed_total", PROM_COUNTER,
+                "Online requests this coordinator answered with an error");
+    for (size_t i = 0; i < n; i++)
+        prom_sample(m, PROM_LABELS({"model", v[i].model}), (double)v[i].failed);
+    prom_family(m, "idunno_online_request_seconds", PROM_HISTOGRAM,
+                "Online request latency at the coordinator, received to answered, in seconds");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t counts[16], below = 0;
+        for (size_t b = 0; b < nb && b < 15; b++) {
+            uint64_t le = qstats_count_le(v[i].stats, bounds_ms[b]);
+            counts[b] = le - below;
+            below = le;
+        }
+        counts[nb] = qstats_total(v[i].stats) - below;
+        struct prom_histogram h = {bounds_s, nb, counts,
+                                   (double)qstats_sum_ms(v[i].stats) / 1000.0};
+        prom_histogram_sample(m, PROM_LABELS({"model", v[i].model}), &h);
+    }
+}
+
 /* Job metrics come from the replicated job state, which voters hold; only the
  * serving coordinator exports them, so a job's series appear once in a
  * cluster. Its status document lists the jobs on every voter. */
@@ -390,6 +421,7 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
                                        (double)qstats_sum_ms(job->stats) / 1000.0};
             prom_histogram_sample(m, PROM_LABELS({"model", job->model}), &h);
         }
+        node_http_render_online(node, m, bounds_ms, bounds_s, nb);
     }
     json_out_begin_array(j, NULL);
     for (size_t i = 0; i < n; i++) {
@@ -505,8 +537,11 @@ int node_http_start(struct node *node)
         return rc;
     struct http_config hc = {.addr = addr,
                              .tokens = (const uint8_t(*)[HTTP_TOKEN_LEN])node->http_tokens,
-                             .n_tokens = node->n_http_tokens};
+                             .n_tokens = node->n_http_tokens,
+                             .server_version = IDUNNO_VERSION};
     rc = http_create(node->loop, &hc, &node->http);
+    if (rc == 0)
+        http_set_call_handler(node->http, node_oip_on_call, node);
     if (rc == 0)
         rc = http_add_provider(node->http, "node", node_http_render_node, node);
     if (rc == 0)

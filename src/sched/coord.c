@@ -947,9 +947,11 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
                                  COORD_BATCHES_IN_FLIGHT,
                                  1};
     c->d = dispatch_create(&dc);
-    if (!c->parts || !c->d) {
+    c->online_models = calloc(COORD_ONLINE_MODELS, sizeof *c->online_models);
+    if (!c->parts || !c->d || !c->online_models) {
         parts_destroy(c->parts);
         dispatch_destroy(c->d);
+        free(c->online_models);
         free(c);
         return ID_ENOMEM;
     }
@@ -967,6 +969,7 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
         ctl_svc_destroy(c->svc);
         parts_destroy(c->parts);
         dispatch_destroy(c->d);
+        free(c->online_models);
         free(c);
         return rc;
     }
@@ -989,6 +992,8 @@ static void coord_release(struct coord *c)
     ctl_svc_destroy(c->svc);
     dispatch_destroy(c->d);
     parts_destroy(c->parts);
+    coord_online_free(c);
+    free(c->online_models);
     free(c);
 }
 

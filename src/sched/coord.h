@@ -94,4 +94,16 @@ struct coord_stats {
 };
 void coord_get_stats(struct coord *c, struct coord_stats *out);
 
+/* Models whose online requests this leader answered or failed since it
+ * started, with their latency statistics (received to answered; qstats.h):
+ * fills at most max, returns how many. Valid until the next loop turn. */
+#define COORD_ONLINE_MODELS 64
+struct qstats;
+struct coord_online_view {
+    const char *model;
+    const struct qstats *stats;
+    uint64_t failed;
+};
+size_t coord_online_view(struct coord *c, struct coord_online_view *out, size_t max);
+
 #endif

@@ -43,6 +43,15 @@ struct coord_alive {
     size_t n;
 };
 
+/* Per model: the latency of its online requests answered by this leader
+ * (received to answered) and how many failed, for the metrics
+ * (coord_online.c). Not replicated: a new leader starts counting afresh. */
+struct online_model {
+    char name[64];
+    struct qstats *stats;
+    uint64_t failed;
+};
+
 struct coord {
     uv_loop_t *loop;
     struct net *net;
@@ -60,11 +69,13 @@ struct coord {
     uint64_t loads_checked_us; /* the dispatcher last asked which models to load */
     uv_timer_t tick, batch_timer;
     int stopping;
-    int timers_closed;          /* close callbacks run, of COORD_TIMERS */
-    int destroy_pending;        /* coord_destroy ran: the last close callback frees */
-    struct coord_stats stats;   /* what the wiring counts; the core counts the rest */
-    struct online_call *online; /* online requests under way (coord_online.c) */
-    unsigned online_rr;         /* where the next pick among equal workers starts */
+    int timers_closed;                  /* close callbacks run, of COORD_TIMERS */
+    int destroy_pending;                /* coord_destroy ran: the last close callback frees */
+    struct coord_stats stats;           /* what the wiring counts; the core counts the rest */
+    struct online_call *online;         /* online requests under way (coord_online.c) */
+    unsigned online_rr;                 /* where the next pick among equal workers starts */
+    struct online_model *online_models; /* COORD_ONLINE_MODELS of them */
+    size_t n_online_models;
 };
 
 void coord_alive_load(struct coord *c, struct coord_alive *a);
@@ -78,6 +89,8 @@ int coord_model_msg(struct coord *c, const struct model_rec *m, const struct coo
 
 /* coord_online.c: an ONLINE_INFER request, on the leader. */
 void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, size_t len);
+/* Releases the online statistics (not the array). */
+void coord_online_free(struct coord *c);
 
 /* The node's Raft term now (0 if out of memory). */
 uint64_t coord_current_term(struct coord *c);

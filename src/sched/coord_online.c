@@ -31,6 +31,7 @@
 #include "sched/coord_int.h"
 #include "sched/dispatch.h"
 #include "sched/jobs.h"
+#include "sched/qstats.h"
 
 /* A request's deadline when it names none, and the longest it may name. A
  * first run on a worker loads the model (a second or more on shared cores). */
@@ -59,9 +60,43 @@ struct online_call {
     unsigned attempts;
     uint64_t deadline_ms; /* monotonic */
     uint64_t epoch;
+    uint64_t received_ms; /* wall clock, for the model's latency statistics */
     int last_status;
     char last_error[200];
 };
+
+static struct online_model *model_stats(struct coord *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_online_models; i++)
+        if (strcmp(c->online_models[i].name, name) == 0)
+            return &c->online_models[i];
+    if (c->n_online_models == COORD_ONLINE_MODELS)
+        return NULL; /* more models than that: the rest go uncounted */
+    struct qstats *q = qstats_create();
+    if (!q)
+        return NULL;
+    struct online_model *m = &c->online_models[c->n_online_models++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->stats = q;
+    m->failed = 0;
+    return m;
+}
+
+size_t coord_online_view(struct coord *c, struct coord_online_view *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_online_models && n < max; i++, n++)
+        out[n] = (struct coord_online_view){c->online_models[i].name, c->online_models[i].stats,
+                                            c->online_models[i].failed};
+    return n;
+}
+
+void coord_online_free(struct coord *c)
+{
+    for (size_t i = 0; i < c->n_online_models; i++)
+        qstats_destroy(c->online_models[i].stats);
+    c->n_online_models = 0;
+}
 
 static void call_unlink(struct online_call *oc)
 {
@@ -132,6 +167,9 @@ static void reply_error(struct online_call *oc, int code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     oc->c->stats.online_failed++;
+    struct online_model *m = model_stats(oc->c, oc->model);
+    if (m)
+        m->failed++;
     net_reply_error(oc->req, code, msg, NULL);
     call_free(oc);
 }
@@ -161,6 +199,11 @@ static void reply_result(struct online_call *oc, Idunno__OnlineResult *r)
     r->id = oc->in->id;
     r->attempts = oc->attempts;
     c->stats.online_answered++;
+    struct online_model *om = model_stats(c, oc->model);
+    uint64_t now = id_wall_ms();
+    if (om)
+        qstats_record(om->stats, now, now > oc->received_ms ? (uint32_t)(now - oc->received_ms) : 0,
+                      r->worker);
     net_reply_pb(oc->req, IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_RESP, &r->base);
     r->model = worker_model;
     r->id = worker_id;
@@ -316,6 +359,7 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
     uint32_t ms = in->deadline_ms ? in->deadline_ms : ONLINE_DEADLINE_MS;
     oc->deadline_ms = id_now_ms() + (ms < ONLINE_DEADLINE_MAX_MS ? ms : ONLINE_DEADLINE_MAX_MS);
     oc->epoch = c->epoch;
+    oc->received_ms = id_wall_ms();
     oc->next = c->online;
     c->online = oc;
     try_next(oc);

@@ -76,6 +76,11 @@ r = json.load(open(sys.argv[1]))["results"]
 assert len(r) == 3 and "error" not in r[0] and "error" in r[1] and "error" not in r[2], r
 PY
 
+# -- the coordinator's metrics count what it answered: 4 + 1 + 1 requests
+L=$(cli node1 --json status | json 'd["leader"]')
+assert_eq "$(metric "$L" idunno_online_requests_total model=text_direction)" 6 "online requests counted"
+assert_eq "$(metric "$L" idunno_online_request_seconds_count model=text_direction)" 6 "latency histogram count"
+
 # -- failover: clients keep asking while a worker, then the coordinator, die
 # loop K: predicts of 4 images until $D/stop exists, each answer checked
 loop() {
@@ -92,7 +97,6 @@ loop() {
   done
   echo "$k" >"$D/loop$1.count"
 }
-L=$(cli node1 --json status | json 'd["leader"]')
 # the clients talk to two nodes that are neither victim
 victim=node4; [ "$L" = node4 ] && victim=node3
 clients=(); for n in 1 2 3 4; do [ "node$n" != "$L" ] && [ "node$n" != "$victim" ] && clients+=("$n"); done

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Online inference through the Open Inference Protocol (docs/http.md,
+"Online inference"): a closed-loop load generator against a running local
+cluster, and a bare ONNX Runtime loop over the same model and images on the
+same cores for comparison.
+
+  bench/oip_bench.py [--model resnet50] [--nodes 5] [--clients 8] [--seconds 20]
+                     [--images 16] [--via all|one] [--base-port 26700]
+
+Each client is a process with one keep-alive HTTP connection to a node (all
+nodes in turn, or node1 only with --via one) sending binary infer requests
+of one image (the binary tensor data extension), each answer checked, for
+--seconds after a warm-up that loads the model on every worker. Prints one
+JSON document: requests/s, latency p50/p90/p99 (ms), failures, and the bare
+runtime's images/s (bench/infer_bench.c `e2e`: the same JPEGs decoded and run
+with 2 threads, batch 1), measured before and after the cluster.
+"""
+import argparse, json, multiprocessing, os, statistics, struct, subprocess, sys, time
+import http.client
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clusterlib import Cluster, ROOT, wait  # noqa: E402
+
+MODELS = os.path.join(ROOT, "models")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def infer_body(image):
+    blob = struct.pack("<I", len(image)) + image
+    head = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                   "parameters": {"binary_data_size": len(blob)}}],
+                       "outputs": [{"name": "classification",
+                                    "parameters": {"classification": 1}}]}).encode()
+    return head, blob
+
+
+def client(args):
+    """One closed-loop client: (latencies in ms, failures, first error)."""
+    addr, model, token, images, until, warm = args
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    lat, failures, first_error, k = [], 0, None, 0
+    path = "/v2/models/%s/infer" % model
+    while time.time() < until:
+        head, blob = infer_body(images[k % len(images)])
+        k += 1
+        t = time.time()
+        try:
+            conn.request("POST", path, head + blob, {
+                "Authorization": "Bearer " + token,
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": str(len(head))})
+            r = conn.getresponse()
+            body = r.read()
+            ok = r.status == 200 and json.loads(body)["outputs"][0]["shape"] == [1, 1]
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+            ok, body = False, str(e).encode()
+            conn.close()
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        if not ok:
+            failures += 1
+            first_error = first_error or body[:200].decode("utf-8", "replace")
+        elif t >= warm:
+            lat.append((time.time() - t) * 1000)
+    return lat, failures, first_error
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(p / 100 * len(xs)))], 2) if xs else None
+
+
+def bare(model, seconds, image_dir):
+    subprocess.run(["make", "-C", ROOT, "-s", "bench-bin"], check=True, capture_output=True)
+    out = subprocess.run([os.path.join(ROOT, "build", "bin", "infer_bench"), "e2e",
+                          os.path.join(MODELS, model + ".onnx"), "2", "1", str(seconds),
+                          image_dir], check=True, capture_output=True, text=True)
+    ips = json.loads(out.stdout)["images_per_s"]
+    log("bare ONNX Runtime, 2 threads, batch 1, decoding the images:", ips, "images/s")
+    return ips
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="resnet50")
+    ap.add_argument("--nodes", type=int, default=5)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--via", choices=["all", "one"], default="all")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare runtime loop")
+    ap.add_argument("--base-port", type=int, default=26700)
+    args = ap.parse_args()
+
+    c = Cluster(args.nodes, args.base_port)
+    img_dir = os.path.join(c.dir, "images")
+    subprocess.run([os.path.join(ROOT, "scripts", "make-data.sh"), "--synthetic",
+                    str(args.images), img_dir], check=True, capture_output=True)
+    paths = sorted(os.path.join(img_dir, f) for f in os.listdir(img_dir))
+    images = [open(p, "rb").read() for p in paths]
+    bare_before = None if args.no_bare else bare(args.model, min(args.seconds, 20), img_dir)
+    c.up()
+    try:
+        c.cli("node1", "train", args.model, "--file", os.path.join(MODELS, args.model + ".onnx"),
+              timeout_ms=120000, check=True)
+        token = subprocess.run([os.path.join(ROOT, "bin", "idunno"), "token"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        http_addrs = []
+        for k in range(1, args.nodes + 1):
+            h, p = c.addrs["node%d" % k].rsplit(":", 1)
+            http_addrs.append("%s:%d" % (h, int(p) + 2))
+        targets = http_addrs if args.via == "all" else http_addrs[:1]
+        # Warm-up: enough requests at once that every worker gets one and
+        # loads the model (the coordinator spreads them, scheduler.md).
+        warm_s = 15 if args.model != "tiny_cnn" else 3
+        start = time.time()
+        until = start + warm_s + args.seconds
+        jobs = [(targets[i % len(targets)], args.model, token, images[i:] + images[:i], until,
+                 start + warm_s) for i in range(args.clients)]
+        with multiprocessing.Pool(args.clients) as pool:
+            results = pool.map(client, jobs)
+        lat = [x for r in results for x in r[0]]
+        failures = sum(r[1] for r in results)
+        errors = [r[2] for r in results if r[2]]
+        st = c.cli("node1", "status") or {}
+    finally:
+        c.down()
+    bare_after = None if args.no_bare else bare(args.model, min(args.seconds, 20), img_dir)
+    rps = len(lat) / args.seconds
+    out = {"model": args.model, "nodes": args.nodes, "clients": args.clients,
+           "via": args.via, "seconds": args.seconds, "requests": len(lat),
+           "requests_per_s": round(rps, 1), "failures": failures,
+           "first_error": errors[0] if errors else None,
+           "latency_ms": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
+                          "mean": round(statistics.mean(lat), 2) if lat else None},
+           "leader": st.get("leader")}
+    if not args.no_bare:
+        b = (bare_before + bare_after) / 2
+        out.update({"bare_images_per_s": round(b, 1), "bare_before": bare_before,
+                    "bare_after": bare_after, "ratio": round(rps / b, 3)})
+    if lat:
+        out["p99_over_p50"] = round(out["latency_ms"]["p99"] / out["latency_ms"]["p50"], 2)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
