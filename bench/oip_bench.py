@@ -15,7 +15,7 @@ JSON document: requests/s, latency p50/p90/p99 (ms), failures, and the bare
 runtime's images/s (bench/infer_bench.c `e2e`: the same JPEGs decoded and run
 with 2 threads, batch 1), measured before and after the cluster.
 """
-import argparse, json, multiprocessing, os, statistics, struct, subprocess, sys, time
+import argparse, json, multiprocessing, os, shutil, statistics, struct, subprocess, sys, tempfile, time
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -96,7 +96,7 @@ def main():
     args = ap.parse_args()
 
     c = Cluster(args.nodes, args.base_port)
-    img_dir = os.path.join(c.dir, "images")
+    img_dir = tempfile.mkdtemp(prefix="idunno-oip-images.")  # outlives the cluster's directory
     subprocess.run([os.path.join(ROOT, "scripts", "make-data.sh"), "--synthetic",
                     str(args.images), img_dir], check=True, capture_output=True)
     paths = sorted(os.path.join(img_dir, f) for f in os.listdir(img_dir))
@@ -126,9 +126,13 @@ def main():
         failures = sum(r[1] for r in results)
         errors = [r[2] for r in results if r[2]]
         st = c.cli("node1", "status") or {}
+        # Leader changes during the run: an election under load shows here.
+        elections = sum(len(c.log_lines("node%d" % k, "won the election"))
+                        for k in range(1, args.nodes + 1))
     finally:
         c.down()
     bare_after = None if args.no_bare else bare(args.model, min(args.seconds, 20), img_dir)
+    shutil.rmtree(img_dir, ignore_errors=True)
     rps = len(lat) / args.seconds
     out = {"model": args.model, "nodes": args.nodes, "clients": args.clients,
            "via": args.via, "seconds": args.seconds, "requests": len(lat),
@@ -136,7 +140,7 @@ def main():
            "first_error": errors[0] if errors else None,
            "latency_ms": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
                           "mean": round(statistics.mean(lat), 2) if lat else None},
-           "leader": st.get("leader")}
+           "leader": st.get("leader"), "elections": elections}
     if not args.no_bare:
         b = (bare_before + bare_after) / 2
         out.update({"bare_images_per_s": round(b, 1), "bare_before": bare_before,
