@@ -447,6 +447,32 @@ static int evp_open(const uint8_t key[SEAL_KEY_LEN], const uint8_t *nonce, const
     return 0;
 }
 
+/* ChaCha20-Poly1305 (RFC 8439) in place, the tag after the text: through
+ * OpenSSL where it can be used, else libsodium (the same bytes either way). */
+static void aead_seal(const uint8_t key[SEAL_KEY_LEN], const uint8_t *nonce, const uint8_t *ad,
+                      size_t ad_len, uint8_t *m, size_t len, uint8_t tag[SEAL_TAG_LEN])
+{
+    if (len > UINT32_MAX || evp_seal(key, nonce, ad, ad_len, m, (uint32_t)len, tag) != 0)
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, tag, NULL, m, len, ad, ad_len, NULL,
+                                                           nonce, key);
+}
+
+/* Opens in[0..len) into out (the same buffer, or one not overlapping it) if
+ * the tag verifies: 0, or ID_EAUTH. */
+static int aead_open(const uint8_t key[SEAL_KEY_LEN], const uint8_t *nonce, const uint8_t *ad,
+                     size_t ad_len, const uint8_t *in, uint8_t *out, size_t len,
+                     const uint8_t tag[SEAL_TAG_LEN])
+{
+    int rc = len > UINT32_MAX ? EVP_UNUSABLE
+                              : evp_open(key, nonce, ad, ad_len, in, out, (uint32_t)len, tag);
+    if (rc == EVP_UNUSABLE)
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, NULL, in, len, tag, ad, ad_len,
+                                                                nonce, key) == 0
+                 ? 0
+                 : ID_EAUTH;
+    return rc == 0 ? 0 : ID_EAUTH;
+}
+
 static void record_nonce(uint64_t seq, uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES])
 {
     memset(nonce, 0, crypto_aead_chacha20poly1305_IETF_NPUBBYTES);
@@ -459,9 +485,7 @@ void seal_record(struct seal_dir *tx, uint8_t *rec, uint32_t len)
     record_nonce(tx->seq++, nonce);
     put_u32(rec, len);
     uint8_t *m = rec + SEAL_RECORD_LEN_BYTES;
-    if (evp_seal(tx->key, nonce, rec, SEAL_RECORD_LEN_BYTES, m, len, m + len) != 0)
-        crypto_aead_chacha20poly1305_ietf_encrypt_detached(
-            m, m + len, NULL, m, len, rec, SEAL_RECORD_LEN_BYTES, NULL, nonce, tx->key);
+    aead_seal(tx->key, nonce, rec, SEAL_RECORD_LEN_BYTES, m, len, m + len);
 }
 
 uint32_t seal_record_frame_len(const uint8_t rec[SEAL_RECORD_LEN_BYTES])
@@ -474,13 +498,7 @@ int seal_open_record(struct seal_dir *rx, uint8_t *rec, uint32_t len)
     uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
     record_nonce(rx->seq, nonce);
     uint8_t *c = rec + SEAL_RECORD_LEN_BYTES;
-    int rc = evp_open(rx->key, nonce, rec, SEAL_RECORD_LEN_BYTES, c, c, len, c + len);
-    if (rc == EVP_UNUSABLE)
-        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(
-                 c, NULL, c, len, c + len, rec, SEAL_RECORD_LEN_BYTES, nonce, rx->key) == 0
-                 ? 0
-                 : ID_EAUTH;
-    if (rc != 0)
+    if (aead_open(rx->key, nonce, rec, SEAL_RECORD_LEN_BYTES, c, c, len, c + len) != 0)
         return ID_EAUTH;
     rx->seq++;
     return 0;
@@ -509,9 +527,7 @@ void seal_record_tail(struct seal_dir *tx, uint8_t *rec, uint32_t len, uint32_t 
     tail_ad(rec, len, ad);
     uint8_t *m = rec + SEAL_RECORD_TAIL_PREFIX;
     uint32_t head = len - tail;
-    if (evp_seal(tx->key, nonce, ad, sizeof ad, m, head, m + len) != 0)
-        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, head, ad, sizeof ad,
-                                                           NULL, nonce, tx->key);
+    aead_seal(tx->key, nonce, ad, sizeof ad, m, head, m + len);
 }
 
 int seal_record_is_tail(const uint8_t rec[SEAL_RECORD_LEN_BYTES])
@@ -535,13 +551,7 @@ int seal_open_record_tail(struct seal_dir *rx, uint8_t *rec, uint32_t len, uint3
     tail_ad(rec, len, ad);
     uint8_t *c = rec + SEAL_RECORD_TAIL_PREFIX;
     uint32_t head = len - tail;
-    int rc = evp_open(rx->key, nonce, ad, sizeof ad, c, c, head, c + len);
-    if (rc == EVP_UNUSABLE)
-        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, NULL, c, head, c + len, ad,
-                                                                sizeof ad, nonce, rx->key) == 0
-                 ? 0
-                 : ID_EAUTH;
-    if (rc != 0)
+    if (aead_open(rx->key, nonce, ad, sizeof ad, c, c, head, c + len) != 0)
         return ID_EAUTH;
     rx->seq++;
     return 0;
@@ -574,10 +584,7 @@ void seal_payload(const struct seal_keyring *kr, uint64_t offset, uint8_t *p, si
     payload_key(kr->payload_key[0], p + SEAL_KEY_ID_LEN, key);
     payload_ad(p, offset, ad);
     uint8_t *m = p + SEAL_PAYLOAD_HEAD;
-    if (len > UINT32_MAX ||
-        evp_seal(key, payload_nonce, ad, sizeof ad, m, (uint32_t)len, m + len) != 0)
-        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + len, NULL, m, len, ad, sizeof ad,
-                                                           NULL, payload_nonce, key);
+    aead_seal(key, payload_nonce, ad, sizeof ad, m, len, m + len);
     sodium_memzero(key, sizeof key);
 }
 
@@ -594,16 +601,9 @@ int seal_open_payload(const struct seal_keyring *kr, uint64_t offset, const uint
     payload_key(kr->payload_key[k], p + SEAL_KEY_ID_LEN, key);
     payload_ad(p, offset, ad);
     const uint8_t *c = p + SEAL_PAYLOAD_HEAD;
-    int rc = len > UINT32_MAX
-                 ? EVP_UNUSABLE
-                 : evp_open(key, payload_nonce, ad, sizeof ad, c, out, (uint32_t)len, c + len);
-    if (rc == EVP_UNUSABLE)
-        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, NULL, c, len, c + len, ad,
-                                                                sizeof ad, payload_nonce, key) == 0
-                 ? 0
-                 : ID_EAUTH;
+    int rc = aead_open(key, payload_nonce, ad, sizeof ad, c, out, len, c + len);
     sodium_memzero(key, sizeof key);
-    return rc == 0 ? 0 : ID_EAUTH;
+    return rc;
 }
 
 /* ---- UDP datagrams ------------------------------------------------------- */

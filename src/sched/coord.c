@@ -1010,6 +1010,7 @@ void coord_stop(struct coord *c)
         return;
     c->stopping = 1;
     ctl_svc_stop(c->svc);
+    coord_online_stop(c);
     struct dispatch_held held[DISPATCH_BATCH_MAX];
     size_t n = dispatch_batch_take(c->d, held);
     for (size_t i = 0; i < n; i++) {

@@ -89,6 +89,9 @@ int coord_model_msg(struct coord *c, const struct model_rec *m, const struct coo
 
 /* coord_online.c: an ONLINE_INFER request, on the leader. */
 void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, size_t len);
+/* Answers the online requests under way (the coordinator stops) and lets
+ * their calls end without it. */
+void coord_online_stop(struct coord *c);
 /* Releases the online statistics (not the array). */
 void coord_online_free(struct coord *c);
 

@@ -100,6 +100,8 @@ void coord_online_free(struct coord *c)
 
 static void call_unlink(struct online_call *oc)
 {
+    if (!oc->c)
+        return; /* orphaned by coord_online_stop */
     for (struct online_call **p = &oc->c->online; *p; p = &(*p)->next)
         if (*p == oc) {
             *p = oc->next;
@@ -219,6 +221,10 @@ static void on_online_ran(void *ud, const struct net_result *res)
 {
     struct online_call *oc = ud;
     struct coord *c = oc->c;
+    if (!c) { /* the coordinator stopped and answered the request */
+        call_free(oc);
+        return;
+    }
     char worker[64];
     snprintf(worker, sizeof worker, "%s", oc->worker);
     oc->worker[0] = 0;
@@ -363,4 +369,21 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
     oc->next = c->online;
     c->online = oc;
     try_next(oc);
+}
+
+void coord_online_stop(struct coord *c)
+{
+    /* Requests still running on a worker are answered now; their calls'
+     * answers come later, to calls that no longer name the coordinator
+     * (it may be freed by then). */
+    for (struct online_call *oc = c->online, *next; oc; oc = next) {
+        next = oc->next;
+        net_reply_error(oc->req, ID_ESHUTDOWN, "the coordinator is stopping", NULL);
+        oc->req = NULL;
+        oc->c = NULL;
+        oc->next = NULL;
+        if (!oc->worker[0])
+            call_free(oc); /* between attempts: no call will come back for it */
+    }
+    c->online = NULL;
 }

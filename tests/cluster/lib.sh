@@ -82,6 +82,24 @@ all_see() { # all_see STATE NAME NODES...
 # Debian's python3: it has python3-prometheus-client (scripts/install-deps.sh).
 PY3=/usr/bin/python3
 
+# text_lines N: for the pretrained text_direction model (M, its card CARD),
+# N rendered text lines in $D/lines (up_* upright: "0", down_* upside down:
+# "180"; tools/text_lines.py) and each one's top-1 from a bare ONNX Runtime
+# run with its own preprocessing (REF, tests/tools/ref_classify) in
+# $D/ref.txt. Sets M, CARD, REF and D ($IDUNNO_RUN_DIR/data).
+text_lines() {
+  M=$ROOT/models/text_direction.onnx
+  CARD=$ROOT/models/text_direction.card.json
+  REF=$ROOT/build/tests/tools/ref_classify
+  [ -f "$M" ] && [ -f "$CARD" ] || fail "no $M (make models makes it)"
+  [ -x "$REF" ] || fail "no $REF (make builds it)"
+  D=$IDUNNO_RUN_DIR/data
+  mkdir -p "$D"
+  "$ROOT/scripts/make-data.sh" --text-lines "$1" "$D/lines" 2>/dev/null
+  "$REF" "$M" 48x192 0.5 0.5 "$D"/lines/*.png >"$D/ref.txt"
+  [ "$(wc -l <"$D/ref.txt")" = "$1" ] || fail "the reference answered $(wc -l <"$D/ref.txt") of $1"
+}
+
 # http_addr NODE: HOST:PORT of the node's HTTP endpoint.
 http_addr() { local a; a=$(addr "$1"); echo "${a%:*}:$(( ${a##*:} + 2 ))"; }
 

@@ -15,15 +15,7 @@
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 
-M=$ROOT/models/text_direction.onnx
-CARD=$ROOT/models/text_direction.card.json
-REF=$ROOT/build/tests/tools/ref_classify
-[ -f "$M" ] && [ -f "$CARD" ] || fail "no $M (make models makes it)"
-[ -x "$REF" ] || fail "no $REF (make builds it)"
-D=$IDUNNO_RUN_DIR/data
-mkdir -p "$D"
-"$ROOT/scripts/make-data.sh" --text-lines 6 "$D/lines" 2>/dev/null
-"$REF" "$M" 48x192 0.5 0.5 "$D"/lines/*.png >"$D/ref.txt"
+text_lines 6
 
 cluster up 3 >/dev/null
 wait_leader node1

@@ -13,18 +13,8 @@
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 
-M=$ROOT/models/text_direction.onnx
-CARD=$ROOT/models/text_direction.card.json
-REF=$ROOT/build/tests/tools/ref_classify
-[ -f "$M" ] && [ -f "$CARD" ] || fail "no $M (make models makes it)"
-[ -x "$REF" ] || fail "no $REF (make builds it)"
 N=24
-
-D=$IDUNNO_RUN_DIR/data
-mkdir -p "$D"
-"$ROOT/scripts/make-data.sh" --text-lines "$N" "$D/lines" 2>/dev/null
-"$REF" "$M" 48x192 0.5 0.5 "$D"/lines/*.png >"$D/ref.txt"
-[ "$(wc -l <"$D/ref.txt")" = "$N" ] || fail "the reference answered $(wc -l <"$D/ref.txt") of $N"
+text_lines "$N"
 
 # check FILE: a predict --json answer: one result per image asked, each top-1
 # equal to the reference, labelled; prints the number of images and attempts.
