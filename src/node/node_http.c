@@ -327,12 +327,39 @@ static void node_http_render_worker(void *ud, struct prom_out *m, struct json_ou
     json_out_end(j);
 }
 
-/* Online requests (coord_online.c) answered by this leader, per model. */
-static void node_http_render_online(struct node *node, struct prom_out *m,
-                                    const uint32_t *bounds_ms, const double *bounds_s, size_t nb)
+/* Online requests (coord_online.c) answered by the serving coordinator, per
+ * model: metric families, and the status section "online" (an array, empty
+ * elsewhere) that the dashboard shows. Their statistics are the leader's
+ * own, not replicated: a new coordinator counts afresh. */
+static void node_http_render_online(void *ud, struct prom_out *m, struct json_out *j)
 {
+    struct node *node = ud;
+    int leader = node->ctl && ctl_is_serving(node->ctl);
     struct coord_online_view v[COORD_ONLINE_MODELS];
-    size_t n = node->coord ? coord_online_view(node->coord, v, COORD_ONLINE_MODELS) : 0;
+    size_t n = leader && node->coord ? coord_online_view(node->coord, v, COORD_ONLINE_MODELS) : 0;
+    json_out_begin_array(j, NULL);
+    uint64_t now = id_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        struct qstats_summary w;
+        qstats_window(v[i].stats, now, &w);
+        json_out_begin_object(j, NULL);
+        json_out_str(j, "model", v[i].model);
+        json_out_u64(j, "requests", qstats_total(v[i].stats));
+        json_out_u64(j, "failed", v[i].failed);
+        json_out_double(j, "rate", qstats_rate(v[i].stats, now));
+        json_out_double(j, "p50_ms", w.median_ms);
+        json_out_double(j, "p99_ms", w.p99_ms);
+        json_out_end(j);
+    }
+    json_out_end(j);
+    if (!leader)
+        return;
+    static const uint32_t bounds_ms[] = {5,   10,   25,   50,   100,   250,
+                                         500, 1000, 2500, 5000, 10000, 30000};
+    enum { nb = sizeof bounds_ms / sizeof bounds_ms[0] };
+    double bounds_s[nb];
+    for (size_t b = 0; b < nb; b++)
+        bounds_s[b] = bounds_ms[b] / 1000.0;
     prom_family(m, "idunno_online_requests_total", PROM_COUNTER,
                 "Online requests answered with results by this coordinator");
     for (size_t i = 0; i < n; i++)
@@ -344,8 +371,8 @@ static void node_http_render_online(struct node *node, struct prom_out *m,
     prom_family(m, "idunno_online_request_seconds", PROM_HISTOGRAM,
                 "Online request latency at the coordinator, received to answered, in seconds");
     for (size_t i = 0; i < n; i++) {
-        uint64_t counts[16], below = 0;
-        for (size_t b = 0; b < nb && b < 15; b++) {
+        uint64_t counts[nb + 1], below = 0;
+        for (size_t b = 0; b < nb; b++) {
             uint64_t le = qstats_count_le(v[i].stats, bounds_ms[b]);
             counts[b] = le - below;
             below = le;
@@ -421,7 +448,6 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
                                        (double)qstats_sum_ms(job->stats) / 1000.0};
             prom_histogram_sample(m, PROM_LABELS({"model", job->model}), &h);
         }
-        node_http_render_online(node, m, bounds_ms, bounds_s, nb);
     }
     json_out_begin_array(j, NULL);
     for (size_t i = 0; i < n; i++) {
@@ -550,6 +576,8 @@ int node_http_start(struct node *node)
         rc = http_add_provider(node->http, "coordinator", node_http_render_ctl, node);
     if (rc == 0)
         rc = http_add_provider(node->http, "jobs", node_http_render_jobs, node);
+    if (rc == 0)
+        rc = http_add_provider(node->http, "online", node_http_render_online, node);
     if (rc == 0)
         rc = http_add_provider(node->http, "sdfs", node_http_render_sdfs, node);
     if (rc == 0)

@@ -69,6 +69,25 @@ check "$IDUNNO_RUN_DIR/dom1.html" "$leader" alive node2 || {
   echo "--- rendered DOM:"; cat "$IDUNNO_RUN_DIR/dom1.html"; fail "dashboard of node2"
 }
 
+# An online request shows on the coordinator's page, in the online table.
+cli node1 train tiny_cnn --file "$ROOT/models/tiny_cnn.onnx" >/dev/null || fail "train"
+"$ROOT/scripts/make-data.sh" --synthetic 1 "$IDUNNO_RUN_DIR/img" >/dev/null
+cli node2 predict tiny_cnn "$IDUNNO_RUN_DIR"/img/* >/dev/null || fail "predict"
+online_counted() {
+  http_get "$leader" /api/status | tail -n +3 |
+    "$PY3" -c 'import json, sys; o = json.load(sys.stdin)["online"]; sys.exit(0 if o and o[0]["requests"] == 1 else 1)'
+}
+wait_until 10 online_counted || fail "the coordinator's status does not count the online request"
+dom "$leader" >"$IDUNNO_RUN_DIR/dom-online.html" || fail "chromium failed: $(tail -n 5 "$IDUNNO_RUN_DIR/chromium.log")"
+"$PY3" - "$IDUNNO_RUN_DIR/dom-online.html" <<'PY' || { cat "$IDUNNO_RUN_DIR/dom-online.html"; fail "online table"; }
+import re, sys
+html = open(sys.argv[1], encoding="utf-8").read()
+rows = re.findall(r'<tr data-online="([^"]+)">(.*?)</tr>', html)
+assert [r[0] for r in rows] == ["tiny_cnn"], rows
+cells = re.findall(r'<td[^>]*>([^<]*)</td>', rows[0][1])
+assert cells[0] == "tiny_cnn" and cells[1] == "1" and cells[2] == "0", cells
+PY
+
 # Kill a member that does not lead; node1's page shows it failed.
 victim=node3
 [ "$leader" = node3 ] && victim=node2
