@@ -666,7 +666,9 @@ static enum MHD_Result http_v2_start(struct http *h, struct MHD_Connection *conn
     struct strbuf sb = STRBUF_INIT;
     char why[256];
     switch (t->route) {
-    case OIP_LIVE: strbuf_puts(&sb, "{\"live\":true}"); return http_reply_json(h, conn, 200, &sb);
+    case OIP_LIVE:
+        strbuf_puts(&sb, "{\"live\":true}");
+        return http_reply_json(h, conn, MHD_HTTP_OK, &sb);
     case OIP_READY:
         if (http_published_ready(h, why, sizeof why)) {
             strbuf_puts(&sb, "{\"ready\":true}");
@@ -682,7 +684,7 @@ static enum MHD_Result http_v2_start(struct http *h, struct MHD_Connection *conn
         }
     case OIP_SERVER:
         oip_server_metadata(&sb, h->server_version);
-        return http_reply_json(h, conn, 200, &sb);
+        return http_reply_json(h, conn, MHD_HTTP_OK, &sb);
     default: break;
     }
     if (!h->call_fn)

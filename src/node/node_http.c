@@ -327,6 +327,27 @@ static void node_http_render_worker(void *ud, struct prom_out *m, struct json_ou
     json_out_end(j);
 }
 
+/* One model's latency histogram sample of a family already begun: counted
+ * in ms (qstats keeps ms), exported in seconds as Prometheus' conventions
+ * want for a duration. */
+static void latency_histogram(struct prom_out *m, const char *model, const struct qstats *q)
+{
+    static const uint32_t bounds_ms[] = {5,   10,   25,   50,   100,   250,
+                                         500, 1000, 2500, 5000, 10000, 30000};
+    enum { nb = sizeof bounds_ms / sizeof bounds_ms[0] };
+    double bounds_s[nb];
+    uint64_t counts[nb + 1], below = 0;
+    for (size_t b = 0; b < nb; b++) {
+        bounds_s[b] = bounds_ms[b] / 1000.0;
+        uint64_t le = qstats_count_le(q, bounds_ms[b]);
+        counts[b] = le - below;
+        below = le;
+    }
+    counts[nb] = qstats_total(q) - below;
+    struct prom_histogram h = {bounds_s, nb, counts, (double)qstats_sum_ms(q) / 1000.0};
+    prom_histogram_sample(m, PROM_LABELS({"model", model}), &h);
+}
+
 /* Online requests (coord_online.c) answered by the serving coordinator, per
  * model: metric families, and the status section "online" (an array, empty
  * elsewhere) that the dashboard shows. Their statistics are the leader's
@@ -354,12 +375,6 @@ static void node_http_render_online(void *ud, struct prom_out *m, struct json_ou
     json_out_end(j);
     if (!leader)
         return;
-    static const uint32_t bounds_ms[] = {5,   10,   25,   50,   100,   250,
-                                         500, 1000, 2500, 5000, 10000, 30000};
-    enum { nb = sizeof bounds_ms / sizeof bounds_ms[0] };
-    double bounds_s[nb];
-    for (size_t b = 0; b < nb; b++)
-        bounds_s[b] = bounds_ms[b] / 1000.0;
     prom_family(m, "idunno_online_requests_total", PROM_COUNTER,
                 "Online requests answered with results by this coordinator");
     for (size_t i = 0; i < n; i++)
@@ -370,18 +385,8 @@ static void node_http_render_online(void *ud, struct prom_out *m, struct json_ou
         prom_sample(m, PROM_LABELS({"model", v[i].model}), (double)v[i].failed);
     prom_family(m, "idunno_online_request_seconds", PROM_HISTOGRAM,
                 "Online request latency at the coordinator, received to answered, in seconds");
-    for (size_t i = 0; i < n; i++) {
-        uint64_t counts[nb + 1], below = 0;
-        for (size_t b = 0; b < nb; b++) {
-            uint64_t le = qstats_count_le(v[i].stats, bounds_ms[b]);
-            counts[b] = le - below;
-            below = le;
-        }
-        counts[nb] = qstats_total(v[i].stats) - below;
-        struct prom_histogram h = {bounds_s, nb, counts,
-                                   (double)qstats_sum_ms(v[i].stats) / 1000.0};
-        prom_histogram_sample(m, PROM_LABELS({"model", v[i].model}), &h);
-    }
+    for (size_t i = 0; i < n; i++)
+        latency_histogram(m, v[i].model, v[i].stats);
 }
 
 /* Job metrics come from the replicated job state, which voters hold; only the
@@ -396,14 +401,6 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
     int leader = node->ctl && ctl_is_serving(node->ctl);
     uint64_t now = id_wall_ms();
     size_t n = node->jobs ? jobs_count(node->jobs) : 0;
-    /* Latency buckets: counted in ms (qstats keeps ms), exported in seconds
-     * as Prometheus' conventions want for a duration. */
-    static const uint32_t bounds_ms[] = {5,   10,   25,   50,   100,   250,
-                                         500, 1000, 2500, 5000, 10000, 30000};
-    enum { nb = sizeof bounds_ms / sizeof bounds_ms[0] };
-    double bounds_s[nb];
-    for (size_t b = 0; b < nb; b++)
-        bounds_s[b] = bounds_ms[b] / 1000.0;
     if (leader) {
         prom_gauge(m, "idunno_coordinator_active", "1 while this node dispatches queries",
                    cs.active);
@@ -437,16 +434,7 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
                     "Query processing time, dispatch to result, in seconds");
         for (size_t i = 0; i < n; i++) {
             struct job_rec *job = jobs_at(node->jobs, i);
-            uint64_t counts[nb + 1], below = 0;
-            for (size_t b = 0; b < nb; b++) {
-                uint64_t le = qstats_count_le(job->stats, bounds_ms[b]);
-                counts[b] = le - below;
-                below = le;
-            }
-            counts[nb] = qstats_total(job->stats) - below;
-            struct prom_histogram h = {bounds_s, nb, counts,
-                                       (double)qstats_sum_ms(job->stats) / 1000.0};
-            prom_histogram_sample(m, PROM_LABELS({"model", job->model}), &h);
+            latency_histogram(m, job->model, job->stats);
         }
     }
     json_out_begin_array(j, NULL);
