@@ -407,6 +407,7 @@ static int cmd_predict(struct cli_ctx *ctx, int argc, char **argv)
         cli_json_u64("version", res->version);
         cli_json_str("worker", res->worker);
         cli_json_u64("attempts", res->attempts);
+        cli_json_u64("batched", res->batched ? res->batched : 1);
         cli_json_u64("run_ms", res->run_ms);
         if (res->id && res->id[0])
             cli_json_str("id", res->id);

@@ -31,8 +31,10 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_job_commands[] = {
-    {"launch", "MODEL BATCH [--weight W] [--version N]",
-     "start a job running MODEL (its latest version, or version N), BATCH images per query",
+    {"launch", "MODEL BATCH [--weight W] [--version N] [--online]",
+     "start a job running MODEL (its latest version, or version N), BATCH images per query; "
+     "--online: its queries are MODEL's online requests (predict, /v2), up to BATCH images run "
+     "together",
      cmd_launch},
     {"inference", "MODEL DATASET",
      "queue every image under the SDFS prefix DATASET for MODEL's job", cmd_inference},
@@ -85,6 +87,7 @@ static void json_job(const Idunno__JobInfo *j)
     cli_json_u64("id", j->id);
     cli_json_str("model", j->model);
     cli_json_str("state", j->state);
+    cli_json_str("kind", j->online ? "online" : "batch");
     cli_json_u64("version", j->version);
     if (j->error[0])
         cli_json_str("error", j->error);
@@ -179,13 +182,14 @@ static int parse_watch(int argc, char **argv, const char **arg)
 }
 
 static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, uint32_t batch,
-                       double weight, uint32_t version, const char *verb)
+                       double weight, uint32_t version, int online, const char *verb)
 {
     Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
     l.model = (char *)model;
     l.batch = batch;
     l.weight = weight;
     l.version = version;
+    l.online = online;
     Idunno__JobInfo *j;
     int rc = cli_call_decode(ctx, type, &l.base, &idunno__job_info__descriptor, &j);
     if (rc)
@@ -193,6 +197,11 @@ static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, ui
     if (ctx->json) {
         json_job(j);
         cli_json_done();
+    } else if (j->online) {
+        printf("%s online job %u of %s: version %u, batch %u, weight %g, %s, %llu requests "
+               "answered\n",
+               verb, j->id, j->model, j->version, j->batch, j->weight, j->state,
+               (unsigned long long)j->queries_done);
     } else {
         printf("%s job %u of %s: version %u, batch %u, weight %g, %s, %llu of %llu images done\n",
                verb, j->id, j->model, j->version, j->batch, j->weight, j->state,
@@ -200,6 +209,16 @@ static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, ui
     }
     idunno__job_info__free_unpacked(j, NULL);
     return 0;
+}
+
+/* "done/queued" images, or "online" for an online job (no data set). */
+static void job_images_text(const Idunno__JobInfo *j, char *out, size_t len)
+{
+    if (j->online)
+        snprintf(out, len, "online");
+    else
+        snprintf(out, len, "%llu/%llu", (unsigned long long)j->images_done,
+                 (unsigned long long)j->images);
 }
 
 /* ---- job commands --------------------------------------------------------------------------- */
@@ -223,8 +242,11 @@ static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
     int npos = 0;
     double weight = 1.0;
     uint32_t version = 0;
+    int online = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--version") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--online") == 0) {
+            online = 1;
+        } else if (strcmp(argv[i], "--version") == 0 && i + 1 < argc) {
             if (parse_u32(argv[++i], &version) < 0)
                 return cli_usage_error(cmd, "--version takes a version number (1, 2, ...)");
         } else if (strcmp(argv[i], "--weight") == 0 && i + 1 < argc) {
@@ -242,7 +264,7 @@ static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
     if (npos != 2 || parse_u32(pos[1], &batch) < 0)
         return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
     return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, pos[0], batch, weight, version,
-                       "launched");
+                       online, "launched");
 }
 
 static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
@@ -253,7 +275,7 @@ static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
     uint32_t batch;
     if (argc != 3 || parse_u32(argv[2], &batch) < 0)
         return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, argv[1], batch, 0, 0,
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, argv[1], batch, 0, 0, 0,
                        "updated");
 }
 
@@ -265,7 +287,7 @@ static int cmd_set_model_version(struct cli_ctx *ctx, int argc, char **argv)
     uint32_t version;
     if (argc != 3 || parse_u32(argv[2], &version) < 0)
         return cli_usage_error(cmd, "takes a model and a version number (1, 2, ...)");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_VERSION_REQ, argv[1], 0, 0, version,
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_VERSION_REQ, argv[1], 0, 0, version, 0,
                        "updated");
 }
 
@@ -276,7 +298,7 @@ static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
         return 0;
     if (argc != 2)
         return cli_usage_error(cmd, "takes a model");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, argv[1], 0, 0, 0, "stopped");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, argv[1], 0, 0, 0, 0, "stopped");
 }
 
 static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv)
@@ -349,8 +371,7 @@ static int qinfo_once(struct cli_ctx *ctx, const char *model)
             const Idunno__JobInfo *j = l->jobs[i];
             char q[24], im[48], rate[24];
             snprintf(q, sizeof q, "%llu", (unsigned long long)j->queries_done);
-            snprintf(im, sizeof im, "%llu/%llu", (unsigned long long)j->images_done,
-                     (unsigned long long)j->images);
+            job_images_text(j, im, sizeof im);
             snprintf(rate, sizeof rate, "%.2f", j->rate);
             cli_table_row(t, j->model, q, im, rate, j->state);
         }
@@ -509,8 +530,7 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
             snprintf(ver, sizeof ver, "%u", j->version);
             snprintf(b, sizeof b, "%u", j->batch);
             snprintf(w, sizeof w, "%g", j->weight);
-            snprintf(im, sizeof im, "%llu/%llu", (unsigned long long)j->images_done,
-                     (unsigned long long)j->images);
+            job_images_text(j, im, sizeof im);
             snprintf(q, sizeof q, "%llu", (unsigned long long)j->queries_done);
             snprintf(rate, sizeof rate, "%.2f/s", j->rate);
             snprintf(qr, sizeof qr, "%llu/%llu", (unsigned long long)j->queued,

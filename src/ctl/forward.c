@@ -21,6 +21,7 @@ struct fwd_type {
     uint16_t type;
     ctl_fwd_handler fn;
     void *ud;
+    ctl_fwd_wait_fn wait_of; /* set: a long-running request (ctl_fwd_set_long) */
 };
 
 struct fwd_serve_ud {
@@ -264,6 +265,13 @@ static void fwd_on_reply(void *ud, const struct net_result *res)
     }
     if (res->leader && res->leader[0])
         snprintf(f->hint, sizeof f->hint, "%s", res->leader);
+    const struct fwd_type *t = fwd_find(f, op->type);
+    if (res->status == ID_ETIMEDOUT && t && t->wait_of) {
+        /* Its whole budget is spent, and it may still be running there:
+         * sending it again would run it twice for nothing. */
+        fwd_fail(op, ID_ETIMEDOUT, "no answer from the coordinator before the request's deadline");
+        return;
+    }
     switch (res->status) {
     case ID_ENOTLEADER:
     case ID_ENOLEADER:
@@ -328,6 +336,10 @@ static void fwd_try(struct fwd_op *op)
      * voter may have to wait for an election (well under a second), but may be
      * cut off itself: it gets longer, not everything. */
     uint64_t cap = kind == 2 ? CTL_FWD_LEADER_TIMEOUT_MS : CTL_FWD_RELAY_TIMEOUT_MS;
+    /* A long-running request takes as long as it takes: its attempt has the
+     * whole budget, which its own deadline set (ctl_fwd_set_long). */
+    if (t && t->wait_of)
+        cap = remaining;
     uint64_t attempt_ms = remaining > cap ? cap : remaining;
     Idunno__CtlForward m = IDUNNO__CTL_FORWARD__INIT;
     m.type = op->type;
@@ -367,7 +379,11 @@ static void fwd_start(struct ctl_fwd *f, struct net_request *req, uint16_t type,
     op->body = copy;
     op->len = len;
     op->hops = hops;
-    op->deadline = id_now_ms() + (wait_ms && wait_ms < f->wait_ms ? wait_ms : f->wait_ms);
+    const struct fwd_type *t = fwd_find(f, type);
+    if (t && t->wait_of) /* its own budget: from its body, or the relaying hop's */
+        op->deadline = id_now_ms() + (hops ? wait_ms : t->wait_of(body, len));
+    else
+        op->deadline = id_now_ms() + (wait_ms && wait_ms < f->wait_ms ? wait_ms : f->wait_ms);
     uv_timer_init(f->loop, &op->timer);
     op->timer.data = op;
     op->next = f->ops;
@@ -469,6 +485,16 @@ int ctl_fwd_add(struct ctl_fwd *f, uint16_t type, ctl_fwd_handler fn, void *ud)
     f->types[f->n_types].ud = ud;
     f->n_types++;
     return 0;
+}
+
+int ctl_fwd_set_long(struct ctl_fwd *f, uint16_t type, ctl_fwd_wait_fn wait_of)
+{
+    for (size_t i = 0; i < f->n_types; i++)
+        if (f->types[i].type == type) {
+            f->types[i].wait_of = wait_of;
+            return 0;
+        }
+    return ID_ENOTFOUND;
 }
 
 /* The net handler of ctl_fwd_serve'd types: serve here or forward. */

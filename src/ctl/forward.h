@@ -79,6 +79,18 @@ int ctl_fwd_add(struct ctl_fwd *f, uint16_t type, ctl_fwd_handler fn, void *ud);
  * the leader and forwards anywhere else. */
 int ctl_fwd_serve(struct ctl_fwd *f, uint16_t type, ctl_fwd_handler fn, void *ud);
 
+/* Marks a type added above as long-running (an online inference, which may
+ * take seconds on the leader): wait_of(body) is a request's budget in ms (its
+ * own deadline, with a margin) instead of the forwarder's wait; an attempt
+ * may take all that is left of it, not CTL_FWD_LEADER_TIMEOUT_MS; and an
+ * attempt that timed out fails the request (ID_ETIMEDOUT) instead of being
+ * sent again, so a slow request does not run twice. Refusals, closed
+ * connections (a leader that died) and leader changes are still retried.
+ * Every node must mark the same types (a relay uses the hop's wait). Returns 0
+ * or ID_ENOTFOUND. */
+typedef uint32_t (*ctl_fwd_wait_fn)(const uint8_t *body, size_t len);
+int ctl_fwd_set_long(struct ctl_fwd *f, uint16_t type, ctl_fwd_wait_fn wait_of);
+
 /* Forwards one request towards the leader (or serves it, if this node now
  * is). Takes ownership of req; body is copied. For handlers that decide
  * themselves when to forward. */

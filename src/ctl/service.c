@@ -199,6 +199,8 @@ int ctl_svc_register(struct ctl_svc *svc, const struct ctl_svc_op *ops, size_t n
         int rc = ops[i].flags & CTL_OP_NO_NET
                      ? ctl_fwd_add(svc->fwd, ops[i].type, svc_on_request, e)
                      : ctl_fwd_serve(svc->fwd, ops[i].type, svc_on_request, e);
+        if (rc == 0 && ops[i].wait_of)
+            rc = ctl_fwd_set_long(svc->fwd, ops[i].type, ops[i].wait_of);
         if (rc < 0)
             return rc;
     }

@@ -91,6 +91,9 @@ struct ctl_svc_op {
     /* Instead of an op: a plain handler, run on the leader after the shutdown
      * check (for requests whose handler keeps the request itself). */
     ctl_fwd_handler raw;
+    /* Set: a long-running request, forwarded with the budget this returns
+     * (ctl_fwd_set_long). */
+    ctl_fwd_wait_fn wait_of;
 };
 
 /* What the rule does with a settled status. Pure. */

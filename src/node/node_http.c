@@ -410,6 +410,11 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
                      "Queries put back at the head of their queue", cs.requeued);
         prom_counter(m, "idunno_coordinator_adopted_total",
                      "Queries adopted from workers when taking over", cs.adopted);
+        prom_counter(m, "idunno_coordinator_online_received_total",
+                     "Online requests this node received as coordinator", cs.online_requests);
+        prom_counter(m, "idunno_coordinator_online_retried_total",
+                     "Online requests moved to another run after a worker failed them",
+                     cs.online_retried);
         const char *names[] = {"idunno_job_queries_total", "idunno_job_images_done_total",
                                "idunno_job_images", "idunno_job_query_rate",
                                "idunno_job_duplicates_total"};

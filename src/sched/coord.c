@@ -57,6 +57,11 @@ static int is_active(const struct coord *c)
 /* ---- dispatching -------------------------------------------------------------------------------- */
 
 static void pump(struct coord *c);
+
+void coord_pump(struct coord *c)
+{
+    pump(c);
+}
 static void load_models(struct coord *c, int now_anyway);
 
 struct run_call {
@@ -194,7 +199,11 @@ static void pump(struct coord *c)
         if (q.first_ms >= 0)
             LOG_INFO("coord", "job %u: first query on %s %.1f ms after its images were queued",
                      q.job, q.worker, q.first_ms);
-        send_run(c, &q, &a);
+        const struct job_rec *job = jobs_by_id(c->jobs, q.job);
+        if (job && job->online)
+            coord_online_dispatched(c, &q, &a);
+        else
+            send_run(c, &q, &a);
     }
     load_models(c, 0);
 }
@@ -321,6 +330,7 @@ static void deactivate(struct coord *c)
     if (dispatch_phase(c->d) == DISPATCH_IDLE)
         return;
     LOG_INFO("coord", "no longer dispatching");
+    coord_online_unlead(c);
     c->epoch++;
     dispatch_unlead(c->d);
     parts_unlead(c->parts);
@@ -488,12 +498,14 @@ static void on_batch_committed(void *ud, int status, const uint8_t *result, size
             /* The worker retries; if this node still leads, the images it
              * claimed are free to be cut again meanwhile (a late result still
              * counts once). */
-            net_reply_error(b->w[i].req, status == ID_ENOTLEADER ? ID_ENOTLEADER : status,
-                            id_strerror(status), NULL);
+            if (b->w[i].req)
+                net_reply_error(b->w[i].req, status == ID_ENOTLEADER ? ID_ENOTLEADER : status,
+                                id_strerror(status), NULL);
             for (size_t k = 0; k < msg->n_results; k++)
                 dispatch_unclaim(c->d, msg->job, msg->results[k]->image);
         } else {
-            net_reply(b->w[i].req, IDUNNO__MSG_TYPE__MSG_JOB_DONE_RESP, NULL, 0);
+            if (b->w[i].req)
+                net_reply(b->w[i].req, IDUNNO__MSG_TYPE__MSG_JOB_DONE_RESP, NULL, 0);
             c->stats.completed++;
         }
         idunno__query_done__free_unpacked(msg, NULL);
@@ -544,7 +556,8 @@ static void batch_flush(struct coord *c)
     free(msgs);
     if (rc < 0) {
         for (size_t i = 0; i < nb; i++) {
-            net_reply_error(held[i].req, rc, id_strerror(rc), NULL);
+            if (held[i].req)
+                net_reply_error(held[i].req, rc, id_strerror(rc), NULL);
             idunno__query_done__free_unpacked(held[i].done, NULL);
         }
         free(w);
@@ -635,11 +648,16 @@ static void lead_done(void *ud, struct net_request *req, const uint8_t *body, si
                  out.run_us_avg, out.burst);
     if (out.propose_stop)
         stop_unusable_model(c, m);
+    coord_hold_done(c, m, req);
+    pump(c);
+}
+
+void coord_hold_done(struct coord *c, Idunno__QueryDone *m, struct net_request *req)
+{
     if (dispatch_batch_full(c->d))
         batch_flush(c);
     if (dispatch_batch_add(c->d, &(struct dispatch_held){m, req}) == 1)
         uv_timer_start(&c->batch_timer, on_batch_timer, 1, 0);
-    pump(c);
 }
 
 /* ---- the tick --------------------------------------------------------------------------------- */
@@ -672,6 +690,7 @@ static void on_tick(uv_timer_t *t)
     if (k > COORD_TIMEOUT_LOG_MAX)
         LOG_WARN("coord", "%zu more queries timed out: requeued", k - COORD_TIMEOUT_LOG_MAX);
     coord_flush_results(c);
+    coord_online_tick(c);
     pump(c);
 }
 
@@ -723,6 +742,15 @@ static const char *command_error(const struct coord *c, uint16_t type, int statu
         snprintf(msg, sizeof msg, "a job for model '%s' is already running (stop it first)", model);
         return msg;
     case ID_EINVAL:
+        job = jobs_of_model(c->jobs, model);
+        if (type == IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ && job && !job->stopped &&
+            job->online) {
+            snprintf(msg, sizeof msg,
+                     "the job of '%s' is an online job: it runs online requests (idunno predict, "
+                     "/v2), not data sets",
+                     model);
+            return msg;
+        }
         snprintf(msg, sizeof msg,
                  "invalid argument: model names use [A-Za-z0-9_.-], batch sizes "
                  "1..%d, weights 1e-6..1e6",
@@ -921,7 +949,8 @@ static const struct ctl_svc_op coord_ops[] = {
     /* Kept by the batch until its JOB_DONE command commits: not an op. */
     {IDUNNO__MSG_TYPE__MSG_JOB_DONE_REQ, NULL, NULL, NULL, NULL, 0, lead_done},
     /* Kept until a worker answered: not an op (coord_online.c). */
-    {IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_REQ, NULL, NULL, NULL, NULL, 0, coord_lead_online},
+    {IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_REQ, NULL, NULL, NULL, NULL, 0, coord_lead_online,
+     coord_online_wait_ms},
 };
 
 /* ---- life cycle ----------------------------------------------------------------------------- */

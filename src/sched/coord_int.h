@@ -89,9 +89,27 @@ int coord_model_msg(struct coord *c, const struct model_rec *m, const struct coo
 
 /* coord_online.c: an ONLINE_INFER request, on the leader. */
 void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, size_t len);
+/* How long forwarding an ONLINE_INFER may take: its deadline and a margin
+ * for the answer's way back (ctl_fwd_set_long). Reads only that field. */
+uint32_t coord_online_wait_ms(const uint8_t *body, size_t len);
 /* Answers the online requests under way (the coordinator stops) and lets
  * their calls end without it. */
 void coord_online_stop(struct coord *c);
+/* An online job's request came out of the dispatcher (dispatch_next) for
+ * q->worker: sends it, with the job's other waiting requests, as one run. */
+struct dispatch_run;
+void coord_online_dispatched(struct coord *c, const struct dispatch_run *q,
+                             const struct coord_alive *a);
+/* The dispatcher stops leading: requests waiting in it are answered
+ * ID_ENOTLEADER (their senders try the next leader). Before dispatch_unlead. */
+void coord_online_unlead(struct coord *c);
+/* Answers charged requests past their deadline or whose job stopped. */
+void coord_online_tick(struct coord *c);
+/* coord.c: dispatches what can be now; holds a completion (owned) for the
+ * next JOB_DONE command, answering req (NULL: none) when it commits. */
+void coord_pump(struct coord *c);
+struct Idunno__QueryDone;
+void coord_hold_done(struct coord *c, struct Idunno__QueryDone *done, struct net_request *req);
 /* Releases the online statistics (not the array). */
 void coord_online_free(struct coord *c);
 

@@ -12,9 +12,21 @@
  * ONLINE_LOADED_BONUS less busy; the next in turn on a tie. Workers already
  * tried for this request come last.
  *
- * Not yet: online requests are not charged to a job, so the fair-time
- * scheduler does not see them; they share the workers with the queries of
- * batch jobs as the workers' own processes run them.
+ * Online jobs (docs/scheduler.md, "Online jobs"): when the model's running
+ * job is an online one (`launch MODEL BATCH --online`), its requests are
+ * charged to it instead. Each is queued in the dispatcher as a query without
+ * images (dispatch_online_enqueue), so the fair-time scheduler picks when and
+ * where it runs, sharing the workers with the batch jobs by weight. When one
+ * is dispatched to a worker, the job's other queued requests join it there,
+ * up to the job's batch (dynamic batching: one ONLINE_RUN, one run of the
+ * model). Each request answered is one query of the job, proposed in the
+ * completions' group commit, so `jobs`, `qjob` and `assign` show it. A run
+ * that fails puts its requests back in the job's queue (dispatch_run_failed),
+ * each tried on at most ONLINE_ATTEMPTS runs before its deadline.
+ *
+ * A request may be held by more than one run: a worker found failed has its
+ * queries requeued at once while its call is still under way. The first
+ * answer wins; the request is freed when no run holds it any more.
  *
  * Threading: loop thread only.
  */
@@ -27,6 +39,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "idunno.pb-c.h"
+#include "net/frame.h"
 #include "net/net.h"
 #include "sched/coord_int.h"
 #include "sched/dispatch.h"
@@ -48,7 +61,7 @@
 #define ONLINE_MAX_IMAGES 64
 
 struct online_call {
-    struct coord *c;
+    struct coord *c; /* NULL once answered (or orphaned by coord_online_stop) */
     struct online_call *next;
     struct net_request *req;
     Idunno__OnlineInfer *in; /* the request as decoded (owned) */
@@ -63,6 +76,21 @@ struct online_call {
     uint64_t received_ms; /* wall clock, for the model's latency statistics */
     int last_status;
     char last_error[200];
+    /* Charged to an online job (else 0): its query in the dispatcher. */
+    uint32_t job;
+    uint64_t query;
+    unsigned runs; /* ONLINE_RUN calls under way that hold it */
+};
+
+/* One ONLINE_RUN of an online job's requests on one worker. Holds a run
+ * reference on each request. */
+struct online_group {
+    uint64_t epoch;
+    uint32_t job;
+    char worker[64];
+    char key[DISPATCH_MODEL_KEY_MAX];
+    size_t n;
+    struct online_call *calls[ONLINE_MAX_IMAGES]; /* each has >= 1 image */
 };
 
 static struct online_model *model_stats(struct coord *c, const char *name)
@@ -117,6 +145,27 @@ static void call_free(struct online_call *oc)
     free(oc);
 }
 
+/* The request was answered: it leaves the list, and is freed once no run
+ * holds it. */
+static void call_done(struct online_call *oc)
+{
+    call_unlink(oc);
+    oc->c = NULL;
+    oc->req = NULL;
+    oc->next = NULL;
+    if (oc->runs == 0)
+        call_free(oc);
+}
+
+/* The charged request whose query this is, or NULL. */
+static struct online_call *call_of_query(struct coord *c, uint64_t query)
+{
+    for (struct online_call *oc = c->online; oc; oc = oc->next)
+        if (oc->job && oc->query == query)
+            return oc;
+    return NULL;
+}
+
 static unsigned online_load(const struct coord *c, const char *worker)
 {
     unsigned n = 0;
@@ -168,12 +217,15 @@ static void reply_error(struct online_call *oc, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    oc->c->stats.online_failed++;
-    struct online_model *m = model_stats(oc->c, oc->model);
+    struct coord *c = oc->c;
+    c->stats.online_failed++;
+    struct online_model *m = model_stats(c, oc->model);
     if (m)
         m->failed++;
     net_reply_error(oc->req, code, msg, NULL);
-    call_free(oc);
+    if (oc->job && oc->epoch == c->epoch)
+        dispatch_online_forget(c->d, oc->query);
+    call_done(oc);
 }
 
 static void try_next(struct online_call *oc);
@@ -200,6 +252,8 @@ static void reply_result(struct online_call *oc, Idunno__OnlineResult *r)
     r->model = oc->model;
     r->id = oc->in->id;
     r->attempts = oc->attempts;
+    if (!r->batched)
+        r->batched = 1;
     c->stats.online_answered++;
     struct online_model *om = model_stats(c, oc->model);
     uint64_t now = id_wall_ms();
@@ -314,6 +368,319 @@ static void try_next(struct online_call *oc)
     }
 }
 
+/* ---- forwarding ----------------------------------------------------------------------------- */
+
+/* Beyond the request's deadline, for its answer's way back through the
+ * forwarder: the leader answers at the deadline at the latest. */
+#define ONLINE_FORWARD_MARGIN_MS 2000
+
+/* A varint at *p (below end), or -1 if truncated or over 64 bits. */
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+uint32_t coord_online_wait_ms(const uint8_t *body, size_t len)
+{
+    /* OnlineInfer.deadline_ms (field 5, a varint), found without decoding
+     * the images: the other fields are skipped by their wire types. */
+    uint64_t deadline = 0;
+    const uint8_t *p = body, *end = body + len;
+    while (p < end) {
+        uint64_t key, v;
+        if (read_varint(&p, end, &key) < 0)
+            break;
+        unsigned wire = (unsigned)(key & 7);
+        if (wire == 0) {
+            if (read_varint(&p, end, &v) < 0)
+                break;
+            if (key >> 3 == 5)
+                deadline = v;
+        } else if (wire == 2) {
+            if (read_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
+                break;
+            p += v;
+        } else if (wire == 1 || wire == 5) {
+            size_t skip = wire == 1 ? 8 : 4;
+            if ((size_t)(end - p) < skip)
+                break;
+            p += skip;
+        } else {
+            break; /* malformed: the leader will say so */
+        }
+    }
+    if (!deadline)
+        deadline = ONLINE_DEADLINE_MS;
+    if (deadline > ONLINE_DEADLINE_MAX_MS)
+        deadline = ONLINE_DEADLINE_MAX_MS;
+    return (uint32_t)deadline + ONLINE_FORWARD_MARGIN_MS;
+}
+
+/* ---- requests charged to an online job ---------------------------------------------------- */
+
+/* Images of one ONLINE_RUN at most, in number and bytes (the frame's bound,
+ * less room for the model's description). */
+#define ONLINE_GROUP_BYTES (FRAME_MAX_BODY - 512u * 1024u)
+
+static size_t call_bytes(const struct online_call *oc)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < oc->in->n_images; i++)
+        n += oc->in->images[i].len;
+    return n;
+}
+
+/* The request's share of a run's answer, accounted as one query of its job:
+ * proposed with the other completions (coord_hold_done) while this leader
+ * still dispatches the term the run was sent in. */
+static void charge_answer(struct coord *c, const struct online_group *g, struct online_call *oc,
+                          uint32_t version)
+{
+    if (c->epoch != g->epoch)
+        return; /* another term: the query is not this dispatcher's */
+    uint64_t now = id_wall_ms();
+    Idunno__QueryDone d = IDUNNO__QUERY_DONE__INIT;
+    d.job = g->job;
+    d.query = oc->query;
+    d.worker = (char *)g->worker;
+    d.duration_ms = now > oc->received_ms ? (uint32_t)(now - oc->received_ms) : 0;
+    /* An owned copy: the group commit frees what it holds as unpacked. */
+    size_t n = idunno__query_done__get_packed_size(&d);
+    uint8_t *buf = malloc(n ? n : 1);
+    Idunno__QueryDone *owned = buf ? idunno__query_done__unpack(
+                                         NULL, idunno__query_done__pack(&d, buf), buf)
+                                   : NULL;
+    free(buf);
+    struct dispatch_done ev = {g->job, oc->query, g->worker, 0, 0, 0, version};
+    struct dispatch_done_out out;
+    dispatch_done(c->d, c->jobs, &ev, id_now_us(), &out);
+    if (owned)
+        coord_hold_done(c, owned, NULL);
+}
+
+/* A charged request's run failed (status): it waits in its job's queue again
+ * if it has time and attempts left, else it is answered with the error. */
+static void charged_failed(struct coord *c, const struct online_group *g, struct online_call *oc,
+                           int status, const char *why)
+{
+    oc->last_status = status;
+    snprintf(oc->last_error, sizeof oc->last_error, "worker %s: %s", g->worker, why);
+    if (status == ID_EMODEL || status == ID_EINVAL || status == ID_ETOOBIG) {
+        /* The model or the request is at fault: another worker would say the same. */
+        reply_error(oc, status, "%s", why);
+        return;
+    }
+    if (c->epoch != g->epoch) { /* the dispatcher that held it is gone */
+        reply_error(oc, ID_ENOTLEADER, "the coordinator changed while it ran: %s", oc->last_error);
+        return;
+    }
+    struct dispatch_bench b;
+    int requeued = dispatch_run_failed(c->d, oc->query, g->worker, status, id_now_us(), &b);
+    if (id_now_ms() >= oc->deadline_ms)
+        reply_error(oc, ID_ETIMEDOUT, "no answer before the deadline; last: %s", oc->last_error);
+    else if (oc->attempts >= ONLINE_ATTEMPTS)
+        reply_error(oc, status, "%u runs tried; last: %s", oc->attempts, oc->last_error);
+    else if (requeued)
+        c->stats.online_retried++;
+    /* else its query was put back already (its worker was found failed). */
+}
+
+/* The run's hold on its requests ends: those answered and held by no other
+ * run are freed (call_done leaves them to the last holder). */
+static void group_release(struct online_group *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (--g->calls[i]->runs == 0 && !g->calls[i]->c)
+            call_free(g->calls[i]);
+    free(g);
+}
+
+static void on_group_ran(void *ud, const struct net_result *res)
+{
+    struct online_group *g = ud;
+    struct coord *c = NULL;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->calls[i]->c)
+            c = g->calls[i]->c;
+    /* No request of the run is waiting any more (answered by another run, or
+     * the coordinator stopped, and may be gone): nothing to account. */
+    Idunno__OnlineResult *r = c && res->status == 0
+                                  ? idunno__online_result__unpack(NULL, res->len, res->body)
+                                  : NULL;
+    size_t images = 0;
+    for (size_t i = 0; i < g->n; i++)
+        images += g->calls[i]->in->n_images;
+    if (c && r && r->n_results == images) {
+        if (c->epoch == g->epoch)
+            dispatch_worker_models(c->d, g->worker, (char *const[]){g->key}, 1);
+        size_t at = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            struct online_call *oc = g->calls[i];
+            size_t k = oc->in->n_images;
+            if (oc->c) {
+                /* Its slice of the answer, images numbered from 0 again. */
+                Idunno__OnlineResult part = *r;
+                part.n_results = k;
+                part.results = r->results + at;
+                part.batched = (uint32_t)g->n;
+                for (size_t j = 0; j < k; j++)
+                    part.results[j]->image = (uint32_t)j;
+                reply_result(oc, &part);
+                charge_answer(c, g, oc, r->version);
+                call_done(oc);
+            }
+            at += k;
+        }
+    } else if (c) {
+        int status = res->status < 0 ? res->status : ID_EPROTO;
+        const char *why = res->status < 0 && res->errmsg ? res->errmsg : id_strerror(status);
+        LOG_WARN("coord", "online run of %zu requests on %s failed: %s", g->n, g->worker, why);
+        for (size_t i = 0; i < g->n; i++)
+            if (g->calls[i]->c)
+                charged_failed(c, g, g->calls[i], status, why);
+    }
+    if (r)
+        idunno__online_result__free_unpacked(r, NULL);
+    group_release(g);
+    if (c && !c->stopping)
+        coord_pump(c);
+}
+
+/* Adds a dispatched request to the run being built; answers it instead when
+ * it is out of time or attempts. */
+static int group_add(struct online_group *g, struct online_call *oc)
+{
+    if (id_now_ms() >= oc->deadline_ms) {
+        reply_error(oc, ID_ETIMEDOUT, "no answer before the deadline%s%s",
+                    oc->last_error[0] ? "; last: " : "", oc->last_error);
+        return 0;
+    }
+    if (oc->attempts >= ONLINE_ATTEMPTS) {
+        reply_error(oc, oc->last_status ? oc->last_status : ID_EUNAVAIL, "%u runs tried; last: %s",
+                    oc->attempts, oc->last_error);
+        return 0;
+    }
+    oc->attempts++;
+    oc->runs++;
+    g->calls[g->n++] = oc;
+    return 1;
+}
+
+void coord_online_dispatched(struct coord *c, const struct dispatch_run *q,
+                             const struct coord_alive *a)
+{
+    struct online_call *first = call_of_query(c, q->query);
+    const struct job_rec *job = jobs_by_id(c->jobs, q->job);
+    const struct model_rec *m = job ? jobs_model_version(c->jobs, job->model, job->version) : NULL;
+    struct online_group *g = first && m ? calloc(1, sizeof *g) : NULL;
+    if (!g) {
+        /* Answered or given up while it waited (or out of memory: its
+         * deadline answers it). */
+        dispatch_online_forget(c->d, q->query);
+        return;
+    }
+    g->epoch = c->epoch;
+    g->job = q->job;
+    snprintf(g->worker, sizeof g->worker, "%s", q->worker);
+    dispatch_model_key(g->key, sizeof g->key, m->name, m->blob, m->version);
+    if (!group_add(g, first)) {
+        free(g);
+        return;
+    }
+    /* Dynamic batching: the job's other waiting requests join the run, up to
+     * its batch in images and the frame's bound in bytes. */
+    size_t images = first->in->n_images, bytes = call_bytes(first);
+    size_t max_images = job->batch < ONLINE_MAX_IMAGES ? job->batch : ONLINE_MAX_IMAGES;
+    uint64_t more;
+    while (images < max_images && g->n < ONLINE_MAX_IMAGES &&
+           dispatch_online_take(c->d, q->job, q->worker, id_now_us(), &more)) {
+        struct online_call *oc = call_of_query(c, more);
+        if (!oc) {
+            dispatch_online_forget(c->d, more);
+            continue;
+        }
+        if (images + oc->in->n_images > max_images || bytes + call_bytes(oc) > ONLINE_GROUP_BYTES) {
+            dispatch_requeue(c->d, more); /* the next run takes it */
+            break;
+        }
+        if (group_add(g, oc)) {
+            images += oc->in->n_images;
+            bytes += call_bytes(oc);
+        }
+    }
+    ProtobufCBinaryData *all = calloc(images, sizeof *all);
+    Idunno__ModelInfo mi;
+    float mean[3], std[3];
+    char *src[SDFS_REPLICAS];
+    const char *addr = coord_alive_addr(a, g->worker);
+    int rc = !all ? ID_ENOMEM : !addr ? ID_EUNAVAIL : coord_model_msg(c, m, a, &mi, mean, std, src);
+    uint64_t now = id_now_ms(), until = now;
+    if (rc == 0) {
+        size_t at = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            const struct online_call *oc = g->calls[i];
+            memcpy(all + at, oc->in->images, oc->in->n_images * sizeof *all);
+            at += oc->in->n_images;
+            if (oc->deadline_ms > until)
+                until = oc->deadline_ms;
+        }
+        Idunno__OnlineRun run = IDUNNO__ONLINE_RUN__INIT;
+        run.model = &mi;
+        run.n_images = images;
+        run.images = all;
+        run.id = g->n == 1 ? first->in->id : "";
+        rc = net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_REQ, &run.base,
+                         (uint32_t)(until > now ? until - now : 1), on_group_ran, g);
+    }
+    free(all);
+    if (rc < 0) {
+        /* Not sent: each request goes back to wait (or is answered, out of
+         * attempts). pump() goes on dispatching, so the failure is handled
+         * here rather than by a call back into it. */
+        char why[120];
+        snprintf(why, sizeof why, "cannot send the run: %s", id_strerror(rc));
+        for (size_t i = 0; i < g->n; i++)
+            if (g->calls[i]->c)
+                charged_failed(c, g, g->calls[i], rc, why);
+        group_release(g);
+    }
+}
+
+void coord_online_unlead(struct coord *c)
+{
+    /* Charged requests still waiting in the dispatcher leave with it: the
+     * node that sent each one tries the new leader (ID_ENOTLEADER). Those on
+     * a worker are answered when their run ends. */
+    for (struct online_call *oc = c->online, *next; oc; oc = next) {
+        next = oc->next;
+        if (oc->job && oc->runs == 0)
+            reply_error(oc, ID_ENOTLEADER, "the coordinator stopped dispatching");
+    }
+}
+
+void coord_online_tick(struct coord *c)
+{
+    uint64_t now = id_now_ms();
+    for (struct online_call *oc = c->online, *next; oc; oc = next) {
+        next = oc->next;
+        if (!oc->job || oc->runs)
+            continue;
+        const struct job_rec *job = jobs_by_id(c->jobs, oc->job);
+        if (!job || job->stopped)
+            reply_error(oc, ID_ENOTFOUND, "the online job of %s was stopped", oc->model);
+        else if (now >= oc->deadline_ms)
+            reply_error(oc, ID_ETIMEDOUT, "no answer before the deadline%s%s",
+                        oc->last_error[0] ? "; last: " : "", oc->last_error);
+    }
+}
+
 void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct coord *c = ud;
@@ -326,6 +693,7 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
     const char *why = NULL;
     int code = ID_EINVAL;
     const struct model_rec *m = NULL;
+    const struct job_rec *job = NULL;
     if (!in->model || !in->model[0] || strlen(in->model) >= JOBS_NAME_MAX) {
         why = "a model name is needed";
     } else if (in->n_images == 0 || in->n_images > ONLINE_MAX_IMAGES) {
@@ -334,8 +702,10 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
         /* No version asked: the one the model's running job runs, so that
          * online answers agree with the batch results; else the latest. */
         uint32_t v = in->version;
-        const struct job_rec *job = v ? NULL : jobs_of_model(c->jobs, in->model);
-        if (job && !job->stopped)
+        job = jobs_of_model(c->jobs, in->model);
+        if (job && job->stopped)
+            job = NULL;
+        if (job && !v)
             v = job->version;
         m = jobs_model_version(c->jobs, in->model, v);
         if (!m) {
@@ -368,6 +738,18 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
     oc->received_ms = id_wall_ms();
     oc->next = c->online;
     c->online = oc;
+    /* The model's online job, running the version asked for, is charged;
+     * any other request picks its worker itself. */
+    if (job && job->online && job->version == m->version) {
+        oc->job = job->id;
+        oc->query = dispatch_online_enqueue(c->d, job->id);
+        if (!oc->query) {
+            reply_error(oc, ID_ENOTLEADER, "this coordinator is not dispatching yet");
+            return;
+        }
+        coord_pump(c);
+        return;
+    }
     try_next(oc);
 }
 
@@ -382,8 +764,8 @@ void coord_online_stop(struct coord *c)
         oc->req = NULL;
         oc->c = NULL;
         oc->next = NULL;
-        if (!oc->worker[0])
-            call_free(oc); /* between attempts: no call will come back for it */
+        if (!oc->worker[0] && oc->runs == 0)
+            call_free(oc); /* waiting: no call will come back for it */
     }
     c->online = NULL;
 }

@@ -20,6 +20,7 @@ struct cquery {
     uint32_t *idx;
     size_t n;
     enum cq_state state;
+    int online; /* an online request (no images): its caller's deadline bounds it, not the timeout */
     char worker[DISPATCH_NAME_MAX];
     uint64_t requeued_us;     /* set when its worker failed: timed until it runs again */
     uint64_t dispatched_mono; /* ms, for the timeout */
@@ -982,6 +983,59 @@ int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
     return 0;
 }
 
+/* ---- online requests ------------------------------------------------------------------------ */
+
+uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job)
+{
+    if (d->phase == DISPATCH_IDLE || !cjob_find(d, job))
+        return 0;
+    struct cquery *q = cq_new(d, job, next_query_id(d), 0);
+    if (!q)
+        return 0;
+    q->online = 1;
+    q->state = CQ_QUEUED;
+    if (fair_enqueue(d->fair, job, q->id, 0) < 0) {
+        cq_free(d, q, 0);
+        return 0;
+    }
+    return q->id;
+}
+
+int dispatch_online_take(struct dispatch *d, uint32_t job, const char *worker, uint64_t now_us,
+                         uint64_t *query)
+{
+    if (d->phase != DISPATCH_ACTIVE)
+        return 0;
+    uint64_t id;
+    while (fair_take(d->fair, job, worker, &id) == 1) {
+        struct cquery *q = cq_find(d, id);
+        if (!q) { /* answered or given up while it waited */
+            fair_complete(d->fair, job, id);
+            continue;
+        }
+        q->state = CQ_INFLIGHT;
+        snprintf(q->worker, sizeof q->worker, "%s", worker);
+        q->dispatched_mono = now_us / 1000;
+        q->requeued_us = 0;
+        d->stats.dispatched++;
+        *query = id;
+        return 1;
+    }
+    return 0;
+}
+
+void dispatch_online_forget(struct dispatch *d, uint64_t query)
+{
+    struct cquery *q = d->phase != DISPATCH_IDLE ? cq_find(d, query) : NULL;
+    if (!q || !q->online)
+        return;
+    /* One still queued stays in the fair core's queue and is dropped when it
+     * comes up (dispatch_next finds no record of it). */
+    if (q->state == CQ_INFLIGHT)
+        fair_complete(d->fair, q->job, q->id);
+    cq_free(d, q, 0);
+}
+
 int dispatch_requeue(struct dispatch *d, uint64_t query)
 {
     struct cquery *q = d->phase == DISPATCH_ACTIVE ? cq_find(d, query) : NULL;
@@ -1019,7 +1073,8 @@ size_t dispatch_tick(struct dispatch *d, uint64_t now_us, struct dispatch_timeou
     uint64_t now = now_us / 1000;
     size_t k = 0;
     for (struct cquery *q = d->queries; q; q = q->next)
-        if (q->state == CQ_INFLIGHT && now - q->dispatched_mono > d->cfg.query_timeout_ms) {
+        if (q->state == CQ_INFLIGHT && !q->online &&
+            now - q->dispatched_mono > d->cfg.query_timeout_ms) {
             if (k < max) {
                 out[k].query = q->id;
                 snprintf(out[k].worker, sizeof out[k].worker, "%s", q->worker);

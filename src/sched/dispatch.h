@@ -248,6 +248,24 @@ int dispatch_job_view(const struct dispatch *d, uint32_t job, struct dispatch_jo
  * (ACTIVE only): it is then in flight on out->worker. Returns 1 or 0. */
 int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
                   struct dispatch_run *out);
+/* ---- online requests (docs/scheduler.md, "Online jobs") ---- */
+
+/* Queues an online request of an online job as a query without images, at
+ * the tail of the job's queue: dispatch_next hands it out like any query, and
+ * the coordinator sends it as an ONLINE_RUN. Returns its query id, or 0 (not
+ * leading, the job is not in the dispatcher, out of memory). Its completion
+ * goes through dispatch_done, its failure through dispatch_run_failed; it is
+ * not timed out by dispatch_tick (its caller's deadline bounds it). */
+uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job);
+/* Dynamic batching: the next queued query of `job` goes in flight on
+ * `worker` too (beyond its slots; fair_take), to run in the same batch as a
+ * query dispatch_next just gave it. Returns 1 with *query, else 0. */
+int dispatch_online_take(struct dispatch *d, uint32_t job, const char *worker, uint64_t now_us,
+                         uint64_t *query);
+/* The request was answered without a result to count (an error, its
+ * deadline, a stop): its query leaves the dispatcher, queued or in flight. */
+void dispatch_online_forget(struct dispatch *d, uint64_t query);
+
 /* The RUN could not be sent: the query goes back to the head of its queue.
  * Returns 1 if it was in flight, else 0. */
 int dispatch_requeue(struct dispatch *d, uint64_t query);

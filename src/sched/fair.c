@@ -822,6 +822,30 @@ int fair_next(struct fair *f, struct fair_dispatch *out)
     }
 }
 
+int fair_take(struct fair *f, uint32_t job, const char *worker, uint64_t *query)
+{
+    struct fair_job *j = job_find(f, job, NULL);
+    struct fair_worker *w = name_ok(worker) ? worker_find(f, worker, NULL) : NULL;
+    if (!j || !w)
+        return ID_ENOTFOUND;
+    while (j->queue.len) {
+        /* Beyond the worker's slots: the table must hold one more. */
+        int rc = flight_reserve(f, flight_need(f, w, w->load + 1, w->slots));
+        if (rc)
+            return rc;
+        uint64_t q = ring_pop_front(&j->queue);
+        if (flight_find(f, j->id, q))
+            continue; /* queued twice, the first copy running (see fair_next) */
+        if (j->vt > f->vclock)
+            f->vclock = j->vt;
+        j->dispatched++;
+        flight_insert(f, j, q, w);
+        *query = q;
+        return 1;
+    }
+    return 0;
+}
+
 int fair_complete(struct fair *f, uint32_t job, uint64_t query)
 {
     struct fair_flight *e = flight_find(f, job, query);

@@ -300,6 +300,7 @@ static void result_job(struct sm_result *res, const struct job_rec *job)
     info.state = job->stopped ? "stopped" : "running";
     info.error = (char *)job->error;
     info.version = job->version;
+    info.online = job->online;
     info.images = job->n_images;
     info.images_done = job->n_done;
     info.queries_done = job->queries_done;
@@ -341,6 +342,7 @@ static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_res
         } else {
             j->next_job++;
             job->version = pin->version;
+            job->online = m->online;
             if (old)
                 jobs_remove(j, old); /* a relaunch replaces the stopped job */
             result_job(res, job);
@@ -368,7 +370,9 @@ static void apply_inference(struct jobs *j, const struct sm_cmd *cmd, struct sm_
         return;
     }
     struct job_rec *job = running_job(j, m->model, &res->status);
-    if (job) {
+    if (job && job->online)
+        res->status = ID_EINVAL; /* its queries are online requests */
+    if (job && res->status == 0) {
         for (size_t i = 0; i < m->n_images && res->status == 0; i++)
             if (!sdfs_name_ok(m->images[i]))
                 res->status = ID_EINVAL;
@@ -461,6 +465,13 @@ static void apply_done(struct jobs *j, const struct sm_cmd *cmd, struct sm_resul
         struct job_rec *job = jobs_by_id(j, d->job);
         if (!job || d->error[0])
             continue; /* a failed query is requeued, not recorded */
+        if (job->online) {
+            /* One online request answered (its results went to its caller):
+             * counted once, since the leader proposes each answer once. */
+            job->queries_done++;
+            qstats_record(job->stats, cmd->time_ms, d->duration_ms, d->worker);
+            continue;
+        }
         size_t fresh = 0;
         for (size_t i = 0; i < d->n_results; i++) {
             const Idunno__QueryResult *r = d->results[i];
@@ -618,6 +629,7 @@ static int jobs_build(void *self, const ProtobufCMessage *msg)
             break;
         }
         job->stopped = s->stopped;
+        job->online = s->online;
         snprintf(job->error, sizeof job->error, "%s", s->error);
         /* A job of an older snapshot ran its model's latest version. */
         const struct model_rec *pin = jobs_model_version(fresh, s->model, s->version);
@@ -713,6 +725,7 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         s->stopped = job->stopped;
         s->error = (char *)job->error;
         s->version = job->version;
+        s->online = job->online;
         s->created_ms = job->created_ms;
         s->n_images = job->n_images;
         s->images = job->images;

@@ -99,6 +99,10 @@ struct job_rec {
     int stopped;
     char error[200];  /* why the cluster stopped it ("": running, or a user's stop) */
     uint32_t version; /* the model version it is pinned to: queries dispatched now run it */
+    /* An online job: its queries are the model's online requests, queued by
+     * the leader as they come (coord_online.c), not images of a data set;
+     * `inference` refuses it, and each request answered counts one query. */
+    int online;
     uint64_t created_ms;
     char **images;
     size_t n_images, cap_images;

@@ -71,6 +71,21 @@ L=$(cli node1 --json status | json 'd["leader"]')
 assert_eq "$(metric "$L" idunno_online_requests_total model=text_direction)" 6 "online requests counted"
 assert_eq "$(metric "$L" idunno_online_request_seconds_count model=text_direction)" 6 "latency histogram count"
 
+# -- a slow request through a node that is not the coordinator: 16 ResNet50
+# images take seconds on these cores, far beyond a forwarding attempt's usual
+# 500 ms; it is answered, and the coordinator received it once (forwarded as
+# a long-running request, never sent again while it runs)
+"$ROOT/scripts/make-data.sh" --synthetic 16 "$D/photos" >/dev/null 2>&1 || fail "make-data"
+cli node1 train resnet50 --file "$ROOT/models/resnet50.onnx" >/dev/null || fail "train resnet50"
+via=node2; [ "$L" = node2 ] && via=node3
+received=$(metric "$L" idunno_coordinator_online_received_total)
+start=$(date +%s%N)
+cli "$via" --json predict resnet50 "$D"/photos/* >"$D/slow.json" || fail "a slow request through $via: $(cat "$D/slow.json")"
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+assert_eq "$(json 'len(d["results"])' <"$D/slow.json")" 16 "the slow request's results"
+assert_eq "$(metric "$L" idunno_coordinator_online_received_total)" $((received + 1)) \
+  "the coordinator received the slow request once (it took $took ms)"
+
 # -- failover: clients keep asking while a worker, then the coordinator, die
 # loop K: predicts of 4 images until $D/stop exists, each answer checked
 loop() {

@@ -1043,6 +1043,167 @@ static void test_model_loads_spread(void **state)
     world_free(&w);
 }
 
+/* ---- online jobs ------------------------------------------------------------------------------ */
+
+/* An online job of `model` with `batch` and `weight`; returns its id. */
+static uint32_t launch_online(struct replica *r, const char *model, uint32_t batch, double weight)
+{
+    add_model(r, model, "00000000000000bb");
+    Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
+    l.model = (char *)model;
+    l.batch = batch;
+    l.weight = weight;
+    l.online = 1;
+    assert_int_equal(apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH, &l.base), 0);
+    return jobs_of_model(r->jobs, model)->id;
+}
+
+/* One answered online request, as the leader proposes it. */
+static void commit_online(struct replica *r, uint32_t job, uint64_t query, uint32_t ms)
+{
+    Idunno__QueryDone d = IDUNNO__QUERY_DONE__INIT;
+    d.job = job;
+    d.query = query;
+    d.worker = "w1";
+    d.duration_ms = ms;
+    Idunno__QueryDone *dp = &d;
+    Idunno__QueryDoneBatch b = IDUNNO__QUERY_DONE_BATCH__INIT;
+    b.n_done = 1;
+    b.done = &dp;
+    assert_int_equal(apply(r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_DONE, &b.base), 0);
+}
+
+/* The replicated side: an online job refuses data sets, and each answered
+ * request counts one query with its latency; the kind survives a snapshot. */
+static void test_online_job_state(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    uint32_t job = launch_online(&r, "o", 4, 2);
+    struct job_rec *jr = jobs_by_id(r.jobs, job);
+    assert_true(jr->online);
+    char *names[] = {"o/a.jpg"};
+    Idunno__JobInference q = IDUNNO__JOB_INFERENCE__INIT;
+    q.model = "o";
+    q.dataset = "o";
+    q.n_images = 1;
+    q.images = names;
+    assert_int_equal(apply(&r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE, &q.base),
+                     ID_EINVAL);
+    assert_int_equal(jr->n_images, 0);
+    commit_online(&r, job, 7, 12);
+    commit_online(&r, job, 8, 30);
+    assert_int_equal(jr->queries_done, 2);
+    assert_int_equal(jr->n_done, 0);
+
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&r.sm, NULL, &snap, &len), 0);
+    struct replica back;
+    replica_init(&back);
+    assert_int_equal(sm_restore(&back.sm, snap, len), 0);
+    struct job_rec *again = jobs_by_id(back.jobs, job);
+    assert_non_null(again);
+    assert_true(again->online);
+    assert_int_equal(again->queries_done, 2);
+    assert_int_equal(again->batch, 4);
+    free(snap);
+    jobs_destroy(back.jobs);
+    jobs_destroy(r.jobs);
+}
+
+/* Requests queue as queries without images; a dispatched one takes the
+ * job's other waiting requests onto the same worker (dynamic batching),
+ * beyond its slot, and the worker is free again once all are done. One
+ * answered or given up while waiting is skipped; one whose run failed goes
+ * back to the head; none is timed out by the tick. */
+static void test_online_requests(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w, &cfg);
+    uint32_t job = launch_online(&w.r, "o", 4, 1);
+    assert_int_equal(dispatch_online_enqueue(w.d, job), 0); /* not leading */
+    lead(&w, 1, (const char *const[]){"w1", NULL});
+    uint64_t q[6];
+    for (int i = 0; i < 6; i++)
+        assert_true((q[i] = dispatch_online_enqueue(w.d, job)) != 0);
+    dispatch_online_forget(w.d, q[0]); /* answered while it waited */
+    struct dispatch_run r = next(&w, NULL);
+    assert_int_equal(r.query, q[1]);
+    assert_int_equal(r.n, 0);
+    assert_string_equal(r.worker, "w1");
+    uint64_t more[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &more[i]), 1);
+    assert_int_equal(more[0], q[2]);
+    assert_int_equal(more[2], q[4]);
+    assert_int_equal(view(&w, job).inflight, 4);
+    assert_int_equal(view(&w, job).queued, 1);
+    no_next(&w); /* w1 holds 4 queries on its one slot */
+    /* Past any query timeout: online requests are their callers' to time. */
+    struct dispatch_timeout late[4];
+    w.now += (cfg.query_timeout_ms + 1) * MS;
+    assert_int_equal(dispatch_tick(w.d, w.now, late, 4), 0);
+    /* The run fails for one of them: it goes back to the head. */
+    struct dispatch_bench b;
+    assert_int_equal(dispatch_run_failed(w.d, more[1], "w1", ID_ETIMEDOUT, w.now, &b), 1);
+    done(&w, job, r.query, "w1");
+    done(&w, job, more[0], "w1");
+    dispatch_online_forget(w.d, more[2]); /* answered with an error */
+    assert_int_equal(view(&w, job).inflight, 0);
+    struct dispatch_run again = next(&w, NULL);
+    assert_int_equal(again.query, more[1]);
+    assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &more[0]), 1);
+    assert_int_equal(more[0], q[5]);
+    assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &more[0]), 0);
+    struct dispatch_stats st;
+    dispatch_get_stats(w.d, &st);
+    assert_int_equal(st.dispatched, 6);
+    world_free(&w);
+}
+
+/* An online job beside a batch job: while both have work, the dispatches
+ * split by weight, whatever the online requests' arrival. */
+static void test_online_fair_with_batch(void **state)
+{
+    (void)state;
+    for (double weight = 1; weight <= 2; weight++) {
+        struct world w;
+        world_init(&w, &cfg);
+        uint32_t batch = launch(&w.r, "b", 1, 4000);
+        uint32_t online = launch_online(&w.r, "o", 1, weight);
+        lead(&w, 1, (const char *const[]){"w1", "w2", NULL});
+        unsigned waiting = 0, n_online = 0, n_batch = 0;
+        struct dispatch_run runs[2];
+        for (int round = 0; round < 600; round++) {
+            while (waiting < 3) { /* closed-loop clients: 3 requests waiting */
+                assert_true(dispatch_online_enqueue(w.d, online) != 0);
+                waiting++;
+            }
+            int k = 0;
+            while (k < 2 && dispatch_next(w.d, w.r.jobs, w.now, &runs[k]))
+                k++;
+            for (int i = 0; i < k; i++) {
+                if (runs[i].job == online) {
+                    n_online++;
+                    waiting--;
+                } else {
+                    n_batch++;
+                }
+                done(&w, runs[i].job, runs[i].query, runs[i].worker);
+                if (runs[i].job == batch)
+                    commit(&w.r, batch, runs[i].query, runs[i].images, runs[i].n);
+            }
+            assert_true(k >= 1);
+        }
+        double ratio = (double)n_online / n_batch;
+        assert_true(ratio > weight * 0.97 && ratio < weight * 1.03);
+        world_free(&w);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1063,6 +1224,9 @@ int main(void)
         cmocka_unit_test(test_random_run),
         cmocka_unit_test(test_model_loads),
         cmocka_unit_test(test_model_loads_spread),
+        cmocka_unit_test(test_online_job_state),
+        cmocka_unit_test(test_online_requests),
+        cmocka_unit_test(test_online_fair_with_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
