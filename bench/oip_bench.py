@@ -5,7 +5,8 @@ cluster, and a bare ONNX Runtime loop over the same model and images on the
 same cores for comparison.
 
   bench/oip_bench.py [--model resnet50] [--nodes 5] [--clients 8] [--seconds 20]
-                     [--images 16] [--via all|one] [--base-port 26700]
+                     [--images 16] [--via all|one] [--online-job BATCH]
+                     [--kill-worker S] [--base-port 26700]
 
 Each client is a process with one keep-alive HTTP connection to a node (all
 nodes in turn, or node1 only with --via one) sending binary infer requests
@@ -14,6 +15,14 @@ of one image (the binary tensor data extension), each answer checked, for
 JSON document: requests/s, latency p50/p90/p99 (ms), failures, and the bare
 runtime's images/s (bench/infer_bench.c `e2e`: the same JPEGs decoded and run
 with 2 threads, batch 1), measured before and after the cluster.
+
+--online-job BATCH launches an online job of the model first (its requests
+then go through the fair-time scheduler, up to BATCH run together;
+docs/scheduler.md, "Online jobs"). --kill-worker S kills a node that is
+neither the coordinator nor one the clients talk to with -9, S seconds into
+the measured run: every request must still be answered (failures counts
+those that were not; each client's request has the cluster's default 30 s
+deadline, far beyond a retry).
 """
 import argparse, json, multiprocessing, os, shutil, statistics, struct, subprocess, sys, tempfile, time
 import http.client
@@ -92,6 +101,10 @@ def main():
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--via", choices=["all", "one"], default="all")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare runtime loop")
+    ap.add_argument("--online-job", type=int, default=0, metavar="BATCH",
+                    help="launch an online job of the model with this batch first")
+    ap.add_argument("--kill-worker", type=float, default=None, metavar="S",
+                    help="kill -9 one worker S seconds into the measured run")
     ap.add_argument("--base-port", type=int, default=26700)
     args = ap.parse_args()
 
@@ -112,6 +125,15 @@ def main():
         for k in range(1, args.nodes + 1):
             h, p = c.addrs["node%d" % k].rsplit(":", 1)
             http_addrs.append("%s:%d" % (h, int(p) + 2))
+        if args.online_job:
+            c.cli("node1", "launch", args.model, str(args.online_job), "--online", check=True)
+        victim = None
+        if args.kill_worker is not None:
+            leader = c.wait_leader()
+            victim = next("node%d" % k for k in range(args.nodes, 0, -1)
+                          if "node%d" % k not in (leader, "node1"))
+            # the clients talk to the nodes that stay up
+            http_addrs = [a for k, a in enumerate(http_addrs, 1) if "node%d" % k != victim]
         targets = http_addrs if args.via == "all" else http_addrs[:1]
         # Warm-up: enough requests at once that every worker gets one and
         # loads the model (the coordinator spreads them, scheduler.md).
@@ -121,7 +143,14 @@ def main():
         jobs = [(targets[i % len(targets)], args.model, token, images[i:] + images[:i], until,
                  start + warm_s) for i in range(args.clients)]
         with multiprocessing.Pool(args.clients) as pool:
-            results = pool.map(client, jobs)
+            pending = pool.map_async(client, jobs)
+            if victim:
+                wait(lambda: pending.ready() or time.time() >= start + warm_s + args.kill_worker,
+                     warm_s + args.seconds + 60)
+                if not pending.ready():
+                    c.kill(victim)
+                    log("killed %s with -9 at %.1f s" % (victim, time.time() - start - warm_s))
+            results = pending.get()
         lat = [x for r in results for x in r[0]]
         failures = sum(r[1] for r in results)
         errors = [r[2] for r in results if r[2]]
@@ -140,7 +169,8 @@ def main():
            "first_error": errors[0] if errors else None,
            "latency_ms": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
                           "mean": round(statistics.mean(lat), 2) if lat else None},
-           "leader": st.get("leader"), "elections": elections}
+           "leader": st.get("leader"), "elections": elections,
+           "online_job_batch": args.online_job or None, "killed": victim}
     if not args.no_bare:
         b = (bare_before + bare_after) / 2
         out.update({"bare_images_per_s": round(b, 1), "bare_before": bare_before,

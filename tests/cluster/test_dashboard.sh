@@ -88,6 +88,25 @@ cells = re.findall(r'<td[^>]*>([^<]*)</td>', rows[0][1])
 assert cells[0] == "tiny_cnn" and cells[1] == "1" and cells[2] == "0", cells
 PY
 
+# An online job: its requests are its queries, and the jobs table marks it.
+cli node1 launch tiny_cnn 4 --online >/dev/null || fail "launch --online"
+cli node3 predict tiny_cnn "$IDUNNO_RUN_DIR"/img/* >/dev/null || fail "predict to the online job"
+job_counted() {
+  http_get "$leader" /api/status | tail -n +3 |
+    "$PY3" -c 'import json, sys; j = json.load(sys.stdin)["jobs"]; sys.exit(0 if j and j[0]["kind"] == "online" and j[0]["queries_done"] == 1 else 1)'
+}
+wait_until 10 job_counted || fail "the coordinator's status does not count the online job's request"
+dom "$leader" >"$IDUNNO_RUN_DIR/dom-job.html" || fail "chromium failed: $(tail -n 5 "$IDUNNO_RUN_DIR/chromium.log")"
+"$PY3" - "$IDUNNO_RUN_DIR/dom-job.html" <<'PY' || { cat "$IDUNNO_RUN_DIR/dom-job.html"; fail "jobs table"; }
+import re, sys
+html = open(sys.argv[1], encoding="utf-8").read()
+rows = re.findall(r'<tr data-job="([^"]+)">(.*?)</tr>', html)
+assert [r[0] for r in rows] == ["tiny_cnn"], rows
+assert re.search(r'<span class="muted"> online</span>', rows[0][1]), rows[0][1]
+cells = re.findall(r'<td[^>]*>([^<]*)</td>', rows[0][1])
+assert cells[0] == "1", cells
+PY
+
 # Kill a member that does not lead; node1's page shows it failed.
 victim=node3
 [ "$leader" = node3 ] && victim=node2
