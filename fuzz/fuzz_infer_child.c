@@ -40,7 +40,8 @@ static void decode_as(uint8_t sel, const uint8_t *body, size_t len)
     case 1: {
         Idunno__InferChildRun *m;
         if (infer_child_decode_run(body, len, &m) == 0) {
-            if (m->n_paths > INFER_CHILD_MAX_IMAGES)
+            if (m->n_paths > INFER_CHILD_MAX_IMAGES ||
+                (m->n_tensor != 0 && m->n_tensor != m->n_paths))
                 __builtin_trap();
             idunno__infer_child_run__free_unpacked(m, NULL);
         }

@@ -9,8 +9,13 @@
  *   - a parsed body has 1..OIP_MAX_IMAGES non-empty images, each inside the
  *     body's binary part or inside the decoded buffer, k in 0..1000, and
  *     NUL-terminated strings; a refused one says why and holds nothing;
+ *   - a parsed tensor (FP32, UINT8) has 1..OIP_MAX_IMAGES images whose dims
+ *     are its shape's, positive, at most OIP_TENSOR_MAX_VALUES values in
+ *     all, every one readable, finite, and for UINT8 an integer 0..255; its
+ *     values, when binary, are the body's bytes;
  *   - every answer is one JSON object whose shape matches its data. */
 #include <jansson.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,6 +66,49 @@ static int inside(const uint8_t *p, size_t n, const uint8_t *base, size_t base_l
     return p >= base && n <= base_len && (size_t)(p - base) <= base_len - n;
 }
 
+/* A parsed tensor: its shape, its count and every value (see the top). */
+static void check_tensor(const uint8_t *body, size_t len, size_t json_len,
+                         const struct oip_infer_request *r)
+{
+    if ((r->datatype != OIP_FP32 && r->datatype != OIP_UINT8) || r->owned || !r->values ||
+        r->n_images < 1 || r->n_images > OIP_MAX_IMAGES || (r->rank != 3 && r->rank != 4) ||
+        !r->input_name[0])
+        __builtin_trap();
+    size_t batch = r->rank == 4;
+    if (batch ? (size_t)r->shape[0] != r->n_images : r->n_images != 1)
+        __builtin_trap();
+    size_t count = 1;
+    for (size_t i = 0; i < 3; i++) {
+        if (r->shape[batch + i] < 1 || (int64_t)r->image_dims[i] != r->shape[batch + i])
+            __builtin_trap();
+        count *= r->image_dims[i];
+    }
+    if (count != r->image_len || count * r->n_images > OIP_TENSOR_MAX_VALUES)
+        __builtin_trap();
+    size_t n = count * r->n_images;
+    /* Binary: exactly the bytes after the JSON, each value as sent. */
+    size_t width = r->datatype == OIP_FP32 ? 4 : 1;
+    int binary = json_len && len > json_len;
+    if (binary && len - json_len != n * width)
+        __builtin_trap();
+    for (size_t i = 0; i < n; i++) {
+        float v = r->values[i];
+        if (!isfinite(v) || (r->datatype == OIP_UINT8 && (v < 0 || v > 255 || v != floorf(v))))
+            __builtin_trap();
+        if (!binary)
+            continue;
+        const uint8_t *b = body + json_len + i * width;
+        float sent = (float)b[0];
+        if (width == 4) {
+            uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                         (uint32_t)b[3] << 24;
+            memcpy(&sent, &u, sizeof sent);
+        }
+        if (memcmp(&sent, &v, sizeof v) != 0)
+            __builtin_trap();
+    }
+}
+
 static void check_parse(const uint8_t *body, size_t len, size_t json_len,
                         struct oip_infer_request *r)
 {
@@ -70,9 +118,14 @@ static void check_parse(const uint8_t *body, size_t len, size_t json_len,
         __builtin_trap();
     if (rc != 0) {
         if ((rc == ID_EINVAL && !err[0]) || r->owned || r->n_images || r->id[0] ||
-            r->input_name[0] || r->output_name[0] || r->classification)
+            r->input_name[0] || r->output_name[0] || r->classification || r->values ||
+            r->datatype != OIP_BYTES)
             __builtin_trap();
         oip_infer_free(r);
+        return;
+    }
+    if (r->datatype != OIP_BYTES) {
+        check_tensor(body, len, json_len, r);
         return;
     }
     if (json_len > len || r->n_images < 1 || r->n_images > OIP_MAX_IMAGES ||
@@ -120,6 +173,19 @@ static void check_answer(const struct strbuf *sb, size_t rows, const char *datat
     json_decref(root);
 }
 
+/* Byte c of image i: of its encoded bytes, or of its tensor's values. */
+static uint8_t image_byte(const struct oip_infer_request *r, size_t i, size_t c)
+{
+    if (r->datatype == OIP_BYTES)
+        return r->images[i].data[c % r->images[i].len];
+    return (uint8_t)(int)fmodf(fabsf(r->values[i * r->image_len + c % r->image_len]), 256.0f);
+}
+
+static size_t image_size(const struct oip_infer_request *r, size_t i)
+{
+    return r->datatype == OIP_BYTES ? r->images[i].len : r->image_len;
+}
+
 /* An answer for the parsed request, each image's scores and labels made of
  * its own bytes, then the same as raw values, then a mix of the two. */
 static void check_answers(const struct oip_infer_request *r, const char *text)
@@ -131,10 +197,10 @@ static void check_answers(const struct oip_infer_request *r, const char *text)
     struct oip_result res[OIP_MAX_IMAGES];
     size_t n = r->n_images;
     for (size_t i = 0; i < n; i++) {
-        const struct oip_image *im = &r->images[i];
-        size_t k = 1 + im->data[0] % K;
+        size_t size = image_size(r, i);
+        size_t k = 1 + image_byte(r, i, 0) % K;
         for (size_t c = 0; c < K; c++) {
-            uint8_t b = im->data[c % im->len];
+            uint8_t b = image_byte(r, i, c);
             classes[i][c] = (uint32_t)b * 1000003u;
             probs[i][c] = b == 0xff ? __builtin_nanf("") : (float)b / 7.0f;
             labels[i][c] = b & 1 ? "" : text + (b % 8);
@@ -142,7 +208,7 @@ static void check_answers(const struct oip_infer_request *r, const char *text)
         res[i] = (struct oip_result){.k = k,
                                      .classes = classes[i],
                                      .probs = probs[i],
-                                     .labels = im->len & 1 ? NULL : labels[i]};
+                                     .labels = size & 1 ? NULL : labels[i]};
     }
     struct strbuf sb = STRBUF_INIT;
     if (oip_infer_response(&sb, text, (uint32_t)n, r->id, r->output_name, r->classification, res,
@@ -150,7 +216,7 @@ static void check_answers(const struct oip_infer_request *r, const char *text)
         __builtin_trap();
     check_answer(&sb, n, "BYTES");
     for (size_t i = 0; i < n; i++)
-        res[i] = (struct oip_result){.n_values = 1 + r->images[i].len % K, .values = probs[i]};
+        res[i] = (struct oip_result){.n_values = 1 + image_size(r, i) % K, .values = probs[i]};
     strbuf_reset(&sb);
     if (oip_infer_response(&sb, text, 1, r->id, text, 0, res, n) != 0)
         __builtin_trap();

@@ -2,8 +2,10 @@
  * (oip.h). */
 #include "http/oip.h"
 
+#include <float.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -230,29 +232,45 @@ static int parameters_field(json_t *obj, const char *where, json_t **out, char *
     return 0;
 }
 
-static const char *const oip_tensor_datatypes[] = {
-    "BOOL",  "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
-    "INT32", "INT64", "FP16",   "FP32",   "FP64",   "BF16", NULL,
+/* The protocol's other tensor datatypes: named in the refusal, so that the
+ * client learns what is taken instead. */
+static const char *const oip_other_datatypes[] = {
+    "BOOL",  "UINT16", "UINT32", "UINT64", "INT8", "INT16",
+    "INT32", "INT64",  "FP16",   "FP64",   "BF16", NULL,
 };
 
-static int datatype_check(json_t *input, char *err, size_t errlen)
+static int datatype_check(json_t *input, enum oip_datatype *dt, char *err, size_t errlen)
 {
     json_t *v = field(input, "datatype");
     if (!v)
-        return fail(err, errlen, "inputs[0].datatype is missing (images are sent as BYTES)");
+        return fail(err, errlen,
+                    "inputs[0].datatype is missing (BYTES for images, FP32 or UINT8 for tensors)");
     const char *s = json_string_value(v);
     if (!json_is_string(v))
-        return fail(err, errlen, "inputs[0].datatype must be a string (images are sent as BYTES)");
-    if (strcmp(s, "BYTES") == 0)
+        return fail(err, errlen,
+                    "inputs[0].datatype must be a string (BYTES for images, FP32 or UINT8 for "
+                    "tensors)");
+    if (strcmp(s, "BYTES") == 0) {
+        *dt = OIP_BYTES;
         return 0;
-    for (size_t i = 0; oip_tensor_datatypes[i]; i++)
-        if (strcmp(s, oip_tensor_datatypes[i]) == 0)
+    }
+    if (strcmp(s, "FP32") == 0) {
+        *dt = OIP_FP32;
+        return 0;
+    }
+    if (strcmp(s, "UINT8") == 0) {
+        *dt = OIP_UINT8;
+        return 0;
+    }
+    for (size_t i = 0; oip_other_datatypes[i]; i++)
+        if (strcmp(s, oip_other_datatypes[i]) == 0)
             return fail(err, errlen,
-                        "inputs[0].datatype %s: tensors are not taken yet, send the images as "
-                        "BYTES (encoded JPEG or PNG)",
-                        oip_tensor_datatypes[i]);
+                        "inputs[0].datatype %s is not taken: send FP32 or UINT8 tensors (the "
+                        "model's input, preprocessed) or BYTES (encoded JPEG or PNG images)",
+                        oip_other_datatypes[i]);
     return fail(err, errlen,
-                "inputs[0].datatype is not a datatype of the protocol (images are sent as BYTES)");
+                "inputs[0].datatype is not a datatype of the protocol (BYTES for images, FP32 or "
+                "UINT8 for tensors)");
 }
 
 /* [n] or [n, 1]: n images of one encoded image each. */
@@ -377,6 +395,184 @@ static int binary_split(const uint8_t *bin, size_t len, size_t n, struct oip_inf
     return 0;
 }
 
+/* ---- tensor inputs ---------------------------------------------------------------------- */
+
+static const char *datatype_name(enum oip_datatype dt)
+{
+    return dt == OIP_FP32 ? "FP32" : dt == OIP_UINT8 ? "UINT8" : "BYTES";
+}
+
+/* "[2, 3, 32, 32]" into buf, for messages. */
+static const char *shape_text(const int64_t *shape, size_t rank, char *buf, size_t len)
+{
+    size_t pos = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < rank && pos < len; i++)
+        pos += (size_t)snprintf(buf + pos, len - pos, "%s%" PRId64, i ? ", " : "[", shape[i]);
+    if (pos < len)
+        snprintf(buf + pos, len - pos, "]");
+    return buf;
+}
+
+/* [N, d0, d1, d2] or [d0, d1, d2]: every dim positive, N at most
+ * OIP_MAX_IMAGES, the values at most OIP_TENSOR_MAX_VALUES. The bound is
+ * checked as the product grows, so that no shape, however large its dims,
+ * overflows the count. */
+static int tensor_shape_parse(json_t *input, struct oip_infer_request *out, char *err,
+                              size_t errlen)
+{
+    static const char usage[] =
+        "inputs[0].shape of a tensor must be [N, C, H, W] or [C, H, W] (the model's input; "
+        "[N, H, W, C] or [H, W, C] for a model that takes NHWC)";
+    json_t *shape = field(input, "shape");
+    size_t rank = json_is_array(shape) ? json_array_size(shape) : 0;
+    if (rank != 3 && rank != 4)
+        return fail(err, errlen, "%s", usage);
+    for (size_t i = 0; i < rank; i++) {
+        json_t *d = json_array_get(shape, i);
+        if (!json_is_integer(d))
+            return fail(err, errlen, "%s", usage);
+        out->shape[i] = (int64_t)json_integer_value(d);
+    }
+    out->rank = rank;
+    char text[128];
+    for (size_t i = 0; i < rank; i++)
+        if (out->shape[i] < 1)
+            return fail(err, errlen, "inputs[0].shape %s: every dim must be positive",
+                        shape_text(out->shape, rank, text, sizeof text));
+    size_t batch = rank == 4 ? 1 : 0;
+    if (out->shape[0] > OIP_MAX_IMAGES && batch)
+        return fail(err, errlen, "inputs[0].shape %s: at most %d images per request",
+                    shape_text(out->shape, rank, text, sizeof text), OIP_MAX_IMAGES);
+    uint64_t values = 1;
+    for (size_t i = 0; i < rank; i++) {
+        if ((uint64_t)out->shape[i] > OIP_TENSOR_MAX_VALUES ||
+            __builtin_mul_overflow(values, (uint64_t)out->shape[i], &values) ||
+            values > OIP_TENSOR_MAX_VALUES)
+            return fail(err, errlen,
+                        "inputs[0].shape %s holds more than %u values, the most a request takes "
+                        "(16 MiB as floats)",
+                        shape_text(out->shape, rank, text, sizeof text), OIP_TENSOR_MAX_VALUES);
+    }
+    out->n_images = batch ? (size_t)out->shape[0] : 1;
+    for (size_t i = 0; i < 3; i++)
+        out->image_dims[i] = (uint32_t)out->shape[batch + i];
+    out->image_len = (size_t)values / out->n_images;
+    return 0;
+}
+
+struct tensor_fill {
+    enum oip_datatype dt;
+    size_t want;  /* values the shape holds */
+    size_t count; /* values seen so far */
+    float *dst;   /* NULL: count and check only */
+    size_t max_depth;
+};
+
+/* The numbers of "data", flat or nested, in order: checked against the
+ * datatype, counted up to one past the shape's (so that a huge array costs
+ * nothing more), and stored when dst is given. */
+static int tensor_collect(json_t *a, size_t depth, struct tensor_fill *f, char *err, size_t errlen)
+{
+    if (depth > f->max_depth)
+        return fail(err, errlen, "inputs[0].data nests deeper than its shape (%zu arrays)",
+                    f->max_depth);
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (json_is_array(v)) {
+            int rc = tensor_collect(v, depth + 1, f, err, errlen);
+            if (rc)
+                return rc;
+            continue;
+        }
+        float x;
+        if (f->dt == OIP_UINT8) {
+            json_int_t u = json_is_integer(v) ? json_integer_value(v) : -1;
+            if (u < 0 || u > 255)
+                return fail(err, errlen,
+                            "inputs[0].data value %zu is not a UINT8 (an integer 0..255)",
+                            f->count);
+            x = (float)u;
+        } else {
+            if (!json_is_number(v))
+                return fail(err, errlen, "inputs[0].data value %zu is not a number", f->count);
+            double d = json_number_value(v);
+            if (!(fabs(d) <= FLT_MAX))
+                return fail(err, errlen, "inputs[0].data value %zu is out of FP32's range",
+                            f->count);
+            x = (float)d;
+        }
+        if (f->count == f->want)
+            return fail(err, errlen, "inputs[0].data holds more values than its shape's %zu",
+                        f->want);
+        if (f->dst)
+            f->dst[f->count] = x;
+        f->count++;
+    }
+    return 0;
+}
+
+/* The values of a tensor given in JSON: counted and checked first, then
+ * stored, so that a shape claiming more than the data holds costs no
+ * memory. */
+static int tensor_json_decode(json_t *data, struct oip_infer_request *out, char *err, size_t errlen)
+{
+    if (!json_is_array(data))
+        return fail(err, errlen, "inputs[0].data of a tensor must be an array of numbers");
+    struct tensor_fill f = {
+        .dt = out->datatype, .want = out->n_images * out->image_len, .max_depth = out->rank};
+    int rc = tensor_collect(data, 1, &f, err, errlen);
+    if (rc)
+        return rc;
+    if (f.count != f.want) {
+        char text[128];
+        return fail(err, errlen, "inputs[0].shape %s holds %zu values but data holds %zu",
+                    shape_text(out->shape, out->rank, text, sizeof text), f.want, f.count);
+    }
+    out->values = malloc(f.want * sizeof *out->values);
+    if (!out->values)
+        return ID_ENOMEM;
+    f.dst = out->values;
+    f.count = 0;
+    return tensor_collect(data, 1, &f, err, errlen);
+}
+
+/* The binary extension's tensor: its values back to back, little-endian,
+ * filling bin[0..len) exactly. */
+static int tensor_binary_decode(const uint8_t *bin, size_t len, struct oip_infer_request *out,
+                                char *err, size_t errlen)
+{
+    size_t n = out->n_images * out->image_len;
+    size_t width = out->datatype == OIP_FP32 ? 4 : 1;
+    if (len != n * width) { /* n is bounded: no overflow */
+        char text[128];
+        return fail(err, errlen, "inputs[0] binary data has %zu bytes but shape %s of %s needs %zu",
+                    len, shape_text(out->shape, out->rank, text, sizeof text),
+                    datatype_name(out->datatype), n * width);
+    }
+    out->values = malloc((n ? n : 1) * sizeof *out->values);
+    if (!out->values)
+        return ID_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (width == 1) {
+            out->values[i] = (float)bin[i];
+            continue;
+        }
+        const uint8_t *b = bin + 4 * i;
+        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24;
+        float x;
+        memcpy(&x, &u, sizeof x);
+        /* A NaN or an infinity would make the model's output one too. */
+        if (!isfinite(x))
+            return fail(err, errlen, "inputs[0] binary value %zu is not a finite number", i);
+        out->values[i] = x;
+    }
+    return 0;
+}
+
 static int input_parse(json_t *input, const uint8_t *bin, size_t bin_len, int header_given,
                        struct oip_infer_request *out, char *err, size_t errlen)
 {
@@ -388,10 +584,12 @@ static int input_parse(json_t *input, const uint8_t *bin, size_t bin_len, int he
         rc = string_field(input, "name", "inputs[0].", 1, out->input_name, sizeof out->input_name,
                           err, errlen);
     if (!rc)
-        rc = datatype_check(input, err, errlen);
+        rc = datatype_check(input, &out->datatype, err, errlen);
+    int tensor = out->datatype != OIP_BYTES;
     size_t n = 0;
     if (!rc)
-        rc = shape_parse(input, &n, err, errlen);
+        rc = tensor ? tensor_shape_parse(input, out, err, errlen)
+                    : shape_parse(input, &n, err, errlen);
     json_t *params = NULL;
     if (!rc)
         rc = parameters_field(input, "inputs[0].", &params, err, errlen);
@@ -407,7 +605,8 @@ static int input_parse(json_t *input, const uint8_t *bin, size_t bin_len, int he
         if (bin_len)
             return fail(err, errlen, "%zu bytes follow the JSON but no input has binary_data_size",
                         bin_len);
-        return data_decode(data, n, out, err, errlen);
+        return tensor ? tensor_json_decode(data, out, err, errlen)
+                      : data_decode(data, n, out, err, errlen);
     }
     if (!header_given)
         return fail(err, errlen,
@@ -421,7 +620,8 @@ static int input_parse(json_t *input, const uint8_t *bin, size_t bin_len, int he
                     "inputs[0].parameters.binary_data_size is %" JSON_INTEGER_FORMAT
                     " but %zu bytes follow the JSON",
                     json_integer_value(size), bin_len);
-    return binary_split(bin, bin_len, n, out, err, errlen);
+    return tensor ? tensor_binary_decode(bin, bin_len, out, err, errlen)
+                  : binary_split(bin, bin_len, n, out, err, errlen);
 }
 
 static int output_parse(json_t *output, struct oip_infer_request *out, char *err, size_t errlen)
@@ -471,9 +671,11 @@ static int request_parse(json_t *root, const uint8_t *bin, size_t bin_len, int h
         return rc;
     json_t *inputs = field(root, "inputs");
     if (!inputs)
-        return fail(err, errlen, "inputs is missing (one input of BYTES images)");
+        return fail(err, errlen,
+                    "inputs is missing (one input: BYTES images or an FP32 or UINT8 tensor)");
     if (!json_is_array(inputs) || json_array_size(inputs) != 1)
-        return fail(err, errlen, "inputs must be an array of exactly one input (the images)");
+        return fail(err, errlen,
+                    "inputs must be an array of exactly one input (the images or the tensor)");
     json_t *outputs = field(root, "outputs");
     if (outputs && !json_is_array(outputs))
         return fail(err, errlen, "outputs must be an array");
@@ -520,6 +722,7 @@ void oip_infer_free(struct oip_infer_request *r)
     if (!r)
         return;
     free(r->owned);
+    free(r->values);
     memset(r, 0, sizeof *r);
 }
 

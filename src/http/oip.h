@@ -3,9 +3,11 @@
  * /v2 path names, the body of an infer request (JSON, or JSON followed by
  * the binary tensor data extension's bytes), and the JSON answers.
  *
- * IDunno's models take images, so an infer request carries one input of
- * datatype BYTES whose elements are encoded images (JPEG, PNG): in JSON as
- * base64 strings, or raw through the binary extension. The answer is the
+ * IDunno's models take images, so an infer request carries one input: of
+ * datatype BYTES whose elements are encoded images (JPEG, PNG), in JSON as
+ * base64 strings or raw through the binary extension; or a tensor of
+ * datatype FP32 or UINT8, the model's input as it is (already
+ * preprocessed), one image or a batch of them. The answer is the
  * classification extension's output, "score:index:label" strings, top k per
  * image (a model whose card's output is raw answers its values as FP32).
  *
@@ -61,11 +63,31 @@ struct oip_image {
     size_t len;          /* > 0 */
 };
 
+/* The input's datatypes taken: encoded images, or a tensor. */
+enum oip_datatype { OIP_BYTES = 0, OIP_FP32, OIP_UINT8 };
+
+/* A tensor input is [N, d0, d1, d2] or [d0, d1, d2] (N = 1): N images of
+ * d0 x d1 x d2 values each, which the model must take as they are (its
+ * layout's [C, H, W] or [H, W, C]: checked by the cluster, which knows the
+ * model). Its values at most: 16 MiB as floats, what the cluster's frames
+ * carry. */
+#define OIP_TENSOR_MAX_RANK 4
+#define OIP_TENSOR_MAX_VALUES (4u << 20)
+
 struct oip_infer_request {
     char id[OIP_ID_MAX];           /* the request's "id", "" if none */
     char input_name[OIP_NAME_MAX]; /* the input's "name" */
-    size_t n_images;
+    enum oip_datatype datatype;
+    size_t n_images; /* BYTES: the images; a tensor: N */
     struct oip_image images[OIP_MAX_IMAGES];
+    /* A tensor (FP32, UINT8): its shape as sent, one image's dims (the shape
+     * without N), and n_images x image_len values, row-major, as floats (a
+     * UINT8 value v becomes the float v: no scaling). */
+    size_t rank;
+    int64_t shape[OIP_TENSOR_MAX_RANK];
+    uint32_t image_dims[3];
+    size_t image_len;
+    float *values; /* owned (released by oip_infer_free) */
     /* 0: no classification asked (the answer uses the card's top k), else
      * the k of "parameters": {"classification": k} on the requested output */
     int classification;
@@ -83,6 +105,10 @@ struct oip_infer_request {
  *    "inputs": [{"name": "...", "datatype": "BYTES", "shape": [n] or [n, 1],
  *                "data": ["<base64>", ...] flat or nested,
  *                or "parameters": {"binary_data_size": B} with no "data"}],
+ *     or         [{"name": "...", "datatype": "FP32" or "UINT8",
+ *                "shape": [N, d0, d1, d2] or [d0, d1, d2],
+ *                "data": [numbers, row-major] flat or nested,
+ *                or "parameters": {"binary_data_size": B} with no "data"}],
  *    "outputs": [{"name": "...", "parameters": {"classification": k,
  *                 "binary_data": bool}}]}  optional; at most one output
  *
@@ -92,10 +118,17 @@ struct oip_infer_request {
  * Elements must be non-empty, n must match the data, 1 <= n <=
  * OIP_MAX_IMAGES, and k of the classification must be 1..1000.
  *
- * Returns 0 with *out filled (its images point into body or out->owned), or
- * ID_EINVAL with a message for the client in err (a 400), or ID_ENOMEM.
- * A datatype other than BYTES is ID_EINVAL saying that tensors are not
- * taken yet. out is always safe to release with oip_infer_free. */
+ * A tensor's binary data is its values, little-endian (FP32: 4 bytes each,
+ * UINT8: 1), exactly the shape's count. Its dims are positive, N at most
+ * OIP_MAX_IMAGES, the values at most OIP_TENSOR_MAX_VALUES; JSON data holds
+ * exactly that many numbers (UINT8: integers 0..255; FP32: within float's
+ * range), nested at most as deep as the shape; FP32 values must be finite.
+ *
+ * Returns 0 with *out filled (its images point into body or out->owned, its
+ * tensor values are in out->values), or ID_EINVAL with a message for the
+ * client in err (a 400), or ID_ENOMEM. A datatype other than BYTES, FP32
+ * and UINT8 is ID_EINVAL naming those. out is always safe to release with
+ * oip_infer_free. */
 int oip_parse_infer(const uint8_t *body, size_t len, size_t json_len, struct oip_infer_request *out,
                     char *err, size_t errlen);
 void oip_infer_free(struct oip_infer_request *r);

@@ -549,8 +549,8 @@ int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs 
 }
 
 int infer_procs_run(struct infer_procs *p, const char *key, const char *path, const char *card,
-                    const char *const *paths, size_t n, infer_procs_cb cb, void *ud, char *errmsg,
-                    size_t len)
+                    const char *const *paths, const uint8_t *tensor, size_t n, infer_procs_cb cb,
+                    void *ud, char *errmsg, size_t len)
 {
     unsigned crashes = infer_crashes_of(&p->crashes, key);
     if (crashes >= INFER_MAX_CRASHES) {
@@ -578,7 +578,20 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path, co
     Idunno__InferChildRun m = IDUNNO__INFER_CHILD_RUN__INIT;
     m.n_paths = n;
     m.paths = (char **)paths;
+    protobuf_c_boolean *flags = NULL;
+    if (tensor && n) {
+        flags = calloc(n, sizeof *flags);
+        if (!flags) {
+            free(r);
+            return ID_ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+            flags[i] = tensor[i] != 0;
+        m.n_tensor = n;
+        m.tensor = flags;
+    }
     int rc = infer_child_pack(INFER_CHILD_RUN, r->id, &m.base, &r->frame, &r->frame_len);
+    free(flags);
     if (rc < 0) {
         free(r);
         snprintf(errmsg, len, "cannot encode the run: %s", id_strerror(rc));

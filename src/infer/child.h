@@ -109,12 +109,14 @@ int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs 
 /* Runs paths[n] (n may be 0: load only) through the model `key` (name@version)
  * whose file is `path` and whose stored card is `card` (JSON, card.h; NULL or
  * "": the model's metadata and shapes), in its process (started if need be;
- * the key names the version, so one key always comes with one card). cb runs once, on
- * the loop, never inside this call. Returns 0, or ID_EMODEL with errmsg for a
- * model given up, ID_ENOMEM, ID_EIO (cannot start a process). */
+ * the key names the version, so one key always comes with one card). Where
+ * tensor[i] is set (tensor NULL: nowhere), paths[i] holds the model's input
+ * itself, not an image (infer_run_inputs). cb runs once, on the loop, never
+ * inside this call. Returns 0, or ID_EMODEL with errmsg for a model given
+ * up, ID_ENOMEM, ID_EIO (cannot start a process). */
 int infer_procs_run(struct infer_procs *p, const char *key, const char *path, const char *card,
-                    const char *const *paths, size_t n, infer_procs_cb cb, void *ud, char *errmsg,
-                    size_t len);
+                    const char *const *paths, const uint8_t *tensor, size_t n, infer_procs_cb cb,
+                    void *ud, char *errmsg, size_t len);
 
 /* Kills every process; pending runs are dropped without their callbacks (the
  * node is stopping). Memory is freed once libuv has closed the handles. */

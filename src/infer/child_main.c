@@ -164,9 +164,20 @@ static void *run_thread(void *arg)
     int rc = res ? 0 : ID_ENOMEM;
     if (!rc && n && child.crash_hook)
         test_crash();
+    /* Which paths hold the model's input itself (validated: one flag per
+     * path, or none). */
+    uint8_t *tensor = NULL;
+    if (!rc && r->msg->n_tensor) {
+        tensor = calloc(n, sizeof *tensor);
+        if (!tensor)
+            rc = ID_ENOMEM;
+        for (size_t i = 0; tensor && i < n; i++)
+            tensor[i] = r->msg->tensor[i] != 0;
+    }
     if (!rc && n)
-        rc = infer_run_files(child.model, (const char *const *)r->msg->paths, n, n, res, err,
-                             sizeof err);
+        rc = infer_run_inputs(child.model, (const char *const *)r->msg->paths, tensor, n, n, res,
+                              err, sizeof err);
+    free(tensor);
     if (rc < 0 && !err[0])
         snprintf(err, sizeof err, "%s", id_strerror(rc));
     reply_done(r->id, rc, err, id_thread_cpu_us() - cpu0, res, n);

@@ -62,7 +62,8 @@ int infer_child_decode_run(const uint8_t *body, size_t len, Idunno__InferChildRu
     Idunno__InferChildRun *m = idunno__infer_child_run__unpack(NULL, len, body);
     if (!m)
         return ID_EPROTO;
-    int ok = m->n_paths <= INFER_CHILD_MAX_IMAGES;
+    int ok = m->n_paths <= INFER_CHILD_MAX_IMAGES &&
+             (m->n_tensor == 0 || m->n_tensor == m->n_paths);
     for (size_t i = 0; ok && i < m->n_paths; i++)
         ok = path_ok(m->paths[i]);
     if (!ok) {

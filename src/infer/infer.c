@@ -2,6 +2,7 @@
 #include "infer/infer.h"
 #include "infer/gate.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -190,6 +191,7 @@ void infer_postprocess(const float *values, int classes, enum card_output output
 
 struct batch {
     const char *const *paths;
+    const uint8_t *given; /* given[i]: paths[i] holds the input itself (NULL: none does) */
     size_t n;
     float *tensor; /* n x plane, packed: failed images leave no gap */
     size_t n_ok;
@@ -199,6 +201,56 @@ struct batch {
     size_t plane;
 };
 
+/* An input given as a tensor: exactly plane float32 values, little-endian,
+ * each finite (a NaN or an infinity would come out of the model as one). */
+static int tensor_load(const char *path, size_t plane, float *out, char *errmsg, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        snprintf(errmsg, errlen, "cannot open %s: %s", path, strerror(e));
+        return e == ENOENT ? ID_ENOTFOUND : ID_EIO;
+    }
+    int rc = 0;
+    size_t got = 0;
+    uint8_t buf[4096];
+    for (;;) {
+        size_t n = fread(buf, 1, sizeof buf, f);
+        if (n == 0)
+            break;
+        /* Whole values only fill out; the count is checked at the end. */
+        for (size_t k = 0; k + 4 <= n && got + k / 4 < plane; k += 4) {
+            uint32_t u = (uint32_t)buf[k] | (uint32_t)buf[k + 1] << 8 | (uint32_t)buf[k + 2] << 16 |
+                         (uint32_t)buf[k + 3] << 24;
+            float x;
+            memcpy(&x, &u, sizeof x);
+            if (!isfinite(x) && !rc) {
+                snprintf(errmsg, errlen, "tensor value %zu is not a finite number", got + k / 4);
+                rc = ID_EINVAL;
+            }
+            out[got + k / 4] = x;
+        }
+        if (n % 4) { /* a partial value: the length is wrong whatever follows */
+            got = SIZE_MAX;
+            break;
+        }
+        got += n / 4;
+        if (got > plane)
+            break;
+    }
+    if (ferror(f) && !rc) {
+        snprintf(errmsg, errlen, "cannot read %s", path);
+        rc = ID_EIO;
+    }
+    fclose(f);
+    if (!rc && got != plane) {
+        snprintf(errmsg, errlen, "the tensor does not hold %zu float32 values, the model's input",
+                 plane);
+        rc = ID_EINVAL;
+    }
+    return rc;
+}
+
 static void *decode_batch(void *arg)
 {
     struct batch *b = arg;
@@ -206,14 +258,35 @@ static void *decode_batch(void *arg)
     for (size_t i = 0; i < b->n; i++) {
         float *dst = b->tensor + b->n_ok * b->plane;
         struct infer_result *r = &b->results[i];
-        r->status = image_load_tensor(b->paths[i], b->prep, dst, r->error, sizeof r->error);
+        if (b->given && b->given[i])
+            r->status = tensor_load(b->paths[i], b->plane, dst, r->error, sizeof r->error);
+        else
+            r->status = image_load_tensor(b->paths[i], b->prep, dst, r->error, sizeof r->error);
         b->slot[i] = r->status == 0 ? b->n_ok++ : SIZE_MAX;
     }
     return NULL;
 }
 
+/* An output the model computed from an input out of its range may hold a
+ * NaN or an infinity: no class or value can be read from it, so the input
+ * gets an error (not a result that the node would refuse as malformed and
+ * count as a crash of the model). */
+static int output_finite(const float *values, int classes)
+{
+    for (int i = 0; i < classes; i++)
+        if (!isfinite(values[i]))
+            return 0;
+    return 1;
+}
+
 int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, size_t batch,
                     struct infer_result *results, char *errmsg, size_t len)
+{
+    return infer_run_inputs(m, paths, NULL, n, batch, results, errmsg, len);
+}
+
+int infer_run_inputs(struct infer_model *m, const char *const *paths, const uint8_t *tensor,
+                     size_t n, size_t batch, struct infer_result *results, char *errmsg, size_t len)
 {
     if (batch == 0)
         batch = 1;
@@ -244,6 +317,7 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
         struct batch *cur = &b[i % 2];
         if (i == 0) {
             cur->paths = paths;
+            cur->given = tensor;
             cur->n = n < batch ? n : batch;
             cur->results = results;
             decode_batch(cur);
@@ -254,6 +328,7 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
         if (have_next) {
             size_t start = (i + 1) * batch;
             next->paths = paths + start;
+            next->given = tensor ? tensor + start : NULL;
             next->n = n - start < batch ? n - start : batch;
             next->results = results + start;
             if (pthread_create(&th, NULL, decode_batch, next) != 0) {
@@ -263,11 +338,19 @@ int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, s
         }
         if (cur->n_ok)
             rc = infer_run_tensor(m, cur->tensor, cur->n_ok, logits, errmsg, len);
-        if (!rc)
-            for (size_t j = 0; j < cur->n; j++)
-                if (cur->slot[j] != SIZE_MAX)
-                    infer_postprocess(logits + cur->slot[j] * (size_t)in->classes, in->classes,
-                                      in->card.output, in->card.top_k, &cur->results[j]);
+        for (size_t j = 0; !rc && j < cur->n; j++) {
+            if (cur->slot[j] == SIZE_MAX)
+                continue;
+            const float *values = logits + cur->slot[j] * (size_t)in->classes;
+            struct infer_result *r = &cur->results[j];
+            if (output_finite(values, in->classes)) {
+                infer_postprocess(values, in->classes, in->card.output, in->card.top_k, r);
+                continue;
+            }
+            r->status = ID_EINVAL;
+            snprintf(r->error, sizeof r->error,
+                     "the model's output is not finite (an input out of its range?)");
+        }
         if (have_next == 1)
             pthread_join(th, NULL);
     }

@@ -83,6 +83,16 @@ void infer_postprocess(const float *values, int classes, enum card_output output
 int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, size_t batch,
                     struct infer_result *results, char *errmsg, size_t len);
 
+/* The same, with some inputs given as tensors: where tensor[i] is set,
+ * paths[i] holds image i's input itself, image_tensor_len(card) float32
+ * values little-endian in the model's layout, already preprocessed (an
+ * online request's FP32 or UINT8 tensor), fed as they are; a file of
+ * another length, or holding a NaN or an infinity, is that input's
+ * ID_EINVAL. tensor NULL: every path is an image. */
+int infer_run_inputs(struct infer_model *m, const char *const *paths, const uint8_t *tensor,
+                     size_t n, size_t batch, struct infer_result *results, char *errmsg,
+                     size_t len);
+
 /* ---- session cache: loaded models keyed by name and version, LRU ---------------- */
 
 struct infer_cache;

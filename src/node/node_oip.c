@@ -35,8 +35,9 @@ struct oip_call {
     struct node *node;
     struct http_call *call;
     struct oip_target target;
-    struct oip_infer_request req; /* infer only */
-    uint64_t deadline_ms;         /* monotonic: no new attempt after it */
+    struct oip_infer_request req;  /* infer only */
+    Idunno__OnlineTensor *tensors; /* req's images as the cluster carries them (a tensor request) */
+    uint64_t deadline_ms;          /* monotonic: no new attempt after it */
 };
 
 static int send_infer(struct oip_call *oc);
@@ -75,6 +76,7 @@ static unsigned status_of(int code)
 
 static void oip_call_free(struct oip_call *oc)
 {
+    free(oc->tensors);
     oip_infer_free(&oc->req);
     free(oc);
 }
@@ -156,8 +158,19 @@ static void on_inferred(void *ud, const struct net_result *res)
                                   ? idunno__online_result__unpack(NULL, res->len, res->body)
                                   : NULL;
     if (!r || r->n_results != oc->req.n_images) {
-        reply_error(oc->call, status_of(res->status < 0 ? res->status : ID_EPROTO),
-                    res->errmsg ? res->errmsg : "malformed answer from the cluster");
+        const char *why = res->errmsg ? res->errmsg : "malformed answer from the cluster";
+        char msg[600];
+        if (res->status == ID_EINVAL && oc->tensors) {
+            /* The cluster names the shape per image; the client sent this. */
+            char shape[128];
+            size_t pos = 0;
+            for (size_t i = 0; i < oc->req.rank && pos < sizeof shape; i++)
+                pos += (size_t)snprintf(shape + pos, sizeof shape - pos, "%s%lld", i ? ", " : "",
+                                        (long long)oc->req.shape[i]);
+            snprintf(msg, sizeof msg, "%s; the request's shape is [%s]", why, shape);
+            why = msg;
+        }
+        reply_error(oc->call, status_of(res->status < 0 ? res->status : ID_EPROTO), why);
         if (r)
             idunno__online_result__free_unpacked(r, NULL);
         oip_call_free(oc);
@@ -211,17 +224,54 @@ static int send_infer(struct oip_call *oc)
     ProtobufCBinaryData images[OIP_MAX_IMAGES];
     for (size_t i = 0; i < oc->req.n_images; i++)
         images[i] = (ProtobufCBinaryData){oc->req.images[i].len, (uint8_t *)oc->req.images[i].data};
+    Idunno__OnlineTensor *tensor_ptrs[OIP_MAX_IMAGES];
     Idunno__OnlineInfer in = IDUNNO__ONLINE_INFER__INIT;
     in.model = oc->target.model;
     in.version = oc->target.version;
-    in.n_images = oc->req.n_images;
-    in.images = images;
+    if (oc->tensors) {
+        for (size_t i = 0; i < oc->req.n_images; i++)
+            tensor_ptrs[i] = &oc->tensors[i];
+        in.n_tensors = oc->req.n_images;
+        in.tensors = tensor_ptrs;
+    } else {
+        in.n_images = oc->req.n_images;
+        in.images = images;
+    }
     in.id = oc->req.id;
     uint64_t now = id_now_ms();
     uint64_t left = oc->deadline_ms > now ? oc->deadline_ms - now : 1;
     in.deadline_ms = (uint32_t)left;
     return net_call_pb(oc->node->net, oc->node->cfg.addr, IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_REQ,
                        &in.base, (uint32_t)left + OIP_ANSWER_MS, on_inferred, oc);
+}
+
+/* A tensor request's images as the cluster carries them (OnlineTensor: one
+ * image's dims, its floats little-endian), pointing into req.values, whose
+ * bytes are put in that order in place (nothing to do on a little-endian
+ * host). Returns 0 or ID_ENOMEM. */
+static int tensors_make(struct oip_call *oc)
+{
+    struct oip_infer_request *r = &oc->req;
+    oc->tensors = calloc(r->n_images, sizeof *oc->tensors);
+    if (!oc->tensors)
+        return ID_ENOMEM;
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    for (size_t i = 0; i < r->n_images * r->image_len; i++) {
+        uint32_t u;
+        memcpy(&u, &r->values[i], sizeof u);
+        u = __builtin_bswap32(u);
+        memcpy(&r->values[i], &u, sizeof u);
+    }
+#endif
+    for (size_t i = 0; i < r->n_images; i++) {
+        Idunno__OnlineTensor *t = &oc->tensors[i];
+        idunno__online_tensor__init(t);
+        t->n_shape = 3;
+        t->shape = r->image_dims;
+        t->data.len = r->image_len * sizeof(float);
+        t->data.data = (uint8_t *)(r->values + i * r->image_len);
+    }
+    return 0;
 }
 
 static void start_infer(struct oip_call *oc)
@@ -237,12 +287,18 @@ static void start_infer(struct oip_call *oc)
         oip_call_free(oc);
         return;
     }
+    if (oc->req.datatype != OIP_BYTES && tensors_make(oc) < 0) {
+        reply_error(oc->call, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        oip_call_free(oc);
+        return;
+    }
     oc->deadline_ms = id_now_ms() + OIP_DEADLINE_MS;
     rc = send_infer(oc);
     if (rc < 0) {
         reply_error(oc->call,
                     rc == ID_ETOOBIG ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_SERVICE_UNAVAILABLE,
-                    rc == ID_ETOOBIG ? "the images are over 16 MiB in all" : id_strerror(rc));
+                    rc == ID_ETOOBIG ? "the request's inputs are over the cluster's 16 MiB frames"
+                                     : id_strerror(rc));
         oip_call_free(oc);
     }
 }

@@ -44,6 +44,7 @@
 #include "sched/coord_int.h"
 #include "sched/dispatch.h"
 #include "sched/jobs.h"
+#include "sched/online_input.h"
 #include "sched/qstats.h"
 
 /* A request's deadline when it names none, and the longest it may name. A
@@ -285,7 +286,7 @@ static void on_online_ran(void *ud, const struct net_result *res)
     Idunno__OnlineResult *r = res->status == 0
                                   ? idunno__online_result__unpack(NULL, res->len, res->body)
                                   : NULL;
-    if (r && r->n_results == oc->in->n_images) {
+    if (r && r->n_results == oc->in->n_images + oc->in->n_tensors) {
         if (c->epoch == oc->epoch)
             dispatch_worker_models(c->d, worker, (char *const[]){oc->key}, 1);
         reply_result(oc, r);
@@ -352,6 +353,8 @@ static void try_next(struct online_call *oc)
         run.model = &mi;
         run.n_images = oc->in->n_images;
         run.images = oc->in->images;
+        run.n_tensors = oc->in->n_tensors;
+        run.tensors = oc->in->tensors;
         run.id = oc->in->id;
         snprintf(oc->worker, sizeof oc->worker, "%s", worker);
         rc = net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_REQ, &run.base,
@@ -696,7 +699,10 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
     const struct job_rec *job = NULL;
     if (!in->model || !in->model[0] || strlen(in->model) >= JOBS_NAME_MAX) {
         why = "a model name is needed";
-    } else if (in->n_images == 0 || in->n_images > ONLINE_MAX_IMAGES) {
+    } else if (in->n_images && in->n_tensors) {
+        why = "a request holds images or tensors, not both";
+    } else if (in->n_images + in->n_tensors == 0 ||
+               in->n_images + in->n_tensors > ONLINE_MAX_IMAGES) {
         why = "a request holds 1 to 64 images";
     } else {
         /* No version asked: the one the model's running job runs, so that
@@ -717,6 +723,10 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
     for (size_t i = 0; !why && i < in->n_images; i++)
         if (in->images[i].len == 0)
             why = "an image is empty";
+    char tensor_why[300];
+    if (!why && in->n_tensors &&
+        online_tensors_check(m, in->tensors, in->n_tensors, tensor_why, sizeof tensor_why) < 0)
+        why = tensor_why;
     struct online_call *oc = why ? NULL : calloc(1, sizeof *oc);
     if (!oc) {
         c->stats.online_failed++;

@@ -84,6 +84,7 @@ struct wquery {
      * written to files; its results answer the request, not a job. */
     struct net_request *online_req;
     char **online_files;
+    int online_tensors; /* the files hold the model's input itself (OnlineRun.tensors) */
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
     size_t done_len;
@@ -330,23 +331,31 @@ static void run_chain(struct worker *w, struct wquery *head)
     for (struct wquery *q = head; q; q = q->chain)
         n += q->run->n_images;
     const char **paths = calloc(n ? n : 1, sizeof *paths);
-    if (!paths) {
+    uint8_t *tensor = calloc(n ? n : 1, sizeof *tensor);
+    if (!paths || !tensor) {
+        free(paths);
+        free(tensor);
         chain_fail(head, "out of memory", 0);
         finish_chain(head);
         return;
     }
+    int any_tensor = 0;
     for (struct wquery *q = head; q; q = q->chain)
         for (size_t i = 0; i < q->run->n_images; i++)
-            if (q->paths[i])
+            if (q->paths[i]) {
+                tensor[k] = (uint8_t)q->online_tensors;
+                any_tensor |= q->online_tensors;
                 paths[k++] = q->paths[i];
+            }
     /* A process per model version: a re-trained model starts afresh, even
      * when only its card changed (the same file, another version). */
     char key[INFER_KEY_MAX];
     snprintf(key, sizeof key, "%s@%llx.%u", run->model->name,
              (unsigned long long)strtoull(run->model->blob, NULL, 16), run->model->version);
-    int rc = infer_procs_run(w->procs, key, head->model_path, run->model->card, paths, k,
-                             on_chain_ran, head, err, sizeof err);
+    int rc = infer_procs_run(w->procs, key, head->model_path, run->model->card, paths,
+                             any_tensor ? tensor : NULL, k, on_chain_ran, head, err, sizeof err);
     free(paths);
+    free(tensor);
     if (rc < 0) {
         /* ID_EMODEL: the model was given up after crashing its processes. */
         snprintf(msg, sizeof msg, "%s", err[0] ? err : id_strerror(rc));
@@ -884,7 +893,10 @@ static char *online_write(struct worker *w, const ProtobufCBinaryData *img)
 /* An online run: the images of a user's request, run now on the model and
  * answered (coord_online.c picked this worker). A query with the model, the
  * images as files, and no job: it runs in the model's process like any
- * query, chained with others of the same model version if they are ready. */
+ * query, chained with others of the same model version if they are ready.
+ * Tensors (the model's input itself, checked against the model by the
+ * leader) are written to files the same way, flagged for the model's
+ * process to read as they are. */
 static void on_online_run(void *ud, struct net_request *req, const uint8_t *body, size_t len)
 {
     struct worker *w = ud;
@@ -892,8 +904,9 @@ static void on_online_run(void *ud, struct net_request *req, const uint8_t *body
                                           w->stopping);
     if (!o)
         return;
-    size_t n = o->n_images;
-    if (!o->model || !o->model->name[0] || n == 0 || n > WORKER_CHAIN_IMAGES) {
+    size_t n = o->n_images ? o->n_images : o->n_tensors;
+    if (!o->model || !o->model->name[0] || n == 0 || n > WORKER_CHAIN_IMAGES ||
+        (o->n_images && o->n_tensors)) {
         net_reply_error(req, ID_EINVAL, "bad OnlineRun", NULL);
         idunno__online_run__free_unpacked(o, NULL);
         return;
@@ -946,8 +959,10 @@ static void on_online_run(void *ud, struct net_request *req, const uint8_t *body
     }
     /* An image that cannot be stored is that image's error, as one that
      * cannot be fetched is in a job's query. */
+    q->online_tensors = o->n_tensors > 0;
     for (size_t i = 0; i < n; i++)
-        if (!(q->online_files[i] = online_write(w, &o->images[i])))
+        if (!(q->online_files[i] = online_write(w, o->n_tensors ? &o->tensors[i]->data
+                                                                : &o->images[i])))
             q->image_status[i] = ID_EIO;
     idunno__online_run__free_unpacked(o, NULL);
     q->online_req = req;

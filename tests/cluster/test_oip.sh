@@ -11,8 +11,14 @@
 #  - every error: 400 for malformed requests (JSON, shape, datatype, binary
 #    sizes, an image that is not one), 404 unknown endpoint, model or
 #    version, 405 wrong method, 413 over the body limit, 401 without the
-#    bearer token; each a JSON {"error": ...}, and the node still serves.
-# timeout: 120
+#    bearer token; each a JSON {"error": ...}, and the node still serves;
+#  - tensor inputs on the tiny CNN: FP32 in JSON (flat and nested, [N,C,H,W]
+#    and [C,H,W]) and binary, UINT8 in JSON and binary, each answering as
+#    the same image sent as BYTES (every class's score, so top-1 included),
+#    the tensors being that image's preprocessed form computed here from
+#    the card; and each tensor error (datatype, data against the shape,
+#    shape against the model, binary sizes, a NaN, a tensor with images).
+# timeout: 150
 . "$(dirname "$0")/lib.sh"
 
 text_lines 6
@@ -194,5 +200,214 @@ expect(http(A, "POST", INFER, b"", declared=65 << 20), 413, "a body announced ov
 doc = expect(http(A, "POST", INFER, json_infer([5])), 200, "infer after the errors")
 check_answer(doc, [5], 2, "infer after the errors")
 print("%d /v2 checks passed" % checks)
+PY
+
+# Tensors. tiny_cnn's card (its metadata): 32x32, crop to 32, (v/255 - 0.5) /
+# 0.25, NCHW; tiny_u8 is the same file with a card that feeds pixels as they
+# are (scale 255, mean 0, std 1), so that a UINT8 tensor of an image's
+# pixels is its preprocessed form. Both answer all 10 classes' scores.
+cli node1 train tiny_cnn --file "$ROOT/models/tiny_cnn.onnx" --top-k 10 >/dev/null
+cli node1 train tiny_u8 --file "$ROOT/models/tiny_cnn.onnx" --top-k 10 --scale 255 \
+  --mean 0,0,0 --std 1,1,1 >/dev/null
+"$PY3" - "$TOKEN" "$(http_addr node1)" "$(http_addr node2)" <<'PY' || fail "the /v2 tensor checks"
+import base64, json, random, socket, struct, sys, zlib
+
+TOKEN, addrs = sys.argv[1], sys.argv[2:]
+checks = 0
+
+def http(addr, body, path, headers=None):
+    host, port = addr.rsplit(":", 1)
+    head = ["POST %s HTTP/1.1" % path, "Host: %s" % addr, "Connection: close",
+            "Authorization: Bearer " + TOKEN, "Content-Length: %d" % len(body)]
+    head += ["%s: %s" % kv for kv in (headers or {}).items()]
+    s = socket.create_connection((host, int(port)), timeout=40)
+    s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    top, _, rest = out.partition(b"\r\n\r\n")
+    assert b"chunked" not in top.lower(), top
+    return int(top.split()[1]), json.loads(rest)
+
+def png(w, h, px):
+    """An 8-bit RGB PNG of the pixels, row after row (filter 0 on every row)."""
+    raw = b"".join(b"\0" + bytes(px[y * w * 3:(y + 1) * w * 3]) for y in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+# Images already 32x32, so the card's crop is the identity and the
+# preprocessing is per pixel, computed here in float32 as the card says.
+rnd = random.Random(11)
+pixels = [[rnd.randrange(256) for _ in range(32 * 32 * 3)] for _ in range(3)]
+# small values: through tiny_u8 (pixels fed as they are) they keep the
+# model's output away from saturation
+pixels += [[rnd.randrange(3) for _ in range(32 * 32 * 3)] for _ in range(2)]
+images = [png(32, 32, p) for p in pixels]
+INV, SUB = f32(1.0 / f32(255.0 * 0.25)), f32(0.5 / 0.25)
+def chw(p, norm):
+    """The image's tensor [3, 32, 32] (flat, row-major) from its HWC pixels."""
+    return [norm(p[(y * 32 + x) * 3 + c]) for c in range(3) for y in range(32) for x in range(32)]
+prep = [chw(p, lambda v: f32(f32(v * INV) - SUB)) for p in pixels]
+raw8 = [chw(p, lambda v: v) for p in pixels]
+
+def infer_path(model):
+    return "/v2/models/%s/infer" % model
+
+def scores(doc, n, what):
+    """Each row of a 10-class answer as {index: score}, and its top-1."""
+    out = doc["outputs"][0]
+    assert out["datatype"] == "BYTES" and out["shape"] == [n, 10], (what, out)
+    rows = []
+    for r in range(n):
+        entries = [e.split(":") for e in out["data"][r * 10:(r + 1) * 10]]
+        rows.append(({int(i): float(s) for s, i in entries}, int(entries[0][1])))
+    return rows
+
+def expect_ok(got, n, what):
+    global checks
+    code, doc = got
+    assert code == 200, "%s: status %d: %r" % (what, code, doc)
+    checks += 1
+    return scores(doc, n, what)
+
+ASK_ALL = [{"name": "classification", "parameters": {"classification": 10}}]
+def bytes_rows(model, idx):
+    body = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(idx)],
+                                   "data": [base64.b64encode(images[i]).decode() for i in idx]}],
+                       "outputs": ASK_ALL}).encode()
+    return expect_ok(http(addrs[0], body, infer_path(model)), len(idx), "BYTES via %s" % model)
+
+ref = {"tiny_cnn": bytes_rows("tiny_cnn", [0, 1, 2]), "tiny_u8": bytes_rows("tiny_u8", [3, 4])}
+# The answers differ between images: a tensor answered as another image,
+# or as no image at all, cannot pass the comparison below.
+for model, rows in ref.items():
+    firsts = [row[0][row[1]] for row in rows]
+    assert len(set(round(v, 4) for v in firsts)) == len(firsts), (model, firsts)
+
+def same_as_bytes(rows, model, idx, what):
+    for got, want in zip(rows, [ref[model][i] for i in idx]):
+        assert got[1] == want[1], "%s: top-1 %d, the image's is %d" % (what, got[1], want[1])
+        for k, v in want[0].items():
+            assert abs(got[0][k] - v) < 1e-4, "%s: class %d %g, the image's %g" % (
+                what, k, got[0][k], v)
+
+def nest(flat, shape):
+    if len(shape) == 1:
+        return flat
+    step = len(flat) // shape[0]
+    return [nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+def tensor_json(dt, values, shape, nested):
+    flat = [v for t in values for v in t]
+    return json.dumps({"id": "t", "inputs": [{"name": "input", "datatype": dt, "shape": shape,
+                       "data": nest(flat, shape) if nested else flat}],
+                       "outputs": ASK_ALL}).encode()
+
+def tensor_binary(dt, values, shape, size=None, blob=None):
+    flat = [v for t in values for v in t]
+    if blob is None:
+        blob = struct.pack("<%d%s" % (len(flat), "f" if dt == "FP32" else "B"), *flat)
+    head = json.dumps({"inputs": [{"name": "input", "datatype": dt, "shape": shape,
+                                   "parameters": {"binary_data_size":
+                                                  len(blob) if size is None else size}}],
+                       "outputs": ASK_ALL}).encode()
+    return head + blob, {"Inference-Header-Content-Length": str(len(head)),
+                         "Content-Type": "application/octet-stream"}
+
+# -- FP32 through tiny_cnn, in every form, through two nodes
+TINY = infer_path("tiny_cnn")
+for addr in addrs:
+    rows = expect_ok(http(addr, tensor_json("FP32", [prep[0], prep[2]], [2, 3, 32, 32], False),
+                          TINY), 2, "FP32 JSON flat")
+    same_as_bytes(rows, "tiny_cnn", [0, 2], "FP32 JSON flat via " + addr)
+    rows = expect_ok(http(addr, tensor_json("FP32", [prep[1], prep[0]], [2, 3, 32, 32], True),
+                          TINY), 2, "FP32 JSON nested")
+    same_as_bytes(rows, "tiny_cnn", [1, 0], "FP32 JSON nested via " + addr)
+    body, hdrs = tensor_binary("FP32", [prep[2], prep[1], prep[0]], [3, 3, 32, 32])
+    rows = expect_ok(http(addr, body, TINY, hdrs), 3, "FP32 binary")
+    same_as_bytes(rows, "tiny_cnn", [2, 1, 0], "FP32 binary via " + addr)
+rows = expect_ok(http(addrs[0], tensor_json("FP32", [prep[1]], [3, 32, 32], True), TINY), 1,
+                 "FP32 [C,H,W]")
+same_as_bytes(rows, "tiny_cnn", [1], "FP32 [C,H,W]")
+body, hdrs = tensor_binary("FP32", [prep[2]], [3, 32, 32])
+rows = expect_ok(http(addrs[0], body, TINY, hdrs), 1, "FP32 binary [C,H,W]")
+same_as_bytes(rows, "tiny_cnn", [2], "FP32 binary [C,H,W]")
+
+# -- UINT8 through tiny_u8: the pixels themselves
+U8 = infer_path("tiny_u8")
+rows = expect_ok(http(addrs[0], tensor_json("UINT8", [raw8[3], raw8[4]], [2, 3, 32, 32], True),
+                      U8), 2, "UINT8 JSON nested")
+same_as_bytes(rows, "tiny_u8", [0, 1], "UINT8 JSON nested")
+rows = expect_ok(http(addrs[1], tensor_json("UINT8", [raw8[4]], [1, 3, 32, 32], False), U8), 1,
+                 "UINT8 JSON flat")
+same_as_bytes(rows, "tiny_u8", [1], "UINT8 JSON flat")
+body, hdrs = tensor_binary("UINT8", [raw8[4], raw8[3]], [2, 3, 32, 32])
+rows = expect_ok(http(addrs[0], body, U8, hdrs), 2, "UINT8 binary")
+same_as_bytes(rows, "tiny_u8", [1, 0], "UINT8 binary")
+# and the same values as FP32
+rows = expect_ok(http(addrs[0], tensor_json("FP32", [raw8[3]], [3, 32, 32], False), U8), 1,
+                 "FP32 of pixels")
+same_as_bytes(rows, "tiny_u8", [0], "FP32 of pixels")
+
+# -- errors: each a 400 whose message says what is wrong
+def bad(got, want, what):
+    global checks
+    code, doc = got
+    assert code == 400, "%s: status %d, expected 400: %r" % (what, code, doc)
+    msg = doc.get("error", "")
+    for w in want:
+        assert w in msg, "%s: %r not in %r" % (what, w, msg)
+    checks += 1
+
+one = [prep[0]]
+for dt in ("INT64", "FP16"):
+    bad(http(addrs[0], tensor_json(dt, one, [1, 3, 32, 32], False), TINY),
+        ["datatype %s is not taken" % dt, "FP32 or UINT8", "BYTES"], dt)
+short = tensor_json("FP32", [prep[0][:-1]], [1, 3, 32, 32], False)
+bad(http(addrs[0], short, TINY), ["holds 3072 values but data holds 3071"], "data short")
+bad(http(addrs[0], tensor_json("FP32", [prep[0] + [0.0]], [1, 3, 32, 32], False), TINY),
+    ["data holds more values than its shape's 3072"], "data long")
+bad(http(addrs[0], tensor_json("FP32", [prep[0][:3 * 31 * 32]], [1, 3, 31, 32], False), TINY),
+    ["[3, 31, 32]", "tiny_cnn takes [3, 32, 32]", "[N, 3, 32, 32], NCHW",
+     "the request's shape is [1, 3, 31, 32]"], "shape against the model")
+bad(http(addrs[1], tensor_json("UINT8", [raw8[3]], [1, 32, 32, 3], True), U8),
+    ["[32, 32, 3]", "takes [3, 32, 32]"], "NHWC to an NCHW model")
+bad(http(addrs[0], tensor_json("FP32", [prep[0]], [3, 1024, 1], False), TINY),
+    ["[3, 1024, 1]", "takes [3, 32, 32]"], "same count, another shape")
+bad(http(addrs[0], tensor_json("FP32", one, [1, 4294967296, 4294967296, 32], False), TINY),
+    ["holds more than 4194304 values"], "a shape overflowing the count")
+bad(http(addrs[0], tensor_json("UINT8", [[256] + raw8[3][1:]], [1, 3, 32, 32], False), U8),
+    ["data value 0 is not a UINT8"], "UINT8 out of range")
+body, hdrs = tensor_binary("FP32", one, [1, 3, 32, 32], size=3072 * 4 + 4)
+bad(http(addrs[0], body, TINY, hdrs), ["binary_data_size is 12292 but 12288 bytes follow"],
+    "binary_data_size beyond the body")
+body, hdrs = tensor_binary("FP32", one, [1, 3, 32, 32], blob=b"\0" * (3072 * 4 - 2))
+bad(http(addrs[0], body, TINY, hdrs), ["has 12286 bytes but shape [1, 3, 32, 32] of FP32 needs 12288"],
+    "binary data against the shape")
+body, hdrs = tensor_binary("UINT8", [raw8[3]], [1, 3, 32, 32], blob=bytes(raw8[3]) * 2)
+bad(http(addrs[0], body, U8, hdrs), ["of UINT8 needs 3072"], "UINT8 binary too long")
+nan = struct.pack("<3072f", *prep[0])[:40] + struct.pack("<f", float("nan")) + \
+    struct.pack("<3072f", *prep[0])[44:]
+body, hdrs = tensor_binary("FP32", one, [1, 3, 32, 32], blob=nan)
+bad(http(addrs[0], body, TINY, hdrs), ["binary value 10 is not a finite number"], "a NaN")
+mixed = json.loads(tensor_json("FP32", one, [1, 3, 32, 32], False))
+mixed["inputs"].append({"name": "image", "datatype": "BYTES", "shape": [1],
+                        "data": [base64.b64encode(images[0]).decode()]})
+bad(http(addrs[0], json.dumps(mixed).encode(), TINY), ["exactly one input"], "tensor and images")
+
+# -- still answering tensors after all of it
+rows = expect_ok(http(addrs[1], tensor_json("FP32", [prep[2]], [1, 3, 32, 32], True), TINY), 1,
+                 "FP32 after the errors")
+same_as_bytes(rows, "tiny_cnn", [2], "FP32 after the errors")
+print("%d /v2 tensor checks passed" % checks)
 PY
 echo ok

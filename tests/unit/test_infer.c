@@ -16,6 +16,7 @@
 #include <png.h>
 
 #include "base/err.h"
+#include "infer/image.h"
 #include "infer/infer.h"
 
 static char model_dir[512];
@@ -161,6 +162,94 @@ static void test_batches_with_bad_images(void **state)
     assert_int_equal(batched[5].status, ID_EIMAGE);
     infer_model_close(m);
     for (int i = 0; i < 7; i++)
+        unlink(paths[i]);
+    rmdir(dir);
+}
+
+/* Writes n floats to path as float32 little-endian, what a worker writes for
+ * an online request's tensor. */
+static void write_floats(const char *path, const float *v, size_t n, size_t extra_bytes)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], sizeof u);
+        uint8_t b[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
+        assert_int_equal(fwrite(b, 1, 4, f), 4);
+    }
+    for (size_t i = 0; i < extra_bytes; i++)
+        fputc(0, f);
+    fclose(f);
+}
+
+/* Inputs given as tensors (an online request's FP32 or UINT8 input): the
+ * preprocessed form of an image answers exactly as the image does, in one
+ * run with images; a file of the wrong length or with a NaN is that
+ * input's error, and the others are unaffected. */
+static void test_tensor_inputs(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/idunno-tensor-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    enum { N = 8 };
+    static const char *const names[N] = {"a.png", "a.f32",   "short.f32", "b.png",
+                                         "b.f32", "nan.f32", "odd.f32",   "missing.f32"};
+    static const uint8_t given[N] = {0, 1, 1, 0, 1, 1, 1, 1};
+    char paths[N][300];
+    const char *list[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
+        list[i] = paths[i];
+    }
+    write_png(paths[0], 250, 10, 10, 40, 30);
+    write_png(paths[3], 10, 90, 200, 64, 64);
+
+    struct infer_model *m;
+    char err[256];
+    struct infer_options opt = {.threads = 1};
+    assert_int_equal(infer_model_open(model_path("tiny_cnn.onnx"), &opt, &m, err, sizeof err), 0);
+    const struct model_card *card = &infer_model_info(m)->card;
+    size_t plane = image_tensor_len(card);
+    assert_int_equal(plane, 3 * 32 * 32);
+    float *a = malloc(plane * sizeof *a), *b = malloc(plane * sizeof *b);
+    assert_int_equal(image_load_tensor(paths[0], card, a, err, sizeof err), 0);
+    assert_int_equal(image_load_tensor(paths[3], card, b, err, sizeof err), 0);
+    write_floats(paths[1], a, plane, 0);
+    write_floats(paths[2], a, plane - 1, 0);
+    write_floats(paths[4], b, plane, 0);
+    b[5] = (float)NAN;
+    write_floats(paths[5], b, plane, 0);
+    write_floats(paths[6], a, plane, 2);
+
+    struct infer_result res[N];
+    assert_int_equal(infer_run_inputs(m, list, given, N, 3, res, err, sizeof err), 0);
+    for (int pair = 0; pair < 2; pair++) {
+        const struct infer_result *img = &res[pair * 3], *ten = &res[pair * 3 + 1];
+        assert_int_equal(img->status, 0);
+        assert_int_equal(ten->status, 0);
+        assert_int_equal(ten->k, img->k);
+        for (int k = 0; k < img->k; k++) {
+            assert_int_equal(ten->top_class[k], img->top_class[k]);
+            assert_float_equal(ten->top_prob[k], img->top_prob[k], 1e-5);
+        }
+    }
+    /* the two images differ, so the comparison above can fail */
+    assert_true(res[0].top_class[0] != res[3].top_class[0] ||
+                fabsf(res[0].top_prob[0] - res[3].top_prob[0]) > 1e-3f);
+    assert_int_equal(res[2].status, ID_EINVAL);
+    assert_non_null(strstr(res[2].error, "does not hold 3072 float32 values"));
+    assert_int_equal(res[5].status, ID_EINVAL);
+    assert_non_null(strstr(res[5].error, "tensor value 5 is not a finite number"));
+    assert_int_equal(res[6].status, ID_EINVAL);
+    assert_int_equal(res[7].status, ID_ENOTFOUND);
+    /* without the flags the same files are images, which they are not */
+    assert_int_equal(infer_run_inputs(m, &list[1], NULL, 1, 1, res, err, sizeof err), 0);
+    assert_int_equal(res[0].status, ID_EIMAGE);
+    infer_model_close(m);
+    free(a);
+    free(b);
+    for (int i = 0; i < N; i++)
         unlink(paths[i]);
     rmdir(dir);
 }
@@ -454,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_logits_match_numpy_reference),
         cmocka_unit_test(test_top5),
         cmocka_unit_test(test_batches_with_bad_images),
+        cmocka_unit_test(test_tensor_inputs),
         cmocka_unit_test(test_refuses_bad_models),
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_cache_pins),

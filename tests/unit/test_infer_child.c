@@ -60,6 +60,24 @@ static void test_run_roundtrip_and_bad_paths(void **state)
     assert_int_equal(infer_child_decode_run(body, n, &got), ID_EPROTO);
     /* garbage is refused */
     assert_int_equal(infer_child_decode_run((const uint8_t *)"\xff\xff\xff", 3, &got), ID_EPROTO);
+    /* tensor flags: one per path, or none */
+    char *two[] = {"/data/a.jpg", "/data/online/7"};
+    protobuf_c_boolean flags[3] = {0, 1, 1};
+    m.n_paths = 2;
+    m.paths = two;
+    m.n_tensor = 2;
+    m.tensor = flags;
+    n = roundtrip(INFER_CHILD_RUN, 2, &m.base, body);
+    assert_int_equal(infer_child_decode_run(body, n, &got), 0);
+    assert_int_equal(got->n_tensor, 2);
+    assert_false(got->tensor[0]);
+    assert_true(got->tensor[1]);
+    idunno__infer_child_run__free_unpacked(got, NULL);
+    for (size_t k = 1; k <= 3; k += 2) {
+        m.n_tensor = k;
+        n = roundtrip(INFER_CHILD_RUN, 3, &m.base, body);
+        assert_int_equal(infer_child_decode_run(body, n, &got), ID_EPROTO);
+    }
 }
 
 /* A DONE for `n` images, each with the first k of the given class indices

@@ -376,6 +376,8 @@ static void expect_refused_n(const void *body, size_t len, size_t json_len, cons
                  (const char *)body, rc, err, want);
     /* a refused parse leaves nothing behind, and freeing it again is safe */
     assert_null(r.owned);
+    assert_null(r.values);
+    assert_int_equal(r.datatype, OIP_BYTES);
     assert_int_equal(r.n_images, 0);
     assert_string_equal(r.id, "");
     oip_infer_free(&r);
@@ -423,11 +425,12 @@ static void test_infer_refusals_of_the_json(void **state)
          "inputs[0].name must be a string"},
         /* datatypes */
         {"{\"inputs\":[{\"name\":\"i\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1.0]}]}",
-         "inputs[0].datatype FP32: tensors are not taken yet"},
-        {"{\"inputs\":[{\"name\":\"i\",\"datatype\":\"UINT8\",\"shape\":[1],\"data\":[1]}]}",
-         "inputs[0].datatype UINT8: tensors are not taken yet, send the images as BYTES"},
+         "inputs[0].shape of a tensor must be [N, C, H, W] or [C, H, W]"},
         {"{\"inputs\":[{\"name\":\"i\",\"datatype\":\"INT64\",\"shape\":[1],\"data\":[1]}]}",
-         "INT64: tensors are not taken yet"},
+         "inputs[0].datatype INT64 is not taken: send FP32 or UINT8 tensors"},
+        {"{\"inputs\":[{\"name\":\"i\",\"datatype\":\"FP16\",\"shape\":[1,1,1],\"data\":[1]}]}",
+         "inputs[0].datatype FP16 is not taken: send FP32 or UINT8 tensors (the model's input, "
+         "preprocessed) or BYTES (encoded JPEG or PNG images)"},
         {"{\"inputs\":[{\"name\":\"i\",\"datatype\":\"bytes\",\"shape\":[1],\"data\":[\"QQ==\"]}]}",
          "inputs[0].datatype is not a datatype"},
         {"{\"inputs\":[{\"name\":\"i\",\"datatype\":\"JPEG\",\"shape\":[1],\"data\":[\"QQ==\"]}]}",
@@ -643,6 +646,261 @@ static void test_infer_free_is_safe(void **state)
                      ID_EINVAL);
     assert_int_equal(strlen(small), sizeof small - 1);
     oip_infer_free(&r);
+}
+
+/* ---- tensor inputs ---------------------------------------------------------------------- */
+
+#define TENSOR_HEAD(dt) "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"" dt "\","
+
+static void assert_values(const struct oip_infer_request *r, const float *want, size_t n)
+{
+    assert_non_null(r->values);
+    assert_int_equal(r->n_images * r->image_len, n);
+    for (size_t i = 0; i < n; i++)
+        if (r->values[i] != want[i])
+            fail_msg("value %zu is %g, expected %g", i, (double)r->values[i], (double)want[i]);
+}
+
+static void test_infer_tensor_json(void **state)
+{
+    (void)state;
+    static const float want[12] = {0, 1, -2.5f, 3, 4, 5, 6e-3f, 7, 8, 9, 10, 1e30f};
+    static const char *const bodies[] = {
+        /* flat */
+        TENSOR_HEAD("FP32") "\"shape\":[2,1,2,3],"
+                            "\"data\":[0,1,-2.5,3,4,5,6e-3,7,8,9,10,1e30]}]}",
+        /* nested as the shape is */
+        TENSOR_HEAD("FP32") "\"shape\":[2,1,2,3],"
+                            "\"data\":[[[[0,1,-2.5],[3,4,5]]],[[[6e-3,7,8],[9,10,1e30]]]]}]}",
+        /* nested unevenly, as deep as the shape at most */
+        TENSOR_HEAD("FP32") "\"shape\":[2,1,2,3],"
+                            "\"data\":[[0,1],[[[-2.5,3]]],4,[],[5,6e-3,[7,8,9]],10,[[1e30]]]}]}",
+    };
+    for (size_t b = 0; b < sizeof bodies / sizeof bodies[0]; b++) {
+        struct oip_infer_request r;
+        uint8_t *copy;
+        if (parse(bodies[b], &r, &copy) != 0)
+            fail_msg("body %zu refused: %s", b, err);
+        assert_int_equal(r.datatype, OIP_FP32);
+        assert_string_equal(r.input_name, "input");
+        assert_int_equal(r.n_images, 2);
+        assert_int_equal(r.rank, 4);
+        assert_int_equal(r.shape[0], 2);
+        assert_int_equal(r.shape[3], 3);
+        assert_int_equal(r.image_dims[0], 1);
+        assert_int_equal(r.image_dims[1], 2);
+        assert_int_equal(r.image_dims[2], 3);
+        assert_int_equal(r.image_len, 6);
+        assert_null(r.owned);
+        assert_values(&r, want, 12);
+        oip_infer_free(&r);
+        assert_null(r.values);
+        free(copy);
+    }
+
+    /* [C, H, W]: one image; UINT8 values become the same floats, unscaled */
+    struct oip_infer_request r;
+    uint8_t *copy;
+    assert_int_equal(parse(TENSOR_HEAD("UINT8") "\"shape\":[3,1,2],"
+                                                "\"data\":[[[0,1]],[[128,254]],[[255,7]]]}]}",
+                           &r, &copy),
+                     0);
+    static const float u8[6] = {0, 1, 128, 254, 255, 7};
+    assert_int_equal(r.datatype, OIP_UINT8);
+    assert_int_equal(r.n_images, 1);
+    assert_int_equal(r.rank, 3);
+    assert_int_equal(r.image_dims[0], 3);
+    assert_int_equal(r.image_dims[1], 1);
+    assert_int_equal(r.image_dims[2], 2);
+    assert_values(&r, u8, 6);
+    oip_infer_free(&r);
+    free(copy);
+
+    /* 64 images are taken, and FP32's extremes */
+    assert_int_equal(
+        parse(TENSOR_HEAD("FP32") "\"shape\":[64,1,1,1],\"data\":[" /* 64 values */
+                                  "3.4028234e38,-3.4028234e38,1e-45,0,0,0,0,0,0,0,"
+                                  "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+                                  "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+                                  "0,0]}]}",
+              &r, &copy),
+        0);
+    assert_int_equal(r.n_images, 64);
+    assert_true(r.values[0] > 3.4e38f && r.values[1] < -3.4e38f && r.values[2] > 0);
+    oip_infer_free(&r);
+    free(copy);
+}
+
+/* JSON of one tensor input with binary data, then the bytes. */
+static size_t tensor_binary(uint8_t *buf, size_t cap, const char *dt, const char *shape,
+                            const void *bytes, size_t n, long size, size_t *json_len)
+{
+    char json[256];
+    int j = snprintf(json, sizeof json,
+                     "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"%s\",\"shape\":%s,"
+                     "\"parameters\":{\"binary_data_size\":%ld}}]}",
+                     dt, shape, size >= 0 ? size : (long)n);
+    assert_true((size_t)j + n <= cap);
+    memcpy(buf, json, (size_t)j);
+    memcpy(buf + j, bytes, n);
+    *json_len = (size_t)j;
+    return (size_t)j + n;
+}
+
+/* v as float32 little-endian, whatever the host's order. */
+static void put_f32(uint8_t *dst, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    for (int b = 0; b < 4; b++)
+        dst[b] = (uint8_t)(u >> (8 * b));
+}
+
+static void test_infer_tensor_binary(void **state)
+{
+    (void)state;
+    static const float want[4] = {0.5f, -1.25f, 3e-20f, 65504.0f};
+    uint8_t bytes[16], buf[512];
+    for (int i = 0; i < 4; i++)
+        put_f32(bytes + 4 * i, want[i]);
+    size_t json_len;
+    size_t len = tensor_binary(buf, sizeof buf, "FP32", "[2,1,1,2]", bytes, 16, -1, &json_len);
+    struct oip_infer_request r;
+    uint8_t *copy;
+    assert_int_equal(parse_n(buf, len, json_len, &r, &copy), 0);
+    assert_int_equal(r.datatype, OIP_FP32);
+    assert_int_equal(r.n_images, 2);
+    assert_int_equal(r.image_len, 2);
+    assert_values(&r, want, 4);
+    oip_infer_free(&r);
+    free(copy);
+
+    static const uint8_t pixels[6] = {0, 9, 128, 200, 254, 255};
+    static const float as_floats[6] = {0, 9, 128, 200, 254, 255};
+    len = tensor_binary(buf, sizeof buf, "UINT8", "[1,3,2]", pixels, 6, -1, &json_len);
+    assert_int_equal(parse_n(buf, len, json_len, &r, &copy), 0);
+    assert_int_equal(r.datatype, OIP_UINT8);
+    assert_int_equal(r.n_images, 1);
+    assert_int_equal(r.image_dims[0], 1);
+    assert_values(&r, as_floats, 6);
+    oip_infer_free(&r);
+    free(copy);
+}
+
+static void test_infer_tensor_refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *want;
+    } cases[] = {
+        /* shapes */
+        {TENSOR_HEAD("FP32") "\"shape\":[3,2],\"data\":[1,2,3,4,5,6]}]}",
+         "shape of a tensor must be [N, C, H, W] or [C, H, W]"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1,1,1],\"data\":[1]}]}", "shape of a tensor must be"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1.0],\"data\":[1]}]}", "shape of a tensor must be"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,\"1\",1],\"data\":[1]}]}", "shape of a tensor must be"},
+        {TENSOR_HEAD("FP32") "\"data\":[1]}]}", "shape of a tensor must be"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,0,1,1],\"data\":[]}]}",
+         "shape [1, 0, 1, 1]: every dim must be positive"},
+        {TENSOR_HEAD("UINT8") "\"shape\":[-1,3,32,32],\"data\":[]}]}",
+         "shape [-1, 3, 32, 32]: every dim must be positive"},
+        {TENSOR_HEAD("FP32") "\"shape\":[65,1,1,1],\"data\":[]}]}",
+         "shape [65, 1, 1, 1]: at most 64 images per request"},
+        /* shapes whose count overflows size_t (and int64) many times over */
+        {TENSOR_HEAD("FP32") "\"shape\":[64,4294967296,4294967296,4294967296],\"data\":[1]}]}",
+         "holds more than 4194304 values"},
+        {TENSOR_HEAD("FP32") "\"shape\":[9223372036854775807,9223372036854775807,"
+                             "9223372036854775807],\"data\":[1]}]}",
+         "holds more than 4194304 values"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,65536,65536,2],\"data\":[1]}]}",
+         "holds more than 4194304 values"},
+        {TENSOR_HEAD("FP32") "\"shape\":[2,3,1024,1024],\"data\":[1]}]}",
+         "shape [2, 3, 1024, 1024] holds more than 4194304 values"},
+        /* data against the shape */
+        {TENSOR_HEAD("FP32") "\"shape\":[1,2,3],\"data\":[1,2,3,4,5]}]}",
+         "shape [1, 2, 3] holds 6 values but data holds 5"},
+        {TENSOR_HEAD("FP32") "\"shape\":[2,1,1,1],\"data\":[1,2,3]}]}",
+         "data holds more values than its shape's 2"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1],\"data\":[]}]}", "holds 1 values but data holds 0"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1],\"data\":[[[[1]]]]}]}",
+         "data nests deeper than its shape (3 arrays)"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1],\"data\":1}]}",
+         "data of a tensor must be an array of numbers"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1],\"data\":{\"a\":1}}]}",
+         "data of a tensor must be an array of numbers"},
+        /* values against the datatype */
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,3],\"data\":[1,2,\"3\"]}]}",
+         "data value 2 is not a number"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,2],\"data\":[true,2]}]}",
+         "data value 0 is not a number"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,2],\"data\":[1,null]}]}",
+         "data value 1 is not a number"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,2],\"data\":[1,3.5e38]}]}",
+         "data value 1 is out of FP32's range"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,2],\"data\":[-1e300,0]}]}",
+         "data value 0 is out of FP32's range"},
+        {TENSOR_HEAD("UINT8") "\"shape\":[1,1,2],\"data\":[1,256]}]}",
+         "data value 1 is not a UINT8 (an integer 0..255)"},
+        {TENSOR_HEAD("UINT8") "\"shape\":[1,1,2],\"data\":[-1,2]}]}",
+         "data value 0 is not a UINT8"},
+        {TENSOR_HEAD("UINT8") "\"shape\":[1,1,2],\"data\":[1,2.5]}]}",
+         "data value 1 is not a UINT8"},
+        {TENSOR_HEAD("UINT8") "\"shape\":[1,1,2],\"data\":[1,\"QQ==\"]}]}",
+         "data value 1 is not a UINT8"},
+        /* the other datatypes, and BYTES' data in a tensor */
+        {TENSOR_HEAD("INT64") "\"shape\":[1,1,1],\"data\":[1]}]}",
+         "datatype INT64 is not taken: send FP32 or UINT8"},
+        {TENSOR_HEAD("FP64") "\"shape\":[1,1,1],\"data\":[1]}]}",
+         "datatype FP64 is not taken: send FP32 or UINT8"},
+        {TENSOR_HEAD("fp32") "\"shape\":[1,1,1],\"data\":[1]}]}",
+         "datatype is not a datatype of the protocol"},
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1],\"data\":[\"" B64_A "\"]}]}",
+         "data value 0 is not a number"},
+        /* a tensor and images in one request: two inputs */
+        {TENSOR_HEAD("FP32") "\"shape\":[1,1,1],\"data\":[1]},"
+                             "{\"name\":\"image\",\"datatype\":\"BYTES\",\"shape\":[1],"
+                             "\"data\":[\"" B64_A "\"]}]}",
+         "exactly one input"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_refused(cases[i].body, cases[i].want);
+
+    /* the binary part against the shape and datatype */
+    uint8_t bytes[64] = {0}, buf[512];
+    size_t json_len, len;
+    len = tensor_binary(buf, sizeof buf, "FP32", "[1,1,2,2]", bytes, 15, -1, &json_len);
+    expect_refused_n(buf, len, json_len,
+                     "binary data has 15 bytes but shape [1, 1, 2, 2] of FP32 needs 16");
+    len = tensor_binary(buf, sizeof buf, "FP32", "[1,2,2]", bytes, 17, -1, &json_len);
+    expect_refused_n(buf, len, json_len, "has 17 bytes but shape [1, 2, 2] of FP32 needs 16");
+    len = tensor_binary(buf, sizeof buf, "UINT8", "[1,2,2]", bytes, 16, -1, &json_len);
+    expect_refused_n(buf, len, json_len, "has 16 bytes but shape [1, 2, 2] of UINT8 needs 4");
+    /* binary_data_size beyond the body, or short of it */
+    len = tensor_binary(buf, sizeof buf, "FP32", "[1,2,2]", bytes, 16, 20, &json_len);
+    expect_refused_n(buf, len, json_len, "binary_data_size is 20 but 16 bytes follow the JSON");
+    len = tensor_binary(buf, sizeof buf, "FP32", "[1,2,2]", bytes, 16, 4, &json_len);
+    expect_refused_n(buf, len, json_len, "binary_data_size is 4 but 16 bytes follow the JSON");
+    /* a huge shape with a few bytes: refused before anything is allocated */
+    len = tensor_binary(buf, sizeof buf, "FP32", "[64,4294967295,4294967295,4294967295]", bytes, 16,
+                        -1, &json_len);
+    expect_refused_n(buf, len, json_len, "holds more than 4194304 values");
+    /* values that are not finite */
+    put_f32(bytes + 4, __builtin_nanf(""));
+    len = tensor_binary(buf, sizeof buf, "FP32", "[1,2,2]", bytes, 16, -1, &json_len);
+    expect_refused_n(buf, len, json_len, "binary value 1 is not a finite number");
+    put_f32(bytes + 4, 0);
+    put_f32(bytes + 12, -__builtin_inff());
+    len = tensor_binary(buf, sizeof buf, "FP32", "[1,2,2]", bytes, 16, -1, &json_len);
+    expect_refused_n(buf, len, json_len, "binary value 3 is not a finite number");
+    /* the same bytes as UINT8 are any values */
+    struct oip_infer_request r;
+    uint8_t *copy;
+    len = tensor_binary(buf, sizeof buf, "UINT8", "[4,1,2,2]", bytes, 16, -1, &json_len);
+    assert_int_equal(parse_n(buf, len, json_len, &r, &copy), 0);
+    assert_int_equal(r.n_images, 4);
+    assert_true(r.values[15] == (float)bytes[15]);
+    oip_infer_free(&r);
+    free(copy);
 }
 
 /* ---- answers ---------------------------------------------------------------------------- */
@@ -924,6 +1182,9 @@ int main(void)
         cmocka_unit_test(test_infer_refusals_of_the_json),
         cmocka_unit_test(test_infer_refusals_of_the_binary_part),
         cmocka_unit_test(test_infer_free_is_safe),
+        cmocka_unit_test(test_infer_tensor_json),
+        cmocka_unit_test(test_infer_tensor_binary),
+        cmocka_unit_test(test_infer_tensor_refusals),
         cmocka_unit_test(test_response_classified),
         cmocka_unit_test(test_response_raw_and_mixed),
         cmocka_unit_test(test_error_escapes),

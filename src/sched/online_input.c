@@ -1,0 +1,79 @@
+/* online_input.c — the shape of an online request's tensors (online_input.h). */
+#include "sched/online_input.h"
+
+#include <stdio.h>
+
+#include "base/err.h"
+#include "infer/card.h"
+
+int online_model_input(const struct model_rec *m, uint32_t dims[3])
+{
+    const struct model_card *c = &m->card;
+    uint32_t h, w, ch = 3;
+    int nhwc = 0;
+    if ((c->given & CARD_F_SIZE) && c->height > 0 && c->width > 0) {
+        h = (uint32_t)c->height;
+        w = (uint32_t)c->width;
+        ch = c->channels == CARD_GRAY ? 1 : 3;
+        nhwc = c->layout == CARD_NHWC;
+    } else if (m->input_size > 0) {
+        h = w = m->input_size;
+    } else {
+        return ID_ENOTFOUND;
+    }
+    if (nhwc) {
+        dims[0] = h;
+        dims[1] = w;
+        dims[2] = ch;
+    } else {
+        dims[0] = ch;
+        dims[1] = h;
+        dims[2] = w;
+    }
+    return 0;
+}
+
+int online_tensors_check(const struct model_rec *m, Idunno__OnlineTensor *const *t, size_t n,
+                         char *why, size_t len)
+{
+    uint32_t want[3];
+    if (online_model_input(m, want) < 0) {
+        snprintf(why, len,
+                 "model %s has no known input shape (no card): send it images, not tensors",
+                 m->name);
+        return ID_EINVAL;
+    }
+    int nhwc = (m->card.given & CARD_F_SIZE) && m->card.layout == CARD_NHWC;
+    for (size_t i = 0; i < n; i++) {
+        const Idunno__OnlineTensor *x = t[i];
+        int same = x->n_shape == 3;
+        for (size_t d = 0; same && d < 3; d++)
+            same = x->shape[d] == want[d];
+        if (!same) {
+            char given[96] = "[";
+            size_t pos = 1;
+            for (size_t d = 0; d < x->n_shape && d < 8 && pos < sizeof given; d++)
+                pos += (size_t)snprintf(given + pos, sizeof given - pos, "%s%u", d ? ", " : "",
+                                        x->shape[d]);
+            if (x->n_shape > 8 && pos < sizeof given)
+                pos += (size_t)snprintf(given + pos, sizeof given - pos, ", ...");
+            if (pos < sizeof given)
+                snprintf(given + pos, sizeof given - pos, "]");
+            snprintf(why, len,
+                     "the tensor's shape per image is %s but model %s takes [%u, %u, %u] per "
+                     "image (its input is [N, %u, %u, %u], %s)",
+                     given, m->name, want[0], want[1], want[2], want[0], want[1], want[2],
+                     nhwc ? "NHWC" : "NCHW");
+            return ID_EINVAL;
+        }
+        /* The dims are the model's, so their product is small. */
+        uint64_t bytes = 4ull * want[0] * want[1] * want[2];
+        if (x->data.len != bytes) {
+            snprintf(why, len,
+                     "tensor %zu holds %zu bytes but its shape [%u, %u, %u] needs %llu (float32)",
+                     i, x->data.len, want[0], want[1], want[2], (unsigned long long)bytes);
+            return ID_EINVAL;
+        }
+    }
+    return 0;
+}
