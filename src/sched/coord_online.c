@@ -428,15 +428,23 @@ uint32_t coord_online_wait_ms(const uint8_t *body, size_t len)
 
 /* ---- requests charged to an online job ---------------------------------------------------- */
 
-/* Images of one ONLINE_RUN at most, in number and bytes (the frame's bound,
- * less room for the model's description). */
+/* Inputs of one ONLINE_RUN at most, in bytes (the frame's bound, less room
+ * for the model's description). */
 #define ONLINE_GROUP_BYTES (FRAME_MAX_BODY - 512u * 1024u)
+
+/* A request's inputs: its images, or its tensors (never both). */
+static size_t call_inputs(const struct online_call *oc)
+{
+    return oc->in->n_images + oc->in->n_tensors;
+}
 
 static size_t call_bytes(const struct online_call *oc)
 {
     size_t n = 0;
     for (size_t i = 0; i < oc->in->n_images; i++)
         n += oc->in->images[i].len;
+    for (size_t i = 0; i < oc->in->n_tensors; i++)
+        n += oc->in->tensors[i]->data.len + 4 * oc->in->tensors[i]->n_shape + 16;
     return n;
 }
 
@@ -517,18 +525,18 @@ static void on_group_ran(void *ud, const struct net_result *res)
     Idunno__OnlineResult *r = c && res->status == 0
                                   ? idunno__online_result__unpack(NULL, res->len, res->body)
                                   : NULL;
-    size_t images = 0;
+    size_t inputs = 0;
     for (size_t i = 0; i < g->n; i++)
-        images += g->calls[i]->in->n_images;
-    if (c && r && r->n_results == images) {
+        inputs += call_inputs(g->calls[i]);
+    if (c && r && r->n_results == inputs) {
         if (c->epoch == g->epoch)
             dispatch_worker_models(c->d, g->worker, (char *const[]){g->key}, 1);
         size_t at = 0;
         for (size_t i = 0; i < g->n; i++) {
             struct online_call *oc = g->calls[i];
-            size_t k = oc->in->n_images;
+            size_t k = call_inputs(oc);
             if (oc->c) {
-                /* Its slice of the answer, images numbered from 0 again. */
+                /* Its slice of the answer, inputs numbered from 0 again. */
                 Idunno__OnlineResult part = *r;
                 part.n_results = k;
                 part.results = r->results + at;
@@ -598,51 +606,66 @@ void coord_online_dispatched(struct coord *c, const struct dispatch_run *q,
         return;
     }
     /* Dynamic batching: the job's other waiting requests join the run, up to
-     * its batch in images and the frame's bound in bytes. */
-    size_t images = first->in->n_images, bytes = call_bytes(first);
-    size_t max_images = job->batch < ONLINE_MAX_IMAGES ? job->batch : ONLINE_MAX_IMAGES;
+     * its batch in inputs and the frame's bound in bytes; a run holds images
+     * or tensors, as its first request does. */
+    int tensors = first->in->n_tensors > 0;
+    size_t inputs = call_inputs(first), bytes = call_bytes(first);
+    size_t max_inputs = job->batch < ONLINE_MAX_IMAGES ? job->batch : ONLINE_MAX_IMAGES;
     uint64_t more;
-    while (images < max_images && g->n < ONLINE_MAX_IMAGES &&
+    while (inputs < max_inputs && g->n < ONLINE_MAX_IMAGES &&
            dispatch_online_take(c->d, q->job, q->worker, id_now_us(), &more)) {
         struct online_call *oc = call_of_query(c, more);
         if (!oc) {
             dispatch_online_forget(c->d, more);
             continue;
         }
-        if (images + oc->in->n_images > max_images || bytes + call_bytes(oc) > ONLINE_GROUP_BYTES) {
+        if (inputs + call_inputs(oc) > max_inputs || bytes + call_bytes(oc) > ONLINE_GROUP_BYTES ||
+            (oc->in->n_tensors > 0) != tensors) {
             dispatch_requeue(c->d, more); /* the next run takes it */
             break;
         }
         if (group_add(g, oc)) {
-            images += oc->in->n_images;
+            inputs += call_inputs(oc);
             bytes += call_bytes(oc);
         }
     }
-    ProtobufCBinaryData *all = calloc(images, sizeof *all);
+    ProtobufCBinaryData *all = tensors ? NULL : calloc(inputs, sizeof *all);
+    Idunno__OnlineTensor **all_tensors = tensors ? calloc(inputs, sizeof *all_tensors) : NULL;
     Idunno__ModelInfo mi;
     float mean[3], std[3];
     char *src[SDFS_REPLICAS];
     const char *addr = coord_alive_addr(a, g->worker);
-    int rc = !all ? ID_ENOMEM : !addr ? ID_EUNAVAIL : coord_model_msg(c, m, a, &mi, mean, std, src);
+    int rc = !all && !all_tensors ? ID_ENOMEM
+             : !addr              ? ID_EUNAVAIL
+                                  : coord_model_msg(c, m, a, &mi, mean, std, src);
     uint64_t now = id_now_ms(), until = now;
     if (rc == 0) {
         size_t at = 0;
         for (size_t i = 0; i < g->n; i++) {
             const struct online_call *oc = g->calls[i];
-            memcpy(all + at, oc->in->images, oc->in->n_images * sizeof *all);
-            at += oc->in->n_images;
+            if (tensors)
+                memcpy(all_tensors + at, oc->in->tensors, oc->in->n_tensors * sizeof *all_tensors);
+            else
+                memcpy(all + at, oc->in->images, oc->in->n_images * sizeof *all);
+            at += call_inputs(oc);
             if (oc->deadline_ms > until)
                 until = oc->deadline_ms;
         }
         Idunno__OnlineRun run = IDUNNO__ONLINE_RUN__INIT;
         run.model = &mi;
-        run.n_images = images;
-        run.images = all;
+        if (tensors) {
+            run.n_tensors = inputs;
+            run.tensors = all_tensors;
+        } else {
+            run.n_images = inputs;
+            run.images = all;
+        }
         run.id = g->n == 1 ? first->in->id : "";
         rc = net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_REQ, &run.base,
                          (uint32_t)(until > now ? until - now : 1), on_group_ran, g);
     }
     free(all);
+    free(all_tensors);
     if (rc < 0) {
         /* Not sent: each request goes back to wait (or is answered, out of
          * attempts). pump() goes on dispatching, so the failure is handled

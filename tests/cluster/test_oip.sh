@@ -209,8 +209,9 @@ PY
 cli node1 train tiny_cnn --file "$ROOT/models/tiny_cnn.onnx" --top-k 10 >/dev/null
 cli node1 train tiny_u8 --file "$ROOT/models/tiny_cnn.onnx" --top-k 10 --scale 255 \
   --mean 0,0,0 --std 1,1,1 >/dev/null
-"$PY3" - "$TOKEN" "$(http_addr node1)" "$(http_addr node2)" <<'PY' || fail "the /v2 tensor checks"
-import base64, json, random, socket, struct, sys, zlib
+IDUNNO_BIN=$IDUNNO NODE1=$(addr node1) \
+  "$PY3" - "$TOKEN" "$(http_addr node1)" "$(http_addr node2)" <<'PY' || fail "the /v2 tensor checks"
+import base64, json, os, random, socket, struct, subprocess, sys, threading, zlib
 
 TOKEN, addrs = sys.argv[1], sys.argv[2:]
 checks = 0
@@ -408,6 +409,37 @@ bad(http(addrs[0], json.dumps(mixed).encode(), TINY), ["exactly one input"], "te
 rows = expect_ok(http(addrs[1], tensor_json("FP32", [prep[2]], [1, 3, 32, 32], True), TINY), 1,
                  "FP32 after the errors")
 same_as_bytes(rows, "tiny_cnn", [2], "FP32 after the errors")
+
+# -- through an online job (scheduler.md, "Online jobs"): tensor and image
+# requests at once, run in batches of up to 8 of one kind, each answered as
+# when it ran alone
+subprocess.run([os.environ["IDUNNO_BIN"], "-s", os.environ["NODE1"], "launch", "tiny_cnn", "8",
+                "--online"], check=True, capture_output=True)
+errors = []
+def one_client(k):
+    try:
+        for r in range(4):
+            i = (k + r) % 3
+            if (k + r) % 2:
+                body, hdrs = tensor_binary("FP32", [prep[i]], [1, 3, 32, 32])
+                rows = expect_ok(http(addrs[k % 2], body, TINY, hdrs), 1, "online job FP32")
+            else:
+                body = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                   "data": [base64.b64encode(images[i]).decode()]}],
+                                   "outputs": ASK_ALL}).encode()
+                rows = expect_ok(http(addrs[k % 2], body, TINY), 1, "online job BYTES")
+            same_as_bytes(rows, "tiny_cnn", [i], "online job, client %d request %d" % (k, r))
+    except Exception as e:  # noqa: BLE001 -- reported below
+        errors.append(repr(e))
+threads = [threading.Thread(target=one_client, args=(k,)) for k in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors
 print("%d /v2 tensor checks passed" % checks)
 PY
+# the online job counted each of those 24 requests once
+online_counted() { [ "$(cli node1 --json jobs | json "[j['queries_done'] for j in d['jobs'] if j['model'] == 'tiny_cnn'][0]")" = 24 ]; }
+wait_until 20 online_counted || fail "the online job counted $(cli node1 --json jobs) for 24 requests"
 echo ok
