@@ -258,7 +258,7 @@ int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
  * not timed out by dispatch_tick (its caller's deadline bounds it). */
 uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job);
 /* Dynamic batching: the next queued query of `job` goes in flight on
- * `worker` too (beyond its slots; fair_take), to run in the same batch as a
+ * `worker` too (into a free slot of it; fair_take), to run in the same batch as a
  * query dispatch_next just gave it. Returns 1 with *query, else 0. */
 int dispatch_online_take(struct dispatch *d, uint32_t job, const char *worker, uint64_t now_us,
                          uint64_t *query);

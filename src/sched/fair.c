@@ -829,7 +829,12 @@ int fair_take(struct fair *f, uint32_t job, const char *worker, uint64_t *query)
     if (!j || !w)
         return ID_ENOTFOUND;
     while (j->queue.len) {
-        /* Beyond the worker's slots: the table must hold one more. */
+        /* Only into a free slot (or a burst's room), as fair_next would:
+         * the batch runs in one process where its queries would have run
+         * side by side, and takes no more of the worker's share. */
+        int alone = w->load == 0 || (w->solo_job == job && w->solo_n == w->load);
+        if (w->load >= w->slots && !(alone && w->load < j->burst))
+            return 0;
         int rc = flight_reserve(f, flight_need(f, w, w->load + 1, w->slots));
         if (rc)
             return rc;

@@ -107,11 +107,12 @@ size_t fair_model_holders(const struct fair *f, uint32_t job);
  * when nothing can be dispatched now (no queued query or no free slot). */
 int fair_next(struct fair *f, struct fair_dispatch *out);
 
-/* Puts the next queued query of `job` in flight on `worker` too, even beyond
- * its slots, charged like any dispatch: a query that joins one fair_next
- * gave that worker, to run as one batch (the coordinator's online requests,
- * docs/scheduler.md "Online jobs"). Returns 1 with *query, 0 when the job has
- * nothing queued, ID_ENOTFOUND (no such job or worker) or ID_ENOMEM. */
+/* Puts the next queued query of `job` in flight on `worker` too, into a free
+ * slot of it (or its room for a burst of the job), charged like any dispatch:
+ * a query that joins one fair_next gave that worker, to run as one batch (the
+ * coordinator's online requests, docs/scheduler.md "Online jobs"). Returns 1
+ * with *query, 0 when the job has nothing queued or the worker no room,
+ * ID_ENOTFOUND (no such job or worker) or ID_ENOMEM. */
 int fair_take(struct fair *f, uint32_t job, const char *worker, uint64_t *query);
 
 /* Marks a query in flight as done (0) or records that an already requeued or

@@ -1114,15 +1114,17 @@ static void test_online_job_state(void **state)
 }
 
 /* Requests queue as queries without images; a dispatched one takes the
- * job's other waiting requests onto the same worker (dynamic batching),
- * beyond its slot, and the worker is free again once all are done. One
- * answered or given up while waiting is skipped; one whose run failed goes
- * back to the head; none is timed out by the tick. */
+ * job's other waiting requests onto the same worker (dynamic batching), into
+ * its free slots and no further, and the worker is free again once all are
+ * done. One answered or given up while waiting is skipped; one whose run
+ * failed goes back to the head; none is timed out by the tick. */
 static void test_online_requests(void **state)
 {
     (void)state;
+    struct dispatch_config c4 = cfg;
+    c4.slots = 4;
     struct world w;
-    world_init(&w, &cfg);
+    world_init(&w, &c4);
     uint32_t job = launch_online(&w.r, "o", 4, 1);
     assert_int_equal(dispatch_online_enqueue(w.d, job), 0); /* not leading */
     lead(&w, 1, (const char *const[]){"w1", NULL});
@@ -1139,12 +1141,14 @@ static void test_online_requests(void **state)
         assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &more[i]), 1);
     assert_int_equal(more[0], q[2]);
     assert_int_equal(more[2], q[4]);
+    uint64_t none;
+    assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &none), 0); /* its 4 slots */
     assert_int_equal(view(&w, job).inflight, 4);
     assert_int_equal(view(&w, job).queued, 1);
-    no_next(&w); /* w1 holds 4 queries on its one slot */
+    no_next(&w); /* w1 is full */
     /* Past any query timeout: online requests are their callers' to time. */
     struct dispatch_timeout late[4];
-    w.now += (cfg.query_timeout_ms + 1) * MS;
+    w.now += (c4.query_timeout_ms + 1) * MS;
     assert_int_equal(dispatch_tick(w.d, w.now, late, 4), 0);
     /* The run fails for one of them: it goes back to the head. */
     struct dispatch_bench b;
