@@ -155,6 +155,18 @@ def main():
         failures = sum(r[1] for r in results)
         errors = [r[2] for r in results if r[2]]
         st = c.cli("node1", "status") or {}
+        # Requests a failed run sent to another worker (the kill's victims).
+        retried = None
+        if st.get("leader"):
+            h, p = c.addrs[st["leader"]].rsplit(":", 1)
+            try:
+                page = http.client.HTTPConnection(h, int(p) + 2, timeout=10)
+                page.request("GET", "/metrics")
+                for line in page.getresponse().read().decode().splitlines():
+                    if line.startswith("idunno_coordinator_online_retried_total "):
+                        retried = int(float(line.split()[1]))
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
         # Leader changes during the run: an election under load shows here.
         elections = sum(len(c.log_lines("node%d" % k, "won the election"))
                         for k in range(1, args.nodes + 1))
@@ -170,7 +182,8 @@ def main():
            "latency_ms": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
                           "mean": round(statistics.mean(lat), 2) if lat else None},
            "leader": st.get("leader"), "elections": elections,
-           "online_job_batch": args.online_job or None, "killed": victim}
+           "online_job_batch": args.online_job or None, "killed": victim,
+           "retried_on_another_worker": retried}
     if not args.no_bare:
         b = (bare_before + bare_after) / 2
         out.update({"bare_images_per_s": round(b, 1), "bare_before": bare_before,
