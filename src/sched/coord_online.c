@@ -452,7 +452,7 @@ static size_t call_bytes(const struct online_call *oc)
  * proposed with the other completions (coord_hold_done) while this leader
  * still dispatches the term the run was sent in. */
 static void charge_answer(struct coord *c, const struct online_group *g, struct online_call *oc,
-                          uint32_t version)
+                          uint32_t version, uint32_t run_us)
 {
     if (c->epoch != g->epoch)
         return; /* another term: the query is not this dispatcher's */
@@ -469,9 +469,15 @@ static void charge_answer(struct coord *c, const struct online_group *g, struct 
                                          NULL, idunno__query_done__pack(&d, buf), buf)
                                    : NULL;
     free(buf);
-    struct dispatch_done ev = {g->job, oc->query, g->worker, 0, 0, 0, version};
+    /* Its share of the run's time sizes the job's bursts (dispatch.h): a
+     * cheap model's requests may then batch beyond the worker's slots while
+     * nothing else runs there. */
+    struct dispatch_done ev = {g->job, oc->query, g->worker, run_us, 0, 0, version};
     struct dispatch_done_out out;
     dispatch_done(c->d, c->jobs, &ev, id_now_us(), &out);
+    if (out.log_burst)
+        LOG_INFO("coord", "online job %u: %.0f us per request, up to %u at once per worker", g->job,
+                 out.run_us_avg, out.burst);
     if (owned)
         coord_hold_done(c, owned, NULL);
 }
@@ -544,7 +550,8 @@ static void on_group_ran(void *ud, const struct net_result *res)
                 for (size_t j = 0; j < k; j++)
                     part.results[j]->image = (uint32_t)j;
                 reply_result(oc, &part);
-                charge_answer(c, g, oc, r->version);
+                charge_answer(c, g, oc, r->version,
+                              (uint32_t)((uint64_t)r->run_us / (inputs ? inputs : 1) * k));
                 call_done(oc);
             }
             at += k;

@@ -498,6 +498,7 @@ static void answer_online(struct wquery *q)
     r.version = q->run->model->version;
     uint64_t ms = id_now_ms() - q->started_ms;
     r.run_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    r.run_us = q->run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)q->run_us;
     q->w->stats.online++;
     net_reply_pb(req, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_RESP, &r.base);
     rows_free(&rr);
