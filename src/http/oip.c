@@ -877,6 +877,18 @@ void oip_model_metadata(struct strbuf *sb, const struct oip_model_meta *m)
     json_out_i64(&j, NULL, -1);
     json_out_end(&j);
     json_out_end(&j);
+    if (m->input[0] && m->input[1] && m->input[2]) {
+        /* The tensor input (UINT8 is taken too, as its values in FP32). */
+        json_out_begin_object(&j, NULL);
+        json_out_str(&j, "name", "input");
+        json_out_str(&j, "datatype", "FP32");
+        json_out_begin_array(&j, "shape");
+        json_out_i64(&j, NULL, -1);
+        for (int k = 0; k < 3; k++)
+            json_out_i64(&j, NULL, (int64_t)m->input[k]);
+        json_out_end(&j);
+        json_out_end(&j);
+    }
     json_out_end(&j);
     /* FP32 whether raw or not: a classifier's tensor holds its scores, and
      * the classes and labels are the classification extension's view of

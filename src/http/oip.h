@@ -176,12 +176,16 @@ struct oip_model_meta {
     uint32_t classes;   /* the output's width (0: unknown) */
     int raw;            /* the card's output is raw values (FP32), not classes */
     const char *output; /* the output's name ("" or NULL: "output") */
+    /* One image's tensor as the model takes it ([C, H, W] or [H, W, C]);
+     * all 0: not known, and no tensor input is listed. */
+    uint32_t input[3];
 };
 
 /* GET /v2/models/{name}: {"name", "versions": ["1", ...], "platform":
  * "onnxruntime_onnx", "inputs": [{"name": "image", "datatype": "BYTES",
- * "shape": [-1]}], "outputs": [{"name", "datatype": "FP32", "shape": [-1,
- * classes or -1]}]}. */
+ * "shape": [-1]}, {"name": "input", "datatype": "FP32", "shape": [-1, the
+ * input's 3 dims]} when known], "outputs": [{"name", "datatype": "FP32",
+ * "shape": [-1, classes or -1]}]}. */
 void oip_model_metadata(struct strbuf *sb, const struct oip_model_meta *m);
 
 #endif

@@ -24,6 +24,7 @@
 #include "infer/card.h"
 #include "net/net.h"
 #include "node/node.h"
+#include "sched/online_input.h"
 
 /* How long the cluster may take for an infer (attempts included), and a
  * little more for the answer that says it passed. */
@@ -134,6 +135,9 @@ static void on_models(void *ud, const struct net_result *res)
             .raw = have_card && card.output == CARD_RAW,
             .output = have_card ? card.output_name : NULL,
         };
+        struct model_card none = {0};
+        if (online_card_input(have_card ? &card : &none, chosen->input_size, meta.input) < 0)
+            meta.input[0] = meta.input[1] = meta.input[2] = 0;
         struct strbuf sb = STRBUF_INIT;
         oip_model_metadata(&sb, &meta);
         reply_json(oc->call, MHD_HTTP_OK, &sb);

@@ -8,7 +8,11 @@
 
 int online_model_input(const struct model_rec *m, uint32_t dims[3])
 {
-    const struct model_card *c = &m->card;
+    return online_card_input(&m->card, m->input_size, dims);
+}
+
+int online_card_input(const struct model_card *c, uint32_t input_size, uint32_t dims[3])
+{
     uint32_t h, w, ch = 3;
     int nhwc = 0;
     if ((c->given & CARD_F_SIZE) && c->height > 0 && c->width > 0) {
@@ -16,8 +20,8 @@ int online_model_input(const struct model_rec *m, uint32_t dims[3])
         w = (uint32_t)c->width;
         ch = c->channels == CARD_GRAY ? 1 : 3;
         nhwc = c->layout == CARD_NHWC;
-    } else if (m->input_size > 0) {
-        h = w = m->input_size;
+    } else if (input_size > 0) {
+        h = w = input_size;
     } else {
         return ID_ENOTFOUND;
     }

@@ -20,6 +20,9 @@
  * Returns 0, or ID_ENOTFOUND when the shape is not known (no card and a
  * non-square input). */
 int online_model_input(const struct model_rec *m, uint32_t dims[3]);
+/* The same from a card and the model's recorded input size (a model as
+ * JOB_MODELS lists it; the card parsed by the caller, or zeroed). */
+int online_card_input(const struct model_card *c, uint32_t input_size, uint32_t dims[3]);
 
 /* Checks t[0..n) against the model: each shape is exactly the model's
  * (online_model_input) and each data holds that many float32 values. Returns

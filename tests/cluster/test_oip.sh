@@ -97,6 +97,8 @@ assert srv["name"] == "idunno" and "classification" in srv["extensions"] and \
 meta = expect(http(A, "GET", "/v2/models/text_direction"), 200, "model metadata")
 assert meta["name"] == "text_direction" and meta["versions"] == ["1"], meta
 assert meta["inputs"][0]["datatype"] == "BYTES" and meta["outputs"][0]["shape"] == [-1, 2], meta
+# text_direction's card: 48x192 RGB, NCHW
+assert meta["inputs"][1] == {"name": "input", "datatype": "FP32", "shape": [-1, 3, 48, 192]}, meta
 expect(http(A, "GET", "/v2/models/text_direction/versions/1"), 200, "version metadata")
 r = expect(http(A, "GET", "/v2/models/text_direction/ready"), 200, "model ready")
 assert r["ready"] is True, r

@@ -1149,6 +1149,25 @@ static void test_metadata(void **state)
     assert_shape(out, -1, 1000);
     json_decref(root);
 
+    /* the input's shape known: the tensor input is listed after the images */
+    m.input[0] = 3;
+    m.input[1] = 224;
+    m.input[2] = 200;
+    strbuf_reset(&sb);
+    oip_model_metadata(&sb, &m);
+    root = parse_back(&sb);
+    inputs = json_object_get(root, "inputs");
+    assert_int_equal(json_array_size(inputs), 2);
+    in = json_array_get(inputs, 1);
+    assert_string_equal(str_at(in, "name"), "input");
+    assert_string_equal(str_at(in, "datatype"), "FP32");
+    shape = json_object_get(in, "shape");
+    assert_int_equal(json_array_size(shape), 4);
+    static const int64_t want[] = {-1, 3, 224, 200};
+    for (size_t k = 0; k < 4; k++)
+        assert_int_equal(json_integer_value(json_array_get(shape, k)), want[k]);
+    json_decref(root);
+
     /* unknown width, no output name, no versions kept */
     struct oip_model_meta bare = {.name = "m\"q", .raw = 1};
     strbuf_reset(&sb);
