@@ -6,7 +6,7 @@ same cores for comparison.
 
   bench/oip_bench.py [--model resnet50] [--nodes 5] [--clients 8] [--seconds 20]
                      [--images 16] [--via all|one] [--online-job BATCH]
-                     [--kill-worker S] [--base-port 26700]
+                     [--kill-worker S] [--tensor] [--base-port 26700]
 
 Each client is a process with one keep-alive HTTP connection to a node (all
 nodes in turn, or node1 only with --via one) sending binary infer requests
@@ -16,6 +16,8 @@ JSON document: requests/s, latency p50/p90/p99 (ms), failures, and the bare
 runtime's images/s (bench/infer_bench.c `e2e`: the same JPEGs decoded and run
 with 2 threads, batch 1), measured before and after the cluster.
 
+--tensor sends each request as an FP32 tensor of the model's input shape
+(binary, random values) instead of a JPEG: no decoding on the worker.
 --online-job BATCH launches an online job of the model first (its requests
 then go through the fair-time scheduler, up to BATCH run together;
 docs/scheduler.md, "Online jobs"). --kill-worker S kills a node that is
@@ -24,7 +26,7 @@ the measured run: every request must still be answered (failures counts
 those that were not; each client's request has the cluster's default 30 s
 deadline, far beyond a retry).
 """
-import argparse, json, multiprocessing, os, shutil, statistics, struct, subprocess, sys, tempfile, time
+import argparse, json, multiprocessing, os, random, shutil, statistics, struct, subprocess, sys, tempfile, time
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +40,14 @@ def log(*a):
 
 
 def infer_body(image):
+    if isinstance(image, tuple):  # a tensor: (shape, float32 bytes)
+        shape, blob = image
+        head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
+                                       "shape": [1] + shape,
+                                       "parameters": {"binary_data_size": len(blob)}}],
+                           "outputs": [{"name": "classification",
+                                        "parameters": {"classification": 1}}]}).encode()
+        return head, blob
     blob = struct.pack("<I", len(image)) + image
     head = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
                                    "parameters": {"binary_data_size": len(blob)}}],
@@ -103,6 +113,8 @@ def main():
     ap.add_argument("--no-bare", action="store_true", help="skip the bare runtime loop")
     ap.add_argument("--online-job", type=int, default=0, metavar="BATCH",
                     help="launch an online job of the model with this batch first")
+    ap.add_argument("--tensor", action="store_true",
+                    help="FP32 tensors of the model's input shape instead of JPEGs")
     ap.add_argument("--kill-worker", type=float, default=None, metavar="S",
                     help="kill -9 one worker S seconds into the measured run")
     ap.add_argument("--base-port", type=int, default=26700)
@@ -125,6 +137,15 @@ def main():
         for k in range(1, args.nodes + 1):
             h, p = c.addrs["node%d" % k].rsplit(":", 1)
             http_addrs.append("%s:%d" % (h, int(p) + 2))
+        if args.tensor:
+            h, p = http_addrs[0].rsplit(":", 1)
+            conn = http.client.HTTPConnection(h, int(p), timeout=30)
+            conn.request("GET", "/v2/models/%s" % args.model)
+            shape = json.loads(conn.getresponse().read())["inputs"][1]["shape"][1:]
+            n = shape[0] * shape[1] * shape[2]
+            rnd = random.Random(7)
+            images = [(shape, struct.pack("<%df" % n, *[rnd.random() for _ in range(n)]))
+                      for _ in range(len(images))]
         if args.online_job:
             c.cli("node1", "launch", args.model, str(args.online_job), "--online", check=True)
         victim = None
@@ -183,7 +204,7 @@ def main():
                           "mean": round(statistics.mean(lat), 2) if lat else None},
            "leader": st.get("leader"), "elections": elections,
            "online_job_batch": args.online_job or None, "killed": victim,
-           "retried_on_another_worker": retried}
+           "retried_on_another_worker": retried, "tensor": args.tensor}
     if not args.no_bare:
         b = (bare_before + bare_after) / 2
         out.update({"bare_images_per_s": round(b, 1), "bare_before": bare_before,
