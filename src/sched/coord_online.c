@@ -229,6 +229,27 @@ static void reply_error(struct online_call *oc, int code, const char *fmt, ...)
     call_done(oc);
 }
 
+/* How long one run may take before its requests move on: a worker whose
+ * link from the coordinator drops packets looks alive to membership, so
+ * only a bound on the run ends the wait. ONLINE_ATTEMPT_SLACK times the
+ * job's mean CPU time for these inputs (the cores are shared, a run waits
+ * behind others), at least ONLINE_ATTEMPT_MIN_MS, ONLINE_ATTEMPT_FIRST_MS
+ * while the mean is not known, and never past the requests' deadline. */
+#define ONLINE_ATTEMPT_SLACK 20.0
+#define ONLINE_ATTEMPT_MIN_MS 3000
+#define ONLINE_ATTEMPT_FIRST_MS 15000
+static uint32_t attempt_ms(struct coord *c, uint32_t job, size_t inputs, uint64_t left_ms)
+{
+    double run_us = dispatch_job_run_us(c->d, job);
+    double ms = run_us > 0 ? ONLINE_ATTEMPT_SLACK * run_us * (double)inputs / 1000.0
+                           : ONLINE_ATTEMPT_FIRST_MS;
+    if (ms < ONLINE_ATTEMPT_MIN_MS)
+        ms = ONLINE_ATTEMPT_MIN_MS;
+    if (ms > (double)left_ms)
+        ms = (double)left_ms;
+    return ms >= UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 static void try_next(struct online_call *oc);
 
 /* The labels of the classes in each result, when the model's card has them. */
@@ -358,7 +379,8 @@ static void try_next(struct online_call *oc)
         run.id = oc->in->id;
         snprintf(oc->worker, sizeof oc->worker, "%s", worker);
         rc = net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_REQ, &run.base,
-                         (uint32_t)(oc->deadline_ms - now), on_online_ran, oc);
+                         attempt_ms(c, 0, run.n_images + run.n_tensors, oc->deadline_ms - now),
+                         on_online_ran, oc);
         if (rc < 0)
             oc->worker[0] = 0;
     }
@@ -669,7 +691,8 @@ void coord_online_dispatched(struct coord *c, const struct dispatch_run *q,
         }
         run.id = g->n == 1 ? first->in->id : "";
         rc = net_call_pb(c->net, addr, IDUNNO__MSG_TYPE__MSG_ONLINE_RUN_REQ, &run.base,
-                         (uint32_t)(until > now ? until - now : 1), on_group_ran, g);
+                         attempt_ms(c, q->job, inputs, until > now ? until - now : 1), on_group_ran,
+                         g);
     }
     free(all);
     free(all_tensors);

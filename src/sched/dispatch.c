@@ -775,6 +775,12 @@ void dispatch_images_queued(struct dispatch *d, uint32_t job, uint64_t now_us)
         cj->idle_queued_us = now_us;
 }
 
+double dispatch_job_run_us(const struct dispatch *d, uint32_t job)
+{
+    const struct cjob *cj = d->phase == DISPATCH_IDLE ? NULL : cjob_find(d, job);
+    return cj ? cj->run_us_avg : 0;
+}
+
 int dispatch_job_view(const struct dispatch *d, uint32_t job, struct dispatch_job_view *out)
 {
     memset(out, 0, sizeof *out);
@@ -1051,7 +1057,7 @@ int dispatch_run_failed(struct dispatch *d, uint64_t query, const char *worker, 
      * to another worker meanwhile. */
     if (!q || q->state != CQ_INFLIGHT || strcmp(q->worker, worker) != 0)
         return 0;
-    int unreachable = status == ID_ECONNREFUSED || status == ID_ECLOSED;
+    int unreachable = status == ID_ECONNREFUSED || status == ID_ECLOSED || status == ID_ETIMEDOUT;
     if (unreachable)
         q->requeued_us = now_us;
     requeue(d, q);
@@ -1061,6 +1067,8 @@ int dispatch_run_failed(struct dispatch *d, uint64_t query, const char *worker, 
      * back after a moment. */
     if (status == ID_EBUSY)
         worker_bench(d, worker, DISPATCH_BENCH_BUSY_MS, 0, now_us, b);
+    else if (status == ID_ETIMEDOUT)
+        worker_bench(d, worker, DISPATCH_BENCH_TIMEOUT_MS, 1, now_us, b);
     else if (unreachable)
         worker_bench(d, worker, DISPATCH_BENCH_UNREACHABLE_MS, 1, now_us, b);
     return 1;

@@ -61,6 +61,11 @@
  * connection failed. */
 #define DISPATCH_BENCH_BUSY_MS 50
 #define DISPATCH_BENCH_UNREACHABLE_MS 250
+/* ... and after a call to it timed out: a worker that neither answers nor
+ * refuses is likely cut off one way (the coordinator's packets dropped) while
+ * it still looks alive to membership, so it sits out long enough for the
+ * queries sent meanwhile to go elsewhere. */
+#define DISPATCH_BENCH_TIMEOUT_MS 5000
 /* Bursts (fair.h): a worker may hold this much of a cheap job's work at once,
  * in queries at the job's mean run time (FAIR_BURST_MAX at most). */
 #define DISPATCH_BURST_BUDGET_US 4000.0
@@ -241,6 +246,8 @@ int dispatch_sync_jobs(struct dispatch *d, const struct jobs *jobs);
  * first query's wait is timed from `now`. */
 void dispatch_images_queued(struct dispatch *d, uint32_t job, uint64_t now_us);
 int dispatch_job_view(const struct dispatch *d, uint32_t job, struct dispatch_job_view *out);
+/* The mean CPU time of the job's queries on their workers (0: none yet). */
+double dispatch_job_run_us(const struct dispatch *d, uint32_t job);
 
 /* ---- queries ---- */
 
@@ -272,8 +279,9 @@ int dispatch_requeue(struct dispatch *d, uint64_t query);
 /* The worker refused the RUN or never acknowledged it (status < 0). If the
  * query is still in flight on that worker it is requeued (returns 1), and the
  * worker sits out a moment when it was full (ID_EBUSY) or unreachable
- * (ID_ECONNREFUSED, ID_ECLOSED: then its queries are timed until they run
- * again, like a failure's); *b says what happened to it. Else 0. */
+ * (ID_ECONNREFUSED, ID_ECLOSED, and longer after ID_ETIMEDOUT: then its
+ * queries are timed until they run again, like a failure's); *b says what
+ * happened to it. Else 0. */
 int dispatch_run_failed(struct dispatch *d, uint64_t query, const char *worker, int status,
                         uint64_t now_us, struct dispatch_bench *b);
 /* A worker's result: the query ends (its images stay claimed until the batch

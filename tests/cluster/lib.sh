@@ -100,6 +100,24 @@ text_lines() {
   [ "$(wc -l <"$D/ref.txt")" = "$1" ] || fail "the reference answered $(wc -l <"$D/ref.txt") of $1"
 }
 
+# check_text_answer FILE: a predict --json answer of text_direction (after
+# text_lines): no image failed, each top-1 equal to the bare run's; prints
+# the number of images.
+check_text_answer() {
+  "$PY3" - "$1" "$D/ref.txt" <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+ref = {os.path.basename(l.split()[0]): int(l.split()[1]) for l in open(sys.argv[2])}
+assert d["model"] == "text_direction" and d["worker"].startswith("node"), d
+assert d["batched"] >= 1, d
+for r in d["results"]:
+    assert "error" not in r, r
+    name = os.path.basename(r["image"])
+    assert r["classes"][0] == ref[name], "%s: top-1 %d, the bare run says %d" % (name, r["classes"][0], ref[name])
+print(len(d["results"]))
+PY
+}
+
 # http_addr NODE: HOST:PORT of the node's HTTP endpoint.
 http_addr() { local a; a=$(addr "$1"); echo "${a%:*}:$(( ${a##*:} + 2 ))"; }
 

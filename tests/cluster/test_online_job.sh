@@ -20,22 +20,6 @@ N=24
 text_lines "$N"
 imgs=("$D"/lines/*.png)
 
-# check FILE: a predict --json answer: one result per image, each top-1 equal
-# to the reference; prints the number of images.
-check() {
-  python3 - "$1" "$D/ref.txt" <<'PY'
-import json, os, sys
-d = json.load(open(sys.argv[1]))
-ref = {os.path.basename(l.split()[0]): int(l.split()[1]) for l in open(sys.argv[2])}
-assert d["model"] == "text_direction" and d["worker"].startswith("node"), d
-assert d["batched"] >= 1, d
-for r in d["results"]:
-    assert "error" not in r, r
-    name = os.path.basename(r["image"])
-    assert r["classes"][0] == ref[name], "%s: top-1 %d, the bare run says %d" % (name, r["classes"][0], ref[name])
-print(len(d["results"]))
-PY
-}
 # job_field NODE MODEL FIELD: the field of MODEL's job in `jobs --json`, asked of NODE.
 job_field() { cli "$1" --json jobs | json "[j['$3'] for j in d['jobs'] if j['model'] == '$2'][0]"; }
 # field_is NODE MODEL FIELD VALUE
@@ -65,7 +49,7 @@ for k in 1 2 3 4; do batch "$k" & done
 wait
 [ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
 for f in "$D"/b*.json; do
-  out=$(check "$f") || fail "answer $f"
+  out=$(check_text_answer "$f") || fail "answer $f"
   assert_eq "$out" 2 "images answered in $f"
 done
 wait_until 20 field_is node1 text_direction queries_done 24 ||
@@ -87,7 +71,7 @@ for i in 1 2 3 4 5 6; do cli node1 put "${imgs[$i]}" set/$i.png >/dev/null || fa
 cli node1 launch text_b 1 >/dev/null || fail "launch text_b"
 cli node1 inference text_b set >/dev/null || fail "inference text_b"
 cli node2 --json predict text_direction "${imgs[@]:3:2}" >"$D/beside.json" || fail "predict beside a batch job: $(cat "$D/beside.json")"
-check "$D/beside.json" >/dev/null || fail "answer beside a batch job"
+check_text_answer "$D/beside.json" >/dev/null || fail "answer beside a batch job"
 wait_until 60 field_is node1 text_b images_done 7 ||
   fail "the batch job did $(job_field node1 text_b images_done) of 7 images"
 
@@ -120,7 +104,7 @@ wait
 [ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
 answered=0
 for f in "$D"/loop*.json; do
-  out=$(check "$f") || fail "answer $f"
+  out=$(check_text_answer "$f") || fail "answer $f"
   answered=$((answered + 1))
 done
 want=$((base + answered))
@@ -145,7 +129,7 @@ wait
 [ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
 again=0
 for f in "$D"/cloop*.json; do
-  check "$f" >/dev/null || fail "answer $f"
+  check_text_answer "$f" >/dev/null || fail "answer $f"
   again=$((again + 1))
 done
 lo=$((want + again - ${#clients[@]})) hi=$((want + again + ${#clients[@]}))
@@ -158,5 +142,5 @@ echo "$again requests answered right while the coordinator $L died (counted $cou
 # -- stopped: the model's requests run without a job again
 cli "node${clients[0]}" stop text_direction >/dev/null || fail "stop"
 cli "node${clients[0]}" --json predict text_direction "${imgs[0]}" >"$D/after.json" || fail "predict after the stop: $(cat "$D/after.json")"
-check "$D/after.json" >/dev/null || fail "answer after the stop"
+check_text_answer "$D/after.json" >/dev/null || fail "answer after the stop"
 echo ok

@@ -1152,7 +1152,8 @@ static void test_online_requests(void **state)
     assert_int_equal(dispatch_tick(w.d, w.now, late, 4), 0);
     /* The run fails for one of them: it goes back to the head. */
     struct dispatch_bench b;
-    assert_int_equal(dispatch_run_failed(w.d, more[1], "w1", ID_ETIMEDOUT, w.now, &b), 1);
+    assert_int_equal(dispatch_run_failed(w.d, more[1], "w1", ID_EIO, w.now, &b), 1);
+    assert_int_equal(b.unplugged, 0);
     done(&w, job, r.query, "w1");
     done(&w, job, more[0], "w1");
     dispatch_online_forget(w.d, more[2]); /* answered with an error */
@@ -1165,6 +1166,21 @@ static void test_online_requests(void **state)
     struct dispatch_stats st;
     dispatch_get_stats(w.d, &st);
     assert_int_equal(st.dispatched, 6);
+    /* A run that timed out: the worker may be cut off one way, so it sits
+     * out long enough for what it held to run elsewhere. */
+    assert_int_equal(dispatch_run_failed(w.d, again.query, "w1", ID_ETIMEDOUT, w.now, &b), 1);
+    assert_int_equal(b.unplugged, 1);
+    assert_int_equal(b.requeued, 1); /* the other request of its batch */
+    assert_int_equal(b.ms, DISPATCH_BENCH_TIMEOUT_MS);
+    no_next(&w);
+    w.now += DISPATCH_BENCH_TIMEOUT_MS * MS;
+    dispatch_unbench(w.d, w.now);
+    struct dispatch_run back = next(&w, NULL);
+    uint64_t other;
+    assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &other), 1);
+    assert_true((back.query == again.query && other == more[0]) ||
+                (back.query == more[0] && other == again.query));
+    assert_true(back.rerun_ms >= DISPATCH_BENCH_TIMEOUT_MS - 0.001);
     world_free(&w);
 }
 
