@@ -87,6 +87,18 @@ def client(args):
     return lat, failures, first_error
 
 
+def start_clients(targets, model, token, images, clients, seconds, warm_s):
+    """Starts `clients` closed-loop clients (each a process, on the targets
+    in turn, each starting from another image) for warm_s + seconds: (the
+    pool, the pending results, the start and end of the measured time)."""
+    start = time.time()
+    until = start + warm_s + seconds
+    work = [(targets[i % len(targets)], model, token, images[i:] + images[:i], until,
+             start + warm_s) for i in range(clients)]
+    pool = multiprocessing.Pool(clients)
+    return pool, pool.map_async(client, work), start + warm_s, until
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(p / 100 * len(xs)))], 2) if xs else None
@@ -159,19 +171,16 @@ def main():
         # Warm-up: enough requests at once that every worker gets one and
         # loads the model (the coordinator spreads them, scheduler.md).
         warm_s = 15 if args.model != "tiny_cnn" else 3
-        start = time.time()
-        until = start + warm_s + args.seconds
-        jobs = [(targets[i % len(targets)], args.model, token, images[i:] + images[:i], until,
-                 start + warm_s) for i in range(args.clients)]
-        with multiprocessing.Pool(args.clients) as pool:
-            pending = pool.map_async(client, jobs)
-            if victim:
-                wait(lambda: pending.ready() or time.time() >= start + warm_s + args.kill_worker,
-                     warm_s + args.seconds + 60)
-                if not pending.ready():
-                    c.kill(victim)
-                    log("killed %s with -9 at %.1f s" % (victim, time.time() - start - warm_s))
-            results = pending.get()
+        pool, pending, t0, _ = start_clients(targets, args.model, token, images, args.clients,
+                                             args.seconds, warm_s)
+        if victim:
+            wait(lambda: pending.ready() or time.time() >= t0 + args.kill_worker,
+                 warm_s + args.seconds + 60)
+            if not pending.ready():
+                c.kill(victim)
+                log("killed %s with -9 at %.1f s" % (victim, time.time() - t0))
+        results = pending.get()
+        pool.close()
         lat = [x for r in results for x in r[0]]
         failures = sum(r[1] for r in results)
         errors = [r[2] for r in results if r[2]]

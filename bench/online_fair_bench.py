@@ -20,25 +20,16 @@ rates sampled after the first 10 s of the loaded phase, and the queries each
 job did over that window), their ratio, p99 loaded over p99 unloaded, and
 failures.
 """
-import argparse, json, multiprocessing, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from clusterlib import Cluster, ROOT, wait  # noqa: E402
-from oip_bench import client, pct, log, MODELS  # noqa: E402
+from oip_bench import start_clients, pct, log, MODELS  # noqa: E402
 
 
 def job(c, model):
     js = c.cli("node1", "jobs") or {}
     return next((j for j in js.get("jobs", []) if j["model"] == model), None)
-
-
-def run_clients(targets, model, token, images, clients, seconds, warm_s):
-    start = time.time()
-    until = start + warm_s + seconds
-    work = [(targets[i % len(targets)], model, token, images[i:] + images[:i], until,
-             start + warm_s) for i in range(clients)]
-    pool = multiprocessing.Pool(clients)
-    return pool, pool.map_async(client, work), start + warm_s, until
 
 
 def summary(results, seconds):
@@ -85,7 +76,7 @@ def main():
             targets.append("%s:%d" % (h, int(p) + 2))
 
         log("online job alone: %d clients for %g s" % (args.clients, args.seconds))
-        pool, res, _, _ = run_clients(targets, online, token, images, args.clients,
+        pool, res, _, _ = start_clients(targets, online, token, images, args.clients,
                                       args.seconds, 15)
         alone = summary(res.get(), args.seconds)
         pool.close()
@@ -102,7 +93,7 @@ def main():
             log("the batch job's model is not loaded on every worker")
 
         log("online job beside the batch job: %d clients for %g s" % (args.clients, args.seconds))
-        pool, res, t0, t1 = run_clients(targets, online, token, images, args.clients,
+        pool, res, t0, t1 = start_clients(targets, online, token, images, args.clients,
                                         args.seconds, 15)
         samples, marks = [], {}
         while not res.ready():

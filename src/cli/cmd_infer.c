@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "base/clock.h"
@@ -381,6 +382,9 @@ static int cmd_predict(struct cli_ctx *ctx, int argc, char **argv)
     if (rc == 0) {
         req.n_images = n;
         req.images = data;
+        /* The same on the forwarder's retries (0, without randomness: none). */
+        if (getrandom(&req.key, sizeof req.key, 0) != (ssize_t)sizeof req.key)
+            req.key = 0;
         /* The deadline is the cluster's; the call waits a little longer for
          * the answer that says it passed. */
         uint32_t wait = (req.deadline_ms ? req.deadline_ms : 30000) + 5000;

@@ -265,13 +265,6 @@ static void fwd_on_reply(void *ud, const struct net_result *res)
     }
     if (res->leader && res->leader[0])
         snprintf(f->hint, sizeof f->hint, "%s", res->leader);
-    const struct fwd_type *t = fwd_find(f, op->type);
-    if (res->status == ID_ETIMEDOUT && t && t->wait_of) {
-        /* Its whole budget is spent, and it may still be running there:
-         * sending it again would run it twice for nothing. */
-        fwd_fail(op, ID_ETIMEDOUT, "no answer from the coordinator before the request's deadline");
-        return;
-    }
     switch (res->status) {
     case ID_ENOTLEADER:
     case ID_ENOLEADER:
@@ -336,10 +329,11 @@ static void fwd_try(struct fwd_op *op)
      * voter may have to wait for an election (well under a second), but may be
      * cut off itself: it gets longer, not everything. */
     uint64_t cap = kind == 2 ? CTL_FWD_LEADER_TIMEOUT_MS : CTL_FWD_RELAY_TIMEOUT_MS;
-    /* A long-running request takes as long as it takes: its attempt has the
-     * whole budget, which its own deadline set (ctl_fwd_set_long). */
+    /* A long-running request's attempt waits longer for its answer (its run
+     * takes time), not forever: a leader or relay cut off must not hold it
+     * past its deadline. The leader runs a repeat once (ctl_fwd_set_long). */
     if (t && t->wait_of)
-        cap = remaining;
+        cap = CTL_FWD_LONG_ATTEMPT_MS;
     uint64_t attempt_ms = remaining > cap ? cap : remaining;
     Idunno__CtlForward m = IDUNNO__CTL_FORWARD__INIT;
     m.type = op->type;

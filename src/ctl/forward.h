@@ -81,13 +81,14 @@ int ctl_fwd_serve(struct ctl_fwd *f, uint16_t type, ctl_fwd_handler fn, void *ud
 
 /* Marks a type added above as long-running (an online inference, which may
  * take seconds on the leader): wait_of(body) is a request's budget in ms (its
- * own deadline, with a margin) instead of the forwarder's wait; an attempt
- * may take all that is left of it, not CTL_FWD_LEADER_TIMEOUT_MS; and an
- * attempt that timed out fails the request (ID_ETIMEDOUT) instead of being
- * sent again, so a slow request does not run twice. Refusals, closed
- * connections (a leader that died) and leader changes are still retried.
- * Every node must mark the same types (a relay uses the hop's wait). Returns 0
- * or ID_ENOTFOUND. */
+ * own deadline, with a margin) instead of the forwarder's wait, and each
+ * attempt may take CTL_FWD_LONG_ATTEMPT_MS instead of
+ * CTL_FWD_LEADER_TIMEOUT_MS (or the relay's) before it is sent again. The
+ * handler must tell a repeat from a new request (the leader's online
+ * requests carry a key: sched/coord_online.c), since a slow answer and a
+ * cut-off leader look the same from here. Every node must mark the same
+ * types (a relay uses the hop's wait). Returns 0 or ID_ENOTFOUND. */
+#define CTL_FWD_LONG_ATTEMPT_MS 5000
 typedef uint32_t (*ctl_fwd_wait_fn)(const uint8_t *body, size_t len);
 int ctl_fwd_set_long(struct ctl_fwd *f, uint16_t type, ctl_fwd_wait_fn wait_of);
 

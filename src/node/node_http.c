@@ -415,6 +415,9 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
         prom_counter(m, "idunno_coordinator_online_retried_total",
                      "Online requests moved to another run after a worker failed them",
                      cs.online_retried);
+        prom_counter(m, "idunno_coordinator_online_repeats_total",
+                     "Online requests that arrived again (forwarded anew) and were not run again",
+                     cs.online_repeats);
         const char *names[] = {"idunno_job_queries_total", "idunno_job_images_done_total",
                                "idunno_job_images", "idunno_job_query_rate",
                                "idunno_job_duplicates_total"};

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "base/clock.h"
 #include "base/err.h"
@@ -39,6 +40,7 @@ struct oip_call {
     struct oip_infer_request req;  /* infer only */
     Idunno__OnlineTensor *tensors; /* req's images as the cluster carries them (a tensor request) */
     uint64_t deadline_ms;          /* monotonic: no new attempt after it */
+    uint64_t key;                  /* OnlineInfer.key: the same on every attempt */
 };
 
 static int send_infer(struct oip_call *oc);
@@ -242,6 +244,7 @@ static int send_infer(struct oip_call *oc)
         in.images = images;
     }
     in.id = oc->req.id;
+    in.key = oc->key;
     uint64_t now = id_now_ms();
     uint64_t left = oc->deadline_ms > now ? oc->deadline_ms - now : 1;
     in.deadline_ms = (uint32_t)left;
@@ -297,6 +300,8 @@ static void start_infer(struct oip_call *oc)
         return;
     }
     oc->deadline_ms = id_now_ms() + OIP_DEADLINE_MS;
+    if (getrandom(&oc->key, sizeof oc->key, 0) != (ssize_t)sizeof oc->key)
+        oc->key = 0; /* no key: the leader cannot tell a repeat */
     rc = send_infer(oc);
     if (rc < 0) {
         reply_error(oc->call,

@@ -91,6 +91,7 @@ struct coord_stats {
     /* Online requests (coord_online.c): received by this leader, answered
      * with results, failed, and attempts that moved to another worker. */
     uint64_t online_requests, online_answered, online_failed, online_retried;
+    uint64_t online_repeats; /* repeats of a request under way or answered (not run again) */
 };
 void coord_get_stats(struct coord *c, struct coord_stats *out);
 

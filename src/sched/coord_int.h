@@ -76,6 +76,8 @@ struct coord {
     unsigned online_rr;                 /* where the next pick among equal workers starts */
     struct online_model *online_models; /* COORD_ONLINE_MODELS of them */
     size_t n_online_models;
+    struct online_reply *online_replies; /* answers by request key, a ring (coord_online.c) */
+    size_t online_reply_next;
 };
 
 void coord_alive_load(struct coord *c, struct coord_alive *a);

@@ -60,6 +60,22 @@
 #define ONLINE_LOADED_BONUS 2
 /* Images per request at most (the frame bounds their bytes). */
 #define ONLINE_MAX_IMAGES 64
+/* Answers kept by request key, for repeats of a request the forwarder sent
+ * again after its answer was lost (a timed-out attempt, a relay cut off):
+ * this many, each this long. */
+#define ONLINE_REPLIES 512
+#define ONLINE_REPLY_KEEP_MS 60000
+
+/* An answer as sent: a result (type, body) or an error (status, msg). */
+struct online_reply {
+    uint64_t key; /* 0: an empty entry */
+    uint64_t expires_ms;
+    uint16_t type;
+    int status;
+    char msg[200];
+    uint8_t *body;
+    size_t len;
+};
 
 struct online_call {
     struct coord *c; /* NULL once answered (or orphaned by coord_online_stop) */
@@ -125,6 +141,51 @@ void coord_online_free(struct coord *c)
     for (size_t i = 0; i < c->n_online_models; i++)
         qstats_destroy(c->online_models[i].stats);
     c->n_online_models = 0;
+    for (size_t i = 0; c->online_replies && i < ONLINE_REPLIES; i++)
+        free(c->online_replies[i].body);
+    free(c->online_replies);
+    c->online_replies = NULL;
+}
+
+/* ---- requests sent more than once --------------------------------------------------------- */
+
+/* The forwarder sends a request again when an attempt gets no answer in
+ * time, which a long model run or a cut-off relay both cause. A request's
+ * key (OnlineInfer.key, random, the same on every attempt) lets the leader
+ * run it once: a repeat of a request under way takes over its answer (the
+ * earlier attempt's waiter has gone), and a repeat of one answered in the
+ * last minute gets that answer again. */
+
+static const struct online_reply *reply_of_key(struct coord *c, uint64_t key)
+{
+    uint64_t now = id_now_ms();
+    for (size_t i = 0; key && c->online_replies && i < ONLINE_REPLIES; i++) {
+        const struct online_reply *r = &c->online_replies[i];
+        if (r->key == key && r->expires_ms > now)
+            return r;
+    }
+    return NULL;
+}
+
+/* Keeps an answer for its key (body copied; NULL for an error). */
+static void remember_reply(struct coord *c, uint64_t key, uint16_t type, int status,
+                           const char *msg, const uint8_t *body, size_t len)
+{
+    if (!key || status == ID_ENOTLEADER || status == ID_ESHUTDOWN)
+        return; /* those send the request on to another leader: not its answer */
+    if (!c->online_replies &&
+        !(c->online_replies = calloc(ONLINE_REPLIES, sizeof(struct online_reply))))
+        return;
+    struct online_reply *r = &c->online_replies[c->online_reply_next++ % ONLINE_REPLIES];
+    free(r->body);
+    *r = (struct online_reply){key, id_now_ms() + ONLINE_REPLY_KEEP_MS, type, status, "", NULL, 0};
+    snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
+    if (body && len && (r->body = malloc(len))) {
+        memcpy(r->body, body, len);
+        r->len = len;
+    } else if (body && len) {
+        r->key = 0; /* out of memory: not kept */
+    }
 }
 
 static void call_unlink(struct online_call *oc)
@@ -224,6 +285,7 @@ static void reply_error(struct online_call *oc, int code, const char *fmt, ...)
     if (m)
         m->failed++;
     net_reply_error(oc->req, code, msg, NULL);
+    remember_reply(c, oc->in->key, 0, code, msg, NULL, 0);
     if (oc->job && oc->epoch == c->epoch)
         dispatch_online_forget(c->d, oc->query);
     call_done(oc);
@@ -282,7 +344,16 @@ static void reply_result(struct online_call *oc, Idunno__OnlineResult *r)
     if (om)
         qstats_record(om->stats, now, now > oc->received_ms ? (uint32_t)(now - oc->received_ms) : 0,
                       r->worker);
-    net_reply_pb(oc->req, IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_RESP, &r->base);
+    size_t n = idunno__online_result__get_packed_size(r);
+    uint8_t *packed = malloc(n ? n : 1);
+    if (packed) {
+        n = idunno__online_result__pack(r, packed);
+        net_reply(oc->req, IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_RESP, packed, n);
+        remember_reply(c, oc->in->key, IDUNNO__MSG_TYPE__MSG_ONLINE_INFER_RESP, 0, NULL, packed, n);
+        free(packed);
+    } else {
+        net_reply_error(oc->req, ID_ENOMEM, NULL, NULL);
+    }
     r->model = worker_model;
     r->id = worker_id;
     for (size_t i = 0; labels && i < r->n_results; i++) {
@@ -743,6 +814,27 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
     Idunno__OnlineInfer *in = idunno__online_infer__unpack(NULL, len, body);
     if (!in) {
         net_reply_error(req, ID_EPROTO, "bad OnlineInfer", NULL);
+        return;
+    }
+    /* A repeat (the forwarder tried again): answered as the request was, or
+     * as it will be. */
+    const struct online_reply *done = reply_of_key(c, in->key);
+    struct online_call *running = NULL;
+    for (struct online_call *oc = in->key && !done ? c->online : NULL; oc && !running;
+         oc = oc->next)
+        if (oc->in->key == in->key)
+            running = oc;
+    if (done || running) {
+        c->stats.online_repeats++;
+        if (done && done->status)
+            net_reply_error(req, done->status, done->msg, NULL);
+        else if (done)
+            net_reply(req, done->type, done->body, done->len);
+        else { /* the earlier attempt's waiter gave up: this one gets the answer */
+            net_reply_error(running->req, ID_ETIMEDOUT, "answered on a later attempt", NULL);
+            running->req = req;
+        }
+        idunno__online_infer__free_unpacked(in, NULL);
         return;
     }
     c->stats.online_requests++;

@@ -118,6 +118,31 @@ print(len(d["results"]))
 PY
 }
 
+# predict_loop K TAG COUNT: text_direction predicts of COUNT images (after
+# text_lines) through nodeK until $D/stop exists; each answer is kept as
+# $D/TAG.K.N.json, each failure appended to $D/failures.
+predict_loop() {
+  local k=0 s lines=("$D"/lines/*.png)
+  while [ ! -e "$D/stop" ]; do
+    k=$((k + 1))
+    s=$(( (k * $3 + $1) % (${#lines[@]} - $3) ))
+    if cli "node$1" --json predict --deadline-ms 30000 text_direction "${lines[@]:$s:$3}" \
+      >"$D/answer.$2.$1" 2>"$D/error.$2.$1"; then
+      mv "$D/answer.$2.$1" "$D/$2.$1.$k.json"
+    else
+      echo "$2: node$1 request $k failed: $(cat "$D/error.$2.$1")" >>"$D/failures"
+    fi
+  done
+}
+# answers TAG: the answers predict_loop kept for TAG; answers_at_least TAG N.
+answers() { ls "$D/$1".*.json 2>/dev/null | wc -l; }
+answers_at_least() { [ "$(answers "$1")" -ge "$2" ]; }
+# leader_other_than NODE OLD: NODE's status names a coordinator, not OLD.
+leader_other_than() {
+  local l
+  l=$(cli "$1" --json status 2>/dev/null | json 'd["leader"]') && [ -n "$l" ] && [ "$l" != "$2" ]
+}
+
 # http_addr NODE: HOST:PORT of the node's HTTP endpoint.
 http_addr() { local a; a=$(addr "$1"); echo "${a%:*}:$(( ${a##*:} + 2 ))"; }
 

@@ -28,8 +28,9 @@ wait_leader node1
 cli node1 train text_direction --file "$M" --card "$CARD" >/dev/null
 TOKEN=$("$IDUNNO" token)
 
-"$PY3" - "$D" "$TOKEN" "$(http_addr node1)" "$(http_addr node2)" "$(http_addr node3)" <<'PY' || fail "the /v2 checks"
-import base64, json, os, socket, struct, sys
+PYTHONPATH="$ROOT/tests/cluster" "$PY3" - "$D" "$TOKEN" "$(http_addr node1)" "$(http_addr node2)" "$(http_addr node3)" <<'PY' || fail "the /v2 checks"
+import base64, json, os, struct, sys
+from rawhttp import exchange
 
 D, TOKEN, addrs = sys.argv[1], sys.argv[2], sys.argv[3:]
 ref = {os.path.basename(l.split()[0]): int(l.split()[1]) for l in open(D + "/ref.txt")}
@@ -39,42 +40,11 @@ names = [os.path.basename(p) for p in images]
 checks = 0
 
 def http(addr, method, path, body=b"", headers=None, token=True, declared=None):
-    """One request written by hand; (status, headers dict, body bytes).
+    """One request written by hand (rawhttp.py); (status, headers, body).
     declared: a Content-Length to announce instead of the body's (the body
     is then not sent: the server must answer from the header alone)."""
-    host, port = addr.rsplit(":", 1)
-    head = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % addr, "Connection: close"]
-    if token:
-        head.append("Authorization: Bearer " + TOKEN)
-    for k, v in (headers or {}).items():
-        head.append("%s: %s" % (k, v))
-    if method == "POST":
-        head.append("Content-Length: %d" % (declared if declared is not None else len(body)))
-    raw = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-    s = socket.create_connection((host, int(port)), timeout=40)
-    s.sendall(raw)
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-    s.close()
-    top, _, rest = out.partition(b"\r\n\r\n")
-    lines = top.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    hdrs = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:]}
-    if hdrs.get("transfer-encoding") == "chunked":
-        body, rest2 = b"", rest
-        while rest2:
-            n, _, rest2 = rest2.partition(b"\r\n")
-            n = int(n, 16)
-            if n == 0:
-                break
-            body += rest2[:n]
-            rest2 = rest2[n + 2:]
-        rest = body
-    return status, hdrs, rest
+    h = dict({"Authorization": "Bearer " + TOKEN} if token else {}, **(headers or {}))
+    return exchange(addr, method, path, body, h, declared)
 
 def expect(got, status, what):
     global checks
@@ -211,30 +181,19 @@ PY
 cli node1 train tiny_cnn --file "$ROOT/models/tiny_cnn.onnx" --top-k 10 >/dev/null
 cli node1 train tiny_u8 --file "$ROOT/models/tiny_cnn.onnx" --top-k 10 --scale 255 \
   --mean 0,0,0 --std 1,1,1 >/dev/null
-IDUNNO_BIN=$IDUNNO NODE1=$(addr node1) \
+IDUNNO_BIN=$IDUNNO NODE1=$(addr node1) PYTHONPATH="$ROOT/tests/cluster" \
   "$PY3" - "$TOKEN" "$(http_addr node1)" "$(http_addr node2)" <<'PY' || fail "the /v2 tensor checks"
-import base64, json, os, random, socket, struct, subprocess, sys, threading, zlib
+import base64, json, os, random, struct, subprocess, sys, threading, zlib
+from rawhttp import exchange
 
 TOKEN, addrs = sys.argv[1], sys.argv[2:]
 checks = 0
 
 def http(addr, body, path, headers=None):
-    host, port = addr.rsplit(":", 1)
-    head = ["POST %s HTTP/1.1" % path, "Host: %s" % addr, "Connection: close",
-            "Authorization: Bearer " + TOKEN, "Content-Length: %d" % len(body)]
-    head += ["%s: %s" % kv for kv in (headers or {}).items()]
-    s = socket.create_connection((host, int(port)), timeout=40)
-    s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-    s.close()
-    top, _, rest = out.partition(b"\r\n\r\n")
-    assert b"chunked" not in top.lower(), top
-    return int(top.split()[1]), json.loads(rest)
+    """A POST written by hand (rawhttp.py): (status, the JSON answer)."""
+    status, _, rest = exchange(addr, "POST", path, body,
+                               dict({"Authorization": "Bearer " + TOKEN}, **(headers or {})))
+    return status, json.loads(rest)
 
 def png(w, h, px):
     """An 8-bit RGB PNG of the pixels, row after row (filter 0 on every row)."""

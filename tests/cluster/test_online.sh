@@ -87,41 +87,25 @@ assert_eq "$(metric "$L" idunno_coordinator_online_received_total)" $((received 
   "the coordinator received the slow request once (it took $took ms)"
 
 # -- failover: clients keep asking while a worker, then the coordinator, die
-# loop K: predicts of 4 images until $D/stop exists, each answer checked
-loop() {
-  local k=0
-  while [ ! -e "$D/stop" ]; do
-    k=$((k + 1))
-    local s=$(( (k * 4 + $1) % (N - 4) ))
-    if cli "node$1" --json predict --deadline-ms 20000 text_direction "${imgs[@]:$s:4}" \
-      >"$D/answer$1" 2>"$D/error$1"; then
-      mv "$D/answer$1" "$D/loop$1.$k.json" # counted once answered
-    else
-      echo "loop $1 request $k failed: $(cat "$D/error$1")" >>"$D/failures"
-    fi
-  done
-  echo "$k" >"$D/loop$1.count"
-}
 # the clients talk to two nodes that are neither victim
 victim=node4; [ "$L" = node4 ] && victim=node3
 clients=(); for n in 1 2 3 4; do [ "node$n" != "$L" ] && [ "node$n" != "$victim" ] && clients+=("$n"); done
-for c in "${clients[@]}"; do loop "$c" & done
+for c in "${clients[@]}"; do predict_loop "$c" loop 4 & done
 # some answers first, then the worker dies, more answers, then the coordinator
-wait_until 30 sh -c "[ \$(ls '$D'/loop*.json 2>/dev/null | wc -l) -ge 6 ]" || fail "no answers before the kills"
+wait_until 30 answers_at_least loop 6 || fail "no answers before the kills"
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$victim/pid")"
-before=$(ls "$D"/loop*.json | wc -l)
-wait_until 60 sh -c "[ \$(ls '$D'/loop*.json | wc -l) -ge $((before + 6)) ]" || fail "no answers after the worker died"
+before=$(answers loop)
+wait_until 60 answers_at_least loop $((before + 6)) || fail "no answers after the worker died"
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$L/pid")"
-before=$(ls "$D"/loop*.json | wc -l)
-new_leader() { local l; l=$(cli "node${clients[0]}" --json status 2>/dev/null | json 'd["leader"]') && [ -n "$l" ] && [ "$l" != "$L" ]; }
-wait_until 30 new_leader || fail "no new coordinator"
-wait_until 60 sh -c "[ \$(ls '$D'/loop*.json | wc -l) -ge $((before + 6)) ]" || fail "no answers after the coordinator died"
+before=$(answers loop)
+wait_until 30 leader_other_than "node${clients[0]}" "$L" || fail "no new coordinator"
+wait_until 60 answers_at_least loop $((before + 6)) || fail "no answers after the coordinator died"
 touch "$D/stop"
 wait
 [ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
 total=0
 retried=0
-for f in "$D"/loop*.json; do
+for f in "$D"/loop.*.json; do
   out=$(check "$f") || fail "answer $f"
   assert_eq "${out% *}" 4 "images answered in $f"
   [ "${out#* }" = 1 ] || retried=$((retried + 1))

@@ -80,30 +80,16 @@ base=$(job_field node1 text_direction queries_done)
 L=$(cli node1 --json status | json 'd["leader"]')
 victim=node4; [ "$L" = node4 ] && victim=node3
 clients=(); for n in 1 2 3 4; do [ "node$n" != "$L" ] && [ "node$n" != "$victim" ] && clients+=("$n"); done
-# loop K PREFIX: predicts through node K until $D/stop exists, answers kept
-loop() {
-  local k=0
-  while [ ! -e "$D/stop" ]; do
-    k=$((k + 1))
-    local s=$(( (k * 2 + $1) % (N - 2) ))
-    if cli "node$1" --json predict --deadline-ms 20000 text_direction "${imgs[@]:$s:2}" \
-      >"$D/answer$1" 2>"$D/error$1"; then
-      mv "$D/answer$1" "$D/$2$1.$k.json"
-    else
-      echo "$2 $1 request $k failed: $(cat "$D/error$1")" >>"$D/failures"
-    fi
-  done
-}
-for c in "${clients[@]}"; do loop "$c" loop & done
-wait_until 30 sh -c "[ \$(ls '$D'/loop*.json 2>/dev/null | wc -l) -ge 6 ]" || fail "no answers before the kill"
+for c in "${clients[@]}"; do predict_loop "$c" loop 2 & done
+wait_until 30 answers_at_least loop 6 || fail "no answers before the kill"
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$victim/pid")"
-before=$(ls "$D"/loop*.json | wc -l)
-wait_until 60 sh -c "[ \$(ls '$D'/loop*.json | wc -l) -ge $((before + 10)) ]" || fail "no answers after the worker died"
+before=$(answers loop)
+wait_until 60 answers_at_least loop $((before + 10)) || fail "no answers after the worker died"
 touch "$D/stop"
 wait
 [ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
 answered=0
-for f in "$D"/loop*.json; do
+for f in "$D"/loop.*.json; do
   out=$(check_text_answer "$f") || fail "answer $f"
   answered=$((answered + 1))
 done
@@ -117,18 +103,17 @@ echo "$answered requests answered right while $victim died, each counted once"
 # in flight at the kill (an answer whose commit died with the coordinator, or
 # a request run again under the next one after its answer was lost).
 rm -f "$D/stop"
-for c in "${clients[@]}"; do loop "$c" cloop & done
-wait_until 30 sh -c "[ \$(ls '$D'/cloop*.json 2>/dev/null | wc -l) -ge 4 ]" || fail "no answers before the coordinator's kill"
+for c in "${clients[@]}"; do predict_loop "$c" cloop 2 & done
+wait_until 30 answers_at_least cloop 4 || fail "no answers before the coordinator's kill"
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$L/pid")"
-before=$(ls "$D"/cloop*.json | wc -l)
-new_leader() { local l; l=$(cli "node${clients[0]}" --json status 2>/dev/null | json 'd["leader"]') && [ -n "$l" ] && [ "$l" != "$L" ]; }
-wait_until 30 new_leader || fail "no new coordinator"
-wait_until 60 sh -c "[ \$(ls '$D'/cloop*.json | wc -l) -ge $((before + 8)) ]" || fail "no answers after the coordinator died"
+before=$(answers cloop)
+wait_until 30 leader_other_than "node${clients[0]}" "$L" || fail "no new coordinator"
+wait_until 60 answers_at_least cloop $((before + 8)) || fail "no answers after the coordinator died"
 touch "$D/stop"
 wait
 [ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
 again=0
-for f in "$D"/cloop*.json; do
+for f in "$D"/cloop.*.json; do
   check_text_answer "$f" >/dev/null || fail "answer $f"
   again=$((again + 1))
 done

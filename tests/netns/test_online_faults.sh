@@ -8,8 +8,10 @@
 #   3. the coordinator's packets to one worker are dropped (a one-way link:
 #      the worker still looks alive to the others, so its runs must time out
 #      and move on),
-#   4. the same one-way link without an online job (requests that pick their
-#      worker themselves).
+#   4. the coordinator's answers to one client's node dropped (each request
+#      from there forwarded again, and answered once),
+#   5. a one-way link without an online job (requests that pick their worker
+#      themselves).
 # Every request is answered, each right (top-1 equal to a bare ONNX Runtime
 # run's), and the job counts exactly one query per answer (phases 1-3).
 # timeout: 500
@@ -17,7 +19,6 @@
 
 N=24
 text_lines "$N"
-imgs=("$D"/lines/*.png)
 job_queries() { cli "$1" --json jobs | json "[j['queries_done'] for j in d['jobs'] if j['model'] == 'text_direction'][0]"; }
 
 cluster up 5 >/dev/null
@@ -28,31 +29,15 @@ L=$(cli node1 --json status | json 'd["leader"]')
 others=(); for n in 1 2 3 4 5; do [ "node$n" != "$L" ] && others+=("node$n"); done
 victim=${others[0]} oneway=${others[1]} clients=("${others[2]#node}" "${others[3]#node}")
 
-# loop K PHASE: predicts through node K until $D/stop exists, answers kept
-loop() {
-  local k=0
-  while [ ! -e "$D/stop" ]; do
-    k=$((k + 1))
-    local s=$(( (k * 2 + $1) % (N - 2) ))
-    if cli "node$1" --json predict --deadline-ms 30000 text_direction "${imgs[@]:$s:2}" \
-      >"$D/answer$1" 2>"$D/error$1"; then
-      mv "$D/answer$1" "$D/$2.$1.$k.json"
-    else
-      echo "$2: node$1 request $k failed: $(cat "$D/error$1")" >>"$D/failures"
-    fi
-  done
-}
-answers() { ls "$D"/"$1".*.json 2>/dev/null | wc -l; }
-at_least() { [ "$(answers "$1")" -ge "$2" ]; }
 # phase NAME START STOP: clients ask while START's fault holds, until N more
 # answers came after it; then STOP, and every answer is checked.
 phase() {
   rm -f "$D/stop"
-  for c in "${clients[@]}"; do loop "$c" "$1" & done
-  wait_until 30 at_least "$1" 4 || fail "$1: no answers before the fault"
+  for c in "${clients[@]}"; do predict_loop "$c" "$1" 2 & done
+  wait_until 30 answers_at_least "$1" 4 || fail "$1: no answers before the fault"
   eval "$2"
   local before; before=$(answers "$1")
-  wait_until 90 at_least "$1" $((before + 12)) || fail "$1: no answers under the fault"
+  wait_until 90 answers_at_least "$1" $((before + 12)) || fail "$1: no answers under the fault"
   touch "$D/stop"
   wait
   eval "$3"
@@ -65,14 +50,27 @@ phase isolated "cluster isolate $victim" "cluster heal $victim"
 phase lossy "cluster loss 10" "cluster loss 0"
 phase oneway "cluster block $L $oneway" "cluster heal $oneway"
 
-total=$(( $(answers isolated) + $(answers lossy) + $(answers oneway) ))
+# 4. the coordinator's answers to one client's node are dropped: each attempt
+#    forwarded from there runs, but its answer is lost; the node sends the
+#    request again after 5 s, through another voter, and the coordinator
+#    answers the repeat from the run under way or done, without running it
+#    again (each answer counted once below; the repeats were real)
+L=$(cli "node${clients[1]}" --json status | json 'd["leader"]')
+repeats=$(metric "$L" idunno_coordinator_online_repeats_total)
+phase lost "cluster block $L node${clients[0]}" "cluster heal node${clients[0]}"
+[ "$(metric "$L" idunno_coordinator_online_repeats_total)" -gt "$repeats" ] ||
+  fail "no request was sent again while its answers were lost"
+
+total=$(( $(answers isolated) + $(answers lossy) + $(answers oneway) + $(answers lost) ))
 counted() { [ "$(job_queries "node${clients[0]}")" = "$total" ]; }
 wait_until 20 counted || fail "the online job counts $(job_queries "node${clients[0]}") queries for $total answers"
-echo "$total requests answered right and counted once through a cut-off worker, 10% loss and a one-way link"
+echo "$total requests answered right and counted once through a cut-off worker, 10% loss, a one-way link and lost answers"
 
-# 4. the same one-way link without an online job: each request picks its
+# 5. a one-way link without an online job: each request picks its
 #    worker itself, and one whose run on the cut-off worker times out is
 #    sent to another
 cli "node${clients[0]}" stop text_direction >/dev/null || fail "stop"
-phase direct "cluster block $L $victim" "cluster heal $victim"
+L=$(cli "node${clients[1]}" --json status | json 'd["leader"]')
+cut=$victim; [ "$cut" = "$L" ] && cut=$oneway
+phase direct "cluster block $L $cut" "cluster heal $cut"
 echo ok
