@@ -1,5 +1,6 @@
 /* fuzz_fair.c — libFuzzer target for the fair dispatcher: the bytes are a
- * sequence of operations (jobs, workers, queries, failures, adoption), checked
+ * sequence of operations (jobs, workers, queries, failures, adoption, batches
+ * taken onto a worker), checked
  * against a shadow of what is in flight where. Any disagreement, a dispatch
  * beyond a worker's slots other than by the spare rule or a burst (the job's
  * own queries alone on the worker, fewer than its burst), or a query in
@@ -90,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t next_q = 1000;
     char name[8];
     for (size_t k = 0; k + 1 < size; k += 2) {
-        uint8_t op = data[k] % 12, b = data[k + 1];
+        uint8_t op = data[k] % 13, b = data[k + 1];
         uint32_t job = b % NJOBS;
         int w = b % NWORKERS;
         name_of(w, name);
@@ -201,6 +202,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (rc == 0)
                 burst[job] = (b >> 3) % 5;
             break;
+        case 12: {
+            /* A batch joining a dispatch: only into a free slot or a burst's
+             * room, never a query already in flight. */
+            uint64_t q;
+            rc = fair_take(f, job, name, &q);
+            if (!jobs[job] || !present[w]) {
+                if (rc != ID_ENOTFOUND)
+                    __builtin_trap();
+                break;
+            }
+            if (rc == 1) {
+                int room = load[w] < slots[w] || (load[w] < burst[job] && holds_only(w, job));
+                if (!room || find(job, q) >= 0 || nfl == MAXFL)
+                    __builtin_trap();
+                fl[nfl++] = (struct shadow){job, q, w};
+                load[w]++;
+            } else if (rc != 0) {
+                __builtin_trap();
+            }
+            break;
+        }
         case 9: {
             uint64_t q = (b >> 3) % 8;
             rc = fair_adopt(f, job, q, name);

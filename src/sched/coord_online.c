@@ -470,48 +470,9 @@ static void try_next(struct online_call *oc)
  * forwarder: the leader answers at the deadline at the latest. */
 #define ONLINE_FORWARD_MARGIN_MS 2000
 
-/* A varint at *p (below end), or -1 if truncated or over 64 bits. */
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return 0;
-    }
-    return -1;
-}
-
 uint32_t coord_online_wait_ms(const uint8_t *body, size_t len)
 {
-    /* OnlineInfer.deadline_ms (field 5, a varint), found without decoding
-     * the images: the other fields are skipped by their wire types. */
-    uint64_t deadline = 0;
-    const uint8_t *p = body, *end = body + len;
-    while (p < end) {
-        uint64_t key, v;
-        if (read_varint(&p, end, &key) < 0)
-            break;
-        unsigned wire = (unsigned)(key & 7);
-        if (wire == 0) {
-            if (read_varint(&p, end, &v) < 0)
-                break;
-            if (key >> 3 == 5)
-                deadline = v;
-        } else if (wire == 2) {
-            if (read_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
-                break;
-            p += v;
-        } else if (wire == 1 || wire == 5) {
-            size_t skip = wire == 1 ? 8 : 4;
-            if ((size_t)(end - p) < skip)
-                break;
-            p += skip;
-        } else {
-            break; /* malformed: the leader will say so */
-        }
-    }
+    uint64_t deadline = online_request_deadline_ms(body, len);
     if (!deadline)
         deadline = ONLINE_DEADLINE_MS;
     if (deadline > ONLINE_DEADLINE_MAX_MS)

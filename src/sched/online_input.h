@@ -31,4 +31,9 @@ int online_card_input(const struct model_card *c, uint32_t input_size, uint32_t 
 int online_tensors_check(const struct model_rec *m, Idunno__OnlineTensor *const *t, size_t n,
                          char *why, size_t len);
 
+/* OnlineInfer.deadline_ms of an encoded request, read without decoding it
+ * (its images may be megabytes; the forwarder needs only this): the last
+ * value of field 5 before the bytes end or stop making sense, 0 if none. */
+uint64_t online_request_deadline_ms(const uint8_t *body, size_t len);
+
 #endif

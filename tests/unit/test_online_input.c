@@ -1,11 +1,13 @@
 /* test_online_input.c — the leader's check of an online request's tensors
  * (src/sched/online_input.c): the shape per image each model takes (NCHW,
- * NHWC, grayscale, a model registered before cards), and every refusal
- * naming the expected and the given shape. */
+ * NHWC, grayscale, a model registered before cards), every refusal naming
+ * the expected and the given shape, and the deadline read off an encoded
+ * request without decoding it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -114,11 +116,46 @@ static void test_tensors_checked(void **state)
     assert_non_null(strstr(why, "tensor 1 holds 0 bytes"));
 }
 
+/* The deadline of a packed OnlineInfer: found past a megabyte of images and
+ * other fields, 0 without one, and what the bytes said before they stop
+ * making sense when truncated. */
+static void test_request_deadline(void **state)
+{
+    (void)state;
+    static uint8_t image[1 << 20];
+    memset(image, 0xab, sizeof image);
+    ProtobufCBinaryData imgs[2] = {{sizeof image, image}, {3, image}};
+    Idunno__OnlineInfer in = IDUNNO__ONLINE_INFER__INIT;
+    in.model = "resnet50";
+    in.version = 3;
+    in.n_images = 2;
+    in.images = imgs;
+    in.id = "r";
+    in.key = 0x0123456789abcdefull;
+    size_t n = idunno__online_infer__get_packed_size(&in);
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    n = idunno__online_infer__pack(&in, buf);
+    assert_int_equal(online_request_deadline_ms(buf, n), 0);
+    in.deadline_ms = 45000;
+    free(buf);
+    n = idunno__online_infer__get_packed_size(&in);
+    buf = malloc(n);
+    assert_non_null(buf);
+    n = idunno__online_infer__pack(&in, buf);
+    assert_int_equal(online_request_deadline_ms(buf, n), 45000);
+    /* Cut inside the first image: the rest is not there to read. */
+    assert_int_equal(online_request_deadline_ms(buf, 100), 0);
+    assert_int_equal(online_request_deadline_ms(buf, 0), 0);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_input_shapes),
         cmocka_unit_test(test_tensors_checked),
+        cmocka_unit_test(test_request_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
