@@ -6,7 +6,7 @@ same cores for comparison.
 
   bench/oip_bench.py [--model resnet50] [--nodes 5] [--clients 8] [--seconds 20]
                      [--images 16] [--via all|one] [--online-job BATCH]
-                     [--kill-worker S] [--tensor] [--base-port 26700]
+                     [--kill-worker S] [--tensor] [--json] [--base-port 26700]
 
 Each client is a process with one keep-alive HTTP connection to a node (all
 nodes in turn, or node1 only with --via one) sending binary infer requests
@@ -16,6 +16,8 @@ JSON document: requests/s, latency p50/p90/p99 (ms), failures, and the bare
 runtime's images/s (bench/infer_bench.c `e2e`: the same JPEGs decoded and run
 with 2 threads, batch 1), measured before and after the cluster.
 
+--json sends each request as JSON (the image base64 in a BYTES input, or
+the tensor's values as numbers) instead of the binary extension.
 --tensor sends each request as an FP32 tensor of the model's input shape
 (binary, random values) instead of a JPEG: no decoding on the worker.
 --online-job BATCH launches an online job of the model first (its requests
@@ -26,7 +28,7 @@ the measured run: every request must still be answered (failures counts
 those that were not; each client's request has the cluster's default 30 s
 deadline, far beyond a retry).
 """
-import argparse, json, multiprocessing, os, random, shutil, statistics, struct, subprocess, sys, tempfile, time
+import argparse, base64, json, multiprocessing, os, random, shutil, statistics, struct, subprocess, sys, tempfile, time
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,39 +41,43 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def infer_body(image):
-    if isinstance(image, tuple):  # a tensor: (shape, float32 bytes)
-        shape, blob = image
-        head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
-                                       "shape": [1] + shape,
-                                       "parameters": {"binary_data_size": len(blob)}}],
-                           "outputs": [{"name": "classification",
-                                        "parameters": {"classification": 1}}]}).encode()
-        return head, blob
-    blob = struct.pack("<I", len(image)) + image
-    head = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+ASK_TOP1 = [{"name": "classification", "parameters": {"classification": 1}}]
+
+
+def infer_request(item, as_json=False):
+    """One infer's (body, headers): item is an encoded image (a BYTES input)
+    or a tensor (shape, float32 bytes); in the binary tensor data extension,
+    or all JSON (the image base64, the tensor's values as numbers)."""
+    tensor = isinstance(item, tuple)
+    name, dt = ("input", "FP32") if tensor else ("image", "BYTES")
+    shape = [1] + item[0] if tensor else [1]
+    if as_json:
+        data = (list(struct.unpack("<%df" % (len(item[1]) // 4), item[1])) if tensor
+                else [base64.b64encode(item).decode()])
+        body = json.dumps({"inputs": [{"name": name, "datatype": dt, "shape": shape,
+                                       "data": data}], "outputs": ASK_TOP1}).encode()
+        return body, {"Content-Type": "application/json"}
+    blob = item[1] if tensor else struct.pack("<I", len(item)) + item
+    head = json.dumps({"inputs": [{"name": name, "datatype": dt, "shape": shape,
                                    "parameters": {"binary_data_size": len(blob)}}],
-                       "outputs": [{"name": "classification",
-                                    "parameters": {"classification": 1}}]}).encode()
-    return head, blob
+                       "outputs": ASK_TOP1}).encode()
+    return head + blob, {"Content-Type": "application/octet-stream",
+                         "Inference-Header-Content-Length": str(len(head))}
 
 
 def client(args):
     """One closed-loop client: (latencies in ms, failures, first error)."""
-    addr, model, token, images, until, warm = args
+    addr, model, token, requests, until, warm = args
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     lat, failures, first_error, k = [], 0, None, 0
     path = "/v2/models/%s/infer" % model
     while time.time() < until:
-        head, blob = infer_body(images[k % len(images)])
+        body, headers = requests[k % len(requests)]
         k += 1
         t = time.time()
         try:
-            conn.request("POST", path, head + blob, {
-                "Authorization": "Bearer " + token,
-                "Content-Type": "application/octet-stream",
-                "Inference-Header-Content-Length": str(len(head))})
+            conn.request("POST", path, body, dict(headers, Authorization="Bearer " + token))
             r = conn.getresponse()
             body = r.read()
             ok = r.status == 200 and json.loads(body)["outputs"][0]["shape"] == [1, 1]
@@ -87,13 +93,14 @@ def client(args):
     return lat, failures, first_error
 
 
-def start_clients(targets, model, token, images, clients, seconds, warm_s):
+def start_clients(targets, model, token, images, clients, seconds, warm_s, as_json=False):
     """Starts `clients` closed-loop clients (each a process, on the targets
     in turn, each starting from another image) for warm_s + seconds: (the
     pool, the pending results, the start and end of the measured time)."""
+    reqs = [infer_request(x, as_json) for x in images]
     start = time.time()
     until = start + warm_s + seconds
-    work = [(targets[i % len(targets)], model, token, images[i:] + images[:i], until,
+    work = [(targets[i % len(targets)], model, token, reqs[i:] + reqs[:i], until,
              start + warm_s) for i in range(clients)]
     pool = multiprocessing.Pool(clients)
     return pool, pool.map_async(client, work), start + warm_s, until
@@ -125,6 +132,8 @@ def main():
     ap.add_argument("--no-bare", action="store_true", help="skip the bare runtime loop")
     ap.add_argument("--online-job", type=int, default=0, metavar="BATCH",
                     help="launch an online job of the model with this batch first")
+    ap.add_argument("--json", action="store_true",
+                    help="requests all JSON (base64 image, tensor values) instead of binary")
     ap.add_argument("--tensor", action="store_true",
                     help="FP32 tensors of the model's input shape instead of JPEGs")
     ap.add_argument("--kill-worker", type=float, default=None, metavar="S",
@@ -172,7 +181,7 @@ def main():
         # loads the model (the coordinator spreads them, scheduler.md).
         warm_s = 15 if args.model != "tiny_cnn" else 3
         pool, pending, t0, _ = start_clients(targets, args.model, token, images, args.clients,
-                                             args.seconds, warm_s)
+                                             args.seconds, warm_s, args.json)
         if victim:
             wait(lambda: pending.ready() or time.time() >= t0 + args.kill_worker,
                  warm_s + args.seconds + 60)
@@ -213,7 +222,8 @@ def main():
                           "mean": round(statistics.mean(lat), 2) if lat else None},
            "leader": st.get("leader"), "elections": elections,
            "online_job_batch": args.online_job or None, "killed": victim,
-           "retried_on_another_worker": retried, "tensor": args.tensor}
+           "retried_on_another_worker": retried, "tensor": args.tensor,
+           "json": args.json}
     if not args.no_bare:
         b = (bare_before + bare_after) / 2
         out.update({"bare_images_per_s": round(b, 1), "bare_before": bare_before,

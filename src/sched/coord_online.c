@@ -18,15 +18,20 @@
  * images (dispatch_online_enqueue), so the fair-time scheduler picks when and
  * where it runs, sharing the workers with the batch jobs by weight. When one
  * is dispatched to a worker, the job's other queued requests join it there,
- * up to the job's batch (dynamic batching: one ONLINE_RUN, one run of the
- * model). Each request answered is one query of the job, proposed in the
- * completions' group commit, so `jobs`, `qjob` and `assign` show it. A run
- * that fails puts its requests back in the job's queue (dispatch_run_failed),
- * each tried on at most ONLINE_ATTEMPTS runs before its deadline.
+ * into the worker's free slots and up to the job's batch (dynamic batching:
+ * one ONLINE_RUN, one run of the model). Each request answered is one query
+ * of the job, proposed in the completions' group commit, so `jobs`, `qjob`
+ * and `assign` show it. A run that fails or takes too long (attempt_ms)
+ * puts its requests back in the job's queue (dispatch_run_failed), each
+ * tried on at most ONLINE_ATTEMPTS runs before its deadline.
  *
  * A request may be held by more than one run: a worker found failed has its
  * queries requeued at once while its call is still under way. The first
  * answer wins; the request is freed when no run holds it any more.
+ *
+ * A request that reaches the leader again (the forwarder sent it anew after
+ * an attempt got no answer in time) is told by its key and not run twice
+ * (reply_of_key, remember_reply; "requests sent more than once" below).
  *
  * Threading: loop thread only.
  */

@@ -1203,8 +1203,12 @@ static void test_online_fair_with_batch(void **state)
                 waiting++;
             }
             int k = 0;
-            while (k < 2 && dispatch_next(w.d, w.r.jobs, w.now, &runs[k]))
+            uint32_t imgs[2];
+            /* A run's images are valid until the next call: kept (batch 1). */
+            while (k < 2 && dispatch_next(w.d, w.r.jobs, w.now, &runs[k])) {
+                imgs[k] = runs[k].n ? runs[k].images[0] : 0;
                 k++;
+            }
             for (int i = 0; i < k; i++) {
                 if (runs[i].job == online) {
                     n_online++;
@@ -1214,7 +1218,7 @@ static void test_online_fair_with_batch(void **state)
                 }
                 done(&w, runs[i].job, runs[i].query, runs[i].worker);
                 if (runs[i].job == batch)
-                    commit(&w.r, batch, runs[i].query, runs[i].images, runs[i].n);
+                    commit(&w.r, batch, runs[i].query, &imgs[i], runs[i].n);
             }
             assert_true(k >= 1);
         }
