@@ -1043,7 +1043,8 @@ void coord_stop(struct coord *c)
     struct dispatch_held held[DISPATCH_BATCH_MAX];
     size_t n = dispatch_batch_take(c->d, held);
     for (size_t i = 0; i < n; i++) {
-        net_reply_error(held[i].req, ID_ESHUTDOWN, "node shutting down", NULL);
+        if (held[i].req) /* NULL: an online request's count, its answer sent */
+            net_reply_error(held[i].req, ID_ESHUTDOWN, "node shutting down", NULL);
         idunno__query_done__free_unpacked(held[i].done, NULL);
     }
     uv_close((uv_handle_t *)&c->tick, on_timer_closed);
