@@ -319,6 +319,12 @@ static uint32_t attempt_ms(struct coord *c, uint32_t job, size_t inputs, uint64_
 
 static void try_next(struct online_call *oc);
 
+/* The model or the request is at fault: another worker would say the same. */
+static int request_at_fault(int status)
+{
+    return status == ID_EMODEL || status == ID_EINVAL || status == ID_ETOOBIG;
+}
+
 /* The labels of the classes in each result, when the model's card has them. */
 static void reply_result(struct online_call *oc, Idunno__OnlineResult *r)
 {
@@ -394,8 +400,7 @@ static void on_online_ran(void *ud, const struct net_result *res)
     if (r)
         idunno__online_result__free_unpacked(r, NULL);
     int status = res->status < 0 ? res->status : ID_EPROTO;
-    if (status == ID_EMODEL || status == ID_EINVAL || status == ID_ETOOBIG) {
-        /* The model or the request is at fault: another worker would say the same. */
+    if (request_at_fault(status)) {
         reply_error(oc, status, "%s", res->errmsg ? res->errmsg : id_strerror(status));
         return;
     }
@@ -548,8 +553,7 @@ static void charged_failed(struct coord *c, const struct online_group *g, struct
 {
     oc->last_status = status;
     snprintf(oc->last_error, sizeof oc->last_error, "worker %s: %s", g->worker, why);
-    if (status == ID_EMODEL || status == ID_EINVAL || status == ID_ETOOBIG) {
-        /* The model or the request is at fault: another worker would say the same. */
+    if (request_at_fault(status)) {
         reply_error(oc, status, "%s", why);
         return;
     }

@@ -940,6 +940,25 @@ void dispatch_unlead(struct dispatch *d)
 
 /* ---- dispatching ---------------------------------------------------------------------------- */
 
+/* A query goes in flight on `worker` (the fair core put it there). Returns
+ * how long it waited to run again after its worker failed, or -1. */
+static double launch(struct dispatch *d, struct cquery *q, const char *worker, uint64_t now_us)
+{
+    q->state = CQ_INFLIGHT;
+    snprintf(q->worker, sizeof q->worker, "%s", worker);
+    q->dispatched_mono = now_us / 1000;
+    d->stats.dispatched++;
+    if (!q->requeued_us)
+        return -1;
+    /* The worst case of a failure: its queries' wait to run again. */
+    double ms = (double)(now_us - q->requeued_us) / 1000.0;
+    q->requeued_us = 0;
+    d->stats.rerun_last_ms = ms;
+    if (ms > d->stats.rerun_max_ms)
+        d->stats.rerun_max_ms = ms;
+    return ms;
+}
+
 int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
                   struct dispatch_run *out)
 {
@@ -952,19 +971,8 @@ int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
             fair_complete(d->fair, fd.job, fd.query);
             continue;
         }
-        q->state = CQ_INFLIGHT;
-        snprintf(q->worker, sizeof q->worker, "%s", fd.worker);
-        out->rerun_ms = out->first_ms = -1;
-        if (q->requeued_us) {
-            /* The worst case of a failure: its queries' wait to run again. */
-            double ms = (double)(now_us - q->requeued_us) / 1000.0;
-            q->requeued_us = 0;
-            d->stats.rerun_last_ms = out->rerun_ms = ms;
-            if (ms > d->stats.rerun_max_ms)
-                d->stats.rerun_max_ms = ms;
-        }
-        q->dispatched_mono = now_us / 1000;
-        d->stats.dispatched++;
+        out->first_ms = -1;
+        out->rerun_ms = launch(d, q, fd.worker, now_us);
         struct cjob *cj = cjob_find(d, q->job);
         if (cj && cj->idle_queued_us) {
             cj->first_dispatch_ms = (double)(now_us - cj->idle_queued_us) / 1000.0;
@@ -1019,11 +1027,7 @@ int dispatch_online_take(struct dispatch *d, uint32_t job, const char *worker, u
             fair_complete(d->fair, job, id);
             continue;
         }
-        q->state = CQ_INFLIGHT;
-        snprintf(q->worker, sizeof q->worker, "%s", worker);
-        q->dispatched_mono = now_us / 1000;
-        q->requeued_us = 0;
-        d->stats.dispatched++;
+        launch(d, q, worker, now_us);
         *query = id;
         return 1;
     }

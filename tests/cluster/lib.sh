@@ -134,6 +134,20 @@ predict_loop() {
     fi
   done
 }
+# stop_loops TAG: ends the predict_loops, fails if a request failed, checks
+# every answer kept for TAG (check_text_answer) and sets $checked to their
+# number. Not in a subshell: it waits for this shell's loops.
+stop_loops() {
+  touch "$D/stop"
+  wait
+  [ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
+  checked=0
+  local f
+  for f in "$D/$1".*.json; do
+    check_text_answer "$f" >/dev/null || fail "$1: answer $f"
+    checked=$((checked + 1))
+  done
+}
 # answers TAG: the answers predict_loop kept for TAG; answers_at_least TAG N.
 answers() { ls "$D/$1".*.json 2>/dev/null | wc -l; }
 answers_at_least() { [ "$(answers "$1")" -ge "$2" ]; }

@@ -85,14 +85,8 @@ wait_until 30 answers_at_least loop 6 || fail "no answers before the kill"
 kill -9 "$(cat "$IDUNNO_RUN_DIR/$victim/pid")"
 before=$(answers loop)
 wait_until 60 answers_at_least loop $((before + 10)) || fail "no answers after the worker died"
-touch "$D/stop"
-wait
-[ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
-answered=0
-for f in "$D"/loop.*.json; do
-  out=$(check_text_answer "$f") || fail "answer $f"
-  answered=$((answered + 1))
-done
+stop_loops loop
+answered=$checked
 want=$((base + answered))
 wait_until 20 field_is "node${clients[0]}" text_direction queries_done "$want" ||
   fail "the online job counts $(job_field "node${clients[0]}" text_direction queries_done) queries for $want answers"
@@ -109,14 +103,8 @@ kill -9 "$(cat "$IDUNNO_RUN_DIR/$L/pid")"
 before=$(answers cloop)
 wait_until 30 leader_other_than "node${clients[0]}" "$L" || fail "no new coordinator"
 wait_until 60 answers_at_least cloop $((before + 8)) || fail "no answers after the coordinator died"
-touch "$D/stop"
-wait
-[ ! -s "$D/failures" ] || fail "requests failed: $(cat "$D/failures")"
-again=0
-for f in "$D"/cloop.*.json; do
-  check_text_answer "$f" >/dev/null || fail "answer $f"
-  again=$((again + 1))
-done
+stop_loops cloop
+again=$checked
 lo=$((want + again - ${#clients[@]})) hi=$((want + again + ${#clients[@]}))
 counted_near() { local n; n=$(job_field "node${clients[0]}" text_direction queries_done) && [ "$n" -ge "$lo" ] && [ "$n" -le "$hi" ]; }
 wait_until 20 counted_near ||
