@@ -178,7 +178,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 $(TOOL_SRC:%.c=$(BUILD)/obj/%.o): $(GEN_H)
 
 # Benchmark programs (bench/*.c), linked like the daemon.
-BENCH_BIN := $(BUILD)/bin/infer_bench
+BENCH_BIN := $(BUILD)/bin/infer_bench $(BUILD)/bin/oip_load
 bench-bin: $(BENCH_BIN)
 $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

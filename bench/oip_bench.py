@@ -6,16 +6,21 @@ same cores for comparison.
 
   bench/oip_bench.py [--model resnet50] [--nodes 5] [--clients 8] [--seconds 20]
                      [--images 16] [--via all|one] [--online-job BATCH]
-                     [--kill-worker S] [--tensor] [--json] [--base-port 26700]
+                     [--kill-worker S] [--tensor] [--json] [--python-clients]
+                     [--base-port 26700]
 
-Each client is a process with one keep-alive HTTP connection to a node (all
-nodes in turn, or node1 only with --via one) sending binary infer requests
-of one image (the binary tensor data extension), each answer checked, for
+Each client is one keep-alive HTTP connection to a node (all nodes in turn,
+or node1 only with --via one) sending binary infer requests of one image
+(the binary tensor data extension) in a closed loop, each answer checked, for
 --seconds after a warm-up that loads the model on every worker. Prints one
 JSON document: requests/s, latency p50/p90/p99 (ms), failures, and the bare
 runtime's images/s (bench/infer_bench.c `e2e`: the same JPEGs decoded and run
 with 2 threads, batch 1), measured before and after the cluster.
 
+The clients are bench/oip_load.c, one C process with all the connections
+(it takes a few percent of a core where Python clients took a quarter of the
+machine); --python-clients runs them as Python processes instead, as the
+bench did before.
 --json sends each request as JSON (the image base64 in a BYTES input, or
 the tensor's values as numbers) instead of the binary extension.
 --tensor sends each request as an FP32 tensor of the model's input shape
@@ -93,13 +98,52 @@ def client(args):
     return lat, failures, first_error
 
 
-def start_clients(targets, model, token, images, clients, seconds, warm_s, as_json=False):
-    """Starts `clients` closed-loop clients (each a process, on the targets
-    in turn, each starting from another image) for warm_s + seconds: (the
-    pool, the pending results, the start and end of the measured time)."""
+class CClients:
+    """The clients as one bench/oip_load.c process: ready() and get() like a
+    pool's pending result; get() gives one (latencies, failures, error) per
+    process, with the percentiles oip_load measured."""
+
+    def __init__(self, targets, model, token, reqs, clients, seconds, warm_s):
+        subprocess.run(["make", "-C", ROOT, "-s", "bench-bin"], check=True, capture_output=True)
+        self.dir = tempfile.mkdtemp(prefix="idunno-oip-load.")
+        files = []
+        for i, (body, headers) in enumerate(reqs):
+            head = "POST /v2/models/%s/infer HTTP/1.1\r\nHost: localhost\r\n" % model
+            head += "Authorization: Bearer %s\r\n" % token
+            for k, v in headers.items():
+                head += "%s: %s\r\n" % (k, v)
+            head += "Content-Length: %d\r\n\r\n" % len(body)
+            path = os.path.join(self.dir, "req%03d" % i)
+            with open(path, "wb") as f:
+                f.write(head.encode() + body)
+            files.append(path)
+        self.proc = subprocess.Popen(
+            [os.path.join(ROOT, "build", "bin", "oip_load"), "--clients", str(clients),
+             "--seconds", str(seconds), "--warm", str(warm_s), ",".join(targets)] + files,
+            stdout=subprocess.PIPE, text=True)
+
+    def ready(self):
+        return self.proc.poll() is not None
+
+    def get(self):
+        out, _ = self.proc.communicate()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.proc.returncode != 0:
+            raise SystemExit("oip_load failed (exit %d)" % self.proc.returncode)
+        return json.loads(out)
+
+
+def start_clients(targets, model, token, images, clients, seconds, warm_s, as_json=False,
+                  python=False):
+    """Starts `clients` closed-loop clients (on the targets in turn, each
+    starting from another image) for warm_s + seconds: (the pool or None,
+    the pending results, the start and end of the measured time)."""
     reqs = [infer_request(x, as_json) for x in images]
     start = time.time()
     until = start + warm_s + seconds
+    if not python:
+        return None, CClients(targets, model, token, reqs, clients, seconds, warm_s), \
+            start + warm_s, until
     work = [(targets[i % len(targets)], model, token, reqs[i:] + reqs[:i], until,
              start + warm_s) for i in range(clients)]
     pool = multiprocessing.Pool(clients)
@@ -138,6 +182,8 @@ def main():
                     help="FP32 tensors of the model's input shape instead of JPEGs")
     ap.add_argument("--kill-worker", type=float, default=None, metavar="S",
                     help="kill -9 one worker S seconds into the measured run")
+    ap.add_argument("--python-clients", action="store_true",
+                    help="clients as Python processes instead of bench/oip_load.c")
     ap.add_argument("--base-port", type=int, default=26700)
     args = ap.parse_args()
 
@@ -181,7 +227,8 @@ def main():
         # loads the model (the coordinator spreads them, scheduler.md).
         warm_s = 15 if args.model != "tiny_cnn" else 3
         pool, pending, t0, _ = start_clients(targets, args.model, token, images, args.clients,
-                                             args.seconds, warm_s, args.json)
+                                             args.seconds, warm_s, args.json,
+                                             args.python_clients)
         if victim:
             wait(lambda: pending.ready() or time.time() >= t0 + args.kill_worker,
                  warm_s + args.seconds + 60)
@@ -189,10 +236,18 @@ def main():
                 c.kill(victim)
                 log("killed %s with -9 at %.1f s" % (victim, time.time() - t0))
         results = pending.get()
-        pool.close()
-        lat = [x for r in results for x in r[0]]
-        failures = sum(r[1] for r in results)
-        errors = [r[2] for r in results if r[2]]
+        if pool:
+            pool.close()
+            lat = [x for r in results for x in r[0]]
+            failures = sum(r[1] for r in results)
+            errors = [r[2] for r in results if r[2]]
+            n_req = len(lat)
+            lat_ms = {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
+                      "mean": round(statistics.mean(lat), 2) if lat else None}
+        else:
+            failures, n_req = results["failures"], results["requests"]
+            errors = [results["first_error"]] if results["first_error"] else []
+            lat_ms = results["latency_ms"] if n_req else {"p50": None}
         st = c.cli("node1", "status") or {}
         # Requests a failed run sent to another worker (the kill's victims).
         retried = None
@@ -213,13 +268,12 @@ def main():
         c.down()
     bare_after = None if args.no_bare else bare(args.model, min(args.seconds, 20), img_dir)
     shutil.rmtree(img_dir, ignore_errors=True)
-    rps = len(lat) / args.seconds
+    rps = n_req / args.seconds
     out = {"model": args.model, "nodes": args.nodes, "clients": args.clients,
-           "via": args.via, "seconds": args.seconds, "requests": len(lat),
+           "via": args.via, "seconds": args.seconds, "requests": n_req,
            "requests_per_s": round(rps, 1), "failures": failures,
            "first_error": errors[0] if errors else None,
-           "latency_ms": {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
-                          "mean": round(statistics.mean(lat), 2) if lat else None},
+           "latency_ms": lat_ms, "clients_in": "python" if args.python_clients else "c",
            "leader": st.get("leader"), "elections": elections,
            "online_job_batch": args.online_job or None, "killed": victim,
            "retried_on_another_worker": retried, "tensor": args.tensor,
@@ -228,7 +282,7 @@ def main():
         b = (bare_before + bare_after) / 2
         out.update({"bare_images_per_s": round(b, 1), "bare_before": bare_before,
                     "bare_after": bare_after, "ratio": round(rps / b, 3)})
-    if lat:
+    if n_req:
         out["p99_over_p50"] = round(out["latency_ms"]["p99"] / out["latency_ms"]["p50"], 2)
     print(json.dumps(out, indent=1))
 

@@ -41,8 +41,13 @@ static void decode_as(uint8_t sel, const uint8_t *body, size_t len)
         Idunno__InferChildRun *m;
         if (infer_child_decode_run(body, len, &m) == 0) {
             if (m->n_paths > INFER_CHILD_MAX_IMAGES ||
-                (m->n_tensor != 0 && m->n_tensor != m->n_paths))
+                (m->n_tensor != 0 && m->n_tensor != m->n_paths) ||
+                (m->n_data != 0 && m->n_data != m->n_paths))
                 __builtin_trap();
+            /* each input is a path or bytes, never neither */
+            for (size_t i = 0; i < m->n_paths; i++)
+                if (!m->paths[i][0] && !(m->n_data && m->data[i].len))
+                    __builtin_trap();
             idunno__infer_child_run__free_unpacked(m, NULL);
         }
         break;

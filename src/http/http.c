@@ -998,7 +998,7 @@ int http_start(struct http *h)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     h->mhd = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-            MHD_ALLOW_SUSPEND_RESUME,
+            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO,
         0, NULL, NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)h->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,

@@ -549,8 +549,8 @@ int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs 
 }
 
 int infer_procs_run(struct infer_procs *p, const char *key, const char *path, const char *card,
-                    const char *const *paths, const uint8_t *tensor, size_t n, infer_procs_cb cb,
-                    void *ud, char *errmsg, size_t len)
+                    const struct infer_input *in, size_t n, infer_procs_cb cb, void *ud,
+                    char *errmsg, size_t len)
 {
     unsigned crashes = infer_crashes_of(&p->crashes, key);
     if (crashes >= INFER_MAX_CRASHES) {
@@ -576,22 +576,34 @@ int infer_procs_run(struct infer_procs *p, const char *key, const char *path, co
     r->cb = cb;
     r->ud = ud;
     Idunno__InferChildRun m = IDUNNO__INFER_CHILD_RUN__INIT;
-    m.n_paths = n;
-    m.paths = (char **)paths;
-    protobuf_c_boolean *flags = NULL;
-    if (tensor && n) {
-        flags = calloc(n, sizeof *flags);
-        if (!flags) {
-            free(r);
-            return ID_ENOMEM;
+    char **paths = calloc(n ? n : 1, sizeof *paths);
+    protobuf_c_boolean *flags = calloc(n ? n : 1, sizeof *flags);
+    ProtobufCBinaryData *data = calloc(n ? n : 1, sizeof *data);
+    int any_tensor = 0, any_data = 0, rc = paths && flags && data ? 0 : ID_ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        paths[i] = (char *)(in[i].data ? "" : in[i].path);
+        flags[i] = in[i].tensor != 0;
+        any_tensor |= flags[i];
+        if (in[i].data) {
+            data[i] = (ProtobufCBinaryData){in[i].len, (uint8_t *)in[i].data};
+            any_data = 1;
         }
-        for (size_t i = 0; i < n; i++)
-            flags[i] = tensor[i] != 0;
+    }
+    m.n_paths = n;
+    m.paths = paths;
+    if (any_tensor) {
         m.n_tensor = n;
         m.tensor = flags;
     }
-    int rc = infer_child_pack(INFER_CHILD_RUN, r->id, &m.base, &r->frame, &r->frame_len);
+    if (any_data) {
+        m.n_data = n;
+        m.data = data;
+    }
+    if (!rc)
+        rc = infer_child_pack(INFER_CHILD_RUN, r->id, &m.base, &r->frame, &r->frame_len);
+    free(paths);
     free(flags);
+    free(data);
     if (rc < 0) {
         free(r);
         snprintf(errmsg, len, "cannot encode the run: %s", id_strerror(rc));

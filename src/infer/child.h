@@ -106,17 +106,18 @@ typedef void (*infer_procs_cb)(void *ud, const struct infer_procs_done *d);
  * infer_procs_destroy. */
 int infer_procs_create(const struct infer_procs_config *cfg, struct infer_procs **out);
 
-/* Runs paths[n] (n may be 0: load only) through the model `key` (name@version)
+/* Runs in[n] (n may be 0: load only) through the model `key` (name@version)
  * whose file is `path` and whose stored card is `card` (JSON, card.h; NULL or
  * "": the model's metadata and shapes), in its process (started if need be;
- * the key names the version, so one key always comes with one card). Where
- * tensor[i] is set (tensor NULL: nowhere), paths[i] holds the model's input
- * itself, not an image (infer_run_inputs). cb runs once, on the loop, never
+ * the key names the version, so one key always comes with one card). Each
+ * input is a file or bytes, an image or a tensor (infer.h, struct
+ * infer_input); the bytes of a run must fit its frame (INFER_CHILD_MAX_FRAME,
+ * else ID_ETOOBIG) and are copied. cb runs once, on the loop, never
  * inside this call. Returns 0, or ID_EMODEL with errmsg for a model given
  * up, ID_ENOMEM, ID_EIO (cannot start a process). */
 int infer_procs_run(struct infer_procs *p, const char *key, const char *path, const char *card,
-                    const char *const *paths, const uint8_t *tensor, size_t n, infer_procs_cb cb,
-                    void *ud, char *errmsg, size_t len);
+                    const struct infer_input *in, size_t n, infer_procs_cb cb, void *ud,
+                    char *errmsg, size_t len);
 
 /* Kills every process; pending runs are dropped without their callbacks (the
  * node is stopping). Memory is freed once libuv has closed the handles. */

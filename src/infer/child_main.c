@@ -4,10 +4,12 @@
  * process down, the node loses nothing but this process (docs/inference.md).
  *
  * The socket to the node is file descriptor 3 (child_proto.h). The main
- * thread reads it; each RUN runs on a thread of its own (up to
+ * thread reads it and queues each RUN for the run threads (up to
  * CHILD_MAX_RUNS at once: the node's worker runs up to three batches side by
- * side, and ONNX Runtime runs one session from several threads), which
- * writes its DONE under a lock. End of file on the socket — the node closed
+ * side, and ONNX Runtime runs one session from several threads); a run's
+ * thread writes its DONE under a lock. The threads are started as runs need
+ * them and then kept: a thread per run cost its creation on every online
+ * request, a small part of a tiny model's run. End of file on the socket — the node closed
  * it or died — ends the process. Anything malformed from the node ends it
  * too: the node then starts a new one. */
 #include "infer/child.h"
@@ -55,12 +57,17 @@ static struct {
     struct infer_gate *gate;
     const char *crash_hook; /* test only: "abort", "segv" or "hang" on every run */
     pthread_mutex_t write_lock, lock;
-    pthread_cond_t room;
-    int running;
+    pthread_cond_t room; /* running dropped below CHILD_MAX_RUNS */
+    pthread_cond_t work; /* a run was queued */
+    int running;         /* runs queued or under way */
+    int threads, idle;   /* run threads started; those waiting for work */
+    struct run *queue, *queue_tail;
+    int queued; /* runs in the queue, not yet taken by a thread */
 } child = {
     .write_lock = PTHREAD_MUTEX_INITIALIZER,
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .room = PTHREAD_COND_INITIALIZER,
+    .work = PTHREAD_COND_INITIALIZER,
 };
 
 static void die(int code, const char *why)
@@ -95,6 +102,7 @@ static void send_frame(uint16_t type, uint64_t id, const ProtobufCMessage *msg)
 struct run {
     uint64_t id;
     Idunno__InferChildRun *msg;
+    struct run *next; /* in the queue */
 };
 
 static void reply_done(uint64_t id, int status, const char *error, uint64_t cpu_us,
@@ -154,9 +162,8 @@ static void test_crash(void)
     abort();
 }
 
-static void *run_thread(void *arg)
+static void run_one(struct run *r)
 {
-    struct run *r = arg;
     size_t n = r->msg->n_paths;
     uint64_t cpu0 = id_thread_cpu_us();
     struct infer_result *res = calloc(n ? n : 1, sizeof *res);
@@ -164,51 +171,89 @@ static void *run_thread(void *arg)
     int rc = res ? 0 : ID_ENOMEM;
     if (!rc && n && child.crash_hook)
         test_crash();
-    /* Which paths hold the model's input itself (validated: one flag per
-     * path, or none). */
-    uint8_t *tensor = NULL;
-    if (!rc && r->msg->n_tensor) {
-        tensor = calloc(n, sizeof *tensor);
-        if (!tensor)
-            rc = ID_ENOMEM;
-        for (size_t i = 0; tensor && i < n; i++)
-            tensor[i] = r->msg->tensor[i] != 0;
+    struct infer_input *in = rc ? NULL : calloc(n ? n : 1, sizeof *in);
+    if (!rc && !in)
+        rc = ID_ENOMEM;
+    /* Validated: one flag and one data entry per path, or none. */
+    for (size_t i = 0; in && i < n; i++) {
+        in[i].path = r->msg->paths[i];
+        in[i].tensor = r->msg->n_tensor && r->msg->tensor[i];
+        if (r->msg->n_data && r->msg->data[i].len) {
+            in[i].data = r->msg->data[i].data;
+            in[i].len = r->msg->data[i].len;
+        }
     }
     if (!rc && n)
-        rc = infer_run_inputs(child.model, (const char *const *)r->msg->paths, tensor, n, n, res,
-                              err, sizeof err);
-    free(tensor);
+        rc = infer_run_inputs(child.model, in, n, n, res, err, sizeof err);
+    free(in);
     if (rc < 0 && !err[0])
         snprintf(err, sizeof err, "%s", id_strerror(rc));
     reply_done(r->id, rc, err, id_thread_cpu_us() - cpu0, res, n);
     free(res);
     idunno__infer_child_run__free_unpacked(r->msg, NULL);
     free(r);
+}
+
+static void *run_thread(void *arg)
+{
+    (void)arg;
     pthread_mutex_lock(&child.lock);
-    child.running--;
-    pthread_cond_signal(&child.room);
-    pthread_mutex_unlock(&child.lock);
+    for (;;) {
+        while (!child.queue) {
+            child.idle++;
+            pthread_cond_wait(&child.work, &child.lock);
+            child.idle--;
+        }
+        struct run *r = child.queue;
+        child.queue = r->next;
+        if (!child.queue)
+            child.queue_tail = NULL;
+        child.queued--;
+        pthread_mutex_unlock(&child.lock);
+        run_one(r);
+        pthread_mutex_lock(&child.lock);
+        child.running--;
+        pthread_cond_signal(&child.room);
+    }
     return NULL;
 }
 
+/* Queues a run for a run thread, starting one if none waits (up to
+ * CHILD_MAX_RUNS); waits first while that many runs are queued or under
+ * way, which stops the reading of the node's socket. */
 static void start_run(uint64_t id, Idunno__InferChildRun *msg)
 {
     struct run *r = malloc(sizeof *r);
     if (!r)
         die(1, "out of memory");
-    *r = (struct run){id, msg};
+    *r = (struct run){.id = id, .msg = msg};
     pthread_mutex_lock(&child.lock);
     while (child.running >= CHILD_MAX_RUNS)
         pthread_cond_wait(&child.room, &child.lock);
     child.running++;
+    if (child.queue_tail)
+        child.queue_tail->next = r;
+    else
+        child.queue = r;
+    child.queue_tail = r;
+    child.queued++;
+    /* A thread woken but not yet running still counts as idle: compare with
+     * the runs no thread has taken. */
+    int start = child.queued > child.idle && child.threads < CHILD_MAX_RUNS;
+    if (start)
+        child.threads++;
+    else
+        pthread_cond_signal(&child.work);
     pthread_mutex_unlock(&child.lock);
-    pthread_attr_t at;
-    pthread_t th;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &at, run_thread, r) != 0)
-        die(1, "cannot start a thread");
-    pthread_attr_destroy(&at);
+    if (start) {
+        pthread_attr_t at;
+        pthread_t th;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &at, run_thread, NULL) != 0)
+            die(1, "cannot start a thread");
+        pthread_attr_destroy(&at);
+    }
 }
 
 /* ---- the node's frames ----------------------------------------------------------------------- */

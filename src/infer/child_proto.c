@@ -63,9 +63,11 @@ int infer_child_decode_run(const uint8_t *body, size_t len, Idunno__InferChildRu
     if (!m)
         return ID_EPROTO;
     int ok = m->n_paths <= INFER_CHILD_MAX_IMAGES &&
-             (m->n_tensor == 0 || m->n_tensor == m->n_paths);
+             (m->n_tensor == 0 || m->n_tensor == m->n_paths) &&
+             (m->n_data == 0 || m->n_data == m->n_paths);
+    /* An input is a file (a path) or bytes given (no path), never both. */
     for (size_t i = 0; ok && i < m->n_paths; i++)
-        ok = path_ok(m->paths[i]);
+        ok = m->n_data && m->data[i].len ? m->paths[i][0] == 0 : path_ok(m->paths[i]);
     if (!ok) {
         idunno__infer_child_run__free_unpacked(m, NULL);
         return ID_EPROTO;

@@ -6,7 +6,8 @@
  *   node  -> child  INFER_CHILD_LOAD    first frame: the model file
  *   child -> node   INFER_CHILD_LOADED  its shape, or why it cannot be used
  *   node  -> child  INFER_CHILD_RUN     req_id = run id: image files (or files of
- *                                       the model's input itself, flagged per path)
+ *                                       the model's input itself, flagged per path;
+ *                                       or either given as bytes in the frame)
  *   child -> node   INFER_CHILD_DONE    req_id = that run id: top-k per image
  *
  * The socket is a trust boundary both ways: a child running a broken model

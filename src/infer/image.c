@@ -236,6 +236,18 @@ void image_preprocess(const struct image_rgb *img, const struct model_card *c, f
     }
 }
 
+int image_bytes_tensor(const uint8_t *data, size_t len, const struct model_card *c, float *out,
+                       char *errmsg, size_t errlen)
+{
+    struct image_rgb img;
+    int rc = image_decode(data, len, &img, errmsg, errlen);
+    if (rc == 0) {
+        image_preprocess(&img, c, out);
+        image_free(&img);
+    }
+    return rc;
+}
+
 int image_load_tensor(const char *path, const struct model_card *prep, float *out, char *errmsg,
                       size_t errlen)
 {
@@ -269,14 +281,8 @@ int image_load_tensor(const char *path, const struct model_card *prep, float *ou
         }
     }
     fclose(f);
-    if (rc == 0) {
-        struct image_rgb img;
-        rc = image_decode(buf, len, &img, errmsg, errlen);
-        if (rc == 0) {
-            image_preprocess(&img, prep, out);
-            image_free(&img);
-        }
-    }
+    if (rc == 0)
+        rc = image_bytes_tensor(buf, len, prep, out, errmsg, errlen);
     free(buf);
     return rc;
 }

@@ -43,6 +43,11 @@ size_t image_tensor_len(const struct model_card *c);
  * channels, scale, mean and std; a scale other than 255 means 1). */
 void image_preprocess(const struct image_rgb *img, const struct model_card *c, float *out);
 
+/* Decodes an encoded image in memory and preprocesses it into out. Returns 0
+ * or ID_EIMAGE. */
+int image_bytes_tensor(const uint8_t *data, size_t len, const struct model_card *c, float *out,
+                       char *errmsg, size_t errlen);
+
 /* Reads a file and does both. Returns 0 or ID_ENOTFOUND / ID_EIO / ID_EIMAGE. */
 int image_load_tensor(const char *path, const struct model_card *c, float *out, char *errmsg,
                       size_t errlen);

@@ -190,8 +190,7 @@ void infer_postprocess(const float *values, int classes, enum card_output output
 /* ---- batches with decoding overlapped ---------------------------------------------- */
 
 struct batch {
-    const char *const *paths;
-    const uint8_t *given; /* given[i]: paths[i] holds the input itself (NULL: none does) */
+    const struct infer_input *inputs;
     size_t n;
     float *tensor; /* n x plane, packed: failed images leave no gap */
     size_t n_ok;
@@ -201,8 +200,33 @@ struct batch {
     size_t plane;
 };
 
-/* An input given as a tensor: exactly plane float32 values, little-endian,
+/* Bytes given as a tensor: exactly plane float32 values, little-endian,
  * each finite (a NaN or an infinity would come out of the model as one). */
+static int tensor_parse(const uint8_t *data, size_t len, size_t plane, float *out, char *errmsg,
+                        size_t errlen)
+{
+    if (len != plane * 4) {
+        snprintf(errmsg, errlen, "the tensor does not hold %zu float32 values, the model's input",
+                 plane);
+        return ID_EINVAL;
+    }
+    for (size_t i = 0; i < plane; i++) {
+        const uint8_t *b = data + 4 * i;
+        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24;
+        float x;
+        memcpy(&x, &u, sizeof x);
+        if (!isfinite(x)) {
+            snprintf(errmsg, errlen, "tensor value %zu is not a finite number", i);
+            return ID_EINVAL;
+        }
+        out[i] = x;
+    }
+    return 0;
+}
+
+/* A tensor in a file: read whole (up to one value more than the model's
+ * input, to tell a longer file), then parsed. */
 static int tensor_load(const char *path, size_t plane, float *out, char *errmsg, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -211,44 +235,31 @@ static int tensor_load(const char *path, size_t plane, float *out, char *errmsg,
         snprintf(errmsg, errlen, "cannot open %s: %s", path, strerror(e));
         return e == ENOENT ? ID_ENOTFOUND : ID_EIO;
     }
-    int rc = 0;
-    size_t got = 0;
-    uint8_t buf[4096];
-    for (;;) {
-        size_t n = fread(buf, 1, sizeof buf, f);
-        if (n == 0)
-            break;
-        /* Whole values only fill out; the count is checked at the end. */
-        for (size_t k = 0; k + 4 <= n && got + k / 4 < plane; k += 4) {
-            uint32_t u = (uint32_t)buf[k] | (uint32_t)buf[k + 1] << 8 | (uint32_t)buf[k + 2] << 16 |
-                         (uint32_t)buf[k + 3] << 24;
-            float x;
-            memcpy(&x, &u, sizeof x);
-            if (!isfinite(x) && !rc) {
-                snprintf(errmsg, errlen, "tensor value %zu is not a finite number", got + k / 4);
-                rc = ID_EINVAL;
-            }
-            out[got + k / 4] = x;
-        }
-        if (n % 4) { /* a partial value: the length is wrong whatever follows */
-            got = SIZE_MAX;
-            break;
-        }
-        got += n / 4;
-        if (got > plane)
-            break;
-    }
-    if (ferror(f) && !rc) {
+    size_t want = plane * 4 + 4;
+    uint8_t *buf = malloc(want);
+    int rc = buf ? 0 : ID_ENOMEM;
+    size_t got = buf ? fread(buf, 1, want, f) : 0;
+    if (!rc && ferror(f)) {
         snprintf(errmsg, errlen, "cannot read %s", path);
         rc = ID_EIO;
     }
     fclose(f);
-    if (!rc && got != plane) {
-        snprintf(errmsg, errlen, "the tensor does not hold %zu float32 values, the model's input",
-                 plane);
-        rc = ID_EINVAL;
-    }
+    if (!rc)
+        rc = tensor_parse(buf, got, plane, out, errmsg, errlen);
+    free(buf);
     return rc;
+}
+
+static int input_load(const struct infer_input *in, const struct model_card *prep, size_t plane,
+                      float *out, char *errmsg, size_t errlen)
+{
+    if (in->data && in->tensor)
+        return tensor_parse(in->data, in->len, plane, out, errmsg, errlen);
+    if (in->data)
+        return image_bytes_tensor(in->data, in->len, prep, out, errmsg, errlen);
+    if (in->tensor)
+        return tensor_load(in->path, plane, out, errmsg, errlen);
+    return image_load_tensor(in->path, prep, out, errmsg, errlen);
 }
 
 static void *decode_batch(void *arg)
@@ -258,10 +269,7 @@ static void *decode_batch(void *arg)
     for (size_t i = 0; i < b->n; i++) {
         float *dst = b->tensor + b->n_ok * b->plane;
         struct infer_result *r = &b->results[i];
-        if (b->given && b->given[i])
-            r->status = tensor_load(b->paths[i], b->plane, dst, r->error, sizeof r->error);
-        else
-            r->status = image_load_tensor(b->paths[i], b->prep, dst, r->error, sizeof r->error);
+        r->status = input_load(&b->inputs[i], b->prep, b->plane, dst, r->error, sizeof r->error);
         b->slot[i] = r->status == 0 ? b->n_ok++ : SIZE_MAX;
     }
     return NULL;
@@ -282,11 +290,18 @@ static int output_finite(const float *values, int classes)
 int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, size_t batch,
                     struct infer_result *results, char *errmsg, size_t len)
 {
-    return infer_run_inputs(m, paths, NULL, n, batch, results, errmsg, len);
+    struct infer_input *in = calloc(n ? n : 1, sizeof *in);
+    if (!in)
+        return ID_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        in[i].path = paths[i];
+    int rc = infer_run_inputs(m, in, n, batch, results, errmsg, len);
+    free(in);
+    return rc;
 }
 
-int infer_run_inputs(struct infer_model *m, const char *const *paths, const uint8_t *tensor,
-                     size_t n, size_t batch, struct infer_result *results, char *errmsg, size_t len)
+int infer_run_inputs(struct infer_model *m, const struct infer_input *inputs, size_t n,
+                     size_t batch, struct infer_result *results, char *errmsg, size_t len)
 {
     if (batch == 0)
         batch = 1;
@@ -316,8 +331,7 @@ int infer_run_inputs(struct infer_model *m, const char *const *paths, const uint
     for (size_t i = 0; i < nb && !rc; i++) {
         struct batch *cur = &b[i % 2];
         if (i == 0) {
-            cur->paths = paths;
-            cur->given = tensor;
+            cur->inputs = inputs;
             cur->n = n < batch ? n : batch;
             cur->results = results;
             decode_batch(cur);
@@ -327,8 +341,7 @@ int infer_run_inputs(struct infer_model *m, const char *const *paths, const uint
         struct batch *next = &b[(i + 1) % 2];
         if (have_next) {
             size_t start = (i + 1) * batch;
-            next->paths = paths + start;
-            next->given = tensor ? tensor + start : NULL;
+            next->inputs = inputs + start;
             next->n = n - start < batch ? n - start : batch;
             next->results = results + start;
             if (pthread_create(&th, NULL, decode_batch, next) != 0) {

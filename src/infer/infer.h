@@ -83,15 +83,23 @@ void infer_postprocess(const float *values, int classes, enum card_output output
 int infer_run_files(struct infer_model *m, const char *const *paths, size_t n, size_t batch,
                     struct infer_result *results, char *errmsg, size_t len);
 
-/* The same, with some inputs given as tensors: where tensor[i] is set,
- * paths[i] holds image i's input itself, image_tensor_len(card) float32
- * values little-endian in the model's layout, already preprocessed (an
- * online request's FP32 or UINT8 tensor), fed as they are; a file of
+/* One input of a run: an encoded image or, with tensor set, the model's
+ * input itself (image_tensor_len(card) float32 values little-endian in the
+ * model's layout, already preprocessed: an online request's FP32 or UINT8
+ * tensor), fed as it is. It is read from the file at path, or, when data is
+ * set, given in memory (len bytes; path is then ignored). A tensor of
  * another length, or holding a NaN or an infinity, is that input's
- * ID_EINVAL. tensor NULL: every path is an image. */
-int infer_run_inputs(struct infer_model *m, const char *const *paths, const uint8_t *tensor,
-                     size_t n, size_t batch, struct infer_result *results, char *errmsg,
-                     size_t len);
+ * ID_EINVAL. */
+struct infer_input {
+    const char *path;
+    const uint8_t *data;
+    size_t len;
+    int tensor;
+};
+
+/* infer_run_files over inputs that may be tensors or bytes in memory. */
+int infer_run_inputs(struct infer_model *m, const struct infer_input *inputs, size_t n,
+                     size_t batch, struct infer_result *results, char *errmsg, size_t len);
 
 /* ---- session cache: loaded models keyed by name and version, LRU ---------------- */
 

@@ -281,6 +281,27 @@ static int tensors_make(struct oip_call *oc)
     return 0;
 }
 
+/* A request key (OnlineInfer.key): unique per request across the cluster,
+ * so that the leader tells a repeat from a new request. A random seed per
+ * process, then splitmix64 over a counter (a bijection: no two requests of
+ * this node share a key) instead of a getrandom call per request. 0 if
+ * the seed could not be had: the leader then cannot tell repeats. */
+static uint64_t request_key(void)
+{
+    static uint64_t seed, counter;
+    static int seeded;
+    if (!seeded) {
+        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+            return 0;
+        seeded = 1;
+    }
+    uint64_t z = seed + ++counter * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
 static void start_infer(struct oip_call *oc)
 {
     size_t len, json_len;
@@ -300,8 +321,7 @@ static void start_infer(struct oip_call *oc)
         return;
     }
     oc->deadline_ms = id_now_ms() + OIP_DEADLINE_MS;
-    if (getrandom(&oc->key, sizeof oc->key, 0) != (ssize_t)sizeof oc->key)
-        oc->key = 0; /* no key: the leader cannot tell a repeat */
+    oc->key = request_key();
     rc = send_infer(oc);
     if (rc < 0) {
         reply_error(oc->call,

@@ -55,6 +55,13 @@
  * query. The bounds keep a chain's tensor small. */
 #define WORKER_CHAIN_MAX 8
 #define WORKER_CHAIN_IMAGES 64
+/* An online run's inputs up to this many bytes go to the model's process in
+ * the run message itself; larger ones are written to files (a file each
+ * costs a write here and a read there, a third of a tiny model's run). A
+ * chain's given bytes stay under WORKER_CHAIN_GIVEN_BYTES, well inside the
+ * run frame's INFER_CHILD_MAX_FRAME. */
+#define WORKER_GIVEN_BYTES (256u * 1024)
+#define WORKER_CHAIN_GIVEN_BYTES (768u * 1024)
 
 enum wq_state { WQ_FETCHING, WQ_READY, WQ_RUNNING, WQ_DONE };
 
@@ -84,7 +91,11 @@ struct wquery {
      * written to files; its results answer the request, not a job. */
     struct net_request *online_req;
     char **online_files;
-    int online_tensors; /* the files hold the model's input itself (OnlineRun.tensors) */
+    int online_tensors; /* the inputs are the model's input itself (OnlineRun.tensors) */
+    /* Small inputs are kept here instead of files (WORKER_GIVEN_BYTES):
+     * the request as received, its images' or tensors' bytes. */
+    Idunno__OnlineRun *online_given;
+    size_t given_bytes;
     /* The packed QueryDone, retried until a coordinator commits it. */
     uint8_t *done;
     size_t done_len;
@@ -129,12 +140,20 @@ static void wq_free(struct wquery *q)
         }
     if (q->run)
         idunno__query_run__free_unpacked(q->run, NULL);
+    if (q->online_given)
+        idunno__online_run__free_unpacked(q->online_given, NULL);
     free(q->online_files);
     free(q->paths);
     free(q->image_status);
     free(q->results);
     free(q->done);
     free(q);
+}
+
+/* An online run's query (its inputs came with the request), not a job's. */
+static int wq_online(const struct wquery *q)
+{
+    return q->online_files || q->online_given;
 }
 
 static void wq_unlink(struct worker *w, struct wquery *q)
@@ -310,6 +329,15 @@ static void on_chain_ran(void *ud, const struct infer_procs_done *d)
     kick(w);
 }
 
+/* Input i of an online query whose inputs were kept in memory: its bytes. */
+static const uint8_t *online_input(const struct wquery *q, size_t i, size_t *len)
+{
+    const Idunno__OnlineRun *o = q->online_given;
+    const ProtobufCBinaryData *b = o->n_tensors ? &o->tensors[i]->data : &o->images[i];
+    *len = b->len;
+    return b->data;
+}
+
 /* Hands the chain to its model's process: one run over the images that were
  * fetched. A failure to start it fails the chain at once. */
 static void run_chain(struct worker *w, struct wquery *head)
@@ -330,32 +358,30 @@ static void run_chain(struct worker *w, struct wquery *head)
     size_t n = 0, k = 0;
     for (struct wquery *q = head; q; q = q->chain)
         n += q->run->n_images;
-    const char **paths = calloc(n ? n : 1, sizeof *paths);
-    uint8_t *tensor = calloc(n ? n : 1, sizeof *tensor);
-    if (!paths || !tensor) {
-        free(paths);
-        free(tensor);
+    struct infer_input *in = calloc(n ? n : 1, sizeof *in);
+    if (!in) {
         chain_fail(head, "out of memory", 0);
         finish_chain(head);
         return;
     }
-    int any_tensor = 0;
     for (struct wquery *q = head; q; q = q->chain)
         for (size_t i = 0; i < q->run->n_images; i++)
             if (q->paths[i]) {
-                tensor[k] = (uint8_t)q->online_tensors;
-                any_tensor |= q->online_tensors;
-                paths[k++] = q->paths[i];
+                in[k].tensor = q->online_tensors;
+                if (q->online_given)
+                    in[k].data = online_input(q, i, &in[k].len);
+                else
+                    in[k].path = q->paths[i];
+                k++;
             }
     /* A process per model version: a re-trained model starts afresh, even
      * when only its card changed (the same file, another version). */
     char key[INFER_KEY_MAX];
     snprintf(key, sizeof key, "%s@%llx.%u", run->model->name,
              (unsigned long long)strtoull(run->model->blob, NULL, 16), run->model->version);
-    int rc = infer_procs_run(w->procs, key, head->model_path, run->model->card, paths,
-                             any_tensor ? tensor : NULL, k, on_chain_ran, head, err, sizeof err);
-    free(paths);
-    free(tensor);
+    int rc = infer_procs_run(w->procs, key, head->model_path, run->model->card, in, k, on_chain_ran,
+                             head, err, sizeof err);
+    free(in);
     if (rc < 0) {
         /* ID_EMODEL: the model was given up after crashing its processes. */
         snprintf(msg, sizeof msg, "%s", err[0] ? err : id_strerror(rc));
@@ -527,7 +553,9 @@ static int prepare_run(struct worker *w, struct wquery *q)
         char p[700];
         free(q->paths[i]); /* resolved before a run that its process's crash undid */
         q->paths[i] = NULL;
-        if (q->online_files && q->image_status[i] == 0)
+        if (q->online_given && q->image_status[i] == 0)
+            q->paths[i] = strdup(""); /* given in the run message (online_input) */
+        else if (q->online_files && q->image_status[i] == 0)
             q->paths[i] = strdup(q->online_files[i]);
         else if (q->image_status[i] == 0 && store_path(st, run->images[i]->blob, p, sizeof p) == 0)
             q->paths[i] = strdup(p);
@@ -584,11 +612,12 @@ static void start_chain(struct worker *w, struct wquery *head)
     if (prepare_run(w, head))
         return;
     struct wquery *tail = head;
-    size_t n = 1, images = head->run->n_images;
+    size_t n = 1, images = head->run->n_images, given = head->given_bytes;
     /* The others' model path resolves as the head's did (same file, same
      * moment): the chain's run uses the head's. */
     for (struct wquery *q = head->next; q && n < WORKER_CHAIN_MAX; q = q->next) {
-        if (!chains_with(head, q) || images + q->run->n_images > WORKER_CHAIN_IMAGES)
+        if (!chains_with(head, q) || images + q->run->n_images > WORKER_CHAIN_IMAGES ||
+            given + q->given_bytes > WORKER_CHAIN_GIVEN_BYTES)
             continue;
         if (prepare_run(w, q))
             continue;
@@ -596,6 +625,7 @@ static void start_chain(struct worker *w, struct wquery *head)
         tail = q;
         n++;
         images += q->run->n_images;
+        given += q->given_bytes;
     }
     w->running++;
     run_chain(w, head);
@@ -673,7 +703,7 @@ static void wq_start(struct wquery *q)
     q->fetching = 1; /* held while the fetches start: some may finish at once */
     Idunno__ModelInfo *m = run->model;
     fetch_one(q, -1, m->blob, m->size, &m->sha256, m->sources, m->n_sources);
-    for (size_t i = 0; i < run->n_images && !q->online_files; i++) {
+    for (size_t i = 0; i < run->n_images && !wq_online(q); i++) {
         Idunno__QueryImage *im = run->images[i];
         fetch_one(q, (long)i, im->blob, im->size, &im->sha256, im->sources, im->n_sources);
     }
@@ -829,7 +859,7 @@ static void on_state(void *ud, struct net_request *req, const uint8_t *body, siz
     }
     size_t k = 0;
     for (struct wquery *q = w->queries; q && k < n; q = q->next) {
-        if (q->preload || q->online_files)
+        if (q->preload || wq_online(q))
             continue;
         Idunno__WorkerQuery *r = &rows[k];
         idunno__worker_query__init(r);
@@ -945,9 +975,13 @@ static void on_online_run(void *ud, struct net_request *req, const uint8_t *body
     }
     if (ok)
         q = wq_new(w, run);
-    if (q)
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += o->n_tensors ? o->tensors[i]->data.len : o->images[i].len;
+    int given = bytes <= WORKER_GIVEN_BYTES;
+    if (q && !given)
         q->online_files = calloc(n, sizeof *q->online_files);
-    if (!q || !q->online_files) {
+    if (!q || (!given && !q->online_files)) {
         if (q)
             wq_free(q);
         else if (run)
@@ -961,11 +995,16 @@ static void on_online_run(void *ud, struct net_request *req, const uint8_t *body
     /* An image that cannot be stored is that image's error, as one that
      * cannot be fetched is in a job's query. */
     q->online_tensors = o->n_tensors > 0;
-    for (size_t i = 0; i < n; i++)
-        if (!(q->online_files[i] = online_write(w, o->n_tensors ? &o->tensors[i]->data
-                                                                : &o->images[i])))
-            q->image_status[i] = ID_EIO;
-    idunno__online_run__free_unpacked(o, NULL);
+    if (given) {
+        q->online_given = o; /* its bytes go in the run message */
+        q->given_bytes = bytes;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (!(q->online_files[i] = online_write(w, o->n_tensors ? &o->tensors[i]->data
+                                                                    : &o->images[i])))
+                q->image_status[i] = ID_EIO;
+        idunno__online_run__free_unpacked(o, NULL);
+    }
     q->online_req = req;
     wq_append(w, q);
     w->stats.accepted++;

@@ -223,7 +223,10 @@ static void test_tensor_inputs(void **state)
     write_floats(paths[6], a, plane, 2);
 
     struct infer_result res[N];
-    assert_int_equal(infer_run_inputs(m, list, given, N, 3, res, err, sizeof err), 0);
+    struct infer_input in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (struct infer_input){.path = list[i], .tensor = given[i]};
+    assert_int_equal(infer_run_inputs(m, in, N, 3, res, err, sizeof err), 0);
     for (int pair = 0; pair < 2; pair++) {
         const struct infer_result *img = &res[pair * 3], *ten = &res[pair * 3 + 1];
         assert_int_equal(img->status, 0);
@@ -244,7 +247,35 @@ static void test_tensor_inputs(void **state)
     assert_int_equal(res[6].status, ID_EINVAL);
     assert_int_equal(res[7].status, ID_ENOTFOUND);
     /* without the flags the same files are images, which they are not */
-    assert_int_equal(infer_run_inputs(m, &list[1], NULL, 1, 1, res, err, sizeof err), 0);
+    /* the same inputs given as bytes in memory answer as their files do */
+    struct infer_result mem[N];
+    uint8_t *bytes[N] = {0};
+    for (int i = 0; i < N - 1; i++) { /* the last is missing */
+        FILE *f = fopen(paths[i], "rb");
+        assert_non_null(f);
+        bytes[i] = malloc(1 << 16);
+        size_t len = fread(bytes[i], 1, 1 << 16, f);
+        fclose(f);
+        in[i] = (struct infer_input){.data = bytes[i], .len = len, .tensor = given[i]};
+    }
+    in[N - 1] = (struct infer_input){.path = list[N - 1], .tensor = 1};
+    assert_int_equal(infer_run_inputs(m, in, N, 3, mem, err, sizeof err), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(mem[i].status, res[i].status);
+        if (res[i].status != 0) {
+            free(bytes[i]);
+            continue;
+        }
+        assert_int_equal(mem[i].k, res[i].k);
+        for (int k = 0; k < res[i].k; k++) {
+            assert_int_equal(mem[i].top_class[k], res[i].top_class[k]);
+            assert_float_equal(mem[i].top_prob[k], res[i].top_prob[k], 1e-6);
+        }
+        free(bytes[i]);
+    }
+    assert_non_null(strstr(mem[2].error, "does not hold 3072 float32 values"));
+    in[1] = (struct infer_input){.path = list[1]};
+    assert_int_equal(infer_run_inputs(m, &in[1], 1, 1, res, err, sizeof err), 0);
     assert_int_equal(res[0].status, ID_EIMAGE);
     infer_model_close(m);
     free(a);

@@ -78,6 +78,35 @@ static void test_run_roundtrip_and_bad_paths(void **state)
         n = roundtrip(INFER_CHILD_RUN, 3, &m.base, body);
         assert_int_equal(infer_child_decode_run(body, n, &got), ID_EPROTO);
     }
+    /* inputs given as bytes: one entry per path; a given input has no path,
+     * and an input without bytes has one */
+    m.n_tensor = 0;
+    char *mixed[] = {"/data/a.jpg", ""};
+    ProtobufCBinaryData data[3] = {{0, NULL}, {3, (uint8_t *)"abc"}, {1, (uint8_t *)"x"}};
+    m.paths = mixed;
+    m.n_data = 2;
+    m.data = data;
+    n = roundtrip(INFER_CHILD_RUN, 4, &m.base, body);
+    assert_int_equal(infer_child_decode_run(body, n, &got), 0);
+    assert_int_equal(got->n_data, 2);
+    assert_int_equal(got->data[1].len, 3);
+    assert_memory_equal(got->data[1].data, "abc", 3);
+    idunno__infer_child_run__free_unpacked(got, NULL);
+    char *both[] = {"/data/a.jpg", "/data/b.jpg"}; /* bytes and a path for input 1 */
+    m.paths = both;
+    n = roundtrip(INFER_CHILD_RUN, 5, &m.base, body);
+    assert_int_equal(infer_child_decode_run(body, n, &got), ID_EPROTO);
+    char *none[] = {"", ""}; /* input 0 has neither */
+    m.paths = none;
+    n = roundtrip(INFER_CHILD_RUN, 6, &m.base, body);
+    assert_int_equal(infer_child_decode_run(body, n, &got), ID_EPROTO);
+    for (size_t k = 1; k <= 3; k += 2) {
+        m.paths = k == 1 ? mixed : (char *[]){"/a", "", "/b"};
+        m.n_paths = 2;
+        m.n_data = k;
+        n = roundtrip(INFER_CHILD_RUN, 7, &m.base, body);
+        assert_int_equal(infer_child_decode_run(body, n, &got), ID_EPROTO);
+    }
 }
 
 /* A DONE for `n` images, each with the first k of the given class indices
