@@ -229,6 +229,10 @@ def main():
         pool, pending, t0, _ = start_clients(targets, args.model, token, images, args.clients,
                                              args.seconds, warm_s, args.json,
                                              args.python_clients)
+        # The cluster's CPU time over the measured run: a cost per request
+        # that other load on the host moves less than it moves the rate.
+        wait(lambda: pending.ready() or time.time() >= t0, warm_s + 60)
+        cpu0 = c.cpu_seconds()
         if victim:
             wait(lambda: pending.ready() or time.time() >= t0 + args.kill_worker,
                  warm_s + args.seconds + 60)
@@ -236,6 +240,7 @@ def main():
                 c.kill(victim)
                 log("killed %s with -9 at %.1f s" % (victim, time.time() - t0))
         results = pending.get()
+        cpu_s = c.cpu_seconds() - cpu0
         if pool:
             pool.close()
             lat = [x for r in results for x in r[0]]
@@ -273,7 +278,9 @@ def main():
            "via": args.via, "seconds": args.seconds, "requests": n_req,
            "requests_per_s": round(rps, 1), "failures": failures,
            "first_error": errors[0] if errors else None,
-           "latency_ms": lat_ms, "clients_in": "python" if args.python_clients else "c",
+           "latency_ms": lat_ms,
+           "cluster_cpu_ms_per_request": round(cpu_s * 1000 / n_req, 3) if n_req else None,
+           "clients_in": "python" if args.python_clients else "c",
            "leader": st.get("leader"), "elections": elections,
            "online_job_batch": args.online_job or None, "killed": victim,
            "retried_on_another_worker": retried, "tensor": args.tensor,

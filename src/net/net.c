@@ -177,6 +177,7 @@ int net_create(uv_loop_t *loop, const struct net_config *cfg, struct net **out)
     }
     net->cfg.keys = NULL; /* the copy above is the one used */
     net->next_req_id = 1;
+    net->local_tail = &net->local;
     uv_idle_init(loop, &net->flush);
     net->flush.data = net;
     net->open_handles++;
@@ -242,6 +243,7 @@ void net_destroy(struct net *net, void (*done)(void *ud), void *ud)
     net->close_ud = ud;
     while (net->conns)
         net__conn_close(NET_ENTRY(net->conns, struct net_conn), ID_ESHUTDOWN);
+    net__local_stop(net);
     uv_close((uv_handle_t *)&net->flush, handle_closed);
     if (net->started) {
         uv_close((uv_handle_t *)&net->listener, handle_closed);

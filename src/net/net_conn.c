@@ -157,12 +157,20 @@ static void on_flush(uv_idle_t *h)
 {
     struct net *net = h->data;
     uv_idle_stop(h);
+    if (net->local)
+        net__local_run(net); /* may cork replies and calls: flushed below */
     while (net->corked) {
         struct net_conn *c = net->corked;
         net->corked = c->cork_next;
         c->cork_next = NULL;
         conn_flush(c);
     }
+}
+
+void net__flush_arm(struct net *net)
+{
+    if (!uv_is_active((uv_handle_t *)&net->flush))
+        uv_idle_start(&net->flush, on_flush);
 }
 
 /* Puts a frame (or raw bytes) on the cork list; frames wait on the queue
@@ -188,8 +196,7 @@ int net__conn_write(struct net_conn *c, struct pending_write *w)
     if (first) {
         c->cork_next = c->net->corked;
         c->net->corked = c;
-        if (!uv_is_active((uv_handle_t *)&c->net->flush))
-            uv_idle_start(&c->net->flush, on_flush);
+        net__flush_arm(c->net);
     }
     return 0;
 }

@@ -97,10 +97,24 @@ struct pending_write {
     uint32_t tail;      /* the frame ends in a sealed payload of this many bytes */
 };
 
+/* A frame of a call to this node itself (net_call to its own address):
+ * kept in memory and handled on the loop's next turn (net__local_run), with
+ * no connection, sealing or system call. The caller and the handler see
+ * what a call over a connection gives them. */
+struct local_frame {
+    struct local_frame *next;
+    uint64_t req_id;
+    uint16_t type;
+    uint8_t flags; /* FRAME_F_*: 0 for a request */
+    size_t len;
+    uint8_t body[];
+};
+
 struct net_call {
     struct net_link link; /* on conn->calls */
     struct net *net;
     struct net_conn *conn;
+    int local; /* to this node itself: no connection */
     uint64_t req_id;
     uv_timer_t timer;
     net_response_fn fn;
@@ -112,9 +126,10 @@ struct net_call {
 };
 
 struct net_request {
-    struct net_link link; /* on conn->requests */
+    struct net_link link; /* on conn->requests, or net->local_requests */
     struct net *net;
     struct net_conn *conn; /* NULL once the connection closed */
+    int local;             /* from this node itself, until the transport stops */
     uint64_t req_id;
     uint16_t type;
     uint32_t sealed_tail; /* frame_header.sealed_tail of the request */
@@ -153,7 +168,9 @@ struct net {
     struct net_link *conns;
     size_t n_incoming, n_outgoing;
     uint64_t next_req_id;
-    struct net_call **call_tab; /* by req_id; size a power of two */
+    struct local_frame *local, **local_tail; /* frames to this node itself */
+    struct net_link *local_requests;         /* their requests not yet answered */
+    struct net_call **call_tab;              /* by req_id; size a power of two */
     size_t call_tab_size, n_calls;
     struct frame_stats stats;
     uint64_t udp_sent, udp_received;
@@ -183,6 +200,9 @@ void net__handle_released(struct net *net);
 struct pending_write *net__frame_build(const struct net *net, uint16_t type, uint8_t flags,
                                        uint64_t req_id, const void *body, size_t len,
                                        uint32_t tail);
+/* Makes the flush (the corked frames' writes, the local frames) run
+ * before the loop next blocks. */
+void net__flush_arm(struct net *net);
 /* Queues w on c (which takes it, also on failure); 0 or ID_ECLOSED. */
 int net__conn_write(struct net_conn *c, struct pending_write *w);
 /* Closes c, failing its calls with `reason` (0: ID_ECLOSED); idempotent. */
@@ -198,6 +218,12 @@ void net__call_fail_later(struct net_call *call, int status, const char *msg);
 void net__deliver_response(struct net_conn *c, const struct frame_header *h, const uint8_t *body);
 /* Detaches req from its connection: its reply, if ever sent, is dropped. */
 void net__request_unlink(struct net_request *req);
+/* Handles the frames of calls to this node itself queued so far (requests
+ * to their handlers, replies to their calls); run from the flush. */
+void net__local_run(struct net *net);
+/* The transport stops: queued frames are dropped, local calls fail with
+ * ID_ESHUTDOWN and the replies of local requests will be dropped. */
+void net__local_stop(struct net *net);
 void net__dispatch_request(struct net_conn *c, const struct frame_header *h, const uint8_t *body);
 
 /* ---- net_udp.c ---- */

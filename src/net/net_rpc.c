@@ -18,6 +18,8 @@
 
 /* ---- calls ----------------------------------------------------------------- */
 
+static void local_dispatch(struct net *net, const struct local_frame *f);
+
 static size_t call_slot(const struct net *net, uint64_t req_id)
 {
     /* Ids are sequential, so a multiplicative hash spreads them evenly. */
@@ -143,17 +145,26 @@ static void on_call_timeout(uv_timer_t *t)
         call_fail(call, ID_ETIMEDOUT, "no answer before the deadline");
 }
 
+static void deliver(struct net *net, struct net_call *call, const struct frame_header *h,
+                    const uint8_t *body);
+
 void net__deliver_response(struct net_conn *c, const struct frame_header *h, const uint8_t *body)
 {
     struct net_call *call = call_tab_find(c->net, h->req_id);
     /* Timed out meanwhile, or an id this connection never carried: dropped. */
     if (!call || call->conn != c || call->done || call->fail_status)
         return;
+    deliver(c->net, call, h, body);
+}
+
+static void deliver(struct net *net, struct net_call *call, const struct frame_header *h,
+                    const uint8_t *body)
+{
     struct net_result res = {.status = 0, .type = h->type, .body = body, .len = h->length};
     if (h->flags & FRAME_F_ERROR) {
         Idunno__ErrorReply *er = idunno__error_reply__unpack(NULL, h->length, body);
         if (!er) {
-            c->net->stats.bad_body++;
+            net->stats.bad_body++;
             call_fail(call, ID_EPROTO, "undecodable error reply");
             return;
         }
@@ -173,11 +184,19 @@ void net__deliver_response(struct net_conn *c, const struct frame_header *h, con
 
 void net__request_unlink(struct net_request *req)
 {
+    if (req->local) {
+        net_link_remove(&req->net->local_requests, &req->link);
+        req->local = 0;
+        return;
+    }
     if (!req->conn)
         return;
     net_link_remove(&req->conn->requests, &req->link);
     req->conn = NULL;
 }
+
+static void request_serve(struct net *net, struct net_request *req, const struct frame_header *h,
+                          const uint8_t *body);
 
 void net__dispatch_request(struct net_conn *c, const struct frame_header *h, const uint8_t *body)
 {
@@ -194,6 +213,13 @@ void net__dispatch_request(struct net_conn *c, const struct frame_header *h, con
     snprintf(req->peer, sizeof req->peer, "%s", c->peer);
     req->sealed_tail = h->sealed_tail;
     net_link_push(&c->requests, &req->link);
+    request_serve(net, req, h, body);
+}
+
+/* Hands a request to its type's handler, or answers the error. */
+static void request_serve(struct net *net, struct net_request *req, const struct frame_header *h,
+                          const uint8_t *body)
+{
     if (h->type >= NET_MAX_TYPES || !net->handlers[h->type].req_fn) {
         net->stats.unknown_type++;
         net_reply_error(req, ID_EUNKNOWNTYPE, "this node does not handle that message type", NULL);
@@ -222,6 +248,8 @@ uint32_t net_request_sealed_tail(const struct net_request *req)
 
 static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
                            size_t len);
+static int local_queue(struct net *net, uint16_t type, uint8_t flags, uint64_t req_id,
+                       const void *body, size_t len);
 
 int net_reply(struct net_request *req, uint16_t type, const void *body, size_t len)
 {
@@ -233,9 +261,9 @@ static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags
 {
     struct net_conn *c = req->conn;
     int rc = ID_ECLOSED;
-    if (c && len > FRAME_MAX_BODY) {
-        LOG_WARN("net", "answer of type %u to %s is %zu bytes, over the frame limit", type, c->peer,
-                 len);
+    if ((c || req->local) && len > FRAME_MAX_BODY) {
+        LOG_WARN("net", "answer of type %u to %s is %zu bytes, over the frame limit", type,
+                 req->peer, len);
         net_reply_errorf(req, ID_ETOOBIG, "the answer (%zu bytes) exceeds the %u-byte frame limit",
                          len, FRAME_MAX_BODY);
         return ID_ETOOBIG;
@@ -245,6 +273,8 @@ static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags
                                                    req->req_id, body, len, 0);
         rc = w ? net__conn_write(c, w) : ID_ENOMEM;
         c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
+    } else if (req->local) {
+        rc = local_queue(req->net, type, flags | FRAME_F_RESPONSE, req->req_id, body, len);
     }
     net__request_unlink(req);
     free(req);
@@ -287,7 +317,7 @@ int net_reply_error(struct net_request *req, int code, const char *message, cons
      * the "undecodable body" reject of net.h, counted here in one place. The
      * transport itself outlives no request it hands out, but the connection
      * may be gone, so count only while it is there. */
-    if (code == ID_EPROTO && req->conn)
+    if (code == ID_EPROTO && (req->conn || req->local))
         req->net->stats.bad_body++;
     uint8_t buf[1024];
     size_t len = idunno__error_reply__get_packed_size(&er);
@@ -297,6 +327,121 @@ int net_reply_error(struct net_request *req, int code, const char *message, cons
     }
     idunno__error_reply__pack(&er, buf);
     return net_reply_flags(req, IDUNNO__MSG_TYPE__MSG_ERROR_REPLY, FRAME_F_ERROR, buf, len);
+}
+
+/* ---- calls to this node itself ------------------------------------------------
+ *
+ * A node calls itself often: its HTTP gateway and its command line hand every
+ * request to its own forwarder, and a coordinator runs queries on its own
+ * worker. Over a connection each such call cost a frame built, sealed,
+ * written, read, opened and parsed, both ways. Here it is a copy of the body
+ * queued on the transport and handled on the loop's next turn: the handler
+ * gets a net_request, the caller its callback with the reply or an error, as
+ * over a connection (never inside net_call or inside another callback), and
+ * the call's deadline holds. A sealed tail (net_call_tail) still goes over a
+ * connection: its handler opens the payload itself. */
+
+static int local_queue(struct net *net, uint16_t type, uint8_t flags, uint64_t req_id,
+                       const void *body, size_t len)
+{
+    if (net->closing)
+        return ID_ESHUTDOWN;
+    struct local_frame *f = malloc(sizeof *f + len);
+    if (!f)
+        return ID_ENOMEM;
+    *f = (struct local_frame){.req_id = req_id, .type = type, .flags = flags, .len = len};
+    if (len)
+        memcpy(f->body, body, len);
+    *net->local_tail = f;
+    net->local_tail = &f->next;
+    net__flush_arm(net);
+    return 0;
+}
+
+static int local_call(struct net *net, uint16_t type, const void *body, size_t len,
+                      uint32_t timeout_ms, net_response_fn fn, void *ud)
+{
+    struct net_call *call = calloc(1, sizeof *call);
+    if (!call)
+        return ID_ENOMEM;
+    call->net = net;
+    call->local = 1;
+    call->req_id = net->next_req_id++;
+    call->fn = fn;
+    call->ud = ud;
+    if (call_tab_insert(net, call) < 0) {
+        free(call);
+        return ID_ENOMEM;
+    }
+    uv_timer_init(net->loop, &call->timer);
+    call->timer.data = call;
+    net->open_handles++;
+    uv_update_time(net->loop);
+    uv_timer_start(&call->timer, on_call_timeout,
+                   timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
+    if (local_queue(net, type, 0, call->req_id, body, len) < 0)
+        net__call_fail_later(call, ID_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void local_dispatch(struct net *net, const struct local_frame *f)
+{
+    struct frame_header h = {
+        .flags = f->flags, .type = f->type, .req_id = f->req_id, .length = (uint32_t)f->len};
+    if (f->flags & FRAME_F_RESPONSE) {
+        struct net_call *call = call_tab_find(net, f->req_id);
+        /* Timed out (or failed) meanwhile: dropped, as over a connection. */
+        if (call && call->local && !call->done && !call->fail_status)
+            deliver(net, call, &h, f->body);
+        return;
+    }
+    struct net_request *req = calloc(1, sizeof *req);
+    if (!req) {
+        struct net_call *call = call_tab_find(net, f->req_id);
+        if (call && call->local)
+            net__call_fail_later(call, ID_ENOMEM, "out of memory");
+        return;
+    }
+    req->net = net;
+    req->local = 1;
+    req->req_id = f->req_id;
+    req->type = f->type;
+    snprintf(req->peer, sizeof req->peer, "%s", net->addr);
+    net_link_push(&net->local_requests, &req->link);
+    request_serve(net, req, &h, f->body);
+}
+
+void net__local_run(struct net *net)
+{
+    /* Only the frames queued so far: what their handlers and callbacks queue
+     * waits for the next turn, so a call that calls itself again cannot
+     * hold the loop. */
+    struct local_frame *f = net->local;
+    net->local = NULL;
+    net->local_tail = &net->local;
+    while (f) {
+        struct local_frame *next = f->next;
+        if (!net->closing)
+            local_dispatch(net, f);
+        free(f);
+        f = next;
+    }
+}
+
+void net__local_stop(struct net *net)
+{
+    while (net->local) {
+        struct local_frame *f = net->local;
+        net->local = f->next;
+        free(f);
+    }
+    net->local_tail = &net->local;
+    while (net->local_requests)
+        net__request_unlink(NET_ENTRY(net->local_requests, struct net_request));
+    for (size_t i = 0; i < net->call_tab_size; i++)
+        for (struct net_call *c = net->call_tab[i]; c; c = c->hnext)
+            if (c->local)
+                net__call_fail_later(c, ID_ESHUTDOWN, "the node is stopping");
 }
 
 int net_call(struct net *net, const char *addr, uint16_t type, const void *body, size_t len,
@@ -314,6 +459,8 @@ int net_call_tail(struct net *net, const char *addr, uint16_t type, const void *
         return ID_ETOOBIG;
     if (tail && (!net->sealed || tail > len || tail < SEAL_PAYLOAD_OVERHEAD))
         return ID_EINVAL;
+    if (!tail && net->started && strcmp(addr, net->addr) == 0)
+        return local_call(net, type, body, len, timeout_ms, fn, ud);
     int err = 0;
     struct net_conn *c = net__conn_get(net, addr, &err);
     if (!c)

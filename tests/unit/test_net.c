@@ -1,7 +1,8 @@
 /* test_net.c — the transport on a real libuv loop over loopback: calls and
  * replies, late and out-of-order replies, remote errors, deadlines, refused and
  * dropped connections, pooling and idle close, datagrams, garbage on the wire;
- * and the frame reader on its own. Ports: IDUNNO_TEST_PORT_BASE (default 7100)
+ * calls of a node to itself, which take no connection; and the frame reader
+ * on its own. Ports: IDUNNO_TEST_PORT_BASE (default 7100)
  * up to +9. */
 #include <errno.h>
 #include <poll.h>
@@ -38,6 +39,7 @@ struct fixture {
     struct net_result last;
     char last_body[256];
     char last_err[256];
+    char last_leader[64];
     struct net_request *held; /* a request answered later */
     struct net_request *held_many[128];
     int n_held;
@@ -101,6 +103,7 @@ static void on_result(void *ud, const struct net_result *r)
     snprintf(f->last_body, sizeof f->last_body, "%.*s", (int)r->len,
              r->body ? (const char *)r->body : "");
     snprintf(f->last_err, sizeof f->last_err, "%s", r->errmsg ? r->errmsg : "");
+    snprintf(f->last_leader, sizeof f->last_leader, "%s", r->leader ? r->leader : "");
     f->calls_done++;
 }
 
@@ -572,6 +575,66 @@ static void test_close_fails_own_calls_with_shutdown(void **state)
     assert_int_equal(net_reply(f->held, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, "z", 1), ID_ECLOSED);
 }
 
+/* A node calling its own address is answered without a connection, with
+ * what a call over one gives: the reply (never inside net_call), a later
+ * reply, an error reply with its leader hint, an unknown type, the deadline
+ * (a reply after it is dropped), and ID_ESHUTDOWN when the node stops. */
+static void test_call_to_itself(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 20; i++) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "self %d", i);
+        assert_int_equal(net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, msg, strlen(msg),
+                                  0, on_result, f),
+                         0);
+        assert_int_equal(f->calls_done, i);
+        run_until(f, &f->calls_done, i + 1, 2000);
+        assert_int_equal(f->last.status, 0);
+        assert_int_equal(f->last.type, IDUNNO__MSG_TYPE__MSG_PING_RESP);
+        assert_string_equal(f->last_body, msg);
+    }
+    assert_int_equal(net_open_connections(f->b, NULL), 0); /* no connection to itself */
+    net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_result, f);
+    run_until(f, &f->n_held, 1, 2000);
+    assert_string_equal(f->held_peer, f->addr_b);
+    assert_int_equal(f->calls_done, 20);
+    net_reply(f->held, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, "later", 5);
+    assert_int_equal(f->calls_done, 20); /* not inside the handler's reply */
+    run_until(f, &f->calls_done, 21, 2000);
+    assert_string_equal(f->last_body, "later");
+    net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_MEMBERS_REQ, NULL, 0, 0, on_result, f);
+    run_until(f, &f->calls_done, 22, 2000);
+    assert_int_equal(f->last.status, ID_ENOLEADER);
+    assert_string_equal(f->last_err, "no coordinator yet");
+    assert_string_equal(f->last_leader, "10.0.0.1:7000");
+    net_call(f->b, f->addr_b, 499, NULL, 0, 0, on_result, f);
+    run_until(f, &f->calls_done, 23, 2000);
+    assert_int_equal(f->last.status, ID_EUNKNOWNTYPE);
+    uint64_t t0 = id_now_ms();
+    net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "y", 1, 100, on_result, f);
+    run_until(f, &f->calls_done, 24, 3000);
+    assert_int_equal(f->last.status, ID_ETIMEDOUT);
+    assert_true(id_now_ms() - t0 >= 100);
+    assert_int_equal(net_reply(f->held, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, "late", 4), 0);
+    for (int i = 0; i < 5; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->calls_done, 24); /* the late answer went to no one */
+    /* stopping: the pending call fails with ID_ESHUTDOWN, after net_destroy
+     * returned; the handler's later answer is dropped */
+    net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "z", 1, 0, on_result, f);
+    run_until(f, &f->n_held, 3, 2000);
+    shut_done = 0;
+    net_destroy(f->b, on_a_closed, NULL);
+    f->b = NULL;
+    assert_int_equal(f->calls_done, 24);
+    run_until(f, &f->calls_done, 25, 2000);
+    assert_int_equal(f->last.status, ID_ESHUTDOWN);
+    assert_int_equal(net_reply(f->held, IDUNNO__MSG_TYPE__MSG_NODE_INFO_RESP, "z", 1), ID_ECLOSED);
+    run_until(f, &shut_done, 1, 2000);
+    assert_int_equal(shut_done, 1);
+}
+
 /* Frames are corked per loop iteration and written together: calls issued in
  * one go, large ones among small ones, far more than a socket buffer takes at
  * once, all arrive whole and in order (the echo answers each with its own
@@ -767,6 +830,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_fails_own_calls_with_shutdown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corked_frames_whole_and_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answer_before_close_is_sent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_call_to_itself, setup, teardown),
         cmocka_unit_test(test_reader_reassembles),
         cmocka_unit_test(test_reader_rejects),
         cmocka_unit_test(test_parse_addr),
