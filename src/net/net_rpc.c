@@ -358,27 +358,43 @@ static int local_queue(struct net *net, uint16_t type, uint8_t flags, uint64_t r
     return 0;
 }
 
-static int local_call(struct net *net, uint16_t type, const void *body, size_t len,
-                      uint32_t timeout_ms, net_response_fn fn, void *ud)
+/* A call with its id and its running deadline, over connection c (NULL: to
+ * this node itself); NULL when out of memory. */
+static struct net_call *call_new(struct net *net, struct net_conn *c, uint32_t timeout_ms,
+                                 net_response_fn fn, void *ud)
 {
     struct net_call *call = calloc(1, sizeof *call);
     if (!call)
-        return ID_ENOMEM;
+        return NULL;
     call->net = net;
-    call->local = 1;
+    call->conn = c;
+    call->local = c == NULL;
     call->req_id = net->next_req_id++;
     call->fn = fn;
     call->ud = ud;
     if (call_tab_insert(net, call) < 0) {
         free(call);
-        return ID_ENOMEM;
+        return NULL;
     }
     uv_timer_init(net->loop, &call->timer);
     call->timer.data = call;
     net->open_handles++;
+    if (c)
+        net_link_push(&c->calls, &call->link);
+    /* The deadline counts from now, not from the loop's cached time, which lags
+     * by however long the current callback has been running. */
     uv_update_time(net->loop);
     uv_timer_start(&call->timer, on_call_timeout,
                    timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
+    return call;
+}
+
+static int local_call(struct net *net, uint16_t type, const void *body, size_t len,
+                      uint32_t timeout_ms, net_response_fn fn, void *ud)
+{
+    struct net_call *call = call_new(net, NULL, timeout_ms, fn, ud);
+    if (!call)
+        return ID_ENOMEM;
     if (local_queue(net, type, 0, call->req_id, body, len) < 0)
         net__call_fail_later(call, ID_ENOMEM, "out of memory");
     return 0;
@@ -468,27 +484,9 @@ int net_call_tail(struct net *net, const char *addr, uint16_t type, const void *
     if (c->connected && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->corked_bytes >
                             NET_MAX_WRITE_QUEUE)
         return ID_EBUSY;
-    struct net_call *call = calloc(1, sizeof *call);
+    struct net_call *call = call_new(net, c, timeout_ms, fn, ud);
     if (!call)
         return ID_ENOMEM;
-    call->net = net;
-    call->conn = c;
-    call->req_id = net->next_req_id++;
-    call->fn = fn;
-    call->ud = ud;
-    if (call_tab_insert(net, call) < 0) {
-        free(call);
-        return ID_ENOMEM;
-    }
-    uv_timer_init(net->loop, &call->timer);
-    call->timer.data = call;
-    net->open_handles++;
-    net_link_push(&c->calls, &call->link);
-    /* The deadline counts from now, not from the loop's cached time, which lags
-     * by however long the current callback has been running. */
-    uv_update_time(net->loop);
-    uv_timer_start(&call->timer, on_call_timeout,
-                   timeout_ms ? timeout_ms : net->cfg.call_timeout_ms, 0);
     c->last_used_ms = id_now_ms();
     struct pending_write *w = net__frame_build(net, type, 0, call->req_id, body, len, tail);
     if (!w) {
