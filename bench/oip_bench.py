@@ -6,8 +6,8 @@ same cores for comparison.
 
   bench/oip_bench.py [--model resnet50] [--nodes 5] [--clients 8] [--seconds 20]
                      [--images 16] [--via all|one] [--online-job BATCH]
-                     [--kill-worker S] [--tensor] [--json] [--python-clients]
-                     [--base-port 26700]
+                     [--max-queue-delay US] [--kill-worker S] [--tensor] [--json]
+                     [--python-clients] [--base-port 26700]
 
 Each client is one keep-alive HTTP connection to a node (all nodes in turn,
 or node1 only with --via one) sending binary infer requests of one image
@@ -27,7 +27,9 @@ the tensor's values as numbers) instead of the binary extension.
 (binary, random values) instead of a JPEG: no decoding on the worker.
 --online-job BATCH launches an online job of the model first (its requests
 then go through the fair-time scheduler, up to BATCH run together;
-docs/scheduler.md, "Online jobs"). --kill-worker S kills a node that is
+docs/scheduler.md, "Online jobs"); --max-queue-delay US launches it with that
+maximum queue delay (a request may wait up to US microseconds for others to
+fill its batch). --kill-worker S kills a node that is
 neither the coordinator nor one the clients talk to with -9, S seconds into
 the measured run: every request must still be answered (failures counts
 those that were not; each client's request has the cluster's default 30 s
@@ -176,6 +178,8 @@ def main():
     ap.add_argument("--no-bare", action="store_true", help="skip the bare runtime loop")
     ap.add_argument("--online-job", type=int, default=0, metavar="BATCH",
                     help="launch an online job of the model with this batch first")
+    ap.add_argument("--max-queue-delay", type=int, default=None, metavar="US",
+                    help="the online job's maximum queue delay in microseconds (launch's option)")
     ap.add_argument("--json", action="store_true",
                     help="requests all JSON (base64 image, tensor values) instead of binary")
     ap.add_argument("--tensor", action="store_true",
@@ -186,6 +190,8 @@ def main():
                     help="clients as Python processes instead of bench/oip_load.c")
     ap.add_argument("--base-port", type=int, default=26700)
     args = ap.parse_args()
+    if args.max_queue_delay is not None and not args.online_job:
+        ap.error("--max-queue-delay goes with --online-job")
 
     c = Cluster(args.nodes, args.base_port)
     img_dir = tempfile.mkdtemp(prefix="idunno-oip-images.")  # outlives the cluster's directory
@@ -214,7 +220,10 @@ def main():
             images = [(shape, struct.pack("<%df" % n, *[rnd.random() for _ in range(n)]))
                       for _ in range(len(images))]
         if args.online_job:
-            c.cli("node1", "launch", args.model, str(args.online_job), "--online", check=True)
+            delay = ([] if args.max_queue_delay is None
+                     else ["--max-queue-delay", str(args.max_queue_delay)])
+            c.cli("node1", "launch", args.model, str(args.online_job), "--online", *delay,
+                  check=True)
         victim = None
         if args.kill_worker is not None:
             leader = c.wait_leader()
@@ -282,7 +291,8 @@ def main():
            "cluster_cpu_ms_per_request": round(cpu_s * 1000 / n_req, 3) if n_req else None,
            "clients_in": "python" if args.python_clients else "c",
            "leader": st.get("leader"), "elections": elections,
-           "online_job_batch": args.online_job or None, "killed": victim,
+           "online_job_batch": args.online_job or None,
+           "max_queue_delay_us": args.max_queue_delay, "killed": victim,
            "retried_on_another_worker": retried, "tensor": args.tensor,
            "json": args.json}
     if not args.no_bare:

@@ -1,10 +1,10 @@
 /* fuzz_fair.c — libFuzzer target for the fair dispatcher: the bytes are a
  * sequence of operations (jobs, workers, queries, failures, adoption, batches
- * taken onto a worker), checked
+ * taken onto a worker, holds), checked
  * against a shadow of what is in flight where. Any disagreement, a dispatch
  * beyond a worker's slots other than by the spare rule or a burst (the job's
- * own queries alone on the worker, fewer than its burst), or a query in
- * flight twice is a crash. */
+ * own queries alone on the worker, fewer than its burst), a dispatch of a
+ * held job, or a query in flight twice is a crash. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +30,7 @@ static unsigned slots[NWORKERS];
 static unsigned load[NWORKERS];
 static int jobs[NJOBS];
 static unsigned burst[NJOBS];
+static int held[NJOBS];
 static unsigned spare;
 
 static size_t job_inflight(uint32_t job)
@@ -87,11 +88,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(load, 0, sizeof load);
     memset(jobs, 0, sizeof jobs);
     memset(burst, 0, sizeof burst);
+    memset(held, 0, sizeof held);
     spare = 0;
     uint64_t next_q = 1000;
     char name[8];
     for (size_t k = 0; k + 1 < size; k += 2) {
-        uint8_t op = data[k] % 13, b = data[k + 1];
+        uint8_t op = data[k] % 14, b = data[k + 1];
         uint32_t job = b % NJOBS;
         int w = b % NWORKERS;
         name_of(w, name);
@@ -101,6 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rc = fair_job_add(f, job, 1 + b % 3);
             if (rc != (jobs[job] ? ID_EEXIST : 0))
                 __builtin_trap();
+            if (!jobs[job])
+                held[job] = 0; /* a new job starts unheld */
             jobs[job] = 1;
             break;
         case 1:
@@ -109,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap();
             jobs[job] = 0;
             burst[job] = 0;
+            held[job] = 0;
             for (size_t i = 0; i < nfl;)
                 if (fl[i].job == job)
                     drop(i);
@@ -157,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     break;
                 int dw = d.worker[0] == 'w' ? d.worker[1] - '0' : -1;
                 if (dw < 0 || dw >= NWORKERS || !present[dw] || d.job >= NJOBS || !jobs[d.job] ||
-                    find(d.job, d.query) >= 0 || nfl == MAXFL)
+                    held[d.job] || find(d.job, d.query) >= 0 || nfl == MAXFL)
                     __builtin_trap();
                 /* Beyond the slots only into a spare, only for a job with
                  * nothing in flight, only when no regular slot is free; or
@@ -189,6 +194,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (i >= 0)
                     drop((size_t)i);
             }
+            break;
+        case 13:
+            rc = fair_job_hold(f, job, b & 0x80);
+            if (rc != (jobs[job] ? 0 : ID_ENOTFOUND))
+                __builtin_trap();
+            if (rc == 0)
+                held[job] = (b & 0x80) != 0;
             break;
         case 10:
             if (fair_set_spare(f, b % 3) != 0)

@@ -1,5 +1,5 @@
 /* cmd_jobs.c — IDunno's commands: jobs (launch,
- * inference, set-batch, set-model-version, stop, jobs) and what the seed report calls C1–C5:
+ * inference, set-batch, set-model-version, set-max-queue-delay, stop, jobs) and what the seed report calls C1–C5:
  * qinfo (queries done and rate over the last 10 s), qjob (processing-time
  * statistics), set-batch, results, assign (workers per job and their share).
  * All of them go to the coordinator through the node given by -s. */
@@ -25,16 +25,18 @@ static int cmd_qinfo(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_qjob(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_set_model_version(struct cli_ctx *ctx, int argc, char **argv);
+static int cmd_set_max_queue_delay(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_results(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_assign(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_job_commands[] = {
-    {"launch", "MODEL BATCH [--weight W] [--version N] [--online]",
+    {"launch", "MODEL BATCH [--weight W] [--version N] [--online [--max-queue-delay US]]",
      "start a job running MODEL (its latest version, or version N), BATCH images per query; "
      "--online: its queries are MODEL's online requests (predict, /v2), up to BATCH images run "
-     "together",
+     "together; --max-queue-delay: a request may wait up to US microseconds (0 by default, at "
+     "most 1000000) for others to fill its batch",
      cmd_launch},
     {"inference", "MODEL DATASET",
      "queue every image under the SDFS prefix DATASET for MODEL's job", cmd_inference},
@@ -47,12 +49,17 @@ const struct cli_command cli_job_commands[] = {
     {"set-model-version", "MODEL N",
      "MODEL's job runs version N for the queries dispatched from now on (models MODEL lists them)",
      cmd_set_model_version},
+    {"set-max-queue-delay", "MODEL US",
+     "MODEL's online job holds a request up to US microseconds (0..1000000; 0: never) for "
+     "others to fill its batch",
+     cmd_set_max_queue_delay},
     {"results", "MODEL [LOCAL]", "C4: the job's results; with LOCAL, all of them as JSON lines",
      cmd_results},
     {"assign", "[--watch]", "C5: the workers serving each job now and their share over 10 s",
      cmd_assign},
     {"jobs", "[--histogram]",
-     "every job: state, progress, rate, batch, weight, workers with its model loaded "
+     "every job: state, progress, rate, batch (an online job's with its queue delay: 8/500us), "
+     "weight, workers with its model loaded "
      "(--json --histogram: each job's latency histogram too)",
      cmd_jobs},
     {"stop", "MODEL", "stop MODEL's job (its results stay)", cmd_stop},
@@ -92,6 +99,7 @@ static void json_job(const Idunno__JobInfo *j)
     if (j->error[0])
         cli_json_str("error", j->error);
     cli_json_u64("batch", j->batch);
+    cli_json_u64("max_queue_delay_us", j->max_queue_delay_us);
     cli_json_double("weight", j->weight);
     cli_json_u64("images", j->images);
     cli_json_u64("images_done", j->images_done);
@@ -181,15 +189,25 @@ static int parse_watch(int argc, char **argv, const char **arg)
     return watch;
 }
 
-static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, uint32_t batch,
-                       double weight, uint32_t version, int online, const char *verb)
+/* What a job command sends besides the model (JobLaunch's fields). */
+struct job_args {
+    uint32_t batch;
+    double weight;
+    uint32_t version;
+    int online;
+    uint32_t max_queue_delay_us;
+};
+
+static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model,
+                       const struct job_args *args, const char *verb)
 {
     Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
     l.model = (char *)model;
-    l.batch = batch;
-    l.weight = weight;
-    l.version = version;
-    l.online = online;
+    l.batch = args->batch;
+    l.weight = args->weight;
+    l.version = args->version;
+    l.online = args->online;
+    l.max_queue_delay_us = args->max_queue_delay_us;
     Idunno__JobInfo *j;
     int rc = cli_call_decode(ctx, type, &l.base, &idunno__job_info__descriptor, &j);
     if (rc)
@@ -198,10 +216,10 @@ static int job_command(struct cli_ctx *ctx, uint16_t type, const char *model, ui
         json_job(j);
         cli_json_done();
     } else if (j->online) {
-        printf("%s online job %u of %s: version %u, batch %u, weight %g, %s, %llu requests "
-               "answered\n",
-               verb, j->id, j->model, j->version, j->batch, j->weight, j->state,
-               (unsigned long long)j->queries_done);
+        printf("%s online job %u of %s: version %u, batch %u, max queue delay %u us, weight %g, "
+               "%s, %llu requests answered\n",
+               verb, j->id, j->model, j->version, j->batch, j->max_queue_delay_us, j->weight,
+               j->state, (unsigned long long)j->queries_done);
     } else {
         printf("%s job %u of %s: version %u, batch %u, weight %g, %s, %llu of %llu images done\n",
                verb, j->id, j->model, j->version, j->batch, j->weight, j->state,
@@ -233,6 +251,27 @@ static int parse_u32(const char *s, uint32_t *out)
     return 0;
 }
 
+/* A queue delay in microseconds: 0 up to the coordinator's bound (it checks
+ * too; said here before anything is sent). Returns 0, or -1 with why, which
+ * follows the option or command's name ("takes ..."). */
+#define MAX_QUEUE_DELAY_US 1000000
+static int parse_queue_delay(const char *s, uint32_t *out, char *why, size_t len)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || !*s || *s == '-' || *s == '+') {
+        snprintf(why, len, "takes a number of microseconds, not '%s'", s);
+        return -1;
+    }
+    if (errno == ERANGE || v > MAX_QUEUE_DELAY_US) {
+        snprintf(why, len, "takes at most %d us (a second), not %s", MAX_QUEUE_DELAY_US, s);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
 static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
 {
     const struct cli_command *cmd = ctx->cmd;
@@ -240,31 +279,38 @@ static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
         return 0;
     const char *pos[2];
     int npos = 0;
-    double weight = 1.0;
-    uint32_t version = 0;
-    int online = 0;
+    struct job_args args = {.weight = 1.0};
+    int delay_given = 0;
+    char why[160], delay_why[180];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--online") == 0) {
-            online = 1;
+            args.online = 1;
         } else if (strcmp(argv[i], "--version") == 0 && i + 1 < argc) {
-            if (parse_u32(argv[++i], &version) < 0)
+            if (parse_u32(argv[++i], &args.version) < 0)
                 return cli_usage_error(cmd, "--version takes a version number (1, 2, ...)");
         } else if (strcmp(argv[i], "--weight") == 0 && i + 1 < argc) {
             char *end;
-            weight = strtod(argv[++i], &end);
-            if (*end || !(weight > 0))
+            args.weight = strtod(argv[++i], &end);
+            if (*end || !(args.weight > 0))
                 return cli_usage_error(cmd, "--weight takes a positive number");
+        } else if (strcmp(argv[i], "--max-queue-delay") == 0 && i + 1 < argc) {
+            if (parse_queue_delay(argv[++i], &args.max_queue_delay_us, why, sizeof why) < 0) {
+                snprintf(delay_why, sizeof delay_why, "--max-queue-delay %s", why);
+                return cli_usage_error(cmd, delay_why);
+            }
+            delay_given = 1;
         } else if (npos < 2) {
             pos[npos++] = argv[i];
         } else {
             return cli_usage_error(cmd, "takes a model and a batch size");
         }
     }
-    uint32_t batch;
-    if (npos != 2 || parse_u32(pos[1], &batch) < 0)
+    if (npos != 2 || parse_u32(pos[1], &args.batch) < 0)
         return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, pos[0], batch, weight, version,
-                       online, "launched");
+    /* Even 0: a batch job has no queue, so the option is a mistake there. */
+    if (delay_given && !args.online)
+        return cli_usage_error(cmd, "--max-queue-delay is for online jobs only (with --online)");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, pos[0], &args, "launched");
 }
 
 static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
@@ -272,11 +318,10 @@ static int cmd_set_batch(struct cli_ctx *ctx, int argc, char **argv)
     const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
-    uint32_t batch;
-    if (argc != 3 || parse_u32(argv[2], &batch) < 0)
+    struct job_args args = {0};
+    if (argc != 3 || parse_u32(argv[2], &args.batch) < 0)
         return cli_usage_error(cmd, "takes a model and a batch size (a positive number)");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, argv[1], batch, 0, 0, 0,
-                       "updated");
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_BATCH_REQ, argv[1], &args, "updated");
 }
 
 static int cmd_set_model_version(struct cli_ctx *ctx, int argc, char **argv)
@@ -284,10 +329,24 @@ static int cmd_set_model_version(struct cli_ctx *ctx, int argc, char **argv)
     const struct cli_command *cmd = ctx->cmd;
     if (cli_wants_help(cmd, argc, argv))
         return 0;
-    uint32_t version;
-    if (argc != 3 || parse_u32(argv[2], &version) < 0)
+    struct job_args args = {0};
+    if (argc != 3 || parse_u32(argv[2], &args.version) < 0)
         return cli_usage_error(cmd, "takes a model and a version number (1, 2, ...)");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_VERSION_REQ, argv[1], 0, 0, version, 0,
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_VERSION_REQ, argv[1], &args, "updated");
+}
+
+static int cmd_set_max_queue_delay(struct cli_ctx *ctx, int argc, char **argv)
+{
+    const struct cli_command *cmd = ctx->cmd;
+    if (cli_wants_help(cmd, argc, argv))
+        return 0;
+    if (argc != 3)
+        return cli_usage_error(cmd, "takes a model and a delay in microseconds");
+    struct job_args args = {0};
+    char why[160];
+    if (parse_queue_delay(argv[2], &args.max_queue_delay_us, why, sizeof why) < 0)
+        return cli_usage_error(cmd, why);
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_SET_QUEUE_DELAY_REQ, argv[1], &args,
                        "updated");
 }
 
@@ -298,7 +357,8 @@ static int cmd_stop(struct cli_ctx *ctx, int argc, char **argv)
         return 0;
     if (argc != 2)
         return cli_usage_error(cmd, "takes a model");
-    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, argv[1], 0, 0, 0, 0, "stopped");
+    struct job_args args = {0};
+    return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_STOP_REQ, argv[1], &args, "stopped");
 }
 
 static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv)
@@ -525,10 +585,14 @@ static int cmd_jobs(struct cli_ctx *ctx, int argc, char **argv)
                                             "LOADED");
         for (size_t i = 0; i < l->n_jobs; i++) {
             const Idunno__JobInfo *j = l->jobs[i];
-            char id[16], ver[16], b[16], w[24], im[48], q[24], rate[24], qr[32], ld[32];
+            char id[16], ver[16], b[32], w[24], im[48], q[24], rate[24], qr[32], ld[32];
             snprintf(id, sizeof id, "%u", j->id);
             snprintf(ver, sizeof ver, "%u", j->version);
-            snprintf(b, sizeof b, "%u", j->batch);
+            /* An online job's batch with its queue delay, when it has one. */
+            if (j->online && j->max_queue_delay_us)
+                snprintf(b, sizeof b, "%u/%uus", j->batch, j->max_queue_delay_us);
+            else
+                snprintf(b, sizeof b, "%u", j->batch);
             snprintf(w, sizeof w, "%g", j->weight);
             job_images_text(j, im, sizeof im);
             snprintf(q, sizeof q, "%llu", (unsigned long long)j->queries_done);

@@ -458,6 +458,7 @@ static void node_http_render_jobs(void *ud, struct prom_out *m, struct json_out 
         json_out_str(j, "state", job->stopped ? "stopped" : "running");
         json_out_str(j, "kind", job->online ? "online" : "batch");
         json_out_u64(j, "batch", job->batch);
+        json_out_u64(j, "max_queue_delay_us", job->max_queue_delay_us);
         json_out_u64(j, "queries_done", job->queries_done);
         json_out_u64(j, "images", job->n_images);
         json_out_u64(j, "images_done", job->n_done);

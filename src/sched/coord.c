@@ -175,6 +175,31 @@ static void send_run(struct coord *c, const struct dispatch_run *q, const struct
     }
 }
 
+static void on_hold_timer(uv_timer_t *t)
+{
+    struct coord *c = t->data;
+    pump(c);
+}
+
+/* An online job's requests held for its queue delay (dispatch.h) are
+ * dispatched when the hold ends, even if nothing else happens by then. The
+ * loop's timers count whole milliseconds: the wait is rounded up, from the
+ * loop's clock brought up to date first, so a hold ends up to about a
+ * millisecond late when no other event comes first (a timer that fires a
+ * little early is only armed again for the rest). */
+static void arm_hold_timer(struct coord *c)
+{
+    uint64_t until = dispatch_online_hold_until(c->d);
+    if (!until) {
+        uv_timer_stop(&c->hold_timer);
+        return;
+    }
+    uv_update_time(c->loop);
+    uint64_t now = id_now_us();
+    uint64_t ms = until > now ? (until - now + 999) / 1000 : 0;
+    uv_timer_start(&c->hold_timer, on_hold_timer, ms, 0);
+}
+
 /* Dispatches while the dispatcher has a query and a free slot. The guard
  * bounds a loop in which every RUN fails at once (each failure requeues the
  * query, which the dispatcher may pick again). */
@@ -205,6 +230,7 @@ static void pump(struct coord *c)
         else
             send_run(c, &q, &a);
     }
+    arm_hold_timer(c);
     load_models(c, 0);
 }
 
@@ -768,8 +794,41 @@ static const char *command_model(const struct ctl_op *op)
     return ((const Idunno__JobLaunch *)op->msg)->model;
 }
 
+/* Why a queue delay was refused (launch --max-queue-delay,
+ * set-max-queue-delay), or NULL if it was not the delay. */
+static const char *queue_delay_error(const struct coord *c, const struct ctl_op *op)
+{
+    static char msg[200];
+    const Idunno__JobLaunch *m = op->msg;
+    if (op->type == IDUNNO__MSG_TYPE__MSG_JOB_SET_QUEUE_DELAY_REQ) {
+        const struct job_rec *job = jobs_of_model(c->jobs, m->model);
+        if (job && !job->stopped && !job->online) {
+            snprintf(msg, sizeof msg,
+                     "the job of '%s' is not an online job: a queue delay holds online requests "
+                     "only",
+                     m->model);
+            return msg;
+        }
+    } else if (op->type != IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ || !m->max_queue_delay_us) {
+        return NULL;
+    } else if (!m->online) {
+        return "a queue delay is for online jobs only (launch MODEL BATCH --online "
+               "--max-queue-delay US)";
+    }
+    if (m->max_queue_delay_us <= JOBS_MAX_QUEUE_DELAY_US)
+        return NULL;
+    snprintf(msg, sizeof msg, "the maximum queue delay is at most %d us (given %u)",
+             JOBS_MAX_QUEUE_DELAY_US, m->max_queue_delay_us);
+    return msg;
+}
+
 static const char *job_command_why(struct ctl_op *op, int status)
 {
+    const char *delay = status == ID_EINVAL && op->type != IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ
+                            ? queue_delay_error(op->ud, op)
+                            : NULL;
+    if (delay)
+        return delay;
     uint32_t version = op->type == IDUNNO__MSG_TYPE__MSG_JOB_INFERENCE_REQ
                            ? 0
                            : ((const Idunno__JobLaunch *)op->msg)->version;
@@ -805,6 +864,11 @@ static void lead_set_batch(struct ctl_op *op)
 static void lead_set_version(struct ctl_op *op)
 {
     ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_VERSION, op->body, op->len);
+}
+
+static void lead_set_queue_delay(struct ctl_op *op)
+{
+    ctl_op_propose(op, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_QUEUE_DELAY, op->body, op->len);
 }
 
 static void lead_stop(struct ctl_op *op)
@@ -944,6 +1008,8 @@ static const struct ctl_svc_op coord_ops[] = {
     JOB_OP(STOP, &idunno__job_launch__descriptor, lead_stop, on_job_command, job_command_why),
     JOB_OP(SET_VERSION, &idunno__job_launch__descriptor, lead_set_version, on_job_command,
            job_command_why),
+    JOB_OP(SET_QUEUE_DELAY, &idunno__job_launch__descriptor, lead_set_queue_delay, on_job_command,
+           job_command_why),
     JOB_OP(LIST, NULL, ctl_op_read, on_read_ready, NULL),
     JOB_OP(RESULTS, NULL, ctl_op_read, on_read_ready, NULL),
     /* Kept by the batch until its JOB_DONE command commits: not an op. */
@@ -1007,13 +1073,15 @@ int coord_create(const struct coord_config *cfg, struct coord **out, char *errms
     uv_timer_start(&c->tick, on_tick, COORD_TICK_MS, COORD_TICK_MS);
     uv_timer_init(c->loop, &c->batch_timer);
     c->batch_timer.data = c;
+    uv_timer_init(c->loop, &c->hold_timer);
+    c->hold_timer.data = c;
     *out = c;
     return 0;
 }
 
-/* The timers the coordinator owns (tick and batch_timer): its memory goes in
- * the close callback of the last one. */
-#define COORD_TIMERS 2
+/* The timers the coordinator owns (tick, batch_timer and hold_timer): its
+ * memory goes in the close callback of the last one. */
+#define COORD_TIMERS 3
 
 static void coord_release(struct coord *c)
 {
@@ -1049,6 +1117,7 @@ void coord_stop(struct coord *c)
     }
     uv_close((uv_handle_t *)&c->tick, on_timer_closed);
     uv_close((uv_handle_t *)&c->batch_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->hold_timer, on_timer_closed);
 }
 
 void coord_destroy(struct coord *c)

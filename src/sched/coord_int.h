@@ -68,6 +68,9 @@ struct coord {
     uint64_t epoch;            /* bumped at each (de)activation: stale callbacks check it */
     uint64_t loads_checked_us; /* the dispatcher last asked which models to load */
     uv_timer_t tick, batch_timer;
+    /* Ends the hold of an online job's requests (its queue delay) on time,
+     * rather than at the next tick or event (pump arms it). */
+    uv_timer_t hold_timer;
     int stopping;
     int timers_closed;                  /* close callbacks run, of COORD_TIMERS */
     int destroy_pending;                /* coord_destroy ran: the last close callback frees */

@@ -19,9 +19,12 @@
  * where it runs, sharing the workers with the batch jobs by weight. When one
  * is dispatched to a worker, the job's other queued requests join it there,
  * into the worker's free slots and up to the job's batch (dynamic batching:
- * one ONLINE_RUN, one run of the model). Each request answered is one query
- * of the job, proposed in the completions' group commit, so `jobs`, `qjob`
- * and `assign` show it. A run that fails or takes too long (attempt_ms)
+ * one ONLINE_RUN, one run of the model). With a maximum queue delay
+ * (`launch ... --max-queue-delay US`), the dispatcher holds a job's requests
+ * until the oldest has waited that long or they fill such a run
+ * (dispatch_online_enqueue), and coord.c's hold timer dispatches them when
+ * the hold ends. Each request answered is one query of the job, proposed in
+ * the completions' group commit, so `jobs`, `qjob` and `assign` show it. A run that fails or takes too long (attempt_ms)
  * puts its requests back in the job's queue (dispatch_run_failed), each
  * tried on at most ONLINE_ATTEMPTS runs before its deadline.
  *
@@ -867,7 +870,7 @@ void coord_lead_online(void *ud, struct net_request *req, const uint8_t *body, s
      * any other request picks its worker itself. */
     if (job && job->online && job->version == m->version) {
         oc->job = job->id;
-        oc->query = dispatch_online_enqueue(c->d, job->id);
+        oc->query = dispatch_online_enqueue(c->d, job->id, (uint32_t)call_inputs(oc), id_now_us());
         if (!oc->query) {
             reply_error(oc, ID_ENOTLEADER, "this coordinator is not dispatching yet");
             return;

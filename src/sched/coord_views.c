@@ -87,6 +87,7 @@ static void job_view_fill(struct coord *c, const struct job_rec *job, uint64_t n
     info->error = (char *)job->error;
     info->version = job->version;
     info->online = job->online;
+    info->max_queue_delay_us = job->max_queue_delay_us;
     info->images = job->n_images;
     info->images_done = job->n_done;
     info->queries_done = job->queries_done;

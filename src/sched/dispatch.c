@@ -21,6 +21,8 @@ struct cquery {
     size_t n;
     enum cq_state state;
     int online; /* an online request (no images): its caller's deadline bounds it, not the timeout */
+    uint32_t inputs;    /* online: its images or tensors */
+    uint64_t queued_us; /* online: when it came, for the job's queue delay */
     char worker[DISPATCH_NAME_MAX];
     uint64_t requeued_us;     /* set when its worker failed: timed until it runs again */
     uint64_t dispatched_mono; /* ms, for the timeout */
@@ -74,6 +76,9 @@ struct cjob {
     char model_key[DISPATCH_MODEL_KEY_MAX];
     uint32_t model_version;
     int model_synced; /* model_key has been set once */
+    /* An online job held for its queue delay (dispatch_next): when the hold
+     * of its oldest waiting request ends (0: not held). */
+    uint64_t hold_until_us;
 };
 
 struct dispatch {
@@ -959,11 +964,49 @@ static double launch(struct dispatch *d, struct cquery *q, const char *worker, u
     return ms;
 }
 
+/* The online queue delay (dispatch.h). Whether an online job's requests
+ * wait for more at `now`: it has a delay, requests waiting, the oldest of
+ * them has waited less than the delay, and they would not fill the batch a
+ * dispatch would take now, in requests (the room on the worker it would go
+ * to) nor in inputs (its batch). Sets cj->hold_until_us. */
+static int online_held(struct dispatch *d, const struct job_rec *job, struct cjob *cj,
+                       uint64_t now_us)
+{
+    cj->hold_until_us = 0;
+    if (!job || !job->online || !job->max_queue_delay_us)
+        return 0;
+    unsigned room = fair_room(d->fair, cj->id);
+    if (room == 0)
+        return 0; /* nothing could go now anyway: the next free slot pumps again */
+    size_t waiting = 0, inputs = 0;
+    uint64_t oldest_us = 0;
+    for (const struct cquery *q = d->queries; q; q = q->next) {
+        if (q->job != cj->id || q->state != CQ_QUEUED || !q->online)
+            continue;
+        waiting++;
+        inputs += q->inputs;
+        if (waiting >= room || inputs >= job->batch)
+            return 0; /* a full batch is waiting */
+        if (!oldest_us || q->queued_us < oldest_us)
+            oldest_us = q->queued_us;
+    }
+    if (!waiting || now_us >= oldest_us + job->max_queue_delay_us)
+        return 0;
+    cj->hold_until_us = oldest_us + job->max_queue_delay_us;
+    return 1;
+}
+
 int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
                   struct dispatch_run *out)
 {
     if (d->phase != DISPATCH_ACTIVE)
         return 0;
+    /* Held online jobs are passed over, so the other jobs go meanwhile. Each
+     * call looks again: a dispatch changes the room, a request may have come. */
+    for (size_t i = 0; i < d->n_cjobs; i++) {
+        struct cjob *cj = &d->cjobs[i];
+        fair_job_hold(d->fair, cj->id, online_held(d, jobs_by_id(jobs, cj->id), cj, now_us));
+    }
     struct fair_dispatch fd;
     while (fair_next(d->fair, &fd)) {
         struct cquery *q = cq_find(d, fd.query);
@@ -999,7 +1042,7 @@ int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
 
 /* ---- online requests ------------------------------------------------------------------------ */
 
-uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job)
+uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job, uint32_t inputs, uint64_t now_us)
 {
     if (d->phase == DISPATCH_IDLE || !cjob_find(d, job))
         return 0;
@@ -1007,6 +1050,8 @@ uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job)
     if (!q)
         return 0;
     q->online = 1;
+    q->inputs = inputs;
+    q->queued_us = now_us;
     q->state = CQ_QUEUED;
     if (fair_enqueue(d->fair, job, q->id, 0) < 0) {
         cq_free(d, q, 0);
@@ -1032,6 +1077,17 @@ int dispatch_online_take(struct dispatch *d, uint32_t job, const char *worker, u
         return 1;
     }
     return 0;
+}
+
+uint64_t dispatch_online_hold_until(const struct dispatch *d)
+{
+    uint64_t until = 0;
+    for (size_t i = 0; d->phase == DISPATCH_ACTIVE && i < d->n_cjobs; i++) {
+        uint64_t u = d->cjobs[i].hold_until_us;
+        if (u && (!until || u < until))
+            until = u;
+    }
+    return until;
 }
 
 void dispatch_online_forget(struct dispatch *d, uint64_t query)

@@ -257,13 +257,27 @@ int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
                   struct dispatch_run *out);
 /* ---- online requests (docs/scheduler.md, "Online jobs") ---- */
 
-/* Queues an online request of an online job as a query without images, at
- * the tail of the job's queue: dispatch_next hands it out like any query, and
- * the coordinator sends it as an ONLINE_RUN. Returns its query id, or 0 (not
- * leading, the job is not in the dispatcher, out of memory). Its completion
- * goes through dispatch_done, its failure through dispatch_run_failed; it is
- * not timed out by dispatch_tick (its caller's deadline bounds it). */
-uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job);
+/* Queues an online request of an online job (`inputs` images or tensors,
+ * arrived at `now`) as a query without images, at the tail of the job's
+ * queue: dispatch_next hands it out like any query, and the coordinator
+ * sends it as an ONLINE_RUN. Returns its query id, or 0 (not leading, the job
+ * is not in the dispatcher, out of memory). Its completion goes through
+ * dispatch_done, its failure through dispatch_run_failed; it is not timed out
+ * by dispatch_tick (its caller's deadline bounds it).
+ *
+ * The queue delay (JobLaunch.max_queue_delay_us, D): while an online job
+ * with D > 0 has fewer requests waiting than one dispatch would take now
+ * (the room on the worker it would go to, fair_room, and the job's batch in
+ * inputs), dispatch_next holds them until the oldest has waited D, and
+ * serves the other jobs meanwhile; a full batch waiting goes at once. D = 0
+ * never holds. A request put back after a failed run keeps its arrival time,
+ * so it is not held again. */
+uint64_t dispatch_online_enqueue(struct dispatch *d, uint32_t job, uint32_t inputs,
+                                 uint64_t now_us);
+/* When the earliest hold of the last dispatch_next ends (monotonic us; 0:
+ * nothing is held): the coordinator dispatches again then, whatever else
+ * happens meanwhile. */
+uint64_t dispatch_online_hold_until(const struct dispatch *d);
 /* Dynamic batching: the next queued query of `job` goes in flight on
  * `worker` too (into a free slot of it; fair_take), to run in the same batch as a
  * query dispatch_next just gave it. Returns 1 with *query, else 0. */

@@ -132,6 +132,7 @@ struct fair_job {
     size_t inflight;
     unsigned burst;  /* fair_job_set_burst; 0 and 1 both mean none */
     int needs_model; /* fair_job_needs_model: only workers holding its model take it */
+    int held;        /* fair_job_hold: fair_next passes it over */
     uint64_t passed; /* the fair_next call that last passed it over (see there) */
     struct fair_ring queue;
 };
@@ -777,7 +778,7 @@ int fair_next(struct fair *f, struct fair_dispatch *out)
         struct fair_job *best = NULL;
         for (size_t i = 0; i < f->njobs; i++) {
             struct fair_job *j = &f->jobs[i];
-            if (!j->queue.len || j->passed == call)
+            if (!j->queue.len || j->passed == call || j->held)
                 continue;
             if (!best || j->vt < best->vt || (j->vt == best->vt && j->inflight < best->inflight))
                 best = j;
@@ -820,6 +821,34 @@ int fair_next(struct fair *f, struct fair_dispatch *out)
         strcpy(out->worker, w->name);
         return 1;
     }
+}
+
+int fair_job_hold(struct fair *f, uint32_t job, int on)
+{
+    struct fair_job *j = job_find(f, job, NULL);
+    if (!j)
+        return ID_ENOTFOUND;
+    j->held = on != 0;
+    return 0;
+}
+
+unsigned fair_room(const struct fair *f, uint32_t job)
+{
+    const struct fair_job *j = job_find(f, job, NULL);
+    if (!j)
+        return 0;
+    /* The worker fair_next would pick, as it picks it. */
+    const struct fair_worker *w = pick_worker(f, j, 0, NULL);
+    if (!w && f->spare && j->inflight == 0)
+        w = pick_worker(f, j, f->spare, NULL);
+    if (!w)
+        return 0;
+    /* fair_take fills up to the slots, or, on a worker running the job
+     * alone, up to its burst; the first query goes even beyond (a spare
+     * slot). */
+    int alone = w->load == 0 || (w->solo_job == job && w->solo_n == w->load);
+    unsigned limit = alone && j->burst > w->slots ? j->burst : w->slots;
+    return limit > w->load + 1 ? limit - w->load : 1;
 }
 
 int fair_take(struct fair *f, uint32_t job, const char *worker, uint64_t *query)

@@ -34,6 +34,10 @@
  *     for a model banks that much credit and no more.
  *   - Failures: removing a worker puts its in-flight queries back at the head of
  *     their jobs' queues, in their original order.
+ *   - Holds (fair_job_hold): a held job's queries stay queued while fair_next
+ *     serves the other jobs, as if it had none; it stays runnable for the
+ *     floor, so its vt does not rise to the others' when the hold ends (the
+ *     coordinator holds an online job's requests a moment to batch them).
  */
 #ifndef IDUNNO_SCHED_FAIR_H
 #define IDUNNO_SCHED_FAIR_H
@@ -101,6 +105,15 @@ int fair_job_needs_model(struct fair *f, uint32_t job, int on);
 int fair_job_forget_models(struct fair *f, uint32_t job);
 /* How many workers hold the job's model. */
 size_t fair_model_holders(const struct fair *f, uint32_t job);
+
+/* on: fair_next passes the job over (its queue waits, the others are served);
+ * off by default. ID_ENOTFOUND for an unknown job. */
+int fair_job_hold(struct fair *f, uint32_t job, int on);
+/* How many queries of `job` one dispatch would place now, held or not: the
+ * one fair_next would give the worker it would pick, and those fair_take
+ * would then add there (its free slots, or a burst's room). 0 when no worker
+ * could take one, or for an unknown job. */
+unsigned fair_room(const struct fair *f, uint32_t job);
 
 /* Picks the next dispatch: a query of the job furthest behind and a free worker.
  * Returns 1 and fills *out (the query is then in flight on that worker), or 0

@@ -301,6 +301,7 @@ static void result_job(struct sm_result *res, const struct job_rec *job)
     info.error = (char *)job->error;
     info.version = job->version;
     info.online = job->online;
+    info.max_queue_delay_us = job->max_queue_delay_us;
     info.images = job->n_images;
     info.images_done = job->n_done;
     info.queries_done = job->queries_done;
@@ -313,6 +314,13 @@ static void result_job(struct sm_result *res, const struct job_rec *job)
 static int batch_ok(uint32_t b)
 {
     return b >= 1 && b <= JOBS_MAX_BATCH;
+}
+
+/* A queue delay holds requests of an online job only: a batch job's queries
+ * are cut from images already there, nothing more comes by waiting. */
+static int queue_delay_ok(uint32_t us, int online)
+{
+    return us <= JOBS_MAX_QUEUE_DELAY_US && (online || us == 0);
 }
 
 static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
@@ -328,7 +336,8 @@ static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_res
     const struct model_rec *pin = jobs_model_name_ok(m->model)
                                       ? jobs_model_version(j, m->model, m->version)
                                       : NULL;
-    if (!jobs_model_name_ok(m->model) || !batch_ok(m->batch) || !(w >= 1e-6 && w <= 1e6)) {
+    if (!jobs_model_name_ok(m->model) || !batch_ok(m->batch) || !(w >= 1e-6 && w <= 1e6) ||
+        !queue_delay_ok(m->max_queue_delay_us, m->online)) {
         res->status = ID_EINVAL;
     } else if (!pin) {
         res->status = ID_ENOTFOUND;
@@ -343,6 +352,7 @@ static void apply_launch(struct jobs *j, const struct sm_cmd *cmd, struct sm_res
             j->next_job++;
             job->version = pin->version;
             job->online = m->online;
+            job->max_queue_delay_us = m->max_queue_delay_us;
             if (old)
                 jobs_remove(j, old); /* a relaunch replaces the stopped job */
             result_job(res, job);
@@ -432,6 +442,25 @@ static void apply_set_version(struct jobs *j, const struct sm_cmd *cmd, struct s
         res->status = ID_ENOTFOUND;
     } else if (job) {
         job->version = m->version;
+        result_job(res, job);
+    }
+    idunno__job_launch__free_unpacked(m, NULL);
+}
+
+/* JOB_SET_QUEUE_DELAY: an online job's maximum queue delay, for the requests
+ * dispatched from now on (the leader reads it at each dispatch). */
+static void apply_set_queue_delay(struct jobs *j, const struct sm_cmd *cmd, struct sm_result *res)
+{
+    Idunno__JobLaunch *m = idunno__job_launch__unpack(NULL, cmd->len, cmd->body);
+    if (!m) {
+        res->status = ID_EPROTO;
+        return;
+    }
+    struct job_rec *job = running_job(j, m->model, &res->status);
+    if (job && (!job->online || !queue_delay_ok(m->max_queue_delay_us, 1))) {
+        res->status = ID_EINVAL;
+    } else if (job) {
+        job->max_queue_delay_us = m->max_queue_delay_us;
         result_job(res, job);
     }
     idunno__job_launch__free_unpacked(m, NULL);
@@ -538,6 +567,9 @@ static void jobs_apply(void *self, const struct sm_cmd *cmd, struct sm_result *r
     switch (cmd->type) {
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_MODEL_ADD: jobs_apply_model_add(j, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_VERSION: apply_set_version(j, cmd, res); break;
+    case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_QUEUE_DELAY:
+        apply_set_queue_delay(j, cmd, res);
+        break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH: apply_launch(j, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_INFERENCE: apply_inference(j, cmd, res); break;
     case IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH: apply_set_batch(j, cmd, res); break;
@@ -616,9 +648,9 @@ static int jobs_build(void *self, const ProtobufCMessage *msg)
         const Idunno__JobState *s = st->jobs[i];
         double w = s->weight;
         if (!jobs_model_name_ok(s->model) || !batch_ok(s->batch) || !(w >= 1e-6 && w <= 1e6) ||
-            s->id == 0 || s->id > st->next_job || jobs_by_id(fresh, s->id) ||
-            jobs_of_model(fresh, s->model) || s->n_images > JOBS_MAX_IMAGES ||
-            s->done.len != (s->n_images + 7) / 8) {
+            !queue_delay_ok(s->max_queue_delay_us, s->online) || s->id == 0 ||
+            s->id > st->next_job || jobs_by_id(fresh, s->id) || jobs_of_model(fresh, s->model) ||
+            s->n_images > JOBS_MAX_IMAGES || s->done.len != (s->n_images + 7) / 8) {
             rc = ID_EPROTO;
             break;
         }
@@ -630,6 +662,7 @@ static int jobs_build(void *self, const ProtobufCMessage *msg)
         }
         job->stopped = s->stopped;
         job->online = s->online;
+        job->max_queue_delay_us = s->max_queue_delay_us;
         snprintf(job->error, sizeof job->error, "%s", s->error);
         /* A job of an older snapshot ran its model's latest version. */
         const struct model_rec *pin = jobs_model_version(fresh, s->model, s->version);
@@ -726,6 +759,7 @@ static int jobs_snapshot(void *self, struct sm_buf *out)
         s->error = (char *)job->error;
         s->version = job->version;
         s->online = job->online;
+        s->max_queue_delay_us = job->max_queue_delay_us;
         s->created_ms = job->created_ms;
         s->n_images = job->n_images;
         s->images = job->images;

@@ -20,10 +20,11 @@
  * drops the oldest version the model's job is not pinned to (jobs_models.c).
  * A job is pinned to one version, the one the queries dispatched now run.
  *
- * Commands (CTL_CMD_MODEL_ADD .. CTL_CMD_JOB_SET_VERSION in proto/idunno.proto):
- * MODEL_ADD (a new version of the name), JOB_LAUNCH (one running job per
- * model, pinned to the version asked for or the latest), JOB_SET_VERSION
- * (re-pin a running job to a kept version), JOB_INFERENCE
+ * Commands (CTL_CMD_MODEL_ADD .. CTL_CMD_JOB_SET_QUEUE_DELAY in
+ * proto/idunno.proto): MODEL_ADD (a new version of the name), JOB_LAUNCH (one
+ * running job per model, pinned to the version asked for or the latest),
+ * JOB_SET_VERSION (re-pin a running job to a kept version),
+ * JOB_SET_QUEUE_DELAY (an online job's maximum queue delay), JOB_INFERENCE
  * (append images), JOB_SET_BATCH, JOB_STOP, JOB_DONE (a batch of completed
  * queries), JOB_FLUSHED (the oldest N pending results were written as part P,
  * in file F with SHA-256 H: the first JOB_FLUSHED for P commits F as part P,
@@ -51,6 +52,9 @@
 /* A stored card's JSON is at most this long: it travels in every query's
  * ModelInfo and in Raft entries. Room for a thousand long labels. */
 #define JOBS_MAX_CARD (256 * 1024)
+/* An online job's maximum queue delay at most (JobLaunch.max_queue_delay_us):
+ * a second is already far beyond what batching gains (docs/benchmarks.md). */
+#define JOBS_MAX_QUEUE_DELAY_US 1000000
 
 struct qstats;
 
@@ -103,6 +107,9 @@ struct job_rec {
      * the leader as they come (coord_online.c), not images of a data set;
      * `inference` refuses it, and each request answered counts one query. */
     int online;
+    /* An online job's maximum queue delay: its oldest waiting request may be
+     * held this long for a fuller batch (sched/dispatch.h; 0: never held). */
+    uint32_t max_queue_delay_us;
     uint64_t created_ms;
     char **images;
     size_t n_images, cap_images;

@@ -3,8 +3,9 @@
  * under requeues, a worker failing with queries in flight, timeouts, the
  * cut-ahead queries and set-batch, adoption after a failover with results
  * partly committed, results computed twice, stopping a job once, the group
- * commit of completions, and a randomised run of all of it against the
- * invariant that no image is in two live queries and every one ends done. */
+ * commit of completions, a randomised run of all of it against the
+ * invariant that no image is in two live queries and every one ends done,
+ * and online jobs: requests as queries, batching and the queue delay. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1045,7 +1046,36 @@ static void test_model_loads_spread(void **state)
 
 /* ---- online jobs ------------------------------------------------------------------------------ */
 
-/* An online job of `model` with `batch` and `weight`; returns its id. */
+/* JOB_LAUNCH of `model` (registered first), or JOB_SET_QUEUE_DELAY: the
+ * command's status. */
+static int online_cmd(struct replica *r, uint32_t type, const char *model, uint32_t batch,
+                      int online, uint32_t delay_us)
+{
+    if (type == IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH && !jobs_model(r->jobs, model))
+        add_model(r, model, "00000000000000bb");
+    Idunno__JobLaunch l = IDUNNO__JOB_LAUNCH__INIT;
+    l.model = (char *)model;
+    l.batch = batch;
+    l.weight = 1;
+    l.online = online;
+    l.max_queue_delay_us = delay_us;
+    return apply(r, type, &l.base);
+}
+
+#define LAUNCH IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_LAUNCH
+#define SET_QUEUE_DELAY IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_QUEUE_DELAY
+
+/* An online job of `model` with `batch` and a maximum queue delay; returns
+ * its id. */
+static uint32_t launch_online_delay(struct replica *r, const char *model, uint32_t batch,
+                                    uint32_t delay_us)
+{
+    assert_int_equal(online_cmd(r, LAUNCH, model, batch, 1, delay_us), 0);
+    return jobs_of_model(r->jobs, model)->id;
+}
+
+/* An online job of `model` with `batch` and `weight` (no queue delay);
+ * returns its id. */
 static uint32_t launch_online(struct replica *r, const char *model, uint32_t batch, double weight)
 {
     add_model(r, model, "00000000000000bb");
@@ -1126,11 +1156,11 @@ static void test_online_requests(void **state)
     struct world w;
     world_init(&w, &c4);
     uint32_t job = launch_online(&w.r, "o", 4, 1);
-    assert_int_equal(dispatch_online_enqueue(w.d, job), 0); /* not leading */
+    assert_int_equal(dispatch_online_enqueue(w.d, job, 1, w.now), 0); /* not leading */
     lead(&w, 1, (const char *const[]){"w1", NULL});
     uint64_t q[6];
     for (int i = 0; i < 6; i++)
-        assert_true((q[i] = dispatch_online_enqueue(w.d, job)) != 0);
+        assert_true((q[i] = dispatch_online_enqueue(w.d, job, 1, w.now)) != 0);
     dispatch_online_forget(w.d, q[0]); /* answered while it waited */
     struct dispatch_run r = next(&w, NULL);
     assert_int_equal(r.query, q[1]);
@@ -1199,7 +1229,7 @@ static void test_online_fair_with_batch(void **state)
         struct dispatch_run runs[2];
         for (int round = 0; round < 600; round++) {
             while (waiting < 3) { /* closed-loop clients: 3 requests waiting */
-                assert_true(dispatch_online_enqueue(w.d, online) != 0);
+                assert_true(dispatch_online_enqueue(w.d, online, 1, w.now) != 0);
                 waiting++;
             }
             int k = 0;
@@ -1228,6 +1258,149 @@ static void test_online_fair_with_batch(void **state)
     }
 }
 
+/* The replicated side of the queue delay: only for an online job, at most
+ * JOBS_MAX_QUEUE_DELAY_US, changed on a running online job only, and kept
+ * by a snapshot (a new coordinator reads it from there). */
+static void test_queue_delay_state(void **state)
+{
+    (void)state;
+    struct replica r;
+    replica_init(&r);
+    assert_int_equal(online_cmd(&r, LAUNCH, "b", 4, 0, 500), ID_EINVAL); /* a batch job */
+    assert_int_equal(online_cmd(&r, LAUNCH, "o", 4, 1, JOBS_MAX_QUEUE_DELAY_US + 1), ID_EINVAL);
+    assert_null(jobs_of_model(r.jobs, "o"));
+    uint32_t job = launch_online_delay(&r, "o", 4, JOBS_MAX_QUEUE_DELAY_US);
+    assert_int_equal(jobs_by_id(r.jobs, job)->max_queue_delay_us, JOBS_MAX_QUEUE_DELAY_US);
+    assert_int_equal(online_cmd(&r, SET_QUEUE_DELAY, "o", 0, 0, 250), 0);
+    assert_int_equal(jobs_by_id(r.jobs, job)->max_queue_delay_us, 250);
+    assert_int_equal(online_cmd(&r, SET_QUEUE_DELAY, "o", 0, 0, JOBS_MAX_QUEUE_DELAY_US + 1),
+                     ID_EINVAL);
+    assert_int_equal(online_cmd(&r, SET_QUEUE_DELAY, "none", 0, 0, 250), ID_ENOTFOUND);
+    assert_int_equal(online_cmd(&r, LAUNCH, "b", 4, 0, 0), 0);
+    assert_int_equal(online_cmd(&r, SET_QUEUE_DELAY, "b", 0, 0, 250), ID_EINVAL);
+    assert_int_equal(jobs_of_model(r.jobs, "b")->max_queue_delay_us, 0);
+    assert_int_equal(jobs_by_id(r.jobs, job)->max_queue_delay_us, 250);
+
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&r.sm, NULL, &snap, &len), 0);
+    struct replica back;
+    replica_init(&back);
+    assert_int_equal(sm_restore(&back.sm, snap, len), 0);
+    assert_int_equal(jobs_by_id(back.jobs, job)->max_queue_delay_us, 250);
+    assert_int_equal(jobs_of_model(back.jobs, "b")->max_queue_delay_us, 0);
+    free(snap);
+    jobs_destroy(back.jobs);
+    jobs_destroy(r.jobs);
+}
+
+/* The queue delay D on a fake clock: a lone request is held until it has
+ * waited D and goes then; requests enough to fill what one dispatch takes
+ * (the worker's room, or the job's batch in inputs) go at once, together;
+ * a request whose run failed is not held again; D = 0 never holds. */
+static void test_online_queue_delay(void **state)
+{
+    (void)state;
+    struct dispatch_config c4 = cfg;
+    c4.slots = 4;
+    struct world w;
+    world_init(&w, &c4);
+    const uint64_t delay = 2000;
+    uint32_t job = launch_online_delay(&w.r, "o", 8, (uint32_t)delay);
+    lead(&w, 1, (const char *const[]){"w1", NULL});
+    uint64_t none;
+
+    /* Alone: held until it has waited D, and not a microsecond less. */
+    uint64_t t0 = w.now;
+    uint64_t lone = dispatch_online_enqueue(w.d, job, 1, t0);
+    no_next(&w);
+    assert_int_equal(dispatch_online_hold_until(w.d), t0 + delay);
+    w.now = t0 + delay - 1;
+    no_next(&w);
+    w.now = t0 + delay;
+    struct dispatch_run r = next(&w, NULL);
+    assert_int_equal(r.query, lone);
+    assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &none), 0);
+    assert_int_equal(dispatch_online_hold_until(w.d), 0);
+    /* Its run failed: back at the head, and not held again (it waited). */
+    struct dispatch_bench b;
+    assert_int_equal(dispatch_run_failed(w.d, lone, "w1", ID_EIO, w.now, &b), 1);
+    r = next(&w, NULL);
+    assert_int_equal(r.query, lone);
+    done(&w, job, lone, "w1");
+
+    /* Four fill w1's room (4 slots, below the batch of 8): the fourth
+     * releases all of them into one dispatch, before D. */
+    uint64_t q[4];
+    for (int i = 0; i < 4; i++) {
+        w.now += 100;
+        q[i] = dispatch_online_enqueue(w.d, job, 1, w.now);
+        assert_true(q[i] != 0);
+        if (i < 3)
+            no_next(&w);
+    }
+    r = next(&w, NULL);
+    assert_int_equal(r.query, q[0]);
+    uint64_t more[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(dispatch_online_take(w.d, job, "w1", w.now, &more[i]), 1);
+        assert_int_equal(more[i], q[i + 1]);
+    }
+    for (int i = 0; i < 4; i++)
+        done(&w, job, q[i], "w1");
+
+    /* A batch of 2 inputs is full with one request of 2 images. */
+    assert_int_equal(job_cmd(&w.r, IDUNNO__CTL_COMMAND_TYPE__CTL_CMD_JOB_SET_BATCH, "o", 2), 0);
+    uint64_t pair = dispatch_online_enqueue(w.d, job, 2, w.now);
+    r = next(&w, NULL);
+    assert_int_equal(r.query, pair);
+    done(&w, job, pair, "w1");
+
+    /* A request held, then D set to 0 (set-max-queue-delay): it goes at once,
+     * and so does the next one. */
+    uint64_t held = dispatch_online_enqueue(w.d, job, 1, w.now);
+    no_next(&w);
+    assert_int_equal(online_cmd(&w.r, SET_QUEUE_DELAY, "o", 0, 0, 0), 0);
+    r = next(&w, NULL);
+    assert_int_equal(r.query, held);
+    assert_int_equal(dispatch_online_hold_until(w.d), 0);
+    done(&w, job, held, "w1");
+    uint64_t at_once = dispatch_online_enqueue(w.d, job, 1, w.now);
+    r = next(&w, NULL);
+    assert_int_equal(r.query, at_once);
+    world_free(&w);
+}
+
+/* While an online job is held, the other jobs are dispatched; the room it
+ * waits to fill is the free slots left beside them, and it goes when its
+ * delay ends. */
+static void test_online_delay_beside_batch_job(void **state)
+{
+    (void)state;
+    struct dispatch_config c4 = cfg;
+    c4.slots = 4;
+    struct world w;
+    world_init(&w, &c4);
+    uint32_t batch = launch(&w.r, "b", 1, 2);
+    const uint64_t delay = 5000;
+    uint32_t online = launch_online_delay(&w.r, "o", 8, (uint32_t)delay);
+    lead(&w, 1, (const char *const[]){"w1", NULL});
+    uint64_t t0 = w.now;
+    uint64_t req = dispatch_online_enqueue(w.d, online, 1, t0);
+    /* Both of the batch job's queries go meanwhile; without the hold, the
+     * online job (as far behind as the batch job) would have had the second
+     * slot. */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(next(&w, NULL).job, batch);
+    no_next(&w); /* 1 request waiting, 2 free slots beside the batch job */
+    assert_int_equal(dispatch_online_hold_until(w.d), t0 + delay);
+    w.now = t0 + delay;
+    struct dispatch_run r = next(&w, NULL);
+    assert_int_equal(r.job, online);
+    assert_int_equal(r.query, req);
+    world_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1251,6 +1424,9 @@ int main(void)
         cmocka_unit_test(test_online_job_state),
         cmocka_unit_test(test_online_requests),
         cmocka_unit_test(test_online_fair_with_batch),
+        cmocka_unit_test(test_queue_delay_state),
+        cmocka_unit_test(test_online_queue_delay),
+        cmocka_unit_test(test_online_delay_beside_batch_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

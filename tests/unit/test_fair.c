@@ -2,7 +2,8 @@
  * simulation of workers that finish a query after a per-job cost shows equal
  * (or weighted) completion rates whatever the costs; then the edges one at a
  * time: work conservation, a new job's first slot, slot bounds, worker failure,
- * adoption after a failover, model preference, job removal and error codes. */
+ * adoption after a failover, model preference, job removal, holds and the
+ * room of a dispatch, and error codes. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -960,6 +961,56 @@ static void test_bookkeeping_under_churn(void **state)
     fair_destroy(f);
 }
 
+/* A held job is passed over while the others run, and served first once
+ * released (it fell behind meanwhile); fair_room is what one dispatch of a
+ * job places now: fair_next's query and those fair_take adds after it. */
+static void test_hold_and_room(void **state)
+{
+    (void)state;
+    struct fair *f = fair_create();
+    struct fair_dispatch d;
+    uint64_t q;
+    assert_int_equal(fair_worker_add(f, "a", 2), 0);
+    assert_int_equal(fair_worker_add(f, "b", 2), 0);
+    assert_int_equal(fair_job_add(f, 1, 1), 0);
+    assert_int_equal(fair_job_add(f, 2, 1), 0);
+    assert_int_equal(fair_job_hold(f, 9, 1), ID_ENOTFOUND);
+    assert_int_equal(fair_room(f, 9), 0);
+    assert_int_equal(fair_room(f, 1), 2); /* an idle worker's slots */
+    assert_int_equal(fair_job_set_burst(f, 1, 4), 0);
+    assert_int_equal(fair_room(f, 1), 4); /* its burst: the job would run alone there */
+    for (uint64_t i = 0; i < 8; i++)
+        assert_int_equal(fair_enqueue(f, 1, 100 + i, 0), 0);
+    assert_int_equal(fair_next(f, &d), 1);
+    unsigned placed = 1;
+    while (fair_take(f, 1, d.worker, &q) == 1)
+        placed++;
+    assert_int_equal(placed, 4);
+    for (uint64_t i = 0; i < 4; i++)
+        assert_int_equal(fair_complete(f, 1, 100 + i), 0);
+
+    /* Held: job 2 takes both workers meanwhile, job 1's queue waits. */
+    assert_int_equal(fair_job_hold(f, 1, 1), 0);
+    for (uint64_t i = 0; i < 8; i++)
+        assert_int_equal(fair_enqueue(f, 2, 200 + i, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        assert_int_equal(d.job, 2);
+    }
+    assert_int_equal(fair_queued(f, 1), 4);
+    /* A worker running job 2 has one slot left for job 1, and no burst. */
+    assert_int_equal(fair_room(f, 1), 1);
+    assert_int_equal(fair_job_hold(f, 1, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(fair_next(f, &d), 1);
+        assert_int_equal(d.job, 1);
+        assert_int_equal(fair_take(f, 1, d.worker, &q), 0);
+    }
+    assert_int_equal(fair_room(f, 1), 0); /* every slot taken */
+    assert_int_equal(fair_next(f, &d), 0);
+    fair_destroy(f);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -1024,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_needs_model),
         cmocka_unit_test(test_job_remove),
         cmocka_unit_test(test_bookkeeping_under_churn),
+        cmocka_unit_test(test_hold_and_room),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
