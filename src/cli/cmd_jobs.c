@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "idunno.pb-c.h"
 #include "infer/infer.h"
+#include "sched/jobs.h"
 
 static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv);
 static int cmd_inference(struct cli_ctx *ctx, int argc, char **argv);
@@ -35,8 +36,8 @@ const struct cli_command cli_job_commands[] = {
     {"launch", "MODEL BATCH [--weight W] [--version N] [--online [--max-queue-delay US]]",
      "start a job running MODEL (its latest version, or version N), BATCH images per query; "
      "--online: its queries are MODEL's online requests (predict, /v2), up to BATCH images run "
-     "together; --max-queue-delay: a request may wait up to US microseconds (0 by default, at "
-     "most 1000000) for others to fill its batch",
+     "together; --max-queue-delay: while some of them run, a request may wait up to US "
+     "microseconds (2000 by default, 0 never, at most 1000000) for others to fill its batch",
      cmd_launch},
     {"inference", "MODEL DATASET",
      "queue every image under the SDFS prefix DATASET for MODEL's job", cmd_inference},
@@ -254,7 +255,6 @@ static int parse_u32(const char *s, uint32_t *out)
 /* A queue delay in microseconds: 0 up to the coordinator's bound (it checks
  * too; said here before anything is sent). Returns 0, or -1 with why, which
  * follows the option or command's name ("takes ..."). */
-#define MAX_QUEUE_DELAY_US 1000000
 static int parse_queue_delay(const char *s, uint32_t *out, char *why, size_t len)
 {
     char *end;
@@ -264,8 +264,8 @@ static int parse_queue_delay(const char *s, uint32_t *out, char *why, size_t len
         snprintf(why, len, "takes a number of microseconds, not '%s'", s);
         return -1;
     }
-    if (errno == ERANGE || v > MAX_QUEUE_DELAY_US) {
-        snprintf(why, len, "takes at most %d us (a second), not %s", MAX_QUEUE_DELAY_US, s);
+    if (errno == ERANGE || v > JOBS_MAX_QUEUE_DELAY_US) {
+        snprintf(why, len, "takes at most %d us (a second), not %s", JOBS_MAX_QUEUE_DELAY_US, s);
         return -1;
     }
     *out = (uint32_t)v;
@@ -310,6 +310,8 @@ static int cmd_launch(struct cli_ctx *ctx, int argc, char **argv)
     /* Even 0: a batch job has no queue, so the option is a mistake there. */
     if (delay_given && !args.online)
         return cli_usage_error(cmd, "--max-queue-delay is for online jobs only (with --online)");
+    if (args.online && !delay_given)
+        args.max_queue_delay_us = JOBS_DEFAULT_QUEUE_DELAY_US;
     return job_command(ctx, IDUNNO__MSG_TYPE__MSG_JOB_LAUNCH_REQ, pos[0], &args, "launched");
 }
 

@@ -965,15 +965,18 @@ static double launch(struct dispatch *d, struct cquery *q, const char *worker, u
 }
 
 /* The online queue delay (dispatch.h). Whether an online job's requests
- * wait for more at `now`: it has a delay, requests waiting, the oldest of
- * them has waited less than the delay, and they would not fill the batch a
- * dispatch would take now, in requests (the room on the worker it would go
- * to) nor in inputs (its batch). Sets cj->hold_until_us. */
+ * wait for more at `now`: it has a delay, some of its requests are running,
+ * requests are waiting, the oldest of them has waited less than the delay,
+ * and they would not fill the batch a dispatch would take now, in requests
+ * (the room on the worker it would go to) nor in inputs (its batch). With
+ * none running, a request goes at once (as Nagle's algorithm sends when
+ * nothing is unacknowledged): a lone client never waits out the delay, and
+ * requests gather only behind work under way. Sets cj->hold_until_us. */
 static int online_held(struct dispatch *d, const struct job_rec *job, struct cjob *cj,
                        uint64_t now_us)
 {
     cj->hold_until_us = 0;
-    if (!job || !job->online || !job->max_queue_delay_us)
+    if (!job || !job->online || !job->max_queue_delay_us || fair_inflight(d->fair, cj->id) == 0)
         return 0;
     unsigned room = fair_room(d->fair, cj->id);
     if (room == 0)

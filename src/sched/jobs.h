@@ -55,6 +55,11 @@
 /* An online job's maximum queue delay at most (JobLaunch.max_queue_delay_us):
  * a second is already far beyond what batching gains (docs/benchmarks.md). */
 #define JOBS_MAX_QUEUE_DELAY_US 1000000
+/* An online job's delay when `launch --online` names none: measured
+ * (benchmarks.md, "The online job's queue delay"), 2 ms more than doubled a
+ * tiny model's rate under 8 clients and halved its p99, and a lone client
+ * does not wait (a request goes at once while none of its job runs). */
+#define JOBS_DEFAULT_QUEUE_DELAY_US 2000
 
 struct qstats;
 

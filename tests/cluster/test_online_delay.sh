@@ -4,7 +4,8 @@
 #  - Bad values are refused with a clear error: the option without --online,
 #    a delay above 1,000,000 us or not a number, and a delay for a batch job
 #    (the coordinator's refusal).
-#  - The delay shows in `jobs` (text and --json) and in launch's answer.
+#  - The delay shows in `jobs` (text and --json) and in launch's answer;
+#    without --max-queue-delay an online job gets the default, 2000 us.
 #  - Requests from several clients at once are answered right (top-1 equal to
 #    a bare ONNX Runtime run's) and each counted once.
 #  - set-max-queue-delay changes it; after the coordinator is killed with -9,
@@ -56,6 +57,13 @@ assert_contains "$out" "max queue delay 2000 us"
 assert_eq "$(job_field node2 text_direction max_queue_delay_us)" 2000 "jobs --json"
 assert_eq "$(job_field node2 text_b max_queue_delay_us)" 0 "a batch job's delay in jobs --json"
 assert_contains "$(cli node3 jobs)" " 8/2000us " "the jobs table shows the batch with the delay"
+
+# -- launch --online without a delay takes the default of 2000 us; 0 turns it off
+cli node1 train text_c --file "$M" --card "$CARD" >/dev/null
+out=$(cli node1 launch text_c 4 --online) || fail "launch without a delay: $out"
+assert_contains "$out" "max queue delay 2000 us"
+out=$(cli node1 set-max-queue-delay text_c 0) || fail "set-max-queue-delay 0: $out"
+assert_eq "$(job_field node2 text_c max_queue_delay_us)" 0 "the delay turned off"
 
 # -- requests from several clients at once: answered right, each counted once
 ask() { # ask K TAG: 4 predicts of 1 or 2 images through node K, answers kept
