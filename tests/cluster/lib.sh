@@ -148,6 +148,15 @@ stop_loops() {
     checked=$((checked + 1))
   done
 }
+# job_field NODE MODEL FIELD: the field of MODEL's job in `jobs --json`, asked
+# of NODE ("" when MODEL has no job); field_is NODE MODEL FIELD VALUE.
+job_field() {
+  cli "$1" --json jobs | "$PY3" -c '
+import json, sys
+js = [j for j in json.load(sys.stdin)["jobs"] if j["model"] == sys.argv[1]]
+print(js[0].get(sys.argv[2], "") if js else "")' "$2" "$3"
+}
+field_is() { [ "$(job_field "$1" "$2" "$3")" = "$4" ]; }
 # answers TAG: the answers predict_loop kept for TAG; answers_at_least TAG N.
 answers() { ls "$D/$1".*.json 2>/dev/null | wc -l; }
 answers_at_least() { [ "$(answers "$1")" -ge "$2" ]; }

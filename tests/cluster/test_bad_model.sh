@@ -35,12 +35,6 @@ cli node1 launch tiny_cnn 5 >/dev/null
 cli node4 inference crasher set >/dev/null
 cli node4 inference tiny_cnn set >/dev/null
 
-job_field() { # job_field NODE MODEL FIELD
-  cli "$1" --json jobs | python3 -c '
-import json, sys
-js = [j for j in json.load(sys.stdin)["jobs"] if j["model"] == sys.argv[1]]
-print(js[0].get(sys.argv[2], "") if js else "")' "$2" "$3"
-}
 bad_stopped() { [ "$(job_field node2 crasher state)" = stopped ]; }
 wait_until 120 bad_stopped || fail "the crashing job was not stopped: $(cli node2 jobs)"
 ERR=$(job_field node2 crasher error)

@@ -46,12 +46,6 @@ requeued() { logs_have "inference process $PID of model hanger@.*: a run took lo
 wait_until 10 requeued || fail "the runs of process $PID were not handed back"
 
 # -- after 3 timeouts on a node the job is stopped, the reason in `jobs`
-job_field() { # job_field NODE MODEL FIELD
-  cli "$1" --json jobs | python3 -c '
-import json, sys
-js = [j for j in json.load(sys.stdin)["jobs"] if j["model"] == sys.argv[1]]
-print(js[0].get(sys.argv[2], "") if js else "")' "$2" "$3"
-}
 bad_stopped() { [ "$(job_field node2 hanger state)" = stopped ]; }
 wait_until 150 bad_stopped || fail "the hanging job was not stopped: $(cli node2 jobs)"
 ERR=$(job_field node2 hanger error)

@@ -18,9 +18,6 @@ N=12
 text_lines "$N"
 imgs=("$D"/lines/*.png)
 
-# job_field NODE MODEL FIELD: the field of MODEL's job in `jobs --json`, asked of NODE.
-job_field() { cli "$1" --json jobs | json "[j['$3'] for j in d['jobs'] if j['model'] == '$2'][0]"; }
-field_is() { [ "$(job_field "$1" "$2" "$3")" = "$4" ]; }
 # refused WHAT TEXT CMD...: CMD fails and says TEXT on stderr.
 refused() {
   local what=$1 text=$2 out; shift 2

@@ -20,10 +20,6 @@ N=24
 text_lines "$N"
 imgs=("$D"/lines/*.png)
 
-# job_field NODE MODEL FIELD: the field of MODEL's job in `jobs --json`, asked of NODE.
-job_field() { cli "$1" --json jobs | json "[j['$3'] for j in d['jobs'] if j['model'] == '$2'][0]"; }
-# field_is NODE MODEL FIELD VALUE
-field_is() { [ "$(job_field "$1" "$2" "$3")" = "$4" ]; }
 
 cluster up 4 >/dev/null
 wait_leader node1
