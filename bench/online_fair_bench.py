@@ -33,6 +33,11 @@ def job(c, model):
 
 
 def summary(results, seconds):
+    """The clients' figures: bench/oip_load.c's (a dict, as it printed them)
+    or the Python clients' (one (latencies, failures, error) each)."""
+    if isinstance(results, dict):
+        return {k: results[k] for k in ("requests", "requests_per_s", "failures", "first_error",
+                                        "latency_ms")}
     lat = [x for r in results for x in r[0]]
     return {"requests": len(lat), "requests_per_s": round(len(lat) / seconds, 2),
             "failures": sum(r[1] for r in results),
@@ -79,7 +84,8 @@ def main():
         pool, res, _, _ = start_clients(targets, online, token, images, args.clients,
                                       args.seconds, 15)
         alone = summary(res.get(), args.seconds)
-        pool.close()
+        if pool:
+            pool.close()
         log(json.dumps(alone))
 
         log("batch job %s started" % args.model)
@@ -105,7 +111,8 @@ def main():
                 marks["last"] = (now, jo["queries_done"], jb["queries_done"])
             time.sleep(1)
         loaded = summary(res.get(), args.seconds)
-        pool.close()
+        if pool:
+            pool.close()
         batch_left = job(c, args.model)
         elections = sum(len(c.log_lines("node%d" % k, "won the election"))
                         for k in range(1, args.nodes + 1))
