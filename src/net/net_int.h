@@ -106,6 +106,7 @@ struct local_frame {
     uint64_t req_id;
     uint16_t type;
     uint8_t flags; /* FRAME_F_*: 0 for a request */
+    uint32_t tail; /* a request's sealed payload at the body's end (net_call_tail) */
     size_t len;
     uint8_t body[];
 };

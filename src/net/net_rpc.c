@@ -249,7 +249,7 @@ uint32_t net_request_sealed_tail(const struct net_request *req)
 static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags, const void *body,
                            size_t len);
 static int local_queue(struct net *net, uint16_t type, uint8_t flags, uint64_t req_id,
-                       const void *body, size_t len);
+                       const void *body, size_t len, uint32_t tail);
 
 int net_reply(struct net_request *req, uint16_t type, const void *body, size_t len)
 {
@@ -274,7 +274,7 @@ static int net_reply_flags(struct net_request *req, uint16_t type, uint8_t flags
         rc = w ? net__conn_write(c, w) : ID_ENOMEM;
         c->last_used_ms = id_now_ms(); /* the caller's idle clock restarts now too */
     } else if (req->local) {
-        rc = local_queue(req->net, type, flags | FRAME_F_RESPONSE, req->req_id, body, len);
+        rc = local_queue(req->net, type, flags | FRAME_F_RESPONSE, req->req_id, body, len, 0);
     }
     net__request_unlink(req);
     free(req);
@@ -338,18 +338,22 @@ int net_reply_error(struct net_request *req, int code, const char *message, cons
  * queued on the transport and handled on the loop's next turn: the handler
  * gets a net_request, the caller its callback with the reply or an error, as
  * over a connection (never inside net_call or inside another callback), and
- * the call's deadline holds. A sealed tail (net_call_tail) still goes over a
- * connection: its handler opens the payload itself. */
+ * the call's deadline holds. A sealed tail (net_call_tail) comes as it
+ * would over a connection, still sealed (net_request_sealed_tail), for its
+ * handler to open. Every call to itself takes this way, tail or not, so they
+ * keep their order as calls over one connection do: an SDFS replica's seal
+ * must not overtake its chunks. */
 
 static int local_queue(struct net *net, uint16_t type, uint8_t flags, uint64_t req_id,
-                       const void *body, size_t len)
+                       const void *body, size_t len, uint32_t tail)
 {
     if (net->closing)
         return ID_ESHUTDOWN;
     struct local_frame *f = malloc(sizeof *f + len);
     if (!f)
         return ID_ENOMEM;
-    *f = (struct local_frame){.req_id = req_id, .type = type, .flags = flags, .len = len};
+    *f = (struct local_frame){
+        .req_id = req_id, .type = type, .flags = flags, .tail = tail, .len = len};
     if (len)
         memcpy(f->body, body, len);
     *net->local_tail = f;
@@ -389,21 +393,24 @@ static struct net_call *call_new(struct net *net, struct net_conn *c, uint32_t t
     return call;
 }
 
-static int local_call(struct net *net, uint16_t type, const void *body, size_t len,
+static int local_call(struct net *net, uint16_t type, const void *body, size_t len, uint32_t tail,
                       uint32_t timeout_ms, net_response_fn fn, void *ud)
 {
     struct net_call *call = call_new(net, NULL, timeout_ms, fn, ud);
     if (!call)
         return ID_ENOMEM;
-    if (local_queue(net, type, 0, call->req_id, body, len) < 0)
+    if (local_queue(net, type, 0, call->req_id, body, len, tail) < 0)
         net__call_fail_later(call, ID_ENOMEM, "out of memory");
     return 0;
 }
 
 static void local_dispatch(struct net *net, const struct local_frame *f)
 {
-    struct frame_header h = {
-        .flags = f->flags, .type = f->type, .req_id = f->req_id, .length = (uint32_t)f->len};
+    struct frame_header h = {.flags = f->flags,
+                             .type = f->type,
+                             .req_id = f->req_id,
+                             .length = (uint32_t)f->len,
+                             .sealed_tail = f->tail};
     if (f->flags & FRAME_F_RESPONSE) {
         struct net_call *call = call_tab_find(net, f->req_id);
         /* Timed out (or failed) meanwhile: dropped, as over a connection. */
@@ -422,6 +429,7 @@ static void local_dispatch(struct net *net, const struct local_frame *f)
     req->local = 1;
     req->req_id = f->req_id;
     req->type = f->type;
+    req->sealed_tail = f->tail;
     snprintf(req->peer, sizeof req->peer, "%s", net->addr);
     net_link_push(&net->local_requests, &req->link);
     request_serve(net, req, &h, f->body);
@@ -475,8 +483,8 @@ int net_call_tail(struct net *net, const char *addr, uint16_t type, const void *
         return ID_ETOOBIG;
     if (tail && (!net->sealed || tail > len || tail < SEAL_PAYLOAD_OVERHEAD))
         return ID_EINVAL;
-    if (!tail && net->started && strcmp(addr, net->addr) == 0)
-        return local_call(net, type, body, len, timeout_ms, fn, ud);
+    if (net->started && strcmp(addr, net->addr) == 0)
+        return local_call(net, type, body, len, tail, timeout_ms, fn, ud);
     int err = 0;
     struct net_conn *c = net__conn_get(net, addr, &err);
     if (!c)

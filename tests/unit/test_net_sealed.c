@@ -3,7 +3,8 @@
  * neither call nor gossip to a keyed one (and is told why); and the transport
  * bounds: an unfinished handshake, a frame trickled in forever, too many
  * connections from one address, read buffers over budget, and an answer over
- * the frame limit. Ports: IDUNNO_TEST_PORT_BASE (default 7100) + 60..61. */
+ * the frame limit; and a keyed node's calls to itself, sealed tails among
+ * them, which keep their order. Ports: IDUNNO_TEST_PORT_BASE (default 7100) + 60..61. */
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,6 +174,63 @@ static void test_same_key_talks(void **state)
     assert_true(gossip_arrives(f, 2000));
     const struct frame_stats *st = net_frame_stats(f->b);
     assert_int_equal(st->bad_auth + st->unsealed + st->replayed, 0);
+    destroy(f);
+}
+
+/* What a tail handler saw, in order: each call's first body byte and its
+ * sealed tail. */
+static char seen_first[8];
+static uint32_t seen_tail[8];
+static int n_seen;
+
+static void on_tail_seen(void *ud, struct net_request *req, const uint8_t *body, size_t len)
+{
+    (void)ud;
+    if (n_seen < 8) {
+        seen_first[n_seen] = len ? (char)body[0] : 0;
+        seen_tail[n_seen++] = net_request_sealed_tail(req);
+    }
+    net_reply(req, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_RESP, NULL, 0);
+}
+
+/* A keyed node calling itself: a call ending in a sealed payload reaches its
+ * handler with that tail, as over a connection, and calls with and without
+ * a tail keep the order they were made in (an SDFS seal after its chunks). */
+static void test_calls_to_itself_keep_order(void **state)
+{
+    (void)state;
+    struct fixture *f = make(KEY_A, KEY_A, NULL);
+    n_seen = 0;
+    assert_int_equal(
+        net_on_request(f->b, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, on_tail_seen, NULL), 0);
+    assert_int_equal(net_accept_tail(f->b, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ), 0);
+    uint8_t body[64];
+    memset(body, 'x', sizeof body);
+    body[0] = '1';
+    assert_int_equal(net_call_tail(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, body,
+                                   sizeof body, 40, 0, on_result, f),
+                     0);
+    body[0] = '2';
+    assert_int_equal(net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, body, 8,
+                              0, on_result, f),
+                     0);
+    body[0] = '3';
+    assert_int_equal(net_call_tail(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_SDFS_BLOB_WRITE_REQ, body,
+                                   sizeof body, 48, 0, on_result, f),
+                     0);
+    run_until(f, &f->calls_done, 3, 3000);
+    assert_int_equal(f->calls_done, 3);
+    assert_int_equal(n_seen, 3);
+    assert_memory_equal(seen_first, "123", 3);
+    assert_int_equal(seen_tail[0], 40);
+    assert_int_equal(seen_tail[1], 0);
+    assert_int_equal(seen_tail[2], 48);
+    /* a type that takes no tail refuses one from itself too */
+    assert_int_equal(net_call_tail(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, body,
+                                   sizeof body, 40, 0, on_result, f),
+                     0);
+    run_until(f, &f->calls_done, 4, 3000);
+    assert_int_equal(f->last.status, ID_EPROTO);
     destroy(f);
 }
 
@@ -349,6 +407,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_key_talks),
+        cmocka_unit_test(test_calls_to_itself_keep_order),
         cmocka_unit_test(test_other_key_is_refused),
         cmocka_unit_test(test_no_key_is_refused_and_told),
         cmocka_unit_test(test_key_on_plain_node_fails),
