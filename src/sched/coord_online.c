@@ -20,13 +20,14 @@
  * is dispatched to a worker, the job's other queued requests join it there,
  * into the worker's free slots and up to the job's batch (dynamic batching:
  * one ONLINE_RUN, one run of the model). With a maximum queue delay
- * (`launch ... --max-queue-delay US`), the dispatcher holds a job's requests
- * until the oldest has waited that long or they fill such a run
- * (dispatch_online_enqueue), and coord.c's hold timer dispatches them when
- * the hold ends. Each request answered is one query of the job, proposed in
- * the completions' group commit, so `jobs`, `qjob` and `assign` show it. A run that fails or takes too long (attempt_ms)
- * puts its requests back in the job's queue (dispatch_run_failed), each
- * tried on at most ONLINE_ATTEMPTS runs before its deadline.
+ * (`launch ... --max-queue-delay US`), while some of a job's requests run,
+ * the dispatcher holds its waiting ones until the oldest has waited that long
+ * or they fill such a run (dispatch_online_enqueue), and coord.c's hold timer
+ * dispatches them when the hold ends. Each request answered is one query of
+ * the job, proposed in the completions' group commit, so `jobs`, `qjob` and
+ * `assign` show it. A run that fails or takes too long (attempt_ms) puts its
+ * requests back in the job's queue (dispatch_run_failed), each tried on at
+ * most ONLINE_ATTEMPTS runs before its deadline.
  *
  * A request may be held by more than one run: a worker found failed has its
  * queries requeued at once while its call is still under way. The first

@@ -266,7 +266,8 @@ int dispatch_next(struct dispatch *d, const struct jobs *jobs, uint64_t now_us,
  * by dispatch_tick (its caller's deadline bounds it).
  *
  * The queue delay (JobLaunch.max_queue_delay_us, D): while an online job
- * with D > 0 has fewer requests waiting than one dispatch would take now
+ * with D > 0 has some of its requests running and fewer waiting than one
+ * dispatch would take now
  * (the room on the worker it would go to, fair_room, and the job's batch in
  * inputs), dispatch_next holds them until the oldest has waited D, and
  * serves the other jobs meanwhile; a full batch waiting goes at once. D = 0

@@ -823,6 +823,16 @@ int fair_next(struct fair *f, struct fair_dispatch *out)
     }
 }
 
+/* The load up to which fair_take fills worker w with job j's queries: its
+ * slots, or, on a worker running the job alone, the job's burst if larger
+ * (the batch runs in one process where its queries would have run side by
+ * side, and takes no more of the worker's share). */
+static unsigned take_limit(const struct fair_worker *w, const struct fair_job *j)
+{
+    int alone = w->load == 0 || (w->solo_job == j->id && w->solo_n == w->load);
+    return alone && j->burst > w->slots ? j->burst : w->slots;
+}
+
 int fair_job_hold(struct fair *f, uint32_t job, int on)
 {
     struct fair_job *j = job_find(f, job, NULL);
@@ -843,11 +853,8 @@ unsigned fair_room(const struct fair *f, uint32_t job)
         w = pick_worker(f, j, f->spare, NULL);
     if (!w)
         return 0;
-    /* fair_take fills up to the slots, or, on a worker running the job
-     * alone, up to its burst; the first query goes even beyond (a spare
-     * slot). */
-    int alone = w->load == 0 || (w->solo_job == job && w->solo_n == w->load);
-    unsigned limit = alone && j->burst > w->slots ? j->burst : w->slots;
+    /* The first query goes even beyond the limit (a spare slot). */
+    unsigned limit = take_limit(w, j);
     return limit > w->load + 1 ? limit - w->load : 1;
 }
 
@@ -858,11 +865,8 @@ int fair_take(struct fair *f, uint32_t job, const char *worker, uint64_t *query)
     if (!j || !w)
         return ID_ENOTFOUND;
     while (j->queue.len) {
-        /* Only into a free slot (or a burst's room), as fair_next would:
-         * the batch runs in one process where its queries would have run
-         * side by side, and takes no more of the worker's share. */
-        int alone = w->load == 0 || (w->solo_job == job && w->solo_n == w->load);
-        if (w->load >= w->slots && !(alone && w->load < j->burst))
+        /* Only into a free slot (or a burst's room), as fair_next would. */
+        if (w->load >= take_limit(w, j))
             return 0;
         int rc = flight_reserve(f, flight_need(f, w, w->load + 1, w->slots));
         if (rc)

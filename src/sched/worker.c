@@ -329,13 +329,10 @@ static void on_chain_ran(void *ud, const struct infer_procs_done *d)
     kick(w);
 }
 
-/* Input i of an online query whose inputs were kept in memory: its bytes. */
-static const uint8_t *online_input(const struct wquery *q, size_t i, size_t *len)
+/* Input i of an online run: an encoded image, or a tensor's values. */
+static const ProtobufCBinaryData *online_bytes(const Idunno__OnlineRun *o, size_t i)
 {
-    const Idunno__OnlineRun *o = q->online_given;
-    const ProtobufCBinaryData *b = o->n_tensors ? &o->tensors[i]->data : &o->images[i];
-    *len = b->len;
-    return b->data;
+    return o->n_tensors ? &o->tensors[i]->data : &o->images[i];
 }
 
 /* Hands the chain to its model's process: one run over the images that were
@@ -368,10 +365,12 @@ static void run_chain(struct worker *w, struct wquery *head)
         for (size_t i = 0; i < q->run->n_images; i++)
             if (q->paths[i]) {
                 in[k].tensor = q->online_tensors;
-                if (q->online_given)
-                    in[k].data = online_input(q, i, &in[k].len);
-                else
+                if (q->online_given) {
+                    in[k].data = online_bytes(q->online_given, i)->data;
+                    in[k].len = online_bytes(q->online_given, i)->len;
+                } else {
                     in[k].path = q->paths[i];
+                }
                 k++;
             }
     /* A process per model version: a re-trained model starts afresh, even
@@ -977,7 +976,7 @@ static void on_online_run(void *ud, struct net_request *req, const uint8_t *body
         q = wq_new(w, run);
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
-        bytes += o->n_tensors ? o->tensors[i]->data.len : o->images[i].len;
+        bytes += online_bytes(o, i)->len;
     int given = bytes <= WORKER_GIVEN_BYTES;
     if (q && !given)
         q->online_files = calloc(n, sizeof *q->online_files);
@@ -1000,8 +999,7 @@ static void on_online_run(void *ud, struct net_request *req, const uint8_t *body
         q->given_bytes = bytes;
     } else {
         for (size_t i = 0; i < n; i++)
-            if (!(q->online_files[i] = online_write(w, o->n_tensors ? &o->tensors[i]->data
-                                                                    : &o->images[i])))
+            if (!(q->online_files[i] = online_write(w, online_bytes(o, i))))
                 q->image_status[i] = ID_EIO;
         idunno__online_run__free_unpacked(o, NULL);
     }

@@ -42,6 +42,17 @@ static void replica_init(struct replica *r)
     assert_int_equal(sm_register(&r->sm, &jobs_sm_ops, r->jobs), 0);
 }
 
+/* A new replica restored from r's snapshot (what a new coordinator reads). */
+static void replica_restored(struct replica *r, struct replica *back)
+{
+    void *snap;
+    size_t len;
+    assert_int_equal(sm_snapshot(&r->sm, NULL, &snap, &len), 0);
+    replica_init(back);
+    assert_int_equal(sm_restore(&back->sm, snap, len), 0);
+    free(snap);
+}
+
 static int apply(struct replica *r, uint32_t type, const ProtobufCMessage *body)
 {
     size_t n = protobuf_c_message_get_packed_size(body);
@@ -1127,18 +1138,13 @@ static void test_online_job_state(void **state)
     assert_int_equal(jr->queries_done, 2);
     assert_int_equal(jr->n_done, 0);
 
-    void *snap;
-    size_t len;
-    assert_int_equal(sm_snapshot(&r.sm, NULL, &snap, &len), 0);
     struct replica back;
-    replica_init(&back);
-    assert_int_equal(sm_restore(&back.sm, snap, len), 0);
+    replica_restored(&r, &back);
     struct job_rec *again = jobs_by_id(back.jobs, job);
     assert_non_null(again);
     assert_true(again->online);
     assert_int_equal(again->queries_done, 2);
     assert_int_equal(again->batch, 4);
-    free(snap);
     jobs_destroy(back.jobs);
     jobs_destroy(r.jobs);
 }
@@ -1281,15 +1287,10 @@ static void test_queue_delay_state(void **state)
     assert_int_equal(jobs_of_model(r.jobs, "b")->max_queue_delay_us, 0);
     assert_int_equal(jobs_by_id(r.jobs, job)->max_queue_delay_us, 250);
 
-    void *snap;
-    size_t len;
-    assert_int_equal(sm_snapshot(&r.sm, NULL, &snap, &len), 0);
     struct replica back;
-    replica_init(&back);
-    assert_int_equal(sm_restore(&back.sm, snap, len), 0);
+    replica_restored(&r, &back);
     assert_int_equal(jobs_by_id(back.jobs, job)->max_queue_delay_us, 250);
     assert_int_equal(jobs_of_model(back.jobs, "b")->max_queue_delay_us, 0);
-    free(snap);
     jobs_destroy(back.jobs);
     jobs_destroy(r.jobs);
 }

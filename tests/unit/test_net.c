@@ -162,22 +162,29 @@ static int teardown(void **state)
     return 0;
 }
 
-static void test_call_and_reply(void **state)
+/* n echo calls from `from` to `to`, one after another, each answered with
+ * its own body, and the callback never run from inside net_call. */
+static void echo_calls(struct fixture *f, struct net *from, const char *to, int n)
 {
-    struct fixture *f = *state;
-    for (int i = 0; i < 50; i++) {
+    int before = f->calls_done;
+    for (int i = 0; i < n; i++) {
         char msg[32];
         snprintf(msg, sizeof msg, "hello %d", i);
-        assert_int_equal(net_call(f->a, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, msg, strlen(msg),
-                                  0, on_result, f),
-                         0);
-        /* never called from inside net_call */
-        assert_int_equal(f->calls_done, i);
-        run_until(f, &f->calls_done, i + 1, 2000);
+        assert_int_equal(
+            net_call(from, to, IDUNNO__MSG_TYPE__MSG_PING_REQ, msg, strlen(msg), 0, on_result, f),
+            0);
+        assert_int_equal(f->calls_done, before + i);
+        run_until(f, &f->calls_done, before + i + 1, 2000);
         assert_int_equal(f->last.status, 0);
         assert_int_equal(f->last.type, IDUNNO__MSG_TYPE__MSG_PING_RESP);
         assert_string_equal(f->last_body, msg);
     }
+}
+
+static void test_call_and_reply(void **state)
+{
+    struct fixture *f = *state;
+    echo_calls(f, f->a, f->addr_b, 50);
 }
 
 static void test_late_reply(void **state)
@@ -582,18 +589,7 @@ static void test_close_fails_own_calls_with_shutdown(void **state)
 static void test_call_to_itself(void **state)
 {
     struct fixture *f = *state;
-    for (int i = 0; i < 20; i++) {
-        char msg[32];
-        snprintf(msg, sizeof msg, "self %d", i);
-        assert_int_equal(net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_PING_REQ, msg, strlen(msg),
-                                  0, on_result, f),
-                         0);
-        assert_int_equal(f->calls_done, i);
-        run_until(f, &f->calls_done, i + 1, 2000);
-        assert_int_equal(f->last.status, 0);
-        assert_int_equal(f->last.type, IDUNNO__MSG_TYPE__MSG_PING_RESP);
-        assert_string_equal(f->last_body, msg);
-    }
+    echo_calls(f, f->b, f->addr_b, 20);
     assert_int_equal(net_open_connections(f->b, NULL), 0); /* no connection to itself */
     net_call(f->b, f->addr_b, IDUNNO__MSG_TYPE__MSG_NODE_INFO_REQ, "x", 1, 0, on_result, f);
     run_until(f, &f->n_held, 1, 2000);
